@@ -1,0 +1,338 @@
+//! Adaptive context models (deepcabac.md §2) and the per-tensor context layout (§2.5).
+
+use crate::tables::{est_bits_table, CURVE, INIT_SETS, RLPS_TABLE};
+
+/// One adaptive binary probability model: two estimators in a logit-like domain.
+///
+/// `P = S1 + 16·S0` is the combined state; the most probable symbol is 1 when `P >= 0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextModel {
+    p: i16,
+    s0: i8,
+    shift0: u8,
+    shift1: u8,
+    init_idx: u8,
+}
+
+impl Default for ContextModel {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl ContextModel {
+    /// A model in initialisation set `init_idx` (0..=8; larger values are clamped to 8).
+    pub const fn new(init_idx: u8) -> Self {
+        let idx = if init_idx as usize >= INIT_SETS.len() {
+            INIT_SETS.len() - 1
+        } else {
+            init_idx as usize
+        };
+        let set = INIT_SETS[idx];
+        Self {
+            p: set.p,
+            s0: set.s0,
+            shift0: set.shift0,
+            shift1: set.shift1,
+            init_idx: idx as u8,
+        }
+    }
+
+    /// `initState(idx)`: choose init set `idx` (clamped to 0..=8) and load its state and shifts.
+    #[inline]
+    pub fn init(&mut self, init_idx: u8) {
+        *self = Self::new(init_idx);
+    }
+
+    /// `resetState()`: back to the initial state of the stored init set; shifts are kept.
+    #[inline]
+    pub fn reset(&mut self) {
+        let set = INIT_SETS[self.init_idx as usize % INIT_SETS.len()];
+        self.p = set.p;
+        self.s0 = set.s0;
+    }
+
+    /// The init set this model was initialised with.
+    pub fn init_idx(&self) -> u8 {
+        self.init_idx
+    }
+
+    /// Combined state `P`.
+    pub fn p(&self) -> i16 {
+        self.p
+    }
+
+    /// Fast estimator `S0`.
+    pub fn s0(&self) -> i8 {
+        self.s0
+    }
+
+    /// The most probable symbol (`P >= 0` → 1).
+    #[inline(always)]
+    pub fn mps(&self) -> bool {
+        self.p >= 0
+    }
+
+    /// LPS sub-range for the current 9-bit `range`.
+    ///
+    /// Reference quirk: the column is `|P >> 7|` with an arithmetic shift before the absolute
+    /// value, so negative states land one column further than their magnitude suggests.
+    #[inline(always)]
+    pub fn rlps(&self, range: u32) -> u32 {
+        let col = ((self.p >> 7) as i32).unsigned_abs() as usize & 31;
+        u32::from(RLPS_TABLE[(range as usize & 0xE0) | col])
+    }
+
+    /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
+    #[inline(always)]
+    pub fn est_bits(&self, bin: bool) -> u32 {
+        est_bits_table()[(512 + (self.p as i32 >> 3)) as usize & 1023][bin as usize]
+    }
+
+    /// Adapt both estimators towards the coded `bin` (§2.3).
+    #[inline(always)]
+    pub fn update(&mut self, bin: bool) {
+        let (p, s0) = update_state(self.p, self.s0, self.shift0, self.shift1, bin);
+        self.p = p;
+        self.s0 = s0;
+    }
+}
+
+/// The §2.3 update on a raw (P, S0) pair; shared with the parameter-optimisation shadows.
+#[inline(always)]
+pub(crate) fn update_state(p: i16, s0: i8, shift0: u8, shift1: u8, bin: bool) -> (i16, i8) {
+    let s0 = i32::from(s0);
+    let s1 = i32::from(p) - 16 * s0;
+    let (s0, s1) = if bin {
+        (
+            s0 + (CURVE[(16 + (s0 >> 3)) as usize & 31] >> shift0),
+            s1 + (CURVE[(16 + (s1 >> 7)) as usize & 31] >> shift1),
+        )
+    } else {
+        (
+            s0 - (CURVE[(16 + ((-s0) >> 3)) as usize & 31] >> shift0),
+            s1 - (CURVE[(16 + ((-s1) >> 7)) as usize & 31] >> shift1),
+        )
+    };
+    ((s1 + 16 * s0) as i16, s0 as i8)
+}
+
+/// Context indices of one tensor's context set for `N` greater-than flags (§2.5).
+///
+/// The set has `90 + 4N` contexts: sig 0..=23, sig with TCA base 24..=39, sig at HDSP positions
+/// 40..=47, sign 48..=50, sign with base 51..=52, gtx `53..53+2N`, gtx with base `53+2N..53+4N`,
+/// remainder prefix `53+4N..+31`, then three unused, PO, one unused and RS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextLayout {
+    n: u32,
+}
+
+impl ContextLayout {
+    /// First sign context.
+    pub const SIGN: usize = 48;
+    /// First sign context used when the TCA base level is non-zero.
+    pub const SIGN_TCA: usize = 51;
+    /// First greater-than-flag context.
+    pub const GTX: usize = 53;
+
+    /// Layout for `num_gtx_flags` = N greater-than flags.
+    pub const fn new(num_gtx_flags: u32) -> Self {
+        Self { n: num_gtx_flags }
+    }
+
+    /// N, the number of greater-than flags.
+    pub const fn num_gtx_flags(&self) -> u32 {
+        self.n
+    }
+
+    /// Total number of contexts, `90 + 4N`.
+    pub const fn len(&self) -> usize {
+        90 + 4 * self.n as usize
+    }
+
+    /// Never empty; present for API symmetry with `len`.
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// sig_flag context: `3·dqState + nbClass`.
+    #[inline(always)]
+    pub const fn sig(dq_state: usize, nb_class: usize) -> usize {
+        3 * dq_state + nb_class
+    }
+
+    /// sig_flag context when the TCA base level is non-zero.
+    #[inline(always)]
+    pub const fn sig_tca(dq_state: usize, base_gt1: bool) -> usize {
+        24 + 2 * dq_state + base_gt1 as usize
+    }
+
+    /// sig_flag context at HDSP-enabled positions.
+    #[inline(always)]
+    pub const fn sig_hdsp(dq_state: usize) -> usize {
+        40 + dq_state
+    }
+
+    /// sign_flag context: `48 + nbClass`.
+    #[inline(always)]
+    pub const fn sign(nb_class: usize) -> usize {
+        Self::SIGN + nb_class
+    }
+
+    /// sign_flag context when the base level is non-zero.
+    #[inline(always)]
+    pub const fn sign_tca(base_positive: bool) -> usize {
+        Self::SIGN_TCA + base_positive as usize
+    }
+
+    /// Greater-than flag `k` without a base level: `53 + 2k + negative`.
+    #[inline(always)]
+    pub const fn gtx(k: usize, negative: bool) -> usize {
+        Self::GTX + 2 * k + negative as usize
+    }
+
+    /// Greater-than flag `k` with a non-zero base level: `53 + 2N + 2k + far`, `far = !(|base| >= k)`.
+    #[inline(always)]
+    pub const fn gtx_tca(&self, k: usize, far: bool) -> usize {
+        Self::GTX + 2 * self.n as usize + 2 * k + far as usize
+    }
+
+    /// First remainder-prefix context, `53 + 4N`; prefix bin `j` uses `rem() + j`.
+    #[inline(always)]
+    pub const fn rem(&self) -> usize {
+        Self::GTX + 4 * self.n as usize
+    }
+
+    /// PO: the "non-default init index" flag context.
+    #[inline(always)]
+    pub const fn po(&self) -> usize {
+        self.rem() + 34
+    }
+
+    /// RS: the row-skip flag context.
+    #[inline(always)]
+    pub const fn rs(&self) -> usize {
+        self.rem() + 36
+    }
+}
+
+/// The context models of one tensor (`initCtxModels(N)`), all in init set 0 to start with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextSet {
+    layout: ContextLayout,
+    models: Vec<ContextModel>,
+}
+
+impl ContextSet {
+    /// `90 + 4N` contexts in init set 0.
+    pub fn new(num_gtx_flags: u32) -> Self {
+        let layout = ContextLayout::new(num_gtx_flags);
+        Self {
+            layout,
+            models: vec![ContextModel::new(0); layout.len()],
+        }
+    }
+
+    /// The index layout.
+    pub fn layout(&self) -> ContextLayout {
+        self.layout
+    }
+
+    /// All models, by index.
+    pub fn models(&self) -> &[ContextModel] {
+        &self.models
+    }
+
+    /// All models, by index, mutable.
+    pub fn models_mut(&mut self) -> &mut [ContextModel] {
+        &mut self.models
+    }
+
+    /// Every model back to set 0 (`initCtxModels` again).
+    pub fn init_all(&mut self) {
+        self.models.fill(ContextModel::new(0));
+    }
+
+    /// Every model back to its own init set (block-row boundary).
+    pub fn reset_all(&mut self) {
+        for m in &mut self.models {
+            m.reset();
+        }
+    }
+
+    /// Copy the model states of `other` (same N) without reallocating.
+    pub fn copy_from(&mut self, other: &ContextSet) {
+        self.layout = other.layout;
+        self.models.clone_from(&other.models);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_matches_spec() {
+        let l = ContextLayout::new(11);
+        assert_eq!(l.len(), 134);
+        assert_eq!(l.rem(), 97);
+        assert_eq!(l.po(), 131);
+        assert_eq!(l.rs(), 133);
+        assert_eq!(ContextLayout::gtx(4, true), 62);
+        assert_eq!(l.gtx_tca(0, false), 75);
+    }
+
+    #[test]
+    fn update_matches_kat_b_trace() {
+        // ctx 0 bin 0 from P=0 gives P=-36, S0=-2 (KAT-B trace line 2).
+        let mut c = ContextModel::new(0);
+        c.update(false);
+        assert_eq!((c.p(), c.s0()), (-36, -2));
+        c.update(true);
+        // ctx 0 later shows P=1, S0=0 after a 0 then a 1.
+        assert_eq!((c.p(), c.s0()), (1, 0));
+        assert!(c.mps());
+        // P = -1 selects column 1 (rLPS 175 at range 426).
+        let mut n = ContextModel::new(0);
+        n.p = -1;
+        assert_eq!(n.rlps(426), 175);
+    }
+
+    #[test]
+    fn set7_fast_estimator_never_moves() {
+        let mut c = ContextModel::new(7);
+        for i in 0..1000 {
+            c.update(i % 3 == 0);
+            assert_eq!(c.s0(), 0);
+        }
+    }
+
+    #[test]
+    fn reachable_states_stay_in_bounds() {
+        for set in 0..9u8 {
+            for pattern in [0u32, 1, 2, 3] {
+                let mut c = ContextModel::new(set);
+                for i in 0..5000u32 {
+                    let bin = match pattern {
+                        0 => false,
+                        1 => true,
+                        2 => i % 2 == 0,
+                        _ => (i / 37) % 2 == 0,
+                    };
+                    c.update(bin);
+                    assert!(c.p().unsigned_abs() <= 3889);
+                    assert!(c.s0().unsigned_abs() <= 123);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reset_restores_init() {
+        let mut c = ContextModel::new(5);
+        c.update(false);
+        c.update(false);
+        c.reset();
+        assert_eq!(c, ContextModel::new(5));
+    }
+}

@@ -1,0 +1,228 @@
+//! Binary arithmetic encoder (deepcabac.md §1.1–1.4, §1.8).
+
+use crate::context::ContextModel;
+
+/// Arithmetic encoding engine producing one NDU payload.
+#[derive(Clone, Debug)]
+pub struct ArithEncoder {
+    low: u32,
+    range: u32,
+    /// Free bit positions in `low` before a byte must be emitted.
+    bits_left: i32,
+    /// Outstanding bytes: the first one plus a run of 0xFF that a carry may still change.
+    num_buffered: u32,
+    buffered_byte: u8,
+    out: Vec<u8>,
+}
+
+impl Default for ArithEncoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArithEncoder {
+    /// Start a new codeword.
+    pub fn new() -> Self {
+        Self {
+            low: 0,
+            range: 510,
+            bits_left: 23,
+            num_buffered: 0,
+            buffered_byte: 0xFF,
+            out: Vec::new(),
+        }
+    }
+
+    /// Number of bytes already emitted (the final length is known only after [`ArithEncoder::finish`]).
+    pub fn bytes_written(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Encode one context-coded bin and adapt `ctx`.
+    #[inline(always)]
+    pub fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
+        let rlps = ctx.rlps(self.range);
+        self.range -= rlps;
+        if bin == ctx.mps() {
+            if self.range < 256 {
+                self.range <<= 1;
+                self.low <<= 1;
+                self.bits_left -= 1;
+                if self.bits_left < 12 {
+                    self.write_out();
+                }
+            }
+        } else {
+            let n = rlps.leading_zeros() - 23;
+            self.low = self.low.wrapping_add(self.range);
+            self.range = rlps << n;
+            self.low <<= n;
+            self.bits_left -= n as i32;
+            if self.bits_left < 12 {
+                self.write_out();
+            }
+        }
+        ctx.update(bin);
+    }
+
+    /// Encode one bypass bin.
+    #[inline(always)]
+    pub fn encode_bypass(&mut self, bin: bool) {
+        self.low <<= 1;
+        if bin {
+            self.low = self.low.wrapping_add(self.range);
+        }
+        self.bits_left -= 1;
+        if self.bits_left < 12 {
+            self.write_out();
+        }
+    }
+
+    /// Encode the low `n` bits of `v` (n <= 32) as bypass bins, MSB first.
+    #[inline]
+    pub fn encode_bypass_bins(&mut self, n: u32, v: u32) {
+        let mut rem = n.min(32);
+        // Chunks of up to 8 bins are identical to 8 single bins (the reference's fast path).
+        while rem > 0 {
+            let k = rem.min(8);
+            rem -= k;
+            let chunk = (v >> rem) & ((1u32 << k) - 1);
+            self.low = (self.low << k).wrapping_add(self.range * chunk);
+            self.bits_left -= k as i32;
+            if self.bits_left < 12 {
+                self.write_out();
+            }
+        }
+    }
+
+    /// `uae_v(n, v)`: n bypass bins, MSB first (n <= 32). Bits of `v` above `n` are ignored
+    /// (the reference rejects such values).
+    pub fn uae_v(&mut self, n: u32, v: u32) {
+        self.encode_bypass_bins(n, v);
+    }
+
+    /// `iae_v(n, v)`: the low n bits of `v` in two's complement (n <= 32).
+    pub fn iae_v(&mut self, n: u32, v: i32) {
+        self.encode_bypass_bins(n, v as u32);
+    }
+
+    /// Set range = 256 without touching `low` (block-row restart point, §1.7).
+    #[inline]
+    pub fn reset_range(&mut self) {
+        self.range = 256;
+    }
+
+    /// Encode the terminating bin.
+    pub fn encode_terminate(&mut self, bin: bool) {
+        self.range -= 2;
+        if bin {
+            self.low = self.low.wrapping_add(self.range);
+            self.low <<= 7;
+            self.range = 256;
+            self.bits_left -= 7;
+        } else if self.range >= 256 {
+            return;
+        } else {
+            self.low <<= 1;
+            self.range <<= 1;
+            self.bits_left -= 1;
+        }
+        if self.bits_left < 12 {
+            self.write_out();
+        }
+    }
+
+    fn write_out(&mut self) {
+        let lead = self.low >> (24 - self.bits_left);
+        self.bits_left += 8;
+        self.low &= u32::MAX >> self.bits_left;
+        if lead == 0xFF {
+            self.num_buffered += 1;
+        } else if self.num_buffered > 0 {
+            let carry = lead >> 8;
+            self.out.push(self.buffered_byte.wrapping_add(carry as u8));
+            self.buffered_byte = lead as u8;
+            let fill = 0xFFu8.wrapping_add(carry as u8);
+            for _ in 1..self.num_buffered {
+                self.out.push(fill);
+            }
+            self.num_buffered = 1;
+        } else {
+            self.num_buffered = 1;
+            self.buffered_byte = lead as u8;
+        }
+    }
+
+    /// Terminating bin 1, then flush with stop bit and byte alignment; returns the payload.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.encode_terminate(true);
+        let top_shift = 32 - self.bits_left;
+        if (self.low >> top_shift) != 0 {
+            self.out.push(self.buffered_byte.wrapping_add(1));
+            for _ in 1..self.num_buffered {
+                self.out.push(0x00);
+            }
+            self.low = self.low.wrapping_sub(1 << top_shift);
+        } else {
+            if self.num_buffered > 0 {
+                self.out.push(self.buffered_byte);
+            }
+            for _ in 1..self.num_buffered {
+                self.out.push(0xFF);
+            }
+        }
+        // Remaining payload bits plus the stop bit, left-aligned and padded with zeros.
+        let nbits = (24 - self.bits_left + 1) as u32;
+        let tail = ((self.low >> 8) << 1) | 1;
+        let aligned = tail << (32 - nbits);
+        let mut i = 0;
+        while i < nbits {
+            self.out.push((aligned >> (24 - i)) as u8);
+            i += 8;
+        }
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn kat_a_bypass_codes() {
+        let mut e = ArithEncoder::new();
+        e.iae_v(8, -3);
+        e.uae_v(5, 17);
+        e.iae_v(7, 21);
+        assert_eq!(hex(&e.finish()), "fc8bd698");
+    }
+
+    #[test]
+    fn kat_a_empty_stream() {
+        assert_eq!(hex(&ArithEncoder::new().finish()), "fe80");
+    }
+
+    #[test]
+    fn chunked_bypass_equals_single_bins() {
+        let mut a = ArithEncoder::new();
+        let mut b = ArithEncoder::new();
+        let mut ctx_a = ContextModel::new(0);
+        let mut ctx_b = ContextModel::new(0);
+        for i in 0..200u32 {
+            a.encode_bin(i % 3 == 0, &mut ctx_a);
+            b.encode_bin(i % 3 == 0, &mut ctx_b);
+            let v = i.wrapping_mul(2_654_435_761);
+            let n = i % 33;
+            a.encode_bypass_bins(n, v);
+            for k in (0..n).rev() {
+                b.encode_bypass((v >> k) & 1 == 1);
+            }
+        }
+        assert_eq!(a.finish(), b.finish());
+    }
+}

@@ -1,0 +1,119 @@
+//! DeepCABAC entropy coding of NNR tensor levels (ISO/IEC 15938-17), bit-exact with NNCodec 2.1.3.
+//!
+//! This crate is the arithmetic coder and the level coding of one tensor: the 9-bit-range
+//! binary arithmetic engine ([`ArithEncoder`], [`ArithDecoder`]), the dual-estimator context
+//! models ([`ContextModel`], [`ContextSet`]), the level binarization, the scan orders
+//! ([`scan`]), row skipping, dependent-quantization state tracking, TCA and HDSP context
+//! selection, context-initialisation optimisation (param_opt) and block-row entry points.
+//!
+//! It knows nothing about step sizes, floating-point weights, NNR unit headers or files: callers
+//! hand it integer levels (DQ reconstruction indices when `dq_flag` is set) plus a
+//! [`LayerConfig`] built from the NDU header, and get integer levels back.
+//!
+//! Main entry points:
+//! - [`encode_layer`] / [`decode_layer`]: one tensor, after `iae_v` of its QP offset (done by the caller);
+//! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation;
+//! - [`RateModel`]: bit estimates for rate-distortion quantizers.
+//!
+//! ```
+//! use nnc_cabac::{decode_layer, encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, LayerConfig, LayerHistory};
+//!
+//! let cfg = LayerConfig { cabac_unary_length: 10, ..LayerConfig::new(vec![2, 4]) };
+//! let levels = [0, 1, -1, 2, 0, 0, 3, -5];
+//! let mut enc = ArithEncoder::new();
+//! encode_layer(&mut enc, &cfg, &LayerHistory::default(), &EncodeLayerOptions::default(), &levels)?;
+//! let payload = enc.finish();
+//! assert_eq!(payload, [0x8d, 0x00, 0x48, 0x54, 0xef, 0x7d, 0x98]); // KAT-B
+//!
+//! let mut dec = ArithDecoder::new(&payload);
+//! let mut out = [0i32; 8];
+//! decode_layer(&mut dec, &cfg, &LayerHistory::default(), &mut out)?;
+//! assert_eq!(out, levels);
+//! assert_eq!(dec.finish()?, payload.len());
+//! # Ok::<(), nnc_cabac::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod binarization;
+pub mod context;
+mod ctx_init;
+mod decode_layer;
+mod decoder;
+pub mod dq;
+mod encode_layer;
+mod encoder;
+mod entry_point;
+mod layer;
+pub mod param_opt;
+mod rate;
+pub mod scan;
+pub mod tables;
+
+pub use context::{ContextLayout, ContextModel, ContextSet};
+pub use decode_layer::{decode_layer, decode_layer_and_create_entry_points};
+pub use decoder::ArithDecoder;
+pub use encode_layer::{encode_layer, EncodeLayerOptions};
+pub use encoder::ArithEncoder;
+pub use entry_point::EntryPoint;
+pub use layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, MAX_CABAC_UNARY_LENGTH};
+pub use rate::RateModel;
+
+/// Errors of the level coder.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The tensor dimensions overflow `usize`.
+    #[error("tensor dimensions overflow")]
+    DimsOverflow,
+    /// An array does not have the tensor's length.
+    #[error("{what} has {got} elements, expected {expected}")]
+    LengthMismatch {
+        /// Which array.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// `cabac_unary_length` (N) out of range (1..=256 for decoding, 0..=256 for encoding).
+    #[error("cabac_unary_length {0} out of range")]
+    CabacUnaryLength(u32),
+    /// scan_order above 4 for a tensor that uses block scan.
+    #[error("scan_order {0} is not supported (0..=4)")]
+    ScanOrder(u8),
+    /// `codebook_zero_offset` not below a non-zero `codebook_size`.
+    #[error("codebook_zero_offset {zero_offset} is not below codebook_size {size}")]
+    Codebook {
+        /// Codebook size.
+        size: u32,
+        /// Zero offset.
+        zero_offset: u32,
+    },
+    /// HDSP mode TensorOn without a history mask.
+    #[error("HDSP mode TensorOn needs a history mask")]
+    MissingHdspHistory,
+    /// A decoded level or reconstruction index does not fit an i32 (corrupt stream).
+    #[error("decoded level overflows i32")]
+    LevelOverflow,
+    /// The terminating bin decoded as 0 (corrupt or truncated stream).
+    #[error("terminating bin not found")]
+    MissingTerminatingBin,
+    /// The payload cannot start with these bytes (first byte 0xFF).
+    #[error("invalid start of arithmetic codeword")]
+    InvalidCodewordStart,
+    /// A level cannot be coded (i32::MIN, outside the codebook, or against an implied sign).
+    #[error("level {level} at position {pos} cannot be coded")]
+    LevelNotCodable {
+        /// Row-major position.
+        pos: usize,
+        /// The level as given.
+        level: i32,
+    },
+    /// A row flagged for skipping holds non-zero levels.
+    #[error("row {0} is flagged for skipping but is not all zero")]
+    SkippedRowNotZero(usize),
+    /// An internal invariant failed (a bug; reported instead of panicking).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
