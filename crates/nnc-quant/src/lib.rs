@@ -1,0 +1,53 @@
+//! Quantization for NNR (ISO/IEC 15938-17), bit-exact with NNCodec 2.1.3.
+//!
+//! This crate owns everything between float weights and the integer levels the entropy coder
+//! sees, in both directions:
+//!
+//! - step sizes Δ(qp) ([`step_size`], [`step_size_f64`], [`qp_from_step_size`]);
+//! - the encoder's `quantLayer` ([`quantize_layer`]): uniform (URQ) or 8-state dependent (TCQ)
+//!   quantization in the tensor's scan order, with the qp overflow fallback;
+//! - reconstruction ([`dequantize_uniform`], [`dequantize_codebook`]);
+//! - the encoder-side approximation decisions around it: codebooks ([`codebook`]), the
+//!   integer-aligned bit-depth mode ([`bitdepth`]) and per-tensor qp selection ([`qp_select`]).
+//!
+//! It knows nothing about NNR unit syntax or files: levels go in and out as plain `i32` slices in
+//! row-major order. Levels are always in *reconstruction units* (`ŵ = level · Δ`); with DQ they
+//! are the reconstruction indices `2k − sgn(k)·(state & 1)`, not the coded levels `k`.
+//!
+//! ```
+//! use nnc_quant::{dequantize_uniform, quantize_layer, QuantizeOptions};
+//!
+//! let weights = [0.11f32, -0.52, 0.0, 0.97, -0.25, 0.3];
+//! let opts = QuantizeOptions { qp: -20, ..QuantizeOptions::default() }; // Δ = 1/32, DQ on
+//! let q = quantize_layer(&weights, &[2, 3], &opts)?;
+//! assert_eq!(q.qp, -20);
+//!
+//! let mut rec = [0.0f32; 6];
+//! dequantize_uniform(&q.levels, q.qp, opts.qp_density, &mut rec)?;
+//! for (w, r) in weights.iter().zip(&rec) {
+//!     assert!((w - r).abs() <= 1.0 / 32.0);
+//! }
+//! # Ok::<(), nnc_quant::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bitdepth;
+pub mod codebook;
+mod dequant;
+mod error;
+pub mod numpy;
+pub mod qp_select;
+mod quantize;
+pub mod scan;
+mod step;
+pub mod tcq;
+mod urq;
+
+pub use dequant::{dequantize_codebook, dequantize_uniform};
+pub use error::{Error, ErrorKind, Result};
+pub use quantize::{
+    overflow_fallback_qp, quantize_layer, quantize_layer_into, QuantizeOptions, QuantizedLayer,
+    MAX_QP_DENSITY,
+};
+pub use step::{qp_from_step_size, step_size, step_size_f64};
