@@ -1,0 +1,431 @@
+//! `NNR_MPS`: the model parameter set (hls.md §2.6).
+
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+use crate::json::f32_value;
+use crate::units::consts::{NNR_QCB, NNR_QSU};
+use crate::units::perf_maps::{
+    DecompositionPerformanceMap, PruningPerformanceMap, SparsificationPerformanceMap,
+    UnificationPerformanceMap,
+};
+use crate::units::{check_bits, check_presence, check_st};
+use crate::{BitReader, BitWriter, ParseContext};
+
+// nnr_model_parameter_set_unit_header( ) { }           (empty)
+// nnr_model_parameter_set_payload( ) {
+//   topology_carriage_flag                             u(1)
+//   mps_sparsification_flag                            u(1)
+//   mps_pruning_flag                                   u(1)
+//   mps_unification_flag                               u(1)
+//   mps_decomposition_performance_map_flag             u(1)
+//   mps_quantization_method_flags                      u(3)
+//   mps_topology_indexed_reference_flag                u(1)
+//   if( general_profile_idc == 1 ) {
+//     base_model_id_present_flag                       u(1)
+//     validation_set_performance_present_flag          u(1)
+//     metric_type_performance_map_valid_flag           u(1)
+//     mps_parent_signalling_enabled_flag               u(1)
+//     if( mps_parent_signalling_enabled_flag )
+//       nnr_pre_flag                                   u(1)
+//     else
+//       nnr_reserved_zero_1bit                         u(1)
+//     nnr_reserved_zero_2bits                          u(2)
+//     if( base_model_id_present_flag )
+//       base_model_id                                  st(v)
+//     if( validation_set_performance_present_flag || metric_type_performance_map_valid_flag )
+//       performance_metric_type                        st(v)
+//   } else
+//     nnr_reserved_zero_7bits                          u(7)
+//   if( mps_quantization_method_flags & ( NNR_QSU | NNR_QCB ) ) {
+//     mps_qp_density                                   u(3)
+//     mps_quantization_parameter                       i(13)
+//   }
+//   if( mps_sparsification_flag )                sparsification_performance_map( )
+//   if( mps_pruning_flag )                       pruning_performance_map( )
+//   if( mps_unification_flag )                   unification_performance_map( )
+//   if( mps_decomposition_performance_map_flag ) decomposition_performance_map( )
+//   if( general_profile_idc == 1 && validation_set_performance_present_flag )
+//     validation_set_performance                       flt(32)
+//   byte_alignment( )
+// }
+/// Payload of the model parameter set. Profile-1 elements are `Some` iff
+/// `general_profile_idc == 1`; the profile-0 `nnr_reserved_zero_7bits` iff it is not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelParameterSet {
+    /// Reference: 1.
+    pub topology_carriage_flag: bool,
+    /// Gates `sparsification_performance_map`.
+    pub mps_sparsification_flag: bool,
+    /// Gates `pruning_performance_map`.
+    pub mps_pruning_flag: bool,
+    /// Gates `unification_performance_map`.
+    pub mps_unification_flag: bool,
+    /// Gates `decomposition_performance_map`.
+    pub mps_decomposition_performance_map_flag: bool,
+    /// u(3) bit set of `NNR_QSU` (1) / `NNR_QCB` (2); reference: 1.
+    pub mps_quantization_method_flags: u8,
+    /// Topology elements are referenced by index (never by the reference).
+    pub mps_topology_indexed_reference_flag: bool,
+    /// Profile 1.
+    pub base_model_id_present_flag: Option<bool>,
+    /// Profile 1.
+    pub validation_set_performance_present_flag: Option<bool>,
+    /// Profile 1.
+    pub metric_type_performance_map_valid_flag: Option<bool>,
+    /// Profile 1: enables the parent fields of NDUs.
+    pub mps_parent_signalling_enabled_flag: Option<bool>,
+    /// Profile 1 with parent signalling.
+    pub nnr_pre_flag: Option<bool>,
+    /// Profile 1 without parent signalling.
+    pub nnr_reserved_zero_1bit: Option<u8>,
+    /// Profile 1, u(2).
+    pub nnr_reserved_zero_2bits: Option<u8>,
+    /// Profile 1 with `base_model_id_present_flag`.
+    pub base_model_id: Option<String>,
+    /// Profile 1 with `validation_set_performance_present_flag` or
+    /// `metric_type_performance_map_valid_flag`.
+    pub performance_metric_type: Option<String>,
+    /// Profile 0, u(7).
+    pub nnr_reserved_zero_7bits: Option<u8>,
+    /// u(3), present iff the quantisation method flags have QSU or QCB.
+    pub mps_qp_density: Option<u8>,
+    /// i(13), present with `mps_qp_density`; reference: 0.
+    pub mps_quantization_parameter: Option<i16>,
+    /// Present iff `mps_sparsification_flag`.
+    pub sparsification_performance_map: Option<SparsificationPerformanceMap>,
+    /// Present iff `mps_pruning_flag`.
+    pub pruning_performance_map: Option<PruningPerformanceMap>,
+    /// Present iff `mps_unification_flag`.
+    pub unification_performance_map: Option<UnificationPerformanceMap>,
+    /// Present iff `mps_decomposition_performance_map_flag`.
+    pub decomposition_performance_map: Option<DecompositionPerformanceMap>,
+    /// Profile 1 with `validation_set_performance_present_flag`.
+    pub validation_set_performance: Option<f32>,
+}
+
+impl ModelParameterSet {
+    /// The MPS the reference API writes (hls.md §2.6): topology carried, uniform quantisation
+    /// with the given `qp_density` and base qp 0, profile-1 fields for `general_profile_idc`.
+    pub fn reference(
+        general_profile_idc: u8,
+        qp_density: u8,
+        mps_parent_signalling_enabled_flag: bool,
+        nnr_pre_flag: bool,
+    ) -> Self {
+        let p1 = general_profile_idc == 1;
+        let some_if = |c: bool, v| if c { Some(v) } else { None };
+        Self {
+            topology_carriage_flag: true,
+            mps_quantization_method_flags: NNR_QSU,
+            base_model_id_present_flag: some_if(p1, false),
+            validation_set_performance_present_flag: some_if(p1, false),
+            metric_type_performance_map_valid_flag: some_if(p1, false),
+            mps_parent_signalling_enabled_flag: some_if(p1, mps_parent_signalling_enabled_flag),
+            nnr_pre_flag: some_if(p1 && mps_parent_signalling_enabled_flag, nnr_pre_flag),
+            nnr_reserved_zero_1bit: if p1 && !mps_parent_signalling_enabled_flag {
+                Some(0)
+            } else {
+                None
+            },
+            nnr_reserved_zero_2bits: if p1 { Some(0) } else { None },
+            nnr_reserved_zero_7bits: if p1 { None } else { Some(0) },
+            mps_qp_density: Some(qp_density),
+            mps_quantization_parameter: Some(0),
+            ..Self::default()
+        }
+    }
+
+    fn has_qp(&self) -> bool {
+        self.mps_quantization_method_flags & (NNR_QSU | NNR_QCB) != 0
+    }
+
+    /// Reads the payload (the MPS has no type-specific header).
+    pub fn read(r: &mut BitReader<'_>, ctx: &ParseContext) -> Result<Self> {
+        let mut m = Self {
+            topology_carriage_flag: r.flag("topology_carriage_flag")?,
+            mps_sparsification_flag: r.flag("mps_sparsification_flag")?,
+            mps_pruning_flag: r.flag("mps_pruning_flag")?,
+            mps_unification_flag: r.flag("mps_unification_flag")?,
+            mps_decomposition_performance_map_flag: r
+                .flag("mps_decomposition_performance_map_flag")?,
+            mps_quantization_method_flags: r.u8_bits(3, "mps_quantization_method_flags")?,
+            mps_topology_indexed_reference_flag: r.flag("mps_topology_indexed_reference_flag")?,
+            ..Self::default()
+        };
+        if ctx.is_profile1() {
+            let base = r.flag("base_model_id_present_flag")?;
+            let vsp = r.flag("validation_set_performance_present_flag")?;
+            let mtp = r.flag("metric_type_performance_map_valid_flag")?;
+            let parent = r.flag("mps_parent_signalling_enabled_flag")?;
+            m.base_model_id_present_flag = Some(base);
+            m.validation_set_performance_present_flag = Some(vsp);
+            m.metric_type_performance_map_valid_flag = Some(mtp);
+            m.mps_parent_signalling_enabled_flag = Some(parent);
+            if parent {
+                m.nnr_pre_flag = Some(r.flag("nnr_pre_flag")?);
+            } else {
+                m.nnr_reserved_zero_1bit = Some(r.u8_bits(1, "nnr_reserved_zero_1bit")?);
+            }
+            m.nnr_reserved_zero_2bits = Some(r.u8_bits(2, "nnr_reserved_zero_2bits")?);
+            if base {
+                m.base_model_id = Some(r.st("base_model_id")?);
+            }
+            if vsp || mtp {
+                m.performance_metric_type = Some(r.st("performance_metric_type")?);
+            }
+        } else {
+            m.nnr_reserved_zero_7bits = Some(r.u8_bits(7, "nnr_reserved_zero_7bits")?);
+        }
+        if m.has_qp() {
+            m.mps_qp_density = Some(r.u8_bits(3, "mps_qp_density")?);
+            m.mps_quantization_parameter = Some(r.i(13, "mps_quantization_parameter")? as i16);
+        }
+        if m.mps_sparsification_flag {
+            m.sparsification_performance_map = Some(SparsificationPerformanceMap::read(r)?);
+        }
+        if m.mps_pruning_flag {
+            m.pruning_performance_map = Some(PruningPerformanceMap::read(r)?);
+        }
+        if m.mps_unification_flag {
+            m.unification_performance_map = Some(UnificationPerformanceMap::read(r)?);
+        }
+        if m.mps_decomposition_performance_map_flag {
+            m.decomposition_performance_map = Some(DecompositionPerformanceMap::read(r)?);
+        }
+        if ctx.is_profile1() && m.validation_set_performance_present_flag == Some(true) {
+            m.validation_set_performance = Some(r.flt32("validation_set_performance")?);
+        }
+        r.byte_alignment()?;
+        Ok(m)
+    }
+
+    fn validate(&self, ctx: &ParseContext) -> Result<()> {
+        let p1 = ctx.is_profile1();
+        check_bits(
+            u64::from(self.mps_quantization_method_flags),
+            3,
+            "mps_quantization_method_flags",
+        )?;
+        check_presence(p1, &self.base_model_id_present_flag, "base_model_id_present_flag")?;
+        check_presence(
+            p1,
+            &self.validation_set_performance_present_flag,
+            "validation_set_performance_present_flag",
+        )?;
+        check_presence(
+            p1,
+            &self.metric_type_performance_map_valid_flag,
+            "metric_type_performance_map_valid_flag",
+        )?;
+        check_presence(
+            p1,
+            &self.mps_parent_signalling_enabled_flag,
+            "mps_parent_signalling_enabled_flag",
+        )?;
+        let parent = self.mps_parent_signalling_enabled_flag == Some(true);
+        check_presence(p1 && parent, &self.nnr_pre_flag, "nnr_pre_flag")?;
+        check_presence(p1 && !parent, &self.nnr_reserved_zero_1bit, "nnr_reserved_zero_1bit")?;
+        check_presence(p1, &self.nnr_reserved_zero_2bits, "nnr_reserved_zero_2bits")?;
+        let base = self.base_model_id_present_flag == Some(true);
+        let vsp = self.validation_set_performance_present_flag == Some(true);
+        let mtp = self.metric_type_performance_map_valid_flag == Some(true);
+        check_presence(base, &self.base_model_id, "base_model_id")?;
+        check_presence(vsp || mtp, &self.performance_metric_type, "performance_metric_type")?;
+        check_presence(!p1, &self.nnr_reserved_zero_7bits, "nnr_reserved_zero_7bits")?;
+        check_presence(self.has_qp(), &self.mps_qp_density, "mps_qp_density")?;
+        check_presence(
+            self.has_qp(),
+            &self.mps_quantization_parameter,
+            "mps_quantization_parameter",
+        )?;
+        check_presence(
+            self.mps_sparsification_flag,
+            &self.sparsification_performance_map,
+            "sparsification_performance_map",
+        )?;
+        check_presence(
+            self.mps_pruning_flag,
+            &self.pruning_performance_map,
+            "pruning_performance_map",
+        )?;
+        check_presence(
+            self.mps_unification_flag,
+            &self.unification_performance_map,
+            "unification_performance_map",
+        )?;
+        check_presence(
+            self.mps_decomposition_performance_map_flag,
+            &self.decomposition_performance_map,
+            "decomposition_performance_map",
+        )?;
+        check_presence(
+            p1 && vsp,
+            &self.validation_set_performance,
+            "validation_set_performance",
+        )?;
+        if let Some(v) = self.nnr_reserved_zero_1bit {
+            check_bits(u64::from(v), 1, "nnr_reserved_zero_1bit")?;
+        }
+        if let Some(v) = self.nnr_reserved_zero_2bits {
+            check_bits(u64::from(v), 2, "nnr_reserved_zero_2bits")?;
+        }
+        if let Some(v) = self.nnr_reserved_zero_7bits {
+            check_bits(u64::from(v), 7, "nnr_reserved_zero_7bits")?;
+        }
+        if let Some(v) = self.mps_qp_density {
+            check_bits(u64::from(v), 3, "mps_qp_density")?;
+        }
+        if let Some(q) = self.mps_quantization_parameter {
+            if !(-4096..4096).contains(&q) {
+                return Err(crate::Error::ValueOutOfRange {
+                    element: "mps_quantization_parameter",
+                    value: i128::from(q),
+                });
+            }
+        }
+        if let Some(s) = &self.base_model_id {
+            check_st(s, "base_model_id")?;
+        }
+        if let Some(s) = &self.performance_metric_type {
+            check_st(s, "performance_metric_type")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the payload.
+    pub fn write(&self, w: &mut BitWriter, ctx: &ParseContext) -> Result<()> {
+        self.validate(ctx)?;
+        w.write_flag(self.topology_carriage_flag);
+        w.write_flag(self.mps_sparsification_flag);
+        w.write_flag(self.mps_pruning_flag);
+        w.write_flag(self.mps_unification_flag);
+        w.write_flag(self.mps_decomposition_performance_map_flag);
+        w.write_u(3, u64::from(self.mps_quantization_method_flags));
+        w.write_flag(self.mps_topology_indexed_reference_flag);
+        let flag = |f: Option<bool>| f == Some(true);
+        if ctx.is_profile1() {
+            w.write_flag(flag(self.base_model_id_present_flag));
+            w.write_flag(flag(self.validation_set_performance_present_flag));
+            w.write_flag(flag(self.metric_type_performance_map_valid_flag));
+            w.write_flag(flag(self.mps_parent_signalling_enabled_flag));
+            if let Some(p) = self.nnr_pre_flag {
+                w.write_flag(p);
+            }
+            if let Some(z) = self.nnr_reserved_zero_1bit {
+                w.write_u(1, u64::from(z));
+            }
+            w.write_u(2, u64::from(self.nnr_reserved_zero_2bits.unwrap_or(0)));
+            if let Some(s) = &self.base_model_id {
+                w.write_st(s);
+            }
+            if let Some(s) = &self.performance_metric_type {
+                w.write_st(s);
+            }
+        } else {
+            w.write_u(7, u64::from(self.nnr_reserved_zero_7bits.unwrap_or(0)));
+        }
+        if let (Some(d), Some(q)) = (self.mps_qp_density, self.mps_quantization_parameter) {
+            w.write_u(3, u64::from(d));
+            w.write_i(13, i64::from(q));
+        }
+        if let Some(m) = &self.sparsification_performance_map {
+            m.write(w)?;
+        }
+        if let Some(m) = &self.pruning_performance_map {
+            m.write(w)?;
+        }
+        if let Some(m) = &self.unification_performance_map {
+            m.write(w)?;
+        }
+        if let Some(m) = &self.decomposition_performance_map {
+            m.write(w)?;
+        }
+        if let Some(v) = self.validation_set_performance {
+            w.write_flt32(v);
+        }
+        w.byte_alignment();
+        Ok(())
+    }
+
+    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+        let b = |v: bool| Value::from(u8::from(v));
+        m.insert("topology_carriage_flag".into(), b(self.topology_carriage_flag));
+        m.insert("mps_sparsification_flag".into(), b(self.mps_sparsification_flag));
+        m.insert("mps_pruning_flag".into(), b(self.mps_pruning_flag));
+        m.insert("mps_unification_flag".into(), b(self.mps_unification_flag));
+        m.insert(
+            "mps_decomposition_performance_map_flag".into(),
+            b(self.mps_decomposition_performance_map_flag),
+        );
+        m.insert(
+            "mps_quantization_method_flags".into(),
+            self.mps_quantization_method_flags.into(),
+        );
+        m.insert(
+            "mps_topology_indexed_reference_flag".into(),
+            b(self.mps_topology_indexed_reference_flag),
+        );
+        let opt_flags = [
+            ("base_model_id_present_flag", self.base_model_id_present_flag),
+            (
+                "validation_set_performance_present_flag",
+                self.validation_set_performance_present_flag,
+            ),
+            (
+                "metric_type_performance_map_valid_flag",
+                self.metric_type_performance_map_valid_flag,
+            ),
+            (
+                "mps_parent_signalling_enabled_flag",
+                self.mps_parent_signalling_enabled_flag,
+            ),
+            ("nnr_pre_flag", self.nnr_pre_flag),
+        ];
+        for (k, v) in opt_flags {
+            if let Some(v) = v {
+                m.insert(k.into(), b(v));
+            }
+        }
+        if let Some(v) = self.nnr_reserved_zero_1bit {
+            m.insert("nnr_reserved_zero_1bit".into(), v.into());
+        }
+        if let Some(v) = self.nnr_reserved_zero_2bits {
+            m.insert("nnr_reserved_zero_2bits".into(), v.into());
+        }
+        if let Some(s) = &self.base_model_id {
+            m.insert("base_model_id".into(), s.as_str().into());
+        }
+        if let Some(s) = &self.performance_metric_type {
+            m.insert("performance_metric_type".into(), s.as_str().into());
+        }
+        if let Some(v) = self.nnr_reserved_zero_7bits {
+            m.insert("nnr_reserved_zero_7bits".into(), v.into());
+        }
+        if let Some(v) = self.mps_qp_density {
+            m.insert("mps_qp_density".into(), v.into());
+        }
+        if let Some(v) = self.mps_quantization_parameter {
+            m.insert("mps_quantization_parameter".into(), v.into());
+        }
+        if let Some(p) = &self.sparsification_performance_map {
+            p.to_json(m);
+        }
+        if let Some(p) = &self.pruning_performance_map {
+            p.to_json(m);
+        }
+        if let Some(p) = &self.unification_performance_map {
+            p.to_json(m);
+        }
+        if let Some(p) = &self.decomposition_performance_map {
+            p.to_json(m);
+        }
+        if let Some(v) = self.validation_set_performance {
+            // Reference quirk: its flt reader returns a one-element array.
+            m.insert(
+                "validation_set_performance".into(),
+                Value::Array(vec![f32_value(v)]),
+            );
+        }
+    }
+}
