@@ -13,8 +13,6 @@ pub enum ErrorKind {
     InvalidData,
     /// The weights cannot be represented as 32-bit levels at any usable step size.
     Overflow,
-    /// The requested feature is not available in this build.
-    Unsupported,
 }
 
 /// Everything that can go wrong between float weights and integer levels.
@@ -112,9 +110,9 @@ pub enum Error {
     /// Standard deviations needed by `opt_qp` are all zero (the reference divides by zero).
     #[error("opt_qp needs a non-zero standard deviation among weight tensors")]
     DegenerateOptQp,
-    /// Rate-aware quantization (`lambda_scale > 0`) needs the CABAC rate model.
-    #[error("lambda_scale > 0 needs the CABAC rate estimator, which is not available")]
-    RateModelUnavailable,
+    /// The rate model's greater-than flag count (`max_num_no_rem`) is beyond what the coder supports.
+    #[error("max_num_no_rem {0} is not a supported greater-than flag count")]
+    InvalidMaxNumNoRem(u32),
 }
 
 impl Error {
@@ -131,12 +129,12 @@ impl Error {
             | Error::InvalidLambdaScale
             | Error::EmptyCodebook
             | Error::InvalidBitDepth(_)
-            | Error::DegenerateOptQp => ErrorKind::InvalidArgument,
+            | Error::DegenerateOptQp
+            | Error::InvalidMaxNumNoRem(_) => ErrorKind::InvalidArgument,
             Error::CodebookIndexOutOfRange { .. }
             | Error::CodebookNotIncreasing { .. }
             | Error::CodebookZeroOffsetOutOfRange { .. } => ErrorKind::InvalidData,
             Error::QuantizationOverflow { .. } => ErrorKind::Overflow,
-            Error::RateModelUnavailable => ErrorKind::Unsupported,
         }
     }
 }
@@ -166,7 +164,10 @@ mod tests {
             Error::QuantizationOverflow { qp: 3 }.kind(),
             ErrorKind::Overflow
         );
-        assert_eq!(Error::RateModelUnavailable.kind(), ErrorKind::Unsupported);
+        assert_eq!(
+            Error::InvalidMaxNumNoRem(999).kind(),
+            ErrorKind::InvalidArgument
+        );
         assert!(Error::InvalidScanOrder(7)
             .to_string()
             .contains("scan_order 7"));

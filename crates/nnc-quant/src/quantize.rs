@@ -1,6 +1,8 @@
 //! `quantLayer`: float weights to integer levels, with the qp overflow fallback
 //! (deepcabac.md §5.3–5.5, hls.md §5.3).
 
+use nnc_cabac::RateModel;
+
 use crate::error::{Error, Result};
 use crate::scan::{MatrixShape, ScanSegments};
 use crate::step::step_size;
@@ -131,13 +133,41 @@ fn quantize_at(
             qp_density: opts.qp_density,
         });
     }
-    // The reference widens the f32 λ to f64 and tests `<= 0`.
-    let rate_aware = f64::from(opts.lambda_scale) > 0.0;
-    match (opts.dq_flag, rate_aware) {
-        (false, false) => Ok(urq::quantize_plain(weights, step, levels)),
-        (true, false) => tcq::quantize_plain(weights, shape, scan_order, step, levels),
-        (_, true) => Err(Error::RateModelUnavailable),
+    // The reference widens the f32 λ to f64; URQ tests λ itself, TCQ its λ factor, for `<= 0`.
+    if !opts.dq_flag {
+        if f64::from(opts.lambda_scale) <= 0.0 {
+            return Ok(urq::quantize_plain(weights, step, levels));
+        }
+        let mut rate = rate_model(opts.max_num_no_rem)?;
+        urq::quantize_rate_aware(
+            weights,
+            shape,
+            scan_order,
+            step,
+            opts.lambda_scale,
+            &mut rate,
+            levels,
+        )
+    } else {
+        if tcq::lambda_factor(opts.lambda_scale) <= 0.0 {
+            return tcq::quantize_plain(weights, shape, scan_order, step, levels);
+        }
+        let rate = rate_model(opts.max_num_no_rem)?;
+        tcq::quantize_rate_aware(
+            weights,
+            shape,
+            scan_order,
+            step,
+            opts.lambda_scale,
+            &rate,
+            levels,
+        )
     }
+}
+
+/// A fresh rate model: all contexts in set 0, neighbour 0, `max_num_no_rem` greater-than flags.
+fn rate_model(max_num_no_rem: u32) -> Result<RateModel> {
+    RateModel::new(max_num_no_rem).map_err(|_| Error::InvalidMaxNumNoRem(max_num_no_rem))
 }
 
 /// The qp `quantLayer` retries with after an overflow (deepcabac.md §5.5):
@@ -196,6 +226,30 @@ mod tests {
             [
                 -3, -1, 1, 3, -2, 0, 2, -2, 0, 2, -3, -1, 1, -3, -1, 1, 3, -1, 1, 3, -2, 0, 2, -3,
                 0, 2, -3, -1, 1, 3, -1, 1
+            ]
+        );
+    }
+
+    #[test]
+    fn kat_g_urq_rdoq() {
+        let q = kat_g(false, 1.0).unwrap();
+        assert_eq!(
+            q.levels,
+            [
+                -3, -1, 1, 3, -2, 0, 2, -2, 0, 2, -3, 0, 1, -3, -1, 1, 3, -1, 0, 3, -2, 0, 2, -3,
+                0, 2, -3, -1, 1, 3, -1, 0
+            ]
+        );
+    }
+
+    #[test]
+    fn kat_g_tcq_rate_aware() {
+        let q = kat_g(true, 1.0).unwrap();
+        assert_eq!(
+            q.levels,
+            [
+                -2, 0, 0, 3, -2, 0, 2, -2, 0, 2, -3, -1, 2, -3, -1, 0, 3, -2, 0, 3, -2, 0, 2, -2,
+                0, 2, -3, -1, 2, 3, -1, 0
             ]
         );
     }

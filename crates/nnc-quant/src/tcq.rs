@@ -4,6 +4,10 @@
 //! `q0 .. q0+3` around `|w|/Δ` (slot `q & 3`) and zero (slot 4). Every state keeps the cheapest of its
 //! three incoming branches; the final path is traced back from the cheapest end state.
 
+use std::f64::consts::LN_2;
+
+use nnc_cabac::RateModel;
+
 use crate::scan::{MatrixShape, ScanSegments};
 use crate::Result;
 
@@ -154,6 +158,81 @@ pub(crate) fn quantize_plain(
                 }
                 next[state] = best;
                 branch |= best_idx << (2 * state);
+            }
+            cost = next;
+            steps.push(Step {
+                signed_q0: cand.signed_q0,
+                branch,
+            });
+        }
+    }
+
+    trace_back(&steps, &cost, shape, scan_order, levels)?;
+    Ok(true)
+}
+
+/// `λf = λ_scale · 4 · (ln2 / 6) · 0.7`, the TCQ's Lagrange factor (`<= 0`: distortion only).
+pub(crate) fn lambda_factor(lambda_scale: f32) -> f64 {
+    f64::from(lambda_scale) * 4.0 * (LN_2 / 6.0) * 0.7
+}
+
+/// Rate-aware TCQ (`λf > 0`): branch cost `(cost[prev] + ds·dist) + rate`, `ds = 32768 / λf`.
+///
+/// Every trellis state owns a rate model (`base`, normally fresh: set-0 contexts and neighbour 0).
+/// A branch's rate is the estimate of its coded level in the predecessor's model with
+/// `dq_state = predecessor`. After state `c` is decided, `c`'s model takes the winner's contexts
+/// and is then updated with the chosen level.
+///
+/// Reference quirk: the update uses `dq_state = c` (not the predecessor) and `c`'s own neighbour
+/// from two steps earlier (neighbours are not copied with the contexts); the models of the previous
+/// and current step are swapped each step.
+pub(crate) fn quantize_rate_aware(
+    weights: &[f32],
+    shape: MatrixShape,
+    scan_order: u8,
+    step: f32,
+    lambda_scale: f32,
+    base: &RateModel,
+    levels: &mut [i32],
+) -> Result<bool> {
+    let qscale = 1.0 / f64::from(step);
+    let check = check_scale(step);
+    let ds = 32768.0 / lambda_factor(lambda_scale);
+
+    let mut cost = [UNREACHED; 8];
+    cost[0] = 0.0;
+    let mut prev_models: Vec<RateModel> = vec![base.clone(); 8];
+    let mut curr_models: Vec<RateModel> = vec![base.clone(); 8];
+    let mut steps: Vec<Step> = Vec::with_capacity(weights.len());
+
+    for run in ScanSegments::new(shape, scan_order)? {
+        for &w in &weights[run] {
+            if overflows(w, check) {
+                return Ok(false);
+            }
+            let cand = Candidates::new(w, qscale, ds);
+            std::mem::swap(&mut prev_models, &mut curr_models);
+            let mut next = [0.0; 8];
+            let mut branch = 0u16;
+            for (state, branches) in BRANCHES.iter().enumerate() {
+                let mut best = f64::MAX;
+                let mut best_idx = 0usize;
+                for (idx, &(prev, slot)) in branches.iter().enumerate() {
+                    let level = level_of(cand.signed_q0, slot);
+                    let rate = prev_models[usize::from(prev)].estimate_bits(level, prev);
+                    let c =
+                        cost[usize::from(prev)] + cand.dist[usize::from(slot)] + f64::from(rate);
+                    if c < best {
+                        best = c;
+                        best_idx = idx;
+                    }
+                }
+                next[state] = best;
+                branch |= (best_idx as u16) << (2 * state);
+                let (prev, slot) = branches[best_idx];
+                let model = &mut curr_models[state];
+                model.copy_contexts_from(&prev_models[usize::from(prev)]);
+                model.update(level_of(cand.signed_q0, slot), state as u8);
             }
             cost = next;
             steps.push(Step {

@@ -1,5 +1,12 @@
 //! Uniform reconstruction quantizer (URQ, `dq_flag = 0`), deepcabac.md §5.4.
 
+use std::f64::consts::LN_2;
+
+use nnc_cabac::RateModel;
+
+use crate::scan::{MatrixShape, ScanSegments};
+use crate::Result;
+
 /// URQ with `lambda_scale <= 0`: `level = round_half_away(f32(f32(1/Δ) · w))`.
 ///
 /// Returns `false` (the reference's "failure", which triggers the qp fallback) as soon as a rounded
@@ -17,6 +24,56 @@ pub(crate) fn quantize_plain(weights: &[f32], step: f32, levels: &mut [i32]) -> 
         *level = rounded as i32;
     }
     true
+}
+
+/// Greedy rate-distortion URQ (`lambda_scale > 0`), in scan order.
+///
+/// For each weight, with `absw = σ·w·(1/Δ)` in `f64`, the candidates are 0 and
+/// `max(1, round(absw) − 1) ..= round(absw)`; cost `ds·(absw − q)² + rate(q)` with
+/// `ds = 32768 / (λ·ln2/6)`; the first minimum wins. One rate model (all contexts in set 0,
+/// dq state 0, `max_num_no_rem` greater-than flags) follows the chosen levels.
+///
+/// Reference quirk: the rate is evaluated for the positive candidate `q` but the model is updated
+/// with the signed level; the overflow test here uses the `f64` product (not the `f32` one of the
+/// λ = 0 path).
+pub(crate) fn quantize_rate_aware(
+    weights: &[f32],
+    shape: MatrixShape,
+    scan_order: u8,
+    step: f32,
+    lambda_scale: f32,
+    rate: &mut RateModel,
+    levels: &mut [i32],
+) -> Result<bool> {
+    let lambda = f64::from(lambda_scale) * (LN_2 / 6.0);
+    let ds = 32768.0 / lambda;
+    let qscale = 1.0 / f64::from(step);
+    for run in ScanSegments::new(shape, scan_order)? {
+        let start = run.start;
+        for (i, &w) in weights[run].iter().enumerate() {
+            let scaled = (f64::from(w) * qscale).round();
+            if !(-2_147_483_648.0..=2_147_483_647.0).contains(&scaled) {
+                return Ok(false);
+            }
+            let sign: i32 = if w < 0.0 { -1 } else { 1 };
+            let absw = f64::from(sign) * f64::from(w) * qscale;
+            let mut best = 0i32;
+            let mut min_cost = ds * (absw * absw) + f64::from(rate.estimate_bits(0, 0));
+            let max_q = absw.round() as i32;
+            for q in (max_q - 1).max(1)..=max_q {
+                let diff = absw - f64::from(q);
+                let cost = ds * (diff * diff) + f64::from(rate.estimate_bits(q, 0));
+                if cost < min_cost {
+                    best = q;
+                    min_cost = cost;
+                }
+            }
+            let level = best * sign;
+            levels[start + i] = level;
+            rate.update(level, 0);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

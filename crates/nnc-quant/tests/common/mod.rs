@@ -93,6 +93,11 @@ impl Case {
         (a.iter().map(|&v| v as f32).collect(), shape)
     }
 
+    /// `true` when the file for `role` exists and holds an i32 array for `tensor`.
+    pub fn has_i32(&self, role: &str, tensor: &str) -> bool {
+        self.read::<i32>(role, tensor).is_some()
+    }
+
     pub fn read_i32(&self, role: &str, tensor: &str) -> Vec<i32> {
         self.read::<i32>(role, tensor)
             .unwrap_or_else(|| panic!("{}: {role}[{tensor}] is not i32", self.name))
