@@ -95,13 +95,8 @@ pub struct Neighbourhood {
 impl Neighbourhood {
     #[inline(always)]
     fn nb_class(&self) -> usize {
-        if self.nb == 0 {
-            0
-        } else if self.nb < 0 {
-            1
-        } else {
-            2
-        }
+        // 0: zero, 1: negative, 2: positive.
+        usize::from(self.nb != 0) + usize::from(self.nb > 0)
     }
 
     /// Context of the sig flag in `dq_state`.

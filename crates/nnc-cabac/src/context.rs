@@ -1,6 +1,6 @@
 //! Adaptive context models (deepcabac.md §2) and the per-tensor context layout (§2.5).
 
-use crate::tables::{est_bits_table, CURVE, INIT_SETS, RLPS_TABLE};
+use crate::tables::{est_bits_table, CURVE_SHIFTED, INIT_SETS, RLPS_PACKED, RLPS_TABLE, S0_NEXT};
 
 /// One adaptive binary probability model: two estimators in a logit-like domain.
 ///
@@ -9,9 +9,11 @@ use crate::tables::{est_bits_table, CURVE, INIT_SETS, RLPS_TABLE};
 pub struct ContextModel {
     p: i16,
     s0: i8,
-    shift0: u8,
-    shift1: u8,
     init_idx: u8,
+    /// Row of `S0_NEXT` for shift0: `(shift0 − 4)·512`.
+    s0_row: u16,
+    /// Row of `CURVE_SHIFTED` for shift1: `shift1·32`.
+    s1_row: u8,
 }
 
 impl Default for ContextModel {
@@ -32,9 +34,9 @@ impl ContextModel {
         Self {
             p: set.p,
             s0: set.s0,
-            shift0: set.shift0,
-            shift1: set.shift1,
             init_idx: idx as u8,
+            s0_row: s0_row(set.shift0),
+            s1_row: s1_row(set.shift1),
         }
     }
 
@@ -83,6 +85,13 @@ impl ContextModel {
         u32::from(RLPS_TABLE[(range as usize & 0xE0) | col])
     }
 
+    /// [`RLPS_PACKED`] entry (rLPS, its renormalisation shift and renormalised range) for `range`.
+    #[inline(always)]
+    pub fn rlps_packed(&self, range: u32) -> u32 {
+        let col = ((self.p >> 7) as i32).unsigned_abs() as usize & 31;
+        RLPS_PACKED[(range as usize & 0xE0) | col]
+    }
+
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
     #[inline(always)]
     pub fn est_bits(&self, bin: bool) -> u32 {
@@ -92,29 +101,37 @@ impl ContextModel {
     /// Adapt both estimators towards the coded `bin` (§2.3).
     #[inline(always)]
     pub fn update(&mut self, bin: bool) {
-        let (p, s0) = update_state(self.p, self.s0, self.shift0, self.shift1, bin);
+        let (p, s0) = update_state(self.p, self.s0, self.s0_row, self.s1_row, bin);
         self.p = p;
         self.s0 = s0;
     }
 }
 
+/// `S0_NEXT` row offset of a shift0 value (4..=7).
+pub(crate) const fn s0_row(shift0: u8) -> u16 {
+    (shift0.saturating_sub(4) as u16 & 3) * 512
+}
+
+/// `CURVE_SHIFTED` row offset of a shift1 value (0..=7).
+pub(crate) const fn s1_row(shift1: u8) -> u8 {
+    (shift1 & 7) * 32
+}
+
 /// The §2.3 update on a raw (P, S0) pair; shared with the parameter-optimisation shadows.
+///
+/// `S1 = P − 16·S0` moves by `±CURVE[16 + ((±S1) >> 7)] >> shift1` and S0 likewise with `>> 3` and
+/// shift0; both are table lookups here (the S0 step is fully tabulated, the S1 step pre-shifted),
+/// and the sign is applied with a mask instead of a branch or multiply.
 #[inline(always)]
-pub(crate) fn update_state(p: i16, s0: i8, shift0: u8, shift1: u8, bin: bool) -> (i16, i8) {
-    let s0 = i32::from(s0);
-    let s1 = i32::from(p) - 16 * s0;
-    let (s0, s1) = if bin {
-        (
-            s0 + (CURVE[(16 + (s0 >> 3)) as usize & 31] >> shift0),
-            s1 + (CURVE[(16 + (s1 >> 7)) as usize & 31] >> shift1),
-        )
-    } else {
-        (
-            s0 - (CURVE[(16 + ((-s0) >> 3)) as usize & 31] >> shift0),
-            s1 - (CURVE[(16 + ((-s1) >> 7)) as usize & 31] >> shift1),
-        )
-    };
-    ((s1 + 16 * s0) as i16, s0 as i8)
+pub(crate) fn update_state(p: i16, s0: i8, s0_row: u16, s1_row: u8, bin: bool) -> (i16, i8) {
+    let m = i32::from(bin) - 1; // 0 for bin 1, −1 for bin 0
+    let s1 = i32::from(p) - (i32::from(s0) << 4);
+    let s0 =
+        S0_NEXT[(usize::from(s0_row) | (usize::from(bin) << 8) | usize::from(s0 as u8)) & 2047];
+    let x1 = (s1 ^ m) - m; // ±S1
+    let d1 = i32::from(CURVE_SHIFTED[(usize::from(s1_row) | ((x1 >> 7) + 16) as usize & 31) & 255]);
+    let s1 = s1 + ((d1 ^ m) - m);
+    ((s1 + (i32::from(s0) << 4)) as i16, s0)
 }
 
 /// Context indices of one tensor's context set for `N` greater-than flags (§2.5).
@@ -296,6 +313,42 @@ mod tests {
         let mut n = ContextModel::new(0);
         n.p = -1;
         assert_eq!(n.rlps(426), 175);
+    }
+
+    /// The §2.3 formula written out directly.
+    fn update_plain(p: i16, s0: i8, shift0: u8, shift1: u8, bin: bool) -> (i16, i8) {
+        let curve = crate::tables::CURVE;
+        let sgn = if bin { 1 } else { -1 };
+        let s0 = i32::from(s0);
+        let s1 = i32::from(p) - 16 * s0;
+        let s0 = s0 + sgn * (curve[(16 + ((sgn * s0) >> 3)) as usize] >> shift0);
+        let s1 = s1 + sgn * (curve[(16 + ((sgn * s1) >> 7)) as usize] >> shift1);
+        ((s1 + 16 * s0) as i16, s0 as i8)
+    }
+
+    #[test]
+    fn table_update_matches_formula() {
+        for (idx, set) in INIT_SETS.iter().enumerate() {
+            let mut c = ContextModel::new(idx as u8);
+            let (mut p, mut s0) = (c.p(), c.s0());
+            let mut x = 0x1234_5678u32 + idx as u32;
+            for i in 0..20_000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Long runs push the estimators to their extremes.
+                let bin = if (i / 500) % 3 == 0 {
+                    x % 8 != 0
+                } else if (i / 500) % 3 == 1 {
+                    x % 8 == 0
+                } else {
+                    x % 2 == 0
+                };
+                c.update(bin);
+                (p, s0) = update_plain(p, s0, set.shift0, set.shift1, bin);
+                assert_eq!((c.p(), c.s0()), (p, s0), "set {idx} step {i}");
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
-use crate::binarization::{decode_level, Neighbourhood};
-use crate::context::{ContextModel, ContextSet};
+use crate::binarization::{decode_level, LevelCoding, Neighbourhood};
+use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
 use crate::dq;
@@ -96,6 +96,8 @@ fn decode_body(
     let mut dq_state = 0u8;
     let lc = p.lc;
     let models = ctx_set.models_mut();
+    // Per-position TCA/HDSP lookups are only needed with gpi = 1 and either tool in use.
+    let extra = p.gpi1 && (p.base.is_some() || hdsp_flag);
 
     for seg in p.geo.segments() {
         let slice = out
@@ -108,19 +110,25 @@ fn decode_body(
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
             }
         } else {
-            for (i, o) in slice.iter_mut().enumerate() {
-                let pos = seg.start + i;
-                if p.gpi1 {
-                    nbh.base = p.base_at(pos);
-                    nbh.hdsp_here = p.hdsp_at(hdsp_flag, pos);
+            let run = Run {
+                layout: &layout,
+                lc: &lc,
+                p,
+                hdsp_flag,
+                start: seg.start,
+            };
+            match (p.dq, extra) {
+                (false, false) => {
+                    run.decode::<false, false>(d, models, slice, &mut nbh, &mut dq_state)?
                 }
-                let k = decode_level(d, models, &layout, &nbh, &lc, dq_state as usize)?;
-                nbh.nb = k;
-                if p.dq {
-                    *o = dq::reconstruction_index(k, dq_state).ok_or(Error::LevelOverflow)?;
-                    dq_state = dq::next_state(dq_state, k);
-                } else {
-                    *o = k;
+                (true, false) => {
+                    run.decode::<true, false>(d, models, slice, &mut nbh, &mut dq_state)?
+                }
+                (false, true) => {
+                    run.decode::<false, true>(d, models, slice, &mut nbh, &mut dq_state)?
+                }
+                (true, true) => {
+                    run.decode::<true, true>(d, models, slice, &mut nbh, &mut dq_state)?
                 }
             }
         }
@@ -140,6 +148,48 @@ fn decode_body(
         }
     }
     Ok(info)
+}
+
+/// One row segment of coded positions.
+struct Run<'r, 'h> {
+    layout: &'r ContextLayout,
+    lc: &'r LevelCoding,
+    p: &'r Prepared<'h>,
+    hdsp_flag: bool,
+    start: usize,
+}
+
+impl Run<'_, '_> {
+    /// Decode the positions of `slice`; `DQ` = dependent quantization, `EXTRA` = per-position
+    /// TCA base / HDSP lookups.
+    #[inline(always)]
+    fn decode<const DQ: bool, const EXTRA: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let mut state = *dq_state;
+        for (i, o) in slice.iter_mut().enumerate() {
+            if EXTRA {
+                let pos = self.start + i;
+                nbh.base = self.p.base_at(pos);
+                nbh.hdsp_here = self.p.hdsp_at(self.hdsp_flag, pos);
+            }
+            let k = decode_level(d, models, self.layout, nbh, self.lc, state as usize)?;
+            nbh.nb = k;
+            if DQ {
+                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
+                state = dq::next_state(state, k);
+            } else {
+                *o = k;
+            }
+        }
+        *dq_state = state;
+        Ok(())
+    }
 }
 
 /// Parse the context-initialisation indices (§2.6) and apply them.

@@ -4,20 +4,54 @@ use crate::context::ContextModel;
 use crate::entry_point::EntryPoint;
 use crate::Error;
 
+/// Fetch bytes into the look-ahead until it holds more than `K − 8` bits. By value, so the hot
+/// loop can keep the engine state in registers around this rarely taken call.
+#[cold]
+#[inline(never)]
+fn refill_window(
+    data: &[u8],
+    mut pos: usize,
+    mut window: u64,
+    mut avail: u32,
+) -> (usize, u64, u32) {
+    if avail <= K - 32 {
+        if let Some(bytes) = data.get(pos..pos + 4) {
+            let word = u64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+            return (pos + 4, window | (word << (K - 32 - avail)), avail + 32);
+        }
+    }
+    while avail <= K - 8 {
+        let b = u64::from(data.get(pos).copied().unwrap_or(0));
+        pos += 1;
+        window |= b << (K - 8 - avail);
+        avail += 8;
+    }
+    (pos, window, avail)
+}
+
+/// Position of the reference's value register inside the 64-bit window: bits above `K` hold the
+/// reference value `V` (with its 7 fraction bits), bits below hold up to `K` look-ahead stream bits.
+const K: u32 = 40;
+
 /// Arithmetic decoding engine over one NDU payload.
 ///
 /// Reads past the end of `payload` yield zero bytes and are counted ([`ArithDecoder::over_read`]),
 /// so garbage input can never make it panic; the caller rejects a stream whose consumed length
 /// ([`ArithDecoder::finish`]) differs from the payload length.
+///
+/// Internally the offset register is kept in a 64-bit window with look-ahead bits below it, so
+/// bytes are fetched four at a time; every observable quantity (bytes consumed, bit offsets,
+/// entry-point values) is derived to match the reference's byte-at-a-time register exactly.
 #[derive(Clone, Debug)]
 pub struct ArithDecoder<'a> {
     data: &'a [u8],
-    /// Index of the next byte to read; equals the reference's `bytesRead`.
+    /// Index of the next byte to fetch into the window.
     pos: usize,
     range: u32,
-    /// Offset register with 7 fraction bits below `range`.
-    value: u32,
-    bits_needed: i32,
+    /// `V << K | look-ahead`, where `V` is the reference's offset register (compared with `range << 7`).
+    window: u64,
+    /// Number of look-ahead bits below `V` (0..=K).
+    avail: u32,
     /// The first two bytes cannot start a valid codeword (value outside the initial range).
     bad_start: bool,
 }
@@ -29,48 +63,69 @@ impl<'a> ArithDecoder<'a> {
             data: payload,
             pos: 0,
             range: 510,
-            value: 0,
-            bits_needed: -8,
+            window: 0,
+            avail: 0,
             bad_start: false,
         };
-        let b0 = u32::from(d.next_byte());
-        let b1 = u32::from(d.next_byte());
-        d.value = (b0 << 8) | b1;
-        d.bad_start = d.value >= 510 << 7;
+        let b0 = u64::from(d.fetch());
+        let b1 = u64::from(d.fetch());
+        let v = (b0 << 8) | b1;
+        d.bad_start = v >= 510 << 7;
+        d.window = v << K;
+        d.refill();
         d
     }
 
     #[inline(always)]
-    fn next_byte(&mut self) -> u8 {
+    fn fetch(&mut self) -> u8 {
         let b = self.data.get(self.pos).copied().unwrap_or(0);
         self.pos += 1;
         b
     }
 
+    /// Top up the look-ahead to more than `K − 8` bits.
+    #[inline(always)]
+    fn refill(&mut self) {
+        (self.pos, self.window, self.avail) =
+            refill_window(self.data, self.pos, self.window, self.avail);
+    }
+
+    /// Make sure at least 8 look-ahead bits are present (a bin consumes at most 7).
+    #[inline(always)]
+    fn ensure(&mut self) {
+        if self.avail < 8 {
+            self.refill();
+        }
+    }
+
+    /// Number of bits shifted into the reference's register since the start (its `bitOffset`).
+    #[inline]
+    fn consumed_bits(&self) -> u64 {
+        (self.pos as u64)
+            .wrapping_mul(8)
+            .wrapping_sub(16)
+            .wrapping_sub(u64::from(self.avail))
+    }
+
     /// Decode one context-coded bin and adapt `ctx`.
     #[inline(always)]
     pub fn decode_bin(&mut self, ctx: &mut ContextModel) -> bool {
-        let rlps = ctx.rlps(self.range);
-        let rmps = self.range.wrapping_sub(rlps);
-        let scaled = rmps << 7;
-        let bin;
-        if self.value >= scaled {
-            bin = !ctx.mps();
-            self.value -= scaled;
-            self.range = rlps;
-        } else {
-            bin = ctx.mps();
-            self.range = rmps;
-        }
-        let n = self.range.leading_zeros().saturating_sub(23);
-        self.range <<= n;
-        self.value <<= n;
-        self.bits_needed += n as i32;
-        if self.bits_needed >= 0 {
-            let b = u32::from(self.next_byte());
-            self.value = self.value.wrapping_add(b << self.bits_needed);
-            self.bits_needed -= 8;
-        }
+        // Branch-free MPS/LPS selection (the decision is data dependent and poorly predictable).
+        // The LPS range and shift come precomputed from the table, and the MPS path needs at most
+        // one shift, so no leading-zero count sits on the range dependency chain.
+        let e = ctx.rlps_packed(self.range);
+        let rmps = self.range.wrapping_sub(e & 0xFF);
+        let scaled = u64::from(rmps) << (7 + K);
+        let lps = self.window >= scaled;
+        let mask = 0u32.wrapping_sub(u32::from(lps));
+        let mps_n = u32::from(rmps < 256);
+        let n = mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask);
+        let r_mps = rmps << mps_n;
+        self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
+        self.window = (self.window - (scaled & 0u64.wrapping_sub(u64::from(lps)))) << n;
+        self.avail = self.avail.wrapping_sub(n);
+        let bin = ctx.mps() ^ lps;
+        self.ensure();
         ctx.update(bin);
         bin
     }
@@ -78,16 +133,12 @@ impl<'a> ArithDecoder<'a> {
     /// Decode one bypass (equiprobable) bin.
     #[inline(always)]
     pub fn decode_bypass(&mut self) -> bool {
-        self.value <<= 1;
-        self.bits_needed += 1;
-        if self.bits_needed >= 0 {
-            let b = u32::from(self.next_byte());
-            self.value = self.value.wrapping_add(b);
-            self.bits_needed = -8;
-        }
-        let scaled = self.range << 7;
-        if self.value >= scaled {
-            self.value -= scaled;
+        self.window <<= 1;
+        self.avail = self.avail.wrapping_sub(1);
+        self.ensure();
+        let scaled = u64::from(self.range) << (7 + K);
+        if self.window >= scaled {
+            self.window -= scaled;
             true
         } else {
             false
@@ -95,7 +146,7 @@ impl<'a> ArithDecoder<'a> {
     }
 
     /// Decode `n` bypass bins (n <= 32), MSB first.
-    #[inline]
+    #[inline(always)]
     pub fn decode_bypass_bins(&mut self, n: u32) -> u32 {
         let mut v = 0u32;
         for _ in 0..n.min(32) {
@@ -123,21 +174,17 @@ impl<'a> ArithDecoder<'a> {
     /// Decode the terminating bin.
     pub fn decode_terminate(&mut self) -> bool {
         self.range = self.range.wrapping_sub(2);
-        let scaled = self.range << 7;
-        if self.value >= scaled {
+        let scaled = u64::from(self.range) << (7 + K);
+        if self.window >= scaled {
             // Nothing may follow a terminating 1; keep the range valid so misuse cannot underflow.
             self.range = self.range.max(256);
             return true;
         }
         if self.range < 256 {
             self.range <<= 1;
-            self.value <<= 1;
-            self.bits_needed += 1;
-            if self.bits_needed == 0 {
-                let b = u32::from(self.next_byte());
-                self.value = self.value.wrapping_add(b);
-                self.bits_needed = -8;
-            }
+            self.window <<= 1;
+            self.avail = self.avail.wrapping_sub(1);
+            self.ensure();
         }
         false
     }
@@ -155,30 +202,36 @@ impl<'a> ArithDecoder<'a> {
         if self.bad_start {
             return Err(Error::InvalidCodewordStart);
         }
-        Ok(self.pos)
+        Ok(self.bytes_read())
+    }
+
+    /// The reference's `bitsNeeded` (−8..=−1) for the current position.
+    fn bits_needed(&self) -> i64 {
+        self.consumed_bits() as i64 + 8 - 8 * self.bytes_read() as i64
     }
 
     /// After [`ArithDecoder::finish`]: whether the last byte read carries the stop bit followed by zero
     /// padding, as a conforming encoder writes it.
     pub fn stop_pattern_ok(&self) -> bool {
         let last = self
-            .pos
+            .bytes_read()
             .checked_sub(1)
             .and_then(|i| self.data.get(i))
             .copied()
             .unwrap_or(0);
-        let shift = (8 + self.bits_needed).clamp(0, 31) as u32;
+        let shift = (8 + self.bits_needed()).clamp(0, 31) as u32;
         ((u32::from(last) << shift) & 0xFF) == 0x80
     }
 
     /// Bytes requested beyond the payload end so far.
     pub fn over_read(&self) -> usize {
-        self.pos.saturating_sub(self.data.len())
+        self.bytes_read().saturating_sub(self.data.len())
     }
 
-    /// Bytes read so far (the reference's `bytesRead`), including any over-read.
+    /// Bytes read so far by the reference decoder (its `bytesRead`), including any over-read:
+    /// `ceil((bit_offset + 9) / 8)`.
     pub fn bytes_read(&self) -> usize {
-        self.pos
+        (self.consumed_bits().wrapping_add(9).div_ceil(8)) as usize
     }
 
     /// Set range = 256 without touching the offset register (block-row restart point, §1.7).
@@ -189,40 +242,53 @@ impl<'a> ArithDecoder<'a> {
 
     /// Total number of left shifts of the offset register since the start: `8·bytesRead − 8 + bitsNeeded`.
     pub fn bit_offset(&self) -> u64 {
-        (self.pos as u64)
-            .wrapping_mul(8)
-            .wrapping_add(self.bits_needed as u64)
-            .wrapping_sub(8)
+        self.consumed_bits()
     }
 
     /// Capture the restart state at the current position (call right after [`ArithDecoder::reset_range`]).
     pub fn capture_entry_point(&self, dq_state: u8) -> EntryPoint {
         EntryPoint {
             bit_offset: self.bit_offset(),
-            val8: ((self.value >> 7) & 255) as u8,
+            val8: ((self.window >> (7 + K)) & 255) as u8,
             dq_state: dq_state & 7,
         }
     }
 
     /// Restore the engine at an absolute entry point (reference `setEntryPoint`): range = 256 and the
-    /// offset register rebuilt from `val8` plus the stream bits below it.
+    /// offset register rebuilt from `val8` plus the 7 stream bits below it.
     pub fn seek_entry_point(&mut self, ep: &EntryPoint) {
-        let total = ep.bit_offset.saturating_add(9);
-        let bytes_read = usize::try_from(total.div_ceil(8)).unwrap_or(usize::MAX);
-        let bits_needed = ep
-            .bit_offset
-            .wrapping_add(8)
-            .wrapping_sub((bytes_read as u64).wrapping_mul(8)) as i64;
+        // The register's lowest bit is stream bit `bit_offset + 15`; its 7 fraction bits are
+        // stream bits bit_offset + 9 ..= bit_offset + 15, untouched by any subtraction.
+        let first = ep.bit_offset.saturating_add(9);
+        let mut v = u64::from(ep.val8);
+        for i in 0..7 {
+            v = (v << 1) | self.stream_bit(first.saturating_add(i));
+        }
+        let next = ep.bit_offset.saturating_add(16);
+        let byte = usize::try_from(next / 8).unwrap_or(usize::MAX);
+        let used = (next % 8) as u32;
         self.range = 256;
-        self.pos = bytes_read;
-        self.bits_needed = bits_needed.clamp(-8, -1) as i32;
-        let prev = self
-            .data
-            .get(bytes_read.wrapping_sub(1))
+        self.window = v << K;
+        if used == 0 {
+            self.pos = byte;
+            self.avail = 0;
+        } else {
+            let rest =
+                u64::from(self.data.get(byte).copied().unwrap_or(0)) & ((1u64 << (8 - used)) - 1);
+            self.avail = 8 - used;
+            self.window |= rest << (K - self.avail);
+            self.pos = byte.saturating_add(1);
+        }
+        self.refill();
+    }
+
+    fn stream_bit(&self, bit: u64) -> u64 {
+        let byte = usize::try_from(bit / 8)
+            .ok()
+            .and_then(|i| self.data.get(i))
             .copied()
             .unwrap_or(0);
-        let low_bits = (u32::from(prev) << (8 + self.bits_needed)) & 127;
-        self.value = (u32::from(ep.val8) << 7) | low_bits;
+        u64::from(byte >> (7 - (bit % 8))) & 1
     }
 }
 

@@ -5,7 +5,7 @@
 //! bins it saw. The cheapest set (with a 3-bit penalty for a non-default set) is signalled.
 
 use crate::binarization::BinSink;
-use crate::context::update_state;
+use crate::context::{s0_row, s1_row, update_state};
 use crate::tables::{est_bits_table, BYPASS_BITS, INIT_SETS, NUM_INIT_SETS};
 
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +28,17 @@ const INITIAL: Shadows = {
         i += 1;
     }
     s
+};
+
+/// Update-table rows of the nine sets.
+const ROWS: [(u16, u8); NUM_INIT_SETS] = {
+    let mut r = [(0u16, 0u8); NUM_INIT_SETS];
+    let mut i = 0;
+    while i < NUM_INIT_SETS {
+        r[i] = (s0_row(INIT_SETS[i].shift0), s1_row(INIT_SETS[i].shift1));
+        i += 1;
+    }
+    r
 };
 
 /// Nine shadow estimators and their cost accumulators for every context of a tensor.
@@ -79,11 +90,11 @@ impl BinSink for ShadowContexts {
         let Some(c) = self.ctxs.get_mut(ctx) else {
             return;
         };
-        for (i, set) in INIT_SETS.iter().enumerate() {
+        for (i, &(row0, row1)) in ROWS.iter().enumerate() {
             let p = c.p[i];
             c.acc[i] +=
                 u64::from(self.est[(512 + (i32::from(p) >> 3)) as usize & 1023][bin as usize]);
-            let (np, ns0) = update_state(p, c.s0[i], set.shift0, set.shift1, bin);
+            let (np, ns0) = update_state(p, c.s0[i], row0, row1, bin);
             c.p[i] = np;
             c.s0[i] = ns0;
         }

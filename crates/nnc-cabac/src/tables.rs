@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 /// rLPS lookup, flattened: index `(range & 0xE0) + column`, i.e. row `(range >> 5) & 7` times 32
 /// plus the probability column `|P >> 7|` (0..=31).
-pub static RLPS_TABLE: [u8; 256] = [
+pub const RLPS_TABLE: [u8; 256] = [
     // row 0: range 256..=287
     128, 112, 97, 84, 74, 65, 57, 50, 45, 39, 34, 30, 27, 23, 20, 18, //
     15, 14, 12, 11, 10, 9, 7, 7, 5, 5, 4, 4, 3, 3, 2, 2, //
@@ -31,9 +31,62 @@ pub static RLPS_TABLE: [u8; 256] = [
     28, 26, 22, 20, 18, 16, 14, 14, 10, 10, 8, 8, 6, 6, 4, 4,
 ];
 
+/// [`RLPS_TABLE`] with the LPS renormalisation folded in: bits 0..8 hold rLPS, bits 8..12 the
+/// renormalisation shift `n = 9 − bitlength(rLPS)`, bits 16.. the renormalised range `rLPS << n`.
+pub const RLPS_PACKED: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let r = RLPS_TABLE[i] as u32;
+        let n = r.leading_zeros() - 23;
+        t[i] = r | (n << 8) | ((r << n) << 16);
+        i += 1;
+    }
+    t
+};
+
 /// Adaptation step as a function of how far an estimator already points towards the coded bin
 /// (index `16 + ((sgn·S) >> k)`); index 31 saturates.
-pub static CURVE: [i32; 32] = [
+pub static CURVE: [i32; 32] = CURVE_CONST;
+
+/// `CURVE[i] >> shift` for every shift 0..=7, row-major: entry `shift·32 + i`. Replaces the
+/// variable shift in the slow-estimator update with a lookup.
+pub const CURVE_SHIFTED: [i16; 256] = {
+    let mut t = [0i16; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (CURVE_CONST[i % 32] >> (i / 32)) as i16;
+        i += 1;
+    }
+    t
+};
+
+/// Next fast estimator S0 for shift0 in 4..=7, bin and the current S0: entry
+/// `(shift0 − 4)·512 + bin·256 + (S0 as u8)`. Precomputes `S0 ± CURVE[16 + ((±S0) >> 3)] >> shift0`.
+pub const S0_NEXT: [i8; 2048] = {
+    let mut t = [0i8; 2048];
+    let mut i = 0;
+    while i < 2048 {
+        let shift = 4 + (i / 512) as u32;
+        let bin = (i / 256) % 2 == 1;
+        let s0 = (i % 256) as u8 as i8 as i32;
+        let sgn = if bin { 1 } else { -1 };
+        let step = CURVE_CONST[((16 + ((sgn * s0) >> 3)) & 31) as usize] >> shift;
+        let next = s0 + sgn * step;
+        // Unreachable states (|S0| > 123) are clamped only so the table stays in i8.
+        t[i] = if next > 127 {
+            127
+        } else if next < -128 {
+            -128
+        } else {
+            next
+        } as i8;
+        i += 1;
+    }
+    t
+};
+
+const CURVE_CONST: [i32; 32] = [
     2512, 2288, 2064, 1840, 1616, 1392, 1168, 944, 720, 560, 464, 368, 272, 208, 144, 80, //
     64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 0,
 ];
