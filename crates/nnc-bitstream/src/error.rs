@@ -115,7 +115,9 @@ pub enum Error {
         bit_offset: u64,
     },
     /// An NDU does not carry its tensor dimensions and the side information has none for it.
-    #[error("tensor dimensions of `{name}` are neither in the bitstream nor in the side information")]
+    #[error(
+        "tensor dimensions of `{name}` are neither in the bitstream nor in the side information"
+    )]
     MissingSideInformation {
         /// Name under which the dimensions were looked up.
         name: String,
@@ -143,7 +145,9 @@ pub enum Error {
         available: u64,
     },
     /// The size field of an NNR unit is too small to hold the size field and the unit header.
-    #[error("NNR unit {index} at byte {byte_offset} has an impossible nnr_unit_size {nnr_unit_size}")]
+    #[error(
+        "NNR unit {index} at byte {byte_offset} has an impossible nnr_unit_size {nnr_unit_size}"
+    )]
     InvalidUnitSize {
         /// Index of the unit in the bitstream.
         index: usize,

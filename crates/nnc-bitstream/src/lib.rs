@@ -63,8 +63,7 @@ pub use reader::BitReader;
 pub use stream::{parse_unit, ParsedUnit, RawUnit, UnitReader};
 pub use unit::{encode_unit, encode_unit_with_header, NnrUnit};
 pub use units::{
-    Codebook, DecomposedTensorType, LayerParameterSet, ModelParameterSet, NduHeader,
-    NnrUnitHeader, NnrUnitSize, NnrUnitType, PayloadType, QuantizationUnit, StartUnit,
-    TopologyUnit,
+    Codebook, DecomposedTensorType, LayerParameterSet, ModelParameterSet, NduHeader, NnrUnitHeader,
+    NnrUnitSize, NnrUnitType, PayloadType, QuantizationUnit, StartUnit, TopologyUnit,
 };
 pub use writer::{ie_bits, ue_bits, BitWriter};

@@ -277,17 +277,15 @@ mod tests {
     use crate::error::ErrorKind;
 
     /// Packs a string of '0'/'1' (spaces ignored) MSB-first, zero padded.
-    pub(crate) fn bits(s: &str) -> Vec<u8> {
+    fn bits(s: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut n = 0;
-        for c in s.chars().filter(|c| !c.is_whitespace()) {
+        for (n, c) in s.chars().filter(|c| !c.is_whitespace()).enumerate() {
             if n % 8 == 0 {
                 out.push(0);
             }
             if c == '1' {
                 *out.last_mut().unwrap() |= 0x80 >> (n % 8);
             }
-            n += 1;
         }
         out
     }
@@ -298,7 +296,7 @@ mod tests {
         let mut r = BitReader::new(&data);
         assert_eq!(r.read_u(3).unwrap(), 0b101);
         assert_eq!(r.read_u(0).unwrap(), 0);
-        assert!(r.read_flag().unwrap() == false);
+        assert!(!r.read_flag().unwrap());
         assert_eq!(r.read_u(12).unwrap(), 0b1100_1111_1111);
         assert_eq!(r.bit_offset(), 16);
         assert_eq!(r.read_i(8).unwrap(), 1);
@@ -365,10 +363,7 @@ mod tests {
         code.push(0x80);
         code.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0x80]);
         let mut r = BitReader::new(&code);
-        assert!(matches!(
-            r.read_ue(0),
-            Err(Error::ExpGolombOverflow { .. })
-        ));
+        assert!(matches!(r.read_ue(0), Err(Error::ExpGolombOverflow { .. })));
         // ...but the same code is i64::MIN as ie(0)
         let mut r = BitReader::new(&code);
         assert_eq!(r.read_ie(0).unwrap(), i64::MIN);

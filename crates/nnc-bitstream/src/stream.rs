@@ -6,12 +6,12 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::unit::{raw_float_len, NnrUnit};
 use crate::units::consts::NNR_CPT_DC;
 use crate::units::{
     LayerParameterSet, ModelParameterSet, NduHeader, NnrUnitHeader, NnrUnitSize, NnrUnitType,
     PayloadType, QuantizationUnit, StartUnit, TopologyUnit,
 };
-use crate::unit::{raw_float_len, NnrUnit};
 use crate::{BitReader, ParseContext, SideInfo};
 
 /// One NNR unit located by its size field, not yet parsed.
@@ -332,16 +332,16 @@ impl ParsedUnit<'_> {
             m.insert("partial_data_counter".into(), c.into());
         }
         match &self.unit {
-            NnrUnit::Str(s) => s.to_json(&mut m),
+            NnrUnit::Str(s) => s.append_json(&mut m),
             NnrUnit::Mps(mps) => {
                 m.insert("general_profile_idc".into(), ctx.general_profile_idc.into());
-                mps.to_json(&mut m);
+                mps.append_json(&mut m);
             }
-            NnrUnit::Lps(l) => l.to_json(&mut m),
-            NnrUnit::Tpl(t) => t.to_json(&mut m),
-            NnrUnit::Qnt(q) => q.to_json(&mut m),
+            NnrUnit::Lps(l) => l.append_json(&mut m),
+            NnrUnit::Tpl(t) => t.append_json(&mut m),
+            NnrUnit::Qnt(q) => q.append_json(&mut m),
             NnrUnit::Ndu { header, .. } => {
-                header.to_json(&mut m);
+                header.append_json(&mut m);
                 if header.nnr_compressed_data_unit_payload_type == PayloadType::RawFloat {
                     let mut info = Map::new();
                     info.insert(
@@ -376,5 +376,292 @@ impl ParsedUnit<'_> {
             NnrUnit::Agg => {}
         }
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::consts::NNR_TPL_UNREC;
+    use crate::{encode_unit, ErrorKind};
+
+    /// hls.md §7: `nncodec.tensor.encode(x, args={'qp': -32})` of a 4×4 float32 tensor.
+    const WORKED_EXAMPLE: [u8; 64] = [
+        0x00, 0x04, 0x02, 0x01, 0x00, 0x08, 0x06, 0x81, 0x00, 0x40, 0x00, 0x80, 0x00, 0x06, 0x0e,
+        0x00, 0x00, 0x00, 0x00, 0x2e, 0x16, 0x09, 0x30, 0x00, 0xd0, 0x41, 0xc1, 0x21, 0x21, 0x02,
+        0xa0, 0x80, 0xe0, 0x17, 0xd4, 0x25, 0xd5, 0x90, 0xf8, 0xfd, 0x5a, 0xad, 0x6b, 0x5a, 0xd7,
+        0x07, 0xc1, 0x28, 0x04, 0x99, 0xd1, 0x2e, 0x1b, 0x58, 0x53, 0x03, 0x82, 0xf0, 0x92, 0x33,
+        0x29, 0xd3, 0xb8, 0x7f,
+    ];
+
+    fn parse_stream<'a>(data: &'a [u8], side: &SideInfo) -> Result<Vec<ParsedUnit<'a>>> {
+        let mut reader = UnitReader::new(data);
+        let mut ctx = ParseContext::default();
+        let mut out = Vec::new();
+        while let Some(raw) = reader.next()? {
+            out.push(parse_unit(raw, &mut ctx, side)?);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn worked_example_parses_field_by_field() {
+        let units = parse_stream(&WORKED_EXAMPLE, &SideInfo::default()).unwrap();
+        assert_eq!(units.len(), 4);
+        let offsets: Vec<usize> = units.iter().map(|u| u.byte_offset).collect();
+        assert_eq!(offsets, [0, 4, 12, 18]);
+
+        // Unit 1: STR 00 04 02 01
+        let u = &units[0];
+        assert_eq!(
+            u.size,
+            NnrUnitSize {
+                nnr_unit_size_flag: false,
+                nnr_unit_size: 4
+            }
+        );
+        assert_eq!(u.header, NnrUnitHeader::new(NnrUnitType::Str));
+        assert_eq!(
+            u.unit,
+            NnrUnit::Str(StartUnit {
+                general_profile_idc: 1
+            })
+        );
+
+        // Unit 2: MPS 00 08 06 81 00 40 00 80
+        let NnrUnit::Mps(m) = &units[1].unit else {
+            panic!("unit 2 is not an MPS")
+        };
+        assert_eq!(units[1].size.nnr_unit_size, 8);
+        assert_eq!(*m, ModelParameterSet::reference(1, 2, false, false));
+        assert!(m.topology_carriage_flag);
+        assert_eq!(m.mps_quantization_method_flags, 1);
+        assert_eq!(m.mps_parent_signalling_enabled_flag, Some(false));
+        assert_eq!(m.nnr_reserved_zero_1bit, Some(0));
+        assert_eq!(m.mps_qp_density, Some(2));
+        assert_eq!(m.mps_quantization_parameter, Some(0));
+
+        // Unit 3: TPL 00 06 0e 00 00 00
+        assert_eq!(
+            units[2].unit,
+            NnrUnit::Tpl(TopologyUnit {
+                topology_storage_format: NNR_TPL_UNREC,
+                topology_compression_format: 0,
+                topology_data: Some(String::new()),
+                topology_elem_id_list: None,
+            })
+        );
+
+        // Unit 4: NDU, 14 header bytes + 32 CABAC bytes
+        let u = &units[3];
+        assert_eq!(u.size.nnr_unit_size, 46);
+        assert_eq!(u.payload_offset, 14);
+        assert_eq!(u.payload.len(), 32);
+        assert_eq!(&u.payload[..2], &[0xe0, 0x17]);
+        assert_eq!(*u.payload.last().unwrap(), 0x7f);
+        let NnrUnit::Ndu { header: h, .. } = &u.unit else {
+            panic!("unit 4 is not an NDU")
+        };
+        let expected = NduHeader {
+            nnr_compressed_data_unit_payload_type: PayloadType::Float,
+            nnr_multiple_topology_elements_present_flag: false,
+            nnr_decompressed_data_format_present_flag: false,
+            input_parameters_present_flag: true,
+            topology_elem_id: Some("0".into()),
+            node_id_present_flag: Some(true),
+            device_id: Some(0),
+            parameter_id: Some(0),
+            put_node_depth: Some(0),
+            codebook_present_flag: Some(false),
+            dq_flag: Some(true),
+            tensor_dimensions_flag: Some(true),
+            cabac_unary_length_flag: Some(true),
+            compressed_parameter_types: 0,
+            tensor_dimensions: vec![4, 4],
+            cabac_unary_length_minus1: 10,
+            first_tensor_dimension_shift: Some(0),
+            scan_order: Some(0),
+            ..NduHeader::default()
+        };
+        assert_eq!(*h, expected);
+        assert_eq!(u.context, ParseContext::profile1(false));
+    }
+
+    #[test]
+    fn worked_example_writes_back_byte_identical() {
+        let units = parse_stream(&WORKED_EXAMPLE, &SideInfo::default()).unwrap();
+        let mut out = Vec::new();
+        for u in &units {
+            out.extend(encode_unit(&u.unit, &u.context).unwrap());
+        }
+        assert_eq!(out, WORKED_EXAMPLE);
+        // and from hand-built values, as an encoder would
+        let ctx = ParseContext::profile1(false);
+        let ndu = NnrUnit::Ndu {
+            header: match &units[3].unit {
+                NnrUnit::Ndu { header, .. } => header.clone(),
+                _ => unreachable!(),
+            },
+            payload: Cow::Borrowed(&WORKED_EXAMPLE[32..]),
+        };
+        let mps = encode_unit(
+            &NnrUnit::Mps(ModelParameterSet::reference(1, 2, false, false)),
+            &ctx,
+        )
+        .unwrap();
+        assert_eq!(mps, WORKED_EXAMPLE[4..12]);
+        assert_eq!(encode_unit(&ndu, &ctx).unwrap(), WORKED_EXAMPLE[18..]);
+    }
+
+    #[test]
+    fn worked_example_hls_json() {
+        let units = parse_stream(&WORKED_EXAMPLE, &SideInfo::default()).unwrap();
+        let ndu = units[3].to_hls_json();
+        let keys: Vec<&str> = ndu.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys[..8],
+            [
+                "nnr_unit_size_flag",
+                "nnr_unit_size",
+                "nnr_unit_type",
+                "mps_topology_indexed_reference_flag",
+                "mps_parent_signalling_enabled_flag",
+                "general_profile_idc",
+                "independently_decodable_flag",
+                "partial_data_counter_present_flag",
+            ]
+        );
+        assert_eq!(ndu["tensor_dimensions"], serde_json::json!([4, 4]));
+        assert_eq!(ndu["topology_elem_id"], "0");
+        assert_eq!(ndu["scan_order"], 0);
+        let tpl = units[2].to_hls_json();
+        assert_eq!(tpl["mps_topology_indexed_reference_flag"], 0);
+        assert_eq!(tpl["topology_data"], "");
+        let mps = units[1].to_hls_json();
+        assert_eq!(mps["general_profile_idc"], 1);
+        assert_eq!(mps["nnr_reserved_zero_1bit"], 0);
+        assert!(!mps.contains_key("nnr_pre_flag"));
+    }
+
+    #[test]
+    fn unit_order_rules() {
+        let str_mps = &WORKED_EXAMPLE[..12];
+        let tpl = &WORKED_EXAMPLE[12..18];
+        let ndu = &WORKED_EXAMPLE[18..];
+        let side = SideInfo::default();
+        let cat = |parts: &[&[u8]]| parts.concat();
+        // NDU first
+        let e = parse_stream(ndu, &side).unwrap_err();
+        assert!(matches!(e, Error::UnitOrder { index: 0, .. }), "{e:?}");
+        // STR, NDU without MPS
+        let s = cat(&[&WORKED_EXAMPLE[..4], ndu]);
+        let e = parse_stream(&s, &side).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::UnitOrder {
+                    index: 1,
+                    nnr_unit_type: NnrUnitType::Ndu,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // a second MPS
+        let s = cat(&[str_mps, &WORKED_EXAMPLE[4..12]]);
+        let e = parse_stream(&s, &side).unwrap_err();
+        assert!(matches!(e, Error::UnitOrder { index: 2, .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Malformed);
+        // TPL before the MPS
+        let s = cat(&[&WORKED_EXAMPLE[..4], tpl, &WORKED_EXAMPLE[4..12]]);
+        assert!(parse_stream(&s, &side).is_err());
+        // a second STR
+        let s = cat(&[str_mps, &WORKED_EXAMPLE[..4]]);
+        assert!(parse_stream(&s, &side).is_err());
+        // NDU before TPL is fine
+        let s = cat(&[str_mps, ndu, tpl]);
+        assert_eq!(parse_stream(&s, &side).unwrap().len(), 4);
+        // AGG is not supported
+        let s = cat(&[str_mps, &[0x00, 0x03, 0x1a]]);
+        let e = parse_stream(&s, &side).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn unit_reader_validates_sizes() {
+        let mut r = UnitReader::new(&WORKED_EXAMPLE[..63]);
+        for _ in 0..3 {
+            assert!(r.next().unwrap().is_some());
+        }
+        assert_eq!(
+            r.next(),
+            Err(Error::UnitTruncated {
+                index: 3,
+                byte_offset: 18,
+                declared: 46,
+                available: 45
+            })
+        );
+        assert_eq!(r.next(), Ok(None));
+        let mut r = UnitReader::new(&[0x00, 0x02, 0x02]);
+        assert!(matches!(
+            r.next(),
+            Err(Error::InvalidUnitSize {
+                nnr_unit_size: 2,
+                ..
+            })
+        ));
+        let mut r = UnitReader::new(&[0x80, 0x00, 0x00]);
+        assert!(matches!(
+            r.next(),
+            Err(Error::UnitTruncated { declared: 4, .. })
+        ));
+        assert_eq!(UnitReader::new(&[]).next(), Ok(None));
+        // a size field shorter than the content parsed from it
+        let mut s = WORKED_EXAMPLE[..12].to_vec();
+        s[5] = 0x09;
+        s.push(0);
+        let e = parse_stream(&s, &SideInfo::default()).unwrap_err();
+        assert!(matches!(e, Error::SizeMismatch { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn side_information_for_missing_dimensions() {
+        // the worked example's NDU rewritten with tensor_dimensions_flag = 0
+        let units = parse_stream(&WORKED_EXAMPLE, &SideInfo::default()).unwrap();
+        let NnrUnit::Ndu { header, .. } = &units[3].unit else {
+            unreachable!()
+        };
+        let h = NduHeader {
+            tensor_dimensions_flag: Some(false),
+            ..header.clone()
+        };
+        let ctx = ParseContext::profile1(false);
+        let unit = NnrUnit::Ndu {
+            header: h.clone(),
+            payload: Cow::Borrowed(&[1, 2, 3]),
+        };
+        let bytes = encode_unit(&unit, &ctx).unwrap();
+        // 20 bits of dimensions fewer: the NDU header shrinks from 11 to 8 bytes
+        assert_eq!(bytes.len(), 2 + 1 + 8 + 3);
+        let raw = RawUnit {
+            index: 3,
+            ..UnitReader::new(&bytes).next().unwrap().unwrap()
+        };
+        let e = parse_unit(raw, &mut ctx.clone(), &SideInfo::default()).unwrap_err();
+        assert_eq!(e, Error::MissingSideInformation { name: "0".into() });
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        let side = SideInfo::new().with_tensor_dimensions("0", vec![4, 4]);
+        let parsed = parse_unit(raw, &mut ctx.clone(), &side).unwrap();
+        assert_eq!(parsed.unit, unit);
+        let json = parsed.to_hls_json();
+        let keys: Vec<&str> = json.keys().map(String::as_str).collect();
+        let pos = |k| keys.iter().position(|x| *x == k).unwrap();
+        assert!(pos("cabac_unary_length_minus1") < pos("count_tensor_dimensions"));
+        assert_eq!(json["tensor_dimensions_flag"], 0);
+        // one dimension from the side information: no scan_order in the header
+        let side = SideInfo::new().with_tensor_dimensions("0", vec![16]);
+        let e = parse_unit(raw, &mut ctx.clone(), &side);
+        assert!(e.is_ok());
     }
 }

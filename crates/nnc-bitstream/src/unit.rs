@@ -11,6 +11,8 @@ use crate::{BitWriter, ParseContext};
 
 /// The content of one NNR unit after its common header: the type-specific header and payload.
 #[derive(Debug, Clone, PartialEq)]
+// One value per unit, never stored in bulk: boxing the NDU header would only complicate use.
+#[allow(clippy::large_enum_variant)]
 pub enum NnrUnit<'a> {
     /// `NNR_STR`.
     Str(StartUnit),

@@ -194,7 +194,11 @@ mod tests {
         let mut s = String::new();
         for i in 0..w.bit_len() {
             let byte = w.as_bytes()[(i / 8) as usize];
-            s.push(if byte & (0x80 >> (i % 8)) != 0 { '1' } else { '0' });
+            s.push(if byte & (0x80 >> (i % 8)) != 0 {
+                '1'
+            } else {
+                '0'
+            });
         }
         s
     }
@@ -314,14 +318,10 @@ mod tests {
 
     fn item() -> impl Strategy<Value = Item> {
         prop_oneof![
-            (0u32..=64, any::<u64>()).prop_map(|(n, v)| Item::U(
-                n,
-                if n == 64 { v } else { v & ((1u64 << n) - 1) }
-            )),
-            (1u32..=64, any::<i64>()).prop_map(|(n, v)| Item::I(
-                n,
-                if n == 64 { v } else { v >> (64 - n) }
-            )),
+            (0u32..=64, any::<u64>())
+                .prop_map(|(n, v)| Item::U(n, if n == 64 { v } else { v & ((1u64 << n) - 1) })),
+            (1u32..=64, any::<i64>())
+                .prop_map(|(n, v)| Item::I(n, if n == 64 { v } else { v >> (64 - n) })),
             (0u32..=16, any::<u64>(), 0u32..64).prop_map(|(k, v, s)| Item::Ue(k, v >> s)),
             (0u32..=16, any::<i64>(), 0u32..64).prop_map(|(k, v, s)| Item::Ie(k, v >> s)),
             any::<f32>().prop_map(Item::Flt),

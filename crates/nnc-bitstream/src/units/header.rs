@@ -212,7 +212,10 @@ mod tests {
             let mut w = BitWriter::new();
             h.write(&mut w).unwrap();
             assert_eq!(w.as_bytes(), &[byte]);
-            assert_eq!(NnrUnitHeader::read(&mut BitReader::new(&[byte])).unwrap(), h);
+            assert_eq!(
+                NnrUnitHeader::read(&mut BitReader::new(&[byte])).unwrap(),
+                h
+            );
         }
         let h = NnrUnitHeader {
             partial_data_counter_present_flag: true,
@@ -222,7 +225,10 @@ mod tests {
         let mut w = BitWriter::new();
         h.write(&mut w).unwrap();
         assert_eq!(w.as_bytes(), &[0x17, 0xa5]);
-        assert_eq!(NnrUnitHeader::read(&mut BitReader::new(&[0x17, 0xa5])).unwrap(), h);
+        assert_eq!(
+            NnrUnitHeader::read(&mut BitReader::new(&[0x17, 0xa5])).unwrap(),
+            h
+        );
         let bad = NnrUnitHeader {
             partial_data_counter: Some(1),
             ..NnrUnitHeader::new(NnrUnitType::Ndu)
@@ -252,7 +258,10 @@ mod tests {
         let mut w = BitWriter::new();
         s.write(&mut w).unwrap();
         assert_eq!(w.as_bytes(), &[0x80, 0x01, 0xee, 0xf6]);
-        assert_eq!(NnrUnitSize::read(&mut BitReader::new(w.as_bytes())).unwrap(), s);
+        assert_eq!(
+            NnrUnitSize::read(&mut BitReader::new(w.as_bytes())).unwrap(),
+            s
+        );
         assert!(NnrUnitSize::for_body_len(1 << 31).is_err());
     }
 }

@@ -99,14 +99,26 @@ impl LayerParameterSet {
 
     /// Writes the type-specific header and payload.
     pub fn write(&self, w: &mut BitWriter, _ctx: &ParseContext) -> Result<()> {
-        check_bits(u64::from(self.nnr_reserved_zero_7bits), 7, "nnr_reserved_zero_7bits")?;
-        check_bits(u64::from(self.nnr_reserved_zero_1_bits), 1, "nnr_reserved_zero_1_bits")?;
+        check_bits(
+            u64::from(self.nnr_reserved_zero_7bits),
+            7,
+            "nnr_reserved_zero_7bits",
+        )?;
+        check_bits(
+            u64::from(self.nnr_reserved_zero_1_bits),
+            1,
+            "nnr_reserved_zero_1_bits",
+        )?;
         check_bits(
             u64::from(self.lps_quantization_method_flags),
             3,
             "lps_quantization_method_flags",
         )?;
-        check_bits(u64::from(self.nnr_reserved_zero_1bit), 1, "nnr_reserved_zero_1bit")?;
+        check_bits(
+            u64::from(self.nnr_reserved_zero_1bit),
+            1,
+            "nnr_reserved_zero_1bit",
+        )?;
         check_presence(self.has_qp(), &self.lps_qp_density, "lps_qp_density")?;
         check_presence(
             self.has_qp(),
@@ -164,9 +176,12 @@ impl LayerParameterSet {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let b = |v: bool| Value::from(u8::from(v));
-        m.insert("lps_self_contained_flag".into(), b(self.lps_self_contained_flag));
+        m.insert(
+            "lps_self_contained_flag".into(),
+            b(self.lps_self_contained_flag),
+        );
         m.insert(
             "nnr_reserved_zero_7bits".into(),
             self.nnr_reserved_zero_7bits.into(),
@@ -175,7 +190,10 @@ impl LayerParameterSet {
             "nnr_reserved_zero_1_bits".into(),
             self.nnr_reserved_zero_1_bits.into(),
         );
-        m.insert("lps_sparsification_flag".into(), b(self.lps_sparsification_flag));
+        m.insert(
+            "lps_sparsification_flag".into(),
+            b(self.lps_sparsification_flag),
+        );
         m.insert("lps_pruning_flag".into(), b(self.lps_pruning_flag));
         m.insert("lps_unification_flag".into(), b(self.lps_unification_flag));
         m.insert(
@@ -193,13 +211,13 @@ impl LayerParameterSet {
             m.insert("lps_quantization_parameter".into(), v.into());
         }
         if let Some(p) = &self.sparsification_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(p) = &self.pruning_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(p) = &self.unification_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
     }
 }

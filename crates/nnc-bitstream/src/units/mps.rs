@@ -207,7 +207,11 @@ impl ModelParameterSet {
             3,
             "mps_quantization_method_flags",
         )?;
-        check_presence(p1, &self.base_model_id_present_flag, "base_model_id_present_flag")?;
+        check_presence(
+            p1,
+            &self.base_model_id_present_flag,
+            "base_model_id_present_flag",
+        )?;
         check_presence(
             p1,
             &self.validation_set_performance_present_flag,
@@ -225,14 +229,26 @@ impl ModelParameterSet {
         )?;
         let parent = self.mps_parent_signalling_enabled_flag == Some(true);
         check_presence(p1 && parent, &self.nnr_pre_flag, "nnr_pre_flag")?;
-        check_presence(p1 && !parent, &self.nnr_reserved_zero_1bit, "nnr_reserved_zero_1bit")?;
+        check_presence(
+            p1 && !parent,
+            &self.nnr_reserved_zero_1bit,
+            "nnr_reserved_zero_1bit",
+        )?;
         check_presence(p1, &self.nnr_reserved_zero_2bits, "nnr_reserved_zero_2bits")?;
         let base = self.base_model_id_present_flag == Some(true);
         let vsp = self.validation_set_performance_present_flag == Some(true);
         let mtp = self.metric_type_performance_map_valid_flag == Some(true);
         check_presence(base, &self.base_model_id, "base_model_id")?;
-        check_presence(vsp || mtp, &self.performance_metric_type, "performance_metric_type")?;
-        check_presence(!p1, &self.nnr_reserved_zero_7bits, "nnr_reserved_zero_7bits")?;
+        check_presence(
+            vsp || mtp,
+            &self.performance_metric_type,
+            "performance_metric_type",
+        )?;
+        check_presence(
+            !p1,
+            &self.nnr_reserved_zero_7bits,
+            "nnr_reserved_zero_7bits",
+        )?;
         check_presence(self.has_qp(), &self.mps_qp_density, "mps_qp_density")?;
         check_presence(
             self.has_qp(),
@@ -348,10 +364,16 @@ impl ModelParameterSet {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let b = |v: bool| Value::from(u8::from(v));
-        m.insert("topology_carriage_flag".into(), b(self.topology_carriage_flag));
-        m.insert("mps_sparsification_flag".into(), b(self.mps_sparsification_flag));
+        m.insert(
+            "topology_carriage_flag".into(),
+            b(self.topology_carriage_flag),
+        );
+        m.insert(
+            "mps_sparsification_flag".into(),
+            b(self.mps_sparsification_flag),
+        );
         m.insert("mps_pruning_flag".into(), b(self.mps_pruning_flag));
         m.insert("mps_unification_flag".into(), b(self.mps_unification_flag));
         m.insert(
@@ -367,7 +389,10 @@ impl ModelParameterSet {
             b(self.mps_topology_indexed_reference_flag),
         );
         let opt_flags = [
-            ("base_model_id_present_flag", self.base_model_id_present_flag),
+            (
+                "base_model_id_present_flag",
+                self.base_model_id_present_flag,
+            ),
             (
                 "validation_set_performance_present_flag",
                 self.validation_set_performance_present_flag,
@@ -409,16 +434,16 @@ impl ModelParameterSet {
             m.insert("mps_quantization_parameter".into(), v.into());
         }
         if let Some(p) = &self.sparsification_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(p) = &self.pruning_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(p) = &self.unification_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(p) = &self.decomposition_performance_map {
-            p.to_json(m);
+            p.append_json(m);
         }
         if let Some(v) = self.validation_set_performance {
             // Reference quirk: its flt reader returns a one-element array.
@@ -427,5 +452,120 @@ impl ModelParameterSet {
                 Value::Array(vec![f32_value(v)]),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{encode_unit, NnrUnit};
+
+    #[test]
+    fn reference_mps_bytes() {
+        let ctx = ParseContext {
+            general_profile_idc: 1,
+            ..ParseContext::default()
+        };
+        // hls.md §2.6: 00 08 06 81 XX 40 00 80
+        for (parent, pre, xx) in [
+            (false, false, 0x00),
+            (true, false, 0x08),
+            (true, true, 0x0c),
+        ] {
+            let m = ModelParameterSet::reference(1, 2, parent, pre);
+            let bytes = encode_unit(&NnrUnit::Mps(m.clone()), &ctx).unwrap();
+            assert_eq!(bytes, [0x00, 0x08, 0x06, 0x81, xx, 0x40, 0x00, 0x80]);
+            let back = ModelParameterSet::read(&mut BitReader::new(&bytes[3..]), &ctx).unwrap();
+            assert_eq!(back, m);
+        }
+        for q in 0..8u8 {
+            let bytes = encode_unit(
+                &NnrUnit::Mps(ModelParameterSet::reference(1, q, false, false)),
+                &ctx,
+            )
+            .unwrap();
+            assert_eq!(bytes[5], q << 5);
+        }
+    }
+
+    #[test]
+    fn profile_0_and_misuse() {
+        let ctx0 = ParseContext::default();
+        let m = ModelParameterSet::reference(0, 2, false, false);
+        let mut w = BitWriter::new();
+        m.write(&mut w, &ctx0).unwrap();
+        // 1 0000 001 0 | 0000000 + qpd 010 + 13 zero bits + alignment
+        assert_eq!(w.as_bytes(), &[0x81, 0x00, 0x40, 0x00, 0x80]);
+        // profile-1 fields under a profile-0 context are refused
+        let p1 = ModelParameterSet::reference(1, 2, false, false);
+        assert!(p1.write(&mut BitWriter::new(), &ctx0).is_err());
+        let mut bad = m.clone();
+        bad.mps_quantization_parameter = Some(5000);
+        assert!(bad.write(&mut BitWriter::new(), &ctx0).is_err());
+        let mut bad = m;
+        bad.mps_sparsification_flag = true;
+        assert!(bad.write(&mut BitWriter::new(), &ctx0).is_err());
+    }
+
+    #[test]
+    fn performance_maps_follow_the_reference_loops() {
+        let ctx = ParseContext {
+            general_profile_idc: 1,
+            ..ParseContext::default()
+        };
+        let mut m = ModelParameterSet::reference(1, 2, false, false);
+        m.mps_unification_flag = true;
+        m.unification_performance_map = Some(UnificationPerformanceMap {
+            upm_count_thresholds: 2,
+            entries: vec![crate::units::UpmEntry {
+                count_reshaped_tensor_dimension: 3,
+                reshaped_tensor_dimensions: vec![4, 5],
+                count_super_block_dimension: 0,
+                super_block_dimensions: vec![],
+                count_block_dimension: 2,
+                block_dimensions: vec![8],
+                unification_threshold: 0.5,
+                upm_nn_accuracy: 0.25,
+                upm_count_classes: 7,
+                upm_class_bitmask: 2,
+                upm_nn_class_accuracy: vec![1.0, 2.0],
+            }],
+        });
+        m.validation_set_performance_present_flag = Some(true);
+        m.performance_metric_type = Some("top1".into());
+        m.validation_set_performance = Some(0.75);
+        let mut w = BitWriter::new();
+        m.write(&mut w, &ctx).unwrap();
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        assert_eq!(ModelParameterSet::read(&mut r, &ctx).unwrap(), m);
+        assert_eq!(r.bits_left(), 0);
+        let mut j = Map::new();
+        m.append_json(&mut j);
+        assert_eq!(j["validation_set_performance"], serde_json::json!([0.75]));
+        assert_eq!(
+            j["reshaped_tensor_dimensions"],
+            serde_json::json!([[4, 5, 0]])
+        );
+        assert_eq!(
+            j["upm_nn_class_accuracy"],
+            serde_json::json!([[1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+        );
+        // a count of 0 (reference: negative array size) is malformed
+        let mut bad = bytes.clone();
+        // byte 0: topology 1, spars 0, prun 0, unif 1, dec 0, qmf 001 -> 0x91; the map count
+        // is the first byte after the 16 flag bits + 16 qp bits + "top1\0"
+        assert_eq!(bad[0], 0x91);
+        let count_at = 2 + 5 + 2;
+        assert_eq!(bad[count_at], 2);
+        bad[count_at] = 0;
+        let e = ModelParameterSet::read(&mut BitReader::new(&bad), &ctx).unwrap_err();
+        assert!(matches!(
+            e,
+            crate::Error::InvalidValue {
+                element: "upm_count_thresholds",
+                ..
+            }
+        ));
     }
 }

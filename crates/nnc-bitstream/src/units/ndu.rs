@@ -125,7 +125,11 @@ impl Codebook {
         )?;
         let mut values = vec![0i64; codebook_size as usize];
         let zero_value = r.ie(7, "codebook_zero_value")?;
-        values[zo] = check_i32(i128::from(zero_value), "codebook_zero_value", r.bit_offset())?;
+        values[zo] = check_i32(
+            i128::from(zero_value),
+            "codebook_zero_value",
+            r.bit_offset(),
+        )?;
         let egk = u32::from(codebook_egk);
         let mut prev = i128::from(zero_value);
         for j in (0..zo).rev() {
@@ -197,10 +201,16 @@ impl Codebook {
         Ok(())
     }
 
-    fn to_json(&self, suffix: &str, m: &mut Map<String, Value>) {
+    fn append_json(&self, suffix: &str, m: &mut Map<String, Value>) {
         m.insert(format!("codebook_egk__{suffix}"), self.codebook_egk.into());
-        m.insert(format!("codebook_size__{suffix}"), self.codebook_size.into());
-        m.insert(format!("CbZeroOffset__{suffix}"), self.codebook_zero_offset.into());
+        m.insert(
+            format!("codebook_size__{suffix}"),
+            self.codebook_size.into(),
+        );
+        m.insert(
+            format!("CbZeroOffset__{suffix}"),
+            self.codebook_zero_offset.into(),
+        );
         m.insert(
             format!("codebook__{suffix}"),
             Value::Array(self.values.iter().map(|&v| Value::from(v)).collect()),
@@ -218,11 +228,14 @@ impl Codebook {
 //       topology_elem_id_index_list[ j ]               ue(7)
 //   if( topologyIndexedFlag == 1 ) byte_alignment( )
 // }
+/// The two forms of a topology element list: names, or indices.
+pub(crate) type ElemIdLists = (Option<Vec<String>>, Option<Vec<u64>>);
+
 /// Reads `topology_elements_ids_list(indexed)`: names or indices.
 pub(crate) fn read_topology_elements_ids_list(
     r: &mut BitReader<'_>,
     indexed: bool,
-) -> Result<(Option<Vec<String>>, Option<Vec<u64>>)> {
+) -> Result<ElemIdLists> {
     let count = u128::from(r.ue(7, "count_topology_elements_minus2")?) + 2;
     if indexed {
         r.ensure_fits(count, 8, "count_topology_elements_minus2")?;
@@ -464,9 +477,11 @@ impl NduHeader {
     /// The name used to look up side information: the `topology_elem_id`, or the first name of
     /// the list of a multi-element NDU.
     pub fn element_name(&self) -> Option<&str> {
-        self.topology_elem_id
-            .as_deref()
-            .or(self.topology_elem_id_list.as_ref().and_then(|l| l.first()).map(String::as_str))
+        self.topology_elem_id.as_deref().or(self
+            .topology_elem_id_list
+            .as_ref()
+            .and_then(|l| l.first())
+            .map(String::as_str))
     }
 
     /// For a non-block NDU with `NNR_CPT_DC`: which factor it carries.
@@ -494,7 +509,9 @@ impl NduHeader {
             let g = self.g_number_of_rows?;
             let rank = self.decomposition_rank?;
             if self.nnr_compressed_data_unit_payload_type == PayloadType::Block {
-                return Some(block_rows_minus1(g, scan_order) + block_rows_minus1(rank, scan_order));
+                return Some(
+                    block_rows_minus1(g, scan_order) + block_rows_minus1(rank, scan_order),
+                );
             }
             return Some(match self.decomposed_tensor_type() {
                 Some(DecomposedTensorType::H) => block_rows_minus1(rank, scan_order),
@@ -676,8 +693,11 @@ impl NduHeader {
                         bit_offset: r.bit_offset(),
                     });
                 }
-                h.cabac_entry_point_list =
-                    Some(read_entry_point_list(r, rows as u128, h.dq_flag == Some(true))?);
+                h.cabac_entry_point_list = Some(read_entry_point_list(
+                    r,
+                    rows as u128,
+                    h.dq_flag == Some(true),
+                )?);
             }
         }
         r.byte_alignment()?;
@@ -718,14 +738,26 @@ impl NduHeader {
         let indexed = ctx.mps_topology_indexed_reference_flag;
         let ipp = self.input_parameters_present_flag;
         let p1 = ctx.is_profile1();
-        check_presence(multi && !indexed, &self.topology_elem_id_list, "topology_elem_id_list")?;
+        check_presence(
+            multi && !indexed,
+            &self.topology_elem_id_list,
+            "topology_elem_id_list",
+        )?;
         check_presence(
             multi && indexed,
             &self.topology_elem_id_index_list,
             "topology_elem_id_index_list",
         )?;
-        check_presence(!multi && !indexed, &self.topology_elem_id, "topology_elem_id")?;
-        check_presence(!multi && indexed, &self.topology_elem_id_index, "topology_elem_id_index")?;
+        check_presence(
+            !multi && !indexed,
+            &self.topology_elem_id,
+            "topology_elem_id",
+        )?;
+        check_presence(
+            !multi && indexed,
+            &self.topology_elem_id_index,
+            "topology_elem_id_index",
+        )?;
         if let Some(n) = &self.topology_elem_id {
             check_st(n, "topology_elem_id")?;
         }
@@ -792,7 +824,11 @@ impl NduHeader {
         }
 
         check_presence(ipp, &self.tensor_dimensions_flag, "tensor_dimensions_flag")?;
-        check_presence(ipp, &self.cabac_unary_length_flag, "cabac_unary_length_flag")?;
+        check_presence(
+            ipp,
+            &self.cabac_unary_length_flag,
+            "cabac_unary_length_flag",
+        )?;
         check_bits(
             u64::from(self.compressed_parameter_types),
             4,
@@ -837,7 +873,11 @@ impl NduHeader {
             check_bits(u64::from(s), 4, "scan_order")?;
         }
         let with_eps = multi_dim && self.scan_order.is_some_and(|s| s > 0);
-        check_presence(with_eps, &self.cabac_entry_point_list, "cabac_entry_point_list")?;
+        check_presence(
+            with_eps,
+            &self.cabac_entry_point_list,
+            "cabac_entry_point_list",
+        )?;
         if let Some(eps) = &self.cabac_entry_point_list {
             let expected = self.expected_entry_points().ok_or(Error::InvalidArgument {
                 element: "tensor_dimensions",
@@ -962,7 +1002,7 @@ impl NduHeader {
     }
 
     /// The header's fields as in the reference's `hls.json`, without the unit-level fields.
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let b = |v: bool| Value::from(u8::from(v));
         m.insert(
             "nnr_compressed_data_unit_payload_type".into(),
@@ -1045,7 +1085,7 @@ impl NduHeader {
             m.insert("codebook_present_flag".into(), b(f));
         }
         if let Some(c) = &self.codebook {
-            c.to_json("", m);
+            c.append_json("", m);
         }
         if let Some(f) = self.dq_flag {
             m.insert("dq_flag".into(), b(f));
@@ -1108,10 +1148,10 @@ impl NduHeader {
             // Reference quirk: a block NDU without input parameters gets its dimensions in the
             // opposite key order.
             let block = self.nnr_compressed_data_unit_payload_type == PayloadType::Block;
-            dims(m, !(block && !self.input_parameters_present_flag));
+            dims(m, !block || self.input_parameters_present_flag);
         }
         if let Some(c) = &self.codebook_dc {
-            c.to_json("dc", m);
+            c.append_json("dc", m);
         }
         if let Some(v) = self.first_tensor_dimension_shift {
             m.insert("first_tensor_dimension_shift".into(), v.into());
@@ -1142,7 +1182,11 @@ fn read_entry_point_list(r: &mut BitReader<'_>, n: u128, dq: bool) -> Result<Vec
     let mut prev: i128 = 0;
     for j in 0..n {
         let value = r.u(8, "cabac_entry_point_list")?;
-        let dq_state = if dq { r.u(3, "cabac_entry_point_list")? } else { 0 };
+        let dq_state = if dq {
+            r.u(3, "cabac_entry_point_list")?
+        } else {
+            0
+        };
         let offset = if j == 0 {
             i128::from(r.ue(11, "cabac_entry_point_list")?)
         } else {
@@ -1177,4 +1221,387 @@ fn write_entry_point_list(w: &mut BitWriter, eps: &[u64], dq: bool) -> Result<()
         prev = offset;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::consts::{NNR_CPT_BI, NNR_CPT_BN};
+    use crate::ErrorKind;
+
+    fn ctx() -> ParseContext {
+        ParseContext::profile1(false)
+    }
+
+    fn round_trip(h: &NduHeader, ctx: &ParseContext, side: &SideInfo) -> Vec<u8> {
+        let mut w = BitWriter::new();
+        h.write(&mut w, ctx).unwrap();
+        let bytes = w.finish();
+        let mut r = BitReader::new(&bytes);
+        assert_eq!(&NduHeader::read(&mut r, ctx, side).unwrap(), h);
+        assert_eq!(r.bits_left(), 0);
+        bytes
+    }
+
+    /// hls.md §7 "Other verified header variants": codebook_mode=1, qp −20, use_dq=False.
+    #[test]
+    fn codebook_header_of_the_spec() {
+        let bytes = [
+            0x09, 0x30, 0x00, 0xd0, 0x42, 0x0f, 0x90, 0xad, 0x34, 0x6e, 0xac, 0x12, 0x12, 0x10,
+            0x2a, 0x08,
+        ];
+        let mut r = BitReader::new(&bytes);
+        let h = NduHeader::read(&mut r, &ctx(), &SideInfo::default()).unwrap();
+        assert_eq!(r.bits_left(), 0);
+        assert_eq!(h.codebook_present_flag, Some(true));
+        let cb = h.codebook.as_ref().unwrap();
+        assert_eq!(cb.codebook_egk, 0);
+        assert_eq!(cb.codebook_size, 11);
+        assert_eq!(cb.codebook_zero_offset, 5);
+        assert_eq!(cb.values, [-13, -7, -5, -2, 0, 3, 4, 5, 6, 8, 9]);
+        assert_eq!(h.dq_flag, Some(false));
+        assert_eq!(round_trip(&h, &ctx(), &SideInfo::default()), bytes);
+    }
+
+    /// hls.md §4.5: 20×12 tensor, scan_order 1, DQ: two entry points.
+    #[test]
+    fn entry_points_of_the_spec() {
+        let ep0 = (667u64 << 11) | (60 << 3) | 3;
+        let ep1 = (665u64 << 11) | (44 << 3) | 3;
+        let h = NduHeader {
+            topology_elem_id: Some("w".into()),
+            node_id_present_flag: Some(true),
+            device_id: Some(0),
+            parameter_id: Some(0),
+            put_node_depth: Some(0),
+            codebook_present_flag: Some(false),
+            dq_flag: Some(true),
+            input_parameters_present_flag: true,
+            tensor_dimensions_flag: Some(true),
+            cabac_unary_length_flag: Some(true),
+            tensor_dimensions: vec![20, 12],
+            cabac_unary_length_minus1: 10,
+            first_tensor_dimension_shift: Some(0),
+            scan_order: Some(1),
+            cabac_entry_point_list: Some(vec![ep0, ep1]),
+            ..NduHeader::default()
+        };
+        assert_eq!(h.expected_entry_points(), Some(2));
+        let bytes = round_trip(&h, &ctx(), &SideInfo::default());
+        // the list sits right before the alignment: u(8) u(3) ue(11) | u(8) u(3) ie(7)
+        let mut w = BitWriter::new();
+        w.write_u(8, 60);
+        w.write_u(3, 3);
+        w.write_ue(11, 667);
+        w.write_u(8, 44);
+        w.write_u(3, 3);
+        w.write_ie(7, -2);
+        let ep_bits = w.bit_len();
+        assert_eq!(ep_bits, 8 + 3 + 12 + 8 + 3 + 8);
+        // wrong list lengths or a dq_state without DQ are refused
+        let mut bad = h.clone();
+        bad.cabac_entry_point_list = Some(vec![ep0]);
+        assert!(bad.write(&mut BitWriter::new(), &ctx()).is_err());
+        let mut bad = h.clone();
+        bad.dq_flag = Some(false);
+        assert!(bad.write(&mut BitWriter::new(), &ctx()).is_err());
+        let mut no_dq = h.clone();
+        no_dq.dq_flag = Some(false);
+        no_dq.cabac_entry_point_list = Some(vec![ep0 & !7, ep1 & !7]);
+        let b2 = round_trip(&no_dq, &ctx(), &SideInfo::default());
+        assert!(b2.len() <= bytes.len());
+    }
+
+    #[test]
+    fn entry_point_counts() {
+        let mut h = NduHeader {
+            tensor_dimensions: vec![20, 12],
+            scan_order: Some(1),
+            ..NduHeader::default()
+        };
+        assert_eq!(h.expected_entry_points(), Some(2));
+        h.scan_order = Some(2); // 16-row blocks
+        assert_eq!(h.expected_entry_points(), Some(1));
+        h.tensor_dimensions = vec![16, 3];
+        assert_eq!(h.expected_entry_points(), Some(0));
+        h.tensor_dimensions = vec![0, 3];
+        assert_eq!(h.expected_entry_points(), None);
+        h.scan_order = Some(0);
+        assert_eq!(h.expected_entry_points(), Some(0));
+        // DC block: rows(G) + rows(H)
+        let mut b = NduHeader {
+            nnr_compressed_data_unit_payload_type: PayloadType::Block,
+            compressed_parameter_types: NNR_CPT_DC | NNR_CPT_BI,
+            g_number_of_rows: Some(24),
+            decomposition_rank: Some(9),
+            tensor_dimensions: vec![24, 8, 3, 3],
+            scan_order: Some(1),
+            ..NduHeader::default()
+        };
+        assert_eq!(b.expected_entry_points(), Some(2 + 1));
+        // separately coded factors
+        b.nnr_compressed_data_unit_payload_type = PayloadType::Float;
+        b.topology_elem_id = Some("d.weight_G".into());
+        assert_eq!(b.decomposed_tensor_type(), Some(DecomposedTensorType::G));
+        assert_eq!(b.expected_entry_points(), Some(2));
+        b.topology_elem_id = Some("d.weight_H".into());
+        assert_eq!(b.decomposed_tensor_type(), Some(DecomposedTensorType::H));
+        assert_eq!(b.expected_entry_points(), Some(1));
+    }
+
+    #[test]
+    fn block_names_and_side_info_lookup() {
+        let h = NduHeader {
+            nnr_compressed_data_unit_payload_type: PayloadType::Block,
+            nnr_multiple_topology_elements_present_flag: true,
+            input_parameters_present_flag: true,
+            topology_elem_id_list: Some(vec!["c.weight_G".into(), "c.weight_H".into()]),
+            node_id_present_flag: Some(true),
+            device_id: Some(0),
+            parameter_id: Some(3),
+            put_node_depth: Some(0),
+            parent_node_id_present_flag: Some(false),
+            codebook_present_flag: Some(false),
+            dq_flag: Some(true),
+            tensor_dimensions_flag: Some(false),
+            cabac_unary_length_flag: Some(true),
+            compressed_parameter_types: NNR_CPT_DC,
+            decomposition_rank: Some(2),
+            g_number_of_rows: Some(8),
+            tensor_dimensions: vec![8, 4],
+            cabac_unary_length_minus1: 10,
+            first_tensor_dimension_shift: Some(0),
+            scan_order: Some(0),
+            ..NduHeader::default()
+        };
+        let ctx = ParseContext::profile1(true);
+        assert_eq!(h.count_topology_elements_minus2(), Some(0));
+        assert_eq!(h.element_name(), Some("c.weight_G"));
+        // the weight's name without the factor suffix is found too
+        let side = SideInfo::new().with_tensor_dimensions("c.weight", vec![8, 4]);
+        let bytes = round_trip(&h, &ctx, &side);
+        // ue(7) count 0 = "10000000", then byte_alignment emits a whole 0x80 byte
+        assert_eq!(bytes[1..3], [0x80, 0x80]);
+        assert_eq!(&bytes[3..13], b"c.weight_G");
+        let e = NduHeader::read(&mut BitReader::new(&bytes), &ctx, &SideInfo::default());
+        assert_eq!(
+            e,
+            Err(Error::MissingSideInformation {
+                name: "c.weight_G".into()
+            })
+        );
+    }
+
+    #[test]
+    fn parent_signalling_fields() {
+        // hls.md §7: compress_differences + TCA: after put_node_depth `1 00 1 10`
+        let h = NduHeader {
+            topology_elem_id: Some("w".into()),
+            node_id_present_flag: Some(true),
+            device_id: Some(0),
+            parameter_id: Some(0),
+            put_node_depth: Some(1),
+            parent_node_id_present_flag: Some(true),
+            parent_node_id_type: Some(ICNN_NDU_ID),
+            temporal_context_modeling_flag: Some(true),
+            parent_device_id: Some(0),
+            codebook_present_flag: Some(false),
+            dq_flag: Some(true),
+            input_parameters_present_flag: true,
+            tensor_dimensions_flag: Some(true),
+            cabac_unary_length_flag: Some(true),
+            tensor_dimensions: vec![7],
+            cabac_unary_length_minus1: 10,
+            ..NduHeader::default()
+        };
+        let ctx = ParseContext::profile1(true);
+        round_trip(&h, &ctx, &SideInfo::default());
+        // node ids in the parent part when node_id_present_flag = 0
+        let h2 = NduHeader {
+            node_id_present_flag: Some(false),
+            device_id: None,
+            ..h.clone()
+        };
+        round_trip(&h2, &ctx, &SideInfo::default());
+        // without MPS parent signalling the parent fields must be absent
+        assert!(h
+            .write(&mut BitWriter::new(), &ParseContext::profile1(false))
+            .is_err());
+        // parent_node_id_type 3 is invalid
+        let mut w = BitWriter::new();
+        w.write_u(5, 1);
+        w.write_u(3, 0);
+        w.write_st("w");
+        w.write_u(1, 0); // node_id_present_flag
+        w.write_u(1, 1); // parent present
+        w.write_u(2, 3);
+        w.write_u(8, 0);
+        let bytes = w.finish();
+        let e = NduHeader::read(&mut BitReader::new(&bytes), &ctx, &SideInfo::default());
+        assert!(matches!(
+            e,
+            Err(Error::InvalidValue {
+                element: "parent_node_id_type",
+                value: 3,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn defaults_when_input_parameters_are_absent() {
+        let h = NduHeader {
+            nnr_compressed_data_unit_payload_type: PayloadType::Int,
+            topology_elem_id: Some("t".into()),
+            dq_flag: Some(false),
+            input_parameters_present_flag: false,
+            tensor_dimensions: vec![5, 5],
+            cabac_unary_length_minus1: DEFAULT_CABAC_UNARY_LENGTH_MINUS1,
+            scan_order: Some(0),
+            ..NduHeader::default()
+        };
+        let ctx = ParseContext {
+            general_profile_idc: 0,
+            ..ParseContext::default()
+        };
+        let side = SideInfo::new().with_tensor_dimensions("t", vec![5, 5]);
+        round_trip(&h, &ctx, &side);
+        let mut m = Map::new();
+        h.append_json(&mut m);
+        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys[keys.len() - 5..],
+            [
+                "compressed_parameter_types",
+                "cabac_unary_length_minus1",
+                "count_tensor_dimensions",
+                "tensor_dimensions",
+                "scan_order"
+            ]
+        );
+        assert_eq!(m["cabac_unary_length_minus1"], 9);
+        // a non-default value that is not transmitted is refused
+        let bad = NduHeader {
+            cabac_unary_length_minus1: 10,
+            ..h.clone()
+        };
+        assert!(bad.write(&mut BitWriter::new(), &ctx).is_err());
+        let bad = NduHeader {
+            compressed_parameter_types: NNR_CPT_BN,
+            ..h
+        };
+        assert!(bad.write(&mut BitWriter::new(), &ctx).is_err());
+    }
+
+    #[test]
+    fn hostile_counts_do_not_allocate() {
+        // count_topology_elements_minus2 = 2^40 in a 16-byte buffer
+        let mut w = BitWriter::new();
+        w.write_u(5, 3);
+        w.write_u(3, 0b101);
+        w.write_ue(7, 1 << 40);
+        w.byte_alignment();
+        w.write_bytes(&[b'a', 0, b'b', 0]);
+        let bytes = w.finish();
+        let e = NduHeader::read(&mut BitReader::new(&bytes), &ctx(), &SideInfo::default());
+        assert!(matches!(e, Err(Error::TooManyItems { .. })), "{e:?}");
+        // count_tensor_dimensions = 2^50
+        let mut w = BitWriter::new();
+        w.write_u(5, 0);
+        w.write_u(3, 0b001);
+        w.write_st("x");
+        w.write_flag(false); // node_id_present_flag
+        w.write_flag(false); // dq_flag
+        w.write_flag(true); // tensor_dimensions_flag
+        w.write_flag(false);
+        w.write_u(4, 0);
+        w.write_ue(1, 1 << 50);
+        w.write_u(32, 0);
+        let bytes = w.finish();
+        let e = NduHeader::read(&mut BitReader::new(&bytes), &ctx(), &SideInfo::default());
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Malformed);
+        // codebook_size = 2^60
+        let mut w = BitWriter::new();
+        w.write_u(4, 0);
+        w.write_ue(2, 1 << 60);
+        w.write_ie(2, 0);
+        w.write_u(64, 0);
+        let bytes = w.finish();
+        assert!(matches!(
+            Codebook::read(&mut BitReader::new(&bytes)),
+            Err(Error::TooManyItems { .. })
+        ));
+        // a codebook value outside int32
+        let mut w = BitWriter::new();
+        w.write_u(4, 0);
+        w.write_ue(2, 1);
+        w.write_ie(2, 0);
+        w.write_ie(7, 1 << 40);
+        let bytes = w.finish();
+        let e = Codebook::read(&mut BitReader::new(&bytes)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        // scan order with an entry point count beyond the data
+        let h = NduHeader {
+            topology_elem_id: Some("w".into()),
+            node_id_present_flag: Some(false),
+            codebook_present_flag: Some(false),
+            dq_flag: Some(false),
+            input_parameters_present_flag: true,
+            tensor_dimensions_flag: Some(true),
+            cabac_unary_length_flag: Some(false),
+            tensor_dimensions: vec![1 << 40, 2],
+            cabac_unary_length_minus1: 9,
+            first_tensor_dimension_shift: Some(0),
+            scan_order: Some(0),
+            ..NduHeader::default()
+        };
+        let mut w = BitWriter::new();
+        h.write(&mut w, &ctx()).unwrap();
+        let mut bytes = w.finish();
+        // patch scan_order 0 -> 1: its last bit is just before the alignment's 1 bit
+        let last = bytes.len() - 1;
+        let one_bit = last * 8 + 7 - bytes[last].trailing_zeros() as usize;
+        let lsb = one_bit - 1;
+        bytes[lsb / 8] |= 0x80 >> (lsb % 8);
+        let e = NduHeader::read(&mut BitReader::new(&bytes), &ctx(), &SideInfo::default());
+        assert!(matches!(e, Err(Error::TooManyItems { .. })), "{e:?}");
+    }
+
+    #[test]
+    fn codebook_validation() {
+        let good = Codebook {
+            codebook_egk: 1,
+            codebook_size: 3,
+            codebook_zero_offset: 1,
+            values: vec![-2, 0, 5],
+        };
+        let mut w = BitWriter::new();
+        good.write(&mut w).unwrap();
+        let bytes = w.finish();
+        assert_eq!(Codebook::read(&mut BitReader::new(&bytes)).unwrap(), good);
+        for bad in [
+            Codebook {
+                values: vec![0, 0, 5],
+                ..good.clone()
+            },
+            Codebook {
+                codebook_size: 2,
+                ..good.clone()
+            },
+            Codebook {
+                codebook_zero_offset: 3,
+                ..good.clone()
+            },
+            Codebook {
+                codebook_egk: 16,
+                ..good.clone()
+            },
+            Codebook {
+                values: vec![-2, 0, 1 << 40],
+                ..good.clone()
+            },
+        ] {
+            assert!(bad.write(&mut BitWriter::new()).is_err(), "{bad:?}");
+        }
+    }
 }

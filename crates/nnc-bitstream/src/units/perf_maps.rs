@@ -51,7 +51,13 @@ fn read_floats(r: &mut BitReader<'_>, n: u64, element: &'static str) -> Result<V
 /// A 2-D float array as the reference stores it: rows padded with zeros to a common width of
 /// at least 1.
 fn padded_f32_rows<'e, I: Iterator<Item = &'e [f32]> + Clone>(rows: I, min_width: usize) -> Value {
-    let width = rows.clone().map(<[f32]>::len).max().unwrap_or(0).max(min_width).max(1);
+    let width = rows
+        .clone()
+        .map(<[f32]>::len)
+        .max()
+        .unwrap_or(0)
+        .max(min_width)
+        .max(1);
     Value::Array(
         rows.map(|row| {
             Value::Array(
@@ -65,7 +71,13 @@ fn padded_f32_rows<'e, I: Iterator<Item = &'e [f32]> + Clone>(rows: I, min_width
 }
 
 fn padded_u64_rows(rows: &[Vec<u64>], min_width: usize) -> Value {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(min_width).max(1);
+    let width = rows
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .max(min_width)
+        .max(1);
     Value::Array(
         rows.iter()
             .map(|row| {
@@ -155,7 +167,11 @@ impl SparsificationPerformanceMap {
 
     /// Writes the map.
     pub fn write(&self, w: &mut BitWriter) -> Result<()> {
-        check_count(self.spm_count_thresholds, self.entries.len(), "spm_count_thresholds")?;
+        check_count(
+            self.spm_count_thresholds,
+            self.entries.len(),
+            "spm_count_thresholds",
+        )?;
         for e in &self.entries {
             check_len(
                 e.spm_nn_class_accuracy.len(),
@@ -177,9 +193,12 @@ impl SparsificationPerformanceMap {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let e = &self.entries;
-        m.insert("spm_count_thresholds".into(), self.spm_count_thresholds.into());
+        m.insert(
+            "spm_count_thresholds".into(),
+            self.spm_count_thresholds.into(),
+        );
         m.insert(
             "sparsification_threshold".into(),
             floats(e, |x| x.sparsification_threshold),
@@ -286,7 +305,7 @@ impl PruningPerformanceMap {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let e = &self.entries;
         m.insert(
             "ppm_count_pruning_ratios".into(),
@@ -392,8 +411,7 @@ impl UnificationPerformanceMap {
             let upm_nn_accuracy = r.flt32("upm_nn_accuracy")?;
             let upm_count_classes = r.u8_bits(8, "upm_count_classes")?;
             let upm_class_bitmask = r.ue(7, "upm_class_bitmask")?;
-            let upm_nn_class_accuracy =
-                read_floats(r, upm_class_bitmask, "upm_nn_class_accuracy")?;
+            let upm_nn_class_accuracy = read_floats(r, upm_class_bitmask, "upm_nn_class_accuracy")?;
             entries.push(UpmEntry {
                 count_reshaped_tensor_dimension,
                 reshaped_tensor_dimensions,
@@ -416,7 +434,11 @@ impl UnificationPerformanceMap {
 
     /// Writes the map.
     pub fn write(&self, w: &mut BitWriter) -> Result<()> {
-        check_count(self.upm_count_thresholds, self.entries.len(), "upm_count_thresholds")?;
+        check_count(
+            self.upm_count_thresholds,
+            self.entries.len(),
+            "upm_count_thresholds",
+        )?;
         for e in &self.entries {
             check_len(
                 e.reshaped_tensor_dimensions.len(),
@@ -465,15 +487,21 @@ impl UnificationPerformanceMap {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let e = &self.entries;
         let max_of = |f: &dyn Fn(&UpmEntry) -> u64| e.iter().map(f).max().unwrap_or(0) as usize;
-        m.insert("upm_count_thresholds".into(), self.upm_count_thresholds.into());
+        m.insert(
+            "upm_count_thresholds".into(),
+            self.upm_count_thresholds.into(),
+        );
         m.insert(
             "count_reshaped_tensor_dimension".into(),
             ints(e, |x| x.count_reshaped_tensor_dimension),
         );
-        let rows: Vec<Vec<u64>> = e.iter().map(|x| x.reshaped_tensor_dimensions.clone()).collect();
+        let rows: Vec<Vec<u64>> = e
+            .iter()
+            .map(|x| x.reshaped_tensor_dimensions.clone())
+            .collect();
         m.insert(
             "reshaped_tensor_dimensions".into(),
             padded_u64_rows(&rows, max_of(&|x| x.count_reshaped_tensor_dimension)),
@@ -484,7 +512,12 @@ impl UnificationPerformanceMap {
         );
         let rows: Vec<Vec<u64>> = e
             .iter()
-            .map(|x| x.super_block_dimensions.iter().map(|&d| u64::from(d)).collect())
+            .map(|x| {
+                x.super_block_dimensions
+                    .iter()
+                    .map(|&d| u64::from(d))
+                    .collect()
+            })
             .collect();
         m.insert(
             "super_block_dimensions".into(),
@@ -585,7 +618,11 @@ impl DecompositionPerformanceMap {
 
     /// Writes the map.
     pub fn write(&self, w: &mut BitWriter) -> Result<()> {
-        check_count(self.dpm_count_thresholds, self.entries.len(), "dpm_count_thresholds")?;
+        check_count(
+            self.dpm_count_thresholds,
+            self.entries.len(),
+            "dpm_count_thresholds",
+        )?;
         for e in &self.entries {
             check_len(
                 e.dpm_nn_class_accuracy.len(),
@@ -606,12 +643,18 @@ impl DecompositionPerformanceMap {
         Ok(())
     }
 
-    pub(crate) fn to_json(&self, m: &mut Map<String, Value>) {
+    pub(crate) fn append_json(&self, m: &mut Map<String, Value>) {
         let e = &self.entries;
-        m.insert("dpm_count_thresholds".into(), self.dpm_count_thresholds.into());
+        m.insert(
+            "dpm_count_thresholds".into(),
+            self.dpm_count_thresholds.into(),
+        );
         m.insert("mse_threshold".into(), floats(e, |x| x.mse_threshold));
         m.insert("dpm_nn_accuracy".into(), floats(e, |x| x.dpm_nn_accuracy));
-        m.insert("nn_reduction_ratio".into(), floats(e, |x| x.nn_reduction_ratio));
+        m.insert(
+            "nn_reduction_ratio".into(),
+            floats(e, |x| x.nn_reduction_ratio),
+        );
         m.insert(
             "dpm_count_classes".into(),
             ints(e, |x| u64::from(x.dpm_count_classes)),

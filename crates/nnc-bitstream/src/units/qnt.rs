@@ -44,7 +44,7 @@ impl QuantizationUnit {
 }
 
 impl QuantizationUnit {
-    pub(crate) fn to_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+    pub(crate) fn append_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
         m.insert(
             "quantization_storage_format".into(),
             self.quantization_storage_format.into(),

@@ -30,7 +30,10 @@ impl StartUnit {
 }
 
 impl StartUnit {
-    pub(crate) fn to_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
-        m.insert("general_profile_idc".into(), self.general_profile_idc.into());
+    pub(crate) fn append_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+        m.insert(
+            "general_profile_idc".into(),
+            self.general_profile_idc.into(),
+        );
     }
 }

@@ -70,7 +70,11 @@ impl TopologyUnit {
                 bit_offset: w.bit_len(),
             });
         }
-        check_presence(reflist, &self.topology_elem_id_list, "topology_elem_id_list")?;
+        check_presence(
+            reflist,
+            &self.topology_elem_id_list,
+            "topology_elem_id_list",
+        )?;
         check_presence(!reflist, &self.topology_data, "topology_data")?;
         w.write_u(8, u64::from(self.topology_storage_format));
         w.write_u(8, u64::from(self.topology_compression_format));
@@ -86,7 +90,7 @@ impl TopologyUnit {
 }
 
 impl TopologyUnit {
-    pub(crate) fn to_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+    pub(crate) fn append_json(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
         use serde_json::Value;
         m.insert(
             "topology_storage_format".into(),
