@@ -1,5 +1,101 @@
-//! Project tasks, run as `cargo xtask <task>`.
-fn main() {
-    eprintln!("xtask: no task yet");
-    std::process::exit(2);
+//! `cargo xtask <task>`: project tasks.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+use xtask::conformance::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "nnc project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Decode every conformance case and compare with the reference's levels, values and headers.
+    Conformance {
+        /// Vector set directory holding manifest.json (default: conformance/vectors).
+        #[arg(long)]
+        vectors: Option<PathBuf>,
+        /// Only run cases whose name matches this glob (`*`, `?`).
+        #[arg(long = "case")]
+        case_glob: Option<String>,
+        /// Stop at the first failure.
+        #[arg(long)]
+        first_fail: bool,
+        /// Print only failures and the summary.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Everything CI runs: format check, clippy, the test suite and the conformance runner.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.task {
+        Task::Conformance {
+            vectors,
+            case_glob,
+            first_fail,
+            quiet,
+        } => {
+            let opts = RunOptions {
+                vectors: vectors.unwrap_or_else(conformance::default_vectors_dir),
+                case_glob,
+                first_fail,
+                quiet,
+            };
+            let summary = conformance::run_decode(&opts)?;
+            Ok(summary.failed() == 0)
+        }
+        Task::Ci => ci(),
+    }
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<bool> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("+ cargo {}", args.join(" "));
+    Ok(Command::new(cargo).args(args).status()?.success())
+}
+
+fn ci() -> anyhow::Result<bool> {
+    let steps: &[&[&str]] = &[
+        &["fmt", "--all", "--", "--check"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &["test", "--workspace"],
+    ];
+    for step in steps {
+        if !cargo(step)? {
+            return Ok(false);
+        }
+    }
+    println!("+ cargo xtask conformance");
+    let summary = conformance::run_decode(&RunOptions {
+        vectors: conformance::default_vectors_dir(),
+        quiet: true,
+        ..Default::default()
+    })?;
+    Ok(summary.failed() == 0)
 }

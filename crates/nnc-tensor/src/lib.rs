@@ -1,7 +1,41 @@
-//! Decode and encode NNR bitstreams into named tensors (ISO/IEC 15938-17 tensor pipeline).
+//! Decode and encode NNR bitstreams (ISO/IEC 15938-17) into named tensors: the tensor pipeline.
+//!
+//! Does not know about: model file formats, ML frameworks, federated learning.
+//!
+//! Covers hls.md §4 (NDU payload and its tensors), §5.4 (reconstruction), §6.2 (decoder pipeline)
+//! and §6.4–6.5 (incremental state). Data flow when decoding:
+//! bytes → [`nnc_bitstream::UnitReader`] (units) → NDU header → [`nnc_cabac::decode_layer`]
+//! (levels) → `nnc_quant` reconstruction → [`DecodedTensor`]s.
+//!
+//! Errors are [`Error`] values naming the unit index, its byte offset and the tensor; a bitstream
+//! declaring more elements than [`Limits`] allow is rejected before anything is allocated.
+//!
+//! ```no_run
+//! use nnc_tensor::{decode_stream, DecodeOptions, DecoderState};
+//! let bytes = std::fs::read("model.nnc")?;
+//! let mut state = DecoderState::default();
+//! let decoded = decode_stream(&bytes, &mut state, &DecodeOptions::new())?;
+//! for t in &decoded.tensors {
+//!     println!("{} {:?} {:?}", t.tensor.name, t.tensor.shape, t.tensor.dtype());
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod decode;
+mod error;
+mod limits;
+pub mod members;
+mod state;
 pub mod tensor;
 
+pub use decode::{
+    decode_stream, hls_json, Approximation, DecodeOptions, DecodedStream, DecodedTensor,
+};
+pub use error::{Error, ErrorKind, Location, Result};
+pub use limits::{
+    Limits, DEFAULT_MAX_TENSOR_ELEMENTS, DEFAULT_MAX_TOTAL_ELEMENTS, DEFAULT_MAX_UNITS,
+};
+pub use state::{DecoderState, TensorBase};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};

@@ -1,0 +1,712 @@
+//! Bitstream → named tensors: the NNR decoder pipeline (hls.md §6.2).
+//!
+//! Units are read in order; the parameter sets in force are kept in a [`StreamContext`]; each NDU's
+//! tensors are entropy-decoded into levels and reconstructed. State that outlives one bitstream
+//! (TCA bases, HDSP history, update-tree bookkeeping) lives in the caller's [`DecoderState`].
+
+use std::collections::HashMap;
+
+use nnc_bitstream::{NduHeader, NnrUnit, ParseContext, SideInfo, UnitReader};
+use nnc_cabac::{ArithDecoder, HdspMode, LayerConfig, LayerHistory};
+
+use crate::error::{Error, Location, Result};
+use crate::limits::Limits;
+use crate::members::{cpt, is_block, members, Member, MemberRole};
+use crate::state::DecoderState;
+use crate::tensor::{Tensor, TensorData};
+
+/// Decoder settings.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct DecodeOptions {
+    /// Resource limits. Default: [`Limits::default`].
+    pub limits: Limits,
+    /// Out-of-band information the bitstream refers to but does not carry (tensor dimensions of
+    /// parent-signalled block NDUs). Default: none.
+    pub side_info: SideInfo,
+    /// Recompose low-rank decomposed weights (W = G·H) in the output. Default: `true`
+    /// (set through [`DecodeOptions::with_recompose_decomposed`]).
+    pub recompose_decomposed: bool,
+    /// Use history-dependent significance probability (HDSP) with the history kept in the
+    /// [`DecoderState`]. Must match the encoder. Default: `false`.
+    pub hdsp: bool,
+}
+
+impl DecodeOptions {
+    /// Options with the defaults documented on each field.
+    pub fn new() -> Self {
+        DecodeOptions {
+            recompose_decomposed: true,
+            ..Default::default()
+        }
+    }
+    /// Sets [`DecodeOptions::limits`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Sets [`DecodeOptions::recompose_decomposed`].
+    pub fn with_recompose_decomposed(mut self, on: bool) -> Self {
+        self.recompose_decomposed = on;
+        self
+    }
+    /// Sets [`DecodeOptions::hdsp`].
+    pub fn with_hdsp(mut self, on: bool) -> Self {
+        self.hdsp = on;
+        self
+    }
+    /// Supplies the dimensions of a tensor the bitstream does not carry.
+    pub fn with_tensor_dimensions(mut self, name: impl Into<String>, dims: Vec<u64>) -> Self {
+        self.side_info.tensor_dimensions.insert(name.into(), dims);
+        self
+    }
+}
+
+/// How a tensor's levels become values.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Approximation {
+    /// Uniform step size from `qp`, `qp_density`; levels are reconstruction indices.
+    Uniform {
+        /// The tensor's quantization parameter.
+        qp: i32,
+        /// `qp_density` in force.
+        qp_density: u8,
+        /// Dependent quantization was used.
+        dq_flag: bool,
+    },
+    /// Codebook: value = codebook[level + zero offset] · step.
+    Codebook {
+        /// The tensor's quantization parameter.
+        qp: i32,
+        /// `qp_density` in force.
+        qp_density: u8,
+        /// Codebook entries (integers, in units of the step).
+        codebook: Vec<i64>,
+        /// Index of the zero entry (`CbZeroOffset`).
+        codebook_zero_offset: u32,
+    },
+    /// Integer tensor: the levels are the values.
+    Integer,
+    /// Uncompressed float32 payload.
+    RawFloat,
+}
+
+/// One decoded tensor with the integers it was reconstructed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedTensor {
+    /// Reconstructed tensor: float32 for uniform and raw payloads, float64 for codebook payloads
+    /// (as the reference returns), int32 for integer payloads.
+    pub tensor: Tensor,
+    /// Entropy-decoded levels (reconstruction units), `None` for raw float payloads.
+    pub levels: Option<Vec<i32>>,
+    /// How `levels` map to values.
+    pub approximation: Approximation,
+}
+
+impl DecodedTensor {
+    /// The levels as an int32 tensor under the tensor's name and shape.
+    pub fn levels_tensor(&self) -> Option<Tensor> {
+        let levels = self.levels.clone()?;
+        Some(Tensor {
+            name: self.tensor.name.clone(),
+            shape: self.tensor.shape.clone(),
+            data: TensorData::I32(levels),
+        })
+    }
+}
+
+/// Everything a bitstream decodes to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecodedStream {
+    /// Tensors in decoding order (block members in coding order).
+    pub tensors: Vec<DecodedTensor>,
+    /// `general_profile_idc` of the stream.
+    pub general_profile_idc: u8,
+    /// `topology_storage_format` of the TPL unit, if any.
+    pub topology_storage_format: Option<u8>,
+}
+
+impl DecodedStream {
+    /// The decoded tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&DecodedTensor> {
+        self.tensors.iter().find(|t| t.tensor.name == name)
+    }
+}
+
+/// Parameter sets in force while reading one bitstream.
+#[derive(Debug, Default)]
+struct StreamContext {
+    parse: ParseContext,
+    seen_start: bool,
+    seen_mps: bool,
+    seen_ndu: bool,
+    qp_density: u8,
+    base_qp: i32,
+    parent_signalling: bool,
+    /// Set after a non-block NDU carrying factor G: the next must carry H.
+    pending_factor_h: bool,
+    total_elements: u64,
+}
+
+/// Decodes a whole bitstream, updating `state` (TCA bases, HDSP history, update tree).
+pub fn decode_stream(
+    bytes: &[u8],
+    state: &mut DecoderState,
+    opts: &DecodeOptions,
+) -> Result<DecodedStream> {
+    let mut ctx = StreamContext::default();
+    let mut out = DecodedStream::default();
+    let mut reader = UnitReader::new(bytes);
+    let mut unit_count: u64 = 0;
+    loop {
+        let at = |index: usize, offset: usize| Location {
+            unit_index: index,
+            byte_offset: offset,
+            tensor: None,
+        };
+        let raw = match reader.next() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(Error::Syntax {
+                    at: at(unit_count as usize, reader.byte_offset()),
+                    source,
+                })
+            }
+        };
+        unit_count += 1;
+        if unit_count > opts.limits.max_units {
+            return Err(Error::LimitExceeded {
+                at: at(raw.index, raw.byte_offset),
+                what: "number of NNR units",
+                declared: unit_count,
+                limit: opts.limits.max_units,
+            });
+        }
+        let here = at(raw.index, raw.byte_offset);
+        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info)
+            .map_err(|source| Error::Syntax {
+                at: here.clone(),
+                source,
+            })?;
+        if !ctx.seen_start && !matches!(parsed.unit, NnrUnit::Str(_)) {
+            return Err(Error::Malformed {
+                at: here,
+                what: "the first NNR unit must be NNR_STR".into(),
+            });
+        }
+        match &parsed.unit {
+            NnrUnit::Str(start) => {
+                if ctx.seen_start {
+                    return Err(Error::Malformed {
+                        at: here,
+                        what: "a second NNR_STR unit".into(),
+                    });
+                }
+                ctx.seen_start = true;
+                out.general_profile_idc = start.general_profile_idc;
+            }
+            NnrUnit::Mps(mps) => {
+                if ctx.seen_mps || ctx.seen_ndu {
+                    return Err(Error::Malformed {
+                        at: here,
+                        what: "NNR_MPS must come once, before every NNR_NDU".into(),
+                    });
+                }
+                ctx.seen_mps = true;
+                ctx.qp_density = mps.mps_qp_density.unwrap_or(0);
+                ctx.base_qp = mps.mps_quantization_parameter.map_or(0, i32::from);
+                ctx.parent_signalling = mps.mps_parent_signalling_enabled_flag.unwrap_or(false);
+            }
+            NnrUnit::Lps(lps) => {
+                // The last LPS parsed overrides the MPS quantization parameters (hls.md §2.7).
+                if let Some(q) = lps.lps_qp_density {
+                    ctx.qp_density = q;
+                }
+                if let Some(q) = lps.lps_quantization_parameter {
+                    ctx.base_qp = i32::from(q);
+                }
+            }
+            NnrUnit::Tpl(tpl) => {
+                if !ctx.seen_mps {
+                    return Err(Error::Malformed {
+                        at: here,
+                        what: "NNR_TPL before NNR_MPS".into(),
+                    });
+                }
+                out.topology_storage_format = Some(tpl.topology_storage_format);
+            }
+            NnrUnit::Ndu { header, .. } => {
+                if !ctx.seen_mps {
+                    return Err(Error::Malformed {
+                        at: here,
+                        what: "NNR_NDU before NNR_MPS".into(),
+                    });
+                }
+                ctx.seen_ndu = true;
+                decode_ndu(
+                    header,
+                    parsed.payload,
+                    &here,
+                    &mut ctx,
+                    state,
+                    opts,
+                    &mut out,
+                )?;
+            }
+            other => {
+                return Err(Error::Unsupported {
+                    at: here,
+                    what: format!("decoding of {:?} units", other.nnr_unit_type()),
+                })
+            }
+        }
+    }
+    if !ctx.seen_start {
+        return Err(Error::Malformed {
+            at: Location::default(),
+            what: "empty bitstream (no NNR_STR unit)".into(),
+        });
+    }
+    if opts.hdsp && ctx.parent_signalling {
+        for t in &out.tensors {
+            if let Some(levels) = &t.levels {
+                state.add_to_hdsp_history(&t.tensor.name, levels);
+            }
+        }
+    }
+    if opts.recompose_decomposed {
+        recompose(&mut out)?;
+    }
+    Ok(out)
+}
+
+fn checked_elements(dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_ndu(
+    header: &NduHeader,
+    payload: &[u8],
+    here: &Location,
+    ctx: &mut StreamContext,
+    state: &mut DecoderState,
+    opts: &DecodeOptions,
+    out: &mut DecodedStream,
+) -> Result<()> {
+    let malformed = |what: String| Error::Malformed {
+        at: here.clone(),
+        what,
+    };
+    let is_dc = header.compressed_parameter_types & cpt::DC != 0;
+    let split_factor = if !is_block(header) && is_dc {
+        let role = if ctx.pending_factor_h {
+            MemberRole::FactorH
+        } else {
+            MemberRole::FactorG
+        };
+        ctx.pending_factor_h = role == MemberRole::FactorG;
+        Some(role)
+    } else {
+        if ctx.pending_factor_h {
+            return Err(malformed(
+                "an NDU with factor G must be followed by factor H".into(),
+            ));
+        }
+        None
+    };
+    let members = members(header, split_factor).map_err(malformed)?;
+
+    // Check every size before allocating anything.
+    for m in &members {
+        let at = Location {
+            tensor: Some(m.name.clone()),
+            ..here.clone()
+        };
+        let n = checked_elements(&m.dims).ok_or_else(|| Error::LimitExceeded {
+            at: at.clone(),
+            what: "tensor element count",
+            declared: u64::MAX,
+            limit: opts.limits.max_tensor_elements,
+        })?;
+        if n > opts.limits.max_tensor_elements {
+            return Err(Error::LimitExceeded {
+                at,
+                what: "tensor element count",
+                declared: n,
+                limit: opts.limits.max_tensor_elements,
+            });
+        }
+        ctx.total_elements = ctx.total_elements.saturating_add(n);
+        if ctx.total_elements > opts.limits.max_total_elements {
+            return Err(Error::LimitExceeded {
+                at,
+                what: "total element count",
+                declared: ctx.total_elements,
+                limit: opts.limits.max_total_elements,
+            });
+        }
+    }
+
+    let payload_type = header.nnr_compressed_data_unit_payload_type;
+    if payload_type == nnc_bitstream::PayloadType::RawFloat {
+        let m = members
+            .first()
+            .ok_or_else(|| malformed("raw payload without tensor".into()))?;
+        let n = checked_elements(&m.dims).unwrap_or(u64::MAX) as usize;
+        if payload.len() != n.saturating_mul(4) {
+            return Err(malformed(format!(
+                "raw float payload of {} bytes for {n} elements",
+                payload.len()
+            )));
+        }
+        let values: Vec<f32> = payload
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        out.tensors.push(DecodedTensor {
+            tensor: Tensor {
+                name: m.name.clone(),
+                shape: m.dims.iter().map(|&d| d as usize).collect(),
+                data: TensorData::F32(values),
+            },
+            levels: None,
+            approximation: Approximation::RawFloat,
+        });
+        return Ok(());
+    }
+
+    let quantized = matches!(
+        payload_type,
+        nnc_bitstream::PayloadType::Float | nnc_bitstream::PayloadType::Block
+    );
+    let gpi = ctx.parse.general_profile_idc;
+    let mut dec = ArithDecoder::new(payload);
+    let mut decoded = Vec::with_capacity(members.len());
+    for m in &members {
+        let at = Location {
+            tensor: Some(m.name.clone()),
+            ..here.clone()
+        };
+        let qp = if quantized {
+            let offset = dec.iae_v(6 + u32::from(ctx.qp_density));
+            Some(ctx.base_qp + offset)
+        } else {
+            None
+        };
+        let dq_flag = quantized && header.dq_flag.unwrap_or(false);
+        let codebook = member_codebook(header, m);
+        let dims: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
+        let scan_order = if dims.len() <= 1 {
+            0
+        } else {
+            header.scan_order.unwrap_or(0)
+        };
+        let (codebook_size, codebook_zero_offset) = match (gpi, codebook) {
+            // The parser bounds codebook sizes far below u32::MAX.
+            (1, Some(cb)) => (
+                u32::try_from(cb.codebook_size).unwrap_or(u32::MAX),
+                u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX),
+            ),
+            _ => (0, 0),
+        };
+        let cfg = LayerConfig {
+            dims: dims.clone(),
+            dq_flag,
+            scan_order,
+            general_profile_idc: gpi,
+            parent_node_id_present_flag: header.parent_node_id_present_flag.unwrap_or(false),
+            codebook_size,
+            codebook_zero_offset,
+            cabac_unary_length: u32::from(header.cabac_unary_length_minus1) + 1,
+        };
+        let tca = header.temporal_context_modeling_flag.unwrap_or(false) && gpi == 1;
+        let n = dims.iter().product::<usize>();
+        let base = if tca {
+            let base = state.bases.get(&m.name).ok_or_else(|| Error::StateMismatch {
+                at: at.clone(),
+                what: "temporal context needs the previous update of this tensor, which the state lacks".into(),
+            })?;
+            check_tca_base(header, base, state.device_id).map_err(|what| Error::StateMismatch {
+                at: at.clone(),
+                what,
+            })?;
+            if base.levels.len() != n {
+                return Err(Error::StateMismatch {
+                    at,
+                    what: format!(
+                        "previous update has {} elements, this one {n}",
+                        base.levels.len()
+                    ),
+                });
+            }
+            Some(base.levels.as_slice())
+        } else {
+            None
+        };
+        let hist = if opts.hdsp {
+            state.hdsp_history.get(&m.name).filter(|h| h.len() == n)
+        } else {
+            None
+        };
+        let history = LayerHistory {
+            base_levels: base,
+            hdsp_mode: match (opts.hdsp, hist) {
+                (false, _) => HdspMode::AlwaysOff,
+                (true, None) => HdspMode::TensorOff,
+                (true, Some(_)) => HdspMode::TensorOn,
+            },
+            hdsp_hist: hist.map(Vec::as_slice),
+        };
+        let mut levels = vec![0i32; n];
+        nnc_cabac::decode_layer(&mut dec, &cfg, &history, &mut levels).map_err(|source| {
+            Error::Cabac {
+                at: at.clone(),
+                source,
+            }
+        })?;
+        decoded.push((m.clone(), levels, qp, dq_flag, codebook.cloned()));
+    }
+    let consumed = dec.finish().map_err(|source| Error::Cabac {
+        at: here.clone(),
+        source,
+    })?;
+    if dec.over_read() > 0 || consumed != payload.len() {
+        return Err(malformed(format!(
+            "NDU declares {} payload bytes but the arithmetic decoder consumed {}",
+            payload.len(),
+            consumed + dec.over_read()
+        )));
+    }
+
+    for (m, levels, qp, dq_flag, codebook) in decoded {
+        let at = Location {
+            tensor: Some(m.name.clone()),
+            ..here.clone()
+        };
+        state
+            .record_update(
+                &m.name,
+                &levels,
+                header.device_id.unwrap_or(0),
+                header.parameter_id.unwrap_or(0),
+            )
+            .map_err(|what| Error::StateMismatch {
+                at: at.clone(),
+                what,
+            })?;
+        let shape: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
+        let (data, approximation) = reconstruct(&levels, qp, dq_flag, codebook, ctx.qp_density)
+            .map_err(|source| Error::Quant { at, source })?;
+        out.tensors.push(DecodedTensor {
+            tensor: Tensor {
+                name: m.name.clone(),
+                shape,
+                data,
+            },
+            levels: Some(levels),
+            approximation,
+        });
+    }
+    Ok(())
+}
+
+/// Reference checks before a TCA decode (`baseline.decode`): same device, same parameter, and this
+/// update is the direct child of the stored one.
+fn check_tca_base(
+    header: &NduHeader,
+    base: &crate::state::TensorBase,
+    device_id: u64,
+) -> Result<(), String> {
+    let ndu_device = header.device_id.unwrap_or(0);
+    if ndu_device != device_id {
+        return Err(format!(
+            "device_id {ndu_device}, the state holds {device_id}"
+        ));
+    }
+    let pid = header.parameter_id.unwrap_or(0);
+    if pid != base.parameter_id {
+        return Err(format!(
+            "parameter_id {pid}, the state holds {}",
+            base.parameter_id
+        ));
+    }
+    let depth = header.put_node_depth.unwrap_or(0);
+    if depth.checked_sub(1) != Some(base.put_node_depth) {
+        return Err(format!(
+            "put_node_depth {depth} does not follow the state's {} (a skipped or repeated update?)",
+            base.put_node_depth
+        ));
+    }
+    Ok(())
+}
+
+/// The codebook that applies to a member (hls.md §5.4 and the reference's decoder rules): for
+/// non-block NDUs the one codebook; in blocks only the weight, with G using `codebook("")` and H
+/// `codebook("dc")`.
+fn member_codebook<'h>(header: &'h NduHeader, m: &Member) -> Option<&'h nnc_bitstream::Codebook> {
+    if !header.codebook_present_flag.unwrap_or(false) {
+        return None;
+    }
+    match m.role {
+        MemberRole::Single | MemberRole::Weight | MemberRole::FactorG => header.codebook.as_ref(),
+        MemberRole::FactorH if is_block(header) => header.codebook_dc.as_ref(),
+        MemberRole::FactorH => header.codebook.as_ref(),
+        _ => None,
+    }
+}
+
+fn reconstruct(
+    levels: &[i32],
+    qp: Option<i32>,
+    dq_flag: bool,
+    codebook: Option<nnc_bitstream::Codebook>,
+    qp_density: u8,
+) -> Result<(TensorData, Approximation), nnc_quant::Error> {
+    let Some(qp) = qp else {
+        return Ok((TensorData::I32(levels.to_vec()), Approximation::Integer));
+    };
+    match codebook {
+        Some(cb) => {
+            let mut values = vec![0f64; levels.len()];
+            nnc_quant::dequantize_codebook(
+                levels,
+                &cb.values,
+                u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX),
+                qp,
+                qp_density,
+                &mut values,
+            )?;
+            Ok((
+                TensorData::F64(values),
+                Approximation::Codebook {
+                    qp,
+                    qp_density,
+                    codebook: cb.values,
+                    codebook_zero_offset: u32::try_from(cb.codebook_zero_offset)
+                        .unwrap_or(u32::MAX),
+                },
+            ))
+        }
+        None => {
+            let mut values = vec![0f32; levels.len()];
+            nnc_quant::dequantize_uniform(levels, qp, qp_density, &mut values)?;
+            Ok((
+                TensorData::F32(values),
+                Approximation::Uniform {
+                    qp,
+                    qp_density,
+                    dq_flag,
+                },
+            ))
+        }
+    }
+}
+
+/// Replaces each pair of low-rank factors `<w>_G`, `<w>_H` by the weight `<w>` = G·H, reshaped to
+/// the block's dimensions. The product is accumulated in the factors' precision, in index order.
+fn recompose(out: &mut DecodedStream) -> Result<()> {
+    let mut index_of: HashMap<String, usize> = HashMap::new();
+    for (i, t) in out.tensors.iter().enumerate() {
+        index_of.insert(t.tensor.name.clone(), i);
+    }
+    let g_names: Vec<String> = out
+        .tensors
+        .iter()
+        .filter_map(|t| t.tensor.name.strip_suffix("_G").map(str::to_string))
+        .filter(|w| index_of.contains_key(&format!("{w}_H")))
+        .collect();
+    for w in g_names {
+        let gi = index_of[&format!("{w}_G")];
+        let hi = index_of[&format!("{w}_H")];
+        let (g, h) = (&out.tensors[gi].tensor, &out.tensors[hi].tensor);
+        let (rows, rank) = (g.shape[0], g.shape.get(1).copied().unwrap_or(1));
+        let cols = h.shape.get(1).copied().unwrap_or(1);
+        let data = match (&g.data, &h.data) {
+            (TensorData::F32(a), TensorData::F32(b)) => {
+                TensorData::F32(matmul(a, b, rows, rank, cols))
+            }
+            (a, b) => TensorData::F64(matmul(&as_f64(a), &as_f64(b), rows, rank, cols)),
+        };
+        let recomposed = Tensor {
+            name: w.clone(),
+            shape: vec![rows, cols],
+            data,
+        };
+        out.tensors[gi] = DecodedTensor {
+            tensor: recomposed,
+            levels: None,
+            approximation: Approximation::RawFloat,
+        };
+        out.tensors.remove(hi);
+        index_of.clear();
+        for (i, t) in out.tensors.iter().enumerate() {
+            index_of.insert(t.tensor.name.clone(), i);
+        }
+    }
+    Ok(())
+}
+
+fn as_f64(d: &TensorData) -> Vec<f64> {
+    match d {
+        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::F64(v) => v.clone(),
+        _ => Vec::new(),
+    }
+}
+
+fn matmul<T>(a: &[T], b: &[T], rows: usize, inner: usize, cols: usize) -> Vec<T>
+where
+    T: Copy + Default + std::ops::Mul<Output = T> + std::ops::AddAssign,
+{
+    let mut out = vec![T::default(); rows * cols];
+    for r in 0..rows {
+        for k in 0..inner {
+            let x = a[r * inner + k];
+            for c in 0..cols {
+                out[r * cols + c] += x * b[k * cols + c];
+            }
+        }
+    }
+    out
+}
+
+/// Parses every unit header of a bitstream into the key/value form of the reference's `hls.json`.
+pub fn hls_json(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut ctx = ParseContext::default();
+    let mut reader = UnitReader::new(bytes);
+    let mut out = Vec::new();
+    loop {
+        let raw = match reader.next() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => break,
+            Err(source) => {
+                return Err(Error::Syntax {
+                    at: Location {
+                        unit_index: out.len(),
+                        byte_offset: reader.byte_offset(),
+                        tensor: None,
+                    },
+                    source,
+                })
+            }
+        };
+        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx, &opts.side_info).map_err(
+            |source| Error::Syntax {
+                at: Location {
+                    unit_index: raw.index,
+                    byte_offset: raw.byte_offset,
+                    tensor: None,
+                },
+                source,
+            },
+        )?;
+        out.push(parsed.to_hls_json());
+    }
+    Ok(out)
+}

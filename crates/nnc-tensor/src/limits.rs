@@ -1,0 +1,48 @@
+//! Resource limits for decoding untrusted bitstreams.
+
+/// Default maximum number of elements of one tensor (2^28: 1 GiB of f32).
+pub const DEFAULT_MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
+/// Default maximum number of elements of all tensors of one bitstream (2^30).
+pub const DEFAULT_MAX_TOTAL_ELEMENTS: u64 = 1 << 30;
+/// Default maximum number of NNR units in one bitstream.
+pub const DEFAULT_MAX_UNITS: u64 = 1 << 20;
+
+/// Limits checked before anything is allocated. The defaults are safe for untrusted input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Maximum elements of one tensor. Default: [`DEFAULT_MAX_TENSOR_ELEMENTS`].
+    pub max_tensor_elements: u64,
+    /// Maximum elements over all tensors of a bitstream. Default: [`DEFAULT_MAX_TOTAL_ELEMENTS`].
+    pub max_total_elements: u64,
+    /// Maximum NNR units in a bitstream. Default: [`DEFAULT_MAX_UNITS`].
+    pub max_units: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_tensor_elements: DEFAULT_MAX_TENSOR_ELEMENTS,
+            max_total_elements: DEFAULT_MAX_TOTAL_ELEMENTS,
+            max_units: DEFAULT_MAX_UNITS,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_tensor_elements`].
+    pub fn with_max_tensor_elements(mut self, n: u64) -> Self {
+        self.max_tensor_elements = n;
+        self
+    }
+    /// Sets [`Limits::max_total_elements`].
+    pub fn with_max_total_elements(mut self, n: u64) -> Self {
+        self.max_total_elements = n;
+        self
+    }
+    /// Sets [`Limits::max_units`].
+    pub fn with_max_units(mut self, n: u64) -> Self {
+        self.max_units = n;
+        self
+    }
+}

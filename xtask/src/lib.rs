@@ -1,0 +1,4 @@
+//! Project tasks behind `cargo xtask`: the conformance runner (also used by `cargo test`).
+#![forbid(unsafe_code)]
+
+pub mod conformance;
