@@ -5,7 +5,9 @@ use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
 use crate::dq;
+use crate::entry_point::EntryPoint;
 use crate::layer::{DecodedLayerInfo, LayerConfig, LayerHistory, Prepared};
+use crate::scan::Segment;
 use crate::Error;
 
 /// `initCtxModels(N)` + `decodeLayer`: decode one tensor's levels into `out` (length = product of
@@ -20,11 +22,14 @@ pub fn decode_layer(
     hist: &LayerHistory<'_>,
     out: &mut [i32],
 ) -> Result<DecodedLayerInfo, Error> {
-    let prep = Prepared::new(cfg, hist, out.len(), 1)?;
-    let mut d = dec.clone();
-    let r = decode_body(&mut d, &prep, out, None);
-    *dec = d;
-    r
+    let p = Prepared::new(cfg, hist, out.len(), 1)?;
+    let (mut info, mut ctx_set) = decode_header(dec, &p)?;
+    if p.geo.has_block_row_restarts() {
+        dec.reset_range();
+        info.num_block_rows = p.geo.num_block_rows;
+    }
+    decode_levels(dec, &p, &info, ctx_set.models_mut(), out, None)?;
+    Ok(info)
 }
 
 /// Like [`decode_layer`], but also returns the entry points as the reference's
@@ -41,24 +46,184 @@ pub fn decode_layer_and_create_entry_points(
     hist: &LayerHistory<'_>,
     out: &mut [i32],
 ) -> Result<(DecodedLayerInfo, Vec<u64>), Error> {
-    let prep = Prepared::new(cfg, hist, out.len(), 1)?;
-    let mut d = dec.clone();
+    let p = Prepared::new(cfg, hist, out.len(), 1)?;
+    let (mut info, mut ctx_set) = decode_header(dec, &p)?;
     let mut eps = Vec::new();
-    let r = decode_body(&mut d, &prep, out, Some(&mut eps));
-    *dec = d;
-    r.map(|info| (info, eps))
+    let mut start = 0;
+    if p.geo.scan_order != 0 {
+        dec.reset_range();
+        start = dec.bit_offset();
+    }
+    if p.geo.has_block_row_restarts() {
+        info.num_block_rows = p.geo.num_block_rows;
+    }
+    decode_levels(
+        dec,
+        &p,
+        &info,
+        ctx_set.models_mut(),
+        out,
+        Some((&mut eps, start)),
+    )?;
+    Ok((info, eps))
 }
 
-fn decode_body(
+/// `setEntryPoints` + `decodeLayer`: decode one tensor restarting every block row from the entry
+/// points signalled in the NDU header (packed as returned by
+/// [`decode_layer_and_create_entry_points`], deltas relative to the previous block row).
+///
+/// Block rows are then independent; with `max_threads > 1` they are decoded on up to that many
+/// scoped threads. Afterwards `dec` continues from the end of the last block row, as in the
+/// reference. For tensors without block-row restarts (row-major scan or a single block row)
+/// `entry_points` must be empty and this equals [`decode_layer`]; otherwise it must hold exactly
+/// `num_block_rows − 1` entries. Entry points that do not match the stream give wrong levels or an
+/// error, never a panic.
+pub fn decode_layer_with_entry_points<'a>(
+    dec: &mut ArithDecoder<'a>,
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    entry_points: &[u64],
+    out: &mut [i32],
+    max_threads: usize,
+) -> Result<DecodedLayerInfo, Error> {
+    let p = Prepared::new(cfg, hist, out.len(), 1)?;
+    let expected = p.geo.num_block_rows.saturating_sub(1);
+    if !p.geo.has_block_row_restarts() {
+        if !entry_points.is_empty() {
+            return Err(Error::EntryPointCount {
+                expected: 0,
+                got: entry_points.len(),
+            });
+        }
+        return decode_layer(dec, cfg, hist, out);
+    }
+    if entry_points.len() != expected {
+        return Err(Error::EntryPointCount {
+            expected,
+            got: entry_points.len(),
+        });
+    }
+    let (mut info, mut ctx_set) = decode_header(dec, &p)?;
+    info.num_block_rows = p.geo.num_block_rows;
+    ctx_set.reset_all();
+
+    // Absolute restart points: block row 0 starts right here, the others at the signalled deltas.
+    let mut starts = Vec::with_capacity(entry_points.len() + 1);
+    dec.reset_range();
+    starts.push(dec.capture_entry_point(0));
+    for &packed in entry_points {
+        let mut ep = EntryPoint::unpack(packed);
+        let prev = starts.last().map_or(0, |e: &EntryPoint| e.bit_offset);
+        ep.bit_offset = ep.bit_offset.saturating_add(prev);
+        starts.push(ep);
+    }
+
+    let rows_per_block = p.geo.block;
+    let chunk = rows_per_block.saturating_mul(p.geo.w).max(1);
+    let jobs: Vec<(usize, &mut [i32])> = out.chunks_mut(chunk).enumerate().collect();
+    let threads = max_threads.clamp(1, jobs.len().max(1));
+    let template = ctx_set.models();
+    let run = |(br, part): (usize, &mut [i32]),
+               base: &ArithDecoder<'a>|
+     -> Result<ArithDecoder<'a>, Error> {
+        let start = starts
+            .get(br)
+            .ok_or(Error::Internal("block row without entry point"))?;
+        decode_block_row(base, start, template, &p, &info, br, br * chunk, part)
+    };
+
+    let last = jobs.len().saturating_sub(1);
+    let mut end_state = None;
+    if threads <= 1 {
+        for job in jobs {
+            let br = job.0;
+            let d = run(job, dec)?;
+            if br == last {
+                end_state = Some(d);
+            }
+        }
+    } else {
+        let base = dec.clone();
+        let mut groups: Vec<Vec<(usize, &mut [i32])>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            groups[i % threads].push(job);
+        }
+        let results: Vec<Result<Option<ArithDecoder<'a>>, Error>> = std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    let base = &base;
+                    let run = &run;
+                    s.spawn(move || {
+                        let mut end = None;
+                        for job in group {
+                            let br = job.0;
+                            let d = run(job, base)?;
+                            if br == last {
+                                end = Some(d);
+                            }
+                        }
+                        Ok(end)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or(Err(Error::Internal("decoder thread panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            if let Some(d) = r? {
+                end_state = Some(d);
+            }
+        }
+    }
+    *dec = end_state.ok_or(Error::Internal("no block rows decoded"))?;
+    Ok(info)
+}
+
+/// Decode block row `br` from its restart point into `part` (rows of the block row, starting at
+/// row-major position `offset`) and return the engine state at its end.
+#[allow(clippy::too_many_arguments)]
+fn decode_block_row<'a>(
+    base: &ArithDecoder<'a>,
+    start: &EntryPoint,
+    template: &[ContextModel],
+    p: &Prepared<'_>,
+    info: &DecodedLayerInfo,
+    br: usize,
+    offset: usize,
+    part: &mut [i32],
+) -> Result<ArithDecoder<'a>, Error> {
+    let mut d = base.clone();
+    d.seek_entry_point(start);
+    let mut models = template.to_vec();
+    let segs = p.geo.block_row_segments(br);
+    decode_segments(
+        &mut d,
+        p,
+        info,
+        &mut models,
+        part,
+        offset,
+        segs,
+        start.dq_state,
+        None,
+    )?;
+    Ok(d)
+}
+
+/// Tensor header bins (§3.2) and the context-initialisation indices (§2.6).
+fn decode_header(
     d: &mut ArithDecoder<'_>,
     p: &Prepared<'_>,
-    out: &mut [i32],
-    mut eps: Option<&mut Vec<u64>>,
-) -> Result<DecodedLayerInfo, Error> {
+) -> Result<(DecodedLayerInfo, ContextSet), Error> {
     let layout = p.layout;
     let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
     let mut info = DecodedLayerInfo::default();
-
     if p.header_present {
         if p.parent {
             info.hist_dep_sig_prob_enabled_flag = d.decode_bypass();
@@ -69,39 +234,53 @@ fn decode_body(
             info.row_skip_flags = (0..p.geo.h).map(|_| d.decode_bin(rs)).collect();
         }
     }
-
     decode_init_indices(
         d,
         ctx_set.models_mut(),
         p,
         info.hist_dep_sig_prob_enabled_flag,
     )?;
+    Ok((info, ctx_set))
+}
 
-    let mut last_offset = 0u64;
-    if eps.is_some() {
-        if p.geo.scan_order != 0 {
-            d.reset_range();
-            last_offset = d.bit_offset();
-        }
-    } else if p.geo.has_block_row_restarts() {
-        d.reset_range();
-    }
-    if p.geo.has_block_row_restarts() {
-        info.num_block_rows = p.geo.num_block_rows;
-    }
+/// The level loop over the whole tensor with block-row resets; with `eps`, capture the entry points
+/// (deltas from the given start offset).
+fn decode_levels(
+    d: &mut ArithDecoder<'_>,
+    p: &Prepared<'_>,
+    info: &DecodedLayerInfo,
+    models: &mut [ContextModel],
+    out: &mut [i32],
+    eps: Option<(&mut Vec<u64>, u64)>,
+) -> Result<(), Error> {
+    decode_segments(d, p, info, models, out, 0, p.geo.segments(), 0, eps)
+}
 
+/// Decode the positions of `segments` into `out` (which starts at row-major position `offset`).
+#[allow(clippy::too_many_arguments)]
+fn decode_segments(
+    d: &mut ArithDecoder<'_>,
+    p: &Prepared<'_>,
+    info: &DecodedLayerInfo,
+    models: &mut [ContextModel],
+    out: &mut [i32],
+    offset: usize,
+    segments: impl Iterator<Item = Segment>,
+    mut dq_state: u8,
+    mut eps: Option<(&mut Vec<u64>, u64)>,
+) -> Result<(), Error> {
+    let layout = p.layout;
+    let lc = p.lc;
     let skip_active = p.header_present && info.row_skip_enabled_flag;
     let hdsp_flag = info.hist_dep_sig_prob_enabled_flag;
-    let mut nbh = Neighbourhood::default();
-    let mut dq_state = 0u8;
-    let lc = p.lc;
-    let models = ctx_set.models_mut();
     // Per-position TCA/HDSP lookups are only needed with gpi = 1 and either tool in use.
     let extra = p.gpi1 && (p.base.is_some() || hdsp_flag);
+    let mut nbh = Neighbourhood::default();
 
-    for seg in p.geo.segments() {
+    for seg in segments {
+        let local = seg.start.wrapping_sub(offset);
         let slice = out
-            .get_mut(seg.start..seg.start + seg.len)
+            .get_mut(local..local + seg.len)
             .ok_or(Error::Internal("segment out of range"))?;
         if skip_active && info.row_skip_flags.get(seg.row).copied().unwrap_or(false) {
             slice.fill(0);
@@ -138,16 +317,16 @@ fn decode_body(
             }
             nbh = Neighbourhood::default();
             d.reset_range();
-            if let Some(list) = eps.as_deref_mut() {
+            if let Some((list, last)) = eps.as_mut() {
                 let mut ep = d.capture_entry_point(dq_state);
                 let abs = ep.bit_offset;
-                ep.bit_offset = abs.wrapping_sub(last_offset);
-                last_offset = abs;
+                ep.bit_offset = abs.wrapping_sub(*last);
+                *last = abs;
                 list.push(ep.pack());
             }
         }
     }
-    Ok(info)
+    Ok(())
 }
 
 /// One row segment of coded positions.

@@ -51,7 +51,9 @@ pub mod scan;
 pub mod tables;
 
 pub use context::{ContextLayout, ContextModel, ContextSet};
-pub use decode_layer::{decode_layer, decode_layer_and_create_entry_points};
+pub use decode_layer::{
+    decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points,
+};
 pub use decoder::ArithDecoder;
 pub use encode_layer::{encode_layer, EncodeLayerOptions};
 pub use encoder::ArithEncoder;
@@ -109,6 +111,14 @@ pub enum Error {
         pos: usize,
         /// The level as given.
         level: i32,
+    },
+    /// The number of entry points does not match the tensor's block rows.
+    #[error("{got} entry points given, the tensor needs {expected}")]
+    EntryPointCount {
+        /// `num_block_rows − 1` (0 without block-row restarts).
+        expected: usize,
+        /// Entry points given.
+        got: usize,
     },
     /// A row flagged for skipping holds non-zero levels.
     #[error("row {0} is flagged for skipping but is not all zero")]

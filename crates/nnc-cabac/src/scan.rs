@@ -85,6 +85,34 @@ impl ScanGeometry {
             done: self.n == 0,
         }
     }
+
+    /// Rows covered by block row `br` (block scan), as a row range.
+    pub fn block_row_rows(&self, br: usize) -> std::ops::Range<usize> {
+        let start = br.saturating_mul(self.block).min(self.h);
+        start..(start + self.block).min(self.h)
+    }
+
+    /// The segments of block row `br` only (block scan; for row-major scan `br = 0` is the whole
+    /// tensor). None of them has `ends_block_row` set.
+    pub fn block_row_segments(&self, br: usize) -> Segments {
+        let rows = if self.scan_order == 0 {
+            0..self.h
+        } else {
+            self.block_row_rows(br)
+        };
+        let g = ScanGeometry {
+            h: rows.end,
+            num_block_rows: br + 1,
+            ..*self
+        };
+        Segments {
+            g,
+            block_row: if self.scan_order == 0 { 0 } else { br },
+            x0: 0,
+            y: rows.start,
+            done: rows.is_empty() || self.n == 0,
+        }
+    }
 }
 
 /// A run of consecutive positions in one matrix row, visited in scan order.
@@ -243,6 +271,23 @@ mod tests {
         }
         assert_eq!(ends, vec![96, 192]);
         assert_eq!(idx, 240);
+    }
+
+    #[test]
+    fn block_row_segments_concatenate_to_full_scan() {
+        for (h, w, so) in [(20, 12, 1), (17, 9, 2), (64, 3, 3), (3, 70, 1), (9, 17, 0)] {
+            let g = ScanGeometry::from_hw(h, w, so).unwrap();
+            let rows = g.num_block_rows.max(1);
+            let parts: Vec<Segment> = (0..rows).flat_map(|br| g.block_row_segments(br)).collect();
+            let full: Vec<Segment> = g
+                .segments()
+                .map(|s| Segment {
+                    ends_block_row: false,
+                    ..s
+                })
+                .collect();
+            assert_eq!(parts, full, "h={h} w={w} so={so}");
+        }
     }
 
     #[test]

@@ -2,8 +2,9 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is a test failure
 
 use nnc_cabac::{
-    decode_layer, decode_layer_and_create_entry_points, encode_layer, ArithDecoder, ArithEncoder,
-    EncodeLayerOptions, EntryPoint, HdspMode, LayerConfig, LayerHistory,
+    decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points,
+    encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, EntryPoint, HdspMode,
+    LayerConfig, LayerHistory,
 };
 
 fn hex(b: &[u8]) -> String {
@@ -150,6 +151,28 @@ fn kat_d_dq_block_scan_row_skip_entry_points() {
     assert_eq!(info.num_block_rows, 3);
     assert_eq!(out, q);
     assert_eq!(dec.finish().unwrap(), 84);
+
+    // Decoding from the signalled entry points, sequentially and on two threads.
+    for threads in [1, 2, 3] {
+        let mut dec = ArithDecoder::new(&bytes);
+        assert_eq!(dec.iae_v(8), -3);
+        let mut out = vec![9; q.len()];
+        let info =
+            decode_layer_with_entry_points(&mut dec, &c, &hist, &eps, &mut out, threads).unwrap();
+        assert_eq!(info.num_block_rows, 3);
+        assert_eq!(out, q);
+        assert_eq!(dec.finish().unwrap(), 84);
+    }
+    // Wrong entry points never panic; a wrong count is an error.
+    let mut dec = ArithDecoder::new(&bytes);
+    let mut out = vec![0; q.len()];
+    assert!(decode_layer_with_entry_points(&mut dec, &c, &hist, &eps[..1], &mut out, 1).is_err());
+    for bad in [[0u64, 0], [u64::MAX, 5], [416_761, u64::MAX >> 11 << 11]] {
+        let mut dec = ArithDecoder::new(&bytes);
+        let _ = dec.iae_v(8);
+        let _ = decode_layer_with_entry_points(&mut dec, &c, &hist, &bad, &mut out, 2);
+        let _ = dec.finish();
+    }
 
     // Sequential decoder.
     let mut dec = ArithDecoder::new(&bytes);

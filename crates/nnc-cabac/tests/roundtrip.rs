@@ -4,8 +4,9 @@
 
 use nnc_cabac::scan::ScanGeometry;
 use nnc_cabac::{
-    decode_layer, decode_layer_and_create_entry_points, dq, encode_layer, ArithDecoder,
-    ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory,
+    decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points, dq,
+    encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig,
+    LayerHistory,
 };
 use proptest::prelude::*;
 
@@ -231,14 +232,27 @@ proptest! {
 
         if tensors.iter().all(ep_decoder_in_sync) {
             let mut dec = ArithDecoder::new(&bytes);
+            let mut all_eps = vec![];
             for t in &tensors {
                 prop_assert_eq!(dec.iae_v(8), t.qp_offset);
                 let mut out = vec![0; t.levels.len()];
                 let (info, eps) = decode_layer_and_create_entry_points(&mut dec, &t.cfg, &t.history(), &mut out).unwrap();
                 prop_assert_eq!(&out, &t.levels);
                 prop_assert_eq!(eps.len(), info.num_block_rows.saturating_sub(1));
+                all_eps.push(eps);
             }
             prop_assert_eq!(dec.finish().unwrap(), bytes.len());
+
+            for threads in [1, 3] {
+                let mut dec = ArithDecoder::new(&bytes);
+                for (t, eps) in tensors.iter().zip(&all_eps) {
+                    prop_assert_eq!(dec.iae_v(8), t.qp_offset);
+                    let mut out = vec![i32::MIN; t.levels.len()];
+                    decode_layer_with_entry_points(&mut dec, &t.cfg, &t.history(), eps, &mut out, threads).unwrap();
+                    prop_assert_eq!(&out, &t.levels);
+                }
+                prop_assert_eq!(dec.finish().unwrap(), bytes.len());
+            }
         }
     }
 
