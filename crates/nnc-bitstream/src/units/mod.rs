@@ -74,3 +74,16 @@ pub(crate) fn check_st(s: &str, element: &'static str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Writes `st` after checking the string and the alignment the syntax requires.
+pub(crate) fn write_st(w: &mut crate::BitWriter, s: &str, element: &'static str) -> Result<()> {
+    check_st(s, element)?;
+    if !w.is_byte_aligned() {
+        return Err(Error::NotByteAligned {
+            element,
+            bit_offset: w.bit_len(),
+        });
+    }
+    w.write_st(s);
+    Ok(())
+}

@@ -9,7 +9,7 @@ use crate::units::perf_maps::{
     DecompositionPerformanceMap, PruningPerformanceMap, SparsificationPerformanceMap,
     UnificationPerformanceMap,
 };
-use crate::units::{check_bits, check_presence, check_st};
+use crate::units::{check_bits, check_presence, check_st, write_st};
 use crate::{BitReader, BitWriter, ParseContext};
 
 // nnr_model_parameter_set_unit_header( ) { }           (empty)
@@ -333,10 +333,10 @@ impl ModelParameterSet {
             }
             w.write_u(2, u64::from(self.nnr_reserved_zero_2bits.unwrap_or(0)));
             if let Some(s) = &self.base_model_id {
-                w.write_st(s);
+                write_st(w, s, "base_model_id")?;
             }
             if let Some(s) = &self.performance_metric_type {
-                w.write_st(s);
+                write_st(w, s, "performance_metric_type")?;
             }
         } else {
             w.write_u(7, u64::from(self.nnr_reserved_zero_7bits.unwrap_or(0)));

@@ -10,7 +10,7 @@ use crate::units::consts::{
     DEFAULT_CABAC_UNARY_LENGTH_MINUS1, ICNN_NDU_ID, ICNN_NDU_PL_SHA256, ICNN_NDU_PL_SHA512,
     NNR_CPT_DC,
 };
-use crate::units::{check_bits, check_presence, check_st, required};
+use crate::units::{check_bits, check_presence, check_st, required, write_st};
 use crate::{BitReader, BitWriter, ParseContext};
 
 /// `nnr_compressed_data_unit_payload_type` (hls.md table 2.10a).
@@ -280,8 +280,7 @@ pub(crate) fn write_topology_elements_ids_list(
     if let Some(names) = names {
         w.byte_alignment();
         for n in names {
-            check_st(n, "topology_elem_id_list")?;
-            w.write_st(n);
+            write_st(w, n, "topology_elem_id_list")?;
         }
     }
     if let Some(indices) = indices {
@@ -915,7 +914,7 @@ impl NduHeader {
                 self.topology_elem_id_index_list.as_ref(),
             )?;
         } else if let Some(n) = &self.topology_elem_id {
-            w.write_st(n);
+            write_st(w, n, "topology_elem_id")?;
         } else if let Some(i) = self.topology_elem_id_index {
             w.write_ue(7, i);
         }

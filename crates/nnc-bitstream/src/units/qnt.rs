@@ -2,7 +2,7 @@
 //! decoder refuses it; the syntax is parsed here anyway.
 
 use crate::error::Result;
-use crate::units::check_st;
+use crate::units::write_st;
 use crate::{BitReader, BitWriter, ParseContext};
 
 // nnr_quantization_unit_header( ) {
@@ -35,10 +35,9 @@ impl QuantizationUnit {
 
     /// Writes the type-specific header and payload.
     pub fn write(&self, w: &mut BitWriter, _ctx: &ParseContext) -> Result<()> {
-        check_st(&self.quantization_data, "quantization_data")?;
         w.write_u(8, u64::from(self.quantization_storage_format));
         w.write_u(8, u64::from(self.quantization_compression_format));
-        w.write_st(&self.quantization_data);
+        write_st(w, &self.quantization_data, "quantization_data")?;
         Ok(())
     }
 }
@@ -57,5 +56,40 @@ impl QuantizationUnit {
             "quantization_data".into(),
             self.quantization_data.as_str().into(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+
+    #[test]
+    fn strings_need_alignment_and_no_nul() {
+        let ctx = ParseContext::default();
+        let q = QuantizationUnit {
+            quantization_storage_format: 1,
+            quantization_compression_format: 2,
+            quantization_data: "qd".into(),
+        };
+        let mut w = BitWriter::new();
+        q.write(&mut w, &ctx).unwrap();
+        assert_eq!(w.as_bytes(), &[1, 2, b'q', b'd', 0]);
+        let mut r = BitReader::new(w.as_bytes());
+        assert_eq!(QuantizationUnit::read(&mut r, &ctx).unwrap(), q);
+        let mut w = BitWriter::new();
+        w.write_flag(true);
+        assert!(matches!(
+            q.write(&mut w, &ctx),
+            Err(Error::NotByteAligned { .. })
+        ));
+        let bad = QuantizationUnit {
+            quantization_data: "a\0b".into(),
+            ..q
+        };
+        assert!(matches!(
+            bad.write(&mut BitWriter::new(), &ctx),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 }

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::units::consts::{NNR_TPL_PRUN, NNR_TPL_REFLIST};
 use crate::units::ndu::{read_topology_elements_ids_list, write_topology_elements_ids_list};
-use crate::units::{check_presence, check_st};
+use crate::units::{check_presence, write_st};
 use crate::{BitReader, BitWriter, ParseContext};
 
 // nnr_topology_unit_header( ) {
@@ -82,8 +82,7 @@ impl TopologyUnit {
             write_topology_elements_ids_list(w, Some(names), None)?;
         }
         if let Some(data) = &self.topology_data {
-            check_st(data, "topology_data")?;
-            w.write_st(data);
+            write_st(w, data, "topology_data")?;
         }
         Ok(())
     }
@@ -113,5 +112,39 @@ impl TopologyUnit {
         if let Some(d) = &self.topology_data {
             m.insert("topology_data".into(), d.as_str().into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn formats() {
+        let ctx = ParseContext::default();
+        // reference TPL payloads: 00 00 00 (UNREC), 03 00 00 (PYT)
+        for fmt in [0u8, 3, 4] {
+            let t = TopologyUnit::read(&mut BitReader::new(&[fmt, 0, 0]), &ctx).unwrap();
+            assert_eq!(t.topology_storage_format, fmt);
+            assert_eq!(t.topology_data.as_deref(), Some(""));
+        }
+        let e = TopologyUnit::read(&mut BitReader::new(&[NNR_TPL_PRUN, 0, 0]), &ctx).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        // REFLIST: ue(7) count 0, byte_alignment (a whole 0x80 byte), then the names
+        let data = [NNR_TPL_REFLIST, 0, 0x80, 0x80, b'a', 0, b'b', 0];
+        let t = TopologyUnit::read(&mut BitReader::new(&data), &ctx).unwrap();
+        assert_eq!(
+            t.topology_elem_id_list,
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        let mut w = BitWriter::new();
+        t.write(&mut w, &ctx).unwrap();
+        assert_eq!(w.as_bytes(), &data);
+        let bad = TopologyUnit {
+            topology_elem_id_list: Some(vec!["a".into()]),
+            ..t
+        };
+        assert!(bad.write(&mut BitWriter::new(), &ctx).is_err());
     }
 }
