@@ -212,6 +212,9 @@ pub fn encode_level<S: BinSink>(
 }
 
 /// Decode one level in `dq_state` (§3.4). Errors if the magnitude does not fit an i32.
+///
+/// Reference quirk: the remainder prefix stops after 31 bins (the encoder has no such limit, but
+/// every i32 level other than `i32::MIN` fits within it).
 #[inline(always)]
 pub fn decode_level(
     dec: &mut ArithDecoder<'_>,

@@ -1,4 +1,7 @@
 //! The context-initialisation index list that precedes the levels (deepcabac.md §2.6).
+//!
+//! Reference quirk: the list is always present, even when the encoder did not optimise (then
+//! every flag is 0).
 
 use crate::context::ContextLayout;
 

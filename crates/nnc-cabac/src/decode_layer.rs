@@ -280,7 +280,7 @@ fn decode_segments(
     for seg in segments {
         let local = seg.start.wrapping_sub(offset);
         let slice = out
-            .get_mut(local..local + seg.len)
+            .get_mut(local..local.saturating_add(seg.len))
             .ok_or(Error::Internal("segment out of range"))?;
         if skip_active && info.row_skip_flags.get(seg.row).copied().unwrap_or(false) {
             slice.fill(0);

@@ -192,8 +192,10 @@ impl<'a> ArithDecoder<'a> {
     /// Decode the terminating bin that ends the NDU and return the number of bytes consumed.
     ///
     /// Errors if the bin decodes as 0 (the reference throws) or if the first two bytes could not
-    /// start a valid codeword. A bad stop-bit/alignment pattern is accepted, as in the reference
-    /// (it only warns); see [`ArithDecoder::stop_pattern_ok`]. The count includes bytes read past
+    /// start a valid codeword.
+    ///
+    /// Reference quirk: a bad stop-bit/alignment pattern is accepted (the reference only warns);
+    /// check [`ArithDecoder::stop_pattern_ok`] to be strict. The count includes bytes read past
     /// the end of the payload ([`ArithDecoder::over_read`]), so compare it with the payload length.
     pub fn finish(&mut self) -> Result<usize, Error> {
         if !self.decode_terminate() {
@@ -207,7 +209,8 @@ impl<'a> ArithDecoder<'a> {
 
     /// The reference's `bitsNeeded` (−8..=−1) for the current position.
     fn bits_needed(&self) -> i64 {
-        self.consumed_bits() as i64 + 8 - 8 * self.bytes_read() as i64
+        (self.consumed_bits().wrapping_add(8))
+            .wrapping_sub((self.bytes_read() as u64).wrapping_mul(8)) as i64
     }
 
     /// After [`ArithDecoder::finish`]: whether the last byte read carries the stop bit followed by zero

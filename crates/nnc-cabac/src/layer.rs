@@ -23,7 +23,7 @@ pub enum HdspMode {
 /// What the NDU header and driver say about one tensor (coded in one call).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerConfig {
-    /// Tensor shape; H = dims[0], W = product of the rest (1 for 1-D).
+    /// Tensor shape; H = `dims[0]`, W = product of the rest (1 for 1-D).
     pub dims: Vec<usize>,
     /// `dq_flag`: dependent quantization.
     pub dq_flag: bool,

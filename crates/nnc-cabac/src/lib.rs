@@ -10,10 +10,20 @@
 //! hand it integer levels (DQ reconstruction indices when `dq_flag` is set) plus a
 //! [`LayerConfig`] built from the NDU header, and get integer levels back.
 //!
-//! Main entry points:
-//! - [`encode_layer`] / [`decode_layer`]: one tensor, after `iae_v` of its QP offset (done by the caller);
-//! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation;
-//! - [`RateModel`]: bit estimates for rate-distortion quantizers.
+//! Main entry points (one call codes one tensor; the caller codes its QP offset with
+//! `iae_v` first and ends the NDU with [`ArithEncoder::finish`] / [`ArithDecoder::finish`]):
+//! - [`encode_layer`]: `initCtxModels` + `encodeLayer`/`encodeLayer2`, including the param_opt
+//!   pseudo pass ([`param_opt`]);
+//! - [`decode_layer`]: sequential decoding with the encoder's block-row resets (no entry points needed);
+//! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation for NDU headers;
+//! - [`decode_layer_with_entry_points`]: decoding from signalled entry points, block rows optionally
+//!   on several threads;
+//! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers.
+//!
+//! Every reference behaviour that deviates from the obvious reading of the standard is reproduced
+//! and documented with a "Reference quirk:" note. Malformed input gives an [`Error`], never a panic
+//! or an unbounded loop; reads past the payload end return zero bytes and are counted
+//! ([`ArithDecoder::over_read`]).
 //!
 //! ```
 //! use nnc_cabac::{decode_layer, encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, LayerConfig, LayerHistory};

@@ -67,6 +67,9 @@ impl ShadowContexts {
 
     /// The init set with the lowest accumulated cost plus 3 bits for any set other than 0
     /// (first minimum wins). 0 for contexts that saw no bins.
+    ///
+    /// Reference quirk: the penalty is 3 bits, although signalling a non-default set costs one
+    /// context-coded flag plus 3 bypass bins.
     pub fn best_idx(&self, ctx: usize) -> u8 {
         let Some(c) = self.ctxs.get(ctx) else {
             return 0;

@@ -1,6 +1,6 @@
 //! Scan orders: row-major and square block scan (deepcabac.md §4.1–4.2).
 //!
-//! A tensor is an H×W matrix (H = dims[0], W = product of the other dims). Block scan walks
+//! A tensor is an H×W matrix (H = `dims[0]`, W = product of the other dims). Block scan walks
 //! block rows top to bottom, blocks left to right, and inside a block each row left to right.
 //! The scan is described as a sequence of row segments: runs of consecutive matrix positions
 //! `y·W + x0 .. y·W + x0 + len` that the coder visits in order. Row skipping and block-row
