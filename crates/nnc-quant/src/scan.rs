@@ -4,7 +4,8 @@
 //! transposition). Scan order 0 is row-major; 1..=4 is a block scan with square `B × B` blocks,
 //! `B = 4 << scan_order`, blocks left to right inside a block row, rows inside a block top to bottom.
 //!
-//! This is a small stand-alone iterator for the quantizers; the coder has its own.
+//! The order itself comes from the coder (`nnc_cabac::scan`); this module adds the quantizers'
+//! matrix view and error type.
 
 use std::ops::Range;
 
@@ -65,18 +66,12 @@ pub fn block_size(scan_order: u8) -> usize {
 
 /// Contiguous runs of flat (row-major) positions, in scan order.
 ///
-/// Row-major scan yields one run covering the tensor; block scan yields one run per block row
+/// A thin adapter over the coder's scan (`nnc_cabac::scan`), so quantizer and coder share one
+/// definition of the order: row-major scan yields one run per row, block scan one run per block row
 /// segment (at most `B` elements).
 #[derive(Clone, Debug)]
 pub struct ScanSegments {
-    width: usize,
-    height: usize,
-    /// Block edge; `0` means row-major.
-    block: usize,
-    block_row_y: usize,
-    block_col_x: usize,
-    y: usize,
-    done: bool,
+    inner: nnc_cabac::scan::Segments,
 }
 
 impl ScanSegments {
@@ -88,14 +83,10 @@ impl ScanSegments {
         if order > MAX_SCAN_ORDER {
             return Err(Error::InvalidScanOrder(order));
         }
+        let geometry = nnc_cabac::scan::ScanGeometry::from_hw(shape.height, shape.width, order)
+            .map_err(|_| Error::InvalidScanOrder(order))?;
         Ok(Self {
-            width: shape.width,
-            height: shape.height,
-            block: if order == 0 { 0 } else { block_size(order) },
-            block_row_y: 0,
-            block_col_x: 0,
-            y: 0,
-            done: shape.is_empty(),
+            inner: geometry.segments(),
         })
     }
 }
@@ -103,31 +94,9 @@ impl ScanSegments {
 impl Iterator for ScanSegments {
     type Item = Range<usize>;
 
+    #[inline]
     fn next(&mut self) -> Option<Range<usize>> {
-        if self.done {
-            return None;
-        }
-        if self.block == 0 {
-            self.done = true;
-            return Some(0..self.width * self.height);
-        }
-        let row_start = self.y * self.width;
-        let x_end = (self.block_col_x + self.block).min(self.width);
-        let run = row_start + self.block_col_x..row_start + x_end;
-
-        self.y += 1;
-        let y_end = (self.block_row_y + self.block).min(self.height);
-        if self.y == y_end {
-            self.block_col_x += self.block;
-            self.y = self.block_row_y;
-            if self.block_col_x >= self.width {
-                self.block_col_x = 0;
-                self.block_row_y += self.block;
-                self.y = self.block_row_y;
-                self.done = self.block_row_y >= self.height;
-            }
-        }
-        Some(run)
+        self.inner.next().map(|s| s.start..s.start + s.len)
     }
 }
 
