@@ -105,8 +105,10 @@ pub fn best_codebook_egk<C: Copy + Into<i64>>(
 /// the lowest `c` on ties. Returns the offset and the shifted indices to code.
 ///
 /// The reference encodes each candidate with a fresh encoder, `initCtxModels(cabac_unary_length_minus1,
-/// param_opt = 1)` (one flag fewer than the coder, a reference quirk the callback must copy), dq 0,
-/// scan 0, profile 0, no row skip, no codebook.
+/// param_opt = 1)`, dq 0, scan 0, profile 0, no row skip, no codebook.
+///
+/// Reference quirk: that encoder gets `cabac_unary_length_minus1` greater-than flags, one fewer
+/// than the real coder; the callback must do the same to reproduce the choice.
 pub fn choose_codebook_zero_offset(
     indices: &[i32],
     codebook_size: usize,
@@ -154,9 +156,11 @@ pub fn codebook_mode2_prefers_codebook(
 /// Codebook mode 2 with the encoder plugged in: encodes the uniform levels and the shifted codebook
 /// indices with their callbacks and applies [`codebook_mode2_prefers_codebook`].
 ///
-/// Both encodes in the reference use `initCtxModels(cabac_unary_length_minus1, param_opt)`, the
-/// tensor's scan order, profile and parent flag, no row skip and no codebook; the uniform one uses
-/// the tensor's `dq_flag`, the codebook one dq 0.
+/// Both encodes in the reference use the tensor's scan order, profile and parent flag, no row skip
+/// and no codebook; the uniform one uses the tensor's `dq_flag`, the codebook one dq 0.
+///
+/// Reference quirk: both use `initCtxModels(cabac_unary_length_minus1, param_opt)`, one
+/// greater-than flag fewer than the real coder.
 pub fn codebook_mode2_decision(
     uniform_levels: &[i32],
     codebook_levels: &[i32],

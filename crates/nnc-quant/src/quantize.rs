@@ -22,8 +22,10 @@ pub struct QuantizeOptions {
     pub qp: i32,
     /// Rate weight of the rate-distortion quantizers; `<= 0` means distortion only (the default).
     pub lambda_scale: f32,
-    /// Greater-than flag count of the rate model. The Python driver passes
-    /// `cabac_unary_length_minus1` here (one less than the coder uses).
+    /// Greater-than flag count of the rate model (only used when `lambda_scale > 0`).
+    ///
+    /// Reference quirk: the Python driver passes `cabac_unary_length_minus1` here, one less than
+    /// the coder uses.
     pub max_num_no_rem: u32,
     /// Scan order 0..=4 (forced to 0 for 1-D and single-row tensors).
     pub scan_order: u8,

@@ -115,7 +115,10 @@ pub(crate) fn overflows(w: f32, check_scale: f32) -> bool {
     !(-2_147_483_646.0..=2_147_483_645.0).contains(&rounded)
 }
 
-/// `f32(1/Δ)` as the TCQ's overflow check computes it (division in `f64`, Δ widened from `f32`).
+/// `f32(1/Δ)` as the TCQ's overflow check computes it.
+///
+/// Reference quirk: the TCQ divides in `f64` (Δ widened from `f32`) and rounds the result to
+/// `f32`, while the URQ divides in `f32`.
 pub(crate) fn check_scale(step: f32) -> f32 {
     (1.0 / f64::from(step)) as f32
 }
