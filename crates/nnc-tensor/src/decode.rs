@@ -185,10 +185,12 @@ pub fn decode_stream(
             });
         }
         let here = at(raw.index, raw.byte_offset);
-        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info)
-            .map_err(|source| Error::Syntax {
-                at: here.clone(),
-                source,
+        let parsed =
+            nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info).map_err(|source| {
+                Error::Syntax {
+                    at: here.clone(),
+                    source,
+                }
             })?;
         if !ctx.seen_start && !matches!(parsed.unit, NnrUnit::Str(_)) {
             return Err(Error::Malformed {
@@ -696,16 +698,17 @@ pub fn hls_json(
                 })
             }
         };
-        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx, &opts.side_info).map_err(
-            |source| Error::Syntax {
-                at: Location {
-                    unit_index: raw.index,
-                    byte_offset: raw.byte_offset,
-                    tensor: None,
-                },
-                source,
-            },
-        )?;
+        let parsed =
+            nnc_bitstream::parse_unit(raw, &mut ctx, &opts.side_info).map_err(|source| {
+                Error::Syntax {
+                    at: Location {
+                        unit_index: raw.index,
+                        byte_offset: raw.byte_offset,
+                        tensor: None,
+                    },
+                    source,
+                }
+            })?;
         out.push(parsed.to_hls_json());
     }
     Ok(out)

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod decode;
+pub mod encode;
 mod error;
 mod limits;
 pub mod members;
@@ -33,9 +34,13 @@ pub mod tensor;
 pub use decode::{
     decode_stream, hls_json, Approximation, DecodeOptions, DecodedStream, DecodedTensor,
 };
+pub use encode::{
+    encode, encode_incremental, CodebookMode, EncodeInput, EncodeOptions, EncodedStream,
+    EncodedTensor,
+};
 pub use error::{Error, ErrorKind, Location, Result};
 pub use limits::{
     Limits, DEFAULT_MAX_TENSOR_ELEMENTS, DEFAULT_MAX_TOTAL_ELEMENTS, DEFAULT_MAX_UNITS,
 };
-pub use state::{DecoderState, TensorBase};
+pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};

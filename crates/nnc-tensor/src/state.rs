@@ -20,9 +20,10 @@ pub struct TensorBase {
     pub parameter_id: u64,
 }
 
-/// Incremental decoding state. `Default` is the state before the first bitstream.
+/// Incremental coding state, kept by each side (encoder and decoder) between bitstreams. `Default`
+/// is the state before the first bitstream.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecoderState {
+pub struct IncrementalState {
     /// Per tensor name: the last update (TCA base and update-tree bookkeeping).
     pub bases: BTreeMap<String, TensorBase>,
     /// The `device_id` of the updates seen so far (`device_id`; 0 counts as unset, as in the
@@ -31,9 +32,16 @@ pub struct DecoderState {
     /// Per tensor name: HDSP history, 1 where any earlier update had a non-zero level. Used only
     /// when decoding with [`DecodeOptions::hdsp`](crate::DecodeOptions::hdsp).
     pub hdsp_history: BTreeMap<String, Vec<i8>>,
+    /// Per tensor name: the HDSP mode the encoder chose last (0 off, 1 on). Encoder only.
+    pub hdsp_best_mode: BTreeMap<String, u8>,
 }
 
-impl DecoderState {
+/// The decoder's incremental state.
+pub type DecoderState = IncrementalState;
+/// The encoder's incremental state.
+pub type EncoderState = IncrementalState;
+
+impl IncrementalState {
     /// Records a decoded (or encoded) tensor update, as the reference does with `update_base_param`.
     pub(crate) fn record_update(
         &mut self,

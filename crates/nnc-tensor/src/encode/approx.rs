@@ -1,0 +1,221 @@
+//! Approximation: each parameter's qp, then its integer levels (uniform, codebook or as-is), as the
+//! reference's `approximator` does (hls.md §5.2–5.6).
+
+use nnc_cabac::{ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
+use nnc_quant::qp_select::{tensor_qps, QpConfig, QpTensor};
+use nnc_quant::{bitdepth, codebook, quantize_layer, QuantizeOptions};
+
+use super::model::ParameterData;
+use super::options::{CodebookMode, EncodeOptions};
+use super::work::{Method, Work, WorkModel};
+use crate::error::{Error, Result};
+
+fn invalid(what: impl Into<String>) -> Error {
+    Error::InvalidArgument { what: what.into() }
+}
+
+/// Sets `qp` and `dq_flag` of every parameter (reference `ApproxInfo`).
+pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<()> {
+    let stats: Vec<Vec<f32>> = model
+        .order
+        .iter()
+        .map(|n| match &model.params[n].values {
+            ParameterData::F32(v) => v.clone(),
+            ParameterData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+        })
+        .collect();
+    let per_tensor: Vec<(&str, i32)> = opts
+        .qp_per_tensor
+        .iter()
+        .map(|(k, &v)| (k.as_str(), v))
+        .collect();
+    let tensors: Vec<QpTensor<'_>> = model
+        .order
+        .iter()
+        .zip(&stats)
+        .map(|(n, w)| QpTensor {
+            name: n,
+            parameter_type: model.params[n].ptype,
+            weights: w,
+        })
+        .collect();
+    let cfg = QpConfig {
+        qp: opts.qp,
+        qp_density: opts.qp_density,
+        nonweight_qp: opts.nonweight_qp,
+        qp_per_tensor: &per_tensor,
+        opt_qp: opts.opt_qp,
+        int_quant_bw: opts.int_quant_bw,
+    };
+    let qps = tensor_qps(&tensors, &cfg).map_err(|e| invalid(e.to_string()))?;
+    for (name, qp) in model.order.clone().iter().zip(qps) {
+        let w = model
+            .params
+            .get_mut(name)
+            .ok_or_else(|| invalid("internal: lost parameter"))?;
+        w.qp = qp;
+        w.dq_flag = opts.use_dq;
+    }
+    Ok(())
+}
+
+/// Encoded payload size of `levels` with a fresh arithmetic coder, as the reference's trial encodes.
+pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> Result<usize> {
+    let mut enc = ArithEncoder::new();
+    let opts = EncodeLayerOptions {
+        param_opt,
+        row_skip_enabled_flag: false,
+        chan_zero: None,
+        tca_hdsp_flag_follows_profile: false,
+    };
+    let hist = LayerHistory {
+        base_levels: None,
+        hdsp_mode: HdspMode::AlwaysOff,
+        hdsp_hist: None,
+    };
+    nnc_cabac::encode_layer(&mut enc, cfg, &hist, &opts, levels)
+        .map_err(|e| invalid(format!("trial encode: {e}")))?;
+    Ok(enc.finish().len())
+}
+
+fn quantize(
+    w: &Work,
+    values: &[f32],
+    qp: i32,
+    dq: bool,
+    opts: &EncodeOptions,
+) -> Result<(Vec<i32>, i32)> {
+    let q = quantize_layer(
+        values,
+        &w.dims,
+        &QuantizeOptions {
+            dq_flag: dq,
+            qp_density: opts.qp_density,
+            qp,
+            lambda_scale: opts.lambda_scale,
+            // Reference quirk (quirks.md#rate-model-gtx-count): the driver passes
+            // cabac_unary_length_minus1 as the rate model's flag count.
+            max_num_no_rem: u32::from(opts.cabac_unary_length_minus1),
+            scan_order: w.scan_order.unwrap_or(0),
+            general_profile_idc: 1,
+        },
+    )
+    .map_err(|e| invalid(format!("quantizing {}: {e}", w.name)))?;
+    Ok((q.levels, q.qp))
+}
+
+/// Bit-depth clipping of a tensor's levels, if bit-depth mode is on.
+fn clip_bitdepth(w: &Work, values: &[f32], levels: &mut [i32], opts: &EncodeOptions) {
+    if let Some(bw) = opts.int_quant_bw {
+        let bits = bitdepth::bitdepth_bits(w.ptype.is_weight(), bw);
+        bitdepth::clip_levels_bitdepth(levels, bitdepth::is_unsigned(values), bits);
+    }
+}
+
+/// Approximates one float parameter.
+pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
+    let ParameterData::F32(values) = &w.values else {
+        w.levels = match &w.values {
+            ParameterData::I32(v) => v.clone(),
+            ParameterData::F32(_) => Vec::new(),
+        };
+        w.method = Some(Method::Skip);
+        w.dq_flag = false;
+        return Ok(());
+    };
+    let values = values.clone();
+    if opts.codebook_mode == CodebookMode::Off {
+        let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
+        if !w.name.contains(".num_batches_tracked") {
+            clip_bitdepth(w, &values, &mut levels, opts);
+        }
+        w.levels = levels;
+        w.qp = qp;
+        w.method = Some(Method::Uniform);
+        return Ok(());
+    }
+    approximate_codebook(w, &values, opts)
+}
+
+fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> Result<()> {
+    let n_trial = u32::from(opts.cabac_unary_length_minus1);
+    let cb_qp = codebook::codebook_qp(w.qp, opts.qp_density, w.dq_flag);
+    let (mut levels, used_qp) = quantize(w, values, cb_qp, false, opts)?;
+    let all_zero = values.iter().all(|&v| v == 0.0);
+    if !all_zero {
+        clip_bitdepth(w, values, &mut levels, opts);
+    }
+    let book = codebook::build_codebook(&levels);
+    // Reference quirk: the zero-offset trial encodes use cabac_unary_length_minus1 flags, profile 0.
+    let offset_cfg = LayerConfig {
+        dims: w.dims.clone(),
+        dq_flag: false,
+        scan_order: 0,
+        general_profile_idc: 0,
+        parent_node_id_present_flag: false,
+        codebook_size: 0,
+        codebook_zero_offset: 0,
+        cabac_unary_length: n_trial,
+    };
+    let size_err = std::cell::Cell::new(None);
+    let size = |l: &[i32]| match trial_size(l, &offset_cfg, true) {
+        Ok(s) => s,
+        Err(e) => {
+            size_err.set(Some(e.to_string()));
+            usize::MAX
+        }
+    };
+    let (zero_offset, indices) =
+        codebook::choose_codebook_zero_offset(&book.indices, book.values.len(), &size)
+            .map_err(|e| invalid(e.to_string()))?;
+    if let Some(e) = size_err.take() {
+        return Err(invalid(e));
+    }
+    let (egk, cb_bits) = codebook::best_codebook_egk(&book.values, zero_offset)
+        .map_err(|e| invalid(e.to_string()))?;
+    let codebook_method = Method::Codebook {
+        values: book.values.iter().map(|&v| i64::from(v)).collect(),
+        zero_offset,
+        egk: egk as u8,
+    };
+    let use_codebook = match opts.codebook_mode {
+        CodebookMode::Always => true,
+        _ => {
+            let (mut uniform, uniform_qp) = if w.dq_flag {
+                quantize(w, values, w.qp, true, opts)?
+            } else {
+                (levels.clone(), used_qp)
+            };
+            if !all_zero {
+                clip_bitdepth(w, values, &mut uniform, opts);
+            }
+            let trial = |dq: bool| LayerConfig {
+                dims: w.dims.clone(),
+                dq_flag: dq,
+                scan_order: w.scan_order.unwrap_or(0),
+                general_profile_idc: 1,
+                parent_node_id_present_flag: opts.compress_differences,
+                codebook_size: 0,
+                codebook_zero_offset: 0,
+                cabac_unary_length: n_trial,
+            };
+            let bytes_uniform = trial_size(&uniform, &trial(w.dq_flag), opts.param_opt)?;
+            let bytes_codebook = trial_size(&indices, &trial(false), opts.param_opt)?;
+            let prefer =
+                codebook::codebook_mode2_prefers_codebook(bytes_uniform, bytes_codebook, cb_bits);
+            if !prefer {
+                w.levels = uniform;
+                w.qp = if w.dq_flag { uniform_qp } else { used_qp };
+                w.method = Some(Method::Uniform);
+                return Ok(());
+            }
+            true
+        }
+    };
+    debug_assert!(use_codebook);
+    w.levels = indices;
+    w.qp = used_qp;
+    w.dq_flag = false;
+    w.method = Some(codebook_method);
+    Ok(())
+}

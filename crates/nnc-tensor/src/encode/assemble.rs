@@ -1,0 +1,556 @@
+//! NNR units from approximated parameters: STR, MPS, TPL, then one NDU per parameter or block,
+//! each with its CABAC payload and entry points (reference `coder.encode`, hls.md §6.1 E10–E12).
+
+use std::borrow::Cow;
+
+use nnc_bitstream::{
+    encode_unit, Codebook, ModelParameterSet, NduHeader, NnrUnit, ParseContext, PayloadType,
+    StartUnit, TopologyUnit,
+};
+use nnc_cabac::{
+    ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory,
+};
+
+use super::options::EncodeOptions;
+use super::work::{Item, Method, Work, WorkModel};
+use crate::error::{Error, Result};
+use crate::members::cpt;
+use crate::state::IncrementalState;
+
+fn invalid(what: impl Into<String>) -> Error {
+    Error::InvalidArgument { what: what.into() }
+}
+
+fn syntax(e: nnc_bitstream::Error) -> Error {
+    Error::InvalidArgument {
+        what: format!("writing a unit: {e}"),
+    }
+}
+
+/// Incremental context of one encode call.
+pub(super) struct Incremental<'s> {
+    pub state: &'s mut IncrementalState,
+    /// Record the coded levels as the new base (the reference's `update_base_param`).
+    pub update: bool,
+}
+
+/// One NDU to write: its header template and its members in coding order.
+struct NduPlan {
+    header: NduHeader,
+    members: Vec<String>,
+}
+
+fn payload_type(method: &Method) -> PayloadType {
+    match method {
+        Method::Skip => PayloadType::Int,
+        _ => PayloadType::Float,
+    }
+}
+
+fn method_of(w: &Work) -> Result<&Method> {
+    w.method
+        .as_ref()
+        .ok_or_else(|| invalid(format!("internal: {} was not approximated", w.name)))
+}
+
+fn codebook_of(w: &Work) -> Option<Codebook> {
+    match &w.method {
+        Some(Method::Codebook {
+            values,
+            zero_offset,
+            egk,
+        }) => Some(Codebook {
+            codebook_egk: *egk,
+            codebook_size: values.len() as u64,
+            codebook_zero_offset: u64::from(*zero_offset),
+            values: values.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// The reference's `is_block_possible`.
+fn block_possible(
+    model: &WorkModel,
+    block: &super::work::Block,
+    members: &[String],
+) -> Result<bool> {
+    if block.cpt & cpt::DC != 0 {
+        let g = method_of(model.get(&block.dc_g)?)?;
+        let h = method_of(model.get(&block.dc_h)?)?;
+        if std::mem::discriminant(g) != std::mem::discriminant(h) {
+            return Ok(false);
+        }
+    }
+    let mut dq = None;
+    for name in members {
+        let w = model.get(name)?;
+        let m = method_of(w)?;
+        let is_weight = name == &block.w || name == &block.dc_g || name == &block.dc_h;
+        if !is_weight && matches!(m, Method::Codebook { .. }) {
+            return Ok(false);
+        }
+        if *dq.get_or_insert(w.dq_flag) != w.dq_flag {
+            return Ok(false);
+        }
+        if matches!(m, Method::Skip) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn base_header(opts: &EncodeOptions, parent_signalling: bool) -> NduHeader {
+    NduHeader {
+        nnr_compressed_data_unit_payload_type: PayloadType::Float,
+        nnr_multiple_topology_elements_present_flag: false,
+        nnr_decompressed_data_format_present_flag: false,
+        input_parameters_present_flag: true,
+        topology_elem_id_list: None,
+        topology_elem_id_index_list: None,
+        topology_elem_id: None,
+        topology_elem_id_index: None,
+        node_id_present_flag: Some(true),
+        device_id: Some(opts.device_id),
+        parameter_id: Some(0),
+        put_node_depth: Some(0),
+        parent_node_id_present_flag: parent_signalling.then_some(opts.compress_differences),
+        parent_node_id_type: opts.compress_differences.then_some(0),
+        temporal_context_modeling_flag: opts.compress_differences.then_some(false),
+        parent_device_id: opts.compress_differences.then_some(0),
+        parent_node_payload_sha256: None,
+        parent_node_payload_sha512: None,
+        codebook_present_flag: None,
+        codebook: None,
+        dq_flag: None,
+        nnr_decompressed_data_format: None,
+        tensor_dimensions_flag: Some(true),
+        cabac_unary_length_flag: Some(true),
+        compressed_parameter_types: 0,
+        decomposition_rank: None,
+        g_number_of_rows: None,
+        tensor_dimensions: Vec::new(),
+        cabac_unary_length_minus1: opts.cabac_unary_length_minus1,
+        codebook_dc: None,
+        first_tensor_dimension_shift: None,
+        scan_order: None,
+        cabac_entry_point_list: None,
+    }
+}
+
+/// Fills the fields that depend on the NDU's leading parameter (reference `compile_ndu`).
+#[allow(clippy::too_many_arguments)]
+fn fill_header(
+    h: &mut NduHeader,
+    lead: &Work,
+    dims: &[usize],
+    cpt_bits: u8,
+    parameter_id: u64,
+    inc: Option<&Incremental<'_>>,
+    opts: &EncodeOptions,
+) -> Result<()> {
+    let method = method_of(lead)?;
+    h.dq_flag = Some(lead.dq_flag);
+    if h.nnr_compressed_data_unit_payload_type != PayloadType::Int {
+        h.codebook = codebook_of(lead);
+        h.codebook_present_flag = Some(h.codebook.is_some());
+    }
+    let _ = method;
+    h.compressed_parameter_types = cpt_bits;
+    h.tensor_dimensions = dims.iter().map(|&d| d as u64).collect();
+    h.parameter_id = Some(parameter_id);
+    let stored = inc.and_then(|i| i.state.bases.get(&lead.name));
+    h.put_node_depth = Some(match (inc, stored) {
+        (None, _) => 0,
+        (Some(_), None) => 1,
+        (Some(_), Some(b)) => b.put_node_depth + 1,
+    });
+    if opts.compress_differences {
+        h.temporal_context_modeling_flag = Some(opts.tca && inc.is_some() && stored.is_some());
+    }
+    if dims.len() > 1 {
+        h.first_tensor_dimension_shift = Some(0);
+        h.scan_order = Some(lead.scan_order.unwrap_or(0));
+    }
+    Ok(())
+}
+
+fn plan_ndus(
+    model: &WorkModel,
+    opts: &EncodeOptions,
+    inc: Option<&Incremental<'_>>,
+) -> Result<Vec<NduPlan>> {
+    let parent_signalling = opts.compress_differences || opts.pre_signalling;
+    let mut plans = Vec::new();
+    for item in &model.items {
+        match item {
+            Item::Single(name) => {
+                let w = model.get(name)?;
+                let mut h = base_header(opts, parent_signalling);
+                h.nnr_compressed_data_unit_payload_type = payload_type(method_of(w)?);
+                h.topology_elem_id = Some(name.clone());
+                fill_header(&mut h, w, &w.dims, 0, w.index.unwrap_or(0), inc, opts)?;
+                plans.push(NduPlan {
+                    header: h,
+                    members: vec![name.clone()],
+                });
+            }
+            Item::Block(block) => {
+                let members = block.coding_order()?;
+                let w_dims = model.weight_dims.get(&block.w).cloned().ok_or_else(|| {
+                    invalid(format!("block weight {:?} has no dimensions", block.w))
+                })?;
+                let w_index = model.get(&block.w).ok().and_then(|w| w.index).unwrap_or(0);
+                let dc = block.cpt & cpt::DC != 0;
+                let decomposition = if dc {
+                    let g = model.get(&block.dc_g)?;
+                    Some((g.dims.get(1).copied().unwrap_or(1) as u64, g.dims[0] as u64))
+                } else {
+                    None
+                };
+                if block_possible(model, block, &members)? {
+                    let lead_name = if dc { &block.dc_g } else { &block.w };
+                    let lead = model.get(lead_name)?;
+                    let mut h = base_header(opts, parent_signalling);
+                    h.nnr_compressed_data_unit_payload_type = PayloadType::Block;
+                    h.nnr_multiple_topology_elements_present_flag = true;
+                    h.topology_elem_id_list = Some(block.element_order());
+                    fill_header(&mut h, lead, &w_dims, block.cpt, w_index, inc, opts)?;
+                    if dc {
+                        h.codebook_dc = codebook_of(model.get(&block.dc_h)?);
+                    }
+                    if let Some((rank, rows)) = decomposition {
+                        h.decomposition_rank = Some(rank);
+                        h.g_number_of_rows = Some(rows);
+                    }
+                    if parent_signalling {
+                        // Reference: parent-signalled blocks carry their dimensions out of band.
+                        h.tensor_dimensions_flag = Some(false);
+                    }
+                    plans.push(NduPlan { header: h, members });
+                } else {
+                    for name in &members {
+                        let w = model.get(name)?;
+                        let dims = if name == &block.ls || name == &block.bias {
+                            vec![w_dims[0]]
+                        } else if dc && (name == &block.dc_g || name == &block.dc_h) {
+                            w_dims.clone()
+                        } else {
+                            w.dims.clone()
+                        };
+                        // Reference quirk: split members the encoder synthesised borrow the index
+                        // of a batch-norm tensor (quirks.md#split-block-parameter-id).
+                        let parameter_id = match w.index {
+                            Some(i) => i,
+                            None if name == &block.bias => block
+                                .bn_beta
+                                .as_ref()
+                                .and_then(|n| model.params.get(n))
+                                .and_then(|b| b.index)
+                                .unwrap_or(0),
+                            None => block
+                                .bn_gamma
+                                .as_ref()
+                                .and_then(|n| model.params.get(n))
+                                .and_then(|b| b.index)
+                                .unwrap_or(0),
+                        };
+                        let mut h = base_header(opts, parent_signalling);
+                        h.nnr_compressed_data_unit_payload_type = payload_type(method_of(w)?);
+                        h.topology_elem_id = Some(name.clone());
+                        fill_header(&mut h, w, &dims, block.cpt, parameter_id, inc, opts)?;
+                        if let Some((rank, rows)) = decomposition {
+                            h.decomposition_rank = Some(rank);
+                            h.g_number_of_rows = Some(rows);
+                        }
+                        if parent_signalling {
+                            h.tensor_dimensions_flag = Some(false);
+                        }
+                        plans.push(NduPlan {
+                            header: h,
+                            members: vec![name.clone()],
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// LayerConfig of one member inside an NDU.
+fn layer_config(h: &NduHeader, w: &Work) -> LayerConfig {
+    let codebook = codebook_of(w);
+    LayerConfig {
+        dims: w.dims.clone(),
+        dq_flag: w.dq_flag,
+        scan_order: if w.dims.len() <= 1 {
+            0
+        } else {
+            h.scan_order.unwrap_or(0)
+        },
+        general_profile_idc: 1,
+        parent_node_id_present_flag: h.parent_node_id_present_flag.unwrap_or(false),
+        codebook_size: codebook.as_ref().map_or(0, |c| c.codebook_size as u32),
+        codebook_zero_offset: codebook
+            .as_ref()
+            .map_or(0, |c| c.codebook_zero_offset as u32),
+        cabac_unary_length: u32::from(h.cabac_unary_length_minus1) + 1,
+    }
+}
+
+fn check_tca(h: &NduHeader, name: &str, state: &IncrementalState) -> Result<()> {
+    let base = state.bases.get(name).ok_or_else(|| {
+        invalid(format!(
+            "TCA for {name:?} needs its previous update in the state"
+        ))
+    })?;
+    let depth = h.put_node_depth.unwrap_or(0);
+    if h.device_id.unwrap_or(0) != state.device_id
+        || h.parameter_id.unwrap_or(0) != base.parameter_id
+        || depth.checked_sub(1) != Some(base.put_node_depth)
+    {
+        return Err(Error::StateMismatch {
+            at: Default::default(),
+            what: format!(
+                "tensor {name:?}: device, parameter id or update depth differ from the state"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Encodes the members of one NDU into one CABAC payload with the given HDSP mode index
+/// (`None`: HDSP not in use).
+fn encode_payload(
+    model: &WorkModel,
+    plan: &NduPlan,
+    opts: &EncodeOptions,
+    state: Option<&IncrementalState>,
+    hdsp_mode: Option<u8>,
+) -> Result<Vec<u8>> {
+    let h = &plan.header;
+    let mut enc = ArithEncoder::new();
+    let quantized = h.nnr_compressed_data_unit_payload_type != PayloadType::Int;
+    let tca = h.temporal_context_modeling_flag == Some(true);
+    for name in &plan.members {
+        let w = model.get(name)?;
+        if quantized {
+            enc.iae_v(6 + u32::from(opts.qp_density), w.qp);
+        }
+        let cfg = layer_config(h, w);
+        let base = match (tca, state) {
+            (true, Some(s)) => {
+                check_tca(h, name, s)?;
+                Some(s.bases[name].levels.as_slice())
+            }
+            _ => None,
+        };
+        let hist = state.and_then(|s| s.hdsp_history.get(name));
+        let (mode, hist) = match hdsp_mode {
+            None => (HdspMode::AlwaysOff, None),
+            Some(1) if hist.is_some() => (HdspMode::TensorOn, hist.map(Vec::as_slice)),
+            Some(_) => (HdspMode::TensorOff, None),
+        };
+        let history = LayerHistory {
+            base_levels: base,
+            hdsp_mode: mode,
+            hdsp_hist: hist,
+        };
+        let layer_opts = EncodeLayerOptions {
+            param_opt: opts.param_opt,
+            row_skip_enabled_flag: opts.row_skipping,
+            chan_zero: None,
+            tca_hdsp_flag_follows_profile: tca,
+        };
+        nnc_cabac::encode_layer(&mut enc, &cfg, &history, &layer_opts, &w.levels)
+            .map_err(|e| invalid(format!("coding {name}: {e}")))?;
+    }
+    Ok(enc.finish())
+}
+
+/// Entry points of a finished payload, found by decoding it as the reference does.
+fn entry_points(
+    model: &WorkModel,
+    plan: &NduPlan,
+    payload: &[u8],
+    opts: &EncodeOptions,
+    state: Option<&IncrementalState>,
+) -> Result<Vec<u64>> {
+    let h = &plan.header;
+    let mut dec = ArithDecoder::new(payload);
+    let quantized = h.nnr_compressed_data_unit_payload_type != PayloadType::Int;
+    let tca = h.temporal_context_modeling_flag == Some(true);
+    let mut eps = Vec::new();
+    for name in &plan.members {
+        let w = model.get(name)?;
+        if quantized {
+            dec.iae_v(6 + u32::from(opts.qp_density));
+        }
+        let cfg = layer_config(h, w);
+        let base = match (tca, state) {
+            (true, Some(s)) => s.bases.get(name).map(|b| b.levels.as_slice()),
+            _ => None,
+        };
+        let hist = if opts.hdsp {
+            state
+                .and_then(|s| s.hdsp_history.get(name))
+                .map(Vec::as_slice)
+        } else {
+            None
+        };
+        let history = LayerHistory {
+            base_levels: base,
+            hdsp_mode: match (opts.hdsp, hist) {
+                (false, _) => HdspMode::AlwaysOff,
+                (true, None) => HdspMode::TensorOff,
+                (true, Some(_)) => HdspMode::TensorOn,
+            },
+            hdsp_hist: hist,
+        };
+        let mut out = vec![0i32; w.levels.len()];
+        let (_, part) =
+            nnc_cabac::decode_layer_and_create_entry_points(&mut dec, &cfg, &history, &mut out)
+                .map_err(|e| invalid(format!("entry points of {name}: {e}")))?;
+        eps.extend(part);
+    }
+    Ok(eps)
+}
+
+/// Writes the whole bitstream.
+pub(super) fn write_stream(
+    model: &WorkModel,
+    opts: &EncodeOptions,
+    mut inc: Option<Incremental<'_>>,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let parent_signalling = opts.compress_differences || opts.pre_signalling;
+    let mut out = Vec::new();
+    let str_ctx = ParseContext::default();
+    out.extend(
+        encode_unit(
+            &NnrUnit::Str(StartUnit {
+                general_profile_idc: 1,
+            }),
+            &str_ctx,
+        )
+        .map_err(syntax)?,
+    );
+    let mut ctx = str_ctx;
+    ctx.general_profile_idc = 1;
+    let mps = ModelParameterSet {
+        topology_carriage_flag: true,
+        mps_sparsification_flag: false,
+        mps_pruning_flag: false,
+        mps_unification_flag: false,
+        mps_decomposition_performance_map_flag: false,
+        mps_quantization_method_flags: 1,
+        mps_topology_indexed_reference_flag: false,
+        base_model_id_present_flag: Some(false),
+        validation_set_performance_present_flag: Some(false),
+        metric_type_performance_map_valid_flag: Some(false),
+        mps_parent_signalling_enabled_flag: Some(parent_signalling),
+        nnr_pre_flag: parent_signalling.then_some(opts.pre_signalling),
+        nnr_reserved_zero_1bit: (!parent_signalling).then_some(0),
+        nnr_reserved_zero_2bits: Some(0),
+        base_model_id: None,
+        performance_metric_type: None,
+        nnr_reserved_zero_7bits: None,
+        mps_qp_density: Some(opts.qp_density),
+        mps_quantization_parameter: Some(0),
+        sparsification_performance_map: None,
+        pruning_performance_map: None,
+        unification_performance_map: None,
+        decomposition_performance_map: None,
+        validation_set_performance: None,
+    };
+    out.extend(encode_unit(&NnrUnit::Mps(mps), &ctx).map_err(syntax)?);
+    ctx = ParseContext::profile1(parent_signalling);
+    let tpl = TopologyUnit {
+        topology_storage_format: model.topology_storage_format,
+        topology_compression_format: 0,
+        topology_data: Some(String::new()),
+        topology_elem_id_list: None,
+    };
+    out.extend(encode_unit(&NnrUnit::Tpl(tpl), &ctx).map_err(syntax)?);
+
+    let plans = plan_ndus(model, opts, inc.as_ref())?;
+    let hdsp_on = opts.hdsp && inc.is_some();
+    let mut skipped = Vec::new();
+    for mut plan in plans {
+        if parent_signalling
+            && plan.members.iter().all(|n| {
+                model
+                    .params
+                    .get(n)
+                    .is_some_and(|w| w.levels.iter().all(|&l| l == 0))
+            })
+        {
+            skipped.extend(plan.members.iter().cloned());
+            continue;
+        }
+        let state_ref = inc.as_ref().map(|i| &*i.state);
+        let payload = if hdsp_on {
+            let all_have_hist = plan
+                .members
+                .iter()
+                .all(|n| state_ref.is_some_and(|s| s.hdsp_history.contains_key(n)));
+            let modes: u8 = if all_have_hist { 2 } else { 1 };
+            let mut best: Option<(u8, Vec<u8>)> = None;
+            for mode in 0..modes {
+                let p = encode_payload(model, &plan, opts, state_ref, Some(mode))?;
+                if best.as_ref().is_none_or(|(_, b)| p.len() < b.len()) {
+                    best = Some((mode, p));
+                }
+            }
+            let (mode, p) = best.ok_or_else(|| invalid("internal: no HDSP mode"))?;
+            if modes > 1 {
+                if let Some(i) = inc.as_mut() {
+                    for n in &plan.members {
+                        i.state.hdsp_best_mode.insert(n.clone(), mode);
+                    }
+                }
+            }
+            p
+        } else {
+            encode_payload(model, &plan, opts, state_ref, None)?
+        };
+        let state_ref = inc.as_ref().map(|i| &*i.state);
+        let eps = entry_points(model, &plan, &payload, opts, state_ref)?;
+        let dims = &plan.header.tensor_dimensions;
+        let height = dims.first().copied().unwrap_or(1);
+        let width: u64 = dims.iter().skip(1).product();
+        if width > 1 && height > 1 && plan.header.scan_order.unwrap_or(0) > 0 {
+            plan.header.cabac_entry_point_list = Some(eps);
+        }
+        if let Some(i) = inc.as_mut() {
+            if i.update {
+                let device = plan.header.device_id.unwrap_or(0);
+                let pid = plan.header.parameter_id.unwrap_or(0);
+                for n in &plan.members {
+                    let levels = &model.get(n)?.levels;
+                    i.state
+                        .record_update(n, levels, device, pid)
+                        .map_err(|what| Error::StateMismatch {
+                            at: Default::default(),
+                            what: format!("tensor {n:?}: {what}"),
+                        })?;
+                }
+            }
+        }
+        let unit = NnrUnit::Ndu {
+            header: plan.header,
+            payload: Cow::Owned(payload),
+        };
+        out.extend(encode_unit(&unit, &ctx).map_err(syntax)?);
+    }
+    if hdsp_on {
+        if let Some(i) = inc.as_mut() {
+            for name in &model.order {
+                if let Some(w) = model.params.get(name) {
+                    i.state.add_to_hdsp_history(name, &w.levels);
+                }
+            }
+        }
+    }
+    Ok((out, skipped))
+}

@@ -1,0 +1,254 @@
+//! What the encoder is given: named parameters with their types, indices and block structure
+//! (the reference's `model_info`).
+
+use std::collections::BTreeMap;
+
+use super::options::ParameterType;
+use crate::tensor::{Tensor, TensorData};
+
+/// `topology_storage_format` of a generic tensor dictionary.
+pub const TOPOLOGY_UNRECOGNISED: u8 = 0;
+/// `topology_storage_format` of a PyTorch model.
+pub const TOPOLOGY_PYTORCH: u8 = 3;
+
+/// Element data the coder accepts: float32 (quantized) or int32 (coded losslessly).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ParameterData {
+    /// Float values, quantized.
+    F32(Vec<f32>),
+    /// Integer values, coded as they are.
+    I32(Vec<i32>),
+}
+
+impl ParameterData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            ParameterData::F32(v) => v.len(),
+            ParameterData::I32(v) => v.len(),
+        }
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One parameter tensor of the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelParameter {
+    /// Name (`topology_elem_id`).
+    pub name: String,
+    /// Shape, outermost first (a scalar becomes `[1]`).
+    pub dims: Vec<usize>,
+    /// Elements, row-major.
+    pub data: ParameterData,
+    /// Type, which selects the qp rule.
+    pub parameter_type: ParameterType,
+    /// Index in the model's parameter enumeration (`parameter_id`).
+    pub parameter_index: u64,
+}
+
+/// The reference's `block_id_and_param_type`: which tensors form a layer block, and their types.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockIdAndParamType {
+    /// Block identifier per tensor name (`None`: not in a block).
+    pub block_identifier: BTreeMap<String, Option<String>>,
+    /// Parameter type per tensor name (`"weight"`, `"bias"`, `"bn.gamma"`, ...).
+    pub parameter_type: BTreeMap<String, String>,
+}
+
+/// Why a tensor cannot be given to the coder.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// An integer element does not fit int32 (the reference would wrap it silently).
+    #[error("tensor {name:?}: element {index} ({value}) does not fit int32")]
+    IntegerOutOfRange {
+        /// Tensor name.
+        name: String,
+        /// Element index.
+        index: usize,
+        /// The value.
+        value: i128,
+    },
+    /// Two tensors share a name.
+    #[error("tensor name {0:?} appears twice")]
+    DuplicateName(String),
+    /// The tensor's element type cannot be coded.
+    #[error("tensor {0:?} has an element type the coder does not support")]
+    UnsupportedDType(String),
+    /// The tensor has no elements.
+    #[error("tensor {0:?} is empty")]
+    Empty(String),
+}
+
+/// The model to encode: parameters in enumeration order, block structure, topology format.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EncodeInput {
+    /// Parameters in coding order.
+    pub parameters: Vec<ModelParameter>,
+    /// Block identifier per parameter name, only for blocks of two or more members.
+    pub block_identifier: BTreeMap<String, String>,
+    /// `topology_storage_format` written in the TPL unit.
+    pub topology_storage_format: u8,
+}
+
+/// Converts a tensor to the coder's element types: floats to float32, integers to int32 (checked),
+/// booleans to 0/1. Scalars become shape `[1]` float32, as in the reference.
+pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), InputError> {
+    fn ints<T: Copy + Into<i128>>(name: &str, v: &[T]) -> Result<Vec<i32>, InputError> {
+        v.iter()
+            .enumerate()
+            .map(|(index, &x)| {
+                let value: i128 = x.into();
+                i32::try_from(value).map_err(|_| InputError::IntegerOutOfRange {
+                    name: name.to_string(),
+                    index,
+                    value,
+                })
+            })
+            .collect()
+    }
+    let name = t.name.as_str();
+    if t.is_empty() {
+        return Err(InputError::Empty(t.name.clone()));
+    }
+    let data = match &t.data {
+        TensorData::F32(v) => ParameterData::F32(v.clone()),
+        TensorData::F64(v) => ParameterData::F32(v.iter().map(|&x| x as f32).collect()),
+        TensorData::I64(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::I32(v) => ParameterData::I32(v.clone()),
+        TensorData::I16(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::I8(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::U64(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::U32(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::U16(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::U8(v) => ParameterData::I32(ints(name, v)?),
+        TensorData::Bool(v) => ParameterData::I32(v.iter().map(|&b| i32::from(b)).collect()),
+        other => match other.as_f32_lossless() {
+            Some(v) => ParameterData::F32(v.into_owned()),
+            None => return Err(InputError::UnsupportedDType(name.to_string())),
+        },
+    };
+    if t.shape.is_empty() {
+        let value = match data {
+            ParameterData::F32(v) => v[0],
+            ParameterData::I32(v) => v[0] as f32,
+        };
+        return Ok((vec![1], ParameterData::F32(vec![value])));
+    }
+    Ok((t.shape.clone(), data))
+}
+
+impl EncodeInput {
+    /// A plain dictionary of tensors (the reference's `nnc.compress(dict)`): parameters in the
+    /// given order, weights = tensors with more than one dimension, no blocks.
+    pub fn from_tensors(tensors: &[Tensor]) -> Result<Self, InputError> {
+        let mut parameters = Vec::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if tensors[..i].iter().any(|u| u.name == t.name) {
+                return Err(InputError::DuplicateName(t.name.clone()));
+            }
+            let ndim = t.shape.len();
+            let (dims, data) = to_parameter_data(t)?;
+            parameters.push(ModelParameter {
+                name: t.name.clone(),
+                dims,
+                data,
+                parameter_type: ParameterType::for_dict_tensor(ndim),
+                parameter_index: i as u64,
+            });
+        }
+        Ok(EncodeInput {
+            parameters,
+            block_identifier: BTreeMap::new(),
+            topology_storage_format: TOPOLOGY_UNRECOGNISED,
+        })
+    }
+
+    /// The parameter called `name`.
+    pub fn get(&self, name: &str) -> Option<&ModelParameter> {
+        self.parameters.iter().find(|p| p.name == name)
+    }
+
+    /// Applies a block description as the reference does: if it passes the reference's sanity
+    /// check, parameter types are overridden and blocks of two or more members are formed, and
+    /// `true` is returned; otherwise nothing changes and `false` is returned (the reference then
+    /// also disables BN folding).
+    pub fn apply_blocks(&mut self, spec: &BlockIdAndParamType) -> bool {
+        if !self.blocks_sane(spec) {
+            return false;
+        }
+        let ids: Vec<&String> = spec.block_identifier.values().flatten().collect();
+        self.block_identifier.clear();
+        for p in &mut self.parameters {
+            if let Some(t) = spec
+                .parameter_type
+                .get(&p.name)
+                .and_then(|s| ParameterType::from_reference_str(s))
+            {
+                p.parameter_type = t;
+            }
+            if let Some(Some(id)) = spec.block_identifier.get(&p.name) {
+                if ids.iter().filter(|&&x| x == id).count() > 1 {
+                    self.block_identifier.insert(p.name.clone(), id.clone());
+                }
+            }
+        }
+        true
+    }
+
+    /// The reference's `sanity_check_block_id_and_param_type`.
+    fn blocks_sane(&self, spec: &BlockIdAndParamType) -> bool {
+        let mut blocks: BTreeMap<&str, Vec<(&str, Option<usize>)>> = BTreeMap::new();
+        for (name, id) in &spec.block_identifier {
+            let Some(id) = id else { continue };
+            let Some(ptype) = spec.parameter_type.get(name) else {
+                return false;
+            };
+            let dims = self.get(name).map(|p| &p.dims);
+            if let Some(dims) = dims {
+                if ptype != "weight" && dims.len() != 1 {
+                    return false;
+                }
+            }
+            blocks
+                .entry(id.as_str())
+                .or_default()
+                .push((ptype.as_str(), dims.and_then(|d| d.first().copied())));
+        }
+        for members in blocks.values() {
+            let mut available = vec![
+                "weight",
+                "weight.ls",
+                "bias",
+                "bn.mean",
+                "bn.var",
+                "bn.gamma",
+                "bn.beta",
+            ];
+            let mut last: Option<Option<usize>> = None;
+            for &(ptype, first_dim) in members {
+                if ptype != "unspecified" {
+                    match available.iter().position(|&a| a == ptype) {
+                        Some(i) => {
+                            available.remove(i);
+                        }
+                        None => return false,
+                    }
+                }
+                if let Some(prev) = last {
+                    if prev != first_dim {
+                        return false;
+                    }
+                }
+                last = Some(first_dim);
+            }
+            if available.contains(&"weight") {
+                return false;
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,236 @@
+//! The encoder's working model: every parameter with its approximation state, and the block
+//! structure in coding order (the reference's `model_info` + `approx_data`).
+
+use std::collections::BTreeMap;
+
+use super::model::{EncodeInput, ParameterData};
+use super::options::ParameterType;
+use crate::error::{Error, Result};
+use crate::members::cpt;
+
+/// How a parameter's levels map to values.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Method {
+    Uniform,
+    Codebook {
+        values: Vec<i64>,
+        zero_offset: u32,
+        egk: u8,
+    },
+    Skip,
+}
+
+/// One parameter during encoding.
+#[derive(Clone, Debug)]
+pub(crate) struct Work {
+    pub name: String,
+    pub dims: Vec<usize>,
+    pub values: ParameterData,
+    pub ptype: ParameterType,
+    /// Index in the model enumeration; `None` for tensors the encoder synthesised (BN folding).
+    pub index: Option<u64>,
+    pub qp: i32,
+    pub dq_flag: bool,
+    pub scan_order: Option<u8>,
+    pub method: Option<Method>,
+    pub levels: Vec<i32>,
+}
+
+/// Names of a block's members (reference `NNRBlockAccess`).
+#[derive(Clone, Debug)]
+pub(crate) struct Block {
+    pub id: String,
+    pub w: String,
+    pub bias: String,
+    pub ls: String,
+    pub bn_beta: Option<String>,
+    pub bn_gamma: Option<String>,
+    pub bn_mean: Option<String>,
+    pub bn_var: Option<String>,
+    pub dc_g: String,
+    pub dc_h: String,
+    pub cpt: u8,
+}
+
+impl Block {
+    /// Members in CABAC coding order with their parameter types.
+    pub fn coding_order(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        if self.cpt & cpt::LS != 0 {
+            out.push(self.ls.clone());
+        }
+        if self.cpt & cpt::BI != 0 {
+            out.push(self.bias.clone());
+        }
+        if self.cpt & cpt::BN != 0 {
+            for n in [&self.bn_beta, &self.bn_gamma, &self.bn_mean, &self.bn_var] {
+                out.push(n.clone().ok_or_else(|| Error::InvalidArgument {
+                    what: format!("block {:?} has an incomplete batch norm", self.id),
+                })?);
+            }
+        }
+        if self.cpt & cpt::DC != 0 {
+            out.push(self.dc_g.clone());
+            out.push(self.dc_h.clone());
+        } else {
+            out.push(self.w.clone());
+        }
+        Ok(out)
+    }
+
+    /// Member names in `topology_elem_id_list` order.
+    pub fn element_order(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.cpt & cpt::DC != 0 {
+            out.push(self.dc_g.clone());
+            out.push(self.dc_h.clone());
+        } else {
+            out.push(self.w.clone());
+        }
+        if self.cpt & cpt::LS != 0 {
+            out.push(self.ls.clone());
+        }
+        if self.cpt & cpt::BN != 0 {
+            for n in [&self.bn_beta, &self.bn_gamma, &self.bn_mean, &self.bn_var]
+                .into_iter()
+                .flatten()
+            {
+                out.push(n.clone());
+            }
+        }
+        if self.cpt & cpt::BI != 0 {
+            out.push(self.bias.clone());
+        }
+        out
+    }
+}
+
+/// A unit of coding: one parameter, or one block.
+#[derive(Clone, Debug)]
+pub(crate) enum Item {
+    Single(String),
+    Block(Box<Block>),
+}
+
+/// The whole working model.
+#[derive(Clone, Debug)]
+pub(crate) struct WorkModel {
+    pub params: BTreeMap<String, Work>,
+    /// Parameter names in the order given (the reference's dict order).
+    pub order: Vec<String>,
+    /// Blocks and stand-alone parameters in model enumeration order.
+    pub items: Vec<Item>,
+    pub topology_storage_format: u8,
+    /// Dimensions of each block weight (also for decomposed ones).
+    pub weight_dims: BTreeMap<String, Vec<usize>>,
+}
+
+impl WorkModel {
+    pub fn new(input: &EncodeInput, scan_order: u8) -> Result<Self> {
+        let mut params = BTreeMap::new();
+        let mut order = Vec::new();
+        for p in &input.parameters {
+            if params.contains_key(&p.name) {
+                return Err(Error::InvalidArgument {
+                    what: format!("tensor name {:?} appears twice", p.name),
+                });
+            }
+            order.push(p.name.clone());
+            params.insert(
+                p.name.clone(),
+                Work {
+                    name: p.name.clone(),
+                    dims: p.dims.clone(),
+                    values: p.data.clone(),
+                    ptype: p.parameter_type,
+                    index: Some(p.parameter_index),
+                    qp: 0,
+                    dq_flag: false,
+                    scan_order: (p.dims.len() > 1).then_some(scan_order),
+                    method: None,
+                    levels: Vec::new(),
+                },
+            );
+        }
+        let mut sorted: Vec<&super::model::ModelParameter> = input.parameters.iter().collect();
+        sorted.sort_by_key(|p| p.parameter_index);
+        let mut items = Vec::new();
+        let mut weight_dims = BTreeMap::new();
+        for p in sorted {
+            match input.block_identifier.get(&p.name) {
+                None => items.push(Item::Single(p.name.clone())),
+                Some(id) if p.parameter_type.is_weight() => {
+                    let block = Self::block(input, id, &params)?;
+                    weight_dims.insert(block.w.clone(), p.dims.clone());
+                    items.push(Item::Block(Box::new(block)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(WorkModel {
+            params,
+            order,
+            items,
+            topology_storage_format: input.topology_storage_format,
+            weight_dims,
+        })
+    }
+
+    fn block(input: &EncodeInput, id: &str, params: &BTreeMap<String, Work>) -> Result<Block> {
+        let of_type = |t: ParameterType| {
+            input
+                .parameters
+                .iter()
+                .find(|p| {
+                    input.block_identifier.get(&p.name).map(String::as_str) == Some(id)
+                        && p.parameter_type == t
+                })
+                .map(|p| p.name.clone())
+        };
+        let w = of_type(ParameterType::Weight).ok_or_else(|| Error::InvalidArgument {
+            what: format!("block {id:?} has no weight"),
+        })?;
+        let bias = of_type(ParameterType::Bias).unwrap_or_else(|| format!("{w}.bias"));
+        let mut block = Block {
+            id: id.to_string(),
+            ls: format!("{w}_scaling"),
+            dc_g: format!("{w}_G"),
+            dc_h: format!("{w}_H"),
+            bias,
+            bn_beta: of_type(ParameterType::BnBeta),
+            bn_gamma: of_type(ParameterType::BnGamma),
+            bn_mean: of_type(ParameterType::BnMean),
+            bn_var: of_type(ParameterType::BnVar),
+            w,
+            cpt: 0,
+        };
+        // Reference `init_approx_data`: which member kinds the block carries.
+        if block.bn_gamma.is_some() {
+            block.cpt |= cpt::BN;
+        }
+        if params.contains_key(&block.bias) {
+            block.cpt |= cpt::BI;
+        }
+        if params.contains_key(&block.dc_g) {
+            block.cpt |= cpt::DC;
+        }
+        if params.contains_key(&block.ls) {
+            block.cpt |= cpt::LS;
+        }
+        Ok(block)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Work> {
+        self.params.get(name).ok_or_else(|| Error::InvalidArgument {
+            what: format!("block member {name:?} is missing"),
+        })
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Result<&mut Work> {
+        self.params
+            .get_mut(name)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: format!("block member {name:?} is missing"),
+            })
+    }
+}
