@@ -68,6 +68,12 @@ pub fn run_decode(opts: &RunOptions) -> Result<Summary> {
     run_with(opts, check_decode_case)
 }
 
+/// Runs the encoder conformance check: encodes every case's input with the arguments its
+/// `config.json` records and compares the bytes with the reference's bitstream.
+pub fn run_encode(opts: &RunOptions) -> Result<Summary> {
+    run_with(opts, crate::encode_case::check_encode_case)
+}
+
 fn run_with(opts: &RunOptions, check: fn(&Path, &Value) -> Result<()>) -> Result<Summary> {
     let manifest_path = opts.vectors.join("manifest.json");
     let manifest: Value = read_json(&manifest_path)?;
@@ -108,7 +114,7 @@ fn run_with(opts: &RunOptions, check: fn(&Path, &Value) -> Result<()>) -> Result
     Ok(summary)
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -152,11 +158,11 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// One decodable step of a case: its directory-relative files and the config block describing it.
-struct Step<'a> {
-    files: &'a serde_json::Map<String, Value>,
+pub(crate) struct Step<'a> {
+    pub(crate) files: &'a serde_json::Map<String, Value>,
 }
 
-fn steps_of(config: &Value) -> Result<Vec<Step<'_>>> {
+pub(crate) fn steps_of(config: &Value) -> Result<Vec<Step<'_>>> {
     let kind = config
         .get("kind")
         .and_then(Value::as_str)
@@ -184,7 +190,7 @@ fn steps_of(config: &Value) -> Result<Vec<Step<'_>>> {
 }
 
 /// Decoder settings a case's `config.json` asks for.
-fn decode_options(config: &Value) -> Result<(DecodeOptions, Option<String>)> {
+pub(crate) fn decode_options(config: &Value) -> Result<(DecodeOptions, Option<String>)> {
     let decode = config.get("decode").cloned().unwrap_or(Value::Null);
     let mut opts = DecodeOptions::new();
     if let Some(dims) = decode
@@ -230,7 +236,7 @@ fn check_decode_case(dir: &Path, config: &Value) -> Result<()> {
     Ok(())
 }
 
-fn file_path(dir: &Path, step: &Step<'_>, key: &str) -> Option<PathBuf> {
+pub(crate) fn file_path(dir: &Path, step: &Step<'_>, key: &str) -> Option<PathBuf> {
     step.files
         .get(key)
         .and_then(Value::as_str)

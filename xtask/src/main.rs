@@ -30,6 +30,9 @@ enum Task {
         /// Print only failures and the summary.
         #[arg(short, long)]
         quiet: bool,
+        /// Check the encoder (byte-identical bitstreams) instead of the decoder.
+        #[arg(long)]
+        encode: bool,
     },
     /// Everything CI runs: format check, clippy, the test suite and the conformance runner.
     Ci,
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             case_glob,
             first_fail,
             quiet,
+            encode,
         } => {
             let opts = RunOptions {
                 vectors: vectors.unwrap_or_else(conformance::default_vectors_dir),
@@ -60,7 +64,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 first_fail,
                 quiet,
             };
-            let summary = conformance::run_decode(&opts)?;
+            let summary = if encode {
+                conformance::run_encode(&opts)?
+            } else {
+                conformance::run_decode(&opts)?
+            };
             Ok(summary.failed() == 0)
         }
         Task::Ci => ci(),
