@@ -147,14 +147,8 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
         };
         sparsify_tensors(&mut tensors, &opts)?;
     }
-    if kw.get("model").and_then(Value::as_str) == Some("NNRModel")
-        || config
-            .get("encoder_args_note")
-            .is_some_and(|v| !v.is_null())
-    {
-        bail!(
-            "encoding with a separate model description (decomposed weights) is not supported yet"
-        );
+    if kw.get("model").and_then(Value::as_str) == Some("NNRModel") {
+        return decomposed_model_input(config, step_internal(config, kw), tensors);
     }
     let mut input = if pipeline == "nn" && input_type.starts_with("torch.nn.Module") {
         // PyTorch state dict: num_batches_tracked entries are dropped but keep their index.
@@ -174,6 +168,7 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
         }
         EncodeInput {
             parameters,
+            decomposed_weights: Vec::new(),
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_PYTORCH,
         }
@@ -183,6 +178,91 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
     if let Some(spec) = blocks_from_kwargs(kw)? {
         input.apply_blocks(&spec);
     }
+    Ok(input)
+}
+
+/// The `encoder_internal` block that belongs to the step whose kwargs are `kw`.
+fn step_internal<'a>(config: &'a Value, kw: &Value) -> &'a Value {
+    let steps = config.get("steps").and_then(Value::as_array);
+    steps
+        .and_then(|s| {
+            s.iter()
+                .find(|st| st.get("nnc_compress_kwargs") == Some(kw))
+        })
+        .unwrap_or(config)
+        .get("encoder_internal")
+        .unwrap_or(&Value::Null)
+}
+
+/// A case whose encoder got a separate model description (`model=NNRModel(...)`) in which a
+/// weight `X` exists only as its low-rank factors `X_G`, `X_H` among the parameters.
+///
+/// The model's parameter names and order are `encoder_internal.parameter_type`; the weight's
+/// shape is the one the case notes give ("reshaped to [...]"), else rows × columns of G·H; the
+/// weight forms a block with the 1-D parameters of the same module (as the generator builds it).
+fn decomposed_model_input(
+    config: &Value,
+    internal: &Value,
+    tensors: Vec<Tensor>,
+) -> Result<EncodeInput> {
+    let types = internal
+        .get("parameter_type")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow!("no encoder_internal.parameter_type for the model description"))?;
+    let index_of = |name: &str| types.keys().position(|k| k == name).map(|i| i as u64);
+    let notes = config.get("notes").and_then(Value::as_str).unwrap_or("");
+    let noted_shape: Option<Vec<usize>> = notes
+        .split("reshaped to ")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .map(|list| {
+            list.trim_start_matches('[')
+                .split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect()
+        });
+    let mut input = EncodeInput::from_tensors(&tensors)?;
+    let mut blocks = BlockIdAndParamType::default();
+    for (name, ptype) in types {
+        let g = input.get(&format!("{name}_G")).map(|p| p.dims.clone());
+        let h = input.get(&format!("{name}_H")).map(|p| p.dims.clone());
+        if let (Some(g), Some(h)) = (g, h) {
+            let dims = noted_shape
+                .clone()
+                .filter(|d| d.iter().product::<usize>() == g[0] * h[h.len() - 1])
+                .unwrap_or_else(|| vec![g[0], h[h.len() - 1]]);
+            input
+                .decomposed_weights
+                .push(nnc_tensor::encode::DecomposedWeight {
+                    name: name.clone(),
+                    dims,
+                    parameter_index: index_of(name).unwrap_or(0),
+                });
+            let module = name.rsplit_once('.').map_or(name.as_str(), |(m, _)| m);
+            blocks
+                .block_identifier
+                .insert(name.clone(), Some(module.to_string()));
+            blocks
+                .parameter_type
+                .insert(name.clone(), ptype.as_str().unwrap_or("weight").to_string());
+            for p in &input.parameters {
+                if p.dims.len() == 1 && p.name.starts_with(&format!("{module}.")) {
+                    blocks
+                        .block_identifier
+                        .insert(p.name.clone(), Some(module.to_string()));
+                    if let Some(t) = types.get(&p.name).and_then(Value::as_str) {
+                        blocks.parameter_type.insert(p.name.clone(), t.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for p in &mut input.parameters {
+        if let Some(i) = index_of(&p.name) {
+            p.parameter_index = i;
+        }
+    }
+    input.apply_blocks(&blocks);
     Ok(input)
 }
 

@@ -99,11 +99,14 @@ fn ci() -> anyhow::Result<bool> {
             return Ok(false);
         }
     }
-    println!("+ cargo xtask conformance");
-    let summary = conformance::run_decode(&RunOptions {
+    let opts = RunOptions {
         vectors: conformance::default_vectors_dir(),
         quiet: true,
         ..Default::default()
-    })?;
-    Ok(summary.failed() == 0)
+    };
+    println!("+ cargo xtask conformance");
+    let decoded = conformance::run_decode(&opts)?;
+    println!("+ cargo xtask conformance --encode");
+    let encoded = conformance::run_encode(&opts)?;
+    Ok(decoded.failed() == 0 && encoded.failed() == 0)
 }

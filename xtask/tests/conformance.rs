@@ -1,15 +1,26 @@
 //! `cargo test` runs the same conformance cases as `cargo xtask conformance`.
 
-use xtask::conformance::{default_vectors_dir, run_decode, RunOptions};
+use xtask::conformance::{default_vectors_dir, run_decode, run_encode, RunOptions, Summary};
 
-#[test]
-fn every_public_vector_decodes_bit_exactly() {
-    let summary = run_decode(&RunOptions {
+fn options() -> RunOptions {
+    RunOptions {
         vectors: default_vectors_dir(),
         quiet: true,
         ..Default::default()
-    })
-    .expect("runner");
+    }
+}
+
+#[test]
+fn every_public_vector_decodes_bit_exactly() {
+    assert_all_pass(&run_decode(&options()).expect("runner"));
+}
+
+#[test]
+fn every_public_vector_encodes_to_the_reference_bytes() {
+    assert_all_pass(&run_encode(&options()).expect("runner"));
+}
+
+fn assert_all_pass(summary: &Summary) {
     let failures: Vec<_> = summary
         .results
         .iter()

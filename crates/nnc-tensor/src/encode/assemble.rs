@@ -200,7 +200,7 @@ fn plan_ndus(
                 let w_dims = model.weight_dims.get(&block.w).cloned().ok_or_else(|| {
                     invalid(format!("block weight {:?} has no dimensions", block.w))
                 })?;
-                let w_index = model.get(&block.w).ok().and_then(|w| w.index).unwrap_or(0);
+                let w_index = model.weight_index.get(&block.w).copied().unwrap_or(0);
                 let dc = block.cpt & cpt::DC != 0;
                 let decomposition = if dc {
                     let g = model.get(&block.dc_g)?;

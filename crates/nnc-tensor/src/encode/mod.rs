@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::state::IncrementalState;
 
 pub use model::{
-    BlockIdAndParamType, EncodeInput, InputError, ModelParameter, ParameterData, TOPOLOGY_PYTORCH,
-    TOPOLOGY_UNRECOGNISED,
+    BlockIdAndParamType, DecomposedWeight, EncodeInput, InputError, ModelParameter, ParameterData,
+    TOPOLOGY_PYTORCH, TOPOLOGY_UNRECOGNISED,
 };
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
 

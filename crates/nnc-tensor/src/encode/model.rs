@@ -83,11 +83,26 @@ pub enum InputError {
     Empty(String),
 }
 
+/// A weight given only as its low-rank factors `<name>_G` (rows × rank) and `<name>_H`
+/// (rank × columns), which must be among the parameters; W = G·H reshaped to `dims`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecomposedWeight {
+    /// Name of the (un-decomposed) weight.
+    pub name: String,
+    /// Its dimensions.
+    pub dims: Vec<usize>,
+    /// Its index in the model enumeration.
+    pub parameter_index: u64,
+}
+
 /// The model to encode: parameters in enumeration order, block structure, topology format.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EncodeInput {
-    /// Parameters in coding order.
+    /// Parameters in coding order. Low-rank factors of a [`DecomposedWeight`] have no index of
+    /// their own (their `parameter_index` is ignored).
     pub parameters: Vec<ModelParameter>,
+    /// Weights coded as low-rank factors (`NNR_CPT_DC`); they must be in a block.
+    pub decomposed_weights: Vec<DecomposedWeight>,
     /// Block identifier per parameter name, only for blocks of two or more members.
     pub block_identifier: BTreeMap<String, String>,
     /// `topology_storage_format` written in the TPL unit.
@@ -162,6 +177,7 @@ impl EncodeInput {
         }
         Ok(EncodeInput {
             parameters,
+            decomposed_weights: Vec::new(),
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_UNRECOGNISED,
         })
@@ -182,6 +198,13 @@ impl EncodeInput {
         }
         let ids: Vec<&String> = spec.block_identifier.values().flatten().collect();
         self.block_identifier.clear();
+        for d in &self.decomposed_weights {
+            if let Some(Some(id)) = spec.block_identifier.get(&d.name) {
+                if ids.iter().filter(|&&x| x == id).count() > 1 {
+                    self.block_identifier.insert(d.name.clone(), id.clone());
+                }
+            }
+        }
         for p in &mut self.parameters {
             if let Some(t) = spec
                 .parameter_type
@@ -207,7 +230,12 @@ impl EncodeInput {
             let Some(ptype) = spec.parameter_type.get(name) else {
                 return false;
             };
-            let dims = self.get(name).map(|p| &p.dims);
+            let dims = self.get(name).map(|p| &p.dims).or_else(|| {
+                self.decomposed_weights
+                    .iter()
+                    .find(|d| &d.name == name)
+                    .map(|d| &d.dims)
+            });
             if let Some(dims) = dims {
                 if ptype != "weight" && dims.len() != 1 {
                     return false;

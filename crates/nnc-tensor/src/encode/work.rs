@@ -123,12 +123,34 @@ pub(crate) struct WorkModel {
     pub topology_storage_format: u8,
     /// Dimensions of each block weight (also for decomposed ones).
     pub weight_dims: BTreeMap<String, Vec<usize>>,
+    /// Enumeration index of each block weight (also for decomposed ones).
+    pub weight_index: BTreeMap<String, u64>,
 }
 
 impl WorkModel {
     pub fn new(input: &EncodeInput, scan_order: u8) -> Result<Self> {
         let mut params = BTreeMap::new();
         let mut order = Vec::new();
+        // Low-rank factors: no index of their own; scan order from the weight's dimensions.
+        let factor_of = |name: &str| {
+            input.decomposed_weights.iter().find(|d| {
+                name.strip_suffix("_G").or_else(|| name.strip_suffix("_H")) == Some(d.name.as_str())
+            })
+        };
+        for d in &input.decomposed_weights {
+            for suffix in ["_G", "_H"] {
+                if input.get(&format!("{}{suffix}", d.name)).is_none() {
+                    return Err(Error::InvalidArgument {
+                        what: format!("decomposed weight {:?} lacks its factor {suffix}", d.name),
+                    });
+                }
+            }
+            if !input.block_identifier.contains_key(&d.name) {
+                return Err(Error::InvalidArgument {
+                    what: format!("decomposed weight {:?} must be in a block", d.name),
+                });
+            }
+        }
         for p in &input.parameters {
             if params.contains_key(&p.name) {
                 return Err(Error::InvalidArgument {
@@ -142,26 +164,52 @@ impl WorkModel {
                     name: p.name.clone(),
                     dims: p.dims.clone(),
                     values: p.data.clone(),
-                    ptype: p.parameter_type,
-                    index: Some(p.parameter_index),
+                    ptype: if factor_of(&p.name).is_some() {
+                        ParameterType::Weight
+                    } else {
+                        p.parameter_type
+                    },
+                    index: factor_of(&p.name).is_none().then_some(p.parameter_index),
                     qp: 0,
                     dq_flag: false,
-                    scan_order: (p.dims.len() > 1).then_some(scan_order),
+                    scan_order: (factor_of(&p.name).map_or(p.dims.len(), |d| d.dims.len()) > 1)
+                        .then_some(scan_order),
                     method: None,
                     levels: Vec::new(),
                 },
             );
         }
-        let mut sorted: Vec<&super::model::ModelParameter> = input.parameters.iter().collect();
-        sorted.sort_by_key(|p| p.parameter_index);
+        // The model enumeration: indexed parameters and decomposed weights, by index.
+        let mut sorted: Vec<(u64, &str, &[usize], bool)> = input
+            .parameters
+            .iter()
+            .filter(|p| factor_of(&p.name).is_none())
+            .map(|p| {
+                (
+                    p.parameter_index,
+                    p.name.as_str(),
+                    p.dims.as_slice(),
+                    p.parameter_type.is_weight(),
+                )
+            })
+            .chain(
+                input
+                    .decomposed_weights
+                    .iter()
+                    .map(|d| (d.parameter_index, d.name.as_str(), d.dims.as_slice(), true)),
+            )
+            .collect();
+        sorted.sort_by_key(|e| e.0);
         let mut items = Vec::new();
         let mut weight_dims = BTreeMap::new();
-        for p in sorted {
-            match input.block_identifier.get(&p.name) {
-                None => items.push(Item::Single(p.name.clone())),
-                Some(id) if p.parameter_type.is_weight() => {
+        let mut weight_index = BTreeMap::new();
+        for (index, name, dims, is_weight) in sorted {
+            match input.block_identifier.get(name) {
+                None => items.push(Item::Single(name.to_string())),
+                Some(id) if is_weight => {
                     let block = Self::block(input, id, &params)?;
-                    weight_dims.insert(block.w.clone(), p.dims.clone());
+                    weight_dims.insert(block.w.clone(), dims.to_vec());
+                    weight_index.insert(block.w.clone(), index);
                     items.push(Item::Block(Box::new(block)));
                 }
                 Some(_) => {}
@@ -173,6 +221,7 @@ impl WorkModel {
             items,
             topology_storage_format: input.topology_storage_format,
             weight_dims,
+            weight_index,
         })
     }
 
@@ -187,9 +236,16 @@ impl WorkModel {
                 })
                 .map(|p| p.name.clone())
         };
-        let w = of_type(ParameterType::Weight).ok_or_else(|| Error::InvalidArgument {
-            what: format!("block {id:?} has no weight"),
-        })?;
+        let decomposed = input
+            .decomposed_weights
+            .iter()
+            .find(|d| input.block_identifier.get(&d.name).map(String::as_str) == Some(id))
+            .map(|d| d.name.clone());
+        let w = decomposed
+            .or_else(|| of_type(ParameterType::Weight))
+            .ok_or_else(|| Error::InvalidArgument {
+                what: format!("block {id:?} has no weight"),
+            })?;
         let bias = of_type(ParameterType::Bias).unwrap_or_else(|| format!("{w}.bias"));
         let mut block = Block {
             id: id.to_string(),
