@@ -170,7 +170,14 @@ fn fill_header(
     }
     if dims.len() > 1 {
         h.first_tensor_dimension_shift = Some(0);
-        h.scan_order = Some(lead.scan_order.unwrap_or(0));
+        // A single row or column cannot be block-scanned and gets no entry points; the reference
+        // crashes writing such a header, we write scan order 0 (quirks.md#single-row-scan-order).
+        let single_line = dims[0] == 1 || dims[1..].iter().product::<usize>() == 1;
+        h.scan_order = Some(if single_line {
+            0
+        } else {
+            lead.scan_order.unwrap_or(0)
+        });
     }
     Ok(())
 }
@@ -336,7 +343,20 @@ fn encode_payload(
     for name in &plan.members {
         let w = model.get(name)?;
         if quantized {
-            enc.iae_v(6 + u32::from(opts.qp_density), w.qp);
+            let bits = 6 + u32::from(opts.qp_density);
+            let limit = 1i64 << (bits - 1);
+            // The reference masks an out-of-range qp to `bits` bits and so writes a stream that
+            // decodes to another qp; we refuse (quirks.md#qp-offset-range).
+            if !(-limit..limit).contains(&i64::from(w.qp)) {
+                return Err(invalid(format!(
+                    "tensor {name:?}: qp {} is outside [{}, {}], the range qp_density {} can signal",
+                    w.qp,
+                    -limit,
+                    limit - 1,
+                    opts.qp_density
+                )));
+            }
+            enc.iae_v(bits, w.qp);
         }
         let cfg = layer_config(h, w);
         let base = match (tca, state) {
@@ -369,6 +389,13 @@ fn encode_payload(
     Ok(enc.finish())
 }
 
+/// Whether a tensor is block-scanned with exactly one block row (no entry points of its own).
+fn single_block_row(cfg: &LayerConfig) -> bool {
+    let h = cfg.dims.first().copied().unwrap_or(1);
+    let w: usize = cfg.dims.iter().skip(1).product();
+    cfg.dims.len() > 1 && h > 1 && w > 1 && cfg.scan_order > 0 && h <= 4usize << cfg.scan_order
+}
+
 /// Entry points of a finished payload, found by decoding it as the reference does.
 fn entry_points(
     model: &WorkModel,
@@ -382,12 +409,18 @@ fn entry_points(
     let quantized = h.nnr_compressed_data_unit_payload_type != PayloadType::Int;
     let tca = h.temporal_context_modeling_flag == Some(true);
     let mut eps = Vec::new();
-    for name in &plan.members {
+    for (i, name) in plan.members.iter().enumerate() {
         let w = model.get(name)?;
         if quantized {
             dec.iae_v(6 + u32::from(opts.qp_density));
         }
         let cfg = layer_config(h, w);
+        // Reference quirk (quirks.md#entry-point-desync): the entry-point decoder resets the
+        // range of a single-block-row tensor and loses sync. A last member contributes no entry
+        // points and affects nothing after it, so it is not decoded at all.
+        if i + 1 == plan.members.len() && single_block_row(&cfg) {
+            break;
+        }
         let base = match (tca, state) {
             (true, Some(s)) => s.bases.get(name).map(|b| b.levels.as_slice()),
             _ => None,

@@ -139,3 +139,157 @@ fn encode_impl(
     }
     Ok(EncodedStream { bytes, tensors })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{decode_stream, DecodeOptions};
+    use crate::state::IncrementalState;
+    use crate::tensor::{Tensor, TensorData};
+    use proptest::prelude::*;
+
+    /// A tensor with 1 to 4 dimensions, up to ~5000 elements, some rows zeroed.
+    fn tensor_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<f32>)> {
+        prop::collection::vec(1usize..24, 1..=4)
+            .prop_filter("at most 5000 elements", |d| {
+                d.iter().product::<usize>() <= 5000
+            })
+            .prop_flat_map(|dims| {
+                let n: usize = dims.iter().product();
+                let rows = dims[0];
+                (
+                    Just(dims),
+                    prop::collection::vec(-4.0f32..4.0, n),
+                    prop::collection::vec(any::<bool>(), rows),
+                )
+            })
+            .prop_map(|(dims, mut values, zero_rows)| {
+                let row_len = values.len() / dims[0];
+                for (r, z) in zero_rows.iter().enumerate() {
+                    if *z && r % 3 == 0 {
+                        values[r * row_len..(r + 1) * row_len].fill(0.0);
+                    }
+                }
+                (dims, values)
+            })
+    }
+
+    fn options_strategy() -> impl Strategy<Value = EncodeOptions> {
+        (
+            -48i32..-8,
+            0u8..=4,
+            any::<bool>(),
+            0u8..=4,
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![
+                Just(CodebookMode::Off),
+                Just(CodebookMode::Always),
+                Just(CodebookMode::Auto)
+            ],
+            0u8..=12,
+        )
+            .prop_map(
+                |(
+                    qp,
+                    qp_density,
+                    use_dq,
+                    scan_order,
+                    row_skipping,
+                    param_opt,
+                    codebook_mode,
+                    cul,
+                )| {
+                    let mut o = EncodeOptions::default();
+                    o.qp = qp;
+                    o.qp_density = qp_density;
+                    o.use_dq = use_dq;
+                    o.scan_order = scan_order;
+                    o.row_skipping = row_skipping;
+                    o.param_opt = param_opt;
+                    o.codebook_mode = codebook_mode;
+                    o.cabac_unary_length_minus1 = cul;
+                    o
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn decode_gives_the_encoders_levels((dims, values) in tensor_strategy(), opts in options_strategy()) {
+            let mut opts = opts;
+            // The codebook offset search encodes once per codebook entry: keep those cases small.
+            if values.len() > 300 {
+                opts.codebook_mode = CodebookMode::Off;
+            }
+            let tensors = vec![
+                Tensor::try_new("w", dims.clone(), TensorData::F32(values.clone())).unwrap(),
+                Tensor::try_new("b", vec![dims[0]], TensorData::F32(values[..dims[0]].to_vec())).unwrap(),
+            ];
+            let input = EncodeInput::from_tensors(&tensors).unwrap();
+            let encoded = match encode(&input, &opts) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Only a qp the stream cannot signal may be refused.
+                    prop_assert!(e.to_string().contains("the range qp_density"), "{e}");
+                    return Ok(());
+                }
+            };
+            let decoded = decode_stream(&encoded.bytes, &mut IncrementalState::default(), &DecodeOptions::new()).unwrap();
+            prop_assert_eq!(decoded.tensors.len(), encoded.tensors.len());
+            for e in &encoded.tensors {
+                let d = decoded.get(&e.name).unwrap();
+                prop_assert_eq!(d.levels.as_ref().unwrap(), &e.levels);
+                prop_assert_eq!(&d.approximation, &e.approximation);
+                prop_assert_eq!(&d.tensor.shape, &e.shape);
+            }
+        }
+
+        #[test]
+        fn incremental_tca_round_trip((dims, values) in tensor_strategy(), qp in -40i32..-20) {
+            let mut opts = EncodeOptions::default();
+            opts.qp = qp;
+            opts.compress_differences = true;
+            opts.tca = true;
+            let mut enc_state = IncrementalState::default();
+            let mut dec_state = IncrementalState::default();
+            for step in 0..3 {
+                let scaled: Vec<f32> = values.iter().map(|v| v * (1.0 + step as f32 * 0.3)).collect();
+                let t = Tensor::try_new("w", dims.clone(), TensorData::F32(scaled)).unwrap();
+                let input = EncodeInput::from_tensors(&[t]).unwrap();
+                let encoded = encode_incremental(&input, &opts, &mut enc_state, true).unwrap();
+                let decoded = decode_stream(&encoded.bytes, &mut dec_state, &DecodeOptions::new()).unwrap();
+                for e in encoded.tensors.iter().filter(|e| !e.skipped) {
+                    prop_assert_eq!(decoded.get(&e.name).unwrap().levels.as_ref().unwrap(), &e.levels);
+                }
+                prop_assert_eq!(&enc_state.bases, &dec_state.bases);
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_with_a_skipped_step_is_a_state_error() {
+        let mut opts = EncodeOptions::default();
+        opts.compress_differences = true;
+        opts.tca = true;
+        let t = |k: f32| {
+            let v: Vec<f32> = (0..64)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01 * k)
+                .collect();
+            EncodeInput::from_tensors(&[
+                Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap()
+            ])
+            .unwrap()
+        };
+        let mut enc_state = IncrementalState::default();
+        let first = encode_incremental(&t(1.0), &opts, &mut enc_state, true).unwrap();
+        let _second = encode_incremental(&t(2.0), &opts, &mut enc_state, true).unwrap();
+        let third = encode_incremental(&t(3.0), &opts, &mut enc_state, true).unwrap();
+        let mut dec_state = IncrementalState::default();
+        decode_stream(&first.bytes, &mut dec_state, &DecodeOptions::new()).unwrap();
+        let err = decode_stream(&third.bytes, &mut dec_state, &DecodeOptions::new()).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::StateMismatch, "{err}");
+    }
+}
