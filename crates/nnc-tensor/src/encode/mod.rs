@@ -200,16 +200,17 @@ mod tests {
                     codebook_mode,
                     cul,
                 )| {
-                    let mut o = EncodeOptions::default();
-                    o.qp = qp;
-                    o.qp_density = qp_density;
-                    o.use_dq = use_dq;
-                    o.scan_order = scan_order;
-                    o.row_skipping = row_skipping;
-                    o.param_opt = param_opt;
-                    o.codebook_mode = codebook_mode;
-                    o.cabac_unary_length_minus1 = cul;
-                    o
+                    EncodeOptions {
+                        qp,
+                        qp_density,
+                        use_dq,
+                        scan_order,
+                        row_skipping,
+                        param_opt,
+                        codebook_mode,
+                        cabac_unary_length_minus1: cul,
+                        ..Default::default()
+                    }
                 },
             )
     }
@@ -249,10 +250,12 @@ mod tests {
 
         #[test]
         fn incremental_tca_round_trip((dims, values) in tensor_strategy(), qp in -40i32..-20) {
-            let mut opts = EncodeOptions::default();
-            opts.qp = qp;
-            opts.compress_differences = true;
-            opts.tca = true;
+            let opts = EncodeOptions {
+                qp,
+                compress_differences: true,
+                tca: true,
+                ..Default::default()
+            };
             let mut enc_state = IncrementalState::default();
             let mut dec_state = IncrementalState::default();
             for step in 0..3 {
@@ -271,9 +274,11 @@ mod tests {
 
     #[test]
     fn decoding_with_a_skipped_step_is_a_state_error() {
-        let mut opts = EncodeOptions::default();
-        opts.compress_differences = true;
-        opts.tca = true;
+        let opts = EncodeOptions {
+            compress_differences: true,
+            tca: true,
+            ..Default::default()
+        };
         let t = |k: f32| {
             let v: Vec<f32> = (0..64)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01 * k)
