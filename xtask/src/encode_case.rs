@@ -1,15 +1,12 @@
 //! Encoder conformance: rebuild each case's encoder call from its `config.json` and compare bytes.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use nnc_nn::io::read_tensors;
-use nnc_tensor::encode::{
-    BlockIdAndParamType, EncodeInput, ModelParameter, ParameterType, TOPOLOGY_PYTORCH,
-};
+use nnc_tensor::encode::{BlockIdAndParamType, EncodeInput};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, EncodeOptions, IncrementalState,
@@ -151,27 +148,7 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
         return decomposed_model_input(config, step_internal(config, kw), tensors);
     }
     let mut input = if pipeline == "nn" && input_type.starts_with("torch.nn.Module") {
-        // PyTorch state dict: num_batches_tracked entries are dropped but keep their index.
-        let mut parameters = Vec::new();
-        for (i, t) in tensors.iter().enumerate() {
-            if t.name.ends_with("num_batches_tracked") {
-                continue;
-            }
-            let (dims, data) = nnc_tensor::encode::model::to_parameter_data(t)?;
-            parameters.push(ModelParameter {
-                name: t.name.clone(),
-                parameter_type: ParameterType::for_pytorch_tensor(&t.name, t.shape.len()),
-                dims,
-                data,
-                parameter_index: i as u64,
-            });
-        }
-        EncodeInput {
-            parameters,
-            decomposed_weights: Vec::new(),
-            block_identifier: BTreeMap::new(),
-            topology_storage_format: TOPOLOGY_PYTORCH,
-        }
+        EncodeInput::from_state_dict(&tensors)?
     } else {
         EncodeInput::from_tensors(&tensors)?
     };

@@ -1,0 +1,91 @@
+//! How the reference's front ends turn user tensors into an [`EncodeInput`]: the tensor pipeline
+//! (one tensor), plain dictionaries, and PyTorch state dicts.
+
+use std::collections::BTreeMap;
+
+use super::model::{to_parameter_data, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
+use super::options::ParameterType;
+use crate::tensor::Tensor;
+
+/// Suffix of the batch-norm step counters PyTorch keeps in its state dicts.
+const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+impl EncodeInput {
+    /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors
+    /// ending in `num_batches_tracked` are not coded but keep their place in the enumeration
+    /// (so `parameter_id`s match the reference), and parameter types follow PyTorch's names
+    /// (`.bias`, `.running_mean`, `.running_var`, `.weight_scaling`, `gamma`, `.weight`; every tensor
+    /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
+    pub fn from_state_dict(tensors: &[Tensor]) -> Result<Self, InputError> {
+        let mut parameters = Vec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            if tensors[..i].iter().any(|u| u.name == t.name) {
+                return Err(InputError::DuplicateName(t.name.clone()));
+            }
+            if t.name.ends_with(NUM_BATCHES_TRACKED) {
+                continue;
+            }
+            let (dims, data) = to_parameter_data(t)?;
+            parameters.push(ModelParameter {
+                name: t.name.clone(),
+                parameter_type: ParameterType::for_pytorch_tensor(&t.name, t.shape.len()),
+                dims,
+                data,
+                parameter_index: i as u64,
+            });
+        }
+        Ok(EncodeInput {
+            parameters,
+            decomposed_weights: Vec::new(),
+            block_identifier: BTreeMap::new(),
+            topology_storage_format: TOPOLOGY_PYTORCH,
+        })
+    }
+
+    /// Whether the tensor names look like a PyTorch state dict (some name ends in `.weight`,
+    /// `.bias` or `num_batches_tracked`).
+    pub fn looks_like_state_dict(tensors: &[Tensor]) -> bool {
+        tensors.iter().any(|t| {
+            t.name.ends_with(".weight")
+                || t.name.ends_with(".bias")
+                || t.name.ends_with(NUM_BATCHES_TRACKED)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::TensorData;
+
+    #[test]
+    fn state_dict_drops_counters_but_keeps_indices() {
+        let t = |name: &str, shape: Vec<usize>| {
+            let n = shape.iter().product();
+            Tensor::try_new(name, shape, TensorData::F32(vec![0.5; n])).unwrap()
+        };
+        let counter =
+            Tensor::try_new("bn.num_batches_tracked", vec![], TensorData::I64(vec![7])).unwrap();
+        let tensors = vec![
+            t("conv.weight", vec![4, 2, 3, 3]),
+            t("bn.weight", vec![4]),
+            counter,
+            t("fc.bias", vec![4]),
+        ];
+        let input = EncodeInput::from_state_dict(&tensors).unwrap();
+        let names: Vec<_> = input
+            .parameters
+            .iter()
+            .map(|p| (p.name.as_str(), p.parameter_index, p.parameter_type))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("conv.weight", 0, ParameterType::Weight),
+                ("bn.weight", 1, ParameterType::Weight),
+                ("fc.bias", 3, ParameterType::Bias),
+            ]
+        );
+        assert_eq!(input.topology_storage_format, TOPOLOGY_PYTORCH);
+    }
+}
