@@ -5,9 +5,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use nnc_tensor::{decode_stream, hls_json, DecodeOptions, DecoderState, Limits};
+use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor};
+
+mod encode_cmd;
+mod files;
+mod report;
+
+use files::{load_state, refuse_overwrite, save_state, write_atomically};
 
 #[derive(Parser)]
 #[command(
@@ -16,12 +22,18 @@ use nnc_tensor::{decode_stream, hls_json, DecodeOptions, DecoderState, Limits};
     about = "Neural network coding (ISO/IEC 15938-17 / NNCodec-compatible)"
 )]
 struct Cli {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Encode a model or tensor file into an NNR bitstream (defaults: the reference's tensor and
+    /// model pipelines: qp -32, dependent quantization, row skipping).
+    Encode(encode_cmd::EncodeArgs),
     /// Decode a bitstream into a NumPy file (.npz for any number of tensors, .npy for one).
     Decode {
         /// Input bitstream.
@@ -38,6 +50,13 @@ enum Command {
         /// Maximum elements of one tensor (limit for untrusted input).
         #[arg(long, default_value_t = nnc_tensor::DEFAULT_MAX_TENSOR_ELEMENTS)]
         max_tensor_elements: u64,
+        /// The stream is an update: add it to this base model (tensors the update omits keep
+        /// their base values).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Incremental state file (JSON) shared with earlier decodes of the same sequence.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Print every NNR unit and its header fields.
     Info {
@@ -62,12 +81,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Encode(args) => encode_cmd::run(&args, cli.quiet),
         Command::Decode {
             input,
             output,
             force,
             no_recompose,
             max_tensor_elements,
+            base,
+            state,
         } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
@@ -75,11 +97,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = DecodeOptions::new()
                 .with_recompose_decomposed(!no_recompose)
                 .with_limits(Limits::default().with_max_tensor_elements(max_tensor_elements));
-            let mut state = DecoderState::default();
-            let decoded = decode_stream(&bytes, &mut state, &opts)
+            let mut inc = load_state(state.as_deref())?;
+            let decoded = decode_stream(&bytes, &mut inc, &opts)
                 .with_context(|| format!("decoding {}", input.display()))?;
-            let tensors: Vec<_> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
+            let mut tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
+            if let Some(base_path) = &base {
+                tensors = add_to_base(base_path, tensors)?;
+            }
             write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
+            save_state(state.as_deref(), &inc)?;
             Ok(())
         }
         Command::Info { input, json } => {
@@ -104,34 +130,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {
-    if path.exists() && !force {
-        bail!("{} exists (use --force to overwrite)", path.display());
+/// Base model plus decoded update, tensor by tensor; tensors the update omits keep their values.
+fn add_to_base(base_path: &Path, update: Vec<Tensor>) -> anyhow::Result<Vec<Tensor>> {
+    let base = nnc_nn::io::read_tensors(base_path, "0")
+        .with_context(|| format!("reading {}", base_path.display()))?;
+    for u in &update {
+        if !base.iter().any(|b| b.name == u.name) {
+            anyhow::bail!(
+                "the update has tensor {:?}, which the base model lacks",
+                u.name
+            );
+        }
     }
-    Ok(())
-}
-
-/// Writes through a temporary file in the target directory, then renames it into place.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file_name = path.file_name().context("output path has no file name")?;
-    // Same extension as the target, so format detection by extension still works.
-    let tmp = dir.join(format!(
-        ".nnc-tmp-{}-{}",
-        std::process::id(),
-        file_name.to_string_lossy()
-    ));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    base.into_iter()
+        .map(|b| match update.iter().find(|u| u.name == b.name) {
+            None => Ok(b),
+            Some(u) => encode_cmd::combine(&b, u, 1.0),
+        })
+        .collect()
 }

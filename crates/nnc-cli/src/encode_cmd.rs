@@ -1,0 +1,279 @@
+//! `nnc encode`: model or tensor file → NNR bitstream.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use nnc_tensor::encode::EncodeInput;
+use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
+use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor, TensorData};
+
+use crate::files::{load_state, refuse_overwrite, save_state, write_atomically};
+use crate::report;
+
+/// How parameter types (weight vs. bias, batch norm...) are decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TypeRules {
+    /// PyTorch names for state dicts (`.pt`, `.pth`, `.bin`, or names ending in `.weight`/`.bias`),
+    /// otherwise plain-dictionary rules.
+    Auto,
+    /// Plain dictionary: every tensor with two or more dimensions is a weight.
+    Dict,
+    /// PyTorch state dict: types from the names; `num_batches_tracked` is not coded.
+    Pytorch,
+}
+
+/// Approximation method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Approx {
+    /// Uniform quantization.
+    Uniform,
+    /// Codebook where it pays off, uniform elsewhere (the reference's `approx_method="codebook"`).
+    Codebook,
+}
+
+/// Arguments of `nnc encode`. Defaults are those of the reference's tensor and model pipelines.
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// Input: .npz, .npy (one tensor, named "0"), .safetensors, .pt/.pth/.bin.
+    pub input: PathBuf,
+    /// Output bitstream.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Overwrite the output if it exists.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Weight quantization parameter (smaller = finer).
+    #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_QP, allow_hyphen_values = true)]
+    pub qp: i32,
+    /// Quantization steps per octave are 2^qp_density.
+    #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_QP_DENSITY)]
+    pub qp_density: u8,
+    /// qp of non-weight tensors (biases, batch norm, 1-D tensors).
+    #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_NONWEIGHT_QP, allow_hyphen_values = true)]
+    pub nonweight_qp: i32,
+    /// Disable dependent (trellis-coded) quantization.
+    #[arg(long)]
+    pub no_dq: bool,
+    /// Approximation method.
+    #[arg(long, value_enum, default_value_t = Approx::Uniform)]
+    pub approx: Approx,
+    /// Integer-aligned bit depth: choose each tensor's qp so levels fit N bits.
+    #[arg(long)]
+    pub bitdepth: Option<u32>,
+    /// Target sparsity (0..1) before quantization.
+    #[arg(long, default_value_t = 0.0)]
+    pub sparsity: f64,
+    /// Gain of the structured (per output channel) sparsification step.
+    #[arg(long, default_value_t = 0.9)]
+    pub struct_spars_factor: f64,
+    /// Do not signal all-zero rows with row-skip flags.
+    #[arg(long)]
+    pub no_row_skipping: bool,
+    /// Scan order: 0 row-major, 1..4 block scan (8..64) with entry points.
+    #[arg(long, default_value_t = 0)]
+    pub scan_order: u8,
+    /// Scale weight qps by tensor size and spread.
+    #[arg(long)]
+    pub opt_qp: bool,
+    /// Do not optimise the context initialisation.
+    #[arg(long)]
+    pub no_param_opt: bool,
+    /// Rate-distortion weight of the quantizers (0 = distortion only).
+    #[arg(long, default_value_t = 0.0)]
+    pub lambda_scale: f32,
+    /// Greater-than flags minus one of the level binarization.
+    #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_CABAC_UNARY_LENGTH_MINUS1)]
+    pub cabac_unary_length_minus1: u8,
+    /// Fold batch norm into the preceding weight (needs block structure; PyTorch models).
+    #[arg(long)]
+    pub bnf: bool,
+    /// Code the difference to this base model (same names and shapes) as an update.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// Temporal context adaptation across updates (needs --base and --state).
+    #[arg(long)]
+    pub tca: bool,
+    /// Incremental state file (JSON), read before and written after encoding; keeps TCA bases
+    /// and update depths between runs.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// How parameter types are decided.
+    #[arg(long, value_enum, default_value_t = TypeRules::Auto)]
+    pub types: TypeRules,
+    /// Print a per-tensor report (name, shape, dtype, qp, bits/param, relative error, PSNR).
+    #[arg(long)]
+    pub report: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl EncodeArgs {
+    fn options(&self) -> EncodeOptions {
+        let mut o = EncodeOptions::default();
+        o.qp = self.qp;
+        o.qp_density = self.qp_density;
+        o.nonweight_qp = Some(self.nonweight_qp);
+        o.use_dq = !self.no_dq;
+        o.codebook_mode = match self.approx {
+            Approx::Uniform => CodebookMode::Off,
+            Approx::Codebook => CodebookMode::Auto,
+        };
+        o.scan_order = self.scan_order;
+        o.lambda_scale = self.lambda_scale;
+        o.param_opt = !self.no_param_opt;
+        o.cabac_unary_length_minus1 = self.cabac_unary_length_minus1;
+        o.opt_qp = self.opt_qp;
+        o.bnf = self.bnf;
+        o.row_skipping = !self.no_row_skipping;
+        o.tca = self.tca;
+        o.compress_differences = self.base.is_some();
+        o.int_quant_bw = self.bitdepth;
+        o
+    }
+}
+
+/// Element-wise `a + sign·b` of two float tensors of the same name and shape, in `a`'s dtype
+/// (f64 stays f64; f32, f16 and bf16 are computed in f32 and cast back).
+pub fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
+    if a.shape != b.shape {
+        bail!(
+            "tensor {:?}: shape {:?} differs from {:?}",
+            a.name,
+            a.shape,
+            b.shape
+        );
+    }
+    let as_f64 = |t: &Tensor| -> anyhow::Result<Vec<f64>> {
+        match &t.data {
+            TensorData::F64(v) => Ok(v.clone()),
+            d => d
+                .as_f32_lossless()
+                .map(|v| v.iter().map(|&x| f64::from(x)).collect())
+                .with_context(|| {
+                    format!(
+                        "tensor {:?}: {} data cannot be added",
+                        t.name,
+                        t.dtype().numpy_name()
+                    )
+                }),
+        }
+    };
+    let (x, y) = (as_f64(a)?, as_f64(b)?);
+    let data = match a.dtype() {
+        nnc_tensor::DType::F64 => {
+            TensorData::F64(x.iter().zip(&y).map(|(p, q)| p + sign * q).collect())
+        }
+        dtype => {
+            let sum: Vec<f32> = x
+                .iter()
+                .zip(&y)
+                .map(|(&p, &q)| (p as f32) + (sign as f32) * (q as f32))
+                .collect();
+            TensorData::from_f32_cast(dtype, &sum).context("not a float type")?
+        }
+    };
+    Ok(Tensor {
+        name: a.name.clone(),
+        shape: a.shape.clone(),
+        data,
+    })
+}
+
+fn is_pytorch_file(path: &Path) -> bool {
+    matches!(
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("pt" | "pth" | "bin")
+    )
+}
+
+/// Runs `nnc encode`.
+pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
+    refuse_overwrite(&args.output, args.force)?;
+    if args.tca && (args.base.is_none() || args.state.is_none()) {
+        bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
+    }
+    let original = nnc_nn::io::read_tensors(&args.input, "0")
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    let mut tensors = match &args.base {
+        None => original.clone(),
+        Some(base_path) => {
+            let base = nnc_nn::io::read_tensors(base_path, "0")
+                .with_context(|| format!("reading {}", base_path.display()))?;
+            original
+                .iter()
+                .map(|t| {
+                    let b = base
+                        .iter()
+                        .find(|b| b.name == t.name)
+                        .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
+                    if t.dtype().is_integer() {
+                        bail!(
+                            "tensor {:?}: integer tensors cannot be coded as differences",
+                            t.name
+                        );
+                    }
+                    combine(t, b, -1.0)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
+    let opts = args.options();
+    if args.sparsity > 0.0 {
+        sparsify_tensors(
+            &mut tensors,
+            &SparsifyOptions {
+                qp: opts.qp,
+                qp_density: opts.qp_density,
+                sparsity: args.sparsity,
+                struct_spars_factor: args.struct_spars_factor,
+            },
+        )?;
+    }
+    let pytorch = match args.types {
+        TypeRules::Pytorch => true,
+        TypeRules::Dict => false,
+        TypeRules::Auto => {
+            is_pytorch_file(&args.input) || EncodeInput::looks_like_state_dict(&tensors)
+        }
+    };
+    let input = if pytorch {
+        EncodeInput::from_state_dict(&tensors)?
+    } else {
+        EncodeInput::from_tensors(&tensors)?
+    };
+    let mut state = load_state(args.state.as_deref())?;
+    let encoded = if args.state.is_some() || args.base.is_some() {
+        encode_incremental(&input, &opts, &mut state, true)?
+    } else {
+        encode(&input, &opts)?
+    };
+    write_atomically(&args.output, |tmp| {
+        std::fs::write(tmp, &encoded.bytes).with_context(|| format!("writing {}", tmp.display()))
+    })?;
+    save_state(args.state.as_deref(), &state)?;
+    if args.report || args.json {
+        let reference = if args.base.is_some() {
+            &tensors
+        } else {
+            &original
+        };
+        let rows = report::rows(&encoded, reference)?;
+        report::print(&rows, args.json)?;
+    } else if !quiet {
+        let params: usize = tensors.iter().map(Tensor::len).sum();
+        eprintln!(
+            "{}: {} tensors, {} parameters -> {} bytes ({:.3} bits/param)",
+            args.output.display(),
+            encoded.tensors.len(),
+            params,
+            encoded.bytes.len(),
+            encoded.bytes.len() as f64 * 8.0 / params.max(1) as f64
+        );
+    }
+    Ok(())
+}

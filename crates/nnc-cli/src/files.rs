@@ -1,0 +1,63 @@
+//! Files: refusing to overwrite, atomic writes, and the incremental state file.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use nnc_tensor::IncrementalState;
+
+/// Fails if `path` exists and `force` is not set.
+pub fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        bail!("{} exists (use --force to overwrite)", path.display());
+    }
+    Ok(())
+}
+
+/// Writes through a temporary file in the target directory, then renames it into place.
+pub fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path.file_name().context("output path has no file name")?;
+    // Same extension as the target, so format detection by extension still works.
+    let tmp = dir.join(format!(
+        ".nnc-tmp-{}-{}",
+        std::process::id(),
+        file_name.to_string_lossy()
+    ));
+    let result = write(&tmp).and_then(|()| {
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads the incremental state file, or the empty state if it does not exist yet.
+pub fn load_state(path: Option<&Path>) -> anyhow::Result<IncrementalState> {
+    match path {
+        Some(p) if p.exists() => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an nnc state file", p.display()))
+        }
+        _ => Ok(IncrementalState::default()),
+    }
+}
+
+/// Writes the incremental state file (if one was given).
+pub fn save_state(path: Option<&Path>, state: &IncrementalState) -> anyhow::Result<()> {
+    if let Some(p) = path {
+        write_atomically(p, |tmp| {
+            std::fs::write(tmp, serde_json::to_vec(state)?)
+                .with_context(|| format!("writing {}", tmp.display()))
+        })?;
+    }
+    Ok(())
+}
