@@ -1,9 +1,26 @@
 //! Whole models for NNC: named tensor sets read from and written to model files.
 //!
-//! Does not know about: arithmetic coding, quantization details, federated learning, ML frameworks.
+//! Does not know about: arithmetic coding, quantization details, federated learning, ML
+//! frameworks at run time (PyTorch checkpoints are parsed, never executed).
 //!
-//! Today this crate reads and writes NumPy `.npy` / `.npz` files with each array's dtype, name and
-//! shape kept ([`io`]).
+//! [`io`] reads safetensors, PyTorch checkpoints (`.pt`/`.pth`/`.bin`), NumPy `.npz`/`.npy`, and
+//! writes safetensors and NumPy, keeping each tensor's name, shape and dtype (f64, f32, f16,
+//! bf16, i64, i32, i16, i8, u64, u32, u16, u8, bool). Main entry points: [`io::read_tensors`],
+//! [`io::write_tensors`], [`io::FileFormat`]; failures are [`io::IoError`]s.
+//!
+//! ```
+//! use nnc_nn::io::{read_tensors, write_tensors};
+//! use nnc_tensor::{Tensor, TensorData};
+//!
+//! let dir = std::env::temp_dir().join(format!("nnc-nn-doctest-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("model.safetensors");
+//! let w = Tensor::try_new("fc.weight", vec![2, 2], TensorData::BF16(vec![0x3f80; 4]))?;
+//! write_tensors(&path, &[w.clone()])?;
+//! assert_eq!(read_tensors(&path, "unused")?, vec![w]);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

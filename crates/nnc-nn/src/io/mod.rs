@@ -1,17 +1,43 @@
 //! Model files: reading and writing named tensor sets.
+//!
+//! | extension | read | write | module |
+//! | --- | --- | --- | --- |
+//! | `.safetensors` | yes | yes | [`safetensors`](mod@self::safetensors) |
+//! | `.pt`, `.pth`, `.bin` | yes | no | [`pytorch`] |
+//! | `.npz` | yes | yes | [`npy`] |
+//! | `.npy` | yes (one tensor) | yes (one tensor) | [`npy`] |
+//!
+//! `.pt`, `.pth` and `.bin` files are sniffed: one that starts like a safetensors file is read as
+//! safetensors (some tools save safetensors under a `.bin` name). Every tensor keeps its name,
+//! shape and dtype; a dtype a format cannot hold (bfloat16 in NumPy files) is an
+//! [`IoError::DTypeNotWritable`], never a silent conversion.
 
 pub mod npy;
+pub mod pytorch;
+mod raw;
+pub mod safetensors;
 
 use std::path::Path;
 
-use nnc_tensor::Tensor;
+use nnc_tensor::{DType, Tensor};
 
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
+pub use pytorch::{read_pytorch, read_pytorch_with, PyTorchOptions};
+pub use safetensors::{
+    read_safetensors, read_safetensors_with_metadata, write_safetensors,
+    write_safetensors_with_metadata, SafetensorsMetadata,
+};
 
 /// Errors of model file I/O.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IoError {
+    /// The file does not exist.
+    #[error("{path}: no such file")]
+    NotFound {
+        /// File concerned.
+        path: String,
+    },
     /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -22,10 +48,30 @@ pub enum IoError {
         source: std::io::Error,
     },
     /// The file's format is not one we read or write.
-    #[error("{path}: unknown model file format (expected .npy or .npz)")]
+    #[error(
+        "{path}: unknown model file format (expected .safetensors, .pt, .pth, .bin, .npz or .npy)"
+    )]
     UnknownFormat {
         /// File concerned.
         path: String,
+    },
+    /// The format is known but this library cannot write it.
+    #[error("{path}: writing {format} files is not supported (write .safetensors instead)")]
+    WriteNotSupported {
+        /// File concerned.
+        path: String,
+        /// Format name.
+        format: &'static str,
+    },
+    /// The file is not a valid file of its format (bad magic, truncated, inconsistent header...).
+    #[error("{path}: not a valid {format} file: {what}")]
+    InvalidFile {
+        /// File concerned.
+        path: String,
+        /// Format name.
+        format: &'static str,
+        /// What is wrong.
+        what: String,
     },
     /// An array's element type is not supported.
     #[error("{path}: array {name:?} has unsupported dtype {dtype}")]
@@ -34,8 +80,25 @@ pub enum IoError {
         path: String,
         /// Array name.
         name: String,
-        /// The type as NumPy spells it.
+        /// The type as the file spells it.
         dtype: String,
+    },
+    /// A tensor's dtype cannot be stored in the requested format.
+    #[error(
+        "{path}: tensor {name:?} has dtype {} which a {format} file cannot hold{hint}",
+        dtype.numpy_name()
+    )]
+    DTypeNotWritable {
+        /// File concerned.
+        path: String,
+        /// Tensor name.
+        name: String,
+        /// The tensor's dtype.
+        dtype: DType,
+        /// Format name.
+        format: &'static str,
+        /// Advice (may be empty).
+        hint: &'static str,
     },
     /// The content contradicts itself (e.g. a shape that does not match the data).
     #[error("{path}: array {name:?}: {what}")]
@@ -45,6 +108,22 @@ pub enum IoError {
         /// Array name.
         name: String,
         /// What is wrong.
+        what: String,
+    },
+    /// Two tensors share a name; model files key tensors by name.
+    #[error("{path}: more than one tensor is named {name:?}")]
+    DuplicateName {
+        /// File concerned.
+        path: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// The file asks for more memory than its size can justify (a hostile or broken file).
+    #[error("{path}: {what}")]
+    LimitExceeded {
+        /// File concerned.
+        path: String,
+        /// Which limit, and by how much.
         what: String,
     },
     /// A single-array format was asked to hold several tensors.
@@ -57,51 +136,226 @@ pub enum IoError {
     },
 }
 
+/// Builds an [`IoError`] from an `std::io::Error`, giving a missing file its own variant.
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> IoError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        IoError::NotFound {
+            path: path.display().to_string(),
+        }
+    } else {
+        IoError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Reads a whole file, mapping failures to [`IoError`].
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, IoError> {
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
 /// Model file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FileFormat {
     /// NumPy `.npy`: one array.
     Npy,
     /// NumPy `.npz`: a zip of named arrays.
     Npz,
+    /// Hugging Face safetensors: a JSON header and raw little-endian data.
+    Safetensors,
+    /// PyTorch `torch.save` zip checkpoint (`.pt`, `.pth`, `.bin`); read only.
+    PyTorch,
 }
 
 impl FileFormat {
-    /// Picks the format from the file extension.
+    /// Picks the format from the file extension (`.bin` counts as PyTorch; see
+    /// [`FileFormat::detect`] for the content check).
     pub fn from_path(path: &Path) -> Option<Self> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "npy" => Some(FileFormat::Npy),
             "npz" => Some(FileFormat::Npz),
+            "safetensors" => Some(FileFormat::Safetensors),
+            "pt" | "pth" | "bin" => Some(FileFormat::PyTorch),
             _ => None,
+        }
+    }
+
+    /// Recognises a format from a file's first bytes (at least 9 are needed for safetensors).
+    /// A zip archive answers [`FileFormat::PyTorch`] (`.npz` files are zips too; use the
+    /// extension to tell them apart).
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        if head.starts_with(b"\x93NUMPY") {
+            Some(FileFormat::Npy)
+        } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            Some(FileFormat::PyTorch)
+        } else if safetensors::looks_like_safetensors(head) {
+            Some(FileFormat::Safetensors)
+        } else {
+            None
+        }
+    }
+
+    /// The format a file is read as: by extension, except that `.pt`/`.pth`/`.bin` files whose
+    /// content starts like safetensors are safetensors.
+    pub fn detect(path: &Path) -> Result<Self, IoError> {
+        let by_name = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+            path: path.display().to_string(),
+        })?;
+        if by_name != FileFormat::PyTorch {
+            return Ok(by_name);
+        }
+        let mut head = [0u8; 16];
+        let n = read_head(path, &mut head)?;
+        Ok(match FileFormat::sniff(&head[..n]) {
+            Some(FileFormat::Safetensors) => FileFormat::Safetensors,
+            _ => FileFormat::PyTorch,
+        })
+    }
+
+    /// A short human name (`safetensors`, `PyTorch`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Npy => ".npy",
+            FileFormat::Npz => ".npz",
+            FileFormat::Safetensors => "safetensors",
+            FileFormat::PyTorch => "PyTorch",
         }
     }
 }
 
-/// Reads every tensor in a model file, in file order. A `.npy` file gives one tensor named
-/// `default_name`.
-pub fn read_tensors(path: &Path, default_name: &str) -> Result<Vec<Tensor>, IoError> {
-    match FileFormat::from_path(path) {
-        Some(FileFormat::Npy) => Ok(vec![read_npy(path, default_name)?]),
-        Some(FileFormat::Npz) => read_npz(path),
-        None => Err(IoError::UnknownFormat {
-            path: path.display().to_string(),
-        }),
+fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, IoError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut n = 0;
+    let mut take = file.take(buf.len() as u64);
+    loop {
+        match take.read(&mut buf[n..]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_error(path, e)),
+        }
     }
 }
 
-/// Writes tensors to a model file chosen by extension.
+/// Reads every tensor in a model file, in file order (see each format's reader for what "file
+/// order" means there). A `.npy` file gives one tensor named `default_name`. The format comes
+/// from the extension, with the content check of [`FileFormat::detect`].
+pub fn read_tensors(path: &Path, default_name: &str) -> Result<Vec<Tensor>, IoError> {
+    let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+        path: path.display().to_string(),
+    })?;
+    let bytes = read_file(path)?;
+    read_tensors_from_bytes(&bytes, format, path, default_name)
+}
+
+/// Decodes a model file already in memory. `source` only names it in errors. As with
+/// [`read_tensors`], [`FileFormat::PyTorch`] content that starts like safetensors is read as
+/// safetensors.
+pub fn read_tensors_from_bytes(
+    bytes: &[u8],
+    format: FileFormat,
+    source: &Path,
+    default_name: &str,
+) -> Result<Vec<Tensor>, IoError> {
+    match format {
+        FileFormat::Npy => Ok(vec![npy::parse_npy(bytes, source, default_name)?]),
+        FileFormat::Npz => npy::parse_npz(bytes, source),
+        FileFormat::Safetensors => Ok(safetensors::parse(bytes, source)?.0),
+        FileFormat::PyTorch if safetensors::looks_like_safetensors(bytes) => {
+            Ok(safetensors::parse(bytes, source)?.0)
+        }
+        FileFormat::PyTorch => pytorch::parse_checkpoint(bytes, source, &PyTorchOptions::default()),
+    }
+}
+
+/// Writes tensors to a model file chosen by extension. Writing `.pt`/`.pth`/`.bin` is not
+/// supported.
 pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
-    match FileFormat::from_path(path) {
-        Some(FileFormat::Npy) => match tensors {
+    let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+        path: path.display().to_string(),
+    })?;
+    match format {
+        FileFormat::Npy => match tensors {
             [one] => write_npy(path, one),
             _ => Err(IoError::NotOneTensor {
                 path: path.display().to_string(),
                 count: tensors.len(),
             }),
         },
-        Some(FileFormat::Npz) => write_npz(path, tensors),
-        None => Err(IoError::UnknownFormat {
+        FileFormat::Npz => write_npz(path, tensors),
+        FileFormat::Safetensors => write_safetensors(path, tensors),
+        FileFormat::PyTorch => Err(IoError::WriteNotSupported {
             path: path.display().to_string(),
+            format: "PyTorch",
         }),
+    }
+}
+
+/// Fails with [`IoError::DuplicateName`] when two tensors share a name.
+pub(crate) fn check_unique_names(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+    let mut seen = std::collections::HashSet::with_capacity(tensors.len());
+    for t in tensors {
+        if !seen.insert(t.name.as_str()) {
+            return Err(IoError::DuplicateName {
+                path: path.display().to_string(),
+                name: t.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_from_extension() {
+        let f = |p: &str| FileFormat::from_path(Path::new(p));
+        assert_eq!(f("a/model.safetensors"), Some(FileFormat::Safetensors));
+        assert_eq!(f("m.PT"), Some(FileFormat::PyTorch));
+        assert_eq!(f("m.pth"), Some(FileFormat::PyTorch));
+        assert_eq!(f("pytorch_model.bin"), Some(FileFormat::PyTorch));
+        assert_eq!(f("x.npz"), Some(FileFormat::Npz));
+        assert_eq!(f("x.npy"), Some(FileFormat::Npy));
+        assert_eq!(f("x.onnx"), None);
+        assert_eq!(f("noext"), None);
+    }
+
+    #[test]
+    fn sniffing() {
+        assert_eq!(
+            FileFormat::sniff(b"PK\x03\x04rest"),
+            Some(FileFormat::PyTorch)
+        );
+        assert_eq!(
+            FileFormat::sniff(b"\x93NUMPY\x01\x00"),
+            Some(FileFormat::Npy)
+        );
+        assert_eq!(
+            FileFormat::sniff(b"\x02\x00\x00\x00\x00\x00\x00\x00{}"),
+            Some(FileFormat::Safetensors)
+        );
+        assert_eq!(FileFormat::sniff(b"\x80\x02}q\x00"), None);
+        assert_eq!(FileFormat::sniff(b""), None);
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let err = read_tensors(Path::new("/nonexistent/dir/m.safetensors"), "0").unwrap_err();
+        assert!(matches!(err, IoError::NotFound { .. }), "{err}");
+        let err = read_tensors(Path::new("/nonexistent/dir/m.bin"), "0").unwrap_err();
+        assert!(matches!(err, IoError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_extension_and_pytorch_writing_are_errors() {
+        let err = read_tensors(Path::new("model.onnx"), "0").unwrap_err();
+        assert!(matches!(err, IoError::UnknownFormat { .. }));
+        let err = write_tensors(Path::new("model.pt"), &[]).unwrap_err();
+        assert!(matches!(err, IoError::WriteNotSupported { .. }));
     }
 }

@@ -1,19 +1,34 @@
 //! NumPy `.npy` / `.npz` files (via `npyz`), keeping each array's dtype.
+//!
+//! `float16` (`<f2`) is read and written; NumPy has no bfloat16, so writing a bf16 tensor is an
+//! [`IoError::DTypeNotWritable`] (checked before the file is created).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufWriter, Cursor, Read, Seek, Write};
 use std::path::Path;
 
-use nnc_tensor::{Tensor, TensorData};
+use half::f16;
+use nnc_tensor::{DType, Tensor, TensorData};
 use npyz::{NpyFile, WriterBuilder};
 
-use super::IoError;
+use super::{check_unique_names, io_error, read_file, IoError};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
-    move |source| IoError::Io {
-        path: path.display().to_string(),
-        source,
+    move |source| io_error(path, source)
+}
+
+/// Fails for dtypes NumPy cannot store.
+fn check_writable(path: &Path, tensor: &Tensor, format: &'static str) -> Result<(), IoError> {
+    if tensor.dtype() == DType::BF16 {
+        return Err(IoError::DTypeNotWritable {
+            path: path.display().to_string(),
+            name: tensor.name.clone(),
+            dtype: DType::BF16,
+            format,
+            hint: " (NumPy has no bfloat16; use .safetensors, or cast to float32 first)",
+        });
     }
+    Ok(())
 }
 
 fn malformed(path: &Path, name: &str, what: impl Into<String>) -> IoError {
@@ -45,6 +60,13 @@ fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tenso
     let data = match type_code {
         "f8" => TensorData::F64(npy.into_vec().map_err(io_err(path))?),
         "f4" => TensorData::F32(npy.into_vec().map_err(io_err(path))?),
+        "f2" => TensorData::F16(
+            npy.into_vec::<f16>()
+                .map_err(io_err(path))?
+                .into_iter()
+                .map(f16::to_bits)
+                .collect(),
+        ),
         "i8" => TensorData::I64(npy.into_vec().map_err(io_err(path))?),
         "i4" => TensorData::I32(npy.into_vec().map_err(io_err(path))?),
         "i2" => TensorData::I16(npy.into_vec().map_err(io_err(path))?),
@@ -67,33 +89,110 @@ fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tenso
 
 /// Reads a `.npy` file as one tensor called `name`.
 pub fn read_npy(path: &Path, name: &str) -> Result<Tensor, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let npy = NpyFile::new(BufReader::new(file)).map_err(io_err(path))?;
-    read_array(npy, path, name)
+    parse_npy(&read_file(path)?, path, name)
 }
 
 /// Reads every array of a `.npz` file, in archive order.
 pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let mut archive = npyz::npz::NpzArchive::new(BufReader::new(file)).map_err(io_err(path))?;
-    // Archive order (the order the arrays were written), not the hash order of `array_names`.
-    let zip = archive.zip_archive();
-    let mut names = Vec::with_capacity(zip.len());
-    for i in 0..zip.len() {
-        let entry = zip
-            .by_index_raw(i)
-            .map_err(|e| io_err(path)(std::io::Error::other(e)))?;
-        if let Some(name) = npyz::npz::array_name_from_file_name(entry.name()) {
-            names.push(name.to_string());
+    parse_npz(&read_file(path)?, path)
+}
+
+/// Decodes one `.npy` image held in memory (`path` only names it in errors).
+pub(crate) fn parse_npy(bytes: &[u8], path: &Path, name: &str) -> Result<Tensor, IoError> {
+    // npyz allocates the header length it is told; check it against what is there first.
+    let header_end = match bytes {
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, l0, l1, ..] => {
+            10 + usize::from(u16::from_le_bytes([*l0, *l1]))
         }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', 2 | 3, _, l0, l1, l2, l3, ..] => {
+            12usize.saturating_add(u32::from_le_bytes([*l0, *l1, *l2, *l3]) as usize)
+        }
+        _ => {
+            return Err(malformed(
+                path,
+                name,
+                "not a .npy image (bad magic or version)",
+            ))
+        }
+    };
+    if header_end > bytes.len() {
+        return Err(malformed(
+            path,
+            name,
+            "header runs past the end of the data",
+        ));
     }
-    let mut tensors = Vec::with_capacity(names.len());
-    for name in names {
-        let npy = archive
-            .by_name(&name)
-            .map_err(io_err(path))?
-            .ok_or_else(|| malformed(path, &name, "listed but not found"))?;
-        tensors.push(read_array(npy, path, &name)?);
+    let header_start = if bytes[6] == 1 { 10 } else { 12 };
+    check_shape_literal(&bytes[header_start..header_end])
+        .map_err(|what| malformed(path, name, what))?;
+    let npy = NpyFile::new(bytes).map_err(|e| malformed(path, name, e.to_string()))?;
+    read_array(npy, path, name)
+}
+
+/// npyz multiplies the dimensions without overflow checks (a panic in debug builds), so the
+/// header's `shape` is checked first: plain decimal integers (what NumPy writes) whose product
+/// fits in 64 bits. A header without a shape is left to npyz to reject.
+fn check_shape_literal(header: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(header);
+    let Some(at) = text.find("'shape'").or_else(|| text.find("\"shape\"")) else {
+        return Ok(());
+    };
+    let rest = text[at + 7..].trim_start();
+    let rest = rest
+        .strip_prefix(':')
+        .map(str::trim_start)
+        .ok_or("malformed shape entry")?;
+    let close = match rest.chars().next() {
+        Some('(') => ')',
+        Some('[') => ']',
+        _ => return Err("shape is not a tuple".into()),
+    };
+    let end = rest.find(close).ok_or("unterminated shape")?;
+    let mut count: u64 = 1;
+    for token in rest[1..end]
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let digits = token.trim_end_matches(['L', 'l']);
+        if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("unsupported shape entry {token:?}"));
+        }
+        let d: u64 = digits
+            .parse()
+            .map_err(|_| format!("dimension {token} too large"))?;
+        count = count
+            .checked_mul(d)
+            .ok_or("shape element count overflows")?;
+    }
+    Ok(())
+}
+
+/// Decodes every array of a `.npz` archive held in memory, in archive order (the order the
+/// arrays were written, not the hash order of npyz's `array_names`).
+pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoError> {
+    let invalid = |what: String| IoError::InvalidFile {
+        path: path.display().to_string(),
+        format: ".npz",
+        what,
+    };
+    let mut zip =
+        npyz::zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| invalid(e.to_string()))?;
+    let mut tensors = Vec::with_capacity(zip.len());
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+        let Some(name) = npyz::npz::array_name_from_file_name(entry.name()).map(str::to_string)
+        else {
+            continue;
+        };
+        // Grows with the data actually inflated, never with the size the entry claims.
+        let mut image = Vec::new();
+        let declared = entry.size();
+        entry
+            .take(declared)
+            .read_to_end(&mut image)
+            .map_err(|e| malformed(path, &name, e.to_string()))?;
+        tensors.push(parse_npy(&image, path, &name)?);
     }
     Ok(tensors)
 }
@@ -108,22 +207,23 @@ fn write_array<W: Write>(mut out: W, tensor: &Tensor) -> std::io::Result<()> {
                 .shape(&shape)
                 .writer(&mut out)
                 .begin_nd()?;
-            w.extend($values.iter().copied())?;
+            w.extend($values)?;
             w.finish()
         }};
     }
     match &tensor.data {
-        TensorData::F64(v) => typed!(v, f64),
-        TensorData::F32(v) => typed!(v, f32),
-        TensorData::I64(v) => typed!(v, i64),
-        TensorData::I32(v) => typed!(v, i32),
-        TensorData::I16(v) => typed!(v, i16),
-        TensorData::I8(v) => typed!(v, i8),
-        TensorData::U64(v) => typed!(v, u64),
-        TensorData::U32(v) => typed!(v, u32),
-        TensorData::U16(v) => typed!(v, u16),
-        TensorData::U8(v) => typed!(v, u8),
-        TensorData::Bool(v) => typed!(v, bool),
+        TensorData::F64(v) => typed!(v.iter().copied(), f64),
+        TensorData::F32(v) => typed!(v.iter().copied(), f32),
+        TensorData::F16(v) => typed!(v.iter().map(|&b| f16::from_bits(b)), f16),
+        TensorData::I64(v) => typed!(v.iter().copied(), i64),
+        TensorData::I32(v) => typed!(v.iter().copied(), i32),
+        TensorData::I16(v) => typed!(v.iter().copied(), i16),
+        TensorData::I8(v) => typed!(v.iter().copied(), i8),
+        TensorData::U64(v) => typed!(v.iter().copied(), u64),
+        TensorData::U32(v) => typed!(v.iter().copied(), u32),
+        TensorData::U16(v) => typed!(v.iter().copied(), u16),
+        TensorData::U8(v) => typed!(v.iter().copied(), u8),
+        TensorData::Bool(v) => typed!(v.iter().copied(), bool),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("cannot write dtype {:?}", other.dtype()),
@@ -133,6 +233,7 @@ fn write_array<W: Write>(mut out: W, tensor: &Tensor) -> std::io::Result<()> {
 
 /// Writes one tensor to a `.npy` file with its own dtype.
 pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), IoError> {
+    check_writable(path, tensor, ".npy")?;
     let file = File::create(path).map_err(io_err(path))?;
     let mut out = BufWriter::new(file);
     write_array(&mut out, tensor).map_err(io_err(path))?;
@@ -141,6 +242,10 @@ pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), IoError> {
 
 /// Writes tensors to a `.npz` archive (uncompressed entries, as `numpy.savez`), each under its name.
 pub fn write_npz(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+    check_unique_names(path, tensors)?;
+    for t in tensors {
+        check_writable(path, t, ".npz")?;
+    }
     let file = File::create(path).map_err(io_err(path))?;
     write_npz_to(BufWriter::new(file), tensors).map_err(io_err(path))
 }
@@ -199,8 +304,47 @@ mod tests {
     }
 
     #[test]
+    fn f16_round_trips_and_bf16_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.npy");
+        let t =
+            Tensor::try_new("h", vec![3], TensorData::F16(vec![0x3c00, 0xfc00, 0x0001])).unwrap();
+        write_npy(&path, &t).unwrap();
+        assert_eq!(read_npy(&path, "h").unwrap(), t);
+
+        let path = dir.path().join("b.npz");
+        let b = Tensor::try_new("b", vec![1], TensorData::BF16(vec![0x3f80])).unwrap();
+        let err = write_npz(&path, &[t, b]).unwrap_err();
+        assert!(matches!(err, IoError::DTypeNotWritable { .. }), "{err}");
+        assert!(!path.exists(), "no file is left behind");
+    }
+
+    #[test]
+    fn hostile_shapes_are_errors() {
+        for shape in [
+            "(4294967296, 4294967296, 2)",
+            "(99999999999999999999999,)",
+            "(0x10,)",
+            "-1",
+        ] {
+            let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(dict.as_bytes());
+            bytes.extend_from_slice(&[0; 8]);
+            let err = parse_npy(&bytes, Path::new("h.npy"), "h").unwrap_err();
+            assert!(matches!(err, IoError::Malformed { .. }), "{shape}: {err}");
+        }
+        assert_eq!(
+            check_shape_literal(b"{'shape': (2, 3L), 'descr': '<f4'}"),
+            Ok(())
+        );
+        assert_eq!(check_shape_literal(b"{'shape': (), }"), Ok(()));
+    }
+
+    #[test]
     fn unknown_extension_is_an_error() {
-        let err = super::super::read_tensors(Path::new("model.bin"), "0").unwrap_err();
+        let err = super::super::read_tensors(Path::new("model.onnx"), "0").unwrap_err();
         assert!(matches!(err, IoError::UnknownFormat { .. }));
     }
 }

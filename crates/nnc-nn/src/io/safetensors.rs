@@ -1,0 +1,284 @@
+//! Hugging Face safetensors files, through the `safetensors` crate.
+//!
+//! Every dtype of [`DType`] maps to a safetensors dtype (`F64`, `F32`, `F16`, `BF16`, `I64`,
+//! `I32`, `I16`, `I8`, `U64`, `U32`, `U16`, `U8`, `BOOL`). The crate's other dtypes (the 4/6/8-bit
+//! floats, `C64`) are [`IoError::UnsupportedDType`] on reading.
+//!
+//! Order. Reading gives tensors in data-offset order, the order their bytes lie in the file
+//! (the crate parses the JSON header into a hash map, so the header's key order is not
+//! available; its `Metadata::offset_keys` is the only stable order). Writing goes through the
+//! crate, which lays tensors out by descending dtype (largest elements first: `U64`, `I64`,
+//! `F64`, `F32`, ...) and then by name, whatever order they are given in; so a write/read round
+//! trip gives that order back, with every name, shape, dtype and value intact. Files written by
+//! the Python `safetensors` package follow the same rule, so a model read here and written back
+//! keeps its tensor order.
+//!
+//! Metadata. The optional `__metadata__` string map is returned by
+//! [`read_safetensors_with_metadata`] and written by [`write_safetensors_with_metadata`]; its
+//! contents survive a round trip. The crate serialises the map from a `HashMap`, so with two or
+//! more entries the header's byte layout (not its content) can differ between runs.
+//!
+//! Memory: the file is read whole with `std::fs::read`; a header that claims more data than the
+//! file holds is rejected by the crate before anything is decoded.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use nnc_tensor::{DType, Tensor};
+use safetensors::tensor::TensorInfo;
+use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
+
+use super::raw::{self, ByteOrder};
+use super::{check_unique_names, io_error, read_file, IoError};
+
+/// The `__metadata__` map of a safetensors header (free-form string pairs, e.g.
+/// `{"format": "pt"}`).
+pub type SafetensorsMetadata = BTreeMap<String, String>;
+
+/// Safetensors' limit on the JSON header (100 MB), checked by the crate on reading.
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// Whether `head` (a file's first bytes, at least 9) starts like a safetensors file: a
+/// little-endian header length that is plausible, then `{`.
+pub(crate) fn looks_like_safetensors(head: &[u8]) -> bool {
+    match head {
+        [l0, l1, l2, l3, l4, l5, l6, l7, b'{', ..] => {
+            let n = u64::from_le_bytes([*l0, *l1, *l2, *l3, *l4, *l5, *l6, *l7]);
+            (2..=MAX_HEADER_LEN).contains(&n)
+        }
+        _ => false,
+    }
+}
+
+fn to_dtype(dtype: Dtype) -> Option<DType> {
+    Some(match dtype {
+        Dtype::F64 => DType::F64,
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::I64 => DType::I64,
+        Dtype::I32 => DType::I32,
+        Dtype::I16 => DType::I16,
+        Dtype::I8 => DType::I8,
+        Dtype::U64 => DType::U64,
+        Dtype::U32 => DType::U32,
+        Dtype::U16 => DType::U16,
+        Dtype::U8 => DType::U8,
+        Dtype::BOOL => DType::Bool,
+        _ => return None,
+    })
+}
+
+fn from_dtype(dtype: DType) -> Option<Dtype> {
+    Some(match dtype {
+        DType::F64 => Dtype::F64,
+        DType::F32 => Dtype::F32,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::I64 => Dtype::I64,
+        DType::I32 => Dtype::I32,
+        DType::I16 => Dtype::I16,
+        DType::I8 => Dtype::I8,
+        DType::U64 => Dtype::U64,
+        DType::U32 => Dtype::U32,
+        DType::U16 => Dtype::U16,
+        DType::U8 => Dtype::U8,
+        DType::Bool => Dtype::BOOL,
+        _ => return None,
+    })
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> IoError {
+    IoError::InvalidFile {
+        path: path.display().to_string(),
+        format: "safetensors",
+        what: what.to_string(),
+    }
+}
+
+/// Reads every tensor of a safetensors file, in data-offset order.
+pub fn read_safetensors(path: &Path) -> Result<Vec<Tensor>, IoError> {
+    Ok(read_safetensors_with_metadata(path)?.0)
+}
+
+/// Reads every tensor of a safetensors file, in data-offset order, and its `__metadata__` map
+/// (empty when the header has none).
+pub fn read_safetensors_with_metadata(
+    path: &Path,
+) -> Result<(Vec<Tensor>, SafetensorsMetadata), IoError> {
+    let bytes = read_file(path)?;
+    parse(&bytes, path)
+}
+
+/// Decodes a whole safetensors file held in memory.
+pub(crate) fn parse(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<Tensor>, SafetensorsMetadata), IoError> {
+    let (header_len, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| invalid(path, e))?;
+    // `read_metadata` checked that the offsets tile the data section, which ends the file.
+    let data = bytes
+        .get(8 + header_len..)
+        .ok_or_else(|| invalid(path, "data section missing"))?;
+    let mut tensors = Vec::new();
+    for name in metadata.offset_keys() {
+        let info = metadata
+            .info(&name)
+            .ok_or_else(|| invalid(path, format!("tensor {name:?} listed without info")))?;
+        tensors.push(tensor_from(info, &name, data, path)?);
+    }
+    let map = metadata
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    Ok((tensors, map))
+}
+
+fn tensor_from(info: &TensorInfo, name: &str, data: &[u8], path: &Path) -> Result<Tensor, IoError> {
+    let malformed = |what: String| IoError::Malformed {
+        path: path.display().to_string(),
+        name: name.to_string(),
+        what,
+    };
+    let dtype = to_dtype(info.dtype).ok_or_else(|| IoError::UnsupportedDType {
+        path: path.display().to_string(),
+        name: name.to_string(),
+        dtype: info.dtype.to_string(),
+    })?;
+    let (start, end) = info.data_offsets;
+    let bytes = data
+        .get(start..end)
+        .ok_or_else(|| malformed(format!("data offsets {start}..{end} outside the file")))?;
+    let values =
+        raw::decode(dtype, bytes, ByteOrder::Little).map_err(|e| malformed(e.to_string()))?;
+    Tensor::try_new(name, info.shape.clone(), values).map_err(|e| malformed(e.to_string()))
+}
+
+/// Writes tensors to a safetensors file (no `__metadata__`). See the module doc for the order
+/// tensors are laid out in.
+pub fn write_safetensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+    write_safetensors_with_metadata(path, tensors, &SafetensorsMetadata::new())
+}
+
+/// Writes tensors and a `__metadata__` map (omitted when empty) to a safetensors file. The file
+/// is written to a temporary sibling and renamed into place, so a failed write leaves no partial
+/// file.
+pub fn write_safetensors_with_metadata(
+    path: &Path,
+    tensors: &[Tensor],
+    metadata: &SafetensorsMetadata,
+) -> Result<(), IoError> {
+    check_unique_names(path, tensors)?;
+    let mut views = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        let dtype = from_dtype(t.dtype()).ok_or_else(|| IoError::DTypeNotWritable {
+            path: path.display().to_string(),
+            name: t.name.clone(),
+            dtype: t.dtype(),
+            format: "safetensors",
+            hint: "",
+        })?;
+        let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel != Some(t.len()) {
+            return Err(IoError::Malformed {
+                path: path.display().to_string(),
+                name: t.name.clone(),
+                what: format!("shape {:?} does not hold {} elements", t.shape, t.len()),
+            });
+        }
+        views.push((t.name.as_str(), TensorOut { tensor: t, dtype }));
+    }
+    let info: Option<HashMap<String, String>> = if metadata.is_empty() {
+        None
+    } else {
+        Some(metadata.clone().into_iter().collect())
+    };
+    safetensors::serialize_to_file(views, info, path).map_err(|e| match e {
+        SafeTensorError::IoError(source) => io_error(path, source),
+        other => IoError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
+}
+
+/// A tensor seen through the crate's [`View`]; its bytes are packed only when written.
+struct TensorOut<'a> {
+    tensor: &'a Tensor,
+    dtype: Dtype,
+}
+
+impl View for TensorOut<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.tensor.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        // Every variant with a safetensors dtype packs (checked in `from_dtype`).
+        raw::encode_le(&self.tensor.data).unwrap_or(Cow::Borrowed(&[]))
+    }
+
+    fn data_len(&self) -> usize {
+        self.tensor.len() * self.tensor.dtype().size_in_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_tensor::TensorData;
+
+    fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor::try_new(name, shape, data).unwrap()
+    }
+
+    #[test]
+    fn known_file_bytes_decode() {
+        // The example file of the safetensors documentation: one 2x2 I32 tensor of zeros.
+        let mut bytes = b"<\x00\x00\x00\x00\x00\x00\x00".to_vec();
+        bytes.extend_from_slice(br#"{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}"#);
+        bytes.extend_from_slice(&[0u8; 16]);
+        let (tensors, meta) = parse(&bytes, Path::new("mem")).unwrap();
+        assert_eq!(
+            tensors,
+            vec![t("test", vec![2, 2], TensorData::I32(vec![0; 4]))]
+        );
+        assert!(meta.is_empty());
+        assert!(looks_like_safetensors(&bytes));
+    }
+
+    #[test]
+    fn order_is_data_offset_order_not_header_order() {
+        let header = br#"{"b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[7, 9]);
+        let (tensors, _) = parse(&bytes, Path::new("mem")).unwrap();
+        let names: Vec<_> = tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(tensors[1].data, TensorData::U8(vec![9]));
+    }
+
+    #[test]
+    fn unsupported_dtype_and_bad_bool_are_errors() {
+        let header = br#"{"x":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.push(0);
+        let err = parse(&bytes, Path::new("mem")).unwrap_err();
+        assert!(matches!(err, IoError::UnsupportedDType { .. }), "{err}");
+
+        let header = br#"{"x":{"dtype":"BOOL","shape":[1],"data_offsets":[0,1]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.push(3);
+        let err = parse(&bytes, Path::new("mem")).unwrap_err();
+        assert!(matches!(err, IoError::Malformed { .. }), "{err}");
+    }
+}
