@@ -496,4 +496,11 @@ fn minilm_when_available() {
         .find(|t| t.name == "embeddings.word_embeddings.weight")
         .unwrap();
     assert_eq!(emb.shape, vec![30522, 384]);
+
+    // Written back with its metadata, the file is byte-identical to the original (the Python
+    // writer and the crate lay out tensors and the one-entry header the same way).
+    let dir = tempfile::tempdir().unwrap();
+    let back = dir.path().join("back.safetensors");
+    write_safetensors_with_metadata(&back, &tensors, &meta).unwrap();
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(&path).unwrap());
 }
