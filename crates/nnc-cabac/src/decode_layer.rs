@@ -289,26 +289,31 @@ fn decode_segments(
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
             }
         } else {
-            let run = Run {
-                layout: &layout,
-                lc: &lc,
-                p,
-                hdsp_flag,
-                start: seg.start,
-            };
-            match (p.dq, extra) {
-                (false, false) => {
-                    run.decode::<false, false>(d, models, slice, &mut nbh, &mut dq_state)?
+            // In chunks, so a payload that ran out stops the loop early instead of decoding
+            // up to 2^28 positions from the zero bytes past its end.
+            for (c, chunk) in slice.chunks_mut(EXHAUSTION_CHECK_INTERVAL).enumerate() {
+                let run = Run {
+                    layout: &layout,
+                    lc: &lc,
+                    p,
+                    hdsp_flag,
+                    start: seg.start + c * EXHAUSTION_CHECK_INTERVAL,
+                };
+                match (p.dq, extra) {
+                    (false, false) => {
+                        run.decode::<false, false>(d, models, chunk, &mut nbh, &mut dq_state)?
+                    }
+                    (true, false) => {
+                        run.decode::<true, false>(d, models, chunk, &mut nbh, &mut dq_state)?
+                    }
+                    (false, true) => {
+                        run.decode::<false, true>(d, models, chunk, &mut nbh, &mut dq_state)?
+                    }
+                    (true, true) => {
+                        run.decode::<true, true>(d, models, chunk, &mut nbh, &mut dq_state)?
+                    }
                 }
-                (true, false) => {
-                    run.decode::<true, false>(d, models, slice, &mut nbh, &mut dq_state)?
-                }
-                (false, true) => {
-                    run.decode::<false, true>(d, models, slice, &mut nbh, &mut dq_state)?
-                }
-                (true, true) => {
-                    run.decode::<true, true>(d, models, slice, &mut nbh, &mut dq_state)?
-                }
+                check_not_exhausted(d)?;
             }
         }
         if seg.ends_block_row {
@@ -325,6 +330,23 @@ fn decode_segments(
                 list.push(ep.pack());
             }
         }
+    }
+    Ok(())
+}
+
+/// Positions decoded between two checks for an exhausted payload.
+const EXHAUSTION_CHECK_INTERVAL: usize = 4096;
+
+/// Bytes the decoder may read past the payload end before a level loop gives up. A valid payload
+/// is never over-read at all (the byte count only grows and must end equal to the payload
+/// length); the slack keeps this check clear of the callers' own end-of-payload checks.
+const MAX_OVER_READ: usize = 64;
+
+#[inline]
+fn check_not_exhausted(d: &ArithDecoder<'_>) -> Result<(), Error> {
+    let over_read = d.over_read();
+    if over_read > MAX_OVER_READ {
+        return Err(Error::PayloadExhausted { over_read });
     }
     Ok(())
 }
@@ -414,4 +436,40 @@ fn ctx(models: &mut [ContextModel], idx: usize) -> Result<&mut ContextModel, Err
     models
         .get_mut(idx)
         .ok_or(Error::Internal("context index out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a tensor far larger than its payload used to be decoded to the end from the
+    /// zero bytes past the payload (minutes for 2^28 positions); now the loop stops early.
+    #[test]
+    fn exhausted_payload_stops_early() {
+        let payload = [0x00, 0x00, 0x00, 0x00];
+        let cfg = LayerConfig::new(vec![1 << 24]);
+        let mut out = vec![0i32; 1 << 24];
+        let mut dec = ArithDecoder::new(&payload);
+        let r = decode_layer(&mut dec, &cfg, &LayerHistory::default(), &mut out);
+        match r {
+            Err(Error::PayloadExhausted { over_read }) => assert!(over_read > MAX_OVER_READ),
+            other => panic!("expected PayloadExhausted, got {other:?}"),
+        }
+        // Stopped within one check interval of running out (≈ 1000 bins per byte at most).
+        assert!(dec.over_read() <= MAX_OVER_READ + 1 + EXHAUSTION_CHECK_INTERVAL / 100);
+    }
+
+    /// A payload that is exactly consumed never trips the check.
+    #[test]
+    fn exact_payload_is_not_exhausted() {
+        let cfg = LayerConfig {
+            cabac_unary_length: 10,
+            ..LayerConfig::new(vec![2, 4])
+        };
+        let payload = [0x8d, 0x00, 0x48, 0x54, 0xef, 0x7d, 0x98]; // KAT-B
+        let mut out = [0i32; 8];
+        let mut dec = ArithDecoder::new(&payload);
+        decode_layer(&mut dec, &cfg, &LayerHistory::default(), &mut out).expect("decodes");
+        assert_eq!(out, [0, 1, -1, 2, 0, 0, 3, -5]);
+    }
 }

@@ -108,6 +108,13 @@ pub enum Error {
     /// A decoded level or reconstruction index does not fit an i32 (corrupt stream).
     #[error("decoded level overflows i32")]
     LevelOverflow,
+    /// The level loop read this many bytes past the end of the payload (corrupt or truncated
+    /// stream, or dimensions larger than the payload can code).
+    #[error("payload exhausted: {over_read} bytes read past its end")]
+    PayloadExhausted {
+        /// Bytes read past the end when decoding stopped.
+        over_read: usize,
+    },
     /// The terminating bin decoded as 0 (corrupt or truncated stream).
     #[error("terminating bin not found")]
     MissingTerminatingBin,

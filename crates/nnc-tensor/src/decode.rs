@@ -4,8 +4,6 @@
 //! tensors are entropy-decoded into levels and reconstructed. State that outlives one bitstream
 //! (TCA bases, HDSP history, update-tree bookkeeping) lives in the caller's [`DecoderState`].
 
-use std::collections::HashMap;
-
 use nnc_bitstream::{NduHeader, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_cabac::{ArithDecoder, HdspMode, LayerConfig, LayerHistory};
 
@@ -146,7 +144,22 @@ struct StreamContext {
     parent_signalling: bool,
     /// Set after a non-block NDU carrying factor G: the next must carry H.
     pending_factor_h: bool,
+    /// Name of that factor G and the dimensions of the weight it belongs to.
+    pending_factor_g: Option<(String, Vec<u64>)>,
     total_elements: u64,
+    /// Low-rank pairs to multiply out after decoding, in decoding order.
+    recompositions: Vec<Recomposition>,
+}
+
+/// A weight W = G·H to rebuild from two decoded factors.
+#[derive(Debug)]
+struct Recomposition {
+    g: String,
+    h: String,
+    /// Shape of W as signalled (`tensor_dimensions` of the NDU carrying the factors).
+    dims: Vec<u64>,
+    /// Where the NDU carrying H starts (for errors).
+    at: Location,
 }
 
 /// Decodes a whole bitstream, updating `state` (TCA bases, HDSP history, update tree).
@@ -185,13 +198,8 @@ pub fn decode_stream(
             });
         }
         let here = at(raw.index, raw.byte_offset);
-        let parsed =
-            nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info).map_err(|source| {
-                Error::Syntax {
-                    at: here.clone(),
-                    source,
-                }
-            })?;
+        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info)
+            .map_err(|source| syntax_error(here.clone(), source))?;
         if !ctx.seen_start && !matches!(parsed.unit, NnrUnit::Str(_)) {
             return Err(Error::Malformed {
                 at: here,
@@ -279,9 +287,46 @@ pub fn decode_stream(
         }
     }
     if opts.recompose_decomposed {
-        recompose(&mut out)?;
+        recompose(&mut out, &ctx.recompositions)?;
     }
     Ok(out)
+}
+
+/// A syntax error at `at`; missing side information also names the tensor in the location.
+fn syntax_error(mut at: Location, source: nnc_bitstream::Error) -> Error {
+    if let nnc_bitstream::Error::MissingSideInformation { name } = &source {
+        at.tensor = Some(name.clone());
+    }
+    Error::Syntax { at, source }
+}
+
+/// Upper bound on the context-coded bins one payload byte can carry in a stream that decodes
+/// without error.
+///
+/// Why: let `I = shifts − log2(range)`. A context-coded bin raises `I` by
+/// `log2(range / subrange)`, a bypass bin by 1, a block-row range reset (range := 256) by
+/// `log2(range / 256) ≥ 0`. Over an NDU `I` starts at `−log2(510)` and ends at
+/// `shifts − log2(range) ≤ (8·len − 9) − 8`, because a valid payload of `len` bytes is consumed
+/// exactly (`⌈(shifts + 9) / 8⌉ = len`) and `range ≥ 256`. So the bins' costs sum to less than
+/// `8·len` bits. The cheapest context-coded bin (an MPS with rLPS = 2 at range 351) costs
+/// `log2(351/349) ≈ 0.00824` bits, hence at most ≈ 970.4 bins per byte; 1024 leaves a margin.
+const MAX_CONTEXT_BINS_PER_BYTE: u64 = 1024;
+
+/// The fewest context-coded bins `decode_layer` can spend on a tensor: one significance bin per
+/// element, except one row-skip bin per row where row skipping can be signalled, and none for a
+/// one-entry codebook (profile 1), where every level is implied.
+fn min_context_bins(dims: &[u64], gpi: u8, codebook_size: u64) -> u64 {
+    let n = checked_elements(dims).unwrap_or(u64::MAX);
+    if n == 0 || (gpi == 1 && codebook_size == 1) {
+        return 0;
+    }
+    let w = checked_elements(dims.get(1..).unwrap_or(&[])).unwrap_or(u64::MAX);
+    let row_skip_possible = gpi == 1 && w > 1 && n > w;
+    if row_skip_possible {
+        n / w
+    } else {
+        n
+    }
 }
 
 fn checked_elements(dims: &[u64]) -> Option<u64> {
@@ -322,6 +367,8 @@ fn decode_ndu(
     let members = members(header, split_factor).map_err(malformed)?;
 
     // Check every size before allocating anything.
+    let gpi = ctx.parse.general_profile_idc;
+    let mut min_bins = 0u64;
     for m in &members {
         let at = Location {
             tensor: Some(m.name.clone()),
@@ -350,9 +397,22 @@ fn decode_ndu(
                 limit: opts.limits.max_total_elements,
             });
         }
+        let codebook_size = member_codebook(header, m).map_or(0, |cb| cb.codebook_size);
+        min_bins = min_bins.saturating_add(min_context_bins(&m.dims, gpi, codebook_size));
+    }
+    let payload_type = header.nnr_compressed_data_unit_payload_type;
+    let max_bins = MAX_CONTEXT_BINS_PER_BYTE.saturating_mul(payload.len() as u64 + 1);
+    if payload_type != nnc_bitstream::PayloadType::RawFloat && min_bins > max_bins {
+        return Err(malformed(format!(
+            "the declared tensors need at least {min_bins} arithmetic-coded bins, more than \
+             a payload of {} bytes can hold",
+            payload.len()
+        )));
+    }
+    if opts.recompose_decomposed {
+        plan_recomposition(header, &members, here, ctx, &opts.limits)?;
     }
 
-    let payload_type = header.nnr_compressed_data_unit_payload_type;
     if payload_type == nnc_bitstream::PayloadType::RawFloat {
         let m = members
             .first()
@@ -515,6 +575,72 @@ fn decode_ndu(
     Ok(())
 }
 
+/// Notes the low-rank pair of this NDU (a block with G and H, or the second of two non-block
+/// NDUs) for [`recompose`], checking the size of W and the work of G·H against the limits.
+fn plan_recomposition(
+    header: &NduHeader,
+    members: &[Member],
+    here: &Location,
+    ctx: &mut StreamContext,
+    limits: &Limits,
+) -> Result<()> {
+    let find = |role: MemberRole| members.iter().find(|m| m.role == role);
+    let (g, h, dims) = match (find(MemberRole::FactorG), find(MemberRole::FactorH)) {
+        (Some(g), Some(h)) => (g.name.clone(), h, header.tensor_dimensions.clone()),
+        (Some(g), None) => {
+            ctx.pending_factor_g = Some((g.name.clone(), header.tensor_dimensions.clone()));
+            return Ok(());
+        }
+        (None, Some(h)) => match ctx.pending_factor_g.take() {
+            Some((g, dims)) => (g, h, dims),
+            None => return Ok(()),
+        },
+        (None, None) => return Ok(()),
+    };
+    let at = Location {
+        tensor: Some(h.name.clone()),
+        ..here.clone()
+    };
+    let limit = |what, declared: u64, limit: u64| {
+        if declared > limit {
+            Err(Error::LimitExceeded {
+                at: at.clone(),
+                what,
+                declared,
+                limit,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let w = checked_elements(&dims).unwrap_or(u64::MAX);
+    limit(
+        "recomposed tensor element count",
+        w,
+        limits.max_tensor_elements,
+    )?;
+    ctx.total_elements = ctx.total_elements.saturating_add(w);
+    limit(
+        "total element count",
+        ctx.total_elements,
+        limits.max_total_elements,
+    )?;
+    // H is rank × cols: W costs rank multiply-adds per element.
+    let rank = h.dims.first().copied().unwrap_or(0);
+    limit(
+        "recomposition multiply-add count",
+        w.saturating_mul(rank),
+        limits.max_recompose_multiply_adds,
+    )?;
+    ctx.recompositions.push(Recomposition {
+        g,
+        h: h.name.clone(),
+        dims,
+        at,
+    });
+    Ok(())
+}
+
 /// Reference checks before a TCA decode (`baseline.decode`): same device, same parameter, and this
 /// update is the direct child of the stored one.
 fn check_tca_base(
@@ -607,72 +733,95 @@ fn reconstruct(
     }
 }
 
-/// Replaces each pair of low-rank factors `<w>_G`, `<w>_H` by the weight `<w>` = G·H, reshaped to
-/// the block's dimensions. The product is accumulated in the factors' precision, in index order.
-fn recompose(out: &mut DecodedStream) -> Result<()> {
-    let mut index_of: HashMap<String, usize> = HashMap::new();
-    for (i, t) in out.tensors.iter().enumerate() {
-        index_of.insert(t.tensor.name.clone(), i);
-    }
-    let g_names: Vec<String> = out
-        .tensors
-        .iter()
-        .filter_map(|t| t.tensor.name.strip_suffix("_G").map(str::to_string))
-        .filter(|w| index_of.contains_key(&format!("{w}_H")))
-        .collect();
-    for w in g_names {
-        let gi = index_of[&format!("{w}_G")];
-        let hi = index_of[&format!("{w}_H")];
+/// Replaces each planned pair of low-rank factors G (rows × rank) and H (rank × cols) by the
+/// weight W = G·H under G's name without its `_G` suffix, in G's place, reshaped to the
+/// signalled dimensions (as the reference's `recompose_params`). The product is accumulated in
+/// the factors' precision, in index order.
+fn recompose(out: &mut DecodedStream, plan: &[Recomposition]) -> Result<()> {
+    for r in plan {
+        let malformed = |what: String| Error::Malformed {
+            at: r.at.clone(),
+            what,
+        };
+        let position = |name: &str| out.tensors.iter().position(|t| t.tensor.name == name);
+        let (Some(gi), Some(hi)) = (position(&r.g), position(&r.h)) else {
+            return Err(malformed(format!(
+                "low-rank factors {:?} and {:?} are not both decoded",
+                r.g, r.h
+            )));
+        };
         let (g, h) = (&out.tensors[gi].tensor, &out.tensors[hi].tensor);
-        let (rows, rank) = (g.shape[0], g.shape.get(1).copied().unwrap_or(1));
-        let cols = h.shape.get(1).copied().unwrap_or(1);
+        let (&[rows, rank], &[rank_h, cols]) = (g.shape.as_slice(), h.shape.as_slice()) else {
+            return Err(malformed("low-rank factors must be matrices".into()));
+        };
+        let w_elements = rows.checked_mul(cols);
+        if rank != rank_h
+            || checked_elements(&r.dims).and_then(|n| usize::try_from(n).ok()) != w_elements
+        {
+            return Err(malformed(format!(
+                "factors of shapes {:?} and {:?} do not make a weight of shape {:?}",
+                g.shape, h.shape, r.dims
+            )));
+        }
         let data = match (&g.data, &h.data) {
             (TensorData::F32(a), TensorData::F32(b)) => {
-                TensorData::F32(matmul(a, b, rows, rank, cols))
+                TensorData::F32(matmul(a, b, rows, rank, cols).ok_or_else(|| {
+                    malformed("low-rank factor data does not match its shape".into())
+                })?)
             }
-            (a, b) => TensorData::F64(matmul(&as_f64(a), &as_f64(b), rows, rank, cols)),
+            (a, b) => {
+                let (Some(a), Some(b)) = (as_f64(a), as_f64(b)) else {
+                    return Err(malformed("low-rank factors of unsupported type".into()));
+                };
+                TensorData::F64(matmul(&a, &b, rows, rank, cols).ok_or_else(|| {
+                    malformed("low-rank factor data does not match its shape".into())
+                })?)
+            }
         };
-        let recomposed = Tensor {
-            name: w.clone(),
-            shape: vec![rows, cols],
-            data,
-        };
+        let name = r.g.strip_suffix("_G").unwrap_or(&r.g).to_string();
         out.tensors[gi] = DecodedTensor {
-            tensor: recomposed,
+            tensor: Tensor {
+                name,
+                shape: r.dims.iter().map(|&d| d as usize).collect(),
+                data,
+            },
             levels: None,
             approximation: Approximation::RawFloat,
         };
         out.tensors.remove(hi);
-        index_of.clear();
-        for (i, t) in out.tensors.iter().enumerate() {
-            index_of.insert(t.tensor.name.clone(), i);
-        }
     }
     Ok(())
 }
 
-fn as_f64(d: &TensorData) -> Vec<f64> {
+fn as_f64(d: &TensorData) -> Option<Vec<f64>> {
     match d {
-        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
-        TensorData::F64(v) => v.clone(),
-        _ => Vec::new(),
+        TensorData::F32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
+        TensorData::F64(v) => Some(v.clone()),
+        TensorData::I32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
+        _ => None,
     }
 }
 
-fn matmul<T>(a: &[T], b: &[T], rows: usize, inner: usize, cols: usize) -> Vec<T>
+/// `a` (rows × inner) times `b` (inner × cols), or `None` if the lengths do not match.
+fn matmul<T>(a: &[T], b: &[T], rows: usize, inner: usize, cols: usize) -> Option<Vec<T>>
 where
     T: Copy + Default + std::ops::Mul<Output = T> + std::ops::AddAssign,
 {
-    let mut out = vec![T::default(); rows * cols];
-    for r in 0..rows {
-        for k in 0..inner {
-            let x = a[r * inner + k];
-            for c in 0..cols {
-                out[r * cols + c] += x * b[k * cols + c];
+    if Some(a.len()) != rows.checked_mul(inner) || Some(b.len()) != inner.checked_mul(cols) {
+        return None;
+    }
+    let mut out = vec![T::default(); rows.checked_mul(cols)?];
+    if inner == 0 || cols == 0 {
+        return Some(out);
+    }
+    for (out_row, a_row) in out.chunks_exact_mut(cols).zip(a.chunks_exact(inner)) {
+        for (&x, b_row) in a_row.iter().zip(b.chunks_exact(cols)) {
+            for (o, &y) in out_row.iter_mut().zip(b_row) {
+                *o += x * y;
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// Parses every unit header of a bitstream into the key/value form of the reference's `hls.json`.
@@ -698,17 +847,13 @@ pub fn hls_json(
                 })
             }
         };
-        let parsed =
-            nnc_bitstream::parse_unit(raw, &mut ctx, &opts.side_info).map_err(|source| {
-                Error::Syntax {
-                    at: Location {
-                        unit_index: raw.index,
-                        byte_offset: raw.byte_offset,
-                        tensor: None,
-                    },
-                    source,
-                }
-            })?;
+        let at = Location {
+            unit_index: raw.index,
+            byte_offset: raw.byte_offset,
+            tensor: None,
+        };
+        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx, &opts.side_info)
+            .map_err(|source| syntax_error(at, source))?;
         out.push(parsed.to_hls_json());
     }
     Ok(out)

@@ -6,6 +6,9 @@ pub const DEFAULT_MAX_TENSOR_ELEMENTS: u64 = 1 << 28;
 pub const DEFAULT_MAX_TOTAL_ELEMENTS: u64 = 1 << 30;
 /// Default maximum number of NNR units in one bitstream.
 pub const DEFAULT_MAX_UNITS: u64 = 1 << 20;
+/// Default maximum multiply-adds to recompose one low-rank weight W = G·H (2^34: a 2^28-element
+/// weight of rank 64, some seconds of work).
+const DEFAULT_MAX_RECOMPOSE_MULTIPLY_ADDS: u64 = 1 << 34;
 
 /// Limits checked before anything is allocated. The defaults are safe for untrusted input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +20,10 @@ pub struct Limits {
     pub max_total_elements: u64,
     /// Maximum NNR units in a bitstream. Default: [`DEFAULT_MAX_UNITS`].
     pub max_units: u64,
+    /// Maximum multiply-adds for recomposing one low-rank weight (its elements times the rank);
+    /// without it a few hundred bytes of row-skipped factors could ask for 2^42 of them.
+    /// Default: 2^34 (a 2^28-element weight of rank 64).
+    pub max_recompose_multiply_adds: u64,
 }
 
 impl Default for Limits {
@@ -25,6 +32,7 @@ impl Default for Limits {
             max_tensor_elements: DEFAULT_MAX_TENSOR_ELEMENTS,
             max_total_elements: DEFAULT_MAX_TOTAL_ELEMENTS,
             max_units: DEFAULT_MAX_UNITS,
+            max_recompose_multiply_adds: DEFAULT_MAX_RECOMPOSE_MULTIPLY_ADDS,
         }
     }
 }
@@ -43,6 +51,11 @@ impl Limits {
     /// Sets [`Limits::max_units`].
     pub fn with_max_units(mut self, n: u64) -> Self {
         self.max_units = n;
+        self
+    }
+    /// Sets [`Limits::max_recompose_multiply_adds`].
+    pub fn with_max_recompose_multiply_adds(mut self, n: u64) -> Self {
+        self.max_recompose_multiply_adds = n;
         self
     }
 }
