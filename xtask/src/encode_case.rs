@@ -29,6 +29,8 @@ enum StateUse {
 
 fn options_from_kwargs(kw: &Value) -> Result<EncodeOptions> {
     let mut o = EncodeOptions::compress_defaults();
+    // The reference carries no dtype metadata.
+    o.carry_dtypes = false;
     let int = |k: &str| kw.get(k).and_then(Value::as_i64);
     let flag = |k: &str| kw.get(k).and_then(Value::as_bool);
     if let Some(v) = int("qp") {

@@ -88,6 +88,8 @@ pub enum Approximation {
     Integer,
     /// Uncompressed float32 payload.
     RawFloat,
+    /// Not coded: carried verbatim in the stream's metadata (see [`crate::metadata`]).
+    Verbatim,
 }
 
 /// One decoded tensor with the integers it was reconstructed from.
@@ -170,6 +172,7 @@ pub fn decode_stream(
 ) -> Result<DecodedStream> {
     let mut ctx = StreamContext::default();
     let mut out = DecodedStream::default();
+    let mut metadata = None;
     let mut reader = UnitReader::new(bytes);
     let mut unit_count: u64 = 0;
     loop {
@@ -246,6 +249,10 @@ pub fn decode_stream(
                     });
                 }
                 out.topology_storage_format = Some(tpl.topology_storage_format);
+                metadata = tpl
+                    .topology_data
+                    .as_deref()
+                    .and_then(crate::metadata::StreamMetadata::from_topology_data);
             }
             NnrUnit::Ndu { header, .. } => {
                 if !ctx.seen_mps {
@@ -288,6 +295,9 @@ pub fn decode_stream(
     }
     if opts.recompose_decomposed {
         recompose(&mut out, &ctx.recompositions)?;
+    }
+    if let Some(meta) = &metadata {
+        crate::metadata::apply(meta, &mut out.tensors);
     }
     Ok(out)
 }

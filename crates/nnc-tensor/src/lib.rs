@@ -28,6 +28,7 @@ pub mod encode;
 mod error;
 mod limits;
 pub mod members;
+pub mod metadata;
 pub mod sparsify;
 mod state;
 pub mod tensor;

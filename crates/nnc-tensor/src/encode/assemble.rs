@@ -454,6 +454,7 @@ fn entry_points(
 pub(super) fn write_stream(
     model: &WorkModel,
     opts: &EncodeOptions,
+    topology_data: String,
     mut inc: Option<Incremental<'_>>,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let parent_signalling = opts.compress_differences || opts.pre_signalling;
@@ -501,7 +502,7 @@ pub(super) fn write_stream(
     let tpl = TopologyUnit {
         topology_storage_format: model.topology_storage_format,
         topology_compression_format: 0,
-        topology_data: Some(String::new()),
+        topology_data: Some(topology_data),
         topology_elem_id_list: None,
     };
     out.extend(encode_unit(&NnrUnit::Tpl(tpl), &ctx).map_err(syntax)?);

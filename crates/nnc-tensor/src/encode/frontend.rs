@@ -18,11 +18,13 @@ impl EncodeInput {
     /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
     pub fn from_state_dict(tensors: &[Tensor]) -> Result<Self, InputError> {
         let mut parameters = Vec::new();
+        let mut extra_tensors = Vec::new();
         for (i, t) in tensors.iter().enumerate() {
             if tensors[..i].iter().any(|u| u.name == t.name) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
             if t.name.ends_with(NUM_BATCHES_TRACKED) {
+                extra_tensors.push(t.clone());
                 continue;
             }
             let (dims, data) = to_parameter_data(t)?;
@@ -32,11 +34,14 @@ impl EncodeInput {
                 dims,
                 data,
                 parameter_index: i as u64,
+                original_dtype: t.dtype(),
+                original_shape: t.shape.clone(),
             });
         }
         Ok(EncodeInput {
             parameters,
             decomposed_weights: Vec::new(),
+            extra_tensors,
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_PYTORCH,
         })

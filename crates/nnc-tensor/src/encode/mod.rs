@@ -14,7 +14,9 @@ mod work;
 
 use crate::decode::Approximation;
 use crate::error::{Error, Result};
+use crate::metadata::{StreamMetadata, TensorMeta};
 use crate::state::IncrementalState;
+use crate::tensor::DType;
 
 pub use model::{
     BlockIdAndParamType, DecomposedWeight, EncodeInput, InputError, ModelParameter, ParameterData,
@@ -73,6 +75,50 @@ pub fn encode_incremental(
     )
 }
 
+/// What decoding needs to restore the user's dtypes, shapes and uncoded tensors; `None` when the
+/// stream is what the reference would write anyway.
+fn metadata_of(input: &EncodeInput) -> Result<Option<StreamMetadata>> {
+    let mut meta = StreamMetadata::new();
+    for p in &input.parameters {
+        let coded = match p.data {
+            ParameterData::F32(_) => DType::F32,
+            ParameterData::I32(_) => DType::I32,
+        };
+        if p.original_dtype != coded || p.original_shape != p.dims {
+            meta.tensors.insert(
+                p.name.clone(),
+                TensorMeta {
+                    dtype: p.original_dtype,
+                    shape: p.original_shape.clone(),
+                },
+            );
+        }
+    }
+    for t in &input.extra_tensors {
+        meta.extra.push(
+            StreamMetadata::extra_from(t).ok_or_else(|| Error::InvalidArgument {
+                what: format!("tensor {:?} cannot be carried verbatim", t.name),
+            })?,
+        );
+    }
+    if !input.extra_tensors.is_empty() {
+        let mut all: Vec<(u64, &str)> = input
+            .parameters
+            .iter()
+            .map(|p| (p.parameter_index, p.name.as_str()))
+            .collect();
+        all.extend(
+            input
+                .extra_tensors
+                .iter()
+                .filter_map(|t| input.extra_index(&t.name).map(|i| (i, t.name.as_str()))),
+        );
+        all.sort_by_key(|e| e.0);
+        meta.order = all.into_iter().map(|(_, n)| n.to_string()).collect();
+    }
+    Ok((!meta.is_empty()).then_some(meta))
+}
+
 fn encode_impl(
     input: &EncodeInput,
     opts: &EncodeOptions,
@@ -102,7 +148,14 @@ fn encode_impl(
             }
         }
     }
-    let (bytes, skipped) = assemble::write_stream(&model, opts, inc)?;
+    let topology_data = if opts.carry_dtypes {
+        metadata_of(input)?
+            .map(|m| m.to_topology_data())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let (bytes, skipped) = assemble::write_stream(&model, opts, topology_data, inc)?;
     let mut tensors = Vec::new();
     for item in &model.items {
         let names = match item {

@@ -47,6 +47,10 @@ pub struct ModelParameter {
     pub parameter_type: ParameterType,
     /// Index in the model's parameter enumeration (`parameter_id`).
     pub parameter_index: u64,
+    /// The element type the user gave (the coder sees float32 or int32).
+    pub original_dtype: crate::tensor::DType,
+    /// The shape the user gave (a scalar is coded as `[1]`).
+    pub original_shape: Vec<usize>,
 }
 
 /// The reference's `block_id_and_param_type`: which tensors form a layer block, and their types.
@@ -103,6 +107,9 @@ pub struct EncodeInput {
     pub parameters: Vec<ModelParameter>,
     /// Weights coded as low-rank factors (`NNR_CPT_DC`); they must be in a block.
     pub decomposed_weights: Vec<DecomposedWeight>,
+    /// Tensors that are not coded but carried verbatim in the stream's metadata (e.g. PyTorch's
+    /// `num_batches_tracked`), when [`EncodeOptions::carry_dtypes`](super::EncodeOptions) is on.
+    pub extra_tensors: Vec<Tensor>,
     /// Block identifier per parameter name, only for blocks of two or more members.
     pub block_identifier: BTreeMap<String, String>,
     /// `topology_storage_format` written in the TPL unit.
@@ -110,7 +117,7 @@ pub struct EncodeInput {
 }
 
 /// Converts a tensor to the coder's element types: floats to float32, integers to int32 (checked),
-/// booleans to 0/1. Scalars become shape `[1]` float32, as in the reference.
+/// booleans to 0/1. Scalars become shape `[1]`.
 pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), InputError> {
     fn ints<T: Copy + Into<i128>>(name: &str, v: &[T]) -> Result<Vec<i32>, InputError> {
         v.iter()
@@ -147,11 +154,9 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), Inpu
         },
     };
     if t.shape.is_empty() {
-        let value = match data {
-            ParameterData::F32(v) => v[0],
-            ParameterData::I32(v) => v[0] as f32,
-        };
-        return Ok((vec![1], ParameterData::F32(vec![value])));
+        // The reference codes every scalar as a float32 of shape [1]; an integer scalar stays an
+        // integer here so it is coded losslessly (quirks.md#integer-scalars).
+        return Ok((vec![1], data));
     }
     Ok((t.shape.clone(), data))
 }
@@ -173,14 +178,29 @@ impl EncodeInput {
                 data,
                 parameter_type: ParameterType::for_dict_tensor(ndim),
                 parameter_index: i as u64,
+                original_dtype: t.dtype(),
+                original_shape: t.shape.clone(),
             });
         }
         Ok(EncodeInput {
             parameters,
             decomposed_weights: Vec::new(),
+            extra_tensors: Vec::new(),
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_UNRECOGNISED,
         })
+    }
+
+    /// Enumeration index of a verbatim tensor: the gap its position left in the parameter
+    /// indices (PyTorch state dicts), or after the last parameter.
+    pub fn extra_index(&self, name: &str) -> Option<u64> {
+        let pos = self.extra_tensors.iter().position(|t| t.name == name)? as u64;
+        let mut taken: Vec<u64> = self.parameters.iter().map(|p| p.parameter_index).collect();
+        taken.sort_unstable();
+        // The k-th verbatim tensor takes the k-th index not used by a coded parameter.
+        (0u64..)
+            .filter(|i| taken.binary_search(i).is_err())
+            .nth(pos as usize)
     }
 
     /// The parameter called `name`.

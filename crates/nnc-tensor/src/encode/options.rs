@@ -81,6 +81,11 @@ pub struct EncodeOptions {
     /// Integer-aligned bit depth: choose each tensor's qp so its levels fit this many bits.
     /// Default: `None`.
     pub int_quant_bw: Option<u32>,
+    /// Carry original dtypes and shapes, and uncoded tensors, in the topology unit so decoding
+    /// restores them (see `nnc_tensor::metadata`). The reference writes no such data: turn this off
+    /// for byte-identical output when a tensor is not float32/int32. Not an argument of the
+    /// reference. Default: `true`.
+    pub carry_dtypes: bool,
 }
 
 impl Default for EncodeOptions {
@@ -105,6 +110,7 @@ impl Default for EncodeOptions {
             device_id: 0,
             compress_differences: false,
             int_quant_bw: None,
+            carry_dtypes: true,
         }
     }
 }
