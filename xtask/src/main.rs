@@ -7,6 +7,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 use xtask::conformance::{self, RunOptions};
 
+mod bench_vs_ref;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nnc project tasks")]
 struct Cli {
@@ -36,6 +38,25 @@ enum Task {
     },
     /// Everything CI runs: format check, clippy, the test suite and the conformance runner.
     Ci,
+    /// Time the reference (NNCodec in PY) and ours on the same inputs; check the bytes are identical.
+    BenchVsRef {
+        /// Python interpreter with nncodec 2.1.3 installed (skipped with a message if missing).
+        #[arg(long)]
+        python: PathBuf,
+        /// Only the 1 M-element tensor, one run per side.
+        #[arg(long)]
+        quick: bool,
+        /// Runs per workload and side, fastest reported (default 5 for the tensor, 2 for models).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Directory holding all-MiniLM-L6-v2/model.safetensors (default: $NNC_BENCH_CACHE or
+        /// ~/.cache/nnc-bench; $NNC_MINILM_SAFETENSORS names the file directly). Skipped if absent.
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Keep the work directory (inputs, bitstreams, Python script).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -72,6 +93,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(summary.failed() == 0)
         }
         Task::Ci => ci(),
+        Task::BenchVsRef {
+            python,
+            quick,
+            reps,
+            cache_dir,
+            keep,
+        } => bench_vs_ref::run(&bench_vs_ref::Options {
+            python,
+            quick,
+            reps,
+            cache_dir,
+            keep,
+        }),
     }
 }
 

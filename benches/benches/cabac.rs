@@ -1,0 +1,157 @@
+//! CABAC engine (bins/s, context-coded and bypass) and level coding (values/s).
+//!
+//! `cargo bench -p nnc-benches --bench cabac`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nnc_benches::{laplacian_levels, random_words, EngineBins, ENGINE_CONTEXTS, SEED};
+use nnc_cabac::{
+    decode_layer, encode_layer, ArithDecoder, ArithEncoder, ContextModel, EncodeLayerOptions,
+    LayerConfig, LayerHistory,
+};
+
+/// Context-coded bins per iteration.
+const CTX_BINS: usize = 1 << 20;
+/// Bypass words per iteration, and bins per word.
+const BYPASS_WORDS: usize = 1 << 18;
+const BYPASS_WORD_BITS: u32 = 16;
+/// The level-coding tensor: 1024 × 1024 Laplacian levels, mean |level| ≈ 3.
+const LEVEL_DIMS: [usize; 2] = [1024, 1024];
+
+fn contexts() -> [ContextModel; ENGINE_CONTEXTS] {
+    [ContextModel::new(0); ENGINE_CONTEXTS]
+}
+
+fn encode_ctx_bins(bins: &EngineBins) -> Vec<u8> {
+    let mut ctx = contexts();
+    let mut enc = ArithEncoder::new();
+    for (&c, &b) in bins.ctx.iter().zip(&bins.bin) {
+        enc.encode_bin(b, &mut ctx[usize::from(c) % ENGINE_CONTEXTS]);
+    }
+    enc.finish()
+}
+
+fn decode_ctx_bins(payload: &[u8], ctx_ids: &[u8]) -> u64 {
+    let mut ctx = contexts();
+    let mut dec = ArithDecoder::new(payload);
+    let mut ones = 0u64;
+    for &c in ctx_ids {
+        ones += u64::from(dec.decode_bin(&mut ctx[usize::from(c) % ENGINE_CONTEXTS]));
+    }
+    ones
+}
+
+fn encode_bypass(words: &[u32]) -> Vec<u8> {
+    let mut enc = ArithEncoder::new();
+    for &w in words {
+        enc.encode_bypass_bins(BYPASS_WORD_BITS, w);
+    }
+    enc.finish()
+}
+
+fn decode_bypass(payload: &[u8], n: usize) -> u64 {
+    let mut dec = ArithDecoder::new(payload);
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum += u64::from(dec.decode_bypass_bins(BYPASS_WORD_BITS));
+    }
+    sum
+}
+
+fn level_config() -> LayerConfig {
+    LayerConfig {
+        general_profile_idc: 1,
+        ..LayerConfig::new(LEVEL_DIMS.to_vec())
+    }
+}
+
+fn engine(c: &mut Criterion) {
+    let bins = EngineBins::generate(CTX_BINS, SEED);
+    let ctx_payload = encode_ctx_bins(&bins);
+    let ones = bins.bin.iter().filter(|&&b| b).count() as u64;
+    assert_eq!(decode_ctx_bins(&ctx_payload, &bins.ctx), ones);
+    let words = random_words(BYPASS_WORDS, BYPASS_WORD_BITS, SEED);
+    let bypass_payload = encode_bypass(&words);
+    let sum: u64 = words.iter().map(|&w| u64::from(w)).sum();
+    assert_eq!(decode_bypass(&bypass_payload, words.len()), sum);
+    let bypass_bins = (BYPASS_WORDS as u64) * u64::from(BYPASS_WORD_BITS);
+
+    let mut g = c.benchmark_group("cabac/encode");
+    g.throughput(Throughput::Elements(CTX_BINS as u64));
+    g.bench_function("context", |b| b.iter(|| encode_ctx_bins(black_box(&bins))));
+    g.throughput(Throughput::Elements(bypass_bins));
+    g.bench_function("bypass", |b| b.iter(|| encode_bypass(black_box(&words))));
+    g.finish();
+
+    let mut g = c.benchmark_group("cabac/decode");
+    g.throughput(Throughput::Elements(CTX_BINS as u64));
+    g.bench_function("context", |b| {
+        b.iter(|| decode_ctx_bins(black_box(&ctx_payload), &bins.ctx))
+    });
+    g.throughput(Throughput::Elements(bypass_bins));
+    g.bench_function("bypass", |b| {
+        b.iter(|| decode_bypass(black_box(&bypass_payload), BYPASS_WORDS))
+    });
+    g.finish();
+}
+
+fn levels(c: &mut Criterion) {
+    let n: usize = LEVEL_DIMS.iter().product();
+    let levels = laplacian_levels(n, 3.0, SEED);
+    let cfg = level_config();
+    let hist = LayerHistory::default();
+    let encode = |param_opt: bool| {
+        let opts = EncodeLayerOptions {
+            param_opt,
+            ..Default::default()
+        };
+        let mut enc = ArithEncoder::new();
+        encode_layer(&mut enc, &cfg, &hist, &opts, &levels).unwrap();
+        enc.finish()
+    };
+    let payload = encode(false);
+    let mut out = vec![0i32; n];
+    {
+        let mut dec = ArithDecoder::new(&payload);
+        decode_layer(&mut dec, &cfg, &hist, &mut out).unwrap();
+        assert_eq!(out, levels);
+    }
+
+    let mut g = c.benchmark_group("levels/decode");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("laplace3_1m", |b| {
+        b.iter(|| {
+            let mut dec = ArithDecoder::new(black_box(&payload));
+            decode_layer(&mut dec, &cfg, &hist, &mut out).unwrap();
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("levels/encode");
+    g.throughput(Throughput::Elements(n as u64));
+    for param_opt in [false, true] {
+        g.bench_with_input(
+            BenchmarkId::new("laplace3_1m_param_opt", param_opt),
+            &param_opt,
+            |b, &p| b.iter(|| encode(p)),
+        );
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = engine, levels
+}
+criterion_main!(benches);

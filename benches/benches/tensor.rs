@@ -1,0 +1,140 @@
+//! Whole-tensor decode and encode of the 1 M-element workload (`randn(256, 64, 64)`, seed 0) at the
+//! tensor pipeline's defaults (qp −32, DQ, row skipping, param_opt), plus the entry-point decode
+//! (scan_order 2) on one and two threads.
+//!
+//! `cargo bench -p nnc-benches --bench tensor`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use nnc_benches::{count_level_bins, randn_tensor, SEED, TENSOR_SHAPE};
+use nnc_cabac::{
+    decode_layer_and_create_entry_points, decode_layer_with_entry_points, encode_layer,
+    ArithDecoder, ArithEncoder, EncodeLayerOptions, LayerConfig, LayerHistory,
+};
+use nnc_quant::{quantize_layer, QuantizeOptions};
+use nnc_tensor::{
+    decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions, Tensor,
+};
+
+/// Greater-than flags at the default `cabac_unary_length_minus1` = 10.
+const NUM_GTX_FLAGS: u32 = 11;
+
+fn decode_all(bytes: &[u8]) -> usize {
+    let mut state = DecoderState::default();
+    let decoded = decode_stream(bytes, &mut state, &DecodeOptions::new()).unwrap();
+    decoded.tensors.len()
+}
+
+fn encode_bytes(input: &EncodeInput, opts: &EncodeOptions) -> Vec<u8> {
+    encode(input, opts).unwrap().bytes
+}
+
+fn tensor(c: &mut Criterion) {
+    let t: Tensor = randn_tensor(SEED);
+    let n = t.len() as u64;
+    let input = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
+    let opts = EncodeOptions::default();
+    let encoded = encode(&input, &opts).unwrap();
+    let bins = count_level_bins(&encoded.tensors[0].levels, opts.use_dq, NUM_GTX_FLAGS);
+    let bytes = encoded.bytes;
+    assert_eq!(decode_all(&bytes), 1);
+    eprintln!(
+        "tensor/decode_1m: {} bytes, {} level bins ({} context, {} bypass), {:.2} bins/value",
+        bytes.len(),
+        bins.total(),
+        bins.context,
+        bins.bypass,
+        bins.total() as f64 / n as f64
+    );
+
+    let mut g = c.benchmark_group("tensor/decode_1m");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("values", |b| b.iter(|| decode_all(black_box(&bytes))));
+    g.throughput(Throughput::Elements(bins.total()));
+    g.bench_function("bins", |b| b.iter(|| decode_all(black_box(&bytes))));
+    g.finish();
+
+    let mut g = c.benchmark_group("tensor/encode_1m");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("defaults", |b| {
+        b.iter(|| encode_bytes(black_box(&input), &opts))
+    });
+    g.finish();
+}
+
+fn tensor_scan(c: &mut Criterion) {
+    let t: Tensor = randn_tensor(SEED);
+    let n = t.len();
+    let input = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
+    let opts = EncodeOptions::default().with_scan_order(2);
+    let bytes = encode_bytes(&input, &opts);
+    assert_eq!(decode_all(&bytes), 1);
+
+    // The same tensor at the level-coder API, where block rows can run on several threads.
+    let weights = match &t.data {
+        nnc_tensor::TensorData::F32(v) => v.clone(),
+        _ => unreachable!("randn_tensor is f32"),
+    };
+    let q = quantize_layer(
+        &weights,
+        &TENSOR_SHAPE,
+        &QuantizeOptions {
+            scan_order: 2,
+            ..QuantizeOptions::default()
+        },
+    )
+    .unwrap();
+    let cfg = LayerConfig {
+        dq_flag: true,
+        scan_order: 2,
+        general_profile_idc: 1,
+        cabac_unary_length: NUM_GTX_FLAGS,
+        ..LayerConfig::new(TENSOR_SHAPE.to_vec())
+    };
+    let hist = LayerHistory::default();
+    let mut enc = ArithEncoder::new();
+    let layer_opts = EncodeLayerOptions {
+        param_opt: true,
+        row_skip_enabled_flag: true,
+        ..Default::default()
+    };
+    encode_layer(&mut enc, &cfg, &hist, &layer_opts, &q.levels).unwrap();
+    let payload = enc.finish();
+    let mut out = vec![0i32; n];
+    let mut dec = ArithDecoder::new(&payload);
+    let (info, eps) =
+        decode_layer_and_create_entry_points(&mut dec, &cfg, &hist, &mut out).unwrap();
+    assert_eq!(out, q.levels);
+    assert_eq!(eps.len() + 1, info.num_block_rows);
+
+    let mut g = c.benchmark_group("tensor/decode_1m_scan");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("stream", |b| b.iter(|| decode_all(black_box(&bytes))));
+    for threads in [1usize, 2] {
+        g.bench_with_input(
+            BenchmarkId::new("levels_entry_points_threads", threads),
+            &threads,
+            |b, &threads| {
+                b.iter(|| {
+                    let mut dec = ArithDecoder::new(black_box(&payload));
+                    decode_layer_with_entry_points(&mut dec, &cfg, &hist, &eps, &mut out, threads)
+                        .unwrap()
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = tensor, tensor_scan
+}
+criterion_main!(benches);

@@ -1,0 +1,610 @@
+//! `cargo xtask bench-vs-ref --python PY`: times the reference (NNCodec 2.1.3 in a child Python
+//! process) and ours (in process, this release build) on the same inputs with the same default
+//! arguments, and checks that the bitstreams and the decoded values are identical.
+//!
+//! Workloads: `randn(256, 64, 64)` float32 through the tensor pipeline (`nncodec.tensor`), a
+//! randomly initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
+//! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
+//! cache directory), through the model pipeline (`nncodec.nn` on a dict). Inputs are generated here
+//! with a seeded generator and written as `.npy`/`.npz`; the reference's codec calls are timed inside
+//! Python with `time.perf_counter`, so interpreter start-up, imports and file I/O are not counted.
+//! Each side's fastest of `reps` runs is reported (the machine is shared; the minimum is the least
+//! disturbed estimate).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use nnc_nn::io::{read_npz, read_tensors, write_npy, write_npz};
+use nnc_tensor::{decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use nnc_tensor::{Tensor, TensorData};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Python interpreter with nncodec 2.1.3 installed.
+    pub python: PathBuf,
+    /// Only the tensor workload, one run per side.
+    pub quick: bool,
+    /// Runs per workload and side (default: 5 for the tensor, 2 for models; 1 with `quick`).
+    pub reps: Option<usize>,
+    /// Where all-MiniLM-L6-v2 is looked for (`all-MiniLM-L6-v2/model.safetensors` inside).
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the work directory (inputs, bitstreams, the Python script) instead of deleting it.
+    pub keep: bool,
+}
+
+/// The reference side, written next to the inputs and run as `python bench_ref.py WORKDIR`.
+const REFERENCE_SCRIPT: &str = r#"
+import json, os, sys, time
+import numpy as np
+
+work = sys.argv[1]
+with open(os.path.join(work, "plan.json")) as f:
+    plan = json.load(f)
+from nncodec import tensor as nnc_tensor
+from nncodec import nn as nnc_nn
+
+results = {}
+for w in plan["workloads"]:
+    name, reps = w["name"], int(w["reps"])
+    if w["kind"] == "tensor":
+        x = np.load(w["input"])
+        enc = lambda: nnc_tensor.encode(x, {"results": work})
+        dec = lambda bs: {"0": nnc_tensor.decode(bs)}
+    else:
+        with np.load(w["input"]) as z:
+            model = {k: z[k] for k in z.files}
+        enc = lambda: nnc_nn.encode(model, {"results": work, "verbose": False})
+        dec = lambda bs: nnc_nn.decode(bs, {"verbose": False})
+    enc_s, dec_s = [], []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        bs = enc()
+        enc_s.append(time.perf_counter() - t0)
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        rec = dec(bs)
+        dec_s.append(time.perf_counter() - t0)
+    bs_path = os.path.join(work, "ref_" + name + ".nnc")
+    with open(bs_path, "wb") as f:
+        f.write(bytes(bs))
+    rec_path = os.path.join(work, "ref_" + name + "_decoded.npz")
+    np.savez(rec_path, **{k: np.asarray(v) for k, v in rec.items()})
+    results[name] = {"encode_s": enc_s, "decode_s": dec_s, "bitstream": bs_path, "decoded": rec_path}
+
+with open(os.path.join(work, "ref_results.json"), "w") as f:
+    json.dump(results, f)
+"#;
+
+/// Conv and linear weights of torchvision's `resnet50()` in `state_dict` order. Every conv is
+/// followed by its batch norm (`convK` → `bnK`, `downsample.0` → `downsample.1`, `conv1` → `bn1`);
+/// `fc.bias` follows `fc.weight`.
+const RESNET50_WEIGHTS: &[(&str, &[usize])] = &[
+    ("conv1.weight", &[64, 3, 7, 7]),
+    ("layer1.0.conv1.weight", &[64, 64, 1, 1]),
+    ("layer1.0.conv2.weight", &[64, 64, 3, 3]),
+    ("layer1.0.conv3.weight", &[256, 64, 1, 1]),
+    ("layer1.0.downsample.0.weight", &[256, 64, 1, 1]),
+    ("layer1.1.conv1.weight", &[64, 256, 1, 1]),
+    ("layer1.1.conv2.weight", &[64, 64, 3, 3]),
+    ("layer1.1.conv3.weight", &[256, 64, 1, 1]),
+    ("layer1.2.conv1.weight", &[64, 256, 1, 1]),
+    ("layer1.2.conv2.weight", &[64, 64, 3, 3]),
+    ("layer1.2.conv3.weight", &[256, 64, 1, 1]),
+    ("layer2.0.conv1.weight", &[128, 256, 1, 1]),
+    ("layer2.0.conv2.weight", &[128, 128, 3, 3]),
+    ("layer2.0.conv3.weight", &[512, 128, 1, 1]),
+    ("layer2.0.downsample.0.weight", &[512, 256, 1, 1]),
+    ("layer2.1.conv1.weight", &[128, 512, 1, 1]),
+    ("layer2.1.conv2.weight", &[128, 128, 3, 3]),
+    ("layer2.1.conv3.weight", &[512, 128, 1, 1]),
+    ("layer2.2.conv1.weight", &[128, 512, 1, 1]),
+    ("layer2.2.conv2.weight", &[128, 128, 3, 3]),
+    ("layer2.2.conv3.weight", &[512, 128, 1, 1]),
+    ("layer2.3.conv1.weight", &[128, 512, 1, 1]),
+    ("layer2.3.conv2.weight", &[128, 128, 3, 3]),
+    ("layer2.3.conv3.weight", &[512, 128, 1, 1]),
+    ("layer3.0.conv1.weight", &[256, 512, 1, 1]),
+    ("layer3.0.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.0.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer3.0.downsample.0.weight", &[1024, 512, 1, 1]),
+    ("layer3.1.conv1.weight", &[256, 1024, 1, 1]),
+    ("layer3.1.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.1.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer3.2.conv1.weight", &[256, 1024, 1, 1]),
+    ("layer3.2.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.2.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer3.3.conv1.weight", &[256, 1024, 1, 1]),
+    ("layer3.3.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.3.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer3.4.conv1.weight", &[256, 1024, 1, 1]),
+    ("layer3.4.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.4.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer3.5.conv1.weight", &[256, 1024, 1, 1]),
+    ("layer3.5.conv2.weight", &[256, 256, 3, 3]),
+    ("layer3.5.conv3.weight", &[1024, 256, 1, 1]),
+    ("layer4.0.conv1.weight", &[512, 1024, 1, 1]),
+    ("layer4.0.conv2.weight", &[512, 512, 3, 3]),
+    ("layer4.0.conv3.weight", &[2048, 512, 1, 1]),
+    ("layer4.0.downsample.0.weight", &[2048, 1024, 1, 1]),
+    ("layer4.1.conv1.weight", &[512, 2048, 1, 1]),
+    ("layer4.1.conv2.weight", &[512, 512, 3, 3]),
+    ("layer4.1.conv3.weight", &[2048, 512, 1, 1]),
+    ("layer4.2.conv1.weight", &[512, 2048, 1, 1]),
+    ("layer4.2.conv2.weight", &[512, 512, 3, 3]),
+    ("layer4.2.conv3.weight", &[2048, 512, 1, 1]),
+    ("fc.weight", &[1000, 2048]),
+];
+
+/// Seed of every generated input.
+const SEED: u64 = 0;
+
+/// SplitMix64 with Box–Muller normals: the same generator (and so, for seed 0, the same tensor) as
+/// `nnc_benches::randn_tensor` uses for the criterion benches.
+struct Rng {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            spare: None,
+        }
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+    fn normal(&mut self) -> f64 {
+        if let Some(v) = self.spare.take() {
+            return v;
+        }
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        self.spare = Some(r * s);
+        r * c
+    }
+}
+
+fn f32_tensor(name: &str, shape: &[usize], values: Vec<f32>) -> Tensor {
+    Tensor {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+        data: TensorData::F32(values),
+    }
+}
+
+/// `randn(256, 64, 64)`, seed 0, named `"0"` (the reference's default tensor id).
+fn randn_tensor() -> Tensor {
+    let shape = [256usize, 64, 64];
+    let mut rng = Rng::new(SEED);
+    let n = shape.iter().product();
+    f32_tensor("0", &shape, (0..n).map(|_| rng.normal() as f32).collect())
+}
+
+/// torchvision's `resnet50()` initialisation with our generator: conv weights Kaiming-normal
+/// (fan-out, ReLU gain), the classifier like `nn.Linear` (uniform ±1/√fan_in), batch norms at
+/// weight 1, bias 0, running mean 0, running variance 1 (`num_batches_tracked` left out).
+fn resnet50_state_dict() -> Vec<Tensor> {
+    let mut rng = Rng::new(SEED);
+    let mut out = Vec::with_capacity(RESNET50_WEIGHTS.len() * 5 + 1);
+    for &(name, shape) in RESNET50_WEIGHTS {
+        let n: usize = shape.iter().product();
+        if name == "fc.weight" {
+            let bound = 1.0 / (shape[1] as f64).sqrt();
+            let mut uniform = |len: usize| -> Vec<f32> {
+                (0..len)
+                    .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+                    .collect()
+            };
+            let w = uniform(n);
+            let b = uniform(shape[0]);
+            out.push(f32_tensor(name, shape, w));
+            out.push(f32_tensor("fc.bias", &shape[..1], b));
+            continue;
+        }
+        let fan_out = shape[0] * shape[2] * shape[3];
+        let std = (2.0 / fan_out as f64).sqrt();
+        out.push(f32_tensor(
+            name,
+            shape,
+            (0..n).map(|_| (rng.normal() * std) as f32).collect(),
+        ));
+        let bn = batch_norm_of(name);
+        let c = shape[0];
+        for (param, value) in [
+            ("weight", 1.0),
+            ("bias", 0.0),
+            ("running_mean", 0.0),
+            ("running_var", 1.0),
+        ] {
+            out.push(f32_tensor(&format!("{bn}.{param}"), &[c], vec![value; c]));
+        }
+    }
+    out
+}
+
+/// The batch norm that follows conv weight `name` in torchvision's ResNet.
+fn batch_norm_of(name: &str) -> String {
+    let module = name.trim_end_matches(".weight");
+    if let Some(prefix) = module.strip_suffix("downsample.0") {
+        return format!("{prefix}downsample.1");
+    }
+    match module.rsplit_once('.') {
+        Some((prefix, conv)) => format!("{prefix}.{}", conv.replace("conv", "bn")),
+        None => module.replace("conv", "bn"),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tensor,
+    Model,
+}
+
+struct Workload {
+    name: &'static str,
+    label: String,
+    kind: Kind,
+    tensors: Vec<Tensor>,
+    input: PathBuf,
+    reps: usize,
+}
+
+/// One side's timings and output for one workload.
+struct Side {
+    encode_s: f64,
+    decode_s: f64,
+    bytes: Vec<u8>,
+    decoded: Vec<Tensor>,
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("NNC_BENCH_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("nnc-bench"))
+}
+
+/// The reference's version, or why it cannot be run.
+fn probe_python(python: &Path) -> std::result::Result<String, String> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.metadata as m, nncodec; print(m.version('nncodec'))",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or("").to_string();
+        return Err(format!(
+            "{} cannot import nncodec ({last})",
+            python.display()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
+    let reps = |default: usize| {
+        opts.reps
+            .unwrap_or(if opts.quick { 1 } else { default })
+            .max(1)
+    };
+    let mut list = Vec::new();
+    let t = randn_tensor();
+    let input = work.join("randn_256x64x64.npy");
+    write_npy(&input, &t)?;
+    list.push(Workload {
+        name: "randn",
+        label: "randn(256,64,64)".into(),
+        kind: Kind::Tensor,
+        tensors: vec![t],
+        input,
+        reps: reps(5),
+    });
+    if opts.quick {
+        return Ok(list);
+    }
+    let model = resnet50_state_dict();
+    let input = work.join("resnet50_random.npz");
+    write_npz(&input, &model)?;
+    list.push(Workload {
+        name: "resnet50",
+        label: "ResNet-50 (random init)".into(),
+        kind: Kind::Model,
+        tensors: model,
+        input,
+        reps: reps(2),
+    });
+    let minilm = std::env::var_os("NNC_MINILM_SAFETENSORS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            opts.cache_dir
+                .clone()
+                .or_else(default_cache_dir)
+                .map(|d| d.join("all-MiniLM-L6-v2").join("model.safetensors"))
+        });
+    match minilm {
+        Some(path) if path.is_file() => {
+            let model = read_tensors(&path, "0")?;
+            let input = work.join("minilm.npz");
+            write_npz(&input, &model)?;
+            list.push(Workload {
+                name: "minilm",
+                label: "all-MiniLM-L6-v2".into(),
+                kind: Kind::Model,
+                tensors: model,
+                input,
+                reps: reps(2),
+            });
+        }
+        Some(path) => println!("MiniLM: skipped ({} not present)", path.display()),
+        None => println!(
+            "MiniLM: skipped (no cache directory: set NNC_MINILM_SAFETENSORS or NNC_BENCH_CACHE)"
+        ),
+    }
+    Ok(list)
+}
+
+fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Side>> {
+    let plan = serde_json::json!({
+        "workloads": list.iter().map(|w| serde_json::json!({
+            "name": w.name,
+            "kind": if w.kind == Kind::Tensor { "tensor" } else { "model" },
+            "input": w.input,
+            "reps": w.reps,
+        })).collect::<Vec<_>>()
+    });
+    std::fs::write(work.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
+    let script = work.join("bench_ref.py");
+    std::fs::write(&script, REFERENCE_SCRIPT)?;
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(work)
+        .current_dir(work)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the reference run failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let results: Value = serde_json::from_slice(&std::fs::read(work.join("ref_results.json"))?)?;
+    list.iter()
+        .map(|w| {
+            let r = results
+                .get(w.name)
+                .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
+            let times = |k: &str| -> Result<Vec<f64>> {
+                Ok(serde_json::from_value(
+                    r.get(k).cloned().unwrap_or(Value::Null),
+                )?)
+            };
+            let path = |k: &str| -> Result<PathBuf> {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from)
+                    .ok_or_else(|| anyhow!("no {k} for {}", w.name))
+            };
+            Ok(Side {
+                encode_s: min(&times("encode_s")?),
+                decode_s: min(&times("decode_s")?),
+                bytes: std::fs::read(path("bitstream")?)?,
+                decoded: read_npz(&path("decoded")?)?,
+            })
+        })
+        .collect()
+}
+
+fn run_ours(w: &Workload) -> Result<Side> {
+    let opts = EncodeOptions::default();
+    let mut encode_s = Vec::with_capacity(w.reps);
+    let mut bytes = Vec::new();
+    for _ in 0..w.reps {
+        let t0 = Instant::now();
+        let input = EncodeInput::from_tensors(&w.tensors)?;
+        bytes = encode(&input, &opts)?.bytes;
+        encode_s.push(t0.elapsed().as_secs_f64());
+    }
+    let mut decode_s = Vec::with_capacity(w.reps);
+    let mut decoded = Vec::new();
+    for _ in 0..w.reps {
+        let t0 = Instant::now();
+        let mut state = DecoderState::default();
+        let stream = decode_stream(&bytes, &mut state, &DecodeOptions::new())?;
+        decode_s.push(t0.elapsed().as_secs_f64());
+        decoded = stream.tensors.into_iter().map(|t| t.tensor).collect();
+    }
+    Ok(Side {
+        encode_s: min(&encode_s),
+        decode_s: min(&decode_s),
+        bytes,
+        decoded,
+    })
+}
+
+/// `None` if ours matches the reference bit for bit, else the first difference.
+fn compare(ours: &Side, reference: &Side) -> (Option<String>, Option<String>) {
+    let bytes = if ours.bytes == reference.bytes {
+        None
+    } else {
+        let at = ours
+            .bytes
+            .iter()
+            .zip(&reference.bytes)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.bytes.len().min(reference.bytes.len()));
+        Some(format!(
+            "{} B vs reference {} B, first difference at byte {at}",
+            ours.bytes.len(),
+            reference.bytes.len()
+        ))
+    };
+    let mut values = None;
+    for r in &reference.decoded {
+        let Some(o) = ours.decoded.iter().find(|o| o.name == r.name) else {
+            values = Some(format!("{} missing from our decode", r.name));
+            break;
+        };
+        let bits = |t: &Tensor| {
+            t.data
+                .as_f32_lossless()
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        if o.shape != r.shape || bits(o) != bits(r) {
+            values = Some(format!("{} differs", r.name));
+            break;
+        }
+    }
+    if values.is_none() && ours.decoded.len() != reference.decoded.len() {
+        values = Some(format!(
+            "{} tensors vs reference {}",
+            ours.decoded.len(),
+            reference.decoded.len()
+        ));
+    }
+    (bytes, values)
+}
+
+/// Runs the comparison; `Ok(false)` if any bitstream or decoded tensor differs. A missing
+/// interpreter or reference is not an error: the run is skipped with a message.
+pub fn run(opts: &Options) -> Result<bool> {
+    let version = match probe_python(&opts.python) {
+        Ok(v) => v,
+        Err(why) => {
+            println!("bench-vs-ref: skipped: {why}");
+            return Ok(true);
+        }
+    };
+    let work = std::env::temp_dir().join(format!("nnc-bench-vs-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let outcome = run_in(opts, &version, &work);
+    if opts.keep {
+        println!("work directory kept: {}", work.display());
+    } else {
+        std::fs::remove_dir_all(&work).ok();
+    }
+    outcome
+}
+
+fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
+    println!(
+        "bench-vs-ref: reference nncodec {version} ({}), ours in process (release build, 1 thread)",
+        opts.python.display()
+    );
+    println!("load average at start: {}", load_average());
+    let list = workloads(opts, work)?;
+    println!("running the reference ...");
+    let reference = run_reference(&opts.python, work, &list)?;
+    println!("load average after the reference: {}", load_average());
+    println!(
+        "{:<24} {:>10} {:>4} | {:>9} {:>9} {:>7} | {:>9} {:>9} {:>7} | bitstream, decoded",
+        "workload",
+        "values",
+        "runs",
+        "enc ref",
+        "enc ours",
+        "ratio",
+        "dec ref",
+        "dec ours",
+        "ratio"
+    );
+    let mut all_same = true;
+    for (w, r) in list.iter().zip(&reference) {
+        let ours = run_ours(w).with_context(|| format!("ours on {}", w.label))?;
+        let values: usize = w.tensors.iter().map(Tensor::len).sum();
+        let (bytes, decoded) = compare(&ours, r);
+        all_same &= bytes.is_none() && decoded.is_none();
+        println!(
+            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.1}x | {:>8.3}s {:>8.3}s {:>6.1}x | {}, {}",
+            w.label,
+            values,
+            w.reps,
+            r.encode_s,
+            ours.encode_s,
+            r.encode_s / ours.encode_s,
+            r.decode_s,
+            ours.decode_s,
+            r.decode_s / ours.decode_s,
+            bytes.unwrap_or_else(|| format!("identical ({} B)", ours.bytes.len())),
+            decoded.unwrap_or_else(|| "identical".into()),
+        );
+    }
+    println!("load average at end: {}", load_average());
+    println!("(times: fastest of `runs` per side; ratio = reference / ours)");
+    Ok(all_same)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resnet50_has_torchvision_parameter_count() {
+        let model = resnet50_state_dict();
+        let all: usize = model.iter().map(Tensor::len).sum();
+        let running: usize = model
+            .iter()
+            .filter(|t| t.name.contains("running_"))
+            .map(Tensor::len)
+            .sum();
+        // torchvision: sum(p.numel() for p in resnet50().parameters()) == 25_557_032.
+        assert_eq!(all - running, 25_557_032);
+        // conv1 + 16 bottlenecks × 3 convs + 4 downsamples = 53 batch norms, 4 tensors each.
+        assert_eq!(model.len(), 53 * 5 + 2);
+    }
+
+    #[test]
+    fn batch_norm_names_follow_torchvision() {
+        assert_eq!(batch_norm_of("conv1.weight"), "bn1");
+        assert_eq!(batch_norm_of("layer2.3.conv2.weight"), "layer2.3.bn2");
+        assert_eq!(
+            batch_norm_of("layer4.0.downsample.0.weight"),
+            "layer4.0.downsample.1"
+        );
+    }
+
+    #[test]
+    fn randn_matches_splitmix_first_values() {
+        let mut rng = Rng::new(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        let t = randn_tensor();
+        assert_eq!(t.len(), 1 << 20);
+        let TensorData::F32(v) = &t.data else {
+            panic!("f32 expected")
+        };
+        let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
+        assert!(mean.abs() < 0.01, "mean {mean}");
+    }
+}
