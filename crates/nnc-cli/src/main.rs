@@ -19,7 +19,9 @@ use files::{load_state, refuse_overwrite, save_state, write_atomically};
 #[command(
     name = "nnc",
     version,
-    about = "Neural network coding (ISO/IEC 15938-17 / NNCodec-compatible)"
+    about = "Neural network coding (ISO/IEC 15938-17 / NNCodec-compatible)",
+    after_help = "Exit status: 0 on success, 1 on invalid input or any other error (the message on \
+                  stderr names the NNR unit and its byte offset), 2 on a usage error."
 )]
 struct Cli {
     /// Print nothing but errors.
@@ -50,6 +52,9 @@ enum Command {
         /// Maximum elements of one tensor (limit for untrusted input).
         #[arg(long, default_value_t = nnc_tensor::DEFAULT_MAX_TENSOR_ELEMENTS)]
         max_tensor_elements: u64,
+        /// Maximum elements of all tensors of the stream (limit for untrusted input).
+        #[arg(long, default_value_t = nnc_tensor::DEFAULT_MAX_TOTAL_ELEMENTS)]
+        max_total_elements: u64,
         /// The stream is an update: add it to this base model (tensors the update omits keep
         /// their base values).
         #[arg(long)]
@@ -88,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             no_recompose,
             max_tensor_elements,
+            max_total_elements,
             base,
             state,
         } => {
@@ -96,7 +102,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             refuse_overwrite(&output, force)?;
             let opts = DecodeOptions::new()
                 .with_recompose_decomposed(!no_recompose)
-                .with_limits(Limits::default().with_max_tensor_elements(max_tensor_elements));
+                .with_limits(
+                    Limits::default()
+                        .with_max_tensor_elements(max_tensor_elements)
+                        .with_max_total_elements(max_total_elements),
+                );
             let mut inc = load_state(state.as_deref())?;
             let decoded = decode_stream(&bytes, &mut inc, &opts)
                 .with_context(|| format!("decoding {}", input.display()))?;

@@ -1,0 +1,241 @@
+//! The `nnc` binary on good and bad input: exit codes (0 success, 1 invalid input or runtime
+//! error, 2 usage), error messages on stderr with the unit index and byte offset, no panics; and
+//! insta snapshots of `nnc info --json` and `nnc --help`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .output()
+        .expect("nnc runs")
+}
+
+fn vector(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/vectors")
+        .join(name)
+        .join("bitstream.nnc")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit status 1 with an `nnc:` message and no panic.
+fn assert_clean_failure(o: &Output, what: &str) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+    assert!(err.starts_with("nnc: "), "{what}: {err}");
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    assert!(o.stdout.is_empty(), "{what}: stdout {:?}", o.stdout);
+    err
+}
+
+#[test]
+fn decode_writes_npz_and_npy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let npz = dir.path().join("out.npz");
+    let o = nnc(&[
+        "decode",
+        vector("c_block_bn").to_str().expect("utf-8"),
+        "-o",
+        npz.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::metadata(&npz).expect("written").len() > 0);
+    // No overwrite without --force.
+    let o = nnc(&[
+        "decode",
+        vector("c_block_bn").to_str().expect("utf-8"),
+        "-o",
+        npz.to_str().expect("utf-8"),
+    ]);
+    assert!(assert_clean_failure(&o, "overwrite").contains("--force"));
+
+    let npy = dir.path().join("out.npy");
+    let o = nnc(&[
+        "decode",
+        vector("t_default_2d").to_str().expect("utf-8"),
+        "-o",
+        npy.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&npy)
+        .expect("written")
+        .starts_with(b"\x93NUMPY"));
+}
+
+#[test]
+fn invalid_input_exits_1_with_unit_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = std::fs::read(vector("t_default_2d")).expect("vector");
+    let out = dir.path().join("out.npz");
+    let out = out.to_str().expect("utf-8");
+
+    // Garbage.
+    let garbage = dir.path().join("garbage.nnc");
+    std::fs::write(&garbage, b"this is not an NNR bitstream at all").expect("write");
+    let g = garbage.to_str().expect("utf-8");
+    let err = assert_clean_failure(&nnc(&["decode", g, "-o", out]), "garbage");
+    assert!(err.contains("NNR unit 0 at byte 0"), "{err}");
+    assert_clean_failure(&nnc(&["info", g]), "info garbage");
+    assert_clean_failure(&nnc(&["info", "--json", g]), "info --json garbage");
+
+    // A corrupted NDU payload: the error names unit 3 and its offset.
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    bad.truncate(last);
+    let path = dir.path().join("cut.nnc");
+    std::fs::write(&path, &bad).expect("write");
+    let err = assert_clean_failure(
+        &nnc(&["decode", path.to_str().expect("utf-8"), "-o", out]),
+        "truncated",
+    );
+    assert!(err.contains("NNR unit 3 at byte"), "{err}");
+
+    // Empty file and missing file.
+    let empty = dir.path().join("empty.nnc");
+    std::fs::write(&empty, b"").expect("write");
+    assert_clean_failure(
+        &nnc(&["decode", empty.to_str().expect("utf-8"), "-o", out]),
+        "empty",
+    );
+    let err = assert_clean_failure(
+        &nnc(&["decode", "/nonexistent/x.nnc", "-o", out]),
+        "missing",
+    );
+    assert!(err.contains("reading /nonexistent/x.nnc"), "{err}");
+    assert!(!Path::new(out).exists(), "no output after a failed decode");
+}
+
+#[test]
+fn limits_are_reported_as_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.npz");
+    let o = nnc(&[
+        "decode",
+        vector("t_default_2d").to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--max-tensor-elements",
+        "10",
+    ]);
+    let err = assert_clean_failure(&o, "limit");
+    assert!(err.contains("above the limit of 10"), "{err}");
+    assert!(err.contains("NNR unit 3 at byte"), "{err}");
+
+    let o = nnc(&[
+        "decode",
+        vector("c_block_bn").to_str().expect("utf-8"),
+        "-o",
+        out.to_str().expect("utf-8"),
+        "--max-total-elements",
+        "100",
+    ]);
+    let err = assert_clean_failure(&o, "total limit");
+    assert!(err.contains("total element count"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["decode"][..],
+        &["decode", "x.nnc"][..],
+        &["frobnicate"][..],
+        &["info", "--no-such-flag", "x"][..],
+        &[
+            "decode",
+            "x.nnc",
+            "-o",
+            "y.npz",
+            "--max-tensor-elements",
+            "lots",
+        ][..],
+    ] {
+        let o = nnc(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    assert_eq!(nnc(&["--help"]).status.code(), Some(0));
+    assert_eq!(nnc(&["--version"]).status.code(), Some(0));
+}
+
+/// Corrupted bitstreams through the binary: exit 0 or 1, never a panic (exit 101 with a
+/// backtrace). A smaller sample than the library's mutation test: each run is a process.
+#[test]
+fn corrupted_streams_never_panic_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.nnc");
+    let out = dir.path().join("out.npz");
+    let (i, o) = (input.to_str().expect("utf-8"), out.to_str().expect("utf-8"));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut runs = 0;
+    for name in [
+        "t_default_2d",
+        "c_block_bn",
+        "c_scan_order1",
+        "t_codebook_clustered_nodq",
+        "c_block_dc_lowrank",
+    ] {
+        let good = std::fs::read(vector(name)).expect("vector");
+        for k in 0..24 {
+            let mut bad = good.clone();
+            match k % 3 {
+                0 => bad.truncate(rand(good.len())),
+                1 => bad[rand(good.len()).min(40)] ^= 1 << rand(8),
+                _ => {
+                    let at = rand(good.len());
+                    bad[at] ^= 1 << rand(8);
+                }
+            }
+            std::fs::write(&input, &bad).expect("write");
+            for args in [
+                &["decode", i, "-o", o, "-f"][..],
+                &["info", "--json", i][..],
+            ] {
+                let r = nnc(args);
+                runs += 1;
+                assert!(
+                    matches!(r.status.code(), Some(0 | 1)),
+                    "{name} mutation {k} {args:?}: {:?} {}",
+                    r.status,
+                    stderr(&r)
+                );
+                assert!(!stderr(&r).contains("panicked"), "{}", stderr(&r));
+            }
+        }
+    }
+    assert_eq!(runs, 240);
+}
+
+#[test]
+fn info_json_snapshots() {
+    for name in [
+        "t_default_2d",
+        "c_scan_order1",
+        "t_codebook_clustered_nodq",
+        "c_block_bn",
+    ] {
+        let o = nnc(&["info", "--json", vector(name).to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+        insta::assert_json_snapshot!(format!("info_json_{name}"), json);
+    }
+}
+
+#[test]
+fn help_snapshot() {
+    let o = nnc(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    insta::assert_snapshot!("help", String::from_utf8_lossy(&o.stdout));
+}
