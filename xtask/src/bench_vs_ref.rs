@@ -61,14 +61,18 @@ for w in plan["workloads"]:
         enc = lambda: nnc_nn.encode(model, {"results": work, "verbose": False})
         dec = lambda bs: nnc_nn.decode(bs, {"verbose": False})
     enc_s, dec_s = [], []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        bs = enc()
-        enc_s.append(time.perf_counter() - t0)
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        rec = dec(bs)
-        dec_s.append(time.perf_counter() - t0)
+    try:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            bs = enc()
+            enc_s.append(time.perf_counter() - t0)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            rec = dec(bs)
+            dec_s.append(time.perf_counter() - t0)
+    except BaseException as e:  # SystemExit included: the reference exits on bad input
+        results[name] = {"error": (type(e).__name__ + ": " + str(e))[:300]}
+        continue
     bs_path = os.path.join(work, "ref_" + name + ".nnc")
     with open(bs_path, "wb") as f:
         f.write(bytes(bs))
@@ -250,6 +254,32 @@ fn batch_norm_of(name: &str) -> String {
     }
 }
 
+/// The reference's model dict takes float32 and int32 arrays only: other floats become float32 and
+/// other integers int32 (both sides then code the same arrays).
+fn to_reference_dtypes(tensors: Vec<Tensor>) -> Result<Vec<Tensor>> {
+    tensors
+        .into_iter()
+        .map(|t| {
+            let data = match t.data {
+                TensorData::F32(_) | TensorData::I32(_) => t.data,
+                TensorData::I64(v) => TensorData::I32(
+                    v.iter()
+                        .map(|&x| i32::try_from(x))
+                        .collect::<std::result::Result<_, _>>()
+                        .with_context(|| format!("{}: value outside int32", t.name))?,
+                ),
+                other => TensorData::F32(
+                    other
+                        .as_f32_lossless()
+                        .ok_or_else(|| anyhow!("{}: dtype not supported here", t.name))?
+                        .into_owned(),
+                ),
+            };
+            Ok(Tensor { data, ..t })
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Tensor,
@@ -356,7 +386,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         });
     match minilm {
         Some(path) if path.is_file() => {
-            let model = read_tensors(&path, "0")?;
+            let model = to_reference_dtypes(read_tensors(&path, "0")?)?;
             let input = work.join("minilm.npz");
             write_npz(&input, &model)?;
             list.push(Workload {
@@ -376,7 +406,8 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     Ok(list)
 }
 
-fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Side>> {
+/// Runs the reference on every workload; a workload it fails on gives an `Err` entry.
+fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Result<Side>>> {
     let plan = serde_json::json!({
         "workloads": list.iter().map(|w| serde_json::json!({
             "name": w.name,
@@ -395,17 +426,27 @@ fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Si
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
-        bail!(
-            "the reference run failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: String = err
+            .chars()
+            .rev()
+            .take(2000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!("the reference run failed:\n{tail}");
     }
     let results: Value = serde_json::from_slice(&std::fs::read(work.join("ref_results.json"))?)?;
-    list.iter()
+    Ok(list
+        .iter()
         .map(|w| {
             let r = results
                 .get(w.name)
                 .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
+            if let Some(e) = r.get("error").and_then(Value::as_str) {
+                bail!("{e}");
+            }
             let times = |k: &str| -> Result<Vec<f64>> {
                 Ok(serde_json::from_value(
                     r.get(k).cloned().unwrap_or(Value::Null),
@@ -424,7 +465,7 @@ fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Si
                 decoded: read_npz(&path("decoded")?)?,
             })
         })
-        .collect()
+        .collect())
 }
 
 fn run_ours(w: &Workload) -> Result<Side> {
@@ -482,7 +523,12 @@ fn compare(ours: &Side, reference: &Side) -> (Option<String>, Option<String>) {
                 .as_f32_lossless()
                 .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         };
-        if o.shape != r.shape || bits(o) != bits(r) {
+        // Floats by bit pattern (−0.0 and NaN count), integers by value.
+        let same = match (bits(o), bits(r)) {
+            (Some(a), Some(b)) => a == b,
+            _ => o.data == r.data,
+        };
+        if o.shape != r.shape || !same {
             values = Some(format!("{} differs", r.name));
             break;
         }
@@ -544,6 +590,17 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
     for (w, r) in list.iter().zip(&reference) {
         let ours = run_ours(w).with_context(|| format!("ours on {}", w.label))?;
         let values: usize = w.tensors.iter().map(Tensor::len).sum();
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                all_same = false;
+                println!(
+                    "{:<24} {:>10} {:>4} | reference failed: {e:#}; ours: encode {:.3}s, decode {:.3}s",
+                    w.label, values, w.reps, ours.encode_s, ours.decode_s
+                );
+                continue;
+            }
+        };
         let (bytes, decoded) = compare(&ours, r);
         all_same &= bytes.is_none() && decoded.is_none();
         println!(
@@ -606,5 +663,20 @@ mod tests {
         };
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
+    }
+
+    #[test]
+    fn model_dict_gets_float32_and_int32_only() {
+        let t = |name: &str, data| Tensor::try_new(name, vec![2], data).expect("shape");
+        let out = to_reference_dtypes(vec![
+            t("ids", TensorData::I64(vec![0, 511])),
+            t("half", TensorData::F16(vec![0x3c00, 0xc000])),
+            t("w", TensorData::F32(vec![0.5, -0.0])),
+        ])
+        .expect("convertible");
+        assert_eq!(out[0].data, TensorData::I32(vec![0, 511]));
+        assert_eq!(out[1].data, TensorData::F32(vec![1.0, -2.0]));
+        assert_eq!(out[2].data, TensorData::F32(vec![0.5, -0.0]));
+        assert!(to_reference_dtypes(vec![t("big", TensorData::I64(vec![0, 1 << 40]))]).is_err());
     }
 }
