@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use rayon::prelude::*;
+
 use nnc_bitstream::{
     encode_unit, Codebook, ModelParameterSet, NduHeader, NnrUnit, ParseContext, PayloadType,
     StartUnit, TopologyUnit,
@@ -450,6 +452,47 @@ fn entry_points(
     Ok(eps)
 }
 
+/// One NDU's CABAC payload, the HDSP mode chosen (when two were tried) and its entry points.
+struct CodedNdu {
+    payload: Vec<u8>,
+    hdsp_mode: Option<u8>,
+    entry_points: Vec<u64>,
+}
+
+fn code_ndu(
+    model: &WorkModel,
+    plan: &NduPlan,
+    opts: &EncodeOptions,
+    state: Option<&IncrementalState>,
+    hdsp_on: bool,
+) -> Result<CodedNdu> {
+    let (payload, hdsp_mode) = if hdsp_on {
+        let all_have_hist = plan
+            .members
+            .iter()
+            .all(|n| state.is_some_and(|s| s.hdsp_history.contains_key(n)));
+        let modes: u8 = if all_have_hist { 2 } else { 1 };
+        let mut best: Option<(u8, Vec<u8>)> = None;
+        for mode in 0..modes {
+            let p = encode_payload(model, plan, opts, state, Some(mode))?;
+            // The first (mode off) wins ties.
+            if best.as_ref().is_none_or(|(_, b)| p.len() < b.len()) {
+                best = Some((mode, p));
+            }
+        }
+        let (mode, p) = best.ok_or_else(|| invalid("internal: no HDSP mode"))?;
+        (p, (modes > 1).then_some(mode))
+    } else {
+        (encode_payload(model, plan, opts, state, None)?, None)
+    };
+    let entry_points = entry_points(model, plan, &payload, opts, state)?;
+    Ok(CodedNdu {
+        payload,
+        hdsp_mode,
+        entry_points,
+    })
+}
+
 /// Writes the whole bitstream.
 pub(super) fn write_stream(
     model: &WorkModel,
@@ -510,51 +553,39 @@ pub(super) fn write_stream(
     let plans = plan_ndus(model, opts, inc.as_ref())?;
     let hdsp_on = opts.hdsp && inc.is_some();
     let mut skipped = Vec::new();
-    for mut plan in plans {
-        if parent_signalling
+    // All-zero NDUs of a parent-signalled stream are not written.
+    let (plans, dropped): (Vec<NduPlan>, Vec<NduPlan>) = plans.into_iter().partition(|plan| {
+        !(parent_signalling
             && plan.members.iter().all(|n| {
                 model
                     .params
                     .get(n)
                     .is_some_and(|w| w.levels.iter().all(|&l| l == 0))
-            })
-        {
-            skipped.extend(plan.members.iter().cloned());
-            continue;
+            }))
+    });
+    skipped.extend(dropped.into_iter().flat_map(|p| p.members));
+    // NDUs are independent arithmetic-coded streams: code them in parallel against the state as it
+    // was before this bitstream (a tensor appears in one NDU only), then apply the state updates
+    // in order.
+    let coded: Vec<Result<CodedNdu>> = {
+        let state_ref = inc.as_ref().map(|i| &*i.state);
+        plans
+            .par_iter()
+            .map(|plan| code_ndu(model, plan, opts, state_ref, hdsp_on))
+            .collect()
+    };
+    for (mut plan, coded) in plans.into_iter().zip(coded) {
+        let coded = coded?;
+        if let (Some(mode), Some(i)) = (coded.hdsp_mode, inc.as_mut()) {
+            for n in &plan.members {
+                i.state.hdsp_best_mode.insert(n.clone(), mode);
+            }
         }
-        let state_ref = inc.as_ref().map(|i| &*i.state);
-        let payload = if hdsp_on {
-            let all_have_hist = plan
-                .members
-                .iter()
-                .all(|n| state_ref.is_some_and(|s| s.hdsp_history.contains_key(n)));
-            let modes: u8 = if all_have_hist { 2 } else { 1 };
-            let mut best: Option<(u8, Vec<u8>)> = None;
-            for mode in 0..modes {
-                let p = encode_payload(model, &plan, opts, state_ref, Some(mode))?;
-                if best.as_ref().is_none_or(|(_, b)| p.len() < b.len()) {
-                    best = Some((mode, p));
-                }
-            }
-            let (mode, p) = best.ok_or_else(|| invalid("internal: no HDSP mode"))?;
-            if modes > 1 {
-                if let Some(i) = inc.as_mut() {
-                    for n in &plan.members {
-                        i.state.hdsp_best_mode.insert(n.clone(), mode);
-                    }
-                }
-            }
-            p
-        } else {
-            encode_payload(model, &plan, opts, state_ref, None)?
-        };
-        let state_ref = inc.as_ref().map(|i| &*i.state);
-        let eps = entry_points(model, &plan, &payload, opts, state_ref)?;
         let dims = &plan.header.tensor_dimensions;
         let height = dims.first().copied().unwrap_or(1);
         let width: u64 = dims.iter().skip(1).product();
         if width > 1 && height > 1 && plan.header.scan_order.unwrap_or(0) > 0 {
-            plan.header.cabac_entry_point_list = Some(eps);
+            plan.header.cabac_entry_point_list = Some(coded.entry_points);
         }
         if let Some(i) = inc.as_mut() {
             if i.update {
@@ -573,7 +604,7 @@ pub(super) fn write_stream(
         }
         let unit = NnrUnit::Ndu {
             header: plan.header,
-            payload: Cow::Owned(payload),
+            payload: Cow::Owned(coded.payload),
         };
         out.extend(encode_unit(&unit, &ctx).map_err(syntax)?);
     }

@@ -24,6 +24,7 @@ pub use model::{
 };
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
 
+use rayon::prelude::*;
 use work::{Item, Method, WorkModel};
 
 /// One tensor as the encoder coded it.
@@ -136,18 +137,26 @@ fn encode_impl(
     if opts.bnf {
         bnf::fold_batch_norm(&mut model, opts)?;
     }
-    for item in model.items.clone() {
-        let names = match &item {
-            Item::Single(n) => vec![n.clone()],
-            Item::Block(b) => b.coding_order()?,
-        };
-        for name in names {
-            let w = model.get_mut(&name)?;
-            if w.method.is_none() {
-                approx::approximate(w, opts)?;
+    // Every parameter reached through the model's items is approximated once; tensors are
+    // independent, so in parallel.
+    let mut reached = std::collections::BTreeSet::new();
+    for item in &model.items {
+        match item {
+            Item::Single(n) => {
+                reached.insert(n.clone());
             }
+            Item::Block(b) => reached.extend(b.coding_order()?),
         }
     }
+    for name in &reached {
+        model.get(name)?;
+    }
+    model
+        .params
+        .par_iter_mut()
+        .filter(|(name, w)| reached.contains(*name) && w.method.is_none())
+        .map(|(_, w)| approx::approximate(w, opts))
+        .collect::<Result<Vec<()>>>()?;
     let topology_data = if opts.carry_dtypes {
         metadata_of(input)?
             .map(|m| m.to_topology_data())
