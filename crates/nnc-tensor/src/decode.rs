@@ -6,6 +6,7 @@
 
 use nnc_bitstream::{NduHeader, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_cabac::{ArithDecoder, HdspMode, LayerConfig, LayerHistory};
+use rayon::prelude::*;
 
 use crate::error::{Error, Location, Result};
 use crate::limits::Limits;
@@ -134,6 +135,25 @@ impl DecodedStream {
     }
 }
 
+/// An NDU checked and ready to be entropy-decoded, with the parameter sets in force for it.
+struct NduJob<'a> {
+    header: NduHeader,
+    payload: &'a [u8],
+    here: Location,
+    members: Vec<Member>,
+    qp_density: u8,
+    base_qp: i32,
+    general_profile_idc: u8,
+}
+
+/// What entropy decoding an NDU gives.
+enum NduOutput {
+    /// A raw float32 tensor.
+    Raw(DecodedTensor),
+    /// The coded members' levels.
+    Coded(Vec<MemberLevels>),
+}
+
 /// Parameter sets in force while reading one bitstream.
 #[derive(Debug, Default)]
 struct StreamContext {
@@ -149,6 +169,8 @@ struct StreamContext {
     /// Name of that factor G and the dimensions of the weight it belongs to.
     pending_factor_g: Option<(String, Vec<u64>)>,
     total_elements: u64,
+    /// Names of the tensors seen so far in this bitstream.
+    names: std::collections::HashSet<String>,
     /// Low-rank pairs to multiply out after decoding, in decoding order.
     recompositions: Vec<Recomposition>,
 }
@@ -173,6 +195,7 @@ pub fn decode_stream(
     let mut ctx = StreamContext::default();
     let mut out = DecodedStream::default();
     let mut metadata = None;
+    let mut jobs = Vec::new();
     let mut reader = UnitReader::new(bytes);
     let mut unit_count: u64 = 0;
     loop {
@@ -262,15 +285,7 @@ pub fn decode_stream(
                     });
                 }
                 ctx.seen_ndu = true;
-                decode_ndu(
-                    header,
-                    parsed.payload,
-                    &here,
-                    &mut ctx,
-                    state,
-                    opts,
-                    &mut out,
-                )?;
+                jobs.push(prepare_ndu(header, parsed.payload, &here, &mut ctx, opts)?);
             }
             other => {
                 return Err(Error::Unsupported {
@@ -285,6 +300,17 @@ pub fn decode_stream(
             at: Location::default(),
             what: "empty bitstream (no NNR_STR unit)".into(),
         });
+    }
+    // NDUs are independent arithmetic-coded streams: decode them in parallel, then record them in
+    // stream order (the first error in stream order is the one reported).
+    let outputs: Vec<Result<NduOutput>> = {
+        let state: &DecoderState = state;
+        jobs.par_iter()
+            .map(|job| run_ndu(job, state, opts))
+            .collect()
+    };
+    for (job, output) in jobs.iter().zip(outputs) {
+        finish_ndu(job, output?, state, &mut out)?;
     }
     if opts.hdsp && ctx.parent_signalling {
         for t in &out.tensors {
@@ -343,16 +369,14 @@ fn checked_elements(dims: &[u64]) -> Option<u64> {
     dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decode_ndu(
+/// Checks an NDU and lists its members (sequential: it follows the stream's context).
+fn prepare_ndu<'a>(
     header: &NduHeader,
-    payload: &[u8],
+    payload: &'a [u8],
     here: &Location,
     ctx: &mut StreamContext,
-    state: &mut DecoderState,
     opts: &DecodeOptions,
-    out: &mut DecodedStream,
-) -> Result<()> {
+) -> Result<NduJob<'a>> {
     let malformed = |what: String| Error::Malformed {
         at: here.clone(),
         what,
@@ -375,6 +399,14 @@ fn decode_ndu(
         None
     };
     let members = members(header, split_factor).map_err(malformed)?;
+    for m in &members {
+        if !ctx.names.insert(m.name.clone()) {
+            return Err(malformed(format!(
+                "tensor {:?} appears twice in the bitstream",
+                m.name
+            )));
+        }
+    }
 
     // Check every size before allocating anything.
     let gpi = ctx.parse.general_profile_idc;
@@ -423,6 +455,35 @@ fn decode_ndu(
         plan_recomposition(header, &members, here, ctx, &opts.limits)?;
     }
 
+    Ok(NduJob {
+        header: header.clone(),
+        payload,
+        here: here.clone(),
+        members,
+        qp_density: ctx.qp_density,
+        base_qp: ctx.base_qp,
+        general_profile_idc: ctx.parse.general_profile_idc,
+    })
+}
+
+/// One decoded member of an NDU, before reconstruction.
+struct MemberLevels {
+    member: Member,
+    levels: Vec<i32>,
+    qp: Option<i32>,
+    dq_flag: bool,
+    codebook: Option<nnc_bitstream::Codebook>,
+}
+
+/// Entropy-decodes one NDU against the state as it was before this bitstream (read-only, so NDUs
+/// decode in parallel).
+fn run_ndu(job: &NduJob<'_>, state: &DecoderState, opts: &DecodeOptions) -> Result<NduOutput> {
+    let (header, payload, here, members) = (&job.header, job.payload, &job.here, &job.members);
+    let malformed = |what: String| Error::Malformed {
+        at: here.clone(),
+        what,
+    };
+    let payload_type = header.nnr_compressed_data_unit_payload_type;
     if payload_type == nnc_bitstream::PayloadType::RawFloat {
         let m = members
             .first()
@@ -438,7 +499,7 @@ fn decode_ndu(
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        out.tensors.push(DecodedTensor {
+        return Ok(NduOutput::Raw(DecodedTensor {
             tensor: Tensor {
                 name: m.name.clone(),
                 shape: m.dims.iter().map(|&d| d as usize).collect(),
@@ -446,25 +507,24 @@ fn decode_ndu(
             },
             levels: None,
             approximation: Approximation::RawFloat,
-        });
-        return Ok(());
+        }));
     }
 
     let quantized = matches!(
         payload_type,
         nnc_bitstream::PayloadType::Float | nnc_bitstream::PayloadType::Block
     );
-    let gpi = ctx.parse.general_profile_idc;
+    let gpi = job.general_profile_idc;
     let mut dec = ArithDecoder::new(payload);
     let mut decoded = Vec::with_capacity(members.len());
-    for m in &members {
+    for m in members {
         let at = Location {
             tensor: Some(m.name.clone()),
             ..here.clone()
         };
         let qp = if quantized {
-            let offset = dec.iae_v(6 + u32::from(ctx.qp_density));
-            Some(ctx.base_qp + offset)
+            let offset = dec.iae_v(6 + u32::from(job.qp_density));
+            Some(job.base_qp + offset)
         } else {
             None
         };
@@ -539,7 +599,13 @@ fn decode_ndu(
                 source,
             }
         })?;
-        decoded.push((m.clone(), levels, qp, dq_flag, codebook.cloned()));
+        decoded.push(MemberLevels {
+            member: m.clone(),
+            levels,
+            qp,
+            dq_flag,
+            codebook: codebook.cloned(),
+        });
     }
     let consumed = dec.finish().map_err(|source| Error::Cabac {
         at: here.clone(),
@@ -553,7 +619,32 @@ fn decode_ndu(
         )));
     }
 
-    for (m, levels, qp, dq_flag, codebook) in decoded {
+    Ok(NduOutput::Coded(decoded))
+}
+
+/// Records a decoded NDU in the state and reconstructs its tensors (sequential, in stream order).
+fn finish_ndu(
+    job: &NduJob<'_>,
+    output: NduOutput,
+    state: &mut DecoderState,
+    out: &mut DecodedStream,
+) -> Result<()> {
+    let (header, here) = (&job.header, &job.here);
+    let decoded = match output {
+        NduOutput::Raw(t) => {
+            out.tensors.push(t);
+            return Ok(());
+        }
+        NduOutput::Coded(d) => d,
+    };
+    for MemberLevels {
+        member: m,
+        levels,
+        qp,
+        dq_flag,
+        codebook,
+    } in decoded
+    {
         let at = Location {
             tensor: Some(m.name.clone()),
             ..here.clone()
@@ -570,7 +661,7 @@ fn decode_ndu(
                 what,
             })?;
         let shape: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
-        let (data, approximation) = reconstruct(&levels, qp, dq_flag, codebook, ctx.qp_density)
+        let (data, approximation) = reconstruct(&levels, qp, dq_flag, codebook, job.qp_density)
             .map_err(|source| Error::Quant { at, source })?;
         out.tensors.push(DecodedTensor {
             tensor: Tensor {
