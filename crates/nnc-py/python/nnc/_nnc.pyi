@@ -1,0 +1,107 @@
+"""Type stubs of the extension module (re-exported by ``nnc``)."""
+
+from collections.abc import Mapping
+from typing import Any, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+ArrayLike = npt.ArrayLike
+
+class NncError(ValueError):
+    """Base class of every error the codec raises."""
+
+class MalformedError(NncError):
+    """The bitstream is invalid."""
+
+class UnsupportedError(NncError):
+    """The bitstream or the options use something the codec does not implement."""
+
+class LimitExceededError(NncError):
+    """Decoding would exceed a resource limit."""
+
+class StateMismatchError(NncError):
+    """The incremental state does not fit the bitstream (wrong base, skipped or repeated update)."""
+
+class InvalidArgumentError(NncError):
+    """The arguments are inconsistent or cannot be coded."""
+
+class EncoderState:
+    """Incremental encoder state (TCA base levels, update-tree depths, HDSP choices)."""
+
+    def __init__(self) -> None: ...
+    def to_json(self) -> str: ...
+    @classmethod
+    def from_json(cls, json: str) -> "EncoderState": ...
+    @property
+    def tensor_names(self) -> list[str]: ...
+    @property
+    def device_id(self) -> int: ...
+    def base_levels(self, name: str) -> Optional[npt.NDArray[np.int32]]: ...
+    def copy(self) -> "EncoderState": ...
+    def __copy__(self) -> "EncoderState": ...
+    def __deepcopy__(self, memo: Any) -> "EncoderState": ...
+    def __eq__(self, other: object) -> bool: ...
+
+class DecoderState:
+    """Incremental decoder state (TCA base levels, update-tree depths, HDSP history)."""
+
+    def __init__(self) -> None: ...
+    def to_json(self) -> str: ...
+    @classmethod
+    def from_json(cls, json: str) -> "DecoderState": ...
+    @property
+    def tensor_names(self) -> list[str]: ...
+    @property
+    def device_id(self) -> int: ...
+    def base_levels(self, name: str) -> Optional[npt.NDArray[np.int32]]: ...
+    def copy(self) -> "DecoderState": ...
+    def __copy__(self) -> "DecoderState": ...
+    def __deepcopy__(self, memo: Any) -> "DecoderState": ...
+    def __eq__(self, other: object) -> bool: ...
+
+def encode(
+    data: Union[ArrayLike, Mapping[str, ArrayLike]],
+    *,
+    qp: int = -32,
+    qp_density: int = 2,
+    nonweight_qp: Optional[int] = -75,
+    qp_per_tensor: Optional[Mapping[str, int]] = None,
+    use_dq: bool = True,
+    approx_method: str = "uniform",
+    bitdepth: Optional[int] = None,
+    sparsity: float = 0.0,
+    struct_spars_factor: float = 0.9,
+    row_skipping: bool = True,
+    param_opt: bool = True,
+    opt_qp: bool = False,
+    tca: bool = False,
+    compress_differences: bool = False,
+    pre_signalling: bool = False,
+    hdsp: bool = False,
+    scan_order: int = 0,
+    lambda_scale: float = 0.0,
+    cabac_unary_length_minus1: int = 10,
+    device_id: int = 0,
+    tensor_id: str = "0",
+    state: Optional[EncoderState] = None,
+    update_state: bool = True,
+    state_dict: bool = False,
+    carry_dtypes: bool = True,
+) -> bytes:
+    """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
+    bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
+
+def decode(
+    bitstream: bytes,
+    *,
+    state: Optional[DecoderState] = None,
+    update_state: bool = True,
+    hdsp: bool = False,
+    tensor_dimensions: Optional[Mapping[str, list[int]]] = None,
+    max_tensor_elements: Optional[int] = None,
+    max_total_elements: Optional[int] = None,
+) -> dict[str, np.ndarray]:
+    """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""

@@ -1,0 +1,191 @@
+//! NumPy arrays ↔ [`Tensor`]s, keeping element types and shapes.
+//!
+//! Any object NumPy's `asarray` accepts is taken (lists, scalars, CPU PyTorch tensors). `float16`
+//! and `bfloat16` (the `ml_dtypes` type) travel as their raw 16-bit patterns, so no NumPy support
+//! for them is needed on the Rust side.
+
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyMapping};
+
+use nnc_tensor::{DType, Tensor, TensorData};
+
+use crate::errors::invalid;
+
+/// Copies a typed NumPy array into a `Vec` in C order, whatever its strides.
+fn read<T: numpy::Element + Copy>(arr: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
+    let arr = arr.cast::<PyArrayDyn<T>>()?;
+    let ro = arr.readonly();
+    Ok(match ro.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => ro.as_array().iter().copied().collect(),
+    })
+}
+
+/// The element type NumPy calls `name`.
+fn dtype_of_numpy_name(name: &str) -> Option<DType> {
+    Some(match name {
+        "float64" => DType::F64,
+        "float32" => DType::F32,
+        "float16" => DType::F16,
+        "bfloat16" => DType::BF16,
+        "int64" => DType::I64,
+        "int32" => DType::I32,
+        "int16" => DType::I16,
+        "int8" => DType::I8,
+        "uint64" => DType::U64,
+        "uint32" => DType::U32,
+        "uint16" => DType::U16,
+        "uint8" => DType::U8,
+        "bool" => DType::Bool,
+        _ => return None,
+    })
+}
+
+/// Reads one array-like object as the tensor `name`.
+pub fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let mut arr = np.call_method1("asarray", (obj,))?;
+    let dtype = arr.getattr("dtype")?;
+    if !dtype.getattr("isnative")?.extract::<bool>()? {
+        let native = dtype.call_method1("newbyteorder", ("=",))?;
+        arr = arr.call_method1("astype", (native,))?;
+    }
+    let dtype_name: String = arr.getattr("dtype")?.getattr("name")?.extract()?;
+    let dtype = dtype_of_numpy_name(&dtype_name).ok_or_else(|| {
+        invalid(format!(
+            "tensor {name:?}: element type {dtype_name} cannot be coded (use a float, integer or bool array)"
+        ))
+    })?;
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    let bits16 = |a: &Bound<'_, PyAny>| -> PyResult<Vec<u16>> {
+        read::<u16>(&a.call_method1("view", (np.getattr("uint16")?,))?)
+    };
+    let data = match dtype {
+        DType::F64 => TensorData::F64(read(&arr)?),
+        DType::F32 => TensorData::F32(read(&arr)?),
+        DType::F16 => TensorData::F16(bits16(&arr)?),
+        DType::BF16 => TensorData::BF16(bits16(&arr)?),
+        DType::I64 => TensorData::I64(read(&arr)?),
+        DType::I32 => TensorData::I32(read(&arr)?),
+        DType::I16 => TensorData::I16(read(&arr)?),
+        DType::I8 => TensorData::I8(read(&arr)?),
+        DType::U64 => TensorData::U64(read(&arr)?),
+        DType::U32 => TensorData::U32(read(&arr)?),
+        DType::U16 => TensorData::U16(read(&arr)?),
+        DType::U8 => TensorData::U8(read(&arr)?),
+        DType::Bool => TensorData::Bool(read(&arr)?),
+        _ => {
+            return Err(invalid(format!(
+                "tensor {name:?}: element type {dtype_name} cannot be coded"
+            )))
+        }
+    };
+    Tensor::try_new(name, shape, data).map_err(|e| invalid(format!("tensor {name:?}: {e}")))
+}
+
+/// Reads the encoder's input: a mapping of names to arrays (in its iteration order), or one
+/// array-like, which is named `single_name` (the reference tensor pipeline's `tensor_id`).
+pub fn tensors_from_py(obj: &Bound<'_, PyAny>, single_name: &str) -> PyResult<Vec<Tensor>> {
+    if let Ok(map) = obj.cast::<PyMapping>() {
+        let mut out = Vec::new();
+        for item in map.items()?.iter() {
+            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+            let name: String = key
+                .extract()
+                .map_err(|_| invalid(format!("tensor names must be str, got {key:?}")))?;
+            out.push(tensor_from_py(&name, &value)?);
+        }
+        if out.is_empty() {
+            return Err(invalid("no tensors to encode"));
+        }
+        Ok(out)
+    } else {
+        Ok(vec![tensor_from_py(single_name, obj)?])
+    }
+}
+
+/// Makes a NumPy array of `values` with `shape`.
+fn array<'py, T: numpy::Element>(
+    py: Python<'py>,
+    values: Vec<T>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_vec(py, values)
+        .reshape(shape.to_vec())?
+        .into_any())
+}
+
+/// Converts a tensor into a NumPy array of its own dtype. `bfloat16` needs the `ml_dtypes`
+/// package; without it the values come back as `float32` (exactly).
+pub fn tensor_to_py<'py>(py: Python<'py>, t: &Tensor) -> PyResult<Bound<'py, PyAny>> {
+    let shape = t.shape.as_slice();
+    match &t.data {
+        TensorData::F64(v) => array(py, v.clone(), shape),
+        TensorData::F32(v) => array(py, v.clone(), shape),
+        TensorData::F16(v) => array(py, v.clone(), shape)?.call_method1("view", ("float16",)),
+        TensorData::BF16(v) => match py.import("ml_dtypes") {
+            Ok(ml) => array(py, v.clone(), shape)?.call_method1("view", (ml.getattr("bfloat16")?,)),
+            Err(_) => {
+                let wide = t
+                    .data
+                    .as_f32_lossless()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
+                array(py, wide, shape)
+            }
+        },
+        TensorData::I64(v) => array(py, v.clone(), shape),
+        TensorData::I32(v) => array(py, v.clone(), shape),
+        TensorData::I16(v) => array(py, v.clone(), shape),
+        TensorData::I8(v) => array(py, v.clone(), shape),
+        TensorData::U64(v) => array(py, v.clone(), shape),
+        TensorData::U32(v) => array(py, v.clone(), shape),
+        TensorData::U16(v) => array(py, v.clone(), shape),
+        TensorData::U8(v) => array(py, v.clone(), shape),
+        TensorData::Bool(v) => array(py, v.clone(), shape),
+        other => Err(invalid(format!(
+            "tensor {:?}: element type {} has no NumPy equivalent",
+            t.name,
+            other.dtype().numpy_name()
+        ))),
+    }
+}
+
+/// Converts decoded tensors into a `dict` of arrays, in the stream's order.
+pub fn tensors_to_dict<'py>(py: Python<'py>, tensors: &[Tensor]) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for t in tensors {
+        out.set_item(&t.name, tensor_to_py(py, t)?)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numpy_names_map_back_to_every_dtype() {
+        for d in [
+            DType::F64,
+            DType::F32,
+            DType::F16,
+            DType::BF16,
+            DType::I64,
+            DType::I32,
+            DType::I16,
+            DType::I8,
+            DType::U64,
+            DType::U32,
+            DType::U16,
+            DType::U8,
+            DType::Bool,
+        ] {
+            assert_eq!(dtype_of_numpy_name(d.numpy_name()), Some(d));
+        }
+        assert_eq!(dtype_of_numpy_name("complex64"), None);
+        assert_eq!(dtype_of_numpy_name("object"), None);
+    }
+}

@@ -1,0 +1,286 @@
+//! `nnc.encode` / `nnc.decode`: the reference tensor pipeline's arguments as keyword arguments.
+
+use std::collections::BTreeMap;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
+use nnc_tensor::{
+    decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
+    EncodeOptions, Limits, Tensor, TensorData,
+};
+
+use crate::arrays::{tensors_from_py, tensors_to_dict};
+use crate::errors::{invalid, to_py};
+use crate::state::{DecoderState, EncoderState};
+
+/// `qp_density` of the sparsification step size in the reference's tensor pipeline.
+///
+/// Reference quirk: `tensor.encode` never passes `qp_density` on (neither to sparsification nor
+/// to the coder), so its sparsification threshold always uses density 2.
+const SPARSIFY_QP_DENSITY: u8 = 2;
+
+/// Maps the reference's `approx_method` to a codebook mode.
+fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
+    match approx_method {
+        "uniform" => Ok(CodebookMode::Off),
+        "codebook" => Ok(CodebookMode::Auto),
+        other => Err(invalid(format!(
+            "approx_method must be \"uniform\" or \"codebook\", not {other:?}"
+        ))),
+    }
+}
+
+/// Sparsifies as the reference does before coding. Float tensors of types other than float32 are
+/// sparsified as float32 (the precision the coder sees) and cast back, exactly.
+fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Result<()> {
+    let originals: Vec<_> = tensors.iter().map(Tensor::dtype).collect();
+    for t in tensors.iter_mut() {
+        let widened = match &t.data {
+            TensorData::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
+            TensorData::F16(_) | TensorData::BF16(_) => {
+                t.data.as_f32_lossless().map(|c| c.into_owned())
+            }
+            _ => None,
+        };
+        if let Some(w) = widened {
+            t.data = TensorData::F32(w);
+        }
+    }
+    sparsify_tensors(tensors, opts)?;
+    for (t, dtype) in tensors.iter_mut().zip(originals) {
+        if t.dtype() != dtype {
+            if let TensorData::F32(v) = &t.data {
+                if let Some(back) = TensorData::from_f32_cast(dtype, v) {
+                    t.data = back;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes arrays into an NNR bitstream.
+///
+/// `data` is one array-like (coded under the name `tensor_id`, "0" by default, as NNCodec's
+/// `tensor.encode` does) or a mapping of names to array-likes (coded in its order, as NNCodec's
+/// `nnc.compress(dict)`). Floats are quantized, integers and bools coded losslessly; dtypes and
+/// shapes come back from `decode` (`carry_dtypes=False` drops that side information, so a
+/// float64 array codes byte-identically to NNCodec's float32 conversion).
+///
+/// The keyword arguments are NNCodec's tensor-pipeline arguments with its defaults;
+/// `approx_method="codebook"` picks a codebook where it pays off, `bitdepth` fits levels into
+/// that many bits, `sparsity`/`struct_spars_factor` sparsify before quantizing. For a sequence
+/// of updates pass `state=EncoderState()` (updated in place unless `update_state=False`) with
+/// `compress_differences=True` and optionally `tca=True`. `state_dict=True` treats the mapping as
+/// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim).
+/// Raises `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
+#[pyfunction]
+#[pyo3(signature = (
+    data, *, qp=-32, qp_density=2, nonweight_qp=Some(-75), qp_per_tensor=None, use_dq=true,
+    approx_method="uniform", bitdepth=None, sparsity=0.0, struct_spars_factor=0.9,
+    row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
+    pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
+    cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
+    state_dict=false, carry_dtypes=true
+))]
+// One keyword argument per reference argument; grouping them would hide the Python signature.
+#[allow(clippy::too_many_arguments)]
+#[pyo3(
+    name = "encode",
+    text_signature = "(data, *, qp=-32, qp_density=2, nonweight_qp=-75, qp_per_tensor=None, \
+                      use_dq=True, approx_method='uniform', bitdepth=None, sparsity=0.0, \
+                      struct_spars_factor=0.9, row_skipping=True, param_opt=True, opt_qp=False, \
+                      tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
+                      scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
+                      tensor_id='0', state=None, update_state=True, state_dict=False, \
+                      carry_dtypes=True)"
+)]
+pub fn py_encode<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    qp: i32,
+    qp_density: u8,
+    nonweight_qp: Option<i32>,
+    qp_per_tensor: Option<BTreeMap<String, i32>>,
+    use_dq: bool,
+    approx_method: &str,
+    bitdepth: Option<u32>,
+    sparsity: f64,
+    struct_spars_factor: f64,
+    row_skipping: bool,
+    param_opt: bool,
+    opt_qp: bool,
+    tca: bool,
+    compress_differences: bool,
+    pre_signalling: bool,
+    hdsp: bool,
+    scan_order: u8,
+    lambda_scale: f32,
+    cabac_unary_length_minus1: u8,
+    device_id: u64,
+    tensor_id: &str,
+    state: Option<Bound<'py, EncoderState>>,
+    update_state: bool,
+    state_dict: bool,
+    carry_dtypes: bool,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut opts = EncodeOptions::default();
+    opts.qp = qp;
+    opts.qp_density = qp_density;
+    opts.nonweight_qp = nonweight_qp;
+    opts.qp_per_tensor = qp_per_tensor.unwrap_or_default();
+    opts.use_dq = use_dq;
+    opts.codebook_mode = codebook_mode(approx_method)?;
+    opts.int_quant_bw = bitdepth;
+    opts.row_skipping = row_skipping;
+    opts.param_opt = param_opt;
+    opts.opt_qp = opt_qp;
+    opts.tca = tca;
+    opts.compress_differences = compress_differences;
+    opts.pre_signalling = pre_signalling;
+    opts.hdsp = hdsp;
+    opts.scan_order = scan_order;
+    opts.lambda_scale = lambda_scale;
+    opts.cabac_unary_length_minus1 = cabac_unary_length_minus1;
+    opts.device_id = device_id;
+    opts.carry_dtypes = carry_dtypes;
+    opts.validate().map_err(invalid)?;
+    if !(0.0..1.0).contains(&sparsity) {
+        return Err(invalid(format!("sparsity {sparsity} is outside [0, 1)")));
+    }
+    if (tca || hdsp) && state.is_none() {
+        return Err(invalid(
+            "tca and hdsp need an EncoderState (state=...) carried from one update to the next",
+        ));
+    }
+
+    let mut tensors = tensors_from_py(data, tensor_id)?;
+    let mut base = state.as_ref().map(|s| s.borrow().inner.clone());
+    let bytes = py.detach(|| -> Result<Vec<u8>, nnc_tensor::Error> {
+        if sparsity > 0.0 {
+            sparsify(
+                &mut tensors,
+                &SparsifyOptions {
+                    qp,
+                    qp_density: SPARSIFY_QP_DENSITY,
+                    sparsity,
+                    struct_spars_factor,
+                },
+            )?;
+        }
+        let input = if state_dict {
+            EncodeInput::from_state_dict(&tensors)
+        } else {
+            EncodeInput::from_tensors(&tensors)
+        }
+        .map_err(|e| nnc_tensor::Error::InvalidArgument {
+            what: e.to_string(),
+        })?;
+        let stream = match base.as_mut() {
+            Some(st) => encode_incremental(&input, &opts, st, update_state)?,
+            None => encode(&input, &opts)?,
+        };
+        Ok(stream.bytes)
+    });
+    let bytes = bytes.map_err(|e| to_py(&e))?;
+    if let (Some(s), Some(new)) = (state, base) {
+        s.borrow_mut().inner = new;
+    }
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Decodes an NNR bitstream into a `dict` of NumPy arrays, in the stream's order.
+///
+/// Reads any NNR bitstream (NNCodec's and ours); arrays keep the dtypes and shapes the encoder
+/// carried, otherwise they are float32 (float64 for codebook tensors) or int32, as NNCodec
+/// returns them. For the updates of a sequence pass the receiver's `state=DecoderState()`
+/// (updated on success unless `update_state=False`; unchanged on error) and `hdsp=True` if the
+/// encoder used it. `tensor_dimensions` supplies shapes a parent-signalled stream leaves out;
+/// `max_tensor_elements` / `max_total_elements` bound what a stream may make the decoder allocate.
+/// Raises `nnc.MalformedError`, `nnc.UnsupportedError`, `nnc.LimitExceededError` or
+/// `nnc.StateMismatchError` (all `nnc.NncError`, a `ValueError`).
+#[pyfunction]
+#[pyo3(signature = (
+    bitstream, *, state=None, update_state=true, hdsp=false, tensor_dimensions=None,
+    max_tensor_elements=None, max_total_elements=None
+))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(name = "decode")]
+pub fn py_decode<'py>(
+    py: Python<'py>,
+    bitstream: &[u8],
+    state: Option<Bound<'py, DecoderState>>,
+    update_state: bool,
+    hdsp: bool,
+    tensor_dimensions: Option<BTreeMap<String, Vec<u64>>>,
+    max_tensor_elements: Option<u64>,
+    max_total_elements: Option<u64>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut limits = Limits::default();
+    if let Some(n) = max_tensor_elements {
+        limits.max_tensor_elements = n;
+    }
+    if let Some(n) = max_total_elements {
+        limits.max_total_elements = n;
+    }
+    let mut opts = DecodeOptions::new().with_limits(limits).with_hdsp(hdsp);
+    for (name, dims) in tensor_dimensions.unwrap_or_default() {
+        opts = opts.with_tensor_dimensions(name, dims);
+    }
+    let mut work = state
+        .as_ref()
+        .map(|s| s.borrow().inner.clone())
+        .unwrap_or_default();
+    let decoded = py
+        .detach(|| decode_stream(bitstream, &mut work, &opts))
+        .map_err(|e| to_py(&e))?;
+    if let Some(s) = state {
+        if update_state {
+            s.borrow_mut().inner = work;
+        }
+    }
+    let tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
+    tensors_to_dict(py, &tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approx_methods_are_the_reference_names() {
+        assert_eq!(codebook_mode("uniform").ok(), Some(CodebookMode::Off));
+        assert_eq!(codebook_mode("codebook").ok(), Some(CodebookMode::Auto));
+    }
+
+    #[test]
+    fn sparsify_keeps_dtypes_and_zeroes_small_values() {
+        let mut t = vec![Tensor::try_new(
+            "w",
+            vec![4, 8],
+            TensorData::F64(
+                (0..32)
+                    .map(|i| if i % 4 == 0 { 1e-7 } else { 1.0 + i as f64 })
+                    .collect(),
+            ),
+        )
+        .unwrap()];
+        sparsify(
+            &mut t,
+            &SparsifyOptions {
+                qp: -32,
+                qp_density: 2,
+                sparsity: 0.2,
+                struct_spars_factor: 0.0,
+            },
+        )
+        .unwrap();
+        let TensorData::F64(v) = &t[0].data else {
+            panic!("dtype changed to {:?}", t[0].dtype());
+        };
+        assert_eq!(v[0], 0.0);
+        assert_eq!(v[1], 2.0);
+    }
+}

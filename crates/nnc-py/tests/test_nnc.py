@@ -1,0 +1,184 @@
+"""The Python API of nnc: round trips with dtypes and shapes, options, incremental states,
+pickling, errors."""
+
+import copy
+import pickle
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import nnc
+
+RNG = np.random.default_rng(1234)
+
+
+def weights(shape, scale=0.1, dtype=np.float32):
+    return RNG.normal(0, scale, size=shape).astype(dtype)
+
+
+def test_single_array_is_named_0_and_round_trips_within_two_steps():
+    w = weights((32, 24))
+    bits = nnc.encode(w)
+    assert isinstance(bits, bytes) and len(bits) < w.nbytes
+    out = nnc.decode(bits)
+    assert list(out) == ["0"]
+    assert out["0"].dtype == np.float32 and out["0"].shape == w.shape
+    step = 2.0 ** (-32 / 4)
+    assert np.abs(out["0"] - w).max() <= 2 * step  # dependent quantization: two interleaved grids
+
+
+def test_tensor_id_names_the_single_array():
+    assert list(nnc.decode(nnc.encode(weights((4, 4)), tensor_id="fc.weight"))) == ["fc.weight"]
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "bool"]
+)
+def test_dtypes_and_shapes_survive(dtype):
+    if dtype == "bool":
+        x = RNG.random((5, 7)) > 0.5
+    elif np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        x = RNG.integers(max(info.min, -1000), min(info.max, 1000), size=(5, 7)).astype(dtype)
+    else:
+        x = weights((5, 7), dtype=dtype)
+    out = nnc.decode(nnc.encode({"x": x}))["x"]
+    assert out.dtype == x.dtype and out.shape == x.shape
+    if np.dtype(dtype).kind in "iub":
+        np.testing.assert_array_equal(out, x)  # integers are lossless
+    else:
+        assert np.abs(out.astype(np.float64) - x.astype(np.float64)).max() < 0.01
+
+
+def test_dict_order_scalars_and_1d_tensors():
+    d = OrderedDict(
+        [("b", weights((10,))), ("a", weights((6, 6))), ("step", np.int64(42)), ("lr", np.float64(0.5))]
+    )
+    out = nnc.decode(nnc.encode(d))
+    assert list(out) == ["b", "a", "step", "lr"]
+    assert out["step"].shape == () and out["step"].dtype == np.int64 and out["step"] == 42
+    assert out["lr"].shape == () and abs(float(out["lr"]) - 0.5) < 1e-3
+    # 1-D tensors use nonweight_qp (-75): far finer than the weights.
+    assert np.abs(out["b"] - d["b"]).max() < 1e-5
+
+
+def test_non_contiguous_big_endian_and_list_inputs():
+    base = weights((12, 10)).astype(">f4")
+    view = base[::2, 1::3]
+    out = nnc.decode(nnc.encode(view))["0"]
+    assert out.shape == view.shape and out.dtype == np.float32
+    assert np.abs(out - view).max() < 0.01
+    out = nnc.decode(nnc.encode([[1, 2], [3, 4]]))["0"]
+    np.testing.assert_array_equal(out, [[1, 2], [3, 4]])
+
+
+def test_options_change_the_stream():
+    w = weights((40, 40))
+    default = nnc.encode(w)
+    assert len(nnc.encode(w, qp=-20)) < len(default)
+    assert nnc.encode(w, use_dq=False) != default
+    cb = nnc.decode(nnc.encode(w, approx_method="codebook"))["0"]
+    assert np.abs(cb - w).max() < 0.05
+    sparse = nnc.decode(nnc.encode(w, sparsity=0.6))["0"]
+    assert (sparse == 0).mean() >= 0.55
+    levels_fit = nnc.decode(nnc.encode(w, bitdepth=4))["0"]
+    assert len(np.unique(levels_fit)) <= 16
+
+
+def test_incremental_sequence_with_tca_keeps_both_states_equal():
+    enc, dec = nnc.EncoderState(), nnc.DecoderState()
+    shapes = {"w": (24, 16), "b": (16,)}
+    for _ in range(4):
+        upd = {k: weights(s, 0.01) for k, s in shapes.items()}
+        bits = nnc.encode(upd, qp=-36, compress_differences=True, tca=True, state=enc)
+        out = nnc.decode(bits, state=dec)
+        for k in upd:
+            assert np.abs(out[k] - upd[k]).max() < 2 * 2 ** (-36 / 4)
+    assert enc.to_json() == dec.to_json()
+    assert sorted(dec.tensor_names) == ["b", "w"]
+    assert dec.base_levels("w").shape == (24 * 16,)
+    assert dec.base_levels("missing") is None
+
+
+def test_decoding_without_updating_leaves_the_state_alone_and_repeats_are_refused():
+    enc, dec = nnc.EncoderState(), nnc.DecoderState()
+    first = nnc.encode({"w": weights((8, 8), 0.01)}, compress_differences=True, tca=True, state=enc)
+    nnc.decode(first, state=dec)
+    second = nnc.encode({"w": weights((8, 8), 0.01)}, compress_differences=True, tca=True, state=enc)
+    before = dec.copy()
+    peek = nnc.decode(second, state=dec, update_state=False)
+    assert dec == before
+    assert np.array_equal(peek["w"], nnc.decode(second, state=dec)["w"])
+    with pytest.raises(nnc.StateMismatchError):
+        nnc.decode(second, state=dec)  # the same update twice
+    # A failed decode changes nothing.
+    after_failure = dec.copy()
+    with pytest.raises(nnc.NncError):
+        nnc.decode(second[: len(second) // 2], state=dec)
+    assert dec == after_failure
+
+
+def test_states_pickle_copy_and_json():
+    enc = nnc.EncoderState()
+    nnc.encode({"w": weights((8, 8))}, compress_differences=True, state=enc, device_id=5)
+    for clone in (pickle.loads(pickle.dumps(enc)), copy.copy(enc), copy.deepcopy(enc), enc.copy()):
+        assert clone == enc and clone is not enc and type(clone) is nnc.EncoderState
+    assert nnc.EncoderState.from_json(enc.to_json()) == enc
+    assert enc.device_id == 5
+    assert "EncoderState(tensors=1" in repr(enc)
+    assert nnc.EncoderState() != enc
+    with pytest.raises(nnc.InvalidArgumentError):
+        nnc.DecoderState.from_json("{not json")
+
+
+def test_errors_are_python_exceptions_with_the_rust_message():
+    with pytest.raises(nnc.MalformedError, match="NNR unit 0 at byte 0"):
+        nnc.decode(b"\x00\x01garbage")
+    with pytest.raises(nnc.InvalidArgumentError, match="complex64"):
+        nnc.encode(np.zeros(3, np.complex64))
+    with pytest.raises(nnc.InvalidArgumentError, match="does not fit int32"):
+        nnc.encode(np.array([2**40], dtype=np.int64))
+    with pytest.raises(nnc.InvalidArgumentError, match="approx_method"):
+        nnc.encode(weights((4, 4)), approx_method="lloyd")
+    with pytest.raises(nnc.InvalidArgumentError, match="tca"):
+        nnc.encode(weights((4, 4)), tca=True)
+    with pytest.raises(nnc.InvalidArgumentError, match="names must be str"):
+        nnc.encode({1: weights((4, 4))})
+    with pytest.raises(nnc.InvalidArgumentError):
+        nnc.encode({})
+    with pytest.raises(nnc.LimitExceededError):
+        nnc.decode(nnc.encode(weights((64, 64))), max_tensor_elements=100)
+    with pytest.raises(TypeError):
+        nnc.encode(weights((4, 4)), qp="fine")
+    assert issubclass(nnc.NncError, ValueError)
+
+
+def test_truncations_never_crash():
+    bits = nnc.encode({"w": weights((16, 16)), "b": weights((16,))})
+    for n in range(len(bits)):
+        try:
+            nnc.decode(bits[:n])
+        except nnc.NncError:
+            pass
+
+
+def test_threads_can_encode_concurrently():
+    w = weights((64, 64))
+    expected = nnc.encode(w)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(nnc.encode(w))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+
+
+def test_bfloat16_when_ml_dtypes_is_installed():
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x = weights((6, 6)).astype(ml_dtypes.bfloat16)
+    out = nnc.decode(nnc.encode({"x": x}))["x"]
+    assert out.dtype == x.dtype
+    assert np.abs(out.astype(np.float32) - x.astype(np.float32)).max() < 0.01
