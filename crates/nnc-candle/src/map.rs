@@ -1,0 +1,167 @@
+//! Named tensor maps ⇄ NNR bitstreams: `HashMap<String, Tensor>`, `BTreeMap`, slices and vectors
+//! of `(name, Tensor)` pairs.
+//!
+//! Tensors are coded in name order whatever the container, so the same map always gives the same
+//! bytes (a `HashMap`'s iteration order is random).
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+
+use crate::convert::{from_nnc_owned, to_nnc};
+use crate::error::{Error, Result};
+
+/// One entry of a named tensor container: `(&String, &Tensor)` from iterating a map,
+/// `&(String, Tensor)` from iterating a slice, or an owned `(name, Tensor)` pair.
+pub trait NamedTensor {
+    /// The tensor's name.
+    fn name(&self) -> &str;
+    /// The tensor.
+    fn tensor(&self) -> &Tensor;
+}
+
+impl<K: AsRef<str> + ?Sized> NamedTensor for (&K, &Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        self.1
+    }
+}
+
+impl<K: AsRef<str>> NamedTensor for &(K, Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        &self.1
+    }
+}
+
+impl<K: AsRef<str>> NamedTensor for (K, Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        &self.1
+    }
+}
+
+/// Converts named candle tensors to NNC tensors sorted by name, for callers who build their own
+/// [`EncodeInput`] (for example [`EncodeInput::from_state_dict`] for PyTorch-style parameter
+/// types). Fails on a repeated name or a dtype without NNC counterpart.
+pub fn to_nnc_tensors<I>(tensors: I) -> Result<Vec<nnc_tensor::Tensor>>
+where
+    I: IntoIterator,
+    I::Item: NamedTensor,
+{
+    let mut entries: Vec<I::Item> = tensors.into_iter().collect();
+    entries.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+    if let Some(w) = entries.windows(2).find(|w| w[0].name() == w[1].name()) {
+        return Err(Error::DuplicateName(w[0].name().to_string()));
+    }
+    entries
+        .iter()
+        .map(|e| to_nnc(e.name(), e.tensor()))
+        .collect()
+}
+
+/// Encodes named candle tensors as one NNR bitstream, in name order, as a plain tensor
+/// dictionary (tensors of two or more dimensions are weights; see [`EncodeInput::from_tensors`]).
+///
+/// With [`EncodeOptions::carry_dtypes`] on (the default) decoding restores every dtype and shape.
+/// Float tensors are quantized (lossy, step set by `opts.qp`); integer tensors are coded exactly
+/// but must fit `int32` ([`Error::Input`] otherwise).
+pub fn encode_tensors<I>(tensors: I, opts: &EncodeOptions) -> Result<Vec<u8>>
+where
+    I: IntoIterator,
+    I::Item: NamedTensor,
+{
+    let nnc = to_nnc_tensors(tensors)?;
+    let input = EncodeInput::from_tensors(&nnc)?;
+    Ok(nnc_tensor::encode(&input, opts)?.bytes)
+}
+
+/// Decodes a stand-alone NNR bitstream into candle tensors on `device`, in stream order (name
+/// order for streams made by [`encode_tensors`]), with the default [`DecodeOptions`] (and their
+/// resource limits).
+pub fn decode_tensors(bytes: &[u8], device: &Device) -> Result<Vec<(String, Tensor)>> {
+    decode_tensors_with(bytes, device, &DecodeOptions::new())
+}
+
+/// [`decode_tensors`] with explicit decoder options (limits, out-of-band tensor dimensions).
+pub fn decode_tensors_with(
+    bytes: &[u8],
+    device: &Device,
+    opts: &DecodeOptions,
+) -> Result<Vec<(String, Tensor)>> {
+    let mut state = DecoderState::default();
+    let decoded = decode_stream(bytes, &mut state, opts)?;
+    decoded
+        .tensors
+        .into_iter()
+        .map(|d| {
+            let name = d.tensor.name.clone();
+            Ok((name, from_nnc_owned(d.tensor, device)?))
+        })
+        .collect()
+}
+
+/// [`decode_tensors`] into a map keyed by name.
+pub fn decode_tensor_map(bytes: &[u8], device: &Device) -> Result<BTreeMap<String, Tensor>> {
+    Ok(decode_tensors(bytes, device)?.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn containers_give_identical_bytes() {
+        let pairs = vec![
+            ("b".to_string(), t(&[1.0, 2.0, 3.0])),
+            ("a".to_string(), t(&[-1.0, 0.5])),
+        ];
+        let map: HashMap<String, Tensor> = pairs.iter().cloned().collect();
+        let opts = EncodeOptions::default();
+        let from_slice = encode_tensors(pairs.as_slice(), &opts).unwrap();
+        let from_map = encode_tensors(&map, &opts).unwrap();
+        let from_owned = encode_tensors(pairs.clone(), &opts).unwrap();
+        assert_eq!(from_slice, from_map);
+        assert_eq!(from_slice, from_owned);
+        let names: Vec<_> = decode_tensors(&from_map, &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn duplicate_names_are_rejected() {
+        let pairs = [("w", t(&[1.0])), ("w", t(&[2.0]))];
+        assert!(matches!(
+            encode_tensors(pairs.iter(), &EncodeOptions::default()),
+            Err(Error::DuplicateName(n)) if n == "w"
+        ));
+    }
+
+    #[test]
+    fn empty_tensor_and_garbage_are_typed_errors() {
+        let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(
+            encode_tensors([("e", empty)], &EncodeOptions::default()),
+            Err(Error::Input(_))
+        ));
+        assert!(matches!(
+            decode_tensors(&[0xff, 0x00, 0x13], &Device::Cpu),
+            Err(Error::Codec(_))
+        ));
+    }
+}
