@@ -23,12 +23,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Exit status 1 with an `nnc:` message and no panic.
+/// Exit status 1 with a one-line `nnc:` message and no panic.
 fn assert_clean_failure(o: &Output, what: &str) -> String {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(1), "{what}: {err}");
     assert!(err.starts_with("nnc: "), "{what}: {err}");
     assert!(!err.contains("panicked"), "{what}: {err}");
+    assert_eq!(err.lines().count(), 1, "{what}: {err}");
+    // The innermost cause is printed once, not repeated by the error chain.
+    let last = err.trim_end().rsplit(": ").next().unwrap_or_default();
+    assert_eq!(err.matches(last).count(), 1, "{what}: {err}");
     assert!(o.stdout.is_empty(), "{what}: stdout {:?}", o.stdout);
     err
 }
@@ -95,6 +99,26 @@ fn invalid_input_exits_1_with_unit_and_offset() {
         "truncated",
     );
     assert!(err.contains("NNR unit 3 at byte"), "{err}");
+
+    // A flipped payload bit: the arithmetic decoder's error, with unit, offset and tensor.
+    let mut flipped = good.clone();
+    flipped[60] ^= 0x10;
+    std::fs::write(&path, &flipped).expect("write");
+    let err = assert_clean_failure(
+        &nnc(&["decode", path.to_str().expect("utf-8"), "-o", out]),
+        "flipped",
+    );
+    assert!(err.contains("NNR unit 3 at byte 18: "), "{err}");
+    assert!(err.contains("cabac: "), "{err}");
+
+    // Missing side information names the tensor to supply.
+    let side = vector("c_block_pre_signalling_side_info");
+    let err = assert_clean_failure(
+        &nnc(&["decode", side.to_str().expect("utf-8"), "-o", out]),
+        "side info",
+    );
+    assert!(err.contains("tensor \"l.weight\""), "{err}");
+    assert!(err.contains("side information"), "{err}");
 
     // Empty file and missing file.
     let empty = dir.path().join("empty.nnc");

@@ -1,0 +1,33 @@
+//! Incremental decoding: two streams decoded one after the other with one `DecoderState` (TCA
+//! bases, HDSP history, update tree), with and without HDSP. Input layout: a flags byte, a
+//! little-endian u16 length of the first stream, the first stream, the second stream.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let [flags, lo, hi, rest @ ..] = data else {
+        return;
+    };
+    let split = usize::from(u16::from_le_bytes([*lo, *hi])).min(rest.len());
+    let (first, second) = rest.split_at(split);
+    let opts = DecodeOptions::new()
+        .with_hdsp(flags & 1 != 0)
+        .with_recompose_decomposed(flags & 2 != 0)
+        .with_limits(
+            Limits::default()
+                .with_max_tensor_elements(1 << 20)
+                .with_max_total_elements(1 << 22)
+                .with_max_recompose_multiply_adds(1 << 24),
+        );
+    let mut state = DecoderState::default();
+    let first_ok = decode_stream(first, &mut state, &opts).is_ok();
+    let before = state.clone();
+    let _ = decode_stream(second, &mut state, &opts);
+    if flags & 4 != 0 && first_ok {
+        // Decoding the same stream twice in a row is also a legal (if odd) sequence.
+        let mut again = before;
+        let _ = decode_stream(first, &mut again, &opts);
+    }
+});

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Seeds fuzz/corpus/<target>/ from the conformance bitstreams (run from anywhere).
+# decode_unit_header, decode_stream: every bitstream (steps of sequences included).
+# decode_incremental: each pair of consecutive steps of a sequence, and each single stream
+# followed by itself, in the target's layout (flags byte, u16 LE length of the first stream,
+# first stream, second stream); flags bit 0 = HDSP, set for the hdsp cases.
+# cabac_levels, roundtrip_levels take structured input (arbitrary) and start from an empty corpus.
+set -euo pipefail
+fuzz="$(cd "$(dirname "$0")" && pwd)"
+vectors="$fuzz/../conformance/vectors"
+mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels}
+
+u16le() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))"; }
+pair() { # flags first second > out
+  local flags=$1 first=$2 second=$3 len
+  len=$(stat -c %s "$first")
+  [ "$len" -lt 65536 ] || return 0
+  { printf "\\x$(printf %02x "$flags")"; u16le "$len"; cat "$first" "$second"; }
+}
+
+for case_dir in "$vectors"/*/; do
+  name=$(basename "$case_dir")
+  flags=0
+  case "$name" in *hdsp*) flags=1 ;; esac
+  streams=()
+  if [ -f "$case_dir/bitstream.nnc" ]; then streams+=("$case_dir/bitstream.nnc"); fi
+  for step in "$case_dir"/step_*/; do
+    [ -f "$step/bitstream.nnc" ] && streams+=("$step/bitstream.nnc")
+  done
+  for i in "${!streams[@]}"; do
+    s=${streams[$i]}
+    cp "$s" "$fuzz/corpus/decode_unit_header/${name}_$i.nnc"
+    cp "$s" "$fuzz/corpus/decode_stream/${name}_$i.nnc"
+    if [ "$i" -gt 0 ]; then
+      pair "$flags" "${streams[$((i - 1))]}" "$s" > "$fuzz/corpus/decode_incremental/${name}_$i.bin"
+    else
+      pair "$flags" "$s" "$s" > "$fuzz/corpus/decode_incremental/${name}_0.bin"
+    fi
+  done
+done
+for t in decode_unit_header decode_stream decode_incremental; do
+  echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) seeds"
+done
