@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use xtask::conformance::{self, RunOptions};
 
 mod bench_vs_ref;
+mod fetch_digits;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nnc project tasks")]
@@ -38,6 +39,15 @@ enum Task {
     },
     /// Everything CI runs: format check, clippy, the test suite and the conformance runner.
     Ci,
+    /// Put the scikit-learn digits into the cache the nnc-fl example and tests read.
+    FetchDigits {
+        /// Cache directory (default: $NNC_CACHE_DIR, $XDG_CACHE_HOME/nnc or ~/.cache/nnc).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Use this scikit-learn wheel instead of downloading one.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
     /// Time the reference (NNCodec in PY) and ours on the same inputs; check the bytes are identical.
     BenchVsRef {
         /// Python interpreter with nncodec 2.1.3 installed (skipped with a message if missing).
@@ -93,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(summary.failed() == 0)
         }
         Task::Ci => ci(),
+        Task::FetchDigits { cache, wheel } => fetch_digits::run(cache, wheel).map(|_| true),
         Task::BenchVsRef {
             python,
             quick,

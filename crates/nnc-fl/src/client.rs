@@ -1,0 +1,287 @@
+//! The client side: decode the server's downstream message into the global model, and code the
+//! local update (difference to that model, plus the residual of earlier messages) upstream.
+
+use nnc_tensor::IncrementalState;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlError, Result};
+use crate::layout::{add_assign, decode_raw, encode_raw, sub, Layout};
+use crate::message::{compress, decompress};
+use crate::options::FlOptions;
+
+/// Everything a client keeps between rounds (the reference's `client_ID<k>_internal_states.npz`
+/// plus the downstream decoder state, which the reference shares with the server's file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientState {
+    /// The client's `device_id` in its NDUs (1 or more; 0 is the server).
+    pub device_id: u64,
+    /// Updates sent so far (`comm_round`).
+    pub comm_round: u64,
+    /// The last global model received (`prev_mdl`): the base of the next update.
+    pub global: Option<Vec<f32>>,
+    /// What the coding of earlier updates left out (`residuals`), added to the next update.
+    pub residual: Option<Vec<f32>>,
+    /// Encoder state of this client's upstream messages; equal to the server's decoder state
+    /// for this client after each message.
+    pub upstream: IncrementalState,
+    /// Decoder state of the server's downstream messages.
+    pub downstream: IncrementalState,
+}
+
+/// Client-side codec. Holds no network or training code: it turns messages into models and
+/// models into messages.
+#[derive(Clone, Debug)]
+pub struct ClientCodec {
+    layout: Layout,
+    opts: FlOptions,
+    state: ClientState,
+}
+
+impl ClientCodec {
+    /// A client that has received nothing yet. `device_id` must be at least 1.
+    pub fn new(layout: Layout, opts: FlOptions, device_id: u64) -> Result<Self> {
+        let state = ClientState {
+            device_id,
+            comm_round: 0,
+            global: None,
+            residual: None,
+            upstream: IncrementalState::default(),
+            downstream: IncrementalState::default(),
+        };
+        Self::resume(layout, opts, state)
+    }
+
+    /// A client continuing from a saved state.
+    pub fn resume(layout: Layout, opts: FlOptions, state: ClientState) -> Result<Self> {
+        opts.validate()?;
+        if state.device_id == 0 {
+            return Err(FlError::Options(
+                "client device_id 0 is reserved for the server".into(),
+            ));
+        }
+        if let Some(g) = &state.global {
+            layout.check("saved global model", g)?;
+        }
+        if let Some(r) = &state.residual {
+            layout.check("saved residual", r)?;
+        }
+        Ok(ClientCodec {
+            layout,
+            opts,
+            state,
+        })
+    }
+
+    /// The state to persist.
+    pub fn state(&self) -> &ClientState {
+        &self.state
+    }
+
+    /// Consumes the codec, giving its state.
+    pub fn into_state(self) -> ClientState {
+        self.state
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The last global model received.
+    pub fn global_model(&self) -> Option<&[f32]> {
+        self.state.global.as_deref()
+    }
+
+    /// Decodes a downstream message and returns the new global model, which local training
+    /// starts from and the next update is taken against.
+    ///
+    /// The first message a client receives is always the uncompressed initial model (as the
+    /// reference's Flower `initial_parameters`); later ones are NNC bitstreams when
+    /// `compress_downstream` is set.
+    pub fn receive(&mut self, message: &[u8]) -> Result<Vec<f32>> {
+        let global = match &self.state.global {
+            Some(prev) if self.opts.compress_downstream => {
+                let mut downstream = self.state.downstream.clone();
+                let decoded = decompress(
+                    &self.layout,
+                    message,
+                    0,
+                    self.opts.compress_differences,
+                    &mut downstream,
+                )?;
+                self.state.downstream = downstream;
+                if self.opts.compress_differences {
+                    let mut g = prev.clone();
+                    add_assign(&mut g, &decoded);
+                    g
+                } else {
+                    decoded
+                }
+            }
+            _ => {
+                let g = decode_raw(&self.layout, message)?;
+                self.layout.check_finite("global model", &g)?;
+                g
+            }
+        };
+        self.state.global = Some(global.clone());
+        Ok(global)
+    }
+
+    /// Codes the locally trained model `local` as this round's upstream message.
+    ///
+    /// Compressed: the update is `local − global` (with `compress_differences`) or `local`, plus
+    /// the residual (with `err_accumulation`); the new residual is the update minus what the
+    /// server will decode. Uncompressed: the raw local model.
+    pub fn send(&mut self, local: &[f32]) -> Result<Vec<u8>> {
+        let global =
+            self.state.global.as_deref().ok_or_else(|| {
+                FlError::Protocol("send before any global model was received".into())
+            })?;
+        self.layout.check_finite("local model", local)?;
+        if !self.opts.compress_upstream {
+            self.state.comm_round += 1;
+            return Ok(encode_raw(local));
+        }
+        let mut update = if self.opts.compress_differences {
+            sub(local, global)
+        } else {
+            local.to_vec()
+        };
+        if self.opts.err_accumulation {
+            if let Some(r) = &self.state.residual {
+                add_assign(&mut update, r);
+            }
+        }
+        let mut upstream = self.state.upstream.clone();
+        let coded = compress(
+            &self.layout,
+            &self.opts,
+            self.state.device_id,
+            &update,
+            &mut upstream,
+        )?;
+        self.state.upstream = upstream;
+        if self.opts.err_accumulation {
+            self.state.residual = Some(sub(&update, &coded.reconstruction));
+        }
+        self.state.comm_round += 1;
+        Ok(coded.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::TensorSpec;
+    use crate::message::decompress;
+
+    fn layout() -> Layout {
+        Layout::new(vec![
+            TensorSpec::new("w", vec![4, 8]),
+            TensorSpec::new("b", vec![4]),
+        ])
+        .unwrap()
+    }
+
+    fn model(scale: f32) -> Vec<f32> {
+        (0..36)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * scale)
+            .collect()
+    }
+
+    #[test]
+    fn send_before_receive_is_a_protocol_error() {
+        let mut c = ClientCodec::new(layout(), FlOptions::compressed(-32), 1).unwrap();
+        assert!(matches!(c.send(&model(0.1)), Err(FlError::Protocol(_))));
+        assert!(ClientCodec::new(layout(), FlOptions::default(), 0).is_err());
+    }
+
+    #[test]
+    fn uncompressed_sends_the_raw_local_model() {
+        let l = layout();
+        let mut c = ClientCodec::new(l.clone(), FlOptions::default(), 1).unwrap();
+        let g = model(0.1);
+        assert_eq!(c.receive(&encode_raw(&g)).unwrap(), g);
+        let local = model(0.2);
+        let msg = c.send(&local).unwrap();
+        assert_eq!(msg.len(), l.raw_message_len());
+        assert_eq!(decode_raw(&l, &msg).unwrap(), local);
+    }
+
+    #[test]
+    fn error_accumulation_arithmetic() {
+        // Coarse qp: most of a small update is lost to quantization and must come back through
+        // the residual, exactly: residual = (update + old residual) − reconstruction.
+        let l = layout();
+        let opts = FlOptions::compressed(-8);
+        let mut c = ClientCodec::new(l.clone(), opts.clone(), 1).unwrap();
+        let g = model(0.1);
+        c.receive(&encode_raw(&g)).unwrap();
+        let local: Vec<f32> = g
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + 0.3 * ((i % 3) as f32 - 1.0))
+            .collect();
+        let mut server_state = IncrementalState::default();
+        let msg = c.send(&local).unwrap();
+        let rec = decompress(&l, &msg, 1, true, &mut server_state).unwrap();
+        let update = sub(&local, &g);
+        let r1 = c.state().residual.clone().unwrap();
+        for i in 0..36 {
+            assert_eq!(r1[i], update[i] - rec[i]);
+        }
+        assert_eq!(server_state, c.state().upstream);
+
+        // Same global, same local model again: the input is update + r1.
+        let msg = c.send(&local).unwrap();
+        let rec2 = decompress(&l, &msg, 1, true, &mut server_state).unwrap();
+        let r2 = c.state().residual.clone().unwrap();
+        for i in 0..36 {
+            let input = update[i] + r1[i];
+            assert_eq!(r2[i], input - rec2[i]);
+        }
+        // What reached the server over both messages plus what is still owed is twice the update.
+        for i in 0..36 {
+            let total = rec[i] + rec2[i] + r2[i];
+            assert!((total - 2.0 * update[i]).abs() < 1e-5);
+        }
+        assert_eq!(c.state().comm_round, 2);
+    }
+
+    #[test]
+    fn without_error_accumulation_no_residual_is_kept() {
+        let opts = FlOptions {
+            err_accumulation: false,
+            ..FlOptions::compressed(-8)
+        };
+        let mut c = ClientCodec::new(layout(), opts, 1).unwrap();
+        c.receive(&encode_raw(&model(0.1))).unwrap();
+        c.send(&model(0.15)).unwrap();
+        assert!(c.state().residual.is_none());
+    }
+
+    #[test]
+    fn failed_send_leaves_the_state_unchanged() {
+        let mut c = ClientCodec::new(layout(), FlOptions::compressed(-32), 1).unwrap();
+        c.receive(&encode_raw(&model(0.1))).unwrap();
+        let before = c.state().clone();
+        let mut bad = model(0.1);
+        bad[0] = f32::NAN;
+        assert!(matches!(c.send(&bad), Err(FlError::NonFinite { .. })));
+        assert_eq!(c.state(), &before);
+        assert!(matches!(c.send(&bad[..10]), Err(FlError::ModelSize { .. })));
+    }
+
+    #[test]
+    fn resume_checks_the_saved_vectors() {
+        let mut state = ClientCodec::new(layout(), FlOptions::default(), 2)
+            .unwrap()
+            .into_state();
+        state.global = Some(vec![0.0; 5]);
+        assert!(matches!(
+            ClientCodec::resume(layout(), FlOptions::default(), state),
+            Err(FlError::ModelSize { .. })
+        ));
+    }
+}

@@ -1,0 +1,381 @@
+//! One coded message, both ways: flat parameters → (sparsification) → NNC bitstream, and
+//! bitstream → flat parameters, each against the incremental state of its direction and sender.
+//!
+//! Every step works on copies; the caller's state changes only when the whole message succeeded.
+//! Before decoding, the NDU headers are checked against the layout and the state (sender, tensor
+//! set, update depth), so a message from the wrong sender, a skipped or repeated message and a
+//! foreign model are typed errors even where the entropy decoder would not notice (no TCA).
+
+use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
+use nnc_tensor::sparsify::sparsify_tensors;
+use nnc_tensor::{
+    decode_stream, encode_incremental, DecodeOptions, EncodeInput, IncrementalState, Limits,
+    TensorData,
+};
+
+use crate::error::{FlError, Result};
+use crate::layout::Layout;
+use crate::options::FlOptions;
+
+/// A coded message and what its receiver will reconstruct from it.
+#[derive(Debug)]
+pub(crate) struct Coded {
+    /// The NNR bitstream.
+    pub bytes: Vec<u8>,
+    /// The decoded values (zeros for omitted all-zero tensors).
+    pub reconstruction: Vec<f32>,
+}
+
+/// Sparsifies (if configured) and encodes `values` as the message of `sender` (0: the server),
+/// advancing `state` (the sender's encoder state of this direction) to what the receiver's
+/// decoder state will be after decoding it.
+pub(crate) fn compress(
+    layout: &Layout,
+    opts: &FlOptions,
+    sender: u64,
+    values: &[f32],
+    state: &mut IncrementalState,
+) -> Result<Coded> {
+    layout.check_finite("message input", values)?;
+    let mut tensors = layout.to_tensors(values)?;
+    if opts.sparsity > 0.0 {
+        sparsify_tensors(&mut tensors, &opts.sparsify_options())?;
+    }
+    let input =
+        EncodeInput::from_tensors(&tensors).map_err(|e| FlError::Internal(e.to_string()))?;
+    let mut after = state.clone();
+    let encoded = encode_incremental(&input, &opts.encode_options(sender), &mut after, true)?;
+    // Decode our own bitstream from the state the receiver holds now: this gives the
+    // reconstruction (for the residual and the next global model) and proves both sides agree.
+    let mut receiver = state.clone();
+    let reconstruction = decompress(
+        layout,
+        &encoded.bytes,
+        sender,
+        opts.compress_differences,
+        &mut receiver,
+    )?;
+    if receiver.bases != after.bases || receiver.device_id != after.device_id {
+        return Err(FlError::Internal(
+            "the encoder's state differs from the state decoding its bitstream gives".into(),
+        ));
+    }
+    *state = after;
+    Ok(Coded {
+        bytes: encoded.bytes,
+        reconstruction,
+    })
+}
+
+/// Decodes a message of `sender`, advancing `state` (the receiver's decoder state for this
+/// direction and sender). With `differences` the stream must be parent-signalled and omitted
+/// tensors are zero; without, every tensor must be present.
+pub(crate) fn decompress(
+    layout: &Layout,
+    bytes: &[u8],
+    sender: u64,
+    differences: bool,
+    state: &mut IncrementalState,
+) -> Result<Vec<f32>> {
+    check_headers(layout, bytes, sender, differences, state)?;
+    let n = layout.num_values() as u64;
+    let opts = DecodeOptions::new().with_limits(
+        Limits::default()
+            .with_max_tensor_elements(n)
+            .with_max_total_elements(n),
+    );
+    let mut work = state.clone();
+    let decoded = decode_stream(bytes, &mut work, &opts)?;
+    let mut out = vec![0f32; layout.num_values()];
+    let mut present = vec![false; layout.specs().len()];
+    for t in &decoded.tensors {
+        let name = &t.tensor.name;
+        let i = layout
+            .index_of(name)
+            .ok_or_else(|| FlError::TensorSet(format!("unknown tensor {name:?}")))?;
+        if present[i] {
+            return Err(FlError::TensorSet(format!("tensor {name:?} appears twice")));
+        }
+        present[i] = true;
+        if t.tensor.shape != layout.specs()[i].shape {
+            return Err(FlError::TensorSet(format!(
+                "tensor {name:?} has shape {:?}, the layout {:?}",
+                t.tensor.shape,
+                layout.specs()[i].shape
+            )));
+        }
+        let dst = &mut out[layout.range(i)];
+        match &t.tensor.data {
+            TensorData::F32(v) => dst.copy_from_slice(v),
+            TensorData::F64(v) => {
+                for (d, s) in dst.iter_mut().zip(v) {
+                    *d = *s as f32;
+                }
+            }
+            other => {
+                return Err(FlError::TensorSet(format!(
+                    "tensor {name:?} decodes to {}, not floats",
+                    other.dtype().numpy_name()
+                )))
+            }
+        }
+    }
+    if !differences {
+        if let Some(i) = present.iter().position(|p| !p) {
+            return Err(FlError::TensorSet(format!(
+                "the message lacks tensor {:?}",
+                layout.specs()[i].name
+            )));
+        }
+    }
+    layout.check_finite("decoded message", &out)?;
+    *state = work;
+    Ok(out)
+}
+
+/// Checks unit order, parent signalling and every NDU's tensor, sender, `parameter_id` and
+/// `put_node_depth` against the layout and `state`, without entropy decoding.
+fn check_headers(
+    layout: &Layout,
+    bytes: &[u8],
+    sender: u64,
+    differences: bool,
+    state: &IncrementalState,
+) -> Result<()> {
+    let mut reader = UnitReader::new(bytes);
+    let mut ctx = ParseContext::default();
+    let side = SideInfo::default();
+    let mut seen = vec![false; layout.specs().len()];
+    // STR, MPS, TPL and one NDU per tensor; anything longer is not one of our messages.
+    let max_units = layout.specs().len() + 3;
+    let mut units = 0usize;
+    while let Some(raw) = reader.next()? {
+        units += 1;
+        if units > max_units {
+            return Err(FlError::TensorSet(format!(
+                "more than {max_units} NNR units for {} tensors",
+                layout.specs().len()
+            )));
+        }
+        let parsed = parse_unit(raw, &mut ctx, &side)?;
+        match &parsed.unit {
+            NnrUnit::Mps(_) if ctx.mps_parent_signalling_enabled_flag != differences => {
+                let (sent, session) = if differences {
+                    ("whole tensors", "differences")
+                } else {
+                    ("differences", "whole tensors")
+                };
+                return Err(FlError::StateMismatch(format!(
+                    "the message codes {sent}, the session {session}"
+                )));
+            }
+            NnrUnit::Ndu { header, .. } => {
+                let name = header.topology_elem_id.as_deref().ok_or_else(|| {
+                    FlError::TensorSet("an NDU without a single topology_elem_id".into())
+                })?;
+                let i = layout
+                    .index_of(name)
+                    .ok_or_else(|| FlError::TensorSet(format!("unknown tensor {name:?}")))?;
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(FlError::TensorSet(format!("tensor {name:?} appears twice")));
+                }
+                let shape = &layout.specs()[i].shape;
+                if header.tensor_dimensions.len() != shape.len()
+                    || header
+                        .tensor_dimensions
+                        .iter()
+                        .zip(shape)
+                        .any(|(&a, &b)| a != b as u64)
+                {
+                    return Err(FlError::TensorSet(format!(
+                        "tensor {name:?} has dimensions {:?}, the layout {shape:?}",
+                        header.tensor_dimensions
+                    )));
+                }
+                let device = header.device_id.unwrap_or(0);
+                if device != sender {
+                    return Err(FlError::StateMismatch(format!(
+                        "tensor {name:?} comes from device {device}, expected {sender}"
+                    )));
+                }
+                if let Some(pid) = header.parameter_id {
+                    if pid != i as u64 {
+                        return Err(FlError::TensorSet(format!(
+                            "tensor {name:?} has parameter_id {pid}, its layout index is {i}"
+                        )));
+                    }
+                }
+                let expected = state.bases.get(name).map_or(1, |b| b.put_node_depth + 1);
+                if header.put_node_depth != Some(expected) {
+                    return Err(FlError::StateMismatch(format!(
+                        "tensor {name:?} has put_node_depth {:?}, the state expects {expected} \
+                         (a skipped, repeated or foreign message?)",
+                        header.put_node_depth
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    if units == 0 {
+        return Err(FlError::TensorSet("empty message".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::TensorSpec;
+
+    fn layout() -> Layout {
+        Layout::new(vec![
+            TensorSpec::new("w", vec![8, 16]),
+            TensorSpec::new("b", vec![8]),
+        ])
+        .unwrap()
+    }
+
+    fn update(seed: u32) -> Vec<f32> {
+        (0..136u32)
+            .map(|i| {
+                let x = (i.wrapping_mul(2654435761).wrapping_add(seed * 97) % 1000) as f32;
+                (x / 1000.0 - 0.5) * 0.1
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trip_reconstruction_is_close_and_states_agree() {
+        let l = layout();
+        let o = FlOptions::compressed(-32);
+        let mut enc = IncrementalState::default();
+        let mut dec = IncrementalState::default();
+        for round in 0..3 {
+            let u = update(round);
+            let c = compress(&l, &o, 2, &u, &mut enc).unwrap();
+            let d = decompress(&l, &c.bytes, 2, true, &mut dec).unwrap();
+            assert_eq!(d, c.reconstruction);
+            assert_eq!(enc.bases, dec.bases);
+            let step = 2f32.powf(-32.0 / 4.0);
+            for (a, b) in u[..128].iter().zip(&d) {
+                assert!((a - b).abs() <= step, "{a} vs {b}");
+            }
+            assert_eq!(dec.bases["w"].put_node_depth, u64::from(round) + 1);
+        }
+    }
+
+    #[test]
+    fn skipped_message_is_a_state_mismatch_even_without_tca() {
+        let l = layout();
+        let o = FlOptions::compressed(-32);
+        let mut enc = IncrementalState::default();
+        let first = compress(&l, &o, 1, &update(0), &mut enc).unwrap();
+        let second = compress(&l, &o, 1, &update(1), &mut enc).unwrap();
+        let mut dec = IncrementalState::default();
+        let before = dec.clone();
+        let err = decompress(&l, &second.bytes, 1, true, &mut dec).unwrap_err();
+        assert!(matches!(err, FlError::StateMismatch(_)), "{err}");
+        assert_eq!(dec, before, "state untouched on error");
+        decompress(&l, &first.bytes, 1, true, &mut dec).unwrap();
+        // Repeating the first message is caught too.
+        let err = decompress(&l, &first.bytes, 1, true, &mut dec).unwrap_err();
+        assert!(matches!(err, FlError::StateMismatch(_)), "{err}");
+    }
+
+    #[test]
+    fn wrong_sender_and_wrong_mode_are_rejected() {
+        let l = layout();
+        let o = FlOptions::compressed(-32);
+        let mut enc = IncrementalState::default();
+        let c = compress(&l, &o, 3, &update(0), &mut enc).unwrap();
+        let mut dec = IncrementalState::default();
+        assert!(matches!(
+            decompress(&l, &c.bytes, 4, true, &mut dec),
+            Err(FlError::StateMismatch(_))
+        ));
+        assert!(matches!(
+            decompress(&l, &c.bytes, 3, false, &mut dec),
+            Err(FlError::StateMismatch(_))
+        ));
+        assert_eq!(dec, IncrementalState::default());
+    }
+
+    #[test]
+    fn foreign_layout_is_a_tensor_set_error() {
+        let l = layout();
+        let o = FlOptions::compressed(-32);
+        let mut enc = IncrementalState::default();
+        let c = compress(&l, &o, 1, &update(0), &mut enc).unwrap();
+        let other = Layout::new(vec![
+            TensorSpec::new("w", vec![16, 8]),
+            TensorSpec::new("b", vec![8]),
+        ])
+        .unwrap();
+        let renamed = Layout::new(vec![
+            TensorSpec::new("v", vec![8, 16]),
+            TensorSpec::new("b", vec![8]),
+        ])
+        .unwrap();
+        for l2 in [other, renamed] {
+            let mut dec = IncrementalState::default();
+            assert!(matches!(
+                decompress(&l2, &c.bytes, 1, true, &mut dec),
+                Err(FlError::TensorSet(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn all_zero_tensors_are_omitted_and_decode_as_zero() {
+        let l = layout();
+        let o = FlOptions::compressed(-32);
+        let mut u = update(0);
+        u[128..].fill(0.0);
+        let mut enc = IncrementalState::default();
+        let c = compress(&l, &o, 1, &u, &mut enc).unwrap();
+        assert!(!enc.bases.contains_key("b"));
+        assert!(c.reconstruction[128..].iter().all(|&v| v == 0.0));
+        // A whole-model session needs every tensor.
+        let full = FlOptions {
+            compress_differences: false,
+            ..o
+        };
+        let mut enc = IncrementalState::default();
+        compress(&l, &full, 1, &u, &mut enc).unwrap();
+        assert!(enc.bases.contains_key("b"));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_not_panics() {
+        let l = layout();
+        let o = FlOptions {
+            tca: true,
+            ..FlOptions::compressed(-32)
+        };
+        let mut enc = IncrementalState::default();
+        let c = compress(&l, &o, 1, &update(0), &mut enc).unwrap();
+        for cut in [0, 1, 5, c.bytes.len() / 2, c.bytes.len() - 1] {
+            let mut dec = IncrementalState::default();
+            assert!(decompress(&l, &c.bytes[..cut], 1, true, &mut dec).is_err());
+            assert_eq!(dec, IncrementalState::default());
+        }
+        let mut flipped = c.bytes.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x5a;
+        let mut dec = IncrementalState::default();
+        let _ = decompress(&l, &flipped, 1, true, &mut dec);
+    }
+
+    #[test]
+    fn non_finite_input_is_rejected() {
+        let l = layout();
+        let mut u = update(0);
+        u[3] = f32::INFINITY;
+        let mut enc = IncrementalState::default();
+        assert!(matches!(
+            compress(&l, &FlOptions::compressed(-32), 1, &u, &mut enc),
+            Err(FlError::NonFinite { .. })
+        ));
+    }
+}

@@ -1,0 +1,228 @@
+//! FL settings, named and defaulted as the reference's FL command line (`example/nnc_fl.py`), and
+//! their translation into the coder's options.
+
+use nnc_tensor::sparsify::SparsifyOptions;
+use nnc_tensor::EncodeOptions;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlError, Result};
+
+/// FL codec settings. Both sides of a session must use the same values: they decide which
+/// messages are NNC bitstreams and what they carry.
+///
+/// `Default` is the reference's command-line default: nothing compressed (plain FedAvg with
+/// 4 bytes per parameter each way), qp −32, non-weight qp −75, `qp_density` 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlOptions {
+    /// Clients send NNC bitstreams (otherwise their raw local models).
+    pub compress_upstream: bool,
+    /// The server sends an NNC bitstream (otherwise the raw global model).
+    pub compress_downstream: bool,
+    /// Keep each coded direction's quantization/sparsification residual and add it to the next
+    /// message's input.
+    pub err_accumulation: bool,
+    /// Code differences to the last global model instead of whole models (parent-signalled
+    /// bitstreams; all-zero tensors are omitted).
+    pub compress_differences: bool,
+    /// qp of the sparsification threshold, and the coding qp when `diff_qp` is `None`.
+    pub qp: i32,
+    /// Coding qp of the weights. `None`: `qp` (as the reference's `nnc_fl.py` sets it).
+    pub diff_qp: Option<i32>,
+    /// qp of the non-weight (one-dimensional) tensors.
+    pub nonweight_qp: i32,
+    /// Quantization steps per octave are `2^qp_density`.
+    pub qp_density: u8,
+    /// Dependent (trellis-coded) quantization.
+    pub use_dq: bool,
+    /// Scale each weight tensor's qp by its size and spread.
+    pub opt_qp: bool,
+    /// Target fraction of zeros of the unstructured sparsification, in `[0, 1)`; 0 disables
+    /// sparsification.
+    pub sparsity: f64,
+    /// Gain of the structured (per output channel) sparsification after the unstructured one;
+    /// 0 skips it.
+    pub struct_spars_factor: f64,
+    /// Signal all-zero rows with one flag each.
+    pub row_skipping: bool,
+    /// Temporal context adaptation: code each tensor's levels with the previous update's levels
+    /// of the same direction and sender as context (needs `compress_differences`).
+    pub tca: bool,
+    /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
+    pub bitdepth: Option<u32>,
+}
+
+impl Default for FlOptions {
+    fn default() -> Self {
+        FlOptions {
+            compress_upstream: false,
+            compress_downstream: false,
+            err_accumulation: false,
+            compress_differences: false,
+            qp: -32,
+            diff_qp: None,
+            nonweight_qp: -75,
+            qp_density: 2,
+            use_dq: false,
+            opt_qp: false,
+            sparsity: 0.0,
+            struct_spars_factor: 0.0,
+            row_skipping: false,
+            tca: false,
+            bitdepth: None,
+        }
+    }
+}
+
+impl FlOptions {
+    /// Plain FedAvg, nothing compressed (the same as `Default`).
+    pub fn uncompressed() -> Self {
+        Self::default()
+    }
+
+    /// Both directions compressed as differences with error accumulation, at weight qp `qp`
+    /// (the reference's four FL flags); everything else at its default.
+    pub fn compressed(qp: i32) -> Self {
+        FlOptions {
+            compress_upstream: true,
+            compress_downstream: true,
+            err_accumulation: true,
+            compress_differences: true,
+            qp,
+            ..Self::default()
+        }
+    }
+
+    /// The coding qp of the weights (`diff_qp`, else `qp`).
+    pub fn coding_qp(&self) -> i32 {
+        self.diff_qp.unwrap_or(self.qp)
+    }
+
+    /// Checks ranges and combinations.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: String| Err(FlError::Options(what));
+        if !(self.sparsity.is_finite() && (0.0..1.0).contains(&self.sparsity)) {
+            return bad(format!("sparsity {} is outside [0, 1)", self.sparsity));
+        }
+        if !(self.struct_spars_factor.is_finite() && self.struct_spars_factor >= 0.0) {
+            return bad(format!(
+                "struct_spars_factor {} is negative or not finite",
+                self.struct_spars_factor
+            ));
+        }
+        if self.qp_density > 7 {
+            return bad(format!("qp_density {} is above 7", self.qp_density));
+        }
+        if let Some(b) = self.bitdepth {
+            if !(1..32).contains(&b) {
+                return bad(format!("bitdepth {b} is outside 1..=31"));
+            }
+        }
+        if self.tca && !self.compress_differences {
+            return bad("tca needs compress_differences".into());
+        }
+        Ok(())
+    }
+
+    /// The coder's options for a message sent by `device_id` (0: the server), as the
+    /// reference's `fl.encode` sets up `nnc.compress`.
+    pub fn encode_options(&self, device_id: u64) -> EncodeOptions {
+        let mut o = EncodeOptions::compress_defaults();
+        o.qp = self.coding_qp();
+        o.qp_density = self.qp_density;
+        o.nonweight_qp = Some(self.nonweight_qp);
+        o.use_dq = self.use_dq;
+        o.opt_qp = self.opt_qp;
+        o.param_opt = true;
+        o.row_skipping = self.row_skipping;
+        o.tca = self.tca;
+        o.device_id = device_id;
+        o.compress_differences = self.compress_differences;
+        o.int_quant_bw = self.bitdepth;
+        o
+    }
+
+    /// The sparsification options.
+    ///
+    /// Reference quirk: the threshold uses `qp`, not the coding qp `diff_qp`.
+    pub fn sparsify_options(&self) -> SparsifyOptions {
+        SparsifyOptions {
+            qp: self.qp,
+            qp_density: self.qp_density,
+            sparsity: self.sparsity,
+            struct_spars_factor: self.struct_spars_factor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_reference_command_line() {
+        let o = FlOptions::default();
+        assert!(!o.compress_upstream && !o.compress_downstream);
+        assert_eq!((o.qp, o.nonweight_qp, o.qp_density), (-32, -75, 2));
+        assert_eq!(o.coding_qp(), -32);
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn encode_options_follow_fl_encode() {
+        let o = FlOptions {
+            diff_qp: Some(-20),
+            tca: true,
+            bitdepth: Some(8),
+            ..FlOptions::compressed(-18)
+        };
+        let e = o.encode_options(3);
+        assert_eq!(e.qp, -20);
+        assert_eq!(e.nonweight_qp, Some(-75));
+        assert!(e.tca && e.compress_differences && !e.row_skipping && !e.use_dq);
+        assert_eq!(e.device_id, 3);
+        assert_eq!(e.int_quant_bw, Some(8));
+        assert_eq!(o.sparsify_options().qp, -18);
+    }
+
+    #[test]
+    fn validation() {
+        let bad = [
+            FlOptions {
+                sparsity: 1.0,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                sparsity: f64::NAN,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                struct_spars_factor: -0.1,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                tca: true,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                bitdepth: Some(0),
+                ..FlOptions::default()
+            },
+            FlOptions {
+                qp_density: 8,
+                ..FlOptions::default()
+            },
+        ];
+        for o in bad {
+            assert!(matches!(o.validate(), Err(FlError::Options(_))), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn serde_fills_defaults() {
+        let o: FlOptions = serde_json::from_str(r#"{"compress_upstream":true,"qp":-18}"#).unwrap();
+        assert!(o.compress_upstream);
+        assert_eq!(o.qp, -18);
+        assert_eq!(o.nonweight_qp, -75);
+    }
+}

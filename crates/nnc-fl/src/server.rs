@@ -1,0 +1,421 @@
+//! The server side: decode each client's message with that client's own decoder state, average
+//! them (FedAvg), and code the new global model's update downstream to all clients.
+
+use std::collections::BTreeMap;
+
+use nnc_tensor::IncrementalState;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FlError, Result};
+use crate::fedavg::weighted_average;
+use crate::layout::{add_assign, decode_raw, encode_raw, sub, Layout};
+use crate::message::{compress, decompress};
+use crate::options::FlOptions;
+
+/// One client's upstream message with its aggregation weight.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientMessage<'a> {
+    /// The sender's `device_id`.
+    pub device_id: u64,
+    /// FedAvg weight (the client's sample count, or whatever the session agreed on).
+    pub weight: u64,
+    /// The message.
+    pub bytes: &'a [u8],
+}
+
+/// Everything the server keeps between rounds (the reference's `client_ID0_internal_states.npz`,
+/// `base_mdl` and the clients' state files, which its decoder updates).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerState {
+    /// Rounds aggregated so far.
+    pub round: u64,
+    /// The global model as every client reconstructs it (`base_mdl`).
+    pub global: Vec<f32>,
+    /// What the coding of earlier downstream messages left out, added to the next one.
+    pub residual: Option<Vec<f32>>,
+    /// Encoder state of the downstream messages (device 0); equal to every client's downstream
+    /// decoder state after each message.
+    pub downstream: IncrementalState,
+    /// Decoder state of each client's upstream messages, by `device_id`.
+    pub upstream: BTreeMap<u64, IncrementalState>,
+}
+
+/// Server-side codec and FedAvg.
+#[derive(Clone, Debug)]
+pub struct ServerCodec {
+    layout: Layout,
+    opts: FlOptions,
+    state: ServerState,
+}
+
+impl ServerCodec {
+    /// A server starting from the `initial` global model.
+    pub fn new(layout: Layout, opts: FlOptions, initial: Vec<f32>) -> Result<Self> {
+        let state = ServerState {
+            round: 0,
+            global: initial,
+            residual: None,
+            downstream: IncrementalState::default(),
+            upstream: BTreeMap::new(),
+        };
+        Self::resume(layout, opts, state)
+    }
+
+    /// A server continuing from a saved state.
+    pub fn resume(layout: Layout, opts: FlOptions, state: ServerState) -> Result<Self> {
+        opts.validate()?;
+        layout.check_finite("global model", &state.global)?;
+        if let Some(r) = &state.residual {
+            layout.check("saved residual", r)?;
+        }
+        if state.upstream.contains_key(&0) {
+            return Err(FlError::Options(
+                "device_id 0 (the server) among the clients".into(),
+            ));
+        }
+        Ok(ServerCodec {
+            layout,
+            opts,
+            state,
+        })
+    }
+
+    /// The state to persist.
+    pub fn state(&self) -> &ServerState {
+        &self.state
+    }
+
+    /// Consumes the codec, giving its state.
+    pub fn into_state(self) -> ServerState {
+        self.state
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The current global model (what clients hold after the last downstream message).
+    pub fn global_model(&self) -> &[f32] {
+        &self.state.global
+    }
+
+    /// The uncompressed global model: the first message every client receives.
+    pub fn initial_message(&self) -> Vec<u8> {
+        encode_raw(&self.state.global)
+    }
+
+    /// Decodes all `messages`, averages them weighted by [`ClientMessage::weight`] and returns
+    /// the downstream message for all clients. Nothing changes unless every message decodes.
+    pub fn aggregate(&mut self, messages: &[ClientMessage<'_>]) -> Result<Vec<u8>> {
+        if messages.is_empty() {
+            return Err(FlError::Aggregation("no client messages".into()));
+        }
+        for (i, m) in messages.iter().enumerate() {
+            if m.device_id == 0 {
+                return Err(FlError::Aggregation(
+                    "a client message from device 0 (the server)".into(),
+                ));
+            }
+            if messages[..i].iter().any(|o| o.device_id == m.device_id) {
+                return Err(FlError::Aggregation(format!(
+                    "two messages from device {}",
+                    m.device_id
+                )));
+            }
+        }
+        let opts = &self.opts;
+        let deltas_up = opts.compress_upstream && opts.compress_differences;
+        let mut decoded = Vec::with_capacity(messages.len());
+        let mut new_upstream = Vec::with_capacity(messages.len());
+        for m in messages {
+            let values = if opts.compress_upstream {
+                let mut st = self
+                    .state
+                    .upstream
+                    .get(&m.device_id)
+                    .cloned()
+                    .unwrap_or_default();
+                let v = decompress(
+                    &self.layout,
+                    m.bytes,
+                    m.device_id,
+                    opts.compress_differences,
+                    &mut st,
+                )?;
+                new_upstream.push((m.device_id, st));
+                v
+            } else {
+                let v = decode_raw(&self.layout, m.bytes)?;
+                self.layout.check_finite("client model", &v)?;
+                v
+            };
+            decoded.push((values, m.weight));
+        }
+        let refs: Vec<(&[f32], u64)> = decoded.iter().map(|(v, w)| (v.as_slice(), *w)).collect();
+        let avg = weighted_average(&refs)?;
+        let global = &self.state.global;
+
+        let (bytes, new_global, residual, downstream) = if opts.compress_downstream {
+            // The downstream input: the averaged update (differences) or the new model.
+            let mut input = match (opts.compress_differences, deltas_up) {
+                (true, true) => avg,
+                (true, false) => sub(&avg, global),
+                (false, true) => {
+                    let mut g = global.clone();
+                    add_assign(&mut g, &avg);
+                    g
+                }
+                (false, false) => avg,
+            };
+            if opts.err_accumulation {
+                if let Some(r) = &self.state.residual {
+                    add_assign(&mut input, r);
+                }
+            }
+            let mut downstream = self.state.downstream.clone();
+            let coded = compress(&self.layout, opts, 0, &input, &mut downstream)?;
+            let residual = if opts.err_accumulation {
+                Some(sub(&input, &coded.reconstruction))
+            } else {
+                None
+            };
+            let new_global = if opts.compress_differences {
+                let mut g = global.clone();
+                add_assign(&mut g, &coded.reconstruction);
+                g
+            } else {
+                coded.reconstruction
+            };
+            (coded.bytes, new_global, residual, downstream)
+        } else {
+            let new_global = if deltas_up {
+                let mut g = global.clone();
+                add_assign(&mut g, &avg);
+                g
+            } else {
+                avg
+            };
+            (
+                encode_raw(&new_global),
+                new_global,
+                None,
+                self.state.downstream.clone(),
+            )
+        };
+        self.layout.check_finite("new global model", &new_global)?;
+        for (id, st) in new_upstream {
+            self.state.upstream.insert(id, st);
+        }
+        self.state.downstream = downstream;
+        self.state.residual = residual;
+        self.state.global = new_global;
+        self.state.round += 1;
+        Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientCodec;
+    use crate::layout::TensorSpec;
+
+    fn layout() -> Layout {
+        Layout::new(vec![
+            TensorSpec::new("w", vec![4, 8]),
+            TensorSpec::new("b", vec![4]),
+        ])
+        .unwrap()
+    }
+
+    fn model(shift: f32) -> Vec<f32> {
+        (0..36)
+            .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.05 + shift)
+            .collect()
+    }
+
+    #[test]
+    fn uncompressed_round_is_plain_fedavg() {
+        let l = layout();
+        let mut s = ServerCodec::new(l.clone(), FlOptions::default(), model(0.0)).unwrap();
+        let a = encode_raw(&model(0.1));
+        let b = encode_raw(&model(0.4));
+        let down = s
+            .aggregate(&[
+                ClientMessage {
+                    device_id: 1,
+                    weight: 2,
+                    bytes: &a,
+                },
+                ClientMessage {
+                    device_id: 2,
+                    weight: 1,
+                    bytes: &b,
+                },
+            ])
+            .unwrap();
+        let g = decode_raw(&l, &down).unwrap();
+        for (i, v) in g.iter().enumerate() {
+            let want = (model(0.1)[i] * 2.0 + model(0.4)[i]) / 3.0;
+            assert!((v - want).abs() < 1e-6);
+        }
+        assert_eq!(s.global_model(), g.as_slice());
+    }
+
+    fn run_round(
+        s: &mut ServerCodec,
+        clients: &mut [ClientCodec],
+        down: &[u8],
+        shift: f32,
+    ) -> Vec<u8> {
+        let mut msgs = Vec::new();
+        for (k, c) in clients.iter_mut().enumerate() {
+            let g = c.receive(down).unwrap();
+            let local: Vec<f32> = g.iter().map(|v| v + shift * (k as f32 + 1.0)).collect();
+            msgs.push((c.state().device_id, c.send(&local).unwrap()));
+        }
+        let cm: Vec<ClientMessage<'_>> = msgs
+            .iter()
+            .map(|(id, b)| ClientMessage {
+                device_id: *id,
+                weight: 1,
+                bytes: b,
+            })
+            .collect();
+        s.aggregate(&cm).unwrap()
+    }
+
+    #[test]
+    fn compressed_rounds_keep_every_side_in_step() {
+        let l = layout();
+        let opts = FlOptions {
+            tca: true,
+            ..FlOptions::compressed(-24)
+        };
+        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
+        let mut clients: Vec<ClientCodec> = (1..=3)
+            .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
+            .collect();
+        let mut down = s.initial_message();
+        for round in 0..4 {
+            down = run_round(&mut s, &mut clients, &down, 0.01 * (round as f32 + 1.0));
+            for c in &clients {
+                assert_eq!(
+                    &c.state().upstream,
+                    &s.state().upstream[&c.state().device_id]
+                );
+            }
+        }
+        for c in &mut clients {
+            let g = c.receive(&down).unwrap();
+            assert_eq!(g.as_slice(), s.global_model());
+            assert_eq!(c.state().downstream, s.state().downstream);
+        }
+        // The average shift per round is 0.02·(r+1); after 4 rounds 0.2 in total.
+        let g = s.global_model();
+        let m0 = model(0.0);
+        for i in 0..32 {
+            let moved = g[i] - m0[i];
+            assert!((moved - 0.2).abs() < 0.02, "{moved}");
+        }
+    }
+
+    #[test]
+    fn failed_aggregation_leaves_the_state_unchanged() {
+        let l = layout();
+        let opts = FlOptions::compressed(-24);
+        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
+        let mut c1 = ClientCodec::new(l.clone(), opts.clone(), 1).unwrap();
+        c1.receive(&s.initial_message()).unwrap();
+        let good = c1.send(&model(0.1)).unwrap();
+        let before = s.state().clone();
+        // Client 2's slot receives client 1's message: wrong sender.
+        let bad = [
+            ClientMessage {
+                device_id: 1,
+                weight: 1,
+                bytes: &good,
+            },
+            ClientMessage {
+                device_id: 2,
+                weight: 1,
+                bytes: &good,
+            },
+        ];
+        assert!(matches!(s.aggregate(&bad), Err(FlError::StateMismatch(_))));
+        assert_eq!(s.state(), &before);
+        let dup = [bad[0], bad[0]];
+        assert!(matches!(s.aggregate(&dup), Err(FlError::Aggregation(_))));
+        assert!(matches!(s.aggregate(&[]), Err(FlError::Aggregation(_))));
+        let zero = [ClientMessage {
+            weight: 0,
+            ..bad[0]
+        }];
+        assert!(matches!(s.aggregate(&zero), Err(FlError::Aggregation(_))));
+        assert_eq!(s.state(), &before);
+        s.aggregate(&bad[..1]).unwrap();
+        // The same message again is a repeated update.
+        assert!(matches!(
+            s.aggregate(&bad[..1]),
+            Err(FlError::StateMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn client_missing_a_downstream_message_is_detected() {
+        let l = layout();
+        let opts = FlOptions {
+            tca: true,
+            ..FlOptions::compressed(-24)
+        };
+        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
+        let mut clients: Vec<ClientCodec> = (1..=2)
+            .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
+            .collect();
+        let init = s.initial_message();
+        let d1 = run_round(&mut s, &mut clients, &init, 0.01);
+        let d2 = run_round(&mut s, &mut clients, &d1, 0.02);
+        let mut late = ClientCodec::new(l.clone(), opts.clone(), 3).unwrap();
+        late.receive(&init).unwrap();
+        let before = late.state().clone();
+        assert!(matches!(late.receive(&d2), Err(FlError::StateMismatch(_))));
+        assert_eq!(late.state(), &before);
+    }
+
+    #[test]
+    fn state_survives_serde() {
+        let l = layout();
+        let opts = FlOptions {
+            tca: true,
+            sparsity: 0.5,
+            ..FlOptions::compressed(-24)
+        };
+        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
+        let mut clients: Vec<ClientCodec> = (1..=2)
+            .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
+            .collect();
+        let init = s.initial_message();
+        let d1 = run_round(&mut s, &mut clients, &init, 0.01);
+        // Persist everything, resume, and check the next round is identical.
+        let sj = serde_json::to_string(s.state()).unwrap();
+        let cj: Vec<String> = clients
+            .iter()
+            .map(|c| serde_json::to_string(c.state()).unwrap())
+            .collect();
+        let d2 = run_round(&mut s, &mut clients, &d1, 0.02);
+        let mut s2 =
+            ServerCodec::resume(l.clone(), opts.clone(), serde_json::from_str(&sj).unwrap())
+                .unwrap();
+        let mut c2: Vec<ClientCodec> = cj
+            .iter()
+            .map(|j| {
+                ClientCodec::resume(l.clone(), opts.clone(), serde_json::from_str(j).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let d2b = run_round(&mut s2, &mut c2, &d1, 0.02);
+        assert_eq!(d2, d2b);
+        assert_eq!(s.state(), s2.state());
+    }
+}
