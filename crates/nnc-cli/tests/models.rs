@@ -1,0 +1,225 @@
+//! `nnc encode`/`decode`/`stats` on model files: dtypes round-trip through safetensors, the
+//! report and `nnc stats` agree with the file, `--no-metadata` gives the reference's stream, and
+//! nothing but the summary reaches stderr when it is not a terminal.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nnc_nn::io::{read_tensors, write_tensors};
+use nnc_tensor::{DType, Tensor, TensorData};
+
+fn nnc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnc"))
+        .args(args)
+        .output()
+        .expect("nnc runs")
+}
+
+fn ok(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+/// A small state dict with every kind of tensor a real checkpoint has.
+fn mixed_model() -> Vec<Tensor> {
+    let wave = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * scale)
+            .collect()
+    };
+    let f16 = |v: Vec<f32>| {
+        v.iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect()
+    };
+    let bf16 = |v: Vec<f32>| {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_bits())
+            .collect()
+    };
+    let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).expect("t");
+    vec![
+        t(
+            "embeddings.position_ids",
+            vec![1, 16],
+            TensorData::I64((0..16).collect()),
+        ),
+        t("fc1.weight", vec![16, 8], TensorData::F32(wave(128, 1e-2))),
+        t("fc1.bias", vec![16], TensorData::F16(f16(wave(16, 1e-2)))),
+        t(
+            "fc2.weight",
+            vec![4, 16],
+            TensorData::BF16(bf16(wave(64, 2e-3))),
+        ),
+        t(
+            "norm.weight",
+            vec![4],
+            TensorData::F32(vec![1.0, 0.5, 2.0, 1.5]),
+        ),
+        t("bn.num_batches_tracked", vec![], TensorData::I64(vec![42])),
+        t("temperature", vec![], TensorData::F32(vec![0.07])),
+    ]
+}
+
+#[test]
+fn safetensors_round_trip_keeps_names_shapes_and_dtypes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    let tensors = mixed_model();
+    write_tensors(&model, &tensors).expect("write model");
+    let nncf = dir.path().join("m.nnc");
+    let back = dir.path().join("back.safetensors");
+    ok(&nnc(&["encode", s(&model), "-o", s(&nncf), "--qp", "-38"]));
+    ok(&nnc(&["decode", s(&nncf), "-o", s(&back)]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    let key = |v: &[Tensor]| {
+        let mut k: Vec<(String, Vec<usize>, &str)> = v
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), t.dtype().numpy_name()))
+            .collect();
+        k.sort();
+        k
+    };
+    assert_eq!(key(&decoded), key(&tensors));
+    for name in ["embeddings.position_ids", "bn.num_batches_tracked"] {
+        let find = |v: &[Tensor]| v.iter().find(|t| t.name == name).cloned();
+        assert_eq!(find(&decoded), find(&tensors), "{name} is not exact");
+    }
+}
+
+#[test]
+fn report_and_stats_agree_with_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    write_tensors(&model, &mixed_model()).expect("write model");
+    let nncf = dir.path().join("m.nnc");
+    let o = nnc(&["encode", s(&model), "-o", s(&nncf), "--report", "--json"]);
+    ok(&o);
+    let report = json(&o);
+    let file_len = std::fs::metadata(&nncf).expect("written").len();
+    assert_eq!(report["total"]["bytes"], file_len);
+    let rows = report["tensors"].as_array().expect("rows");
+    assert_eq!(rows.len(), 7);
+    let w = rows
+        .iter()
+        .find(|r| r["name"] == "fc1.weight")
+        .expect("fc1.weight");
+    assert_eq!(w["qp"], -32);
+    let rel = w["rel_error"].as_f64().expect("rel_error");
+    // Values of rms 0.29, step 1/256 at qp -32: DQ errs by about half a step, 0.7 %.
+    assert!(rel > 0.0 && rel < 0.02, "{rel}");
+    assert!(report["total"]["mean_rel_error"].as_f64().is_some());
+
+    let o = nnc(&["stats", s(&nncf), "--json"]);
+    ok(&o);
+    let stats = json(&o);
+    assert_eq!(stats["total"]["bytes"], file_len);
+    assert_eq!(
+        stats["total"]["header_bytes"],
+        report["total"]["header_bytes"]
+    );
+    for r in stats["tensors"].as_array().expect("rows") {
+        let twin = rows.iter().find(|x| x["name"] == r["name"]).expect("same");
+        assert_eq!(r["bytes"], twin["bytes"], "{}", r["name"]);
+        assert_eq!(r["shape"], twin["shape"], "{}", r["name"]);
+        assert_eq!(r["dtype"], twin["dtype"], "{}", r["name"]);
+        assert!(r.get("rel_error").is_none());
+    }
+
+    // The table form has a header, one line per tensor, the header bytes and the total.
+    let o = nnc(&["stats", s(&nncf)]);
+    ok(&o);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(table.lines().count(), 1 + 7 + 2, "{table}");
+    assert!(table.lines().last().expect("total").starts_with("total"));
+}
+
+#[test]
+fn no_metadata_drops_only_what_the_reference_cannot_carry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // float32 and int32 only: the metadata would be empty, so the flag changes nothing.
+    let plain: Vec<Tensor> = mixed_model()
+        .into_iter()
+        .filter(|t| t.dtype() == DType::F32 && !t.shape.is_empty())
+        .collect();
+    let model = dir.path().join("plain.safetensors");
+    write_tensors(&model, &plain).expect("write");
+    let (a, b) = (dir.path().join("a.nnc"), dir.path().join("b.nnc"));
+    ok(&nnc(&["encode", s(&model), "-o", s(&a), "-q"]));
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "-o",
+        s(&b),
+        "-q",
+        "--no-metadata",
+    ]));
+    assert_eq!(std::fs::read(&a).expect("a"), std::fs::read(&b).expect("b"));
+
+    // Mixed dtypes: without metadata the stream is shorter and decodes to float32/int32.
+    let model = dir.path().join("mixed.safetensors");
+    write_tensors(&model, &mixed_model()).expect("write");
+    ok(&nnc(&["encode", s(&model), "-o", s(&a), "-q", "-f"]));
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "-o",
+        s(&b),
+        "-q",
+        "-f",
+        "--no-metadata",
+    ]));
+    let (la, lb) = (
+        std::fs::metadata(&a).expect("a").len(),
+        std::fs::metadata(&b).expect("b").len(),
+    );
+    assert!(lb < la, "{lb} !< {la}");
+    let back = dir.path().join("back.npz");
+    ok(&nnc(&["decode", s(&b), "-o", s(&back)]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    assert!(decoded
+        .iter()
+        .all(|t| matches!(t.dtype(), DType::F32 | DType::I32)));
+    assert!(!decoded.iter().any(|t| t.name == "bn.num_batches_tracked"));
+}
+
+#[test]
+fn no_progress_output_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    // Enough tensors that a terminal would get a progress display.
+    let many: Vec<Tensor> = (0..20)
+        .map(|i| {
+            let data = (0..64).map(|j| ((i * 64 + j) % 13) as f32 * 0.01).collect();
+            Tensor::try_new(format!("l{i}.weight"), vec![8, 8], TensorData::F32(data))
+                .expect("tensor")
+        })
+        .collect();
+    write_tensors(&model, &many).expect("write");
+    let nncf = dir.path().join("m.nnc");
+    let err = ok(&nnc(&["encode", s(&model), "-o", s(&nncf)]));
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(
+        err.contains("20 tensors") && err.contains("bits/param"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{1b}'), "escape codes on a pipe: {err:?}");
+    let err = ok(&nnc(&[
+        "decode",
+        s(&nncf),
+        "-o",
+        s(&dir.path().join("b.npz")),
+    ]));
+    assert!(err.is_empty(), "{err:?}");
+    let err = ok(&nnc(&["encode", s(&model), "-o", s(&nncf), "-f", "-q"]));
+    assert!(err.is_empty(), "{err:?}");
+}
