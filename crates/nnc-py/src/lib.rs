@@ -4,12 +4,13 @@
 //! the incremental coding state Python object semantics (copy, pickle, equality). Errors become
 //! Python exceptions carrying the Rust message (see [`errors`]).
 //!
-//! Does not know about: how bitstreams are coded (all of that is `nnc_tensor`), Flower or any
-//! other transport, model file formats.
+//! Does not know about: how bitstreams are coded (all of that is `nnc_tensor`), how FL messages
+//! are formed (`nnc_fl`), Flower or any other transport, model file formats.
 //!
 //! Main items: [`codec::py_encode`] (`nnc.encode`), [`codec::py_decode`] (`nnc.decode`),
 //! [`state::EncoderState`] / [`state::DecoderState`] (`nnc.EncoderState` / `nnc.DecoderState`),
-//! the exception classes of [`errors`].
+//! [`fl::PyClientCodec`] / [`fl::PyServerCodec`] (`nnc.ClientCodec` / `nnc.ServerCodec`, the
+//! `nnc_fl` codecs), the exception classes of [`errors`].
 //!
 //! Built with maturin (`pip install ./crates/nnc-py`); from Python:
 //!
@@ -34,6 +35,7 @@
 pub mod arrays;
 pub mod codec;
 pub mod errors;
+pub mod fl;
 pub mod state;
 
 use pyo3::prelude::*;
@@ -47,6 +49,8 @@ fn nnc_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::py_decode, m)?)?;
     m.add_class::<state::EncoderState>()?;
     m.add_class::<state::DecoderState>()?;
+    m.add_class::<fl::PyClientCodec>()?;
+    m.add_class::<fl::PyServerCodec>()?;
     errors::register(m)?;
     Ok(())
 }

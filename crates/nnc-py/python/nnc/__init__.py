@@ -4,7 +4,8 @@
 NNCodec 2.1.3 decodes; ``decode`` turns any NNR bitstream back into a dict of arrays. Options are
 named and defaulted as NNCodec's tensor pipeline (``nncodec.tensor.encode``). For sequences of
 updates (federated learning, temporal context adaptation) keep an ``EncoderState`` on the sending
-side and a ``DecoderState`` on the receiving side and pass them as ``state=``.
+side and a ``DecoderState`` on the receiving side and pass them as ``state=``. ``ClientCodec`` and
+``ServerCodec`` are the federated-learning codecs (NNCodec's NNClient / NNCFedAvg coding).
 
 >>> import numpy as np, nnc
 >>> w = np.linspace(-1, 1, 256, dtype=np.float32).reshape(16, 16)
@@ -15,12 +16,14 @@ side and a ``DecoderState`` on the receiving side and pass them as ``state=``.
 """
 
 from ._nnc import (
+    ClientCodec,
     DecoderState,
     EncoderState,
     InvalidArgumentError,
     LimitExceededError,
     MalformedError,
     NncError,
+    ServerCodec,
     StateMismatchError,
     UnsupportedError,
     __version__,
@@ -29,12 +32,14 @@ from ._nnc import (
 )
 
 __all__ = [
+    "ClientCodec",
     "DecoderState",
     "EncoderState",
     "InvalidArgumentError",
     "LimitExceededError",
     "MalformedError",
     "NncError",
+    "ServerCodec",
     "StateMismatchError",
     "UnsupportedError",
     "__version__",

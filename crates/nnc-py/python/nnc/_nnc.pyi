@@ -1,6 +1,6 @@
 """Type stubs of the extension module (re-exported by ``nnc``)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -105,3 +105,41 @@ def decode(
     max_total_elements: Optional[int] = None,
 ) -> dict[str, np.ndarray]:
     """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""
+
+Layout = Union[Mapping[str, Any], Sequence[tuple[str, Sequence[int]]]]
+Model = Union[Mapping[str, ArrayLike], ArrayLike]
+
+class ClientCodec:
+    """Client side of an NNC-coded FL session (nnc-fl; NNCodec's NNClient coding).
+
+    Options (keywords): ``compressed`` (the four flags below at once), ``compress_upstream``,
+    ``compress_downstream``, ``compress_differences``, ``err_accumulation``, ``qp`` (-32),
+    ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2), ``use_dq``, ``opt_qp``,
+    ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``."""
+
+    def __init__(self, layout: Layout, device_id: int, **options: Any) -> None: ...
+    @classmethod
+    def resume(cls, layout: Layout, state_json: str, **options: Any) -> "ClientCodec": ...
+    def receive(self, message: bytes) -> dict[str, npt.NDArray[np.float32]]: ...
+    def send(self, local: Model) -> bytes: ...
+    @property
+    def global_model(self) -> Optional[dict[str, npt.NDArray[np.float32]]]: ...
+    @property
+    def comm_round(self) -> int: ...
+    @property
+    def device_id(self) -> int: ...
+    def state_json(self) -> str: ...
+
+class ServerCodec:
+    """Server side of an NNC-coded FL session (nnc-fl; NNCodec's NNCFedAvg coding)."""
+
+    def __init__(self, layout: Layout, initial: Model, **options: Any) -> None: ...
+    @classmethod
+    def resume(cls, layout: Layout, state_json: str, **options: Any) -> "ServerCodec": ...
+    def initial_message(self) -> bytes: ...
+    def aggregate(self, messages: Sequence[tuple[int, int, bytes]]) -> bytes: ...
+    @property
+    def global_model(self) -> dict[str, npt.NDArray[np.float32]]: ...
+    @property
+    def round(self) -> int: ...
+    def state_json(self) -> str: ...

@@ -1,0 +1,460 @@
+//! `nnc.ClientCodec` / `nnc.ServerCodec`: the `nnc-fl` codecs (NNCodec's NNClient / NNCFedAvg
+//! coding: differences, error accumulation, sparsification, TCA state per direction and sender)
+//! as Python objects. Models are dicts of float32 arrays in the layout's order (a flat float32
+//! array is accepted too); messages are `bytes`; states pickle through their JSON form.
+
+use numpy::{PyArray1, PyArrayMethods};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyMapping, PyType};
+
+use nnc_fl::{ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec};
+use nnc_fl::{ServerState, TensorSpec};
+
+use crate::errors::{invalid, to_py, MalformedError, NncError, StateMismatchError};
+
+/// Converts an FL error into the Python exception of its kind.
+fn fl_err(e: FlError) -> PyErr {
+    match e {
+        FlError::Codec(e) => to_py(&e),
+        FlError::Bitstream(e) => MalformedError::new_err(e.to_string()),
+        FlError::StateMismatch(_) => StateMismatchError::new_err(e.to_string()),
+        FlError::Layout(_)
+        | FlError::Options(_)
+        | FlError::ModelSize { .. }
+        | FlError::MessageLength { .. }
+        | FlError::NonFinite { .. }
+        | FlError::TensorSet(_) => invalid(e.to_string()),
+        other => NncError::new_err(other.to_string()),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> PyErr {
+    invalid(format!("invalid JSON state: {e}"))
+}
+
+/// Reads a layout: a mapping of names to shapes (or to arrays, whose shapes are taken), or a
+/// sequence of `(name, shape)` pairs.
+fn layout_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Layout> {
+    let shape_of = |v: &Bound<'_, PyAny>| -> PyResult<Vec<usize>> {
+        match v.getattr("shape") {
+            Ok(s) => s.extract(),
+            Err(_) => v.extract(),
+        }
+    };
+    let mut specs = Vec::new();
+    if let Ok(map) = obj.cast::<PyMapping>() {
+        for item in map.items()?.iter() {
+            let (name, value): (String, Bound<'_, PyAny>) = item.extract()?;
+            specs.push(TensorSpec::new(name, shape_of(&value)?));
+        }
+    } else {
+        for item in obj.try_iter()? {
+            let (name, value): (String, Bound<'_, PyAny>) = item?.extract()?;
+            specs.push(TensorSpec::new(name, shape_of(&value)?));
+        }
+    }
+    Layout::new(specs).map_err(fl_err)
+}
+
+/// The `FlOptions` fields, for checking keyword names.
+fn option_names() -> Vec<String> {
+    match serde_json::to_value(FlOptions::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Builds `FlOptions` from keyword arguments named as its fields. `compressed=True` turns on the
+/// reference's four FL flags (both directions, differences, error accumulation) unless they are
+/// given explicitly.
+fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<FlOptions> {
+    let mut map = serde_json::Map::new();
+    let names = option_names();
+    let mut compressed = false;
+    if let Some(kw) = kwargs {
+        for (k, v) in kw.iter() {
+            let key: String = k.extract()?;
+            if key == "compressed" {
+                compressed = v.extract()?;
+                continue;
+            }
+            if !names.contains(&key) {
+                return Err(PyTypeError::new_err(format!(
+                    "unknown FL option {key:?}; known: compressed, {}",
+                    names.join(", ")
+                )));
+            }
+            let value = if v.is_none() {
+                serde_json::Value::Null
+            } else if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
+                serde_json::Value::Bool(b.is_true())
+            } else if let Ok(i) = v.extract::<i64>() {
+                serde_json::Value::from(i)
+            } else if let Ok(f) = v.extract::<f64>() {
+                serde_json::Value::from(f)
+            } else {
+                return Err(PyTypeError::new_err(format!(
+                    "FL option {key:?} must be a bool, a number or None"
+                )));
+            };
+            map.insert(key, value);
+        }
+    }
+    if compressed {
+        for flag in [
+            "compress_upstream",
+            "compress_downstream",
+            "compress_differences",
+            "err_accumulation",
+        ] {
+            map.entry(flag.to_string())
+                .or_insert(serde_json::Value::Bool(true));
+        }
+    }
+    let opts: FlOptions = serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| invalid(format!("FL options: {e}")))?;
+    opts.validate().map_err(fl_err)?;
+    Ok(opts)
+}
+
+/// Reads a model: a mapping with every layout tensor (float arrays of the layout's shapes), or a
+/// flat array of `layout.num_values()` values.
+fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+    let py = obj.py();
+    let np = py.import("numpy")?;
+    let flat = |a: &Bound<'_, PyAny>| -> PyResult<Vec<f32>> {
+        let arr = np
+            .call_method1("ascontiguousarray", (a, "float32"))?
+            .call_method0("ravel")?;
+        let arr = arr.cast::<PyArray1<f32>>()?;
+        Ok(arr.readonly().as_slice()?.to_vec())
+    };
+    if let Ok(map) = obj.cast::<PyMapping>() {
+        let mut out = Vec::with_capacity(layout.num_values());
+        for spec in layout.specs() {
+            let value = map
+                .get_item(&spec.name)
+                .map_err(|_| invalid(format!("the model has no tensor {:?}", spec.name)))?;
+            let shape: Vec<usize> = np.call_method1("shape", (&value,))?.extract()?;
+            if shape != spec.shape {
+                return Err(invalid(format!(
+                    "tensor {:?} has shape {shape:?}, the layout {:?}",
+                    spec.name, spec.shape
+                )));
+            }
+            out.extend(flat(&value)?);
+        }
+        if map.len()? != layout.specs().len() {
+            return Err(invalid(format!(
+                "the model has {} tensors, the layout {}",
+                map.len()?,
+                layout.specs().len()
+            )));
+        }
+        Ok(out)
+    } else {
+        let values = flat(obj)?;
+        layout.check("model", &values).map_err(fl_err)?;
+        Ok(values)
+    }
+}
+
+/// A flat model as a dict of float32 arrays in the layout's order.
+fn model_to_py<'py>(
+    py: Python<'py>,
+    layout: &Layout,
+    values: &[f32],
+) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    for (i, spec) in layout.specs().iter().enumerate() {
+        let part = values
+            .get(layout.range(i))
+            .ok_or_else(|| invalid("model shorter than its layout"))?;
+        let arr = PyArray1::from_slice(py, part).reshape(spec.shape.clone())?;
+        out.set_item(&spec.name, arr)?;
+    }
+    Ok(out)
+}
+
+/// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
+/// the model layout, the client's `device_id` (1 or more) and FL options as keywords
+/// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
+/// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`,
+/// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`).
+#[pyclass(module = "nnc", name = "ClientCodec")]
+pub struct PyClientCodec {
+    inner: ClientCodec,
+    opts: FlOptions,
+}
+
+#[pymethods]
+impl PyClientCodec {
+    #[new]
+    #[pyo3(signature = (layout, device_id, **options))]
+    fn py_new(
+        layout: &Bound<'_, PyAny>,
+        device_id: u64,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let layout = layout_from_py(layout)?;
+        let opts = options_from_kwargs(options)?;
+        Ok(Self {
+            inner: ClientCodec::new(layout, opts.clone(), device_id).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    /// A client continuing from `state_json` (from `state_json()`), with the same layout and
+    /// options as before.
+    #[classmethod]
+    #[pyo3(signature = (layout, state_json, **options))]
+    fn resume(
+        _cls: &Bound<'_, PyType>,
+        layout: &Bound<'_, PyAny>,
+        state_json: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let layout = layout_from_py(layout)?;
+        let opts = options_from_kwargs(options)?;
+        let state: ClientState = serde_json::from_str(state_json).map_err(json_err)?;
+        Ok(Self {
+            inner: ClientCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    #[classmethod]
+    fn _restore(
+        _cls: &Bound<'_, PyType>,
+        layout: &str,
+        options: &str,
+        state: &str,
+    ) -> PyResult<Self> {
+        let layout: Layout = serde_json::from_str(layout).map_err(json_err)?;
+        let opts: FlOptions = serde_json::from_str(options).map_err(json_err)?;
+        let state: ClientState = serde_json::from_str(state).map_err(json_err)?;
+        Ok(Self {
+            inner: ClientCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    /// Decodes a downstream message; returns the new global model (dict of float32 arrays).
+    /// The first message is the uncompressed initial model (`ServerCodec.initial_message()`).
+    fn receive<'py>(&mut self, py: Python<'py>, message: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &mut self.inner;
+        let global = py.detach(|| inner.receive(message)).map_err(fl_err)?;
+        model_to_py(py, self.inner.layout(), &global)
+    }
+
+    /// Codes the locally trained model as this round's upstream message.
+    fn send<'py>(
+        &mut self,
+        py: Python<'py>,
+        local: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let values = model_from_py(self.inner.layout(), local)?;
+        let inner = &mut self.inner;
+        let bytes = py.detach(|| inner.send(&values)).map_err(fl_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The last global model received, or `None`.
+    #[getter]
+    fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.inner
+            .global_model()
+            .map(|g| model_to_py(py, self.inner.layout(), g))
+            .transpose()
+    }
+
+    /// Updates sent so far.
+    #[getter]
+    fn comm_round(&self) -> u64 {
+        self.inner.state().comm_round
+    }
+
+    /// The client's `device_id`.
+    #[getter]
+    fn device_id(&self) -> u64 {
+        self.inner.state().device_id
+    }
+
+    /// Everything the client keeps between rounds, as JSON (for `resume`).
+    fn state_json(&self) -> PyResult<String> {
+        serde_json::to_string(self.inner.state()).map_err(json_err)
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+        let this = slf.borrow();
+        let layout = serde_json::to_string(this.inner.layout()).map_err(json_err)?;
+        let opts = serde_json::to_string(&this.opts).map_err(json_err)?;
+        let state = serde_json::to_string(this.inner.state()).map_err(json_err)?;
+        Ok((slf.get_type().getattr("_restore")?, (layout, opts, state)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ClientCodec(device_id={}, comm_round={}, values={})",
+            self.inner.state().device_id,
+            self.inner.state().comm_round,
+            self.inner.layout().num_values()
+        )
+    }
+}
+
+/// Server side of an NNC-coded FL session (the reference's NNCFedAvg coding): decodes each
+/// client's message with that client's decoder state, averages them weighted, codes the
+/// downstream message. Construct with the layout, the initial model and the same FL options as
+/// the clients.
+#[pyclass(module = "nnc", name = "ServerCodec")]
+pub struct PyServerCodec {
+    inner: ServerCodec,
+    opts: FlOptions,
+}
+
+#[pymethods]
+impl PyServerCodec {
+    #[new]
+    #[pyo3(signature = (layout, initial, **options))]
+    fn py_new(
+        layout: &Bound<'_, PyAny>,
+        initial: &Bound<'_, PyAny>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let layout = layout_from_py(layout)?;
+        let opts = options_from_kwargs(options)?;
+        let initial = model_from_py(&layout, initial)?;
+        Ok(Self {
+            inner: ServerCodec::new(layout, opts.clone(), initial).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    /// A server continuing from `state_json` (from `state_json()`).
+    #[classmethod]
+    #[pyo3(signature = (layout, state_json, **options))]
+    fn resume(
+        _cls: &Bound<'_, PyType>,
+        layout: &Bound<'_, PyAny>,
+        state_json: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let layout = layout_from_py(layout)?;
+        let opts = options_from_kwargs(options)?;
+        let state: ServerState = serde_json::from_str(state_json).map_err(json_err)?;
+        Ok(Self {
+            inner: ServerCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    #[classmethod]
+    fn _restore(
+        _cls: &Bound<'_, PyType>,
+        layout: &str,
+        options: &str,
+        state: &str,
+    ) -> PyResult<Self> {
+        let layout: Layout = serde_json::from_str(layout).map_err(json_err)?;
+        let opts: FlOptions = serde_json::from_str(options).map_err(json_err)?;
+        let state: ServerState = serde_json::from_str(state).map_err(json_err)?;
+        Ok(Self {
+            inner: ServerCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
+            opts,
+        })
+    }
+
+    /// The first message every client receives: the uncompressed initial model.
+    fn initial_message<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.initial_message())
+    }
+
+    /// Decodes the clients' messages, given as `(device_id, weight, message)` tuples, averages
+    /// them weighted and returns the downstream message for every client. Nothing changes unless
+    /// every message decodes.
+    fn aggregate<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: Vec<(u64, u64, Vec<u8>)>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = &mut self.inner;
+        let bytes = py
+            .detach(|| {
+                let msgs: Vec<ClientMessage<'_>> = messages
+                    .iter()
+                    .map(|(device_id, weight, bytes)| ClientMessage {
+                        device_id: *device_id,
+                        weight: *weight,
+                        bytes,
+                    })
+                    .collect();
+                inner.aggregate(&msgs)
+            })
+            .map_err(fl_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The global model every client holds after the last downstream message.
+    #[getter]
+    fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        model_to_py(py, self.inner.layout(), self.inner.global_model())
+    }
+
+    /// Rounds aggregated so far.
+    #[getter]
+    fn round(&self) -> u64 {
+        self.inner.state().round
+    }
+
+    /// Everything the server keeps between rounds, as JSON (for `resume`).
+    fn state_json(&self) -> PyResult<String> {
+        serde_json::to_string(self.inner.state()).map_err(json_err)
+    }
+
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+        let this = slf.borrow();
+        let layout = serde_json::to_string(this.inner.layout()).map_err(json_err)?;
+        let opts = serde_json::to_string(&this.opts).map_err(json_err)?;
+        let state = serde_json::to_string(this.inner.state()).map_err(json_err)?;
+        Ok((slf.get_type().getattr("_restore")?, (layout, opts, state)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ServerCodec(round={}, clients={}, values={})",
+            self.inner.state().round,
+            self.inner.state().upstream.len(),
+            self.inner.layout().num_values()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_names_are_the_fl_options_fields() {
+        let names = option_names();
+        for k in [
+            "compress_upstream",
+            "compress_downstream",
+            "compress_differences",
+            "err_accumulation",
+            "qp",
+            "diff_qp",
+            "sparsity",
+            "tca",
+            "bitdepth",
+        ] {
+            assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n == "compressed"));
+    }
+}

@@ -1,0 +1,91 @@
+"""nnc.ClientCodec / nnc.ServerCodec (the nnc-fl codecs): a few rounds of NNC-coded FedAvg,
+states that pickle and resume, errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+import nnc
+
+LAYOUT = {"fc.weight": (16, 8), "fc.bias": (16,)}
+OPTS = dict(compressed=True, qp=-24, tca=True, sparsity=0.5, struct_spars_factor=0.9, use_dq=True)
+
+
+def initial():
+    rng = np.random.default_rng(0)
+    return {"fc.weight": rng.normal(0, 0.1, (16, 8)).astype(np.float32), "fc.bias": np.zeros(16, np.float32)}
+
+
+def run_rounds(server, clients, msg, rounds, rng):
+    for _ in range(rounds):
+        ups = []
+        for c in clients:
+            g = c.receive(msg)
+            local = {k: v + rng.normal(0, 0.02, v.shape).astype(np.float32) for k, v in g.items()}
+            ups.append((c.device_id, 10, c.send(local)))
+        msg = server.aggregate(ups)
+    return msg, ups
+
+
+def test_rounds_keep_server_and_clients_in_step_and_compress():
+    server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
+    clients = [nnc.ClientCodec(LAYOUT, i + 1, **OPTS) for i in range(2)]
+    first = server.initial_message()
+    assert len(first) == 4 * 144  # the initial model goes uncompressed
+    msg, ups = run_rounds(server, clients, first, 3, np.random.default_rng(1))
+    assert server.round == 3 and all(c.comm_round == 3 for c in clients)
+    for _, _, up in ups:
+        assert len(up) < 0.35 * 4 * 144
+    for c in clients:
+        got = c.receive(msg)
+        assert list(got) == list(LAYOUT)
+        for k in got:
+            assert got[k].dtype == np.float32 and got[k].shape == LAYOUT[k]
+            np.testing.assert_array_equal(got[k], server.global_model[k])
+
+
+def test_codecs_pickle_and_resume_mid_session():
+    rng = np.random.default_rng(2)
+    server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
+    clients = [nnc.ClientCodec(LAYOUT, i + 1, **OPTS) for i in range(2)]
+    msg, _ = run_rounds(server, clients, server.initial_message(), 2, rng)
+    server2 = pickle.loads(pickle.dumps(server))
+    clients2 = [nnc.ClientCodec.resume(LAYOUT, c.state_json(), **OPTS) for c in clients]
+    assert server2.state_json() == server.state_json()
+    a, _ = run_rounds(server, clients, msg, 1, np.random.default_rng(3))
+    b, _ = run_rounds(server2, clients2, msg, 1, np.random.default_rng(3))
+    assert a == b
+
+
+def test_flat_arrays_and_uncompressed_sessions():
+    server = nnc.ServerCodec(list(LAYOUT.items()), np.zeros(144, np.float32))
+    client = nnc.ClientCodec(LAYOUT, 1)
+    g = client.receive(server.initial_message())
+    assert all((v == 0).all() for v in g.values())
+    up = client.send(np.full(144, 0.5, np.float32))
+    assert len(up) == 4 * 144
+    down = server.aggregate([(1, 3, up)])
+    assert (client.receive(down)["fc.bias"] == 0.5).all()
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="unknown FL option"):
+        nnc.ClientCodec(LAYOUT, 1, qpp=3)
+    with pytest.raises(nnc.InvalidArgumentError, match="device_id 0"):
+        nnc.ClientCodec(LAYOUT, 0)
+    with pytest.raises(nnc.InvalidArgumentError, match="tca"):
+        nnc.ClientCodec(LAYOUT, 1, tca=True)
+    server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
+    client = nnc.ClientCodec(LAYOUT, 1, **OPTS)
+    with pytest.raises(nnc.NncError, match="before any global model"):
+        client.send(initial())
+    client.receive(server.initial_message())
+    with pytest.raises(nnc.InvalidArgumentError, match="no tensor"):
+        client.send({"fc.weight": np.zeros((16, 8))})
+    with pytest.raises(nnc.InvalidArgumentError, match="shape"):
+        client.send({"fc.weight": np.zeros((8, 16)), "fc.bias": np.zeros(16)})
+    before = server.state_json()
+    with pytest.raises(nnc.MalformedError):
+        server.aggregate([(1, 10, b"junk")])
+    assert server.state_json() == before
