@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 APP_DIR = Path(__file__).resolve().parent
+TIMED_OUT = 124
 BIN = Path(sys.executable).parent
 
 
@@ -85,6 +86,22 @@ class Processes:
         print(f"started {name} (pid {proc.pid}): {' '.join(cmd)}", flush=True)
         self.children.append((name, proc, log))
         return proc
+
+    def dump_stacks(self) -> None:
+        """SIGABRT to every Python process below the children: with PYTHONFAULTHANDLER set they
+        print their threads' stacks (into the logs) before dying; used on a timeout."""
+        for _, proc, _ in self.children:
+            pids = [proc.pid] + descendants(proc.pid)
+            pythons = []
+            for pid in pids:
+                try:
+                    exe = os.readlink(f"/proc/{pid}/exe")
+                except OSError:
+                    continue
+                if "python" in os.path.basename(exe):
+                    pythons.append(pid)
+            signal_pids(pythons, signal.SIGABRT)
+        time.sleep(2)
 
     def stop_all(self, grace: float = 15.0) -> None:
         """SIGTERM to each child (SuperNodes first, so they leave while the SuperLink is up),
@@ -157,6 +174,10 @@ def run(mode: str, args) -> int:
         FLWR_DISABLE_UPDATE_CHECK="1",
         PYTHONUNBUFFERED="1",
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # Flower starts its helpers by name
+        # Ray (simulation engine) on the loopback address rather than the host's own address.
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        # A hung run is stopped with SIGABRT first, so every Python process prints its stacks.
+        PYTHONFAULTHANDLER="1",
     )
     procs = Processes(tmp, env)
     started = time.monotonic()
@@ -212,7 +233,11 @@ def run(mode: str, args) -> int:
         return 0
     except (subprocess.TimeoutExpired, TimeoutError, RuntimeError) as e:
         print(f"{mode}: {e}")
-        procs.tail()
+        if isinstance(e, subprocess.TimeoutExpired):
+            procs.dump_stacks()
+            procs.tail(200)
+            return TIMED_OUT
+        procs.tail(200)
         return 1
     finally:
         procs.stop_all()
@@ -230,8 +255,19 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600, help="seconds for the whole run")
     p.add_argument("--startup-timeout", type=float, default=60)
     p.add_argument("--keep", action="store_true", help="keep FLWR_HOME and the process logs")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="start over this many times after a run that hung (timed out); its stacks are printed",
+    )
     args = p.parse_args()
-    return run(args.mode, args)
+    for attempt in range(args.retries + 1):
+        code = run(args.mode, args)
+        if code != TIMED_OUT or attempt == args.retries:
+            return code
+        print(f"{args.mode}: attempt {attempt + 1} hung; starting over", flush=True)
+    return code
 
 
 if __name__ == "__main__":
