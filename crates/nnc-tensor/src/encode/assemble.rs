@@ -485,7 +485,12 @@ fn code_ndu(
     } else {
         (encode_payload(model, plan, opts, state, None)?, None)
     };
-    let entry_points = entry_points(model, plan, &payload, opts, state)?;
+    // Entry points only exist for block-scanned NDUs; skip the decoding pass otherwise.
+    let entry_points = if plan.header.scan_order.unwrap_or(0) > 0 {
+        entry_points(model, plan, &payload, opts, state)?
+    } else {
+        Vec::new()
+    };
     Ok(CodedNdu {
         payload,
         hdsp_mode,
