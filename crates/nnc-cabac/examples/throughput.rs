@@ -28,6 +28,7 @@ impl Clock {
 }
 
 use nnc_cabac::binarization::{encode_level, BinSink, LevelCoding, Neighbourhood};
+use nnc_cabac::param_opt::{InitSetSearch, ShadowContexts};
 use nnc_cabac::{
     decode_layer, encode_layer, ArithDecoder, ArithEncoder, ContextLayout, EncodeLayerOptions,
     LayerConfig, LayerHistory,
@@ -88,6 +89,54 @@ fn main() {
         nz * 100.0,
         count.ctx,
         count.bypass
+    );
+
+    // The param_opt search alone, both implementations on one thread, alternated so load
+    // changes hit both: per-bin shadows vs record-and-replay.
+    let mut events = Vec::with_capacity(count.ctx as usize);
+    struct Record<'a>(&'a mut Vec<(u8, bool)>);
+    impl BinSink for Record<'_> {
+        fn ctx_bin(&mut self, ctx: usize, bin: bool) {
+            self.0.push((ctx as u8, bin));
+        }
+        fn bypass_bins(&mut self, _n: u32, _v: u32) {}
+    }
+    let mut nb = Neighbourhood::default();
+    for &k in &levels {
+        encode_level(
+            &mut Record(&mut events),
+            &layout,
+            &nb,
+            &LevelCoding::unbounded(11),
+            k,
+            0,
+        );
+        nb.nb = k;
+    }
+    let (mut shadow_s, mut replay_s) = (f64::MAX, f64::MAX);
+    let mut agree = true;
+    for _ in 0..5 {
+        let t = Clock::start();
+        let mut s = ShadowContexts::new(layout.len());
+        for &(c, b) in &events {
+            s.ctx_bin(usize::from(c), b);
+        }
+        let a: Vec<u8> = (0..layout.len()).map(|c| s.best_idx(c)).collect();
+        shadow_s = shadow_s.min(t.secs());
+        let t = Clock::start();
+        let mut r = InitSetSearch::new(layout.len(), false);
+        for &(c, b) in &events {
+            r.ctx_bin(usize::from(c), b);
+        }
+        let b = r.best_indices();
+        replay_s = replay_s.min(t.secs());
+        agree &= a == b;
+    }
+    println!(
+        "param_opt search, 1 thread: shadows {:.1} ms, record+replay {:.1} ms ({:.2}x), same choices: {agree}",
+        shadow_s * 1e3,
+        replay_s * 1e3,
+        shadow_s / replay_s
     );
 
     // `throughput decode` times only the plain decode (for `perf stat`).

@@ -6,7 +6,7 @@ use crate::ctx_init::CtxInitList;
 use crate::dq;
 use crate::encoder::ArithEncoder;
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
-use crate::param_opt::ShadowContexts;
+use crate::param_opt::InitSetSearch;
 use crate::Error;
 
 /// Encoder-only choices for one tensor.
@@ -131,10 +131,10 @@ fn encode_body(
         }
     }
 
-    let shadows = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
-        Some(pseudo_pass(p, levels, skip_rows, hdsp_flag)?)
+    let chosen = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
+        pseudo_pass(p, levels, skip_rows, hdsp_flag)?
     } else {
-        None
+        Vec::new()
     };
 
     // Context initialisation indices (§2.6): always present, all 0 without param_opt.
@@ -149,7 +149,7 @@ fn encode_body(
     let po = layout.po();
     let mut bad_index = false;
     list.for_each(|c| {
-        let idx = shadows.as_ref().map_or(0, |s| s.best_idx(c));
+        let idx = chosen.get(c).copied().unwrap_or(0);
         match models.get_mut(po) {
             Some(po_ctx) => e.encode_bin(idx != 0, po_ctx),
             None => bad_index = true,
@@ -229,10 +229,10 @@ fn pseudo_pass(
     levels: &[i32],
     skip_rows: &[bool],
     hdsp_flag: bool,
-) -> Result<ShadowContexts, Error> {
+) -> Result<Vec<u8>, Error> {
     let layout = p.layout;
     let lc = LevelCoding::unbounded(layout.num_gtx_flags());
-    let mut shadows = ShadowContexts::new(layout.len());
+    let mut shadows = InitSetSearch::new(layout.len(), true);
     let row_skip = !skip_rows.is_empty();
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
@@ -262,5 +262,5 @@ fn pseudo_pass(
             shadows.reset_states();
         }
     }
-    Ok(shadows)
+    Ok(shadows.best_indices())
 }

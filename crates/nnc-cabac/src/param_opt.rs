@@ -3,10 +3,20 @@
 //! Before the real pass the encoder pseudo-codes the tensor. Every context carries nine shadow
 //! estimators, one per init set, updated in lockstep; each accumulates the estimated cost of the
 //! bins it saw. The cheapest set (with a 3-bit penalty for a non-default set) is signalled.
+//!
+//! Two implementations give the same choices:
+//! - [`ShadowContexts`] updates the nine shadows of a context on every bin, as the reference does;
+//! - [`InitSetSearch`] (what [`crate::encode_layer`] uses) only records each context's bins as a
+//!   bit string and replays them later, context by context: the shadows then live in registers,
+//!   contexts replay in parallel (feature `rayon`), and shadows that have become identical to
+//!   another set with the same shifts stop being updated (their costs from then on are equal).
 
 use crate::binarization::BinSink;
 use crate::context::{s0_row, s1_row, update_state};
 use crate::tables::{est_bits_table, BYPASS_BITS, INIT_SETS, NUM_INIT_SETS};
+
+mod replay;
+pub use replay::InitSetSearch;
 
 #[derive(Clone, Copy, Debug)]
 struct Shadows {
@@ -74,17 +84,22 @@ impl ShadowContexts {
         let Some(c) = self.ctxs.get(ctx) else {
             return 0;
         };
-        let mut best = 0u8;
-        let mut min = c.acc[0];
-        for (i, &acc) in c.acc.iter().enumerate().skip(1) {
-            let cost = acc + 3 * u64::from(BYPASS_BITS);
-            if cost < min {
-                min = cost;
-                best = i as u8;
-            }
-        }
-        best
+        best_of(&c.acc)
     }
+}
+
+/// The init set with the lowest cost, 3 bits added to every set but 0, first minimum wins.
+fn best_of(acc: &[u64; NUM_INIT_SETS]) -> u8 {
+    let mut best = 0u8;
+    let mut min = acc[0];
+    for (i, &a) in acc.iter().enumerate().skip(1) {
+        let cost = a + 3 * u64::from(BYPASS_BITS);
+        if cost < min {
+            min = cost;
+            best = i as u8;
+        }
+    }
+    best
 }
 
 impl BinSink for ShadowContexts {

@@ -1,0 +1,327 @@
+//! Record-then-replay form of the param_opt search: same choices as [`super::ShadowContexts`].
+
+use super::{best_of, INITIAL, ROWS};
+use crate::binarization::BinSink;
+use crate::context::update_state;
+use crate::tables::{est_bits_table, INIT_SETS, NUM_INIT_SETS};
+
+/// Recorded bins are replayed once this many are pending, which bounds the recorder's memory
+/// (2 MiB of bits) whatever the tensor size.
+/// (Small under test, so the tests cross chunk boundaries.)
+const CHUNK_BINS: usize = if cfg!(test) { 4096 } else { 1 << 24 };
+
+/// Below this many pending bins a replay runs on the calling thread only.
+#[cfg(feature = "rayon")]
+const PARALLEL_MIN_BINS: usize = if cfg!(test) { 1024 } else { 1 << 16 };
+
+/// Sets whose shadows may become identical to a leader set with the same shifts, as
+/// `(member, leader)`; bit `k` of a merge mask stands for `MERGEABLE[k]`. (Sets 7 and 8 share
+/// shifts too, but set 8's S0 never leaves 8..=30 while set 7's stays 0, so they never meet.)
+const MERGEABLE: [(usize, usize); 4] = [(1, 0), (2, 0), (5, 4), (6, 4)];
+
+const _: () = {
+    let mut k = 0;
+    while k < MERGEABLE.len() {
+        let (m, l) = MERGEABLE[k];
+        assert!(INIT_SETS[m].shift0 == INIT_SETS[l].shift0);
+        assert!(INIT_SETS[m].shift1 == INIT_SETS[l].shift1);
+        k += 1;
+    }
+};
+
+/// The bins one context received since the last replay.
+#[derive(Clone, Debug, Default)]
+struct Trace {
+    /// Bin `i` is bit `i % 64` of word `i / 64`.
+    words: Vec<u64>,
+    len: usize,
+    /// Bin positions at which the shadows go back to their init states (block-row ends).
+    resets: Vec<usize>,
+    /// Bins were seen since the last reset (in this or an earlier chunk).
+    dirty: bool,
+}
+
+/// The nine shadows of one context and their accumulated costs.
+#[derive(Clone, Copy, Debug)]
+struct Lanes {
+    p: [i16; NUM_INIT_SETS],
+    s0: [i8; NUM_INIT_SETS],
+    acc: [u64; NUM_INIT_SETS],
+    /// Merged members (bits as in [`MERGEABLE`]): not updated, their cost follows the leader's.
+    merged: u8,
+    /// The leader's cost when member `k` merged.
+    leader_acc_at_merge: [u64; MERGEABLE.len()],
+}
+
+impl Lanes {
+    const INITIAL: Lanes = Lanes {
+        p: INITIAL.p,
+        s0: INITIAL.s0,
+        acc: [0; NUM_INIT_SETS],
+        merged: 0,
+        leader_acc_at_merge: [0; MERGEABLE.len()],
+    };
+
+    /// Give merged members the cost their leader accumulated since the merge, and unmerge them.
+    fn settle(&mut self) {
+        for (k, &(m, l)) in MERGEABLE.iter().enumerate() {
+            if self.merged & (1 << k) != 0 {
+                self.acc[m] += self.acc[l] - self.leader_acc_at_merge[k];
+            }
+        }
+        self.merged = 0;
+    }
+
+    /// Shadows back to their init states; costs keep running.
+    fn reset(&mut self) {
+        self.settle();
+        self.p = INITIAL.p;
+        self.s0 = INITIAL.s0;
+    }
+
+    /// Mark members whose state now equals their leader's: from here on they see the same bins
+    /// from the same state, so their costs grow identically.
+    fn detect_merges(&mut self) {
+        for (k, &(m, l)) in MERGEABLE.iter().enumerate() {
+            if self.merged & (1 << k) == 0 && self.p[m] == self.p[l] && self.s0[m] == self.s0[l] {
+                self.merged |= 1 << k;
+                self.leader_acc_at_merge[k] = self.acc[l];
+            }
+        }
+    }
+
+    /// Replay bins `from..to` of `words`.
+    fn replay(&mut self, words: &[u64], from: usize, to: usize) {
+        let est = est_bits_table();
+        let mut pos = from;
+        while pos < to {
+            let Some(&word) = words.get(pos / 64) else {
+                return;
+            };
+            let lo = (pos % 64) as u32;
+            let hi = (to - (pos - pos % 64)).min(64) as u32;
+            run_word(self, est, word, lo, hi);
+            pos += (hi - lo) as usize;
+            if self.merged != 0b1111 {
+                self.detect_merges();
+            }
+        }
+    }
+}
+
+/// Replay bits `lo..hi` of `word`, with the shadow update specialised for the merge mask.
+#[inline]
+fn run_word(lanes: &mut Lanes, est: &[[u32; 2]; 1024], word: u64, lo: u32, hi: u32) {
+    macro_rules! dispatch {
+        ($($m:literal)*) => {
+            match lanes.merged {
+                $($m => run_bits::<$m>(lanes, est, word, lo, hi),)*
+                _ => {}
+            }
+        };
+    }
+    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+/// Whether set `i` is updated under merge mask `m`.
+const fn active(m: u8, i: usize) -> bool {
+    let mut k = 0;
+    while k < MERGEABLE.len() {
+        if MERGEABLE[k].0 == i && m & (1 << k) != 0 {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+#[inline(always)]
+fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 2]; 1024], word: u64, lo: u32, hi: u32) {
+    // Locals, so the shadows stay in registers across the bins of the word.
+    let mut p = lanes.p;
+    let mut s0 = lanes.s0;
+    let mut acc = lanes.acc;
+    for b in lo..hi {
+        let bin = (word >> b) & 1 != 0;
+        for i in 0..NUM_INIT_SETS {
+            if active(M, i) {
+                acc[i] +=
+                    u64::from(est[(512 + (i32::from(p[i]) >> 3)) as usize & 1023][bin as usize]);
+                (p[i], s0[i]) = update_state(p[i], s0[i], ROWS[i].0, ROWS[i].1, bin);
+            }
+        }
+    }
+    lanes.p = p;
+    lanes.s0 = s0;
+    lanes.acc = acc;
+}
+
+fn replay_context(lanes: &mut Lanes, trace: &mut Trace) {
+    let mut from = 0;
+    for &at in &trace.resets {
+        lanes.replay(&trace.words, from, at);
+        lanes.reset();
+        from = at;
+    }
+    lanes.replay(&trace.words, from, trace.len);
+    trace.words.clear();
+    trace.resets.clear();
+    trace.len = 0;
+}
+
+/// The param_opt search as a [`BinSink`]: feed it the pseudo pass, call
+/// [`InitSetSearch::reset_states`] at block-row ends, then [`InitSetSearch::best_indices`].
+///
+/// Chooses exactly what [`super::ShadowContexts`] chooses, faster: bins are recorded (one bit
+/// each, at most 2 MiB pending) and replayed context by context.
+#[derive(Clone, Debug)]
+pub struct InitSetSearch {
+    traces: Vec<Trace>,
+    lanes: Vec<Lanes>,
+    pending: usize,
+    parallel: bool,
+}
+
+impl InitSetSearch {
+    /// A search over `len` contexts. With `parallel` (and the `rayon` feature) replays spread
+    /// the contexts over rayon's thread pool; the result is the same either way.
+    pub fn new(len: usize, parallel: bool) -> Self {
+        Self {
+            traces: vec![Trace::default(); len],
+            lanes: vec![Lanes::INITIAL; len],
+            pending: 0,
+            parallel,
+        }
+    }
+
+    /// Block-row boundary: shadows back to their init states; the costs keep running.
+    pub fn reset_states(&mut self) {
+        for t in &mut self.traces {
+            if t.dirty {
+                t.resets.push(t.len);
+                t.dirty = false;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        #[cfg(feature = "rayon")]
+        if self.parallel && pending >= PARALLEL_MIN_BINS {
+            use rayon::prelude::*;
+            self.lanes
+                .par_iter_mut()
+                .zip(self.traces.par_iter_mut())
+                .with_min_len(4)
+                .for_each(|(l, t)| replay_context(l, t));
+            return;
+        }
+        #[cfg(not(feature = "rayon"))]
+        let _ = (pending, self.parallel);
+        for (l, t) in self.lanes.iter_mut().zip(&mut self.traces) {
+            replay_context(l, t);
+        }
+    }
+
+    /// The chosen init set of every context (0 for contexts that saw no bins).
+    pub fn best_indices(mut self) -> Vec<u8> {
+        self.flush();
+        self.lanes
+            .iter_mut()
+            .map(|l| {
+                l.settle();
+                best_of(&l.acc)
+            })
+            .collect()
+    }
+}
+
+impl BinSink for InitSetSearch {
+    #[inline(always)]
+    fn ctx_bin(&mut self, ctx: usize, bin: bool) {
+        let Some(t) = self.traces.get_mut(ctx) else {
+            return;
+        };
+        if t.len % 64 == 0 {
+            t.words.push(0);
+        }
+        if let Some(w) = t.words.last_mut() {
+            *w |= u64::from(bin) << (t.len % 64);
+        }
+        t.len += 1;
+        t.dirty = true;
+        self.pending += 1;
+        if self.pending >= CHUNK_BINS {
+            self.flush();
+        }
+    }
+
+    #[inline(always)]
+    fn bypass_bins(&mut self, _n: u32, _value: u32) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ShadowContexts;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds the same events to both searches and compares every context's choice.
+    fn same_choices(events: &[(u8, bool)], contexts: usize, parallel: bool) {
+        let mut reference = ShadowContexts::new(contexts);
+        let mut fast = InitSetSearch::new(contexts, parallel);
+        for &(ctx, bin) in events {
+            if ctx == u8::MAX {
+                reference.reset_states();
+                fast.reset_states();
+            } else {
+                reference.ctx_bin(usize::from(ctx), bin);
+                fast.ctx_bin(usize::from(ctx), bin);
+            }
+        }
+        let expected: Vec<u8> = (0..contexts).map(|c| reference.best_idx(c)).collect();
+        assert_eq!(fast.best_indices(), expected);
+    }
+
+    #[test]
+    fn long_skewed_runs_merge_and_still_agree() {
+        // Long single-context runs at several skews: members merge with their leaders.
+        let mut events = Vec::new();
+        let mut x = 12345u32;
+        for (ctx, threshold) in [(0u8, 0.5), (1, 0.3), (2, 0.05), (3, 0.9)] {
+            for _ in 0..50_000 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                events.push((ctx, f64::from(x >> 8) / f64::from(1u32 << 24) < threshold));
+            }
+        }
+        same_choices(&events, 5, false);
+        same_choices(&events, 5, true);
+    }
+
+    #[test]
+    fn resets_between_chunks_and_contexts() {
+        let mut events = Vec::new();
+        for row in 0..300u32 {
+            for i in 0..(row % 7) * 40 {
+                events.push(((i % 3) as u8, (i * 7 + row) % 5 < 2));
+            }
+            events.push((u8::MAX, false));
+        }
+        same_choices(&events, 4, false);
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_shadow_contexts(
+            events in prop::collection::vec((0u8..6, any::<bool>()), 0..4000),
+            resets in prop::collection::vec(0usize..4000, 0..8),
+        ) {
+            let mut ev = events;
+            for r in resets {
+                let at = r.min(ev.len());
+                ev.insert(at, (u8::MAX, false));
+            }
+            same_choices(&ev, 6, false);
+        }
+    }
+}
