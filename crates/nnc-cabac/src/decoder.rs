@@ -29,6 +29,18 @@ fn refill_window(
     (pos, window, avail)
 }
 
+/// `ceil(2^32 / r)` for every 9-bit range `r` (0 for 0): `x · RECIPROCAL[r] >> 32` is
+/// `x / r` exactly for `x < 2^17`, since the error stays below `2^-15 < 1/r`.
+const RECIPROCAL: [u32; 512] = {
+    let mut t = [0u32; 512];
+    let mut r = 1;
+    while r < 512 {
+        t[r] = ((1u64 << 32).div_ceil(r as u64)) as u32;
+        r += 1;
+    }
+    t
+};
+
 /// Position of the reference's value register inside the 64-bit window: bits above `K` hold the
 /// reference value `V` (with its 7 fraction bits), bits below hold up to `K` look-ahead stream bits.
 const K: u32 = 40;
@@ -146,11 +158,24 @@ impl<'a> ArithDecoder<'a> {
     }
 
     /// Decode `n` bypass bins (n <= 32), MSB first.
+    ///
+    /// Up to 8 bins per step: `k` bypass bins are `k` steps of binary long division of the
+    /// offset by `range << 7`, so their value is one quotient, taken with a reciprocal.
     #[inline(always)]
     pub fn decode_bypass_bins(&mut self, n: u32) -> u32 {
+        let mut rem = n.min(32);
         let mut v = 0u32;
-        for _ in 0..n.min(32) {
-            v = (v << 1) | u32::from(self.decode_bypass());
+        while rem > 0 {
+            let k = rem.min(8);
+            rem -= k;
+            // `ensure` keeps at least 8 look-ahead bits, and `window < range << (7 + K)` < 2^56,
+            // so the shifted window fits in 64 bits.
+            let x = self.window >> (7 + K - k);
+            let q = (x * u64::from(RECIPROCAL[self.range as usize & 511])) >> 32;
+            self.window = (self.window << k) - ((q * u64::from(self.range)) << (7 + K));
+            self.avail = self.avail.wrapping_sub(k);
+            self.ensure();
+            v = (v << k) | q as u32;
         }
         v
     }
@@ -309,6 +334,45 @@ mod tests {
         assert_eq!(d.finish(), Ok(4));
         assert!(d.stop_pattern_ok());
         assert_eq!(d.over_read(), 0);
+    }
+
+    #[test]
+    fn bypass_chunks_match_single_bins() {
+        // Mixed context and bypass bins, decoded with bin-by-bin bypass and with chunks.
+        let mut enc = crate::ArithEncoder::new();
+        let mut ctx = ContextModel::new(0);
+        let mut x = 7u32;
+        let mut script = Vec::new();
+        for i in 0..5000u32 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let n = 1 + (x >> 27);
+            let v = (x >> 3) & ((1u32 << n) - 1);
+            let bin = i % 3 == 0;
+            enc.encode_bin(bin, &mut ctx);
+            enc.encode_bypass_bins(n, v);
+            script.push((bin, n, v));
+        }
+        let bytes = enc.finish();
+        let (mut a, mut b) = (ArithDecoder::new(&bytes), ArithDecoder::new(&bytes));
+        let (mut ca, mut cb) = (ContextModel::new(0), ContextModel::new(0));
+        for &(bin, n, v) in &script {
+            assert_eq!(a.decode_bin(&mut ca), bin);
+            assert_eq!(b.decode_bin(&mut cb), bin);
+            assert_eq!(a.decode_bypass_bins(n), v);
+            let single = (0..n).fold(0u32, |acc, _| (acc << 1) | u32::from(b.decode_bypass()));
+            assert_eq!(single, v);
+        }
+        assert_eq!(a.finish(), Ok(bytes.len()));
+        assert_eq!(b.finish(), Ok(bytes.len()));
+    }
+
+    #[test]
+    fn reciprocal_division_is_exact() {
+        for r in 256..=510u64 {
+            for x in (0..r << 8).step_by(7).chain([(r << 8) - 1]) {
+                assert_eq!((x * u64::from(RECIPROCAL[r as usize])) >> 32, x / r);
+            }
+        }
     }
 
     #[test]
