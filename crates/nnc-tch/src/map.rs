@@ -1,0 +1,108 @@
+//! Named tensor lists ⇄ NNR bitstreams: `Vec<(String, Tensor)>` (what
+//! `tch::Tensor::load_multi` returns), `HashMap<String, Tensor>` (what `VarStore::variables`
+//! returns), `BTreeMap`s and slices.
+//!
+//! Tensors are coded in name order whatever the container, so the same map always gives the same
+//! bytes (a `HashMap`'s iteration order is random).
+
+use std::collections::BTreeMap;
+
+use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use tch::Tensor;
+
+use crate::convert::{from_nnc, to_nnc};
+use crate::error::{Error, Result};
+
+/// One entry of a named tensor container: `(&String, &Tensor)` from iterating a map,
+/// `&(String, Tensor)` from iterating a slice, or an owned `(name, Tensor)` pair.
+pub trait NamedTensor {
+    /// The tensor's name.
+    fn name(&self) -> &str;
+    /// The tensor.
+    fn tensor(&self) -> &Tensor;
+}
+
+impl<K: AsRef<str> + ?Sized> NamedTensor for (&K, &Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        self.1
+    }
+}
+
+impl<K: AsRef<str>> NamedTensor for &(K, Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        &self.1
+    }
+}
+
+impl<K: AsRef<str>> NamedTensor for (K, Tensor) {
+    fn name(&self) -> &str {
+        self.0.as_ref()
+    }
+    fn tensor(&self) -> &Tensor {
+        &self.1
+    }
+}
+
+/// Converts named tch tensors to NNC tensors sorted by name, for callers who build their own
+/// [`EncodeInput`] (for example [`EncodeInput::from_state_dict`] for PyTorch's parameter-type
+/// rules). Fails on a repeated name, a kind without NNC counterpart or a non-CPU tensor.
+pub fn to_nnc_tensors<I>(tensors: I) -> Result<Vec<nnc_tensor::Tensor>>
+where
+    I: IntoIterator,
+    I::Item: NamedTensor,
+{
+    let mut entries: Vec<I::Item> = tensors.into_iter().collect();
+    entries.sort_unstable_by(|a, b| a.name().cmp(b.name()));
+    if let Some(w) = entries.windows(2).find(|w| w[0].name() == w[1].name()) {
+        return Err(Error::DuplicateName(w[0].name().to_string()));
+    }
+    entries
+        .iter()
+        .map(|e| to_nnc(e.name(), e.tensor()))
+        .collect()
+}
+
+/// Encodes named tch tensors as one NNR bitstream, in name order, as a plain tensor dictionary
+/// (tensors of two or more dimensions are weights; see [`EncodeInput::from_tensors`]).
+///
+/// With [`EncodeOptions::carry_dtypes`] on (the default) decoding restores every kind and shape.
+/// Float tensors are quantized (lossy, step set by `opts.qp`); integer and bool tensors are coded
+/// exactly but must fit `int32` ([`Error::Input`] otherwise).
+pub fn encode_tensors<I>(tensors: I, opts: &EncodeOptions) -> Result<Vec<u8>>
+where
+    I: IntoIterator,
+    I::Item: NamedTensor,
+{
+    let nnc = to_nnc_tensors(tensors)?;
+    let input = EncodeInput::from_tensors(&nnc)?;
+    Ok(nnc_tensor::encode(&input, opts)?.bytes)
+}
+
+/// Decodes a stand-alone NNR bitstream into CPU tch tensors, in stream order (name order for
+/// streams made by [`encode_tensors`]), with the default [`DecodeOptions`] (and their resource
+/// limits). Move the results with `Tensor::to_device` if they are needed elsewhere.
+pub fn decode_tensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
+    decode_tensors_with(bytes, &DecodeOptions::new())
+}
+
+/// [`decode_tensors`] with explicit decoder options (limits, out-of-band tensor dimensions).
+pub fn decode_tensors_with(bytes: &[u8], opts: &DecodeOptions) -> Result<Vec<(String, Tensor)>> {
+    let mut state = DecoderState::default();
+    let decoded = decode_stream(bytes, &mut state, opts)?;
+    decoded
+        .tensors
+        .into_iter()
+        .map(|d| Ok((d.tensor.name.clone(), from_nnc(&d.tensor)?)))
+        .collect()
+}
+
+/// [`decode_tensors`] into a map keyed by name.
+pub fn decode_tensor_map(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
+    Ok(decode_tensors(bytes)?.into_iter().collect())
+}
