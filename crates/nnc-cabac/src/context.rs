@@ -1,6 +1,6 @@
 //! Adaptive context models (deepcabac.md §2) and the per-tensor context layout (§2.5).
 
-use crate::tables::{est_bits_table, CURVE_SHIFTED, INIT_SETS, RLPS_PACKED, RLPS_TABLE, S0_NEXT};
+use crate::tables::{est_bits_table, INIT_SETS, RLPS_PACKED, RLPS_TABLE, S0_NEXT, S1_STEP};
 
 /// One adaptive binary probability model: two estimators in a logit-like domain.
 ///
@@ -12,8 +12,8 @@ pub struct ContextModel {
     init_idx: u8,
     /// Row of `S0_NEXT` for shift0: `(shift0 − 4)·512`.
     s0_row: u16,
-    /// Row of `CURVE_SHIFTED` for shift1: `shift1·32`.
-    s1_row: u8,
+    /// Row of `S1_STEP` for shift1: `shift1·64`.
+    s1_row: u16,
 }
 
 impl Default for ContextModel {
@@ -112,26 +112,23 @@ pub(crate) const fn s0_row(shift0: u8) -> u16 {
     (shift0.saturating_sub(4) as u16 & 3) * 512
 }
 
-/// `CURVE_SHIFTED` row offset of a shift1 value (0..=7).
-pub(crate) const fn s1_row(shift1: u8) -> u8 {
-    (shift1 & 7) * 32
+/// `S1_STEP` row offset of a shift1 value (0..=7).
+pub(crate) const fn s1_row(shift1: u8) -> u16 {
+    (shift1 as u16 & 7) * 64
 }
 
 /// The §2.3 update on a raw (P, S0) pair; shared with the parameter-optimisation shadows.
 ///
-/// `S1 = P − 16·S0` moves by `±CURVE[16 + ((±S1) >> 7)] >> shift1` and S0 likewise with `>> 3` and
-/// shift0; both are table lookups here (the S0 step is fully tabulated, the S1 step pre-shifted),
-/// and the sign is applied with a mask instead of a branch or multiply.
+/// `S1 = P − 16·S0` moves by a signed step from [`S1_STEP`] and S0 to its tabulated successor in
+/// [`S0_NEXT`]; the bin selects the table halves, so no sign is applied at run time.
 #[inline(always)]
-pub(crate) fn update_state(p: i16, s0: i8, s0_row: u16, s1_row: u8, bin: bool) -> (i16, i8) {
-    let m = i32::from(bin) - 1; // 0 for bin 1, −1 for bin 0
+pub(crate) fn update_state(p: i16, s0: i8, s0_row: u16, s1_row: u16, bin: bool) -> (i16, i8) {
     let s1 = i32::from(p) - (i32::from(s0) << 4);
     let s0 =
         S0_NEXT[(usize::from(s0_row) | (usize::from(bin) << 8) | usize::from(s0 as u8)) & 2047];
-    let x1 = (s1 ^ m) - m; // ±S1
-    let d1 = i32::from(CURVE_SHIFTED[(usize::from(s1_row) | ((x1 >> 7) + 16) as usize & 31) & 255]);
-    let s1 = s1 + ((d1 ^ m) - m);
-    ((s1 + (i32::from(s0) << 4)) as i16, s0)
+    let t = (s1 + (i32::from(!bin) * 127)) >> 7;
+    let d1 = S1_STEP[(usize::from(s1_row) | (usize::from(bin) << 5) | (t as usize & 31)) & 511];
+    ((s1 + i32::from(d1) + (i32::from(s0) << 4)) as i16, s0)
 }
 
 /// Context indices of one tensor's context set for `N` greater-than flags (§2.5).
@@ -347,6 +344,26 @@ mod tests {
                 c.update(bin);
                 (p, s0) = update_plain(p, s0, set.shift0, set.shift1, bin);
                 assert_eq!((c.p(), c.s0()), (p, s0), "set {idx} step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn signed_s1_step_matches_formula_over_reachable_states() {
+        let curve = crate::tables::CURVE;
+        for shift1 in 4..=6u8 {
+            for s1 in -1923..=1923i32 {
+                for bin in [false, true] {
+                    let sgn = if bin { 1 } else { -1 };
+                    let want = sgn * (curve[(16 + ((sgn * s1) >> 7)) as usize] >> shift1);
+                    // With S0 = 0, P = S1 and S0 moves by its own table only.
+                    let (p, s0) = update_state(s1 as i16, 0, s0_row(5), s1_row(shift1), bin);
+                    assert_eq!(
+                        i32::from(p) - 16 * i32::from(s0),
+                        s1 + want,
+                        "s1 {s1} bin {bin}"
+                    );
+                }
             }
         }
     }

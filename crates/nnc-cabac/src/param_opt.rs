@@ -41,8 +41,8 @@ const INITIAL: Shadows = {
 };
 
 /// Update-table rows of the nine sets.
-const ROWS: [(u16, u8); NUM_INIT_SETS] = {
-    let mut r = [(0u16, 0u8); NUM_INIT_SETS];
+const ROWS: [(u16, u16); NUM_INIT_SETS] = {
+    let mut r = [(0u16, 0u16); NUM_INIT_SETS];
     let mut i = 0;
     while i < NUM_INIT_SETS {
         r[i] = (s0_row(INIT_SETS[i].shift0), s1_row(INIT_SETS[i].shift1));

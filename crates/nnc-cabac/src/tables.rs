@@ -49,13 +49,26 @@ pub const RLPS_PACKED: [u32; 256] = {
 /// (index `16 + ((sgn·S) >> k)`); index 31 saturates.
 pub static CURVE: [i32; 32] = CURVE_CONST;
 
-/// `CURVE[i] >> shift` for every shift 0..=7, row-major: entry `shift·32 + i`. Replaces the
-/// variable shift in the slow-estimator update with a lookup.
-pub const CURVE_SHIFTED: [i16; 256] = {
-    let mut t = [0i16; 256];
+/// Signed slow-estimator step `sgn·(CURVE[16 + ((sgn·S1) >> 7)] >> shift1)` for shift1 0..=7 and
+/// both bins: entry `shift1·64 + bin·32 + (t & 31)` with `t = (S1 + (bin ? 0 : 127)) >> 7`.
+///
+/// `(−S1) >> 7 = −((S1 + 127) >> 7)`, so one arithmetic shift serves both bins and the sign
+/// is folded into the table. Over the reachable |S1| <= 1923, t spans −16..=15 for bin 1 and
+/// −15..=16 for bin 0, so `t & 31` never collides.
+pub const S1_STEP: [i16; 512] = {
+    let mut t = [0i16; 512];
     let mut i = 0;
-    while i < 256 {
-        t[i] = (CURVE_CONST[i % 32] >> (i / 32)) as i16;
+    while i < 512 {
+        let shift = (i / 64) as u32;
+        let bin = (i / 32) % 2 == 1;
+        let j = (i % 32) as i32;
+        t[i] = if bin {
+            let tt = if j >= 16 { j - 32 } else { j };
+            CURVE_CONST[(16 + tt) as usize] >> shift
+        } else {
+            let tt = if j > 16 { j - 32 } else { j };
+            -(CURVE_CONST[(16 - tt) as usize] >> shift)
+        } as i16;
         i += 1;
     }
     t
@@ -173,6 +186,20 @@ pub const BYPASS_BITS: u32 = 1 << 15;
 pub fn est_bits_table() -> &'static [[u32; 2]; 1024] {
     static TABLE: OnceLock<[[u32; 2]; 1024]> = OnceLock::new();
     TABLE.get_or_init(build_est_bits_table)
+}
+
+/// [`est_bits_table`] split by bin: `[bin][512 + (P >> 3)]`, so a caller coding many states
+/// with the same bin picks its column once.
+pub fn est_bits_columns() -> &'static [[u32; 1024]; 2] {
+    static COLUMNS: OnceLock<[[u32; 1024]; 2]> = OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let mut c = [[0u32; 1024]; 2];
+        for (i, e) in est_bits_table().iter().enumerate() {
+            c[0][i] = e[0];
+            c[1][i] = e[1];
+        }
+        c
+    })
 }
 
 /// The §2.4 construction: the LPS cost grows linearly with |P| in steps of `G`.

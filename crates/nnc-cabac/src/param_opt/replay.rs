@@ -2,8 +2,7 @@
 
 use super::{best_of, INITIAL, ROWS};
 use crate::binarization::BinSink;
-use crate::context::update_state;
-use crate::tables::{est_bits_table, INIT_SETS, NUM_INIT_SETS};
+use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 /// Recorded bins are replayed once this many are pending, which bounds the recorder's memory
 /// (2 MiB of bits) whatever the tensor size.
@@ -92,7 +91,7 @@ impl Lanes {
 
     /// Replay bins `from..to` of `words`.
     fn replay(&mut self, words: &[u64], from: usize, to: usize) {
-        let est = est_bits_table();
+        let est = est_bits_columns();
         let mut pos = from;
         while pos < to {
             let Some(&word) = words.get(pos / 64) else {
@@ -111,7 +110,7 @@ impl Lanes {
 
 /// Replay bits `lo..hi` of `word`, with the shadow update specialised for the merge mask.
 #[inline]
-fn run_word(lanes: &mut Lanes, est: &[[u32; 2]; 1024], word: u64, lo: u32, hi: u32) {
+fn run_word(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
     macro_rules! dispatch {
         ($($m:literal)*) => {
             match lanes.merged {
@@ -135,25 +134,56 @@ const fn active(m: u8, i: usize) -> bool {
     true
 }
 
+/// Sets whose fast estimator never leaves its initial value (set 7: S0 = 0 and the smallest
+/// step, `64 >> 7`, is 0), so their S0 update can be skipped.
+const FROZEN_S0: [bool; NUM_INIT_SETS] = {
+    let mut f = [false; NUM_INIT_SETS];
+    let mut i = 0;
+    while i < NUM_INIT_SETS {
+        let row = ROWS[i].0 as usize;
+        let s0 = INIT_SETS[i].s0 as u8 as usize;
+        f[i] =
+            S0_NEXT[row | s0] as u8 as usize == s0 && S0_NEXT[row | 256 | s0] as u8 as usize == s0;
+        i += 1;
+    }
+    f
+};
+
+/// The §2.3 update of every active shadow for each bin, inlined per set so each set's table
+/// rows are constants. States are widened to i32 for the run (they stay within ±3889).
 #[inline(always)]
-fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 2]; 1024], word: u64, lo: u32, hi: u32) {
-    // Locals, so the shadows stay in registers across the bins of the word.
-    let mut p = lanes.p;
-    let mut s0 = lanes.s0;
-    let mut acc = lanes.acc;
+fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
+    // P is kept biased by 4096 = 512·8: the cost index `512 + (P >> 3)` becomes `Pb >> 3`, and
+    // the bias only adds −32 to the S1 step index, which `& 31` removes.
+    const BIAS: i32 = 4096;
+    let mut pb = lanes.p.map(|p| i32::from(p) + BIAS);
+    let mut s0 = lanes.s0.map(i32::from);
+    // Per-word sums fit in u32: 64 bins of at most ~2^18 each.
+    let mut word_acc = [0u32; NUM_INIT_SETS];
     for b in lo..hi {
         let bin = (word >> b) & 1 != 0;
+        let bit = usize::from(bin);
+        let column = &est[bit];
+        let round = i32::from(!bin) * 127;
         for i in 0..NUM_INIT_SETS {
             if active(M, i) {
-                acc[i] +=
-                    u64::from(est[(512 + (i32::from(p[i]) >> 3)) as usize & 1023][bin as usize]);
-                (p[i], s0[i]) = update_state(p[i], s0[i], ROWS[i].0, ROWS[i].1, bin);
+                word_acc[i] += column[(pb[i] >> 3) as usize & 1023];
+                let s1b = pb[i] - (s0[i] << 4);
+                if !FROZEN_S0[i] {
+                    let idx = usize::from(ROWS[i].0) | bit << 8 | usize::from(s0[i] as u8);
+                    s0[i] = i32::from(S0_NEXT[idx & 2047]);
+                }
+                let t = (s1b + round) >> 7;
+                let idx = usize::from(ROWS[i].1) | bit << 5 | (t as usize & 31);
+                pb[i] = s1b + i32::from(S1_STEP[idx & 511]) + (s0[i] << 4);
             }
         }
     }
-    lanes.p = p;
-    lanes.s0 = s0;
-    lanes.acc = acc;
+    lanes.p = pb.map(|v| (v - BIAS) as i16);
+    lanes.s0 = s0.map(|v| v as i8);
+    for (a, w) in lanes.acc.iter_mut().zip(word_acc) {
+        *a += u64::from(w);
+    }
 }
 
 fn replay_context(lanes: &mut Lanes, trace: &mut Trace) {
