@@ -42,26 +42,20 @@ impl ArithEncoder {
     /// Encode one context-coded bin and adapt `ctx`.
     #[inline(always)]
     pub fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
-        let rlps = ctx.rlps(self.range);
-        self.range -= rlps;
-        if bin == ctx.mps() {
-            if self.range < 256 {
-                self.range <<= 1;
-                self.low <<= 1;
-                self.bits_left -= 1;
-                if self.bits_left < 12 {
-                    self.write_out();
-                }
-            }
-        } else {
-            let n = rlps.leading_zeros() - 23;
-            self.low = self.low.wrapping_add(self.range);
-            self.range = rlps << n;
-            self.low <<= n;
-            self.bits_left -= n as i32;
-            if self.bits_left < 12 {
-                self.write_out();
-            }
+        // Branch-free MPS/LPS handling, as in the decoder: the LPS renormalisation comes from the
+        // packed table and the MPS path needs at most one shift.
+        let e = ctx.rlps_packed(self.range);
+        let rmps = self.range - (e & 0xFF);
+        let lps = bin != ctx.mps();
+        let mask = 0u32.wrapping_sub(u32::from(lps));
+        let mps_n = u32::from(rmps < 256);
+        let n = mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask);
+        let r_mps = rmps << mps_n;
+        self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
+        self.low = self.low.wrapping_add(rmps & mask) << n;
+        self.bits_left -= n as i32;
+        if self.bits_left < 12 {
+            self.write_out();
         }
         ctx.update(bin);
     }
