@@ -12,6 +12,7 @@ mod ci;
 mod fetch_digits;
 mod fetch_models;
 mod rd_minilm;
+mod setup_libtorch;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "nnc project tasks")]
@@ -85,6 +86,14 @@ enum Task {
         #[arg(long)]
         cache: Option<PathBuf>,
     },
+    /// Install libtorch 2.13.0 for crates/nnc-tch (a venv and two pip installs, skipped when
+    /// present) and print the `export LIBTORCH=...` and `export RUSTFLAGS=...` lines to build with.
+    SetupLibtorch {
+        /// Venv directory (default: <cache>/libtorch-venv; cache: $NNC_CACHE_DIR,
+        /// $XDG_CACHE_HOME/nnc or ~/.cache/nnc).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Time the reference (NNCodec in PY) and ours on the same inputs; check the bytes are identical.
     BenchVsRef {
         /// Python interpreter with nncodec 2.1.3 installed (skipped with a message if missing).
@@ -155,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             min_cosine,
             cache,
         }),
+        Task::SetupLibtorch { dir } => setup_libtorch::run(dir).map(|_| true),
         Task::BenchVsRef {
             python,
             quick,
