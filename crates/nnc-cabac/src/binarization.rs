@@ -61,6 +61,11 @@ impl LevelCoding {
         lc
     }
 
+    /// No codebook bounds: equal to [`LevelCoding::unbounded`] for its N.
+    pub fn is_unbounded(&self) -> bool {
+        *self == Self::unbounded(self.num_gtx_flags)
+    }
+
     /// Whether level `k` can be represented (codebook bounds, implied sign, i32::MIN).
     pub fn accepts(&self, k: i32) -> bool {
         if k == i32::MIN {
@@ -224,18 +229,42 @@ pub fn decode_level(
     lc: &LevelCoding,
     dq_state: usize,
 ) -> Result<i32, Error> {
-    if lc.nothing_coded {
+    if lc.is_unbounded() {
+        decode_level_as::<false>(dec, ctxs, layout, nbh, lc, dq_state)
+    } else {
+        decode_level_as::<true>(dec, ctxs, layout, nbh, lc, dq_state)
+    }
+}
+
+/// [`decode_level`] for a binarization known to be bounded by a codebook (`BOUNDED`) or known
+/// to be [`LevelCoding::unbounded`], where every bound check folds away.
+#[inline(always)]
+pub(crate) fn decode_level_as<const BOUNDED: bool>(
+    dec: &mut ArithDecoder<'_>,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+    nbh: &Neighbourhood,
+    lc: &LevelCoding,
+    dq_state: usize,
+) -> Result<i32, Error> {
+    if BOUNDED && lc.nothing_coded {
         return Ok(0);
     }
     if !dec.decode_bin(ctx_mut(ctxs, nbh.sig_ctx(dq_state))?) {
         return Ok(0);
     }
-    let negative = if lc.sign_coded {
+    let negative = if !BOUNDED || lc.sign_coded {
         dec.decode_bin(ctx_mut(ctxs, nbh.sign_ctx())?)
     } else {
         lc.implied_negative
     };
-    let max = if negative { lc.max_neg } else { lc.max_pos };
+    let max = if !BOUNDED {
+        UNBOUNDED
+    } else if negative {
+        lc.max_neg
+    } else {
+        lc.max_pos
+    };
     let mut a = 1u64;
     if max > 1 {
         let n = lc.num_gtx_flags as usize;
@@ -248,11 +277,11 @@ pub fn decode_level(
             }
             a += 1;
             j += 1;
-            if j >= n || a >= max {
+            if j >= n || (BOUNDED && a >= max) {
                 break;
             }
         }
-        if flag && a < max {
+        if flag && (!BOUNDED || a < max) {
             let rem = layout.rem();
             let mut nbits = 0u32;
             let mut j = 0usize;
@@ -262,7 +291,7 @@ pub fn decode_level(
                 }
                 a += 1u64 << nbits;
                 nbits += 1;
-                if j + 1 >= MAX_PREFIX_BINS || a + (1u64 << nbits) > max {
+                if j + 1 >= MAX_PREFIX_BINS || (BOUNDED && a + (1u64 << nbits) > max) {
                     break;
                 }
                 j += 1;

@@ -1,6 +1,6 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
-use crate::binarization::{decode_level, LevelCoding, Neighbourhood};
+use crate::binarization::{decode_level_as, LevelCoding, Neighbourhood};
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
@@ -275,6 +275,8 @@ fn decode_segments(
     let hdsp_flag = info.hist_dep_sig_prob_enabled_flag;
     // Per-position TCA/HDSP lookups are only needed with gpi = 1 and either tool in use.
     let extra = p.gpi1 && (p.base.is_some() || hdsp_flag);
+    // Codebook bounds only matter when present; otherwise their checks are compiled out.
+    let bounded = !lc.is_unbounded();
     let mut nbh = Neighbourhood::default();
 
     for seg in segments {
@@ -299,20 +301,20 @@ fn decode_segments(
                     hdsp_flag,
                     start: seg.start + c * EXHAUSTION_CHECK_INTERVAL,
                 };
-                match (p.dq, extra) {
-                    (false, false) => {
-                        run.decode::<false, false>(d, models, chunk, &mut nbh, &mut dq_state)?
-                    }
-                    (true, false) => {
-                        run.decode::<true, false>(d, models, chunk, &mut nbh, &mut dq_state)?
-                    }
-                    (false, true) => {
-                        run.decode::<false, true>(d, models, chunk, &mut nbh, &mut dq_state)?
-                    }
-                    (true, true) => {
-                        run.decode::<true, true>(d, models, chunk, &mut nbh, &mut dq_state)?
-                    }
+                macro_rules! variants {
+                    ($(($dq:literal, $extra:literal, $bounded:literal))*) => {
+                        match (p.dq, extra, bounded) {
+                            $(($dq, $extra, $bounded) => run.decode::<$dq, $extra, $bounded>(
+                                d, models, chunk, &mut nbh, &mut dq_state,
+                            )?,)*
+                        }
+                    };
                 }
+                variants!((false, false, false)(true, false, false)(
+                    false, true, false
+                )(true, true, false)(false, false, true)(
+                    true, false, true
+                )(false, true, true)(true, true, true));
                 check_not_exhausted(d)?;
             }
         }
@@ -362,9 +364,9 @@ struct Run<'r, 'h> {
 
 impl Run<'_, '_> {
     /// Decode the positions of `slice`; `DQ` = dependent quantization, `EXTRA` = per-position
-    /// TCA base / HDSP lookups.
+    /// TCA base / HDSP lookups, `BOUNDED` = codebook bounds on the levels.
     #[inline(always)]
-    fn decode<const DQ: bool, const EXTRA: bool>(
+    fn decode<const DQ: bool, const EXTRA: bool, const BOUNDED: bool>(
         &self,
         d: &mut ArithDecoder<'_>,
         models: &mut [ContextModel],
@@ -379,7 +381,8 @@ impl Run<'_, '_> {
                 nbh.base = self.p.base_at(pos);
                 nbh.hdsp_here = self.p.hdsp_at(self.hdsp_flag, pos);
             }
-            let k = decode_level(d, models, self.layout, nbh, self.lc, state as usize)?;
+            let k =
+                decode_level_as::<BOUNDED>(d, models, self.layout, nbh, self.lc, state as usize)?;
             nbh.nb = k;
             if DQ {
                 *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
