@@ -32,8 +32,6 @@ const VENV_SUBDIR: &str = "libtorch-venv";
 /// An installed libtorch.
 #[derive(Debug, Clone)]
 pub struct Libtorch {
-    /// The venv holding it.
-    pub venv: PathBuf,
     /// The `torch` package folder (with `lib/` and `include/`): the value of `LIBTORCH`.
     pub libtorch: PathBuf,
 }
@@ -152,7 +150,6 @@ pub fn ensure(dir: Option<PathBuf>) -> Result<Libtorch> {
         }
     };
     Ok(Libtorch {
-        venv,
         libtorch: site.join("torch"),
     })
 }
@@ -242,7 +239,6 @@ mod tests {
     #[test]
     fn env_lines_point_at_the_torch_package() {
         let lt = Libtorch {
-            venv: PathBuf::from("/c/libtorch-venv"),
             libtorch: PathBuf::from("/c/libtorch-venv/lib/python3.11/site-packages/torch"),
         };
         assert_eq!(
