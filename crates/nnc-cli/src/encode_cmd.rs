@@ -113,6 +113,9 @@ pub struct EncodeArgs {
     /// written anyway when every tensor is float32 or int32 with at least one dimension.
     #[arg(long)]
     pub no_metadata: bool,
+    /// Worker threads (default: all cores); the bitstream is the same for any number.
+    #[arg(short = 'j', long)]
+    pub threads: Option<usize>,
 }
 
 impl EncodeArgs {
@@ -137,6 +140,7 @@ impl EncodeArgs {
         o.compress_differences = self.base.is_some();
         o.int_quant_bw = self.bitdepth;
         o.carry_dtypes = !self.no_metadata;
+        o.threads = self.threads;
         o
     }
 }
@@ -205,15 +209,21 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
     }
     let progress = Progress::new(quiet);
+    // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
     let original = nnc_nn::io::read_tensors(&args.input, "0")
         .with_context(|| format!("reading {}", args.input.display()))?;
     progress.show_for(original.len());
-    let mut tensors = match &args.base {
-        None => original.clone(),
+    let want_report = args.report || args.json;
+    // The report compares with the input as read; keep a copy only if sparsification changes it.
+    let (mut tensors, kept_original) = match &args.base {
+        None => {
+            let kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
+            (original, kept)
+        }
         Some(base_path) => {
             let base = nnc_nn::io::read_tensors(base_path, "0")
                 .with_context(|| format!("reading {}", base_path.display()))?;
-            original
+            let diffs = original
                 .iter()
                 .map(|t| {
                     let b = base
@@ -228,7 +238,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
                     }
                     combine(t, b, -1.0)
                 })
-                .collect::<anyhow::Result<Vec<_>>>()?
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            (diffs, None)
         }
     };
     let opts = args.options();
@@ -256,11 +267,15 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         EncodeInput::from_tensors(&tensors)?
     };
-    let mut state = load_state(args.state.as_deref())?;
+    let count = tensors.len();
     let params: usize = tensors.iter().map(Tensor::len).sum();
+    // The encoder input holds its own copy: without a report the tensors are not needed again.
+    if !want_report {
+        tensors = Vec::new();
+    }
+    let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
-        "encoding {} tensors ({:.1} M parameters)",
-        tensors.len(),
+        "encoding {count} tensors ({:.1} M parameters)",
         params as f64 / 1e6
     ));
     let encoded = if args.state.is_some() || args.base.is_some() {
@@ -268,17 +283,14 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         encode(&input, &opts)?
     };
+    drop(input);
     progress.stage(format!("writing {}", args.output.display()));
     write_atomically(&args.output, |tmp| {
         std::fs::write(tmp, &encoded.bytes).with_context(|| format!("writing {}", tmp.display()))
     })?;
     save_state(args.state.as_deref(), &state)?;
-    if args.report || args.json {
-        let reference = if args.base.is_some() {
-            &tensors
-        } else {
-            &original
-        };
+    if want_report {
+        let reference = kept_original.as_ref().unwrap_or(&tensors);
         let rows = report::rows(&encoded, reference, &progress)?;
         progress.finish();
         report::print(&rows, encoded.bytes.len(), args.json, true)?;

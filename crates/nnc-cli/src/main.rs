@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor};
 
+mod decode;
 mod encode_cmd;
 mod files;
 mod progress;
@@ -65,6 +66,9 @@ enum Command {
         /// Incremental state file (JSON) shared with earlier decodes of the same sequence.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Worker threads (default: all cores); the output is the same for any number.
+        #[arg(short = 'j', long)]
+        threads: Option<usize>,
     },
     /// Per-tensor size and bits per parameter of a bitstream (name, shape, dtype, qp).
     Stats {
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_total_elements,
             base,
             state,
+            threads,
         } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
@@ -131,22 +136,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let progress = progress::Progress::new(cli.quiet);
             progress.show_for(stats_cmd::unit_count(&bytes));
             progress.stage(format!("decoding {}", input.display()));
+            // The state records levels only when it is kept in a file.
             let opts = DecodeOptions::new()
                 .with_recompose_decomposed(!no_recompose)
                 .with_limits(
                     Limits::default()
                         .with_max_tensor_elements(max_tensor_elements)
                         .with_max_total_elements(max_total_elements),
-                );
+                )
+                .with_threads(threads)
+                .with_keep_levels(false)
+                .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
-            let decoded = decode_stream(&bytes, &mut inc, &opts)
-                .with_context(|| format!("decoding {}", input.display()))?;
-            let mut tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
-            if let Some(base_path) = &base {
-                tensors = add_to_base(base_path, tensors)?;
+            let streamed = match &base {
+                None => decode::streaming(&bytes, &input, &output, &mut inc, &opts)?,
+                Some(_) => false,
+            };
+            if !streamed {
+                inc = load_state(state.as_deref())?;
+                let decoded = decode_stream(&bytes, &mut inc, &opts)
+                    .with_context(|| format!("decoding {}", input.display()))?;
+                let mut tensors: Vec<Tensor> =
+                    decoded.tensors.into_iter().map(|t| t.tensor).collect();
+                if let Some(base_path) = &base {
+                    tensors = add_to_base(base_path, tensors)?;
+                }
+                progress.stage(format!("writing {}", output.display()));
+                write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
             }
-            progress.stage(format!("writing {}", output.display()));
-            write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }

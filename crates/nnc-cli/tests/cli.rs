@@ -48,7 +48,21 @@ fn decode_writes_npz_and_npy() {
         npz.to_str().expect("utf-8"),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(std::fs::metadata(&npz).expect("written").len() > 0);
+    // Written entry by entry, the archive equals the whole-model writer's.
+    let bytes = std::fs::read(vector("c_block_bn")).expect("read");
+    let decoded = nnc_tensor::decode_stream(
+        &bytes,
+        &mut nnc_tensor::DecoderState::default(),
+        &nnc_tensor::DecodeOptions::new(),
+    )
+    .expect("decode");
+    let tensors: Vec<_> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
+    let whole = dir.path().join("whole.npz");
+    nnc_nn::io::write_npz(&whole, &tensors).expect("write");
+    assert_eq!(
+        std::fs::read(&npz).expect("written"),
+        std::fs::read(&whole).expect("written")
+    );
     // No overwrite without --force.
     let o = nnc(&[
         "decode",

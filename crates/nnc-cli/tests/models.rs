@@ -223,3 +223,58 @@ fn no_progress_output_when_stderr_is_not_a_terminal() {
     let err = ok(&nnc(&["encode", s(&model), "-o", s(&nncf), "-f", "-q"]));
     assert!(err.is_empty(), "{err:?}");
 }
+
+/// `-j`/`--threads` changes nothing in the output; the streamed decode writes the same files as
+/// decoding in memory and writing the whole model.
+#[test]
+fn threads_give_identical_files_and_streaming_equals_the_whole_model_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    write_tensors(&model, &mixed_model()).expect("write model");
+    let (one, two) = (dir.path().join("one.nnc"), dir.path().join("two.nnc"));
+    ok(&nnc(&["encode", s(&model), "-o", s(&one), "-j", "1"]));
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "-o",
+        s(&two),
+        "--threads",
+        "2",
+    ]));
+    let bytes = std::fs::read(&one).expect("read");
+    assert_eq!(bytes, std::fs::read(&two).expect("read"));
+
+    let mut state = nnc_tensor::DecoderState::default();
+    let whole: Vec<Tensor> =
+        nnc_tensor::decode_stream(&bytes, &mut state, &nnc_tensor::DecodeOptions::new())
+            .expect("decode")
+            .tensors
+            .into_iter()
+            .map(|t| t.tensor)
+            .collect();
+    // bfloat16 has no NumPy type: the .npz gets the model without it.
+    for ext in ["safetensors", "npz"] {
+        let expected = dir.path().join(format!("expected.{ext}"));
+        let keep: Vec<Tensor> = whole
+            .iter()
+            .filter(|t| ext == "safetensors" || t.dtype() != DType::BF16)
+            .cloned()
+            .collect();
+        write_tensors(&expected, &keep).expect("write expected");
+        let expected = std::fs::read(&expected).expect("read");
+        if ext == "npz" {
+            let o = nnc(&["decode", s(&one), "-o", s(&dir.path().join("x.npz"))]);
+            assert_eq!(o.status.code(), Some(1), "bf16 cannot go to .npz");
+            continue;
+        }
+        for threads in ["1", "2"] {
+            let out = dir.path().join(format!("out{threads}.{ext}"));
+            ok(&nnc(&["decode", s(&one), "-o", s(&out), "-j", threads]));
+            assert_eq!(
+                std::fs::read(&out).expect("read"),
+                expected,
+                "{ext} -j {threads}"
+            );
+        }
+    }
+}

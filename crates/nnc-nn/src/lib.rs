@@ -6,7 +6,9 @@
 //! [`io`] reads safetensors, PyTorch checkpoints (`.pt`/`.pth`/`.bin`), NumPy `.npz`/`.npy`, and
 //! writes safetensors and NumPy, keeping each tensor's name, shape and dtype (f64, f32, f16,
 //! bf16, i64, i32, i16, i8, u64, u32, u16, u8, bool). Main entry points: [`io::read_tensors`],
-//! [`io::write_tensors`], [`io::FileFormat`]; failures are [`io::IoError`]s.
+//! [`io::write_tensors`], [`io::FileFormat`]; failures are [`io::IoError`]s. Safetensors and
+//! `.npy` files are read through memory maps, one tensor at a time; [`io::TensorWriter`] writes
+//! a model file tensor by tensor as a streaming decoder produces them.
 //!
 //! ```
 //! use nnc_nn::io::{read_tensors, write_tensors};
@@ -21,7 +23,8 @@
 //! # std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `io::mmap::map_range` maps files (the crate's only unsafe code).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod io;

@@ -6,16 +6,17 @@
 
 use nnc_bitstream::{NduHeader, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_cabac::{ArithDecoder, HdspMode, LayerConfig, LayerHistory};
-use rayon::prelude::*;
 
 use crate::error::{Error, Location, Result};
 use crate::limits::Limits;
 use crate::members::{cpt, is_block, members, Member, MemberRole};
 use crate::state::DecoderState;
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{DType, Tensor, TensorData};
 
 /// Decoder settings.
-#[derive(Clone, Debug, Default)]
+///
+/// `Default` is [`DecodeOptions::new`].
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DecodeOptions {
     /// Resource limits. Default: [`Limits::default`].
@@ -29,14 +30,38 @@ pub struct DecodeOptions {
     /// Use history-dependent significance probability (HDSP) with the history kept in the
     /// [`DecoderState`]. Must match the encoder. Default: `false`.
     pub hdsp: bool,
+    /// Return each tensor's entropy-decoded levels in [`DecodedTensor::levels`]. Turning this off
+    /// (with [`DecodeOptions::update_state`] off too) lets the decoder turn the levels into values
+    /// in place, halving the memory a tensor needs. Default: `true`.
+    pub keep_levels: bool,
+    /// Record the bitstream's tensors in the [`DecoderState`] (TCA bases, update depths, HDSP
+    /// history), as incremental decoding needs. When off, the state is only read (and the same
+    /// consistency checks are made), so a one-off decode does not hold every tensor's levels.
+    /// Default: `true`.
+    pub update_state: bool,
+    /// Worker threads for entropy decoding: `None` (or `Some(0)`) uses rayon's global pool (all
+    /// cores), `Some(n)` a pool of `n` threads built for the call. The output is the same for
+    /// any value. Default: `None`.
+    pub threads: Option<usize>,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl DecodeOptions {
     /// Options with the defaults documented on each field.
     pub fn new() -> Self {
         DecodeOptions {
+            limits: Limits::default(),
+            side_info: SideInfo::default(),
             recompose_decomposed: true,
-            ..Default::default()
+            hdsp: false,
+            keep_levels: true,
+            update_state: true,
+            threads: None,
         }
     }
     /// Sets [`DecodeOptions::limits`].
@@ -52,6 +77,21 @@ impl DecodeOptions {
     /// Sets [`DecodeOptions::hdsp`].
     pub fn with_hdsp(mut self, on: bool) -> Self {
         self.hdsp = on;
+        self
+    }
+    /// Sets [`DecodeOptions::keep_levels`].
+    pub fn with_keep_levels(mut self, on: bool) -> Self {
+        self.keep_levels = on;
+        self
+    }
+    /// Sets [`DecodeOptions::update_state`].
+    pub fn with_update_state(mut self, on: bool) -> Self {
+        self.update_state = on;
+        self
+    }
+    /// Sets [`DecodeOptions::threads`].
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
         self
     }
     /// Supplies the dimensions of a tensor the bitstream does not carry.
@@ -136,22 +176,48 @@ impl DecodedStream {
 }
 
 /// An NDU checked and ready to be entropy-decoded, with the parameter sets in force for it.
-struct NduJob<'a> {
-    header: NduHeader,
+pub(crate) struct NduJob<'a> {
+    pub(crate) header: NduHeader,
     payload: &'a [u8],
-    here: Location,
-    members: Vec<Member>,
+    pub(crate) here: Location,
+    pub(crate) members: Vec<Member>,
     qp_density: u8,
     base_qp: i32,
     general_profile_idc: u8,
+    /// Elements of all members (checked against the limits).
+    pub(crate) elements: u64,
+}
+
+impl NduJob<'_> {
+    /// Whether the payload is raw float32 (then only the first member is decoded).
+    pub(crate) fn is_raw(&self) -> bool {
+        self.header.nnr_compressed_data_unit_payload_type == nnc_bitstream::PayloadType::RawFloat
+    }
+
+    /// The element type a member decodes to, before any metadata cast.
+    pub(crate) fn decoded_dtype(&self, m: &Member) -> DType {
+        let quantized = matches!(
+            self.header.nnr_compressed_data_unit_payload_type,
+            nnc_bitstream::PayloadType::Float | nnc_bitstream::PayloadType::Block
+        );
+        if self.is_raw() {
+            DType::F32
+        } else if !quantized {
+            DType::I32
+        } else if member_codebook(&self.header, m).is_some() {
+            DType::F64
+        } else {
+            DType::F32
+        }
+    }
 }
 
 /// What entropy decoding an NDU gives.
-enum NduOutput {
+pub(crate) enum NduOutput {
     /// A raw float32 tensor.
     Raw(DecodedTensor),
-    /// The coded members' levels.
-    Coded(Vec<MemberLevels>),
+    /// The coded members, in coding order.
+    Coded(Vec<MemberOutput>),
 }
 
 /// Parameter sets in force while reading one bitstream.
@@ -177,23 +243,54 @@ struct StreamContext {
 
 /// A weight W = G·H to rebuild from two decoded factors.
 #[derive(Debug)]
-struct Recomposition {
-    g: String,
-    h: String,
+pub(crate) struct Recomposition {
+    pub(crate) g: String,
+    pub(crate) h: String,
     /// Shape of W as signalled (`tensor_dimensions` of the NDU carrying the factors).
-    dims: Vec<u64>,
+    pub(crate) dims: Vec<u64>,
     /// Where the NDU carrying H starts (for errors).
-    at: Location,
+    pub(crate) at: Location,
+}
+
+/// A bitstream whose units are parsed and checked, its NDUs not yet entropy-decoded.
+pub(crate) struct ParsedStream<'a> {
+    pub(crate) jobs: Vec<NduJob<'a>>,
+    pub(crate) recompositions: Vec<Recomposition>,
+    pub(crate) metadata: Option<crate::metadata::StreamMetadata>,
+    pub(crate) general_profile_idc: u8,
+    pub(crate) topology_storage_format: Option<u8>,
+    pub(crate) parent_signalling: bool,
+    pub(crate) total_elements: u64,
 }
 
 /// Decodes a whole bitstream, updating `state` (TCA bases, HDSP history, update tree).
+///
+/// Collects what [`crate::decode_stream_with`] hands out, decoding every NDU at once (as many in
+/// parallel as there are threads); use that function to bound the memory instead.
 pub fn decode_stream(
     bytes: &[u8],
     state: &mut DecoderState,
     opts: &DecodeOptions,
 ) -> Result<DecodedStream> {
+    let mut tensors = Vec::new();
+    let plan =
+        crate::stream::StreamDecoder::new(bytes, opts)?.run_with_window(state, u64::MAX, |t| {
+            tensors.push(t);
+            Ok::<(), Error>(())
+        })?;
+    Ok(DecodedStream {
+        tensors,
+        general_profile_idc: plan.general_profile_idc,
+        topology_storage_format: plan.topology_storage_format,
+    })
+}
+
+/// Reads and checks every unit of a bitstream (no entropy decoding): the NDUs to decode with the
+/// parameter sets in force for each, the low-rank pairs and the stream's metadata.
+pub(crate) fn parse_stream<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<ParsedStream<'a>> {
     let mut ctx = StreamContext::default();
-    let mut out = DecodedStream::default();
+    let mut general_profile_idc = 0;
+    let mut topology_storage_format = None;
     let mut metadata = None;
     let mut jobs = Vec::new();
     let mut reader = UnitReader::new(bytes);
@@ -241,7 +338,7 @@ pub fn decode_stream(
                     });
                 }
                 ctx.seen_start = true;
-                out.general_profile_idc = start.general_profile_idc;
+                general_profile_idc = start.general_profile_idc;
             }
             NnrUnit::Mps(mps) => {
                 if ctx.seen_mps || ctx.seen_ndu {
@@ -271,7 +368,7 @@ pub fn decode_stream(
                         what: "NNR_TPL before NNR_MPS".into(),
                     });
                 }
-                out.topology_storage_format = Some(tpl.topology_storage_format);
+                topology_storage_format = Some(tpl.topology_storage_format);
                 metadata = tpl
                     .topology_data
                     .as_deref()
@@ -301,31 +398,15 @@ pub fn decode_stream(
             what: "empty bitstream (no NNR_STR unit)".into(),
         });
     }
-    // NDUs are independent arithmetic-coded streams: decode them in parallel, then record them in
-    // stream order (the first error in stream order is the one reported).
-    let outputs: Vec<Result<NduOutput>> = {
-        let state: &DecoderState = state;
-        jobs.par_iter()
-            .map(|job| run_ndu(job, state, opts))
-            .collect()
-    };
-    for (job, output) in jobs.iter().zip(outputs) {
-        finish_ndu(job, output?, state, &mut out)?;
-    }
-    if opts.hdsp && ctx.parent_signalling {
-        for t in &out.tensors {
-            if let Some(levels) = &t.levels {
-                state.add_to_hdsp_history(&t.tensor.name, levels);
-            }
-        }
-    }
-    if opts.recompose_decomposed {
-        recompose(&mut out, &ctx.recompositions)?;
-    }
-    if let Some(meta) = &metadata {
-        crate::metadata::apply(meta, &mut out.tensors);
-    }
-    Ok(out)
+    Ok(ParsedStream {
+        jobs,
+        recompositions: ctx.recompositions,
+        metadata,
+        general_profile_idc,
+        topology_storage_format,
+        parent_signalling: ctx.parent_signalling,
+        total_elements: ctx.total_elements,
+    })
 }
 
 /// A syntax error at `at`; missing side information also names the tensor in the location.
@@ -365,7 +446,7 @@ fn min_context_bins(dims: &[u64], gpi: u8, codebook_size: u64) -> u64 {
     }
 }
 
-fn checked_elements(dims: &[u64]) -> Option<u64> {
+pub(crate) fn checked_elements(dims: &[u64]) -> Option<u64> {
     dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d))
 }
 
@@ -411,6 +492,7 @@ fn prepare_ndu<'a>(
     // Check every size before allocating anything.
     let gpi = ctx.parse.general_profile_idc;
     let mut min_bins = 0u64;
+    let mut elements = 0u64;
     for m in &members {
         let at = Location {
             tensor: Some(m.name.clone()),
@@ -431,6 +513,7 @@ fn prepare_ndu<'a>(
             });
         }
         ctx.total_elements = ctx.total_elements.saturating_add(n);
+        elements = elements.saturating_add(n);
         if ctx.total_elements > opts.limits.max_total_elements {
             return Err(Error::LimitExceeded {
                 at,
@@ -463,21 +546,34 @@ fn prepare_ndu<'a>(
         qp_density: ctx.qp_density,
         base_qp: ctx.base_qp,
         general_profile_idc: ctx.parse.general_profile_idc,
+        elements,
     })
 }
 
-/// One decoded member of an NDU, before reconstruction.
-struct MemberLevels {
-    member: Member,
-    levels: Vec<i32>,
-    qp: Option<i32>,
-    dq_flag: bool,
-    codebook: Option<nnc_bitstream::Codebook>,
+/// One decoded and reconstructed member of an NDU.
+pub(crate) struct MemberOutput {
+    pub(crate) member: Member,
+    /// The levels, when the caller keeps them or the state records them.
+    pub(crate) levels: Option<Vec<i32>>,
+    /// The reconstruction (its error is reported after the state checks of the member, as
+    /// the decoder has always done).
+    pub(crate) values: Reconstruction,
 }
 
-/// Entropy-decodes one NDU against the state as it was before this bitstream (read-only, so NDUs
-/// decode in parallel).
-fn run_ndu(job: &NduJob<'_>, state: &DecoderState, opts: &DecodeOptions) -> Result<NduOutput> {
+/// A member's values and how they were made, or why they could not be.
+pub(crate) type Reconstruction = std::result::Result<(TensorData, Approximation), nnc_quant::Error>;
+
+/// Entropy-decodes and reconstructs one NDU against the state as it was before this bitstream
+/// (read-only, so NDUs decode in parallel; `device_id` is the state's before the bitstream).
+/// Levels are returned only when `keep_levels`; otherwise uniform tensors are reconstructed in
+/// the levels' own memory.
+pub(crate) fn run_ndu(
+    job: &NduJob<'_>,
+    state: &DecoderState,
+    opts: &DecodeOptions,
+    device_id: u64,
+    keep_levels: bool,
+) -> Result<NduOutput> {
     let (header, payload, here, members) = (&job.header, job.payload, &job.here, &job.members);
     let malformed = |what: String| Error::Malformed {
         at: here.clone(),
@@ -561,7 +657,7 @@ fn run_ndu(job: &NduJob<'_>, state: &DecoderState, opts: &DecodeOptions) -> Resu
                 at: at.clone(),
                 what: "temporal context needs the previous update of this tensor, which the state lacks".into(),
             })?;
-            check_tca_base(header, base, state.device_id).map_err(|what| Error::StateMismatch {
+            check_tca_base(header, base, device_id).map_err(|what| Error::StateMismatch {
                 at: at.clone(),
                 what,
             })?;
@@ -599,12 +695,18 @@ fn run_ndu(job: &NduJob<'_>, state: &DecoderState, opts: &DecodeOptions) -> Resu
                 source,
             }
         })?;
-        decoded.push(MemberLevels {
-            member: m.clone(),
+        let (levels, values) = reconstruct(
             levels,
+            keep_levels,
             qp,
             dq_flag,
-            codebook: codebook.cloned(),
+            codebook.cloned(),
+            job.qp_density,
+        );
+        decoded.push(MemberOutput {
+            member: m.clone(),
+            levels,
+            values,
         });
     }
     let consumed = dec.finish().map_err(|source| Error::Cabac {
@@ -622,62 +724,8 @@ fn run_ndu(job: &NduJob<'_>, state: &DecoderState, opts: &DecodeOptions) -> Resu
     Ok(NduOutput::Coded(decoded))
 }
 
-/// Records a decoded NDU in the state and reconstructs its tensors (sequential, in stream order).
-fn finish_ndu(
-    job: &NduJob<'_>,
-    output: NduOutput,
-    state: &mut DecoderState,
-    out: &mut DecodedStream,
-) -> Result<()> {
-    let (header, here) = (&job.header, &job.here);
-    let decoded = match output {
-        NduOutput::Raw(t) => {
-            out.tensors.push(t);
-            return Ok(());
-        }
-        NduOutput::Coded(d) => d,
-    };
-    for MemberLevels {
-        member: m,
-        levels,
-        qp,
-        dq_flag,
-        codebook,
-    } in decoded
-    {
-        let at = Location {
-            tensor: Some(m.name.clone()),
-            ..here.clone()
-        };
-        state
-            .record_update(
-                &m.name,
-                &levels,
-                header.device_id.unwrap_or(0),
-                header.parameter_id.unwrap_or(0),
-            )
-            .map_err(|what| Error::StateMismatch {
-                at: at.clone(),
-                what,
-            })?;
-        let shape: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
-        let (data, approximation) = reconstruct(&levels, qp, dq_flag, codebook, job.qp_density)
-            .map_err(|source| Error::Quant { at, source })?;
-        out.tensors.push(DecodedTensor {
-            tensor: Tensor {
-                name: m.name.clone(),
-                shape,
-                data,
-            },
-            levels: Some(levels),
-            approximation,
-        });
-    }
-    Ok(())
-}
-
 /// Notes the low-rank pair of this NDU (a block with G and H, or the second of two non-block
-/// NDUs) for [`recompose`], checking the size of W and the work of G·H against the limits.
+/// NDUs) for [`recompose_pair`], checking the size of W and the work of G·H against the limits.
 fn plan_recomposition(
     header: &NduHeader,
     members: &[Member],
@@ -787,111 +835,155 @@ fn member_codebook<'h>(header: &'h NduHeader, m: &Member) -> Option<&'h nnc_bits
     }
 }
 
+/// Turns levels into values; returns the levels too when `keep_levels`. Without them, integer
+/// levels become the data as they are and uniform ones are dequantized in their own memory.
 fn reconstruct(
-    levels: &[i32],
+    levels: Vec<i32>,
+    keep_levels: bool,
     qp: Option<i32>,
     dq_flag: bool,
     codebook: Option<nnc_bitstream::Codebook>,
     qp_density: u8,
-) -> Result<(TensorData, Approximation), nnc_quant::Error> {
+) -> (Option<Vec<i32>>, Reconstruction) {
     let Some(qp) = qp else {
-        return Ok((TensorData::I32(levels.to_vec()), Approximation::Integer));
+        return if keep_levels {
+            let data = TensorData::I32(levels.clone());
+            (Some(levels), Ok((data, Approximation::Integer)))
+        } else {
+            (None, Ok((TensorData::I32(levels), Approximation::Integer)))
+        };
     };
     match codebook {
         Some(cb) => {
             let mut values = vec![0f64; levels.len()];
-            nnc_quant::dequantize_codebook(
-                levels,
+            let zero_offset = u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX);
+            let result = nnc_quant::dequantize_codebook(
+                &levels,
                 &cb.values,
-                u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX),
+                zero_offset,
                 qp,
                 qp_density,
                 &mut values,
-            )?;
-            Ok((
-                TensorData::F64(values),
-                Approximation::Codebook {
-                    qp,
-                    qp_density,
-                    codebook: cb.values,
-                    codebook_zero_offset: u32::try_from(cb.codebook_zero_offset)
-                        .unwrap_or(u32::MAX),
-                },
-            ))
+            )
+            .map(|()| {
+                (
+                    TensorData::F64(values),
+                    Approximation::Codebook {
+                        qp,
+                        qp_density,
+                        codebook: cb.values,
+                        codebook_zero_offset: zero_offset,
+                    },
+                )
+            });
+            (keep_levels.then_some(levels), result)
         }
         None => {
-            let mut values = vec![0f32; levels.len()];
-            nnc_quant::dequantize_uniform(levels, qp, qp_density, &mut values)?;
-            Ok((
-                TensorData::F32(values),
-                Approximation::Uniform {
-                    qp,
-                    qp_density,
-                    dq_flag,
-                },
-            ))
+            let approximation = Approximation::Uniform {
+                qp,
+                qp_density,
+                dq_flag,
+            };
+            if keep_levels {
+                let mut values = vec![0f32; levels.len()];
+                let result = nnc_quant::dequantize_uniform(&levels, qp, qp_density, &mut values)
+                    .map(|()| (TensorData::F32(values), approximation));
+                (Some(levels), result)
+            } else {
+                let result = dequantize_in_place(levels, qp, qp_density)
+                    .map(|values| (TensorData::F32(values), approximation));
+                (None, result)
+            }
         }
     }
 }
 
-/// Replaces each planned pair of low-rank factors G (rows × rank) and H (rank × cols) by the
-/// weight W = G·H under G's name without its `_G` suffix, in G's place, reshaped to the
-/// signalled dimensions (as the reference's `recompose_params`). The product is accumulated in
-/// the factors' precision, in index order.
-fn recompose(out: &mut DecodedStream, plan: &[Recomposition]) -> Result<()> {
-    for r in plan {
-        let malformed = |what: String| Error::Malformed {
-            at: r.at.clone(),
-            what,
-        };
-        let position = |name: &str| out.tensors.iter().position(|t| t.tensor.name == name);
-        let (Some(gi), Some(hi)) = (position(&r.g), position(&r.h)) else {
-            return Err(malformed(format!(
-                "low-rank factors {:?} and {:?} are not both decoded",
-                r.g, r.h
-            )));
-        };
-        let (g, h) = (&out.tensors[gi].tensor, &out.tensors[hi].tensor);
-        let (&[rows, rank], &[rank_h, cols]) = (g.shape.as_slice(), h.shape.as_slice()) else {
-            return Err(malformed("low-rank factors must be matrices".into()));
-        };
-        let w_elements = rows.checked_mul(cols);
-        if rank != rank_h
-            || checked_elements(&r.dims).and_then(|n| usize::try_from(n).ok()) != w_elements
-        {
-            return Err(malformed(format!(
-                "factors of shapes {:?} and {:?} do not make a weight of shape {:?}",
-                g.shape, h.shape, r.dims
-            )));
+/// Uniform dequantization that reuses the levels' allocation for the values (an `i32` and an
+/// `f32` have the same size and alignment): each chunk is dequantized into a small buffer and
+/// its bit patterns stored back, then the vector is reinterpreted element by element, which the
+/// standard library does in place for a `Vec` of same-layout elements.
+pub(crate) fn dequantize_in_place(
+    mut levels: Vec<i32>,
+    qp: i32,
+    qp_density: u8,
+) -> std::result::Result<Vec<f32>, nnc_quant::Error> {
+    const CHUNK: usize = 2048;
+    let mut buf = [0f32; CHUNK];
+    for chunk in levels.chunks_mut(CHUNK) {
+        let out = &mut buf[..chunk.len()];
+        nnc_quant::dequantize_uniform(chunk, qp, qp_density, out)?;
+        for (l, v) in chunk.iter_mut().zip(out.iter()) {
+            *l = v.to_bits() as i32;
         }
-        let data = match (&g.data, &h.data) {
-            (TensorData::F32(a), TensorData::F32(b)) => {
-                TensorData::F32(matmul(a, b, rows, rank, cols).ok_or_else(|| {
-                    malformed("low-rank factor data does not match its shape".into())
-                })?)
-            }
-            (a, b) => {
-                let (Some(a), Some(b)) = (as_f64(a), as_f64(b)) else {
-                    return Err(malformed("low-rank factors of unsupported type".into()));
-                };
-                TensorData::F64(matmul(&a, &b, rows, rank, cols).ok_or_else(|| {
-                    malformed("low-rank factor data does not match its shape".into())
-                })?)
-            }
-        };
-        let name = r.g.strip_suffix("_G").unwrap_or(&r.g).to_string();
-        out.tensors[gi] = DecodedTensor {
-            tensor: Tensor {
-                name,
-                shape: r.dims.iter().map(|&d| d as usize).collect(),
-                data,
-            },
-            levels: None,
-            approximation: Approximation::RawFloat,
-        };
-        out.tensors.remove(hi);
     }
-    Ok(())
+    Ok(levels
+        .into_iter()
+        .map(|bits| f32::from_bits(bits as u32))
+        .collect())
+}
+
+/// The weight W = G·H of a planned pair of low-rank factors G (rows × rank) and H (rank × cols),
+/// under G's name without its `_G` suffix, reshaped to the signalled dimensions (as the
+/// reference's `recompose_params`). The product is accumulated in the factors' precision, in
+/// index order.
+pub(crate) fn recompose_pair(g: &Tensor, h: &Tensor, r: &Recomposition) -> Result<DecodedTensor> {
+    let malformed = |what: String| Error::Malformed {
+        at: r.at.clone(),
+        what,
+    };
+    let (&[rows, rank], &[rank_h, cols]) = (g.shape.as_slice(), h.shape.as_slice()) else {
+        return Err(malformed("low-rank factors must be matrices".into()));
+    };
+    let w_elements = rows.checked_mul(cols);
+    if rank != rank_h
+        || checked_elements(&r.dims).and_then(|n| usize::try_from(n).ok()) != w_elements
+    {
+        return Err(malformed(format!(
+            "factors of shapes {:?} and {:?} do not make a weight of shape {:?}",
+            g.shape, h.shape, r.dims
+        )));
+    }
+    let data = match (&g.data, &h.data) {
+        (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(
+            matmul(a, b, rows, rank, cols)
+                .ok_or_else(|| malformed("low-rank factor data does not match its shape".into()))?,
+        ),
+        (a, b) => {
+            let (Some(a), Some(b)) = (as_f64(a), as_f64(b)) else {
+                return Err(malformed("low-rank factors of unsupported type".into()));
+            };
+            TensorData::F64(
+                matmul(&a, &b, rows, rank, cols).ok_or_else(|| {
+                    malformed("low-rank factor data does not match its shape".into())
+                })?,
+            )
+        }
+    };
+    Ok(DecodedTensor {
+        tensor: Tensor {
+            name: recomposed_name(&r.g),
+            shape: r.dims.iter().map(|&d| d as usize).collect(),
+            data,
+        },
+        levels: None,
+        approximation: Approximation::RawFloat,
+    })
+}
+
+/// The name of the weight recomposed from factor `g`.
+pub(crate) fn recomposed_name(g: &str) -> String {
+    g.strip_suffix("_G").unwrap_or(g).to_string()
+}
+
+/// The error for a planned pair whose factors were not both decoded.
+pub(crate) fn factors_missing(r: &Recomposition) -> Error {
+    Error::Malformed {
+        at: r.at.clone(),
+        what: format!(
+            "low-rank factors {:?} and {:?} are not both decoded",
+            r.g, r.h
+        ),
+    }
 }
 
 fn as_f64(d: &TensorData) -> Option<Vec<f64>> {

@@ -7,6 +7,12 @@
 //! bytes → [`nnc_bitstream::UnitReader`] (units) → NDU header → [`nnc_cabac::decode_layer`]
 //! (levels) → `nnc_quant` reconstruction → [`DecodedTensor`]s.
 //!
+//! [`decode_stream`] returns every tensor at once; [`decode_stream_with`] (or a
+//! [`StreamDecoder`], whose [`StreamPlan`] lists every output tensor's name, shape and dtype
+//! before any payload is decoded) hands them out one by one while holding only a window of NDUs.
+//! [`DecodeOptions::threads`] and [`EncodeOptions::threads`] choose the worker threads; the
+//! output never depends on them.
+//!
 //! Errors are [`Error`] values naming the unit index, its byte offset and the tensor; a bitstream
 //! declaring more elements than [`Limits`] allow is rejected before anything is allocated.
 //!
@@ -31,7 +37,9 @@ pub mod members;
 pub mod metadata;
 pub mod sparsify;
 mod state;
+mod stream;
 pub mod tensor;
+mod threads;
 
 pub use decode::{
     decode_stream, hls_json, Approximation, DecodeOptions, DecodedStream, DecodedTensor,
@@ -45,4 +53,5 @@ pub use limits::{
     Limits, DEFAULT_MAX_TENSOR_ELEMENTS, DEFAULT_MAX_TOTAL_ELEMENTS, DEFAULT_MAX_UNITS,
 };
 pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
+pub use stream::{decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};

@@ -12,10 +12,12 @@
 //! shape and dtype; a dtype a format cannot hold (bfloat16 in NumPy files) is an
 //! [`IoError::DTypeNotWritable`], never a silent conversion.
 
+mod mmap;
 pub mod npy;
 pub mod pytorch;
 mod raw;
 pub mod safetensors;
+mod writer;
 
 use std::path::Path;
 
@@ -27,6 +29,7 @@ pub use safetensors::{
     read_safetensors, read_safetensors_with_metadata, write_safetensors,
     write_safetensors_with_metadata, SafetensorsMetadata,
 };
+pub use writer::TensorWriter;
 
 /// Errors of model file I/O.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,17 @@ pub enum IoError {
         /// File concerned.
         path: String,
         /// Which limit, and by how much.
+        what: String,
+    },
+    /// A tensor handed to a [`TensorWriter`] is not the one its plan announced (another dtype or
+    /// shape, an unknown name, written twice), or a planned tensor was never written.
+    #[error("{path}: tensor {name:?}: {what}")]
+    NotAsPlanned {
+        /// File concerned.
+        path: String,
+        /// Tensor name.
+        name: String,
+        /// What differs.
         what: String,
     },
     /// A single-array format was asked to hold several tensors.
@@ -242,8 +256,14 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, IoError> {
 
 /// Reads every tensor in a model file, in file order (see each format's reader for what "file
 /// order" means there). A `.npy` file gives one tensor named `default_name`. The format comes
-/// from the extension, with the content check of [`FileFormat::detect`].
+/// from the extension, with the content check of [`FileFormat::detect`]. Safetensors and `.npy`
+/// files are memory-mapped rather than read whole.
 pub fn read_tensors(path: &Path, default_name: &str) -> Result<Vec<Tensor>, IoError> {
+    match FileFormat::detect(path)? {
+        FileFormat::Safetensors => return read_safetensors(path),
+        FileFormat::Npy => return Ok(vec![read_npy(path, default_name)?]),
+        _ => {}
+    }
     let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
         path: path.display().to_string(),
     })?;

@@ -19,10 +19,20 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
 
 /// Fails for dtypes NumPy cannot store.
 fn check_writable(path: &Path, tensor: &Tensor, format: &'static str) -> Result<(), IoError> {
-    if tensor.dtype() == DType::BF16 {
+    check_dtype_writable(path, &tensor.name, tensor.dtype(), format)
+}
+
+/// Fails for a dtype NumPy cannot store (bfloat16).
+pub(crate) fn check_dtype_writable(
+    path: &Path,
+    name: &str,
+    dtype: DType,
+    format: &'static str,
+) -> Result<(), IoError> {
+    if dtype == DType::BF16 {
         return Err(IoError::DTypeNotWritable {
             path: path.display().to_string(),
-            name: tensor.name.clone(),
+            name: name.to_string(),
             dtype: DType::BF16,
             format,
             hint: " (NumPy has no bfloat16; use .safetensors, or cast to float32 first)",
@@ -87,9 +97,17 @@ fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tenso
     Tensor::try_new(name, shape, data).map_err(|e| malformed(path, name, e.to_string()))
 }
 
-/// Reads a `.npy` file as one tensor called `name`.
+/// Reads a `.npy` file as one tensor called `name` (through a memory map of the file).
 pub fn read_npy(path: &Path, name: &str) -> Result<Tensor, IoError> {
-    parse_npy(&read_file(path)?, path, name)
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    match usize::try_from(len) {
+        Ok(len) if len > 0 => {
+            let map = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
+            parse_npy(&map, path, name)
+        }
+        _ => parse_npy(&read_file(path)?, path, name),
+    }
 }
 
 /// Reads every array of a `.npz` file, in archive order.
@@ -198,7 +216,7 @@ pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoErro
 }
 
 /// Writes one tensor as an `.npy` stream with its own dtype.
-fn write_array<W: Write>(mut out: W, tensor: &Tensor) -> std::io::Result<()> {
+pub(crate) fn write_array<W: Write>(mut out: W, tensor: &Tensor) -> std::io::Result<()> {
     let shape: Vec<u64> = tensor.shape.iter().map(|&d| d as u64).collect();
     macro_rules! typed {
         ($values:expr, $t:ty) => {{
@@ -252,16 +270,24 @@ pub fn write_npz(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
 
 fn write_npz_to<W: Write + Seek>(writer: W, tensors: &[Tensor]) -> std::io::Result<()> {
     let mut zip = npyz::zip::ZipWriter::new(writer);
-    let options = npyz::zip::write::FileOptions::default()
-        .compression_method(npyz::zip::CompressionMethod::Stored)
-        .large_file(true);
     for tensor in tensors {
-        zip.start_file(npyz::npz::file_name_from_array_name(&tensor.name), options)
-            .map_err(std::io::Error::other)?;
-        write_array(&mut zip, tensor)?;
+        write_npz_entry(&mut zip, tensor)?;
     }
     let mut inner = zip.finish().map_err(std::io::Error::other)?;
     inner.flush()
+}
+
+/// Appends one tensor to an `.npz` archive (an uncompressed entry, as `numpy.savez`).
+pub(crate) fn write_npz_entry<W: Write + Seek>(
+    zip: &mut npyz::zip::ZipWriter<W>,
+    tensor: &Tensor,
+) -> std::io::Result<()> {
+    let options = npyz::zip::write::FileOptions::default()
+        .compression_method(npyz::zip::CompressionMethod::Stored)
+        .large_file(true);
+    zip.start_file(npyz::npz::file_name_from_array_name(&tensor.name), options)
+        .map_err(std::io::Error::other)?;
+    write_array(zip, tensor)
 }
 
 #[cfg(test)]

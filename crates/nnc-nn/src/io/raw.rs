@@ -122,6 +122,46 @@ pub(crate) fn encode_le(data: &TensorData) -> Option<Cow<'_, [u8]>> {
     }))
 }
 
+/// Writes elements little-endian, packing at most 64 KiB at a time (no copy of the whole
+/// tensor). Fails with `InvalidInput` for a [`TensorData`] variant this crate does not know.
+pub(crate) fn write_le<W: std::io::Write>(data: &TensorData, out: &mut W) -> std::io::Result<()> {
+    const BLOCK: usize = 1 << 16;
+    fn blocks<const N: usize, T: Copy, W: std::io::Write>(
+        values: &[T],
+        to: fn(T) -> [u8; N],
+        out: &mut W,
+    ) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(BLOCK);
+        for chunk in values.chunks(BLOCK / N) {
+            buf.clear();
+            for &v in chunk {
+                buf.extend_from_slice(&to(v));
+            }
+            out.write_all(&buf)?;
+        }
+        Ok(())
+    }
+    match data {
+        TensorData::U8(v) => out.write_all(v),
+        TensorData::F64(v) => blocks(v, f64::to_le_bytes, out),
+        TensorData::F32(v) => blocks(v, f32::to_le_bytes, out),
+        TensorData::F16(v) | TensorData::BF16(v) | TensorData::U16(v) => {
+            blocks(v, u16::to_le_bytes, out)
+        }
+        TensorData::I64(v) => blocks(v, i64::to_le_bytes, out),
+        TensorData::I32(v) => blocks(v, i32::to_le_bytes, out),
+        TensorData::I16(v) => blocks(v, i16::to_le_bytes, out),
+        TensorData::I8(v) => blocks(v, |x: i8| x.to_le_bytes(), out),
+        TensorData::U64(v) => blocks(v, u64::to_le_bytes, out),
+        TensorData::U32(v) => blocks(v, u32::to_le_bytes, out),
+        TensorData::Bool(v) => blocks(v, |x: bool| [u8::from(x)], out),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cannot write dtype {:?}", other.dtype()),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +215,9 @@ mod tests {
         ];
         for data in all {
             let bytes = encode_le(&data).unwrap();
+            let mut written = Vec::new();
+            write_le(&data, &mut written).unwrap();
+            assert_eq!(written, bytes.as_ref());
             assert_eq!(bytes.len(), data.len() * data.dtype().size_in_bytes());
             assert_eq!(
                 decode(data.dtype(), &bytes, ByteOrder::Little).unwrap(),

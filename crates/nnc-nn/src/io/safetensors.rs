@@ -18,8 +18,12 @@
 //! contents survive a round trip. The crate serialises the map from a `HashMap`, so with two or
 //! more entries the header's byte layout (not its content) can differ between runs.
 //!
-//! Memory: the file is read whole with `std::fs::read`; a header that claims more data than the
-//! file holds is rejected by the crate before anything is decoded.
+//! Memory: reading maps the file read-only: the header is parsed from the map, then each
+//! tensor's bytes are mapped and copied into the tensor on their own, so besides the tensors
+//! only one tensor's mapped bytes are resident at a time. A header that claims more data
+//! than the file holds is rejected by the crate before anything is decoded. Writing packs the
+//! elements in small blocks; [`super::TensorWriter`] writes a file tensor by tensor with the same
+//! layout as [`write_safetensors`].
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +33,7 @@ use nnc_tensor::{DType, Tensor};
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
 
+use super::mmap::map_range;
 use super::raw::{self, ByteOrder};
 use super::{check_unique_names, io_error, read_file, IoError};
 
@@ -103,12 +108,44 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<Tensor>, IoError> {
 }
 
 /// Reads every tensor of a safetensors file, in data-offset order, and its `__metadata__` map
-/// (empty when the header has none).
+/// (empty when the header has none). The file is mapped, one tensor at a time.
 pub fn read_safetensors_with_metadata(
     path: &Path,
 ) -> Result<(Vec<Tensor>, SafetensorsMetadata), IoError> {
-    let bytes = read_file(path)?;
-    parse(&bytes, path)
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let file_len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let Ok(len) = usize::try_from(file_len) else {
+        return Err(invalid(path, "file too large to map"));
+    };
+    if len < 8 {
+        return parse(&read_file(path)?, path);
+    }
+    let (header_len, metadata) = {
+        // Parsing the header touches only the header's pages of the map.
+        let whole = map_range(&file, 0, len).map_err(|e| io_error(path, e))?;
+        SafeTensors::read_metadata(&whole[..]).map_err(|e| invalid(path, e))?
+    };
+    // `read_metadata` checked that the offsets tile the data section, which ends the file.
+    let data_start = 8 + header_len as u64;
+    let mut tensors = Vec::new();
+    for name in metadata.offset_keys() {
+        let info = metadata
+            .info(&name)
+            .ok_or_else(|| invalid(path, format!("tensor {name:?} listed without info")))?;
+        let (start, end) = info.data_offsets;
+        let bytes = map_range(&file, data_start + start as u64, end.saturating_sub(start))
+            .map_err(|e| io_error(path, e))?;
+        tensors.push(tensor_from(info, &name, &bytes, (0, bytes.len()), path)?);
+    }
+    Ok((tensors, header_metadata(&metadata)))
+}
+
+fn header_metadata(metadata: &safetensors::tensor::Metadata) -> SafetensorsMetadata {
+    metadata
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
 }
 
 /// Decodes a whole safetensors file held in memory.
@@ -126,17 +163,19 @@ pub(crate) fn parse(
         let info = metadata
             .info(&name)
             .ok_or_else(|| invalid(path, format!("tensor {name:?} listed without info")))?;
-        tensors.push(tensor_from(info, &name, data, path)?);
+        tensors.push(tensor_from(info, &name, data, info.data_offsets, path)?);
     }
-    let map = metadata
-        .metadata()
-        .as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    Ok((tensors, map))
+    Ok((tensors, header_metadata(&metadata)))
 }
 
-fn tensor_from(info: &TensorInfo, name: &str, data: &[u8], path: &Path) -> Result<Tensor, IoError> {
+/// The tensor `info` describes, from bytes `start..end` of `data`.
+fn tensor_from(
+    info: &TensorInfo,
+    name: &str,
+    data: &[u8],
+    (start, end): (usize, usize),
+    path: &Path,
+) -> Result<Tensor, IoError> {
     let malformed = |what: String| IoError::Malformed {
         path: path.display().to_string(),
         name: name.to_string(),
@@ -147,7 +186,6 @@ fn tensor_from(info: &TensorInfo, name: &str, data: &[u8], path: &Path) -> Resul
         name: name.to_string(),
         dtype: info.dtype.to_string(),
     })?;
-    let (start, end) = info.data_offsets;
     let bytes = data
         .get(start..end)
         .ok_or_else(|| malformed(format!("data offsets {start}..{end} outside the file")))?;
@@ -202,6 +240,76 @@ pub fn write_safetensors_with_metadata(
             source: std::io::Error::other(other.to_string()),
         },
     })
+}
+
+/// The header and data layout [`write_safetensors`] gives these tensors (the crate's order:
+/// descending dtype, then name): the header bytes (length prefix included, padded to 8) and
+/// each tensor's byte offset from the start of the file, in the order given.
+pub(crate) fn layout(
+    path: &Path,
+    specs: &[nnc_tensor::TensorSpec],
+) -> Result<(Vec<u8>, Vec<u64>), IoError> {
+    let mut order: Vec<(usize, Dtype)> = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let dtype = from_dtype(s.dtype).ok_or_else(|| IoError::DTypeNotWritable {
+            path: path.display().to_string(),
+            name: s.name.clone(),
+            dtype: s.dtype,
+            format: "safetensors",
+            hint: "",
+        })?;
+        order.push((i, dtype));
+    }
+    order.sort_by(|(a, da), (b, db)| db.cmp(da).then(specs[*a].name.cmp(&specs[*b].name)));
+    let mut infos = Vec::with_capacity(specs.len());
+    let mut offsets = vec![0u64; specs.len()];
+    let mut offset = 0usize;
+    for &(i, dtype) in &order {
+        let s = &specs[i];
+        let n = s
+            .shape
+            .iter()
+            .try_fold(s.dtype.size_in_bytes(), |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_add(offset).map(|end| (n, end)));
+        let Some((n, end)) = n else {
+            return Err(IoError::Malformed {
+                path: path.display().to_string(),
+                name: s.name.clone(),
+                what: format!("shape {:?} is too large", s.shape),
+            });
+        };
+        infos.push((
+            s.name.clone(),
+            TensorInfo {
+                dtype,
+                shape: s.shape.clone(),
+                data_offsets: (offset, offset + n),
+            },
+        ));
+        offsets[i] = offset as u64;
+        offset = end;
+    }
+    let metadata = safetensors::tensor::Metadata::new(None, infos).map_err(|e| IoError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut header = serde_json::to_string(&metadata)
+        .map_err(|e| IoError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+    if header.len() as u64 > MAX_HEADER_LEN {
+        return Err(IoError::LimitExceeded {
+            path: path.display().to_string(),
+            what: format!("safetensors header of {} bytes", header.len()),
+        });
+    }
+    let data_start = 8 + header.len() as u64;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    Ok((bytes, offsets.into_iter().map(|o| o + data_start).collect()))
 }
 
 /// A tensor seen through the crate's [`View`]; its bytes are packed only when written.

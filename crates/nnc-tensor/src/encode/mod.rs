@@ -120,7 +120,17 @@ fn metadata_of(input: &EncodeInput) -> Result<Option<StreamMetadata>> {
     Ok((!meta.is_empty()).then_some(meta))
 }
 
+/// Runs [`encode_on_workers`] on the threads [`EncodeOptions::threads`] asks for.
 fn encode_impl(
+    input: &EncodeInput,
+    opts: &EncodeOptions,
+    inc: Option<assemble::Incremental<'_>>,
+) -> Result<EncodedStream> {
+    let workers = crate::threads::Workers::new(opts.threads)?;
+    workers.install(|| encode_on_workers(input, opts, inc))
+}
+
+fn encode_on_workers(
     input: &EncodeInput,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,

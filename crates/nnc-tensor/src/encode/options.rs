@@ -86,6 +86,10 @@ pub struct EncodeOptions {
     /// for byte-identical output when a tensor is not float32/int32. Not an argument of the
     /// reference. Default: `true`.
     pub carry_dtypes: bool,
+    /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
+    /// pool of `n` threads built for the call. The bitstream is the same for any value. Not an
+    /// argument of the reference. Default: `None`.
+    pub threads: Option<usize>,
 }
 
 impl Default for EncodeOptions {
@@ -111,6 +115,7 @@ impl Default for EncodeOptions {
             compress_differences: false,
             int_quant_bw: None,
             carry_dtypes: true,
+            threads: None,
         }
     }
 }
@@ -137,6 +142,11 @@ impl EncodeOptions {
     /// Sets [`EncodeOptions::scan_order`].
     pub fn with_scan_order(mut self, scan_order: u8) -> Self {
         self.scan_order = scan_order;
+        self
+    }
+    /// Sets [`EncodeOptions::threads`].
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
         self
     }
     /// Sets [`EncodeOptions::codebook_mode`].

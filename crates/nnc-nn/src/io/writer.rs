@@ -1,0 +1,324 @@
+//! Model files written tensor by tensor: for a decoder that hands out one tensor at a time
+//! ([`nnc_tensor::StreamDecoder`]), so that no more than one tensor needs to be in memory.
+//!
+//! The writer is created from the plan (every tensor's name, shape and dtype). Safetensors:
+//! the header is written first, with the layout [`super::write_safetensors`] gives the same
+//! tensors (so the files are byte-identical), then each tensor is written at its offset as it
+//! arrives, in any order. `.npz`: one archive entry per tensor, in arrival order (the archive
+//! equals [`super::write_npz`]'s for tensors given in that order). `.npy`: the plan must hold
+//! one tensor. PyTorch files cannot be written.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nnc_tensor::{Tensor, TensorSpec};
+
+use super::npy::{check_dtype_writable, write_array, write_npz_entry};
+use super::{io_error, FileFormat, IoError};
+
+/// A model file being written one tensor at a time (see the module doc).
+pub struct TensorWriter {
+    path: PathBuf,
+    /// Per planned name: its spec, where it goes (safetensors: byte offset) and whether written.
+    planned: HashMap<String, Planned>,
+    out: Out,
+}
+
+impl std::fmt::Debug for TensorWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let written = self.planned.values().filter(|p| p.written).count();
+        f.debug_struct("TensorWriter")
+            .field("path", &self.path)
+            .field("planned", &self.planned.len())
+            .field("written", &written)
+            .finish()
+    }
+}
+
+struct Planned {
+    spec: TensorSpec,
+    offset: u64,
+    written: bool,
+}
+
+enum Out {
+    Safetensors(File),
+    Npz(npyz::zip::ZipWriter<BufWriter<File>>),
+    Npy(BufWriter<File>),
+}
+
+impl TensorWriter {
+    /// Creates `path` (format by extension) for the tensors of `plan`. Checks names, dtypes and
+    /// the tensor count of `.npy` before the file is created.
+    pub fn create(path: &Path, plan: &[TensorSpec]) -> Result<Self, IoError> {
+        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+            path: path.display().to_string(),
+        })?;
+        let mut planned = HashMap::with_capacity(plan.len());
+        for s in plan {
+            let entry = Planned {
+                spec: s.clone(),
+                offset: 0,
+                written: false,
+            };
+            if planned.insert(s.name.clone(), entry).is_some() {
+                return Err(IoError::DuplicateName {
+                    path: path.display().to_string(),
+                    name: s.name.clone(),
+                });
+            }
+        }
+        let check_numpy = |format| {
+            plan.iter()
+                .try_for_each(|s| check_dtype_writable(path, &s.name, s.dtype, format))
+        };
+        let io = |e| io_error(path, e);
+        let out = match format {
+            FileFormat::Safetensors => {
+                let (header, offsets) = super::safetensors::layout(path, plan)?;
+                let total = offsets
+                    .iter()
+                    .zip(plan)
+                    .map(|(o, s)| {
+                        o + (s.shape.iter().product::<usize>() * s.dtype.size_in_bytes()) as u64
+                    })
+                    .max()
+                    .unwrap_or(header.len() as u64);
+                for (s, &o) in plan.iter().zip(&offsets) {
+                    if let Some(p) = planned.get_mut(&s.name) {
+                        p.offset = o;
+                    }
+                }
+                let mut file = File::create(path).map_err(io)?;
+                file.write_all(&header).map_err(io)?;
+                file.set_len(total).map_err(io)?;
+                Out::Safetensors(file)
+            }
+            FileFormat::Npz => {
+                check_numpy(".npz")?;
+                let file = File::create(path).map_err(io)?;
+                Out::Npz(npyz::zip::ZipWriter::new(BufWriter::new(file)))
+            }
+            FileFormat::Npy => {
+                if plan.len() != 1 {
+                    return Err(IoError::NotOneTensor {
+                        path: path.display().to_string(),
+                        count: plan.len(),
+                    });
+                }
+                check_numpy(".npy")?;
+                Out::Npy(BufWriter::new(File::create(path).map_err(io)?))
+            }
+            FileFormat::PyTorch => {
+                return Err(IoError::WriteNotSupported {
+                    path: path.display().to_string(),
+                    format: "PyTorch",
+                })
+            }
+        };
+        Ok(TensorWriter {
+            path: path.to_path_buf(),
+            planned,
+            out,
+        })
+    }
+
+    /// Writes one planned tensor. Fails with [`IoError::NotAsPlanned`] when the tensor's name,
+    /// dtype or shape is not in the plan or it was written already.
+    pub fn write(&mut self, tensor: &Tensor) -> Result<(), IoError> {
+        let not_planned = |what: String| IoError::NotAsPlanned {
+            path: self.path.display().to_string(),
+            name: tensor.name.clone(),
+            what,
+        };
+        let Some(p) = self.planned.get_mut(&tensor.name) else {
+            return Err(not_planned("not in the plan".into()));
+        };
+        if p.written {
+            return Err(not_planned("written twice".into()));
+        }
+        if p.spec.dtype != tensor.dtype() || p.spec.shape != tensor.shape {
+            return Err(not_planned(format!(
+                "planned as {} {:?}, given as {} {:?}",
+                p.spec.dtype.numpy_name(),
+                p.spec.shape,
+                tensor.dtype().numpy_name(),
+                tensor.shape
+            )));
+        }
+        if tensor.shape.iter().product::<usize>() != tensor.len() {
+            return Err(not_planned("shape does not match the data".into()));
+        }
+        p.written = true;
+        let offset = p.offset;
+        let path = &self.path;
+        let io = |e| io_error(path, e);
+        match &mut self.out {
+            Out::Safetensors(file) => {
+                file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                let mut w = BufWriter::with_capacity(1 << 16, &*file);
+                super::raw::write_le(&tensor.data, &mut w).map_err(io)?;
+                w.flush().map_err(io)
+            }
+            Out::Npz(zip) => write_npz_entry(zip, tensor).map_err(io),
+            Out::Npy(w) => write_array(w, tensor).map_err(io),
+        }
+    }
+
+    /// Checks that every planned tensor was written and completes the file.
+    pub fn finish(self) -> Result<(), IoError> {
+        let mut missing: Vec<&String> = self
+            .planned
+            .iter()
+            .filter(|(_, p)| !p.written)
+            .map(|(n, _)| n)
+            .collect();
+        missing.sort();
+        if let Some(name) = missing.first() {
+            return Err(IoError::NotAsPlanned {
+                path: self.path.display().to_string(),
+                name: name.to_string(),
+                what: "planned but never written".into(),
+            });
+        }
+        let io = |e| io_error(&self.path, e);
+        match self.out {
+            Out::Safetensors(file) => file.sync_data().map_err(io),
+            Out::Npz(mut zip) => {
+                let mut inner = zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
+                inner.flush().map_err(io)
+            }
+            Out::Npy(mut w) => w.flush().map_err(io),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_tensor::{DType, TensorData};
+
+    fn model() -> Vec<Tensor> {
+        vec![
+            Tensor::try_new(
+                "b.weight",
+                vec![2, 3],
+                TensorData::F32(vec![1.0, -2.5, 0.0, 3.0, 4.0, -0.0]),
+            )
+            .unwrap(),
+            Tensor::try_new(
+                "a",
+                vec![4],
+                TensorData::I64(vec![1, -2, i64::MAX, i64::MIN]),
+            )
+            .unwrap(),
+            Tensor::try_new("c", vec![2, 1], TensorData::U8(vec![0, 255])).unwrap(),
+            Tensor::try_new("e", vec![0], TensorData::F32(vec![])).unwrap(),
+            Tensor::try_new("d", vec![], TensorData::F64(vec![0.1])).unwrap(),
+            Tensor::try_new("h", vec![3], TensorData::F16(vec![0x3c00, 0xfc00, 1])).unwrap(),
+        ]
+    }
+
+    fn spec(t: &Tensor) -> TensorSpec {
+        TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype(),
+        }
+    }
+
+    #[test]
+    fn streamed_files_equal_the_whole_model_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = model();
+        let plan: Vec<TensorSpec> = tensors.iter().map(spec).collect();
+        for ext in ["safetensors", "npz"] {
+            let whole = dir.path().join(format!("whole.{ext}"));
+            super::super::write_tensors(&whole, &tensors).unwrap();
+            let streamed = dir.path().join(format!("streamed.{ext}"));
+            let mut w = TensorWriter::create(&streamed, &plan).unwrap();
+            // Safetensors takes tensors in any order; npz entries follow the arrival order.
+            let order: Vec<usize> = if ext == "npz" {
+                (0..tensors.len()).collect()
+            } else {
+                (0..tensors.len()).rev().collect()
+            };
+            for i in order {
+                w.write(&tensors[i]).unwrap();
+            }
+            w.finish().unwrap();
+            assert_eq!(
+                std::fs::read(&streamed).unwrap(),
+                std::fs::read(&whole).unwrap(),
+                "{ext}"
+            );
+        }
+        let one = dir.path().join("one.npy");
+        let mut w = TensorWriter::create(&one, &plan[..1]).unwrap();
+        w.write(&tensors[0]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            super::super::read_npy(&one, "b.weight").unwrap(),
+            tensors[0]
+        );
+    }
+
+    #[test]
+    fn tensors_off_the_plan_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = model();
+        let plan: Vec<TensorSpec> = tensors.iter().map(spec).collect();
+        let path = dir.path().join("m.safetensors");
+        let mut w = TensorWriter::create(&path, &plan).unwrap();
+        let other = Tensor::try_new("zzz", vec![1], TensorData::F32(vec![1.0])).unwrap();
+        assert!(matches!(w.write(&other), Err(IoError::NotAsPlanned { .. })));
+        let retyped = Tensor::try_new("a", vec![4], TensorData::I32(vec![1, 2, 3, 4])).unwrap();
+        assert!(matches!(
+            w.write(&retyped),
+            Err(IoError::NotAsPlanned { .. })
+        ));
+        w.write(&tensors[0]).unwrap();
+        assert!(matches!(
+            w.write(&tensors[0]),
+            Err(IoError::NotAsPlanned { .. })
+        ));
+        let err = w.finish().unwrap_err();
+        assert!(matches!(err, IoError::NotAsPlanned { .. }), "{err}");
+
+        let two = dir.path().join("two.npy");
+        let err = TensorWriter::create(&two, &plan).unwrap_err();
+        assert!(
+            matches!(err, IoError::NotOneTensor { count: 6, .. }),
+            "{err}"
+        );
+        let bf = [TensorSpec {
+            name: "x".into(),
+            shape: vec![1],
+            dtype: DType::BF16,
+        }];
+        let err = TensorWriter::create(&dir.path().join("x.npz"), &bf).unwrap_err();
+        assert!(matches!(err, IoError::DTypeNotWritable { .. }), "{err}");
+        assert!(!dir.path().join("x.npz").exists());
+        let dup = [plan[0].clone(), plan[0].clone()];
+        let err = TensorWriter::create(&dir.path().join("d.safetensors"), &dup).unwrap_err();
+        assert!(matches!(err, IoError::DuplicateName { .. }), "{err}");
+    }
+
+    #[test]
+    fn mapped_reading_gives_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = model();
+        let path = dir.path().join("m.safetensors");
+        super::super::write_tensors(&path, &tensors).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (in_memory, _) = super::super::safetensors::parse(&bytes, &path).unwrap();
+        assert_eq!(super::super::read_tensors(&path, "0").unwrap(), in_memory);
+        let mut sorted = in_memory.clone();
+        sorted.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut expected = tensors.clone();
+        expected.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(sorted, expected);
+    }
+}

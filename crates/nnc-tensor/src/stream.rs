@@ -1,0 +1,857 @@
+//! Streaming decode: tensors handed out one by one, in output order, while only a bounded
+//! window of NDUs is held in memory.
+//!
+//! A [`StreamDecoder`] first reads and checks every unit without entropy decoding (cheap: NDU
+//! payloads are only sliced). That gives the [`StreamPlan`]: every output tensor's name, shape
+//! and dtype in output order, which a file writer needs before the data (a safetensors header).
+//! Then NDUs are entropy-decoded in windows of consecutive NDUs (in parallel within a window),
+//! and each finished tensor goes to the caller's callback and is dropped.
+//!
+//! What needs more than one NDU is held back only as long as needed: the low-rank factors G and
+//! H until both are decoded (W = G·H takes G's place), tensors that the stream's metadata orders
+//! after a tensor not yet decoded. The metadata (TPL unit) is read in the first pass, so casts
+//! back to the original dtypes and shapes apply tensor by tensor. The incremental state is
+//! updated in stream order between windows; NDUs read only their own tensors' entries, and the
+//! `device_id` they check against is the one from before the bitstream, so the result equals
+//! decoding everything against the state as it was before the bitstream.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::decode::{
+    factors_missing, parse_stream, recompose_pair, recomposed_name, run_ndu, DecodeOptions,
+    DecodedTensor, NduOutput, ParsedStream,
+};
+use crate::error::{Error, Location, Result};
+use crate::metadata::StreamMetadata;
+use crate::state::DecoderState;
+use crate::tensor::{DType, Tensor};
+use crate::threads::Workers;
+
+/// What one output tensor will be: name, shape and element type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Name.
+    pub name: String,
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+}
+
+/// What a bitstream decodes to, known from its unit headers alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// The output tensors in output order (the order of [`crate::DecodedStream::tensors`]).
+    /// A tensor whose recorded original integer type cannot hold its decoded values keeps the
+    /// decoded type (int32) instead of the dtype given here; only corrupt or foreign metadata
+    /// does that.
+    pub tensors: Vec<TensorSpec>,
+    /// `general_profile_idc` of the stream.
+    pub general_profile_idc: u8,
+    /// `topology_storage_format` of the TPL unit, if any.
+    pub topology_storage_format: Option<u8>,
+}
+
+/// Where an output tensor comes from.
+enum Source {
+    /// A decoded NDU member (or the tensor of a raw NDU).
+    Member,
+    /// The weight W of a low-rank pair.
+    Recomposed,
+    /// A tensor carried verbatim in the metadata.
+    Verbatim(DecodedTensor),
+}
+
+struct Slot {
+    source: Source,
+    spec: TensorSpec,
+}
+
+/// What to do with a decoded NDU member.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// It is output tensor `slot` (an index into the output order).
+    Slot(usize),
+    /// It is factor G (`true`) or H (`false`) of recomposition `index`.
+    Factor(usize, bool),
+    /// It is not output.
+    Drop,
+}
+
+/// A bitstream read and checked, ready to be decoded tensor by tensor.
+pub struct StreamDecoder<'a> {
+    parsed: ParsedStream<'a>,
+    opts: &'a DecodeOptions,
+    /// Per NDU, per member: where it goes.
+    targets: Vec<Vec<Target>>,
+    /// Per recomposition: the output slot of W (`None` when a factor is never decoded).
+    recomposed_slot: Vec<Option<usize>>,
+    /// Output tensors in output order.
+    slots: Vec<Slot>,
+    plan: StreamPlan,
+}
+
+impl<'a> StreamDecoder<'a> {
+    /// Reads and checks every unit of `bytes` (no entropy decoding) and works out the output.
+    /// Fails with the errors [`crate::decode_stream`] gives before decoding any payload.
+    pub fn new(bytes: &'a [u8], opts: &'a DecodeOptions) -> Result<Self> {
+        let parsed = parse_stream(bytes, opts)?;
+        let mut factor_of: HashMap<&str, (usize, bool)> = HashMap::new();
+        for (i, r) in parsed.recompositions.iter().enumerate() {
+            factor_of.insert(r.g.as_str(), (i, true));
+            factor_of.insert(r.h.as_str(), (i, false));
+        }
+        // Which factors are decoded at all (a raw NDU decodes only its first member).
+        let mut decoded_factor = vec![(false, false); parsed.recompositions.len()];
+        let mut factor_dtype = vec![(DType::F32, DType::F32); parsed.recompositions.len()];
+        for job in &parsed.jobs {
+            let produced = if job.is_raw() { 1 } else { job.members.len() };
+            for m in &job.members[..produced.min(job.members.len())] {
+                if let Some(&(r, is_g)) = factor_of.get(m.name.as_str()) {
+                    let dtype = job.decoded_dtype(m);
+                    if is_g {
+                        decoded_factor[r].0 = true;
+                        factor_dtype[r].0 = dtype;
+                    } else {
+                        decoded_factor[r].1 = true;
+                        factor_dtype[r].1 = dtype;
+                    }
+                }
+            }
+        }
+        let mut slots = Vec::new();
+        let mut targets = Vec::with_capacity(parsed.jobs.len());
+        let mut recomposed_slot = vec![None; parsed.recompositions.len()];
+        for job in &parsed.jobs {
+            let produced = if job.is_raw() { 1 } else { job.members.len() };
+            let mut job_targets = Vec::with_capacity(job.members.len());
+            for (k, m) in job.members.iter().enumerate() {
+                if k >= produced {
+                    job_targets.push(Target::Drop);
+                    continue;
+                }
+                if let Some(&(r, is_g)) = factor_of.get(m.name.as_str()) {
+                    job_targets.push(Target::Factor(r, is_g));
+                    if is_g && decoded_factor[r] == (true, true) {
+                        let rec = &parsed.recompositions[r];
+                        let (gd, hd) = factor_dtype[r];
+                        let dtype = if (gd, hd) == (DType::F32, DType::F32) {
+                            DType::F32
+                        } else {
+                            DType::F64
+                        };
+                        recomposed_slot[r] = Some(slots.len());
+                        slots.push(Slot {
+                            source: Source::Recomposed,
+                            spec: TensorSpec {
+                                name: recomposed_name(&rec.g),
+                                shape: rec.dims.iter().map(|&d| d as usize).collect(),
+                                dtype,
+                            },
+                        });
+                    }
+                    continue;
+                }
+                job_targets.push(Target::Slot(slots.len()));
+                slots.push(Slot {
+                    source: Source::Member,
+                    spec: TensorSpec {
+                        name: m.name.clone(),
+                        shape: m.dims.iter().map(|&d| d as usize).collect(),
+                        dtype: job.decoded_dtype(m),
+                    },
+                });
+            }
+            targets.push(job_targets);
+        }
+        if let Some(meta) = &parsed.metadata {
+            for slot in &mut slots {
+                let spec = &mut slot.spec;
+                if let Some((shape, dtype)) = original(meta, &spec.name, element_count(&spec.shape))
+                {
+                    spec.dtype = cast_dtype(spec.dtype, dtype);
+                    spec.shape = shape;
+                }
+            }
+            for e in &meta.extra {
+                if slots.iter().any(|s| s.spec.name == e.name) {
+                    continue;
+                }
+                if let Some(tensor) = crate::metadata::extra_tensor(e) {
+                    slots.push(Slot {
+                        spec: TensorSpec {
+                            name: tensor.name.clone(),
+                            shape: tensor.shape.clone(),
+                            dtype: tensor.dtype(),
+                        },
+                        source: Source::Verbatim(DecodedTensor {
+                            tensor,
+                            levels: None,
+                            approximation: crate::decode::Approximation::Verbatim,
+                        }),
+                    });
+                }
+            }
+            if !meta.order.is_empty() {
+                let rank: HashMap<&str, usize> = meta
+                    .order
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, n)| (n.as_str(), i))
+                    .collect();
+                let mut order: Vec<usize> = (0..slots.len()).collect();
+                order.sort_by_key(|&i| {
+                    rank.get(slots[i].spec.name.as_str())
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                });
+                let mut new_index = vec![0; slots.len()];
+                for (new, &old) in order.iter().enumerate() {
+                    new_index[old] = new;
+                }
+                for t in targets.iter_mut().flatten() {
+                    if let Target::Slot(i) = t {
+                        *i = new_index[*i];
+                    }
+                }
+                for s in recomposed_slot.iter_mut().flatten() {
+                    *s = new_index[*s];
+                }
+                let mut taken: Vec<Option<Slot>> = slots.into_iter().map(Some).collect();
+                slots = order.iter().filter_map(|&i| taken[i].take()).collect();
+            }
+        }
+        let plan = StreamPlan {
+            tensors: slots.iter().map(|s| s.spec.clone()).collect(),
+            general_profile_idc: parsed.general_profile_idc,
+            topology_storage_format: parsed.topology_storage_format,
+        };
+        Ok(StreamDecoder {
+            parsed,
+            opts,
+            targets,
+            recomposed_slot,
+            slots,
+            plan,
+        })
+    }
+
+    /// The output tensors' names, shapes and dtypes, in output order.
+    pub fn plan(&self) -> &StreamPlan {
+        &self.plan
+    }
+
+    /// Decodes the NDUs and calls `emit` with each output tensor in output order, updating
+    /// `state` unless [`DecodeOptions::update_state`] is off. Memory: besides what `emit` keeps,
+    /// at most one window of consecutive NDUs is held, about a quarter of the stream's elements
+    /// plus its largest NDU (one NDU at a time on one thread), and with
+    /// [`DecodeOptions::keep_levels`] and [`DecodeOptions::update_state`] off a tensor needs no
+    /// more memory than its values. On an error, the tensors already emitted stay emitted.
+    pub fn run<E, F>(self, state: &mut DecoderState, emit: F) -> std::result::Result<StreamPlan, E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        let workers = Workers::new(self.opts.threads)?;
+        let budget = if workers.count() <= 1 {
+            0
+        } else {
+            (self.parsed.total_elements / 4).max(1 << 20)
+        };
+        self.run_windows(state, &workers, budget, emit)
+    }
+
+    /// [`StreamDecoder::run`] with windows of NDUs holding up to `budget` elements besides
+    /// their largest NDU (`u64::MAX`: everything at once).
+    pub(crate) fn run_with_window<E, F>(
+        self,
+        state: &mut DecoderState,
+        budget: u64,
+        emit: F,
+    ) -> std::result::Result<StreamPlan, E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        let workers = Workers::new(self.opts.threads)?;
+        self.run_windows(state, &workers, budget, emit)
+    }
+
+    fn run_windows<E, F>(
+        self,
+        state: &mut DecoderState,
+        workers: &Workers,
+        budget: u64,
+        mut emit: F,
+    ) -> std::result::Result<StreamPlan, E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        let StreamDecoder {
+            parsed,
+            opts,
+            targets,
+            recomposed_slot,
+            slots,
+            plan,
+        } = self;
+        let n = slots.len();
+        let mut ready: Vec<Option<DecodedTensor>> = Vec::with_capacity(n);
+        let mut apply_meta = Vec::with_capacity(n);
+        for slot in slots {
+            apply_meta.push(!matches!(slot.source, Source::Verbatim(_)));
+            ready.push(match slot.source {
+                Source::Verbatim(t) => Some(t),
+                _ => None,
+            });
+        }
+        let mut skipped = vec![false; n];
+        let mut next = 0;
+        let recs = &parsed.recompositions;
+        let mut factors: Vec<(Option<Tensor>, Option<Tensor>)> =
+            (0..recs.len()).map(|_| (None, None)).collect();
+        // Recomposition errors are reported after every NDU decoded, lowest index first.
+        let mut rec_errors: Vec<Option<Error>> = recomposed_slot
+            .iter()
+            .zip(recs)
+            .map(|(slot, r)| slot.is_none().then(|| factors_missing(r)))
+            .collect();
+        let device_before = state.device_id;
+        let mut device_seen = state.device_id;
+        let need_levels = opts.keep_levels || opts.update_state;
+        let record_hdsp = opts.hdsp && parsed.parent_signalling && opts.update_state;
+        let meta = parsed.metadata.as_ref();
+
+        for window in windows(&parsed.jobs, budget) {
+            let outputs: Vec<Result<NduOutput>> = {
+                let state: &DecoderState = state;
+                let jobs = &parsed.jobs[window.clone()];
+                workers.install(|| {
+                    jobs.par_iter()
+                        .map(|job| run_ndu(job, state, opts, device_before, need_levels))
+                        .collect()
+                })
+            };
+            for (j, output) in window.zip(outputs) {
+                let job = &parsed.jobs[j];
+                let decoded: Vec<(usize, DecodedTensor)> = match output? {
+                    NduOutput::Raw(t) => vec![(0, t)],
+                    NduOutput::Coded(members) => {
+                        let mut out = Vec::with_capacity(members.len());
+                        for (k, mo) in members.into_iter().enumerate() {
+                            let name = &mo.member.name;
+                            let at = Location {
+                                tensor: Some(name.clone()),
+                                ..job.here.clone()
+                            };
+                            let device_id = job.header.device_id.unwrap_or(0);
+                            let parameter_id = job.header.parameter_id.unwrap_or(0);
+                            let checked = if opts.update_state {
+                                let levels = mo.levels.as_deref().unwrap_or(&[]);
+                                let r = state.record_update(name, levels, device_id, parameter_id);
+                                if r.is_ok() && record_hdsp {
+                                    state.add_to_hdsp_history(name, levels);
+                                }
+                                r
+                            } else {
+                                check_update(state, &mut device_seen, name, device_id, parameter_id)
+                            };
+                            checked.map_err(|what| Error::StateMismatch {
+                                at: at.clone(),
+                                what,
+                            })?;
+                            let (data, approximation) =
+                                mo.values.map_err(|source| Error::Quant { at, source })?;
+                            out.push((
+                                k,
+                                DecodedTensor {
+                                    tensor: Tensor {
+                                        name: mo.member.name,
+                                        shape: mo.member.dims.iter().map(|&d| d as usize).collect(),
+                                        data,
+                                    },
+                                    levels: if opts.keep_levels { mo.levels } else { None },
+                                    approximation,
+                                },
+                            ));
+                        }
+                        out
+                    }
+                };
+                for (k, t) in decoded {
+                    match targets[j].get(k).copied().unwrap_or(Target::Drop) {
+                        Target::Slot(i) => ready[i] = Some(t),
+                        Target::Drop => {}
+                        Target::Factor(r, is_g) => {
+                            let pair = &mut factors[r];
+                            if is_g {
+                                pair.0 = Some(t.tensor);
+                            } else {
+                                pair.1 = Some(t.tensor);
+                            }
+                            if let (Some(g), Some(h), Some(slot)) =
+                                (&pair.0, &pair.1, recomposed_slot[r])
+                            {
+                                match recompose_pair(g, h, &recs[r]) {
+                                    Ok(w) => ready[slot] = Some(w),
+                                    Err(e) => {
+                                        rec_errors[r] = Some(e);
+                                        skipped[slot] = true;
+                                    }
+                                }
+                                *pair = (None, None);
+                            }
+                        }
+                    }
+                }
+            }
+            while next < n {
+                if let Some(mut t) = ready[next].take() {
+                    if apply_meta[next] {
+                        apply_metadata(meta, &mut t.tensor);
+                    }
+                    emit(t)?;
+                } else if !skipped[next] {
+                    break;
+                }
+                next += 1;
+            }
+        }
+        if let Some(e) = rec_errors.into_iter().flatten().next() {
+            return Err(e.into());
+        }
+        // Every slot is filled once all NDUs are decoded; a gap would be a planning bug.
+        if next < n {
+            return Err(Error::Malformed {
+                at: Location::default(),
+                what: format!(
+                    "output tensor {:?} was never decoded",
+                    plan.tensors[next].name
+                ),
+            }
+            .into());
+        }
+        Ok(plan)
+    }
+}
+
+/// Reads and checks a bitstream's units and returns what it decodes to, without decoding any
+/// payload.
+pub fn plan_stream(bytes: &[u8], opts: &DecodeOptions) -> Result<StreamPlan> {
+    Ok(StreamDecoder::new(bytes, opts)?.plan)
+}
+
+/// Decodes a bitstream tensor by tensor: `emit` receives each output tensor in output order (the
+/// order of [`crate::decode_stream`]'s result) as soon as it and every tensor before it are
+/// decoded, and nothing is kept after it returns. See [`StreamDecoder::run`] for the memory
+/// held; turn [`DecodeOptions::keep_levels`] (and for one-off decodes
+/// [`DecodeOptions::update_state`]) off to hold values only.
+///
+/// ```
+/// use nnc_tensor::{decode_stream_with, encode, DecodeOptions, DecoderState, EncodeInput,
+///     EncodeOptions, Tensor, TensorData};
+/// let w = Tensor::try_new("w", vec![4, 4], TensorData::F32((0..16).map(|i| i as f32 / 16.0).collect()))?;
+/// let bytes = encode(&EncodeInput::from_tensors(&[w])?, &EncodeOptions::default())?.bytes;
+/// let opts = DecodeOptions::new().with_keep_levels(false).with_update_state(false);
+/// let mut names = Vec::new();
+/// let plan = decode_stream_with(&bytes, &mut DecoderState::default(), &opts, |t| {
+///     names.push(t.tensor.name);
+///     Ok::<(), nnc_tensor::Error>(())
+/// })?;
+/// assert_eq!(names, ["w"]);
+/// assert_eq!(plan.tensors[0].shape, [4, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode_stream_with<E, F>(
+    bytes: &[u8],
+    state: &mut DecoderState,
+    opts: &DecodeOptions,
+    emit: F,
+) -> std::result::Result<StreamPlan, E>
+where
+    E: From<Error>,
+    F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+{
+    StreamDecoder::new(bytes, opts)?.run(state, emit)
+}
+
+/// Consecutive NDUs decoded together: a window grows while its elements, not counting its
+/// largest NDU, stay within `budget`.
+fn windows(jobs: &[crate::decode::NduJob<'_>], budget: u64) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < jobs.len() {
+        let (mut sum, mut largest) = (jobs[start].elements, jobs[start].elements);
+        let mut end = start + 1;
+        while end < jobs.len() {
+            let e = jobs[end].elements;
+            let (s, l) = (sum.saturating_add(e), largest.max(e));
+            if s - l > budget {
+                break;
+            }
+            (sum, largest) = (s, l);
+            end += 1;
+        }
+        out.push(start..end);
+        start = end;
+    }
+    out
+}
+
+/// The state checks of `IncrementalState::record_update` without recording anything;
+/// `device_seen` stands in for the state's `device_id`.
+fn check_update(
+    state: &DecoderState,
+    device_seen: &mut u64,
+    name: &str,
+    device_id: u64,
+    parameter_id: u64,
+) -> std::result::Result<(), String> {
+    if *device_seen == 0 {
+        *device_seen = device_id;
+    } else if *device_seen != device_id {
+        return Err(format!(
+            "device_id {device_id} differs from the state's {device_seen}"
+        ));
+    }
+    match state.bases.get(name) {
+        Some(base) if base.parameter_id != parameter_id => Err(format!(
+            "parameter_id {parameter_id} differs from the state's {}",
+            base.parameter_id
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// The original shape and dtype the metadata records for `name`, when that shape holds `len`
+/// elements.
+fn original(meta: &StreamMetadata, name: &str, len: Option<usize>) -> Option<(Vec<usize>, DType)> {
+    let m = meta.tensors.get(name)?;
+    (len.is_some() && element_count(&m.shape) == len).then(|| (m.shape.clone(), m.dtype))
+}
+
+/// The dtype [`crate::metadata::cast`] gives data of type `from` cast to `to` (when the values
+/// fit, for integers).
+fn cast_dtype(from: DType, to: DType) -> DType {
+    let castable = match from {
+        _ if from == to => true,
+        DType::F32 | DType::F64 => to.is_float(),
+        DType::I32 => matches!(
+            to,
+            DType::I64
+                | DType::I16
+                | DType::I8
+                | DType::U8
+                | DType::U16
+                | DType::U32
+                | DType::U64
+                | DType::Bool
+        ),
+        _ => false,
+    };
+    if castable {
+        to
+    } else {
+        from
+    }
+}
+
+/// Gives a decoded tensor back its original dtype and shape (as `metadata::apply`, one tensor).
+fn apply_metadata(meta: Option<&StreamMetadata>, t: &mut Tensor) {
+    let Some(meta) = meta else { return };
+    let Some((shape, dtype)) = original(meta, &t.name, Some(t.len())) else {
+        return;
+    };
+    if t.dtype() != dtype {
+        if let Some(data) = crate::metadata::cast(&t.data, dtype) {
+            t.data = data;
+        }
+    }
+    t.shape = shape;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_stream;
+    use crate::encode::{encode, EncodeInput, EncodeOptions};
+    use crate::tensor::TensorData;
+    use serde_json::Value;
+    use std::path::{Path, PathBuf};
+
+    fn randn(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect()
+    }
+
+    /// A state dict with several weights, biases, batch norms, an f16 and an int64 tensor and
+    /// a verbatim `num_batches_tracked`.
+    fn model() -> Vec<Tensor> {
+        let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).unwrap();
+        vec![
+            t(
+                "conv1.weight",
+                vec![16, 3, 3, 3],
+                TensorData::F32(randn(432, 1)),
+            ),
+            t("bn1.weight", vec![16], TensorData::F32(randn(16, 2))),
+            t("bn1.bias", vec![16], TensorData::F32(randn(16, 3))),
+            t("bn1.running_mean", vec![16], TensorData::F32(randn(16, 4))),
+            t("bn1.running_var", vec![16], TensorData::F32(vec![1.0; 16])),
+            t("bn1.num_batches_tracked", vec![], TensorData::I64(vec![7])),
+            t("fc.weight", vec![40, 64], TensorData::F32(randn(2560, 5))),
+            t("fc.bias", vec![40], TensorData::F32(randn(40, 6))),
+            t(
+                "half.weight",
+                vec![8, 8],
+                TensorData::F16(
+                    randn(64, 7)
+                        .iter()
+                        .map(|&x| half::f16::from_f32(x).to_bits())
+                        .collect(),
+                ),
+            ),
+            t("ids", vec![1, 12], TensorData::I64((0..12).collect())),
+        ]
+    }
+
+    fn encode_with(threads: Option<usize>, scan_order: u8) -> Vec<u8> {
+        let input = EncodeInput::from_state_dict(&model()).unwrap();
+        let opts = EncodeOptions::default()
+            .with_scan_order(scan_order)
+            .with_threads(threads);
+        encode(&input, &opts).unwrap().bytes
+    }
+
+    fn collect(
+        bytes: &[u8],
+        state: &mut DecoderState,
+        opts: &DecodeOptions,
+        budget: Option<u64>,
+    ) -> Result<(Vec<DecodedTensor>, StreamPlan)> {
+        let mut out = Vec::new();
+        let decoder = StreamDecoder::new(bytes, opts)?;
+        let push = |t| {
+            out.push(t);
+            Ok::<(), Error>(())
+        };
+        let plan = match budget {
+            Some(b) => decoder.run_with_window(state, b, push)?,
+            None => decoder.run(state, push)?,
+        };
+        Ok((out, plan))
+    }
+
+    fn specs(tensors: &[DecodedTensor]) -> Vec<TensorSpec> {
+        tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: t.tensor.name.clone(),
+                shape: t.tensor.shape.clone(),
+                dtype: t.tensor.dtype(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_and_two_threads_give_the_same_bytes_and_values() {
+        for scan_order in [0, 2] {
+            let one = encode_with(Some(1), scan_order);
+            let two = encode_with(Some(2), scan_order);
+            assert_eq!(one, two, "scan_order {scan_order}");
+            assert_eq!(one, encode_with(None, scan_order));
+            let decode = |threads| {
+                let opts = DecodeOptions::new().with_threads(threads);
+                decode_stream(&one, &mut DecoderState::default(), &opts).unwrap()
+            };
+            let (a, b) = (decode(Some(1)), decode(Some(2)));
+            assert_eq!(a, b);
+            assert_eq!(a.tensors.len(), model().len());
+            let streamed = |threads| {
+                let opts = DecodeOptions::new()
+                    .with_threads(threads)
+                    .with_keep_levels(false);
+                collect(&one, &mut DecoderState::default(), &opts, None)
+                    .unwrap()
+                    .0
+            };
+            for threads in [Some(1), Some(2)] {
+                let s = streamed(threads);
+                assert_eq!(s.len(), a.tensors.len());
+                for (s, a) in s.iter().zip(&a.tensors) {
+                    assert_eq!(s.tensor, a.tensor);
+                    assert_eq!(s.levels, None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_matches_the_collected_decode_and_its_plan() {
+        let bytes = encode_with(None, 0);
+        let mut full_state = DecoderState::default();
+        let full = decode_stream(&bytes, &mut full_state, &DecodeOptions::new()).unwrap();
+        // The verbatim counter sits in its original place, dtypes and shapes are restored.
+        let names: Vec<_> = full
+            .tensors
+            .iter()
+            .map(|t| t.tensor.name.as_str())
+            .collect();
+        let original: Vec<_> = model().iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names, original);
+        let plan = plan_stream(&bytes, &DecodeOptions::new()).unwrap();
+        assert_eq!(plan.tensors, specs(&full.tensors));
+        assert_eq!(plan.general_profile_idc, full.general_profile_idc);
+
+        for budget in [0, 1000, u64::MAX] {
+            let mut state = DecoderState::default();
+            let (tensors, _) =
+                collect(&bytes, &mut state, &DecodeOptions::new(), Some(budget)).unwrap();
+            assert_eq!(tensors, full.tensors, "budget {budget}");
+            assert_eq!(state, full_state);
+        }
+
+        // Without updating the state nothing is recorded and no levels are kept.
+        let mut state = DecoderState::default();
+        let opts = DecodeOptions::new()
+            .with_keep_levels(false)
+            .with_update_state(false);
+        let (tensors, _) = collect(&bytes, &mut state, &opts, Some(0)).unwrap();
+        assert_eq!(state, DecoderState::default());
+        assert!(tensors.iter().all(|t| t.levels.is_none()));
+        let values: Vec<_> = tensors.iter().map(|t| &t.tensor).collect();
+        let expected: Vec<_> = full.tensors.iter().map(|t| &t.tensor).collect();
+        assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn an_emit_error_stops_the_decode() {
+        let bytes = encode_with(None, 0);
+        let mut seen = 0;
+        let err = decode_stream_with(
+            &bytes,
+            &mut DecoderState::default(),
+            &DecodeOptions::new(),
+            |_| {
+                seen += 1;
+                if seen == 3 {
+                    Err(Error::InvalidArgument {
+                        what: "stop".into(),
+                    })
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert_eq!(seen, 3);
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn in_place_dequantization_reuses_the_levels_memory() {
+        let levels: Vec<i32> = (-3000..3000).collect();
+        let mut expected = vec![0f32; levels.len()];
+        nnc_quant::dequantize_uniform(&levels, -32, 2, &mut expected).unwrap();
+        let ptr = levels.as_ptr() as usize;
+        let values = crate::decode::dequantize_in_place(levels, -32, 2).unwrap();
+        assert_eq!(values, expected);
+        assert_eq!(values.as_ptr() as usize, ptr);
+    }
+
+    #[test]
+    fn windows_hold_a_budget_besides_their_largest_ndu() {
+        let bytes = encode_with(None, 0);
+        let parsed = parse_stream(&bytes, &DecodeOptions::new()).unwrap();
+        let sizes: Vec<u64> = parsed.jobs.iter().map(|j| j.elements).collect();
+        let all = windows(&parsed.jobs, u64::MAX);
+        assert_eq!(all, vec![0..sizes.len()]);
+        let single = windows(&parsed.jobs, 0);
+        assert!(single
+            .iter()
+            .all(|w| w.len() == 1 || sizes[w.clone()].iter().filter(|&&s| s > 0).count() <= 1));
+        for w in windows(&parsed.jobs, 100) {
+            let s = &sizes[w];
+            let largest = s.iter().copied().max().unwrap();
+            assert!(s.iter().sum::<u64>() - largest <= 100);
+        }
+    }
+
+    fn vectors_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors")
+    }
+
+    fn options_for(config: &Value) -> DecodeOptions {
+        let decode = &config["decode"];
+        let mut opts = DecodeOptions::new();
+        if let Some(dims) = decode
+            .pointer("/side_info/parameter_dimensions")
+            .and_then(Value::as_object)
+        {
+            for (name, shape) in dims {
+                let shape: Vec<u64> = serde_json::from_value(shape.clone()).unwrap();
+                opts = opts.with_tensor_dimensions(name.clone(), shape);
+            }
+        }
+        if let Some(r) = decode["recompose"].as_bool() {
+            opts = opts.with_recompose_decomposed(r);
+        }
+        opts.with_hdsp(decode["hdsp"].as_bool().unwrap_or(false))
+    }
+
+    /// Every conformance vector (sequences step by step with their state): the streaming decode,
+    /// one NDU per window on two threads, gives the collected decode's tensors, in its order, and
+    /// the same state; the plan names every output's shape and dtype.
+    #[test]
+    fn conformance_vectors_stream_like_they_decode() {
+        let mut cases = 0;
+        for entry in std::fs::read_dir(vectors_dir()).unwrap() {
+            let dir = entry.unwrap().path();
+            let Ok(text) = std::fs::read_to_string(dir.join("config.json")) else {
+                continue;
+            };
+            let config: Value = serde_json::from_str(&text).unwrap();
+            let files: Vec<&Value> = match config["steps"].as_array() {
+                Some(steps) => steps.iter().map(|s| &s["files"]).collect(),
+                None => vec![&config["files"]],
+            };
+            let opts = options_for(&config).with_threads(Some(2));
+            let (mut a, mut b) = (DecoderState::default(), DecoderState::default());
+            for f in files {
+                let Some(rel) = f["bitstream"].as_str() else {
+                    continue;
+                };
+                let bytes = std::fs::read(dir.join(rel)).unwrap();
+                let full = decode_stream(&bytes, &mut a, &opts);
+                let streamed = collect(&bytes, &mut b, &opts, Some(0));
+                match (full, streamed) {
+                    (Ok(full), Ok((tensors, plan))) => {
+                        assert_eq!(tensors, full.tensors, "{}", dir.display());
+                        assert_eq!(plan.tensors, specs(&full.tensors), "{}", dir.display());
+                    }
+                    (Err(e), Err(f)) => assert_eq!(e.kind(), f.kind(), "{}", dir.display()),
+                    (x, y) => panic!("{}: {:?} vs {:?}", dir.display(), x.err(), y.err()),
+                }
+                assert_eq!(a, b, "{}", dir.display());
+                cases += 1;
+            }
+        }
+        assert!(cases >= 100, "only {cases} bitstreams found");
+    }
+}

@@ -1,0 +1,64 @@
+//! The worker threads of one encode or decode call.
+//!
+//! `threads: None` runs the parallel parts on rayon's global pool (all cores); `Some(n)` builds a
+//! pool of `n` threads for the call and drops it afterwards, so nothing global is changed or
+//! cached. Work is split the same way whatever the thread count, so the output never depends on it.
+
+use crate::error::{Error, Result};
+
+/// Where the parallel parts of one call run.
+pub(crate) struct Workers {
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Workers {
+    /// `None` or `Some(0)`: the global pool; `Some(n)`: a new pool of `n` threads.
+    pub(crate) fn new(threads: Option<usize>) -> Result<Self> {
+        let pool = match threads {
+            None | Some(0) => None,
+            Some(n) => Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map_err(|e| Error::InvalidArgument {
+                        what: format!("cannot start {n} worker threads: {e}"),
+                    })?,
+            ),
+        };
+        Ok(Workers { pool })
+    }
+
+    /// Runs `op` so that the rayon calls inside it use these workers.
+    pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(op),
+            None => op(),
+        }
+    }
+
+    /// How many threads run the parallel parts.
+    pub(crate) fn count(&self) -> usize {
+        match &self.pool {
+            Some(pool) => pool.current_num_threads(),
+            None => rayon::current_num_threads(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_of_n_threads_runs_the_work() {
+        let w = Workers::new(Some(3)).unwrap();
+        assert_eq!(w.count(), 3);
+        assert_eq!(w.install(rayon::current_num_threads), 3);
+        let global = Workers::new(None).unwrap();
+        assert_eq!(global.count(), rayon::current_num_threads());
+        assert_eq!(
+            Workers::new(Some(0)).unwrap().count(),
+            rayon::current_num_threads()
+        );
+    }
+}
