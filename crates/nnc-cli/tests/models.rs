@@ -278,3 +278,40 @@ fn threads_give_identical_files_and_streaming_equals_the_whole_model_write() {
         }
     }
 }
+
+/// Metadata recording an integer dtype that cannot hold the decoded values (foreign or corrupt):
+/// the tensor keeps its decoded int32, unlike the plan, so `nnc decode` falls back to decoding in
+/// memory and still writes the file.
+#[test]
+fn decode_falls_back_when_a_tensor_is_not_as_planned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = Tensor::try_new(
+        "counts",
+        vec![2, 3],
+        TensorData::I32(vec![-3, 1, 2, -7, 0, 5]),
+    )
+    .expect("tensor");
+    let w = Tensor::try_new("w", vec![4, 4], TensorData::F32(vec![0.25; 16])).expect("tensor");
+    let mut input = nnc_tensor::EncodeInput::from_tensors(&[w, t.clone()]).expect("input");
+    for p in &mut input.parameters {
+        if p.name == "counts" {
+            p.original_dtype = DType::U8;
+        }
+    }
+    let bytes = nnc_tensor::encode(&input, &nnc_tensor::EncodeOptions::default())
+        .expect("encode")
+        .bytes;
+    let plan = nnc_tensor::plan_stream(&bytes, &nnc_tensor::DecodeOptions::new()).expect("plan");
+    let planned = plan
+        .tensors
+        .iter()
+        .find(|s| s.name == "counts")
+        .expect("planned");
+    assert_eq!(planned.dtype, DType::U8);
+    let nncf = dir.path().join("m.nnc");
+    std::fs::write(&nncf, &bytes).expect("write");
+    let out = dir.path().join("out.safetensors");
+    ok(&nnc(&["decode", s(&nncf), "-o", s(&out)]));
+    let back = read_tensors(&out, "0").expect("read");
+    assert_eq!(back.iter().find(|x| x.name == "counts"), Some(&t));
+}
