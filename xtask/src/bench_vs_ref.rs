@@ -468,8 +468,9 @@ fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Re
         .collect())
 }
 
-fn run_ours(w: &Workload) -> Result<Side> {
-    let opts = EncodeOptions::default();
+/// Ours on `threads` worker threads (`None`: all cores).
+fn run_ours(w: &Workload, threads: Option<usize>) -> Result<Side> {
+    let opts = EncodeOptions::default().with_threads(threads);
     let mut encode_s = Vec::with_capacity(w.reps);
     let mut bytes = Vec::new();
     for _ in 0..w.reps {
@@ -483,7 +484,11 @@ fn run_ours(w: &Workload) -> Result<Side> {
     for _ in 0..w.reps {
         let t0 = Instant::now();
         let mut state = DecoderState::default();
-        let stream = decode_stream(&bytes, &mut state, &DecodeOptions::new())?;
+        let stream = decode_stream(
+            &bytes,
+            &mut state,
+            &DecodeOptions::new().with_threads(threads),
+        )?;
         decode_s.push(t0.elapsed().as_secs_f64());
         decoded = stream.tensors.into_iter().map(|t| t.tensor).collect();
     }
@@ -566,8 +571,10 @@ pub fn run(opts: &Options) -> Result<bool> {
 
 fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
     println!(
-        "bench-vs-ref: reference nncodec {version} ({}), ours in process (release build, 1 thread)",
-        opts.python.display()
+        "bench-vs-ref: reference nncodec {version} ({}), ours in process (release build) on 1 \
+         thread and on all {} cores",
+        opts.python.display(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("load average at start: {}", load_average());
     let list = workloads(opts, work)?;
@@ -575,43 +582,59 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
     let reference = run_reference(&opts.python, work, &list)?;
     println!("load average after the reference: {}", load_average());
     println!(
-        "{:<24} {:>10} {:>4} | {:>9} {:>9} {:>7} | {:>9} {:>9} {:>7} | bitstream, decoded",
+        "{:<24} {:>10} {:>4} | {:>9} {:>9} {:>7} {:>9} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7} | \
+         bitstream, decoded",
         "workload",
         "values",
         "runs",
         "enc ref",
-        "enc ours",
+        "ours 1T",
+        "ratio",
+        "ours all",
         "ratio",
         "dec ref",
-        "dec ours",
+        "ours 1T",
+        "ratio",
+        "ours all",
         "ratio"
     );
     let mut all_same = true;
     for (w, r) in list.iter().zip(&reference) {
-        let ours = run_ours(w).with_context(|| format!("ours on {}", w.label))?;
+        let one = run_ours(w, Some(1)).with_context(|| format!("ours on {}", w.label))?;
+        let ours = run_ours(w, None).with_context(|| format!("ours on {}", w.label))?;
         let values: usize = w.tensors.iter().map(Tensor::len).sum();
         let r = match r {
             Ok(r) => r,
             Err(e) => {
                 all_same = false;
                 println!(
-                    "{:<24} {:>10} {:>4} | reference failed: {e:#}; ours: encode {:.3}s, decode {:.3}s",
+                    "{:<24} {:>10} {:>4} | reference failed: {e:#}; ours (all cores): encode \
+                     {:.3}s, decode {:.3}s",
                     w.label, values, w.reps, ours.encode_s, ours.decode_s
                 );
                 continue;
             }
         };
-        let (bytes, decoded) = compare(&ours, r);
+        // Both thread counts must give the reference's bytes and values.
+        let (mut bytes, mut decoded) = compare(&ours, r);
+        let (bytes_1t, decoded_1t) = compare(&one, r);
+        bytes = bytes.or(bytes_1t.map(|d| format!("1 thread: {d}")));
+        decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
         all_same &= bytes.is_none() && decoded.is_none();
         println!(
-            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.1}x | {:>8.3}s {:>8.3}s {:>6.1}x | {}, {}",
+            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.1}x {:>8.3}s {:>6.1}x | {:>8.3}s \
+             {:>8.3}s {:>6.1}x {:>8.3}s {:>6.1}x | {}, {}",
             w.label,
             values,
             w.reps,
             r.encode_s,
+            one.encode_s,
+            r.encode_s / one.encode_s,
             ours.encode_s,
             r.encode_s / ours.encode_s,
             r.decode_s,
+            one.decode_s,
+            r.decode_s / one.decode_s,
             ours.decode_s,
             r.decode_s / ours.decode_s,
             bytes.unwrap_or_else(|| format!("identical ({} B)", ours.bytes.len())),
