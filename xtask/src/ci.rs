@@ -4,7 +4,7 @@
 //! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo test --workspace`;
 //! 3. both conformance suites (decoder and encoder);
 //! 4. the MiniLM rate–distortion check (`cargo xtask rd-minilm --qp -38 --min-cosine 0.99`);
-//! 5. the nnc-tch adapter: `cargo xtask setup-libtorch`, then its fmt check and tests with
+//! 5. the nnc-tch adapter: `cargo xtask setup-libtorch`, then its fmt check, tests and clippy with
 //!    libtorch's environment set for that child only (`target/tch`);
 //! 6. the Python package and Flower app tests (`examples/flower/run_tests.sh`);
 //! 7. a short smoke run of every fuzz target (`fuzz/smoke.sh 30`).

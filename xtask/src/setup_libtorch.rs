@@ -170,7 +170,8 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// The CI step: libtorch, then `cargo test` of `crates/nnc-tch` in the dev profile. `LIBTORCH`
+/// The CI step: libtorch, then `cargo fmt --check`, `cargo test` (dev profile) and `cargo clippy
+/// -D warnings` of `crates/nnc-tch` (clippy reuses the test build's torch-sys, ~40 s). `LIBTORCH`
 /// and `RUSTFLAGS` are set for that child only, with its own target folder (`target/tch`), so the
 /// main build cache is not invalidated by the changed flags.
 pub fn ci_step(repo_root: &Path) -> Result<()> {
@@ -178,24 +179,31 @@ pub fn ci_step(repo_root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = repo_root.join("crates/nnc-tch/Cargo.toml");
     let target = repo_root.join("target/tch");
-    for args in [
-        &["fmt", "--check", "--manifest-path"][..],
-        &["test", "--manifest-path"][..],
-    ] {
+    let manifest_arg = manifest.to_string_lossy();
+    let steps: [&[&str]; 3] = [
+        &["fmt", "--check"],
+        &["test"],
+        &["clippy", "--all-targets", "--", "-D", "warnings"],
+    ];
+    for step in steps {
+        // `--manifest-path` goes before a `--` that hands the rest to clippy.
+        let (cargo_args, tool_args) =
+            step.split_at(step.iter().position(|a| *a == "--").unwrap_or(step.len()));
         let mut cmd = Command::new(&cargo);
-        cmd.args(args)
-            .arg(&manifest)
+        cmd.args(cargo_args)
+            .args(["--manifest-path", &manifest_arg])
+            .args(tool_args)
             .current_dir(repo_root)
             .env("LIBTORCH", &lt.libtorch)
             .env("RUSTFLAGS", lt.rustflags())
             .env("CARGO_TARGET_DIR", &target);
         println!(
-            "+ cargo {} crates/nnc-tch/Cargo.toml (LIBTORCH set)",
-            args.join(" ")
+            "+ cargo {} (crates/nnc-tch, LIBTORCH set, target/tch)",
+            step.join(" ")
         );
         let status = cmd.status().context("starting cargo")?;
         if !status.success() {
-            bail!("nnc-tch: cargo {} failed ({status})", args[0]);
+            bail!("nnc-tch: cargo {} failed ({status})", step[0]);
         }
     }
     Ok(())
