@@ -176,13 +176,17 @@ fn encode_on_workers(
     };
     let (bytes, skipped) = assemble::write_stream(&model, opts, topology_data, inc)?;
     let mut tensors = Vec::new();
+    let mut names = Vec::new();
     for item in &model.items {
-        let names = match item {
-            Item::Single(n) => vec![n.clone()],
-            Item::Block(b) => b.coding_order()?,
-        };
-        for name in names {
-            let w = model.get(&name)?;
+        match item {
+            Item::Single(n) => names.push(n.clone()),
+            Item::Block(b) => names.extend(b.coding_order()?),
+        }
+    }
+    for name in names {
+        {
+            // The stream is written: the levels move to the result instead of being copied.
+            let w = model.get_mut(&name)?;
             let approximation = match &w.method {
                 Some(Method::Uniform) => Approximation::Uniform {
                     qp: w.qp,
@@ -202,11 +206,11 @@ fn encode_on_workers(
                 _ => Approximation::Integer,
             };
             tensors.push(EncodedTensor {
-                name: name.clone(),
                 shape: w.dims.clone(),
-                levels: w.levels.clone(),
+                levels: std::mem::take(&mut w.levels),
                 approximation,
                 skipped: skipped.contains(&name),
+                name,
             });
         }
     }
