@@ -1,6 +1,7 @@
 //! Whole-tensor decode and encode of the 1 M-element workload (`randn(256, 64, 64)`, seed 0) at the
 //! tensor pipeline's defaults (qp −32, DQ, row skipping, param_opt), plus the entry-point decode
-//! (scan_order 2) on one and two threads.
+//! (scan_order 2) on one and two threads, and a 16-tensor model (one NDU per tensor) encoded and
+//! decoded on one thread and on all cores.
 //!
 //! `cargo bench -p nnc-benches --bench tensor`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -9,7 +10,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nnc_benches::{count_level_bins, randn_tensor, SEED, TENSOR_SHAPE};
+use nnc_benches::{count_level_bins, randn_f32, randn_tensor, SEED, TENSOR_SHAPE};
 use nnc_cabac::{
     decode_layer_and_create_entry_points, decode_layer_with_entry_points, encode_layer,
     ArithDecoder, ArithEncoder, EncodeLayerOptions, LayerConfig, LayerHistory,
@@ -129,12 +130,55 @@ fn tensor_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// 16 weight tensors of 256×256 (1 Mi values in all), std 0.05 like trained weights: a model whose
+/// NDUs decode and encode in parallel.
+fn model_tensors() -> Vec<Tensor> {
+    (0..16u64)
+        .map(|i| {
+            let data = randn_f32(256 * 256, 0.05, SEED + i);
+            Tensor::try_new(
+                format!("layer{i}.weight"),
+                vec![256, 256],
+                nnc_tensor::TensorData::F32(data),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn model(c: &mut Criterion) {
+    let tensors = model_tensors();
+    let n: u64 = tensors.iter().map(|t| t.len() as u64).sum();
+    let input = EncodeInput::from_tensors(&tensors).unwrap();
+    let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
+    let mut g = c.benchmark_group("model/16x256x256");
+    g.throughput(Throughput::Elements(n));
+    for (label, threads) in [("1 thread", Some(1)), ("all cores", None)] {
+        let opts = EncodeOptions::default().with_threads(threads);
+        assert_eq!(encode_bytes(&input, &opts), bytes, "same bytes on {label}");
+        g.bench_with_input(BenchmarkId::new("encode", label), &opts, |b, opts| {
+            b.iter(|| encode_bytes(black_box(&input), opts))
+        });
+        let dopts = DecodeOptions::new().with_threads(threads);
+        g.bench_with_input(BenchmarkId::new("decode", label), &dopts, |b, dopts| {
+            b.iter(|| {
+                let mut state = DecoderState::default();
+                decode_stream(black_box(&bytes), &mut state, dopts)
+                    .unwrap()
+                    .tensors
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = tensor, tensor_scan
+    targets = tensor, tensor_scan, model
 }
 criterion_main!(benches);
