@@ -345,8 +345,9 @@ mod tests {
         let mut script = Vec::new();
         for i in 0..5000u32 {
             x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            // 1..=32 bins; the value keeps only its low n bits.
             let n = 1 + (x >> 27);
-            let v = (x >> 3) & ((1u32 << n) - 1);
+            let v = (u64::from(x.rotate_left(7)) & ((1u64 << n) - 1)) as u32;
             let bin = i % 3 == 0;
             enc.encode_bin(bin, &mut ctx);
             enc.encode_bypass_bins(n, v);
