@@ -1,10 +1,12 @@
 //! Whole-stream decoding (nnc-tensor): any input decodes to tensors or a typed error, and the
-//! header view used by `nnc info` never panics either. Limits are lowered so that a plausible
-//! but huge declared tensor does not spend the fuzzer's time on memset.
+//! header view used by `nnc info` never panics either. The streaming decoder (`nnc decode`'s
+//! path: one NDU per window on one thread, levels dropped, dequantized in place) must give the
+//! same tensors whenever both succeed. Limits are lowered so that a plausible but huge declared
+//! tensor does not spend the fuzzer's time on memset.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nnc_tensor::{decode_stream, hls_json, DecodeOptions, DecoderState, Limits};
+use nnc_tensor::{decode_stream, hls_json, DecodeOptions, DecoderState, Limits, StreamDecoder};
 
 fuzz_target!(|data: &[u8]| {
     let opts = DecodeOptions::new()
@@ -17,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
         );
     let _ = hls_json(data, &opts);
     let mut state = DecoderState::default();
-    if let Ok(decoded) = decode_stream(data, &mut state, &opts) {
+    let collected = decode_stream(data, &mut state, &opts);
+    if let Ok(decoded) = &collected {
         for t in &decoded.tensors {
             let n: usize = t.tensor.shape.iter().product();
             assert_eq!(
@@ -26,6 +29,40 @@ fuzz_target!(|data: &[u8]| {
                 "{}: shape and data disagree",
                 t.tensor.name
             );
+        }
+    }
+    let stream_opts = opts
+        .clone()
+        .with_threads(Some(1))
+        .with_keep_levels(false)
+        .with_update_state(false);
+    let Ok(decoder) = StreamDecoder::new(data, &stream_opts) else {
+        return;
+    };
+    let mut streamed = Vec::new();
+    let mut state = DecoderState::default();
+    let run = decoder.run(&mut state, |t| {
+        streamed.push(t.tensor);
+        Ok::<(), nnc_tensor::Error>(())
+    });
+    if let (Ok(_), Ok(decoded)) = (run, &collected) {
+        assert_eq!(streamed.len(), decoded.tensors.len(), "tensor count");
+        for (s, c) in streamed.iter().zip(&decoded.tensors) {
+            let c = &c.tensor;
+            assert_eq!(
+                (&s.name, &s.shape, s.dtype()),
+                (&c.name, &c.shape, c.dtype())
+            );
+            // Floats by bit pattern (NaN payloads included), everything else by value.
+            let bits = |t: &nnc_tensor::Tensor| {
+                t.data
+                    .as_f32_lossless()
+                    .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            };
+            match (bits(s), bits(c)) {
+                (Some(a), Some(b)) => assert!(a == b, "{}: streamed values differ", s.name),
+                _ => assert!(s.data == c.data, "{}: streamed values differ", s.name),
+            }
         }
     }
 });
