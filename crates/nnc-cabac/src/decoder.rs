@@ -168,8 +168,16 @@ impl<'a> ArithDecoder<'a> {
         while rem > 0 {
             let k = rem.min(8);
             rem -= k;
+            if self.window >= u64::from(self.range) << (7 + K) {
+                // Only a stream that cannot be valid gets here (a first codeword outside the
+                // initial range, or bins read after the terminating one): bin by bin, as before.
+                for _ in 0..k {
+                    v = (v << 1) | u32::from(self.decode_bypass());
+                }
+                continue;
+            }
             // `ensure` keeps at least 8 look-ahead bits, and `window < range << (7 + K)` < 2^56,
-            // so the shifted window fits in 64 bits.
+            // so the shifted window fits in 64 bits and the quotient below is under 2^k.
             let x = self.window >> (7 + K - k);
             let q = (x * u64::from(RECIPROCAL[self.range as usize & 511])) >> 32;
             self.window = (self.window << k) - ((q * u64::from(self.range)) << (7 + K));
@@ -365,6 +373,21 @@ mod tests {
         }
         assert_eq!(a.finish(), Ok(bytes.len()));
         assert_eq!(b.finish(), Ok(bytes.len()));
+    }
+
+    #[test]
+    fn bypass_chunks_on_an_invalid_start_match_single_bins() {
+        // Fuzzer finding: a first codeword outside the initial range broke the chunked decode's
+        // precondition (quotient >= 2^k, then an overflow in the caller).
+        let bytes = [0xff, 0xff, 0xff, 0xff, 0x12, 0x34, 0xff, 0x00, 0xab];
+        let (mut a, mut b) = (ArithDecoder::new(&bytes), ArithDecoder::new(&bytes));
+        for n in [3, 8, 5, 1, 13] {
+            let single = (0..n).fold(0u32, |acc, _| (acc << 1) | u32::from(b.decode_bypass()));
+            let chunked = a.decode_bypass_bins(n);
+            assert_eq!(chunked, single);
+            assert!(u64::from(chunked) < 1u64 << n);
+        }
+        assert!(a.finish().is_err());
     }
 
     #[test]
