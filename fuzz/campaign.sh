@@ -25,7 +25,8 @@ for t in "${targets[@]}"; do
   rc=$?
   end=$(date +%s)
   execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1)
-  cpu=$(awk '{printf "%.0f", $1 + $2}' "campaign-logs/$t.cpu")
+  # time(1) writes "Command exited with non-zero status N" first when the fuzzer stops on a finding.
+  cpu=$(tail -n 1 "campaign-logs/$t.cpu" | awk '{printf "%.0f", $1 + $2}')
   found=none
   if ls "artifacts/$t"/crash-* "artifacts/$t"/timeout-* "artifacts/$t"/oom-* >/dev/null 2>&1; then
     found="see fuzz/artifacts/$t/"
