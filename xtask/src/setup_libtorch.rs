@@ -18,7 +18,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::fetch_digits::cache_dir;
+use crate::fetch_digits::{cache_dir, python};
 
 /// The torch release tch 0.26 is built for.
 const TORCH_VERSION: &str = "2.13.0";
@@ -44,10 +44,6 @@ impl Libtorch {
             self.libtorch.join("lib").display()
         )
     }
-}
-
-fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// `<venv>/lib/python3.X/site-packages`, if the venv exists.
