@@ -177,6 +177,50 @@ fn model_to_py<'py>(
     Ok(out)
 }
 
+/// What both codecs pickle and resume from: the layout, the options and the state, as JSON.
+struct Saved<S> {
+    layout: Layout,
+    opts: FlOptions,
+    state: S,
+}
+
+impl<S: serde::de::DeserializeOwned> Saved<S> {
+    /// From `resume(layout, state_json, **options)`'s arguments.
+    fn from_resume_args(
+        layout: &Bound<'_, PyAny>,
+        state_json: &str,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        Ok(Self {
+            layout: layout_from_py(layout)?,
+            opts: options_from_kwargs(options)?,
+            state: serde_json::from_str(state_json).map_err(json_err)?,
+        })
+    }
+
+    /// From the three JSON strings of a pickle ([`pickle_args`]).
+    fn from_pickle(layout: &str, options: &str, state: &str) -> PyResult<Self> {
+        Ok(Self {
+            layout: serde_json::from_str(layout).map_err(json_err)?,
+            opts: serde_json::from_str(options).map_err(json_err)?,
+            state: serde_json::from_str(state).map_err(json_err)?,
+        })
+    }
+}
+
+/// `__reduce__` of a codec: its class's `_restore` with the JSON of layout, options and state.
+fn pickle_args<'py>(
+    class: &Bound<'py, PyType>,
+    layout: &Layout,
+    opts: &FlOptions,
+    state: &impl serde::Serialize,
+) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+    let layout = serde_json::to_string(layout).map_err(json_err)?;
+    let opts = serde_json::to_string(opts).map_err(json_err)?;
+    let state = serde_json::to_string(state).map_err(json_err)?;
+    Ok((class.getattr("_restore")?, (layout, opts, state)))
+}
+
 /// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
 /// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
@@ -186,6 +230,16 @@ fn model_to_py<'py>(
 pub struct PyClientCodec {
     inner: ClientCodec,
     opts: FlOptions,
+}
+
+impl PyClientCodec {
+    fn from_saved(saved: Saved<ClientState>) -> PyResult<Self> {
+        Ok(Self {
+            inner: ClientCodec::resume(saved.layout, saved.opts.clone(), saved.state)
+                .map_err(fl_err)?,
+            opts: saved.opts,
+        })
+    }
 }
 
 #[pymethods]
@@ -215,13 +269,7 @@ impl PyClientCodec {
         state_json: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let layout = layout_from_py(layout)?;
-        let opts = options_from_kwargs(options)?;
-        let state: ClientState = serde_json::from_str(state_json).map_err(json_err)?;
-        Ok(Self {
-            inner: ClientCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
-            opts,
-        })
+        Self::from_saved(Saved::from_resume_args(layout, state_json, options)?)
     }
 
     #[classmethod]
@@ -231,13 +279,7 @@ impl PyClientCodec {
         options: &str,
         state: &str,
     ) -> PyResult<Self> {
-        let layout: Layout = serde_json::from_str(layout).map_err(json_err)?;
-        let opts: FlOptions = serde_json::from_str(options).map_err(json_err)?;
-        let state: ClientState = serde_json::from_str(state).map_err(json_err)?;
-        Ok(Self {
-            inner: ClientCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
-            opts,
-        })
+        Self::from_saved(Saved::from_pickle(layout, options, state)?)
     }
 
     /// Decodes a downstream message; returns the new global model (dict of float32 arrays).
@@ -290,10 +332,12 @@ impl PyClientCodec {
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
         let this = slf.borrow();
-        let layout = serde_json::to_string(this.inner.layout()).map_err(json_err)?;
-        let opts = serde_json::to_string(&this.opts).map_err(json_err)?;
-        let state = serde_json::to_string(this.inner.state()).map_err(json_err)?;
-        Ok((slf.get_type().getattr("_restore")?, (layout, opts, state)))
+        pickle_args(
+            &slf.get_type(),
+            this.inner.layout(),
+            &this.opts,
+            this.inner.state(),
+        )
     }
 
     fn __repr__(&self) -> String {
@@ -314,6 +358,16 @@ impl PyClientCodec {
 pub struct PyServerCodec {
     inner: ServerCodec,
     opts: FlOptions,
+}
+
+impl PyServerCodec {
+    fn from_saved(saved: Saved<ServerState>) -> PyResult<Self> {
+        Ok(Self {
+            inner: ServerCodec::resume(saved.layout, saved.opts.clone(), saved.state)
+                .map_err(fl_err)?,
+            opts: saved.opts,
+        })
+    }
 }
 
 #[pymethods]
@@ -343,13 +397,7 @@ impl PyServerCodec {
         state_json: &str,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let layout = layout_from_py(layout)?;
-        let opts = options_from_kwargs(options)?;
-        let state: ServerState = serde_json::from_str(state_json).map_err(json_err)?;
-        Ok(Self {
-            inner: ServerCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
-            opts,
-        })
+        Self::from_saved(Saved::from_resume_args(layout, state_json, options)?)
     }
 
     #[classmethod]
@@ -359,13 +407,7 @@ impl PyServerCodec {
         options: &str,
         state: &str,
     ) -> PyResult<Self> {
-        let layout: Layout = serde_json::from_str(layout).map_err(json_err)?;
-        let opts: FlOptions = serde_json::from_str(options).map_err(json_err)?;
-        let state: ServerState = serde_json::from_str(state).map_err(json_err)?;
-        Ok(Self {
-            inner: ServerCodec::resume(layout, opts.clone(), state).map_err(fl_err)?,
-            opts,
-        })
+        Self::from_saved(Saved::from_pickle(layout, options, state)?)
     }
 
     /// The first message every client receives: the uncompressed initial model.
@@ -419,10 +461,12 @@ impl PyServerCodec {
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
         let this = slf.borrow();
-        let layout = serde_json::to_string(this.inner.layout()).map_err(json_err)?;
-        let opts = serde_json::to_string(&this.opts).map_err(json_err)?;
-        let state = serde_json::to_string(this.inner.state()).map_err(json_err)?;
-        Ok((slf.get_type().getattr("_restore")?, (layout, opts, state)))
+        pickle_args(
+            &slf.get_type(),
+            this.inner.layout(),
+            &this.opts,
+            this.inner.state(),
+        )
     }
 
     fn __repr__(&self) -> String {
