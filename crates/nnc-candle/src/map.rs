@@ -7,46 +7,25 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
+use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
 use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
 
 use crate::convert::{from_nnc_owned, to_nnc};
 use crate::error::{Error, Result};
 
-/// One entry of a named tensor container: `(&String, &Tensor)` from iterating a map,
+/// One entry of a named candle tensor container: `(&String, &Tensor)` from iterating a map,
 /// `&(String, Tensor)` from iterating a slice, or an owned `(name, Tensor)` pair.
-pub trait NamedTensor {
-    /// The tensor's name.
-    fn name(&self) -> &str;
-    /// The tensor.
-    fn tensor(&self) -> &Tensor;
-}
-
-impl<K: AsRef<str> + ?Sized> NamedTensor for (&K, &Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
+///
+/// Every [`Named<Tensor>`] is one (the shapes and the name ordering live in
+/// [`nnc_tensor::named`]); the name comes from [`Named::name`].
+pub trait NamedTensor: Named<Tensor> {
+    /// The tensor (the same as [`Named::value`]).
     fn tensor(&self) -> &Tensor {
-        self.1
+        self.value()
     }
 }
 
-impl<K: AsRef<str>> NamedTensor for &(K, Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
-    fn tensor(&self) -> &Tensor {
-        &self.1
-    }
-}
-
-impl<K: AsRef<str>> NamedTensor for (K, Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
-    fn tensor(&self) -> &Tensor {
-        &self.1
-    }
-}
+impl<N: Named<Tensor> + ?Sized> NamedTensor for N {}
 
 /// Converts named candle tensors to NNC tensors sorted by name, for callers who build their own
 /// [`EncodeInput`] (for example [`EncodeInput::from_state_dict`] for PyTorch-style parameter
@@ -56,12 +35,8 @@ where
     I: IntoIterator,
     I::Item: NamedTensor,
 {
-    let mut entries: Vec<I::Item> = tensors.into_iter().collect();
-    entries.sort_unstable_by(|a, b| a.name().cmp(b.name()));
-    if let Some(w) = entries.windows(2).find(|w| w[0].name() == w[1].name()) {
-        return Err(Error::DuplicateName(w[0].name().to_string()));
-    }
-    entries
+    sort_by_unique_name::<Tensor, _>(tensors)
+        .map_err(|DuplicateName(name)| Error::DuplicateName(name))?
         .iter()
         .map(|e| to_nnc(e.name(), e.tensor()))
         .collect()
@@ -141,6 +116,28 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    /// Code written against the old stand-alone trait: a `NamedTensor` bound gives `name` and
+    /// `tensor` without importing `Named`.
+    mod old_api {
+        use crate::NamedTensor;
+
+        pub fn describe<N: NamedTensor>(entry: N) -> (String, usize) {
+            (entry.name().to_string(), entry.tensor().elem_count())
+        }
+    }
+
+    #[test]
+    fn named_tensor_bound_still_gives_name_and_tensor() {
+        let pairs = [("w".to_string(), t(&[1.0, 2.0]))];
+        let map: HashMap<&str, Tensor> = [("m", t(&[3.0]))].into();
+        assert_eq!(old_api::describe(&pairs[0]), ("w".to_string(), 2));
+        assert_eq!(
+            old_api::describe(map.iter().next().unwrap()),
+            ("m".to_string(), 1)
+        );
+        assert_eq!(old_api::describe(("o", t(&[0.0; 3]))), ("o".to_string(), 3));
     }
 
     #[test]

@@ -7,47 +7,26 @@
 
 use std::collections::BTreeMap;
 
+use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
 use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
 use tch::Tensor;
 
 use crate::convert::{from_nnc, to_nnc};
 use crate::error::{Error, Result};
 
-/// One entry of a named tensor container: `(&String, &Tensor)` from iterating a map,
+/// One entry of a named tch tensor container: `(&String, &Tensor)` from iterating a map,
 /// `&(String, Tensor)` from iterating a slice, or an owned `(name, Tensor)` pair.
-pub trait NamedTensor {
-    /// The tensor's name.
-    fn name(&self) -> &str;
-    /// The tensor.
-    fn tensor(&self) -> &Tensor;
-}
-
-impl<K: AsRef<str> + ?Sized> NamedTensor for (&K, &Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
+///
+/// Every [`Named<Tensor>`] is one (the shapes and the name ordering live in
+/// [`nnc_tensor::named`]); the name comes from [`Named::name`].
+pub trait NamedTensor: Named<Tensor> {
+    /// The tensor (the same as [`Named::value`]).
     fn tensor(&self) -> &Tensor {
-        self.1
+        self.value()
     }
 }
 
-impl<K: AsRef<str>> NamedTensor for &(K, Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
-    fn tensor(&self) -> &Tensor {
-        &self.1
-    }
-}
-
-impl<K: AsRef<str>> NamedTensor for (K, Tensor) {
-    fn name(&self) -> &str {
-        self.0.as_ref()
-    }
-    fn tensor(&self) -> &Tensor {
-        &self.1
-    }
-}
+impl<N: Named<Tensor> + ?Sized> NamedTensor for N {}
 
 /// Converts named tch tensors to NNC tensors sorted by name, for callers who build their own
 /// [`EncodeInput`] (for example [`EncodeInput::from_state_dict`] for PyTorch's parameter-type
@@ -57,12 +36,8 @@ where
     I: IntoIterator,
     I::Item: NamedTensor,
 {
-    let mut entries: Vec<I::Item> = tensors.into_iter().collect();
-    entries.sort_unstable_by(|a, b| a.name().cmp(b.name()));
-    if let Some(w) = entries.windows(2).find(|w| w[0].name() == w[1].name()) {
-        return Err(Error::DuplicateName(w[0].name().to_string()));
-    }
-    entries
+    sort_by_unique_name::<Tensor, _>(tensors)
+        .map_err(|DuplicateName(name)| Error::DuplicateName(name))?
         .iter()
         .map(|e| to_nnc(e.name(), e.tensor()))
         .collect()

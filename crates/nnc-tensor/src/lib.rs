@@ -35,6 +35,7 @@ mod error;
 mod limits;
 pub mod members;
 pub mod metadata;
+pub mod named;
 pub mod sparsify;
 mod state;
 mod stream;
@@ -52,6 +53,7 @@ pub use error::{Error, ErrorKind, Location, Result};
 pub use limits::{
     Limits, DEFAULT_MAX_TENSOR_ELEMENTS, DEFAULT_MAX_TOTAL_ELEMENTS, DEFAULT_MAX_UNITS,
 };
+pub use named::{sort_by_unique_name, DuplicateName, Named};
 pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
 pub use stream::{decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};
