@@ -171,12 +171,13 @@ impl ClientCodec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::layout::TensorSpec;
     use crate::message::decompress;
 
-    fn layout() -> Layout {
+    /// A two-tensor layout (36 values) shared by the client and server tests.
+    pub(crate) fn layout() -> Layout {
         Layout::new(vec![
             TensorSpec::new("w", vec![4, 8]),
             TensorSpec::new("b", vec![4]),

@@ -218,16 +218,8 @@ impl ServerCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::tests::layout;
     use crate::client::ClientCodec;
-    use crate::layout::TensorSpec;
-
-    fn layout() -> Layout {
-        Layout::new(vec![
-            TensorSpec::new("w", vec![4, 8]),
-            TensorSpec::new("b", vec![4]),
-        ])
-        .unwrap()
-    }
 
     fn model(shift: f32) -> Vec<f32> {
         (0..36)
@@ -286,17 +278,23 @@ mod tests {
         s.aggregate(&cm).unwrap()
     }
 
-    #[test]
-    fn compressed_rounds_keep_every_side_in_step() {
+    /// A compressed TCA session at qp −24: the server from `model(0.0)` and clients 1..=n.
+    fn tca_session(n: u64) -> (Layout, FlOptions, ServerCodec, Vec<ClientCodec>) {
         let l = layout();
         let opts = FlOptions {
             tca: true,
             ..FlOptions::compressed(-24)
         };
-        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
-        let mut clients: Vec<ClientCodec> = (1..=3)
+        let s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
+        let clients = (1..=n)
             .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
             .collect();
+        (l, opts, s, clients)
+    }
+
+    #[test]
+    fn compressed_rounds_keep_every_side_in_step() {
+        let (_, _, mut s, mut clients) = tca_session(3);
         let mut down = s.initial_message();
         for round in 0..4 {
             down = run_round(&mut s, &mut clients, &down, 0.01 * (round as f32 + 1.0));
@@ -364,15 +362,7 @@ mod tests {
 
     #[test]
     fn client_missing_a_downstream_message_is_detected() {
-        let l = layout();
-        let opts = FlOptions {
-            tca: true,
-            ..FlOptions::compressed(-24)
-        };
-        let mut s = ServerCodec::new(l.clone(), opts.clone(), model(0.0)).unwrap();
-        let mut clients: Vec<ClientCodec> = (1..=2)
-            .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
-            .collect();
+        let (l, opts, mut s, mut clients) = tca_session(2);
         let init = s.initial_message();
         let d1 = run_round(&mut s, &mut clients, &init, 0.01);
         let d2 = run_round(&mut s, &mut clients, &d1, 0.02);
