@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
-use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use nnc_tensor::{decode_stream_with, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
 
 use crate::convert::{from_nnc_owned, to_nnc};
 use crate::error::{Error, Result};
@@ -65,22 +65,28 @@ pub fn decode_tensors(bytes: &[u8], device: &Device) -> Result<Vec<(String, Tens
     decode_tensors_with(bytes, device, &DecodeOptions::new())
 }
 
-/// [`decode_tensors`] with explicit decoder options (limits, out-of-band tensor dimensions).
+/// [`decode_tensors`] with explicit decoder options (limits, out-of-band tensor dimensions,
+/// threads). Tensors are converted one by one as they are decoded, so besides the result only
+/// the decoder's window is held; levels are not kept and no decoder state is recorded, whatever
+/// `opts` says (the state of a stand-alone decode would be dropped anyway).
 pub fn decode_tensors_with(
     bytes: &[u8],
     device: &Device,
     opts: &DecodeOptions,
 ) -> Result<Vec<(String, Tensor)>> {
-    let mut state = DecoderState::default();
-    let decoded = decode_stream(bytes, &mut state, opts)?;
-    decoded
-        .tensors
-        .into_iter()
-        .map(|d| {
-            let name = d.tensor.name.clone();
-            Ok((name, from_nnc_owned(d.tensor, device)?))
-        })
-        .collect()
+    // A one-off decode: neither levels nor decoder state are needed, and each tensor is
+    // converted as soon as it is decoded, so the NNC copies never pile up.
+    let opts = opts
+        .clone()
+        .with_keep_levels(false)
+        .with_update_state(false);
+    let mut out = Vec::new();
+    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
+        let name = d.tensor.name.clone();
+        out.push((name, from_nnc_owned(d.tensor, device)?));
+        Ok::<(), Error>(())
+    })?;
+    Ok(out)
 }
 
 /// [`decode_tensors`] into a map keyed by name.
