@@ -225,7 +225,13 @@ pub fn py_decode<'py>(
     if let Some(n) = max_total_elements {
         limits.max_total_elements = n;
     }
-    let mut opts = DecodeOptions::new().with_limits(limits).with_hdsp(hdsp);
+    // Levels are never returned, and a state that will not be written back need not be recorded
+    // into: without both, each tensor's levels become its values in place.
+    let mut opts = DecodeOptions::new()
+        .with_limits(limits)
+        .with_hdsp(hdsp)
+        .with_keep_levels(false)
+        .with_update_state(state.is_some() && update_state);
     for (name, dims) in tensor_dimensions.unwrap_or_default() {
         opts = opts.with_tensor_dimensions(name, dims);
     }
