@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
-use nnc_tensor::{decode_stream_with, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use nnc_tensor::{decode_standalone_with, DecodeOptions, EncodeInput, EncodeOptions};
 
 use crate::convert::{from_nnc_owned, to_nnc};
 use crate::error::{Error, Result};
@@ -74,19 +74,10 @@ pub fn decode_tensors_with(
     device: &Device,
     opts: &DecodeOptions,
 ) -> Result<Vec<(String, Tensor)>> {
-    // A one-off decode: neither levels nor decoder state are needed, and each tensor is
-    // converted as soon as it is decoded, so the NNC copies never pile up.
-    let opts = opts
-        .clone()
-        .with_keep_levels(false)
-        .with_update_state(false);
-    let mut out = Vec::new();
-    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
-        let name = d.tensor.name.clone();
-        out.push((name, from_nnc_owned(d.tensor, device)?));
-        Ok::<(), Error>(())
-    })?;
-    Ok(out)
+    decode_standalone_with(bytes, opts, |t| {
+        let name = t.name.clone();
+        Ok((name, from_nnc_owned(t, device)?))
+    })
 }
 
 /// [`decode_tensors`] into a map keyed by name.

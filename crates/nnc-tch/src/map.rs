@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
-use nnc_tensor::{decode_stream_with, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use nnc_tensor::{decode_standalone_with, DecodeOptions, EncodeInput, EncodeOptions};
 use tch::Tensor;
 
 use crate::convert::{from_nnc, to_nnc};
@@ -71,18 +71,7 @@ pub fn decode_tensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
 /// the decoder's window is held; levels are not kept and no decoder state is recorded, whatever
 /// `opts` says (the state of a stand-alone decode would be dropped anyway).
 pub fn decode_tensors_with(bytes: &[u8], opts: &DecodeOptions) -> Result<Vec<(String, Tensor)>> {
-    // A one-off decode: neither levels nor decoder state are needed, and each tensor is
-    // converted as soon as it is decoded, so the NNC copies never pile up.
-    let opts = opts
-        .clone()
-        .with_keep_levels(false)
-        .with_update_state(false);
-    let mut out = Vec::new();
-    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
-        out.push((d.tensor.name.clone(), from_nnc(&d.tensor)?));
-        Ok::<(), Error>(())
-    })?;
-    Ok(out)
+    decode_standalone_with(bytes, opts, |t| Ok((t.name.clone(), from_nnc(&t)?)))
 }
 
 /// [`decode_tensors`] into a map keyed by name.

@@ -55,5 +55,7 @@ pub use limits::{
 };
 pub use named::{sort_by_unique_name, DuplicateName, Named};
 pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
-pub use stream::{decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec};
+pub use stream::{
+    decode_standalone_with, decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec,
+};
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};

@@ -480,6 +480,44 @@ where
     StreamDecoder::new(bytes, opts)?.run(state, emit)
 }
 
+/// Decodes a stand-alone bitstream (one that needs no earlier stream's state), handing each
+/// output tensor to `convert` as soon as it is decoded and collecting what it returns, in output
+/// order. Levels are not kept and no decoder state is recorded, whatever `opts` says, so besides
+/// the results only the decoder's window is held: the path for converting a stream into another
+/// library's tensors.
+///
+/// ```
+/// use nnc_tensor::{decode_standalone_with, encode, DecodeOptions, EncodeInput, EncodeOptions,
+///     Tensor, TensorData};
+/// let w = Tensor::try_new("w", vec![2, 2], TensorData::F32(vec![0.0, 0.25, 0.5, 0.75]))?;
+/// let bytes = encode(&EncodeInput::from_tensors(&[w])?, &EncodeOptions::default())?.bytes;
+/// let shapes = decode_standalone_with(&bytes, &DecodeOptions::new(), |t| {
+///     Ok::<_, nnc_tensor::Error>((t.name, t.shape))
+/// })?;
+/// assert_eq!(shapes, [("w".to_string(), vec![2, 2])]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn decode_standalone_with<T, E, F>(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    mut convert: F,
+) -> std::result::Result<Vec<T>, E>
+where
+    E: From<Error>,
+    F: FnMut(Tensor) -> std::result::Result<T, E>,
+{
+    let opts = opts
+        .clone()
+        .with_keep_levels(false)
+        .with_update_state(false);
+    let mut out = Vec::new();
+    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
+        out.push(convert(d.tensor)?);
+        Ok::<(), E>(())
+    })?;
+    Ok(out)
+}
+
 /// Consecutive NDUs decoded together: a window grows while its elements, not counting its
 /// largest NDU, stay within `budget`.
 fn windows(jobs: &[crate::decode::NduJob<'_>], budget: u64) -> Vec<Range<usize>> {
