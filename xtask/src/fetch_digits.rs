@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use sha2::{Digest, Sha256};
+
+use crate::fetch::{cache_dir, pip_download, python, sha256_hex};
 
 /// The wheel we download; any scikit-learn wheel holds the same file.
 const SKLEARN_VERSION: &str = "1.5.2";
@@ -17,58 +18,6 @@ const SKLEARN_VERSION: &str = "1.5.2";
 const MEMBER: &str = "sklearn/datasets/data/digits.csv.gz";
 /// SHA-256 of the decompressed `digits.csv` (identical in scikit-learn 1.5.2 and 1.9.1).
 const DIGITS_SHA256: &str = "6ebb3d2fee246a4e99363262ddf8a00a3c41bee6014c373ed9d9216ba7f651b8";
-
-/// The cache directory: `$NNC_CACHE_DIR`, else `$XDG_CACHE_HOME/nnc`, else `$HOME/.cache/nnc`
-/// (the same rule as `crates/nnc-fl/examples/support/digits.rs`).
-pub fn cache_dir() -> Option<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("NNC_CACHE_DIR")
-        .or_else(|| var("XDG_CACHE_HOME").map(|p| p.join("nnc")))
-        .or_else(|| var("HOME").map(|p| p.join(".cache").join("nnc")))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The Python interpreter the fetch tasks run pip with: `$PYTHON`, else `python3`.
-pub(crate) fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// `python -m pip download <options> --dest <dir> <spec>`, echoed first; errors if pip fails.
-pub(crate) fn pip_download(options: &[&str], dir: &Path, spec: &str) -> anyhow::Result<()> {
-    println!(
-        "+ {} -m pip download {} --dest {} {spec}",
-        python(),
-        options.join(" "),
-        dir.display()
-    );
-    let status = Command::new(python())
-        .args(["-m", "pip", "download"])
-        .args(options)
-        .arg("--dest")
-        .arg(dir)
-        .arg(spec)
-        .status()
-        .with_context(|| {
-            format!(
-                "running {} -m pip (is Python with pip installed?)",
-                python()
-            )
-        })?;
-    if !status.success() {
-        bail!("pip download of {spec} failed ({status})");
-    }
-    Ok(())
-}
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {
     let mut wheels: Vec<PathBuf> = std::fs::read_dir(dir)

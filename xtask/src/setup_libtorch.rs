@@ -2,7 +2,7 @@
 //! for `crates/nnc-tch`, from PyPI, and prints the environment to build against it.
 //!
 //! Recipe (issue 7): a venv in the cache (`<cache>/libtorch-venv`, see
-//! [`crate::fetch_digits::cache_dir`]), `pip install 'cuda-toolkit[cudart,cupti]==13.0.3'`, then
+//! [`crate::fetch::cache_dir`]), `pip install 'cuda-toolkit[cudart,cupti]==13.0.3'`, then
 //! `pip install --no-deps torch==2.13.0` (a ~540 MB wheel, 1.2 GB installed; the other CUDA
 //! libraries it names are not needed by libtorch's CPU path). tch builds against the wheel's
 //! `torch` package: `LIBTORCH=<site-packages>/torch`, and the binaries find its shared libraries
@@ -18,7 +18,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::fetch_digits::{cache_dir, python};
+use crate::fetch::{cache_dir, python};
 
 /// The torch release tch 0.26 is built for.
 const TORCH_VERSION: &str = "2.13.0";
