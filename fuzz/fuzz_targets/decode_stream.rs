@@ -6,7 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nnc_tensor::{decode_stream, hls_json, DecodeOptions, DecoderState, Limits, StreamDecoder};
+use nnc_tensor::{
+    decode_standalone_with, decode_stream, hls_json, DecodeOptions, DecoderState, Limits,
+};
 
 fuzz_target!(|data: &[u8]| {
     let opts = DecodeOptions::new()
@@ -31,21 +33,10 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let stream_opts = opts
-        .clone()
-        .with_threads(Some(1))
-        .with_keep_levels(false)
-        .with_update_state(false);
-    let Ok(decoder) = StreamDecoder::new(data, &stream_opts) else {
-        return;
-    };
-    let mut streamed = Vec::new();
-    let mut state = DecoderState::default();
-    let run = decoder.run(&mut state, |t| {
-        streamed.push(t.tensor);
-        Ok::<(), nnc_tensor::Error>(())
+    let streamed = decode_standalone_with(data, &opts.clone().with_threads(Some(1)), |t| {
+        Ok::<_, nnc_tensor::Error>(t)
     });
-    if let (Ok(_), Ok(decoded)) = (run, &collected) {
+    if let (Ok(streamed), Ok(decoded)) = (streamed, &collected) {
         assert_eq!(streamed.len(), decoded.tensors.len(), "tensor count");
         for (s, c) in streamed.iter().zip(&decoded.tensors) {
             let c = &c.tensor;
