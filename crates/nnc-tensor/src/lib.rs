@@ -9,7 +9,8 @@
 //!
 //! [`decode_stream`] returns every tensor at once; [`decode_stream_with`] (or a
 //! [`StreamDecoder`], whose [`StreamPlan`] lists every output tensor's name, shape and dtype
-//! before any payload is decoded) hands them out one by one while holding only a window of NDUs.
+//! before any payload is decoded) hands them out one by one while holding only a window of NDUs;
+//! [`decode_standalone_with`] is that for a one-off decode, converting each tensor as it comes.
 //! [`DecodeOptions::threads`] and [`EncodeOptions::threads`] choose the worker threads; the
 //! output never depends on them.
 //!
