@@ -307,16 +307,6 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("NNC_BENCH_CACHE") {
-        return Some(PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("nnc-bench"))
-}
-
 /// The reference's version, or why it cannot be run.
 fn probe_python(python: &Path) -> std::result::Result<String, String> {
     let out = Command::new(python)
@@ -381,7 +371,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         .or_else(|| {
             opts.cache_dir
                 .clone()
-                .or_else(default_cache_dir)
+                .or_else(crate::fetch::cache_dir)
                 .map(|d| d.join("all-MiniLM-L6-v2").join("model.safetensors"))
         });
     match minilm {
@@ -400,7 +390,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         }
         Some(path) => println!("MiniLM: skipped ({} not present)", path.display()),
         None => println!(
-            "MiniLM: skipped (no cache directory: set NNC_MINILM_SAFETENSORS or NNC_BENCH_CACHE)"
+            "MiniLM: skipped (no cache directory: set NNC_MINILM_SAFETENSORS or NNC_CACHE_DIR)"
         ),
     }
     Ok(list)

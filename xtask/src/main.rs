@@ -106,8 +106,9 @@ enum Task {
         /// Runs per workload and side, fastest reported (default 5 for the tensor, 2 for models).
         #[arg(long)]
         reps: Option<usize>,
-        /// Directory holding all-MiniLM-L6-v2/model.safetensors (default: $NNC_BENCH_CACHE or
-        /// ~/.cache/nnc-bench; $NNC_MINILM_SAFETENSORS names the file directly). Skipped if absent.
+        /// Directory holding all-MiniLM-L6-v2/model.safetensors (default: the cache that
+        /// `fetch-models` fills: $NNC_CACHE_DIR, else ~/.cache/nnc; $NNC_MINILM_SAFETENSORS names the
+        /// file directly). Skipped if absent.
         #[arg(long)]
         cache_dir: Option<PathBuf>,
         /// Keep the work directory (inputs, bitstreams, Python script).
