@@ -39,6 +39,21 @@ const BRANCHES: [[(u8, u8); 3]; 8] = [
     [(1, 3), (1, ZERO), (5, 1)],
 ];
 
+/// Bit `s` of the index moved to bit `2s` (two bits per state in [`Step::branch`]).
+const SPREAD: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut s = 0;
+        while s < 8 {
+            t[i] |= (((i >> s) & 1) as u16) << (2 * s);
+            s += 1;
+        }
+        i += 1;
+    }
+    t
+};
+
 /// Start cost of the states other than 0 (the reference's `0.5 · DBL_MAX`).
 const UNREACHED: f64 = 0.5 * f64::MAX;
 
@@ -94,6 +109,20 @@ fn level_of(signed_q0: i32, slot: u8) -> i32 {
     signed_q0.signum() * ((q + 1) >> 1) as i32
 }
 
+/// `reconstruction_index(level_of(signed_q0, slot), state)` without branches on the data (the
+/// traceback's choices are as unpredictable as the weights).
+#[inline(always)]
+fn chosen_reconstruction(signed_q0: i32, slot: u8, state: u8) -> i32 {
+    let q0 = i64::from(signed_q0.unsigned_abs());
+    let q = q0 + (i64::from(slot) - q0).rem_euclid(4);
+    let nonzero = i64::from(slot != ZERO);
+    let magnitude = nonzero * ((q + 1) >> 1);
+    let index = 2 * magnitude - nonzero * i64::from(state & 1);
+    let negative = i64::from(signed_q0 < 0);
+    // ±index, selected arithmetically.
+    ((index ^ -negative) + negative) as i32
+}
+
 /// Reconstruction index of coded level `k` in `state`: `2k − sgn(k)·(state & 1)`.
 #[inline]
 pub fn reconstruction_index(k: i32, state: u8) -> i32 {
@@ -111,8 +140,11 @@ pub fn reconstruction_index(k: i32, state: u8) -> i32 {
 /// `−((1 << 31) − 2)` evaluated with two's-complement wrap.
 #[inline]
 pub(crate) fn overflows(w: f32, check_scale: f32) -> bool {
-    let rounded = f64::from((w * check_scale).round());
-    !(-2_147_483_646.0..=2_147_483_645.0).contains(&rounded)
+    // The reference rounds first, but rounding cannot move the value across a bound: below 2^23
+    // in magnitude both the value and its rounding are far inside, and from 2^23 on every f32
+    // is an integer already. So the product is tested as it is (NaN still fails).
+    let scaled = f64::from(w * check_scale);
+    !(-2_147_483_646.0..=2_147_483_645.0).contains(&scaled)
 }
 
 /// `f32(1/Δ)` as the TCQ's overflow check computes it.
@@ -126,6 +158,13 @@ pub(crate) fn check_scale(step: f32) -> f32 {
 /// TCQ with `lambda_scale <= 0` (distortion only). Writes reconstruction indices in row-major order.
 ///
 /// Returns `Ok(false)` when a weight fails the overflow test (the caller then raises qp).
+///
+/// The same trellis as [`BRANCHES`] describes, laid out for speed and without branches on the
+/// data: the even-numbered states (0, 2, 4, 6) only feed states 0..=3 and the odd ones only
+/// feed 4..=7, so each step is three candidate vectors per half, added and compared lane by lane.
+/// Every sum and comparison is the one the branch table prescribes, in the same floating-point
+/// operations, so costs, ties and levels are identical to the table-driven form (kept under
+/// `cfg(test)` as the oracle).
 pub(crate) fn quantize_plain(
     weights: &[f32],
     shape: MatrixShape,
@@ -133,8 +172,110 @@ pub(crate) fn quantize_plain(
     step: f32,
     levels: &mut [i32],
 ) -> Result<bool> {
-    let qstep = f64::from(step);
-    let qscale = 1.0 / qstep;
+    let qscale = 1.0 / f64::from(step);
+    let check = check_scale(step);
+
+    // Costs of states 0, 2, 4, 6 and of 1, 3, 5, 7.
+    let mut even = [0.0, UNREACHED, UNREACHED, UNREACHED];
+    let mut odd = [UNREACHED; 4];
+    let mut steps: Vec<Step> = Vec::with_capacity(weights.len());
+
+    for run in ScanSegments::new(shape, scan_order)? {
+        for &w in &weights[run] {
+            if overflows(w, check) {
+                return Ok(false);
+            }
+            let (d, signed_q0) = plain_distortions(w, qscale);
+            let [s0, s1, s2, s3, z] = d;
+            let [e0, e1, e2, e3] = even;
+            let [o0, o1, o2, o3] = odd;
+            // Branch k of state s is `BRANCHES[s][k]`, spelled out.
+            let b0 = [
+                e0 + s0,
+                e1 + s0,
+                e0 + s2,
+                e1 + s2,
+                o1 + s1,
+                o0 + s1,
+                o1 + s3,
+                o0 + s3,
+            ];
+            let b1 = [
+                e0 + z,
+                e1 + z,
+                e2 + s0,
+                e3 + s0,
+                o3 + s3,
+                o2 + s3,
+                o1 + z,
+                o0 + z,
+            ];
+            let b2 = [
+                e2 + s2,
+                e3 + s2,
+                e2 + z,
+                e3 + z,
+                o3 + z,
+                o2 + z,
+                o3 + s1,
+                o2 + s1,
+            ];
+            // First minimum wins: a later branch must be strictly cheaper. (The table form
+            // starts its search at f64::MAX; no branch reaches it: a cost is at most
+            // 0.5·f64::MAX plus a sum of distortions below 2^64 each, which rounds back.)
+            let m0 = b0;
+            let take1: [bool; 8] = std::array::from_fn(|s| b1[s] < m0[s]);
+            let m1: [f64; 8] = std::array::from_fn(|s| if take1[s] { b1[s] } else { m0[s] });
+            let take2: [bool; 8] = std::array::from_fn(|s| b2[s] < m1[s]);
+            let next: [f64; 8] = std::array::from_fn(|s| if take2[s] { b2[s] } else { m1[s] });
+            let bits = |t: [bool; 8]| t.iter().rev().fold(0u8, |a, &x| (a << 1) | u8::from(x));
+            let (t1, t2) = (bits(take1), bits(take2));
+            // Branch index 1 where only the second branch won, 2 where the third did.
+            let branch = SPREAD[usize::from(t1 & !t2)] | (SPREAD[usize::from(t2)] << 1);
+            even = [next[0], next[2], next[4], next[6]];
+            odd = [next[1], next[3], next[5], next[7]];
+            steps.push(Step { signed_q0, branch });
+        }
+    }
+
+    let cost = [
+        even[0], odd[0], even[1], odd[1], even[2], odd[2], even[3], odd[3],
+    ];
+    trace_back(&steps, &cost, shape, scan_order, levels)?;
+    Ok(true)
+}
+
+/// [`Candidates::new`] with `ds = 1` (an exact identity, so it is left out): the distortions of
+/// slots 0..=3 and of zero, and `σ · q0`. The four candidates `q0 + j` land in slot
+/// `(q0 + j) & 3`, i.e. slot `k` holds candidate `j = (k − q0) & 3`.
+#[inline(always)]
+fn plain_distortions(w: f32, qscale: f64) -> ([f64; 5], i32) {
+    let value = f64::from(w);
+    let sign: i32 = if value < 0.0 { -1 } else { 1 };
+    let org = qscale * value * f64::from(sign);
+    let q0 = ((org as i64) - 1).clamp(1, i64::from(i32::MAX) - 3);
+    let by_j: [f64; 4] = std::array::from_fn(|j| {
+        let diff = org - (q0 + j as i64) as f64;
+        diff * diff
+    });
+    let r = q0 as usize;
+    let slot = |k: usize| by_j[k.wrapping_sub(r) & 3];
+    (
+        [slot(0), slot(1), slot(2), slot(3), org * org],
+        sign * q0 as i32,
+    )
+}
+
+/// The table-driven TCQ that [`quantize_plain`] must agree with, step for step.
+#[cfg(test)]
+pub(crate) fn quantize_plain_by_table(
+    weights: &[f32],
+    shape: MatrixShape,
+    scan_order: u8,
+    step: f32,
+    levels: &mut [i32],
+) -> Result<bool> {
+    let qscale = 1.0 / f64::from(step);
     let check = check_scale(step);
 
     let mut cost = [UNREACHED; 8];
@@ -273,10 +414,9 @@ fn trace_back(
     let mut state = best_state(cost);
     for (out, step) in in_scan.iter_mut().zip(steps).rev() {
         let idx = (step.branch >> (2 * state)) & 3;
-        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx)];
-        let k = level_of(step.signed_q0, slot);
+        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx) % 3];
         state = prev;
-        *out = reconstruction_index(k, state);
+        *out = chosen_reconstruction(step.signed_q0, slot, state);
     }
     scatter_from_scan(&in_scan, shape, scan_order, levels)
 }
@@ -300,6 +440,49 @@ pub(crate) fn scatter_from_scan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs both TCQ forms on the same weights and compares outcome and levels.
+    fn same_as_table(weights: &[f32], step: f32, scan_order: u8, w: usize) {
+        let h = weights.len() / w;
+        let weights = &weights[..h * w];
+        let shape = MatrixShape::from_dims(&[h, w]).expect("shape");
+        let mut fast = vec![0i32; weights.len()];
+        let mut table = vec![0i32; weights.len()];
+        let a = quantize_plain(weights, shape, scan_order, step, &mut fast);
+        let b = quantize_plain_by_table(weights, shape, scan_order, step, &mut table);
+        assert_eq!(a.ok(), b.ok());
+        assert_eq!(fast, table);
+    }
+
+    #[test]
+    fn fast_trellis_matches_table_on_ties_and_extremes() {
+        // Multiples of half a step make many branches cost the same.
+        let ties: Vec<f32> = (0..4096)
+            .map(|i| ((i * 7919) % 41) as f32 * 0.5 - 10.0)
+            .collect();
+        same_as_table(&ties, 1.0, 0, 64);
+        same_as_table(&ties, 0.5, 0, 64);
+        let zeros = vec![0.0f32; 512];
+        same_as_table(&zeros, 1.0, 0, 16);
+        let huge: Vec<f32> = (0..256)
+            .map(|i| if i % 3 == 0 { 2.0e9 } else { -1.5e9 } * (i as f32 / 256.0))
+            .collect();
+        same_as_table(&huge, 1.0, 0, 16);
+        same_as_table(&huge, 1.0e-3, 0, 16);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_trellis_matches_table(
+            weights in proptest::collection::vec(-50.0f32..50.0, 1..600),
+            step in 0.01f32..4.0,
+            scan_order in 0u8..3,
+            w in 1usize..24,
+        ) {
+            let w = w.min(weights.len());
+            same_as_table(&weights, step, scan_order, w);
+        }
+    }
 
     #[test]
     fn branches_follow_the_state_table() {
@@ -341,6 +524,57 @@ mod tests {
         assert_eq!(reconstruction_index(2, 1), 3);
         assert_eq!(reconstruction_index(-2, 3), -3);
         assert_eq!(reconstruction_index(-1, 2), -2);
+    }
+
+    #[test]
+    fn chosen_reconstruction_matches_level_then_index() {
+        for signed_q0 in (-40..=40).chain([1 << 29, -(1 << 29) - 3]) {
+            if signed_q0 == 0 {
+                continue;
+            }
+            for slot in 0..=ZERO {
+                for state in 0..8u8 {
+                    assert_eq!(
+                        chosen_reconstruction(signed_q0, slot, state),
+                        reconstruction_index(level_of(signed_q0, slot), state),
+                        "q0 {signed_q0} slot {slot} state {state}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn overflow_test_equals_the_rounded_form() {
+        let rounded = |w: f32, c: f32| {
+            let r = f64::from((w * c).round());
+            !(-2_147_483_646.0..=2_147_483_645.0).contains(&r)
+        };
+        let mut x = 0x2545_f491u32;
+        let mut values: Vec<f32> = vec![
+            0.0,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            8_388_607.5,
+            -8_388_608.5,
+            2_147_483_520.0,
+            2_147_483_648.0,
+            -2_147_483_648.0,
+            -2_147_483_904.0,
+        ];
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            values.push(f32::from_bits(x));
+        }
+        for &w in &values {
+            for c in [1.0f32, 0.5, 3.0, 1.0e-3, 1.0e6] {
+                assert_eq!(overflows(w, c), rounded(w, c), "w {w} c {c}");
+            }
+        }
     }
 
     #[test]
