@@ -78,6 +78,14 @@ fn engine(c: &mut Criterion) {
     let sum: u64 = words.iter().map(|&w| u64::from(w)).sum();
     assert_eq!(decode_bypass(&bypass_payload, words.len()), sum);
     let bypass_bins = (BYPASS_WORDS as u64) * u64::from(BYPASS_WORD_BITS);
+    // The same bins, all in one context: every bin then waits for the previous bin's context
+    // update (the case of a run of sig flags in one context), which `context` hides.
+    let one_ctx = EngineBins {
+        ctx: vec![0; bins.len()],
+        bin: bins.bin.clone(),
+    };
+    let one_ctx_payload = encode_ctx_bins(&one_ctx);
+    assert_eq!(decode_ctx_bins(&one_ctx_payload, &one_ctx.ctx), ones);
 
     let mut g = c.benchmark_group("cabac/encode");
     g.throughput(Throughput::Elements(CTX_BINS as u64));
@@ -90,6 +98,9 @@ fn engine(c: &mut Criterion) {
     g.throughput(Throughput::Elements(CTX_BINS as u64));
     g.bench_function("context", |b| {
         b.iter(|| decode_ctx_bins(black_box(&ctx_payload), &bins.ctx))
+    });
+    g.bench_function("context_one", |b| {
+        b.iter(|| decode_ctx_bins(black_box(&one_ctx_payload), &one_ctx.ctx))
     });
     g.throughput(Throughput::Elements(bypass_bins));
     g.bench_function("bypass", |b| {
