@@ -6,8 +6,9 @@
 //! randomly initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
 //! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
 //! cache directory), through the model pipeline (`nncodec.nn` on a dict). Inputs are generated here
-//! with a seeded generator and written as `.npy`/`.npz`; the reference's codec calls are timed inside
-//! Python with `time.perf_counter`, so interpreter start-up, imports and file I/O are not counted.
+//! with a seeded generator and written as `.npy`/`.npz` (the ResNet-50-shaped model also as
+//! `.safetensors`); the reference's codec calls are timed inside Python with
+//! `time.perf_counter`, so interpreter start-up, imports and file I/O are not counted.
 //! Each side's fastest of `reps` runs is reported (the machine is shared; the minimum is the least
 //! disturbed estimate).
 
@@ -18,7 +19,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-use nnc_nn::io::{read_npz, read_tensors, write_npy, write_npz};
+use nnc_nn::io::{read_npz, read_tensors, write_npy, write_npz, write_tensors};
 use nnc_tensor::{decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
 use nnc_tensor::{Tensor, TensorData};
 
@@ -356,8 +357,11 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         return Ok(list);
     }
     let model = resnet50_state_dict();
+    // The reference reads the .npz (its venv has no safetensors); the .safetensors copy is the
+    // same model for `nnc encode` and other tools (kept with --keep).
     let input = work.join("resnet50_random.npz");
     write_npz(&input, &model)?;
+    write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
     list.push(Workload {
         name: "resnet50",
         label: "ResNet-50 (random init)".into(),
