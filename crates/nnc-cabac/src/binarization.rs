@@ -303,6 +303,53 @@ pub(crate) fn decode_level_as<const BOUNDED: bool>(
     Ok(if negative { -mag } else { mag })
 }
 
+/// The rest of a level whose sig flag decoded as 1, for the common case: no codebook bounds,
+/// no TCA base and no HDSP, so the contexts depend only on the previous level's class
+/// (`nb_class`: 0 zero, 1 negative, 2 positive) and the sign. The context runs of the
+/// greater-than flags and of the remainder prefix are sliced once per level, which takes the
+/// per-bin index arithmetic and bounds checks out of the loops. Same bins, same order as
+/// [`decode_level_as`].
+#[inline(always)]
+pub(crate) fn decode_nonzero_plain(
+    dec: &mut ArithDecoder<'_>,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+    nb_class: usize,
+) -> Result<i32, Error> {
+    let negative = dec.decode_bin(ctx_mut(ctxs, ContextLayout::sign(nb_class))?);
+    // The flag loop always reads flag 0, even with N = 0 (as the general form does).
+    let n = (layout.num_gtx_flags() as usize).max(1);
+    let gtx = ctxs
+        .get_mut(ContextLayout::GTX..ContextLayout::GTX + 2 * n)
+        .ok_or(Error::Internal("context index out of range"))?;
+    let mut a = 1u64;
+    let mut all_ones = true;
+    for pair in gtx.chunks_exact_mut(2) {
+        if !dec.decode_bin(&mut pair[usize::from(negative)]) {
+            all_ones = false;
+            break;
+        }
+        a += 1;
+    }
+    if all_ones {
+        let rem = layout.rem();
+        let prefix = ctxs
+            .get_mut(rem..rem + MAX_PREFIX_BINS)
+            .ok_or(Error::Internal("context index out of range"))?;
+        let mut nbits = 0u32;
+        for c in prefix.iter_mut() {
+            if !dec.decode_bin(c) {
+                break;
+            }
+            a += 1u64 << nbits;
+            nbits += 1;
+        }
+        a += u64::from(dec.decode_bypass_bins(nbits));
+    }
+    let mag = i32::try_from(a).map_err(|_| Error::LevelOverflow)?;
+    Ok(if negative { -mag } else { mag })
+}
+
 #[inline(always)]
 fn ctx_mut(ctxs: &mut [ContextModel], idx: usize) -> Result<&mut ContextModel, Error> {
     ctxs.get_mut(idx)

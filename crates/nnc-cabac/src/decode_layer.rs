@@ -1,6 +1,6 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
-use crate::binarization::{decode_level_as, LevelCoding, Neighbourhood};
+use crate::binarization::{decode_level_as, decode_nonzero_plain, LevelCoding, Neighbourhood};
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
@@ -374,6 +374,9 @@ impl Run<'_, '_> {
         nbh: &mut Neighbourhood,
         dq_state: &mut u8,
     ) -> Result<(), Error> {
+        if !EXTRA && !BOUNDED {
+            return self.decode_plain::<DQ>(d, models, slice, nbh, dq_state);
+        }
         let mut state = *dq_state;
         for (i, o) in slice.iter_mut().enumerate() {
             if EXTRA {
@@ -391,6 +394,85 @@ impl Run<'_, '_> {
                 *o = k;
             }
         }
+        *dq_state = state;
+        Ok(())
+    }
+}
+
+impl Run<'_, '_> {
+    /// [`Run::decode`] without TCA, HDSP or codebook bounds: the contexts depend only on the
+    /// previous level, the DQ state and the sign.
+    ///
+    /// Runs of zeros are decoded with their sig-flag context held in a local. After a zero the
+    /// neighbour class is 0, and when the DQ state maps to itself on a zero (always without DQ),
+    /// every following sig flag of the run uses that same context: each bin would otherwise wait
+    /// for the previous bin's context update to reach memory and come back. Same bins, same
+    /// context states, same order.
+    #[inline(always)]
+    fn decode_plain<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let mut state = *dq_state;
+        let mut nb = nbh.nb;
+        let mut i = 0;
+        while i < slice.len() {
+            let nb_class = usize::from(nb != 0) + usize::from(nb > 0);
+            let sig = ContextLayout::sig(usize::from(state), nb_class);
+            if nb == 0 && (!DQ || dq::next_state(state, 0) == state) {
+                let stored = ctx(models, sig)?;
+                let mut local = *stored;
+                let mut nonzero = false;
+                while let Some(o) = slice.get_mut(i) {
+                    // The state after another zero is prepared while the bin is decoded, so
+                    // the next bin does not wait for this one's context update.
+                    let mut after_zero = local;
+                    after_zero.update(false);
+                    if d.decode_decision(&local) {
+                        local.update(true);
+                        nonzero = true;
+                        break;
+                    }
+                    local = after_zero;
+                    *o = 0;
+                    i += 1;
+                }
+                *stored = local;
+                if !nonzero {
+                    break;
+                }
+            } else if !d.decode_bin(ctx(models, sig)?) {
+                if let Some(o) = slice.get_mut(i) {
+                    *o = 0;
+                }
+                if DQ {
+                    state = dq::next_state(state, 0);
+                }
+                nb = 0;
+                i += 1;
+                continue;
+            }
+            // The sig flag of position i was 1.
+            let k = decode_nonzero_plain(d, models, self.layout, nb_class)?;
+            let value = if DQ {
+                dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?
+            } else {
+                k
+            };
+            if let Some(o) = slice.get_mut(i) {
+                *o = value;
+            }
+            if DQ {
+                state = dq::next_state(state, k);
+            }
+            nb = k;
+            i += 1;
+        }
+        nbh.nb = nb;
         *dq_state = state;
         Ok(())
     }

@@ -122,6 +122,16 @@ impl<'a> ArithDecoder<'a> {
     /// Decode one context-coded bin and adapt `ctx`.
     #[inline(always)]
     pub fn decode_bin(&mut self, ctx: &mut ContextModel) -> bool {
+        let bin = self.decode_decision(ctx);
+        ctx.update(bin);
+        bin
+    }
+
+    /// Decode one context-coded bin with `ctx` without adapting it (the caller does, with
+    /// [`ContextModel::update`]), so the caller can prepare the adapted state before the bin is
+    /// known.
+    #[inline(always)]
+    pub(crate) fn decode_decision(&mut self, ctx: &ContextModel) -> bool {
         // Branch-free MPS/LPS selection (the decision is data dependent and poorly predictable).
         // The LPS range and shift come precomputed from the table, and the MPS path needs at most
         // one shift, so no leading-zero count sits on the range dependency chain.
@@ -138,7 +148,6 @@ impl<'a> ArithDecoder<'a> {
         self.avail = self.avail.wrapping_sub(n);
         let bin = ctx.mps() ^ lps;
         self.ensure();
-        ctx.update(bin);
         bin
     }
 

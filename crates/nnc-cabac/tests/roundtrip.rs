@@ -391,3 +391,60 @@ fn large_n_and_extreme_levels() {
         assert_eq!(dec.finish().unwrap(), bytes.len());
     }
 }
+
+/// Long runs of zeros (the decoder keeps a run's sig-flag context in a local when the DQ state
+/// repeats on zeros), across the 4096-position chunks of the level loop and block-row resets,
+/// with and without DQ, including runs that start in every DQ state.
+#[test]
+fn sparse_tensors_with_long_zero_runs() {
+    let mut state = 0x5eed_u64;
+    let mut rng = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for dq_flag in [false, true] {
+        for scan_order in [0u8, 2] {
+            for n in [1u32, 2, 10] {
+                let dims = vec![300, 97];
+                let geo = ScanGeometry::new(&dims, scan_order).unwrap();
+                let mut k = vec![0i32; geo.n];
+                let mut i = 0;
+                while i < geo.n {
+                    let r = rng();
+                    if r % 10 == 0 {
+                        // A run of up to 5000 zeros (already zero).
+                        i += (r >> 8) as usize % 5000;
+                    } else if r % 10 < 8 {
+                        i += 1;
+                    } else {
+                        let mag = 1 + (r >> 12) as i32 % if r % 7 == 0 { 5000 } else { 4 };
+                        k[i] = if (r >> 40) & 1 == 1 { -mag } else { mag };
+                        i += 1;
+                    }
+                }
+                let levels = if dq_flag {
+                    to_reconstruction(&k, &geo, false)
+                } else {
+                    k
+                };
+                let cfg = LayerConfig {
+                    dq_flag,
+                    scan_order,
+                    cabac_unary_length: n,
+                    ..LayerConfig::new(dims)
+                };
+                let h = LayerHistory::default();
+                let mut enc = ArithEncoder::new();
+                encode_layer(&mut enc, &cfg, &h, &EncodeLayerOptions::default(), &levels).unwrap();
+                let bytes = enc.finish();
+                let mut dec = ArithDecoder::new(&bytes);
+                let mut out = vec![0; levels.len()];
+                decode_layer(&mut dec, &cfg, &h, &mut out).unwrap();
+                assert_eq!(out, levels, "dq {dq_flag} scan {scan_order} n {n}");
+                assert_eq!(dec.finish().unwrap(), bytes.len());
+            }
+        }
+    }
+}
