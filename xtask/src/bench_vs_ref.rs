@@ -2,15 +2,15 @@
 //! process) and ours (in process, this release build) on the same inputs with the same default
 //! arguments, and checks that the bitstreams and the decoded values are identical.
 //!
-//! Workloads: `randn(256, 64, 64)` float32 through the tensor pipeline (`nncodec.tensor`), a
-//! randomly initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
-//! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
-//! cache directory), through the model pipeline (`nncodec.nn` on a dict). Inputs are generated here
-//! with a seeded generator and written as `.npy`/`.npz` (the ResNet-50-shaped model also as
-//! `.safetensors`); the reference's codec calls are timed inside Python with
-//! `time.perf_counter`, so interpreter start-up, imports and file I/O are not counted.
-//! Each side's fastest of `reps` runs is reported (the machine is shared; the minimum is the least
-//! disturbed estimate).
+//! Workloads: `randn(256, 64, 64)` and a 90 %-sparse 1024 × 1024 float32 tensor through the
+//! tensor pipeline (`nncodec.tensor`), a randomly initialised ResNet-50-shaped state dict and,
+//! when its weights are in the cache directory, all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else
+//! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), through the model pipeline
+//! (`nncodec.nn` on a dict). Inputs are generated here with a seeded generator and written as
+//! `.npy`/`.npz` (the ResNet-50-shaped model also as `.safetensors`); the reference's codec calls
+//! are timed inside Python with `time.perf_counter`, so interpreter start-up, imports and file
+//! I/O are not counted. Each side's fastest of `reps` runs is reported (the machine is shared;
+//! the minimum is the least disturbed estimate).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -201,6 +201,26 @@ fn randn_tensor() -> Tensor {
     f32_tensor("0", &shape, (0..n).map(|_| rng.normal() as f32).collect())
 }
 
+/// A sparse 1024 × 1024 tensor: 90 % exact zeros, the rest normal with σ = 0.02 (like a pruned
+/// layer or a sparsified federated update), so decoding is mostly runs of zero sig flags.
+fn sparse_tensor() -> Tensor {
+    let shape = [1024usize, 1024];
+    let mut rng = Rng::new(SEED);
+    let n = shape.iter().product();
+    let values = (0..n)
+        .map(|_| {
+            let keep = rng.uniform() < 0.1;
+            let v = rng.normal() * 0.02;
+            if keep {
+                v as f32
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    f32_tensor("0", &shape, values)
+}
+
 /// torchvision's `resnet50()` initialisation with our generator: conv weights Kaiming-normal
 /// (fan-out, ReLU gain), the classifier like `nn.Linear` (uniform ±1/√fan_in), batch norms at
 /// weight 1, bias 0, running mean 0, running variance 1 (`num_batches_tracked` left out).
@@ -356,6 +376,17 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     if opts.quick {
         return Ok(list);
     }
+    let t = sparse_tensor();
+    let input = work.join("sparse_1024x1024.npy");
+    write_npy(&input, &t)?;
+    list.push(Workload {
+        name: "sparse",
+        label: "sparse(1024,1024) 90%".into(),
+        kind: Kind::Tensor,
+        tensors: vec![t],
+        input,
+        reps: reps(5),
+    });
     let model = resnet50_state_dict();
     // The reference reads the .npz (its venv has no safetensors); the .safetensors copy is the
     // same model for `nnc encode` and other tools (kept with --keep).
