@@ -361,32 +361,33 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
             .unwrap_or(if opts.quick { 1 } else { default })
             .max(1)
     };
-    let mut list = Vec::new();
-    let t = randn_tensor();
-    let input = work.join("randn_256x64x64.npy");
-    write_npy(&input, &t)?;
-    list.push(Workload {
-        name: "randn",
-        label: "randn(256,64,64)".into(),
-        kind: Kind::Tensor,
-        tensors: vec![t],
-        input,
-        reps: reps(5),
-    });
+    let tensor_workload = |name: &'static str, label: &str, file: &str, t: Tensor| {
+        let input = work.join(file);
+        write_npy(&input, &t)?;
+        Ok::<_, anyhow::Error>(Workload {
+            name,
+            label: label.into(),
+            kind: Kind::Tensor,
+            tensors: vec![t],
+            input,
+            reps: reps(5),
+        })
+    };
+    let mut list = vec![tensor_workload(
+        "randn",
+        "randn(256,64,64)",
+        "randn_256x64x64.npy",
+        randn_tensor(),
+    )?];
     if opts.quick {
         return Ok(list);
     }
-    let t = sparse_tensor();
-    let input = work.join("sparse_1024x1024.npy");
-    write_npy(&input, &t)?;
-    list.push(Workload {
-        name: "sparse",
-        label: "sparse(1024,1024) 90%".into(),
-        kind: Kind::Tensor,
-        tensors: vec![t],
-        input,
-        reps: reps(5),
-    });
+    list.push(tensor_workload(
+        "sparse",
+        "sparse(1024,1024) 90%",
+        "sparse_1024x1024.npy",
+        sparse_tensor(),
+    )?);
     let model = resnet50_state_dict();
     // The reference reads the .npz (its venv has no safetensors); the .safetensors copy is the
     // same model for `nnc encode` and other tools (kept with --keep).
