@@ -185,8 +185,8 @@ pub(crate) fn quantize_plain(
             if overflows(w, check) {
                 return Ok(false);
             }
-            let (d, signed_q0) = plain_distortions(w, qscale);
-            let [s0, s1, s2, s3, z] = d;
+            let cand = Candidates::new(w, qscale, 1.0);
+            let [s0, s1, s2, s3, z] = cand.dist;
             let [e0, e1, e2, e3] = even;
             let [o0, o1, o2, o3] = odd;
             // Branch k of state s is `BRANCHES[s][k]`, spelled out.
@@ -223,9 +223,8 @@ pub(crate) fn quantize_plain(
             // First minimum wins: a later branch must be strictly cheaper. (The table form
             // starts its search at f64::MAX; no branch reaches it: a cost is at most
             // 0.5·f64::MAX plus a sum of distortions below 2^64 each, which rounds back.)
-            let m0 = b0;
-            let take1: [bool; 8] = std::array::from_fn(|s| b1[s] < m0[s]);
-            let m1: [f64; 8] = std::array::from_fn(|s| if take1[s] { b1[s] } else { m0[s] });
+            let take1: [bool; 8] = std::array::from_fn(|s| b1[s] < b0[s]);
+            let m1: [f64; 8] = std::array::from_fn(|s| if take1[s] { b1[s] } else { b0[s] });
             let take2: [bool; 8] = std::array::from_fn(|s| b2[s] < m1[s]);
             let next: [f64; 8] = std::array::from_fn(|s| if take2[s] { b2[s] } else { m1[s] });
             let bits = |t: [bool; 8]| t.iter().rev().fold(0u8, |a, &x| (a << 1) | u8::from(x));
@@ -234,7 +233,10 @@ pub(crate) fn quantize_plain(
             let branch = SPREAD[usize::from(t1 & !t2)] | (SPREAD[usize::from(t2)] << 1);
             even = [next[0], next[2], next[4], next[6]];
             odd = [next[1], next[3], next[5], next[7]];
-            steps.push(Step { signed_q0, branch });
+            steps.push(Step {
+                signed_q0: cand.signed_q0,
+                branch,
+            });
         }
     }
 
@@ -243,27 +245,6 @@ pub(crate) fn quantize_plain(
     ];
     trace_back(&steps, &cost, shape, scan_order, levels)?;
     Ok(true)
-}
-
-/// [`Candidates::new`] with `ds = 1` (an exact identity, so it is left out): the distortions of
-/// slots 0..=3 and of zero, and `σ · q0`. The four candidates `q0 + j` land in slot
-/// `(q0 + j) & 3`, i.e. slot `k` holds candidate `j = (k − q0) & 3`.
-#[inline(always)]
-fn plain_distortions(w: f32, qscale: f64) -> ([f64; 5], i32) {
-    let value = f64::from(w);
-    let sign: i32 = if value < 0.0 { -1 } else { 1 };
-    let org = qscale * value * f64::from(sign);
-    let q0 = ((org as i64) - 1).clamp(1, i64::from(i32::MAX) - 3);
-    let by_j: [f64; 4] = std::array::from_fn(|j| {
-        let diff = org - (q0 + j as i64) as f64;
-        diff * diff
-    });
-    let r = q0 as usize;
-    let slot = |k: usize| by_j[k.wrapping_sub(r) & 3];
-    (
-        [slot(0), slot(1), slot(2), slot(3), org * org],
-        sign * q0 as i32,
-    )
 }
 
 /// The table-driven TCQ that [`quantize_plain`] must agree with, step for step.
@@ -414,7 +395,7 @@ fn trace_back(
     let mut state = best_state(cost);
     for (out, step) in in_scan.iter_mut().zip(steps).rev() {
         let idx = (step.branch >> (2 * state)) & 3;
-        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx) % 3];
+        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx)];
         state = prev;
         *out = chosen_reconstruction(step.signed_q0, slot, state);
     }
