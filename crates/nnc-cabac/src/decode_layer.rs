@@ -397,9 +397,7 @@ impl Run<'_, '_> {
         *dq_state = state;
         Ok(())
     }
-}
 
-impl Run<'_, '_> {
     /// [`Run::decode`] without TCA, HDSP or codebook bounds: the contexts depend only on the
     /// previous level, the DQ state and the sign.
     ///
