@@ -7,10 +7,10 @@
 //! when its weights are in the cache directory, all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else
 //! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), through the model pipeline
 //! (`nncodec.nn` on a dict). Inputs are generated here with a seeded generator and written as
-//! `.npy`/`.npz` (the ResNet-50-shaped model also as `.safetensors`); the reference's codec calls
-//! are timed inside Python with `time.perf_counter`, so interpreter start-up, imports and file
-//! I/O are not counted. Each side's fastest of `reps` runs is reported (the machine is shared;
-//! the minimum is the least disturbed estimate).
+//! `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as `.safetensors`); the
+//! reference's codec calls are timed inside Python with `time.perf_counter`, so interpreter
+//! start-up, imports and file I/O are not counted. Each side's fastest of `reps` runs is reported
+//! (the machine is shared; the minimum is the least disturbed estimate).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -389,11 +389,13 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         sparse_tensor(),
     )?);
     let model = resnet50_state_dict();
-    // The reference reads the .npz (its venv has no safetensors); the .safetensors copy is the
-    // same model for `nnc encode` and other tools (kept with --keep).
+    // The reference reads the .npz (its venv has no safetensors). With --keep the same model is
+    // also left as .safetensors for `nnc encode` and other tools; without it nobody reads it.
     let input = work.join("resnet50_random.npz");
     write_npz(&input, &model)?;
-    write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
+    if opts.keep {
+        write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
+    }
     list.push(Workload {
         name: "resnet50",
         label: "ResNet-50 (random init)".into(),
