@@ -9,7 +9,7 @@ use std::f64::consts::LN_2;
 use nnc_cabac::RateModel;
 
 use crate::scan::{MatrixShape, ScanSegments};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Next state after coding a level of the given parity: `STATE_TRANSITION[state][parity]`.
 pub const STATE_TRANSITION: [[u8; 2]; 8] = [
@@ -57,15 +57,6 @@ const SPREAD: [u16; 256] = {
 /// Start cost of the states other than 0 (the reference's `0.5 · DBL_MAX`).
 const UNREACHED: f64 = 0.5 * f64::MAX;
 
-/// What the traceback needs from one trellis step: the candidate grid and each state's branch.
-#[derive(Clone, Copy)]
-struct Step {
-    /// `σ · q0`, the signed first candidate index (never 0 since `q0 >= 1`).
-    signed_q0: i32,
-    /// Two bits per current state: the index of the winning branch in [`BRANCHES`].
-    branch: u16,
-}
-
 /// Candidate distortions for one weight, plus the data to rebuild its candidate levels.
 #[derive(Clone, Copy)]
 pub(crate) struct Candidates {
@@ -79,12 +70,7 @@ impl Candidates {
     /// Candidates for weight `w` (`org = (qscale · w) · σ` in `f64`), distortions scaled by `ds`.
     #[inline]
     pub(crate) fn new(w: f32, qscale: f64, ds: f64) -> Self {
-        let value = f64::from(w);
-        let sign: i32 = if value < 0.0 { -1 } else { 1 };
-        let org = qscale * value * f64::from(sign);
-        // Only reachable values matter; the clamp keeps q0 + 3 inside i32 for absurd inputs, where
-        // the reference's int arithmetic is undefined anyway.
-        let q0 = ((org as i64) - 1).clamp(1, i64::from(i32::MAX) - 3);
+        let (sign, org, q0) = grid(w, qscale);
         let mut dist = [0.0; 5];
         dist[usize::from(ZERO)] = ds * (org * org);
         for q in q0..q0 + 4 {
@@ -96,6 +82,28 @@ impl Candidates {
             signed_q0: sign * q0 as i32,
         }
     }
+}
+
+/// Sign `σ`, `org = (qscale · w) · σ` in `f64`, and the first candidate index `q0` of weight `w`.
+#[inline(always)]
+fn grid(w: f32, qscale: f64) -> (i32, f64, i64) {
+    let value = f64::from(w);
+    // Branch-free: signs are as unpredictable as the weights. `qscale · |w|` is bit-identical
+    // to the reference's `(qscale · w) · σ`, since negation is exact.
+    let sign = 1 - 2 * i32::from(value < 0.0);
+    let org = qscale * value.abs();
+    // Only reachable values matter; the clamp keeps q0 + 3 inside i32 for absurd inputs, where
+    // the reference's int arithmetic is undefined anyway.
+    let q0 = ((org as i64) - 1).clamp(1, i64::from(i32::MAX) - 3);
+    (sign, org, q0)
+}
+
+/// `σ · q0` of weight `w`, as [`Candidates::new`] computes it: the traceback recomputes it
+/// instead of storing it per step.
+#[inline(always)]
+fn signed_q0(w: f32, qscale: f64) -> i32 {
+    let (sign, _, q0) = grid(w, qscale);
+    sign * q0 as i32
 }
 
 /// The coded level `σ · ((q + 1) >> 1)` of candidate `slot` (0 for the zero slot).
@@ -178,7 +186,8 @@ pub(crate) fn quantize_plain(
     // Costs of states 0, 2, 4, 6 and of 1, 3, 5, 7.
     let mut even = [0.0, UNREACHED, UNREACHED, UNREACHED];
     let mut odd = [UNREACHED; 4];
-    let mut steps: Vec<Step> = Vec::with_capacity(weights.len());
+    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
+    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
 
     for run in ScanSegments::new(shape, scan_order)? {
         for &w in &weights[run] {
@@ -233,17 +242,16 @@ pub(crate) fn quantize_plain(
             let branch = SPREAD[usize::from(t1 & !t2)] | (SPREAD[usize::from(t2)] << 1);
             even = [next[0], next[2], next[4], next[6]];
             odd = [next[1], next[3], next[5], next[7]];
-            steps.push(Step {
-                signed_q0: cand.signed_q0,
-                branch,
-            });
+            steps.push(branch);
         }
     }
 
     let cost = [
         even[0], odd[0], even[1], odd[1], even[2], odd[2], even[3], odd[3],
     ];
-    trace_back(&steps, &cost, shape, scan_order, levels)?;
+    trace_back(
+        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
+    )?;
     Ok(true)
 }
 
@@ -261,7 +269,8 @@ pub(crate) fn quantize_plain_by_table(
 
     let mut cost = [UNREACHED; 8];
     cost[0] = 0.0;
-    let mut steps: Vec<Step> = Vec::with_capacity(weights.len());
+    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
+    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
 
     for run in ScanSegments::new(shape, scan_order)? {
         for &w in &weights[run] {
@@ -285,14 +294,13 @@ pub(crate) fn quantize_plain_by_table(
                 branch |= best_idx << (2 * state);
             }
             cost = next;
-            steps.push(Step {
-                signed_q0: cand.signed_q0,
-                branch,
-            });
+            steps.push(branch);
         }
     }
 
-    trace_back(&steps, &cost, shape, scan_order, levels)?;
+    trace_back(
+        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
+    )?;
     Ok(true)
 }
 
@@ -328,7 +336,8 @@ pub(crate) fn quantize_rate_aware(
     cost[0] = 0.0;
     let mut prev_models: Vec<RateModel> = vec![base.clone(); 8];
     let mut curr_models: Vec<RateModel> = vec![base.clone(); 8];
-    let mut steps: Vec<Step> = Vec::with_capacity(weights.len());
+    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
+    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
 
     for run in ScanSegments::new(shape, scan_order)? {
         for &w in &weights[run] {
@@ -360,14 +369,13 @@ pub(crate) fn quantize_rate_aware(
                 model.update(level_of(cand.signed_q0, slot), state as u8);
             }
             cost = next;
-            steps.push(Step {
-                signed_q0: cand.signed_q0,
-                branch,
-            });
+            steps.push(branch);
         }
     }
 
-    trace_back(&steps, &cost, shape, scan_order, levels)?;
+    trace_back(
+        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
+    )?;
     Ok(true)
 }
 
@@ -382,38 +390,40 @@ pub(crate) fn best_state(cost: &[f64; 8]) -> u8 {
     best as u8
 }
 
-/// Follows the winning branches back from the cheapest end state and scatters the reconstruction
-/// indices to their row-major positions.
+/// Follows the winning branches back from the cheapest end state, then writes the
+/// reconstruction indices straight to their row-major positions.
+///
+/// Two passes, so that the trellis of a large tensor keeps only two bytes per weight and no
+/// scan-order copy of the levels: the backward pass is the serial chain of states and leaves each
+/// step's chosen slot and state parity in place of its branch bits; the forward pass recomputes
+/// each weight's candidate grid and reconstructs, with no dependence between weights.
 fn trace_back(
-    steps: &[Step],
+    steps: &mut [u16],
     cost: &[f64; 8],
+    weights: &[f32],
+    qscale: f64,
     shape: MatrixShape,
     scan_order: u8,
     levels: &mut [i32],
 ) -> Result<()> {
-    let mut in_scan = vec![0i32; steps.len()];
     let mut state = best_state(cost);
-    for (out, step) in in_scan.iter_mut().zip(steps).rev() {
-        let idx = (step.branch >> (2 * state)) & 3;
+    for step in steps.iter_mut().rev() {
+        let idx = (*step >> (2 * state)) & 3;
         let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx)];
         state = prev;
-        *out = chosen_reconstruction(step.signed_q0, slot, state);
+        *step = u16::from(slot) | (u16::from(state & 1) << 3);
     }
-    scatter_from_scan(&in_scan, shape, scan_order, levels)
-}
-
-/// Writes values given in scan order to their row-major positions.
-pub(crate) fn scatter_from_scan(
-    in_scan: &[i32],
-    shape: MatrixShape,
-    scan_order: u8,
-    levels: &mut [i32],
-) -> Result<()> {
-    let mut k = 0;
+    let mut chosen = steps.iter();
     for run in ScanSegments::new(shape, scan_order)? {
-        let len = run.len();
-        levels[run].copy_from_slice(&in_scan[k..k + len]);
-        k += len;
+        let (Some(ws), Some(out)) = (weights.get(run.clone()), levels.get_mut(run.clone())) else {
+            return Err(Error::LengthMismatch {
+                expected: run.end,
+                actual: weights.len().min(levels.len()),
+            });
+        };
+        for ((&w, o), &c) in ws.iter().zip(out).zip(chosen.by_ref()) {
+            *o = chosen_reconstruction(signed_q0(w, qscale), (c & 7) as u8, (c >> 3) as u8);
+        }
     }
     Ok(())
 }

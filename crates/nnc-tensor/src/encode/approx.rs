@@ -1,6 +1,8 @@
 //! Approximation: each parameter's qp, then its integer levels (uniform, codebook or as-is), as the
 //! reference's `approximator` does (hls.md §5.2–5.6).
 
+use std::borrow::Cow;
+
 use nnc_cabac::{ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
 use nnc_quant::qp_select::{tensor_qps, QpConfig, QpTensor};
 use nnc_quant::{bitdepth, codebook, quantize_layer, QuantizeOptions};
@@ -16,12 +18,13 @@ fn invalid(what: impl Into<String>) -> Error {
 
 /// Sets `qp` and `dq_flag` of every parameter (reference `ApproxInfo`).
 pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<()> {
-    let stats: Vec<Vec<f32>> = model
+    // Float tensors are read in place; only integer tensors need a float copy.
+    let stats: Vec<Cow<'_, [f32]>> = model
         .order
         .iter()
         .map(|n| match &model.params[n].values {
-            ParameterData::F32(v) => v.clone(),
-            ParameterData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            ParameterData::F32(v) => Cow::Borrowed(v.as_slice()),
+            ParameterData::I32(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         })
         .collect();
     let per_tensor: Vec<(&str, i32)> = opts
@@ -36,7 +39,7 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
         .map(|(n, w)| QpTensor {
             name: n,
             parameter_type: model.params[n].ptype,
-            weights: w,
+            weights: w.as_ref(),
         })
         .collect();
     let cfg = QpConfig {
@@ -112,18 +115,18 @@ fn clip_bitdepth(w: &Work, values: &[f32], levels: &mut [i32], opts: &EncodeOpti
     }
 }
 
-/// Approximates one float parameter.
+/// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
+/// exist), so each tensor's float copy is freed as soon as it is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
-    let ParameterData::F32(values) = &w.values else {
-        w.levels = match &w.values {
-            ParameterData::I32(v) => v.clone(),
-            ParameterData::F32(_) => Vec::new(),
-        };
-        w.method = Some(Method::Skip);
-        w.dq_flag = false;
-        return Ok(());
+    let values = match std::mem::replace(&mut w.values, ParameterData::F32(Vec::new())) {
+        ParameterData::F32(values) => values,
+        ParameterData::I32(v) => {
+            w.levels = v;
+            w.method = Some(Method::Skip);
+            w.dq_flag = false;
+            return Ok(());
+        }
     };
-    let values = values.clone();
     if opts.codebook_mode == CodebookMode::Off {
         let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
         if !w.name.contains(".num_batches_tracked") {
