@@ -22,7 +22,7 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
     let stats: Vec<Cow<'_, [f32]>> = model
         .order
         .iter()
-        .map(|n| match &model.params[n].values {
+        .map(|n| match &*model.params[n].values {
             ParameterData::F32(v) => Cow::Borrowed(v.as_slice()),
             ParameterData::I32(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         })
@@ -118,15 +118,20 @@ fn clip_bitdepth(w: &Work, values: &[f32], levels: &mut [i32], opts: &EncodeOpti
 /// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
 /// exist), so each tensor's float copy is freed as soon as it is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
-    let values = match std::mem::replace(&mut w.values, ParameterData::F32(Vec::new())) {
-        ParameterData::F32(values) => values,
-        ParameterData::I32(v) => {
-            w.levels = v;
-            w.method = Some(Method::Skip);
-            w.dq_flag = false;
-            return Ok(());
-        }
-    };
+    let values: Cow<'_, [f32]> =
+        match std::mem::replace(&mut w.values, Cow::Owned(ParameterData::F32(Vec::new()))) {
+            Cow::Borrowed(ParameterData::F32(v)) => Cow::Borrowed(v),
+            Cow::Owned(ParameterData::F32(v)) => Cow::Owned(v),
+            integers => {
+                w.levels = match integers.into_owned() {
+                    ParameterData::I32(v) => v,
+                    ParameterData::F32(_) => Vec::new(),
+                };
+                w.method = Some(Method::Skip);
+                w.dq_flag = false;
+                return Ok(());
+            }
+        };
     if opts.codebook_mode == CodebookMode::Off {
         let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
         if !w.name.contains(".num_batches_tracked") {

@@ -49,7 +49,7 @@ fn payload_type(method: &Method) -> PayloadType {
     }
 }
 
-fn method_of(w: &Work) -> Result<&Method> {
+fn method_of<'w>(w: &'w Work<'_>) -> Result<&'w Method> {
     w.method
         .as_ref()
         .ok_or_else(|| invalid(format!("internal: {} was not approximated", w.name)))

@@ -1,14 +1,16 @@
 //! Batch-norm folding (reference `fold_bn`, hls.md §6.3): BN parameters are folded into the
 //! block's local scaling and bias, which are created when absent.
 
+use std::borrow::Cow;
+
 use super::model::ParameterData;
 use super::options::{EncodeOptions, ParameterType};
 use super::work::{Item, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
 
-fn f32_values(w: &Work) -> Result<Vec<f32>> {
-    match &w.values {
+fn f32_values(w: &Work<'_>) -> Result<Vec<f32>> {
+    match &*w.values {
         ParameterData::F32(v) => Ok(v.clone()),
         ParameterData::I32(_) => Err(Error::InvalidArgument {
             what: format!("batch-norm tensor {:?} is integer", w.name),
@@ -55,7 +57,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
         let synthesise = |name: &str, value: f32, ptype: ParameterType| Work {
             name: name.to_string(),
             dims: mean_w.dims.clone(),
-            values: ParameterData::F32(vec![value; mean_w.values.len()]),
+            values: Cow::Owned(ParameterData::F32(vec![value; mean_w.values.len()])),
             ptype,
             index: None,
             qp: qp_other,
@@ -103,7 +105,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
                 });
             }
             v.iter_mut().zip(&g).for_each(|(a, &gi)| *a *= gi);
-            ls.values = ParameterData::F32(v);
+            ls.values = Cow::Owned(ParameterData::F32(v));
         }
         {
             let bias = model.get_mut(&block.bias)?;
@@ -116,7 +118,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
             for i in 0..n {
                 v[i] = (v[i] - mean_v[i]) * g[i] + beta_v[i];
             }
-            bias.values = ParameterData::F32(v);
+            bias.values = Cow::Owned(ParameterData::F32(v));
         }
         for name in [&gamma, &var, &mean, &beta] {
             model.params.remove(name);

@@ -1,6 +1,7 @@
 //! The encoder's working model: every parameter with its approximation state, and the block
 //! structure in coding order (the reference's `model_info` + `approx_data`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::model::{EncodeInput, ParameterData};
@@ -22,10 +23,12 @@ pub(crate) enum Method {
 
 /// One parameter during encoding.
 #[derive(Clone, Debug)]
-pub(crate) struct Work {
+pub(crate) struct Work<'a> {
     pub name: String,
     pub dims: Vec<usize>,
-    pub values: ParameterData,
+    /// The input's tensor, borrowed, until an encoder step replaces it (batch-norm folding) or
+    /// approximation takes it; empty after that.
+    pub values: Cow<'a, ParameterData>,
     pub ptype: ParameterType,
     /// Index in the model enumeration; `None` for tensors the encoder synthesised (BN folding).
     pub index: Option<u64>,
@@ -114,8 +117,8 @@ pub(crate) enum Item {
 
 /// The whole working model.
 #[derive(Clone, Debug)]
-pub(crate) struct WorkModel {
-    pub params: BTreeMap<String, Work>,
+pub(crate) struct WorkModel<'a> {
+    pub params: BTreeMap<String, Work<'a>>,
     /// Parameter names in the order given (the reference's dict order).
     pub order: Vec<String>,
     /// Blocks and stand-alone parameters in model enumeration order.
@@ -127,8 +130,8 @@ pub(crate) struct WorkModel {
     pub weight_index: BTreeMap<String, u64>,
 }
 
-impl WorkModel {
-    pub fn new(input: &EncodeInput, scan_order: u8) -> Result<Self> {
+impl<'a> WorkModel<'a> {
+    pub fn new(input: &'a EncodeInput, scan_order: u8) -> Result<Self> {
         let mut params = BTreeMap::new();
         let mut order = Vec::new();
         // Low-rank factors: no index of their own; scan order from the weight's dimensions.
@@ -163,7 +166,7 @@ impl WorkModel {
                 Work {
                     name: p.name.clone(),
                     dims: p.dims.clone(),
-                    values: p.data.clone(),
+                    values: Cow::Borrowed(&p.data),
                     ptype: if factor_of(&p.name).is_some() {
                         ParameterType::Weight
                     } else {
@@ -276,13 +279,13 @@ impl WorkModel {
         Ok(block)
     }
 
-    pub fn get(&self, name: &str) -> Result<&Work> {
+    pub fn get(&self, name: &str) -> Result<&Work<'a>> {
         self.params.get(name).ok_or_else(|| Error::InvalidArgument {
             what: format!("block member {name:?} is missing"),
         })
     }
 
-    pub fn get_mut(&mut self, name: &str) -> Result<&mut Work> {
+    pub fn get_mut(&mut self, name: &str) -> Result<&mut Work<'a>> {
         self.params
             .get_mut(name)
             .ok_or_else(|| Error::InvalidArgument {
