@@ -255,7 +255,9 @@ pub(crate) fn quantize_plain(
     Ok(true)
 }
 
-/// The table-driven TCQ that [`quantize_plain`] must agree with, step for step.
+/// The table-driven TCQ that [`quantize_plain`] must agree with, step for step. Its traceback is
+/// the plain form too (each step's `σ · q0` stored, levels gathered in scan order and scattered),
+/// so the tests also check [`trace_back`]'s in-place passes and recomputed grids.
 #[cfg(test)]
 pub(crate) fn quantize_plain_by_table(
     weights: &[f32],
@@ -269,8 +271,8 @@ pub(crate) fn quantize_plain_by_table(
 
     let mut cost = [UNREACHED; 8];
     cost[0] = 0.0;
-    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
-    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
+    // Per step: `σ · q0` and two bits per current state (the winning branch in [`BRANCHES`]).
+    let mut steps: Vec<(i32, u16)> = Vec::with_capacity(weights.len());
 
     for run in ScanSegments::new(shape, scan_order)? {
         for &w in &weights[run] {
@@ -294,13 +296,24 @@ pub(crate) fn quantize_plain_by_table(
                 branch |= best_idx << (2 * state);
             }
             cost = next;
-            steps.push(branch);
+            steps.push((cand.signed_q0, branch));
         }
     }
 
-    trace_back(
-        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
-    )?;
+    let mut in_scan = vec![0i32; steps.len()];
+    let mut state = best_state(&cost);
+    for (out, &(signed_q0, branch)) in in_scan.iter_mut().zip(&steps).rev() {
+        let idx = (branch >> (2 * state)) & 3;
+        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx)];
+        state = prev;
+        *out = reconstruction_index(level_of(signed_q0, slot), state);
+    }
+    let mut k = 0;
+    for run in ScanSegments::new(shape, scan_order)? {
+        let len = run.len();
+        levels[run].copy_from_slice(&in_scan[k..k + len]);
+        k += len;
+    }
     Ok(true)
 }
 
