@@ -151,13 +151,19 @@ const FROZEN_S0: [bool; NUM_INIT_SETS] = {
 
 /// The §2.3 update of every active shadow for each bin, inlined per set so each set's table
 /// rows are constants. States are widened to i32 for the run (they stay within ±3889).
+///
+/// The loop keeps `S1` (biased) rather than `P`: the cost index needs `P = S1 + 16·S0` once per
+/// bin, while keeping `P` would need `S1 = P − 16·S0` before the update and `P` again after it.
+/// The replay is bound by instruction throughput (about 2 ns per shadow update whatever the
+/// grouping), so the saved operations show directly.
 #[inline(always)]
 fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
-    // P is kept biased by 4096 = 512·8: the cost index `512 + (P >> 3)` becomes `Pb >> 3`, and
-    // the bias only adds −32 to the S1 step index, which `& 31` removes.
+    // `S1` is kept biased by 4096 = 512·8: the cost index `512 + (P >> 3)` becomes
+    // `(S1b + 16·S0) >> 3`, and the bias only adds −32 to the S1 step index, which `& 31` removes.
     const BIAS: i32 = 4096;
-    let mut pb = lanes.p.map(|p| i32::from(p) + BIAS);
     let mut s0 = lanes.s0.map(i32::from);
+    let mut s1b: [i32; NUM_INIT_SETS] =
+        std::array::from_fn(|i| i32::from(lanes.p[i]) - (s0[i] << 4) + BIAS);
     // Per-word sums fit in u32: 64 bins of at most ~2^18 each.
     let mut word_acc = [0u32; NUM_INIT_SETS];
     for b in lo..hi {
@@ -167,19 +173,19 @@ fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, l
         let round = i32::from(!bin) * 127;
         for i in 0..NUM_INIT_SETS {
             if active(M, i) {
-                word_acc[i] += column[(pb[i] >> 3) as usize & 1023];
-                let s1b = pb[i] - (s0[i] << 4);
+                let pb = s1b[i] + (s0[i] << 4);
+                word_acc[i] += column[(pb >> 3) as usize & 1023];
                 if !FROZEN_S0[i] {
                     let idx = usize::from(ROWS[i].0) | bit << 8 | usize::from(s0[i] as u8);
                     s0[i] = i32::from(S0_NEXT[idx & 2047]);
                 }
-                let t = (s1b + round) >> 7;
+                let t = (s1b[i] + round) >> 7;
                 let idx = usize::from(ROWS[i].1) | bit << 5 | (t as usize & 31);
-                pb[i] = s1b + i32::from(S1_STEP[idx & 511]) + (s0[i] << 4);
+                s1b[i] += i32::from(S1_STEP[idx & 511]);
             }
         }
     }
-    lanes.p = pb.map(|v| (v - BIAS) as i16);
+    lanes.p = std::array::from_fn(|i| (s1b[i] - BIAS + (s0[i] << 4)) as i16);
     lanes.s0 = s0.map(|v| v as i8);
     for (a, w) in lanes.acc.iter_mut().zip(word_acc) {
         *a += u64::from(w);
