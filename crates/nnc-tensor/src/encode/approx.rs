@@ -115,6 +115,14 @@ fn clip_bitdepth(w: &Work, values: &[f32], levels: &mut [i32], opts: &EncodeOpti
     }
 }
 
+/// An integer parameter is coded as it is: its values are its levels.
+fn keep_integers(w: &mut Work, values: Vec<i32>) -> Result<()> {
+    w.levels = values;
+    w.method = Some(Method::Skip);
+    w.dq_flag = false;
+    Ok(())
+}
+
 /// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
 /// exist), so each tensor's float copy is freed as soon as it is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
@@ -122,15 +130,8 @@ pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
         match std::mem::replace(&mut w.values, Cow::Owned(ParameterData::F32(Vec::new()))) {
             Cow::Borrowed(ParameterData::F32(v)) => Cow::Borrowed(v),
             Cow::Owned(ParameterData::F32(v)) => Cow::Owned(v),
-            integers => {
-                w.levels = match integers.into_owned() {
-                    ParameterData::I32(v) => v,
-                    ParameterData::F32(_) => Vec::new(),
-                };
-                w.method = Some(Method::Skip);
-                w.dq_flag = false;
-                return Ok(());
-            }
+            Cow::Borrowed(ParameterData::I32(v)) => return keep_integers(w, v.clone()),
+            Cow::Owned(ParameterData::I32(v)) => return keep_integers(w, v),
         };
     if opts.codebook_mode == CodebookMode::Off {
         let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
