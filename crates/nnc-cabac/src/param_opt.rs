@@ -8,8 +8,9 @@
 //! - [`ShadowContexts`] updates the nine shadows of a context on every bin, as the reference does;
 //! - [`InitSetSearch`] (what [`crate::encode_layer`] uses) only records each context's bins as a
 //!   bit string and replays them later, context by context: the shadows then live in registers,
-//!   contexts replay in parallel (feature `rayon`), and shadows that have become identical to
-//!   another set with the same shifts stop being updated (their costs from then on are equal).
+//!   contexts replay in parallel (feature `rayon`), and a half-estimator (S0 or S1) that has
+//!   become equal to another set's with the same shift is read from that set instead of being
+//!   updated (they move identically from then on).
 
 use crate::binarization::BinSink;
 use crate::context::{s0_row, s1_row, update_state};
@@ -85,6 +86,12 @@ impl ShadowContexts {
             return 0;
         };
         best_of(&c.acc)
+    }
+
+    /// The nine accumulated costs of context `ctx`.
+    #[cfg(test)]
+    fn costs(&self, ctx: usize) -> [u64; NUM_INIT_SETS] {
+        self.ctxs[ctx].acc
     }
 }
 

@@ -13,20 +13,39 @@ const CHUNK_BINS: usize = if cfg!(test) { 4096 } else { 1 << 24 };
 #[cfg(feature = "rayon")]
 const PARALLEL_MIN_BINS: usize = if cfg!(test) { 1024 } else { 1 << 16 };
 
-/// Sets whose shadows may become identical to a leader set with the same shifts, as
-/// `(member, leader)`; bit `k` of a merge mask stands for `MERGEABLE[k]`. (Sets 7 and 8 share
-/// shifts too, but set 8's S0 never leaves 8..=30 while set 7's stays 0, so they never meet.)
-const MERGEABLE: [(usize, usize); 4] = [(1, 0), (2, 0), (5, 4), (6, 4)];
+/// Pairs `(member, leader)` of sets with the same shifts. A member whose S0 (or S1) equals its
+/// leader's stays equal to it while they see the same bins, since each half-estimator moves by
+/// its own value, its own shift and the bin only (§2.3); S0 and S1 are tracked separately.
+/// Sets 7 and 8 share shift0 too, but set 8's S0 never leaves 8..=30 while set 7's stays 0.
+const S0_PAIRS: [(usize, usize); 4] = [(1, 0), (2, 0), (5, 4), (6, 4)];
+/// As [`S0_PAIRS`] for S1: the four above, and sets 7 and 8 (shift1 5) with set 3.
+/// Sets 3 and 7 start from the same S1 (0), so theirs is always shared.
+const S1_PAIRS: [(usize, usize); 6] = [(1, 0), (2, 0), (5, 4), (6, 4), (8, 3), (7, 3)];
 
 const _: () = {
     let mut k = 0;
-    while k < MERGEABLE.len() {
-        let (m, l) = MERGEABLE[k];
+    while k < S0_PAIRS.len() {
+        let (m, l) = S0_PAIRS[k];
         assert!(INIT_SETS[m].shift0 == INIT_SETS[l].shift0);
+        k += 1;
+    }
+    let mut k = 0;
+    while k < S1_PAIRS.len() {
+        let (m, l) = S1_PAIRS[k];
         assert!(INIT_SETS[m].shift1 == INIT_SETS[l].shift1);
         k += 1;
     }
 };
+
+/// A sharing key: bit `k` says member and leader of `S0_PAIRS[k]` have equal S0, bit `4 + k`
+/// that those of `S1_PAIRS[k]` have equal S1.
+type Sharing = u16;
+
+/// The keys with a specialised replay loop: every S0 pair and the (7, 3) S1 pair shared (the
+/// S0 pairs meet within the first bins of a context and set 7's S1 always equals set 3's),
+/// any combination of the other five S1 pairs. Other keys replay with nothing shared.
+const SPECIALISED: Sharing = 0b10_0000_1111;
+const SPECIALISED_FREE: Sharing = 0b01_1111_0000;
 
 /// The bins one context received since the last replay.
 #[derive(Clone, Debug, Default)]
@@ -46,10 +65,6 @@ struct Lanes {
     p: [i16; NUM_INIT_SETS],
     s0: [i8; NUM_INIT_SETS],
     acc: [u64; NUM_INIT_SETS],
-    /// Merged members (bits as in [`MERGEABLE`]): not updated, their cost follows the leader's.
-    merged: u8,
-    /// The leader's cost when member `k` merged.
-    leader_acc_at_merge: [u64; MERGEABLE.len()],
 }
 
 impl Lanes {
@@ -57,36 +72,25 @@ impl Lanes {
         p: INITIAL.p,
         s0: INITIAL.s0,
         acc: [0; NUM_INIT_SETS],
-        merged: 0,
-        leader_acc_at_merge: [0; MERGEABLE.len()],
     };
-
-    /// Give merged members the cost their leader accumulated since the merge, and unmerge them.
-    fn settle(&mut self) {
-        for (k, &(m, l)) in MERGEABLE.iter().enumerate() {
-            if self.merged & (1 << k) != 0 {
-                self.acc[m] += self.acc[l] - self.leader_acc_at_merge[k];
-            }
-        }
-        self.merged = 0;
-    }
 
     /// Shadows back to their init states; costs keep running.
     fn reset(&mut self) {
-        self.settle();
         self.p = INITIAL.p;
         self.s0 = INITIAL.s0;
     }
 
-    /// Mark members whose state now equals their leader's: from here on they see the same bins
-    /// from the same state, so their costs grow identically.
-    fn detect_merges(&mut self) {
-        for (k, &(m, l)) in MERGEABLE.iter().enumerate() {
-            if self.merged & (1 << k) == 0 && self.p[m] == self.p[l] && self.s0[m] == self.s0[l] {
-                self.merged |= 1 << k;
-                self.leader_acc_at_merge[k] = self.acc[l];
-            }
+    /// Which half-estimators are equal to their leader's now.
+    fn sharing(&self) -> Sharing {
+        let s1 = |i: usize| i32::from(self.p[i]) - (i32::from(self.s0[i]) << 4);
+        let mut key = 0;
+        for (k, &(m, l)) in S0_PAIRS.iter().enumerate() {
+            key |= Sharing::from(self.s0[m] == self.s0[l]) << k;
         }
+        for (k, &(m, l)) in S1_PAIRS.iter().enumerate() {
+            key |= Sharing::from(s1(m) == s1(l)) << (4 + k);
+        }
+        key
     }
 
     /// Replay bins `from..to` of `words`.
@@ -101,37 +105,62 @@ impl Lanes {
             let hi = (to - (pos - pos % 64)).min(64) as u32;
             run_word(self, est, word, lo, hi);
             pos += (hi - lo) as usize;
-            if self.merged != 0b1111 {
-                self.detect_merges();
-            }
         }
     }
 }
 
-/// Replay bits `lo..hi` of `word`, with the shadow update specialised for the merge mask.
+/// Replay bits `lo..hi` of `word` with the loop specialised for the current sharing.
 #[inline]
 fn run_word(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
+    let key = lanes.sharing();
+    if key & SPECIALISED != SPECIALISED {
+        run_bits::<0>(lanes, est, word, lo, hi);
+        return;
+    }
     macro_rules! dispatch {
-        ($($m:literal)*) => {
-            match lanes.merged {
-                $($m => run_bits::<$m>(lanes, est, word, lo, hi),)*
-                _ => {}
+        ($($x:literal)*) => {
+            match (key & SPECIALISED_FREE) >> 4 {
+                $($x => run_bits::<{ SPECIALISED | ($x << 4) }>(lanes, est, word, lo, hi),)*
+                _ => run_bits::<0>(lanes, est, word, lo, hi),
             }
         };
     }
-    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
 }
 
-/// Whether set `i` is updated under merge mask `m`.
-const fn active(m: u8, i: usize) -> bool {
+/// The set whose S0 set `i` uses under key `K` (itself unless shared).
+const fn s0_source(key: Sharing, i: usize) -> usize {
     let mut k = 0;
-    while k < MERGEABLE.len() {
-        if MERGEABLE[k].0 == i && m & (1 << k) != 0 {
-            return false;
+    while k < S0_PAIRS.len() {
+        if S0_PAIRS[k].0 == i && key & (1 << k) != 0 {
+            return S0_PAIRS[k].1;
         }
         k += 1;
     }
-    true
+    i
+}
+
+/// The set whose S1 set `i` uses under key `K` (itself unless shared).
+const fn s1_source(key: Sharing, i: usize) -> usize {
+    let mut k = 0;
+    while k < S1_PAIRS.len() {
+        if S1_PAIRS[k].0 == i && key & (1 << (4 + k)) != 0 {
+            return S1_PAIRS[k].1;
+        }
+        k += 1;
+    }
+    i
+}
+
+/// The set whose cost set `i` has under key `K`: the leader when both halves are shared with
+/// it (then P is equal too), otherwise `i`.
+const fn cost_source(key: Sharing, i: usize) -> usize {
+    let l = s0_source(key, i);
+    if l != i && s1_source(key, i) == l {
+        l
+    } else {
+        i
+    }
 }
 
 /// Sets whose fast estimator never leaves its initial value (set 7: S0 = 0 and the smallest
@@ -149,15 +178,24 @@ const FROZEN_S0: [bool; NUM_INIT_SETS] = {
     f
 };
 
-/// The §2.3 update of every active shadow for each bin, inlined per set so each set's table
-/// rows are constants. States are widened to i32 for the run (they stay within ±3889).
+/// The §2.3 update of every shadow for each bin, inlined per set so each set's table rows are
+/// constants. Under key `K` a shared half-estimator is read from its leader and not updated,
+/// and a set whose halves are both shared takes its leader's cost; the shared values are
+/// copied back at the end, so the lanes always hold every set's own state. States are widened
+/// to i32 for the run (they stay within ±3889).
 ///
 /// The loop keeps `S1` (biased) rather than `P`: the cost index needs `P = S1 + 16·S0` once per
 /// bin, while keeping `P` would need `S1 = P − 16·S0` before the update and `P` again after it.
 /// The replay is bound by instruction throughput (about 2 ns per shadow update whatever the
-/// grouping), so the saved operations show directly.
+/// grouping), so every saved operation shows.
 #[inline(always)]
-fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
+fn run_bits<const K: Sharing>(
+    lanes: &mut Lanes,
+    est: &[[u32; 1024]; 2],
+    word: u64,
+    lo: u32,
+    hi: u32,
+) {
     // `S1` is kept biased by 4096 = 512·8: the cost index `512 + (P >> 3)` becomes
     // `(S1b + 16·S0) >> 3`, and the bias only adds −32 to the S1 step index, which `& 31` removes.
     const BIAS: i32 = 4096;
@@ -171,19 +209,29 @@ fn run_bits<const M: u8>(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, l
         let bit = usize::from(bin);
         let column = &est[bit];
         let round = i32::from(!bin) * 127;
+        // Costs first: they read the states before this bin's updates, some of them a leader's.
         for i in 0..NUM_INIT_SETS {
-            if active(M, i) {
-                let pb = s1b[i] + (s0[i] << 4);
+            if cost_source(K, i) == i {
+                let pb = s1b[s1_source(K, i)] + (s0[s0_source(K, i)] << 4);
                 word_acc[i] += column[(pb >> 3) as usize & 1023];
-                if !FROZEN_S0[i] {
-                    let idx = usize::from(ROWS[i].0) | bit << 8 | usize::from(s0[i] as u8);
-                    s0[i] = i32::from(S0_NEXT[idx & 2047]);
-                }
+            }
+        }
+        for i in 0..NUM_INIT_SETS {
+            if s0_source(K, i) == i && !FROZEN_S0[i] {
+                let idx = usize::from(ROWS[i].0) | bit << 8 | usize::from(s0[i] as u8);
+                s0[i] = i32::from(S0_NEXT[idx & 2047]);
+            }
+            if s1_source(K, i) == i {
                 let t = (s1b[i] + round) >> 7;
                 let idx = usize::from(ROWS[i].1) | bit << 5 | (t as usize & 31);
                 s1b[i] += i32::from(S1_STEP[idx & 511]);
             }
         }
+    }
+    for i in 0..NUM_INIT_SETS {
+        s0[i] = s0[s0_source(K, i)];
+        s1b[i] = s1b[s1_source(K, i)];
+        word_acc[i] = word_acc[cost_source(K, i)];
     }
     lanes.p = std::array::from_fn(|i| (s1b[i] - BIAS + (s0[i] << 4)) as i16);
     lanes.s0 = s0.map(|v| v as i8);
@@ -262,13 +310,7 @@ impl InitSetSearch {
     /// The chosen init set of every context (0 for contexts that saw no bins).
     pub fn best_indices(mut self) -> Vec<u8> {
         self.flush();
-        self.lanes
-            .iter_mut()
-            .map(|l| {
-                l.settle();
-                best_of(&l.acc)
-            })
-            .collect()
+        self.lanes.iter_mut().map(|l| best_of(&l.acc)).collect()
     }
 }
 
@@ -316,6 +358,12 @@ mod tests {
             }
         }
         let expected: Vec<u8> = (0..contexts).map(|c| reference.best_idx(c)).collect();
+        // The costs themselves, not only the choices, so a wrong shared update cannot hide
+        // behind an unchanged minimum.
+        fast.flush();
+        for c in 0..contexts {
+            assert_eq!(fast.lanes[c].acc, reference.costs(c), "context {c}");
+        }
         assert_eq!(fast.best_indices(), expected);
     }
 
