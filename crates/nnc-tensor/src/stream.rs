@@ -248,7 +248,8 @@ impl<'a> StreamDecoder<'a> {
     /// Decodes the NDUs and calls `emit` with each output tensor in output order, updating
     /// `state` unless [`DecodeOptions::update_state`] is off. Memory: besides what `emit` keeps,
     /// at most one window of consecutive NDUs is held, about a quarter of the stream's elements
-    /// plus its largest NDU (one NDU at a time on one thread), and with
+    /// plus its largest NDU (one NDU at a time on one thread; with a dominant NDU, its size per
+    /// other thread besides it, at most the whole model), and with
     /// [`DecodeOptions::keep_levels`] and [`DecodeOptions::update_state`] off a tensor needs no
     /// more memory than its values. On an error, the tensors already emitted stay emitted.
     pub fn run<E, F>(self, state: &mut DecoderState, emit: F) -> std::result::Result<StreamPlan, E>
@@ -257,11 +258,12 @@ impl<'a> StreamDecoder<'a> {
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let workers = Workers::new(self.opts.threads)?;
-        let budget = if workers.count() <= 1 {
-            0
-        } else {
-            (self.parsed.total_elements / 4).max(1 << 20)
-        };
+        let largest = self.parsed.jobs.iter().map(|j| j.elements).max();
+        let budget = window_budget(
+            largest.unwrap_or(0),
+            self.parsed.total_elements,
+            workers.count(),
+        );
         self.run_windows(state, &workers, budget, emit)
     }
 
@@ -516,6 +518,19 @@ where
         Ok::<(), E>(())
     })?;
     Ok(out)
+}
+
+/// Elements a window may hold besides its largest NDU: none on one thread; otherwise a quarter
+/// of the stream, or, when one NDU is larger than that, as much as the other threads need to
+/// stay busy while it decodes (the largest NDU times the other threads), so that a dominant
+/// tensor (MiniLM's word embeddings are half of its values) does not leave them idle at the
+/// end of its window. Either way a window holds at most the whole model.
+fn window_budget(largest: u64, total: u64, threads: usize) -> u64 {
+    if threads <= 1 {
+        return 0;
+    }
+    let others = u64::try_from(threads - 1).unwrap_or(u64::MAX);
+    (total / 4).max(largest.saturating_mul(others)).max(1 << 20)
 }
 
 /// Consecutive NDUs decoded together: a window grows while its elements, not counting its
@@ -829,6 +844,17 @@ mod tests {
             let largest = s.iter().copied().max().unwrap();
             assert!(s.iter().sum::<u64>() - largest <= 100);
         }
+    }
+
+    #[test]
+    fn a_dominant_ndu_gets_company_for_the_other_threads() {
+        assert_eq!(window_budget(50_000_000, 100_000_000, 1), 0);
+        // No dominant NDU: a quarter of the stream.
+        assert_eq!(window_budget(3_000_000, 100_000_000, 2), 25_000_000);
+        // MiniLM-like: the word embeddings are half of the values.
+        assert_eq!(window_budget(11_700_000, 22_700_000, 2), 11_700_000);
+        assert_eq!(window_budget(11_700_000, 22_700_000, 3), 23_400_000);
+        assert_eq!(window_budget(10, 100, 2), 1 << 20);
     }
 
     fn vectors_dir() -> PathBuf {
