@@ -333,11 +333,24 @@ impl<'a> StreamDecoder<'a> {
             let outputs: Vec<Result<NduOutput>> = {
                 let state: &DecoderState = state;
                 let jobs = &parsed.jobs[window.clone()];
-                workers.install(|| {
-                    jobs.par_iter()
-                        .map(|job| run_ndu(job, state, opts, device_before, need_levels))
+                // Largest NDUs first, so that the window does not end with one thread still on
+                // a large NDU it picked up last while the others wait at the barrier.
+                let mut order: Vec<usize> = (0..jobs.len()).collect();
+                order.sort_by_key(|&k| std::cmp::Reverse(jobs[k].elements));
+                let mut done: Vec<(usize, Result<NduOutput>)> = workers.install(|| {
+                    // One NDU per task: rayon otherwise hands each thread a contiguous half,
+                    // which stays unsplit unless stolen from, and the halves are far from equal.
+                    order
+                        .par_iter()
+                        .with_max_len(1)
+                        .map(|&k| {
+                            let out = run_ndu(&jobs[k], state, opts, device_before, need_levels);
+                            (k, out)
+                        })
                         .collect()
-                })
+                });
+                done.sort_by_key(|d| d.0);
+                done.into_iter().map(|d| d.1).collect()
             };
             for (j, output) in window.zip(outputs) {
                 let job = &parsed.jobs[j];
