@@ -293,10 +293,17 @@ impl InitSetSearch {
         #[cfg(feature = "rayon")]
         if self.parallel && pending >= PARALLEL_MIN_BINS {
             use rayon::prelude::*;
-            self.lanes
-                .par_iter_mut()
-                .zip(self.traces.par_iter_mut())
-                .with_min_len(4)
+            // Busiest contexts first, one per rayon task: a few sig-flag and greater-than
+            // contexts hold most bins, and contiguous runs of contexts would be far from equal.
+            let mut work: Vec<(&mut Lanes, &mut Trace)> = self
+                .lanes
+                .iter_mut()
+                .zip(self.traces.iter_mut())
+                .filter(|(_, t)| t.len > 0 || !t.resets.is_empty())
+                .collect();
+            work.sort_by_key(|(_, t)| std::cmp::Reverse(t.len));
+            work.par_iter_mut()
+                .with_max_len(1)
                 .for_each(|(l, t)| replay_context(l, t));
             return;
         }

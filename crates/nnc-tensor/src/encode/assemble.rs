@@ -572,12 +572,26 @@ pub(super) fn write_stream(
     // NDUs are independent arithmetic-coded streams: code them in parallel against the state as it
     // was before this bitstream (a tensor appears in one NDU only), then apply the state updates
     // in order.
+    // Largest first, one NDU per rayon task (otherwise each thread gets a contiguous run of NDUs,
+    // split further only when stolen from, and MiniLM's word embeddings share theirs).
     let coded: Vec<Result<CodedNdu>> = {
         let state_ref = inc.as_ref().map(|i| &*i.state);
-        plans
+        let elements = |plan: &NduPlan| -> usize {
+            plan.members
+                .iter()
+                .filter_map(|n| model.params.get(n))
+                .map(|w| w.levels.len())
+                .sum()
+        };
+        let mut order: Vec<usize> = (0..plans.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(elements(&plans[k])));
+        let mut coded: Vec<(usize, Result<CodedNdu>)> = order
             .par_iter()
-            .map(|plan| code_ndu(model, plan, opts, state_ref, hdsp_on))
-            .collect()
+            .with_max_len(1)
+            .map(|&k| (k, code_ndu(model, &plans[k], opts, state_ref, hdsp_on)))
+            .collect();
+        coded.sort_by_key(|c| c.0);
+        coded.into_iter().map(|c| c.1).collect()
     };
     for (mut plan, coded) in plans.into_iter().zip(coded) {
         let coded = coded?;

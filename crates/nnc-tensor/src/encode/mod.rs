@@ -25,7 +25,7 @@ pub use model::{
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
 
 use rayon::prelude::*;
-use work::{Item, Method, WorkModel};
+use work::{Item, Method, Work, WorkModel};
 
 /// One tensor as the encoder coded it.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,11 +161,19 @@ fn encode_on_workers(
     for name in &reached {
         model.get(name)?;
     }
-    model
+    // Largest first and one tensor per rayon task: rayon would otherwise give each thread a
+    // contiguous run of tensors (in name order), split further only when stolen from.
+    let mut pending: Vec<&mut Work<'_>> = model
         .params
-        .par_iter_mut()
+        .iter_mut()
         .filter(|(name, w)| reached.contains(*name) && w.method.is_none())
-        .map(|(_, w)| approx::approximate(w, opts))
+        .map(|(_, w)| w)
+        .collect();
+    pending.sort_by_key(|w| std::cmp::Reverse(w.values.len()));
+    pending
+        .par_iter_mut()
+        .with_max_len(1)
+        .map(|w| approx::approximate(w, opts))
         .collect::<Result<Vec<()>>>()?;
     let topology_data = if opts.carry_dtypes {
         metadata_of(input)?
