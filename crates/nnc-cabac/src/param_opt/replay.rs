@@ -128,7 +128,7 @@ fn run_word(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u
     dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
 }
 
-/// The set whose S0 set `i` uses under key `K` (itself unless shared).
+/// The set whose S0 set `i` uses under `key` (itself unless shared).
 const fn s0_source(key: Sharing, i: usize) -> usize {
     let mut k = 0;
     while k < S0_PAIRS.len() {
@@ -140,7 +140,7 @@ const fn s0_source(key: Sharing, i: usize) -> usize {
     i
 }
 
-/// The set whose S1 set `i` uses under key `K` (itself unless shared).
+/// The set whose S1 set `i` uses under `key` (itself unless shared).
 const fn s1_source(key: Sharing, i: usize) -> usize {
     let mut k = 0;
     while k < S1_PAIRS.len() {
@@ -152,7 +152,7 @@ const fn s1_source(key: Sharing, i: usize) -> usize {
     i
 }
 
-/// The set whose cost set `i` has under key `K`: the leader when both halves are shared with
+/// The set whose cost set `i` has under `key`: the leader when both halves are shared with
 /// it (then P is equal too), otherwise `i`.
 const fn cost_source(key: Sharing, i: usize) -> usize {
     let l = s0_source(key, i);

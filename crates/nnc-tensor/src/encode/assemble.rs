@@ -571,9 +571,8 @@ pub(super) fn write_stream(
     skipped.extend(dropped.into_iter().flat_map(|p| p.members));
     // NDUs are independent arithmetic-coded streams: code them in parallel against the state as it
     // was before this bitstream (a tensor appears in one NDU only), then apply the state updates
-    // in order.
-    // Largest first, one NDU per rayon task (otherwise each thread gets a contiguous run of NDUs,
-    // split further only when stolen from, and MiniLM's word embeddings share theirs).
+    // in order. Largest first, one NDU per rayon task: otherwise each thread gets a contiguous
+    // run of NDUs, split further only when stolen from, and MiniLM's word embeddings share theirs.
     let coded: Vec<Result<CodedNdu>> = {
         let state_ref = inc.as_ref().map(|i| &*i.state);
         let elements = |plan: &NduPlan| -> usize {
