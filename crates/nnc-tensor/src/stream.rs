@@ -18,8 +18,6 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use crate::decode::{
     factors_missing, parse_stream, recompose_pair, recomposed_name, run_ndu, DecodeOptions,
     DecodedTensor, NduOutput, ParsedStream,
@@ -28,7 +26,7 @@ use crate::error::{Error, Location, Result};
 use crate::metadata::StreamMetadata;
 use crate::state::DecoderState;
 use crate::tensor::{DType, Tensor};
-use crate::threads::Workers;
+use crate::threads::{map_largest_first, Workers};
 
 /// What one output tensor will be: name, shape and element type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,22 +333,13 @@ impl<'a> StreamDecoder<'a> {
                 let jobs = &parsed.jobs[window.clone()];
                 // Largest NDUs first, so that the window does not end with one thread still on
                 // a large NDU it picked up last while the others wait at the barrier.
-                let mut order: Vec<usize> = (0..jobs.len()).collect();
-                order.sort_by_key(|&k| std::cmp::Reverse(jobs[k].elements));
-                let mut done: Vec<(usize, Result<NduOutput>)> = workers.install(|| {
-                    // One NDU per task: rayon otherwise hands each thread a contiguous half,
-                    // which stays unsplit unless stolen from, and the halves are far from equal.
-                    order
-                        .par_iter()
-                        .with_max_len(1)
-                        .map(|&k| {
-                            let out = run_ndu(&jobs[k], state, opts, device_before, need_levels);
-                            (k, out)
-                        })
-                        .collect()
-                });
-                done.sort_by_key(|d| d.0);
-                done.into_iter().map(|d| d.1).collect()
+                workers.install(|| {
+                    map_largest_first(
+                        jobs,
+                        |job| job.elements,
+                        |job| run_ndu(job, state, opts, device_before, need_levels),
+                    )
+                })
             };
             for (j, output) in window.zip(outputs) {
                 let job = &parsed.jobs[j];

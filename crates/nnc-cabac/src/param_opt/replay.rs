@@ -128,28 +128,27 @@ fn run_word(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u
     dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
 }
 
-/// The set whose S0 set `i` uses under `key` (itself unless shared).
-const fn s0_source(key: Sharing, i: usize) -> usize {
+/// The leader of set `i` in `pairs` when `key` marks that pair shared (bit `first_bit + k` for
+/// `pairs[k]`), else `i` itself.
+const fn pair_source(pairs: &[(usize, usize)], first_bit: u32, key: Sharing, i: usize) -> usize {
     let mut k = 0;
-    while k < S0_PAIRS.len() {
-        if S0_PAIRS[k].0 == i && key & (1 << k) != 0 {
-            return S0_PAIRS[k].1;
+    while k < pairs.len() {
+        if pairs[k].0 == i && key & (1 << (first_bit + k as u32)) != 0 {
+            return pairs[k].1;
         }
         k += 1;
     }
     i
 }
 
+/// The set whose S0 set `i` uses under `key` (itself unless shared).
+const fn s0_source(key: Sharing, i: usize) -> usize {
+    pair_source(&S0_PAIRS, 0, key, i)
+}
+
 /// The set whose S1 set `i` uses under `key` (itself unless shared).
 const fn s1_source(key: Sharing, i: usize) -> usize {
-    let mut k = 0;
-    while k < S1_PAIRS.len() {
-        if S1_PAIRS[k].0 == i && key & (1 << (4 + k)) != 0 {
-            return S1_PAIRS[k].1;
-        }
-        k += 1;
-    }
-    i
+    pair_source(&S1_PAIRS, 4, key, i)
 }
 
 /// The set whose cost set `i` has under `key`: the leader when both halves are shared with

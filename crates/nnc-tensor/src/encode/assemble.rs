@@ -3,8 +3,6 @@
 
 use std::borrow::Cow;
 
-use rayon::prelude::*;
-
 use nnc_bitstream::{
     encode_unit, Codebook, ModelParameterSet, NduHeader, NnrUnit, ParseContext, PayloadType,
     StartUnit, TopologyUnit,
@@ -18,6 +16,7 @@ use super::work::{Item, Method, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
 use crate::state::IncrementalState;
+use crate::threads::map_largest_first;
 
 fn invalid(what: impl Into<String>) -> Error {
     Error::InvalidArgument { what: what.into() }
@@ -571,26 +570,19 @@ pub(super) fn write_stream(
     skipped.extend(dropped.into_iter().flat_map(|p| p.members));
     // NDUs are independent arithmetic-coded streams: code them in parallel against the state as it
     // was before this bitstream (a tensor appears in one NDU only), then apply the state updates
-    // in order. Largest first, one NDU per rayon task: otherwise each thread gets a contiguous
-    // run of NDUs, split further only when stolen from, and MiniLM's word embeddings share theirs.
+    // in order. Largest first: MiniLM's word embeddings are half its values.
     let coded: Vec<Result<CodedNdu>> = {
         let state_ref = inc.as_ref().map(|i| &*i.state);
-        let elements = |plan: &NduPlan| -> usize {
+        let elements = |plan: &NduPlan| -> u64 {
             plan.members
                 .iter()
                 .filter_map(|n| model.params.get(n))
-                .map(|w| w.levels.len())
+                .map(|w| w.levels.len() as u64)
                 .sum()
         };
-        let mut order: Vec<usize> = (0..plans.len()).collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(elements(&plans[k])));
-        let mut coded: Vec<(usize, Result<CodedNdu>)> = order
-            .par_iter()
-            .with_max_len(1)
-            .map(|&k| (k, code_ndu(model, &plans[k], opts, state_ref, hdsp_on)))
-            .collect();
-        coded.sort_by_key(|c| c.0);
-        coded.into_iter().map(|c| c.1).collect()
+        map_largest_first(&plans, elements, |plan| {
+            code_ndu(model, plan, opts, state_ref, hdsp_on)
+        })
     };
     for (mut plan, coded) in plans.into_iter().zip(coded) {
         let coded = coded?;
