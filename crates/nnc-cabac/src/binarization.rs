@@ -7,6 +7,7 @@
 
 use crate::context::{ContextLayout, ContextModel};
 use crate::decoder::ArithDecoder;
+use crate::encoder::ArithEncoder;
 use crate::tables::BYPASS_BITS;
 use crate::Error;
 
@@ -348,6 +349,55 @@ pub(crate) fn decode_nonzero_plain(
     }
     let mag = i32::try_from(a).map_err(|_| Error::LevelOverflow)?;
     Ok(if negative { -mag } else { mag })
+}
+
+/// Encoder-side mirror of [`decode_nonzero_plain`]: the sign, greater-than flags and remainder
+/// of a non-zero level `k` in the common case (no codebook bounds, no TCA base, no HDSP), with
+/// the greater-than and remainder-prefix contexts sliced once per level. Same bins, same order
+/// as [`encode_level`].
+#[inline(always)]
+pub(crate) fn encode_nonzero_plain(
+    enc: &mut ArithEncoder,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+    nb_class: usize,
+    k: i32,
+) -> Result<(), Error> {
+    let negative = k < 0;
+    enc.encode_bin(negative, ctx_mut(ctxs, ContextLayout::sign(nb_class))?);
+    // The flag loop always codes flag 0, even with N = 0 (as the general form does).
+    let n = (layout.num_gtx_flags() as usize).max(1);
+    let gtx = ctxs
+        .get_mut(ContextLayout::GTX..ContextLayout::GTX + 2 * n)
+        .ok_or(Error::Internal("context index out of range"))?;
+    let abs = u64::from(k.unsigned_abs());
+    let mut a = 1u64;
+    for pair in gtx.chunks_exact_mut(2) {
+        let flag = abs > a;
+        enc.encode_bin(flag, &mut pair[usize::from(negative)]);
+        if !flag {
+            return Ok(());
+        }
+        a += 1;
+    }
+    let r = abs - a;
+    let rem = layout.rem();
+    let prefix = ctxs
+        .get_mut(rem..rem + MAX_PREFIX_BINS)
+        .ok_or(Error::Internal("context index out of range"))?;
+    let mut base = 0u64;
+    let mut nbits = 0u32;
+    for c in prefix.iter_mut() {
+        let more = r >= base + (1u64 << nbits);
+        enc.encode_bin(more, c);
+        if !more {
+            break;
+        }
+        base += 1u64 << nbits;
+        nbits += 1;
+    }
+    enc.encode_bypass_bins(nbits, (r - base) as u32);
+    Ok(())
 }
 
 #[inline(always)]

@@ -1,7 +1,9 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
-use crate::binarization::{encode_level, BinSink, LevelCoding, Neighbourhood};
-use crate::context::{ContextModel, ContextSet};
+use crate::binarization::{
+    encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood,
+};
+use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::dq;
 use crate::encoder::ArithEncoder;
@@ -38,6 +40,19 @@ pub fn encode_layer(
     opts: &EncodeLayerOptions,
     levels: &[i32],
 ) -> Result<(), Error> {
+    encode_layer_impl(enc, cfg, hist, opts, levels, true)
+}
+
+/// [`encode_layer`]; `allow_plain = false` codes every tensor through the general level loop
+/// (for the test that compares the two).
+fn encode_layer_impl(
+    enc: &mut ArithEncoder,
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+    allow_plain: bool,
+) -> Result<(), Error> {
     let p = Prepared::new(cfg, hist, levels.len(), 0)?;
     let row_skip = p.header_present && opts.row_skip_enabled_flag;
     let skip_rows: Vec<bool> = if row_skip {
@@ -46,7 +61,7 @@ pub fn encode_layer(
         Vec::new()
     };
     let mut e = std::mem::take(enc);
-    let r = encode_body(&mut e, &p, opts, levels, &skip_rows);
+    let r = encode_body(&mut e, &p, opts, levels, &skip_rows, allow_plain);
     *enc = e;
     r
 }
@@ -104,6 +119,7 @@ fn encode_body(
     opts: &EncodeLayerOptions,
     levels: &[i32],
     skip_rows: &[bool],
+    allow_plain: bool,
 ) -> Result<(), Error> {
     let layout = p.layout;
     let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
@@ -171,6 +187,9 @@ fn encode_body(
     }
     let row_skip = !skip_rows.is_empty();
     let lc = p.lc;
+    // Without TCA, HDSP or codebook bounds the contexts depend only on the previous level, the
+    // DQ state and the sign (the decoder's `decode_plain` is the mirror).
+    let plain = allow_plain && !(p.gpi1 && (p.base.is_some() || hdsp_flag)) && lc.is_unbounded();
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
     for seg in p.geo.segments() {
@@ -181,6 +200,28 @@ fn encode_body(
             if p.dq {
                 // Reference quirk: a skipped segment advances the DQ state by W, not by its length.
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
+            }
+        } else if plain {
+            if p.dq {
+                encode_plain::<true>(
+                    e,
+                    models,
+                    &layout,
+                    slice,
+                    seg.start,
+                    &mut nbh.nb,
+                    &mut dq_state,
+                )?;
+            } else {
+                encode_plain::<false>(
+                    e,
+                    models,
+                    &layout,
+                    slice,
+                    seg.start,
+                    &mut nbh.nb,
+                    &mut dq_state,
+                )?;
             }
         } else {
             let mut sink = EncSink {
@@ -216,6 +257,59 @@ fn encode_body(
             e.reset_range();
         }
     }
+    Ok(())
+}
+
+/// One segment's levels when [`encode_body`]'s `plain` holds: same bins, same order as
+/// [`encode_level`]. A run of zeros whose sig flag stays in one context (neighbour zero, and
+/// the DQ state maps to itself on a zero, which it always does without DQ) is coded with that
+/// context held in a local, so no bin waits for the previous one's context store.
+fn encode_plain<const DQ: bool>(
+    e: &mut ArithEncoder,
+    models: &mut [ContextModel],
+    layout: &ContextLayout,
+    slice: &[i32],
+    start: usize,
+    nb: &mut i32,
+    dq_state: &mut u8,
+) -> Result<(), Error> {
+    let mut state = *dq_state;
+    let mut prev = *nb;
+    let mut i = 0;
+    while let Some(&q) = slice.get(i) {
+        let nb_class = usize::from(prev != 0) + usize::from(prev > 0);
+        let sig = models
+            .get_mut(ContextLayout::sig(usize::from(state), nb_class))
+            .ok_or(Error::Internal("context index out of range"))?;
+        if q == 0 && prev == 0 && (!DQ || dq::next_state(state, 0) == state) {
+            let run = slice[i..].iter().take_while(|&&v| v == 0).count();
+            let mut local = *sig;
+            for _ in 0..run {
+                e.encode_bin(false, &mut local);
+            }
+            *sig = local;
+            i += run;
+            continue;
+        }
+        let k = if DQ { dq::coded_level(q, state) } else { q };
+        if k == i32::MIN {
+            return Err(Error::LevelNotCodable {
+                pos: start + i,
+                level: q,
+            });
+        }
+        e.encode_bin(k != 0, sig);
+        if k != 0 {
+            encode_nonzero_plain(e, models, layout, nb_class, k)?;
+        }
+        if DQ {
+            state = dq::next_state(state, k);
+        }
+        prev = k;
+        i += 1;
+    }
+    *nb = prev;
+    *dq_state = state;
     Ok(())
 }
 
@@ -263,4 +357,95 @@ fn pseudo_pass(
         }
     }
     Ok(shadows.best_indices())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Levels with runs of zeros, small and large magnitudes of both signs (SplitMix64).
+    fn levels(len: usize, seed: u64) -> Vec<i32> {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let r = next();
+            match r % 8 {
+                0 | 1 => out.extend(std::iter::repeat_n(0, (r >> 8) as usize % 40)),
+                2 => out.push(((r >> 8) % 2_000_001) as i32 - 1_000_000),
+                7 if r >> 60 == 0 => out.push(i32::MAX - (r >> 8) as i32 % 3),
+                _ => out.push(((r >> 8) % 15) as i32 - 7),
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn plain_loop_writes_the_general_loops_bytes() {
+        for (seed, dq, n, row_skip, param_opt, scan_order, gpi) in [
+            (1, false, 10, false, false, 0, 0),
+            (2, true, 10, true, true, 0, 1),
+            (3, true, 0, false, true, 2, 1),
+            (4, false, 1, true, false, 1, 1),
+            (5, true, 3, false, false, 0, 0),
+            (6, false, 12, true, true, 3, 1),
+        ] {
+            let dims = vec![48, 40];
+            let mut lv = levels(48 * 40, seed);
+            // Some all-zero rows for row skipping.
+            for row in [3, 4, 20] {
+                lv[row * 40..(row + 1) * 40].fill(0);
+            }
+            let cfg = LayerConfig {
+                dq_flag: dq,
+                scan_order,
+                general_profile_idc: gpi,
+                cabac_unary_length: n,
+                ..LayerConfig::new(dims)
+            };
+            let opts = EncodeLayerOptions {
+                param_opt,
+                row_skip_enabled_flag: row_skip,
+                ..EncodeLayerOptions::default()
+            };
+            let hist = LayerHistory::default();
+            let mut plain = ArithEncoder::new();
+            encode_layer_impl(&mut plain, &cfg, &hist, &opts, &lv, true).unwrap();
+            let mut general = ArithEncoder::new();
+            encode_layer_impl(&mut general, &cfg, &hist, &opts, &lv, false).unwrap();
+            assert_eq!(plain.finish(), general.finish(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn plain_loop_rejects_i32_min_at_its_position() {
+        let mut lv = vec![0, 3, -2, 0, 0, 5];
+        lv[4] = i32::MIN;
+        let cfg = LayerConfig::new(vec![2, 3]);
+        let err = encode_layer(
+            &mut ArithEncoder::new(),
+            &cfg,
+            &LayerHistory::default(),
+            &EncodeLayerOptions::default(),
+            &lv,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LevelNotCodable {
+                    pos: 4,
+                    level: i32::MIN
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }
