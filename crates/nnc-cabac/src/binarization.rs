@@ -351,20 +351,58 @@ pub(crate) fn decode_nonzero_plain(
     Ok(if negative { -mag } else { mag })
 }
 
+/// Where the plain level loops put their bins: contexts of type `C` live in a slice the loop
+/// indexes itself, so runs of contexts can be sliced once per level. Implemented by the
+/// arithmetic encoder (`C` = [`ContextModel`]) and by the param_opt recorder (`C` = one
+/// context's bin trace).
+pub(crate) trait SliceCoder<C> {
+    /// One bin in `ctx`.
+    fn bin(&mut self, ctx: &mut C, bin: bool);
+    /// `n` zero bins in `ctx`.
+    fn zeros(&mut self, ctx: &mut C, n: usize);
+    /// The low `n` bits of `value` as bypass bins, MSB first.
+    fn bypass_bins(&mut self, n: u32, value: u32);
+    /// Called after every level with all contexts (the recorder replays when its buffer is full).
+    fn level_done(&mut self, _ctxs: &mut [C]) {}
+}
+
+impl SliceCoder<ContextModel> for ArithEncoder {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut ContextModel, bin: bool) {
+        self.encode_bin(bin, ctx);
+    }
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut ContextModel, n: usize) {
+        // A local copy, so no bin waits for the previous one's context store.
+        let mut local = *ctx;
+        for _ in 0..n {
+            self.encode_bin(false, &mut local);
+        }
+        *ctx = local;
+    }
+    #[inline(always)]
+    fn bypass_bins(&mut self, n: u32, value: u32) {
+        self.encode_bypass_bins(n, value);
+    }
+}
+
 /// Encoder-side mirror of [`decode_nonzero_plain`]: the sign, greater-than flags and remainder
 /// of a non-zero level `k` in the common case (no codebook bounds, no TCA base, no HDSP), with
 /// the greater-than and remainder-prefix contexts sliced once per level. Same bins, same order
 /// as [`encode_level`].
 #[inline(always)]
-pub(crate) fn encode_nonzero_plain(
-    enc: &mut ArithEncoder,
-    ctxs: &mut [ContextModel],
+pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
     layout: &ContextLayout,
     nb_class: usize,
     k: i32,
 ) -> Result<(), Error> {
     let negative = k < 0;
-    enc.encode_bin(negative, ctx_mut(ctxs, ContextLayout::sign(nb_class))?);
+    let sign = ctxs
+        .get_mut(ContextLayout::sign(nb_class))
+        .ok_or(Error::Internal("context index out of range"))?;
+    coder.bin(sign, negative);
     // The flag loop always codes flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctxs
@@ -374,7 +412,7 @@ pub(crate) fn encode_nonzero_plain(
     let mut a = 1u64;
     for pair in gtx.chunks_exact_mut(2) {
         let flag = abs > a;
-        enc.encode_bin(flag, &mut pair[usize::from(negative)]);
+        coder.bin(&mut pair[usize::from(negative)], flag);
         if !flag {
             return Ok(());
         }
@@ -389,14 +427,14 @@ pub(crate) fn encode_nonzero_plain(
     let mut nbits = 0u32;
     for c in prefix.iter_mut() {
         let more = r >= base + (1u64 << nbits);
-        enc.encode_bin(more, c);
+        coder.bin(c, more);
         if !more {
             break;
         }
         base += 1u64 << nbits;
         nbits += 1;
     }
-    enc.encode_bypass_bins(nbits, (r - base) as u32);
+    coder.bypass_bins(nbits, (r - base) as u32);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
 use crate::binarization::{
-    encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood,
+    encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood, SliceCoder,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
@@ -148,7 +148,7 @@ fn encode_body(
     }
 
     let chosen = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
-        pseudo_pass(p, levels, skip_rows, hdsp_flag)?
+        pseudo_pass(p, levels, skip_rows, hdsp_flag, allow_plain)?
     } else {
         Vec::new()
     };
@@ -202,26 +202,11 @@ fn encode_body(
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
             }
         } else if plain {
+            let (nb, state) = (&mut nbh.nb, &mut dq_state);
             if p.dq {
-                encode_plain::<true>(
-                    e,
-                    models,
-                    &layout,
-                    slice,
-                    seg.start,
-                    &mut nbh.nb,
-                    &mut dq_state,
-                )?;
+                code_plain::<true, false, _, _>(e, models, &layout, slice, seg.start, nb, state)?;
             } else {
-                encode_plain::<false>(
-                    e,
-                    models,
-                    &layout,
-                    slice,
-                    seg.start,
-                    &mut nbh.nb,
-                    &mut dq_state,
-                )?;
+                code_plain::<false, false, _, _>(e, models, &layout, slice, seg.start, nb, state)?;
             }
         } else {
             let mut sink = EncSink {
@@ -260,13 +245,17 @@ fn encode_body(
     Ok(())
 }
 
-/// One segment's levels when [`encode_body`]'s `plain` holds: same bins, same order as
-/// [`encode_level`]. A run of zeros whose sig flag stays in one context (neighbour zero, and
-/// the DQ state maps to itself on a zero, which it always does without DQ) is coded with that
-/// context held in a local, so no bin waits for the previous one's context store.
-fn encode_plain<const DQ: bool>(
-    e: &mut ArithEncoder,
-    models: &mut [ContextModel],
+/// One segment's levels when [`encode_body`]'s `plain` holds, into the arithmetic encoder or,
+/// with `RAW`, into the param_opt recorder: same bins, same order as [`encode_level`] in the
+/// general loops. `RAW` binarizes the input values as the pseudo pass does (under DQ the
+/// reconstruction indices; the DQ state still follows the coded levels), without `RAW` the
+/// coded levels are binarized and `i32::MIN` is rejected. A run of zeros whose sig flag stays
+/// in one context (neighbour zero, and the DQ state maps to itself on a zero, which it always
+/// does without DQ) goes to the coder as one call.
+#[allow(clippy::too_many_arguments)]
+fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
     layout: &ContextLayout,
     slice: &[i32],
     start: usize,
@@ -278,34 +267,33 @@ fn encode_plain<const DQ: bool>(
     let mut i = 0;
     while let Some(&q) = slice.get(i) {
         let nb_class = usize::from(prev != 0) + usize::from(prev > 0);
-        let sig = models
+        let sig = ctxs
             .get_mut(ContextLayout::sig(usize::from(state), nb_class))
             .ok_or(Error::Internal("context index out of range"))?;
         if q == 0 && prev == 0 && (!DQ || dq::next_state(state, 0) == state) {
             let run = slice[i..].iter().take_while(|&&v| v == 0).count();
-            let mut local = *sig;
-            for _ in 0..run {
-                e.encode_bin(false, &mut local);
-            }
-            *sig = local;
+            coder.zeros(sig, run);
+            coder.level_done(ctxs);
             i += run;
             continue;
         }
         let k = if DQ { dq::coded_level(q, state) } else { q };
-        if k == i32::MIN {
+        let v = if RAW { q } else { k };
+        if !RAW && v == i32::MIN {
             return Err(Error::LevelNotCodable {
                 pos: start + i,
                 level: q,
             });
         }
-        e.encode_bin(k != 0, sig);
-        if k != 0 {
-            encode_nonzero_plain(e, models, layout, nb_class, k)?;
+        coder.bin(sig, v != 0);
+        if v != 0 {
+            encode_nonzero_plain(coder, ctxs, layout, nb_class, v)?;
         }
+        coder.level_done(ctxs);
         if DQ {
             state = dq::next_state(state, k);
         }
-        prev = k;
+        prev = v;
         i += 1;
     }
     *nb = prev;
@@ -323,10 +311,12 @@ fn pseudo_pass(
     levels: &[i32],
     skip_rows: &[bool],
     hdsp_flag: bool,
+    allow_plain: bool,
 ) -> Result<Vec<u8>, Error> {
     let layout = p.layout;
     let lc = LevelCoding::unbounded(layout.num_gtx_flags());
     let mut shadows = InitSetSearch::new(layout.len(), true);
+    let plain = allow_plain && !(p.gpi1 && (p.base.is_some() || hdsp_flag));
     let row_skip = !skip_rows.is_empty();
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
@@ -337,6 +327,14 @@ fn pseudo_pass(
         if row_skip && skip_rows.get(seg.row).copied().unwrap_or(false) {
             if p.dq {
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
+            }
+        } else if plain {
+            let (nb, state) = (&mut nbh.nb, &mut dq_state);
+            let (rec, traces) = shadows.parts();
+            if p.dq {
+                code_plain::<true, true, _, _>(rec, traces, &layout, slice, seg.start, nb, state)?;
+            } else {
+                code_plain::<false, true, _, _>(rec, traces, &layout, slice, seg.start, nb, state)?;
             }
         } else {
             for (i, &q) in slice.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Record-then-replay form of the param_opt search: same choices as [`super::ShadowContexts`].
 
 use super::{best_of, INITIAL, ROWS};
-use crate::binarization::BinSink;
+use crate::binarization::{BinSink, SliceCoder};
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 /// Recorded bins are replayed once this many are pending, which bounds the recorder's memory
@@ -49,7 +49,7 @@ const SPECIALISED_FREE: Sharing = 0b01_1111_0000;
 
 /// The bins one context received since the last replay.
 #[derive(Clone, Debug, Default)]
-struct Trace {
+pub(crate) struct Trace {
     /// Bin `i` is bit `i % 64` of word `i / 64`.
     words: Vec<u64>,
     len: usize,
@@ -57,6 +57,30 @@ struct Trace {
     resets: Vec<usize>,
     /// Bins were seen since the last reset (in this or an earlier chunk).
     dirty: bool,
+}
+
+impl Trace {
+    #[inline(always)]
+    fn push(&mut self, bin: bool) {
+        if self.len % 64 == 0 {
+            self.words.push(0);
+        }
+        if let Some(w) = self.words.last_mut() {
+            *w |= u64::from(bin) << (self.len % 64);
+        }
+        self.len += 1;
+        self.dirty = true;
+    }
+
+    /// `n` zero bins: bits past `len` are always zero, so only the length moves.
+    #[inline]
+    fn push_zeros(&mut self, n: usize) {
+        if n > 0 {
+            self.len += n;
+            self.words.resize(self.len.div_ceil(64), 0);
+            self.dirty = true;
+        }
+    }
 }
 
 /// The nine shadows of one context and their accumulated costs.
@@ -260,6 +284,13 @@ fn replay_context(lanes: &mut Lanes, trace: &mut Trace) {
 #[derive(Clone, Debug)]
 pub struct InitSetSearch {
     traces: Vec<Trace>,
+    rec: Recorder,
+}
+
+/// The shadows of every context and the count of recorded bins not yet replayed; as a
+/// [`SliceCoder`] over the traces, the pseudo pass's plain loop records into it directly.
+#[derive(Clone, Debug)]
+pub(crate) struct Recorder {
     lanes: Vec<Lanes>,
     pending: usize,
     parallel: bool,
@@ -271,9 +302,11 @@ impl InitSetSearch {
     pub fn new(len: usize, parallel: bool) -> Self {
         Self {
             traces: vec![Trace::default(); len],
-            lanes: vec![Lanes::INITIAL; len],
-            pending: 0,
-            parallel,
+            rec: Recorder {
+                lanes: vec![Lanes::INITIAL; len],
+                pending: 0,
+                parallel,
+            },
         }
     }
 
@@ -287,7 +320,25 @@ impl InitSetSearch {
         }
     }
 
+    /// The recorder and the traces it records into, for [`SliceCoder`] loops.
+    pub(crate) fn parts(&mut self) -> (&mut Recorder, &mut [Trace]) {
+        (&mut self.rec, &mut self.traces)
+    }
+
     fn flush(&mut self) {
+        self.rec.flush(&mut self.traces);
+    }
+
+    /// The chosen init set of every context (0 for contexts that saw no bins).
+    pub fn best_indices(mut self) -> Vec<u8> {
+        self.flush();
+        self.rec.lanes.iter_mut().map(|l| best_of(&l.acc)).collect()
+    }
+}
+
+impl Recorder {
+    /// Replay every pending bin.
+    fn flush(&mut self, traces: &mut [Trace]) {
         let pending = std::mem::take(&mut self.pending);
         #[cfg(feature = "rayon")]
         if self.parallel && pending >= PARALLEL_MIN_BINS {
@@ -297,7 +348,7 @@ impl InitSetSearch {
             let mut work: Vec<(&mut Lanes, &mut Trace)> = self
                 .lanes
                 .iter_mut()
-                .zip(self.traces.iter_mut())
+                .zip(traces.iter_mut())
                 .filter(|(_, t)| t.len > 0 || !t.resets.is_empty())
                 .collect();
             work.sort_by_key(|(_, t)| std::cmp::Reverse(t.len));
@@ -308,15 +359,33 @@ impl InitSetSearch {
         }
         #[cfg(not(feature = "rayon"))]
         let _ = (pending, self.parallel);
-        for (l, t) in self.lanes.iter_mut().zip(&mut self.traces) {
+        for (l, t) in self.lanes.iter_mut().zip(traces) {
             replay_context(l, t);
         }
     }
+}
 
-    /// The chosen init set of every context (0 for contexts that saw no bins).
-    pub fn best_indices(mut self) -> Vec<u8> {
-        self.flush();
-        self.lanes.iter_mut().map(|l| best_of(&l.acc)).collect()
+impl SliceCoder<Trace> for Recorder {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut Trace, bin: bool) {
+        ctx.push(bin);
+        self.pending += 1;
+    }
+
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut Trace, n: usize) {
+        ctx.push_zeros(n);
+        self.pending += n;
+    }
+
+    #[inline(always)]
+    fn bypass_bins(&mut self, _n: u32, _value: u32) {}
+
+    #[inline(always)]
+    fn level_done(&mut self, traces: &mut [Trace]) {
+        if self.pending >= CHUNK_BINS {
+            self.flush(traces);
+        }
     }
 }
 
@@ -326,16 +395,9 @@ impl BinSink for InitSetSearch {
         let Some(t) = self.traces.get_mut(ctx) else {
             return;
         };
-        if t.len % 64 == 0 {
-            t.words.push(0);
-        }
-        if let Some(w) = t.words.last_mut() {
-            *w |= u64::from(bin) << (t.len % 64);
-        }
-        t.len += 1;
-        t.dirty = true;
-        self.pending += 1;
-        if self.pending >= CHUNK_BINS {
+        t.push(bin);
+        self.rec.pending += 1;
+        if self.rec.pending >= CHUNK_BINS {
             self.flush();
         }
     }
@@ -368,7 +430,7 @@ mod tests {
         // behind an unchanged minimum.
         fast.flush();
         for c in 0..contexts {
-            assert_eq!(fast.lanes[c].acc, reference.costs(c), "context {c}");
+            assert_eq!(fast.rec.lanes[c].acc, reference.costs(c), "context {c}");
         }
         assert_eq!(fast.best_indices(), expected);
     }
@@ -386,6 +448,38 @@ mod tests {
         }
         same_choices(&events, 5, false);
         same_choices(&events, 5, true);
+    }
+
+    #[test]
+    fn recorded_zero_runs_equal_single_zero_bins() {
+        let mut one_by_one = InitSetSearch::new(3, false);
+        let mut runs = InitSetSearch::new(3, false);
+        for (i, n) in [0usize, 1, 63, 64, 65, 200, 3, 5000, 7]
+            .into_iter()
+            .enumerate()
+        {
+            let ctx = i % 3;
+            for _ in 0..n {
+                one_by_one.ctx_bin(ctx, false);
+            }
+            one_by_one.ctx_bin(ctx, true);
+            let (rec, traces) = runs.parts();
+            rec.zeros(&mut traces[ctx], n);
+            rec.bin(&mut traces[ctx], true);
+            rec.level_done(traces);
+            if i == 4 {
+                one_by_one.reset_states();
+                runs.reset_states();
+            }
+        }
+        one_by_one.flush();
+        runs.flush();
+        for c in 0..3 {
+            assert_eq!(
+                one_by_one.rec.lanes[c].acc, runs.rec.lanes[c].acc,
+                "context {c}"
+            );
+        }
     }
 
     #[test]
