@@ -377,7 +377,7 @@ mod tests {
             match r % 8 {
                 0 | 1 => out.extend(std::iter::repeat_n(0, (r >> 8) as usize % 40)),
                 2 => out.push(((r >> 8) % 2_000_001) as i32 - 1_000_000),
-                7 if r >> 60 == 0 => out.push(i32::MAX - (r >> 8) as i32 % 3),
+                7 if r >> 60 == 0 => out.push(i32::MAX - ((r >> 8) % 3) as i32),
                 _ => out.push(((r >> 8) % 15) as i32 - 7),
             }
         }
