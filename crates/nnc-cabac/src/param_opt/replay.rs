@@ -50,36 +50,70 @@ const SPECIALISED_FREE: Sharing = 0b01_1111_0000;
 /// The bins one context received since the last replay.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trace {
-    /// Bin `i` is bit `i % 64` of word `i / 64`.
+    /// Bin `i` is bit `i % 64` of word `i / 64`; the last, incomplete word is `current`.
     words: Vec<u64>,
+    /// Bins `64 · words.len()..len` (higher bits zero).
+    current: u64,
     len: usize,
     /// Bin positions at which the shadows go back to their init states (block-row ends).
     resets: Vec<usize>,
-    /// Bins were seen since the last reset (in this or an earlier chunk).
-    dirty: bool,
+    /// Bins recorded before this chunk, and the absolute bin count at the last reset: bins were
+    /// seen since that reset when `replayed + len` exceeds it.
+    replayed: u64,
+    at_last_reset: u64,
 }
 
 impl Trace {
     #[inline(always)]
     fn push(&mut self, bin: bool) {
-        if self.len % 64 == 0 {
-            self.words.push(0);
-        }
-        if let Some(w) = self.words.last_mut() {
-            *w |= u64::from(bin) << (self.len % 64);
-        }
+        self.current |= u64::from(bin) << (self.len % 64);
         self.len += 1;
-        self.dirty = true;
+        if self.len % 64 == 0 {
+            self.words.push(std::mem::take(&mut self.current));
+        }
     }
 
-    /// `n` zero bins: bits past `len` are always zero, so only the length moves.
+    /// `n` zero bins: bits past `len` are always zero, so only the length moves (and the
+    /// words it completes are stored).
     #[inline]
     fn push_zeros(&mut self, n: usize) {
-        if n > 0 {
-            self.len += n;
-            self.words.resize(self.len.div_ceil(64), 0);
-            self.dirty = true;
+        let end = self.len + n;
+        let complete = end / 64;
+        if complete > self.words.len() {
+            self.words.push(std::mem::take(&mut self.current));
+            self.words.resize(complete, 0);
         }
+        self.len = end;
+    }
+
+    /// Block-row end: record a reset if any bin came since the last one.
+    fn reset(&mut self) {
+        let now = self.replayed + self.len as u64;
+        if now > self.at_last_reset {
+            self.resets.push(self.len);
+            self.at_last_reset = now;
+        }
+    }
+
+    /// The recorded words, the incomplete one included.
+    fn all_words(&mut self) -> &[u64] {
+        if self.len % 64 != 0 {
+            self.words.push(std::mem::take(&mut self.current));
+        }
+        &self.words
+    }
+
+    /// Forget the replayed bins; positions continue from here.
+    fn clear(&mut self) {
+        self.replayed += self.len as u64;
+        self.words.clear();
+        self.resets.clear();
+        self.current = 0;
+        self.len = 0;
+    }
+
+    fn has_work(&self) -> bool {
+        self.len > 0 || !self.resets.is_empty()
     }
 }
 
@@ -264,16 +298,17 @@ fn run_bits<const K: Sharing>(
 }
 
 fn replay_context(lanes: &mut Lanes, trace: &mut Trace) {
+    let len = trace.len;
+    let resets = std::mem::take(&mut trace.resets);
+    let words = trace.all_words();
     let mut from = 0;
-    for &at in &trace.resets {
-        lanes.replay(&trace.words, from, at);
+    for &at in &resets {
+        lanes.replay(words, from, at);
         lanes.reset();
         from = at;
     }
-    lanes.replay(&trace.words, from, trace.len);
-    trace.words.clear();
-    trace.resets.clear();
-    trace.len = 0;
+    lanes.replay(words, from, len);
+    trace.clear();
 }
 
 /// The param_opt search as a [`BinSink`]: feed it the pseudo pass, call
@@ -313,10 +348,7 @@ impl InitSetSearch {
     /// Block-row boundary: shadows back to their init states; the costs keep running.
     pub fn reset_states(&mut self) {
         for t in &mut self.traces {
-            if t.dirty {
-                t.resets.push(t.len);
-                t.dirty = false;
-            }
+            t.reset();
         }
     }
 
@@ -349,7 +381,7 @@ impl Recorder {
                 .lanes
                 .iter_mut()
                 .zip(traces.iter_mut())
-                .filter(|(_, t)| t.len > 0 || !t.resets.is_empty())
+                .filter(|(_, t)| t.has_work())
                 .collect();
             work.sort_by_key(|(_, t)| std::cmp::Reverse(t.len));
             work.par_iter_mut()
