@@ -320,9 +320,7 @@ pub(crate) fn decode_nonzero_plain(
     let negative = dec.decode_bin(ctx_mut(ctxs, ContextLayout::sign(nb_class))?);
     // The flag loop always reads flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
-    let gtx = ctxs
-        .get_mut(ContextLayout::GTX..ContextLayout::GTX + 2 * n)
-        .ok_or(Error::Internal("context index out of range"))?;
+    let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
     let mut a = 1u64;
     let mut all_ones = true;
     for pair in gtx.chunks_exact_mut(2) {
@@ -334,9 +332,7 @@ pub(crate) fn decode_nonzero_plain(
     }
     if all_ones {
         let rem = layout.rem();
-        let prefix = ctxs
-            .get_mut(rem..rem + MAX_PREFIX_BINS)
-            .ok_or(Error::Internal("context index out of range"))?;
+        let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
         let mut nbits = 0u32;
         for c in prefix.iter_mut() {
             if !dec.decode_bin(c) {
@@ -399,15 +395,11 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     k: i32,
 ) -> Result<(), Error> {
     let negative = k < 0;
-    let sign = ctxs
-        .get_mut(ContextLayout::sign(nb_class))
-        .ok_or(Error::Internal("context index out of range"))?;
+    let sign = ctx_mut(ctxs, ContextLayout::sign(nb_class))?;
     coder.bin(sign, negative);
     // The flag loop always codes flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
-    let gtx = ctxs
-        .get_mut(ContextLayout::GTX..ContextLayout::GTX + 2 * n)
-        .ok_or(Error::Internal("context index out of range"))?;
+    let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
     let abs = u64::from(k.unsigned_abs());
     let mut a = 1u64;
     for pair in gtx.chunks_exact_mut(2) {
@@ -420,9 +412,7 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     }
     let r = abs - a;
     let rem = layout.rem();
-    let prefix = ctxs
-        .get_mut(rem..rem + MAX_PREFIX_BINS)
-        .ok_or(Error::Internal("context index out of range"))?;
+    let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
     let mut base = 0u64;
     let mut nbits = 0u32;
     for c in prefix.iter_mut() {
@@ -438,8 +428,13 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     Ok(())
 }
 
+/// The context (or run of contexts) at `idx`, or an internal error: the layouts keep every index
+/// in range, so this only guards against a bug.
 #[inline(always)]
-fn ctx_mut(ctxs: &mut [ContextModel], idx: usize) -> Result<&mut ContextModel, Error> {
+pub(crate) fn ctx_mut<C, I: std::slice::SliceIndex<[C]>>(
+    ctxs: &mut [C],
+    idx: I,
+) -> Result<&mut I::Output, Error> {
     ctxs.get_mut(idx)
         .ok_or(Error::Internal("context index out of range"))
 }

@@ -1,6 +1,8 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
-use crate::binarization::{decode_level_as, decode_nonzero_plain, LevelCoding, Neighbourhood};
+use crate::binarization::{
+    ctx_mut, decode_level_as, decode_nonzero_plain, LevelCoding, Neighbourhood,
+};
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
@@ -230,7 +232,7 @@ fn decode_header(
         }
         info.row_skip_enabled_flag = d.decode_bypass();
         if info.row_skip_enabled_flag {
-            let rs = ctx(ctx_set.models_mut(), layout.rs())?;
+            let rs = ctx_mut(ctx_set.models_mut(), layout.rs())?;
             info.row_skip_flags = (0..p.geo.h).map(|_| d.decode_bin(rs)).collect();
         }
     }
@@ -274,7 +276,7 @@ fn decode_segments(
     let skip_active = p.header_present && info.row_skip_enabled_flag;
     let hdsp_flag = info.hist_dep_sig_prob_enabled_flag;
     // Per-position TCA/HDSP lookups are only needed with gpi = 1 and either tool in use.
-    let extra = p.gpi1 && (p.base.is_some() || hdsp_flag);
+    let extra = p.per_position_contexts(hdsp_flag);
     // Codebook bounds only matter when present; otherwise their checks are compiled out.
     let bounded = !lc.is_unbounded();
     let mut nbh = Neighbourhood::default();
@@ -422,7 +424,7 @@ impl Run<'_, '_> {
             let nb_class = usize::from(nb != 0) + usize::from(nb > 0);
             let sig = ContextLayout::sig(usize::from(state), nb_class);
             if nb == 0 && (!DQ || dq::next_state(state, 0) == state) {
-                let stored = ctx(models, sig)?;
+                let stored = ctx_mut(models, sig)?;
                 let mut local = *stored;
                 let mut nonzero = false;
                 while let Some(o) = slice.get_mut(i) {
@@ -443,7 +445,7 @@ impl Run<'_, '_> {
                 if !nonzero {
                     break;
                 }
-            } else if !d.decode_bin(ctx(models, sig)?) {
+            } else if !d.decode_bin(ctx_mut(models, sig)?) {
                 if let Some(o) = slice.get_mut(i) {
                     *o = 0;
                 }
@@ -512,13 +514,6 @@ fn decode_init_indices(
         }
     });
     result
-}
-
-#[inline(always)]
-fn ctx(models: &mut [ContextModel], idx: usize) -> Result<&mut ContextModel, Error> {
-    models
-        .get_mut(idx)
-        .ok_or(Error::Internal("context index out of range"))
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
 use crate::binarization::{
-    encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood, SliceCoder,
+    ctx_mut, encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood, SliceCoder,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
@@ -189,7 +189,7 @@ fn encode_body(
     let lc = p.lc;
     // Without TCA, HDSP or codebook bounds the contexts depend only on the previous level, the
     // DQ state and the sign (the decoder's `decode_plain` is the mirror).
-    let plain = allow_plain && !(p.gpi1 && (p.base.is_some() || hdsp_flag)) && lc.is_unbounded();
+    let plain = allow_plain && !p.per_position_contexts(hdsp_flag) && lc.is_unbounded();
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
     for seg in p.geo.segments() {
@@ -267,9 +267,7 @@ fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     let mut i = 0;
     while let Some(&q) = slice.get(i) {
         let nb_class = usize::from(prev != 0) + usize::from(prev > 0);
-        let sig = ctxs
-            .get_mut(ContextLayout::sig(usize::from(state), nb_class))
-            .ok_or(Error::Internal("context index out of range"))?;
+        let sig = ctx_mut(ctxs, ContextLayout::sig(usize::from(state), nb_class))?;
         if q == 0 && prev == 0 && (!DQ || dq::next_state(state, 0) == state) {
             let run = slice[i..].iter().take_while(|&&v| v == 0).count();
             coder.zeros(sig, run);
@@ -316,7 +314,7 @@ fn pseudo_pass(
     let layout = p.layout;
     let lc = LevelCoding::unbounded(layout.num_gtx_flags());
     let mut shadows = InitSetSearch::new(layout.len(), true);
-    let plain = allow_plain && !(p.gpi1 && (p.base.is_some() || hdsp_flag));
+    let plain = allow_plain && !p.per_position_contexts(hdsp_flag);
     let row_skip = !skip_rows.is_empty();
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;

@@ -176,6 +176,13 @@ impl<'h> Prepared<'h> {
         }
     }
 
+    /// Whether contexts depend on per-position TCA base levels or HDSP flags (gpi = 1 with a base
+    /// or HDSP in use); otherwise the plain level loops apply.
+    #[inline]
+    pub fn per_position_contexts(&self, hdsp_flag: bool) -> bool {
+        self.gpi1 && (self.base.is_some() || hdsp_flag)
+    }
+
     /// HDSP enabled at `pos` given the tensor's `hist_dep_sig_prob_enabled_flag`.
     #[inline(always)]
     pub fn hdsp_at(&self, flag: bool, pos: usize) -> bool {
