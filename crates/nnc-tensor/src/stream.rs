@@ -335,7 +335,7 @@ impl<'a> StreamDecoder<'a> {
                 // a large NDU it picked up last while the others wait at the barrier.
                 workers.install(|| {
                     map_largest_first(
-                        jobs,
+                        jobs.iter().collect(),
                         |job| job.elements,
                         |job| run_ndu(job, state, opts, device_before, need_levels),
                     )

@@ -48,21 +48,22 @@ impl Workers {
 /// `f` over `items` in parallel, the largest (by `size`) first and one item per rayon task, with
 /// the results in the items' order. An indexed `par_iter` would instead give each thread a
 /// contiguous part of the list, split further only when another thread steals from it, which
-/// leaves one thread with most of the work when the sizes differ widely.
-pub(crate) fn map_largest_first<I, R, S, F>(items: &[I], size: S, f: F) -> Vec<R>
+/// leaves one thread with most of the work when the sizes differ widely. Items are taken by
+/// value, so they may be shared or exclusive references.
+pub(crate) fn map_largest_first<I, R, S, F>(items: Vec<I>, size: S, f: F) -> Vec<R>
 where
-    I: Sync,
+    I: Send,
     R: Send,
     S: Fn(&I) -> u64,
-    F: Fn(&I) -> R + Sync + Send,
+    F: Fn(I) -> R + Sync + Send,
 {
     use rayon::prelude::*;
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&k| std::cmp::Reverse(size(&items[k])));
+    let mut order: Vec<(usize, I)> = items.into_iter().enumerate().collect();
+    order.sort_by_key(|(_, item)| std::cmp::Reverse(size(item)));
     let mut done: Vec<(usize, R)> = order
-        .par_iter()
+        .into_par_iter()
         .with_max_len(1)
-        .map(|&k| (k, f(&items[k])))
+        .map(|(k, item)| (k, f(item)))
         .collect();
     done.sort_by_key(|d| d.0);
     done.into_iter().map(|d| d.1).collect()
@@ -76,9 +77,9 @@ mod tests {
     fn largest_first_keeps_the_items_order() {
         let items: Vec<u64> = vec![3, 50, 1, 50, 7, 0, 22];
         let w = Workers::new(Some(2)).unwrap();
-        let out = w.install(|| map_largest_first(&items, |&x| x, |&x| x * 10 + 1));
+        let out = w.install(|| map_largest_first(items, |&x| x, |x| x * 10 + 1));
         assert_eq!(out, vec![31, 501, 11, 501, 71, 1, 221]);
-        assert!(map_largest_first(&[] as &[u64], |&x| x, |&x| x).is_empty());
+        assert!(map_largest_first(Vec::<u64>::new(), |&x| x, |x| x).is_empty());
     }
 
     #[test]

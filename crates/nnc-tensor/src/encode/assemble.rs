@@ -580,9 +580,11 @@ pub(super) fn write_stream(
                 .map(|w| w.levels.len() as u64)
                 .sum()
         };
-        map_largest_first(&plans, elements, |plan| {
-            code_ndu(model, plan, opts, state_ref, hdsp_on)
-        })
+        map_largest_first(
+            plans.iter().collect(),
+            |plan| elements(plan),
+            |plan| code_ndu(model, plan, opts, state_ref, hdsp_on),
+        )
     };
     for (mut plan, coded) in plans.into_iter().zip(coded) {
         let coded = coded?;

@@ -24,8 +24,9 @@ pub use model::{
 };
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
 
-use rayon::prelude::*;
 use work::{Item, Method, Work, WorkModel};
+
+use crate::threads::map_largest_first;
 
 /// One tensor as the encoder coded it.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,18 +164,19 @@ fn encode_on_workers(
     }
     // Largest first and one tensor per rayon task: rayon would otherwise give each thread a
     // contiguous run of tensors (in name order), split further only when stolen from.
-    let mut pending: Vec<&mut Work<'_>> = model
+    let pending: Vec<&mut Work<'_>> = model
         .params
         .iter_mut()
         .filter(|(name, w)| reached.contains(*name) && w.method.is_none())
         .map(|(_, w)| w)
         .collect();
-    pending.sort_by_key(|w| std::cmp::Reverse(w.values.len()));
-    pending
-        .par_iter_mut()
-        .with_max_len(1)
-        .map(|w| approx::approximate(w, opts))
-        .collect::<Result<Vec<()>>>()?;
+    map_largest_first(
+        pending,
+        |w| w.values.len() as u64,
+        |w| approx::approximate(w, opts),
+    )
+    .into_iter()
+    .collect::<Result<Vec<()>>>()?;
     let topology_data = if opts.carry_dtypes {
         metadata_of(input)?
             .map(|m| m.to_topology_data())
