@@ -1,14 +1,14 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
 use crate::binarization::{
-    ctx_mut, encode_level, encode_nonzero_plain, BinSink, LevelCoding, Neighbourhood, SliceCoder,
+    ctx_mut, encode_level, encode_nonzero_plain, BinSink, Neighbourhood, SliceCoder,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::dq;
 use crate::encoder::ArithEncoder;
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
-use crate::param_opt::InitSetSearch;
+use crate::pseudo_pass::pseudo_pass;
 use crate::Error;
 
 /// Encoder-only choices for one tensor.
@@ -253,7 +253,7 @@ fn encode_body(
 /// in one context (neighbour zero, and the DQ state maps to itself on a zero, which it always
 /// does without DQ) goes to the coder as one call.
 #[allow(clippy::too_many_arguments)]
-fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     coder: &mut E,
     ctxs: &mut [C],
     layout: &ContextLayout,
@@ -297,62 +297,6 @@ fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     *nb = prev;
     *dq_state = state;
     Ok(())
-}
-
-/// The param_opt pseudo pass (§6.1).
-///
-/// Reference quirk: it binarizes the raw input values (reconstruction indices under DQ) without
-/// codebook bounds, uses them as neighbours, and does not reset the neighbour at block rows; only
-/// the shadow estimators are reset there. The DQ state still follows the coded levels.
-fn pseudo_pass(
-    p: &Prepared<'_>,
-    levels: &[i32],
-    skip_rows: &[bool],
-    hdsp_flag: bool,
-    allow_plain: bool,
-) -> Result<Vec<u8>, Error> {
-    let layout = p.layout;
-    let lc = LevelCoding::unbounded(layout.num_gtx_flags());
-    let mut shadows = InitSetSearch::new(layout.len(), true);
-    let plain = allow_plain && !p.per_position_contexts(hdsp_flag);
-    let row_skip = !skip_rows.is_empty();
-    let mut nbh = Neighbourhood::default();
-    let mut dq_state = 0u8;
-    for seg in p.geo.segments() {
-        let slice = levels
-            .get(seg.start..seg.start + seg.len)
-            .ok_or(Error::Internal("segment out of range"))?;
-        if row_skip && skip_rows.get(seg.row).copied().unwrap_or(false) {
-            if p.dq {
-                dq_state = dq::advance_zeros(dq_state, p.geo.w);
-            }
-        } else if plain {
-            let (nb, state) = (&mut nbh.nb, &mut dq_state);
-            let (rec, traces) = shadows.parts();
-            if p.dq {
-                code_plain::<true, true, _, _>(rec, traces, &layout, slice, seg.start, nb, state)?;
-            } else {
-                code_plain::<false, true, _, _>(rec, traces, &layout, slice, seg.start, nb, state)?;
-            }
-        } else {
-            for (i, &q) in slice.iter().enumerate() {
-                let pos = seg.start + i;
-                if p.gpi1 {
-                    nbh.base = p.base_at(pos);
-                    nbh.hdsp_here = p.hdsp_at(hdsp_flag, pos);
-                }
-                encode_level(&mut shadows, &layout, &nbh, &lc, q, dq_state as usize);
-                nbh.nb = q;
-                if p.dq {
-                    dq_state = dq::next_state(dq_state, dq::coded_level(q, dq_state));
-                }
-            }
-        }
-        if seg.ends_block_row {
-            shadows.reset_states();
-        }
-    }
-    Ok(shadows.best_indices())
 }
 
 #[cfg(test)]

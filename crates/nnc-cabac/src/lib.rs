@@ -56,6 +56,7 @@ mod encoder;
 mod entry_point;
 mod layer;
 pub mod param_opt;
+mod pseudo_pass;
 mod rate;
 pub mod scan;
 pub mod tables;

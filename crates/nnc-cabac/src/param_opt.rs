@@ -18,6 +18,7 @@ use crate::tables::{est_bits_table, BYPASS_BITS, INIT_SETS, NUM_INIT_SETS};
 
 mod replay;
 pub use replay::InitSetSearch;
+pub(crate) use replay::Trace;
 
 #[derive(Clone, Copy, Debug)]
 struct Shadows {

@@ -48,7 +48,7 @@ const SPECIALISED: Sharing = 0b10_0000_1111;
 const SPECIALISED_FREE: Sharing = 0b01_1111_0000;
 
 /// The bins one context received since the last replay.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Trace {
     /// Bin `i` is bit `i % 64` of word `i / 64`; the last, incomplete word is `current`.
     words: Vec<u64>,
@@ -58,12 +58,36 @@ pub(crate) struct Trace {
     /// Bin positions at which the shadows go back to their init states (block-row ends).
     resets: Vec<usize>,
     /// Bins recorded before this chunk, and the absolute bin count at the last reset: bins were
-    /// seen since that reset when `replayed + len` exceeds it.
+    /// seen since that reset when `replayed + len` exceeds it (`None`: unknown, as at the start
+    /// of a stretch recorded apart from the ones before it).
     replayed: u64,
-    at_last_reset: u64,
+    at_last_reset: Option<u64>,
+}
+
+impl Default for Trace {
+    fn default() -> Self {
+        Self {
+            words: Vec::new(),
+            current: 0,
+            len: 0,
+            resets: Vec::new(),
+            replayed: 0,
+            at_last_reset: Some(0),
+        }
+    }
 }
 
 impl Trace {
+    /// A trace for a stretch of the pass that continues bins recorded elsewhere: its first
+    /// block-row end is always kept (resetting shadows already in their init states is a no-op).
+    #[cfg(feature = "rayon")]
+    fn continuing() -> Self {
+        Self {
+            at_last_reset: None,
+            ..Self::default()
+        }
+    }
+
     #[inline(always)]
     fn push(&mut self, bin: bool) {
         self.current |= u64::from(bin) << (self.len % 64);
@@ -87,11 +111,11 @@ impl Trace {
     }
 
     /// Block-row end: record a reset if any bin came since the last one.
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         let now = self.replayed + self.len as u64;
-        if now > self.at_last_reset {
+        if self.at_last_reset.is_none_or(|at| now > at) {
             self.resets.push(self.len);
-            self.at_last_reset = now;
+            self.at_last_reset = Some(now);
         }
     }
 
@@ -112,6 +136,7 @@ impl Trace {
         self.len = 0;
     }
 
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     fn has_work(&self) -> bool {
         self.len > 0 || !self.resets.is_empty()
     }
@@ -361,6 +386,62 @@ impl InitSetSearch {
         self.rec.flush(&mut self.traces);
     }
 
+    /// Records `count` consecutive stretches of the pass at once on rayon's threads, each into
+    /// traces of its own (`record(k, ..)` records stretch `k`), then replays them stretch after
+    /// stretch: the same choices as recording them one after the other. Bins recorded before
+    /// are replayed first. Errors are those of the lowest-numbered failing stretch.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn record_stretches<E, F>(&mut self, count: usize, record: F) -> Result<(), E>
+    where
+        E: Send,
+        F: Fn(usize, &mut StretchRecorder, &mut [Trace]) -> Result<(), E> + Sync,
+    {
+        use rayon::prelude::*;
+        self.flush();
+        let contexts = self.traces.len();
+        let mut stretches: Vec<Vec<Trace>> = (0..count)
+            .map(|_| vec![Trace::continuing(); contexts])
+            .collect();
+        let results: Vec<Result<(), E>> = stretches
+            .par_iter_mut()
+            .with_max_len(1)
+            .enumerate()
+            .map(|(k, traces)| record(k, &mut StretchRecorder, traces))
+            .collect();
+        results.into_iter().collect::<Result<Vec<()>, E>>()?;
+        // Context by context, its stretches in order.
+        let mut by_context: Vec<Vec<Trace>> =
+            (0..contexts).map(|_| Vec::with_capacity(count)).collect();
+        for traces in stretches {
+            for (c, t) in traces.into_iter().enumerate() {
+                if t.has_work() {
+                    by_context[c].push(t);
+                }
+            }
+        }
+        let mut work: Vec<(&mut Lanes, Vec<Trace>)> = self
+            .rec
+            .lanes
+            .iter_mut()
+            .zip(by_context)
+            .filter(|(_, ts)| !ts.is_empty())
+            .collect();
+        work.sort_by_key(|(_, ts)| std::cmp::Reverse(ts.iter().map(|t| t.len).sum::<usize>()));
+        work.par_iter_mut().with_max_len(1).for_each(|(l, ts)| {
+            for t in ts.iter_mut() {
+                replay_context(l, t);
+            }
+        });
+        Ok(())
+    }
+
+    /// Every context's accumulated costs, one per init set, after replaying everything.
+    #[cfg(test)]
+    pub(crate) fn accumulated_costs(mut self) -> Vec<[u64; NUM_INIT_SETS]> {
+        self.flush();
+        self.rec.lanes.iter().map(|l| l.acc).collect()
+    }
+
     /// The chosen init set of every context (0 for contexts that saw no bins).
     pub fn best_indices(mut self) -> Vec<u8> {
         self.flush();
@@ -395,6 +476,26 @@ impl Recorder {
             replay_context(l, t);
         }
     }
+}
+
+/// Records one stretch of [`InitSetSearch::record_stretches`]: bins only, replayed afterwards.
+#[cfg(feature = "rayon")]
+pub(crate) struct StretchRecorder;
+
+#[cfg(feature = "rayon")]
+impl SliceCoder<Trace> for StretchRecorder {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut Trace, bin: bool) {
+        ctx.push(bin);
+    }
+
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut Trace, n: usize) {
+        ctx.push_zeros(n);
+    }
+
+    #[inline(always)]
+    fn bypass_bins(&mut self, _n: u32, _value: u32) {}
 }
 
 impl SliceCoder<Trace> for Recorder {

@@ -1,0 +1,352 @@
+//! The param_opt pseudo pass (deepcabac.md §6.1): binarize the tensor once more, recording each
+//! context's bins for the init-set search, before the real pass.
+//!
+//! On more than one thread a large tensor is cut into consecutive stretches that record at the
+//! same time: the DQ state and the neighbour at each cut come from a quick scan of the values,
+//! and the search replays the stretches in order, so it chooses what one pass would.
+
+use crate::binarization::{encode_level, LevelCoding, Neighbourhood, SliceCoder};
+use crate::dq;
+use crate::encode_layer::code_plain;
+use crate::layer::Prepared;
+use crate::param_opt::{InitSetSearch, Trace};
+use crate::scan::Segment;
+use crate::Error;
+
+/// Below this many coded positions the pass records on one thread.
+const MIN_POSITIONS: usize = if cfg!(test) { 64 } else { 1 << 17 };
+/// At most this many positions per stretch: with one stretch per thread recorded at a time,
+/// this bounds the bits held before a replay (about 20 bins a value at most in practice).
+const MAX_POSITIONS: usize = if cfg!(test) { 300 } else { 1 << 20 };
+
+/// The param_opt pseudo pass: the chosen init set of every context.
+///
+/// Reference quirk: it binarizes the raw input values (reconstruction indices under DQ) without
+/// codebook bounds, uses them as neighbours, and does not reset the neighbour at block rows; only
+/// the shadow estimators are reset there. The DQ state still follows the coded levels.
+pub(crate) fn pseudo_pass(
+    p: &Prepared<'_>,
+    levels: &[i32],
+    skip_rows: &[bool],
+    hdsp_flag: bool,
+    allow_plain: bool,
+) -> Result<Vec<u8>, Error> {
+    #[cfg(feature = "rayon")]
+    let threads = rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    let threads = 1;
+    search(p, levels, skip_rows, hdsp_flag, allow_plain, threads).map(InitSetSearch::best_indices)
+}
+
+/// The search after the pseudo pass, recorded in stretches on up to `threads` threads when the
+/// plain level loop applies.
+fn search(
+    p: &Prepared<'_>,
+    levels: &[i32],
+    skip_rows: &[bool],
+    hdsp_flag: bool,
+    allow_plain: bool,
+    threads: usize,
+) -> Result<InitSetSearch, Error> {
+    let mut shadows = InitSetSearch::new(p.layout.len(), true);
+    if allow_plain && !p.per_position_contexts(hdsp_flag) {
+        let pass = PlainPass::plan(p, levels, skip_rows, threads)?;
+        pass.record(&mut shadows)?;
+    } else {
+        general_pass(&mut shadows, p, levels, skip_rows, hdsp_flag)?;
+    }
+    Ok(shadows)
+}
+
+/// The pass through the general level loop (TCA or HDSP contexts), on one thread.
+fn general_pass(
+    shadows: &mut InitSetSearch,
+    p: &Prepared<'_>,
+    levels: &[i32],
+    skip_rows: &[bool],
+    hdsp_flag: bool,
+) -> Result<(), Error> {
+    let layout = p.layout;
+    let lc = LevelCoding::unbounded(layout.num_gtx_flags());
+    let mut nbh = Neighbourhood::default();
+    let mut dq_state = 0u8;
+    for seg in p.geo.segments() {
+        if skip_rows.get(seg.row).copied().unwrap_or(false) {
+            if p.dq {
+                dq_state = dq::advance_zeros(dq_state, p.geo.w);
+            }
+        } else {
+            let slice = levels
+                .get(seg.start..seg.start + seg.len)
+                .ok_or(Error::Internal("segment out of range"))?;
+            for (i, &q) in slice.iter().enumerate() {
+                let pos = seg.start + i;
+                if p.gpi1 {
+                    nbh.base = p.base_at(pos);
+                    nbh.hdsp_here = p.hdsp_at(hdsp_flag, pos);
+                }
+                encode_level(shadows, &layout, &nbh, &lc, q, dq_state as usize);
+                nbh.nb = q;
+                if p.dq {
+                    dq_state = dq::next_state(dq_state, dq::coded_level(q, dq_state));
+                }
+            }
+        }
+        if seg.ends_block_row {
+            shadows.reset_states();
+        }
+    }
+    Ok(())
+}
+
+/// Positions `from..to` of segment `seg` (for a skipped row, the whole row).
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    seg: usize,
+    from: usize,
+    to: usize,
+}
+
+/// A stretch of the pass and the neighbour and DQ state it starts with.
+#[derive(Debug, Default)]
+struct Stretch {
+    pieces: Vec<Piece>,
+    nb: i32,
+    dq_state: u8,
+}
+
+/// The pass through the plain level loop, cut into stretches.
+struct PlainPass<'a> {
+    p: &'a Prepared<'a>,
+    levels: &'a [i32],
+    skip_rows: &'a [bool],
+    segs: Vec<Segment>,
+    stretches: Vec<Stretch>,
+    /// Stretches recorded at a time (read only with rayon).
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+    threads: usize,
+}
+
+impl<'a> PlainPass<'a> {
+    /// Cut the pass into stretches of equal position counts: one when a thread should do it
+    /// all, else `threads` of them or more (at most [`MAX_POSITIONS`] each).
+    fn plan(
+        p: &'a Prepared<'a>,
+        levels: &'a [i32],
+        skip_rows: &'a [bool],
+        threads: usize,
+    ) -> Result<Self, Error> {
+        let segs: Vec<Segment> = p.geo.segments().collect();
+        let skipped = |s: &Segment| skip_rows.get(s.row).copied().unwrap_or(false);
+        let work: usize = segs.iter().filter(|s| !skipped(s)).map(|s| s.len).sum();
+        let threads = if work < MIN_POSITIONS {
+            1
+        } else {
+            threads.max(1)
+        };
+        let per = if threads == 1 {
+            work
+        } else {
+            work.div_ceil(threads).min(MAX_POSITIONS)
+        };
+        let mut stretches = Vec::new();
+        let mut current = Stretch::default();
+        let mut filled = 0;
+        let (mut nb, mut state) = (0i32, 0u8);
+        for (i, seg) in segs.iter().enumerate() {
+            if skipped(seg) {
+                current.pieces.push(Piece {
+                    seg: i,
+                    from: 0,
+                    to: seg.len,
+                });
+                if p.dq {
+                    state = dq::advance_zeros(state, p.geo.w);
+                }
+                continue;
+            }
+            let mut from = 0;
+            loop {
+                if filled == per && from < seg.len {
+                    let next = Stretch {
+                        pieces: Vec::new(),
+                        nb,
+                        dq_state: state,
+                    };
+                    stretches.push(std::mem::replace(&mut current, next));
+                    filled = 0;
+                }
+                let to = (from + per - filled).min(seg.len);
+                current.pieces.push(Piece { seg: i, from, to });
+                // Where the next stretch starts (not needed when there is only one).
+                if threads > 1 {
+                    let values = levels
+                        .get(seg.start + from..seg.start + to)
+                        .ok_or(Error::Internal("segment out of range"))?;
+                    if p.dq {
+                        for &q in values {
+                            state = dq::next_state(state, dq::coded_level(q, state));
+                        }
+                    }
+                    if let Some(&last) = values.last() {
+                        nb = last;
+                    }
+                }
+                filled += to - from;
+                from = to;
+                if from >= seg.len {
+                    break;
+                }
+            }
+        }
+        stretches.push(current);
+        Ok(Self {
+            p,
+            levels,
+            skip_rows,
+            segs,
+            stretches,
+            threads,
+        })
+    }
+
+    /// Record every stretch into `search`: in order on this thread, or `threads` stretches at a
+    /// time, each group replayed before the next is recorded.
+    fn record(&self, search: &mut InitSetSearch) -> Result<(), Error> {
+        #[cfg(feature = "rayon")]
+        if self.threads > 1 {
+            for group in self.stretches.chunks(self.threads) {
+                search.record_stretches(group.len(), |k, rec, traces| {
+                    let stretch = group
+                        .get(k)
+                        .ok_or(Error::Internal("stretch out of range"))?;
+                    self.record_one(stretch, rec, traces)
+                })?;
+            }
+            return Ok(());
+        }
+        let (rec, traces) = search.parts();
+        for stretch in &self.stretches {
+            self.record_one(stretch, rec, traces)?;
+        }
+        Ok(())
+    }
+
+    fn record_one<R: SliceCoder<Trace>>(
+        &self,
+        stretch: &Stretch,
+        rec: &mut R,
+        traces: &mut [Trace],
+    ) -> Result<(), Error> {
+        let p = self.p;
+        let layout = p.layout;
+        let (mut nb, mut state) = (stretch.nb, stretch.dq_state);
+        for piece in &stretch.pieces {
+            let seg = self
+                .segs
+                .get(piece.seg)
+                .ok_or(Error::Internal("segment out of range"))?;
+            if self.skip_rows.get(seg.row).copied().unwrap_or(false) {
+                if p.dq {
+                    state = dq::advance_zeros(state, p.geo.w);
+                }
+            } else {
+                let start = seg.start + piece.from;
+                let slice = self
+                    .levels
+                    .get(start..seg.start + piece.to)
+                    .ok_or(Error::Internal("segment out of range"))?;
+                let (nb, state) = (&mut nb, &mut state);
+                if p.dq {
+                    code_plain::<true, true, _, _>(rec, traces, &layout, slice, start, nb, state)?;
+                } else {
+                    code_plain::<false, true, _, _>(rec, traces, &layout, slice, start, nb, state)?;
+                }
+            }
+            if piece.to == seg.len && seg.ends_block_row {
+                for t in traces.iter_mut() {
+                    t.reset();
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::{LayerConfig, LayerHistory};
+
+    /// Levels with zero runs (some whole rows), small and large values of both signs.
+    fn levels(len: usize, w: usize, seed: u64) -> Vec<i32> {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut out: Vec<i32> = (0..len)
+            .map(|_| match next() % 10 {
+                0..=3 => 0,
+                4 => (next() % 20_001) as i32 - 10_000,
+                _ => (next() % 9) as i32 - 4,
+            })
+            .collect();
+        for row in [1, 2, 7] {
+            if let Some(r) = out.get_mut(row * w..(row + 1) * w) {
+                r.fill(0);
+            }
+        }
+        out
+    }
+
+    /// Recording in stretches on several threads accumulates the same costs in every context
+    /// as one pass: DQ or not, skipped rows, block-row resets (scan orders 1–3), stretches cut
+    /// inside rows and rows longer than a stretch.
+    #[test]
+    fn stretches_accumulate_the_costs_of_one_pass() {
+        for (seed, dq, scan_order, h, w, row_skip) in [
+            (1, true, 0, 40, 37, true),
+            (2, false, 0, 40, 37, false),
+            (3, true, 1, 48, 40, true),
+            (4, true, 3, 70, 24, false),
+            (5, false, 2, 33, 64, true),
+            (6, true, 0, 2, 900, false),
+        ] {
+            let lv = levels(h * w, w, seed);
+            let cfg = LayerConfig {
+                dq_flag: dq,
+                scan_order,
+                general_profile_idc: 1,
+                ..LayerConfig::new(vec![h, w])
+            };
+            let hist = LayerHistory::default();
+            let p = Prepared::new(&cfg, &hist, lv.len(), 0).unwrap();
+            let skip: Vec<bool> = if row_skip {
+                (0..h)
+                    .map(|r| lv[r * w..(r + 1) * w].iter().all(|&v| v == 0))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let one = search(&p, &lv, &skip, false, true, 1)
+                .unwrap()
+                .accumulated_costs();
+            for threads in [2, 3, 7] {
+                let pass = PlainPass::plan(&p, &lv, &skip, threads).unwrap();
+                assert!(
+                    pass.stretches.len() >= threads,
+                    "seed {seed}: too few stretches"
+                );
+                let many = search(&p, &lv, &skip, false, true, threads).unwrap();
+                assert_eq!(
+                    many.accumulated_costs(),
+                    one,
+                    "seed {seed}, {threads} threads"
+                );
+            }
+        }
+    }
+}
