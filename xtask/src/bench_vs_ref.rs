@@ -9,9 +9,11 @@
 //! (`nncodec.nn` on a dict). Inputs are generated here with a seeded generator and written as
 //! `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as `.safetensors`); the
 //! reference's codec calls are timed inside Python with `time.perf_counter`, so interpreter
-//! start-up, imports and file I/O are not counted. Each side's fastest of `reps` runs is reported
-//! (the machine is shared; the minimum is the least disturbed estimate). Our decode is timed as
-//! the reference's: bitstream to values, without keeping levels or recording decoder state.
+//! start-up, imports and file I/O are not counted. Workload by workload, the reference runs right
+//! before ours, so both sides meet the machine in about the same state. Each side's fastest of
+//! `reps` runs is reported (the machine is shared; the minimum is the least disturbed estimate).
+//! Our decode is timed as the reference's: bitstream to values, without keeping levels or
+//! recording decoder state.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -610,9 +612,10 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
     );
     println!("load average at start: {}", load_average());
     let list = workloads(opts, work)?;
-    println!("running the reference ...");
-    let reference = run_reference(&opts.python, work, &list)?;
-    println!("load average after the reference: {}", load_average());
+    println!(
+        "each workload: the reference (its own Python process), then ours on 1 thread, then on \
+         all cores"
+    );
     println!(
         "{:<24} {:>10} {:>4} | {:>9} {:>9} {:>7} {:>9} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7} | \
          bitstream, decoded",
@@ -631,7 +634,13 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         "ratio"
     );
     let mut all_same = true;
-    for (w, r) in list.iter().zip(&reference) {
+    for w in &list {
+        // The reference right before ours on the same workload, so both sides see the machine
+        // in about the same state (it is shared, and its speed drifts over minutes).
+        let r = run_reference(&opts.python, work, std::slice::from_ref(w))?
+            .pop()
+            .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
+        let r = &r;
         let one = run_ours(w, Some(1)).with_context(|| format!("ours on {}", w.label))?;
         let ours = run_ours(w, None).with_context(|| format!("ours on {}", w.label))?;
         let values: usize = w.tensors.iter().map(Tensor::len).sum();
