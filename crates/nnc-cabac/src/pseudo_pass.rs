@@ -10,7 +10,7 @@ use crate::dq;
 use crate::encode_layer::code_plain;
 use crate::layer::Prepared;
 use crate::param_opt::{InitSetSearch, Trace};
-use crate::scan::Segment;
+use crate::scan::{Segment, Segments};
 use crate::Error;
 
 /// Below this many coded positions the pass records on one thread.
@@ -99,18 +99,16 @@ fn general_pass(
     Ok(())
 }
 
-/// Positions `from..to` of segment `seg` (for a skipped row, the whole row).
-#[derive(Clone, Copy, Debug)]
-struct Piece {
-    seg: usize,
-    from: usize,
-    to: usize,
-}
-
-/// A stretch of the pass and the neighbour and DQ state it starts with.
-#[derive(Debug, Default)]
+/// A stretch of the pass: `count` segments from `segs` on, the first from position `from`, the
+/// last up to position `last_to`, and the neighbour and DQ state it starts with. Segments are
+/// not stored (a block scan has one per eight positions), only the scan's state where the
+/// stretch starts.
+#[derive(Clone, Debug)]
 struct Stretch {
-    pieces: Vec<Piece>,
+    segs: Segments,
+    count: usize,
+    from: usize,
+    last_to: usize,
     nb: i32,
     dq_state: u8,
 }
@@ -120,7 +118,6 @@ struct PlainPass<'a> {
     p: &'a Prepared<'a>,
     levels: &'a [i32],
     skip_rows: &'a [bool],
-    segs: Vec<Segment>,
     stretches: Vec<Stretch>,
     /// Stretches recorded at a time (read only with rayon).
     #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
@@ -129,16 +126,21 @@ struct PlainPass<'a> {
 
 impl<'a> PlainPass<'a> {
     /// Cut the pass into stretches of equal position counts: one when a thread should do it
-    /// all, else `threads` of them or more (at most [`MAX_POSITIONS`] each).
+    /// all, else `threads` of them or more (at most [`MAX_POSITIONS`] each). A skipped row
+    /// goes with the stretch before it.
     fn plan(
         p: &'a Prepared<'a>,
         levels: &'a [i32],
         skip_rows: &'a [bool],
         threads: usize,
     ) -> Result<Self, Error> {
-        let segs: Vec<Segment> = p.geo.segments().collect();
         let skipped = |s: &Segment| skip_rows.get(s.row).copied().unwrap_or(false);
-        let work: usize = segs.iter().filter(|s| !skipped(s)).map(|s| s.len).sum();
+        let work: usize = p
+            .geo
+            .segments()
+            .filter(|s| !skipped(s))
+            .map(|s| s.len)
+            .sum();
         let threads = if work < MIN_POSITIONS {
             1
         } else {
@@ -149,17 +151,24 @@ impl<'a> PlainPass<'a> {
         } else {
             work.div_ceil(threads).min(MAX_POSITIONS)
         };
+        let mut segs = p.geo.segments();
         let mut stretches = Vec::new();
-        let mut current = Stretch::default();
+        let mut current = Stretch {
+            segs: segs.clone(),
+            count: 0,
+            from: 0,
+            last_to: 0,
+            nb: 0,
+            dq_state: 0,
+        };
         let mut filled = 0;
         let (mut nb, mut state) = (0i32, 0u8);
-        for (i, seg) in segs.iter().enumerate() {
-            if skipped(seg) {
-                current.pieces.push(Piece {
-                    seg: i,
-                    from: 0,
-                    to: seg.len,
-                });
+        loop {
+            let here = segs.clone();
+            let Some(seg) = segs.next() else { break };
+            if skipped(&seg) {
+                current.count += 1;
+                current.last_to = seg.len;
                 if p.dq {
                     state = dq::advance_zeros(state, p.geo.w);
                 }
@@ -169,7 +178,10 @@ impl<'a> PlainPass<'a> {
             loop {
                 if filled == per && from < seg.len {
                     let next = Stretch {
-                        pieces: Vec::new(),
+                        segs: here.clone(),
+                        count: 0,
+                        from,
+                        last_to: 0,
                         nb,
                         dq_state: state,
                     };
@@ -177,7 +189,8 @@ impl<'a> PlainPass<'a> {
                     filled = 0;
                 }
                 let to = (from + per - filled).min(seg.len);
-                current.pieces.push(Piece { seg: i, from, to });
+                current.count += 1;
+                current.last_to = to;
                 // Where the next stretch starts (not needed when there is only one).
                 if threads > 1 {
                     let values = levels
@@ -204,7 +217,6 @@ impl<'a> PlainPass<'a> {
             p,
             levels,
             skip_rows,
-            segs,
             stretches,
             threads,
         })
@@ -241,20 +253,24 @@ impl<'a> PlainPass<'a> {
         let p = self.p;
         let layout = p.layout;
         let (mut nb, mut state) = (stretch.nb, stretch.dq_state);
-        for piece in &stretch.pieces {
-            let seg = self
-                .segs
-                .get(piece.seg)
-                .ok_or(Error::Internal("segment out of range"))?;
+        let mut segs = stretch.segs.clone();
+        for i in 0..stretch.count {
+            let seg = segs.next().ok_or(Error::Internal("segment out of range"))?;
+            let from = if i == 0 { stretch.from } else { 0 };
+            let to = if i + 1 == stretch.count {
+                stretch.last_to
+            } else {
+                seg.len
+            };
             if self.skip_rows.get(seg.row).copied().unwrap_or(false) {
                 if p.dq {
                     state = dq::advance_zeros(state, p.geo.w);
                 }
             } else {
-                let start = seg.start + piece.from;
+                let start = seg.start + from;
                 let slice = self
                     .levels
-                    .get(start..seg.start + piece.to)
+                    .get(start..seg.start + to)
                     .ok_or(Error::Internal("segment out of range"))?;
                 let (nb, state) = (&mut nb, &mut state);
                 if p.dq {
@@ -263,7 +279,7 @@ impl<'a> PlainPass<'a> {
                     code_plain::<false, true, _, _>(rec, traces, &layout, slice, start, nb, state)?;
                 }
             }
-            if piece.to == seg.len && seg.ends_block_row {
+            if to == seg.len && seg.ends_block_row {
                 for t in traces.iter_mut() {
                     t.reset();
                 }
