@@ -437,15 +437,16 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     Ok(list)
 }
 
-/// Runs the reference on every workload; a workload it fails on gives an `Err` entry.
-fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Result<Side>>> {
+/// Runs the reference on workload `w` in a Python process of its own. The outer error is the
+/// harness failing; the inner one is the reference failing on this workload.
+fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side>> {
     let plan = serde_json::json!({
-        "workloads": list.iter().map(|w| serde_json::json!({
+        "workloads": [{
             "name": w.name,
             "kind": if w.kind == Kind::Tensor { "tensor" } else { "model" },
             "input": w.input,
             "reps": w.reps,
-        })).collect::<Vec<_>>()
+        }]
     });
     std::fs::write(work.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
     let script = work.join("bench_ref.py");
@@ -469,34 +470,32 @@ fn run_reference(python: &Path, work: &Path, list: &[Workload]) -> Result<Vec<Re
         bail!("the reference run failed:\n{tail}");
     }
     let results: Value = serde_json::from_slice(&std::fs::read(work.join("ref_results.json"))?)?;
-    Ok(list
-        .iter()
-        .map(|w| {
-            let r = results
-                .get(w.name)
-                .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
-            if let Some(e) = r.get("error").and_then(Value::as_str) {
-                bail!("{e}");
-            }
-            let times = |k: &str| -> Result<Vec<f64>> {
-                Ok(serde_json::from_value(
-                    r.get(k).cloned().unwrap_or(Value::Null),
-                )?)
-            };
-            let path = |k: &str| -> Result<PathBuf> {
-                r.get(k)
-                    .and_then(Value::as_str)
-                    .map(PathBuf::from)
-                    .ok_or_else(|| anyhow!("no {k} for {}", w.name))
-            };
-            Ok(Side {
-                encode_s: min(&times("encode_s")?),
-                decode_s: min(&times("decode_s")?),
-                bytes: std::fs::read(path("bitstream")?)?,
-                decoded: read_npz(&path("decoded")?)?,
-            })
+    let side = || {
+        let r = results
+            .get(w.name)
+            .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
+        if let Some(e) = r.get("error").and_then(Value::as_str) {
+            bail!("{e}");
+        }
+        let times = |k: &str| -> Result<Vec<f64>> {
+            Ok(serde_json::from_value(
+                r.get(k).cloned().unwrap_or(Value::Null),
+            )?)
+        };
+        let path = |k: &str| -> Result<PathBuf> {
+            r.get(k)
+                .and_then(Value::as_str)
+                .map(PathBuf::from)
+                .ok_or_else(|| anyhow!("no {k} for {}", w.name))
+        };
+        Ok(Side {
+            encode_s: min(&times("encode_s")?),
+            decode_s: min(&times("decode_s")?),
+            bytes: std::fs::read(path("bitstream")?)?,
+            decoded: read_npz(&path("decoded")?)?,
         })
-        .collect())
+    };
+    Ok(side())
 }
 
 /// Ours on `threads` worker threads (`None`: all cores).
@@ -637,10 +636,7 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
     for w in &list {
         // The reference right before ours on the same workload, so both sides see the machine
         // in about the same state (it is shared, and its speed drifts over minutes).
-        let r = run_reference(&opts.python, work, std::slice::from_ref(w))?
-            .pop()
-            .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
-        let r = &r;
+        let r = run_reference(&opts.python, work, w)?;
         let one = run_ours(w, Some(1)).with_context(|| format!("ours on {}", w.label))?;
         let ours = run_ours(w, None).with_context(|| format!("ours on {}", w.label))?;
         let values: usize = w.tensors.iter().map(Tensor::len).sum();
@@ -657,8 +653,8 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
             }
         };
         // Both thread counts must give the reference's bytes and values.
-        let (mut bytes, mut decoded) = compare(&ours, r);
-        let (bytes_1t, decoded_1t) = compare(&one, r);
+        let (mut bytes, mut decoded) = compare(&ours, &r);
+        let (bytes_1t, decoded_1t) = compare(&one, &r);
         bytes = bytes.or(bytes_1t.map(|d| format!("1 thread: {d}")));
         decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
         all_same &= bytes.is_none() && decoded.is_none();
