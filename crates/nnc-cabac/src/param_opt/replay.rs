@@ -409,29 +409,11 @@ impl InitSetSearch {
             .map(|(k, traces)| record(k, &mut StretchRecorder, traces))
             .collect();
         results.into_iter().collect::<Result<Vec<()>, E>>()?;
-        // Context by context, its stretches in order.
-        let mut by_context: Vec<Vec<Trace>> =
-            (0..contexts).map(|_| Vec::with_capacity(count)).collect();
-        for traces in stretches {
-            for (c, t) in traces.into_iter().enumerate() {
-                if t.has_work() {
-                    by_context[c].push(t);
-                }
-            }
+        // Stretch after stretch, so every context sees its bins in order.
+        for traces in &mut stretches {
+            let bins = traces.iter().map(|t| t.len).sum();
+            self.rec.replay(traces, bins);
         }
-        let mut work: Vec<(&mut Lanes, Vec<Trace>)> = self
-            .rec
-            .lanes
-            .iter_mut()
-            .zip(by_context)
-            .filter(|(_, ts)| !ts.is_empty())
-            .collect();
-        work.sort_by_key(|(_, ts)| std::cmp::Reverse(ts.iter().map(|t| t.len).sum::<usize>()));
-        work.par_iter_mut().with_max_len(1).for_each(|(l, ts)| {
-            for t in ts.iter_mut() {
-                replay_context(l, t);
-            }
-        });
         Ok(())
     }
 
@@ -453,8 +435,14 @@ impl Recorder {
     /// Replay every pending bin.
     fn flush(&mut self, traces: &mut [Trace]) {
         let pending = std::mem::take(&mut self.pending);
+        self.replay(traces, pending);
+    }
+
+    /// Replay `traces` (`bins` in all) into the shadows, in parallel over the contexts when
+    /// there are enough bins.
+    fn replay(&mut self, traces: &mut [Trace], bins: usize) {
         #[cfg(feature = "rayon")]
-        if self.parallel && pending >= PARALLEL_MIN_BINS {
+        if self.parallel && bins >= PARALLEL_MIN_BINS {
             use rayon::prelude::*;
             // Busiest contexts first, one per rayon task: a few sig-flag and greater-than
             // contexts hold most bins, and contiguous runs of contexts would be far from equal.
@@ -471,7 +459,7 @@ impl Recorder {
             return;
         }
         #[cfg(not(feature = "rayon"))]
-        let _ = (pending, self.parallel);
+        let _ = (bins, self.parallel);
         for (l, t) in self.lanes.iter_mut().zip(traces) {
             replay_context(l, t);
         }
