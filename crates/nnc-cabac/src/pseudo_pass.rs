@@ -71,7 +71,7 @@ fn general_pass(
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
     for seg in p.geo.segments() {
-        if skip_rows.get(seg.row).copied().unwrap_or(false) {
+        if skipped(skip_rows, &seg) {
             if p.dq {
                 dq_state = dq::advance_zeros(dq_state, p.geo.w);
             }
@@ -97,6 +97,11 @@ fn general_pass(
         }
     }
     Ok(())
+}
+
+/// Row skipping flags this segment's row (`skip_rows` is empty without row skipping).
+fn skipped(skip_rows: &[bool], seg: &Segment) -> bool {
+    skip_rows.get(seg.row).copied().unwrap_or(false)
 }
 
 /// A stretch of the pass: `count` segments from `segs` on, the first from position `from`, the
@@ -134,11 +139,10 @@ impl<'a> PlainPass<'a> {
         skip_rows: &'a [bool],
         threads: usize,
     ) -> Result<Self, Error> {
-        let skipped = |s: &Segment| skip_rows.get(s.row).copied().unwrap_or(false);
         let work: usize = p
             .geo
             .segments()
-            .filter(|s| !skipped(s))
+            .filter(|s| !skipped(skip_rows, s))
             .map(|s| s.len)
             .sum();
         let threads = if work < MIN_POSITIONS {
@@ -166,7 +170,7 @@ impl<'a> PlainPass<'a> {
         loop {
             let here = segs.clone();
             let Some(seg) = segs.next() else { break };
-            if skipped(&seg) {
+            if skipped(skip_rows, &seg) {
                 current.count += 1;
                 current.last_to = seg.len;
                 if p.dq {
@@ -262,7 +266,7 @@ impl<'a> PlainPass<'a> {
             } else {
                 seg.len
             };
-            if self.skip_rows.get(seg.row).copied().unwrap_or(false) {
+            if skipped(self.skip_rows, &seg) {
                 if p.dq {
                     state = dq::advance_zeros(state, p.geo.w);
                 }
