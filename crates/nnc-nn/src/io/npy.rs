@@ -287,8 +287,15 @@ pub(crate) fn write_npz_entry<W: Write + Seek>(
         .large_file(true);
     zip.start_file(npyz::npz::file_name_from_array_name(&tensor.name), options)
         .map_err(std::io::Error::other)?;
-    write_array(zip, tensor)
+    // The array is written element by element; each write into the zip entry would otherwise
+    // update its CRC and statistics for a few bytes at a time.
+    let mut entry = BufWriter::with_capacity(ENTRY_BUFFER, zip);
+    write_array(&mut entry, tensor)?;
+    entry.flush()
 }
+
+/// Bytes gathered before they are handed to a zip entry.
+const ENTRY_BUFFER: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
