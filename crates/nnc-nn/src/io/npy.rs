@@ -302,6 +302,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn npz_entries_larger_than_the_entry_buffer_round_trip() {
+        // Each entry goes through its own 1 MiB buffer: arrays spanning several buffer fills,
+        // next to small ones, must land whole in their own entries.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.npz");
+        let n = 3 * ENTRY_BUFFER / 4 + 123;
+        let big = (0..n).map(|i| (i as f32).sin()).collect::<Vec<f32>>();
+        let tensors = vec![
+            Tensor::try_new("big", vec![n], TensorData::F32(big)).unwrap(),
+            Tensor::try_new("small", vec![2], TensorData::I32(vec![7, -7])).unwrap(),
+            Tensor::try_new("wide", vec![n / 2], TensorData::F64(vec![0.5; n / 2])).unwrap(),
+        ];
+        write_npz(&path, &tensors).unwrap();
+        assert_eq!(read_npz(&path).unwrap(), tensors);
+    }
+
+    #[test]
     fn npz_round_trip_keeps_names_shapes_and_dtypes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.npz");
