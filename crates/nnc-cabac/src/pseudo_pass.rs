@@ -118,6 +118,21 @@ struct Stretch {
     dq_state: u8,
 }
 
+impl Stretch {
+    /// A stretch with no segments yet, starting at position `from` of the next segment of
+    /// `segs`, with neighbour `nb` and DQ state `dq_state`.
+    fn starting_at(segs: Segments, from: usize, nb: i32, dq_state: u8) -> Self {
+        Self {
+            segs,
+            count: 0,
+            from,
+            last_to: 0,
+            nb,
+            dq_state,
+        }
+    }
+}
+
 /// The pass through the plain level loop, cut into stretches.
 struct PlainPass<'a> {
     p: &'a Prepared<'a>,
@@ -157,14 +172,7 @@ impl<'a> PlainPass<'a> {
         };
         let mut segs = p.geo.segments();
         let mut stretches = Vec::new();
-        let mut current = Stretch {
-            segs: segs.clone(),
-            count: 0,
-            from: 0,
-            last_to: 0,
-            nb: 0,
-            dq_state: 0,
-        };
+        let mut current = Stretch::starting_at(segs.clone(), 0, 0, 0);
         let mut filled = 0;
         let (mut nb, mut state) = (0i32, 0u8);
         loop {
@@ -181,14 +189,7 @@ impl<'a> PlainPass<'a> {
             let mut from = 0;
             loop {
                 if filled == per && from < seg.len {
-                    let next = Stretch {
-                        segs: here.clone(),
-                        count: 0,
-                        from,
-                        last_to: 0,
-                        nb,
-                        dq_state: state,
-                    };
+                    let next = Stretch::starting_at(here.clone(), from, nb, state);
                     stretches.push(std::mem::replace(&mut current, next));
                     filled = 0;
                 }
