@@ -95,7 +95,13 @@ impl ContextModel {
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
     #[inline(always)]
     pub fn est_bits(&self, bin: bool) -> u32 {
-        est_bits_table()[(512 + (self.p as i32 >> 3)) as usize & 1023][bin as usize]
+        est_bits_table()[self.est_index()][bin as usize]
+    }
+
+    /// Row of [`est_bits_table`] for the current state: `512 + (P >> 3)`.
+    #[inline(always)]
+    pub(crate) fn est_index(&self) -> usize {
+        (512 + (self.p as i32 >> 3)) as usize & 1023
     }
 
     /// Adapt both estimators towards the coded `bin` (§2.3).

@@ -183,6 +183,7 @@ pub const BYPASS_BITS: u32 = 1 << 15;
 
 /// Estimated bits table: entry `512 + (P >> 3)` holds the cost of coding bin 0 and bin 1, in
 /// 1/32768-bit units (§2.4). Built once on first use.
+#[inline]
 pub fn est_bits_table() -> &'static [[u32; 2]; 1024] {
     static TABLE: OnceLock<[[u32; 2]; 1024]> = OnceLock::new();
     TABLE.get_or_init(build_est_bits_table)
@@ -190,6 +191,7 @@ pub fn est_bits_table() -> &'static [[u32; 2]; 1024] {
 
 /// [`est_bits_table`] split by bin: `[bin][512 + (P >> 3)]`, so a caller coding many states
 /// with the same bin picks its column once.
+#[inline]
 pub fn est_bits_columns() -> &'static [[u32; 1024]; 2] {
     static COLUMNS: OnceLock<[[u32; 1024]; 2]> = OnceLock::new();
     COLUMNS.get_or_init(|| {

@@ -58,11 +58,14 @@ pub(crate) fn quantize_rate_aware(
             let sign: i32 = if w < 0.0 { -1 } else { 1 };
             let absw = f64::from(sign) * f64::from(w) * qscale;
             let mut best = 0i32;
-            let mut min_cost = ds * (absw * absw) + f64::from(rate.estimate_bits(0, 0));
             let max_q = absw.round() as i32;
-            for q in (max_q - 1).max(1)..=max_q {
+            let low = (max_q - 1).max(1);
+            let [zero_bits, low_bits, max_bits] = rate.estimate_levels([0, low, max_q], 0);
+            let mut min_cost = ds * (absw * absw) + f64::from(zero_bits);
+            for q in low..=max_q {
                 let diff = absw - f64::from(q);
-                let cost = ds * (diff * diff) + f64::from(rate.estimate_bits(q, 0));
+                let bits = if q == low { low_bits } else { max_bits };
+                let cost = ds * (diff * diff) + f64::from(bits);
                 if cost < min_cost {
                     best = q;
                     min_cost = cost;
@@ -89,6 +92,50 @@ mod tests {
             &mut out
         ));
         assert_eq!(out, [1, -1, 2, -3, 0, 3]);
+    }
+
+    /// The rate-aware URQ pricing each candidate with its own `estimate_bits` call (the form
+    /// before candidates shared one walk over the flags).
+    fn one_by_one(weights: &[f32], step: f32, lambda_scale: f32, flags: u32) -> Vec<i32> {
+        let ds = 32768.0 / (f64::from(lambda_scale) * (LN_2 / 6.0));
+        let qscale = 1.0 / f64::from(step);
+        let mut rate = RateModel::new(flags).unwrap();
+        let mut out = Vec::new();
+        for &w in weights {
+            let sign: i32 = if w < 0.0 { -1 } else { 1 };
+            let absw = f64::from(sign) * f64::from(w) * qscale;
+            let mut best = 0i32;
+            let mut min_cost = ds * (absw * absw) + f64::from(rate.estimate_bits(0, 0));
+            let max_q = absw.round() as i32;
+            for q in (max_q - 1).max(1)..=max_q {
+                let diff = absw - f64::from(q);
+                let cost = ds * (diff * diff) + f64::from(rate.estimate_bits(q, 0));
+                if cost < min_cost {
+                    best = q;
+                    min_cost = cost;
+                }
+            }
+            out.push(best * sign);
+            rate.update(best * sign, 0);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rate_aware_levels_equal_one_by_one_pricing(
+            weights in proptest::collection::vec(-60.0f32..60.0, 1..400),
+            lambda_scale in 0.05f32..4.0,
+            flags in 0u32..=12,
+        ) {
+            let shape = MatrixShape::from_dims(&[weights.len()]).unwrap();
+            let mut rate = RateModel::new(flags).unwrap();
+            let mut levels = vec![0; weights.len()];
+            let ok = quantize_rate_aware(&weights, shape, 0, 1.0, lambda_scale, &mut rate, &mut levels)
+                .unwrap();
+            proptest::prop_assert!(ok);
+            proptest::prop_assert_eq!(levels, one_by_one(&weights, 1.0, lambda_scale, flags));
+        }
     }
 
     #[test]
