@@ -104,6 +104,9 @@ pub fn best_codebook_egk<C: Copy + Into<i64>>(
 /// the coded indices `indices − c` and returns their encoded size in bytes; the smallest wins,
 /// the lowest `c` on ties. Returns the offset and the shifted indices to code.
 ///
+/// One candidate after the other; a caller with threads can measure the sizes itself (they are
+/// independent) and pick with [`best_codebook_zero_offset`].
+///
 /// The reference encodes each candidate with a fresh encoder, `initCtxModels(cabac_unary_length_minus1,
 /// param_opt = 1)`, dq 0, scan 0, profile 0, no row skip, no codebook.
 ///
@@ -114,30 +117,51 @@ pub fn choose_codebook_zero_offset(
     codebook_size: usize,
     encoded_size: &dyn Fn(&[i32]) -> usize,
 ) -> Result<(u32, Vec<i32>)> {
+    let candidates = zero_offset_candidates(codebook_size)?;
+    let mut shifted = vec![0i32; indices.len()];
+    let sizes: Vec<usize> = (0..candidates)
+        .map(|offset| {
+            shift_codebook_indices(indices, offset, &mut shifted);
+            encoded_size(&shifted)
+        })
+        .collect();
+    let offset = best_codebook_zero_offset(&sizes)?;
+    shift_codebook_indices(indices, offset, &mut shifted);
+    Ok((offset, shifted))
+}
+
+/// The number of zero-offset candidates of a codebook with `codebook_size` entries (one per
+/// entry), or why there are none.
+pub fn zero_offset_candidates(codebook_size: usize) -> Result<u32> {
     if codebook_size == 0 {
         return Err(Error::EmptyCodebook);
     }
-    let size = u32::try_from(codebook_size).map_err(|_| Error::CodebookZeroOffsetOutOfRange {
+    u32::try_from(codebook_size).map_err(|_| Error::CodebookZeroOffsetOutOfRange {
         codebook_zero_offset: u32::MAX,
         codebook_size,
-    })?;
-    let mut shifted = vec![0i32; indices.len()];
-    let mut best: Option<(u32, usize)> = None;
-    for offset in 0..size {
-        let shift = offset as i32;
-        for (s, &i) in shifted.iter_mut().zip(indices) {
-            *s = i.wrapping_sub(shift);
-        }
-        let bytes = encoded_size(&shifted);
+    })
+}
+
+/// The zero-offset rule on measured sizes: `sizes[c]` is the encoded size in bytes of the
+/// indices shifted by `c`; the smallest wins, the lowest `c` on ties.
+pub fn best_codebook_zero_offset(sizes: &[usize]) -> Result<u32> {
+    let mut best: Option<(usize, usize)> = None;
+    for (offset, &bytes) in sizes.iter().enumerate() {
         if best.is_none_or(|(_, b)| bytes < b) {
             best = Some((offset, bytes));
         }
     }
-    let offset = best.map_or(0, |(o, _)| o);
-    for (s, &i) in shifted.iter_mut().zip(indices) {
-        *s = i.wrapping_sub(offset as i32);
+    let (offset, _) = best.ok_or(Error::EmptyCodebook)?;
+    zero_offset_candidates(sizes.len())?;
+    Ok(offset as u32)
+}
+
+/// Writes the coded indices for a zero offset, `indices − offset`, into `out` (same length).
+pub fn shift_codebook_indices(indices: &[i32], offset: u32, out: &mut [i32]) {
+    let shift = offset as i32;
+    for (s, &i) in out.iter_mut().zip(indices) {
+        *s = i.wrapping_sub(shift);
     }
-    Ok((offset, shifted))
 }
 
 /// Codebook mode 2 decision: use the codebook iff
@@ -257,6 +281,12 @@ mod tests {
             choose_codebook_zero_offset(&[], 0, &flat),
             Err(Error::EmptyCodebook)
         );
+        // The rule on measured sizes, as a threaded caller uses it.
+        assert_eq!(best_codebook_zero_offset(&[9, 4, 6, 4]), Ok(1));
+        assert_eq!(best_codebook_zero_offset(&[]), Err(Error::EmptyCodebook));
+        let mut out = [0; 3];
+        shift_codebook_indices(&[0, 3, 1], 2, &mut out);
+        assert_eq!(out, [-2, 1, -1]);
     }
 
     #[test]

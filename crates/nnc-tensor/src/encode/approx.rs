@@ -81,6 +81,27 @@ pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> 
     Ok(enc.finish().len())
 }
 
+/// The reference's zero-offset search (see [`codebook::choose_codebook_zero_offset`]): one trial
+/// encode per codebook entry, which makes it the costliest step of a codebook encode. The trials
+/// are independent, so they run on the workers; the rule then picks from their sizes, so the
+/// choice does not depend on the thread count.
+fn choose_zero_offset(indices: &[i32], codebook_size: usize, cfg: &LayerConfig) -> Result<u32> {
+    use rayon::prelude::*;
+    let candidates =
+        codebook::zero_offset_candidates(codebook_size).map_err(|e| invalid(e.to_string()))?;
+    let sizes = (0..candidates)
+        .into_par_iter()
+        .map_init(
+            || vec![0i32; indices.len()],
+            |shifted, offset| {
+                codebook::shift_codebook_indices(indices, offset, shifted);
+                trial_size(shifted, cfg, true)
+            },
+        )
+        .collect::<Result<Vec<usize>>>()?;
+    codebook::best_codebook_zero_offset(&sizes).map_err(|e| invalid(e.to_string()))
+}
+
 fn quantize(
     w: &Work,
     values: &[f32],
@@ -166,20 +187,9 @@ fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> R
         codebook_zero_offset: 0,
         cabac_unary_length: n_trial,
     };
-    let size_err = std::cell::Cell::new(None);
-    let size = |l: &[i32]| match trial_size(l, &offset_cfg, true) {
-        Ok(s) => s,
-        Err(e) => {
-            size_err.set(Some(e.to_string()));
-            usize::MAX
-        }
-    };
-    let (zero_offset, indices) =
-        codebook::choose_codebook_zero_offset(&book.indices, book.values.len(), &size)
-            .map_err(|e| invalid(e.to_string()))?;
-    if let Some(e) = size_err.take() {
-        return Err(invalid(e));
-    }
+    let zero_offset = choose_zero_offset(&book.indices, book.values.len(), &offset_cfg)?;
+    let mut indices = vec![0; book.indices.len()];
+    codebook::shift_codebook_indices(&book.indices, zero_offset, &mut indices);
     let (egk, cb_bits) = codebook::best_codebook_egk(&book.values, zero_offset)
         .map_err(|e| invalid(e.to_string()))?;
     let codebook_method = Method::Codebook {
@@ -208,8 +218,11 @@ fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> R
                 codebook_zero_offset: 0,
                 cabac_unary_length: n_trial,
             };
-            let bytes_uniform = trial_size(&uniform, &trial(w.dq_flag), opts.param_opt)?;
-            let bytes_codebook = trial_size(&indices, &trial(false), opts.param_opt)?;
+            let (bytes_uniform, bytes_codebook) = rayon::join(
+                || trial_size(&uniform, &trial(w.dq_flag), opts.param_opt),
+                || trial_size(&indices, &trial(false), opts.param_opt),
+            );
+            let (bytes_uniform, bytes_codebook) = (bytes_uniform?, bytes_codebook?);
             let prefer =
                 codebook::codebook_mode2_prefers_codebook(bytes_uniform, bytes_codebook, cb_bits);
             if !prefer {
@@ -227,4 +240,37 @@ fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> R
     w.dq_flag = false;
     w.method = Some(codebook_method);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threads::Workers;
+
+    #[test]
+    fn threaded_zero_offset_search_picks_what_the_serial_rule_picks() {
+        // Clustered indices into a 23-entry codebook, skewed towards entry 15.
+        let indices: Vec<i32> = (0..6000u32)
+            .map(|i| {
+                let x = i.wrapping_mul(2_654_435_761) >> 20;
+                (15 + (x % 9) as i32 - (x % 5) as i32 * (x % 3) as i32).clamp(0, 22)
+            })
+            .collect();
+        let cfg = LayerConfig {
+            cabac_unary_length: 10,
+            ..LayerConfig::new(vec![60, 100])
+        };
+        let size = |l: &[i32]| trial_size(l, &cfg, true).expect("trial encode");
+        let (serial, _) = codebook::choose_codebook_zero_offset(&indices, 23, &size).unwrap();
+        // Not an end of the range, so a search that stops early or scans backwards would miss it.
+        assert!((1..22).contains(&serial), "offset {serial}");
+        for threads in [1, 3] {
+            let workers = Workers::new(Some(threads)).unwrap();
+            let threaded = workers
+                .install(|| choose_zero_offset(&indices, 23, &cfg))
+                .unwrap();
+            assert_eq!(threaded, serial, "{threads} threads");
+        }
+        assert!(choose_zero_offset(&indices, 0, &cfg).is_err());
+    }
 }
