@@ -142,6 +142,15 @@ impl RateModel {
         self.lc = other.lc;
     }
 
+    /// As [`RateModel::copy_contexts_from`], but moves `other`'s context states here instead of
+    /// copying them, leaving `other` with this model's old ones: for a trellis whose last
+    /// successor of a state no longer needs that state's model.
+    #[inline]
+    pub fn take_contexts_from(&mut self, other: &mut RateModel) {
+        std::mem::swap(&mut self.ctxs, &mut other.ctxs);
+        self.lc = other.lc;
+    }
+
     /// The neighbour level used for context selection.
     pub fn neighbour(&self) -> i32 {
         self.neighbour
@@ -202,6 +211,13 @@ mod tests {
         assert_eq!(other.neighbour(), 0);
         assert_eq!(other.contexts(), r.contexts());
         assert_ne!(other.estimate_bits(3, 0), before);
+        // Taking the contexts moves the states but, like the copy, not the neighbour.
+        let mut taker = RateModel::new(10).unwrap();
+        taker.set_neighbour(-2);
+        let states = r.contexts().clone();
+        taker.take_contexts_from(&mut r);
+        assert_eq!((taker.contexts(), taker.neighbour()), (&states, -2));
+        assert_eq!(r.neighbour(), 3);
     }
 
     fn level() -> impl Strategy<Value = i32> {

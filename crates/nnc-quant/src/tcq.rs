@@ -393,6 +393,7 @@ pub(crate) fn quantize_rate_aware(
             });
             let mut next = [0.0; 8];
             let mut branch = 0u16;
+            let mut winners = [(0u8, 0u8); 8];
             for (state, branches) in BRANCHES.iter().enumerate() {
                 let mut best = f64::MAX;
                 let mut best_idx = 0usize;
@@ -407,9 +408,23 @@ pub(crate) fn quantize_rate_aware(
                 }
                 next[state] = best;
                 branch |= (best_idx as u16) << (2 * state);
-                let (prev, slot) = branches[best_idx];
+                winners[state] = branches[best_idx];
+            }
+            // Each state's model is its winning predecessor's, adapted to the chosen level. A
+            // predecessor's last successor takes its contexts instead of copying them.
+            let mut successors = [0u8; 8];
+            for &(prev, _) in &winners {
+                successors[usize::from(prev)] += 1;
+            }
+            for (state, &(prev, slot)) in winners.iter().enumerate() {
+                let prev = usize::from(prev);
                 let model = &mut curr_models[state];
-                model.copy_contexts_from(&prev_models[usize::from(prev)]);
+                successors[prev] -= 1;
+                if successors[prev] == 0 {
+                    model.take_contexts_from(&mut prev_models[prev]);
+                } else {
+                    model.copy_contexts_from(&prev_models[prev]);
+                }
                 model.update(level_of(cand.signed_q0, slot), state as u8);
             }
             cost = next;
@@ -516,6 +531,66 @@ mod tests {
         ) {
             let w = w.min(weights.len());
             same_as_table(&weights, step, scan_order, w);
+        }
+    }
+
+    /// The rate-aware trellis as the reference writes it: every branch priced with its own
+    /// `estimate_bits`, and every state's model a copy of its winner's (the oracle for the
+    /// shared pricing walk and the moved contexts).
+    fn rate_aware_by_copies(weights: &[f32], step: f32, lambda_scale: f32, flags: u32) -> Vec<i32> {
+        let qscale = 1.0 / f64::from(step);
+        let ds = 32768.0 / lambda_factor(lambda_scale);
+        let base = RateModel::new(flags).unwrap();
+        let mut cost = [UNREACHED; 8];
+        cost[0] = 0.0;
+        let mut prev_models = vec![base.clone(); 8];
+        let mut curr_models = vec![base; 8];
+        let mut steps = Vec::new();
+        for &w in weights {
+            let cand = Candidates::new(w, qscale, ds);
+            std::mem::swap(&mut prev_models, &mut curr_models);
+            let mut next = [0.0; 8];
+            let mut branch = 0u16;
+            for (state, branches) in BRANCHES.iter().enumerate() {
+                let (mut best, mut best_idx) = (f64::MAX, 0usize);
+                for (idx, &(prev, slot)) in branches.iter().enumerate() {
+                    let level = level_of(cand.signed_q0, slot);
+                    let rate = prev_models[usize::from(prev)].estimate_bits(level, prev);
+                    let c =
+                        cost[usize::from(prev)] + cand.dist[usize::from(slot)] + f64::from(rate);
+                    if c < best {
+                        (best, best_idx) = (c, idx);
+                    }
+                }
+                next[state] = best;
+                branch |= (best_idx as u16) << (2 * state);
+                let (prev, slot) = branches[best_idx];
+                curr_models[state].copy_contexts_from(&prev_models[usize::from(prev)]);
+                curr_models[state].update(level_of(cand.signed_q0, slot), state as u8);
+            }
+            cost = next;
+            steps.push(branch);
+        }
+        let shape = MatrixShape::from_dims(&[weights.len()]).unwrap();
+        let mut levels = vec![0; weights.len()];
+        trace_back(&mut steps, &cost, weights, qscale, shape, 0, &mut levels).unwrap();
+        levels
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rate_aware_trellis_matches_per_branch_pricing(
+            weights in proptest::collection::vec(-40.0f32..40.0, 1..300),
+            lambda_scale in 0.05f32..4.0,
+            flags in 0u32..=12,
+        ) {
+            let shape = MatrixShape::from_dims(&[weights.len()]).unwrap();
+            let base = RateModel::new(flags).unwrap();
+            let mut levels = vec![0; weights.len()];
+            let ok = quantize_rate_aware(&weights, shape, 0, 1.0, lambda_scale, &base, &mut levels)
+                .unwrap();
+            proptest::prop_assert!(ok);
+            proptest::prop_assert_eq!(levels, rate_aware_by_copies(&weights, 1.0, lambda_scale, flags));
         }
     }
 
