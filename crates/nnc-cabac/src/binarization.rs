@@ -15,7 +15,7 @@ use crate::Error;
 pub(crate) const UNBOUNDED: u64 = u64::MAX;
 
 /// Longest remainder prefix the decoder reads (j = 0..=30).
-pub(crate) const MAX_PREFIX_BINS: usize = 31;
+const MAX_PREFIX_BINS: usize = 31;
 
 /// Per-tensor parameters of the level binarization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,26 +195,32 @@ pub fn encode_level<S: BinSink>(
         }
     }
     if flag && a < max {
-        let r = abs - a;
-        let rem = layout.rem();
-        let mut base = 0u64;
-        let mut nbits = 0u32;
-        let mut j = 0usize;
-        loop {
-            let more = r >= base + (1u64 << nbits);
-            sink.ctx_bin(rem + j, more);
-            if !more {
-                break;
-            }
-            base += 1u64 << nbits;
-            nbits += 1;
-            if j + 1 >= MAX_PREFIX_BINS || a + base + (1u64 << nbits) > max {
-                break;
-            }
-            j += 1;
-        }
-        sink.bypass_bins(nbits, (r - base) as u32);
+        encode_remainder(sink, layout.rem(), abs - a, a, max);
     }
+}
+
+/// The remainder `r = |k| − a` of a level whose `a − 1` greater-than flags were all 1: its
+/// Exp-Golomb prefix on the contexts from `rem` (at most [`MAX_PREFIX_BINS`] bins, fewer when the
+/// magnitude bound `max` rules longer ones out) and its bypass suffix.
+#[inline(always)]
+pub(crate) fn encode_remainder<S: BinSink>(sink: &mut S, rem: usize, r: u64, a: u64, max: u64) {
+    let mut base = 0u64;
+    let mut nbits = 0u32;
+    let mut j = 0usize;
+    loop {
+        let more = r >= base + (1u64 << nbits);
+        sink.ctx_bin(rem + j, more);
+        if !more {
+            break;
+        }
+        base += 1u64 << nbits;
+        nbits += 1;
+        if j + 1 >= MAX_PREFIX_BINS || a + base + (1u64 << nbits) > max {
+            break;
+        }
+        j += 1;
+    }
+    sink.bypass_bins(nbits, (r - base) as u32);
 }
 
 /// Decode one level in `dq_state` (§3.4). Errors if the magnitude does not fit an i32.

@@ -1,11 +1,11 @@
 //! Rate model for rate-distortion quantizers (deepcabac.md §5.3–5.4; reference `CabacRate`).
 
 use crate::binarization::{
-    encode_level, EstimateSink, LevelCoding, Neighbourhood, UpdateSink, MAX_PREFIX_BINS,
+    encode_level, encode_remainder, EstimateSink, LevelCoding, Neighbourhood, UpdateSink, UNBOUNDED,
 };
 use crate::context::{ContextLayout, ContextSet};
 use crate::layer::MAX_CABAC_UNARY_LENGTH;
-use crate::tables::{est_bits_table, BYPASS_BITS};
+use crate::tables::est_bits_table;
 use crate::Error;
 
 /// A context store plus neighbour variable that prices levels the way the coder would code them
@@ -105,7 +105,12 @@ impl RateModel {
             }
             for (o, &k) in out.iter_mut().zip(&levels) {
                 if let Some(m) = magnitude(k).filter(|&m| m > flags) {
-                    *o = head + ones + remainder_bits(m - flags - 1, rem, cost);
+                    let mut remainder = EstimateSink {
+                        ctxs: models,
+                        bits: 0,
+                    };
+                    encode_remainder(&mut remainder, rem, m - flags - 1, flags + 1, UNBOUNDED);
+                    *o = head + ones + remainder.bits;
                 }
             }
         }
@@ -165,25 +170,6 @@ impl RateModel {
     pub fn contexts(&self) -> &ContextSet {
         &self.ctxs
     }
-}
-
-/// Cost of the remainder `r` of an unbounded level: its Exp-Golomb prefix on the contexts from
-/// `rem` (at most [`MAX_PREFIX_BINS`]) and its bypass suffix, as [`encode_level`] codes it.
-#[inline(always)]
-fn remainder_bits(r: u64, rem: usize, cost: impl Fn(usize, bool) -> u32) -> u32 {
-    let mut bits = 0u32;
-    let mut base = 0u64;
-    let mut nbits = 0u32;
-    for j in 0..MAX_PREFIX_BINS {
-        let more = r >= base + (1u64 << nbits);
-        bits += cost(rem + j, more);
-        if !more {
-            break;
-        }
-        base += 1u64 << nbits;
-        nbits += 1;
-    }
-    bits + nbits * BYPASS_BITS
 }
 
 #[cfg(test)]

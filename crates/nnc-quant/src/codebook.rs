@@ -145,14 +145,13 @@ pub fn zero_offset_candidates(codebook_size: usize) -> Result<u32> {
 /// The zero-offset rule on measured sizes: `sizes[c]` is the encoded size in bytes of the
 /// indices shifted by `c`; the smallest wins, the lowest `c` on ties.
 pub fn best_codebook_zero_offset(sizes: &[usize]) -> Result<u32> {
-    let mut best: Option<(usize, usize)> = None;
-    for (offset, &bytes) in sizes.iter().enumerate() {
-        if best.is_none_or(|(_, b)| bytes < b) {
-            best = Some((offset, bytes));
-        }
-    }
-    let (offset, _) = best.ok_or(Error::EmptyCodebook)?;
     zero_offset_candidates(sizes.len())?;
+    // `min_by_key` keeps the first of equal minima, i.e. the lowest offset.
+    let (offset, _) = sizes
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &bytes)| bytes)
+        .ok_or(Error::EmptyCodebook)?;
     Ok(offset as u32)
 }
 

@@ -39,13 +39,12 @@ const BRANCHES: [[(u8, u8); 3]; 8] = [
     [(1, 3), (1, ZERO), (5, 1)],
 ];
 
-/// The three candidate slots each previous state is priced for, and for each branch of
-/// [`BRANCHES`] the position of its slot there: every state feeds exactly three branches, so the
-/// rate-aware trellis prices each (state, slot) pair once, with one walk over the flags.
-const PREV_SLOTS: ([[u8; 3]; 8], [[usize; 3]; 8]) = {
+/// The three candidate slots each previous state is priced for: every state feeds exactly three
+/// branches of [`BRANCHES`], so the rate-aware trellis prices each (state, slot) pair once, with
+/// one walk over the flags.
+const PREV_SLOTS: [[u8; 3]; 8] = {
     let mut slots = [[0u8; 3]; 8];
     let mut filled = [0usize; 8];
-    let mut pos = [[0usize; 3]; 8];
     let mut state = 0;
     while state < 8 {
         let mut k = 0;
@@ -53,7 +52,6 @@ const PREV_SLOTS: ([[u8; 3]; 8], [[usize; 3]; 8]) = {
             let (prev, slot) = BRANCHES[state][k];
             let p = prev as usize;
             slots[p][filled[p]] = slot;
-            pos[state][k] = filled[p];
             filled[p] += 1;
             k += 1;
         }
@@ -64,7 +62,7 @@ const PREV_SLOTS: ([[u8; 3]; 8], [[usize; 3]; 8]) = {
         assert!(filled[p] == 3);
         p += 1;
     }
-    (slots, pos)
+    slots
 };
 
 /// Bit `s` of the index moved to bit `2s` (two bits per state in [`Step::branch`]).
@@ -387,10 +385,15 @@ pub(crate) fn quantize_rate_aware(
             }
             let cand = Candidates::new(w, qscale, ds);
             std::mem::swap(&mut prev_models, &mut curr_models);
-            let rates: [[u32; 3]; 8] = std::array::from_fn(|prev| {
-                let levels = PREV_SLOTS.0[prev].map(|slot| level_of(cand.signed_q0, slot));
-                prev_models[prev].estimate_levels(levels, prev as u8)
-            });
+            // rates[prev][slot], for the three slots each previous state is priced for.
+            let mut rates = [[0u32; 5]; 8];
+            for (prev, slots) in PREV_SLOTS.iter().enumerate() {
+                let levels = slots.map(|slot| level_of(cand.signed_q0, slot));
+                let bits = prev_models[prev].estimate_levels(levels, prev as u8);
+                for (&slot, b) in slots.iter().zip(bits) {
+                    rates[prev][usize::from(slot)] = b;
+                }
+            }
             let mut next = [0.0; 8];
             let mut branch = 0u16;
             let mut winners = [(0u8, 0u8); 8];
@@ -398,7 +401,7 @@ pub(crate) fn quantize_rate_aware(
                 let mut best = f64::MAX;
                 let mut best_idx = 0usize;
                 for (idx, &(prev, slot)) in branches.iter().enumerate() {
-                    let rate = rates[usize::from(prev)][PREV_SLOTS.1[state][idx]];
+                    let rate = rates[usize::from(prev)][usize::from(slot)];
                     let c =
                         cost[usize::from(prev)] + cand.dist[usize::from(slot)] + f64::from(rate);
                     if c < best {
