@@ -32,8 +32,8 @@ pub fn encode_varmap(varmap: &VarMap, opts: &EncodeOptions) -> Result<Vec<u8>> {
             .map(|(name, var)| to_nnc(name, var.as_tensor()))
             .collect::<Result<Vec<_>>>()?
     };
-    let input = nnc_tensor::EncodeInput::from_tensors(&nnc)?;
-    Ok(nnc_tensor::encode(&input, opts)?.bytes)
+    let input = nnc_tensor::EncodeInput::from_tensors_owned(nnc)?;
+    Ok(nnc_tensor::encode(input, opts)?.bytes)
 }
 
 /// Decodes a bitstream into `varmap`: each existing variable of the same name gets the decoded

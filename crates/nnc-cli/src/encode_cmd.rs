@@ -262,28 +262,26 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
             is_pytorch_file(&args.input) || EncodeInput::looks_like_state_dict(&tensors)
         }
     };
-    let input = if pytorch {
-        EncodeInput::from_state_dict(&tensors)?
-    } else {
-        EncodeInput::from_tensors(&tensors)?
-    };
     let count = tensors.len();
     let params: usize = tensors.iter().map(Tensor::len).sum();
-    // The encoder input holds its own copy: without a report the tensors are not needed again.
-    if !want_report {
-        tensors = Vec::new();
-    }
+    // Without a report the tensors are not needed again, so their elements move into the
+    // encoder's input rather than being copied; the encoder frees them tensor by tensor.
+    let (input, tensors) = match (want_report, pytorch) {
+        (true, true) => (EncodeInput::from_state_dict(&tensors)?, tensors),
+        (true, false) => (EncodeInput::from_tensors(&tensors)?, tensors),
+        (false, true) => (EncodeInput::from_state_dict_owned(tensors)?, Vec::new()),
+        (false, false) => (EncodeInput::from_tensors_owned(tensors)?, Vec::new()),
+    };
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
         "encoding {count} tensors ({:.1} M parameters)",
         params as f64 / 1e6
     ));
     let encoded = if args.state.is_some() || args.base.is_some() {
-        encode_incremental(&input, &opts, &mut state, true)?
+        encode_incremental(input, &opts, &mut state, true)?
     } else {
-        encode(&input, &opts)?
+        encode(input, &opts)?
     };
-    drop(input);
     progress.stage(format!("writing {}", args.output.display()));
     write_atomically(&args.output, |tmp| {
         std::fs::write(tmp, &encoded.bytes).with_context(|| format!("writing {}", tmp.display()))

@@ -84,7 +84,7 @@ mod tests {
             t("b.bias", vec![32], 1e-2),
         ];
         let stream = encode(
-            &EncodeInput::from_tensors(&tensors).expect("input"),
+            EncodeInput::from_tensors(&tensors).expect("input"),
             &EncodeOptions::default(),
         )
         .expect("encode");

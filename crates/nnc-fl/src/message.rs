@@ -42,9 +42,9 @@ pub(crate) fn compress(
         sparsify_tensors(&mut tensors, &opts.sparsify_options())?;
     }
     let input =
-        EncodeInput::from_tensors(&tensors).map_err(|e| FlError::Internal(e.to_string()))?;
+        EncodeInput::from_tensors_owned(tensors).map_err(|e| FlError::Internal(e.to_string()))?;
     let mut after = state.clone();
-    let encoded = encode_incremental(&input, &opts.encode_options(sender), &mut after, true)?;
+    let encoded = encode_incremental(input, &opts.encode_options(sender), &mut after, true)?;
     // Decode our own bitstream from the state the receiver holds now: this gives the
     // reconstruction (for the residual and the next global model) and proves both sides agree.
     let mut receiver = state.clone();

@@ -171,16 +171,16 @@ pub fn py_encode<'py>(
             )?;
         }
         let input = if state_dict {
-            EncodeInput::from_state_dict(&tensors)
+            EncodeInput::from_state_dict_owned(tensors)
         } else {
-            EncodeInput::from_tensors(&tensors)
+            EncodeInput::from_tensors_owned(tensors)
         }
         .map_err(|e| nnc_tensor::Error::InvalidArgument {
             what: e.to_string(),
         })?;
         let stream = match base.as_mut() {
-            Some(st) => encode_incremental(&input, &opts, st, update_state)?,
-            None => encode(&input, &opts)?,
+            Some(st) => encode_incremental(input, &opts, st, update_state)?,
+            None => encode(input, &opts)?,
         };
         Ok(stream.bytes)
     });

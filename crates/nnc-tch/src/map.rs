@@ -55,8 +55,8 @@ where
     I::Item: NamedTensor,
 {
     let nnc = to_nnc_tensors(tensors)?;
-    let input = EncodeInput::from_tensors(&nnc)?;
-    Ok(nnc_tensor::encode(&input, opts)?.bytes)
+    let input = EncodeInput::from_tensors_owned(nnc)?;
+    Ok(nnc_tensor::encode(input, opts)?.bytes)
 }
 
 /// Decodes a stand-alone NNR bitstream into CPU tch tensors, in stream order (name order for

@@ -52,8 +52,8 @@ pub fn encode_varstore(vs: &VarStore, opts: &EncodeOptions) -> Result<Vec<u8>> {
         let vars = vs.variables_.lock().map_err(|_| Error::Poisoned)?;
         to_nnc_tensors(vars.named_variables.iter())?
     };
-    let input = EncodeInput::from_tensors(&nnc)?;
-    Ok(nnc_tensor::encode(&input, opts)?.bytes)
+    let input = EncodeInput::from_tensors_owned(nnc)?;
+    Ok(nnc_tensor::encode(input, opts)?.bytes)
 }
 
 /// Decodes a bitstream into `vs`: each existing variable of the same name gets the decoded

@@ -586,6 +586,15 @@ pub(super) fn write_stream(
             |plan| code_ndu(model, plan, opts, state_ref, hdsp_on),
         )
     };
+    // Room for every unit at once, so the stream never grows by copying itself (that copy was
+    // the encoder's last peak of memory); headers are far below 256 bytes besides entry points.
+    out.reserve(
+        coded
+            .iter()
+            .flatten()
+            .map(|c| c.payload.len() + 256 + 8 * c.entry_points.len())
+            .sum(),
+    );
     for (mut plan, coded) in plans.into_iter().zip(coded) {
         let coded = coded?;
         if let (Some(mode), Some(i)) = (coded.hdsp_mode, inc.as_mut()) {

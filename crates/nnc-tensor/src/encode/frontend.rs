@@ -1,9 +1,10 @@
 //! How the reference's front ends turn user tensors into an [`EncodeInput`]: the tensor pipeline
 //! (one tensor), plain dictionaries, and PyTorch state dicts.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{to_parameter_data, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
+use super::model::{parameter_data, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
 use super::options::ParameterType;
 use crate::tensor::Tensor;
 
@@ -17,25 +18,39 @@ impl EncodeInput {
     /// (`.bias`, `.running_mean`, `.running_var`, `.weight_scaling`, `gamma`, `.weight`; every tensor
     /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
     pub fn from_state_dict(tensors: &[Tensor]) -> Result<Self, InputError> {
+        Self::state_dict(tensors.iter().map(Cow::Borrowed))
+    }
+
+    /// As [`EncodeInput::from_state_dict`], taking the tensors: float32 and int32 elements move
+    /// into the input instead of being copied (see [`EncodeInput::from_tensors_owned`]).
+    pub fn from_state_dict_owned(tensors: Vec<Tensor>) -> Result<Self, InputError> {
+        Self::state_dict(tensors.into_iter().map(Cow::Owned))
+    }
+
+    fn state_dict<'t>(tensors: impl Iterator<Item = Cow<'t, Tensor>>) -> Result<Self, InputError> {
         let mut parameters = Vec::new();
         let mut extra_tensors = Vec::new();
-        for (i, t) in tensors.iter().enumerate() {
-            if tensors[..i].iter().any(|u| u.name == t.name) {
+        let mut names = BTreeSet::new();
+        for (i, t) in tensors.enumerate() {
+            if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
             if t.name.ends_with(NUM_BATCHES_TRACKED) {
-                extra_tensors.push(t.clone());
+                extra_tensors.push(t.into_owned());
                 continue;
             }
-            let (dims, data) = to_parameter_data(t)?;
+            let name = t.name.clone();
+            let parameter_type = ParameterType::for_pytorch_tensor(&name, t.shape.len());
+            let (dtype, shape) = (t.dtype(), t.shape.clone());
+            let (dims, data) = parameter_data(t)?;
             parameters.push(ModelParameter {
-                name: t.name.clone(),
-                parameter_type: ParameterType::for_pytorch_tensor(&t.name, t.shape.len()),
+                name,
+                parameter_type,
                 dims,
                 data,
                 parameter_index: i as u64,
-                original_dtype: t.dtype(),
-                original_shape: t.shape.clone(),
+                original_dtype: dtype,
+                original_shape: shape,
             });
         }
         Ok(EncodeInput {
@@ -62,6 +77,26 @@ impl EncodeInput {
 mod tests {
     use super::*;
     use crate::tensor::TensorData;
+
+    #[test]
+    fn owned_builders_refuse_what_lent_ones_refuse() {
+        let f = |name: &str, v: Vec<f32>| {
+            Tensor::try_new(name, vec![v.len()], TensorData::F32(v)).unwrap()
+        };
+        let cases = [
+            vec![f("a.weight", vec![1.0]), f("a.weight", vec![2.0])],
+            vec![f("a.weight", vec![1.0]), f("e.bias", vec![])],
+            vec![Tensor::try_new("big", vec![1], TensorData::I64(vec![1 << 40])).unwrap()],
+        ];
+        for tensors in cases {
+            let lent = EncodeInput::from_state_dict(&tensors).unwrap_err();
+            let taken = EncodeInput::from_state_dict_owned(tensors.clone()).unwrap_err();
+            assert_eq!(lent, taken);
+            let lent = EncodeInput::from_tensors(&tensors).unwrap_err();
+            let taken = EncodeInput::from_tensors_owned(tensors).unwrap_err();
+            assert_eq!(lent, taken);
+        }
+    }
 
     #[test]
     fn state_dict_drops_counters_but_keeps_indices() {

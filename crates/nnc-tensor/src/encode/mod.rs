@@ -12,6 +12,8 @@ pub mod model;
 pub mod options;
 mod work;
 
+use std::borrow::Cow;
+
 use crate::decode::Approximation;
 use crate::error::{Error, Result};
 use crate::metadata::{StreamMetadata, TensorMeta};
@@ -54,21 +56,28 @@ pub struct EncodedStream {
 }
 
 /// Encodes a model as a stand-alone bitstream (no base model, `put_node_depth` 0).
-pub fn encode(input: &EncodeInput, opts: &EncodeOptions) -> Result<EncodedStream> {
-    encode_impl(input, opts, None)
+///
+/// `input` is `&EncodeInput` (read in place) or `EncodeInput` (each tensor's elements are freed
+/// once quantized, which lowers the peak memory; same bytes).
+pub fn encode<'a>(
+    input: impl Into<Cow<'a, EncodeInput>>,
+    opts: &EncodeOptions,
+) -> Result<EncodedStream> {
+    encode_impl(input.into(), opts, None)
 }
 
 /// Encodes one update of an incremental sequence. `state` supplies the previous levels (TCA),
 /// the HDSP history and the update-tree depths; when `update_state` is true the coded levels become
-/// the new base (the reference's `update_base_param`).
-pub fn encode_incremental(
-    input: &EncodeInput,
+/// the new base (the reference's `update_base_param`). `input` is borrowed or taken as in
+/// [`encode`].
+pub fn encode_incremental<'a>(
+    input: impl Into<Cow<'a, EncodeInput>>,
     opts: &EncodeOptions,
     state: &mut IncrementalState,
     update_state: bool,
 ) -> Result<EncodedStream> {
     encode_impl(
-        input,
+        input.into(),
         opts,
         Some(assemble::Incremental {
             state,
@@ -123,7 +132,7 @@ fn metadata_of(input: &EncodeInput) -> Result<Option<StreamMetadata>> {
 
 /// Runs [`encode_on_workers`] on the threads [`EncodeOptions::threads`] asks for.
 fn encode_impl(
-    input: &EncodeInput,
+    input: Cow<'_, EncodeInput>,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
@@ -132,7 +141,7 @@ fn encode_impl(
 }
 
 fn encode_on_workers(
-    input: &EncodeInput,
+    mut input: Cow<'_, EncodeInput>,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
@@ -143,7 +152,26 @@ fn encode_on_workers(
             what: "nothing to encode".into(),
         });
     }
+    // An input given by value gives up its elements: the working model owns them, and
+    // approximation drops each tensor's as soon as its levels exist.
+    let taken: Option<Vec<ParameterData>> = match &mut input {
+        Cow::Owned(owned) => Some(
+            owned
+                .parameters
+                .iter_mut()
+                .map(|p| {
+                    let empty = p.data.empty_like();
+                    std::mem::replace(&mut p.data, empty)
+                })
+                .collect(),
+        ),
+        Cow::Borrowed(_) => None,
+    };
+    let input: &EncodeInput = &input;
     let mut model = WorkModel::new(input, opts.scan_order)?;
+    if let Some(values) = taken {
+        model.adopt_values(input, values);
+    }
     approx::assign_qps(&mut model, opts)?;
     if opts.bnf {
         bnf::fold_batch_norm(&mut model, opts)?;
@@ -341,6 +369,56 @@ mod tests {
             }
         }
 
+        /// An input given by value (its elements taken and freed tensor by tensor) codes exactly
+        /// as the same input lent, for both front ends, every element type the owned builders
+        /// move or convert, and the metadata that restores them.
+        #[test]
+        fn taken_input_codes_as_lent_input(
+            (dims, values) in tensor_strategy(),
+            opts in options_strategy(),
+            state_dict in any::<bool>(),
+            incremental in any::<bool>(),
+        ) {
+            let mut opts = opts;
+            if values.len() > 300 {
+                opts.codebook_mode = CodebookMode::Off;
+            }
+            opts.carry_dtypes = true;
+            let rows = dims[0];
+            let ints: Vec<i32> = values[..rows].iter().map(|v| (v * 10.0) as i32).collect();
+            let halves: Vec<u16> = values[..rows].iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+            let tensors = vec![
+                Tensor::try_new("l.weight", dims.clone(), TensorData::F32(values.clone())).unwrap(),
+                Tensor::try_new("l.bias", vec![rows], TensorData::F32(values[..rows].to_vec())).unwrap(),
+                Tensor::try_new("bn.num_batches_tracked", vec![], TensorData::I64(vec![3])).unwrap(),
+                Tensor::try_new("counts", vec![rows], TensorData::I32(ints)).unwrap(),
+                Tensor::try_new("h.weight", vec![rows, 1], TensorData::F16(halves)).unwrap(),
+            ];
+            let (lent, taken) = if state_dict {
+                (EncodeInput::from_state_dict(&tensors), EncodeInput::from_state_dict_owned(tensors))
+            } else {
+                (EncodeInput::from_tensors(&tensors), EncodeInput::from_tensors_owned(tensors))
+            };
+            let (lent, taken) = (lent.unwrap(), taken.unwrap());
+            prop_assert_eq!(&lent, &taken);
+            let (a, b) = if incremental {
+                opts.compress_differences = true;
+                let mut sa = IncrementalState::default();
+                let mut sb = IncrementalState::default();
+                let a = encode_incremental(&lent, &opts, &mut sa, true);
+                let b = encode_incremental(taken, &opts, &mut sb, true);
+                prop_assert_eq!(sa, sb);
+                (a, b)
+            } else {
+                (encode(&lent, &opts), encode(taken, &opts))
+            };
+            match (a, b) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => prop_assert!(false, "lent: {:?}, taken: {:?}", a.is_ok(), b.is_ok()),
+            }
+        }
+
         #[test]
         fn incremental_tca_round_trip((dims, values) in tensor_strategy(), qp in -40i32..-20) {
             let opts = EncodeOptions {
@@ -382,9 +460,9 @@ mod tests {
             .unwrap()
         };
         let mut enc_state = IncrementalState::default();
-        let first = encode_incremental(&t(1.0), &opts, &mut enc_state, true).unwrap();
-        let _second = encode_incremental(&t(2.0), &opts, &mut enc_state, true).unwrap();
-        let third = encode_incremental(&t(3.0), &opts, &mut enc_state, true).unwrap();
+        let first = encode_incremental(t(1.0), &opts, &mut enc_state, true).unwrap();
+        let _second = encode_incremental(t(2.0), &opts, &mut enc_state, true).unwrap();
+        let third = encode_incremental(t(3.0), &opts, &mut enc_state, true).unwrap();
         let mut dec_state = IncrementalState::default();
         decode_stream(&first.bytes, &mut dec_state, &DecodeOptions::new()).unwrap();
         let err = decode_stream(&third.bytes, &mut dec_state, &DecodeOptions::new()).unwrap_err();

@@ -279,6 +279,16 @@ impl<'a> WorkModel<'a> {
         Ok(block)
     }
 
+    /// Gives every parameter of `input` its own elements, `values[i]` being those of
+    /// `input.parameters[i]` (taken from an input passed by value).
+    pub fn adopt_values(&mut self, input: &EncodeInput, values: Vec<ParameterData>) {
+        for (p, v) in input.parameters.iter().zip(values) {
+            if let Some(w) = self.params.get_mut(&p.name) {
+                w.values = Cow::Owned(v);
+            }
+        }
+    }
+
     pub fn get(&self, name: &str) -> Result<&Work<'a>> {
         self.params.get(name).ok_or_else(|| Error::InvalidArgument {
             what: format!("block member {name:?} is missing"),
