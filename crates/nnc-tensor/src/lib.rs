@@ -27,6 +27,21 @@
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Encoding builds an [`EncodeInput`] and hands it to [`encode`]. Given by value, as here, the
+//! input's elements are freed tensor by tensor as they are quantized; `encode(&input, ..)` reads
+//! an input that the caller keeps. The bytes are the same either way.
+//!
+//! ```
+//! use nnc_tensor::{decode_stream, encode, DecodeOptions, DecoderState, EncodeInput};
+//! use nnc_tensor::{EncodeOptions, Tensor, TensorData};
+//! let w = Tensor::try_new("w", vec![2, 3], TensorData::F32(vec![0.5, -0.25, 0.0, 1.0, 0.75, -1.0]))?;
+//! let input = EncodeInput::from_tensors_owned(vec![w])?;
+//! let stream = encode(input, &EncodeOptions::default())?;
+//! let decoded = decode_stream(&stream.bytes, &mut DecoderState::default(), &DecodeOptions::new())?;
+//! assert_eq!(decoded.tensors[0].tensor.shape, vec![2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
