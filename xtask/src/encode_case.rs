@@ -150,9 +150,9 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
         return decomposed_model_input(config, step_internal(config, kw), tensors);
     }
     let mut input = if pipeline == "nn" && input_type.starts_with("torch.nn.Module") {
-        EncodeInput::from_state_dict(&tensors)?
+        EncodeInput::from_state_dict_owned(tensors)?
     } else {
-        EncodeInput::from_tensors(&tensors)?
+        EncodeInput::from_tensors_owned(tensors)?
     };
     if let Some(spec) = blocks_from_kwargs(kw)? {
         input.apply_blocks(&spec);
@@ -200,7 +200,7 @@ fn decomposed_model_input(
                 .filter_map(|d| d.trim().parse().ok())
                 .collect()
         });
-    let mut input = EncodeInput::from_tensors(&tensors)?;
+    let mut input = EncodeInput::from_tensors_owned(tensors)?;
     let mut blocks = BlockIdAndParamType::default();
     for (name, ptype) in types {
         let g = input.get(&format!("{name}_G")).map(|p| p.dims.clone());
@@ -295,13 +295,15 @@ pub(crate) fn check_encode_case(dir: &Path, config: &Value) -> Result<()> {
                 file_path(dir, step, "bitstream").ok_or_else(|| anyhow!("no bitstream"))?,
             )?;
             let encoded = match state_use(config, kw) {
-                StateUse::None => encode(&input, &opts)?,
-                StateUse::EncoderOwned => encode_incremental(&input, &opts, &mut enc_state, true)?,
+                // The input is given, not lent, as the CLI gives it (a property test in
+                // nnc-tensor pins both ways to the same bytes).
+                StateUse::None => encode(input, &opts)?,
+                StateUse::EncoderOwned => encode_incremental(input, &opts, &mut enc_state, true)?,
                 StateUse::Shared { encoder_updates } => {
                     let encoded = if encoder_updates {
-                        encode_incremental(&input, &opts, &mut enc_state, true)?
+                        encode_incremental(input, &opts, &mut enc_state, true)?
                     } else {
-                        encode_incremental(&input, &opts, &mut enc_state.clone(), false)?
+                        encode_incremental(input, &opts, &mut enc_state.clone(), false)?
                     };
                     // The reference decoder updates the same state dict.
                     decode_stream(&expected, &mut enc_state, &dec_opts)
