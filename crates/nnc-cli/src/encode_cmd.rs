@@ -156,6 +156,16 @@ pub fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
             b.shape
         );
     }
+    // float32 with float32, the common case, without the float64 copies below (same values:
+    // every f32 survives the round trip through f64).
+    if let (TensorData::F32(x), TensorData::F32(y)) = (&a.data, &b.data) {
+        let s = sign as f32;
+        return Ok(Tensor {
+            name: a.name.clone(),
+            shape: a.shape.clone(),
+            data: TensorData::F32(x.iter().zip(y).map(|(&p, &q)| p + s * q).collect()),
+        });
+    }
     let as_f64 = |t: &Tensor| -> anyhow::Result<Vec<f64>> {
         match &t.data {
             TensorData::F64(v) => Ok(v.clone()),

@@ -148,10 +148,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
-            let streamed = match &base {
-                None => decode::streaming(&bytes, &input, &output, &mut inc, &opts)?,
-                Some(_) => false,
+            let base_tensors = match &base {
+                Some(path) => Some(
+                    nnc_nn::io::read_tensors(path, "0")
+                        .with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
             };
+            let streamed =
+                decode::streaming(&bytes, &input, base_tensors, &output, &mut inc, &opts)?;
             if !streamed {
                 inc = load_state(state.as_deref())?;
                 let decoded = decode_stream(&bytes, &mut inc, &opts)

@@ -315,3 +315,142 @@ fn decode_falls_back_when_a_tensor_is_not_as_planned() {
     let back = read_tensors(&out, "0").expect("read");
     assert_eq!(back.iter().find(|x| x.name == "counts"), Some(&t));
 }
+
+/// `nnc encode --base` codes a model as an update of a base; `nnc decode --base` adds the update
+/// back, streaming: the output is the base's tensors in the base's order, each carried tensor
+/// exactly base + decoded update (f32 addition, as in memory), the others untouched, also when
+/// the update codes its tensors in another order than the base holds them.
+#[test]
+fn update_onto_base_streams_base_plus_update_in_base_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let wave = |n: usize, seed: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 37 % 101) as f32 - 50.0) * scale)
+            .collect()
+    };
+    let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).expect("t");
+    let base = vec![
+        t(
+            "a.weight",
+            vec![16, 24],
+            TensorData::F32(wave(384, 0, 1e-2)),
+        ),
+        t("a.bias", vec![16], TensorData::F32(wave(16, 1, 1e-2))),
+        t(
+            "only_in_base.weight",
+            vec![4, 4],
+            TensorData::F32(wave(16, 2, 1e-2)),
+        ),
+        t("bn.num_batches_tracked", vec![], TensorData::I64(vec![7])),
+        t("b.weight", vec![8, 16], TensorData::F32(wave(128, 3, 1e-2))),
+    ];
+    write_tensors(&path("base.safetensors"), &base).expect("write base");
+    // Safetensors lists tensors by name: that order is the base's order.
+    let base = read_tensors(&path("base.safetensors"), "0").expect("base");
+    // The fine-tuned model: the float tensors moved a little, in another order (.npz keeps it).
+    let tuned: Vec<Tensor> = ["b.weight", "a.bias", "a.weight"]
+        .iter()
+        .map(|name| {
+            let b = base.iter().find(|b| b.name == *name).expect("in base");
+            let TensorData::F32(v) = &b.data else {
+                unreachable!("float tensors")
+            };
+            let moved = v
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x + ((i * 13 % 7) as f32 - 3.0) * 4e-3)
+                .collect();
+            t(name, b.shape.clone(), TensorData::F32(moved))
+        })
+        .collect();
+    write_tensors(&path("tuned.npz"), &tuned).expect("write tuned");
+    ok(&nnc(&[
+        "encode",
+        "-q",
+        s(&path("tuned.npz")),
+        "--qp",
+        "-40",
+        "--base",
+        s(&path("base.safetensors")),
+        "--state",
+        s(&path("enc_state.json")),
+        "-o",
+        s(&path("update.nnc")),
+    ]));
+    ok(&nnc(&[
+        "decode",
+        "-q",
+        s(&path("update.nnc")),
+        "-o",
+        s(&path("update.npz")),
+    ]));
+    let update = read_tensors(&path("update.npz"), "0").expect("update");
+    assert_eq!(
+        update.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+        ["b.weight", "a.bias", "a.weight"],
+        "the update codes its tensors in the tuned model's order"
+    );
+    for out in ["out.safetensors", "out.npz"] {
+        for threads in ["1", "2"] {
+            ok(&nnc(&[
+                "decode",
+                "-q",
+                "-f",
+                "-j",
+                threads,
+                s(&path("update.nnc")),
+                "--base",
+                s(&path("base.safetensors")),
+                "-o",
+                s(&path(out)),
+            ]));
+            let got = read_tensors(&path(out), "0").expect("decoded");
+            let names: Vec<&str> = got.iter().map(|g| g.name.as_str()).collect();
+            let base_names: Vec<&str> = base.iter().map(|b| b.name.as_str()).collect();
+            assert_eq!(names, base_names, "{out}: the base's tensors in its order");
+            for (g, b) in got.iter().zip(&base) {
+                assert_eq!((&g.shape, g.dtype()), (&b.shape, b.dtype()), "{}", g.name);
+                let Some(u) = update.iter().find(|u| u.name == b.name) else {
+                    assert_eq!(g.data, b.data, "{} keeps its base values", b.name);
+                    continue;
+                };
+                let (TensorData::F32(gv), TensorData::F32(bv), TensorData::F32(uv)) =
+                    (&g.data, &b.data, &u.data)
+                else {
+                    panic!("{}: float32 expected", b.name);
+                };
+                let sum: Vec<f32> = bv.iter().zip(uv).map(|(x, y)| x + y).collect();
+                assert_eq!(gv, &sum, "{out} -j {threads}: {} is base + update", b.name);
+                let tuned_v = match &tuned.iter().find(|x| x.name == b.name).expect("t").data {
+                    TensorData::F32(v) => v.clone(),
+                    _ => unreachable!("float tensors"),
+                };
+                let worst = gv
+                    .iter()
+                    .zip(&tuned_v)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst < 2e-3, "{}: {worst} from the tuned values", b.name);
+            }
+        }
+    }
+    // A base without one of the update's tensors is refused before anything is written.
+    let partial: Vec<Tensor> = base.into_iter().filter(|b| b.name != "a.weight").collect();
+    write_tensors(&path("partial.safetensors"), &partial).expect("write partial base");
+    let refused = nnc(&[
+        "decode",
+        s(&path("update.nnc")),
+        "--base",
+        s(&path("partial.safetensors")),
+        "-o",
+        s(&path("refused.safetensors")),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("\"a.weight\", which the base model lacks"),
+        "{err}"
+    );
+    assert!(!path("refused.safetensors").exists());
+}
