@@ -7,7 +7,7 @@ use anyhow::Context;
 use nnc_nn::io::{IoError, TensorWriter};
 use nnc_tensor::{DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
-use crate::encode_cmd::combine;
+use crate::encode_cmd::apply_update;
 use crate::files::write_atomically;
 
 /// Decodes `bytes` into `output`, writing each tensor as soon as it is decoded (the output file's
@@ -43,8 +43,8 @@ pub fn streaming(
 }
 
 /// An update added to a base model: the output has the base's tensors in the base's order;
-/// each one the update carries is written as soon as it is decoded and added to the base, the
-/// others as they are. The base is held in memory and its tensors are dropped once written; the
+/// each one the update carries is written as soon as it is decoded and applied to the base
+/// ([`apply_update`]: added, or replacing an integer tensor), the others as they are. The base is held in memory and its tensors are dropped once written; the
 /// update is never held whole.
 fn onto_base(
     decoder: StreamDecoder<'_>,
@@ -90,7 +90,7 @@ fn onto_base(
                 let Some(b) = slot.as_ref() else { break };
                 let sum = if updated.contains(&b.name) {
                     match decoded.remove(&b.name) {
-                        Some(u) => Some(combine(b, &u, 1.0)?),
+                        Some(u) => Some(apply_update(b, &u)?),
                         None => break,
                     }
                 } else {

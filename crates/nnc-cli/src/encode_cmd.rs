@@ -89,7 +89,8 @@ pub struct EncodeArgs {
     /// Fold batch norm into the preceding weight (needs block structure; PyTorch models).
     #[arg(long)]
     pub bnf: bool,
-    /// Code the difference to this base model (same names and shapes) as an update.
+    /// Code the difference to this base model (same names and shapes) as an update; integer
+    /// tensors (counters such as `num_batches_tracked`) are carried as their new values.
     #[arg(long)]
     pub base: Option<PathBuf>,
     /// Temporal context adaptation across updates (needs --base and --state).
@@ -202,6 +203,23 @@ pub fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
     })
 }
 
+/// A base tensor with its update applied: float updates are differences and are added; an
+/// integer update is the tensor's new value (how `encode --base` codes integer tensors).
+pub fn apply_update(base: &Tensor, update: &Tensor) -> anyhow::Result<Tensor> {
+    if !update.dtype().is_integer() {
+        return combine(base, update, 1.0);
+    }
+    if base.shape != update.shape {
+        bail!(
+            "tensor {:?}: shape {:?} differs from {:?}",
+            base.name,
+            base.shape,
+            update.shape
+        );
+    }
+    Ok(update.clone())
+}
+
 fn is_pytorch_file(path: &Path) -> bool {
     matches!(
         path.extension()
@@ -240,11 +258,10 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
                         .iter()
                         .find(|b| b.name == t.name)
                         .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
+                    // Counters and indices (e.g. `num_batches_tracked`) have no meaningful
+                    // difference: the update carries their new values, which replace the base's.
                     if t.dtype().is_integer() {
-                        bail!(
-                            "tensor {:?}: integer tensors cannot be coded as differences",
-                            t.name
-                        );
+                        return Ok(t.clone());
                     }
                     combine(t, b, -1.0)
                 })

@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = nnc_tensor::DEFAULT_MAX_TOTAL_ELEMENTS)]
         max_total_elements: u64,
         /// The stream is an update: add it to this base model (tensors the update omits keep
-        /// their base values).
+        /// their base values; integer tensors in the update replace the base's).
         #[arg(long)]
         base: Option<PathBuf>,
         /// Incremental state file (JSON) shared with earlier decodes of the same sequence.
@@ -210,7 +210,7 @@ fn add_to_base(base_path: &Path, update: Vec<Tensor>) -> anyhow::Result<Vec<Tens
     base.into_iter()
         .map(|b| match update.iter().find(|u| u.name == b.name) {
             None => Ok(b),
-            Some(u) => encode_cmd::combine(&b, u, 1.0),
+            Some(u) => encode_cmd::apply_update(&b, u),
         })
         .collect()
 }

@@ -318,8 +318,9 @@ fn decode_falls_back_when_a_tensor_is_not_as_planned() {
 
 /// `nnc encode --base` codes a model as an update of a base; `nnc decode --base` adds the update
 /// back, streaming: the output is the base's tensors in the base's order, each carried tensor
-/// exactly base + decoded update (f32 addition, as in memory), the others untouched, also when
-/// the update codes its tensors in another order than the base holds them.
+/// exactly base + decoded update (f32 addition, as in memory), an integer counter replaced by
+/// its new value, the others untouched, also when the update codes its tensors in another order
+/// than the base holds them.
 #[test]
 fn update_onto_base_streams_base_plus_update_in_base_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -348,7 +349,9 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
     write_tensors(&path("base.safetensors"), &base).expect("write base");
     // Safetensors lists tensors by name: that order is the base's order.
     let base = read_tensors(&path("base.safetensors"), "0").expect("base");
-    // The fine-tuned model: the float tensors moved a little, in another order (.npz keeps it).
+    // The fine-tuned model: the float tensors moved a little, the batch counter advanced, in
+    // another order (.npz keeps it).
+    let counter = t("bn.num_batches_tracked", vec![], TensorData::I64(vec![9]));
     let tuned: Vec<Tensor> = ["b.weight", "a.bias", "a.weight"]
         .iter()
         .map(|name| {
@@ -363,6 +366,7 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
                 .collect();
             t(name, b.shape.clone(), TensorData::F32(moved))
         })
+        .chain([counter.clone()])
         .collect();
     write_tensors(&path("tuned.npz"), &tuned).expect("write tuned");
     ok(&nnc(&[
@@ -388,7 +392,7 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
     let update = read_tensors(&path("update.npz"), "0").expect("update");
     assert_eq!(
         update.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
-        ["b.weight", "a.bias", "a.weight"],
+        ["b.weight", "a.bias", "a.weight", "bn.num_batches_tracked"],
         "the update codes its tensors in the tuned model's order"
     );
     for out in ["out.safetensors", "out.npz"] {
@@ -415,6 +419,10 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
                     assert_eq!(g.data, b.data, "{} keeps its base values", b.name);
                     continue;
                 };
+                if u.dtype().is_integer() {
+                    assert_eq!(g.data, counter.data, "{}: the update's new value", b.name);
+                    continue;
+                }
                 let (TensorData::F32(gv), TensorData::F32(bv), TensorData::F32(uv)) =
                     (&g.data, &b.data, &u.data)
                 else {
