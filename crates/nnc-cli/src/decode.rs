@@ -7,8 +7,8 @@ use anyhow::Context;
 use nnc_nn::io::{IoError, TensorWriter};
 use nnc_tensor::{DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
-use crate::encode_cmd::apply_update;
 use crate::files::write_atomically;
+use crate::update::{apply_update, ensure_in_base};
 
 /// Decodes `bytes` into `output`, writing each tensor as soon as it is decoded (the output file's
 /// layout comes from the stream's plan), or with a `base` model, the base plus the update (see
@@ -44,8 +44,8 @@ pub fn streaming(
 
 /// An update added to a base model: the output has the base's tensors in the base's order;
 /// each one the update carries is written as soon as it is decoded and applied to the base
-/// ([`apply_update`]: added, or replacing an integer tensor), the others as they are. The base is held in memory and its tensors are dropped once written; the
-/// update is never held whole.
+/// ([`apply_update`]: added, or replacing an integer tensor), the others as they are. The base
+/// is held in memory and its tensors are dropped once written; the update is never held whole.
 fn onto_base(
     decoder: StreamDecoder<'_>,
     base: Vec<Tensor>,
@@ -58,18 +58,10 @@ fn onto_base(
         .iter()
         .map(|t| t.name.clone())
         .collect();
-    // In stream order, so the first missing tensor named is always the same one.
-    if let Some(missing) = decoder
-        .plan()
-        .tensors
-        .iter()
-        .find(|u| !base.iter().any(|b| b.name == u.name))
-    {
-        anyhow::bail!(
-            "the update has tensor {:?}, which the base model lacks",
-            missing.name
-        );
-    }
+    ensure_in_base(
+        &base,
+        decoder.plan().tensors.iter().map(|t| t.name.as_str()),
+    )?;
     let plan: Vec<TensorSpec> = base
         .iter()
         .map(|b| TensorSpec {

@@ -6,11 +6,12 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nnc_tensor::encode::EncodeInput;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
-use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor, TensorData};
+use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
 use crate::files::{load_state, refuse_overwrite, save_state, write_atomically};
 use crate::progress::Progress;
 use crate::report;
+use crate::update;
 
 /// How parameter types (weight vs. bias, batch norm...) are decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,80 +147,6 @@ impl EncodeArgs {
     }
 }
 
-/// Element-wise `a + sign·b` of two float tensors of the same name and shape, in `a`'s dtype
-/// (f64 stays f64; f32, f16 and bf16 are computed in f32 and cast back).
-pub fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
-    if a.shape != b.shape {
-        bail!(
-            "tensor {:?}: shape {:?} differs from {:?}",
-            a.name,
-            a.shape,
-            b.shape
-        );
-    }
-    // float32 with float32, the common case, without the float64 copies below (same values:
-    // every f32 survives the round trip through f64).
-    if let (TensorData::F32(x), TensorData::F32(y)) = (&a.data, &b.data) {
-        let s = sign as f32;
-        return Ok(Tensor {
-            name: a.name.clone(),
-            shape: a.shape.clone(),
-            data: TensorData::F32(x.iter().zip(y).map(|(&p, &q)| p + s * q).collect()),
-        });
-    }
-    let as_f64 = |t: &Tensor| -> anyhow::Result<Vec<f64>> {
-        match &t.data {
-            TensorData::F64(v) => Ok(v.clone()),
-            d => d
-                .as_f32_lossless()
-                .map(|v| v.iter().map(|&x| f64::from(x)).collect())
-                .with_context(|| {
-                    format!(
-                        "tensor {:?}: {} data cannot be added",
-                        t.name,
-                        t.dtype().numpy_name()
-                    )
-                }),
-        }
-    };
-    let (x, y) = (as_f64(a)?, as_f64(b)?);
-    let data = match a.dtype() {
-        nnc_tensor::DType::F64 => {
-            TensorData::F64(x.iter().zip(&y).map(|(p, q)| p + sign * q).collect())
-        }
-        dtype => {
-            let sum: Vec<f32> = x
-                .iter()
-                .zip(&y)
-                .map(|(&p, &q)| (p as f32) + (sign as f32) * (q as f32))
-                .collect();
-            TensorData::from_f32_cast(dtype, &sum).context("not a float type")?
-        }
-    };
-    Ok(Tensor {
-        name: a.name.clone(),
-        shape: a.shape.clone(),
-        data,
-    })
-}
-
-/// A base tensor with its update applied: float updates are differences and are added; an
-/// integer update is the tensor's new value (how `encode --base` codes integer tensors).
-pub fn apply_update(base: &Tensor, update: &Tensor) -> anyhow::Result<Tensor> {
-    if !update.dtype().is_integer() {
-        return combine(base, update, 1.0);
-    }
-    if base.shape != update.shape {
-        bail!(
-            "tensor {:?}: shape {:?} differs from {:?}",
-            base.name,
-            base.shape,
-            update.shape
-        );
-    }
-    Ok(update.clone())
-}
-
 fn is_pytorch_file(path: &Path) -> bool {
     matches!(
         path.extension()
@@ -249,8 +176,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
             (original, kept)
         }
         Some(base_path) => {
-            let base = nnc_nn::io::read_tensors(base_path, "0")
-                .with_context(|| format!("reading {}", base_path.display()))?;
+            let base = update::read_base(base_path)?;
             let diffs = original
                 .iter()
                 .map(|t| {
@@ -258,12 +184,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
                         .iter()
                         .find(|b| b.name == t.name)
                         .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
-                    // Counters and indices (e.g. `num_batches_tracked`) have no meaningful
-                    // difference: the update carries their new values, which replace the base's.
-                    if t.dtype().is_integer() {
-                        return Ok(t.clone());
-                    }
-                    combine(t, b, -1.0)
+                    update::update_of(t, b)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             (diffs, None)

@@ -2,7 +2,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -15,6 +15,7 @@ mod files;
 mod progress;
 mod report;
 mod stats_cmd;
+mod update;
 
 use files::{load_state, refuse_overwrite, save_state, write_atomically};
 
@@ -148,13 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
-            let base_tensors = match &base {
-                Some(path) => Some(
-                    nnc_nn::io::read_tensors(path, "0")
-                        .with_context(|| format!("reading {}", path.display()))?,
-                ),
-                None => None,
-            };
+            let base_tensors = base.as_deref().map(update::read_base).transpose()?;
             let streamed =
                 decode::streaming(&bytes, &input, base_tensors, &output, &mut inc, &opts)?;
             if !streamed {
@@ -164,7 +159,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut tensors: Vec<Tensor> =
                     decoded.tensors.into_iter().map(|t| t.tensor).collect();
                 if let Some(base_path) = &base {
-                    tensors = add_to_base(base_path, tensors)?;
+                    // Read again: the streaming attempt dropped the base tensors it wrote.
+                    tensors = update::add_to_base(update::read_base(base_path)?, tensors)?;
                 }
                 progress.stage(format!("writing {}", output.display()));
                 write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
@@ -193,24 +189,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Base model plus decoded update, tensor by tensor; tensors the update omits keep their values.
-fn add_to_base(base_path: &Path, update: Vec<Tensor>) -> anyhow::Result<Vec<Tensor>> {
-    let base = nnc_nn::io::read_tensors(base_path, "0")
-        .with_context(|| format!("reading {}", base_path.display()))?;
-    for u in &update {
-        if !base.iter().any(|b| b.name == u.name) {
-            anyhow::bail!(
-                "the update has tensor {:?}, which the base model lacks",
-                u.name
-            );
-        }
-    }
-    base.into_iter()
-        .map(|b| match update.iter().find(|u| u.name == b.name) {
-            None => Ok(b),
-            Some(u) => encode_cmd::apply_update(&b, u),
-        })
-        .collect()
 }
