@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{parameter_data, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
+use super::model::{EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
 use super::options::ParameterType;
 use crate::tensor::Tensor;
 
@@ -39,19 +39,8 @@ impl EncodeInput {
                 extra_tensors.push(t.into_owned());
                 continue;
             }
-            let name = t.name.clone();
-            let parameter_type = ParameterType::for_pytorch_tensor(&name, t.shape.len());
-            let (dtype, shape) = (t.dtype(), t.shape.clone());
-            let (dims, data) = parameter_data(t)?;
-            parameters.push(ModelParameter {
-                name,
-                parameter_type,
-                dims,
-                data,
-                parameter_index: i as u64,
-                original_dtype: dtype,
-                original_shape: shape,
-            });
+            let parameter_type = ParameterType::for_pytorch_tensor(&t.name, t.shape.len());
+            parameters.push(ModelParameter::from_tensor(t, parameter_type, i as u64)?);
         }
         Ok(EncodeInput {
             parameters,

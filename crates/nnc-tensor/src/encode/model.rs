@@ -2,7 +2,7 @@
 //! (the reference's `model_info`).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::options::ParameterType;
 use crate::tensor::{Tensor, TensorData};
@@ -193,13 +193,28 @@ pub fn into_parameter_data(t: Tensor) -> Result<(Vec<usize>, ParameterData), Inp
     }
 }
 
-/// Either conversion, as the tensor is borrowed or owned.
-pub(super) fn parameter_data(
-    t: Cow<'_, Tensor>,
-) -> Result<(Vec<usize>, ParameterData), InputError> {
-    match t {
-        Cow::Borrowed(t) => to_parameter_data(t),
-        Cow::Owned(t) => into_parameter_data(t),
+impl ModelParameter {
+    /// The parameter a user tensor becomes at enumeration `index`, its elements converted by
+    /// [`to_parameter_data`] (borrowed) or [`into_parameter_data`] (owned).
+    pub(super) fn from_tensor(
+        t: Cow<'_, Tensor>,
+        parameter_type: ParameterType,
+        index: u64,
+    ) -> Result<Self, InputError> {
+        let (name, original_dtype, original_shape) = (t.name.clone(), t.dtype(), t.shape.clone());
+        let (dims, data) = match t {
+            Cow::Borrowed(t) => to_parameter_data(t)?,
+            Cow::Owned(t) => into_parameter_data(t)?,
+        };
+        Ok(ModelParameter {
+            name,
+            dims,
+            data,
+            parameter_type,
+            parameter_index: index,
+            original_dtype,
+            original_shape,
+        })
     }
 }
 
@@ -230,23 +245,13 @@ impl EncodeInput {
 
     fn dict<'t>(tensors: impl Iterator<Item = Cow<'t, Tensor>>) -> Result<Self, InputError> {
         let mut parameters = Vec::with_capacity(tensors.size_hint().0);
-        let mut names = std::collections::BTreeSet::new();
+        let mut names = BTreeSet::new();
         for (i, t) in tensors.enumerate() {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
-            let (name, ndim, dtype, shape) =
-                (t.name.clone(), t.shape.len(), t.dtype(), t.shape.clone());
-            let (dims, data) = parameter_data(t)?;
-            parameters.push(ModelParameter {
-                name,
-                dims,
-                data,
-                parameter_type: ParameterType::for_dict_tensor(ndim),
-                parameter_index: i as u64,
-                original_dtype: dtype,
-                original_shape: shape,
-            });
+            let parameter_type = ParameterType::for_dict_tensor(t.shape.len());
+            parameters.push(ModelParameter::from_tensor(t, parameter_type, i as u64)?);
         }
         Ok(EncodeInput {
             parameters,
