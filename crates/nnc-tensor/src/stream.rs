@@ -4,8 +4,10 @@
 //! A [`StreamDecoder`] first reads and checks every unit without entropy decoding (cheap: NDU
 //! payloads are only sliced). That gives the [`StreamPlan`]: every output tensor's name, shape
 //! and dtype in output order, which a file writer needs before the data (a safetensors header).
-//! Then NDUs are entropy-decoded in windows of consecutive NDUs (in parallel within a window),
-//! and each finished tensor goes to the caller's callback and is dropped.
+//! Then NDUs are entropy-decoded in parallel, in stream order within a bound on the elements out
+//! at a time, and each finished tensor goes to the caller's callback (on the calling thread,
+//! while the workers go on) and is dropped. When the incremental state is updated, NDUs are
+//! decoded in windows of consecutive NDUs instead, and the state is updated between windows.
 //!
 //! What needs more than one NDU is held back only as long as needed: the low-rank factors G and
 //! H until both are decoded (W = G·H takes G's place), tensors that the stream's metadata orders
@@ -17,10 +19,15 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use crate::decode::{
     factors_missing, parse_stream, recompose_pair, recomposed_name, run_ndu, DecodeOptions,
-    DecodedTensor, NduOutput, ParsedStream,
+    DecodedTensor, NduJob, NduOutput, ParsedStream, Recomposition,
 };
 use crate::error::{Error, Location, Result};
 use crate::metadata::StreamMetadata;
@@ -245,23 +252,34 @@ impl<'a> StreamDecoder<'a> {
 
     /// Decodes the NDUs and calls `emit` with each output tensor in output order, updating
     /// `state` unless [`DecodeOptions::update_state`] is off. Memory: besides what `emit` keeps,
-    /// at most one window of consecutive NDUs is held, about a quarter of the stream's elements
-    /// plus its largest NDU (one NDU at a time on one thread; with a dominant NDU, its size per
-    /// other thread besides it, at most the whole model), and with
-    /// [`DecodeOptions::keep_levels`] and [`DecodeOptions::update_state`] off a tensor needs no
-    /// more memory than its values. On an error, the tensors already emitted stay emitted.
+    /// at most about a quarter of the stream's elements plus its largest NDU are held (one NDU
+    /// at a time on one thread; with a dominant NDU, its size per other thread besides it, at
+    /// most the whole model), and with [`DecodeOptions::keep_levels`] and
+    /// [`DecodeOptions::update_state`] off a tensor needs no more memory than its values. On an
+    /// error, the tensors already emitted stay emitted.
+    ///
+    /// On several threads without a state to update, the workers decode NDUs in stream order
+    /// while the calling thread runs `emit`, so writing the output overlaps decoding. With
+    /// [`DecodeOptions::update_state`] the NDUs are decoded in windows of consecutive NDUs and
+    /// the state is updated between windows.
     pub fn run<E, F>(self, state: &mut DecoderState, emit: F) -> std::result::Result<StreamPlan, E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let workers = Workers::new(self.opts.threads)?;
-        let largest = self.parsed.jobs.iter().map(|j| j.elements).max();
-        let budget = window_budget(
-            largest.unwrap_or(0),
-            self.parsed.total_elements,
-            workers.count(),
-        );
+        let largest = self
+            .parsed
+            .jobs
+            .iter()
+            .map(|j| j.elements)
+            .max()
+            .unwrap_or(0);
+        let budget = window_budget(largest, self.parsed.total_elements, workers.count());
+        if workers.count() > 1 && !self.opts.update_state {
+            let cap = budget.saturating_add(largest);
+            return self.run_pipelined(state, &workers, cap, emit);
+        }
         self.run_windows(state, &workers, budget, emit)
     }
 
@@ -292,41 +310,10 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let StreamDecoder {
-            parsed,
-            opts,
-            targets,
-            recomposed_slot,
-            slots,
-            plan,
-        } = self;
-        let n = slots.len();
-        let mut ready: Vec<Option<DecodedTensor>> = Vec::with_capacity(n);
-        let mut apply_meta = Vec::with_capacity(n);
-        for slot in slots {
-            apply_meta.push(!matches!(slot.source, Source::Verbatim(_)));
-            ready.push(match slot.source {
-                Source::Verbatim(t) => Some(t),
-                _ => None,
-            });
-        }
-        let mut skipped = vec![false; n];
-        let mut next = 0;
-        let recs = &parsed.recompositions;
-        let mut factors: Vec<(Option<Tensor>, Option<Tensor>)> =
-            (0..recs.len()).map(|_| (None, None)).collect();
-        // Recomposition errors are reported after every NDU decoded, lowest index first.
-        let mut rec_errors: Vec<Option<Error>> = recomposed_slot
-            .iter()
-            .zip(recs)
-            .map(|(slot, r)| slot.is_none().then(|| factors_missing(r)))
-            .collect();
         let device_before = state.device_id;
-        let mut device_seen = state.device_id;
+        let (parsed, opts, outputs) = self.into_parts();
+        let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
         let need_levels = opts.keep_levels || opts.update_state;
-        let record_hdsp = opts.hdsp && parsed.parent_signalling && opts.update_state;
-        let meta = parsed.metadata.as_ref();
-
         for window in windows(&parsed.jobs, budget) {
             let outputs: Vec<Result<NduOutput>> = {
                 let state: &DecoderState = state;
@@ -342,105 +329,361 @@ impl<'a> StreamDecoder<'a> {
                 })
             };
             for (j, output) in window.zip(outputs) {
-                let job = &parsed.jobs[j];
-                let decoded: Vec<(usize, DecodedTensor)> = match output? {
-                    NduOutput::Raw(t) => vec![(0, t)],
-                    NduOutput::Coded(members) => {
-                        let mut out = Vec::with_capacity(members.len());
-                        for (k, mo) in members.into_iter().enumerate() {
-                            let name = &mo.member.name;
-                            let at = Location {
-                                tensor: Some(name.clone()),
-                                ..job.here.clone()
-                            };
-                            let device_id = job.header.device_id.unwrap_or(0);
-                            let parameter_id = job.header.parameter_id.unwrap_or(0);
-                            let checked = if opts.update_state {
-                                let levels = mo.levels.as_deref().unwrap_or(&[]);
-                                let r = state.record_update(name, levels, device_id, parameter_id);
-                                if r.is_ok() && record_hdsp {
-                                    state.add_to_hdsp_history(name, levels);
-                                }
-                                r
-                            } else {
-                                check_update(state, &mut device_seen, name, device_id, parameter_id)
-                            };
-                            checked.map_err(|what| Error::StateMismatch {
-                                at: at.clone(),
-                                what,
-                            })?;
-                            let (data, approximation) =
-                                mo.values.map_err(|source| Error::Quant { at, source })?;
-                            out.push((
-                                k,
-                                DecodedTensor {
-                                    tensor: Tensor {
-                                        name: mo.member.name,
-                                        shape: mo.member.dims.iter().map(|&d| d as usize).collect(),
-                                        data,
-                                    },
-                                    levels: if opts.keep_levels { mo.levels } else { None },
-                                    approximation,
-                                },
-                            ));
-                        }
-                        out
-                    }
+                let access = if opts.update_state {
+                    StateAccess::Update(state)
+                } else {
+                    StateAccess::Check(state)
                 };
-                for (k, t) in decoded {
-                    match targets[j].get(k).copied().unwrap_or(Target::Drop) {
-                        Target::Slot(i) => ready[i] = Some(t),
-                        Target::Drop => {}
-                        Target::Factor(r, is_g) => {
-                            let pair = &mut factors[r];
-                            if is_g {
-                                pair.0 = Some(t.tensor);
-                            } else {
-                                pair.1 = Some(t.tensor);
-                            }
-                            if let (Some(g), Some(h), Some(slot)) =
-                                (&pair.0, &pair.1, recomposed_slot[r])
-                            {
-                                match recompose_pair(g, h, &recs[r]) {
-                                    Ok(w) => ready[slot] = Some(w),
-                                    Err(e) => {
-                                        rec_errors[r] = Some(e);
-                                        skipped[slot] = true;
-                                    }
-                                }
-                                *pair = (None, None);
-                            }
-                        }
-                    }
-                }
-            }
-            while next < n {
-                if let Some(mut t) = ready[next].take() {
-                    if apply_meta[next] {
-                        apply_metadata(meta, &mut t.tensor);
-                    }
-                    emit(t)?;
-                } else if !skipped[next] {
-                    break;
-                }
-                next += 1;
+                assembly.accept(&parsed.jobs[j], j, output, access, &mut emit)?;
             }
         }
-        if let Some(e) = rec_errors.into_iter().flatten().next() {
+        assembly.finish()
+    }
+
+    /// [`StreamDecoder::run`] on several threads without the incremental state to update: NDUs
+    /// are handed to the workers in stream order while this thread takes their results in the
+    /// same order and emits the tensors, so writing overlaps decoding and no thread waits at a
+    /// window's end. At most `cap` elements are out at a time (dispatched and not yet taken),
+    /// except that the oldest NDU is always let through.
+    fn run_pipelined<E, F>(
+        self,
+        state: &DecoderState,
+        workers: &Workers,
+        cap: u64,
+        mut emit: F,
+    ) -> std::result::Result<StreamPlan, E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        let device_before = state.device_id;
+        let (parsed, opts, outputs) = self.into_parts();
+        let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
+        let need_levels = opts.keep_levels;
+        let jobs = &parsed.jobs;
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<(usize, thread::Result<Result<NduOutput>>)>();
+        let outcome = workers.in_place_scope(|scope| {
+            let mut results: Vec<Option<Result<NduOutput>>> = jobs.iter().map(|_| None).collect();
+            let (mut dispatched, mut out) = (0, 0u64);
+            for taken in 0..jobs.len() {
+                while let Some(job) = jobs.get(dispatched) {
+                    if out > 0 && out.saturating_add(job.elements) > cap {
+                        break;
+                    }
+                    out = out.saturating_add(job.elements);
+                    let (tx, stop, j) = (tx.clone(), &stop, dispatched);
+                    scope.spawn(move |_| {
+                        // After an error nothing more is decoded; the result is not awaited.
+                        if !stop.load(Ordering::Relaxed) {
+                            // A panic is passed on to this thread, which would otherwise wait
+                            // for the result forever.
+                            let r = panic::catch_unwind(AssertUnwindSafe(|| {
+                                run_ndu(job, state, opts, device_before, need_levels)
+                            }));
+                            let _ = tx.send((j, r));
+                        }
+                    });
+                    dispatched += 1;
+                }
+                let output = loop {
+                    if let Some(r) = results[taken].take() {
+                        break r;
+                    }
+                    match receive(&rx)? {
+                        (j, Ok(r)) => results[j] = Some(r),
+                        (_, Err(payload)) => {
+                            stop.store(true, Ordering::Relaxed);
+                            panic::resume_unwind(payload)
+                        }
+                    }
+                };
+                out -= jobs[taken].elements;
+                let accepted = assembly.accept(
+                    &jobs[taken],
+                    taken,
+                    output,
+                    StateAccess::Check(state),
+                    &mut emit,
+                );
+                if let Err(e) = accepted {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(Stopped::Caller(e));
+                }
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => assembly.finish(),
+            Err(Stopped::Caller(e)) => Err(e),
+            Err(Stopped::Decoder(e)) => Err(e.into()),
+        }
+    }
+
+    /// The parsed stream, the options, and what the output tensors are made from.
+    fn into_parts(self) -> (ParsedStream<'a>, &'a DecodeOptions, OutputPlan) {
+        let StreamDecoder {
+            parsed,
+            opts,
+            targets,
+            recomposed_slot,
+            slots,
+            plan,
+        } = self;
+        let outputs = OutputPlan {
+            targets,
+            recomposed_slot,
+            slots,
+            plan,
+        };
+        (parsed, opts, outputs)
+    }
+}
+
+/// Where decoded NDU members go, and the output tensors in output order.
+struct OutputPlan {
+    targets: Vec<Vec<Target>>,
+    recomposed_slot: Vec<Option<usize>>,
+    slots: Vec<Slot>,
+    plan: StreamPlan,
+}
+
+/// Why a pipelined decode stopped early.
+enum Stopped<E> {
+    /// An error from the caller's callback, or one found while assembling the output.
+    Caller(E),
+    /// The workers went away without a result.
+    Decoder(Error),
+}
+
+/// The next NDU result. A thread of a rayon pool runs queued work while it waits, so a decode
+/// called from inside a pool cannot starve the jobs it waits for.
+fn receive<T, E>(rx: &mpsc::Receiver<T>) -> std::result::Result<T, Stopped<E>> {
+    let gone = || {
+        Stopped::Decoder(Error::Malformed {
+            at: Location::default(),
+            what: "a decoder worker ended without a result".into(),
+        })
+    };
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return Ok(r),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(gone()),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        match rayon::yield_now() {
+            None => return rx.recv().map_err(|_| gone()),
+            Some(rayon::Yield::Executed) => {}
+            Some(rayon::Yield::Idle) => match rx.recv_timeout(Duration::from_millis(1)) {
+                Ok(r) => return Ok(r),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(gone()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            },
+        }
+    }
+}
+
+/// How the assembly may use the incremental state.
+enum StateAccess<'s> {
+    /// Record each NDU's update ([`DecodeOptions::update_state`]).
+    Update(&'s mut DecoderState),
+    /// Only check each NDU against it.
+    Check(&'s DecoderState),
+}
+
+/// Decoded NDUs, taken in stream order, turned into output tensors handed out in output order.
+struct Assembly<'p> {
+    /// Per NDU, per member: where it goes.
+    targets: Vec<Vec<Target>>,
+    recomposed_slot: Vec<Option<usize>>,
+    /// Output tensors decoded but not yet emitted (verbatim ones from the start).
+    ready: Vec<Option<DecodedTensor>>,
+    apply_meta: Vec<bool>,
+    /// Output slots that will never be filled (a failed recomposition).
+    skipped: Vec<bool>,
+    /// The next output slot to emit.
+    next: usize,
+    factors: Vec<(Option<Tensor>, Option<Tensor>)>,
+    rec_errors: Vec<Option<Error>>,
+    /// The `device_id` of the NDUs so far (checked without updating the state).
+    device_seen: u64,
+    record_hdsp: bool,
+    keep_levels: bool,
+    recompositions: &'p [Recomposition],
+    metadata: Option<&'p StreamMetadata>,
+    plan: StreamPlan,
+}
+
+impl<'p> Assembly<'p> {
+    fn new(
+        outputs: OutputPlan,
+        parsed: &'p ParsedStream<'_>,
+        opts: &DecodeOptions,
+        device_before: u64,
+    ) -> Self {
+        let OutputPlan {
+            targets,
+            recomposed_slot,
+            slots,
+            plan,
+        } = outputs;
+        let n = slots.len();
+        let mut ready = Vec::with_capacity(n);
+        let mut apply_meta = Vec::with_capacity(n);
+        for slot in slots {
+            apply_meta.push(!matches!(slot.source, Source::Verbatim(_)));
+            ready.push(match slot.source {
+                Source::Verbatim(t) => Some(t),
+                _ => None,
+            });
+        }
+        let recs = &parsed.recompositions;
+        // Recomposition errors are reported after every NDU decoded, lowest index first.
+        let rec_errors = recomposed_slot
+            .iter()
+            .zip(recs)
+            .map(|(slot, r)| slot.is_none().then(|| factors_missing(r)))
+            .collect();
+        Assembly {
+            targets,
+            recomposed_slot,
+            ready,
+            apply_meta,
+            skipped: vec![false; n],
+            next: 0,
+            factors: (0..recs.len()).map(|_| (None, None)).collect(),
+            rec_errors,
+            device_seen: device_before,
+            record_hdsp: opts.hdsp && parsed.parent_signalling && opts.update_state,
+            keep_levels: opts.keep_levels,
+            recompositions: recs,
+            metadata: parsed.metadata.as_ref(),
+            plan,
+        }
+    }
+
+    /// Takes NDU `j`'s result (NDUs must come in stream order) and emits every output tensor
+    /// that is now next in output order.
+    fn accept<E, F>(
+        &mut self,
+        job: &NduJob<'_>,
+        j: usize,
+        output: Result<NduOutput>,
+        mut state: StateAccess<'_>,
+        emit: &mut F,
+    ) -> std::result::Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        let decoded: Vec<(usize, DecodedTensor)> = match output? {
+            NduOutput::Raw(t) => vec![(0, t)],
+            NduOutput::Coded(members) => {
+                let mut out = Vec::with_capacity(members.len());
+                for (k, mo) in members.into_iter().enumerate() {
+                    let name = &mo.member.name;
+                    let at = Location {
+                        tensor: Some(name.clone()),
+                        ..job.here.clone()
+                    };
+                    let device_id = job.header.device_id.unwrap_or(0);
+                    let parameter_id = job.header.parameter_id.unwrap_or(0);
+                    let checked = match &mut state {
+                        StateAccess::Update(state) => {
+                            let levels = mo.levels.as_deref().unwrap_or(&[]);
+                            let r = state.record_update(name, levels, device_id, parameter_id);
+                            if r.is_ok() && self.record_hdsp {
+                                state.add_to_hdsp_history(name, levels);
+                            }
+                            r
+                        }
+                        StateAccess::Check(state) => check_update(
+                            state,
+                            &mut self.device_seen,
+                            name,
+                            device_id,
+                            parameter_id,
+                        ),
+                    };
+                    checked.map_err(|what| Error::StateMismatch {
+                        at: at.clone(),
+                        what,
+                    })?;
+                    let (data, approximation) =
+                        mo.values.map_err(|source| Error::Quant { at, source })?;
+                    out.push((
+                        k,
+                        DecodedTensor {
+                            tensor: Tensor {
+                                name: mo.member.name,
+                                shape: mo.member.dims.iter().map(|&d| d as usize).collect(),
+                                data,
+                            },
+                            levels: if self.keep_levels { mo.levels } else { None },
+                            approximation,
+                        },
+                    ));
+                }
+                out
+            }
+        };
+        for (k, t) in decoded {
+            match self.targets[j].get(k).copied().unwrap_or(Target::Drop) {
+                Target::Slot(i) => self.ready[i] = Some(t),
+                Target::Drop => {}
+                Target::Factor(r, is_g) => {
+                    let pair = &mut self.factors[r];
+                    if is_g {
+                        pair.0 = Some(t.tensor);
+                    } else {
+                        pair.1 = Some(t.tensor);
+                    }
+                    if let (Some(g), Some(h), Some(slot)) =
+                        (&pair.0, &pair.1, self.recomposed_slot[r])
+                    {
+                        match recompose_pair(g, h, &self.recompositions[r]) {
+                            Ok(w) => self.ready[slot] = Some(w),
+                            Err(e) => {
+                                self.rec_errors[r] = Some(e);
+                                self.skipped[slot] = true;
+                            }
+                        }
+                        *pair = (None, None);
+                    }
+                }
+            }
+        }
+        while self.next < self.ready.len() {
+            if let Some(mut t) = self.ready[self.next].take() {
+                if self.apply_meta[self.next] {
+                    apply_metadata(self.metadata, &mut t.tensor);
+                }
+                emit(t)?;
+            } else if !self.skipped[self.next] {
+                break;
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// After the last NDU: the first recomposition error, or a slot never filled.
+    fn finish<E: From<Error>>(self) -> std::result::Result<StreamPlan, E> {
+        if let Some(e) = self.rec_errors.into_iter().flatten().next() {
             return Err(e.into());
         }
         // Every slot is filled once all NDUs are decoded; a gap would be a planning bug.
-        if next < n {
+        if self.next < self.ready.len() {
             return Err(Error::Malformed {
                 at: Location::default(),
                 what: format!(
                     "output tensor {:?} was never decoded",
-                    plan.tensors[next].name
+                    self.plan.tensors[self.next].name
                 ),
             }
             .into());
         }
-        Ok(plan)
+        Ok(self.plan)
     }
 }
 
@@ -713,6 +956,24 @@ mod tests {
         Ok((out, plan))
     }
 
+    /// The pipelined decode on `threads` workers with `cap` elements out at a time, against a
+    /// state it does not update.
+    fn collect_pipelined(
+        bytes: &[u8],
+        state: &DecoderState,
+        opts: &DecodeOptions,
+        threads: usize,
+        cap: u64,
+    ) -> Result<Vec<DecodedTensor>> {
+        let mut out = Vec::new();
+        let workers = Workers::new(Some(threads))?;
+        StreamDecoder::new(bytes, opts)?.run_pipelined(state, &workers, cap, |t| {
+            out.push(t);
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
     fn specs(tensors: &[DecodedTensor]) -> Vec<TensorSpec> {
         tensors
             .iter()
@@ -782,6 +1043,16 @@ mod tests {
             assert_eq!(state, full_state);
         }
 
+        // Pipelined: one NDU out at a time, a few, or all, on two and three workers.
+        let opts = DecodeOptions::new().with_update_state(false);
+        for cap in [1, 1000, u64::MAX] {
+            for threads in [2, 3] {
+                let state = DecoderState::default();
+                let tensors = collect_pipelined(&bytes, &state, &opts, threads, cap).unwrap();
+                assert_eq!(tensors, full.tensors, "cap {cap}, {threads} threads");
+            }
+        }
+
         // Without updating the state nothing is recorded and no levels are kept.
         let mut state = DecoderState::default();
         let opts = DecodeOptions::new()
@@ -817,6 +1088,68 @@ mod tests {
         .unwrap_err();
         assert_eq!(seen, 3);
         assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn an_emit_error_stops_the_pipelined_decode() {
+        let bytes = encode_with(None, 0);
+        let opts = DecodeOptions::new()
+            .with_threads(Some(2))
+            .with_update_state(false);
+        for cap in [1, u64::MAX] {
+            let mut seen = 0;
+            let workers = Workers::new(Some(2)).unwrap();
+            let decoder = StreamDecoder::new(&bytes, &opts).unwrap();
+            let err = decoder
+                .run_pipelined(&DecoderState::default(), &workers, cap, |_| {
+                    seen += 1;
+                    if seen == 3 {
+                        Err(Error::InvalidArgument {
+                            what: "stop".into(),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
+                .unwrap_err();
+            assert_eq!(seen, 3, "cap {cap}");
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        }
+    }
+
+    /// Streaming decodes run as tasks of a pool whose every thread is busy with one of them:
+    /// each waits for its NDUs by running queued work, so none starves the others.
+    #[test]
+    fn pipelined_decodes_inside_a_busy_pool_finish() {
+        use rayon::prelude::*;
+        let bytes = encode_with(None, 0);
+        let expected = decode_stream(&bytes, &mut DecoderState::default(), &DecodeOptions::new())
+            .unwrap()
+            .tensors;
+        let opts = DecodeOptions::new().with_update_state(false);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let results: Vec<Vec<DecodedTensor>> = pool.install(|| {
+            (0..6)
+                .into_par_iter()
+                .map(|_| {
+                    let mut out = Vec::new();
+                    StreamDecoder::new(&bytes, &opts)
+                        .unwrap()
+                        .run(&mut DecoderState::default(), |t| {
+                            out.push(t);
+                            Ok::<(), Error>(())
+                        })
+                        .unwrap();
+                    out
+                })
+                .collect()
+        });
+        for r in results {
+            assert_eq!(r, expected);
+        }
     }
 
     #[test]
@@ -883,7 +1216,8 @@ mod tests {
 
     /// Every conformance vector (sequences step by step with their state): the streaming decode,
     /// one NDU per window on two threads, gives the collected decode's tensors, in its order, and
-    /// the same state; the plan names every output's shape and dtype.
+    /// the same state; so does the pipelined decode against the state from before the
+    /// bitstream; the plan names every output's shape and dtype.
     #[test]
     fn conformance_vectors_stream_like_they_decode() {
         let mut cases = 0;
@@ -904,15 +1238,28 @@ mod tests {
                     continue;
                 };
                 let bytes = std::fs::read(dir.join(rel)).unwrap();
+                let before = a.clone();
                 let full = decode_stream(&bytes, &mut a, &opts);
+                let checked = opts.clone().with_update_state(false);
+                let pipelined = collect_pipelined(&bytes, &before, &checked, 2, 1);
                 let streamed = collect(&bytes, &mut b, &opts, Some(0));
-                match (full, streamed) {
-                    (Ok(full), Ok((tensors, plan))) => {
+                match (full, streamed, pipelined) {
+                    (Ok(full), Ok((tensors, plan)), Ok(pipelined)) => {
                         assert_eq!(tensors, full.tensors, "{}", dir.display());
+                        assert_eq!(pipelined, full.tensors, "{}", dir.display());
                         assert_eq!(plan.tensors, specs(&full.tensors), "{}", dir.display());
                     }
-                    (Err(e), Err(f)) => assert_eq!(e.kind(), f.kind(), "{}", dir.display()),
-                    (x, y) => panic!("{}: {:?} vs {:?}", dir.display(), x.err(), y.err()),
+                    (Err(e), Err(f), Err(g)) => {
+                        assert_eq!(e.kind(), f.kind(), "{}", dir.display());
+                        assert_eq!(e.kind(), g.kind(), "{}", dir.display());
+                    }
+                    (x, y, z) => panic!(
+                        "{}: {:?} vs {:?} vs {:?}",
+                        dir.display(),
+                        x.err(),
+                        y.err(),
+                        z.err()
+                    ),
                 }
                 assert_eq!(a, b, "{}", dir.display());
                 cases += 1;

@@ -36,6 +36,17 @@ impl Workers {
         }
     }
 
+    /// Runs `op` on the calling thread with a scope whose spawned work runs on these workers.
+    pub(crate) fn in_place_scope<'scope, R>(
+        &self,
+        op: impl FnOnce(&rayon::Scope<'scope>) -> R,
+    ) -> R {
+        match &self.pool {
+            Some(pool) => pool.in_place_scope(op),
+            None => rayon::in_place_scope(op),
+        }
+    }
+
     /// How many threads run the parallel parts.
     pub(crate) fn count(&self) -> usize {
         match &self.pool {
