@@ -13,9 +13,11 @@ pub fn read_base(path: &Path) -> anyhow::Result<Vec<Tensor>> {
 
 /// What `encode --base` codes for `model`'s tensor: its difference to the base tensor, or for
 /// an integer tensor (counters and indices such as `num_batches_tracked`, which have no
-/// meaningful difference) its new value.
+/// meaningful difference) its new value. Either way the shapes must agree, as
+/// [`apply_update`] requires, so no update is written that the base cannot take.
 pub fn update_of(model: &Tensor, base: &Tensor) -> anyhow::Result<Tensor> {
     if model.dtype().is_integer() {
+        same_shape(model, base)?;
         return Ok(model.clone());
     }
     combine(model, base, -1.0)

@@ -461,4 +461,30 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
         "{err}"
     );
     assert!(!path("refused.safetensors").exists());
+
+    // An integer tensor whose shape differs from the base's is refused at encode time too (the
+    // decode would refuse the update), and nothing is written.
+    let reshaped: Vec<Tensor> = tuned
+        .iter()
+        .map(|u| match u.name.as_str() {
+            "bn.num_batches_tracked" => t(&u.name, vec![1], u.data.clone()),
+            _ => u.clone(),
+        })
+        .collect();
+    write_tensors(&path("reshaped.npz"), &reshaped).expect("write reshaped");
+    let refused = nnc(&[
+        "encode",
+        s(&path("reshaped.npz")),
+        "--base",
+        s(&path("base.safetensors")),
+        "-o",
+        s(&path("reshaped.nnc")),
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("\"bn.num_batches_tracked\": shape [1] differs from []"),
+        "{err}"
+    );
+    assert!(!path("reshaped.nnc").exists());
 }
