@@ -341,11 +341,11 @@ mod tests {
                 x ^= x << 5;
                 // Long runs push the estimators to their extremes.
                 let bin = if (i / 500) % 3 == 0 {
-                    x % 8 != 0
+                    !x.is_multiple_of(8)
                 } else if (i / 500) % 3 == 1 {
-                    x % 8 == 0
+                    x.is_multiple_of(8)
                 } else {
-                    x % 2 == 0
+                    x.is_multiple_of(2)
                 };
                 c.update(bin);
                 (p, s0) = update_plain(p, s0, set.shift0, set.shift1, bin);

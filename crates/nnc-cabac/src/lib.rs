@@ -20,6 +20,11 @@
 //!   on several threads;
 //! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers.
 //!
+//! Unsafe code: none, except in the AVX-512 form of the param_opt replay (`x86_64` only, chosen
+//! at run time when the CPU has AVX-512 F and BW; `NNC_NO_AVX512=1` selects the scalar form),
+//! whose vector loads and stores of local arrays need it. Both forms give the same costs, and
+//! the tests compare them.
+//!
 //! Every reference behaviour that deviates from the obvious reading of the standard is reproduced
 //! and documented with a "Reference quirk:" note. Malformed input gives an [`Error`], never a panic
 //! or an unbounded loop; reads past the payload end return zero bytes and are counted
@@ -42,7 +47,7 @@
 //! assert_eq!(dec.finish()?, payload.len());
 //! # Ok::<(), nnc_cabac::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod binarization;

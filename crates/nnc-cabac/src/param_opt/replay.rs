@@ -4,6 +4,9 @@ use super::{best_of, INITIAL, ROWS};
 use crate::binarization::{BinSink, SliceCoder};
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// Recorded bins are replayed once this many are pending, which bounds the recorder's memory
 /// (2 MiB of bits) whatever the tensor size.
 /// (Small under test, so the tests cross chunk boundaries.)
@@ -92,7 +95,7 @@ impl Trace {
     fn push(&mut self, bin: bool) {
         self.current |= u64::from(bin) << (self.len % 64);
         self.len += 1;
-        if self.len % 64 == 0 {
+        if self.len.is_multiple_of(64) {
             self.words.push(std::mem::take(&mut self.current));
         }
     }
@@ -121,7 +124,7 @@ impl Trace {
 
     /// The recorded words, the incomplete one included.
     fn all_words(&mut self) -> &[u64] {
-        if self.len % 64 != 0 {
+        if !self.len.is_multiple_of(64) {
             self.words.push(std::mem::take(&mut self.current));
         }
         &self.words
@@ -176,20 +179,39 @@ impl Lanes {
         key
     }
 
-    /// Replay bins `from..to` of `words`.
+    /// Replay bins `from..to` of `words`: on AVX-512 where the CPU has it ([`avx512`]), else
+    /// with [`Lanes::replay_scalar`]; the same costs and states either way.
     fn replay(&mut self, words: &[u64], from: usize, to: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512::available() {
+            return avx512::replay(self, words, from, to);
+        }
+        self.replay_scalar(words, from, to)
+    }
+
+    /// Replay bins `from..to` of `words`, table-driven, specialised for the sharing.
+    fn replay_scalar(&mut self, words: &[u64], from: usize, to: usize) {
         let est = est_bits_columns();
-        let mut pos = from;
-        while pos < to {
-            let Some(&word) = words.get(pos / 64) else {
-                return;
-            };
-            let lo = (pos % 64) as u32;
-            let hi = (to - (pos - pos % 64)).min(64) as u32;
+        for (word, lo, hi) in word_spans(words, from, to) {
             run_word(self, est, word, lo, hi);
-            pos += (hi - lo) as usize;
         }
     }
+}
+
+/// The words holding bins `from..to` of a trace, each with the range `lo..hi` of its bits to
+/// replay (stopping early if the words run out).
+fn word_spans(words: &[u64], from: usize, to: usize) -> impl Iterator<Item = (u64, u32, u32)> + '_ {
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        if pos >= to {
+            return None;
+        }
+        let word = *words.get(pos / 64)?;
+        let lo = (pos % 64) as u32;
+        let hi = (to - (pos - pos % 64)).min(64) as u32;
+        pos += (hi - lo) as usize;
+        Some((word, lo, hi))
+    })
 }
 
 /// Replay bits `lo..hi` of `word` with the loop specialised for the current sharing.

@@ -63,7 +63,7 @@ macro_rules! unpack_as {
 /// Decodes packed elements of `dtype`.
 pub(crate) fn decode(dtype: DType, bytes: &[u8], order: ByteOrder) -> Result<TensorData, RawError> {
     let size = dtype.size_in_bytes();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(RawError::Length {
             bytes: bytes.len(),
             size,

@@ -631,7 +631,7 @@ impl Machine<'_> {
 }
 
 fn pairs(items: &[Id]) -> Option<Vec<(Id, Id)>> {
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return None;
     }
     Some(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
