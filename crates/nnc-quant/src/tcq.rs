@@ -11,6 +11,9 @@ use nnc_cabac::RateModel;
 use crate::scan::{MatrixShape, ScanSegments};
 use crate::{Error, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// Next state after coding a level of the given parity: `STATE_TRANSITION[state][parity]`.
 pub const STATE_TRANSITION: [[u8; 2]; 8] = [
     [0, 2],
@@ -209,17 +212,63 @@ pub(crate) fn quantize_plain(
 ) -> Result<bool> {
     let qscale = 1.0 / f64::from(step);
     let check = check_scale(step);
+    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
+    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
+    let input = Forward {
+        weights,
+        shape,
+        scan_order,
+        qscale,
+        check,
+    };
+    #[cfg(target_arch = "x86_64")]
+    let forward = if avx512::available() {
+        avx512::forward
+    } else {
+        forward_portable
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let forward = forward_portable;
+    let Some(cost) = forward(input, &mut steps)? else {
+        return Ok(false);
+    };
+    trace_back(
+        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
+    )?;
+    Ok(true)
+}
 
+/// What [`quantize_plain`]'s forward pass runs over.
+#[derive(Clone, Copy)]
+struct Forward<'w> {
+    weights: &'w [f32],
+    shape: MatrixShape,
+    scan_order: u8,
+    /// `1/Δ` in `f64`.
+    qscale: f64,
+    /// [`check_scale`] of Δ.
+    check: f32,
+}
+
+/// [`quantize_plain`]'s forward pass in portable code: pushes each step's branch bits onto
+/// `steps` and returns the final state costs (state order), or `None` when a weight fails the
+/// overflow test.
+fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
+    let Forward {
+        weights,
+        shape,
+        scan_order,
+        qscale,
+        check,
+    } = input;
     // Costs of states 0, 2, 4, 6 and of 1, 3, 5, 7.
     let mut even = [0.0, UNREACHED, UNREACHED, UNREACHED];
     let mut odd = [UNREACHED; 4];
-    // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
-    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
 
     for run in ScanSegments::new(shape, scan_order)? {
         for &w in &weights[run] {
             if overflows(w, check) {
-                return Ok(false);
+                return Ok(None);
             }
             let [s0, s1, s2, s3, z] = Candidates::new(w, qscale, 1.0).dist;
             let [e0, e1, e2, e3] = even;
@@ -271,14 +320,9 @@ pub(crate) fn quantize_plain(
             steps.push(branch);
         }
     }
-
-    let cost = [
+    Ok(Some([
         even[0], odd[0], even[1], odd[1], even[2], odd[2], even[3], odd[3],
-    ];
-    trace_back(
-        &mut steps, &cost, weights, qscale, shape, scan_order, levels,
-    )?;
-    Ok(true)
+    ]))
 }
 
 /// The table-driven TCQ that [`quantize_plain`] must agree with, step for step. Its traceback is

@@ -1,0 +1,157 @@
+//! The distortion-only trellis's forward pass with AVX-512 (F + DQ): the eight state costs are
+//! one vector of `f64`, so a step is three permutes of the costs, three of the candidate
+//! distortions, three additions and two compare-and-blend passes.
+//!
+//! The same sums and comparisons as [`super::quantize_plain`]'s lanes, in the same
+//! floating-point operations (a candidate's distortion is `(org − q)²`, its level converted
+//! exactly; `ds` is 1 there), so costs, ties and branch choices are identical; the tests compare
+//! the two forms.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::{grid, overflows, Forward, BRANCHES, SPREAD, UNREACHED, ZERO};
+use crate::scan::ScanSegments;
+use crate::Result;
+
+/// Whether this CPU can run [`forward`] and the environment variable `NNC_NO_AVX512` is unset
+/// (it selects the portable trellis, to compare the two or to rule this one out).
+pub(super) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512dq")
+            && std::env::var_os("NNC_NO_AVX512").is_none()
+    })
+}
+
+/// The forward pass: pushes each step's branch bits onto `steps` and returns the final state
+/// costs (state order), or `None` when a weight fails the overflow test. Without AVX-512 it is
+/// the portable forward pass.
+pub(super) fn forward(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
+    if !available() {
+        return super::forward_portable(input, steps);
+    }
+    // SAFETY: the CPU has AVX-512 F and DQ (checked just above), all `forward_avx512` needs.
+    #[allow(unsafe_code)]
+    unsafe {
+        forward_avx512(input, steps)
+    }
+}
+
+/// A vector of eight `i64` lanes, lane `i` = `f(i)`.
+#[target_feature(enable = "avx512f")]
+fn lanes(f: impl Fn(usize) -> i64) -> __m512i {
+    _mm512_set_epi64(f(7), f(6), f(5), f(4), f(3), f(2), f(1), f(0))
+}
+
+#[target_feature(enable = "avx512f,avx512dq")]
+fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
+    // Branch k of state s: the previous state's cost and the candidate slot's distortion.
+    let prev = |k: usize| lanes(|s| i64::from(BRANCHES[s][k].0));
+    let slot = |k: usize| lanes(|s| i64::from(BRANCHES[s][k].1));
+    let (prev0, prev1, prev2) = (prev(0), prev(1), prev(2));
+    let (slot0, slot1, slot2) = (slot(0), slot(1), slot(2));
+    let slot_index = lanes(|j| j as i64);
+    let three = _mm512_set1_epi64(3);
+    // Lanes 0..=3 are the four candidates, lane 4 the zero candidate.
+    let candidates: __mmask8 = 0x0F;
+    debug_assert_eq!(ZERO, 4);
+
+    let mut cost = _mm512_mask_blend_pd(1, _mm512_set1_pd(UNREACHED), _mm512_setzero_pd());
+    for run in ScanSegments::new(input.shape, input.scan_order)? {
+        for &w in &input.weights[run] {
+            if overflows(w, input.check) {
+                return Ok(None);
+            }
+            let (_, org, q0) = grid(w, input.qscale);
+            // Slot j: `q0 + ((j − q0) mod 4)`; the zero slot's level is 0, so its distortion
+            // is `org²`.
+            let q0v = _mm512_set1_epi64(q0);
+            let q = _mm512_maskz_add_epi64(
+                candidates,
+                q0v,
+                _mm512_and_si512(_mm512_sub_epi64(slot_index, q0v), three),
+            );
+            let diff = _mm512_sub_pd(_mm512_set1_pd(org), _mm512_cvtepi64_pd(q));
+            let dist = _mm512_mul_pd(diff, diff);
+            let branch = |p: __m512i, s: __m512i| {
+                _mm512_add_pd(
+                    _mm512_permutexvar_pd(p, cost),
+                    _mm512_permutexvar_pd(s, dist),
+                )
+            };
+            let (b0, b1, b2) = (
+                branch(prev0, slot0),
+                branch(prev1, slot1),
+                branch(prev2, slot2),
+            );
+            // First minimum wins: a later branch must be strictly cheaper.
+            let take1 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b1, b0);
+            let m1 = _mm512_mask_blend_pd(take1, b0, b1);
+            let take2 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b2, m1);
+            cost = _mm512_mask_blend_pd(take2, m1, b2);
+            steps.push(SPREAD[usize::from(take1 & !take2)] | (SPREAD[usize::from(take2)] << 1));
+        }
+    }
+    let mut out = [0f64; 8];
+    for (i, o) in out.iter_mut().enumerate() {
+        let lane = _mm512_permutexvar_pd(_mm512_set1_epi64(i as i64), cost);
+        *o = _mm512_cvtsd_f64(lane);
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Bit for bit the portable forward pass: every step's branch bits and the final costs,
+        /// on random weights of mixed scales (ties between candidates included: weights on the
+        /// grid), any scan order.
+        #[test]
+        fn same_steps_and_costs_as_the_portable_pass(
+            seed in any::<u64>(),
+            h in 1usize..40,
+            w in 1usize..70,
+            scan_order in 0u8..4,
+            step in prop::sample::select(vec![0.01f32, 0.125, 1.0 / 3.0, 2.5]),
+        ) {
+            if !available() {
+                return Ok(());
+            }
+            let mut x = seed | 1;
+            let weights: Vec<f32> = (0..h * w)
+                .map(|i| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                    match i % 4 {
+                        0 => u * 0.2,
+                        1 => u * 40.0 * step,
+                        2 => (u * 16.0).round() * step * 0.5,
+                        _ => 0.0,
+                    }
+                })
+                .collect();
+            let input = Forward {
+                weights: &weights,
+                shape: crate::scan::MatrixShape::from_dims(&[h, w]).expect("shape"),
+                scan_order,
+                qscale: 1.0 / f64::from(step),
+                check: super::super::check_scale(step),
+            };
+            let (mut simd, mut portable) = (Vec::new(), Vec::new());
+            let a = forward(input, &mut simd).expect("simd");
+            let b = super::super::forward_portable(input, &mut portable).expect("portable");
+            prop_assert_eq!(&simd, &portable);
+            let bits = |c: Option<[f64; 8]>| c.map(|c| c.map(f64::to_bits));
+            prop_assert_eq!(bits(a), bits(b));
+        }
+    }
+}
