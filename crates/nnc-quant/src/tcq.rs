@@ -68,6 +68,31 @@ const PREV_SLOTS: [[u8; 3]; 8] = {
     slots
 };
 
+/// A step's branch bits unpacked, one byte (four states) at a time: for the low byte (states
+/// 0..=3, `[0]`) or the high byte (4..=7, `[1]`), bits `3s..3s+3` hold state `s`'s predecessor
+/// and bits `24 + 3s..` its candidate slot. (The branch index 3 never occurs; it reads as 0.)
+const STEP_CHOICES: [[u64; 256]; 2] = {
+    let mut t = [[0u64; 256]; 2];
+    let mut half = 0;
+    while half < 2 {
+        let mut byte = 0;
+        while byte < 256 {
+            let mut k = 0;
+            while k < 4 {
+                let state = 4 * half + k;
+                let idx = (byte >> (2 * k)) & 3;
+                let (prev, slot) = BRANCHES[state][if idx == 3 { 0 } else { idx }];
+                t[half][byte] |=
+                    ((prev as u64) << (3 * state)) | ((slot as u64) << (24 + 3 * state));
+                k += 1;
+            }
+            byte += 1;
+        }
+        half += 1;
+    }
+    t
+};
+
 /// Bit `s` of the index moved to bit `2s` (two bits per state in [`Step::branch`]).
 const SPREAD: [u16; 256] = {
     let mut t = [0u16; 256];
@@ -514,10 +539,14 @@ fn trace_back(
 ) -> Result<()> {
     let mut state = best_state(cost);
     for step in steps.iter_mut().rev() {
-        let idx = (*step >> (2 * state)) & 3;
-        let (prev, slot) = BRANCHES[usize::from(state)][usize::from(idx)];
-        state = prev;
-        *step = u16::from(slot) | (u16::from(state & 1) << 3);
+        // Every state's predecessor and slot in this step, unpacked before the state is known,
+        // so the chain from state to state is a shift and a mask.
+        let [lo, hi] = step.to_le_bytes();
+        let choices = STEP_CHOICES[0][usize::from(lo)] | STEP_CHOICES[1][usize::from(hi)];
+        let at = 3 * u32::from(state);
+        let slot = (choices >> (24 + at)) & 7;
+        state = ((choices >> at) & 7) as u8;
+        *step = slot as u16 | (u16::from(state & 1) << 3);
     }
     let mut chosen = steps.iter();
     for run in ScanSegments::new(shape, scan_order)? {
