@@ -9,6 +9,15 @@ pub struct ArithEncoder {
     range: u32,
     /// Free bit positions in `low` before a byte must be emitted.
     bits_left: i32,
+    /// The byte output, in an allocation of its own: [`write_out`] then reaches nothing of
+    /// the engine but this, so a level loop can keep `low`, `range` and `bits_left` in
+    /// registers across its calls instead of storing and reloading them on every bin.
+    tail: Box<Tail>,
+}
+
+/// Bytes emitted so far and those still outstanding.
+#[derive(Clone, Debug)]
+struct Tail {
     /// Outstanding bytes: the first one plus a run of 0xFF that a carry may still change.
     num_buffered: u32,
     buffered_byte: u8,
@@ -28,15 +37,17 @@ impl ArithEncoder {
             low: 0,
             range: 510,
             bits_left: 23,
-            num_buffered: 0,
-            buffered_byte: 0xFF,
-            out: Vec::new(),
+            tail: Box::new(Tail {
+                num_buffered: 0,
+                buffered_byte: 0xFF,
+                out: Vec::new(),
+            }),
         }
     }
 
     /// Number of bytes already emitted (the final length is known only after [`ArithEncoder::finish`]).
     pub fn bytes_written(&self) -> usize {
-        self.out.len()
+        self.tail.out.len()
     }
 
     /// Encode one context-coded bin and adapt `ctx`.
@@ -55,7 +66,7 @@ impl ArithEncoder {
         self.low = self.low.wrapping_add(rmps & mask) << n;
         self.bits_left -= n as i32;
         if self.bits_left < 12 {
-            self.write_out();
+            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
         }
         ctx.update(bin);
     }
@@ -69,7 +80,7 @@ impl ArithEncoder {
         }
         self.bits_left -= 1;
         if self.bits_left < 12 {
-            self.write_out();
+            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
         }
     }
 
@@ -85,7 +96,7 @@ impl ArithEncoder {
             self.low = (self.low << k).wrapping_add(self.range * chunk);
             self.bits_left -= k as i32;
             if self.bits_left < 12 {
-                self.write_out();
+                (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
             }
         }
     }
@@ -123,28 +134,7 @@ impl ArithEncoder {
             self.bits_left -= 1;
         }
         if self.bits_left < 12 {
-            self.write_out();
-        }
-    }
-
-    fn write_out(&mut self) {
-        let lead = self.low >> (24 - self.bits_left);
-        self.bits_left += 8;
-        self.low &= u32::MAX >> self.bits_left;
-        if lead == 0xFF {
-            self.num_buffered += 1;
-        } else if self.num_buffered > 0 {
-            let carry = lead >> 8;
-            self.out.push(self.buffered_byte.wrapping_add(carry as u8));
-            self.buffered_byte = lead as u8;
-            let fill = 0xFFu8.wrapping_add(carry as u8);
-            for _ in 1..self.num_buffered {
-                self.out.push(fill);
-            }
-            self.num_buffered = 1;
-        } else {
-            self.num_buffered = 1;
-            self.buffered_byte = lead as u8;
+            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
         }
     }
 
@@ -152,18 +142,19 @@ impl ArithEncoder {
     pub fn finish(mut self) -> Vec<u8> {
         self.encode_terminate(true);
         let top_shift = 32 - self.bits_left;
+        let tail = &mut *self.tail;
         if (self.low >> top_shift) != 0 {
-            self.out.push(self.buffered_byte.wrapping_add(1));
-            for _ in 1..self.num_buffered {
-                self.out.push(0x00);
+            tail.out.push(tail.buffered_byte.wrapping_add(1));
+            for _ in 1..tail.num_buffered {
+                tail.out.push(0x00);
             }
             self.low = self.low.wrapping_sub(1 << top_shift);
         } else {
-            if self.num_buffered > 0 {
-                self.out.push(self.buffered_byte);
+            if tail.num_buffered > 0 {
+                tail.out.push(tail.buffered_byte);
             }
-            for _ in 1..self.num_buffered {
-                self.out.push(0xFF);
+            for _ in 1..tail.num_buffered {
+                tail.out.push(0xFF);
             }
         }
         // Remaining payload bits plus the stop bit, left-aligned and padded with zeros.
@@ -172,11 +163,36 @@ impl ArithEncoder {
         let aligned = tail << (32 - nbits);
         let mut i = 0;
         while i < nbits {
-            self.out.push((aligned >> (24 - i)) as u8);
+            self.tail.out.push((aligned >> (24 - i)) as u8);
             i += 8;
         }
-        self.out
+        self.tail.out
     }
+}
+
+/// `write_out` (§1.3): emit the byte at the top of `low`, holding back 0xFF bytes a carry may
+/// still change; returns the new `low` and `bits_left`.
+#[inline(never)]
+fn write_out(tail: &mut Tail, low: u32, bits_left: i32) -> (u32, i32) {
+    let lead = low >> (24 - bits_left);
+    let bits_left = bits_left + 8;
+    let low = low & (u32::MAX >> bits_left);
+    if lead == 0xFF {
+        tail.num_buffered += 1;
+    } else if tail.num_buffered > 0 {
+        let carry = lead >> 8;
+        tail.out.push(tail.buffered_byte.wrapping_add(carry as u8));
+        tail.buffered_byte = lead as u8;
+        let fill = 0xFFu8.wrapping_add(carry as u8);
+        for _ in 1..tail.num_buffered {
+            tail.out.push(fill);
+        }
+        tail.num_buffered = 1;
+    } else {
+        tail.num_buffered = 1;
+        tail.buffered_byte = lead as u8;
+    }
+    (low, bits_left)
 }
 
 #[cfg(test)]
