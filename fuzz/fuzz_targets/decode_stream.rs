@@ -1,7 +1,7 @@
 //! Whole-stream decoding (nnc-tensor): any input decodes to tensors or a typed error, and the
 //! header view used by `nnc info` never panics either. The streaming decoder (`nnc decode`'s
-//! path: one NDU per window on one thread, levels dropped, dequantized in place) must give the
-//! same tensors whenever both succeed. Limits are lowered so that a plausible but huge declared
+//! path: one NDU per window on one thread, pipelined on two; levels dropped, dequantized in
+//! place) must give the same tensors whenever both succeed. Limits are lowered so that a plausible but huge declared
 //! tensor does not spend the fuzzer's time on memset.
 #![no_main]
 
@@ -33,26 +33,31 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let streamed = decode_standalone_with(data, &opts.clone().with_threads(Some(1)), |t| {
-        Ok::<_, nnc_tensor::Error>(t)
-    });
-    if let (Ok(streamed), Ok(decoded)) = (streamed, &collected) {
-        assert_eq!(streamed.len(), decoded.tensors.len(), "tensor count");
-        for (s, c) in streamed.iter().zip(&decoded.tensors) {
-            let c = &c.tensor;
-            assert_eq!(
-                (&s.name, &s.shape, s.dtype()),
-                (&c.name, &c.shape, c.dtype())
-            );
-            // Floats by bit pattern (NaN payloads included), everything else by value.
-            let bits = |t: &nnc_tensor::Tensor| {
-                t.data
-                    .as_f32_lossless()
-                    .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-            };
-            match (bits(s), bits(c)) {
-                (Some(a), Some(b)) => assert!(a == b, "{}: streamed values differ", s.name),
-                _ => assert!(s.data == c.data, "{}: streamed values differ", s.name),
+    // One thread: one NDU per window; two: the pipelined path (workers decode while this
+    // thread takes the results in order).
+    for threads in [1, 2] {
+        let streamed =
+            decode_standalone_with(data, &opts.clone().with_threads(Some(threads)), |t| {
+                Ok::<_, nnc_tensor::Error>(t)
+            });
+        if let (Ok(streamed), Ok(decoded)) = (streamed, &collected) {
+            assert_eq!(streamed.len(), decoded.tensors.len(), "tensor count");
+            for (s, c) in streamed.iter().zip(&decoded.tensors) {
+                let c = &c.tensor;
+                assert_eq!(
+                    (&s.name, &s.shape, s.dtype()),
+                    (&c.name, &c.shape, c.dtype())
+                );
+                // Floats by bit pattern (NaN payloads included), everything else by value.
+                let bits = |t: &nnc_tensor::Tensor| {
+                    t.data
+                        .as_f32_lossless()
+                        .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                };
+                match (bits(s), bits(c)) {
+                    (Some(a), Some(b)) => assert!(a == b, "{}: streamed values differ", s.name),
+                    _ => assert!(s.data == c.data, "{}: streamed values differ", s.name),
+                }
             }
         }
     }
