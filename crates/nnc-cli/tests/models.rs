@@ -21,6 +21,15 @@ fn ok(o: &Output) -> String {
     err
 }
 
+/// `nnc ARGS -o OUT` fails with exit status 1 and `message` on stderr, and writes nothing.
+fn refused(args: &[&str], out: &Path, message: &str) {
+    let o = nnc(&[args, &["-o", s(out)]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(message), "{err}");
+    assert!(!out.exists(), "{} was written", out.display());
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -446,21 +455,16 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
     // A base without one of the update's tensors is refused before anything is written.
     let partial: Vec<Tensor> = base.into_iter().filter(|b| b.name != "a.weight").collect();
     write_tensors(&path("partial.safetensors"), &partial).expect("write partial base");
-    let refused = nnc(&[
-        "decode",
-        s(&path("update.nnc")),
-        "--base",
-        s(&path("partial.safetensors")),
-        "-o",
-        s(&path("refused.safetensors")),
-    ]);
-    assert_eq!(refused.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("\"a.weight\", which the base model lacks"),
-        "{err}"
+    refused(
+        &[
+            "decode",
+            s(&path("update.nnc")),
+            "--base",
+            s(&path("partial.safetensors")),
+        ],
+        &path("refused.safetensors"),
+        "\"a.weight\", which the base model lacks",
     );
-    assert!(!path("refused.safetensors").exists());
 
     // An integer tensor whose shape differs from the base's is refused at encode time too (the
     // decode would refuse the update), and nothing is written.
@@ -472,19 +476,14 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
         })
         .collect();
     write_tensors(&path("reshaped.npz"), &reshaped).expect("write reshaped");
-    let refused = nnc(&[
-        "encode",
-        s(&path("reshaped.npz")),
-        "--base",
-        s(&path("base.safetensors")),
-        "-o",
-        s(&path("reshaped.nnc")),
-    ]);
-    assert_eq!(refused.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        err.contains("\"bn.num_batches_tracked\": shape [1] differs from []"),
-        "{err}"
+    refused(
+        &[
+            "encode",
+            s(&path("reshaped.npz")),
+            "--base",
+            s(&path("base.safetensors")),
+        ],
+        &path("reshaped.nnc"),
+        "\"bn.num_batches_tracked\": shape [1] differs from []",
     );
-    assert!(!path("reshaped.nnc").exists());
 }

@@ -246,12 +246,9 @@ pub(crate) fn quantize_plain(
         qscale,
         check,
     };
+    // The AVX-512 pass checks the CPU itself and falls back to the portable one.
     #[cfg(target_arch = "x86_64")]
-    let forward = if avx512::available() {
-        avx512::forward
-    } else {
-        forward_portable
-    };
+    let forward = avx512::forward;
     #[cfg(not(target_arch = "x86_64"))]
     let forward = forward_portable;
     let Some(cost) = forward(input, &mut steps)? else {

@@ -90,13 +90,7 @@ enum Target {
 pub struct StreamDecoder<'a> {
     parsed: ParsedStream<'a>,
     opts: &'a DecodeOptions,
-    /// Per NDU, per member: where it goes.
-    targets: Vec<Vec<Target>>,
-    /// Per recomposition: the output slot of W (`None` when a factor is never decoded).
-    recomposed_slot: Vec<Option<usize>>,
-    /// Output tensors in output order.
-    slots: Vec<Slot>,
-    plan: StreamPlan,
+    outputs: OutputPlan,
 }
 
 impl<'a> StreamDecoder<'a> {
@@ -238,16 +232,18 @@ impl<'a> StreamDecoder<'a> {
         Ok(StreamDecoder {
             parsed,
             opts,
-            targets,
-            recomposed_slot,
-            slots,
-            plan,
+            outputs: OutputPlan {
+                targets,
+                recomposed_slot,
+                slots,
+                plan,
+            },
         })
     }
 
     /// The output tensors' names, shapes and dtypes, in output order.
     pub fn plan(&self) -> &StreamPlan {
-        &self.plan
+        &self.outputs.plan
     }
 
     /// Decodes the NDUs and calls `emit` with each output tensor in output order, updating
@@ -311,9 +307,13 @@ impl<'a> StreamDecoder<'a> {
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let device_before = state.device_id;
-        let (parsed, opts, outputs) = self.into_parts();
+        let StreamDecoder {
+            parsed,
+            opts,
+            outputs,
+        } = self;
         let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
-        let need_levels = opts.keep_levels || opts.update_state;
+        let need_levels = levels_needed(opts);
         for window in windows(&parsed.jobs, budget) {
             let outputs: Vec<Result<NduOutput>> = {
                 let state: &DecoderState = state;
@@ -357,9 +357,13 @@ impl<'a> StreamDecoder<'a> {
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let device_before = state.device_id;
-        let (parsed, opts, outputs) = self.into_parts();
+        let StreamDecoder {
+            parsed,
+            opts,
+            outputs,
+        } = self;
         let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
-        let need_levels = opts.keep_levels;
+        let need_levels = levels_needed(opts);
         let jobs = &parsed.jobs;
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<(usize, thread::Result<Result<NduOutput>>)>();
@@ -419,33 +423,22 @@ impl<'a> StreamDecoder<'a> {
             Err(Stopped::Decoder(e)) => Err(e.into()),
         }
     }
-
-    /// The parsed stream, the options, and what the output tensors are made from.
-    fn into_parts(self) -> (ParsedStream<'a>, &'a DecodeOptions, OutputPlan) {
-        let StreamDecoder {
-            parsed,
-            opts,
-            targets,
-            recomposed_slot,
-            slots,
-            plan,
-        } = self;
-        let outputs = OutputPlan {
-            targets,
-            recomposed_slot,
-            slots,
-            plan,
-        };
-        (parsed, opts, outputs)
-    }
 }
 
 /// Where decoded NDU members go, and the output tensors in output order.
 struct OutputPlan {
+    /// Per NDU, per member: where it goes.
     targets: Vec<Vec<Target>>,
+    /// Per recomposition: the output slot of W (`None` when a factor is never decoded).
     recomposed_slot: Vec<Option<usize>>,
+    /// Output tensors in output order.
     slots: Vec<Slot>,
     plan: StreamPlan,
+}
+
+/// Whether NDUs must return their levels: kept in the output, or recorded in the state.
+fn levels_needed(opts: &DecodeOptions) -> bool {
+    opts.keep_levels || opts.update_state
 }
 
 /// Why a pipelined decode stopped early.
@@ -690,7 +683,7 @@ impl<'p> Assembly<'p> {
 /// Reads and checks a bitstream's units and returns what it decodes to, without decoding any
 /// payload.
 pub fn plan_stream(bytes: &[u8], opts: &DecodeOptions) -> Result<StreamPlan> {
-    Ok(StreamDecoder::new(bytes, opts)?.plan)
+    Ok(StreamDecoder::new(bytes, opts)?.outputs.plan)
 }
 
 /// Decodes a bitstream tensor by tensor: `emit` receives each output tensor in output order (the

@@ -179,14 +179,14 @@ impl Lanes {
         key
     }
 
-    /// Replay bins `from..to` of `words`: on AVX-512 where the CPU has it ([`avx512`]), else
-    /// with [`Lanes::replay_scalar`]; the same costs and states either way.
+    /// Replay bins `from..to` of `words`: on AVX-512 where the CPU has it ([`avx512::replay`]
+    /// checks, and falls back), else with [`Lanes::replay_scalar`]; the same costs and states
+    /// either way.
     fn replay(&mut self, words: &[u64], from: usize, to: usize) {
         #[cfg(target_arch = "x86_64")]
-        if avx512::available() {
-            return avx512::replay(self, words, from, to);
-        }
-        self.replay_scalar(words, from, to)
+        avx512::replay(self, words, from, to);
+        #[cfg(not(target_arch = "x86_64"))]
+        self.replay_scalar(words, from, to);
     }
 
     /// Replay bins `from..to` of `words`, table-driven, specialised for the sharing.
