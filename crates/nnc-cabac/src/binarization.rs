@@ -366,6 +366,35 @@ pub(crate) trait SliceCoder<C> {
     fn bypass_bins(&mut self, n: u32, value: u32);
     /// Called after every level with all contexts (the recorder replays when its buffer is full).
     fn level_done(&mut self, _ctxs: &mut [C]) {}
+    /// The greater-than flags of a non-zero level of magnitude `abs`: flag `j` goes to
+    /// `gtx[2j + negative]` (`gtx` holds the `2n` flag contexts) and is `abs > j + 1`, up to and
+    /// including the first 0. Returns whether all `n` flags were 1 (the remainder follows).
+    #[inline(always)]
+    fn gtx_flags(&mut self, gtx: &mut [C], negative: bool, abs: u64) -> bool {
+        gtx_flags_one_by_one(self, gtx, negative, abs)
+    }
+    /// Put any bins held back into their contexts (`ctxs`: all of them), before the contexts
+    /// are reset or read.
+    fn settle(&mut self, _ctxs: &mut [C]) {}
+}
+
+/// [`SliceCoder::gtx_flags`] one [`SliceCoder::bin`] at a time (what it does unless a coder
+/// overrides it).
+#[inline(always)]
+pub(crate) fn gtx_flags_one_by_one<C, E: SliceCoder<C> + ?Sized>(
+    coder: &mut E,
+    gtx: &mut [C],
+    negative: bool,
+    abs: u64,
+) -> bool {
+    for (a, pair) in (1u64..).zip(gtx.chunks_exact_mut(2)) {
+        let flag = abs > a;
+        coder.bin(&mut pair[usize::from(negative)], flag);
+        if !flag {
+            return false;
+        }
+    }
+    true
 }
 
 impl SliceCoder<ContextModel> for ArithEncoder {
@@ -407,16 +436,17 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
     let abs = u64::from(k.unsigned_abs());
-    let mut a = 1u64;
-    for pair in gtx.chunks_exact_mut(2) {
-        let flag = abs > a;
-        coder.bin(&mut pair[usize::from(negative)], flag);
-        if !flag {
-            return Ok(());
-        }
-        a += 1;
+    // With N = 0, flag 0's two contexts are also the remainder's first two (`rem()` starts at
+    // `GTX + 4N`), so those bins must reach them in coding order: one at a time.
+    let all_ones = if layout.num_gtx_flags() == 0 {
+        gtx_flags_one_by_one(coder, gtx, negative, abs)
+    } else {
+        coder.gtx_flags(gtx, negative, abs)
+    };
+    if !all_ones {
+        return Ok(());
     }
-    let r = abs - a;
+    let r = abs - (n as u64 + 1);
     let rem = layout.rem();
     let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
     let mut base = 0u64;

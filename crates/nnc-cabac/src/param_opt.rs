@@ -16,6 +16,7 @@ use crate::binarization::BinSink;
 use crate::context::{s0_row, s1_row, update_state};
 use crate::tables::{est_bits_table, BYPASS_BITS, INIT_SETS, NUM_INIT_SETS};
 
+mod deferred;
 mod replay;
 pub use replay::InitSetSearch;
 pub(crate) use replay::Trace;

@@ -285,6 +285,7 @@ impl<'a> PlainPass<'a> {
                 }
             }
             if to == seg.len && seg.ends_block_row {
+                rec.settle(traces);
                 for t in traces.iter_mut() {
                     t.reset();
                 }

@@ -1,7 +1,8 @@
 //! Record-then-replay form of the param_opt search: same choices as [`super::ShadowContexts`].
 
+use super::deferred::DeferredFlags;
 use super::{best_of, INITIAL, ROWS};
-use crate::binarization::{BinSink, SliceCoder};
+use crate::binarization::{gtx_flags_one_by_one, BinSink, SliceCoder};
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 #[cfg(target_arch = "x86_64")]
@@ -57,7 +58,7 @@ pub(crate) struct Trace {
     words: Vec<u64>,
     /// Bins `64 · words.len()..len` (higher bits zero).
     current: u64,
-    len: usize,
+    pub(super) len: usize,
     /// Bin positions at which the shadows go back to their init states (block-row ends).
     resets: Vec<usize>,
     /// Bins recorded before this chunk, and the absolute bin count at the last reset: bins were
@@ -92,12 +93,25 @@ impl Trace {
     }
 
     #[inline(always)]
-    fn push(&mut self, bin: bool) {
+    pub(super) fn push(&mut self, bin: bool) {
         self.current |= u64::from(bin) << (self.len % 64);
         self.len += 1;
         if self.len.is_multiple_of(64) {
             self.words.push(std::mem::take(&mut self.current));
         }
+    }
+
+    /// The low `count` bits of `bins` (`count` ≤ 64, higher bits zero), bin `i` in bit `i`.
+    #[inline(always)]
+    pub(super) fn append_bits(&mut self, bins: u64, count: u32) {
+        let at = (self.len % 64) as u32;
+        self.current |= bins << at;
+        if at + count >= 64 {
+            self.words.push(self.current);
+            // The bits that did not fit (none when the word started empty).
+            self.current = bins.checked_shr(64 - at).unwrap_or(0);
+        }
+        self.len += count as usize;
     }
 
     /// `n` zero bins: bits past `len` are always zero, so only the length moves (and the
@@ -123,7 +137,7 @@ impl Trace {
     }
 
     /// The recorded words, the incomplete one included.
-    fn all_words(&mut self) -> &[u64] {
+    pub(super) fn all_words(&mut self) -> &[u64] {
         if !self.len.is_multiple_of(64) {
             self.words.push(std::mem::take(&mut self.current));
         }
@@ -374,8 +388,10 @@ pub struct InitSetSearch {
 #[derive(Clone, Debug)]
 pub(crate) struct Recorder {
     lanes: Vec<Lanes>,
+    /// Bins recorded (held-back flags included) and not yet replayed.
     pending: usize,
     parallel: bool,
+    held: DeferredFlags,
 }
 
 impl InitSetSearch {
@@ -388,12 +404,14 @@ impl InitSetSearch {
                 lanes: vec![Lanes::INITIAL; len],
                 pending: 0,
                 parallel,
+                held: DeferredFlags::default(),
             },
         }
     }
 
     /// Block-row boundary: shadows back to their init states; the costs keep running.
     pub fn reset_states(&mut self) {
+        self.rec.held.settle(&mut self.traces);
         for t in &mut self.traces {
             t.reset();
         }
@@ -428,7 +446,12 @@ impl InitSetSearch {
             .par_iter_mut()
             .with_max_len(1)
             .enumerate()
-            .map(|(k, traces)| record(k, &mut StretchRecorder, traces))
+            .map(|(k, traces)| {
+                let mut rec = StretchRecorder::default();
+                let recorded = record(k, &mut rec, traces);
+                rec.settle(traces);
+                recorded
+            })
             .collect();
         results.into_iter().collect::<Result<Vec<()>, E>>()?;
         // Stretch after stretch, so every context sees its bins in order.
@@ -456,6 +479,7 @@ impl InitSetSearch {
 impl Recorder {
     /// Replay every pending bin.
     fn flush(&mut self, traces: &mut [Trace]) {
+        self.held.settle(traces);
         let pending = std::mem::take(&mut self.pending);
         self.replay(traces, pending);
     }
@@ -490,7 +514,10 @@ impl Recorder {
 
 /// Records one stretch of [`InitSetSearch::record_stretches`]: bins only, replayed afterwards.
 #[cfg(feature = "rayon")]
-pub(crate) struct StretchRecorder;
+#[derive(Default)]
+pub(crate) struct StretchRecorder {
+    held: DeferredFlags,
+}
 
 #[cfg(feature = "rayon")]
 impl SliceCoder<Trace> for StretchRecorder {
@@ -506,6 +533,18 @@ impl SliceCoder<Trace> for StretchRecorder {
 
     #[inline(always)]
     fn bypass_bins(&mut self, _n: u32, _value: u32) {}
+
+    #[inline(always)]
+    fn gtx_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
+        if DeferredFlags::holds(gtx.len() / 2) {
+            return self.held.push(gtx, negative, abs);
+        }
+        gtx_flags_one_by_one(self, gtx, negative, abs)
+    }
+
+    fn settle(&mut self, ctxs: &mut [Trace]) {
+        self.held.settle(ctxs);
+    }
 }
 
 impl SliceCoder<Trace> for Recorder {
@@ -529,6 +568,20 @@ impl SliceCoder<Trace> for Recorder {
         if self.pending >= CHUNK_BINS {
             self.flush(traces);
         }
+    }
+
+    #[inline(always)]
+    fn gtx_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
+        let n = gtx.len() / 2;
+        if DeferredFlags::holds(n) {
+            self.pending += abs.min(n as u64) as usize;
+            return self.held.push(gtx, negative, abs);
+        }
+        gtx_flags_one_by_one(self, gtx, negative, abs)
+    }
+
+    fn settle(&mut self, ctxs: &mut [Trace]) {
+        self.held.settle(ctxs);
     }
 }
 
