@@ -373,6 +373,12 @@ pub(crate) trait SliceCoder<C> {
     fn gtx_flags(&mut self, gtx: &mut [C], negative: bool, abs: u64) -> bool {
         gtx_flags_one_by_one(self, gtx, negative, abs)
     }
+    /// The remainder's prefix: 1-bins in `prefix[..ones]`, then a 0-bin in `prefix[ones]` when
+    /// `ones < prefix.len()`.
+    #[inline(always)]
+    fn prefix_bins(&mut self, prefix: &mut [C], ones: usize) {
+        prefix_bins_one_by_one(self, prefix, ones);
+    }
     /// Put any bins held back into their contexts (`ctxs`: all of them), before the contexts
     /// are reset or read.
     fn settle(&mut self, _ctxs: &mut [C]) {}
@@ -395,6 +401,23 @@ pub(crate) fn gtx_flags_one_by_one<C, E: SliceCoder<C> + ?Sized>(
         }
     }
     true
+}
+
+/// [`SliceCoder::prefix_bins`] one [`SliceCoder::bin`] at a time (what it does unless a coder
+/// overrides it).
+#[inline(always)]
+pub(crate) fn prefix_bins_one_by_one<C, E: SliceCoder<C> + ?Sized>(
+    coder: &mut E,
+    prefix: &mut [C],
+    ones: usize,
+) {
+    for (j, c) in prefix.iter_mut().enumerate() {
+        let more = j < ones;
+        coder.bin(c, more);
+        if !more {
+            break;
+        }
+    }
 }
 
 impl SliceCoder<ContextModel> for ArithEncoder {
@@ -438,7 +461,8 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     let abs = u64::from(k.unsigned_abs());
     // With N = 0, flag 0's two contexts are also the remainder's first two (`rem()` starts at
     // `GTX + 4N`), so those bins must reach them in coding order: one at a time.
-    let all_ones = if layout.num_gtx_flags() == 0 {
+    let in_order = layout.num_gtx_flags() == 0;
+    let all_ones = if in_order {
         gtx_flags_one_by_one(coder, gtx, negative, abs)
     } else {
         coder.gtx_flags(gtx, negative, abs)
@@ -446,21 +470,19 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     if !all_ones {
         return Ok(());
     }
+    // Exp-Golomb: prefix bin j is `r ≥ 2^(j+1) − 1`, so there are ⌊log2(r + 1)⌋ ones (at most
+    // MAX_PREFIX_BINS, without the terminating zero then), and the suffix is `r − (2^ones − 1)`
+    // in `ones` bypass bins.
     let r = abs - (n as u64 + 1);
+    let ones = ((r + 1).ilog2() as usize).min(MAX_PREFIX_BINS);
     let rem = layout.rem();
     let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
-    let mut base = 0u64;
-    let mut nbits = 0u32;
-    for c in prefix.iter_mut() {
-        let more = r >= base + (1u64 << nbits);
-        coder.bin(c, more);
-        if !more {
-            break;
-        }
-        base += 1u64 << nbits;
-        nbits += 1;
+    if in_order {
+        prefix_bins_one_by_one(coder, prefix, ones);
+    } else {
+        coder.prefix_bins(prefix, ones);
     }
-    coder.bypass_bins(nbits, (r - base) as u32);
+    coder.bypass_bins(ones as u32, (r - ((1u64 << ones) - 1)) as u32);
     Ok(())
 }
 

@@ -1,33 +1,39 @@
-//! The greater-than flags of the param_opt pseudo pass, held back and written into their
-//! contexts' traces in bulk.
+//! The unary parts of the param_opt pseudo pass, held back and written into their contexts'
+//! traces in bulk.
 //!
-//! A non-zero level of magnitude `a` and sign `s` gives flag `j` (`j < n`, in context
-//! `GTX + 2j + s`) exactly when `a ≥ j + 1`, and the flag is `a ≥ j + 2`. So the flags of a run
-//! of levels follow from their magnitudes alone: the recorder keeps one byte per level,
-//! `min(a, n + 1)`, per sign, and later writes context `j`'s bits for 64 levels at a time, two
-//! comparisons and a bit extraction (AVX-512 BW and BMI2), instead of one trace append per flag
-//! and level. Every context still receives its bins in order; the caller writes the held-back
-//! flags before anything reads or resets the traces ([`DeferredFlags::settle`]).
+//! A non-zero level of magnitude `a` and sign `s` gives greater-than flag `j` (`j < n`, in
+//! context `GTX + 2j + s`) exactly when `a ≥ j + 1`, and the flag is `a ≥ j + 2`. Its
+//! remainder's prefix, `k` ones and a terminating zero, gives bin `j` (in context `rem + j`)
+//! exactly when `k + 1 ≥ j + 1`, and the bin is `k + 1 ≥ j + 2`. So these bins follow from one
+//! code per level and family (`min(a, n + 1)`, `k + 1`): the recorder keeps one byte, and later
+//! writes a context's bins for 64 levels at a time, two comparisons and a bit extraction
+//! (AVX-512 BW and BMI2), instead of one trace append per bin. Every context still receives
+//! its bins in order; the caller writes the held-back bins before anything reads or resets the
+//! traces ([`DeferredFlags::settle`]).
 
 use super::Trace;
 use crate::context::ContextLayout;
 
-/// Levels held back per sign before they are written (a few KiB, so they stay in the L1 cache
-/// while every context reads them).
+/// Codes held back per family before they are written (a few KiB, so they stay in the L1
+/// cache while every context of the family reads them).
 const CAPACITY: usize = if cfg!(test) { 100 } else { 4096 };
 
-/// Greater-than flags held back, per sign, as one magnitude code per level.
+/// Greater-than flags and remainder prefixes held back, as one code per level.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DeferredFlags {
     /// `min(|level|, n + 1)` of each held-back level, positive levels first, negative second.
-    codes: [Vec<u8>; 2],
+    gtx: [Vec<u8>; 2],
+    /// `k + 1` of each held-back remainder prefix of `k` ones.
+    prefix: Vec<u8>,
     /// Flags per level, `n` (known from the first level held back).
     n: usize,
+    /// Contexts of the remainder prefix (known from the first prefix held back).
+    prefix_len: usize,
 }
 
 impl DeferredFlags {
-    /// Whether the flags of levels with `n` flags can be held back (the codes, up to `n + 1`,
-    /// must fit a byte); otherwise the recorder appends them one by one.
+    /// Whether a family of `n` contexts can be held back (the codes, up to `n + 1`, must fit a
+    /// byte); otherwise the recorder appends its bins one by one.
     #[inline(always)]
     pub(crate) fn holds(n: usize) -> bool {
         n < usize::from(u8::MAX)
@@ -37,55 +43,77 @@ impl DeferredFlags {
     /// flag contexts, and receives the held-back flags of this sign when there are
     /// [`CAPACITY`] of them. Returns whether all `n` flags are 1 (the remainder follows).
     #[inline(always)]
-    pub(crate) fn push(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
+    pub(crate) fn push_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
         let n = gtx.len() / 2;
         self.n = n;
-        let codes = &mut self.codes[usize::from(negative)];
+        let sign = usize::from(negative);
+        let codes = &mut self.gtx[sign];
         if codes.len() >= CAPACITY {
-            write_flags(codes, gtx, usize::from(negative));
+            write_unary(codes, gtx, sign, 2);
             codes.clear();
         }
         codes.push(abs.min(n as u64 + 1) as u8);
         abs > n as u64
     }
 
-    /// Write every held-back flag into its context (`ctxs`: all contexts of the tensor).
+    /// Hold back a remainder prefix of `ones` ones (at most `prefix.len()`), then a zero if
+    /// `ones < prefix.len()`: `prefix` holds its contexts, and receives the held-back prefixes
+    /// when there are [`CAPACITY`] of them.
+    #[inline(always)]
+    pub(crate) fn push_prefix(&mut self, prefix: &mut [Trace], ones: usize) {
+        self.prefix_len = prefix.len();
+        if self.prefix.len() >= CAPACITY {
+            write_unary(&self.prefix, prefix, 0, 1);
+            self.prefix.clear();
+        }
+        self.prefix.push(ones.min(prefix.len()) as u8 + 1);
+    }
+
+    /// Write every held-back bin into its context (`ctxs`: all contexts of the tensor).
     pub(crate) fn settle(&mut self, ctxs: &mut [Trace]) {
         let flags = ContextLayout::GTX..ContextLayout::GTX + 2 * self.n;
         let Some(gtx) = ctxs.get_mut(flags) else {
             return;
         };
-        for (sign, codes) in self.codes.iter_mut().enumerate() {
+        for (sign, codes) in self.gtx.iter_mut().enumerate() {
             if !codes.is_empty() {
-                write_flags(codes, gtx, sign);
+                write_unary(codes, gtx, sign, 2);
                 codes.clear();
             }
+        }
+        if !self.prefix.is_empty() {
+            // Prefixes follow held-back flags, so `n` is known, and they are held back only
+            // with N ≥ 1, where the prefix starts at `GTX + 4N`.
+            let rem = ContextLayout::new(self.n as u32).rem();
+            if let Some(prefix) = ctxs.get_mut(rem..rem + self.prefix_len) {
+                write_unary(&self.prefix, prefix, 0, 1);
+            }
+            self.prefix.clear();
         }
     }
 }
 
-/// Append the flags of `codes` (levels of sign `sign`) to their contexts in `gtx`.
-fn write_flags(codes: &[u8], gtx: &mut [Trace], sign: usize) {
+/// Append the bins of the unary `codes` to their contexts: bin `j` of code `c` (present when
+/// `c ≥ j + 1`, 1 when `c ≥ j + 2`) goes to `ctxs[first + j·stride]`.
+fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
     #[cfg(target_arch = "x86_64")]
     if avx512::available() {
         // SAFETY: the CPU has AVX-512 F and BW and BMI2 (checked by `available`).
         #[allow(unsafe_code)]
         unsafe {
-            avx512::write_flags(codes, gtx, sign)
+            avx512::write_unary(codes, ctxs, first, stride)
         };
         return;
     }
-    write_flags_portable(codes, gtx, sign);
+    write_unary_portable(codes, ctxs, first, stride);
 }
 
-/// [`write_flags`] one flag at a time.
-fn write_flags_portable(codes: &[u8], gtx: &mut [Trace], sign: usize) {
-    let n = gtx.len() / 2;
+/// [`write_unary`] one bin at a time.
+fn write_unary_portable(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
     for &code in codes {
-        for j in 0..usize::from(code).min(n) {
-            if let Some(t) = gtx.get_mut(2 * j + sign) {
-                t.push(usize::from(code) >= j + 2);
-            }
+        let present = ctxs.iter_mut().skip(first).step_by(stride);
+        for (j, t) in present.take(usize::from(code)).enumerate() {
+            t.push(usize::from(code) >= j + 2);
         }
     }
 }
@@ -108,17 +136,17 @@ mod avx512 {
         })
     }
 
-    /// [`super::write_flags`], 64 levels per step: per context, two byte comparisons give
-    /// which levels have the flag and which of those have it set, and `pext` packs the latter
-    /// into consecutive bits.
+    /// [`super::write_unary`], 64 codes per step: per context, two byte comparisons give which
+    /// codes have a bin there and which of those bins are 1, and `pext` packs the latter into
+    /// consecutive bits.
     #[target_feature(enable = "avx512f,avx512bw,bmi2,popcnt")]
-    pub(super) fn write_flags(codes: &[u8], gtx: &mut [Trace], sign: usize) {
-        let n = gtx.len() / 2;
-        let top = codes.iter().copied().max().map_or(0, usize::from).min(n);
+    pub(super) fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
+        let top = codes.iter().copied().max().map_or(0, usize::from);
         let (blocks, tail) = codes.as_chunks::<64>();
         let mut last = [0u8; 64];
         last[..tail.len()].copy_from_slice(tail);
-        for (j, t) in gtx.iter_mut().skip(sign).step_by(2).take(top).enumerate() {
+        let contexts = ctxs.iter_mut().skip(first).step_by(stride).take(top);
+        for (j, t) in contexts.enumerate() {
             let has = _mm512_set1_epi8((j + 1) as i8);
             let set = _mm512_set1_epi8((j + 2) as i8);
             for block in blocks.iter().chain((!tail.is_empty()).then_some(&last)) {
@@ -145,67 +173,106 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The traces one flag at a time, as the recorder wrote them before.
+    const PREFIX: usize = 31;
+
+    /// A level's greater-than flags and remainder prefix one bin at a time, as the recorder
+    /// wrote them before.
     fn direct(levels: &[(bool, u64)], n: usize) -> Vec<Trace> {
-        let mut gtx = vec![Trace::default(); 2 * n];
+        let layout = ContextLayout::new(n as u32);
+        let mut ctxs = vec![Trace::default(); layout.len()];
         for &(negative, abs) in levels {
+            let mut all_ones = true;
             for j in 0..n {
                 let flag = abs > j as u64 + 1;
-                gtx[2 * j + usize::from(negative)].push(flag);
+                ctxs[ContextLayout::GTX + 2 * j + usize::from(negative)].push(flag);
                 if !flag {
+                    all_ones = false;
                     break;
                 }
             }
+            if all_ones {
+                let r = abs - n as u64 - 1;
+                let mut base = 0u64;
+                for j in 0..PREFIX {
+                    let more = r >= base + (1u64 << j);
+                    ctxs[layout.rem() + j].push(more);
+                    if !more {
+                        break;
+                    }
+                    base += 1u64 << j;
+                }
+            }
         }
-        gtx
+        ctxs
     }
 
     fn deferred(levels: &[(bool, u64)], n: usize) -> Vec<Trace> {
         let layout = ContextLayout::new(n as u32);
         let mut ctxs = vec![Trace::default(); layout.len()];
         let flags = ContextLayout::GTX..ContextLayout::GTX + 2 * n;
+        let prefix = layout.rem()..layout.rem() + PREFIX;
         let mut held = DeferredFlags::default();
         for &(negative, abs) in levels {
-            let all_ones = held.push(&mut ctxs[flags.clone()], negative, abs);
+            let all_ones = held.push_flags(&mut ctxs[flags.clone()], negative, abs);
             assert_eq!(all_ones, abs > n as u64);
+            if all_ones {
+                let ones = (abs - n as u64).ilog2() as usize;
+                held.push_prefix(&mut ctxs[prefix.clone()], ones);
+            }
         }
         held.settle(&mut ctxs);
-        ctxs.drain(flags).collect()
+        ctxs
+    }
+
+    fn same_traces(mut want: Vec<Trace>, mut got: Vec<Trace>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(want.len(), got.len());
+        for (c, (w, g)) in want.iter_mut().zip(got.iter_mut()).enumerate() {
+            prop_assert_eq!(w.len, g.len, "context {}", c);
+            prop_assert_eq!(w.all_words(), g.all_words(), "context {}", c);
+        }
+        Ok(())
     }
 
     proptest! {
         /// Held back and written in bulk (on AVX-512 where the CPU has it), every context gets
-        /// the same bits as one flag at a time, across the buffer's capacity.
+        /// the same bins as one at a time, across the buffers' capacity and with prefixes of
+        /// every length (31 ones, without a zero, from 2^32 on).
         #[test]
-        fn same_traces_as_one_flag_at_a_time(
-            levels in prop::collection::vec((any::<bool>(), 1u64..40), 0..700),
+        fn same_traces_as_one_bin_at_a_time(
+            levels in prop::collection::vec(
+                (any::<bool>(), prop_oneof![1u64..40, 1u64..(1 << 34)]),
+                0..700,
+            ),
             n in 1usize..20,
         ) {
-            let mut want = direct(&levels, n);
-            let mut got = deferred(&levels, n);
-            for (w, g) in want.iter_mut().zip(got.iter_mut()) {
-                prop_assert_eq!(w.len, g.len);
-                prop_assert_eq!(w.all_words(), g.all_words());
-            }
+            same_traces(direct(&levels, n), deferred(&levels, n))?;
         }
     }
 
     #[test]
     fn the_portable_form_matches_too() {
-        let levels: Vec<(bool, u64)> = (0..500u64).map(|i| (i % 3 == 0, 1 + i * 7 % 13)).collect();
         let n = 11;
-        let mut want = direct(&levels, n);
-        let mut got = vec![Trace::default(); 2 * n];
+        let levels: Vec<(bool, u64)> = (0..500u64)
+            .map(|i| (i % 3 == 0, 1 + i * 7 % 40 + ((i % 17) << (i % 34))))
+            .collect();
+        let layout = ContextLayout::new(n as u32);
+        let mut got = vec![Trace::default(); layout.len()];
+        let flags = ContextLayout::GTX..ContextLayout::GTX + 2 * n;
         for sign in 0..2 {
             let codes: Vec<u8> = levels
                 .iter()
                 .filter(|l| usize::from(l.0) == sign)
                 .map(|l| l.1.min(n as u64 + 1) as u8)
                 .collect();
-            write_flags_portable(&codes, &mut got, sign);
+            write_unary_portable(&codes, &mut got[flags.clone()], sign, 2);
         }
-        for (w, g) in want.iter_mut().zip(got.iter_mut()) {
-            assert_eq!(w.all_words(), g.all_words());
-        }
+        let prefixes: Vec<u8> = levels
+            .iter()
+            .filter(|l| l.1 > n as u64)
+            .map(|l| ((l.1 - n as u64).ilog2() as u8).min(PREFIX as u8) + 1)
+            .collect();
+        let rem = layout.rem();
+        write_unary_portable(&prefixes, &mut got[rem..rem + PREFIX], 0, 1);
+        same_traces(direct(&levels, n), got).expect("same traces");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::deferred::DeferredFlags;
 use super::{best_of, INITIAL, ROWS};
-use crate::binarization::{gtx_flags_one_by_one, BinSink, SliceCoder};
+use crate::binarization::{gtx_flags_one_by_one, prefix_bins_one_by_one, BinSink, SliceCoder};
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 #[cfg(target_arch = "x86_64")]
@@ -537,9 +537,17 @@ impl SliceCoder<Trace> for StretchRecorder {
     #[inline(always)]
     fn gtx_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
         if DeferredFlags::holds(gtx.len() / 2) {
-            return self.held.push(gtx, negative, abs);
+            return self.held.push_flags(gtx, negative, abs);
         }
         gtx_flags_one_by_one(self, gtx, negative, abs)
+    }
+
+    #[inline(always)]
+    fn prefix_bins(&mut self, prefix: &mut [Trace], ones: usize) {
+        if DeferredFlags::holds(prefix.len()) {
+            return self.held.push_prefix(prefix, ones);
+        }
+        prefix_bins_one_by_one(self, prefix, ones);
     }
 
     fn settle(&mut self, ctxs: &mut [Trace]) {
@@ -575,9 +583,18 @@ impl SliceCoder<Trace> for Recorder {
         let n = gtx.len() / 2;
         if DeferredFlags::holds(n) {
             self.pending += abs.min(n as u64) as usize;
-            return self.held.push(gtx, negative, abs);
+            return self.held.push_flags(gtx, negative, abs);
         }
         gtx_flags_one_by_one(self, gtx, negative, abs)
+    }
+
+    #[inline(always)]
+    fn prefix_bins(&mut self, prefix: &mut [Trace], ones: usize) {
+        if DeferredFlags::holds(prefix.len()) {
+            self.pending += (ones + 1).min(prefix.len());
+            return self.held.push_prefix(prefix, ones);
+        }
+        prefix_bins_one_by_one(self, prefix, ones);
     }
 
     fn settle(&mut self, ctxs: &mut [Trace]) {
