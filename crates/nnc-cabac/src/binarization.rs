@@ -438,6 +438,35 @@ impl SliceCoder<ContextModel> for ArithEncoder {
     fn bypass_bins(&mut self, n: u32, value: u32) {
         self.encode_bypass_bins(n, value);
     }
+    #[inline(always)]
+    fn gtx_flags(&mut self, gtx: &mut [ContextModel], negative: bool, abs: u64) -> bool {
+        // The flags are known up front: ones, then a zero unless all n are ones. Each loop
+        // bin is a constant 1, which takes the bin out of the update's table indices.
+        let n = gtx.len() / 2;
+        let ones = abs.saturating_sub(1).min(n as u64) as usize;
+        let (set, rest) = gtx.split_at_mut(2 * ones);
+        let sign = usize::from(negative);
+        for pair in set.chunks_exact_mut(2) {
+            self.encode_bin(true, &mut pair[sign]);
+        }
+        match rest.get_mut(sign) {
+            Some(ctx) => {
+                self.encode_bin(false, ctx);
+                false
+            }
+            None => true,
+        }
+    }
+    #[inline(always)]
+    fn prefix_bins(&mut self, prefix: &mut [ContextModel], ones: usize) {
+        let (set, rest) = prefix.split_at_mut(ones.min(prefix.len()));
+        for ctx in set {
+            self.encode_bin(true, ctx);
+        }
+        if let Some(ctx) = rest.first_mut() {
+            self.encode_bin(false, ctx);
+        }
+    }
 }
 
 /// Encoder-side mirror of [`decode_nonzero_plain`]: the sign, greater-than flags and remainder
