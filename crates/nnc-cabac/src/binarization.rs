@@ -257,9 +257,12 @@ pub(crate) fn decode_level_as<const BOUNDED: bool>(
     if BOUNDED && lc.nothing_coded {
         return Ok(0);
     }
-    if !dec.decode_bin(ctx_mut(ctxs, nbh.sig_ctx(dq_state))?) {
+    let sig = ctx_mut(ctxs, nbh.sig_ctx(dq_state))?;
+    if !dec.decode_decision(sig) {
+        sig.update(false);
         return Ok(0);
     }
+    sig.update(true);
     let negative = if !BOUNDED || lc.sign_coded {
         dec.decode_bin(ctx_mut(ctxs, nbh.sign_ctx())?)
     } else {
@@ -278,10 +281,13 @@ pub(crate) fn decode_level_as<const BOUNDED: bool>(
         let mut j = 0usize;
         let mut flag;
         loop {
-            flag = dec.decode_bin(ctx_mut(ctxs, nbh.gtx_ctx(layout, j, negative))?);
+            let ctx = ctx_mut(ctxs, nbh.gtx_ctx(layout, j, negative))?;
+            flag = dec.decode_decision(ctx);
             if !flag {
+                ctx.update(false);
                 break;
             }
+            ctx.update(true);
             a += 1;
             j += 1;
             if j >= n || (BOUNDED && a >= max) {
@@ -293,9 +299,12 @@ pub(crate) fn decode_level_as<const BOUNDED: bool>(
             let mut nbits = 0u32;
             let mut j = 0usize;
             loop {
-                if !dec.decode_bin(ctx_mut(ctxs, rem + j)?) {
+                let ctx = ctx_mut(ctxs, rem + j)?;
+                if !dec.decode_decision(ctx) {
+                    ctx.update(false);
                     break;
                 }
+                ctx.update(true);
                 a += 1u64 << nbits;
                 nbits += 1;
                 if j + 1 >= MAX_PREFIX_BINS || (BOUNDED && a + (1u64 << nbits) > max) {
@@ -327,13 +336,18 @@ pub(crate) fn decode_nonzero_plain(
     // The flag loop always reads flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
+    // Each bin's context update sits on the side of the branch its value takes anyway, so it
+    // updates with a constant bin.
     let mut a = 1u64;
     let mut all_ones = true;
     for pair in gtx.chunks_exact_mut(2) {
-        if !dec.decode_bin(&mut pair[usize::from(negative)]) {
+        let ctx = &mut pair[usize::from(negative)];
+        if !dec.decode_decision(ctx) {
+            ctx.update(false);
             all_ones = false;
             break;
         }
+        ctx.update(true);
         a += 1;
     }
     if all_ones {
@@ -341,9 +355,11 @@ pub(crate) fn decode_nonzero_plain(
         let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
         let mut nbits = 0u32;
         for c in prefix.iter_mut() {
-            if !dec.decode_bin(c) {
+            if !dec.decode_decision(c) {
+                c.update(false);
                 break;
             }
+            c.update(true);
             a += 1u64 << nbits;
             nbits += 1;
         }

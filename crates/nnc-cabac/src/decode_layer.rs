@@ -462,16 +462,22 @@ impl Run<'_, '_> {
                 if !nonzero {
                     break;
                 }
-            } else if !d.decode_bin(ctx_mut(models, sig)?) {
-                if let Some(o) = slice.get_mut(i) {
-                    *o = 0;
+            } else {
+                // The update on each side of the branch, with a constant bin.
+                let ctx = ctx_mut(models, sig)?;
+                if !d.decode_decision(ctx) {
+                    ctx.update(false);
+                    if let Some(o) = slice.get_mut(i) {
+                        *o = 0;
+                    }
+                    if DQ {
+                        state = dq::next_state(state, 0);
+                    }
+                    nb = 0;
+                    i += 1;
+                    continue;
                 }
-                if DQ {
-                    state = dq::next_state(state, 0);
-                }
-                nb = 0;
-                i += 1;
-                continue;
+                ctx.update(true);
             }
             // The sig flag of position i was 1.
             let k = decode_nonzero_plain(d, models, self.layout, nb_class)?;
