@@ -338,19 +338,19 @@ pub(crate) fn decode_nonzero_plain(
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
     // Each bin's context update sits on the side of the branch its value takes anyway, so it
     // updates with a constant bin.
-    let mut a = 1u64;
-    let mut all_ones = true;
-    for pair in gtx.chunks_exact_mut(2) {
-        let ctx = &mut pair[usize::from(negative)];
+    // The flag index doubles as the count of ones, one loop register fewer.
+    let sign = usize::from(negative);
+    let mut ones = 0;
+    while let Some(ctx) = gtx.get_mut(2 * ones + sign) {
         if !dec.decode_decision(ctx) {
             ctx.update(false);
-            all_ones = false;
             break;
         }
         ctx.update(true);
-        a += 1;
+        ones += 1;
     }
-    if all_ones {
+    let mut a = 1 + ones as u64;
+    if ones == n {
         let rem = layout.rem();
         let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
         let mut nbits = 0u32;
