@@ -20,10 +20,11 @@
 //!   on several threads;
 //! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers.
 //!
-//! Unsafe code: none, except in the AVX-512 form of the param_opt replay (`x86_64` only, chosen
-//! at run time when the CPU has AVX-512 F and BW; `NNC_NO_AVX512=1` selects the scalar form),
-//! whose vector loads and stores of local arrays need it. Both forms give the same costs, and
-//! the tests compare them.
+//! Unsafe code: none, except in the AVX-512 forms of the param_opt replay and of the recorders'
+//! bulk write of held-back unary bins (`x86_64` only, chosen at run time when the CPU has
+//! AVX-512 F and BW, and BMI2 for the latter; `NNC_NO_AVX512=1` selects the portable forms),
+//! whose vector loads and stores need it. Both forms give the same results, and the tests
+//! compare them.
 //!
 //! Every reference behaviour that deviates from the obvious reading of the standard is reproduced
 //! and documented with a "Reference quirk:" note. Malformed input gives an [`Error`], never a panic
