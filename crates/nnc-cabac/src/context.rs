@@ -1,6 +1,6 @@
 //! Adaptive context models (deepcabac.md §2) and the per-tensor context layout (§2.5).
 
-use crate::tables::{est_bits_table, INIT_SETS, RLPS_PACKED, RLPS_TABLE, S0_NEXT, S1_STEP};
+use crate::tables::{est_bits_table, INIT_SETS, RLPS_SIGNED, RLPS_TABLE, S0_NEXT, S1_STEP};
 
 /// One adaptive binary probability model: two estimators in a logit-like domain.
 ///
@@ -85,11 +85,11 @@ impl ContextModel {
         u32::from(RLPS_TABLE[(range as usize & 0xE0) | col])
     }
 
-    /// [`RLPS_PACKED`] entry (rLPS, its renormalisation shift and renormalised range) for `range`.
+    /// [`crate::tables::RLPS_PACKED`] entry (rLPS, its renormalisation shift and renormalised range) for `range`,
+    /// read from [`RLPS_SIGNED`] (the same entry for every reachable state).
     #[inline(always)]
     pub fn rlps_packed(&self, range: u32) -> u32 {
-        let col = ((self.p >> 7) as i32).unsigned_abs() as usize & 31;
-        RLPS_PACKED[(range as usize & 0xE0) | col]
+        RLPS_SIGNED[((range as usize & 0xE0) << 1) | ((self.p >> 7) as usize & 63)]
     }
 
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
@@ -399,6 +399,56 @@ mod tests {
                     assert!(c.p().unsigned_abs() <= 3889);
                     assert!(c.s0().unsigned_abs() <= 123);
                 }
+            }
+        }
+    }
+
+    /// Every state reachable from the init sets has `P >> 7` in −32..=31, where
+    /// [`RLPS_SIGNED`] gives the entry of the absolute column `|P >> 7| & 31`. S0 and S1 move
+    /// apart (each by its own value, its own shift and the bin), so their reachable values are
+    /// searched one at a time, exhaustively.
+    #[test]
+    fn signed_rlps_table_covers_every_reachable_state() {
+        use crate::tables::RLPS_PACKED;
+        use std::collections::BTreeSet;
+        fn reachable(start: i32, step: impl Fn(i32, bool) -> i32) -> BTreeSet<i32> {
+            let mut seen = BTreeSet::from([start]);
+            let mut todo = vec![start];
+            while let Some(v) = todo.pop() {
+                for bin in [false, true] {
+                    let next = step(v, bin);
+                    if seen.insert(next) {
+                        todo.push(next);
+                    }
+                }
+            }
+            seen
+        }
+        let max_abs = |set: &BTreeSet<i32>| set.iter().map(|v| v.unsigned_abs()).max();
+        for set in INIT_SETS {
+            let (r0, r1) = (s0_row(set.shift0), s1_row(set.shift1));
+            let s0s = reachable(i32::from(set.s0), |s0, bin| {
+                i32::from(update_state((s0 << 4) as i16, s0 as i8, r0, r1, bin).1)
+            });
+            let start_s1 = i32::from(set.p) - (i32::from(set.s0) << 4);
+            let s1s = reachable(start_s1, |s1, bin| {
+                let (p, s0) = update_state(s1 as i16, 0, r0, r1, bin);
+                i32::from(p) - (i32::from(s0) << 4)
+            });
+            let bound = max_abs(&s1s).unwrap_or(0) + 16 * max_abs(&s0s).unwrap_or(0);
+            assert!(bound < 4096, "|P| may reach {bound}");
+        }
+        for p in -4096..4096i32 {
+            let c = ContextModel {
+                p: p as i16,
+                ..ContextModel::new(0)
+            };
+            for range in 256..512u32 {
+                let col = (p >> 7).unsigned_abs() as usize & 31;
+                assert_eq!(
+                    c.rlps_packed(range),
+                    RLPS_PACKED[(range as usize & 0xE0) | col]
+                );
             }
         }
     }

@@ -45,6 +45,22 @@ pub const RLPS_PACKED: [u32; 256] = {
     t
 };
 
+/// [`RLPS_PACKED`] indexed by `((range & 0xE0) << 1) | ((P >> 7) & 63)`: the column's absolute
+/// value (`|P >> 7| & 31`, with `P >> 7` in −32..=31 as |P| ≤ 3889 by §2.1) is folded into the
+/// table, which saves the per-bin absolute value.
+pub const RLPS_SIGNED: [u32; 512] = {
+    let mut t = [0u32; 512];
+    let mut i = 0;
+    while i < 512 {
+        let row = i >> 6;
+        let c = (i & 63) as i32;
+        let signed = if c >= 32 { c - 64 } else { c };
+        t[i] = RLPS_PACKED[(row << 5) | (signed.unsigned_abs() as usize & 31)];
+        i += 1;
+    }
+    t
+};
+
 /// Adaptation step as a function of how far an estimator already points towards the coded bin
 /// (index `16 + ((sgn·S) >> k)`); index 31 saturates.
 pub static CURVE: [i32; 32] = CURVE_CONST;
