@@ -504,8 +504,9 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
     let abs = u64::from(k.unsigned_abs());
-    // With N = 0, flag 0's two contexts are also the remainder's first two (`rem()` starts at
-    // `GTX + 4N`), so those bins must reach them in coding order: one at a time.
+    // Reference quirk: with N = 0, flag 0 is still coded, and its two contexts are also the
+    // remainder's first two (`rem()` starts at `GTX + 4N`), so those bins must reach them in
+    // coding order: one at a time.
     let in_order = layout.num_gtx_flags() == 0;
     let all_ones = if in_order {
         gtx_flags_one_by_one(coder, gtx, negative, abs)
