@@ -336,9 +336,8 @@ pub(crate) fn decode_nonzero_plain(
     // The flag loop always reads flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
-    // Each bin's context update sits on the side of the branch its value takes anyway, so it
-    // updates with a constant bin.
-    // The flag index doubles as the count of ones, one loop register fewer.
+    // Each context update sits on the side of the branch its bin takes anyway, so it updates
+    // with a constant bin; the flag index doubles as the count of ones (one register fewer).
     let sign = usize::from(negative);
     let mut ones = 0;
     while let Some(ctx) = gtx.get_mut(2 * ones + sign) {
