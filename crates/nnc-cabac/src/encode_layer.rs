@@ -336,6 +336,9 @@ mod tests {
             (4, false, 1, true, false, 1, 1),
             (5, true, 3, false, false, 0, 0),
             (6, false, 12, true, true, 3, 1),
+            // N of 255 and more: the flags' codes no longer fit a byte, the prefix's still do.
+            (7, true, 255, false, true, 0, 1),
+            (8, false, 256, true, true, 0, 1),
         ] {
             let dims = vec![48, 40];
             let mut lv = levels(48 * 40, seed);

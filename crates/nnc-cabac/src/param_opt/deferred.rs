@@ -58,15 +58,21 @@ impl DeferredFlags {
 
     /// Hold back a remainder prefix of `ones` ones (at most `prefix.len()`), then a zero if
     /// `ones < prefix.len()`: `prefix` holds its contexts, and receives the held-back prefixes
-    /// when there are [`CAPACITY`] of them.
+    /// when there are [`CAPACITY`] of them. Only done after the level's flags were held back,
+    /// which tells where the prefix's contexts start ([`DeferredFlags::settle`] needs it);
+    /// returns whether the prefix was held back, else the caller codes it itself.
     #[inline(always)]
-    pub(crate) fn push_prefix(&mut self, prefix: &mut [Trace], ones: usize) {
+    pub(crate) fn push_prefix(&mut self, prefix: &mut [Trace], ones: usize) -> bool {
+        if self.n == 0 || !Self::holds(prefix.len()) {
+            return false;
+        }
         self.prefix_len = prefix.len();
         if self.prefix.len() >= CAPACITY {
             write_unary(&self.prefix, prefix, 0, 1);
             self.prefix.clear();
         }
         self.prefix.push(ones.min(prefix.len()) as u8 + 1);
+        true
     }
 
     /// Write every held-back bin into its context (`ctxs`: all contexts of the tensor).
@@ -82,8 +88,8 @@ impl DeferredFlags {
             }
         }
         if !self.prefix.is_empty() {
-            // Prefixes follow held-back flags, so `n` is known, and they are held back only
-            // with N ≥ 1, where the prefix starts at `GTX + 4N`.
+            // Prefixes are held back only after held-back flags (so `n` is N, at least 1),
+            // and the prefix starts at `GTX + 4N`.
             let rem = ContextLayout::new(self.n as u32).rem();
             if let Some(prefix) = ctxs.get_mut(rem..rem + self.prefix_len) {
                 write_unary(&self.prefix, prefix, 0, 1);
@@ -217,7 +223,7 @@ mod tests {
             assert_eq!(all_ones, abs > n as u64);
             if all_ones {
                 let ones = (abs - n as u64).ilog2() as usize;
-                held.push_prefix(&mut ctxs[prefix.clone()], ones);
+                assert!(held.push_prefix(&mut ctxs[prefix.clone()], ones));
             }
         }
         held.settle(&mut ctxs);

@@ -544,10 +544,9 @@ impl SliceCoder<Trace> for StretchRecorder {
 
     #[inline(always)]
     fn prefix_bins(&mut self, prefix: &mut [Trace], ones: usize) {
-        if DeferredFlags::holds(prefix.len()) {
-            return self.held.push_prefix(prefix, ones);
+        if !self.held.push_prefix(prefix, ones) {
+            prefix_bins_one_by_one(self, prefix, ones);
         }
-        prefix_bins_one_by_one(self, prefix, ones);
     }
 
     fn settle(&mut self, ctxs: &mut [Trace]) {
@@ -590,11 +589,11 @@ impl SliceCoder<Trace> for Recorder {
 
     #[inline(always)]
     fn prefix_bins(&mut self, prefix: &mut [Trace], ones: usize) {
-        if DeferredFlags::holds(prefix.len()) {
+        if self.held.push_prefix(prefix, ones) {
             self.pending += (ones + 1).min(prefix.len());
-            return self.held.push_prefix(prefix, ones);
+        } else {
+            prefix_bins_one_by_one(self, prefix, ones);
         }
-        prefix_bins_one_by_one(self, prefix, ones);
     }
 
     fn settle(&mut self, ctxs: &mut [Trace]) {
