@@ -15,7 +15,7 @@ use crate::Error;
 pub(crate) const UNBOUNDED: u64 = u64::MAX;
 
 /// Longest remainder prefix the decoder reads (j = 0..=30).
-const MAX_PREFIX_BINS: usize = 31;
+pub(crate) const MAX_PREFIX_BINS: usize = 31;
 
 /// Per-tensor parameters of the level binarization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

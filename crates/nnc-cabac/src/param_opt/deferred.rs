@@ -12,6 +12,7 @@
 //! traces ([`DeferredFlags::settle`]).
 
 use super::Trace;
+use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
 
 /// Codes held back per family before they are written (a few KiB, so they stay in the L1
@@ -25,77 +26,76 @@ pub(crate) struct DeferredFlags {
     gtx: [Vec<u8>; 2],
     /// `k + 1` of each held-back remainder prefix of `k` ones.
     prefix: Vec<u8>,
-    /// Flags per level, `n` (known from the first level held back).
+    /// Flags per level, `n` (known from the first level held back; 0 before).
     n: usize,
-    /// Contexts of the remainder prefix (known from the first prefix held back).
-    prefix_len: usize,
 }
 
 impl DeferredFlags {
-    /// Whether a family of `n` contexts can be held back (the codes, up to `n + 1`, must fit a
-    /// byte); otherwise the recorder appends its bins one by one.
-    #[inline(always)]
-    pub(crate) fn holds(n: usize) -> bool {
-        n < usize::from(u8::MAX)
-    }
-
     /// Hold back the flags of one level of magnitude `abs` (at least 1): `gtx` holds the `2n`
     /// flag contexts, and receives the held-back flags of this sign when there are
-    /// [`CAPACITY`] of them. Returns whether all `n` flags are 1 (the remainder follows).
+    /// [`CAPACITY`] of them. Returns whether all `n` flags are 1 (the remainder follows), or
+    /// `None` when the flags cannot be held back (their codes, up to `n + 1`, must fit a byte)
+    /// and the caller must code them itself.
     #[inline(always)]
-    pub(crate) fn push_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
+    pub(crate) fn push_flags(
+        &mut self,
+        gtx: &mut [Trace],
+        negative: bool,
+        abs: u64,
+    ) -> Option<bool> {
         let n = gtx.len() / 2;
+        if n >= usize::from(u8::MAX) {
+            return None;
+        }
         self.n = n;
         let sign = usize::from(negative);
         let codes = &mut self.gtx[sign];
         if codes.len() >= CAPACITY {
-            write_unary(codes, gtx, sign, 2);
-            codes.clear();
+            write_and_clear(codes, gtx, sign, 2);
         }
         codes.push(abs.min(n as u64 + 1) as u8);
-        abs > n as u64
+        Some(abs > n as u64)
     }
 
-    /// Hold back a remainder prefix of `ones` ones (at most `prefix.len()`), then a zero if
-    /// `ones < prefix.len()`: `prefix` holds its contexts, and receives the held-back prefixes
+    /// Hold back a remainder prefix of `ones` ones, then a zero if `ones < MAX_PREFIX_BINS`:
+    /// `prefix` holds its [`MAX_PREFIX_BINS`] contexts, and receives the held-back prefixes
     /// when there are [`CAPACITY`] of them. Only done after the level's flags were held back,
     /// which tells where the prefix's contexts start ([`DeferredFlags::settle`] needs it);
     /// returns whether the prefix was held back, else the caller codes it itself.
     #[inline(always)]
     pub(crate) fn push_prefix(&mut self, prefix: &mut [Trace], ones: usize) -> bool {
-        if self.n == 0 || !Self::holds(prefix.len()) {
+        if self.n == 0 {
             return false;
         }
-        self.prefix_len = prefix.len();
         if self.prefix.len() >= CAPACITY {
-            write_unary(&self.prefix, prefix, 0, 1);
-            self.prefix.clear();
+            write_and_clear(&mut self.prefix, prefix, 0, 1);
         }
-        self.prefix.push(ones.min(prefix.len()) as u8 + 1);
+        self.prefix.push(ones.min(MAX_PREFIX_BINS) as u8 + 1);
         true
     }
 
     /// Write every held-back bin into its context (`ctxs`: all contexts of the tensor).
     pub(crate) fn settle(&mut self, ctxs: &mut [Trace]) {
         let flags = ContextLayout::GTX..ContextLayout::GTX + 2 * self.n;
-        let Some(gtx) = ctxs.get_mut(flags) else {
-            return;
-        };
-        for (sign, codes) in self.gtx.iter_mut().enumerate() {
-            if !codes.is_empty() {
-                write_unary(codes, gtx, sign, 2);
-                codes.clear();
+        if let Some(gtx) = ctxs.get_mut(flags) {
+            for (sign, codes) in self.gtx.iter_mut().enumerate() {
+                write_and_clear(codes, gtx, sign, 2);
             }
         }
-        if !self.prefix.is_empty() {
-            // Prefixes are held back only after held-back flags (so `n` is N, at least 1),
-            // and the prefix starts at `GTX + 4N`.
-            let rem = ContextLayout::new(self.n as u32).rem();
-            if let Some(prefix) = ctxs.get_mut(rem..rem + self.prefix_len) {
-                write_unary(&self.prefix, prefix, 0, 1);
-            }
-            self.prefix.clear();
+        // Prefixes are held back only after held-back flags (so `n` is N, at least 1), and
+        // the prefix starts at `GTX + 4N`.
+        let rem = ContextLayout::new(self.n as u32).rem();
+        if let Some(prefix) = ctxs.get_mut(rem..rem + MAX_PREFIX_BINS) {
+            write_and_clear(&mut self.prefix, prefix, 0, 1);
         }
+    }
+}
+
+/// [`write_unary`], then forget the codes.
+fn write_and_clear(codes: &mut Vec<u8>, ctxs: &mut [Trace], first: usize, stride: usize) {
+    if !codes.is_empty() {
+        write_unary(codes, ctxs, first, stride);
+        codes.clear();
     }
 }
 
@@ -179,8 +179,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PREFIX: usize = 31;
-
     /// A level's greater-than flags and remainder prefix one bin at a time, as the recorder
     /// wrote them before.
     fn direct(levels: &[(bool, u64)], n: usize) -> Vec<Trace> {
@@ -199,7 +197,7 @@ mod tests {
             if all_ones {
                 let r = abs - n as u64 - 1;
                 let mut base = 0u64;
-                for j in 0..PREFIX {
+                for j in 0..MAX_PREFIX_BINS {
                     let more = r >= base + (1u64 << j);
                     ctxs[layout.rem() + j].push(more);
                     if !more {
@@ -216,11 +214,12 @@ mod tests {
         let layout = ContextLayout::new(n as u32);
         let mut ctxs = vec![Trace::default(); layout.len()];
         let flags = ContextLayout::GTX..ContextLayout::GTX + 2 * n;
-        let prefix = layout.rem()..layout.rem() + PREFIX;
+        let prefix = layout.rem()..layout.rem() + MAX_PREFIX_BINS;
         let mut held = DeferredFlags::default();
         for &(negative, abs) in levels {
             let all_ones = held.push_flags(&mut ctxs[flags.clone()], negative, abs);
-            assert_eq!(all_ones, abs > n as u64);
+            assert_eq!(all_ones, Some(abs > n as u64));
+            let all_ones = abs > n as u64;
             if all_ones {
                 let ones = (abs - n as u64).ilog2() as usize;
                 assert!(held.push_prefix(&mut ctxs[prefix.clone()], ones));
@@ -275,10 +274,10 @@ mod tests {
         let prefixes: Vec<u8> = levels
             .iter()
             .filter(|l| l.1 > n as u64)
-            .map(|l| ((l.1 - n as u64).ilog2() as u8).min(PREFIX as u8) + 1)
+            .map(|l| ((l.1 - n as u64).ilog2() as u8).min(MAX_PREFIX_BINS as u8) + 1)
             .collect();
         let rem = layout.rem();
-        write_unary_portable(&prefixes, &mut got[rem..rem + PREFIX], 0, 1);
+        write_unary_portable(&prefixes, &mut got[rem..rem + MAX_PREFIX_BINS], 0, 1);
         same_traces(direct(&levels, n), got).expect("same traces");
     }
 }

@@ -536,10 +536,10 @@ impl SliceCoder<Trace> for StretchRecorder {
 
     #[inline(always)]
     fn gtx_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
-        if DeferredFlags::holds(gtx.len() / 2) {
-            return self.held.push_flags(gtx, negative, abs);
+        match self.held.push_flags(gtx, negative, abs) {
+            Some(all_ones) => all_ones,
+            None => gtx_flags_one_by_one(self, gtx, negative, abs),
         }
-        gtx_flags_one_by_one(self, gtx, negative, abs)
     }
 
     #[inline(always)]
@@ -579,12 +579,14 @@ impl SliceCoder<Trace> for Recorder {
 
     #[inline(always)]
     fn gtx_flags(&mut self, gtx: &mut [Trace], negative: bool, abs: u64) -> bool {
-        let n = gtx.len() / 2;
-        if DeferredFlags::holds(n) {
-            self.pending += abs.min(n as u64) as usize;
-            return self.held.push_flags(gtx, negative, abs);
+        match self.held.push_flags(gtx, negative, abs) {
+            Some(all_ones) => {
+                // The level's flags: up to and including the first 0, at most n.
+                self.pending += abs.min(gtx.len() as u64 / 2) as usize;
+                all_ones
+            }
+            None => gtx_flags_one_by_one(self, gtx, negative, abs),
         }
-        gtx_flags_one_by_one(self, gtx, negative, abs)
     }
 
     #[inline(always)]
