@@ -65,9 +65,7 @@ impl ArithEncoder {
         self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
         self.low = self.low.wrapping_add(rmps & mask) << n;
         self.bits_left -= n as i32;
-        if self.bits_left < 12 {
-            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
-        }
+        self.write_out_if_due();
         ctx.update(bin);
     }
 
@@ -79,9 +77,7 @@ impl ArithEncoder {
             self.low = self.low.wrapping_add(self.range);
         }
         self.bits_left -= 1;
-        if self.bits_left < 12 {
-            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
-        }
+        self.write_out_if_due();
     }
 
     /// Encode the low `n` bits of `v` (n <= 32) as bypass bins, MSB first.
@@ -95,9 +91,7 @@ impl ArithEncoder {
             let chunk = (v >> rem) & ((1u32 << k) - 1);
             self.low = (self.low << k).wrapping_add(self.range * chunk);
             self.bits_left -= k as i32;
-            if self.bits_left < 12 {
-                (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
-            }
+            self.write_out_if_due();
         }
     }
 
@@ -133,6 +127,13 @@ impl ArithEncoder {
             self.range <<= 1;
             self.bits_left -= 1;
         }
+        self.write_out_if_due();
+    }
+
+    /// Emit a byte once fewer than 12 bits are free. The call passes only the byte output and
+    /// the two registers, so the engine state stays in registers around it.
+    #[inline(always)]
+    fn write_out_if_due(&mut self) {
         if self.bits_left < 12 {
             (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
         }
@@ -159,8 +160,8 @@ impl ArithEncoder {
         }
         // Remaining payload bits plus the stop bit, left-aligned and padded with zeros.
         let nbits = (24 - self.bits_left + 1) as u32;
-        let tail = ((self.low >> 8) << 1) | 1;
-        let aligned = tail << (32 - nbits);
+        let last_bits = ((self.low >> 8) << 1) | 1;
+        let aligned = last_bits << (32 - nbits);
         let mut i = 0;
         while i < nbits {
             self.tail.out.push((aligned >> (24 - i)) as u8);
