@@ -1,6 +1,6 @@
 //! Adaptive context models (deepcabac.md §2) and the per-tensor context layout (§2.5).
 
-use crate::tables::{est_bits_table, INIT_SETS, RLPS_SIGNED, RLPS_TABLE, S0_NEXT, S1_STEP};
+use crate::tables::{est_bits_table, INIT_SETS, RLPS_SIGNED, S0_NEXT, S1_STEP};
 
 /// One adaptive binary probability model: two estimators in a logit-like domain.
 ///
@@ -81,12 +81,12 @@ impl ContextModel {
     /// value, so negative states land one column further than their magnitude suggests.
     #[inline(always)]
     pub fn rlps(&self, range: u32) -> u32 {
-        let col = ((self.p >> 7) as i32).unsigned_abs() as usize & 31;
-        u32::from(RLPS_TABLE[(range as usize & 0xE0) | col])
+        self.rlps_packed(range) & 0xFF
     }
 
-    /// [`crate::tables::RLPS_PACKED`] entry (rLPS, its renormalisation shift and renormalised range) for `range`,
-    /// read from [`RLPS_SIGNED`] (the same entry for every reachable state).
+    /// [`crate::tables::RLPS_PACKED`] entry (rLPS, its renormalisation shift and renormalised
+    /// range) for `range`, read from [`RLPS_SIGNED`], which folds in the column's absolute
+    /// value (the same entry for every reachable state).
     #[inline(always)]
     pub fn rlps_packed(&self, range: u32) -> u32 {
         RLPS_SIGNED[((range as usize & 0xE0) << 1) | ((self.p >> 7) as usize & 63)]
