@@ -89,7 +89,13 @@ impl ContextModel {
     /// value (the same entry for every reachable state).
     #[inline(always)]
     pub fn rlps_packed(&self, range: u32) -> u32 {
-        RLPS_SIGNED[((range as usize & 0xE0) << 1) | ((self.p >> 7) as usize & 63)]
+        // The column's part of the index is added to the table address first: the range's part
+        // is then one `and` and a scaled index on the decoder's dependency chain.
+        let col = (self.p >> 7) as usize & 63;
+        let row: &[u32; 449] = RLPS_SIGNED[col..col + 449]
+            .try_into()
+            .expect("a column is at most 63");
+        row[(range as usize & 0xE0) << 1]
     }
 
     /// Estimated cost of coding `bin` in this state, in 1/32768 bit.
