@@ -659,8 +659,8 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
         all_same &= bytes.is_none() && decoded.is_none();
         println!(
-            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.1}x {:>8.3}s {:>6.1}x | {:>8.3}s \
-             {:>8.3}s {:>6.1}x {:>8.3}s {:>6.1}x | {}, {}",
+            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {:>8.3}s \
+             {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {}, {}",
             w.label,
             values,
             w.reps,
