@@ -91,10 +91,13 @@ impl ContextModel {
     pub fn rlps_packed(&self, range: u32) -> u32 {
         // The column's part of the index is added to the table address first: the range's part
         // is then one `and` and a scaled index on the decoder's dependency chain.
+        // From the column's entry of the first row to its entry of the last: the range's part of
+        // the index goes up to `0xE0 << 1`.
+        const SPAN: usize = (0xE0 << 1) + 1;
         let col = (self.p >> 7) as usize & 63;
-        let row: &[u32; 449] = RLPS_SIGNED[col..col + 449]
+        let row: &[u32; SPAN] = RLPS_SIGNED[col..col + SPAN]
             .try_into()
-            .expect("a column is at most 63");
+            .expect("a column is at most 63, and 63 + SPAN is the table's length");
         row[(range as usize & 0xE0) << 1]
     }
 
