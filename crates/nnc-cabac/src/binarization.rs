@@ -336,18 +336,7 @@ pub(crate) fn decode_nonzero_plain(
     // The flag loop always reads flag 0, even with N = 0 (as the general form does).
     let n = (layout.num_gtx_flags() as usize).max(1);
     let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
-    // Each context update sits on the side of the branch its bin takes anyway, so it updates
-    // with a constant bin; the flag index doubles as the count of ones (one register fewer).
-    let sign = usize::from(negative);
-    let mut ones = 0;
-    while let Some(ctx) = gtx.get_mut(2 * ones + sign) {
-        if !dec.decode_decision(ctx) {
-            ctx.update(false);
-            break;
-        }
-        ctx.update(true);
-        ones += 1;
-    }
+    let ones = dec.decode_unary::<2>(gtx, usize::from(negative), n);
     let mut a = 1 + ones as u64;
     if ones == n {
         let rem = layout.rem();

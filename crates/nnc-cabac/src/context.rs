@@ -5,7 +5,11 @@ use crate::tables::{est_bits_table, INIT_SETS, RLPS_SIGNED, S0_NEXT, S1_STEP};
 /// One adaptive binary probability model: two estimators in a logit-like domain.
 ///
 /// `P = S1 + 16·S0` is the combined state; the most probable symbol is 1 when `P >= 0`.
+///
+/// The layout is fixed (`repr(C)`, asserted below) because the decoder's assembly flag loop
+/// reads and writes the fields by offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct ContextModel {
     p: i16,
     s0: i8,
@@ -121,6 +125,14 @@ impl ContextModel {
         self.s0 = s0;
     }
 }
+
+const _: () = {
+    assert!(std::mem::size_of::<ContextModel>() == 8);
+    assert!(std::mem::offset_of!(ContextModel, p) == 0);
+    assert!(std::mem::offset_of!(ContextModel, s0) == 2);
+    assert!(std::mem::offset_of!(ContextModel, s0_row) == 4);
+    assert!(std::mem::offset_of!(ContextModel, s1_row) == 6);
+};
 
 /// `S0_NEXT` row offset of a shift0 value (4..=7).
 pub(crate) const fn s0_row(shift0: u8) -> u16 {

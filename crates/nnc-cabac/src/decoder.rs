@@ -4,6 +4,9 @@ use crate::context::ContextModel;
 use crate::entry_point::EntryPoint;
 use crate::Error;
 
+#[cfg(all(target_arch = "x86_64", feature = "asm"))]
+mod flags_x86_64;
+
 /// Fetch bytes into the look-ahead until it holds more than `K − 8` bits. By value, so the hot
 /// loop can keep the engine state in registers around this rarely taken call.
 #[cold]
@@ -149,6 +152,43 @@ impl<'a> ArithDecoder<'a> {
         let bin = ctx.mps() ^ lps;
         self.ensure();
         bin
+    }
+
+    /// Decode a unary run: bin `j` in `ctxs[start + STEP·j]`, up to `max_ones` bins of 1, each
+    /// context adapting; stops after the first 0 bin. Returns the number of 1 bins.
+    #[cfg(not(all(target_arch = "x86_64", feature = "asm")))]
+    #[inline(always)]
+    pub(crate) fn decode_unary<const STEP: usize>(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        start: usize,
+        max_ones: usize,
+    ) -> usize {
+        self.decode_unary_portable::<STEP>(ctxs, start, max_ones)
+    }
+
+    /// [`ArithDecoder::decode_unary`] in Rust: each context update sits on the side of the
+    /// branch its bin takes anyway, so it updates with a constant bin.
+    #[inline(always)]
+    pub(crate) fn decode_unary_portable<const STEP: usize>(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        start: usize,
+        max_ones: usize,
+    ) -> usize {
+        let mut ones = 0;
+        while ones < max_ones {
+            let Some(ctx) = ctxs.get_mut(start + STEP * ones) else {
+                break;
+            };
+            if !self.decode_decision(ctx) {
+                ctx.update(false);
+                break;
+            }
+            ctx.update(true);
+            ones += 1;
+        }
+        ones
     }
 
     /// Decode one bypass (equiprobable) bin.
