@@ -156,7 +156,6 @@ impl<'a> ArithDecoder<'a> {
 
     /// Decode a unary run: bin `j` in `ctxs[start + STEP·j]`, up to `max_ones` bins of 1, each
     /// context adapting; stops after the first 0 bin. Returns the number of 1 bins.
-    #[cfg(not(all(target_arch = "x86_64", feature = "asm")))]
     #[inline(always)]
     pub(crate) fn decode_unary<const STEP: usize>(
         &mut self,
@@ -164,7 +163,10 @@ impl<'a> ArithDecoder<'a> {
         start: usize,
         max_ones: usize,
     ) -> usize {
-        self.decode_unary_portable::<STEP>(ctxs, start, max_ones)
+        #[cfg(all(target_arch = "x86_64", feature = "asm"))]
+        return self.decode_unary_asm::<STEP>(ctxs, start, max_ones);
+        #[cfg(not(all(target_arch = "x86_64", feature = "asm")))]
+        return self.decode_unary_portable::<STEP>(ctxs, start, max_ones);
     }
 
     /// [`ArithDecoder::decode_unary`] in Rust: each context update sits on the side of the

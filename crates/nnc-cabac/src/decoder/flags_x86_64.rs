@@ -9,7 +9,7 @@
 //! x86-64 instructions only.
 //!
 //! Same arithmetic as [`ArithDecoder::decode_decision`] followed by [`ContextModel::update`],
-//! bin for bin: `decode_unary_portable` is what the tests compare it with.
+//! bin for bin: `ArithDecoder::decode_unary_portable` is what the tests compare it with.
 
 use super::ArithDecoder;
 use crate::context::ContextModel;
@@ -53,11 +53,46 @@ const ALL_ONES: u64 = 1;
 /// Fewer than 8 look-ahead bits are left: top up and go on.
 const TOP_UP: u64 = 2;
 
+/// The §2.3 update of the context at `{ctx}` (P in `{p}`) for a bin known on this path:
+/// S0 from `S0_NEXT[s0_row + 256·bin + S0]` at `$s0_next` = offset of the bin's half, S1 moved by
+/// `S1_STEP[s1_row + 32·bin + ((S1 + 127·!bin) >> 7 & 31)]` at `$s1_step`, where `$shift_in`
+/// puts `S1` (bin 1) or `S1 + 127` (bin 0) into `{x}`.
+macro_rules! constant_bin_update {
+    ($s0_next:literal, $s1_step:literal, $shift_in:literal) => {
+        concat!(
+            "movsbl 2({ctx}), {sc:e}\n",
+            "movzbl 2({ctx}), {y:e}\n",
+            "movzwl 4({ctx}), {rm:e}\n",
+            "add {rm:e}, {y:e}\n",
+            "movsbl ",
+            $s0_next,
+            "({tab}, {y}), {y:e}\n",
+            "shl $4, {sc:e}\n",
+            "sub {sc:e}, {p:e}\n",
+            "movzwl 6({ctx}), {rm:e}\n",
+            $shift_in,
+            "\n",
+            "sar $7, {x:e}\n",
+            "and $31, {x:e}\n",
+            "add {rm:e}, {x:e}\n",
+            "movzwl ",
+            $s1_step,
+            "({tab}, {x}, 2), {x:e}\n",
+            "add {x:e}, {p:e}\n",
+            "mov {y:e}, {x:e}\n",
+            "shl $4, {x:e}\n",
+            "add {x:e}, {p:e}\n",
+            "mov {p:x}, ({ctx})\n",
+            "mov {y:l}, 2({ctx})\n",
+        )
+    };
+}
+
 impl ArithDecoder<'_> {
-    /// Decode a unary run: bin `j` in `ctxs[start + STEP·j]`, up to `max_ones` bins of 1, each
-    /// context adapting; stops after the first 0 bin. Returns the number of 1 bins.
+    /// [`ArithDecoder::decode_unary`] in assembly (falls back to the Rust loop when the run
+    /// would leave `ctxs`).
     #[inline(always)]
-    pub(crate) fn decode_unary<const STEP: usize>(
+    pub(super) fn decode_unary_asm<const STEP: usize>(
         &mut self,
         ctxs: &mut [ContextModel],
         start: usize,
@@ -127,26 +162,8 @@ impl ArithDecoder<'_> {
                     "shr $31, {y:e}",
                     "cmp {y:l}, {x:l}",
                     "jne 4f",
-                    // bin 1: S0 from S0_NEXT[s0_row + 256 + s0], S1 += S1_STEP[s1_row + 32 + (S1 >> 7 & 31)].
-                    "movsbl 2({ctx}), {sc:e}",
-                    "movzbl 2({ctx}), {y:e}",
-                    "movzwl 4({ctx}), {rm:e}",
-                    "add {rm:e}, {y:e}",
-                    "movsbl 2304({tab}, {y}), {y:e}",
-                    "shl $4, {sc:e}",
-                    "sub {sc:e}, {p:e}",
-                    "movzwl 6({ctx}), {rm:e}",
-                    "mov {p:e}, {x:e}",
-                    "sar $7, {x:e}",
-                    "and $31, {x:e}",
-                    "add {rm:e}, {x:e}",
-                    "movzwl 4160({tab}, {x}, 2), {x:e}",
-                    "add {x:e}, {p:e}",
-                    "mov {y:e}, {x:e}",
-                    "shl $4, {x:e}",
-                    "add {x:e}, {p:e}",
-                    "mov {p:x}, ({ctx})",
-                    "mov {y:l}, 2({ctx})",
+                    // bin 1: the bin-1 halves of S0_NEXT (2048 + 256) and S1_STEP (4096 + 2·32).
+                    constant_bin_update!("2304", "4160", "mov {p:e}, {x:e}"),
                     "add ${stride}, {ctx}",
                     "cmp {end}, {ctx}",
                     "jae 5f",
@@ -154,27 +171,9 @@ impl ArithDecoder<'_> {
                     "jae 2b",
                     "mov $2, {e:e}",
                     "jmp 9f",
-                    // bin 0: S0_NEXT[s0_row + s0], S1 += S1_STEP[s1_row + ((S1 + 127) >> 7 & 31)].
+                    // bin 0: the bin-0 halves, and the S1 index rounded by 127.
                     "4:",
-                    "movsbl 2({ctx}), {sc:e}",
-                    "movzbl 2({ctx}), {y:e}",
-                    "movzwl 4({ctx}), {rm:e}",
-                    "add {rm:e}, {y:e}",
-                    "movsbl 2048({tab}, {y}), {y:e}",
-                    "shl $4, {sc:e}",
-                    "sub {sc:e}, {p:e}",
-                    "movzwl 6({ctx}), {rm:e}",
-                    "lea 127({p}), {x}",
-                    "sar $7, {x:e}",
-                    "and $31, {x:e}",
-                    "add {rm:e}, {x:e}",
-                    "movzwl 4096({tab}, {x}, 2), {x:e}",
-                    "add {x:e}, {p:e}",
-                    "mov {y:e}, {x:e}",
-                    "shl $4, {x:e}",
-                    "add {x:e}, {p:e}",
-                    "mov {p:x}, ({ctx})",
-                    "mov {y:l}, 2({ctx})",
+                    constant_bin_update!("2048", "4096", "lea 127({p}), {x}"),
                     "xor {e:e}, {e:e}",
                     "jmp 9f",
                     "5:",
