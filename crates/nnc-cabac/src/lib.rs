@@ -23,8 +23,9 @@
 //! Unsafe code: none, except in the AVX-512 forms of the param_opt replay and of the recorders'
 //! bulk write of held-back unary bins (`x86_64` only, chosen at run time when the CPU has
 //! AVX-512 F and BW, and BMI2 for the latter; `NNC_NO_AVX512=1` selects the portable forms),
-//! whose vector loads and stores need it. Both forms give the same results, and the tests
-//! compare them.
+//! whose vector loads and stores need it, and in the decoder's greater-than flag loop, written in
+//! x86-64 assembly (default feature `asm`; `--no-default-features` or any other target uses the
+//! Rust loop). Each pair of forms gives the same results, and the tests compare them.
 //!
 //! Every reference behaviour that deviates from the obvious reading of the standard is reproduced
 //! and documented with a "Reference quirk:" note. Malformed input gives an [`Error`], never a panic
