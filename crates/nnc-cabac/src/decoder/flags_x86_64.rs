@@ -46,8 +46,9 @@ const _: () = {
     assert!(std::mem::offset_of!(Tables, rlps_low) == 5120);
 };
 
-/// The loop stopped on a 0 bin.
+/// The loop stopped on a 0 bin (set with `xor`, so it must be 0).
 const ZERO: u64 = 0;
+const _: () = assert!(ZERO == 0);
 /// The loop coded all its flags as 1.
 const ALL_ONES: u64 = 1;
 /// Fewer than 8 look-ahead bits are left: top up and go on.
@@ -109,10 +110,10 @@ impl ArithDecoder<'_> {
         let first = ctxs[start..].as_mut_ptr();
         let end = first as usize + 8 * STEP * max_ones;
         let mut ctx = first;
-        let mut range = u64::from(self.range);
-        let mut window = self.window;
-        let mut avail = u64::from(self.avail);
         loop {
+            let mut range = u64::from(self.range);
+            let mut window = self.window;
+            let mut avail = u64::from(self.avail);
             let status: u64;
             // SAFETY: `ctx` walks `ctxs[start + STEP·j]` for j < max_ones, all in bounds (checked
             // above), and the loop leaves before `ctx` reaches `end`. Table reads stay inside
@@ -169,15 +170,16 @@ impl ArithDecoder<'_> {
                     "jae 5f",
                     "cmp $8, {avail:e}",
                     "jae 2b",
-                    "mov $2, {e:e}",
+                    "mov ${top_up}, {e:e}",
                     "jmp 9f",
                     // bin 0: the bin-0 halves, and the S1 index rounded by 127.
                     "4:",
                     constant_bin_update!("2048", "4096", "lea 127({p}), {x}"),
+                    // ZERO, which is 0 (asserted above).
                     "xor {e:e}, {e:e}",
                     "jmp 9f",
                     "5:",
-                    "mov $1, {e:e}",
+                    "mov ${all_ones}, {e:e}",
                     "9:",
                     ctx = inout(reg) ctx,
                     range = inout(reg) range,
@@ -186,6 +188,8 @@ impl ArithDecoder<'_> {
                     end = in(reg) end,
                     tab = in(reg) &TABLES,
                     stride = const 8 * STEP,
+                    all_ones = const ALL_ONES,
+                    top_up = const TOP_UP,
                     e = out(reg) status,
                     p = out(reg) _,
                     x = out(reg) _,
@@ -196,19 +200,13 @@ impl ArithDecoder<'_> {
                     options(att_syntax, nostack),
                 );
             }
-            if status == TOP_UP {
-                self.range = range as u32;
-                self.window = window;
-                self.avail = avail as u32;
-                self.refill();
-                range = u64::from(self.range);
-                window = self.window;
-                avail = u64::from(self.avail);
-                continue;
-            }
             self.range = range as u32;
             self.window = window;
             self.avail = avail as u32;
+            if status == TOP_UP {
+                self.refill();
+                continue;
+            }
             self.ensure();
             let ones = (ctx as usize - first as usize) / (8 * STEP);
             debug_assert!(status == ZERO || status == ALL_ONES);
