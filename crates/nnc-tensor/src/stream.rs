@@ -248,14 +248,15 @@ impl<'a> StreamDecoder<'a> {
 
     /// Decodes the NDUs and calls `emit` with each output tensor in output order, updating
     /// `state` unless [`DecodeOptions::update_state`] is off. Memory: besides what `emit` keeps,
-    /// at most about a quarter of the stream's elements plus its largest NDU are held (one NDU
-    /// at a time on one thread; with a dominant NDU, its size per other thread besides it, at
-    /// most the whole model), and with [`DecodeOptions::keep_levels`] and
+    /// at most about a quarter of the stream's elements plus its largest NDU are held (on one
+    /// thread, up to the largest NDU's elements; with a dominant NDU, its size per other thread
+    /// besides it, at most the whole model), plus the tensor being handed to `emit` when no state
+    /// is updated, and with [`DecodeOptions::keep_levels`] and
     /// [`DecodeOptions::update_state`] off a tensor needs no more memory than its values. On an
     /// error, the tensors already emitted stay emitted.
     ///
-    /// On several threads without a state to update, the workers decode NDUs in stream order
-    /// while the calling thread runs `emit`, so writing the output overlaps decoding. With
+    /// Without a state to update, the workers decode NDUs in stream order while the calling
+    /// thread runs `emit`, so writing the output overlaps decoding (also on one worker). With
     /// [`DecodeOptions::update_state`] the NDUs are decoded in windows of consecutive NDUs and
     /// the state is updated between windows.
     pub fn run<E, F>(self, state: &mut DecoderState, emit: F) -> std::result::Result<StreamPlan, E>
@@ -272,7 +273,7 @@ impl<'a> StreamDecoder<'a> {
             .max()
             .unwrap_or(0);
         let budget = window_budget(largest, self.parsed.total_elements, workers.count());
-        if workers.count() > 1 && !self.opts.update_state {
+        if !self.opts.update_state {
             let cap = budget.saturating_add(largest);
             return self.run_pipelined(state, &workers, cap, emit);
         }
@@ -370,12 +371,13 @@ impl<'a> StreamDecoder<'a> {
         let outcome = workers.in_place_scope(|scope| {
             let mut results: Vec<Option<Result<NduOutput>>> = jobs.iter().map(|_| None).collect();
             let (mut dispatched, mut out) = (0, 0u64);
-            for taken in 0..jobs.len() {
+            // Starts the NDUs after the last one started while their elements fit in `cap`.
+            let mut admit = |out: &mut u64| {
                 while let Some(job) = jobs.get(dispatched) {
-                    if out > 0 && out.saturating_add(job.elements) > cap {
+                    if *out > 0 && out.saturating_add(job.elements) > cap {
                         break;
                     }
-                    out = out.saturating_add(job.elements);
+                    *out = out.saturating_add(job.elements);
                     let (tx, stop, j) = (tx.clone(), &stop, dispatched);
                     scope.spawn(move |_| {
                         // After an error nothing more is decoded; the result is not awaited.
@@ -390,6 +392,9 @@ impl<'a> StreamDecoder<'a> {
                     });
                     dispatched += 1;
                 }
+            };
+            admit(&mut out);
+            for taken in 0..jobs.len() {
                 let output = loop {
                     if let Some(r) = results[taken].take() {
                         break r;
@@ -402,7 +407,10 @@ impl<'a> StreamDecoder<'a> {
                         }
                     }
                 };
+                // The next NDUs start before this one is handed out, so that the callback
+                // (writing a file) overlaps decoding even on one worker.
                 out -= jobs[taken].elements;
+                admit(&mut out);
                 let accepted = assembly.accept(
                     &jobs[taken],
                     taken,
@@ -1036,10 +1044,10 @@ mod tests {
             assert_eq!(state, full_state);
         }
 
-        // Pipelined: one NDU out at a time, a few, or all, on two and three workers.
+        // Pipelined: one NDU out at a time, a few, or all, on one, two and three workers.
         let opts = DecodeOptions::new().with_update_state(false);
         for cap in [1, 1000, u64::MAX] {
-            for threads in [2, 3] {
+            for threads in [1, 2, 3] {
                 let state = DecoderState::default();
                 let tensors = collect_pipelined(&bytes, &state, &opts, threads, cap).unwrap();
                 assert_eq!(tensors, full.tensors, "cap {cap}, {threads} threads");
@@ -1111,9 +1119,16 @@ mod tests {
     }
 
     /// Streaming decodes run as tasks of a pool whose every thread is busy with one of them:
-    /// each waits for its NDUs by running queued work, so none starves the others.
+    /// each waits for its NDUs by running queued work, so none starves the others (also when
+    /// the pool has a single thread).
     #[test]
     fn pipelined_decodes_inside_a_busy_pool_finish() {
+        for threads in [1, 2] {
+            pipelined_decodes_inside_a_busy_pool_of(threads);
+        }
+    }
+
+    fn pipelined_decodes_inside_a_busy_pool_of(threads: usize) {
         use rayon::prelude::*;
         let bytes = encode_with(None, 0);
         let expected = decode_stream(&bytes, &mut DecoderState::default(), &DecodeOptions::new())
@@ -1121,7 +1136,7 @@ mod tests {
             .tensors;
         let opts = DecodeOptions::new().with_update_state(false);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
+            .num_threads(threads)
             .build()
             .unwrap();
         let results: Vec<Vec<DecodedTensor>> = pool.install(|| {

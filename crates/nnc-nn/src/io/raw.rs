@@ -103,11 +103,45 @@ fn pack<const N: usize, T: Copy>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> 
     out
 }
 
-/// Packs elements little-endian; `u8` data is borrowed. `None` for a [`TensorData`] variant this
-/// crate does not know (the enum is non-exhaustive).
+/// The elements' own memory when it already is their little-endian packing: every numeric
+/// type and booleans on a little-endian target, one-byte types anywhere. `None` otherwise.
+fn le_in_memory(data: &TensorData) -> Option<&[u8]> {
+    match data {
+        TensorData::U8(v) => return Some(v),
+        TensorData::I8(v) => return Some(bytemuck::cast_slice(v)),
+        TensorData::Bool(v) => return Some(bytemuck::cast_slice(v)),
+        _ => {}
+    }
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    Some(match data {
+        TensorData::F64(v) => bytemuck::cast_slice(v),
+        TensorData::F32(v) => bytemuck::cast_slice(v),
+        TensorData::F16(v) | TensorData::BF16(v) | TensorData::U16(v) => bytemuck::cast_slice(v),
+        TensorData::I64(v) => bytemuck::cast_slice(v),
+        TensorData::I32(v) => bytemuck::cast_slice(v),
+        TensorData::I16(v) => bytemuck::cast_slice(v),
+        TensorData::U64(v) => bytemuck::cast_slice(v),
+        TensorData::U32(v) => bytemuck::cast_slice(v),
+        _ => return None,
+    })
+}
+
+/// Packs elements little-endian, borrowing them where their memory already is that packing
+/// ([`le_in_memory`]). `None` for a [`TensorData`] variant this crate does not know (the enum
+/// is non-exhaustive).
 pub(crate) fn encode_le(data: &TensorData) -> Option<Cow<'_, [u8]>> {
-    Some(Cow::Owned(match data {
-        TensorData::U8(v) => return Some(Cow::Borrowed(v)),
+    match le_in_memory(data) {
+        Some(bytes) => Some(Cow::Borrowed(bytes)),
+        None => packed_le(data).map(Cow::Owned),
+    }
+}
+
+/// Elements packed little-endian one by one, into a new buffer.
+fn packed_le(data: &TensorData) -> Option<Vec<u8>> {
+    Some(match data {
+        TensorData::U8(v) => v.clone(),
         TensorData::F64(v) => pack(v, f64::to_le_bytes),
         TensorData::F32(v) => pack(v, f32::to_le_bytes),
         TensorData::F16(v) | TensorData::BF16(v) | TensorData::U16(v) => pack(v, u16::to_le_bytes),
@@ -119,12 +153,16 @@ pub(crate) fn encode_le(data: &TensorData) -> Option<Cow<'_, [u8]>> {
         TensorData::U32(v) => pack(v, u32::to_le_bytes),
         TensorData::Bool(v) => v.iter().map(|&x| u8::from(x)).collect(),
         _ => return None,
-    }))
+    })
 }
 
-/// Writes elements little-endian, packing at most 64 KiB at a time (no copy of the whole
-/// tensor). Fails with `InvalidInput` for a [`TensorData`] variant this crate does not know.
+/// Writes elements little-endian: straight from their memory where it already is that packing
+/// ([`le_in_memory`]), else packing at most 64 KiB at a time (no copy of the whole tensor).
+/// Fails with `InvalidInput` for a [`TensorData`] variant this crate does not know.
 pub(crate) fn write_le<W: std::io::Write>(data: &TensorData, out: &mut W) -> std::io::Result<()> {
+    if let Some(bytes) = le_in_memory(data) {
+        return out.write_all(bytes);
+    }
     const BLOCK: usize = 1 << 16;
     fn blocks<const N: usize, T: Copy, W: std::io::Write>(
         values: &[T],
@@ -214,6 +252,10 @@ mod tests {
             TensorData::Bool(vec![true, false, true]),
         ];
         for data in all {
+            if cfg!(target_endian = "little") {
+                let in_memory = le_in_memory(&data).expect("every type is borrowed");
+                assert_eq!(in_memory, packed_le(&data).unwrap());
+            }
             let bytes = encode_le(&data).unwrap();
             let mut written = Vec::new();
             write_le(&data, &mut written).unwrap();

@@ -167,7 +167,10 @@ impl TensorWriter {
         }
     }
 
-    /// Checks that every planned tensor was written and completes the file.
+    /// Checks that every planned tensor was written and completes the file. Like the other
+    /// writers of this crate it does not wait for the data to reach the disk (no `fsync`): that
+    /// took 5–7 % of a decode of ResNet-50 to a file, and the CLI's rename into place already
+    /// keeps a failed decode from leaving a partial file behind.
     pub fn finish(self) -> Result<(), IoError> {
         let mut missing: Vec<&String> = self
             .planned
@@ -185,7 +188,7 @@ impl TensorWriter {
         }
         let io = |e| io_error(&self.path, e);
         match self.out {
-            Out::Safetensors(file) => file.sync_data().map_err(io),
+            Out::Safetensors(mut file) => file.flush().map_err(io),
             Out::Npz(mut zip) => {
                 let mut inner = zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
                 inner.flush().map_err(io)
