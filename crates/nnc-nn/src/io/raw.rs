@@ -51,9 +51,18 @@ fn unpack<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
         .collect()
 }
 
+/// Elements copied as they are, for bytes already in the target's own byte order.
+fn copy_native<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let mut out = vec![T::zeroed(); bytes.len() / std::mem::size_of::<T>()];
+    bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(bytes);
+    out
+}
+
 macro_rules! unpack_as {
     ($bytes:expr, $order:expr, $t:ty) => {
         match $order {
+            ByteOrder::Little if cfg!(target_endian = "little") => copy_native::<$t>($bytes),
+            ByteOrder::Big if cfg!(target_endian = "big") => copy_native::<$t>($bytes),
             ByteOrder::Little => unpack($bytes, <$t>::from_le_bytes),
             ByteOrder::Big => unpack($bytes, <$t>::from_be_bytes),
         }
