@@ -169,7 +169,7 @@ impl TensorWriter {
 
     /// Checks that every planned tensor was written and completes the file. Like the other
     /// writers of this crate it does not wait for the data to reach the disk (no `fsync`): that
-    /// took 5–7 % of a decode of ResNet-50 to a file, and the CLI's rename into place already
+    /// took 4–7 % of a decode of ResNet-50 to a file, and the CLI's rename into place already
     /// keeps a failed decode from leaving a partial file behind.
     pub fn finish(self) -> Result<(), IoError> {
         let mut missing: Vec<&String> = self
