@@ -97,8 +97,9 @@ pub struct EncodeArgs {
     /// Temporal context adaptation across updates (needs --base and --state).
     #[arg(long)]
     pub tca: bool,
-    /// Incremental state file (JSON), read before and written after encoding; keeps TCA bases
-    /// and update depths between runs.
+    /// Incremental state file, read before and written after encoding; keeps TCA bases and
+    /// update depths between runs. Written as JSON when named `*.json`, otherwise in a compact
+    /// binary form that loads far faster; either form is read.
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// How parameter types are decided.

@@ -64,7 +64,9 @@ enum Command {
         /// their base values; integer tensors in the update replace the base's).
         #[arg(long)]
         base: Option<PathBuf>,
-        /// Incremental state file (JSON) shared with earlier decodes of the same sequence.
+        /// Incremental state file shared with earlier decodes of the same sequence. Written as
+        /// JSON when named `*.json`, otherwise in a compact binary form that loads far faster;
+        /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
         /// Worker threads (default: all cores); the output is the same for any number.

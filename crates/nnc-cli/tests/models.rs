@@ -487,3 +487,125 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
         "\"bn.num_batches_tracked\": shape [1] differs from []",
     );
 }
+
+/// A sequence of TCA updates coded and decoded with `--state`: a binary state file (any name
+/// but `.json`) and a JSON one give the same bitstreams and the same decoded updates, either
+/// form is read whatever the file is called, and a damaged or newer state file is refused.
+#[test]
+fn state_files_binary_and_json_give_the_same_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let wave = |n: usize, seed: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 29 + seed * 11) % 97) as f32 - 48.0) * scale)
+            .collect()
+    };
+    let model = |seed: usize, scale: f32| {
+        vec![
+            Tensor::try_new(
+                "a.weight",
+                vec![24, 32],
+                TensorData::F32(wave(768, seed, scale)),
+            )
+            .expect("t"),
+            Tensor::try_new(
+                "a.bias",
+                vec![24],
+                TensorData::F32(wave(24, seed + 1, scale)),
+            )
+            .expect("t"),
+        ]
+    };
+    write_tensors(&path("base.safetensors"), &model(0, 1e-2)).expect("write base");
+    for step in 1..=3 {
+        let tuned = path(&format!("tuned{step}.safetensors"));
+        write_tensors(&tuned, &model(step, 1e-2 + step as f32 * 1e-4)).expect("write tuned");
+        if step == 3 {
+            // The decoder's JSON state before the last update, under another name and its own.
+            std::fs::copy(path("dec_state.json"), path("renamed.state")).expect("copy");
+            std::fs::copy(path("dec_state.json"), path("again.json")).expect("copy");
+        }
+        for form in ["json", "bin"] {
+            let update = path(&format!("update{step}.{form}.nnc"));
+            ok(&nnc(&[
+                "encode",
+                "-q",
+                s(&tuned),
+                "--qp",
+                "-38",
+                "--base",
+                s(&path("base.safetensors")),
+                "--tca",
+                "--state",
+                s(&path(&format!("enc_state.{form}"))),
+                "-o",
+                s(&update),
+            ]));
+            ok(&nnc(&[
+                "decode",
+                "-q",
+                s(&update),
+                "--state",
+                s(&path(&format!("dec_state.{form}"))),
+                "-o",
+                s(&path(&format!("decoded{step}.{form}.safetensors"))),
+            ]));
+        }
+        let read = |name: String| std::fs::read(path(&name)).expect("written");
+        assert_eq!(
+            read(format!("update{step}.json.nnc")),
+            read(format!("update{step}.bin.nnc")),
+            "step {step}: the same bitstream from either state file"
+        );
+        assert_eq!(
+            read(format!("decoded{step}.json.safetensors")),
+            read(format!("decoded{step}.bin.safetensors")),
+            "step {step}: the same decoded update"
+        );
+    }
+    let dec_json = std::fs::read(path("dec_state.json")).expect("json state");
+    let dec_bin = std::fs::read(path("dec_state.bin")).expect("binary state");
+    assert!(dec_json.starts_with(b"{\""));
+    assert!(dec_bin.starts_with(b"nnc-state\x01"));
+    assert!(dec_bin.len() < dec_json.len());
+
+    // Read by content, not by name: the JSON state under another name decodes the last update
+    // as it does under its own.
+    for (state, out) in [("renamed.state", "via_renamed"), ("again.json", "via_json")] {
+        ok(&nnc(&[
+            "decode",
+            "-q",
+            s(&path("update3.json.nnc")),
+            "--state",
+            s(&path(state)),
+            "-o",
+            s(&path(&format!("{out}.safetensors"))),
+        ]));
+    }
+    let decoded3 = std::fs::read(path("decoded3.json.safetensors")).expect("decoded");
+    for out in ["via_renamed", "via_json"] {
+        let got = std::fs::read(path(&format!("{out}.safetensors"))).expect("decoded");
+        assert_eq!(got, decoded3, "{out}");
+    }
+
+    // A cut binary state, and one of a later format version, are refused with a message.
+    std::fs::write(path("cut.bin"), &dec_bin[..dec_bin.len() / 2]).expect("write");
+    let mut newer = dec_bin.clone();
+    newer[9] = 2;
+    std::fs::write(path("newer.bin"), &newer).expect("write");
+    for (state, message) in [
+        ("cut.bin", "is not an nnc state file"),
+        ("newer.bin", "an nnc state file of another version"),
+    ] {
+        refused(
+            &[
+                "decode",
+                s(&path("update1.bin.nnc")),
+                "--state",
+                s(&path(state)),
+            ],
+            &path("refused.safetensors"),
+            message,
+        );
+    }
+}
