@@ -38,34 +38,24 @@ pub fn write_atomically(
     result
 }
 
-/// First bytes of a binary state file, then its format version. JSON state files start with `{`.
-const BINARY_STATE_MAGIC: &[u8; 9] = b"nnc-state";
-const BINARY_STATE_VERSION: u8 = 1;
-
 /// Reads the incremental state file, or the empty state if it does not exist yet. Either form
-/// is read whatever the file's name: binary (see [`save_state`]) or JSON.
+/// is read whatever the file's name: binary ([`IncrementalState::to_bytes`]) or JSON.
 pub fn load_state(path: Option<&Path>) -> anyhow::Result<IncrementalState> {
     let Some(p) = path.filter(|p| p.exists()) else {
         return Ok(IncrementalState::default());
     };
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    let not_a_state = || format!("{} is not an nnc state file", p.display());
-    match bytes.strip_prefix(BINARY_STATE_MAGIC) {
-        Some([BINARY_STATE_VERSION, payload @ ..]) => {
-            postcard::from_bytes(payload).with_context(not_a_state)
-        }
-        Some(_) => bail!(
-            "{} is an nnc state file of another version (this nnc reads version {})",
-            p.display(),
-            BINARY_STATE_VERSION
-        ),
-        None => serde_json::from_slice(&bytes).with_context(not_a_state),
+    if IncrementalState::is_binary(&bytes) {
+        IncrementalState::from_bytes(&bytes).with_context(|| format!("reading {}", p.display()))
+    } else {
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not an nnc state file", p.display()))
     }
 }
 
 /// Writes the incremental state file (if one was given): JSON when its name ends in `.json`,
-/// otherwise a compact binary form (the same fields, with postcard's variable-length integers)
-/// that is written and read about ten times faster, since a state holds every tensor's levels.
+/// otherwise the compact binary form of [`IncrementalState::to_bytes`], which is written and
+/// read 3 and 7 times faster than the JSON (a state holds every tensor's levels).
 pub fn save_state(path: Option<&Path>, state: &IncrementalState) -> anyhow::Result<()> {
     let Some(p) = path else {
         return Ok(());
@@ -76,9 +66,7 @@ pub fn save_state(path: Option<&Path>, state: &IncrementalState) -> anyhow::Resu
     let bytes = if json {
         serde_json::to_vec(state)?
     } else {
-        let mut bytes = BINARY_STATE_MAGIC.to_vec();
-        bytes.push(BINARY_STATE_VERSION);
-        postcard::to_extend(state, bytes).context("encoding the state")?
+        state.to_bytes()?
     };
     write_atomically(p, |tmp| {
         std::fs::write(tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))

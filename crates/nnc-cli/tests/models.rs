@@ -594,8 +594,11 @@ fn state_files_binary_and_json_give_the_same_sequence() {
     newer[9] = 2;
     std::fs::write(path("newer.bin"), &newer).expect("write");
     for (state, message) in [
-        ("cut.bin", "is not an nnc state file"),
-        ("newer.bin", "an nnc state file of another version"),
+        ("cut.bin", "not a valid nnc state"),
+        (
+            "newer.bin",
+            "an nnc state of another version (2; this nnc reads version 1)",
+        ),
     ] {
         refused(
             &[

@@ -126,6 +126,13 @@ def test_states_pickle_copy_and_json():
     for clone in (pickle.loads(pickle.dumps(enc)), copy.copy(enc), copy.deepcopy(enc), enc.copy()):
         assert clone == enc and clone is not enc and type(clone) is nnc.EncoderState
     assert nnc.EncoderState.from_json(enc.to_json()) == enc
+    blob = enc.to_bytes()
+    assert blob.startswith(b"nnc-state\x01") and len(blob) < len(enc.to_json())
+    assert nnc.EncoderState.from_bytes(blob) == enc
+    with pytest.raises(nnc.InvalidArgumentError, match="another version"):
+        nnc.EncoderState.from_bytes(blob[:9] + b"\x02" + blob[10:])
+    with pytest.raises(nnc.InvalidArgumentError, match="not a valid nnc state"):
+        nnc.DecoderState.from_bytes(blob[: len(blob) // 2])
     assert enc.device_id == 5
     assert "EncoderState(tensors=1" in repr(enc)
     assert nnc.EncoderState() != enc
