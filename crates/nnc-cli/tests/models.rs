@@ -38,6 +38,13 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("JSON on stdout")
 }
 
+/// `n` weight-like values, a different pattern for each `seed`.
+fn wave(n: usize, seed: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i + seed) * 37 % 101) as f32 - 50.0) * scale)
+        .collect()
+}
+
 /// A small state dict with every kind of tensor a real checkpoint has.
 fn mixed_model() -> Vec<Tensor> {
     let wave = |n: usize, scale: f32| -> Vec<f32> {
@@ -334,11 +341,6 @@ fn decode_falls_back_when_a_tensor_is_not_as_planned() {
 fn update_onto_base_streams_base_plus_update_in_base_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name);
-    let wave = |n: usize, seed: usize, scale: f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i + seed) * 37 % 101) as f32 - 50.0) * scale)
-            .collect()
-    };
     let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).expect("t");
     let base = vec![
         t(
@@ -495,11 +497,6 @@ fn update_onto_base_streams_base_plus_update_in_base_order() {
 fn state_files_binary_and_json_give_the_same_sequence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name);
-    let wave = |n: usize, seed: usize, scale: f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 29 + seed * 11) % 97) as f32 - 48.0) * scale)
-            .collect()
-    };
     let model = |seed: usize, scale: f32| {
         vec![
             Tensor::try_new(
