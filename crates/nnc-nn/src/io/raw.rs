@@ -188,8 +188,8 @@ pub(crate) fn write_le<W: std::io::Write>(data: &TensorData, out: &mut W) -> std
         }
         Ok(())
     }
+    // Only multi-byte types on a big-endian target get here: `le_in_memory` took the rest.
     match data {
-        TensorData::U8(v) => out.write_all(v),
         TensorData::F64(v) => blocks(v, f64::to_le_bytes, out),
         TensorData::F32(v) => blocks(v, f32::to_le_bytes, out),
         TensorData::F16(v) | TensorData::BF16(v) | TensorData::U16(v) => {
@@ -198,10 +198,8 @@ pub(crate) fn write_le<W: std::io::Write>(data: &TensorData, out: &mut W) -> std
         TensorData::I64(v) => blocks(v, i64::to_le_bytes, out),
         TensorData::I32(v) => blocks(v, i32::to_le_bytes, out),
         TensorData::I16(v) => blocks(v, i16::to_le_bytes, out),
-        TensorData::I8(v) => blocks(v, |x: i8| x.to_le_bytes(), out),
         TensorData::U64(v) => blocks(v, u64::to_le_bytes, out),
         TensorData::U32(v) => blocks(v, u32::to_le_bytes, out),
-        TensorData::Bool(v) => blocks(v, |x: bool| [u8::from(x)], out),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("cannot write dtype {:?}", other.dtype()),
