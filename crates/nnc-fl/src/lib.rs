@@ -4,7 +4,8 @@
 //!
 //! Does not know about: networks or transports (messages are `Vec<u8>`), ML frameworks
 //! (training is a [`LocalTrainer`]), model file formats, where state is stored (it is a serde
-//! value the caller persists).
+//! value the caller persists, or bytes from [`ClientState::to_bytes`] /
+//! [`ServerState::to_bytes`]).
 //!
 //! Main types:
 //! - [`ClientCodec`]: decodes the server's downstream message into the global model
@@ -55,6 +56,7 @@ mod fedavg;
 mod layout;
 mod message;
 mod options;
+mod saved;
 mod server;
 mod simulate;
 

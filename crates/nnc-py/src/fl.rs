@@ -1,12 +1,13 @@
 //! `nnc.ClientCodec` / `nnc.ServerCodec`: the `nnc-fl` codecs (NNCodec's NNClient / NNCFedAvg
 //! coding: differences, error accumulation, sparsification, TCA state per direction and sender)
 //! as Python objects. Models are dicts of float32 arrays in the layout's order (a flat float32
-//! array is accepted too); messages are `bytes`; states pickle through their JSON form.
+//! array is accepted too); messages are `bytes`; states pickle in nnc's binary form and resume from
+//! it or from their JSON.
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyMapping, PyType};
+use pyo3::types::{PyBytes, PyDict, PyMapping, PyString, PyType};
 
 use nnc_fl::{ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec};
 use nnc_fl::{ServerState, TensorSpec};
@@ -177,49 +178,96 @@ fn model_to_py<'py>(
     Ok(out)
 }
 
-/// What both codecs pickle and resume from: the layout, the options and the state, as JSON.
+/// A codec's state, which Python holds as JSON (`state_json()`) or in nnc's binary form
+/// (`state_bytes()`, and pickles).
+trait SavedState: serde::Serialize + serde::de::DeserializeOwned + Sync {
+    fn to_binary(&self) -> nnc_fl::Result<Vec<u8>>;
+    fn from_binary(bytes: &[u8]) -> nnc_fl::Result<Self>;
+
+    /// From `bytes` (the binary form) or `str` (JSON).
+    fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = obj.cast::<PyBytes>() {
+            Self::from_binary(bytes.as_bytes()).map_err(fl_err)
+        } else if let Ok(json) = obj.cast::<PyString>() {
+            serde_json::from_str(&json.to_cow()?).map_err(json_err)
+        } else {
+            Err(PyTypeError::new_err(
+                "a saved state is bytes (from state_bytes()) or str (from state_json())",
+            ))
+        }
+    }
+
+    fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| self.to_binary()).map_err(fl_err)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+}
+
+impl SavedState for ClientState {
+    fn to_binary(&self) -> nnc_fl::Result<Vec<u8>> {
+        self.to_bytes()
+    }
+    fn from_binary(bytes: &[u8]) -> nnc_fl::Result<Self> {
+        Self::from_bytes(bytes)
+    }
+}
+
+impl SavedState for ServerState {
+    fn to_binary(&self) -> nnc_fl::Result<Vec<u8>> {
+        self.to_bytes()
+    }
+    fn from_binary(bytes: &[u8]) -> nnc_fl::Result<Self> {
+        Self::from_bytes(bytes)
+    }
+}
+
+/// What both codecs pickle and resume from: the layout, the options and the state.
 struct Saved<S> {
     layout: Layout,
     opts: FlOptions,
     state: S,
 }
 
-impl<S: serde::de::DeserializeOwned> Saved<S> {
-    /// From `resume(layout, state_json, **options)`'s arguments.
+impl<S: SavedState> Saved<S> {
+    /// From `resume(layout, state, **options)`'s arguments.
     fn from_resume_args(
         layout: &Bound<'_, PyAny>,
-        state_json: &str,
+        state: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         Ok(Self {
             layout: layout_from_py(layout)?,
             opts: options_from_kwargs(options)?,
-            state: serde_json::from_str(state_json).map_err(json_err)?,
+            state: S::from_py(state)?,
         })
     }
 
-    /// From the three JSON strings of a pickle ([`pickle_args`]).
-    fn from_pickle(layout: &str, options: &str, state: &str) -> PyResult<Self> {
+    /// From a pickle's arguments ([`pickle_args`]; pickles of nnc 0.1 carry the state as JSON).
+    fn from_pickle(layout: &str, options: &str, state: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
             layout: serde_json::from_str(layout).map_err(json_err)?,
             opts: serde_json::from_str(options).map_err(json_err)?,
-            state: serde_json::from_str(state).map_err(json_err)?,
+            state: S::from_py(state)?,
         })
     }
 }
 
-/// `__reduce__` of a codec: its class's `_restore` with the JSON of layout, options and state.
+/// `__reduce__` of a codec: its class's `_restore` with the JSON of layout and options and the
+/// state in the binary form.
 fn pickle_args<'py>(
     class: &Bound<'py, PyType>,
     layout: &Layout,
     opts: &FlOptions,
-    state: &impl serde::Serialize,
-) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+    state: &impl SavedState,
+) -> PyResult<ReduceArgs<'py>> {
     let layout = serde_json::to_string(layout).map_err(json_err)?;
     let opts = serde_json::to_string(opts).map_err(json_err)?;
-    let state = serde_json::to_string(state).map_err(json_err)?;
+    let state = state.to_py(class.py())?;
     Ok((class.getattr("_restore")?, (layout, opts, state)))
 }
+
+/// What `__reduce__` returns.
+type ReduceArgs<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyBytes>));
 
 /// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
@@ -259,17 +307,17 @@ impl PyClientCodec {
         })
     }
 
-    /// A client continuing from `state_json` (from `state_json()`), with the same layout and
-    /// options as before.
+    /// A client continuing from `state` (`state_bytes()`'s bytes or `state_json()`'s str),
+    /// with the same layout and options as before.
     #[classmethod]
-    #[pyo3(signature = (layout, state_json, **options))]
+    #[pyo3(signature = (layout, state, **options))]
     fn resume(
         _cls: &Bound<'_, PyType>,
         layout: &Bound<'_, PyAny>,
-        state_json: &str,
+        state: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        Self::from_saved(Saved::from_resume_args(layout, state_json, options)?)
+        Self::from_saved(Saved::from_resume_args(layout, state, options)?)
     }
 
     #[classmethod]
@@ -277,7 +325,7 @@ impl PyClientCodec {
         _cls: &Bound<'_, PyType>,
         layout: &str,
         options: &str,
-        state: &str,
+        state: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         Self::from_saved(Saved::from_pickle(layout, options, state)?)
     }
@@ -328,9 +376,13 @@ impl PyClientCodec {
         serde_json::to_string(self.inner.state()).map_err(json_err)
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+    /// Everything the client keeps between rounds, in nnc's binary form (for `resume`; smaller
+    /// and faster than the JSON).
+    fn state_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.inner.state().to_py(py)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
         pickle_args(
             &slf.get_type(),
@@ -388,16 +440,17 @@ impl PyServerCodec {
         })
     }
 
-    /// A server continuing from `state_json` (from `state_json()`).
+    /// A server continuing from `state` (`state_bytes()`'s bytes or `state_json()`'s str),
+    /// with the same layout and options as before.
     #[classmethod]
-    #[pyo3(signature = (layout, state_json, **options))]
+    #[pyo3(signature = (layout, state, **options))]
     fn resume(
         _cls: &Bound<'_, PyType>,
         layout: &Bound<'_, PyAny>,
-        state_json: &str,
+        state: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        Self::from_saved(Saved::from_resume_args(layout, state_json, options)?)
+        Self::from_saved(Saved::from_resume_args(layout, state, options)?)
     }
 
     #[classmethod]
@@ -405,7 +458,7 @@ impl PyServerCodec {
         _cls: &Bound<'_, PyType>,
         layout: &str,
         options: &str,
-        state: &str,
+        state: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
         Self::from_saved(Saved::from_pickle(layout, options, state)?)
     }
@@ -457,9 +510,13 @@ impl PyServerCodec {
         serde_json::to_string(self.inner.state()).map_err(json_err)
     }
 
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, (String, String, String))> {
+    /// Everything the server keeps between rounds, in nnc's binary form (for `resume`; smaller
+    /// and faster than the JSON).
+    fn state_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.inner.state().to_py(py)
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
         pickle_args(
             &slf.get_type(),

@@ -45,6 +45,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binary_form;
 mod decode;
 pub mod encode;
 mod error;

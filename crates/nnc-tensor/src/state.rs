@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::binary_form::{self, Kind};
+use crate::error::Result;
 
 /// What the decoder (or encoder) remembers about one tensor from earlier updates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,10 +44,12 @@ pub type DecoderState = IncrementalState;
 /// The encoder's incremental state.
 pub type EncoderState = IncrementalState;
 
-/// First bytes of [`IncrementalState::to_bytes`]'s output, followed by [`BYTES_VERSION`].
-const BYTES_MAGIC: &[u8; 9] = b"nnc-state";
-/// Version of the binary form; [`IncrementalState::from_bytes`] refuses others.
-const BYTES_VERSION: u8 = 1;
+/// The binary form of [`IncrementalState`] (see [`crate::binary_form`]).
+const BINARY: Kind = Kind {
+    magic: b"nnc-state",
+    version: 1,
+    what: "nnc state",
+};
 
 impl IncrementalState {
     /// The state in a compact binary form: `nnc-state`, a version byte (1), then the fields in
@@ -62,43 +65,19 @@ impl IncrementalState {
     /// assert_eq!(IncrementalState::from_bytes(&bytes).unwrap(), state);
     /// ```
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = BYTES_MAGIC.to_vec();
-        out.push(BYTES_VERSION);
-        postcard::to_extend(self, out).map_err(|e| Error::InvalidArgument {
-            what: format!("the state cannot be encoded: {e}"),
-        })
+        binary_form::to_bytes(&BINARY, self)
     }
 
     /// Whether `bytes` start like [`IncrementalState::to_bytes`]'s output (of any version).
     pub fn is_binary(bytes: &[u8]) -> bool {
-        bytes.starts_with(BYTES_MAGIC)
+        BINARY.matches(bytes)
     }
 
     /// Reads [`IncrementalState::to_bytes`]'s output. Fails with
-    /// [`Error::InvalidArgument`] for anything else, including a cut or extended copy and
+    /// [`crate::Error::InvalidArgument`] for anything else, including a cut or extended copy and
     /// another version of the form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let invalid = |what: String| Error::InvalidArgument { what };
-        let Some(rest) = bytes.strip_prefix(BYTES_MAGIC) else {
-            return Err(invalid("not an nnc state (no `nnc-state` header)".into()));
-        };
-        match rest {
-            [BYTES_VERSION, payload @ ..] => {
-                let (state, extra) = postcard::take_from_bytes(payload)
-                    .map_err(|e| invalid(format!("not a valid nnc state: {e}")))?;
-                if !extra.is_empty() {
-                    return Err(invalid(format!(
-                        "not a valid nnc state: {} bytes after its end",
-                        extra.len()
-                    )));
-                }
-                Ok(state)
-            }
-            [version, ..] => Err(invalid(format!(
-                "an nnc state of another version ({version}; this nnc reads version {BYTES_VERSION})"
-            ))),
-            [] => Err(invalid("not a valid nnc state: no version byte".into())),
-        }
+        binary_form::from_bytes(&BINARY, bytes)
     }
 
     /// Records a decoded (or encoded) tensor update, as the reference does with `update_base_param`.
