@@ -563,7 +563,7 @@ fn state_files_binary_and_json_give_the_same_sequence() {
     let dec_json = std::fs::read(path("dec_state.json")).expect("json state");
     let dec_bin = std::fs::read(path("dec_state.bin")).expect("binary state");
     assert!(dec_json.starts_with(b"{\""));
-    assert!(dec_bin.starts_with(b"nnc-state\x01"));
+    assert!(dec_bin.starts_with(b"nnc-state\x02"));
     assert!(dec_bin.len() < dec_json.len());
 
     // Read by content, not by name: the JSON state under another name decodes the last update
@@ -588,13 +588,13 @@ fn state_files_binary_and_json_give_the_same_sequence() {
     // A cut binary state, and one of a later format version, are refused with a message.
     std::fs::write(path("cut.bin"), &dec_bin[..dec_bin.len() / 2]).expect("write");
     let mut newer = dec_bin.clone();
-    newer[9] = 2;
+    newer[9] = 3;
     std::fs::write(path("newer.bin"), &newer).expect("write");
     for (state, message) in [
         ("cut.bin", "not a valid nnc state"),
         (
             "newer.bin",
-            "an nnc state of another version (2; this nnc reads version 1)",
+            "an nnc state of another version (3; this nnc reads version 2)",
         ),
     ] {
         refused(

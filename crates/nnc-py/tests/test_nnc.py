@@ -127,10 +127,10 @@ def test_states_pickle_copy_and_json():
         assert clone == enc and clone is not enc and type(clone) is nnc.EncoderState
     assert nnc.EncoderState.from_json(enc.to_json()) == enc
     blob = enc.to_bytes()
-    assert blob.startswith(b"nnc-state\x01") and len(blob) < len(enc.to_json())
+    assert blob.startswith(b"nnc-state\x02") and len(blob) < len(enc.to_json())
     assert nnc.EncoderState.from_bytes(blob) == enc
     with pytest.raises(nnc.InvalidArgumentError, match="another version"):
-        nnc.EncoderState.from_bytes(blob[:9] + b"\x02" + blob[10:])
+        nnc.EncoderState.from_bytes(blob[:9] + b"\x03" + blob[10:])
     with pytest.raises(nnc.InvalidArgumentError, match="not a valid nnc state"):
         nnc.DecoderState.from_bytes(blob[: len(blob) // 2])
     assert enc.device_id == 5

@@ -36,6 +36,11 @@ impl Kind {
     pub fn matches(&self, bytes: &[u8]) -> bool {
         bytes.starts_with(self.magic)
     }
+
+    /// The version byte of `bytes` if they start with this kind's magic.
+    pub fn version_of(&self, bytes: &[u8]) -> Option<u8> {
+        bytes.strip_prefix(self.magic)?.first().copied()
+    }
 }
 
 /// `value` in the binary form of `kind`.
@@ -59,8 +64,15 @@ pub fn from_bytes<T: DeserializeOwned>(kind: &Kind, bytes: &[u8]) -> Result<T> {
     };
     match rest {
         [v, payload @ ..] if *v == kind.version => {
-            let (value, extra) = postcard::take_from_bytes(payload)
-                .map_err(|e| invalid(format!("not a valid {what}: {e}")))?;
+            let (value, extra) = postcard::take_from_bytes(payload).map_err(|e| {
+                let why = match e {
+                    postcard::Error::DeserializeUnexpectedEnd => "it ends early".to_string(),
+                    // The reason (e.g. a cut level varint) does not survive postcard's error.
+                    postcard::Error::SerdeDeCustom => "a malformed value".to_string(),
+                    e => e.to_string(),
+                };
+                invalid(format!("not a valid {what}: {why}"))
+            })?;
             if !extra.is_empty() {
                 return Err(invalid(format!(
                     "not a valid {what}: {} bytes after its end",
@@ -74,5 +86,161 @@ pub fn from_bytes<T: DeserializeOwned>(kind: &Kind, bytes: &[u8]) -> Result<T> {
             kind.version
         ))),
         [] => Err(invalid(format!("not a valid {what}: no version byte"))),
+    }
+}
+
+/// Serde `with` module for `Vec<i32>` fields holding levels: in binary serializers (postcard)
+/// one byte string of zigzag LEB128 varints, which is written and read in a tight loop instead
+/// of element by element through serde (and read into a vector allocated once, at most as long
+/// as the input); in human-readable ones (JSON) the plain list of numbers.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, PartialEq, Debug)]
+/// struct Update {
+///     #[serde(with = "nnc_tensor::binary_form::packed_i32")]
+///     levels: Vec<i32>,
+/// }
+/// let u = Update { levels: vec![0, -1, 1, 300, i32::MIN] };
+/// assert_eq!(serde_json::to_string(&u).unwrap(), r#"{"levels":[0,-1,1,300,-2147483648]}"#);
+/// let bytes = postcard::to_stdvec(&u).unwrap();
+/// assert_eq!(&bytes[..5], &[10, 0, 1, 2, 0xD8]); // 10 bytes follow: 0, -1, 1, 300, ...
+/// assert_eq!(postcard::from_bytes::<Update>(&bytes).unwrap(), u);
+/// ```
+pub mod packed_i32 {
+    use serde::de::{Deserialize, Deserializer, Error as _, Visitor};
+    use serde::Serializer;
+
+    /// Serializes `levels`.
+    pub fn serialize<S: Serializer>(levels: &[i32], serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_seq(levels)
+        } else {
+            serializer.serialize_bytes(&pack(levels))
+        }
+    }
+
+    /// Deserializes what [`serialize`] wrote.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i32>, D::Error> {
+        if deserializer.is_human_readable() {
+            return Vec::<i32>::deserialize(deserializer);
+        }
+        struct Packed;
+        impl Visitor<'_> for Packed {
+            type Value = Vec<i32>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("levels as a byte string of zigzag varints")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<i32>, E> {
+                unpack(bytes).map_err(E::custom)
+            }
+        }
+        deserializer
+            .deserialize_bytes(Packed)
+            .map_err(|e: D::Error| D::Error::custom(format_args!("levels: {e}")))
+    }
+
+    /// Zigzag LEB128 varints, one per level.
+    pub(crate) fn pack(levels: &[i32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(levels.len() + levels.len() / 4 + 8);
+        let mut chunks = levels.chunks_exact(8);
+        for chunk in &mut chunks {
+            // Most levels of an update are small: eight one-byte varints at once.
+            let z: [u32; 8] = std::array::from_fn(|i| zigzag(chunk[i]));
+            if z.iter().all(|&z| z < 0x80) {
+                out.extend(z.map(|z| z as u8));
+            } else {
+                z.iter().for_each(|&z| push_varint(&mut out, z));
+            }
+        }
+        for &l in chunks.remainder() {
+            push_varint(&mut out, zigzag(l));
+        }
+        out
+    }
+
+    fn zigzag(l: i32) -> u32 {
+        (l.wrapping_shl(1) ^ (l >> 31)) as u32
+    }
+
+    fn unzigzag(z: u32) -> i32 {
+        (z >> 1) as i32 ^ -((z & 1) as i32)
+    }
+
+    fn push_varint(out: &mut Vec<u8>, mut z: u32) {
+        while z >= 0x80 {
+            out.push(z as u8 | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+
+    /// The inverse of [`pack`]; refuses a varint that is cut, longer than five bytes or beyond
+    /// 32 bits.
+    pub(crate) fn unpack(bytes: &[u8]) -> Result<Vec<i32>, &'static str> {
+        let count = bytes.iter().filter(|&&b| b < 0x80).count();
+        let mut out = Vec::with_capacity(count);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if let Some(chunk) = rest.first_chunk::<8>() {
+                if u64::from_le_bytes(*chunk) & 0x8080_8080_8080_8080 == 0 {
+                    out.extend(chunk.map(|b| unzigzag(u32::from(b))));
+                    rest = &rest[8..];
+                    continue;
+                }
+            }
+            let mut z = 0u64;
+            let mut used = 0;
+            loop {
+                let Some(&b) = rest.get(used) else {
+                    return Err("the last level is cut");
+                };
+                z |= u64::from(b & 0x7F) << (7 * used);
+                used += 1;
+                if b < 0x80 {
+                    break;
+                }
+                if used == 5 {
+                    return Err("a level longer than five bytes");
+                }
+            }
+            let z = u32::try_from(z).map_err(|_| "a level beyond 32 bits")?;
+            out.push(unzigzag(z));
+            rest = &rest[used..];
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packed_i32::{pack, unpack};
+
+    #[test]
+    fn packed_levels_round_trip_and_refuse_malformed_varints() {
+        let levels = [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            8191,
+            -8192,
+            1 << 20,
+            i32::MAX,
+            i32::MIN,
+        ];
+        let bytes = pack(&levels);
+        assert_eq!(bytes.len(), 1 + 1 + 1 + 1 + 1 + 2 + 2 + 2 + 4 + 5 + 5);
+        assert_eq!(unpack(&bytes).unwrap(), levels);
+        assert_eq!(unpack(&[]).unwrap(), Vec::<i32>::new());
+        assert_eq!(unpack(&[3, 0x80]), Err("the last level is cut"));
+        assert_eq!(unpack(&[0x80; 6]), Err("a level longer than five bytes"));
+        assert_eq!(
+            unpack(&[0xFF, 0xFF, 0xFF, 0xFF, 0x1F]),
+            Err("a level beyond 32 bits")
+        );
     }
 }

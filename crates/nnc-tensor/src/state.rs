@@ -16,6 +16,7 @@ use crate::error::Result;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorBase {
     /// Levels of the last coded update, in reconstruction units (`parameters[name]`).
+    #[serde(with = "binary_form::packed_i32")]
     pub levels: Vec<i32>,
     /// Depth of that update's node in the parameter update tree (`put_node_depth[name]`).
     pub put_node_depth: u64,
@@ -47,15 +48,64 @@ pub type EncoderState = IncrementalState;
 /// The binary form of [`IncrementalState`] (see [`crate::binary_form`]).
 const BINARY: Kind = Kind {
     magic: b"nnc-state",
-    version: 1,
+    version: 2,
     what: "nnc state",
 };
 
+/// Version 1 of the binary form, still read: the levels as a plain sequence of varints.
+const BINARY_V1: Kind = Kind {
+    version: 1,
+    ..BINARY
+};
+
+/// The state as version 1 of the binary form laid it out.
+mod v1 {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct TensorBase {
+        levels: Vec<i32>,
+        put_node_depth: u64,
+        parameter_id: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct State {
+        bases: BTreeMap<String, TensorBase>,
+        device_id: u64,
+        hdsp_history: BTreeMap<String, Vec<i8>>,
+        hdsp_best_mode: BTreeMap<String, u8>,
+    }
+
+    impl From<State> for super::IncrementalState {
+        fn from(s: State) -> Self {
+            let bases = s.bases.into_iter().map(|(name, b)| {
+                let base = super::TensorBase {
+                    levels: b.levels,
+                    put_node_depth: b.put_node_depth,
+                    parameter_id: b.parameter_id,
+                };
+                (name, base)
+            });
+            Self {
+                bases: bases.collect(),
+                device_id: s.device_id,
+                hdsp_history: s.hdsp_history,
+                hdsp_best_mode: s.hdsp_best_mode,
+            }
+        }
+    }
+}
+
 impl IncrementalState {
-    /// The state in a compact binary form: `nnc-state`, a version byte (1), then the fields in
-    /// postcard's encoding (variable-length integers). A state holds every tensor's levels, so
+    /// The state in a compact binary form: `nnc-state`, a version byte (2), then the fields in
+    /// postcard's encoding (variable-length integers), each tensor's levels as one byte string
+    /// of zigzag varints ([`binary_form::packed_i32`]). A state holds every tensor's levels, so
     /// its form matters: for a ResNet-50-sized model this is 26 MB where the JSON of the serde
-    /// derive is 70 MB, written in 0.11 s instead of 0.31 s and read in 0.07 s instead of 0.53 s.
+    /// derive is 70 MB, written in about 0.035 s instead of 0.31 s and read in 0.065 s instead
+    /// of 0.53 s.
     ///
     /// ```
     /// use nnc_tensor::IncrementalState;
@@ -73,10 +123,13 @@ impl IncrementalState {
         BINARY.matches(bytes)
     }
 
-    /// Reads [`IncrementalState::to_bytes`]'s output. Fails with
-    /// [`crate::Error::InvalidArgument`] for anything else, including a cut or extended copy and
-    /// another version of the form.
+    /// Reads [`IncrementalState::to_bytes`]'s output, and version 1 of the form (levels element
+    /// by element), which nnc wrote before. Fails with [`crate::Error::InvalidArgument`] for
+    /// anything else, including a cut or extended copy and another version of the form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if BINARY_V1.version_of(bytes) == Some(BINARY_V1.version) {
+            return binary_form::from_bytes::<v1::State>(&BINARY_V1, bytes).map(Into::into);
+        }
         binary_form::from_bytes(&BINARY, bytes)
     }
 
@@ -158,7 +211,7 @@ mod tests {
     fn bytes_round_trip_and_are_smaller_than_json() {
         let s = sample();
         let bytes = s.to_bytes().unwrap();
-        assert!(bytes.starts_with(b"nnc-state\x01"));
+        assert!(bytes.starts_with(b"nnc-state\x02"));
         assert!(IncrementalState::is_binary(&bytes));
         assert_eq!(IncrementalState::from_bytes(&bytes).unwrap(), s);
         assert!(bytes.len() < serde_json::to_vec(&s).unwrap().len());
@@ -182,12 +235,67 @@ mod tests {
         }
         assert!(refused(&[&bytes[..], &[0]].concat()).contains("after its end"));
         let mut newer = bytes.clone();
-        newer[9] = 2;
-        assert!(refused(&newer).contains("another version (2"));
+        newer[9] = 3;
+        assert!(refused(&newer).contains("another version (3"));
         assert!(refused(b"{\"bases\": {}}").contains("no `nnc-state` header"));
         // A declared length far beyond the input is an error, not an allocation.
-        let mut huge = b"nnc-state\x01".to_vec();
-        huge.extend([0xFF, 0xFF, 0xFF, 0xFF, 0x0F]);
-        refused(&huge);
+        for version in [1, 2] {
+            let mut huge = vec![];
+            huge.extend(b"nnc-state");
+            huge.extend([version, 1, 1, b'w', 0xFF, 0xFF, 0xFF, 0xFF, 0x0F]);
+            assert!(refused(&huge).contains("not a valid nnc state"));
+        }
+        // Levels that are cut, too long or beyond 32 bits.
+        let with_levels = |levels: &[u8]| {
+            let mut b = b"nnc-state\x02\x01\x01w".to_vec();
+            b.push(levels.len() as u8);
+            b.extend(levels);
+            b.extend([1, 1, 0, 0, 0]);
+            b
+        };
+        let base = IncrementalState::from_bytes(&with_levels(&[0x80, 0x01, 3])).unwrap();
+        assert_eq!(base.bases["w"].levels, vec![64, -2]);
+        for bad in [&[3, 0x80][..], &[0x80; 6], &[0xFF, 0xFF, 0xFF, 0xFF, 0x1F]] {
+            assert!(refused(&with_levels(bad)).contains("malformed value"));
+        }
+    }
+
+    /// Version 1 (levels element by element through serde) is still read.
+    #[test]
+    fn version_1_bytes_are_read() {
+        #[derive(Serialize)]
+        struct Base<'a> {
+            levels: &'a [i32],
+            put_node_depth: u64,
+            parameter_id: u64,
+        }
+        #[derive(Serialize)]
+        struct V1<'a> {
+            bases: BTreeMap<&'a str, Base<'a>>,
+            device_id: u64,
+            hdsp_history: &'a BTreeMap<String, Vec<i8>>,
+            hdsp_best_mode: &'a BTreeMap<String, u8>,
+        }
+        let s = sample();
+        let v1 = V1 {
+            bases: s
+                .bases
+                .iter()
+                .map(|(n, b)| {
+                    let base = Base {
+                        levels: &b.levels,
+                        put_node_depth: b.put_node_depth,
+                        parameter_id: b.parameter_id,
+                    };
+                    (n.as_str(), base)
+                })
+                .collect(),
+            device_id: s.device_id,
+            hdsp_history: &s.hdsp_history,
+            hdsp_best_mode: &s.hdsp_best_mode,
+        };
+        let bytes = postcard::to_extend(&v1, b"nnc-state\x01".to_vec()).unwrap();
+        assert_eq!(IncrementalState::from_bytes(&bytes).unwrap(), s);
+        assert_ne!(bytes, s.to_bytes().unwrap());
     }
 }
