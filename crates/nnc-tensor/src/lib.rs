@@ -17,6 +17,9 @@
 //! Errors are [`Error`] values naming the unit index, its byte offset and the tensor; a bitstream
 //! declaring more elements than [`Limits`] allow is rejected before anything is allocated.
 //!
+//! The [`IncrementalState`] that carries TCA bases and the update tree from one bitstream to the
+//! next is a serde value, with a compact binary form for saving it ([`binary_form`]).
+//!
 //! ```no_run
 //! use nnc_tensor::{decode_stream, DecodeOptions, DecoderState};
 //! let bytes = std::fs::read("model.nnc")?;
@@ -28,7 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Encoding builds an [`EncodeInput`] and hands it to [`encode`]. Given by value, as here, the
+//! Encoding builds an [`EncodeInput`] and hands it to [`encode()`]. Given by value, as here, the
 //! input's elements are freed tensor by tensor as they are quantized; `encode(&input, ..)` reads
 //! an input that the caller keeps. The bytes are the same either way.
 //!

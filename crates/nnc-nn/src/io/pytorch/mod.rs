@@ -13,8 +13,8 @@
 //! - `serde-pickle`: well kept, but has no `BINPERSID`, which every checkpoint uses.
 //!
 //! None meets the brief (every dtype, file order, typed errors, no panic on hostile input), so
-//! [`pickle`] is a ~500-line interpreter for the opcodes `torch.save` emits, with every length
-//! checked against the input and memory proportional to the pickle's size.
+//! the private module `pickle` is a ~500-line interpreter for the opcodes `torch.save` emits,
+//! with every length checked against the input and memory proportional to the pickle's size.
 //!
 //! # What is read
 //! The top-level object must be a dict (`torch.save(model.state_dict(), f)` or a checkpoint
