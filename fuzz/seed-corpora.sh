@@ -5,10 +5,11 @@
 # followed by itself, in the target's layout (flags byte, u16 LE length of the first stream,
 # first stream, second stream); flags bit 0 = HDSP, set for the hdsp cases.
 # cabac_levels, roundtrip_levels take structured input (arbitrary) and start from an empty corpus.
+# state_bytes: a small incremental state in versions 1 and 2 of its binary form.
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 vectors="$fuzz/../conformance/vectors"
-mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels}
+mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels,state_bytes}
 
 u16le() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))"; }
 pair() { # flags first second > out
@@ -38,6 +39,12 @@ for case_dir in "$vectors"/*/; do
     fi
   done
 done
-for t in decode_unit_header decode_stream decode_incremental; do
+# One tensor "w" with levels 0, 1, -2, update depth 1, HDSP history 0 1 0 and best mode 1;
+# version 2 holds the levels as a byte string (length 3), version 1 as a sequence (3 elements).
+printf 'nnc-state\x02\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\x00\x01\x01w\x01' \
+  > "$fuzz/corpus/state_bytes/state_v2.bin"
+printf 'nnc-state\x01\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\x00\x01\x01w\x01' \
+  > "$fuzz/corpus/state_bytes/state_v1.bin"
+for t in decode_unit_header decode_stream decode_incremental state_bytes; do
   echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) seeds"
 done

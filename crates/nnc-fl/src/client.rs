@@ -1,6 +1,7 @@
 //! The client side: decode the server's downstream message into the global model, and code the
 //! local update (difference to that model, plus the residual of earlier messages) upstream.
 
+use nnc_tensor::binary_form::packed_f32;
 use nnc_tensor::IncrementalState;
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,10 @@ pub struct ClientState {
     /// Updates sent so far (`comm_round`).
     pub comm_round: u64,
     /// The last global model received (`prev_mdl`): the base of the next update.
+    #[serde(with = "packed_f32::option")]
     pub global: Option<Vec<f32>>,
     /// What the coding of earlier updates left out (`residuals`), added to the next update.
+    #[serde(with = "packed_f32::option")]
     pub residual: Option<Vec<f32>>,
     /// Encoder state of this client's upstream messages; equal to the server's decoder state
     /// for this client after each message.

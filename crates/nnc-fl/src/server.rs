@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use nnc_tensor::binary_form::packed_f32;
 use nnc_tensor::IncrementalState;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,10 @@ pub struct ServerState {
     /// Rounds aggregated so far.
     pub round: u64,
     /// The global model as every client reconstructs it (`base_mdl`).
+    #[serde(with = "packed_f32")]
     pub global: Vec<f32>,
     /// What the coding of earlier downstream messages left out, added to the next one.
+    #[serde(with = "packed_f32::option")]
     pub residual: Option<Vec<f32>>,
     /// Encoder state of the downstream messages (device 0); equal to every client's downstream
     /// decoder state after each message.

@@ -213,9 +213,128 @@ pub mod packed_i32 {
     }
 }
 
+/// Serde `with` module for `Vec<f32>` fields holding whole models: in binary serializers one
+/// byte string of the values' little-endian bytes (copied, not sent value by value through
+/// serde); in human-readable ones the plain list.
+pub mod packed_f32 {
+    use serde::de::{Deserialize, Deserializer, Error as _, Visitor};
+    use serde::Serializer;
+
+    /// Serializes `values`.
+    pub fn serialize<S: Serializer>(values: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            return serializer.collect_seq(values);
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        serializer.serialize_bytes(&bytes)
+    }
+
+    /// Deserializes what [`serialize`] wrote.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+        if deserializer.is_human_readable() {
+            return Vec::<f32>::deserialize(deserializer);
+        }
+        struct Packed;
+        impl Visitor<'_> for Packed {
+            type Value = Vec<f32>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("float32 values as little-endian bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<f32>, E> {
+                if !bytes.len().is_multiple_of(4) {
+                    return Err(E::custom(
+                        "float32 values in a byte string whose length is not a multiple of 4",
+                    ));
+                }
+                let values = bytes.chunks_exact(4);
+                Ok(values
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect())
+            }
+        }
+        deserializer
+            .deserialize_bytes(Packed)
+            .map_err(|e: D::Error| D::Error::custom(format_args!("values: {e}")))
+    }
+
+    /// [`packed_f32`](self) for `Option<Vec<f32>>` fields.
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        struct Packed<'a>(&'a [f32]);
+
+        impl Serialize for Packed<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                super::serialize(self.0, serializer)
+            }
+        }
+
+        struct Owned(Vec<f32>);
+
+        impl<'de> Deserialize<'de> for Owned {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                super::deserialize(deserializer).map(Owned)
+            }
+        }
+
+        /// Serializes `values`.
+        pub fn serialize<S: Serializer>(
+            values: &Option<Vec<f32>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            values.as_deref().map(Packed).serialize(serializer)
+        }
+
+        /// Deserializes what [`serialize`] wrote.
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Vec<f32>>, D::Error> {
+            Ok(Option::<Owned>::deserialize(deserializer)?.map(|o| o.0))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::packed_i32::{pack, unpack};
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Model {
+        #[serde(with = "super::packed_f32")]
+        values: Vec<f32>,
+        #[serde(with = "super::packed_f32::option")]
+        residual: Option<Vec<f32>>,
+    }
+
+    #[test]
+    fn packed_values_are_bytes_in_postcard_and_lists_in_json() {
+        let m = Model {
+            values: vec![1.5, -0.0, f32::MAX],
+            residual: Some(vec![0.25]),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"values":[1.5,-0.0,3.4028235e+38],"residual":[0.25]}"#
+        );
+        assert_eq!(serde_json::from_str::<Model>(&json).unwrap(), m);
+        let bytes = postcard::to_stdvec(&m).unwrap();
+        assert_eq!(bytes.len(), 1 + 12 + 1 + 1 + 4);
+        assert_eq!(&bytes[..5], &[12, 0, 0, 0xC0, 0x3F]);
+        assert_eq!(postcard::from_bytes::<Model>(&bytes).unwrap(), m);
+        let none = Model {
+            values: vec![],
+            residual: None,
+        };
+        let bytes = postcard::to_stdvec(&none).unwrap();
+        assert_eq!(bytes, [0, 0]);
+        assert_eq!(postcard::from_bytes::<Model>(&bytes).unwrap(), none);
+        // A byte string that is not whole floats.
+        assert!(postcard::from_bytes::<Model>(&[3, 1, 2, 3, 0]).is_err());
+    }
 
     #[test]
     fn packed_levels_round_trip_and_refuse_malformed_varints() {
