@@ -5,7 +5,8 @@
 # followed by itself, in the target's layout (flags byte, u16 LE length of the first stream,
 # first stream, second stream); flags bit 0 = HDSP, set for the hdsp cases.
 # cabac_levels, roundtrip_levels take structured input (arbitrary) and start from an empty corpus.
-# state_bytes: a small incremental state in versions 1 and 2 of its binary form.
+# state_bytes: a small incremental state in versions 1 and 2 of its binary form, and an FL client
+# and server state.
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 vectors="$fuzz/../conformance/vectors"
@@ -45,6 +46,12 @@ printf 'nnc-state\x02\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\
   > "$fuzz/corpus/state_bytes/state_v2.bin"
 printf 'nnc-state\x01\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\x00\x01\x01w\x01' \
   > "$fuzz/corpus/state_bytes/state_v1.bin"
+# The FL codecs' states: a client (device 1, global model [1.0], empty TCA states) and a server
+# (global model [1.0], one client's empty upstream state).
+printf 'nnc-fl-client\x01\x01\x00\x01\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00' \
+  > "$fuzz/corpus/state_bytes/fl_client.bin"
+printf 'nnc-fl-server\x01\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00' \
+  > "$fuzz/corpus/state_bytes/fl_server.bin"
 for t in decode_unit_header decode_stream decode_incremental state_bytes; do
   echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) seeds"
 done
