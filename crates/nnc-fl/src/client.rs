@@ -111,6 +111,7 @@ impl ClientCodec {
                     0,
                     self.opts.compress_differences,
                     &mut downstream,
+                    self.opts.threads,
                 )?;
                 self.state.downstream = downstream;
                 if self.opts.compress_differences {
@@ -229,7 +230,7 @@ pub(crate) mod tests {
             .collect();
         let mut server_state = IncrementalState::default();
         let msg = c.send(&local).unwrap();
-        let rec = decompress(&l, &msg, 1, true, &mut server_state).unwrap();
+        let rec = decompress(&l, &msg, 1, true, &mut server_state, None).unwrap();
         let update = sub(&local, &g);
         let r1 = c.state().residual.clone().unwrap();
         for i in 0..36 {
@@ -239,7 +240,7 @@ pub(crate) mod tests {
 
         // Same global, same local model again: the input is update + r1.
         let msg = c.send(&local).unwrap();
-        let rec2 = decompress(&l, &msg, 1, true, &mut server_state).unwrap();
+        let rec2 = decompress(&l, &msg, 1, true, &mut server_state, None).unwrap();
         let r2 = c.state().residual.clone().unwrap();
         for i in 0..36 {
             let input = update[i] + r1[i];

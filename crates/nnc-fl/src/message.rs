@@ -54,6 +54,7 @@ pub(crate) fn compress(
         sender,
         opts.compress_differences,
         &mut receiver,
+        opts.threads,
     )?;
     if receiver.bases != after.bases || receiver.device_id != after.device_id {
         return Err(FlError::Internal(
@@ -76,14 +77,17 @@ pub(crate) fn decompress(
     sender: u64,
     differences: bool,
     state: &mut IncrementalState,
+    threads: Option<usize>,
 ) -> Result<Vec<f32>> {
     check_headers(layout, bytes, sender, differences, state)?;
     let n = layout.num_values() as u64;
-    let opts = DecodeOptions::new().with_limits(
-        Limits::default()
-            .with_max_tensor_elements(n)
-            .with_max_total_elements(n),
-    );
+    let opts = DecodeOptions::new()
+        .with_limits(
+            Limits::default()
+                .with_max_tensor_elements(n)
+                .with_max_total_elements(n),
+        )
+        .with_threads(threads);
     let mut work = state.clone();
     let decoded = decode_stream(bytes, &mut work, &opts)?;
     let mut out = vec![0f32; layout.num_values()];
@@ -245,6 +249,30 @@ mod tests {
             .collect()
     }
 
+    /// The worker threads change nothing a receiver sees: the same bitstreams, the same states.
+    #[test]
+    fn messages_are_the_same_for_any_number_of_threads() {
+        let l = layout();
+        let run = |threads| {
+            let o = FlOptions {
+                tca: true,
+                threads,
+                ..FlOptions::compressed(-32)
+            };
+            let (mut enc, mut dec) = (IncrementalState::default(), IncrementalState::default());
+            let mut out = vec![];
+            for round in 0..3 {
+                let c = compress(&l, &o, 2, &update(round), &mut enc).unwrap();
+                let d = decompress(&l, &c.bytes, 2, true, &mut dec, o.threads).unwrap();
+                out.push((c.bytes, d));
+            }
+            (out, enc, dec)
+        };
+        let one = run(Some(1));
+        assert_eq!(one, run(Some(2)));
+        assert_eq!(one, run(None));
+    }
+
     #[test]
     fn round_trip_reconstruction_is_close_and_states_agree() {
         let l = layout();
@@ -254,7 +282,7 @@ mod tests {
         for round in 0..3 {
             let u = update(round);
             let c = compress(&l, &o, 2, &u, &mut enc).unwrap();
-            let d = decompress(&l, &c.bytes, 2, true, &mut dec).unwrap();
+            let d = decompress(&l, &c.bytes, 2, true, &mut dec, None).unwrap();
             assert_eq!(d, c.reconstruction);
             assert_eq!(enc.bases, dec.bases);
             let step = 2f32.powf(-32.0 / 4.0);
@@ -274,12 +302,12 @@ mod tests {
         let second = compress(&l, &o, 1, &update(1), &mut enc).unwrap();
         let mut dec = IncrementalState::default();
         let before = dec.clone();
-        let err = decompress(&l, &second.bytes, 1, true, &mut dec).unwrap_err();
+        let err = decompress(&l, &second.bytes, 1, true, &mut dec, None).unwrap_err();
         assert!(matches!(err, FlError::StateMismatch(_)), "{err}");
         assert_eq!(dec, before, "state untouched on error");
-        decompress(&l, &first.bytes, 1, true, &mut dec).unwrap();
+        decompress(&l, &first.bytes, 1, true, &mut dec, None).unwrap();
         // Repeating the first message is caught too.
-        let err = decompress(&l, &first.bytes, 1, true, &mut dec).unwrap_err();
+        let err = decompress(&l, &first.bytes, 1, true, &mut dec, None).unwrap_err();
         assert!(matches!(err, FlError::StateMismatch(_)), "{err}");
     }
 
@@ -291,11 +319,11 @@ mod tests {
         let c = compress(&l, &o, 3, &update(0), &mut enc).unwrap();
         let mut dec = IncrementalState::default();
         assert!(matches!(
-            decompress(&l, &c.bytes, 4, true, &mut dec),
+            decompress(&l, &c.bytes, 4, true, &mut dec, None),
             Err(FlError::StateMismatch(_))
         ));
         assert!(matches!(
-            decompress(&l, &c.bytes, 3, false, &mut dec),
+            decompress(&l, &c.bytes, 3, false, &mut dec, None),
             Err(FlError::StateMismatch(_))
         ));
         assert_eq!(dec, IncrementalState::default());
@@ -320,7 +348,7 @@ mod tests {
         for l2 in [other, renamed] {
             let mut dec = IncrementalState::default();
             assert!(matches!(
-                decompress(&l2, &c.bytes, 1, true, &mut dec),
+                decompress(&l2, &c.bytes, 1, true, &mut dec, None),
                 Err(FlError::TensorSet(_))
             ));
         }
@@ -357,14 +385,14 @@ mod tests {
         let c = compress(&l, &o, 1, &update(0), &mut enc).unwrap();
         for cut in [0, 1, 5, c.bytes.len() / 2, c.bytes.len() - 1] {
             let mut dec = IncrementalState::default();
-            assert!(decompress(&l, &c.bytes[..cut], 1, true, &mut dec).is_err());
+            assert!(decompress(&l, &c.bytes[..cut], 1, true, &mut dec, None).is_err());
             assert_eq!(dec, IncrementalState::default());
         }
         let mut flipped = c.bytes.clone();
         let last = flipped.len() - 3;
         flipped[last] ^= 0x5a;
         let mut dec = IncrementalState::default();
-        let _ = decompress(&l, &flipped, 1, true, &mut dec);
+        let _ = decompress(&l, &flipped, 1, true, &mut dec, None);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct FlOptions {
     pub tca: bool,
     /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
     pub bitdepth: Option<u32>,
+    /// Worker threads for this side's coding: `None` (or 0) all cores, `Some(n)` a pool of `n`.
+    /// Local to each side, unlike the other fields: the messages are the same for any value.
+    pub threads: Option<usize>,
 }
 
 impl Default for FlOptions {
@@ -70,6 +73,7 @@ impl Default for FlOptions {
             row_skipping: false,
             tca: false,
             bitdepth: None,
+            threads: None,
         }
     }
 }
@@ -139,6 +143,7 @@ impl FlOptions {
         o.device_id = device_id;
         o.compress_differences = self.compress_differences;
         o.int_quant_bw = self.bitdepth;
+        o.threads = self.threads;
         o
     }
 

@@ -145,6 +145,7 @@ impl ServerCodec {
                     m.device_id,
                     opts.compress_differences,
                     &mut st,
+                    opts.threads,
                 )?;
                 new_upstream.push((m.device_id, st));
                 v

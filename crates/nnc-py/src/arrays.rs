@@ -117,47 +117,48 @@ fn array<'py, T: numpy::Element>(
         .into_any())
 }
 
-/// Converts a tensor into a NumPy array of its own dtype. `bfloat16` needs the `ml_dtypes`
-/// package; without it the values come back as `float32` (exactly).
-pub fn tensor_to_py<'py>(py: Python<'py>, t: &Tensor) -> PyResult<Bound<'py, PyAny>> {
-    let shape = t.shape.as_slice();
-    match &t.data {
-        TensorData::F64(v) => array(py, v.clone(), shape),
-        TensorData::F32(v) => array(py, v.clone(), shape),
-        TensorData::F16(v) => array(py, v.clone(), shape)?.call_method1("view", ("float16",)),
+/// Converts a tensor into a NumPy array of its own dtype, handing its memory to NumPy (no copy
+/// except for float16/bfloat16 views). `bfloat16` needs the `ml_dtypes` package; without it the
+/// values come back as `float32` (exactly).
+pub fn tensor_to_py(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyAny>> {
+    let Tensor { name, shape, data } = t;
+    let shape = shape.as_slice();
+    match data {
+        TensorData::F64(v) => array(py, v, shape),
+        TensorData::F32(v) => array(py, v, shape),
+        TensorData::F16(v) => array(py, v, shape)?.call_method1("view", ("float16",)),
         TensorData::BF16(v) => match py.import("ml_dtypes") {
-            Ok(ml) => array(py, v.clone(), shape)?.call_method1("view", (ml.getattr("bfloat16")?,)),
+            Ok(ml) => array(py, v, shape)?.call_method1("view", (ml.getattr("bfloat16")?,)),
             Err(_) => {
-                let wide = t
-                    .data
+                let wide = TensorData::BF16(v)
                     .as_f32_lossless()
                     .map(|c| c.into_owned())
                     .unwrap_or_default();
                 array(py, wide, shape)
             }
         },
-        TensorData::I64(v) => array(py, v.clone(), shape),
-        TensorData::I32(v) => array(py, v.clone(), shape),
-        TensorData::I16(v) => array(py, v.clone(), shape),
-        TensorData::I8(v) => array(py, v.clone(), shape),
-        TensorData::U64(v) => array(py, v.clone(), shape),
-        TensorData::U32(v) => array(py, v.clone(), shape),
-        TensorData::U16(v) => array(py, v.clone(), shape),
-        TensorData::U8(v) => array(py, v.clone(), shape),
-        TensorData::Bool(v) => array(py, v.clone(), shape),
+        TensorData::I64(v) => array(py, v, shape),
+        TensorData::I32(v) => array(py, v, shape),
+        TensorData::I16(v) => array(py, v, shape),
+        TensorData::I8(v) => array(py, v, shape),
+        TensorData::U64(v) => array(py, v, shape),
+        TensorData::U32(v) => array(py, v, shape),
+        TensorData::U16(v) => array(py, v, shape),
+        TensorData::U8(v) => array(py, v, shape),
+        TensorData::Bool(v) => array(py, v, shape),
         other => Err(invalid(format!(
-            "tensor {:?}: element type {} has no NumPy equivalent",
-            t.name,
+            "tensor {name:?}: element type {} has no NumPy equivalent",
             other.dtype().numpy_name()
         ))),
     }
 }
 
 /// Converts decoded tensors into a `dict` of arrays, in the stream's order.
-pub fn tensors_to_dict<'py>(py: Python<'py>, tensors: &[Tensor]) -> PyResult<Bound<'py, PyDict>> {
+pub fn tensors_to_dict(py: Python<'_>, tensors: Vec<Tensor>) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
     for t in tensors {
-        out.set_item(&t.name, tensor_to_py(py, t)?)?;
+        let name = t.name.clone();
+        out.set_item(name, tensor_to_py(py, t)?)?;
     }
     Ok(out)
 }

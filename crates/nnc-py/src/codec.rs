@@ -75,7 +75,8 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
 /// of updates pass `state=EncoderState()` (updated in place unless `update_state=False`) with
 /// `compress_differences=True` and optionally `tca=True`. `state_dict=True` treats the mapping as
 /// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim).
-/// Raises `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
+/// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
+/// number. Raises `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
 #[pyfunction]
 #[pyo3(signature = (
     data, *, qp=-32, qp_density=2, nonweight_qp=Some(-75), qp_per_tensor=None, use_dq=true,
@@ -83,7 +84,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
     row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
     pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
-    state_dict=false, carry_dtypes=true
+    state_dict=false, carry_dtypes=true, threads=None
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -95,7 +96,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
                       tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
                       scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
                       tensor_id='0', state=None, update_state=True, state_dict=False, \
-                      carry_dtypes=True)"
+                      carry_dtypes=True, threads=None)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,
@@ -125,6 +126,7 @@ pub fn py_encode<'py>(
     update_state: bool,
     state_dict: bool,
     carry_dtypes: bool,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -146,6 +148,7 @@ pub fn py_encode<'py>(
     opts.cabac_unary_length_minus1 = cabac_unary_length_minus1;
     opts.device_id = device_id;
     opts.carry_dtypes = carry_dtypes;
+    opts.threads = threads;
     opts.validate().map_err(invalid)?;
     if !(0.0..1.0).contains(&sparsity) {
         return Err(invalid(format!("sparsity {sparsity} is outside [0, 1)")));
@@ -198,13 +201,15 @@ pub fn py_encode<'py>(
 /// returns them. For the updates of a sequence pass the receiver's `state=DecoderState()`
 /// (updated on success unless `update_state=False`; unchanged on error) and `hdsp=True` if the
 /// encoder used it. `tensor_dimensions` supplies shapes a parent-signalled stream leaves out;
-/// `max_tensor_elements` / `max_total_elements` bound what a stream may make the decoder allocate.
+/// `max_tensor_elements` / `max_total_elements` bound what a stream may make the decoder allocate;
+/// `threads` sets the worker threads (default `None`: all cores; the values are the same for any
+/// number).
 /// Raises `nnc.MalformedError`, `nnc.UnsupportedError`, `nnc.LimitExceededError` or
 /// `nnc.StateMismatchError` (all `nnc.NncError`, a `ValueError`).
 #[pyfunction]
 #[pyo3(signature = (
     bitstream, *, state=None, update_state=true, hdsp=false, tensor_dimensions=None,
-    max_tensor_elements=None, max_total_elements=None
+    max_tensor_elements=None, max_total_elements=None, threads=None
 ))]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(name = "decode")]
@@ -217,6 +222,7 @@ pub fn py_decode<'py>(
     tensor_dimensions: Option<BTreeMap<String, Vec<u64>>>,
     max_tensor_elements: Option<u64>,
     max_total_elements: Option<u64>,
+    threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let mut limits = Limits::default();
     if let Some(n) = max_tensor_elements {
@@ -231,7 +237,8 @@ pub fn py_decode<'py>(
         .with_limits(limits)
         .with_hdsp(hdsp)
         .with_keep_levels(false)
-        .with_update_state(state.is_some() && update_state);
+        .with_update_state(state.is_some() && update_state)
+        .with_threads(threads);
     for (name, dims) in tensor_dimensions.unwrap_or_default() {
         opts = opts.with_tensor_dimensions(name, dims);
     }
@@ -248,7 +255,7 @@ pub fn py_decode<'py>(
         }
     }
     let tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
-    tensors_to_dict(py, &tensors)
+    tensors_to_dict(py, tensors)
 }
 
 #[cfg(test)]

@@ -273,7 +273,8 @@ type ReduceArgs<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyBytes>)
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
 /// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
 /// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`,
-/// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`).
+/// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`;
+/// `threads` sets this side's worker threads and does not change the messages).
 #[pyclass(module = "nnc", name = "ClientCodec")]
 pub struct PyClientCodec {
     inner: ClientCodec,

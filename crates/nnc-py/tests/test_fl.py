@@ -83,6 +83,17 @@ def test_saved_states_of_the_wrong_kind_are_refused():
     assert old.state_bytes() == client.state_bytes()
 
 
+def test_threads_option_leaves_the_messages_unchanged():
+    rounds = []
+    for threads in (1, 2):
+        opts = dict(OPTS, threads=threads)
+        server = nnc.ServerCodec(LAYOUT, initial(), **opts)
+        clients = [nnc.ClientCodec(LAYOUT, i + 1, **opts) for i in range(2)]
+        rounds.append(run_rounds(server, clients, server.initial_message(), 2,
+                                 np.random.default_rng(5)))
+    assert rounds[0] == rounds[1]
+
+
 def test_flat_arrays_and_uncompressed_sessions():
     server = nnc.ServerCodec(list(LAYOUT.items()), np.zeros(144, np.float32))
     client = nnc.ClientCodec(LAYOUT, 1)

@@ -183,6 +183,18 @@ def test_threads_can_encode_concurrently():
     assert results == [expected] * 4
 
 
+def test_worker_threads_do_not_change_the_bytes_or_values():
+    model = {f"l{i}.weight": weights((64, 32 + i)) for i in range(5)}
+    streams = [nnc.encode(model, threads=n, scan_order=2) for n in (1, 2, None, 0)]
+    assert all(s == streams[0] for s in streams)
+    decoded = [nnc.decode(streams[0], threads=n) for n in (1, 2, None)]
+    for d in decoded[1:]:
+        assert list(d) == list(decoded[0])
+        assert all(np.array_equal(d[k], decoded[0][k]) for k in d)
+    with pytest.raises(OverflowError):
+        nnc.decode(streams[0], threads=-1)
+
+
 def test_bfloat16_when_ml_dtypes_is_installed():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = weights((6, 6)).astype(ml_dtypes.bfloat16)

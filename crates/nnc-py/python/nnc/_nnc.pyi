@@ -96,6 +96,7 @@ def encode(
     update_state: bool = True,
     state_dict: bool = False,
     carry_dtypes: bool = True,
+    threads: Optional[int] = None,
 ) -> bytes:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
@@ -109,6 +110,7 @@ def decode(
     tensor_dimensions: Optional[Mapping[str, list[int]]] = None,
     max_tensor_elements: Optional[int] = None,
     max_total_elements: Optional[int] = None,
+    threads: Optional[int] = None,
 ) -> dict[str, np.ndarray]:
     """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""
 
@@ -121,7 +123,8 @@ class ClientCodec:
     Options (keywords): ``compressed`` (the four flags below at once), ``compress_upstream``,
     ``compress_downstream``, ``compress_differences``, ``err_accumulation``, ``qp`` (-32),
     ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2), ``use_dq``, ``opt_qp``,
-    ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``."""
+    ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``, and
+    ``threads`` (this side's worker threads; ``None``: all cores; messages do not depend on it)."""
 
     def __init__(self, layout: Layout, device_id: int, **options: Any) -> None: ...
     @classmethod
