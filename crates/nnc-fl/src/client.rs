@@ -104,13 +104,12 @@ impl ClientCodec {
     pub fn receive(&mut self, message: &[u8]) -> Result<Vec<f32>> {
         let global = match &self.state.global {
             Some(prev) if self.opts.compress_downstream => {
-                let mut downstream = self.state.downstream.clone();
-                let decoded = decompress(
+                let (decoded, downstream) = decompress(
                     &self.layout,
                     message,
                     0,
                     self.opts.compress_differences,
-                    &mut downstream,
+                    self.state.downstream.clone(),
                     self.opts.threads,
                 )?;
                 self.state.downstream = downstream;
@@ -228,9 +227,8 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, v)| v + 0.3 * ((i % 3) as f32 - 1.0))
             .collect();
-        let mut server_state = IncrementalState::default();
         let msg = c.send(&local).unwrap();
-        let rec = decompress(&l, &msg, 1, true, &mut server_state, None).unwrap();
+        let (rec, server_state) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
         let update = sub(&local, &g);
         let r1 = c.state().residual.clone().unwrap();
         for i in 0..36 {
@@ -240,7 +238,7 @@ pub(crate) mod tests {
 
         // Same global, same local model again: the input is update + r1.
         let msg = c.send(&local).unwrap();
-        let rec2 = decompress(&l, &msg, 1, true, &mut server_state, None).unwrap();
+        let (rec2, _) = decompress(&l, &msg, 1, true, server_state, None).unwrap();
         let r2 = c.state().residual.clone().unwrap();
         for i in 0..36 {
             let input = update[i] + r1[i];

@@ -47,13 +47,12 @@ pub(crate) fn compress(
     let encoded = encode_incremental(input, &opts.encode_options(sender), &mut after, true)?;
     // Decode our own bitstream from the state the receiver holds now: this gives the
     // reconstruction (for the residual and the next global model) and proves both sides agree.
-    let mut receiver = state.clone();
-    let reconstruction = decompress(
+    let (reconstruction, receiver) = decompress(
         layout,
         &encoded.bytes,
         sender,
         opts.compress_differences,
-        &mut receiver,
+        state.clone(),
         opts.threads,
     )?;
     if receiver.bases != after.bases || receiver.device_id != after.device_id {
@@ -68,18 +67,19 @@ pub(crate) fn compress(
     })
 }
 
-/// Decodes a message of `sender`, advancing `state` (the receiver's decoder state for this
-/// direction and sender). With `differences` the stream must be parent-signalled and omitted
-/// tensors are zero; without, every tensor must be present.
+/// Decodes a message of `sender` against `state` (the receiver's decoder state for this
+/// direction and sender, taken by value: callers keep their own copy until it succeeds) and
+/// returns the values and the state after it. With `differences` the stream must be
+/// parent-signalled and omitted tensors are zero; without, every tensor must be present.
 pub(crate) fn decompress(
     layout: &Layout,
     bytes: &[u8],
     sender: u64,
     differences: bool,
-    state: &mut IncrementalState,
+    mut state: IncrementalState,
     threads: Option<usize>,
-) -> Result<Vec<f32>> {
-    check_headers(layout, bytes, sender, differences, state)?;
+) -> Result<(Vec<f32>, IncrementalState)> {
+    check_headers(layout, bytes, sender, differences, &state)?;
     let n = layout.num_values() as u64;
     let opts = DecodeOptions::new()
         .with_limits(
@@ -88,8 +88,7 @@ pub(crate) fn decompress(
                 .with_max_total_elements(n),
         )
         .with_threads(threads);
-    let mut work = state.clone();
-    let decoded = decode_stream(bytes, &mut work, &opts)?;
+    let decoded = decode_stream(bytes, &mut state, &opts)?;
     let mut out = vec![0f32; layout.num_values()];
     let mut present = vec![false; layout.specs().len()];
     for t in &decoded.tensors {
@@ -133,8 +132,7 @@ pub(crate) fn decompress(
         }
     }
     layout.check_finite("decoded message", &out)?;
-    *state = work;
-    Ok(out)
+    Ok((out, state))
 }
 
 /// Checks unit order, parent signalling and every NDU's tensor, sender, `parameter_id` and
@@ -231,6 +229,21 @@ fn check_headers(
 mod tests {
     use super::*;
     use crate::layout::TensorSpec;
+
+    /// [`super::decompress`] advancing `state` in place on success.
+    fn decompress(
+        layout: &Layout,
+        bytes: &[u8],
+        sender: u64,
+        differences: bool,
+        state: &mut IncrementalState,
+        threads: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let (out, after) =
+            super::decompress(layout, bytes, sender, differences, state.clone(), threads)?;
+        *state = after;
+        Ok(out)
+    }
 
     fn layout() -> Layout {
         Layout::new(vec![

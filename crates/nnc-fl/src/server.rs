@@ -133,18 +133,18 @@ impl ServerCodec {
         let mut new_upstream = Vec::with_capacity(messages.len());
         for m in messages {
             let values = if opts.compress_upstream {
-                let mut st = self
+                let st = self
                     .state
                     .upstream
                     .get(&m.device_id)
                     .cloned()
                     .unwrap_or_default();
-                let v = decompress(
+                let (v, st) = decompress(
                     &self.layout,
                     m.bytes,
                     m.device_id,
                     opts.compress_differences,
-                    &mut st,
+                    st,
                     opts.threads,
                 )?;
                 new_upstream.push((m.device_id, st));
