@@ -1,10 +1,10 @@
 //! The compact binary form nnc saves its states in: a magic string naming the kind of value, a
 //! version byte, then the value in postcard's encoding (variable-length integers).
 //!
-//! [`IncrementalState::to_bytes`](crate::IncrementalState::to_bytes) uses it, and so do the
-//! federated-learning codecs' states one crate up, each kind with its own magic. Reading checks
-//! the magic and the version and refuses cut or extended copies, so a file of one kind is never
-//! taken for another or half read.
+//! [`IncrementalState::to_bytes`](crate::IncrementalState::to_bytes) uses it; crates above
+//! define kinds of their own, each with its own magic. Reading checks the magic and the version
+//! and refuses cut or extended copies, so a file of one kind is never taken for another or half
+//! read.
 //!
 //! ```
 //! use nnc_tensor::binary_form::{from_bytes, to_bytes, Kind};
