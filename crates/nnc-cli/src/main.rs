@@ -69,8 +69,8 @@ enum Command {
         /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Worker threads (default: all cores); the output is the same for any number.
-        #[arg(short = 'j', long)]
+        /// Worker threads (default: all cores; at most 1024); the output is the same for any number.
+        #[arg(short = 'j', long, value_parser = threads_arg)]
         threads: Option<usize>,
     },
     /// Per-tensor size and bits per parameter of a bitstream (name, shape, dtype, qp).
@@ -89,6 +89,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `-j N`: a thread count the library accepts (0 means all cores).
+fn threads_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n > nnc_tensor::MAX_THREADS {
+        return Err(format!(
+            "at most {} worker threads",
+            nnc_tensor::MAX_THREADS
+        ));
+    }
+    Ok(n)
 }
 
 fn main() -> ExitCode {

@@ -193,11 +193,18 @@ fn usage_errors_exit_2() {
             "--max-tensor-elements",
             "lots",
         ][..],
+        // More worker threads than nnc starts: refused before any is started.
+        &["decode", "x.nnc", "-o", "y.npz", "-j", "5000"][..],
+        &["encode", "x.npz", "-o", "y.nnc", "--threads", "1025"][..],
     ] {
         let o = nnc(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"));
     }
+    assert!(
+        stderr(&nnc(&["decode", "x.nnc", "-o", "y.npz", "-j", "5000"]))
+            .contains("at most 1024 worker threads")
+    );
     assert_eq!(nnc(&["--help"]).status.code(), Some(0));
     assert_eq!(nnc(&["--version"]).status.code(), Some(0));
 }

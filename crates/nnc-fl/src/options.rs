@@ -50,7 +50,8 @@ pub struct FlOptions {
     pub tca: bool,
     /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
     pub bitdepth: Option<u32>,
-    /// Worker threads for this side's coding: `None` (or 0) all cores, `Some(n)` a pool of `n`.
+    /// Worker threads for this side's coding: `None` (or 0) all cores, `Some(n)` a pool of `n`
+    /// (at most [`nnc_tensor::MAX_THREADS`]).
     /// Local to each side, unlike the other fields: the messages are the same for any value.
     pub threads: Option<usize>,
 }
@@ -124,6 +125,9 @@ impl FlOptions {
         }
         if self.tca && !self.compress_differences {
             return bad("tca needs compress_differences".into());
+        }
+        if let Some(n) = self.threads.filter(|&n| n > nnc_tensor::MAX_THREADS) {
+            return bad(format!("threads {n} is above {}", nnc_tensor::MAX_THREADS));
         }
         Ok(())
     }

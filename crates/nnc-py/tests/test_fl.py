@@ -92,6 +92,8 @@ def test_threads_option_leaves_the_messages_unchanged():
         rounds.append(run_rounds(server, clients, server.initial_message(), 2,
                                  np.random.default_rng(5)))
     assert rounds[0] == rounds[1]
+    with pytest.raises(nnc.InvalidArgumentError, match="threads 5000 is above 1024"):
+        nnc.ClientCodec(LAYOUT, 1, **dict(OPTS, threads=5000))
 
 
 def test_flat_arrays_and_uncompressed_sessions():

@@ -193,6 +193,10 @@ def test_worker_threads_do_not_change_the_bytes_or_values():
         assert all(np.array_equal(d[k], decoded[0][k]) for k in d)
     with pytest.raises(OverflowError):
         nnc.decode(streams[0], threads=-1)
+    with pytest.raises(nnc.InvalidArgumentError, match="at most 1024"):
+        nnc.decode(streams[0], threads=5000)
+    with pytest.raises(nnc.InvalidArgumentError, match="at most 1024"):
+        nnc.encode(model, threads=1025)
 
 
 def test_bfloat16_when_ml_dtypes_is_installed():

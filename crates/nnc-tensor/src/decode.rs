@@ -40,8 +40,9 @@ pub struct DecodeOptions {
     /// Default: `true`.
     pub update_state: bool,
     /// Worker threads for entropy decoding: `None` (or `Some(0)`) uses rayon's global pool (all
-    /// cores), `Some(n)` a pool of `n` threads built for the call. The output is the same for
-    /// any value. Default: `None`.
+    /// cores), `Some(n)` a pool of `n` threads built for the call (at most
+    /// [`MAX_THREADS`](crate::MAX_THREADS), or the decode fails). The output is the same for any
+    /// value. Default: `None`.
     pub threads: Option<usize>,
 }
 

@@ -79,3 +79,4 @@ pub use stream::{
     decode_standalone_with, decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec,
 };
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};
+pub use threads::MAX_THREADS;

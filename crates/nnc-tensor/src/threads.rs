@@ -6,16 +6,27 @@
 
 use crate::error::{Error, Result};
 
+/// The most worker threads one call starts. Asking for more is an error: a pool's threads are
+/// all started up front, and tens of thousands of them take minutes to start or exhaust the
+/// process's threads.
+pub const MAX_THREADS: usize = 1024;
+
 /// Where the parallel parts of one call run.
 pub(crate) struct Workers {
     pool: Option<rayon::ThreadPool>,
 }
 
 impl Workers {
-    /// `None` or `Some(0)`: the global pool; `Some(n)`: a new pool of `n` threads.
+    /// `None` or `Some(0)`: the global pool; `Some(n)`: a new pool of `n` threads (at most
+    /// [`MAX_THREADS`]).
     pub(crate) fn new(threads: Option<usize>) -> Result<Self> {
         let pool = match threads {
             None | Some(0) => None,
+            Some(n) if n > MAX_THREADS => {
+                return Err(Error::InvalidArgument {
+                    what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
+                })
+            }
             Some(n) => Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
@@ -104,5 +115,10 @@ mod tests {
             Workers::new(Some(0)).unwrap().count(),
             rayon::current_num_threads()
         );
+        let Err(e) = Workers::new(Some(MAX_THREADS + 1)) else {
+            panic!("{} threads were started", MAX_THREADS + 1);
+        };
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("at most 1024"), "{e}");
     }
 }

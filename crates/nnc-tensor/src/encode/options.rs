@@ -87,8 +87,9 @@ pub struct EncodeOptions {
     /// reference. Default: `true`.
     pub carry_dtypes: bool,
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
-    /// pool of `n` threads built for the call. The bitstream is the same for any value. Not an
-    /// argument of the reference. Default: `None`.
+    /// pool of `n` threads built for the call (at most [`MAX_THREADS`](crate::MAX_THREADS), or
+    /// the encode fails). The bitstream is the same for any value. Not an argument of the
+    /// reference. Default: `None`.
     pub threads: Option<usize>,
 }
 
