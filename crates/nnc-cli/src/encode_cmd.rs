@@ -192,7 +192,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         }
     };
     let opts = args.options();
-    if args.sparsity > 0.0 {
+    // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
+    if args.sparsity != 0.0 {
         progress.stage("sparsifying");
         sparsify_tensors(
             &mut tensors,

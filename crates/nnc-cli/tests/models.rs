@@ -609,3 +609,37 @@ fn state_files_binary_and_json_give_the_same_sequence() {
         );
     }
 }
+
+/// Sparsification targets that are not below 1 or not a number are refused, not applied (1.5
+/// zeroed every weight, and NaN was skipped as if sparsification were off).
+#[test]
+fn sparsity_targets_outside_the_range_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    let weight = Tensor::try_new(
+        "fc.weight",
+        vec![16, 32],
+        TensorData::F32(wave(512, 1, 0.01)),
+    )
+    .expect("tensor");
+    write_tensors(&model, &[weight]).expect("write model");
+    let out = dir.path().join("m.nnc");
+    for (args, message) in [
+        (&["--sparsity", "1.5"][..], "sparsity 1.5 is not below 1"),
+        (&["--sparsity", "NaN"][..], "sparsity NaN is not below 1"),
+        (
+            &["--sparsity", "0.5", "--struct-spars-factor", "inf"][..],
+            "struct_spars_factor inf is not finite",
+        ),
+    ] {
+        refused(&[&["encode", s(&model)][..], args].concat(), &out, message);
+    }
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "-o",
+        s(&out),
+        "--sparsity",
+        "0.5",
+    ]));
+}

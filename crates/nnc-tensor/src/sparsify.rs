@@ -10,7 +10,21 @@ use crate::tensor::{Tensor, TensorData};
 /// (statistics-based, towards `opts.sparsity`), then structured per output channel. Float32 tensors
 /// with two or more dimensions are changed; integer tensors only count towards the sparsity;
 /// other float types are not supported (convert them to float32 first).
+///
+/// A `sparsity` of 1 or more (which would zero every weight), or a `sparsity` or
+/// `struct_spars_factor` that is not finite, is an [`Error::InvalidArgument`]; a `sparsity` of 0
+/// or less turns sparsification off, as in the reference.
 pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Result<()> {
+    let invalid = |what: String| Err(Error::InvalidArgument { what });
+    if !(opts.sparsity.is_finite() && opts.sparsity < 1.0) {
+        return invalid(format!("sparsity {} is not below 1", opts.sparsity));
+    }
+    if !opts.struct_spars_factor.is_finite() {
+        return invalid(format!(
+            "struct_spars_factor {} is not finite",
+            opts.struct_spars_factor
+        ));
+    }
     if opts.sparsity <= 0.0 {
         return Ok(());
     }
@@ -58,4 +72,45 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_that_are_not_below_1_or_not_finite_are_refused() {
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
+        let original = vec![Tensor::try_new("w", vec![8, 8], TensorData::F32(values)).unwrap()];
+        let opts = |sparsity, struct_spars_factor| SparsifyOptions {
+            qp: -32,
+            qp_density: 2,
+            sparsity,
+            struct_spars_factor,
+        };
+        for (s, f) in [
+            (1.0, 0.9),
+            (1.5, 0.9),
+            (f64::NAN, 0.9),
+            (0.5, f64::NAN),
+            (0.5, f64::INFINITY),
+        ] {
+            let mut t = original.clone();
+            let e = sparsify_tensors(&mut t, &opts(s, f)).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{s} {f}");
+            assert_eq!(t, original, "refused, so unchanged");
+        }
+        // Zero or less is off; a target below 1 zeroes some weights.
+        for s in [0.0, -0.5] {
+            let mut t = original.clone();
+            sparsify_tensors(&mut t, &opts(s, 0.9)).unwrap();
+            assert_eq!(t, original);
+        }
+        let mut t = original.clone();
+        sparsify_tensors(&mut t, &opts(0.5, 0.0)).unwrap();
+        let TensorData::F32(v) = &t[0].data else {
+            unreachable!()
+        };
+        assert!(v.iter().filter(|&&x| x == 0.0).count() > 0);
+    }
 }
