@@ -8,7 +8,7 @@ use nnc_tensor::encode::EncodeInput;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
-use crate::files::{load_state, refuse_overwrite, save_state, write_atomically};
+use crate::files::{check_output, load_state, refuse_overwrite, save_state, write_atomically};
 use crate::progress::Progress;
 use crate::report;
 use crate::update;
@@ -161,6 +161,14 @@ fn is_pytorch_file(path: &Path) -> bool {
 /// Runs `nnc encode`.
 pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     refuse_overwrite(&args.output, args.force)?;
+    check_output(
+        &args.output,
+        &[
+            Some(&args.input),
+            args.base.as_deref(),
+            args.state.as_deref(),
+        ],
+    )?;
     if args.tca && (args.base.is_none() || args.state.is_none()) {
         bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
     }

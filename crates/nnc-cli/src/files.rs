@@ -13,15 +13,67 @@ pub fn refuse_overwrite(path: &Path, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks an output path before any work is done: its directory exists and it is none of the
+/// `inputs` (with `--force` the output would otherwise replace an input, or the state file,
+/// while it is still needed).
+pub fn check_output(output: &Path, inputs: &[Option<&Path>]) -> anyhow::Result<()> {
+    let dir = parent_dir(output);
+    if !dir.is_dir() {
+        bail!(
+            "{}: the directory {} does not exist",
+            output.display(),
+            dir.display()
+        );
+    }
+    // Files that exist are compared through their real paths; one that does not exist yet (a
+    // new state file) by its absolute path.
+    let same = |input: &Path| match (output.canonicalize(), input.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => match (std::path::absolute(output), std::path::absolute(input)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        },
+    };
+    if let Some(input) = inputs.iter().flatten().find(|i| same(i)) {
+        bail!(
+            "{} is also an input ({}); write the output elsewhere",
+            output.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
+
+/// [`check_output`] for a model file: also a format nnc writes, by extension.
+pub fn check_model_output(output: &Path, inputs: &[Option<&Path>]) -> anyhow::Result<()> {
+    use nnc_nn::io::FileFormat;
+    match FileFormat::from_path(output) {
+        Some(FileFormat::Safetensors | FileFormat::Npz | FileFormat::Npy) => {}
+        Some(FileFormat::PyTorch) => bail!(
+            "{}: nnc does not write PyTorch files (use .safetensors, .npz or .npy)",
+            output.display()
+        ),
+        _ => bail!(
+            "{}: unknown output format (use .safetensors, .npz or .npy)",
+            output.display()
+        ),
+    }
+    check_output(output, inputs)
+}
+
+/// The directory a path is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// Writes through a temporary file in the target directory, then renames it into place.
 pub fn write_atomically(
     path: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let file_name = path.file_name().context("output path has no file name")?;
     // Same extension as the target, so format detection by extension still works.
     let tmp = dir.join(format!(

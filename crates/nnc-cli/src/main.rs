@@ -17,7 +17,7 @@ mod report;
 mod stats_cmd;
 mod update;
 
-use files::{load_state, refuse_overwrite, save_state, write_atomically};
+use files::{check_model_output, load_state, refuse_overwrite, save_state, write_atomically};
 
 #[derive(Parser)]
 #[command(
@@ -148,6 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             refuse_overwrite(&output, force)?;
+            check_model_output(&output, &[Some(&input), base.as_deref(), state.as_deref()])?;
             let progress = progress::Progress::new(cli.quiet);
             progress.show_for(stats_cmd::unit_count(&bytes));
             progress.stage(format!("decoding {}", input.display()));

@@ -643,3 +643,66 @@ fn sparsity_targets_outside_the_range_are_refused() {
         "0.5",
     ]));
 }
+
+/// Outputs are checked before any work: a format nnc writes, an existing directory, and never
+/// one of the inputs, even with `--force` (an encode onto its own input, or onto its state
+/// file, used to replace it).
+#[test]
+fn outputs_that_cannot_or_must_not_be_written_are_refused_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let weight = Tensor::try_new(
+        "fc.weight",
+        vec![16, 32],
+        TensorData::F32(wave(512, 2, 0.01)),
+    )
+    .expect("tensor");
+    write_tensors(&path("model.safetensors"), &[weight]).expect("write model");
+    let model = path("model.safetensors");
+    let original = std::fs::read(&model).expect("read model");
+    ok(&nnc(&["encode", s(&model), "-o", s(&path("m.nnc"))]));
+
+    let stream = path("m.nnc");
+    for (name, message) in [
+        ("out.txt", "unknown output format"),
+        ("out.pt", "does not write PyTorch files"),
+        ("no/such/dir/out.npz", "does not exist"),
+    ] {
+        let out = path(name);
+        let o = nnc(&["decode", s(&stream), "-o", s(&out)]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(message),
+            "{name}"
+        );
+        assert!(!out.exists());
+    }
+    let state = path("state.bin");
+    for args in [
+        vec!["encode", s(&model), "-o", s(&model), "--force"],
+        vec![
+            "decode",
+            s(&path("m.nnc")),
+            "-o",
+            s(&path("m.nnc")),
+            "--force",
+        ],
+        vec![
+            "encode",
+            s(&model),
+            "-o",
+            s(&state),
+            "--base",
+            s(&model),
+            "--state",
+            s(&state),
+        ],
+    ] {
+        let o = nnc(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(!state.exists(), "{args:?}");
+    }
+    assert_eq!(std::fs::read(&model).expect("read model"), original);
+    let o = nnc(&["encode", s(&model), "-o", s(&model), "--force"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is also an input"));
+}
