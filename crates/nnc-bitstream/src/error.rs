@@ -186,6 +186,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the message already names the NNR unit and where it starts (unit framing and
+    /// order), so a caller adding its own location would say it twice.
+    pub fn names_its_unit(&self) -> bool {
+        matches!(
+            self,
+            Error::UnitTruncated { .. } | Error::InvalidUnitSize { .. } | Error::UnitOrder { .. }
+        )
+    }
+
     /// Coarse classification of the error.
     pub fn kind(&self) -> ErrorKind {
         match self {

@@ -5,8 +5,9 @@
 //! for them is needed on the Rust side.
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyMapping};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMapping, PyMemoryView};
 
 use nnc_tensor::{DType, Tensor, TensorData};
 
@@ -115,6 +116,25 @@ fn array<'py, T: numpy::Element>(
     Ok(PyArray1::from_vec(py, values)
         .reshape(shape.to_vec())?
         .into_any())
+}
+
+/// A bytes-like argument as `bytes`: `bytes` as it is, a `bytearray` or `memoryview` (of a
+/// `mmap`, say) copied once. Anything else is a `TypeError` (not `bytes(x)`, which would turn an
+/// integer into that many zero bytes).
+pub fn bytes_like<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyBytes>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.clone());
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(PyBytes::new(obj.py(), &b.to_vec()));
+    }
+    if obj.cast::<PyMemoryView>().is_ok() {
+        return Ok(obj.py().get_type::<PyBytes>().call1((obj,))?.cast_into()?);
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be bytes, bytearray or memoryview, not {}",
+        obj.get_type().name()?
+    )))
 }
 
 /// Converts a tensor into a NumPy array of its own dtype, handing its memory to NumPy (no copy

@@ -11,7 +11,7 @@ use nnc_tensor::{
     EncodeOptions, Limits, Tensor, TensorData,
 };
 
-use crate::arrays::{tensors_from_py, tensors_to_dict};
+use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict};
 use crate::errors::{invalid, to_py};
 use crate::state::{DecoderState, EncoderState};
 
@@ -215,7 +215,7 @@ pub fn py_encode<'py>(
 #[pyo3(name = "decode")]
 pub fn py_decode<'py>(
     py: Python<'py>,
-    bitstream: &[u8],
+    bitstream: &Bound<'py, PyAny>,
     state: Option<Bound<'py, DecoderState>>,
     update_state: bool,
     hdsp: bool,
@@ -224,6 +224,8 @@ pub fn py_decode<'py>(
     max_total_elements: Option<u64>,
     threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    let bitstream = bytes_like(bitstream, "bitstream")?;
+    let bytes = bitstream.as_bytes();
     let mut limits = Limits::default();
     if let Some(n) = max_tensor_elements {
         limits.max_tensor_elements = n;
@@ -247,7 +249,7 @@ pub fn py_decode<'py>(
         .map(|s| s.borrow().inner.clone())
         .unwrap_or_default();
     let decoded = py
-        .detach(|| decode_stream(bitstream, &mut work, &opts))
+        .detach(|| decode_stream(bytes, &mut work, &opts))
         .map_err(|e| to_py(&e))?;
     if let Some(s) = state {
         if update_state {

@@ -183,6 +183,24 @@ def test_threads_can_encode_concurrently():
     assert results == [expected] * 4
 
 
+def test_decode_takes_bytes_like_input():
+    w = weights((16, 8))
+    stream = nnc.encode(w)
+    expected = nnc.decode(stream)["0"]
+    for b in (bytearray(stream), memoryview(stream), memoryview(b"xx" + stream)[2:]):
+        np.testing.assert_array_equal(nnc.decode(b)["0"], expected)
+    for bad in (12, "text", [1, 2]):
+        with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
+            nnc.decode(bad)
+
+
+def test_qp_per_tensor_refuses_names_that_match_nothing():
+    w = weights((16, 8))
+    assert nnc.encode({"a": w}, qp_per_tensor={"a": -20}) != nnc.encode({"a": w})
+    with pytest.raises(nnc.InvalidArgumentError, match='qp_per_tensor names "zzz"'):
+        nnc.encode({"a": w}, qp_per_tensor={"zzz": -20})
+
+
 def test_worker_threads_do_not_change_the_bytes_or_values():
     model = {f"l{i}.weight": weights((64, 32 + i)) for i in range(5)}
     streams = [nnc.encode(model, threads=n, scan_order=2) for n in (1, 2, None, 0)]

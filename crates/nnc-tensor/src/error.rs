@@ -41,12 +41,21 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// `at: source`, or only `source` when it names its unit itself.
+fn syntax_message(at: &Location, source: &nnc_bitstream::Error) -> String {
+    if source.names_its_unit() {
+        source.to_string()
+    } else {
+        format!("{at}: {source}")
+    }
+}
+
 /// Errors of decoding and encoding tensors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The unit syntax is invalid.
-    #[error("{at}: {source}")]
+    #[error("{}", syntax_message(.at, .source))]
     Syntax {
         /// Where.
         at: Location,

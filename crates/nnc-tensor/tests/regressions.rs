@@ -106,3 +106,15 @@ fn an_exhausted_payload_stops_the_level_loop() {
     assert!(e.to_string().contains("payload exhausted"), "{e}");
     assert!(t < Duration::from_secs(2), "took {t:?}");
 }
+
+/// Unit framing errors name their unit once (the location used to be prefixed to a message that
+/// already held it: "NNR unit 0 at byte 0: NNR unit 0 at byte 0 declares ...").
+#[test]
+fn framing_errors_name_their_unit_once() {
+    let opts = nnc_tensor::DecodeOptions::new();
+    let e = decode_stream(b"junk", &mut DecoderState::default(), &opts).unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.kind(), ErrorKind::Malformed);
+    assert_eq!(text.matches("NNR unit 0 at byte 0").count(), 1, "{text}");
+    assert!(text.contains("declares"), "{text}");
+}

@@ -102,7 +102,7 @@ def encode(
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
 
 def decode(
-    bitstream: bytes,
+    bitstream: Union[bytes, bytearray, memoryview],
     *,
     state: Optional[DecoderState] = None,
     update_state: bool = True,

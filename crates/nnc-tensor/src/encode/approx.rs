@@ -18,6 +18,16 @@ fn invalid(what: impl Into<String>) -> Error {
 
 /// Sets `qp` and `dq_flag` of every parameter (reference `ApproxInfo`).
 pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<()> {
+    // A name that matches nothing is most likely a typo; it would otherwise be ignored.
+    if let Some(name) = opts
+        .qp_per_tensor
+        .keys()
+        .find(|n| !model.params.contains_key(n.as_str()))
+    {
+        return Err(invalid(format!(
+            "qp_per_tensor names {name:?}, which is not among the tensors to encode"
+        )));
+    }
     // Float tensors are read in place; only integer tensors need a float copy.
     let stats: Vec<Cow<'_, [f32]>> = model
         .order

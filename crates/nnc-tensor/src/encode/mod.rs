@@ -444,6 +444,20 @@ mod tests {
     }
 
     #[test]
+    fn qp_per_tensor_names_must_match_a_tensor() {
+        let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
+        let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let mut opts = EncodeOptions::default();
+        opts.qp_per_tensor.insert("w".into(), -20);
+        encode(&input, &opts).unwrap();
+        opts.qp_per_tensor.insert("v".into(), -20);
+        let e = encode(&input, &opts).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(e.to_string().contains("qp_per_tensor names \"v\""), "{e}");
+    }
+
+    #[test]
     fn decoding_with_a_skipped_step_is_a_state_error() {
         let opts = EncodeOptions {
             compress_differences: true,

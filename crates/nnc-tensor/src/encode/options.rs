@@ -43,7 +43,8 @@ pub struct EncodeOptions {
     /// qp of non-weight tensors; `None` (or 0, as in the reference) derives `qp − 2^(qp_density+1)`.
     /// Default: `Some(`[`DEFAULT_NONWEIGHT_QP`]`)`.
     pub nonweight_qp: Option<i32>,
-    /// Per-tensor qp overrides by name. Default: none.
+    /// Per-tensor qp overrides by name; a name that is not among the tensors to encode is an
+    /// error. Default: none.
     pub qp_per_tensor: BTreeMap<String, i32>,
     /// Dependent (trellis-coded) quantization. Default: `true`.
     pub use_dq: bool,
