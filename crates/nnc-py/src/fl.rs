@@ -180,7 +180,7 @@ fn model_to_py<'py>(
 
 /// A codec's state, which Python holds as JSON (`state_json()`) or in nnc's binary form
 /// (`state_bytes()`, and pickles).
-trait SavedState: serde::Serialize + serde::de::DeserializeOwned + Sync {
+trait SavedState: serde::de::DeserializeOwned + Sync {
     fn to_binary(&self) -> nnc_fl::Result<Vec<u8>>;
     fn from_binary(bytes: &[u8]) -> nnc_fl::Result<Self>;
 
@@ -242,7 +242,7 @@ impl<S: SavedState> Saved<S> {
         })
     }
 
-    /// From a pickle's arguments ([`pickle_args`]; pickles of nnc 0.1 carry the state as JSON).
+    /// From a pickle's arguments ([`pickle_args`]; pickles of earlier builds carry the state as JSON).
     fn from_pickle(layout: &str, options: &str, state: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
             layout: serde_json::from_str(layout).map_err(json_err)?,
