@@ -242,7 +242,8 @@ impl<S: SavedState> Saved<S> {
         })
     }
 
-    /// From a pickle's arguments ([`pickle_args`]; pickles of earlier builds carry the state as JSON).
+    /// From a pickle's arguments ([`pickle_args`]; pickles of earlier builds carry the state
+    /// as JSON).
     fn from_pickle(layout: &str, options: &str, state: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
             layout: serde_json::from_str(layout).map_err(json_err)?,
