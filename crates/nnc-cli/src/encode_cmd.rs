@@ -116,7 +116,8 @@ pub struct EncodeArgs {
     /// written anyway when every tensor is float32 or int32 with at least one dimension.
     #[arg(long)]
     pub no_metadata: bool,
-    /// Worker threads (default: all cores; at most 1024); the bitstream is the same for any number.
+    /// Worker threads (default: all cores; at most 1024); the bitstream is the same for any
+    /// number.
     #[arg(short = 'j', long, value_parser = crate::threads_arg)]
     pub threads: Option<usize>,
 }

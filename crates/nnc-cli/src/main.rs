@@ -69,7 +69,8 @@ enum Command {
         /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Worker threads (default: all cores; at most 1024); the output is the same for any number.
+        /// Worker threads (default: all cores; at most 1024); the output is the same for any
+        /// number.
         #[arg(short = 'j', long, value_parser = threads_arg)]
         threads: Option<usize>,
     },
