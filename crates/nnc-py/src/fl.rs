@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyMapping, PyString, PyType};
 use nnc_fl::{ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec};
 use nnc_fl::{ServerState, TensorSpec};
 
+use crate::arrays::bytes_like;
 use crate::errors::{invalid, to_py, MalformedError, NncError, StateMismatchError};
 
 /// Converts an FL error into the Python exception of its kind.
@@ -334,7 +335,13 @@ impl PyClientCodec {
 
     /// Decodes a downstream message; returns the new global model (dict of float32 arrays).
     /// The first message is the uncompressed initial model (`ServerCodec.initial_message()`).
-    fn receive<'py>(&mut self, py: Python<'py>, message: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    fn receive<'py>(
+        &mut self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let message = bytes_like(message, "message")?;
+        let message = message.as_bytes();
         let inner = &mut self.inner;
         let global = py.detach(|| inner.receive(message)).map_err(fl_err)?;
         model_to_py(py, self.inner.layout(), &global)

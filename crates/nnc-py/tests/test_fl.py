@@ -96,6 +96,21 @@ def test_threads_option_leaves_the_messages_unchanged():
         nnc.ClientCodec(LAYOUT, 1, **dict(OPTS, threads=5000))
 
 
+def test_clients_receive_bytes_like_messages():
+    server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
+    a, b = nnc.ClientCodec(LAYOUT, 1, **OPTS), nnc.ClientCodec(LAYOUT, 1, **OPTS)
+    msg = server.initial_message()
+    x, y = a.receive(msg), b.receive(bytearray(msg))
+    assert all(np.array_equal(x[k], y[k]) for k in x)
+    up = a.send({k: v + 0.01 for k, v in x.items()})
+    assert b.send({k: v + 0.01 for k, v in y.items()}) == up
+    down = server.aggregate([(1, 10, up)])
+    x, y = a.receive(down), b.receive(memoryview(down))
+    assert all(np.array_equal(x[k], y[k]) for k in x)
+    with pytest.raises(TypeError, match="message must be bytes"):
+        a.receive(42)
+
+
 def test_flat_arrays_and_uncompressed_sessions():
     server = nnc.ServerCodec(list(LAYOUT.items()), np.zeros(144, np.float32))
     client = nnc.ClientCodec(LAYOUT, 1)
