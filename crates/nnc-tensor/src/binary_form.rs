@@ -109,36 +109,17 @@ pub fn from_bytes<T: DeserializeOwned>(kind: &Kind, bytes: &[u8]) -> Result<T> {
 /// assert_eq!(postcard::from_bytes::<Update>(&bytes).unwrap(), u);
 /// ```
 pub mod packed_i32 {
-    use serde::de::{Deserialize, Deserializer, Error as _, Visitor};
-    use serde::Serializer;
+    use serde::{Deserializer, Serializer};
 
     /// Serializes `levels`.
     pub fn serialize<S: Serializer>(levels: &[i32], serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_seq(levels)
-        } else {
-            serializer.serialize_bytes(&pack(levels))
-        }
+        super::serialize_packed(levels, serializer, pack)
     }
 
     /// Deserializes what [`serialize`] wrote.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i32>, D::Error> {
-        if deserializer.is_human_readable() {
-            return Vec::<i32>::deserialize(deserializer);
-        }
-        struct Packed;
-        impl Visitor<'_> for Packed {
-            type Value = Vec<i32>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("levels as a byte string of zigzag varints")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<i32>, E> {
-                unpack(bytes).map_err(E::custom)
-            }
-        }
-        deserializer
-            .deserialize_bytes(Packed)
-            .map_err(|e: D::Error| D::Error::custom(format_args!("levels: {e}")))
+        let expecting = "levels as a byte string of zigzag varints";
+        super::deserialize_packed(deserializer, expecting, unpack)
     }
 
     /// Zigzag LEB128 varints, one per level.
@@ -217,47 +198,35 @@ pub mod packed_i32 {
 /// byte string of the values' little-endian bytes (copied, not sent value by value through
 /// serde); in human-readable ones the plain list.
 pub mod packed_f32 {
-    use serde::de::{Deserialize, Deserializer, Error as _, Visitor};
-    use serde::Serializer;
+    use serde::{Deserializer, Serializer};
 
     /// Serializes `values`.
     pub fn serialize<S: Serializer>(values: &[f32], serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            return serializer.collect_seq(values);
-        }
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        serializer.serialize_bytes(&bytes)
+        super::serialize_packed(values, serializer, pack)
     }
 
     /// Deserializes what [`serialize`] wrote.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
-        if deserializer.is_human_readable() {
-            return Vec::<f32>::deserialize(deserializer);
+        let expecting = "float32 values as little-endian bytes";
+        super::deserialize_packed(deserializer, expecting, unpack)
+    }
+
+    fn pack(values: &[f32]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
         }
-        struct Packed;
-        impl Visitor<'_> for Packed {
-            type Value = Vec<f32>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("float32 values as little-endian bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<f32>, E> {
-                if !bytes.len().is_multiple_of(4) {
-                    return Err(E::custom(
-                        "float32 values in a byte string whose length is not a multiple of 4",
-                    ));
-                }
-                let values = bytes.chunks_exact(4);
-                Ok(values
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect())
-            }
+        bytes
+    }
+
+    fn unpack(bytes: &[u8]) -> Result<Vec<f32>, &'static str> {
+        if !bytes.len().is_multiple_of(4) {
+            return Err("float32 values in a byte string whose length is not a multiple of 4");
         }
-        deserializer
-            .deserialize_bytes(Packed)
-            .map_err(|e: D::Error| D::Error::custom(format_args!("values: {e}")))
+        let values = bytes.chunks_exact(4);
+        Ok(values
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     /// [`packed_f32`](self) for `Option<Vec<f32>>` fields.
@@ -296,6 +265,51 @@ pub mod packed_f32 {
         }
     }
 }
+
+/// The serializing half of the packed `with` modules: the plain list in human-readable
+/// formats, `pack`'s bytes in binary ones.
+fn serialize_packed<T: Serialize, S: serde::Serializer>(
+    values: &[T],
+    serializer: S,
+    pack: fn(&[T]) -> Vec<u8>,
+) -> std::result::Result<S::Ok, S::Error> {
+    if serializer.is_human_readable() {
+        serializer.collect_seq(values)
+    } else {
+        serializer.serialize_bytes(&pack(values))
+    }
+}
+
+/// The deserializing half: the plain list, or a byte string through `unpack`.
+fn deserialize_packed<'de, T: serde::Deserialize<'de>, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    expecting: &'static str,
+    unpack: Unpack<T>,
+) -> std::result::Result<Vec<T>, D::Error> {
+    use serde::de::Error as _;
+    if deserializer.is_human_readable() {
+        return <Vec<T> as serde::Deserialize>::deserialize(deserializer);
+    }
+    struct Packed<T> {
+        expecting: &'static str,
+        unpack: Unpack<T>,
+    }
+    impl<T> serde::de::Visitor<'_> for Packed<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> std::result::Result<Vec<T>, E> {
+            (self.unpack)(bytes).map_err(E::custom)
+        }
+    }
+    deserializer
+        .deserialize_bytes(Packed { expecting, unpack })
+        .map_err(|e: D::Error| D::Error::custom(format_args!("{expecting}: {e}")))
+}
+
+/// Decodes a packed byte string, or says why it cannot.
+type Unpack<T> = fn(&[u8]) -> std::result::Result<Vec<T>, &'static str>;
 
 #[cfg(test)]
 mod tests {
