@@ -146,10 +146,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state,
             threads,
         } => {
-            let bytes =
-                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             refuse_overwrite(&output, force)?;
             check_model_output(&output, &[Some(&input), base.as_deref(), state.as_deref()])?;
+            let bytes =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let progress = progress::Progress::new(cli.quiet);
             progress.show_for(stats_cmd::unit_count(&bytes));
             progress.stage(format!("decoding {}", input.display()));
