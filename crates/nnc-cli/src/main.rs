@@ -108,11 +108,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of a pipe stopped early (`nnc info x.nnc | head`): done, as for any filter.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nnc: {}", error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The error and its causes on one line, `: `-separated. A cause that the message before it
@@ -188,11 +198,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info { input, json } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            if bytes.is_empty() {
+                anyhow::bail!("{}: empty file (no NNR units)", input.display());
+            }
             let units = hls_json(&bytes, &DecodeOptions::new())
                 .with_context(|| format!("parsing {}", input.display()))?;
             let mut out = std::io::stdout().lock();
             if json {
-                serde_json::to_writer_pretty(&mut out, &units)?;
+                serde_json::to_writer_pretty(&mut out, &units).map_err(std::io::Error::from)?;
                 writeln!(out)?;
             } else {
                 for (i, unit) in units.iter().enumerate() {

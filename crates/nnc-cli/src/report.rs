@@ -194,7 +194,8 @@ pub fn print(
         if with_error {
             total["mean_rel_error"] = json!(mean_rel);
         }
-        serde_json::to_writer_pretty(&mut out, &json!({"tensors": tensors, "total": total}))?;
+        serde_json::to_writer_pretty(&mut out, &json!({"tensors": tensors, "total": total}))
+            .map_err(std::io::Error::from)?;
         writeln!(out)?;
         return Ok(());
     }

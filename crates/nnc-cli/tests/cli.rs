@@ -278,6 +278,45 @@ fn info_json_snapshots() {
     }
 }
 
+/// A reader that stops early (`nnc info x.nnc | head`) ends the command quietly with status 0,
+/// as for any filter: no "Broken pipe" message, no panic. The pipe's read end is closed before
+/// `nnc` starts, so its first write fails.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let vector = vector("t_default_2d");
+    let v = vector.to_str().expect("utf-8");
+    for args in [
+        vec!["info", v],
+        vec!["info", "--json", v],
+        vec!["stats", v],
+        vec!["stats", "--json", v],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let o = Command::new(env!("CARGO_BIN_EXE_nnc"))
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .expect("nnc runs");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(o.stderr.is_empty(), "{args:?}: {}", stderr(&o));
+    }
+}
+
+/// `nnc info` on an empty file fails like `nnc stats` and `nnc decode` instead of printing
+/// nothing with status 0.
+#[test]
+fn info_refuses_an_empty_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.nnc");
+    std::fs::write(&empty, b"").expect("write");
+    let e = empty.to_str().expect("utf-8");
+    for args in [vec!["info", e], vec!["info", "--json", e]] {
+        let err = assert_clean_failure(&nnc(&args), "empty file");
+        assert!(err.contains("empty file"), "{err}");
+    }
+}
+
 #[test]
 fn help_snapshot() {
     let o = nnc(&["--help"]);
