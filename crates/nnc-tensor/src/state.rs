@@ -5,6 +5,7 @@
 //! object; here it is a plain value the caller owns, clones and persists (serde). See
 //! `docs/incremental.md` for how the fields map to the reference's dict keys.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -134,13 +135,15 @@ impl IncrementalState {
     }
 
     /// Records a decoded (or encoded) tensor update, as the reference does with `update_base_param`.
-    pub(crate) fn record_update(
+    /// Levels the caller no longer needs come as a `Vec` and are moved in, not copied.
+    pub(crate) fn record_update<'a>(
         &mut self,
         name: &str,
-        levels: &[i32],
+        levels: impl Into<Cow<'a, [i32]>>,
         device_id: u64,
         parameter_id: u64,
     ) -> Result<(), String> {
+        let levels = levels.into();
         if self.device_id == 0 {
             self.device_id = device_id;
         } else if self.device_id != device_id {
@@ -158,14 +161,19 @@ impl IncrementalState {
                     ));
                 }
                 base.put_node_depth += 1;
-                base.levels.clear();
-                base.levels.extend_from_slice(levels);
+                match levels {
+                    Cow::Owned(levels) => base.levels = levels,
+                    Cow::Borrowed(levels) => {
+                        base.levels.clear();
+                        base.levels.extend_from_slice(levels);
+                    }
+                }
             }
             None => {
                 self.bases.insert(
                     name.to_string(),
                     TensorBase {
-                        levels: levels.to_vec(),
+                        levels: levels.into_owned(),
                         put_node_depth: 1,
                         parameter_id,
                     },
@@ -177,18 +185,29 @@ impl IncrementalState {
 
     /// Adds the non-zero positions of `levels` to the HDSP history of `name`.
     pub(crate) fn add_to_hdsp_history(&mut self, name: &str, levels: &[i32]) {
-        let hist = self
-            .hdsp_history
-            .entry(name.to_string())
-            .or_insert_with(|| vec![0; levels.len()]);
-        if hist.len() != levels.len() {
-            // A tensor whose shape changed starts a fresh history.
-            *hist = vec![0; levels.len()];
+        mark_nonzero(&mut self.hdsp_history, name, levels);
+    }
+
+    /// [`IncrementalState::add_to_hdsp_history`] with the levels just recorded for `name`.
+    pub(crate) fn add_recorded_to_hdsp_history(&mut self, name: &str) {
+        if let Some(base) = self.bases.get(name) {
+            mark_nonzero(&mut self.hdsp_history, name, &base.levels);
         }
-        for (h, &l) in hist.iter_mut().zip(levels) {
-            if l != 0 {
-                *h = 1;
-            }
+    }
+}
+
+/// Marks in `name`'s HDSP history every position where `levels` is nonzero.
+fn mark_nonzero(history: &mut BTreeMap<String, Vec<i8>>, name: &str, levels: &[i32]) {
+    let hist = history
+        .entry(name.to_string())
+        .or_insert_with(|| vec![0; levels.len()]);
+    if hist.len() != levels.len() {
+        // A tensor whose shape changed starts a fresh history.
+        *hist = vec![0; levels.len()];
+    }
+    for (h, &l) in hist.iter_mut().zip(levels) {
+        if l != 0 {
+            *h = 1;
         }
     }
 }
@@ -199,9 +218,9 @@ mod tests {
 
     fn sample() -> IncrementalState {
         let mut s = IncrementalState::default();
-        s.record_update("w", &[0, -3, 700_000, i32::MIN, i32::MAX], 9, 4)
+        s.record_update("w", vec![0, -3, 700_000, i32::MIN, i32::MAX], 9, 4)
             .unwrap();
-        s.record_update("b", &[], 9, 5).unwrap();
+        s.record_update("b", Vec::new(), 9, 5).unwrap();
         s.add_to_hdsp_history("w", &[0, 1, 0, 2, 0]);
         s.hdsp_best_mode.insert("w".into(), 1);
         s

@@ -581,7 +581,7 @@ impl<'p> Assembly<'p> {
             NduOutput::Raw(t) => vec![(0, t)],
             NduOutput::Coded(members) => {
                 let mut out = Vec::with_capacity(members.len());
-                for (k, mo) in members.into_iter().enumerate() {
+                for (k, mut mo) in members.into_iter().enumerate() {
                     let name = &mo.member.name;
                     let at = Location {
                         tensor: Some(name.clone()),
@@ -591,10 +591,16 @@ impl<'p> Assembly<'p> {
                     let parameter_id = job.header.parameter_id.unwrap_or(0);
                     let checked = match &mut state {
                         StateAccess::Update(state) => {
-                            let levels = mo.levels.as_deref().unwrap_or(&[]);
-                            let r = state.record_update(name, levels, device_id, parameter_id);
+                            // Levels that are not handed out move into the state.
+                            let r = if self.keep_levels {
+                                let levels = mo.levels.as_deref().unwrap_or(&[]);
+                                state.record_update(name, levels, device_id, parameter_id)
+                            } else {
+                                let levels = mo.levels.take().unwrap_or_default();
+                                state.record_update(name, levels, device_id, parameter_id)
+                            };
                             if r.is_ok() && self.record_hdsp {
-                                state.add_to_hdsp_history(name, levels);
+                                state.add_recorded_to_hdsp_history(name);
                             }
                             r
                         }
@@ -1043,6 +1049,13 @@ mod tests {
             assert_eq!(tensors, full.tensors, "budget {budget}");
             assert_eq!(state, full_state);
         }
+
+        // Levels that are not handed out move into the state: the same state as with copies.
+        let mut moved = DecoderState::default();
+        let opts = DecodeOptions::new().with_keep_levels(false);
+        let (tensors, _) = collect(&bytes, &mut moved, &opts, Some(0)).unwrap();
+        assert_eq!(moved, full_state);
+        assert!(tensors.iter().all(|t| t.levels.is_none()));
 
         // Pipelined: one NDU out at a time, a few, or all, on one, two and three workers.
         let opts = DecodeOptions::new().with_update_state(false);
