@@ -181,21 +181,24 @@ fn model_to_py<'py>(
 
 /// A codec's state, which Python holds as JSON (`state_json()`) or in nnc's binary form
 /// (`state_bytes()`, and pickles).
-trait SavedState: serde::de::DeserializeOwned + Sync {
+trait SavedState: serde::de::DeserializeOwned + Send + Sync {
     fn to_binary(&self) -> nnc_fl::Result<Vec<u8>>;
     fn from_binary(bytes: &[u8]) -> nnc_fl::Result<Self>;
 
-    /// From `bytes` (the binary form) or `str` (JSON).
+    /// From `bytes`, `bytearray` or `memoryview` (the binary form) or `str` (JSON).
     fn from_py(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        if let Ok(bytes) = obj.cast::<PyBytes>() {
-            Self::from_binary(bytes.as_bytes()).map_err(fl_err)
-        } else if let Ok(json) = obj.cast::<PyString>() {
-            serde_json::from_str(&json.to_cow()?).map_err(json_err)
-        } else {
-            Err(PyTypeError::new_err(
-                "a saved state is bytes (from state_bytes()) or str (from state_json())",
-            ))
+        if let Ok(json) = obj.cast::<PyString>() {
+            return serde_json::from_str(&json.to_cow()?).map_err(json_err);
         }
+        let Ok(bytes) = bytes_like(obj, "a saved state") else {
+            return Err(PyTypeError::new_err(format!(
+                "a saved state is bytes, bytearray or memoryview (from state_bytes()) or str \
+                 (from state_json()), not {}",
+                obj.get_type().name()?
+            )));
+        };
+        let data = bytes.as_bytes();
+        obj.py().detach(|| Self::from_binary(data)).map_err(fl_err)
     }
 
     fn to_py<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {

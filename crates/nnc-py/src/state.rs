@@ -8,6 +8,7 @@ use pyo3::types::{PyBytes, PyType};
 
 use nnc_tensor::IncrementalState;
 
+use crate::arrays::bytes_like;
 use crate::errors::{invalid, to_py};
 
 /// Parses a state's JSON form.
@@ -60,12 +61,17 @@ macro_rules! state_class {
                 Ok(PyBytes::new(py, &bytes))
             }
 
-            /// Rebuilds a state from [`to_bytes`]'s output.
+            /// Rebuilds a state from [`to_bytes`]'s output (`bytes`, `bytearray` or
+            /// `memoryview`, as read from a file or an `mmap`).
             #[classmethod]
-            fn from_bytes(_cls: &Bound<'_, PyType>, data: &[u8]) -> PyResult<Self> {
-                Ok(Self {
-                    inner: IncrementalState::from_bytes(data).map_err(|e| to_py(&e))?,
-                })
+            fn from_bytes(_cls: &Bound<'_, PyType>, data: &Bound<'_, PyAny>) -> PyResult<Self> {
+                let data = bytes_like(data, "a saved state")?;
+                let bytes = data.as_bytes();
+                let inner = data
+                    .py()
+                    .detach(|| IncrementalState::from_bytes(bytes))
+                    .map_err(|e| to_py(&e))?;
+                Ok(Self { inner })
             }
 
             /// Names of the tensors the state holds a base for.

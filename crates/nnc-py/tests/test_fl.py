@@ -54,6 +54,9 @@ def test_codecs_pickle_and_resume_mid_session():
     clients2 = [nnc.ClientCodec.resume(LAYOUT, clients[0].state_json(), **OPTS),
                 nnc.ClientCodec.resume(LAYOUT, clients[1].state_bytes(), **OPTS)]
     server3 = nnc.ServerCodec.resume(LAYOUT, server.state_bytes(), **OPTS)
+    for like in (bytearray, memoryview):
+        resumed = nnc.ServerCodec.resume(LAYOUT, like(server.state_bytes()), **OPTS)
+        assert resumed.state_bytes() == server.state_bytes()
     assert server2.state_json() == server.state_json() == server3.state_json()
     assert server2.state_bytes() == server.state_bytes()
     assert len(server.state_bytes()) < len(server.state_json())
@@ -75,7 +78,7 @@ def test_saved_states_of_the_wrong_kind_are_refused():
         nnc.ServerCodec.resume(LAYOUT, server.state_bytes() + b"\0", **OPTS)
     with pytest.raises(nnc.InvalidArgumentError):
         nnc.ClientCodec.resume(LAYOUT, client.state_bytes()[:-3], **OPTS)
-    with pytest.raises(TypeError, match="bytes .* or str"):
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview .* or str .*, not int"):
         nnc.ClientCodec.resume(LAYOUT, 42, **OPTS)
     # Pickles of earlier builds carry the state as JSON; they still load.
     restore, (layout, options, _) = client.__reduce__()

@@ -129,6 +129,11 @@ def test_states_pickle_copy_and_json():
     blob = enc.to_bytes()
     assert blob.startswith(b"nnc-state\x02") and len(blob) < len(enc.to_json())
     assert nnc.EncoderState.from_bytes(blob) == enc
+    # As read from a file into a buffer, or through an mmap.
+    assert nnc.EncoderState.from_bytes(bytearray(blob)) == enc
+    assert nnc.EncoderState.from_bytes(memoryview(b"xx" + blob)[2:]) == enc
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview, not str"):
+        nnc.EncoderState.from_bytes(enc.to_json())
     with pytest.raises(nnc.InvalidArgumentError, match="another version"):
         nnc.EncoderState.from_bytes(blob[:9] + b"\x03" + blob[10:])
     with pytest.raises(nnc.InvalidArgumentError, match="not a valid nnc state"):
