@@ -4,7 +4,7 @@
 //! and `bfloat16` (the `ml_dtypes` type) travel as their raw 16-bit patterns, so no NumPy support
 //! for them is needed on the Rust side.
 
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMapping, PyMemoryView};
@@ -17,10 +17,14 @@ use crate::errors::invalid;
 fn read<T: numpy::Element + Copy>(arr: &Bound<'_, PyAny>) -> PyResult<Vec<T>> {
     let arr = arr.cast::<PyArrayDyn<T>>()?;
     let ro = arr.readonly();
-    Ok(match ro.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => ro.as_array().iter().copied().collect(),
-    })
+    // `as_slice` also hands out a Fortran-ordered array's memory, which is column-major: only a
+    // C-contiguous array's memory is already in the order the tensor needs.
+    if arr.is_c_contiguous() {
+        if let Ok(s) = ro.as_slice() {
+            return Ok(s.to_vec());
+        }
+    }
+    Ok(ro.as_array().iter().copied().collect())
 }
 
 /// The element type NumPy calls `name`.

@@ -74,6 +74,21 @@ def test_non_contiguous_big_endian_and_list_inputs():
     np.testing.assert_array_equal(out, [[1, 2], [3, 4]])
 
 
+def test_fortran_ordered_and_transposed_arrays_are_coded_as_the_same_arrays():
+    # Their memory is column-major; it used to be coded as if it were row-major.
+    w = weights((12, 10))
+    ints = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    given = {"f": np.asfortranarray(w), "t": w.T, "i": np.asfortranarray(ints)}
+    assert given["f"].flags.f_contiguous and not given["f"].flags.c_contiguous
+    plain = nnc.decode(nnc.encode({k: np.ascontiguousarray(v) for k, v in given.items()}))
+    out = nnc.decode(nnc.encode(given))
+    for k, v in given.items():
+        assert out[k].shape == v.shape
+        np.testing.assert_array_equal(out[k], plain[k])
+    assert np.abs(out["f"] - w).max() < 0.01
+    np.testing.assert_array_equal(out["i"], ints)
+
+
 def test_options_change_the_stream():
     w = weights((40, 40))
     default = nnc.encode(w)
