@@ -132,6 +132,74 @@ fn npz_round_trip_every_numpy_dtype_and_bf16_refused() {
     assert!(matches!(err, IoError::DTypeNotWritable { .. }), "{err}");
 }
 
+/// An `.npy` image as NumPy writes it (version 1.0, header padded to 64 bytes).
+fn npy_image(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let order = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// `np.save(path, w.T)` writes a Fortran-ordered file: it is read as the same array, its
+/// elements in row-major order (it was refused before).
+#[test]
+fn fortran_ordered_npy_is_the_same_array() {
+    let dir = tempfile::tempdir().unwrap();
+    // [[1, 2, 3], [4, 5, 6]] stored column by column.
+    let column_major: Vec<u8> = [1f32, 4., 2., 5., 3., 6.]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let path = dir.path().join("wt.npy");
+    std::fs::write(&path, npy_image("<f4", true, &[2, 3], &column_major)).unwrap();
+    let back = read_tensors(&path, "w").unwrap();
+    let expected = t(
+        "w",
+        vec![2, 3],
+        TensorData::F32(vec![1., 2., 3., 4., 5., 6.]),
+    );
+    assert_eq!(back, vec![expected]);
+
+    // Three dimensions, another dtype: element (i, j, k) sits at i + 2j + 6k in the file.
+    let shape = [2usize, 3, 4];
+    let mut file_order = vec![0i16; 24];
+    for i in 0..2 {
+        for j in 0..3 {
+            for k in 0..4 {
+                file_order[i + 2 * j + 6 * k] = (100 * i + 10 * j + k) as i16;
+            }
+        }
+    }
+    let bytes: Vec<u8> = file_order.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(&path, npy_image("<i2", true, &shape, &bytes)).unwrap();
+    let back = read_tensors(&path, "x").unwrap();
+    let row_major: Vec<i16> = (0..2)
+        .flat_map(|i| (0..3).flat_map(move |j| (0..4).map(move |k| (100 * i + 10 * j + k) as i16)))
+        .collect();
+    assert_eq!(
+        back,
+        vec![t("x", shape.to_vec(), TensorData::I16(row_major))]
+    );
+
+    // The same bytes with `fortran_order: False` are another array.
+    std::fs::write(&path, npy_image("<i2", false, &shape, &bytes)).unwrap();
+    let as_c = read_tensors(&path, "x").unwrap();
+    assert_eq!(as_c[0].data, TensorData::I16(file_order));
+}
+
 #[test]
 fn dispatch_on_extension() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,13 +51,9 @@ fn malformed(path: &Path, name: &str, what: impl Into<String>) -> IoError {
 
 /// Reads one array from an `.npy` stream.
 fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tensor, IoError> {
-    if npy.order() == npyz::Order::Fortran && npy.shape().len() > 1 {
-        return Err(malformed(
-            path,
-            name,
-            "Fortran-ordered arrays are not supported",
-        ));
-    }
+    // `np.save(path, w.T)` writes a Fortran-ordered file; its elements are put in row-major
+    // order below, so the tensor is the same array.
+    let fortran = npy.order() == npyz::Order::Fortran && npy.shape().len() > 1;
     let shape = npy
         .shape()
         .iter()
@@ -94,7 +90,43 @@ fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tenso
             })
         }
     };
+    let data = if fortran {
+        row_major(data, &shape).map_err(|e| malformed(path, name, e))?
+    } else {
+        data
+    };
     Tensor::try_new(name, shape, data).map_err(|e| malformed(path, name, e.to_string()))
+}
+
+/// The elements of a column-major (Fortran-ordered) array of `shape` in row-major order.
+fn row_major(data: TensorData, shape: &[usize]) -> Result<TensorData, String> {
+    fn reorder<T: Clone>(v: Vec<T>, shape: &[usize]) -> Result<Vec<T>, String> {
+        use ndarray::ShapeBuilder;
+        let array = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape).f(), v)
+            .map_err(|e| format!("Fortran-ordered data: {e}"))?;
+        Ok(array.iter().cloned().collect())
+    }
+    Ok(match data {
+        TensorData::F64(v) => TensorData::F64(reorder(v, shape)?),
+        TensorData::F32(v) => TensorData::F32(reorder(v, shape)?),
+        TensorData::F16(v) => TensorData::F16(reorder(v, shape)?),
+        TensorData::BF16(v) => TensorData::BF16(reorder(v, shape)?),
+        TensorData::I64(v) => TensorData::I64(reorder(v, shape)?),
+        TensorData::I32(v) => TensorData::I32(reorder(v, shape)?),
+        TensorData::I16(v) => TensorData::I16(reorder(v, shape)?),
+        TensorData::I8(v) => TensorData::I8(reorder(v, shape)?),
+        TensorData::U64(v) => TensorData::U64(reorder(v, shape)?),
+        TensorData::U32(v) => TensorData::U32(reorder(v, shape)?),
+        TensorData::U16(v) => TensorData::U16(reorder(v, shape)?),
+        TensorData::U8(v) => TensorData::U8(reorder(v, shape)?),
+        TensorData::Bool(v) => TensorData::Bool(reorder(v, shape)?),
+        other => {
+            return Err(format!(
+                "Fortran-ordered {:?} arrays are not supported",
+                other.dtype()
+            ))
+        }
+    })
 }
 
 /// Reads a `.npy` file as one tensor called `name` (through a memory map of the file).
