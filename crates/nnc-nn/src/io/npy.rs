@@ -173,10 +173,37 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, name: &str) -> Result<Tensor,
         ));
     }
     let header_start = if bytes[6] == 1 { 10 } else { 12 };
-    check_shape_literal(&bytes[header_start..header_end])
-        .map_err(|what| malformed(path, name, what))?;
+    let header = &bytes[header_start..header_end];
+    check_nesting(header).map_err(|what| malformed(path, name, what))?;
+    check_shape_literal(header).map_err(|what| malformed(path, name, what))?;
     let npy = NpyFile::new(bytes).map_err(|e| malformed(path, name, e.to_string()))?;
     read_array(npy, path, name)
+}
+
+/// Deepest bracket nesting accepted in a header. NumPy's headers nest two deep (the dict and its
+/// shape tuple), structured dtypes (not supported) a few more.
+const MAX_HEADER_NESTING: usize = 8;
+
+/// npyz's header parser takes time exponential in the nesting depth of brackets (a 229-byte
+/// file with 90 nested `[` ran for minutes; each level doubles the time), so deeper headers are
+/// refused before it sees them.
+fn check_nesting(header: &[u8]) -> Result<(), String> {
+    let mut depth = 0usize;
+    for &b in header {
+        match b {
+            b'[' | b'(' | b'{' => {
+                depth += 1;
+                if depth > MAX_HEADER_NESTING {
+                    return Err(format!(
+                        "header nests brackets more than {MAX_HEADER_NESTING} deep"
+                    ));
+                }
+            }
+            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// npyz multiplies the dimensions without overflow checks (a panic in debug builds), so the
@@ -422,6 +449,31 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_shape_literal(b"{'shape': (), }"), Ok(()));
+    }
+
+    /// Found by the `model_files` fuzz target: a 229-byte `.npy` whose header opened 90
+    /// brackets kept npyz's header parser busy for minutes (the time doubles with each level).
+    /// Deep headers are refused at once now; NumPy's own, and one at the limit, still parse.
+    #[test]
+    fn deeply_nested_headers_are_refused_quickly() {
+        let npy = |header: &str| {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(&[0; 24]);
+            bytes
+        };
+        let hostile = format!(
+            "{{'descr': '<f4', {}'fortran_order': False, 'shape': (2, 3), }}\n",
+            "[".repeat(90)
+        );
+        let err = parse_npy(&npy(&hostile), Path::new("d.npy"), "d").unwrap_err();
+        assert!(err.to_string().contains("nests brackets"), "{err}");
+
+        let plain = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n";
+        assert!(parse_npy(&npy(plain), Path::new("p.npy"), "p").is_ok());
+        assert_eq!(check_nesting(&[b'('; MAX_HEADER_NESTING]), Ok(()));
+        assert!(check_nesting(&[b'('; MAX_HEADER_NESTING + 1]).is_err());
     }
 
     #[test]
