@@ -7,10 +7,13 @@
 # cabac_levels, roundtrip_levels take structured input (arbitrary) and start from an empty corpus.
 # state_bytes: a small incremental state in versions 1 and 2 of its binary form, and an FL client
 # and server state.
+# model_files: a selector byte (0 npy, 1 npz, 2 safetensors, 3 PyTorch) and then the file: the
+# PyTorch and safetensors test fixtures of nnc-nn, a handmade .npy (C and Fortran order) and an
+# .npz holding both.
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 vectors="$fuzz/../conformance/vectors"
-mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels,state_bytes}
+mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels,state_bytes,model_files}
 
 u16le() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))"; }
 pair() { # flags first second > out
@@ -52,6 +55,27 @@ printf 'nnc-fl-client\x01\x01\x00\x01\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x0
   > "$fuzz/corpus/state_bytes/fl_client.bin"
 printf 'nnc-fl-server\x01\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00' \
   > "$fuzz/corpus/state_bytes/fl_server.bin"
-for t in decode_unit_header decode_stream decode_incremental state_bytes; do
+fixtures="$fuzz/../crates/nnc-nn/tests/fixtures"
+for f in dtypes.pt nested.pth views.pt; do
+  { printf '\x03'; cat "$fixtures/$f"; } > "$fuzz/corpus/model_files/$f.bin"
+done
+{ printf '\x02'; cat "$fixtures/handmade.safetensors"; } > "$fuzz/corpus/model_files/handmade.bin"
+npy() { # fortran_order shape data: a version-1.0 .npy of little-endian float32
+  local header="{'descr': '<f4', 'fortran_order': $1, 'shape': $2, }"
+  while [ $(( (10 + ${#header} + 1) % 64 )) -ne 0 ]; do header="$header "; done
+  printf '\x93NUMPY\x01\x00'; u16le $(( ${#header} + 1 )); printf '%s\n' "$header"; printf "$3"
+}
+six='\x00\x00\x80\x3f\x00\x00\x00\x40\x00\x00\x40\x40\x00\x00\x80\x40\x00\x00\xa0\x40\x00\x00\xc0\x40'
+tmp=$(mktemp -d)
+npy False '(2, 3)' "$six" > "$tmp/c.npy"
+npy True '(2, 3)' "$six" > "$tmp/f.npy"
+{ printf '\x00'; cat "$tmp/c.npy"; } > "$fuzz/corpus/model_files/c.npy.bin"
+{ printf '\x00'; cat "$tmp/f.npy"; } > "$fuzz/corpus/model_files/f.npy.bin"
+python3 -c 'import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.write(sys.argv[2], "c.npy"); z.write(sys.argv[3], "f.npy")' "$tmp/both.npz" "$tmp/c.npy" "$tmp/f.npy"
+{ printf '\x01'; cat "$tmp/both.npz"; } > "$fuzz/corpus/model_files/both.npz.bin"
+rm -r "$tmp"
+for t in decode_unit_header decode_stream decode_incremental state_bytes model_files; do
   echo "$t: $(ls "$fuzz/corpus/$t" | wc -l) seeds"
 done
