@@ -11,8 +11,9 @@
 //! 16 bits. The tests compare this replay with the scalar one.
 //!
 //! The nine costs come either from nine scalar loads or from one masked `vpgatherdd` into a
-//! vector of sums ([`CostLookup`]). The gather is 6–8 % of a whole ResNet-50 encode faster on an
-//! Intel Xeon with AVX-512 and was 21 % slower on Zen 4, so the CPU's vendor picks the form.
+//! vector of sums ([`CostLookup`]). The gather makes a whole ResNet-50 encode 6–8 % faster on an
+//! Intel Xeon with AVX-512 and made the replay 21 % slower on Zen 4, so the faster of the two is
+//! timed once per process.
 //! Also tried and slower on Zen 4: storing the cost indices and reading them back as scalars
 //! (the store cannot forward to the narrower loads), and two contexts replayed side by side
 //! (the registers then spill; with the gather on the Xeon, no faster than one).
@@ -39,28 +40,59 @@ pub(super) fn available() -> bool {
 pub(super) enum CostLookup {
     /// Nine scalar loads, summed in nine scalar registers (faster on AMD's Zen 4).
     Loads,
-    /// One masked gather, summed in one vector (faster on Intel's AVX-512 cores).
+    /// One masked gather, summed in one vector (faster on a Sapphire-Rapids-class Xeon).
     Gather,
 }
 
 impl CostLookup {
-    /// The form for this CPU: the gather on Intel, the loads elsewhere. `NNC_REPLAY_COSTS=gather`
-    /// or `=loads` overrides it (both give the same costs).
+    /// The faster form on this CPU, timed once per process ([`CostLookup::timed`]).
+    /// `NNC_REPLAY_COSTS=gather` or `=loads` picks one instead. Both give the same costs.
     fn for_this_cpu() -> CostLookup {
         static CHOSEN: OnceLock<CostLookup> = OnceLock::new();
         *CHOSEN.get_or_init(|| match std::env::var("NNC_REPLAY_COSTS").as_deref() {
             Ok("gather") => CostLookup::Gather,
             Ok("loads") => CostLookup::Loads,
-            _ if is_intel() => CostLookup::Gather,
-            _ => CostLookup::Loads,
+            _ => CostLookup::timed(),
         })
     }
-}
 
-/// Whether the CPU's vendor string (CPUID leaf 0) is `GenuineIntel`.
-fn is_intel() -> bool {
-    let id = __cpuid(0);
-    [id.ebx, id.edx, id.ecx] == [0x756e_6547, 0x4965_6e69, 0x6c65_746e]
+    /// Replays the same 64 Ki-bin trace with each form, three times in turn, and keeps the one
+    /// with the shorter best time (about 2 ms in all). Timed rather than guessed from the vendor:
+    /// gathers are fast on recent Xeons, slow on Zen 4, and slowed again by the microcode
+    /// mitigation of older Intel cores (Gather Data Sampling). A wrong pick costs speed only.
+    fn timed() -> CostLookup {
+        const WORDS: usize = 1024;
+        // Bins with about one 1 in four, as a busy significance flag has.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let words: Vec<u64> = (0..WORDS)
+            .map(|_| {
+                let mut word = 0;
+                for _ in 0..2 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    word = (word << 32) ^ (x & (x >> 21)) as u32 as u64;
+                }
+                word
+            })
+            .collect();
+        let forms = [CostLookup::Loads, CostLookup::Gather];
+        let mut best = [std::time::Duration::MAX; 2];
+        for _ in 0..3 {
+            for (form, best) in forms.iter().zip(&mut best) {
+                let mut lanes = Lanes::INITIAL;
+                let started = std::time::Instant::now();
+                replay_with(*form, &mut lanes, &words, 0, WORDS * 64);
+                std::hint::black_box(&lanes);
+                *best = (*best).min(started.elapsed());
+            }
+        }
+        if best[1] < best[0] {
+            CostLookup::Gather
+        } else {
+            CostLookup::Loads
+        }
+    }
 }
 
 /// [`Lanes::replay`] on AVX-512, falling back to [`Lanes::replay_scalar`] where the CPU lacks
