@@ -14,10 +14,11 @@
 //! row-major order. Levels are always in *reconstruction units* (`ŵ = level · Δ`); with DQ they
 //! are the reconstruction indices `2k − sgn(k)·(state & 1)`, not the coded levels `k`.
 //!
-//! Unsafe code: none, except that the distortion-only trellis has an AVX-512 forward pass
-//! (`x86_64` only, chosen at run time when the CPU has AVX-512 F and DQ; `NNC_NO_AVX512=1`
-//! selects the portable one), entered through one `unsafe` call once the CPU is checked. Both
-//! give the same levels, and the tests compare them.
+//! Unsafe code: none, except that the distortion-only trellis has an AVX-512 forward pass and
+//! reconstruction after its traceback (`x86_64` only, chosen at run time when the CPU has
+//! AVX-512 F and DQ; `NNC_NO_AVX512=1` selects the portable ones), each entered through one
+//! `unsafe` call once the CPU is checked. Both forms give the same levels, and the tests compare
+//! them.
 //!
 //! ```
 //! use nnc_quant::{dequantize_uniform, quantize_layer, QuantizeOptions};

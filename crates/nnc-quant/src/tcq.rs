@@ -545,7 +545,7 @@ fn trace_back(
         state = ((choices >> at) & 7) as u8;
         *step = slot as u16 | (u16::from(state & 1) << 3);
     }
-    let mut chosen = steps.iter();
+    let mut at = 0;
     for run in ScanSegments::new(shape, scan_order)? {
         let (Some(ws), Some(out)) = (weights.get(run.clone()), levels.get_mut(run.clone())) else {
             return Err(Error::LengthMismatch {
@@ -553,11 +553,31 @@ fn trace_back(
                 actual: weights.len().min(levels.len()),
             });
         };
-        for ((&w, o), &c) in ws.iter().zip(out).zip(chosen.by_ref()) {
-            *o = chosen_reconstruction(signed_q0(w, qscale), (c & 7) as u8, (c >> 3) as u8);
-        }
+        let Some(cs) = steps.get(at..at + ws.len()) else {
+            return Err(Error::LengthMismatch {
+                expected: at + ws.len(),
+                actual: steps.len(),
+            });
+        };
+        at += ws.len();
+        reconstruct(ws, cs, qscale, out);
     }
     Ok(())
+}
+
+/// Each weight's reconstruction index from its traced-back choice (`slot | parity << 3`).
+fn reconstruct(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        return avx512::reconstruct(weights, chosen, qscale, out);
+    }
+    reconstruct_portable(weights, chosen, qscale, out);
+}
+
+fn reconstruct_portable(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
+    for ((&w, o), &c) in weights.iter().zip(out).zip(chosen) {
+        *o = chosen_reconstruction(signed_q0(w, qscale), (c & 7) as u8, (c >> 3) as u8);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The distortion-only trellis's forward pass with AVX-512 (F + DQ): the eight state costs are
 //! one vector of `f64`, so a step is three permutes of the costs, three of the candidate
-//! distortions, three additions and two compare-and-blend passes.
+//! distortions, three additions and two compare-and-blend passes. Also the reconstruction after
+//! the traceback, eight weights at a time ([`reconstruct`]).
 //!
 //! The same sums and comparisons as [`super::quantize_plain`]'s lanes, in the same
 //! floating-point operations (a candidate's distortion is `(org − q)²`, its level converted
@@ -102,6 +103,74 @@ fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f6
     Ok(Some(out))
 }
 
+/// [`super::reconstruct`] eight weights at a time: the same integer arithmetic as
+/// `chosen_reconstruction(signed_q0(w, qscale), slot, parity)`, lane by lane, for weights that
+/// passed the forward pass's overflow test (finite, their levels within 32 bits).
+pub(super) fn reconstruct(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
+    // SAFETY: the caller checked that the CPU has AVX-512 F and DQ (`available`).
+    #[allow(unsafe_code)]
+    unsafe {
+        reconstruct_avx512(weights, chosen, qscale, out)
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512dq")]
+fn reconstruct_avx512(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
+    let n = weights.len().min(chosen.len()).min(out.len());
+    let full = n - n % 8;
+    let scale = _mm512_set1_pd(qscale);
+    let one = _mm512_set1_epi64(1);
+    let max_q0 = _mm512_set1_epi64(i64::from(i32::MAX) - 3);
+    let three = _mm512_set1_epi64(3);
+    let seven = _mm512_set1_epi64(7);
+    let zero_slot = _mm512_set1_epi64(i64::from(ZERO));
+    let zero = _mm512_setzero_si512();
+    for i in (0..full).step_by(8) {
+        // SAFETY: `i + 8 <= full <= n`, within all three slices; unaligned loads and stores.
+        #[allow(unsafe_code)]
+        let (w, c) = unsafe {
+            (
+                _mm256_loadu_ps(weights.as_ptr().add(i)),
+                _mm_loadu_si128(chosen.as_ptr().add(i).cast()),
+            )
+        };
+        let value = _mm512_cvtps_pd(w);
+        let negative = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(value, _mm512_setzero_pd());
+        let org = _mm512_mul_pd(scale, _mm512_abs_pd(value));
+        // `((org as i64) − 1).clamp(1, 2^31 − 4)`: org is finite and below 2^31 here.
+        let q0 = _mm512_min_epi64(
+            _mm512_max_epi64(_mm512_sub_epi64(_mm512_cvttpd_epi64(org), one), one),
+            max_q0,
+        );
+        let c = _mm512_cvtepu16_epi64(c);
+        let slot = _mm512_and_si512(c, seven);
+        let odd = _mm512_and_si512(_mm512_srli_epi64::<3>(c), one);
+        // q = q0 + ((slot − q0) mod 4); a nonzero slot codes (q + 1) >> 1.
+        let q = _mm512_add_epi64(q0, _mm512_and_si512(_mm512_sub_epi64(slot, q0), three));
+        let nonzero = _mm512_cmpneq_epi64_mask(slot, zero_slot);
+        let magnitude = _mm512_maskz_srli_epi64::<1>(nonzero, _mm512_add_epi64(q, one));
+        let index = _mm512_sub_epi64(
+            _mm512_slli_epi64::<1>(magnitude),
+            _mm512_maskz_mov_epi64(nonzero, odd),
+        );
+        let signed = _mm512_mask_sub_epi64(index, negative, zero, index);
+        // SAFETY: as the loads above.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm256_storeu_si256(
+                out.as_mut_ptr().add(i).cast(),
+                _mm512_cvtepi64_epi32(signed),
+            )
+        };
+    }
+    super::reconstruct_portable(
+        &weights[full..n],
+        &chosen[full..n],
+        qscale,
+        &mut out[full..n],
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +178,49 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Lane for lane the portable reconstruction, for any slot and parity, signed zeros,
+        /// weights on and between the grid's points and up to the overflow test's limit, and
+        /// lengths that leave a scalar tail.
+        #[test]
+        fn same_reconstruction_as_the_portable_one(
+            seed in any::<u64>(),
+            len in 0usize..100,
+            step in prop::sample::select(vec![1e-6f32, 0.01, 0.125, 1.0 / 3.0, 2.5]),
+        ) {
+            if !available() {
+                return Ok(());
+            }
+            let mut x = seed | 1;
+            let mut next = || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let qscale = 1.0 / f64::from(step);
+            let (mut weights, mut chosen) = (Vec::new(), Vec::new());
+            for i in 0..len {
+                let r = next();
+                let u = (r >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                weights.push(match i % 5 {
+                    0 => u * 0.2,
+                    1 => u * 4.0e4 * step,
+                    2 => (u * 16.0).round() * step * 0.5,
+                    3 => if r & 1 == 0 { 0.0 } else { -0.0 },
+                    _ => u * 2.0 * step * 2.0e9,
+                });
+                chosen.push(((r >> 8) % 5) as u16 | (((r >> 16) & 1) as u16) << 3);
+            }
+            let weights: Vec<f32> = weights
+                .into_iter()
+                .map(|w| if super::super::overflows(w, super::super::check_scale(step)) { 0.5 } else { w })
+                .collect();
+            let (mut simd, mut portable) = (vec![0; len], vec![0; len]);
+            reconstruct(&weights, &chosen, qscale, &mut simd);
+            super::super::reconstruct_portable(&weights, &chosen, qscale, &mut portable);
+            prop_assert_eq!(simd, portable);
+        }
 
         /// Bit for bit the portable forward pass: every step's branch bits and the final costs,
         /// on random weights of mixed scales (ties between candidates included: weights on the
