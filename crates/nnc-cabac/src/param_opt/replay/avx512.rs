@@ -40,7 +40,7 @@ pub(super) fn available() -> bool {
 pub(super) enum CostLookup {
     /// Nine scalar loads, summed in nine scalar registers (faster on AMD's Zen 4).
     Loads,
-    /// One masked gather, summed in one vector (faster on a Sapphire-Rapids-class Xeon).
+    /// One masked gather, summed in one vector (faster on the Intel Xeon of benchmarks.md).
     Gather,
 }
 
