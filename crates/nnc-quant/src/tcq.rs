@@ -545,6 +545,12 @@ fn trace_back(
         state = ((choices >> at) & 7) as u8;
         *step = slot as u16 | (u16::from(state & 1) << 3);
     }
+    // Each weight's reconstruction index from its choice (`slot | parity << 3`); the AVX-512
+    // form checks the CPU itself and falls back to the portable one.
+    #[cfg(target_arch = "x86_64")]
+    let reconstruct = avx512::reconstruct;
+    #[cfg(not(target_arch = "x86_64"))]
+    let reconstruct = reconstruct_portable;
     let mut at = 0;
     for run in ScanSegments::new(shape, scan_order)? {
         let (Some(ws), Some(out)) = (weights.get(run.clone()), levels.get_mut(run.clone())) else {
@@ -565,15 +571,7 @@ fn trace_back(
     Ok(())
 }
 
-/// Each weight's reconstruction index from its traced-back choice (`slot | parity << 3`).
-fn reconstruct(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        return avx512::reconstruct(weights, chosen, qscale, out);
-    }
-    reconstruct_portable(weights, chosen, qscale, out);
-}
-
+/// Each weight's reconstruction index from its traced-back choice, one weight at a time.
 fn reconstruct_portable(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
     for ((&w, o), &c) in weights.iter().zip(out).zip(chosen) {
         *o = chosen_reconstruction(signed_q0(w, qscale), (c & 7) as u8, (c >> 3) as u8);

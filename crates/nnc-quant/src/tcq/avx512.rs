@@ -103,11 +103,15 @@ fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f6
     Ok(Some(out))
 }
 
-/// [`super::reconstruct`] eight weights at a time: the same integer arithmetic as
+/// [`super::reconstruct_portable`] eight weights at a time: the same integer arithmetic as
 /// `chosen_reconstruction(signed_q0(w, qscale), slot, parity)`, lane by lane, for weights that
-/// passed the forward pass's overflow test (finite, their levels within 32 bits).
+/// passed the forward pass's overflow test (finite, their levels within 32 bits). Without
+/// AVX-512 it is the portable loop.
 pub(super) fn reconstruct(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
-    // SAFETY: the caller checked that the CPU has AVX-512 F and DQ (`available`).
+    if !available() {
+        return super::reconstruct_portable(weights, chosen, qscale, out);
+    }
+    // SAFETY: the CPU has AVX-512 F and DQ (checked just above), all `reconstruct_avx512` needs.
     #[allow(unsafe_code)]
     unsafe {
         reconstruct_avx512(weights, chosen, qscale, out)
