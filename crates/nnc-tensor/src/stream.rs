@@ -17,6 +17,7 @@
 //! `device_id` they check against is the one from before the bitstream, so the result equals
 //! decoding everything against the state as it was before the bitstream.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
@@ -592,13 +593,12 @@ impl<'p> Assembly<'p> {
                     let checked = match &mut state {
                         StateAccess::Update(state) => {
                             // Levels that are not handed out move into the state.
-                            let r = if self.keep_levels {
-                                let levels = mo.levels.as_deref().unwrap_or(&[]);
-                                state.record_update(name, levels, device_id, parameter_id)
+                            let levels: Cow<'_, [i32]> = if self.keep_levels {
+                                Cow::Borrowed(mo.levels.as_deref().unwrap_or(&[]))
                             } else {
-                                let levels = mo.levels.take().unwrap_or_default();
-                                state.record_update(name, levels, device_id, parameter_id)
+                                Cow::Owned(mo.levels.take().unwrap_or_default())
                             };
+                            let r = state.record_update(name, levels, device_id, parameter_id);
                             if r.is_ok() && self.record_hdsp {
                                 state.add_recorded_to_hdsp_history(name);
                             }
