@@ -83,14 +83,14 @@ pub fn ci(quick: bool) -> Result<bool> {
     std::env::remove_var("NNC_NO_AVX512");
     scalar?;
     let opts = RunOptions {
-        vectors: conformance::default_vectors_dir(),
         quiet: true,
         ..Default::default()
     };
+    let sets = conformance::default_vector_sets();
     println!("+ cargo xtask conformance");
-    let decoded = conformance::run_decode(&opts)?;
+    let decoded = conformance::run_sets(&sets, &opts, conformance::run_decode)?;
     println!("+ cargo xtask conformance --encode");
-    let encoded = conformance::run_encode(&opts)?;
+    let encoded = conformance::run_sets(&sets, &opts, conformance::run_encode)?;
     if decoded.failed() > 0 || encoded.failed() > 0 {
         return Ok(false);
     }

@@ -54,12 +54,31 @@ impl Summary {
     }
 }
 
-/// The default vector set of this repository.
-pub fn default_vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The vector sets of this repository: the 105 public cases (`conformance/vectors`), then the
+/// edge cases the public set does not hold (`conformance/edge`, made with
+/// `gen_vectors.py --set edge`).
+pub fn default_vector_sets() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join("conformance")
-        .join("vectors")
+        .join("conformance");
+    vec![root.join("vectors"), root.join("edge")]
+}
+
+/// Runs `run` (the decoder or the encoder check) on each set in turn; the results of all.
+pub fn run_sets(
+    sets: &[PathBuf],
+    opts: &RunOptions,
+    run: fn(&RunOptions) -> Result<Summary>,
+) -> Result<Summary> {
+    let mut all = Summary::default();
+    for set in sets {
+        let summary = run(&RunOptions {
+            vectors: set.clone(),
+            ..opts.clone()
+        })?;
+        all.results.extend(summary.results);
+    }
+    Ok(all)
 }
 
 /// Runs the decoder conformance check on every selected case, printing one line per case and a

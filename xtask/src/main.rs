@@ -26,7 +26,8 @@ struct Cli {
 enum Task {
     /// Decode every conformance case and compare with the reference's levels, values and headers.
     Conformance {
-        /// Vector set directory holding manifest.json (default: conformance/vectors).
+        /// Vector set directory holding manifest.json (default: conformance/vectors, then
+        /// conformance/edge).
         #[arg(long)]
         vectors: Option<PathBuf>,
         /// Only run cases whose name matches this glob (`*`, `?`).
@@ -138,16 +139,18 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             encode,
         } => {
             let opts = RunOptions {
-                vectors: vectors.unwrap_or_else(conformance::default_vectors_dir),
+                vectors: PathBuf::new(),
                 case_glob,
                 first_fail,
                 quiet,
             };
-            let summary = if encode {
-                conformance::run_encode(&opts)?
+            let sets = vectors.map_or_else(conformance::default_vector_sets, |v| vec![v]);
+            let check = if encode {
+                conformance::run_encode
             } else {
-                conformance::run_decode(&opts)?
+                conformance::run_decode
             };
+            let summary = conformance::run_sets(&sets, &opts, check)?;
             Ok(summary.failed() == 0)
         }
         Task::Ci { quick } => ci::ci(quick),

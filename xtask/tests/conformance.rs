@@ -1,23 +1,27 @@
-//! `cargo test` runs the same conformance cases as `cargo xtask conformance`.
+//! `cargo test` runs the same conformance cases as `cargo xtask conformance`: the public set and
+//! the edge cases.
 
-use xtask::conformance::{default_vectors_dir, run_decode, run_encode, RunOptions, Summary};
+use xtask::conformance::{
+    default_vector_sets, run_decode, run_encode, run_sets, RunOptions, Summary,
+};
 
 fn options() -> RunOptions {
     RunOptions {
-        vectors: default_vectors_dir(),
         quiet: true,
         ..Default::default()
     }
 }
 
 #[test]
-fn every_public_vector_decodes_bit_exactly() {
-    assert_all_pass(&run_decode(&options()).expect("runner"));
+fn every_vector_decodes_bit_exactly() {
+    let sets = default_vector_sets();
+    assert_all_pass(&run_sets(&sets, &options(), run_decode).expect("runner"));
 }
 
 #[test]
-fn every_public_vector_encodes_to_the_reference_bytes() {
-    assert_all_pass(&run_encode(&options()).expect("runner"));
+fn every_vector_encodes_to_the_reference_bytes() {
+    let sets = default_vector_sets();
+    assert_all_pass(&run_sets(&sets, &options(), run_encode).expect("runner"));
 }
 
 fn assert_all_pass(summary: &Summary) {
@@ -26,8 +30,9 @@ fn assert_all_pass(summary: &Summary) {
         .iter()
         .filter_map(|r| r.failure.as_ref().map(|f| format!("{}: {f}", r.name)))
         .collect();
+    // 105 public cases and 7 edge cases.
     assert!(
-        summary.results.len() >= 105,
+        summary.results.len() >= 112,
         "only {} cases ran",
         summary.results.len()
     );

@@ -147,12 +147,33 @@ mod tests {
     }
 
     #[test]
-    fn empty_tensor_and_garbage_are_typed_errors() {
-        let empty = Tensor::zeros(0, candle_core::DType::F32, &Device::Cpu).unwrap();
-        assert!(matches!(
-            encode_tensors([("e", empty)], &EncodeOptions::default()),
-            Err(Error::Input(_))
-        ));
+    fn empty_tensors_round_trip_and_garbage_is_a_typed_error() {
+        let cpu = &Device::Cpu;
+        let pairs = [
+            ("a", t(&[1.0, 2.0])),
+            (
+                "b",
+                Tensor::zeros((0, 3), candle_core::DType::F16, cpu).unwrap(),
+            ),
+            (
+                "c",
+                Tensor::zeros((3, 0), candle_core::DType::F32, cpu).unwrap(),
+            ),
+        ];
+        let bytes = encode_tensors(pairs.iter(), &EncodeOptions::default()).unwrap();
+        let back = decode_tensors(&bytes, cpu).unwrap();
+        let shapes: Vec<_> = back
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.dims().to_vec(), t.dtype()))
+            .collect();
+        assert_eq!(
+            shapes,
+            vec![
+                ("a", vec![2], candle_core::DType::F32),
+                ("b", vec![0, 3], candle_core::DType::F16),
+                ("c", vec![3, 0], candle_core::DType::F32),
+            ]
+        );
         assert!(matches!(
             decode_tensors(&[0xff, 0x00, 0x13], &Device::Cpu),
             Err(Error::Codec(_))

@@ -253,13 +253,14 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         report::print(&rows, encoded.bytes.len(), args.json, true)?;
     } else if !quiet {
         progress.finish();
+        let rate = report::per_param(encoded.bytes.len() as f64 * 8.0, params)
+            .map_or(String::new(), |b| format!(" ({b:.3} bits/param)"));
         eprintln!(
-            "{}: {} tensors, {} parameters -> {} bytes ({:.3} bits/param)",
+            "{}: {} tensors, {} parameters -> {} bytes{rate}",
             args.output.display(),
             encoded.tensors.len(),
             params,
             encoded.bytes.len(),
-            encoded.bytes.len() as f64 * 8.0 / params.max(1) as f64
         );
     }
     Ok(())

@@ -151,6 +151,11 @@ pub fn rows(
     Ok(out)
 }
 
+/// Bits per parameter; none for no parameters (an empty tensor).
+pub fn per_param(bits: f64, params: usize) -> Option<f64> {
+    (params > 0).then(|| bits / params as f64)
+}
+
 /// Mean of the per-tensor relative errors that are defined.
 fn mean_rel_error(rows: &[Row]) -> Option<f64> {
     let errs: Vec<f64> = rows.iter().filter_map(|r| r.rel_error).collect();
@@ -170,7 +175,7 @@ pub fn print(
     let tensor_bytes: f64 = rows.iter().map(|r| r.bits / 8.0).sum();
     let header_bytes = (stream_bytes as f64 - tensor_bytes).max(0.0).round();
     let total_params: usize = rows.iter().map(|r| r.params).sum();
-    let bits_per_param = stream_bytes as f64 * 8.0 / total_params.max(1) as f64;
+    let bits_per_param = per_param(stream_bytes as f64 * 8.0, total_params);
     let mean_rel = mean_rel_error(rows);
     if json {
         let tensors: Vec<_> = rows
@@ -178,7 +183,7 @@ pub fn print(
             .map(|r| {
                 let mut row = json!({
                     "name": r.name, "shape": r.shape, "dtype": r.dtype, "qp": r.qp,
-                    "bytes": r.bits / 8.0, "bits_per_param": r.bits / r.params.max(1) as f64,
+                    "bytes": r.bits / 8.0, "bits_per_param": per_param(r.bits, r.params),
                 });
                 if with_error {
                     row["rel_error"] = json!(r.rel_error);
@@ -212,13 +217,13 @@ pub fn print(
     writeln!(out, "{}", header.trim_end())?;
     for r in rows {
         let mut line = format!(
-            "{:<w$} {:>18} {:>8} {:>5} {:>12.1} {:>9.3}",
+            "{:<w$} {:>18} {:>8} {:>5} {:>12.1} {:>9}",
             r.name,
             format!("{:?}", r.shape),
             r.dtype,
             r.qp.map_or("-".into(), |q| q.to_string()),
             r.bits / 8.0,
-            r.bits / r.params.max(1) as f64,
+            fmt_opt(per_param(r.bits, r.params), 3),
         );
         if with_error {
             line.push_str(&format!(
@@ -235,13 +240,13 @@ pub fn print(
         "(headers, parameter sets, metadata)", "", "", "", header_bytes
     )?;
     let mut total = format!(
-        "{:<w$} {:>18} {:>8} {:>5} {:>12} {:>9.3}",
+        "{:<w$} {:>18} {:>8} {:>5} {:>12} {:>9}",
         "total",
         format!("{total_params} params"),
         "",
         "",
         stream_bytes,
-        bits_per_param
+        fmt_opt(bits_per_param, 3)
     );
     if with_error {
         total.push_str(&format!(" {:>10}", fmt_opt(mean_rel, 5)));

@@ -208,6 +208,88 @@ fn no_metadata_drops_only_what_the_reference_cannot_carry() {
     assert!(!decoded.iter().any(|t| t.name == "bn.num_batches_tracked"));
 }
 
+/// Tensors with a dimension of 0 come back in their place with their dtype and shape, through
+/// every output format, in memory and streamed. Those with no rows are coded as the reference
+/// codes them; those whose rows have no width only the metadata can carry, so `--no-metadata`
+/// refuses them; a model of nothing but those is refused by name.
+#[test]
+fn empty_tensors_round_trip_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = |name: &str, shape: Vec<usize>, data: TensorData| {
+        Tensor::try_new(name, shape, data).expect("tensor")
+    };
+    let model = vec![
+        t("fc.weight", vec![8, 8], TensorData::F32(wave(64, 1, 0.01))),
+        t("attn.masked_bias", vec![0, 4], TensorData::F16(vec![])),
+        t("fc.bias", vec![8], TensorData::F32(wave(8, 2, 0.01))),
+        t("no_width", vec![4, 0], TensorData::F32(vec![])),
+        t("ids", vec![0], TensorData::I64(vec![])),
+        t("conv.weight", vec![0, 3, 3], TensorData::F32(vec![])),
+    ];
+    // npz keeps the order it is given.
+    let input = dir.path().join("model.npz");
+    write_tensors(&input, &model).expect("write");
+    let nncf = dir.path().join("m.nnc");
+    let err = ok(&nnc(&["encode", s(&input), "-o", s(&nncf)]));
+    assert!(err.contains("5 tensors, 72 parameters"), "{err}");
+    for (out, j) in [("b.safetensors", "1"), ("b.npz", "1"), ("c.npz", "2")] {
+        let back = dir.path().join(out);
+        ok(&nnc(&["decode", s(&nncf), "-o", s(&back), "-j", j, "-f"]));
+        let decoded = read_tensors(&back, "0").expect("read back");
+        let key = |v: &[Tensor]| -> Vec<(String, Vec<usize>, &str)> {
+            v.iter()
+                .map(|t| (t.name.clone(), t.shape.clone(), t.dtype().numpy_name()))
+                .collect()
+        };
+        // safetensors lists tensors by name, npz in the written order.
+        let (mut got, mut want) = (key(&decoded), key(&model));
+        if out.ends_with(".safetensors") {
+            got.sort();
+            want.sort();
+        }
+        assert_eq!(got, want, "{out}");
+    }
+    let o = nnc(&["stats", s(&nncf), "--json"]);
+    let stats = json(&o);
+    let row = |name: &str| {
+        stats["tensors"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {stats}"))
+    };
+    assert!(row("attn.masked_bias")["bits_per_param"].is_null());
+    assert!(row("fc.weight")["bits_per_param"].as_f64().is_some());
+    refused(
+        &["encode", s(&input), "--no-metadata"],
+        &dir.path().join("n.nnc"),
+        "\"no_width\" (shape [4, 0]) is empty with rows of no width",
+    );
+    let only_no_width = dir.path().join("no_width.npz");
+    write_tensors(&only_no_width, &model[3..4]).expect("write");
+    refused(
+        &["encode", s(&only_no_width)],
+        &dir.path().join("e.nnc"),
+        "every tensor is empty or carried verbatim (such as \"no_width\")",
+    );
+    // Nothing but a tensor without rows: a stream of one empty NDU, as the reference writes.
+    let only_no_rows = dir.path().join("no_rows.npy");
+    write_tensors(&only_no_rows, &model[1..2]).expect("write");
+    let e = dir.path().join("e.nnc");
+    let err = ok(&nnc(&["encode", s(&only_no_rows), "-o", s(&e)]));
+    assert!(
+        err.contains("0 parameters") && !err.contains("bits/param"),
+        "{err}"
+    );
+    let back = dir.path().join("e.npy");
+    ok(&nnc(&["decode", s(&e), "-o", s(&back)]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    assert_eq!(decoded[0].shape, vec![0, 4]);
+    assert_eq!(decoded[0].dtype(), DType::F16);
+}
+
 #[test]
 fn no_progress_output_when_stderr_is_not_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");

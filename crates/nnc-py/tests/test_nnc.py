@@ -64,6 +64,28 @@ def test_dict_order_scalars_and_1d_tensors():
     assert np.abs(out["b"] - d["b"]).max() < 1e-5
 
 
+def test_empty_arrays_come_back_in_their_place():
+    d = OrderedDict(
+        [
+            ("w", weights((8, 8))),
+            ("mask", np.zeros((0, 4), np.float16)),
+            ("b", weights((8,))),
+            ("no_width", np.zeros((4, 0), np.float32)),
+            ("ids", np.zeros(0, np.int64)),
+        ]
+    )
+    for state_dict in (False, True):
+        out = nnc.decode(nnc.encode(d, state_dict=state_dict))
+        assert list(out) == list(d)
+        assert [(v.dtype, v.shape) for v in out.values()] == [(v.dtype, v.shape) for v in d.values()]
+    # Rows of no width travel only in the metadata.
+    with pytest.raises(nnc.InvalidArgumentError, match='"no_width" .* rows of no width'):
+        nnc.encode(d, carry_dtypes=False)
+    with pytest.raises(nnc.InvalidArgumentError, match="every tensor is empty"):
+        nnc.encode(np.zeros((3, 0), np.float32))
+    assert nnc.decode(nnc.encode(np.zeros((0, 3), np.float32)))["0"].shape == (0, 3)
+
+
 def test_non_contiguous_big_endian_and_list_inputs():
     base = weights((12, 10)).astype(">f4")
     view = base[::2, 1::3]

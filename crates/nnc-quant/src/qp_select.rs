@@ -208,8 +208,10 @@ pub fn tensor_qps(tensors: &[QpTensor<'_>], cfg: &QpConfig<'_>) -> Result<Vec<i3
         })
         .collect();
     if cfg.opt_qp {
+        // An empty weight has no statistics (the reference's share for it is NaN, and it
+        // crashes): it keeps its qp and, of size 0, would change no other share anyway.
         let weight_idx: Vec<usize> = (0..tensors.len())
-            .filter(|&i| tensors[i].parameter_type.is_weight())
+            .filter(|&i| tensors[i].parameter_type.is_weight() && !tensors[i].weights.is_empty())
             .collect();
         if !weight_idx.is_empty() {
             let sizes: Vec<usize> = weight_idx

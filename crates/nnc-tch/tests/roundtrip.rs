@@ -241,11 +241,21 @@ fn unsupported_kinds_dtypes_and_bad_inputs_are_typed_errors() {
         encode_tensors(dup.iter(), &EncodeOptions::default()),
         Err(Error::DuplicateName(n)) if n == "w"
     ));
-    let empty = Tensor::zeros([0], (Kind::Float, Device::Cpu));
-    assert!(matches!(
-        encode_tensors([("e", empty)], &EncodeOptions::default()),
-        Err(Error::Input(_))
-    ));
+    // Empty tensors are no error: they come back with their shape and kind.
+    let empties = [
+        ("e", Tensor::zeros([0], (Kind::Float, Device::Cpu))),
+        ("z", Tensor::zeros([3, 0], (Kind::Half, Device::Cpu))),
+    ];
+    let back =
+        decode_tensors(&encode_tensors(empties, &EncodeOptions::default()).unwrap()).unwrap();
+    let shapes: Vec<_> = back
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.size(), t.kind()))
+        .collect();
+    assert_eq!(
+        shapes,
+        vec![("e", vec![0], Kind::Float), ("z", vec![3, 0], Kind::Half)]
+    );
     let big = Tensor::from_slice(&[i64::from(i32::MAX) + 1]);
     assert!(matches!(
         encode_tensors([("big", big)], &EncodeOptions::default()),

@@ -79,9 +79,11 @@ impl StreamMetadata {
         (meta.format == FORMAT).then_some(meta)
     }
 
-    /// Carries a small tensor verbatim. `None` if its values do not fit an f64 exactly.
+    /// Carries a small tensor verbatim. `None` if its values do not fit an f64 exactly (an
+    /// empty tensor is carried whatever its dtype).
     pub fn extra_from(t: &Tensor) -> Option<ExtraTensor> {
         let values: Vec<f64> = match &t.data {
+            _ if t.is_empty() => Vec::new(),
             TensorData::F64(v) => v.clone(),
             TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
             TensorData::I64(v) => v

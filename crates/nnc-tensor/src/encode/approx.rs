@@ -164,7 +164,8 @@ pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
             Cow::Borrowed(ParameterData::I32(v)) => return keep_integers(w, v.clone()),
             Cow::Owned(ParameterData::I32(v)) => return keep_integers(w, v),
         };
-    if opts.codebook_mode == CodebookMode::Off {
+    // An empty tensor has no codebook to build (the reference crashes trying): uniform.
+    if opts.codebook_mode == CodebookMode::Off || values.is_empty() {
         let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
         if !w.name.contains(".num_batches_tracked") {
             clip_bitdepth(w, &values, &mut levels, opts);

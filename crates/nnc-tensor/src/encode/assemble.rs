@@ -171,9 +171,10 @@ fn fill_header(
     }
     if dims.len() > 1 {
         h.first_tensor_dimension_shift = Some(0);
-        // A single row or column cannot be block-scanned and gets no entry points; the reference
-        // crashes writing such a header, we write scan order 0 (quirks.md#single-row-scan-order).
-        let single_line = dims[0] == 1 || dims[1..].iter().product::<usize>() == 1;
+        // A single row or column (or no row at all) cannot be block-scanned and gets no entry
+        // points; the reference crashes writing such a header, we write scan order 0
+        // (quirks.md#single-row-scan-order).
+        let single_line = dims[0] <= 1 || dims[1..].iter().product::<usize>() == 1;
         h.scan_order = Some(if single_line {
             0
         } else {

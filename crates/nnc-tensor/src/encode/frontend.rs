@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
+use super::model::{has_zero_width, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
 use super::options::ParameterType;
 use crate::tensor::Tensor;
 
@@ -14,7 +14,8 @@ const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
 impl EncodeInput {
     /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors
     /// ending in `num_batches_tracked` are not coded but keep their place in the enumeration
-    /// (so `parameter_id`s match the reference), and parameter types follow PyTorch's names
+    /// (so `parameter_id`s match the reference), as do empty tensors the reference cannot code
+    /// (see [`EncodeInput::from_tensors`]), and parameter types follow PyTorch's names
     /// (`.bias`, `.running_mean`, `.running_var`, `.weight_scaling`, `gamma`, `.weight`; every tensor
     /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
     pub fn from_state_dict(tensors: &[Tensor]) -> Result<Self, InputError> {
@@ -35,7 +36,7 @@ impl EncodeInput {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
-            if t.name.ends_with(NUM_BATCHES_TRACKED) {
+            if t.name.ends_with(NUM_BATCHES_TRACKED) || has_zero_width(&t) {
                 extra_tensors.push(t.into_owned());
                 continue;
             }
@@ -74,7 +75,10 @@ mod tests {
         };
         let cases = [
             vec![f("a.weight", vec![1.0]), f("a.weight", vec![2.0])],
-            vec![f("a.weight", vec![1.0]), f("e.bias", vec![])],
+            vec![
+                f("a.weight", vec![1.0]),
+                Tensor::try_new("e.bias", vec![1], TensorData::U64(vec![u64::MAX])).unwrap(),
+            ],
             vec![Tensor::try_new("big", vec![1], TensorData::I64(vec![1 << 40])).unwrap()],
         ];
         for tensors in cases {
@@ -84,6 +88,43 @@ mod tests {
             let lent = EncodeInput::from_tensors(&tensors).unwrap_err();
             let taken = EncodeInput::from_tensors_owned(tensors).unwrap_err();
             assert_eq!(lent, taken);
+        }
+    }
+
+    #[test]
+    fn empty_tensors_are_coded_unless_their_rows_have_no_width() {
+        let f = |name: &str, shape: Vec<usize>| {
+            let n = shape.iter().product();
+            Tensor::try_new(name, shape, TensorData::F32(vec![0.5; n])).unwrap()
+        };
+        let no_width = Tensor::try_new("mask.bias", vec![4, 0], TensorData::F16(vec![])).unwrap();
+        let tensors = vec![
+            f("a.weight", vec![2, 2]),
+            no_width.clone(),
+            f("no_rows.weight", vec![0, 3, 3]),
+            f("b.bias", vec![0]),
+        ];
+        for input in [
+            EncodeInput::from_tensors(&tensors).unwrap(),
+            EncodeInput::from_tensors_owned(tensors.clone()).unwrap(),
+            EncodeInput::from_state_dict(&tensors).unwrap(),
+            EncodeInput::from_state_dict_owned(tensors.clone()).unwrap(),
+        ] {
+            let coded: Vec<_> = input
+                .parameters
+                .iter()
+                .map(|p| (p.name.as_str(), p.parameter_index, p.dims.clone()))
+                .collect();
+            assert_eq!(
+                coded,
+                vec![
+                    ("a.weight", 0, vec![2, 2]),
+                    ("no_rows.weight", 2, vec![0, 3, 3]),
+                    ("b.bias", 3, vec![0])
+                ]
+            );
+            assert_eq!(input.extra_tensors, vec![no_width.clone()]);
+            assert_eq!(input.extra_index("mask.bias"), Some(1));
         }
     }
 

@@ -148,9 +148,31 @@ fn encode_on_workers(
     opts.validate()
         .map_err(|what| Error::InvalidArgument { what })?;
     if input.parameters.is_empty() {
-        return Err(Error::InvalidArgument {
-            what: "nothing to encode".into(),
-        });
+        let what = match input.extra_tensors.first() {
+            Some(t) => format!(
+                "nothing to encode: every tensor is empty or carried verbatim (such as {:?})",
+                t.name
+            ),
+            None => "nothing to encode".into(),
+        };
+        return Err(Error::InvalidArgument { what });
+    }
+    if !opts.carry_dtypes {
+        // Uncoded step counters are dropped as the reference drops them, but an empty tensor
+        // the reference cannot code at all would be lost without a word.
+        if let Some(t) = input.extra_tensors.iter().find(|t| t.is_empty()) {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "tensor {:?} (shape {:?}) is empty with rows of no width, which only the \
+                     stream's metadata can carry, and carry_dtypes = false (the CLI's \
+                     --no-metadata) leaves it out",
+                    t.name, t.shape
+                ),
+            });
+        }
+    }
+    for p in &input.parameters {
+        work::check_dims(p)?;
     }
     // An input given by value gives up its elements: the working model owns them, and
     // approximation drops each tensor's as soon as its levels exist.

@@ -159,9 +159,6 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), Inpu
             .collect()
     }
     let name = t.name.as_str();
-    if t.is_empty() {
-        return Err(InputError::Empty(t.name.clone()));
-    }
     let data = match &t.data {
         TensorData::F32(v) => ParameterData::F32(v.clone()),
         TensorData::F64(v) => ParameterData::F32(v.iter().map(|&x| x as f32).collect()),
@@ -218,6 +215,12 @@ impl ModelParameter {
     }
 }
 
+/// Whether the tensor's rows have no width (a zero among the dimensions after the first): the
+/// reference's scan divides by that width, so such a tensor is carried, not coded.
+pub(super) fn has_zero_width(t: &Tensor) -> bool {
+    t.shape.len() > 1 && t.shape[1..].contains(&0)
+}
+
 /// The coded shape: the reference codes every scalar as a float32 of shape [1]; an integer
 /// scalar stays an integer here so it is coded losslessly (quirks.md#integer-scalars).
 fn coded_dims(t: &Tensor) -> Vec<usize> {
@@ -231,6 +234,11 @@ fn coded_dims(t: &Tensor) -> Vec<usize> {
 impl EncodeInput {
     /// A plain dictionary of tensors (the reference's `nnc.compress(dict)`): parameters in the
     /// given order, weights = tensors with more than one dimension, no blocks.
+    ///
+    /// Empty tensors are coded as the reference codes them when their first dimension is the
+    /// zero one (no rows). One with a zero among its other dimensions (rows of no width) the
+    /// reference cannot code (it crashes); it goes to [`EncodeInput::extra_tensors`] and is
+    /// carried in the stream's metadata instead (quirks.md#empty-tensors).
     pub fn from_tensors(tensors: &[Tensor]) -> Result<Self, InputError> {
         Self::dict(tensors.iter().map(Cow::Borrowed))
     }
@@ -245,10 +253,15 @@ impl EncodeInput {
 
     fn dict<'t>(tensors: impl Iterator<Item = Cow<'t, Tensor>>) -> Result<Self, InputError> {
         let mut parameters = Vec::with_capacity(tensors.size_hint().0);
+        let mut extra_tensors = Vec::new();
         let mut names = BTreeSet::new();
         for (i, t) in tensors.enumerate() {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
+            }
+            if has_zero_width(&t) {
+                extra_tensors.push(t.into_owned());
+                continue;
             }
             let parameter_type = ParameterType::for_dict_tensor(t.shape.len());
             parameters.push(ModelParameter::from_tensor(t, parameter_type, i as u64)?);
@@ -256,7 +269,7 @@ impl EncodeInput {
         Ok(EncodeInput {
             parameters,
             decomposed_weights: Vec::new(),
-            extra_tensors: Vec::new(),
+            extra_tensors,
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_UNRECOGNISED,
         })

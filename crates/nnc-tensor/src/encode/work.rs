@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::model::{EncodeInput, ParameterData};
+use super::model::{EncodeInput, ModelParameter, ParameterData};
 use super::options::ParameterType;
 use crate::error::{Error, Result};
 use crate::members::cpt;
@@ -302,4 +302,21 @@ impl<'a> WorkModel<'a> {
                 what: format!("block member {name:?} is missing"),
             })
     }
+}
+
+/// A parameter's dimensions must hold exactly its elements, and its rows must have a width: the
+/// builders ensure both, a hand-made [`ModelParameter`] may not.
+pub(super) fn check_dims(p: &ModelParameter) -> Result<()> {
+    let what = if p.dims.len() > 1 && p.dims[1..].contains(&0) {
+        "has rows of no width; carry it in extra_tensors instead"
+    } else if p.dims.is_empty()
+        || p.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(p.data.len())
+    {
+        "does not hold as many elements as its dimensions say"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument {
+        what: format!("tensor {:?} of shape {:?} {what}", p.name, p.dims),
+    })
 }
