@@ -190,6 +190,35 @@ fn a_tera_element_tensor_is_rejected_before_allocating() {
     assert!(err.to_string().contains("arithmetic-coded bins"), "{err}");
 }
 
+/// Zero dimensions in any place, declared over a payload that holds levels: the layer decoder
+/// runs over no rows or rows of no width and the stream is refused (its terminating bin is not
+/// where the levels end), never a panic such as a division by a zero row width.
+#[test]
+fn zero_dimensions_are_refused_without_panicking() {
+    let v = vector("t_default_2d");
+    for dims in [
+        vec![4, 0],
+        vec![0, 4],
+        vec![0, 0],
+        vec![0],
+        vec![2, 0, 3],
+        vec![0, 3, 3],
+    ] {
+        let bytes = edit_first_ndu(&v.steps[0], &v.opts, |h| {
+            h.tensor_dimensions = dims.iter().map(|&d| d as u64).collect();
+            h.tensor_dimensions_flag = Some(true);
+            if dims.len() == 1 {
+                // Only matrices carry these.
+                h.first_tensor_dimension_shift = None;
+                h.scan_order = None;
+            }
+        });
+        let err = decode_stream(&bytes, &mut DecoderState::default(), &v.opts)
+            .expect_err("levels left over");
+        assert_eq!(err.kind(), ErrorKind::Malformed, "{dims:?}: {err}");
+    }
+}
+
 #[test]
 fn limits_are_configurable() {
     let v = vector("t_default_2d");

@@ -138,6 +138,26 @@ fn quantize(
     Ok((q.levels, q.qp))
 }
 
+/// Refuses a qp that the overflow fallback raised past what the NDU can signal, naming the cause
+/// (a qp asked for out of range is refused when the NDU is written).
+fn check_raised_qp(w: &Work, requested: i32, values: &[f32], opts: &EncodeOptions) -> Result<()> {
+    let signalable = 1i64
+        .checked_shl(5 + u32::from(opts.qp_density))
+        .unwrap_or(i64::MAX);
+    if i64::from(requested) >= signalable || i64::from(w.qp) < signalable {
+        return Ok(());
+    }
+    let peak = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    Err(invalid(format!(
+        "tensor {:?}: its weights are too large to code (largest magnitude {peak:.3e}): levels \
+         within 32 bits need qp {} or coarser, beyond {}, the largest qp qp_density {} can signal",
+        w.name,
+        w.qp,
+        signalable - 1,
+        opts.qp_density
+    )))
+}
+
 /// Bit-depth clipping of a tensor's levels, if bit-depth mode is on.
 fn clip_bitdepth(w: &Work, values: &[f32], levels: &mut [i32], opts: &EncodeOptions) {
     if let Some(bw) = opts.int_quant_bw {
@@ -164,6 +184,7 @@ pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
             Cow::Borrowed(ParameterData::I32(v)) => return keep_integers(w, v.clone()),
             Cow::Owned(ParameterData::I32(v)) => return keep_integers(w, v),
         };
+    let requested = w.qp;
     // An empty tensor has no codebook to build (the reference crashes trying): uniform.
     if opts.codebook_mode == CodebookMode::Off || values.is_empty() {
         let (mut levels, qp) = quantize(w, &values, w.qp, w.dq_flag, opts)?;
@@ -173,9 +194,10 @@ pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
         w.levels = levels;
         w.qp = qp;
         w.method = Some(Method::Uniform);
-        return Ok(());
+    } else {
+        approximate_codebook(w, &values, opts)?;
     }
-    approximate_codebook(w, &values, opts)
+    check_raised_qp(w, requested, &values, opts)
 }
 
 fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> Result<()> {

@@ -480,6 +480,39 @@ mod tests {
     }
 
     #[test]
+    fn weights_too_large_for_any_signalable_qp_are_named_as_such() {
+        let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 1e28).collect();
+        let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        for (use_dq, codebook_mode) in [
+            (true, CodebookMode::Off),
+            (false, CodebookMode::Off),
+            (true, CodebookMode::Auto),
+            (false, CodebookMode::Always),
+        ] {
+            let opts = EncodeOptions {
+                use_dq,
+                codebook_mode,
+                ..Default::default()
+            };
+            let e = encode(&input, &opts).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
+            assert!(
+                e.to_string().contains(
+                    "\"w\": its weights are too large to code (largest magnitude 3.150e29)"
+                ),
+                "{e}"
+            );
+        }
+        // A qp asked for out of range is still named as such.
+        let mut t = Tensor::try_new("w", vec![2], TensorData::F32(vec![0.5, -0.5])).unwrap();
+        t.shape = vec![1, 2];
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let e = encode(&input, &EncodeOptions::default().with_qp(200)).unwrap_err();
+        assert!(e.to_string().contains("qp 200 is outside"), "{e}");
+    }
+
+    #[test]
     fn decoding_with_a_skipped_step_is_a_state_error() {
         let opts = EncodeOptions {
             compress_differences: true,
