@@ -88,14 +88,18 @@ pub fn encode_incremental<'a>(
 
 /// What decoding needs to restore the user's dtypes, shapes and uncoded tensors; `None` when the
 /// stream is what the reference would write anyway.
-fn metadata_of(input: &EncodeInput) -> Result<Option<StreamMetadata>> {
+fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<StreamMetadata>> {
     let mut meta = StreamMetadata::new();
     for p in &input.parameters {
-        let coded = match p.data {
-            ParameterData::F32(_) => DType::F32,
-            ParameterData::I32(_) => DType::I32,
+        let method = model.params.get(&p.name).and_then(|w| w.method.as_ref());
+        // What the decoder returns without metadata: codebook tensors as float64, as the
+        // reference's decoder does.
+        let decoded = match (&p.data, method) {
+            (_, Some(Method::Codebook { .. })) => DType::F64,
+            (ParameterData::F32(_), _) => DType::F32,
+            (ParameterData::I32(_), _) => DType::I32,
         };
-        if p.original_dtype != coded || p.original_shape != p.dims {
+        if p.original_dtype != decoded || p.original_shape != p.dims {
             meta.tensors.insert(
                 p.name.clone(),
                 TensorMeta {
@@ -228,7 +232,7 @@ fn encode_on_workers(
     .into_iter()
     .collect::<Result<Vec<()>>>()?;
     let topology_data = if opts.carry_dtypes {
-        metadata_of(input)?
+        metadata_of(input, &model)?
             .map(|m| m.to_topology_data())
             .unwrap_or_default()
     } else {
@@ -477,6 +481,32 @@ mod tests {
         let e = encode(&input, &opts).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
         assert!(e.to_string().contains("qp_per_tensor names \"v\""), "{e}");
+    }
+
+    #[test]
+    fn codebook_tensors_come_back_in_their_own_dtype() {
+        let book = [-0.5f32, -0.125, 0.0, 0.25, 1.0];
+        let v: Vec<f32> = (0..480).map(|i| book[(i * 7 + i / 5) % 5]).collect();
+        let t = Tensor::try_new("w", vec![24, 20], TensorData::F32(v)).unwrap();
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        for (carry_dtypes, want) in [(true, DType::F32), (false, DType::F64)] {
+            let opts = EncodeOptions {
+                codebook_mode: CodebookMode::Always,
+                carry_dtypes,
+                ..Default::default()
+            };
+            let bytes = encode(&input, &opts).unwrap().bytes;
+            let out = decode_stream(
+                &bytes,
+                &mut crate::DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+            .unwrap();
+            let w = &out.tensors[0];
+            assert!(matches!(w.approximation, Approximation::Codebook { .. }));
+            // Without metadata the decoder returns float64, as the reference's does.
+            assert_eq!(w.tensor.dtype(), want, "carry_dtypes {carry_dtypes}");
+        }
     }
 
     #[test]
