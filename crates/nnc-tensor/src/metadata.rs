@@ -79,8 +79,8 @@ impl StreamMetadata {
         (meta.format == FORMAT).then_some(meta)
     }
 
-    /// Carries a small tensor verbatim. `None` if its values do not fit an f64 exactly (an
-    /// empty tensor is carried whatever its dtype).
+    /// Carries a small tensor verbatim. `None` if its values do not fit an f64 exactly or are
+    /// not finite (an empty tensor is carried whatever its dtype).
     pub fn extra_from(t: &Tensor) -> Option<ExtraTensor> {
         let values: Vec<f64> = match &t.data {
             _ if t.is_empty() => Vec::new(),
@@ -100,7 +100,9 @@ impl StreamMetadata {
             TensorData::Bool(v) => v.iter().map(|&x| f64::from(u8::from(x))).collect(),
             _ => return None,
         };
-        (values.len() == t.len()).then(|| ExtraTensor {
+        // JSON has no NaN or infinity: such a value would turn the whole document unreadable.
+        let exact = values.len() == t.len() && values.iter().all(|v| v.is_finite());
+        exact.then(|| ExtraTensor {
             name: t.name.clone(),
             dtype: t.dtype(),
             shape: t.shape.clone(),
@@ -244,6 +246,21 @@ mod tests {
             StreamMetadata::from_topology_data("{\"format\":\"other\"}"),
             None
         );
+    }
+
+    #[test]
+    fn only_finite_values_are_carried_verbatim() {
+        // JSON writes NaN and infinity as null, which would make the document unreadable and
+        // lose every dtype it carries.
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let t = Tensor::try_new("c", vec![2], TensorData::F64(vec![1.0, bad])).unwrap();
+            assert_eq!(StreamMetadata::extra_from(&t), None, "{bad}");
+        }
+        let empty = Tensor::try_new("e", vec![4, 0], TensorData::F16(vec![])).unwrap();
+        let mut m = StreamMetadata::new();
+        m.extra.push(StreamMetadata::extra_from(&empty).unwrap());
+        let back = StreamMetadata::from_topology_data(&m.to_topology_data()).unwrap();
+        assert_eq!(extra_tensor(&back.extra[0]), Some(empty));
     }
 
     #[test]

@@ -112,7 +112,11 @@ fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<Stre
     for t in &input.extra_tensors {
         meta.extra.push(
             StreamMetadata::extra_from(t).ok_or_else(|| Error::InvalidArgument {
-                what: format!("tensor {:?} cannot be carried verbatim", t.name),
+                what: format!(
+                    "tensor {:?} cannot be carried verbatim: its values must be finite and fit \
+                     a float64 exactly",
+                    t.name
+                ),
             })?,
         );
     }

@@ -1,0 +1,163 @@
+//! The encoder on whatever a user may hand it: a few small tensors of any dtype and shape (zero
+//! dimensions, scalars, NaN and huge values included), as a dictionary or a PyTorch state dict,
+//! after optional sparsification, under arbitrary encoder options. It returns a bitstream or a
+//! typed error, never panics; a bitstream it returns decodes, and with the metadata on gives back
+//! every tensor's name, shape and dtype in the given order, integers exactly.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
+use nnc_tensor::{
+    decode_stream, encode, CodebookMode, DType, DecodeOptions, DecoderState, EncodeInput,
+    EncodeOptions, Tensor, TensorData,
+};
+
+/// Elements of all tensors together; keeps an execution in the milliseconds.
+const MAX_ELEMENTS: usize = 2048;
+
+#[derive(Arbitrary, Debug)]
+struct FuzzTensor {
+    /// Dimension sizes, each taken modulo 17 (so zeros are common).
+    dims: Vec<u8>,
+    dtype: u8,
+    /// Values, tiled over the tensor: raw bit patterns, or scaled by `2^-scale`.
+    values: Vec<i32>,
+    raw_bits: bool,
+    scale: u8,
+    /// Suffix of the name (".weight", ".bias", "num_batches_tracked", ...).
+    suffix: u8,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    tensors: Vec<FuzzTensor>,
+    state_dict: bool,
+    qp: i16,
+    qp_density: u8,
+    nonweight_qp: Option<i16>,
+    use_dq: bool,
+    codebook: u8,
+    scan_order: u8,
+    lambda_scale: u8,
+    param_opt: bool,
+    cabac_unary_length_minus1: u8,
+    opt_qp: bool,
+    row_skipping: bool,
+    bitdepth: Option<u8>,
+    carry_dtypes: bool,
+    sparsity: u8,
+    struct_spars_factor: u8,
+}
+
+fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
+    let shape: Vec<usize> = t.dims.iter().take(4).map(|&d| usize::from(d % 17)).collect();
+    let n: usize = shape.iter().product();
+    if n > MAX_ELEMENTS {
+        return None;
+    }
+    let raw = |k: usize| t.values.get(k % t.values.len().max(1)).copied().unwrap_or(0);
+    let float = |k: usize| {
+        if t.raw_bits {
+            f32::from_bits(raw(k) as u32)
+        } else {
+            raw(k) as f32 * (-f32::from(t.scale % 64)).exp2()
+        }
+    };
+    let data = match t.dtype % 8 {
+        0 => TensorData::F32((0..n).map(float).collect()),
+        1 => TensorData::F64((0..n).map(|k| f64::from(float(k))).collect()),
+        2 => TensorData::from_f32_cast(DType::F16, &(0..n).map(float).collect::<Vec<_>>())?,
+        3 => TensorData::I32((0..n).map(raw).collect()),
+        4 => TensorData::I64((0..n).map(|k| i64::from(raw(k)) << (t.scale % 40)).collect()),
+        5 => TensorData::U8((0..n).map(|k| raw(k) as u8).collect()),
+        6 => TensorData::Bool((0..n).map(|k| raw(k) & 1 == 1).collect()),
+        _ => TensorData::I8((0..n).map(|k| raw(k) as i8).collect()),
+    };
+    let suffix = [".weight", ".bias", ".running_var", "num_batches_tracked", ""][usize::from(t.suffix % 5)];
+    Tensor::try_new(format!("t{i}{suffix}"), shape, data).ok()
+}
+
+fuzz_target!(|input: Input| {
+    let Some(mut tensors) = input
+        .tensors
+        .iter()
+        .take(4)
+        .enumerate()
+        .map(|(i, t)| tensor(i, t))
+        .collect::<Option<Vec<Tensor>>>()
+    else {
+        return;
+    };
+    if tensors.iter().map(Tensor::len).sum::<usize>() > MAX_ELEMENTS {
+        return;
+    }
+    let qp = i32::from(input.qp % 160);
+    if input.sparsity > 0 {
+        let opts = SparsifyOptions {
+            qp,
+            qp_density: 2,
+            sparsity: f64::from(input.sparsity) / 256.0,
+            struct_spars_factor: f64::from(input.struct_spars_factor) / 128.0,
+        };
+        if sparsify_tensors(&mut tensors, &opts).is_err() {
+            return;
+        }
+    }
+    let built = if input.state_dict {
+        EncodeInput::from_state_dict(&tensors)
+    } else {
+        EncodeInput::from_tensors(&tensors)
+    };
+    let Ok(model) = built else {
+        return;
+    };
+    // Non-exhaustive: set field by field.
+    let mut opts = EncodeOptions::default();
+    opts.qp = qp;
+    opts.qp_density = input.qp_density % 8;
+    opts.nonweight_qp = input.nonweight_qp.map(|q| i32::from(q % 160));
+    opts.use_dq = input.use_dq;
+    opts.codebook_mode = match input.codebook % 3 {
+        0 => CodebookMode::Off,
+        1 => CodebookMode::Always,
+        _ => CodebookMode::Auto,
+    };
+    opts.scan_order = input.scan_order % 6;
+    opts.lambda_scale = f32::from(input.lambda_scale) / 64.0;
+    opts.param_opt = input.param_opt;
+    opts.cabac_unary_length_minus1 = input.cabac_unary_length_minus1;
+    opts.opt_qp = input.opt_qp;
+    opts.row_skipping = input.row_skipping;
+    opts.int_quant_bw = input.bitdepth.map(|b| u32::from(b % 34));
+    opts.carry_dtypes = input.carry_dtypes;
+    opts.threads = Some(1);
+    let Ok(encoded) = encode(&model, &opts) else {
+        return;
+    };
+    let decoded = decode_stream(
+        &encoded.bytes,
+        &mut DecoderState::default(),
+        &DecodeOptions::new(),
+    )
+    .expect("a stream the encoder wrote decodes");
+    if !opts.carry_dtypes {
+        return;
+    }
+    // Everything given comes back, in order, with its shape and dtype.
+    let got: Vec<(&str, &[usize], DType)> = decoded
+        .tensors
+        .iter()
+        .map(|t| (t.tensor.name.as_str(), t.tensor.shape.as_slice(), t.tensor.dtype()))
+        .collect();
+    let want: Vec<(&str, &[usize], DType)> = tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.shape.as_slice(), t.dtype()))
+        .collect();
+    assert_eq!(got, want);
+    for (t, d) in tensors.iter().zip(&decoded.tensors) {
+        if !matches!(t.dtype(), DType::F32 | DType::F64 | DType::F16) {
+            assert_eq!(t.data, d.tensor.data, "{} is not exact", t.name);
+        }
+    }
+});
