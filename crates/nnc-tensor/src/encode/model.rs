@@ -91,9 +91,6 @@ pub enum InputError {
     /// The tensor's element type cannot be coded.
     #[error("tensor {0:?} has an element type the coder does not support")]
     UnsupportedDType(String),
-    /// The tensor has no elements.
-    #[error("tensor {0:?} is empty")]
-    Empty(String),
 }
 
 /// A weight given only as its low-rank factors `<name>_G` (rows × rank) and `<name>_H`
