@@ -1,16 +1,18 @@
 //! The encoder on whatever a user may hand it: a few small tensors of any dtype and shape (zero
 //! dimensions, scalars, NaN and huge values included), as a dictionary or a PyTorch state dict,
-//! after optional sparsification, under arbitrary encoder options. It returns a bitstream or a
-//! typed error, never panics; a bitstream it returns decodes, and with the metadata on gives back
-//! every tensor's name, shape and dtype in the given order, integers exactly.
+//! after optional sparsification, under arbitrary encoder options, stand-alone or as two
+//! updates of an incremental sequence (TCA, HDSP). It returns a bitstream or a typed error,
+//! never panics; a bitstream it returns decodes (in sequence, with one decoder state that then
+//! holds what the encoder's holds), and with the metadata on gives back every tensor's name,
+//! shape and dtype in the given order, integers exactly.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
-    decode_stream, encode, CodebookMode, DType, DecodeOptions, DecoderState, EncodeInput,
-    EncodeOptions, Tensor, TensorData,
+    decode_stream, encode, encode_incremental, CodebookMode, DType, DecodeOptions, DecoderState,
+    EncodeInput, EncodeOptions, EncodedStream, EncoderState, Tensor, TensorData,
 };
 
 /// Elements of all tensors together; keeps an execution in the milliseconds.
@@ -48,6 +50,16 @@ struct Input {
     carry_dtypes: bool,
     sparsity: u8,
     struct_spars_factor: u8,
+    /// Two updates of an incremental sequence instead of one stand-alone stream.
+    incremental: Option<Incremental>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Incremental {
+    tca: bool,
+    hdsp: bool,
+    /// The second update's values: the first's times `second_scale / 16`.
+    second_scale: i8,
 }
 
 fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
@@ -104,12 +116,14 @@ fuzz_target!(|input: Input| {
             return;
         }
     }
-    let built = if input.state_dict {
-        EncodeInput::from_state_dict(&tensors)
-    } else {
-        EncodeInput::from_tensors(&tensors)
+    let build = |tensors: &[Tensor]| {
+        if input.state_dict {
+            EncodeInput::from_state_dict(tensors)
+        } else {
+            EncodeInput::from_tensors(tensors)
+        }
     };
-    let Ok(model) = built else {
+    let Ok(model) = build(&tensors) else {
         return;
     };
     // Non-exhaustive: set field by field.
@@ -132,15 +146,53 @@ fuzz_target!(|input: Input| {
     opts.int_quant_bw = input.bitdepth.map(|b| u32::from(b % 34));
     opts.carry_dtypes = input.carry_dtypes;
     opts.threads = Some(1);
-    let Ok(encoded) = encode(&model, &opts) else {
+    let Some(inc) = &input.incremental else {
+        let Ok(encoded) = encode(&model, &opts) else {
+            return;
+        };
+        check(&encoded, &tensors, &opts, &mut DecoderState::default(), false);
         return;
     };
-    let decoded = decode_stream(
-        &encoded.bytes,
-        &mut DecoderState::default(),
-        &DecodeOptions::new(),
-    )
-    .expect("a stream the encoder wrote decodes");
+    opts.compress_differences = true;
+    opts.tca = inc.tca;
+    opts.hdsp = inc.hdsp;
+    let second: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if let TensorData::F32(v) = &mut t.data {
+                v.iter_mut()
+                    .for_each(|x| *x *= f32::from(inc.second_scale) / 16.0);
+            }
+            t
+        })
+        .collect();
+    let Ok(second_model) = build(&second) else {
+        return;
+    };
+    let mut enc_state = EncoderState::default();
+    let mut dec_state = DecoderState::default();
+    for (model, given) in [(&model, &tensors), (&second_model, &second)] {
+        let Ok(encoded) = encode_incremental(model, &opts, &mut enc_state, true) else {
+            return;
+        };
+        check(&encoded, given, &opts, &mut dec_state, inc.hdsp);
+        assert_eq!(enc_state.bases, dec_state.bases, "the two sides' states differ");
+        assert_eq!(enc_state.device_id, dec_state.device_id);
+    }
+});
+
+/// Decodes `encoded` with `state`; with the metadata on, the tensors must be the `given` ones
+/// but those the encoder left out (all-zero updates get no NDU, as in the reference).
+fn check(
+    encoded: &EncodedStream,
+    given: &[Tensor],
+    opts: &EncodeOptions,
+    state: &mut DecoderState,
+    hdsp: bool,
+) {
+    let decoded = decode_stream(&encoded.bytes, state, &DecodeOptions::new().with_hdsp(hdsp))
+        .expect("a stream the encoder wrote decodes");
     if !opts.carry_dtypes {
         return;
     }
@@ -150,14 +202,23 @@ fuzz_target!(|input: Input| {
         .iter()
         .map(|t| (t.tensor.name.as_str(), t.tensor.shape.as_slice(), t.tensor.dtype()))
         .collect();
-    let want: Vec<(&str, &[usize], DType)> = tensors
+    let sent: Vec<&Tensor> = given
+        .iter()
+        .filter(|t| {
+            !encoded
+                .tensors
+                .iter()
+                .any(|e| e.skipped && e.name == t.name)
+        })
+        .collect();
+    let want: Vec<(&str, &[usize], DType)> = sent
         .iter()
         .map(|t| (t.name.as_str(), t.shape.as_slice(), t.dtype()))
         .collect();
     assert_eq!(got, want);
-    for (t, d) in tensors.iter().zip(&decoded.tensors) {
+    for (t, d) in sent.iter().zip(&decoded.tensors) {
         if !matches!(t.dtype(), DType::F32 | DType::F64 | DType::F16) {
             assert_eq!(t.data, d.tensor.data, "{} is not exact", t.name);
         }
     }
-});
+}

@@ -38,6 +38,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// No limits: for streams from a trusted source, such as one this process just encoded.
+    pub fn unlimited() -> Self {
+        Limits {
+            max_tensor_elements: u64::MAX,
+            max_total_elements: u64::MAX,
+            max_units: u64::MAX,
+            max_recompose_multiply_adds: u64::MAX,
+        }
+    }
+
     /// Sets [`Limits::max_tensor_elements`].
     pub fn with_max_tensor_elements(mut self, n: u64) -> Self {
         self.max_tensor_elements = n;

@@ -339,7 +339,7 @@ impl<'a> StreamDecoder<'a> {
                 assembly.accept(&parsed.jobs[j], j, output, access, &mut emit)?;
             }
         }
-        assembly.finish()
+        assembly.finish(&mut emit)
     }
 
     /// [`StreamDecoder::run`] on several threads without the incremental state to update: NDUs
@@ -427,7 +427,7 @@ impl<'a> StreamDecoder<'a> {
             Ok(())
         });
         match outcome {
-            Ok(()) => assembly.finish(),
+            Ok(()) => assembly.finish(&mut emit),
             Err(Stopped::Caller(e)) => Err(e),
             Err(Stopped::Decoder(e)) => Err(e.into()),
         }
@@ -660,6 +660,15 @@ impl<'p> Assembly<'p> {
                 }
             }
         }
+        self.emit_ready(emit)
+    }
+
+    /// Emits every output tensor that is ready and next in output order.
+    fn emit_ready<E, F>(&mut self, emit: &mut F) -> std::result::Result<(), E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
         while self.next < self.ready.len() {
             if let Some(mut t) = self.ready[self.next].take() {
                 if self.apply_meta[self.next] {
@@ -674,11 +683,22 @@ impl<'p> Assembly<'p> {
         Ok(())
     }
 
-    /// After the last NDU: the first recomposition error, or a slot never filled.
-    fn finish<E: From<Error>>(self) -> std::result::Result<StreamPlan, E> {
-        if let Some(e) = self.rec_errors.into_iter().flatten().next() {
+    /// After the last NDU: emits the verbatim tensors after it (all of them in a stream without
+    /// NDUs, such as an update whose coded tensors were all zero), then reports the first
+    /// recomposition error, or a slot never filled.
+    fn finish<E, F>(mut self, emit: &mut F) -> std::result::Result<StreamPlan, E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
+        if let Some(e) = std::mem::take(&mut self.rec_errors)
+            .into_iter()
+            .flatten()
+            .next()
+        {
             return Err(e.into());
         }
+        self.emit_ready(emit)?;
         // Every slot is filled once all NDUs are decoded; a gap would be a planning bug.
         if self.next < self.ready.len() {
             return Err(Error::Malformed {
@@ -892,6 +912,53 @@ mod tests {
     use crate::tensor::TensorData;
     use serde_json::Value;
     use std::path::{Path, PathBuf};
+
+    /// An update whose coded tensors are all zero gets no NDU (as in the reference); its
+    /// verbatim tensors must still come out, in memory and through the callback.
+    #[test]
+    fn an_update_without_ndus_still_gives_its_verbatim_tensors() {
+        let opts = EncodeOptions {
+            compress_differences: true,
+            ..Default::default()
+        };
+        let input = EncodeInput::from_tensors(&[
+            Tensor::try_new("w", vec![2, 2], TensorData::F32(vec![0.0; 4])).unwrap(),
+            Tensor::try_new("e", vec![3, 0], TensorData::F16(vec![])).unwrap(),
+        ])
+        .unwrap();
+        let mut enc_state = DecoderState::default();
+        let encoded =
+            crate::encode::encode_incremental(&input, &opts, &mut enc_state, true).unwrap();
+        assert!(encoded.tensors.iter().all(|t| t.skipped));
+        let names = |v: &[Tensor]| -> Vec<(String, Vec<usize>)> {
+            v.iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect()
+        };
+        let want = vec![("e".to_string(), vec![3, 0])];
+        let out = decode_stream(
+            &encoded.bytes,
+            &mut DecoderState::default(),
+            &DecodeOptions::new(),
+        )
+        .unwrap();
+        let got: Vec<Tensor> = out.tensors.into_iter().map(|t| t.tensor).collect();
+        assert_eq!(names(&got), want);
+        for threads in [1, 2] {
+            let mut got = Vec::new();
+            decode_stream_with(
+                &encoded.bytes,
+                &mut DecoderState::default(),
+                &DecodeOptions::new().with_threads(Some(threads)),
+                |t| -> Result<()> {
+                    got.push(t.tensor);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(names(&got), want, "{threads} threads");
+        }
+    }
 
     fn randn(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;

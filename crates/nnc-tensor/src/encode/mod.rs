@@ -14,8 +14,9 @@ mod work;
 
 use std::borrow::Cow;
 
-use crate::decode::Approximation;
+use crate::decode::{decode_stream, Approximation, DecodeOptions};
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::metadata::{StreamMetadata, TensorMeta};
 use crate::state::IncrementalState;
 use crate::tensor::DType;
@@ -76,14 +77,33 @@ pub fn encode_incremental<'a>(
     state: &mut IncrementalState,
     update_state: bool,
 ) -> Result<EncodedStream> {
-    encode_impl(
+    // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
+    // sequence; the stream then decodes to other levels than the encoder's, as the reference's
+    // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
+    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
+    let before = (update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0))
+        .then(|| state.clone());
+    let encoded = encode_impl(
         input.into(),
         opts,
         Some(assemble::Incremental {
-            state,
+            state: &mut *state,
             update: update_state,
         }),
-    )
+    )?;
+    if let Some(mut decoder) = before {
+        let own = DecodeOptions::new()
+            .with_hdsp(opts.hdsp)
+            .with_keep_levels(false)
+            .with_threads(opts.threads)
+            .with_limits(Limits::unlimited());
+        decode_stream(&encoded.bytes, &mut decoder, &own)?;
+        state.bases = decoder.bases;
+        if opts.hdsp {
+            state.hdsp_history = decoder.hdsp_history;
+        }
+    }
+    Ok(encoded)
 }
 
 /// What decoding needs to restore the user's dtypes, shapes and uncoded tensors; `None` when the
@@ -288,7 +308,7 @@ fn encode_on_workers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{decode_stream, DecodeOptions};
+
     use crate::state::IncrementalState;
     use crate::tensor::{Tensor, TensorData};
     use proptest::prelude::*;
@@ -544,6 +564,45 @@ mod tests {
         let input = EncodeInput::from_tensors(&[t]).unwrap();
         let e = encode(&input, &EncodeOptions::default().with_qp(200)).unwrap_err();
         assert!(e.to_string().contains("qp 200 is outside"), "{e}");
+    }
+
+    /// Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
+    /// sequence, so the stream decodes to other levels than the encoder quantized to (as the
+    /// reference's does). The encoder's state must hold what the decoder's will, or the next
+    /// TCA update is coded against a base the decoder does not have.
+    #[test]
+    fn clipped_dq_levels_leave_both_sides_in_the_same_state() {
+        let mut opts = EncodeOptions {
+            compress_differences: true,
+            tca: true,
+            int_quant_bw: Some(1),
+            ..Default::default()
+        };
+        opts.qp = 32;
+        let model = |v: Vec<f32>| {
+            EncodeInput::from_tensors(&[
+                Tensor::try_new("w", vec![2, 16], TensorData::F32(v)).unwrap()
+            ])
+            .unwrap()
+        };
+        let steps = [
+            model(vec![3.5e8; 32]),
+            model((0..32).map(|i| (i % 5) as f32 * 1e8).collect()),
+            model((0..32).map(|i| (i % 3) as f32 * 2e8).collect()),
+        ];
+        let mut enc_state = IncrementalState::default();
+        let mut dec_state = IncrementalState::default();
+        let mut diverged = false;
+        for (i, step) in steps.iter().enumerate() {
+            let encoded = encode_incremental(step, &opts, &mut enc_state, true).unwrap();
+            let decoded = decode_stream(&encoded.bytes, &mut dec_state, &DecodeOptions::new())
+                .unwrap_or_else(|e| panic!("step {i}: {e}"));
+            diverged |=
+                decoded.tensors[0].levels.as_deref() != Some(&encoded.tensors[0].levels[..]);
+            assert_eq!(enc_state.bases, dec_state.bases, "step {i}");
+        }
+        // The case is the one meant: the decoder's levels are not the encoder's.
+        assert!(diverged);
     }
 
     #[test]
