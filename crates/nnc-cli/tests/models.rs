@@ -419,6 +419,40 @@ fn decode_falls_back_when_a_tensor_is_not_as_planned() {
 /// exactly base + decoded update (f32 addition, as in memory), an integer counter replaced by
 /// its new value, the others untouched, also when the update codes its tensors in another order
 /// than the base holds them.
+/// A model coded against itself: every update is zero, so no NDU is written and only the
+/// carried counter is in the stream; decoding onto the base gives the model back (it failed
+/// with "output tensor ... was never decoded" before session 19).
+#[test]
+fn an_unchanged_model_decodes_onto_its_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).expect("t");
+    let model = vec![
+        t("a.weight", vec![4, 6], TensorData::F32(wave(24, 0, 1e-2))),
+        t("bn.num_batches_tracked", vec![], TensorData::I64(vec![7])),
+    ];
+    write_tensors(&path("m.npz"), &model).expect("write");
+    let m = path("m.npz");
+    ok(&nnc(&[
+        "encode",
+        s(&m),
+        "--base",
+        s(&m),
+        "-o",
+        s(&path("u.nnc")),
+    ]));
+    ok(&nnc(&[
+        "decode",
+        s(&path("u.nnc")),
+        "--base",
+        s(&m),
+        "-o",
+        s(&path("back.npz")),
+    ]));
+    let back = read_tensors(&path("back.npz"), "0").expect("read back");
+    assert_eq!(back, model);
+}
+
 #[test]
 fn update_onto_base_streams_base_plus_update_in_base_order() {
     let dir = tempfile::tempdir().expect("tempdir");
