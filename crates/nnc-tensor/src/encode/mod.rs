@@ -308,7 +308,6 @@ fn encode_on_workers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::state::IncrementalState;
     use crate::tensor::{Tensor, TensorData};
     use proptest::prelude::*;
