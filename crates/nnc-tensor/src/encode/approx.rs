@@ -141,9 +141,7 @@ fn quantize(
 /// Refuses a qp that the overflow fallback raised past what the NDU can signal, naming the cause
 /// (a qp asked for out of range is refused when the NDU is written).
 fn check_raised_qp(w: &Work, requested: i32, values: &[f32], opts: &EncodeOptions) -> Result<()> {
-    let signalable = 1i64
-        .checked_shl(5 + u32::from(opts.qp_density))
-        .unwrap_or(i64::MAX);
+    let signalable = super::assemble::qp_limit(opts.qp_density);
     if i64::from(requested) >= signalable || i64::from(w.qp) < signalable {
         return Ok(());
     }

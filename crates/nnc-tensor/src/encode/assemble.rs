@@ -329,6 +329,16 @@ fn check_tca(h: &NduHeader, name: &str, state: &IncrementalState) -> Result<()> 
     Ok(())
 }
 
+/// Bits of a tensor's qp in the NDU payload (`iae_v(6 + qp_density)`).
+pub(super) fn qp_bits(qp_density: u8) -> u32 {
+    6 + u32::from(qp_density)
+}
+
+/// The qps the payload can signal are `-limit..limit`.
+pub(super) fn qp_limit(qp_density: u8) -> i64 {
+    1i64 << (qp_bits(qp_density) - 1)
+}
+
 /// Encodes the members of one NDU into one CABAC payload with the given HDSP mode index
 /// (`None`: HDSP not in use).
 fn encode_payload(
@@ -345,8 +355,8 @@ fn encode_payload(
     for name in &plan.members {
         let w = model.get(name)?;
         if quantized {
-            let bits = 6 + u32::from(opts.qp_density);
-            let limit = 1i64 << (bits - 1);
+            let bits = qp_bits(opts.qp_density);
+            let limit = qp_limit(opts.qp_density);
             // The reference masks an out-of-range qp to `bits` bits and so writes a stream that
             // decodes to another qp; we refuse (quirks.md#qp-offset-range).
             if !(-limit..limit).contains(&i64::from(w.qp)) {

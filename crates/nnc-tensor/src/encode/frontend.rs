@@ -36,7 +36,7 @@ impl EncodeInput {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
-            if t.name.ends_with(NUM_BATCHES_TRACKED) || has_zero_width(&t) {
+            if t.name.ends_with(NUM_BATCHES_TRACKED) || has_zero_width(&t.shape) {
                 extra_tensors.push(t.into_owned());
                 continue;
             }

@@ -212,10 +212,10 @@ impl ModelParameter {
     }
 }
 
-/// Whether the tensor's rows have no width (a zero among the dimensions after the first): the
-/// reference's scan divides by that width, so such a tensor is carried, not coded.
-pub(super) fn has_zero_width(t: &Tensor) -> bool {
-    t.shape.len() > 1 && t.shape[1..].contains(&0)
+/// Whether a tensor of this shape has rows of no width (a zero among the dimensions after the
+/// first): the reference's scan divides by that width, so such a tensor is carried, not coded.
+pub(super) fn has_zero_width(shape: &[usize]) -> bool {
+    shape.len() > 1 && shape[1..].contains(&0)
 }
 
 /// The coded shape: the reference codes every scalar as a float32 of shape [1]; an integer
@@ -256,7 +256,7 @@ impl EncodeInput {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
-            if has_zero_width(&t) {
+            if has_zero_width(&t.shape) {
                 extra_tensors.push(t.into_owned());
                 continue;
             }

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use super::model::{EncodeInput, ModelParameter, ParameterData};
+use super::model::{has_zero_width, EncodeInput, ModelParameter, ParameterData};
 use super::options::ParameterType;
 use crate::error::{Error, Result};
 use crate::members::cpt;
@@ -307,7 +307,7 @@ impl<'a> WorkModel<'a> {
 /// A parameter's dimensions must hold exactly its elements, and its rows must have a width: the
 /// builders ensure both, a hand-made [`ModelParameter`] may not.
 pub(super) fn check_dims(p: &ModelParameter) -> Result<()> {
-    let what = if p.dims.len() > 1 && p.dims[1..].contains(&0) {
+    let what = if has_zero_width(&p.dims) {
         "has rows of no width; carry it in extra_tensors instead"
     } else if p.dims.is_empty()
         || p.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) != Some(p.data.len())
