@@ -7,7 +7,7 @@ set -uo pipefail
 secs=${1:-1800}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(decode_unit_header decode_stream decode_incremental cabac_levels roundtrip_levels state_bytes model_files encode_model)
+[ ${#targets[@]} -gt 0 ] || targets=(decode_unit_header decode_stream decode_incremental cabac_levels roundtrip_levels state_bytes model_files encode_model fl_rounds)
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 cd "$fuzz"
 [ -d corpus/decode_stream ] || ./seed-corpora.sh

@@ -4,8 +4,8 @@
 # decode_incremental: each pair of consecutive steps of a sequence, and each single stream
 # followed by itself, in the target's layout (flags byte, u16 LE length of the first stream,
 # first stream, second stream); flags bit 0 = HDSP, set for the hdsp cases.
-# cabac_levels, roundtrip_levels, encode_model take structured input (arbitrary) and start from an
-# empty corpus.
+# cabac_levels, roundtrip_levels, encode_model, fl_rounds take structured input (arbitrary) and
+# start from an empty corpus.
 # state_bytes: a small incremental state in versions 1 and 2 of its binary form, and an FL client
 # and server state.
 # model_files: a selector byte (0 npy, 1 npz, 2 safetensors, 3 PyTorch) and then the file: the
@@ -14,7 +14,7 @@
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 vectors="$fuzz/../conformance/vectors"
-mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels,state_bytes,model_files,encode_model}
+mkdir -p "$fuzz"/corpus/{decode_unit_header,decode_stream,decode_incremental,cabac_levels,roundtrip_levels,state_bytes,model_files,encode_model,fl_rounds}
 
 u16le() { printf "\\x$(printf %02x $(($1 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))"; }
 pair() { # flags first second > out

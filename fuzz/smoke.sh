@@ -8,7 +8,7 @@ secs=${1:-30}
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 cd "$fuzz"
 [ -d corpus/decode_stream ] || ./seed-corpora.sh
-for t in decode_unit_header decode_stream decode_incremental cabac_levels roundtrip_levels state_bytes model_files encode_model; do
+for t in decode_unit_header decode_stream decode_incremental cabac_levels roundtrip_levels state_bytes model_files encode_model fl_rounds; do
   echo "fuzz smoke: $t for ${secs}s"
   cargo fuzz run -s none "$t" "corpus/$t" -- \
     -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 |

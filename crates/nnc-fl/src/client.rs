@@ -265,6 +265,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn opt_qp_update_in_which_no_weight_moved() {
+        // Only the bias was trained (the weights frozen): every weight update is zero, which
+        // leaves opt_qp's shares 0/0 (the reference crashes there).
+        let l = Layout::new(vec![
+            TensorSpec::new("fc.weight", vec![4, 8]),
+            TensorSpec::new("fc.bias", vec![4]),
+        ])
+        .unwrap();
+        let opts = FlOptions {
+            opt_qp: true,
+            ..FlOptions::compressed(-32)
+        };
+        let mut c = ClientCodec::new(l.clone(), opts, 1).unwrap();
+        let g = model(0.1);
+        c.receive(&encode_raw(&g)).unwrap();
+        let mut local = g.clone();
+        for v in &mut local[32..] {
+            *v += 0.25;
+        }
+        let msg = c.send(&local).unwrap();
+        let (rec, _) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
+        assert!(rec[..32].iter().all(|&v| v == 0.0));
+        assert!(rec[32..].iter().all(|&v| (v - 0.25).abs() < 0.01));
+    }
+
+    #[test]
     fn failed_send_leaves_the_state_unchanged() {
         let mut c = ClientCodec::new(layout(), FlOptions::compressed(-32), 1).unwrap();
         c.receive(&encode_raw(&model(0.1))).unwrap();

@@ -107,8 +107,9 @@ pub enum Error {
     /// The integer bit depth cannot be used (zero, above 63, or 1 for signed data).
     #[error("int_quant_bw {0} cannot be used for this tensor")]
     InvalidBitDepth(u32),
-    /// Standard deviations needed by `opt_qp` are all zero (the reference divides by zero).
-    #[error("opt_qp needs a non-zero standard deviation among weight tensors")]
+    /// The statistics `opt_qp` needs are not finite (a weight tensor's standard deviation
+    /// overflows float32) or cover no weights at all.
+    #[error("opt_qp cannot weigh the weight tensors: their standard deviations are not finite or they hold no values")]
     DegenerateOptQp,
     /// The rate model's greater-than flag count (`max_num_no_rem`) is beyond what the coder supports.
     #[error("max_num_no_rem {0} is not a supported greater-than flag count")]

@@ -130,8 +130,12 @@ pub fn base_qp(
 /// 0.15 when above 0.5.
 ///
 /// Reference quirk: `std/max_std` and `0.1·(1 − ·)` are `float32` numpy operations, the size ratio
-/// and the sum `float64`. Errors when every std (or every size) is zero: the reference then
-/// produces NaN and crashes.
+/// and the sum `float64`.
+///
+/// When every std is zero (constant weights, such as an update in which no weight moved) the
+/// reference divides 0 by 0 and crashes; here every `std/max_std` is taken as 1, its value
+/// whenever all stds are equal, so the shares are the size ratios. Errors when a std is not
+/// finite or every size is zero.
 pub fn opt_qp_shares(sizes: &[usize], stds: &[f32]) -> Result<Vec<f64>> {
     if sizes.len() != stds.len() {
         return Err(Error::LengthMismatch {
@@ -139,12 +143,15 @@ pub fn opt_qp_shares(sizes: &[usize], stds: &[f32]) -> Result<Vec<f64>> {
             actual: stds.len(),
         });
     }
+    if stds.iter().any(|s| !s.is_finite()) {
+        return Err(Error::DegenerateOptQp);
+    }
     let total: u128 = sizes.iter().map(|&s| s as u128).sum();
     let max_std = stds.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut shares = Vec::with_capacity(sizes.len());
     for (&size, &std) in sizes.iter().zip(stds) {
         let rel_size = size as f64 / total as f64;
-        let rel_std = std / max_std;
+        let rel_std = if max_std == 0.0 { 1.0 } else { std / max_std };
         let share = rel_size + f64::from(0.1f32 * (1.0f32 - rel_std));
         if share.is_nan() {
             return Err(Error::DegenerateOptQp);
@@ -312,6 +319,23 @@ mod tests {
     }
 
     #[test]
+    fn opt_qp_shares_of_constant_and_overflowing_weights() {
+        // All stds zero: the shares are the size ratios (0.75 → 0.15 above 0.5, and 0.25).
+        assert_eq!(opt_qp_shares(&[3, 1], &[0.0, 0.0]).unwrap(), [0.15, 0.25]);
+        // One std zero among others keeps the reference's rule: 0.5 + 0.1·(1 − 0) and 0.5.
+        let shares = opt_qp_shares(&[1, 1], &[0.0, 2.0]).unwrap();
+        assert!((shares[0] - 0.15).abs() < 1e-6); // 0.6, above 0.5
+        assert!((shares[1] - 0.5).abs() < 1e-6);
+        for bad in [f32::NAN, f32::INFINITY] {
+            assert_eq!(
+                opt_qp_shares(&[1, 1], &[0.0, bad]),
+                Err(Error::DegenerateOptQp)
+            );
+        }
+        assert_eq!(opt_qp_shares(&[0], &[0.0]), Err(Error::DegenerateOptQp));
+    }
+
+    #[test]
     fn overrides_and_degenerate() {
         let w = [0.5f32; 4];
         let tensors = [
@@ -336,7 +360,9 @@ mod tests {
         };
         assert_eq!(tensor_qps(&tensors, &cfg).unwrap(), [-32, -20]);
         cfg.opt_qp = true;
-        assert_eq!(tensor_qps(&tensors, &cfg), Err(Error::DegenerateOptQp));
+        // Constant weights: every std is 0, taken as std/max_std = 1 (the reference divides 0 by
+        // 0). One weight tensor: share 1 > 0.5 → 0.15; round(−32 · 0.85) = −27.
+        assert_eq!(tensor_qps(&tensors, &cfg).unwrap(), [-27, -20]);
         cfg.int_quant_bw = Some(8);
         // Unsigned 8 bit, Δ = 0.5/255: qp = −36 + (4·0.5/255·2^9 − 4) = −36 + 0.0157 → −36.
         assert_eq!(tensor_qps(&tensors, &cfg).unwrap(), [-36, -36]);
