@@ -111,12 +111,17 @@ pub fn quantize_layer_into(
     if quantize_at(weights, shape, scan_order, opts, opts.qp, levels)? {
         return Ok(opts.qp);
     }
-    let qp = overflow_fallback_qp(weights, opts.qp_density);
-    if quantize_at(weights, shape, scan_order, opts, qp, levels)? {
-        Ok(qp)
-    } else {
-        Err(Error::QuantizationOverflow { qp })
+    // The reference gives up when its fallback qp overflows too, which the f32 rounding in its
+    // formula allows now and then; we go on one qp at a time, at most one octave further
+    // (quirks.md#overflow-fallback). Where the fallback fits, the result is the reference's.
+    let fallback = overflow_fallback_qp(weights, opts.qp_density);
+    let last = fallback.saturating_add(1 << opts.qp_density);
+    for qp in fallback..=last {
+        if quantize_at(weights, shape, scan_order, opts, qp, levels)? {
+            return Ok(qp);
+        }
     }
+    Err(Error::QuantizationOverflow { qp: last })
 }
 
 /// One quantization attempt at `qp`; `Ok(false)` when a level would overflow.
@@ -217,6 +222,44 @@ mod tests {
             general_profile_idc: 0,
         };
         quantize_layer(&kat_g_weights(), &[4, 8], &opts)
+    }
+
+    #[test]
+    fn fallback_goes_on_where_the_reference_formula_falls_short() {
+        // f32 rounding leaves the fallback qp 18 a hair too fine for 2.449e9 at qp_density 7:
+        // the reference gives up there; the next qp fits.
+        let m = 2.449_473_5e9f32;
+        let w: Vec<f32> = (0..16)
+            .map(|i| match i {
+                3 => m,
+                5 => -m * 0.999,
+                _ => (i as f32 - 8.0) * 0.01,
+            })
+            .collect();
+        let opts = QuantizeOptions {
+            dq_flag: false,
+            qp_density: 7,
+            qp: -14,
+            lambda_scale: 1.0,
+            max_num_no_rem: 10,
+            scan_order: 0,
+            general_profile_idc: 1,
+        };
+        assert_eq!(overflow_fallback_qp(&w, 7), 18);
+        let q = quantize_layer(&w, &[4, 4], &opts).unwrap();
+        assert!(q.qp > 18 && q.qp <= 18 + 128, "qp {}", q.qp);
+        assert!(q.levels.iter().all(|&l| l != i32::MIN));
+
+        // A level of exactly −2^31 (no coder holds its magnitude) takes the fallback too.
+        let opts = QuantizeOptions {
+            qp: 0,
+            qp_density: 0,
+            lambda_scale: 0.0,
+            ..opts
+        };
+        let q = quantize_layer(&[-2_147_483_648.0, 1.0], &[2], &opts).unwrap();
+        assert!(q.qp > 0);
+        assert!(q.levels[0] > i32::MIN);
     }
 
     #[test]

@@ -13,12 +13,14 @@ use crate::Result;
 /// value leaves the `i32` range. Order does not matter here, so memory order is used.
 ///
 /// Reference quirk: the reciprocal and the product are `f32` operations, only the rounding result is
-/// compared in `f64`.
+/// compared in `f64`. The reference accepts −2^31, whose magnitude its level coder cannot hold;
+/// here it fails like a value outside the range, so the qp fallback takes over
+/// (quirks.md#overflow-fallback).
 pub(crate) fn quantize_plain(weights: &[f32], step: f32, levels: &mut [i32]) -> bool {
     let scale = 1.0f32 / step;
     for (level, &w) in levels.iter_mut().zip(weights) {
         let rounded = f64::from((scale * w).round());
-        if !(-2_147_483_648.0..=2_147_483_647.0).contains(&rounded) {
+        if !(-2_147_483_647.0..=2_147_483_647.0).contains(&rounded) {
             return false;
         }
         *level = rounded as i32;
@@ -145,8 +147,10 @@ mod tests {
         assert!(quantize_plain(&[2_147_483_520.0], 1.0, &mut out));
         assert_eq!(out[0], 2_147_483_520);
         assert!(!quantize_plain(&[2_147_483_648.0], 1.0, &mut out));
-        assert!(quantize_plain(&[-2_147_483_648.0], 1.0, &mut out));
-        assert_eq!(out[0], i32::MIN);
+        // −2^31 would be a level no coder can take (its magnitude is not an i32): refused.
+        assert!(!quantize_plain(&[-2_147_483_648.0], 1.0, &mut out));
+        assert!(quantize_plain(&[-2_147_483_520.0], 1.0, &mut out));
+        assert_eq!(out[0], -2_147_483_520);
         assert!(!quantize_plain(&[-2_147_483_904.0], 1.0, &mut out));
     }
 }
