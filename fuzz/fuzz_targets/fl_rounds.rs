@@ -1,7 +1,8 @@
 //! Federated learning, both directions, over a few rounds: a server and up to three clients on a
-//! small layout, under arbitrary FL options, with arbitrary local models (huge values and NaN
-//! included), optional state saves and resumes, and optionally one client message replaced by a
-//! corrupted copy or by arbitrary bytes (a hostile or broken client).
+//! small layout (scalars and empty tensors included), under arbitrary FL options, with arbitrary
+//! local models (huge values and NaN included), optional state saves and resumes, and optionally
+//! one client message replaced by a corrupted copy or by arbitrary bytes (a hostile or broken
+//! client).
 //!
 //! Checks: nothing panics; a call that fails leaves its codec's state as it was; after every
 //! aggregation from genuine messages, each client receives exactly the server's global model and
@@ -19,7 +20,7 @@ use nnc_tensor::IncrementalState;
 
 #[derive(Arbitrary, Debug)]
 struct Spec {
-    /// One to three dimensions, each 1..=8.
+    /// Up to three dimensions, each 0..=8 (none: a scalar; a zero: an empty tensor).
     dims: Vec<u8>,
     /// ".weight", ".bias", ".running_mean" or no suffix.
     suffix: u8,
@@ -89,7 +90,7 @@ fn layout(specs: &[Spec]) -> Option<Layout> {
                 .dims
                 .iter()
                 .take(3)
-                .map(|&d| usize::from(d % 8) + 1)
+                .map(|&d| usize::from(d % 9))
                 .collect();
             let suffix = [".weight", ".bias", ".running_mean", ""][usize::from(s.suffix % 4)];
             TensorSpec::new(format!("layer{i}{suffix}"), shape)

@@ -35,17 +35,23 @@ impl TensorSpec {
 
 /// The ordered tensors of a model. Their order is the coding order and the `parameter_id` of
 /// each tensor in the bitstreams.
+///
+/// A scalar (shape `[]`) is one value, coded as a tensor of shape `[1]`. An empty tensor (a zero
+/// dimension) has no values and is in no message; the `parameter_id`s count only the tensors
+/// that are coded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<TensorSpec>", into = "Vec<TensorSpec>")]
 pub struct Layout {
     specs: Vec<TensorSpec>,
     offsets: Vec<usize>,
     total: usize,
+    /// Per tensor, its index among the coded (non-empty) tensors.
+    coded: Vec<Option<usize>>,
 }
 
 impl Layout {
-    /// Checks the specs: at least one tensor, unique non-empty names, non-empty shapes without
-    /// zero dimensions, at most [`MAX_LAYOUT_VALUES`] values in all.
+    /// Checks the specs: at least one tensor, unique non-empty names, at least one and at most
+    /// [`MAX_LAYOUT_VALUES`] values in all.
     pub fn new(specs: Vec<TensorSpec>) -> Result<Self> {
         if specs.is_empty() {
             return Err(FlError::Layout("no tensors".into()));
@@ -59,12 +65,6 @@ impl Layout {
             if specs[..i].iter().any(|t| t.name == s.name) {
                 return Err(FlError::Layout(format!("tensor name {:?} repeats", s.name)));
             }
-            if s.shape.is_empty() || s.shape.contains(&0) {
-                return Err(FlError::Layout(format!(
-                    "tensor {:?} has shape {:?}; scalars and empty tensors are not coded",
-                    s.name, s.shape
-                )));
-            }
             let n = s
                 .shape
                 .iter()
@@ -76,11 +76,55 @@ impl Layout {
                 .filter(|&t| t <= MAX_LAYOUT_VALUES)
                 .ok_or_else(|| FlError::Layout(format!("more than {MAX_LAYOUT_VALUES} values")))?;
         }
+        if total == 0 {
+            return Err(FlError::Layout("no values: every tensor is empty".into()));
+        }
+        let mut coded = Vec::with_capacity(specs.len());
+        let mut next = 0usize;
+        for s in &specs {
+            if s.shape.contains(&0) {
+                coded.push(None);
+            } else {
+                coded.push(Some(next));
+                next += 1;
+            }
+        }
         Ok(Layout {
             specs,
             offsets,
             total,
+            coded,
         })
+    }
+
+    /// Tensor `index`'s `parameter_id` and shape in a message: `None` for an empty tensor,
+    /// `[1]` for a scalar.
+    pub(crate) fn coded(&self, index: usize) -> Option<(usize, Vec<usize>)> {
+        let id = self.coded[index]?;
+        let shape = &self.specs[index].shape;
+        Some((
+            id,
+            if shape.is_empty() {
+                vec![1]
+            } else {
+                shape.clone()
+            },
+        ))
+    }
+
+    /// The tensors a message codes, as [`Layout::coded`] shapes them (copies).
+    pub(crate) fn coded_tensors(&self, values: &[f32]) -> Result<Vec<Tensor>> {
+        self.check("parameters", values)?;
+        Ok((0..self.specs.len())
+            .filter_map(|i| {
+                let (_, shape) = self.coded(i)?;
+                Some(Tensor {
+                    name: self.specs[i].name.clone(),
+                    shape,
+                    data: TensorData::F32(values[self.range(i)].to_vec()),
+                })
+            })
+            .collect())
     }
 
     /// The tensors in order.
@@ -260,8 +304,12 @@ mod tests {
         assert!(matches!(Layout::new(vec![]), Err(FlError::Layout(_))));
         let dup = vec![TensorSpec::new("a", vec![1]), TensorSpec::new("a", vec![2])];
         assert!(matches!(Layout::new(dup), Err(FlError::Layout(_))));
-        assert!(Layout::new(vec![TensorSpec::new("a", vec![])]).is_err());
         assert!(Layout::new(vec![TensorSpec::new("a", vec![2, 0])]).is_err());
+        assert!(Layout::new(vec![
+            TensorSpec::new("a", vec![0]),
+            TensorSpec::new("b", vec![3, 0])
+        ])
+        .is_err());
         assert!(Layout::new(vec![TensorSpec::new("a", vec![usize::MAX, 2])]).is_err());
         assert!(Layout::new(vec![TensorSpec::new("", vec![1])]).is_err());
     }
@@ -301,6 +349,31 @@ mod tests {
     }
 
     #[test]
+    fn scalars_and_empty_tensors() {
+        let l = Layout::new(vec![
+            TensorSpec::new("scale", vec![]),
+            TensorSpec::new("buf", vec![0, 4]),
+            TensorSpec::new("fc.weight", vec![2, 2]),
+        ])
+        .unwrap();
+        assert_eq!(l.num_values(), 5);
+        assert_eq!(l.range(1), 1..1);
+        assert_eq!(l.coded(0), Some((0, vec![1])));
+        assert_eq!(l.coded(1), None);
+        assert_eq!(l.coded(2), Some((1, vec![2, 2])));
+        let v = [0.5, 1.0, 2.0, 3.0, 4.0];
+        let coded = l.coded_tensors(&v).unwrap();
+        let names: Vec<&str> = coded.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["scale", "fc.weight"]);
+        assert_eq!(coded[0].shape, vec![1]);
+        // The user's view keeps every tensor with its own shape.
+        let all = l.to_tensors(&v).unwrap();
+        assert_eq!(all[0].shape, Vec::<usize>::new());
+        assert_eq!(all[1].shape, vec![0, 4]);
+        assert_eq!(l.from_tensors(&all).unwrap(), v);
+    }
+
+    #[test]
     fn non_finite_is_reported_with_the_tensor() {
         let l = mlp();
         let mut v = vec![0.0f32; 9];
@@ -317,6 +390,6 @@ mod tests {
         let json = serde_json::to_string(&l).unwrap();
         let back: Layout = serde_json::from_str(&json).unwrap();
         assert_eq!(back, l);
-        assert!(serde_json::from_str::<Layout>(r#"[{"name":"a","shape":[]}]"#).is_err());
+        assert!(serde_json::from_str::<Layout>(r#"[{"name":"a","shape":[0]}]"#).is_err());
     }
 }

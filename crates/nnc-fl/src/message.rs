@@ -37,7 +37,7 @@ pub(crate) fn compress(
     state: &mut IncrementalState,
 ) -> Result<Coded> {
     layout.check_finite("message input", values)?;
-    let mut tensors = layout.to_tensors(values)?;
+    let mut tensors = layout.coded_tensors(values)?;
     if opts.sparsity > 0.0 {
         sparsify_tensors(&mut tensors, &opts.sparsify_options())?;
     }
@@ -100,7 +100,8 @@ pub(crate) fn decompress(
             return Err(FlError::TensorSet(format!("tensor {name:?} appears twice")));
         }
         present[i] = true;
-        if t.tensor.shape != layout.specs()[i].shape {
+        let coded_shape = layout.coded(i).map(|(_, shape)| shape);
+        if coded_shape.as_ref() != Some(&t.tensor.shape) {
             return Err(FlError::TensorSet(format!(
                 "tensor {name:?} has shape {:?}, the layout {:?}",
                 t.tensor.shape,
@@ -124,7 +125,7 @@ pub(crate) fn decompress(
         }
     }
     if !differences {
-        if let Some(i) = present.iter().position(|p| !p) {
+        if let Some(i) = (0..present.len()).find(|&i| !present[i] && layout.coded(i).is_some()) {
             return Err(FlError::TensorSet(format!(
                 "the message lacks tensor {:?}",
                 layout.specs()[i].name
@@ -182,11 +183,16 @@ fn check_headers(
                     return Err(FlError::TensorSet(format!("tensor {name:?} appears twice")));
                 }
                 let shape = &layout.specs()[i].shape;
-                if header.tensor_dimensions.len() != shape.len()
+                let Some((id, coded_shape)) = layout.coded(i) else {
+                    return Err(FlError::TensorSet(format!(
+                        "tensor {name:?} is empty in the layout ({shape:?}), so no message codes it"
+                    )));
+                };
+                if header.tensor_dimensions.len() != coded_shape.len()
                     || header
                         .tensor_dimensions
                         .iter()
-                        .zip(shape)
+                        .zip(&coded_shape)
                         .any(|(&a, &b)| a != b as u64)
                 {
                     return Err(FlError::TensorSet(format!(
@@ -201,9 +207,9 @@ fn check_headers(
                     )));
                 }
                 if let Some(pid) = header.parameter_id {
-                    if pid != i as u64 {
+                    if pid != id as u64 {
                         return Err(FlError::TensorSet(format!(
-                            "tensor {name:?} has parameter_id {pid}, its layout index is {i}"
+                            "tensor {name:?} has parameter_id {pid}, its coded index is {id}"
                         )));
                     }
                 }

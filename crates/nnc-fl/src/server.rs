@@ -224,6 +224,7 @@ mod tests {
     use super::*;
     use crate::client::tests::layout;
     use crate::client::ClientCodec;
+    use crate::layout::TensorSpec;
 
     fn model(shift: f32) -> Vec<f32> {
         (0..36)
@@ -320,6 +321,45 @@ mod tests {
         for i in 0..32 {
             let moved = g[i] - m0[i];
             assert!((moved - 0.2).abs() < 0.02, "{moved}");
+        }
+    }
+
+    #[test]
+    fn scalars_and_empty_tensors_take_part() {
+        // A learnable scalar (CLIP's logit_scale), an empty buffer and a weight, under
+        // differences with TCA and under whole models.
+        let l = Layout::new(vec![
+            TensorSpec::new("logit_scale", vec![]),
+            TensorSpec::new("unused", vec![0, 8]),
+            TensorSpec::new("fc.weight", vec![4, 8]),
+        ])
+        .unwrap();
+        let initial: Vec<f32> = (0..33)
+            .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.05)
+            .collect();
+        let whole = FlOptions {
+            compress_differences: false,
+            ..FlOptions::compressed(-24)
+        };
+        let tca = FlOptions {
+            tca: true,
+            ..FlOptions::compressed(-24)
+        };
+        for opts in [whole, tca] {
+            let mut s = ServerCodec::new(l.clone(), opts.clone(), initial.clone()).unwrap();
+            let mut clients: Vec<ClientCodec> = (1..=2)
+                .map(|id| ClientCodec::new(l.clone(), opts.clone(), id).unwrap())
+                .collect();
+            let mut down = s.initial_message();
+            for round in 0..3 {
+                down = run_round(&mut s, &mut clients, &down, 0.05 * (round as f32 + 1.0));
+            }
+            for c in &mut clients {
+                assert_eq!(c.receive(&down).unwrap().as_slice(), s.global_model());
+            }
+            // The scalar moved with the weights: 0.075 a round on average, 0.45 in all.
+            let moved = s.global_model()[0] - initial[0];
+            assert!((moved - 0.45).abs() < 0.03, "{moved} ({opts:?})");
         }
     }
 

@@ -45,6 +45,20 @@ def test_rounds_keep_server_and_clients_in_step_and_compress():
             np.testing.assert_array_equal(got[k], server.global_model[k])
 
 
+def test_scalar_and_empty_tensors_of_a_state_dict():
+    # A learnable scalar (CLIP's logit_scale) and an empty buffer, as a state dict holds them.
+    layout = {"logit_scale": np.float32(2.5), "unused": np.zeros((0, 4), np.float32), **initial()}
+    server = nnc.ServerCodec(layout, layout, **OPTS)
+    clients = [nnc.ClientCodec(layout, i + 1, **OPTS) for i in range(2)]
+    msg, _ = run_rounds(server, clients, server.initial_message(), 2, np.random.default_rng(4))
+    for c in clients:
+        got = c.receive(msg)
+        assert got["logit_scale"].shape == () and got["unused"].shape == (0, 4)
+        for k in got:
+            np.testing.assert_array_equal(got[k], server.global_model[k])
+    assert got["logit_scale"] != 2.5  # it was trained and coded like the rest
+
+
 def test_codecs_pickle_and_resume_mid_session():
     rng = np.random.default_rng(2)
     server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
