@@ -1,8 +1,8 @@
 //! `nnc.ClientCodec` / `nnc.ServerCodec`: the `nnc-fl` codecs (NNCodec's NNClient / NNCFedAvg
 //! coding: differences, error accumulation, sparsification, TCA state per direction and sender)
-//! as Python objects. Models are dicts of float32 arrays in the layout's order (a flat float32
-//! array is accepted too); messages are `bytes`; states pickle in nnc's binary form and resume from
-//! it or from their JSON.
+//! as Python objects. Models are dicts of arrays in the layout's order (a flat float32 array is
+//! accepted too), coded as float32 and given back in the dtypes of the layout's arrays; messages
+//! are `bytes`; states pickle in nnc's binary form and resume from it or from their JSON.
 
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
@@ -35,28 +35,67 @@ fn json_err(e: serde_json::Error) -> PyErr {
     invalid(format!("invalid JSON state: {e}"))
 }
 
-/// Reads a layout: a mapping of names to shapes (or to arrays, whose shapes are taken), or a
-/// sequence of `(name, shape)` pairs.
-fn layout_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Layout> {
-    let shape_of = |v: &Bound<'_, PyAny>| -> PyResult<Vec<usize>> {
-        match v.getattr("shape") {
-            Ok(s) => s.extract(),
-            Err(_) => v.extract(),
+/// Integers up to this magnitude are exact in float32, the type the codecs work in.
+const EXACT_F32_INTEGERS: i64 = 1 << 24;
+
+/// A layout with the numpy dtype of each tensor (`dtype.name`): models are coded as float32 and
+/// given back in these dtypes.
+#[derive(Clone, Debug)]
+struct ModelLayout {
+    layout: Layout,
+    dtypes: Vec<String>,
+}
+
+impl ModelLayout {
+    /// A layout whose tensors are all float32 (pickles of builds before the dtypes were kept).
+    fn float32(layout: Layout) -> Self {
+        let dtypes = vec!["float32".to_string(); layout.specs().len()];
+        ModelLayout { layout, dtypes }
+    }
+}
+
+/// Reads a layout: a mapping of names to shapes or to arrays (a state dict: its shapes and
+/// dtypes are taken; shapes alone mean float32), or a sequence of `(name, shape)` pairs.
+fn layout_from_py(obj: &Bound<'_, PyAny>) -> PyResult<ModelLayout> {
+    let np = obj.py().import("numpy")?;
+    let spec_of = |name: String, v: &Bound<'_, PyAny>| -> PyResult<(TensorSpec, String)> {
+        if v.hasattr("shape")? && v.hasattr("dtype")? {
+            let dtype = np.call_method1("asarray", (v,))?.getattr("dtype")?;
+            let kind: String = dtype.getattr("kind")?.extract()?;
+            let dtype_name: String = dtype.getattr("name")?.extract()?;
+            if !"fiub".contains(kind.as_str()) || kind.len() != 1 {
+                return Err(invalid(format!(
+                    "tensor {name:?} is {dtype_name}: the FL codecs take float, integer or bool \
+                     tensors"
+                )));
+            }
+            let shape: Vec<usize> = v.getattr("shape")?.extract()?;
+            Ok((TensorSpec::new(name, shape), dtype_name))
+        } else {
+            Ok((TensorSpec::new(name, v.extract()?), "float32".to_string()))
         }
     };
     let mut specs = Vec::new();
+    let mut dtypes = Vec::new();
+    let mut push = |(spec, dtype): (TensorSpec, String)| {
+        specs.push(spec);
+        dtypes.push(dtype);
+    };
     if let Ok(map) = obj.cast::<PyMapping>() {
         for item in map.items()?.iter() {
             let (name, value): (String, Bound<'_, PyAny>) = item.extract()?;
-            specs.push(TensorSpec::new(name, shape_of(&value)?));
+            push(spec_of(name, &value)?);
         }
     } else {
         for item in obj.try_iter()? {
             let (name, value): (String, Bound<'_, PyAny>) = item?.extract()?;
-            specs.push(TensorSpec::new(name, shape_of(&value)?));
+            push(spec_of(name, &value)?);
         }
     }
-    Layout::new(specs).map_err(fl_err)
+    Ok(ModelLayout {
+        layout: Layout::new(specs).map_err(fl_err)?,
+        dtypes,
+    })
 }
 
 /// The `FlOptions` fields, for checking keyword names.
@@ -120,12 +159,32 @@ fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<FlOptions
     Ok(opts)
 }
 
-/// Reads a model: a mapping with every layout tensor (float arrays of the layout's shapes), or a
-/// flat array of `layout.num_values()` values.
+/// Reads a model: a mapping with every layout tensor (arrays of the layout's shapes; integers
+/// must be exact in float32), or a flat array of `layout.num_values()` values.
 fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
     let py = obj.py();
     let np = py.import("numpy")?;
     let flat = |a: &Bound<'_, PyAny>| -> PyResult<Vec<f32>> {
+        let kind: String = np
+            .call_method1("asarray", (a,))?
+            .getattr("dtype")?
+            .getattr("kind")?
+            .extract()?;
+        if kind == "i" || kind == "u" {
+            let inexact = np
+                .call_method1(
+                    "greater",
+                    (np.call_method1("abs", (a,))?, EXACT_F32_INTEGERS),
+                )?
+                .call_method0("any")?
+                .is_truthy()?;
+            if inexact {
+                return Err(invalid(format!(
+                    "integers beyond ±{EXACT_F32_INTEGERS}, which float32 (the FL codecs' type) \
+                     cannot hold exactly"
+                )));
+            }
+        }
         let arr = np
             .call_method1("ascontiguousarray", (a, "float32"))?
             .call_method0("ravel")?;
@@ -145,7 +204,10 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
                     spec.name, spec.shape
                 )));
             }
-            out.extend(flat(&value)?);
+            out.extend(
+                flat(&value)
+                    .map_err(|e| invalid(format!("tensor {:?}: {}", spec.name, e.value(py))))?,
+            );
         }
         if map.len()? != layout.specs().len() {
             return Err(invalid(format!(
@@ -162,18 +224,40 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
     }
 }
 
-/// A flat model as a dict of float32 arrays in the layout's order.
+/// A flat model as a dict of arrays in the layout's order and dtypes: integers rounded to the
+/// nearest and kept within their type's range, bools true from 0.5 up.
 fn model_to_py<'py>(
     py: Python<'py>,
-    layout: &Layout,
+    model: &ModelLayout,
     values: &[f32],
 ) -> PyResult<Bound<'py, PyDict>> {
+    let np = py.import("numpy")?;
+    let layout = &model.layout;
     let out = PyDict::new(py);
-    for (i, spec) in layout.specs().iter().enumerate() {
+    for ((i, spec), dtype) in layout.specs().iter().enumerate().zip(&model.dtypes) {
         let part = values
             .get(layout.range(i))
             .ok_or_else(|| invalid("model shorter than its layout"))?;
-        let arr = PyArray1::from_slice(py, part).reshape(spec.shape.clone())?;
+        let mut arr = PyArray1::from_slice(py, part)
+            .reshape(spec.shape.clone())?
+            .into_any();
+        if dtype != "float32" {
+            let dt = np.call_method1("dtype", (dtype.as_str(),))?;
+            let kind: String = dt.getattr("kind")?.extract()?;
+            arr = match kind.as_str() {
+                "i" | "u" => {
+                    let info = np.call_method1("iinfo", (&dt,))?;
+                    let rounded = np.call_method1("rint", (&arr,))?;
+                    np.call_method1(
+                        "clip",
+                        (rounded, info.getattr("min")?, info.getattr("max")?),
+                    )?
+                    .call_method1("astype", (&dt,))?
+                }
+                "b" => np.call_method1("greater_equal", (&arr, 0.5))?,
+                _ => arr.call_method1("astype", (&dt,))?,
+            };
+        }
         out.set_item(&spec.name, arr)?;
     }
     Ok(out)
@@ -227,7 +311,7 @@ impl SavedState for ServerState {
 
 /// What both codecs pickle and resume from: the layout, the options and the state.
 struct Saved<S> {
-    layout: Layout,
+    layout: ModelLayout,
     opts: FlOptions,
     state: S,
 }
@@ -247,32 +331,56 @@ impl<S: SavedState> Saved<S> {
     }
 
     /// From a pickle's arguments ([`pickle_args`]; pickles of earlier builds carry the state
-    /// as JSON).
-    fn from_pickle(layout: &str, options: &str, state: &Bound<'_, PyAny>) -> PyResult<Self> {
+    /// as JSON and no dtypes).
+    fn from_pickle(
+        layout: &str,
+        options: &str,
+        state: &Bound<'_, PyAny>,
+        dtypes: Option<&str>,
+    ) -> PyResult<Self> {
+        let layout = ModelLayout::float32(serde_json::from_str(layout).map_err(json_err)?);
+        let layout = match dtypes {
+            None => layout,
+            Some(json) => {
+                let dtypes: Vec<String> = serde_json::from_str(json).map_err(json_err)?;
+                if dtypes.len() != layout.dtypes.len() {
+                    return Err(invalid(format!(
+                        "a pickle with {} dtypes for {} tensors",
+                        dtypes.len(),
+                        layout.dtypes.len()
+                    )));
+                }
+                ModelLayout { dtypes, ..layout }
+            }
+        };
         Ok(Self {
-            layout: serde_json::from_str(layout).map_err(json_err)?,
+            layout,
             opts: serde_json::from_str(options).map_err(json_err)?,
             state: S::from_py(state)?,
         })
     }
 }
 
-/// `__reduce__` of a codec: its class's `_restore` with the JSON of layout and options and the
-/// state in the binary form.
+/// `__reduce__` of a codec: its class's `_restore` with the JSON of layout and options, the
+/// state in the binary form and the JSON of the dtypes.
 fn pickle_args<'py>(
     class: &Bound<'py, PyType>,
-    layout: &Layout,
+    model: &ModelLayout,
     opts: &FlOptions,
     state: &impl SavedState,
 ) -> PyResult<ReduceArgs<'py>> {
-    let layout = serde_json::to_string(layout).map_err(json_err)?;
+    let layout = serde_json::to_string(&model.layout).map_err(json_err)?;
     let opts = serde_json::to_string(opts).map_err(json_err)?;
     let state = state.to_py(class.py())?;
-    Ok((class.getattr("_restore")?, (layout, opts, state)))
+    let dtypes = serde_json::to_string(&model.dtypes).map_err(json_err)?;
+    Ok((class.getattr("_restore")?, (layout, opts, state, dtypes)))
 }
 
 /// What `__reduce__` returns.
-type ReduceArgs<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyBytes>));
+type ReduceArgs<'py> = (
+    Bound<'py, PyAny>,
+    (String, String, Bound<'py, PyBytes>, String),
+);
 
 /// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
@@ -284,14 +392,20 @@ type ReduceArgs<'py> = (Bound<'py, PyAny>, (String, String, Bound<'py, PyBytes>)
 pub struct PyClientCodec {
     inner: ClientCodec,
     opts: FlOptions,
+    model: ModelLayout,
 }
 
 impl PyClientCodec {
     fn from_saved(saved: Saved<ClientState>) -> PyResult<Self> {
         Ok(Self {
-            inner: ClientCodec::resume(saved.layout, saved.opts.clone(), saved.state)
-                .map_err(fl_err)?,
+            inner: ClientCodec::resume(
+                saved.layout.layout.clone(),
+                saved.opts.clone(),
+                saved.state,
+            )
+            .map_err(fl_err)?,
             opts: saved.opts,
+            model: saved.layout,
         })
     }
 }
@@ -305,11 +419,13 @@ impl PyClientCodec {
         device_id: u64,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let layout = layout_from_py(layout)?;
+        let model = layout_from_py(layout)?;
         let opts = options_from_kwargs(options)?;
         Ok(Self {
-            inner: ClientCodec::new(layout, opts.clone(), device_id).map_err(fl_err)?,
+            inner: ClientCodec::new(model.layout.clone(), opts.clone(), device_id)
+                .map_err(fl_err)?,
             opts,
+            model,
         })
     }
 
@@ -327,16 +443,19 @@ impl PyClientCodec {
     }
 
     #[classmethod]
+    #[pyo3(signature = (layout, options, state, dtypes=None))]
     fn _restore(
         _cls: &Bound<'_, PyType>,
         layout: &str,
         options: &str,
         state: &Bound<'_, PyAny>,
+        dtypes: Option<&str>,
     ) -> PyResult<Self> {
-        Self::from_saved(Saved::from_pickle(layout, options, state)?)
+        Self::from_saved(Saved::from_pickle(layout, options, state, dtypes)?)
     }
 
-    /// Decodes a downstream message; returns the new global model (dict of float32 arrays).
+    /// Decodes a downstream message; returns the new global model (dict of arrays in the
+    /// layout's dtypes).
     /// The first message is the uncompressed initial model (`ServerCodec.initial_message()`).
     fn receive<'py>(
         &mut self,
@@ -347,7 +466,7 @@ impl PyClientCodec {
         let message = message.as_bytes();
         let inner = &mut self.inner;
         let global = py.detach(|| inner.receive(message)).map_err(fl_err)?;
-        model_to_py(py, self.inner.layout(), &global)
+        model_to_py(py, &self.model, &global)
     }
 
     /// Codes the locally trained model as this round's upstream message.
@@ -367,7 +486,7 @@ impl PyClientCodec {
     fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.inner
             .global_model()
-            .map(|g| model_to_py(py, self.inner.layout(), g))
+            .map(|g| model_to_py(py, &self.model, g))
             .transpose()
     }
 
@@ -396,12 +515,7 @@ impl PyClientCodec {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
-        pickle_args(
-            &slf.get_type(),
-            this.inner.layout(),
-            &this.opts,
-            this.inner.state(),
-        )
+        pickle_args(&slf.get_type(), &this.model, &this.opts, this.inner.state())
     }
 
     fn __repr__(&self) -> String {
@@ -422,14 +536,20 @@ impl PyClientCodec {
 pub struct PyServerCodec {
     inner: ServerCodec,
     opts: FlOptions,
+    model: ModelLayout,
 }
 
 impl PyServerCodec {
     fn from_saved(saved: Saved<ServerState>) -> PyResult<Self> {
         Ok(Self {
-            inner: ServerCodec::resume(saved.layout, saved.opts.clone(), saved.state)
-                .map_err(fl_err)?,
+            inner: ServerCodec::resume(
+                saved.layout.layout.clone(),
+                saved.opts.clone(),
+                saved.state,
+            )
+            .map_err(fl_err)?,
             opts: saved.opts,
+            model: saved.layout,
         })
     }
 }
@@ -443,12 +563,13 @@ impl PyServerCodec {
         initial: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let layout = layout_from_py(layout)?;
+        let model = layout_from_py(layout)?;
         let opts = options_from_kwargs(options)?;
-        let initial = model_from_py(&layout, initial)?;
+        let initial = model_from_py(&model.layout, initial)?;
         Ok(Self {
-            inner: ServerCodec::new(layout, opts.clone(), initial).map_err(fl_err)?,
+            inner: ServerCodec::new(model.layout.clone(), opts.clone(), initial).map_err(fl_err)?,
             opts,
+            model,
         })
     }
 
@@ -466,13 +587,15 @@ impl PyServerCodec {
     }
 
     #[classmethod]
+    #[pyo3(signature = (layout, options, state, dtypes=None))]
     fn _restore(
         _cls: &Bound<'_, PyType>,
         layout: &str,
         options: &str,
         state: &Bound<'_, PyAny>,
+        dtypes: Option<&str>,
     ) -> PyResult<Self> {
-        Self::from_saved(Saved::from_pickle(layout, options, state)?)
+        Self::from_saved(Saved::from_pickle(layout, options, state, dtypes)?)
     }
 
     /// The first message every client receives: the uncompressed initial model.
@@ -508,7 +631,7 @@ impl PyServerCodec {
     /// The global model every client holds after the last downstream message.
     #[getter]
     fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        model_to_py(py, self.inner.layout(), self.inner.global_model())
+        model_to_py(py, &self.model, self.inner.global_model())
     }
 
     /// Rounds aggregated so far.
@@ -530,12 +653,7 @@ impl PyServerCodec {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
-        pickle_args(
-            &slf.get_type(),
-            this.inner.layout(),
-            &this.opts,
-            this.inner.state(),
-        )
+        pickle_args(&slf.get_type(), &this.model, &this.opts, this.inner.state())
     }
 
     fn __repr__(&self) -> String {

@@ -59,6 +59,36 @@ def test_scalar_and_empty_tensors_of_a_state_dict():
     assert got["logit_scale"] != 2.5  # it was trained and coded like the rest
 
 
+def test_models_come_back_in_the_layouts_dtypes():
+    # A state dict as PyTorch gives it: float16 weights, a bool mask, an int64 counter.
+    model = {
+        "fc.weight": initial()["fc.weight"].astype(np.float16),
+        "mask": np.array([True, False, True]),
+        "bn.num_batches_tracked": np.array(40, np.int64),
+    }
+    server = nnc.ServerCodec(model, model, **OPTS)
+    clients = [nnc.ClientCodec(model, i + 1, **OPTS) for i in range(2)]
+    msg = server.initial_message()
+    for step in range(2):
+        ups = []
+        for c in clients:
+            g = c.receive(msg)
+            assert {k: v.dtype for k, v in g.items()} == {k: v.dtype for k, v in model.items()}
+            assert g["bn.num_batches_tracked"] == 40 + 10 * step
+            local = dict(g, **{"bn.num_batches_tracked": g["bn.num_batches_tracked"] + 10})
+            ups.append((c.device_id, 1, c.send(local)))
+        msg = server.aggregate(ups)
+    assert server.global_model["mask"].tolist() == [True, False, True]
+    again = pickle.loads(pickle.dumps(clients[0]))
+    assert again.global_model["bn.num_batches_tracked"].dtype == np.int64
+    # float32 cannot hold every integer beyond 2^24: refused, not rounded.
+    big = dict(model, **{"bn.num_batches_tracked": np.array(2**24 + 1, np.int64)})
+    with pytest.raises(nnc.InvalidArgumentError, match="bn.num_batches_tracked.*beyond"):
+        clients[0].send(big)
+    with pytest.raises(nnc.InvalidArgumentError, match="complex128"):
+        nnc.ClientCodec({"z": np.zeros(2, complex)}, 1)
+
+
 def test_codecs_pickle_and_resume_mid_session():
     rng = np.random.default_rng(2)
     server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
@@ -95,7 +125,7 @@ def test_saved_states_of_the_wrong_kind_are_refused():
     with pytest.raises(TypeError, match="bytes, bytearray or memoryview .* or str .*, not int"):
         nnc.ClientCodec.resume(LAYOUT, 42, **OPTS)
     # Pickles of earlier builds carry the state as JSON; they still load.
-    restore, (layout, options, _) = client.__reduce__()
+    restore, (layout, options, _, _) = client.__reduce__()
     old = restore(layout, options, client.state_json())
     assert old.state_bytes() == client.state_bytes()
 
