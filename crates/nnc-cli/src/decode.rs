@@ -1,11 +1,11 @@
 //! `nnc decode` to a file, tensor by tensor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context;
 use nnc_nn::io::{IoError, TensorWriter};
-use nnc_tensor::{DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
+use nnc_tensor::{DType, DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
 use crate::files::write_atomically;
 use crate::update::{apply_update, ensure_in_base};
@@ -52,11 +52,12 @@ fn onto_base(
     output: &Path,
     state: &mut DecoderState,
 ) -> anyhow::Result<()> {
-    let updated: HashSet<String> = decoder
+    // Each updated tensor comes out in the update's dtype (the model's, see `apply_update`).
+    let updated: HashMap<String, DType> = decoder
         .plan()
         .tensors
         .iter()
-        .map(|t| t.name.clone())
+        .map(|t| (t.name.clone(), t.dtype))
         .collect();
     ensure_in_base(
         &base,
@@ -67,7 +68,7 @@ fn onto_base(
         .map(|b| TensorSpec {
             name: b.name.clone(),
             shape: b.shape.clone(),
-            dtype: b.dtype(),
+            dtype: updated.get(&b.name).copied().unwrap_or_else(|| b.dtype()),
         })
         .collect();
     let mut base: Vec<Option<Tensor>> = base.into_iter().map(Some).collect();
@@ -80,7 +81,7 @@ fn onto_base(
         let mut write_ready = |decoded: &mut HashMap<String, Tensor>| -> anyhow::Result<()> {
             while let Some(slot) = base.get_mut(next) {
                 let Some(b) = slot.as_ref() else { break };
-                let sum = if updated.contains(&b.name) {
+                let sum = if updated.contains_key(&b.name) {
                     match decoded.remove(&b.name) {
                         Some(u) => Some(apply_update(b, &u)?),
                         None => break,

@@ -24,10 +24,11 @@ pub fn update_of(model: &Tensor, base: &Tensor) -> anyhow::Result<Tensor> {
 }
 
 /// A base tensor with its update applied, the inverse of [`update_of`]: a float update is
-/// added, an integer update is the tensor's new value.
+/// added, an integer update is the tensor's new value. The result has the update's dtype, which
+/// is the model's ([`update_of`] computes the difference in it), not the base's.
 pub fn apply_update(base: &Tensor, update: &Tensor) -> anyhow::Result<Tensor> {
     if !update.dtype().is_integer() {
-        return combine(base, update, 1.0);
+        return combine(update, base, 1.0);
     }
     same_shape(base, update)?;
     Ok(update.clone())

@@ -453,6 +453,89 @@ fn an_unchanged_model_decodes_onto_its_base() {
     assert_eq!(back, model);
 }
 
+/// A model whose dtypes differ from its base's (a float16 fine-tune of a float32 base, a float64
+/// tensor, an int32 counter where the base has int64) decodes onto the base in the model's
+/// dtypes, streamed or not; before session 20 the base's dtypes were written.
+#[test]
+fn an_update_decodes_onto_its_base_in_the_models_dtypes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let t = |name: &str, shape: Vec<usize>, data| Tensor::try_new(name, shape, data).expect("t");
+    let w = wave(96, 0, 1e-2);
+    let b = wave(8, 1, 1e-2);
+    let base = vec![
+        t("a.weight", vec![8, 12], TensorData::F32(w.clone())),
+        t("a.bias", vec![8], TensorData::F32(b.clone())),
+        t("bn.num_batches_tracked", vec![], TensorData::I64(vec![7])),
+    ];
+    let moved = |v: &[f32]| -> Vec<f32> { v.iter().map(|x| x + 3e-3).collect() };
+    let model = vec![
+        t(
+            "a.weight",
+            vec![8, 12],
+            TensorData::from_f32_cast(DType::F16, &moved(&w)).expect("f16"),
+        ),
+        t(
+            "a.bias",
+            vec![8],
+            TensorData::F64(moved(&b).iter().map(|&x| f64::from(x)).collect()),
+        ),
+        t("bn.num_batches_tracked", vec![], TensorData::I32(vec![9])),
+    ];
+    write_tensors(&path("base.npz"), &base).expect("write base");
+    write_tensors(&path("model.npz"), &model).expect("write model");
+    ok(&nnc(&[
+        "encode",
+        "-q",
+        s(&path("model.npz")),
+        "--qp",
+        "-40",
+        "--base",
+        s(&path("base.npz")),
+        "-o",
+        s(&path("u.nnc")),
+    ]));
+    for (out, threads) in [("back.npz", "1"), ("back.safetensors", "2")] {
+        ok(&nnc(&[
+            "decode",
+            "-q",
+            s(&path("u.nnc")),
+            "--base",
+            s(&path("base.npz")),
+            "-j",
+            threads,
+            "-o",
+            s(&path(out)),
+        ]));
+        let back = read_tensors(&path(out), "0").expect("read back");
+        let by_name = |name: &str| back.iter().find(|x| x.name == name).expect(name);
+        for m in &model {
+            let got = by_name(&m.name);
+            assert_eq!((got.dtype(), &got.shape), (m.dtype(), &m.shape), "{out}");
+        }
+        assert_eq!(by_name("bn.num_batches_tracked"), &model[2]);
+        let values = |d: &TensorData| -> Vec<f64> {
+            match d {
+                TensorData::F64(v) => v.clone(),
+                d => d
+                    .as_f32_lossless()
+                    .expect("floats")
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .collect(),
+            }
+        };
+        let err = |name: &str| {
+            let m = model.iter().find(|m| m.name == name).expect(name);
+            let (x, y) = (values(&by_name(name).data), values(&m.data));
+            x.iter()
+                .zip(&y)
+                .fold(0f64, |m, (p, q)| m.max((p - q).abs()))
+        };
+        assert!(err("a.weight") < 2e-3 && err("a.bias") < 2e-3, "{out}");
+    }
+}
+
 #[test]
 fn update_onto_base_streams_base_plus_update_in_base_order() {
     let dir = tempfile::tempdir().expect("tempdir");
