@@ -247,6 +247,10 @@ fn check_shape_literal(header: &[u8]) -> Result<(), String> {
 
 /// Decodes every array of a `.npz` archive held in memory, in archive order (the order the
 /// arrays were written, not the hash order of npyz's `array_names`).
+///
+/// A member named without `.npy` is read too, under its whole name, as `np.load` reads it when
+/// it holds an array; one that holds no array is refused rather than left out. Directory
+/// entries are skipped.
 pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoError> {
     let invalid = |what: String| IoError::InvalidFile {
         path: path.display().to_string(),
@@ -258,10 +262,12 @@ pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoErro
     let mut tensors = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let entry = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
-        let Some(name) = npyz::npz::array_name_from_file_name(entry.name()).map(str::to_string)
-        else {
+        if entry.is_dir() {
             continue;
-        };
+        }
+        let name = npyz::npz::array_name_from_file_name(entry.name())
+            .unwrap_or(entry.name())
+            .to_string();
         // Grows with the data actually inflated, never with the size the entry claims.
         let mut image = Vec::new();
         let declared = entry.size();
@@ -375,6 +381,44 @@ mod tests {
         ];
         write_npz(&path, &tensors).unwrap();
         assert_eq!(read_npz(&path).unwrap(), tensors);
+    }
+
+    /// An archive with the given members (name, bytes), stored.
+    fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut zip = npyz::zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, bytes) in members {
+            let options = npyz::zip::write::FileOptions::default()
+                .compression_method(npyz::zip::CompressionMethod::Stored);
+            if name.ends_with('/') {
+                zip.add_directory(*name, options).unwrap();
+            } else {
+                zip.start_file(*name, options).unwrap();
+                zip.write_all(bytes).unwrap();
+            }
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn npz_members_without_the_npy_suffix_are_read_or_refused_not_dropped() {
+        let path = Path::new("m.npz");
+        let t = Tensor::try_new("w", vec![2], TensorData::F32(vec![1.5, -2.0])).unwrap();
+        let mut image = Vec::new();
+        write_array(&mut image, &t).unwrap();
+        let b = Tensor::try_new("b", vec![1], TensorData::I32(vec![3])).unwrap();
+        let mut b_image = Vec::new();
+        write_array(&mut b_image, &b).unwrap();
+        // `np.load` reads a member named without ".npy" when it holds an array.
+        let bytes = zip_of(&[
+            ("sub/", Vec::new()),
+            ("w", image.clone()),
+            ("b.npy", b_image.clone()),
+        ]);
+        assert_eq!(parse_npz(&bytes, path).unwrap(), vec![t.clone(), b.clone()]);
+        // Anything else is refused by name, not left out.
+        let bytes = zip_of(&[("README.txt", b"hello".to_vec()), ("b.npy", b_image)]);
+        let err = parse_npz(&bytes, path).unwrap_err().to_string();
+        assert!(err.contains("README.txt"), "{err}");
     }
 
     #[test]
