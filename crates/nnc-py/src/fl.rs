@@ -165,20 +165,16 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
     let py = obj.py();
     let np = py.import("numpy")?;
     let flat = |a: &Bound<'_, PyAny>| -> PyResult<Vec<f32>> {
-        let kind: String = np
-            .call_method1("asarray", (a,))?
-            .getattr("dtype")?
-            .getattr("kind")?
-            .extract()?;
+        let given = np.call_method1("asarray", (a,))?;
+        let kind: String = given.getattr("dtype")?.getattr("kind")?.extract()?;
         if kind == "i" || kind == "u" {
-            let inexact = np
-                .call_method1(
-                    "greater",
-                    (np.call_method1("abs", (a,))?, EXACT_F32_INTEGERS),
-                )?
-                .call_method0("any")?
-                .is_truthy()?;
-            if inexact {
+            // Compared both ways rather than through `abs`, which wraps the type's minimum.
+            let beyond = |op: &str, bound: i64| -> PyResult<bool> {
+                np.call_method1(op, (&given, bound))?
+                    .call_method0("any")?
+                    .is_truthy()
+            };
+            if beyond("greater", EXACT_F32_INTEGERS)? || beyond("less", -EXACT_F32_INTEGERS)? {
                 return Err(invalid(format!(
                     "integers beyond ±{EXACT_F32_INTEGERS}, which float32 (the FL codecs' type) \
                      cannot hold exactly"

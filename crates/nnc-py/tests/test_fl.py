@@ -85,6 +85,9 @@ def test_models_come_back_in_the_layouts_dtypes():
     big = dict(model, **{"bn.num_batches_tracked": np.array(2**24 + 1, np.int64)})
     with pytest.raises(nnc.InvalidArgumentError, match="bn.num_batches_tracked.*beyond"):
         clients[0].send(big)
+    lowest = dict(model, **{"bn.num_batches_tracked": np.array(np.iinfo(np.int64).min)})
+    with pytest.raises(nnc.InvalidArgumentError, match="beyond"):
+        clients[0].send(lowest)
     with pytest.raises(nnc.InvalidArgumentError, match="complex128"):
         nnc.ClientCodec({"z": np.zeros(2, complex)}, 1)
 
