@@ -57,6 +57,8 @@ impl Layout {
             return Err(FlError::Layout("no tensors".into()));
         }
         let mut offsets = Vec::with_capacity(specs.len());
+        let mut coded = Vec::with_capacity(specs.len());
+        let mut num_coded = 0usize;
         let mut total = 0usize;
         for (i, s) in specs.iter().enumerate() {
             if s.name.is_empty() {
@@ -75,19 +77,15 @@ impl Layout {
                 .and_then(|n| total.checked_add(n))
                 .filter(|&t| t <= MAX_LAYOUT_VALUES)
                 .ok_or_else(|| FlError::Layout(format!("more than {MAX_LAYOUT_VALUES} values")))?;
-        }
-        if total == 0 {
-            return Err(FlError::Layout("no values: every tensor is empty".into()));
-        }
-        let mut coded = Vec::with_capacity(specs.len());
-        let mut next = 0usize;
-        for s in &specs {
             if s.shape.contains(&0) {
                 coded.push(None);
             } else {
-                coded.push(Some(next));
-                next += 1;
+                coded.push(Some(num_coded));
+                num_coded += 1;
             }
+        }
+        if total == 0 {
+            return Err(FlError::Layout("no values: every tensor is empty".into()));
         }
         Ok(Layout {
             specs,
@@ -99,17 +97,10 @@ impl Layout {
 
     /// Tensor `index`'s `parameter_id` and shape in a message: `None` for an empty tensor,
     /// `[1]` for a scalar.
-    pub(crate) fn coded(&self, index: usize) -> Option<(usize, Vec<usize>)> {
+    pub(crate) fn coded(&self, index: usize) -> Option<(usize, &[usize])> {
         let id = self.coded[index]?;
-        let shape = &self.specs[index].shape;
-        Some((
-            id,
-            if shape.is_empty() {
-                vec![1]
-            } else {
-                shape.clone()
-            },
-        ))
+        let shape = self.specs[index].shape.as_slice();
+        Some((id, if shape.is_empty() { &[1] } else { shape }))
     }
 
     /// The tensors a message codes, as [`Layout::coded`] shapes them (copies).
@@ -120,7 +111,7 @@ impl Layout {
                 let (_, shape) = self.coded(i)?;
                 Some(Tensor {
                     name: self.specs[i].name.clone(),
-                    shape,
+                    shape: shape.to_vec(),
                     data: TensorData::F32(values[self.range(i)].to_vec()),
                 })
             })
@@ -358,9 +349,9 @@ mod tests {
         .unwrap();
         assert_eq!(l.num_values(), 5);
         assert_eq!(l.range(1), 1..1);
-        assert_eq!(l.coded(0), Some((0, vec![1])));
+        assert_eq!(l.coded(0), Some((0, &[1][..])));
         assert_eq!(l.coded(1), None);
-        assert_eq!(l.coded(2), Some((1, vec![2, 2])));
+        assert_eq!(l.coded(2), Some((1, &[2, 2][..])));
         let v = [0.5, 1.0, 2.0, 3.0, 4.0];
         let coded = l.coded_tensors(&v).unwrap();
         let names: Vec<&str> = coded.iter().map(|t| t.name.as_str()).collect();

@@ -100,8 +100,7 @@ pub(crate) fn decompress(
             return Err(FlError::TensorSet(format!("tensor {name:?} appears twice")));
         }
         present[i] = true;
-        let coded_shape = layout.coded(i).map(|(_, shape)| shape);
-        if coded_shape.as_ref() != Some(&t.tensor.shape) {
+        if layout.coded(i).map(|(_, shape)| shape) != Some(t.tensor.shape.as_slice()) {
             return Err(FlError::TensorSet(format!(
                 "tensor {name:?} has shape {:?}, the layout {:?}",
                 t.tensor.shape,
@@ -192,7 +191,7 @@ fn check_headers(
                     || header
                         .tensor_dimensions
                         .iter()
-                        .zip(&coded_shape)
+                        .zip(coded_shape)
                         .any(|(&a, &b)| a != b as u64)
                 {
                     return Err(FlError::TensorSet(format!(
