@@ -40,7 +40,7 @@ const EXACT_F32_INTEGERS: i64 = 1 << 24;
 
 /// A layout with the numpy dtype of each tensor (`dtype.name`): models are coded as float32 and
 /// given back in these dtypes.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct ModelLayout {
     layout: Layout,
     dtypes: Vec<String>,
@@ -220,17 +220,17 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
     }
 }
 
-/// A flat model as a dict of arrays in the layout's order and dtypes: integers rounded to the
+/// A flat model as a dict of arrays in the layout's order and `dtypes`: integers rounded to the
 /// nearest and kept within their type's range, bools true from 0.5 up.
 fn model_to_py<'py>(
     py: Python<'py>,
-    model: &ModelLayout,
+    layout: &Layout,
+    dtypes: &[String],
     values: &[f32],
 ) -> PyResult<Bound<'py, PyDict>> {
     let np = py.import("numpy")?;
-    let layout = &model.layout;
     let out = PyDict::new(py);
-    for ((i, spec), dtype) in layout.specs().iter().enumerate().zip(&model.dtypes) {
+    for ((i, spec), dtype) in layout.specs().iter().enumerate().zip(dtypes) {
         let part = values
             .get(layout.range(i))
             .ok_or_else(|| invalid("model shorter than its layout"))?;
@@ -361,14 +361,15 @@ impl<S: SavedState> Saved<S> {
 /// state in the binary form and the JSON of the dtypes.
 fn pickle_args<'py>(
     class: &Bound<'py, PyType>,
-    model: &ModelLayout,
+    layout: &Layout,
+    dtypes: &[String],
     opts: &FlOptions,
     state: &impl SavedState,
 ) -> PyResult<ReduceArgs<'py>> {
-    let layout = serde_json::to_string(&model.layout).map_err(json_err)?;
+    let layout = serde_json::to_string(layout).map_err(json_err)?;
     let opts = serde_json::to_string(opts).map_err(json_err)?;
     let state = state.to_py(class.py())?;
-    let dtypes = serde_json::to_string(&model.dtypes).map_err(json_err)?;
+    let dtypes = serde_json::to_string(dtypes).map_err(json_err)?;
     Ok((class.getattr("_restore")?, (layout, opts, state, dtypes)))
 }
 
@@ -388,20 +389,17 @@ type ReduceArgs<'py> = (
 pub struct PyClientCodec {
     inner: ClientCodec,
     opts: FlOptions,
-    model: ModelLayout,
+    /// The dtype each tensor of `inner`'s layout is given back in.
+    dtypes: Vec<String>,
 }
 
 impl PyClientCodec {
     fn from_saved(saved: Saved<ClientState>) -> PyResult<Self> {
+        let ModelLayout { layout, dtypes } = saved.layout;
         Ok(Self {
-            inner: ClientCodec::resume(
-                saved.layout.layout.clone(),
-                saved.opts.clone(),
-                saved.state,
-            )
-            .map_err(fl_err)?,
+            inner: ClientCodec::resume(layout, saved.opts.clone(), saved.state).map_err(fl_err)?,
             opts: saved.opts,
-            model: saved.layout,
+            dtypes,
         })
     }
 }
@@ -415,13 +413,12 @@ impl PyClientCodec {
         device_id: u64,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let model = layout_from_py(layout)?;
+        let ModelLayout { layout, dtypes } = layout_from_py(layout)?;
         let opts = options_from_kwargs(options)?;
         Ok(Self {
-            inner: ClientCodec::new(model.layout.clone(), opts.clone(), device_id)
-                .map_err(fl_err)?,
+            inner: ClientCodec::new(layout, opts.clone(), device_id).map_err(fl_err)?,
             opts,
-            model,
+            dtypes,
         })
     }
 
@@ -462,7 +459,7 @@ impl PyClientCodec {
         let message = message.as_bytes();
         let inner = &mut self.inner;
         let global = py.detach(|| inner.receive(message)).map_err(fl_err)?;
-        model_to_py(py, &self.model, &global)
+        model_to_py(py, self.inner.layout(), &self.dtypes, &global)
     }
 
     /// Codes the locally trained model as this round's upstream message.
@@ -482,7 +479,7 @@ impl PyClientCodec {
     fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.inner
             .global_model()
-            .map(|g| model_to_py(py, &self.model, g))
+            .map(|g| model_to_py(py, self.inner.layout(), &self.dtypes, g))
             .transpose()
     }
 
@@ -511,7 +508,13 @@ impl PyClientCodec {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
-        pickle_args(&slf.get_type(), &this.model, &this.opts, this.inner.state())
+        pickle_args(
+            &slf.get_type(),
+            this.inner.layout(),
+            &this.dtypes,
+            &this.opts,
+            this.inner.state(),
+        )
     }
 
     fn __repr__(&self) -> String {
@@ -532,20 +535,17 @@ impl PyClientCodec {
 pub struct PyServerCodec {
     inner: ServerCodec,
     opts: FlOptions,
-    model: ModelLayout,
+    /// The dtype each tensor of `inner`'s layout is given back in.
+    dtypes: Vec<String>,
 }
 
 impl PyServerCodec {
     fn from_saved(saved: Saved<ServerState>) -> PyResult<Self> {
+        let ModelLayout { layout, dtypes } = saved.layout;
         Ok(Self {
-            inner: ServerCodec::resume(
-                saved.layout.layout.clone(),
-                saved.opts.clone(),
-                saved.state,
-            )
-            .map_err(fl_err)?,
+            inner: ServerCodec::resume(layout, saved.opts.clone(), saved.state).map_err(fl_err)?,
             opts: saved.opts,
-            model: saved.layout,
+            dtypes,
         })
     }
 }
@@ -559,13 +559,13 @@ impl PyServerCodec {
         initial: &Bound<'_, PyAny>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let model = layout_from_py(layout)?;
+        let ModelLayout { layout, dtypes } = layout_from_py(layout)?;
         let opts = options_from_kwargs(options)?;
-        let initial = model_from_py(&model.layout, initial)?;
+        let initial = model_from_py(&layout, initial)?;
         Ok(Self {
-            inner: ServerCodec::new(model.layout.clone(), opts.clone(), initial).map_err(fl_err)?,
+            inner: ServerCodec::new(layout, opts.clone(), initial).map_err(fl_err)?,
             opts,
-            model,
+            dtypes,
         })
     }
 
@@ -627,7 +627,12 @@ impl PyServerCodec {
     /// The global model every client holds after the last downstream message.
     #[getter]
     fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        model_to_py(py, &self.model, self.inner.global_model())
+        model_to_py(
+            py,
+            self.inner.layout(),
+            &self.dtypes,
+            self.inner.global_model(),
+        )
     }
 
     /// Rounds aggregated so far.
@@ -649,7 +654,13 @@ impl PyServerCodec {
 
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<ReduceArgs<'py>> {
         let this = slf.borrow();
-        pickle_args(&slf.get_type(), &this.model, &this.opts, this.inner.state())
+        pickle_args(
+            &slf.get_type(),
+            this.inner.layout(),
+            &this.dtypes,
+            &this.opts,
+            this.inner.state(),
+        )
     }
 
     fn __repr__(&self) -> String {
