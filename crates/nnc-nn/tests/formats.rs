@@ -434,6 +434,24 @@ fn legacy_and_non_checkpoint_files_are_clear_errors() {
     assert!(err.to_string().contains("data.pkl"), "{err}");
 }
 
+#[test]
+fn refused_checkpoints_name_what_they_hold() {
+    // An 8-bit float tensor: named by its torch dtype, not by its untyped storage.
+    let err = read_tensors(&fixture("fp8.pt"), "x").unwrap_err();
+    assert!(matches!(err, IoError::UnsupportedDType { .. }), "{err}");
+    assert!(err.to_string().contains("float8_e4m3fn"), "{err}");
+
+    // A whole pickled nn.Module rather than its state dict.
+    let err = read_tensors(&fixture("module.pt"), "x").unwrap_err();
+    assert!(matches!(err, IoError::InvalidFile { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("holds an object rather than a dict"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("model.state_dict()"), "{err}");
+}
+
 /// Deterministic byte positions for garbling (xorshift).
 fn positions(len: usize, count: usize, mut seed: u64) -> Vec<usize> {
     (0..count)

@@ -342,6 +342,15 @@ fn gather<'a>(
     Ok(Cow::Owned(out))
 }
 
+/// `kind` with its indefinite article, for messages ("an int", "a list", "None").
+fn with_article(kind: &str) -> String {
+    match kind {
+        "None" => kind.to_string(),
+        k if k.starts_with(['a', 'e', 'i', 'o', 'u']) => format!("an {k}"),
+        k => format!("a {k}"),
+    }
+}
+
 fn kind(obj: &Obj) -> &'static str {
     match obj {
         Obj::None => "None",
@@ -372,9 +381,9 @@ fn select_state_dict(p: &Pickle, path: &Path, options: &PyTorchOptions) -> Resul
         return Err(invalid(
             path,
             format!(
-                "the checkpoint holds a {} rather than a dict of tensors (TorchScript archives \
+                "the checkpoint holds {} rather than a dict of tensors (TorchScript archives \
                  and pickled nn.Modules are not supported; save model.state_dict())",
-                kind(p.get(p.root))
+                with_article(kind(p.get(p.root)))
             ),
         ));
     };
@@ -523,18 +532,18 @@ fn tensor_spec(
     let (_, class_name) = p
         .global(*class)
         .ok_or_else(|| bad("storage class missing"))?;
-    let dtype = if fname == "_rebuild_tensor_v3" {
+    let (dtype, type_name) = if fname == "_rebuild_tensor_v3" {
         // (storage, offset, size, stride, requires_grad, hooks, dtype, ...) on an untyped storage.
         let dt = rest.get(2).and_then(|&d| p.global(d)).map(|(_, n)| n);
         let dt = dt.ok_or_else(|| bad("dtype argument missing"))?;
-        torch_dtype(dt)
+        (torch_dtype(dt), dt)
     } else {
-        storage_dtype(class_name)
+        (storage_dtype(class_name), class_name)
     };
     let dtype = dtype.ok_or_else(|| IoError::UnsupportedDType {
         path: path.display().to_string(),
         name: name.to_string(),
-        dtype: class_name.to_string(),
+        dtype: type_name.to_string(),
     })?;
     Ok(Some(TensorSpec {
         dtype,
