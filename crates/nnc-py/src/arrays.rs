@@ -1,8 +1,9 @@
 //! NumPy arrays ↔ [`Tensor`]s, keeping element types and shapes.
 //!
-//! Any object NumPy's `asarray` accepts is taken (lists, scalars, CPU PyTorch tensors). `float16`
-//! and `bfloat16` (the `ml_dtypes` type) travel as their raw 16-bit patterns, so no NumPy support
-//! for them is needed on the Rust side.
+//! Any object NumPy's `asarray` accepts is taken (lists, scalars, arrays), and PyTorch tensors
+//! whatever their device or autograd state (parameters included). `float16` and `bfloat16` (the
+//! `ml_dtypes` type, or a PyTorch `bfloat16` tensor) travel as their raw 16-bit patterns, so no
+//! NumPy support for them is needed on the Rust side.
 
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
@@ -47,11 +48,105 @@ fn dtype_of_numpy_name(name: &str) -> Option<DType> {
     })
 }
 
+/// An array-like as NumPy holds it.
+pub enum HostArray<'py> {
+    /// A NumPy array of the object's own dtype.
+    Array(Bound<'py, PyAny>),
+    /// A PyTorch `bfloat16` tensor's bit patterns, as a `uint16` array (NumPy has no bfloat16
+    /// of its own).
+    Bf16Bits(Bound<'py, PyAny>),
+}
+
+impl<'py> HostArray<'py> {
+    /// The array's element type as NumPy names it (`bfloat16` for the bit patterns).
+    pub fn dtype_name(&self) -> PyResult<String> {
+        match self {
+            HostArray::Array(a) => a.getattr("dtype")?.getattr("name")?.extract(),
+            HostArray::Bf16Bits(_) => Ok("bfloat16".to_string()),
+        }
+    }
+
+    /// NumPy's kind letter of the element type (`f` for bfloat16).
+    pub fn kind(&self) -> PyResult<String> {
+        match self {
+            HostArray::Array(a) => a.getattr("dtype")?.getattr("kind")?.extract(),
+            HostArray::Bf16Bits(_) => Ok("f".to_string()),
+        }
+    }
+
+    /// The array's shape.
+    pub fn shape(&self) -> PyResult<Vec<usize>> {
+        match self {
+            HostArray::Array(a) | HostArray::Bf16Bits(a) => a.getattr("shape")?.extract(),
+        }
+    }
+
+    /// The values as float32 (exact for bfloat16), for the FL codecs.
+    pub fn as_f32(&self) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            HostArray::Array(a) => Ok(a.clone()),
+            HostArray::Bf16Bits(bits) => {
+                let np = bits.py().import("numpy")?;
+                let wide = bits.call_method1("astype", (np.getattr("uint32")?,))?;
+                np.call_method1("left_shift", (wide, 16))?
+                    .call_method1("view", (np.getattr("float32")?,))
+            }
+        }
+    }
+}
+
+/// Whether `obj` is a PyTorch tensor (or a subclass such as `nn.Parameter`).
+fn is_torch_tensor(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let module: String = obj.get_type().getattr("__module__")?.extract()?;
+    Ok((module == "torch" || module.starts_with("torch."))
+        && obj.hasattr("detach")?
+        && obj.hasattr("numpy")?)
+}
+
+/// `obj` as a NumPy array. A PyTorch tensor is detached from autograd and copied to the CPU
+/// first (what `tensor.detach().cpu().numpy()` does), so parameters and GPU tensors are taken
+/// as their values.
+pub fn host_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<HostArray<'py>> {
+    let py = obj.py();
+    if !is_torch_tensor(obj)? {
+        return Ok(HostArray::Array(
+            py.import("numpy")?.call_method1("asarray", (obj,))?,
+        ));
+    }
+    let t = obj.call_method0("detach")?.call_method0("cpu")?;
+    let torch_dtype = t.getattr("dtype")?.str()?.to_string();
+    let refused = |e: PyErr| {
+        invalid(format!(
+            "tensor {name:?}: a PyTorch tensor of {torch_dtype} cannot be coded ({})",
+            e.value(py)
+        ))
+    };
+    if torch_dtype == "torch.bfloat16" {
+        let torch = py.import("torch")?;
+        let bits = t
+            .call_method0("contiguous")?
+            .call_method1("view", (torch.getattr("int16")?,))?
+            .call_method0("numpy")
+            .map_err(refused)?
+            .call_method1("view", ("uint16",))?;
+        return Ok(HostArray::Bf16Bits(bits));
+    }
+    Ok(HostArray::Array(t.call_method0("numpy").map_err(refused)?))
+}
+
 /// Reads one array-like object as the tensor `name`.
 pub fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     let py = obj.py();
     let np = py.import("numpy")?;
-    let mut arr = np.call_method1("asarray", (obj,))?;
+    let mut arr = match host_array(name, obj)? {
+        HostArray::Array(arr) => arr,
+        HostArray::Bf16Bits(bits) => {
+            let shape: Vec<usize> = bits.getattr("shape")?.extract()?;
+            let data = TensorData::BF16(read::<u16>(&bits)?);
+            return Tensor::try_new(name, shape, data)
+                .map_err(|e| invalid(format!("tensor {name:?}: {e}")));
+        }
+    };
     let dtype = arr.getattr("dtype")?;
     if !dtype.getattr("isnative")?.extract::<bool>()? {
         let native = dtype.call_method1("newbyteorder", ("=",))?;

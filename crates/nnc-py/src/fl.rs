@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyMapping, PyString, PyType};
 use nnc_fl::{ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec};
 use nnc_fl::{ServerState, TensorSpec};
 
-use crate::arrays::bytes_like;
+use crate::arrays::{bytes_like, host_array, HostArray};
 use crate::errors::{invalid, to_py, MalformedError, NncError, StateMismatchError};
 
 /// Converts an FL error into the Python exception of its kind.
@@ -57,20 +57,18 @@ impl ModelLayout {
 /// Reads a layout: a mapping of names to shapes or to arrays (a state dict: its shapes and
 /// dtypes are taken; shapes alone mean float32), or a sequence of `(name, shape)` pairs.
 fn layout_from_py(obj: &Bound<'_, PyAny>) -> PyResult<ModelLayout> {
-    let np = obj.py().import("numpy")?;
     let spec_of = |name: String, v: &Bound<'_, PyAny>| -> PyResult<(TensorSpec, String)> {
         if v.hasattr("shape")? && v.hasattr("dtype")? {
-            let dtype = np.call_method1("asarray", (v,))?.getattr("dtype")?;
-            let kind: String = dtype.getattr("kind")?.extract()?;
-            let dtype_name: String = dtype.getattr("name")?.extract()?;
+            let host = host_array(&name, v)?;
+            let kind = host.kind()?;
+            let dtype_name = host.dtype_name()?;
             if !"fiub".contains(kind.as_str()) || kind.len() != 1 {
                 return Err(invalid(format!(
                     "tensor {name:?} is {dtype_name}: the FL codecs take float, integer or bool \
                      tensors"
                 )));
             }
-            let shape: Vec<usize> = v.getattr("shape")?.extract()?;
-            Ok((TensorSpec::new(name, shape), dtype_name))
+            Ok((TensorSpec::new(name, host.shape()?), dtype_name))
         } else {
             Ok((TensorSpec::new(name, v.extract()?), "float32".to_string()))
         }
@@ -164,9 +162,9 @@ fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<FlOptions
 fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
     let py = obj.py();
     let np = py.import("numpy")?;
-    let flat = |a: &Bound<'_, PyAny>| -> PyResult<Vec<f32>> {
-        let given = np.call_method1("asarray", (a,))?;
-        let kind: String = given.getattr("dtype")?.getattr("kind")?.extract()?;
+    let flat = |host: &HostArray<'_>| -> PyResult<Vec<f32>> {
+        let kind = host.kind()?;
+        let given = host.as_f32()?;
         if kind == "i" || kind == "u" {
             // Compared both ways rather than through `abs`, which wraps the type's minimum.
             let beyond = |op: &str, bound: i64| -> PyResult<bool> {
@@ -182,7 +180,7 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
             }
         }
         let arr = np
-            .call_method1("ascontiguousarray", (a, "float32"))?
+            .call_method1("ascontiguousarray", (given, "float32"))?
             .call_method0("ravel")?;
         let arr = arr.cast::<PyArray1<f32>>()?;
         Ok(arr.readonly().as_slice()?.to_vec())
@@ -193,7 +191,8 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
             let value = map
                 .get_item(&spec.name)
                 .map_err(|_| invalid(format!("the model has no tensor {:?}", spec.name)))?;
-            let shape: Vec<usize> = np.call_method1("shape", (&value,))?.extract()?;
+            let host = host_array(&spec.name, &value)?;
+            let shape = host.shape()?;
             if shape != spec.shape {
                 return Err(invalid(format!(
                     "tensor {:?} has shape {shape:?}, the layout {:?}",
@@ -201,7 +200,7 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
                 )));
             }
             out.extend(
-                flat(&value)
+                flat(&host)
                     .map_err(|e| invalid(format!("tensor {:?}: {}", spec.name, e.value(py))))?,
             );
         }
@@ -214,7 +213,7 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
         }
         Ok(out)
     } else {
-        let values = flat(obj)?;
+        let values = flat(&host_array("model", obj)?)?;
         layout.check("model", &values).map_err(fl_err)?;
         Ok(values)
     }
@@ -237,7 +236,12 @@ fn model_to_py<'py>(
         let mut arr = PyArray1::from_slice(py, part)
             .reshape(spec.shape.clone())?
             .into_any();
-        if dtype != "float32" {
+        if dtype == "bfloat16" {
+            // As `decode` does: float32 (exactly) when `ml_dtypes` is not installed.
+            if let Ok(ml) = py.import("ml_dtypes") {
+                arr = arr.call_method1("astype", (ml.getattr("bfloat16")?,))?;
+            }
+        } else if dtype != "float32" {
             let dt = np.call_method1("dtype", (dtype.as_str(),))?;
             let kind: String = dt.getattr("kind")?.extract()?;
             arr = match kind.as_str() {

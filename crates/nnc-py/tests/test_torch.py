@@ -1,0 +1,155 @@
+"""PyTorch tensors as inputs: parameters (autograd), GPU tensors and bfloat16 are taken as their
+values. The protocol nnc relies on (`detach`, `cpu`, `numpy`, `view(torch.int16)`) is tested with
+a stand-in everywhere; the same tests run against real PyTorch where it is installed."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import nnc
+
+RNG = np.random.default_rng(99)
+
+
+def bf16_bits(x):
+    """Round-to-nearest-even float32 -> bfloat16 bit patterns, as torch does."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_values(bits):
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class FakeDtype:
+    def __init__(self, name):
+        self.name = name
+
+    def __str__(self):
+        return "torch." + self.name
+
+
+class FakeTensor:
+    """What nnc uses of a torch.Tensor. `numpy()` refuses, as torch does, while the tensor needs
+    grad or sits on a GPU, and for bfloat16."""
+
+    def __init__(self, values, dtype="float32", requires_grad=False, device="cuda:0"):
+        self.values = np.asarray(values)
+        self.dtype = FakeDtype(dtype)
+        self.requires_grad = requires_grad
+        self.device = device
+        self.shape = self.values.shape
+
+    def detach(self):
+        return FakeTensor(self.values, self.dtype.name, False, self.device)
+
+    def cpu(self):
+        return FakeTensor(self.values, self.dtype.name, self.requires_grad, "cpu")
+
+    def contiguous(self):
+        return self
+
+    def view(self, dtype):
+        assert self.dtype.name == "bfloat16" and dtype == "int16-marker"
+        return FakeTensor(self.values.view(np.int16), "int16", self.requires_grad, self.device)
+
+    def numpy(self):
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad.")
+        if self.device != "cpu":
+            raise TypeError("can't convert cuda:0 device type tensor to numpy.")
+        if self.dtype.name == "bfloat16":
+            raise TypeError("Got unsupported ScalarType BFloat16")
+        if self.dtype.name == "float8_e4m3fn":
+            raise TypeError("Got unsupported ScalarType Float8_e4m3fn")
+        return self.values
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.numpy(), dtype=dtype)
+
+
+FakeTensor.__module__ = "torch"
+
+
+@pytest.fixture(params=["stand-in", "torch"])
+def torch_like(request, monkeypatch):
+    """(make, torch module): `make(values, dtype, requires_grad)` builds a tensor."""
+    if request.param == "torch":
+        torch = pytest.importorskip("torch")
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn,
+                  "int64": torch.int64}
+
+        def make(values, dtype="float32", requires_grad=False):
+            if dtype == "bfloat16":
+                t = torch.from_numpy(np.ascontiguousarray(values, np.float32)).to(torch.bfloat16)
+            elif dtype == "float8_e4m3fn":
+                t = torch.from_numpy(np.ascontiguousarray(values, np.float32)).to(torch.float8_e4m3fn)
+            else:
+                t = torch.from_numpy(np.ascontiguousarray(values)).to(dtypes[dtype])
+            return torch.nn.Parameter(t) if requires_grad else t
+
+        return make
+    fake = types.ModuleType("torch")
+    fake.int16 = "int16-marker"
+    monkeypatch.setitem(sys.modules, "torch", fake)
+
+    def make(values, dtype="float32", requires_grad=False):
+        v = np.asarray(values)
+        if dtype == "bfloat16":
+            v = bf16_bits(v)  # the storage: bit patterns
+        elif dtype == "float32":
+            v = v.astype(np.float32)
+        return FakeTensor(v, dtype, requires_grad)
+
+    return make
+
+
+def test_parameters_and_device_tensors_encode_as_their_values(torch_like):
+    w = RNG.normal(0, 0.1, (12, 8)).astype(np.float32)
+    model = {"fc.weight": torch_like(w, requires_grad=True), "steps": torch_like(np.array([3, 4]), "int64")}
+    out = nnc.decode(nnc.encode(model))
+    assert list(out) == ["fc.weight", "steps"]
+    assert out["fc.weight"].dtype == np.float32 and out["fc.weight"].shape == (12, 8)
+    assert np.abs(out["fc.weight"] - w).max() <= 2 * 2.0 ** (-32 / 4)
+    assert out["steps"].dtype == np.int64 and out["steps"].tolist() == [3, 4]
+    # The same values as a NumPy array give the same stream.
+    assert nnc.encode({"fc.weight": torch_like(w, requires_grad=True)}) == nnc.encode({"fc.weight": w})
+
+
+def test_bfloat16_tensors_keep_their_dtype(torch_like):
+    x = RNG.normal(0, 0.1, (6, 10)).astype(np.float32)
+    bits = nnc.encode({"x": torch_like(x, "bfloat16")})
+    out = nnc.decode(bits)["x"]
+    assert out.shape == (6, 10)
+    try:
+        import ml_dtypes
+
+        assert out.dtype == ml_dtypes.bfloat16
+        out = out.astype(np.float32)
+    except ImportError:
+        assert out.dtype == np.float32  # bfloat16 values, exactly, without ml_dtypes
+    assert np.abs(out - bf16_values(bf16_bits(x))).max() <= 2 * 2.0 ** (-32 / 4)
+
+
+def test_unsupported_torch_dtype_is_named(torch_like):
+    with pytest.raises(nnc.InvalidArgumentError, match=r"tensor \"w\": a PyTorch tensor of torch.float8_e4m3fn"):
+        nnc.encode({"w": torch_like(np.array([0.5, 1.0], np.float32), "float8_e4m3fn")})
+
+
+def test_fl_codecs_take_torch_state_dicts(torch_like):
+    w0 = RNG.normal(0, 0.1, (8, 4)).astype(np.float32)
+    b0 = np.zeros(8, np.float32)
+    layout = {"fc.weight": torch_like(w0, requires_grad=True), "fc.bias": torch_like(b0, "bfloat16")}
+    opts = dict(compressed=True, qp=-24)
+    server = nnc.ServerCodec(layout, layout, **opts)
+    client = nnc.ClientCodec(layout, 1, **opts)
+    g = client.receive(server.initial_message())
+    assert np.array_equal(np.asarray(g["fc.weight"], np.float32), w0)
+    local = {"fc.weight": torch_like(w0 + 0.01, requires_grad=True), "fc.bias": torch_like(b0 + 0.5, "bfloat16")}
+    glob = client.receive(server.aggregate([(1, 10, client.send(local))]))
+    assert np.abs(np.asarray(glob["fc.weight"], np.float32) - (w0 + 0.01)).max() < 0.02
+    bias = glob["fc.bias"]
+    assert bias.dtype.name in ("bfloat16", "float32")  # bfloat16 with ml_dtypes installed
+    assert np.abs(np.asarray(bias, np.float32) - 0.5).max() < 0.02
