@@ -48,13 +48,10 @@ pub fn check_output(output: &Path, inputs: &[Option<&Path>]) -> anyhow::Result<(
 pub fn check_model_output(output: &Path, inputs: &[Option<&Path>]) -> anyhow::Result<()> {
     use nnc_nn::io::FileFormat;
     match FileFormat::from_path(output) {
-        Some(FileFormat::Safetensors | FileFormat::Npz | FileFormat::Npy) => {}
-        Some(FileFormat::PyTorch) => bail!(
-            "{}: nnc does not write PyTorch files (use .safetensors, .npz or .npy)",
-            output.display()
-        ),
+        Some(FileFormat::Safetensors | FileFormat::Npz | FileFormat::Npy | FileFormat::PyTorch) => {
+        }
         _ => bail!(
-            "{}: unknown output format (use .safetensors, .npz or .npy)",
+            "{}: unknown output format (use .safetensors, .npz, .npy or .pt/.pth/.bin)",
             output.display()
         ),
     }

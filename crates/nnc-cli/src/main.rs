@@ -40,12 +40,12 @@ enum Command {
     /// Encode a model or tensor file into an NNR bitstream (defaults: the reference's tensor and
     /// model pipelines: qp -32, dependent quantization, row skipping).
     Encode(encode_cmd::EncodeArgs),
-    /// Decode a bitstream into a model file: .safetensors or .npz (any number of tensors), .npy
-    /// (one tensor).
+    /// Decode a bitstream into a model file: .safetensors, .npz or .pt/.pth/.bin (a PyTorch
+    /// state dict; any number of tensors), .npy (one tensor).
     Decode {
         /// Input bitstream.
         input: PathBuf,
-        /// Output file (.safetensors, .npz or .npy).
+        /// Output file (.safetensors, .npz, .npy or .pt/.pth/.bin).
         #[arg(short, long)]
         output: PathBuf,
         /// Overwrite the output if it exists.

@@ -864,7 +864,6 @@ fn outputs_that_cannot_or_must_not_be_written_are_refused_first() {
     let stream = path("m.nnc");
     for (name, message) in [
         ("out.txt", "unknown output format"),
-        ("out.pt", "does not write PyTorch files"),
         ("no/such/dir/out.npz", "does not exist"),
     ] {
         let out = path(name);
@@ -876,6 +875,20 @@ fn outputs_that_cannot_or_must_not_be_written_are_refused_first() {
         );
         assert!(!out.exists());
     }
+    // A PyTorch state dict holds what the safetensors file holds, in stream order.
+    ok(&nnc(&["decode", s(&stream), "-o", s(&path("out.pt"))]));
+    ok(&nnc(&[
+        "decode",
+        s(&stream),
+        "-o",
+        s(&path("out.safetensors")),
+    ]));
+    let as_pt = nnc_nn::io::read_tensors(&path("out.pt"), "0").expect("read .pt");
+    assert_eq!(as_pt.len(), 1);
+    assert_eq!(
+        as_pt,
+        nnc_nn::io::read_tensors(&path("out.safetensors"), "0").expect("read .safetensors")
+    );
     let state = path("state.bin");
     for args in [
         vec!["encode", s(&model), "-o", s(&model), "--force"],

@@ -229,17 +229,25 @@ fn dispatch_on_extension() {
     assert_eq!(FileFormat::detect(&bin).unwrap(), FileFormat::PyTorch);
     assert_eq!(read_tensors(&bin, "x").unwrap().len(), 6);
 
+    // PyTorch checkpoints of a state dict: every dtype, in the given order (names are not
+    // sorted), the 0-d and the empty tensor included; a large shape needs LONG1 in the pickle.
     for name in ["m.pt", "m.pth", "m.bin"] {
-        let err = write_tensors(&dir.path().join(name), &tensors).unwrap_err();
-        assert!(matches!(err, IoError::WriteNotSupported { .. }), "{err}");
+        let path = dir.path().join(name);
+        write_tensors(&path, &tensors).unwrap();
+        assert_eq!(FileFormat::detect(&path).unwrap(), FileFormat::PyTorch);
+        assert_eq!(read_tensors(&path, "x").unwrap(), tensors, "{name}");
     }
+    let wide = vec![t("wide", vec![1 << 31, 0], TensorData::F32(vec![]))];
+    let pt = dir.path().join("wide.pt");
+    write_tensors(&pt, &wide).unwrap();
+    assert_eq!(read_tensors(&pt, "x").unwrap(), wide);
     let err = write_tensors(&dir.path().join("m.onnx"), &tensors).unwrap_err();
     assert!(matches!(err, IoError::UnknownFormat { .. }));
     let err = read_tensors(&dir.path().join("absent.safetensors"), "x").unwrap_err();
     assert!(matches!(err, IoError::NotFound { .. }), "{err}");
 
     let dup = vec![tensors[0].clone(), tensors[0].clone()];
-    for name in ["d.safetensors", "d.npz"] {
+    for name in ["d.safetensors", "d.npz", "d.pt"] {
         let err = write_tensors(&dir.path().join(name), &dup).unwrap_err();
         assert!(matches!(err, IoError::DuplicateName { .. }), "{err}");
     }

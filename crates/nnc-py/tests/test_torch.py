@@ -153,3 +153,45 @@ def test_fl_codecs_take_torch_state_dicts(torch_like):
     bias = glob["fc.bias"]
     assert bias.dtype.name in ("bfloat16", "float32")  # bfloat16 with ml_dtypes installed
     assert np.abs(np.asarray(bias, np.float32) - 0.5).max() < 0.02
+
+
+def nnc_cli():
+    """The command-line tool of this checkout, if built."""
+    import os
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    for p in [os.environ.get("NNC_BIN"), root / "target/release/nnc", root / "target/debug/nnc"]:
+        if p and pathlib.Path(p).is_file():
+            return str(p)
+    pytest.skip("the nnc command-line tool is not built")
+
+
+def test_decoded_pytorch_checkpoints_load_in_torch(tmp_path):
+    """`nnc decode -o X.pt` writes a state dict that torch.load reads with weights_only=True (its
+    default) and with mmap=True, every dtype as the stream holds it."""
+    import subprocess
+
+    torch = pytest.importorskip("torch")
+    cli = nnc_cli()
+    model = {
+        "w": RNG.normal(0, 0.1, (6, 5)).astype(np.float32),
+        "h": RNG.normal(0, 0.1, (4,)).astype(np.float16),
+        "b": RNG.normal(0, 0.1, (3,)).astype(np.float64),
+        "n": np.array(7, np.int64),
+        "u16": np.array([0, 65535], np.uint16),
+        "u64": np.array([5], np.uint64),
+        "mask": np.array([True, False]),
+        "empty": np.zeros((0, 3), np.float32),
+    }
+    stream = tmp_path / "m.nnc"
+    stream.write_bytes(nnc.encode(model))
+    expected = nnc.decode(stream.read_bytes())
+    out = tmp_path / "m.pt"
+    subprocess.run([cli, "-q", "decode", str(stream), "-o", str(out)], check=True)
+    for mmap in (False, True):
+        sd = torch.load(out, mmap=mmap)
+        assert type(sd).__name__ == "OrderedDict" and list(sd) == list(expected)
+        for k, v in sd.items():
+            assert str(v.dtype) == "torch." + str(expected[k].dtype), k
+            assert np.array_equal(v.numpy(), expected[k]), k

@@ -24,7 +24,7 @@ use std::path::Path;
 use nnc_tensor::{DType, Tensor};
 
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
-pub use pytorch::{read_pytorch, read_pytorch_with, PyTorchOptions};
+pub use pytorch::{read_pytorch, read_pytorch_with, write_pytorch, PyTorchOptions};
 pub use safetensors::{
     read_safetensors, read_safetensors_with_metadata, write_safetensors,
     write_safetensors_with_metadata, SafetensorsMetadata,
@@ -57,14 +57,6 @@ pub enum IoError {
     UnknownFormat {
         /// File concerned.
         path: String,
-    },
-    /// The format is known but this library cannot write it.
-    #[error("{path}: writing {format} files is not supported (write .safetensors instead)")]
-    WriteNotSupported {
-        /// File concerned.
-        path: String,
-        /// Format name.
-        format: &'static str,
     },
     /// The file is not a valid file of its format (bad magic, truncated, inconsistent header...).
     #[error("{path}: not a valid {format} file: {what}")]
@@ -179,7 +171,7 @@ pub enum FileFormat {
     Npz,
     /// Hugging Face safetensors: a JSON header and raw little-endian data.
     Safetensors,
-    /// PyTorch `torch.save` zip checkpoint (`.pt`, `.pth`, `.bin`); read only.
+    /// PyTorch `torch.save` zip checkpoint (`.pt`, `.pth`, `.bin`); written as a state dict.
     PyTorch,
 }
 
@@ -291,8 +283,8 @@ pub fn read_tensors_from_bytes(
     }
 }
 
-/// Writes tensors to a model file chosen by extension. Writing `.pt`/`.pth`/`.bin` is not
-/// supported.
+/// Writes tensors to a model file chosen by extension (`.pt`/`.pth`/`.bin`: a PyTorch
+/// checkpoint of a state dict, see [`write_pytorch`]).
 pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
     let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
         path: path.display().to_string(),
@@ -307,10 +299,7 @@ pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
         },
         FileFormat::Npz => write_npz(path, tensors),
         FileFormat::Safetensors => write_safetensors(path, tensors),
-        FileFormat::PyTorch => Err(IoError::WriteNotSupported {
-            path: path.display().to_string(),
-            format: "PyTorch",
-        }),
+        FileFormat::PyTorch => write_pytorch(path, tensors),
     }
 }
 
@@ -372,10 +361,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_extension_and_pytorch_writing_are_errors() {
+    fn unknown_extension_is_an_error() {
         let err = read_tensors(Path::new("model.onnx"), "0").unwrap_err();
         assert!(matches!(err, IoError::UnknownFormat { .. }));
-        let err = write_tensors(Path::new("model.pt"), &[]).unwrap_err();
-        assert!(matches!(err, IoError::WriteNotSupported { .. }));
+        let err = write_tensors(Path::new("model.onnx"), &[]).unwrap_err();
+        assert!(matches!(err, IoError::UnknownFormat { .. }));
     }
 }

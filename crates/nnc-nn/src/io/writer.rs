@@ -6,7 +6,9 @@
 //! tensors (so the files are byte-identical), then each tensor is written at its offset as it
 //! arrives, in any order. `.npz`: one archive entry per tensor, in arrival order (the archive
 //! equals [`super::write_npz`]'s for tensors given in that order). `.npy`: the plan must hold
-//! one tensor. PyTorch files cannot be written.
+//! one tensor. PyTorch (`.pt`, `.pth`, `.bin`): the state dict's pickle is written from the plan
+//! first, then each tensor's storage as it arrives, in any order (the file equals
+//! [`super::write_pytorch`]'s for tensors given in plan order).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,7 +23,8 @@ use super::{io_error, FileFormat, IoError};
 /// A model file being written one tensor at a time (see the module doc).
 pub struct TensorWriter {
     path: PathBuf,
-    /// Per planned name: its spec, where it goes (safetensors: byte offset) and whether written.
+    /// Per planned name: its spec, where it goes (safetensors: byte offset; PyTorch: index in the
+    /// plan, its storage key) and whether written.
     planned: HashMap<String, Planned>,
     out: Out,
 }
@@ -47,6 +50,7 @@ enum Out {
     Safetensors(File),
     Npz(npyz::zip::ZipWriter<BufWriter<File>>),
     Npy(BufWriter<File>),
+    PyTorch(npyz::zip::ZipWriter<BufWriter<File>>),
 }
 
 impl TensorWriter {
@@ -112,10 +116,14 @@ impl TensorWriter {
                 Out::Npy(BufWriter::new(File::create(path).map_err(io)?))
             }
             FileFormat::PyTorch => {
-                return Err(IoError::WriteNotSupported {
-                    path: path.display().to_string(),
-                    format: "PyTorch",
-                })
+                super::pytorch::save::check_plan(path, plan)?;
+                for (i, s) in plan.iter().enumerate() {
+                    if let Some(p) = planned.get_mut(&s.name) {
+                        p.offset = i as u64;
+                    }
+                }
+                let file = BufWriter::new(File::create(path).map_err(io)?);
+                Out::PyTorch(super::pytorch::save::start(file, plan).map_err(io)?)
             }
         };
         Ok(TensorWriter {
@@ -164,6 +172,9 @@ impl TensorWriter {
             }
             Out::Npz(zip) => write_npz_entry(zip, tensor).map_err(io),
             Out::Npy(w) => write_array(w, tensor).map_err(io),
+            Out::PyTorch(zip) => {
+                super::pytorch::save::write_storage(zip, offset as usize, tensor).map_err(io)
+            }
         }
     }
 
@@ -194,6 +205,10 @@ impl TensorWriter {
                 inner.flush().map_err(io)
             }
             Out::Npy(mut w) => w.flush().map_err(io),
+            Out::PyTorch(zip) => super::pytorch::save::finish(zip)
+                .map_err(io)?
+                .flush()
+                .map_err(io),
         }
     }
 }
@@ -237,13 +252,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tensors = model();
         let plan: Vec<TensorSpec> = tensors.iter().map(spec).collect();
-        for ext in ["safetensors", "npz"] {
+        for ext in ["safetensors", "npz", "pt"] {
             let whole = dir.path().join(format!("whole.{ext}"));
             super::super::write_tensors(&whole, &tensors).unwrap();
             let streamed = dir.path().join(format!("streamed.{ext}"));
             let mut w = TensorWriter::create(&streamed, &plan).unwrap();
-            // Safetensors takes tensors in any order; npz entries follow the arrival order.
-            let order: Vec<usize> = if ext == "npz" {
+            // Safetensors takes tensors in any order; npz and PyTorch entries follow the arrival
+            // order.
+            let order: Vec<usize> = if ext != "safetensors" {
                 (0..tensors.len()).collect()
             } else {
                 (0..tensors.len()).rev().collect()
@@ -258,6 +274,14 @@ mod tests {
                 "{ext}"
             );
         }
+        // A PyTorch file streamed in another order holds the same state dict, in plan order.
+        let reversed = dir.path().join("reversed.pt");
+        let mut w = TensorWriter::create(&reversed, &plan).unwrap();
+        for t in tensors.iter().rev() {
+            w.write(t).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(super::super::read_tensors(&reversed, "0").unwrap(), tensors);
         let one = dir.path().join("one.npy");
         let mut w = TensorWriter::create(&one, &plan[..1]).unwrap();
         w.write(&tensors[0]).unwrap();

@@ -1,4 +1,5 @@
-//! PyTorch checkpoints (`torch.save` zip archives: `.pt`, `.pth`, `.bin`), read without Python.
+//! PyTorch checkpoints (`torch.save` zip archives: `.pt`, `.pth`, `.bin`), read and written
+//! without Python (writing: a state dict, see [`write_pytorch`] and the private `save` module).
 //!
 //! # Why our own pickle reader
 //! A checkpoint is a zip holding `<archive>/data.pkl` (a pickle describing the object) and one
@@ -48,9 +49,10 @@
 //! storage is refused as [`IoError::LimitExceeded`]).
 
 pub(crate) mod pickle;
+pub(crate) mod save;
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read};
+use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
 use nnc_tensor::{DType, Tensor};
@@ -82,6 +84,29 @@ pub fn read_pytorch(path: &Path) -> Result<Vec<Tensor>, IoError> {
 /// Reads every tensor of a PyTorch checkpoint, in pickle order.
 pub fn read_pytorch_with(path: &Path, options: &PyTorchOptions) -> Result<Vec<Tensor>, IoError> {
     parse_checkpoint(&read_file(path)?, path, options)
+}
+
+/// Writes `tensors` as a PyTorch checkpoint of a state dict (`torch.load(path)` returns an
+/// `OrderedDict` of them, in this order, dtypes and shapes kept; see the `save` notes in the
+/// module doc). Names must be unique.
+pub fn write_pytorch(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+    check_unique_names(path, tensors)?;
+    let io = |e| super::io_error(path, e);
+    let plan: Vec<nnc_tensor::TensorSpec> = tensors
+        .iter()
+        .map(|t| nnc_tensor::TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype(),
+        })
+        .collect();
+    save::check_plan(path, &plan)?;
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut zip = save::start(std::io::BufWriter::new(file), &plan).map_err(io)?;
+    for (i, t) in tensors.iter().enumerate() {
+        save::write_storage(&mut zip, i, t).map_err(io)?;
+    }
+    save::finish(zip).map_err(io)?.flush().map_err(io)
 }
 
 /// Decodes a checkpoint held in memory (`path` only names it in errors).
