@@ -918,3 +918,41 @@ fn outputs_that_cannot_or_must_not_be_written_are_refused_first() {
     let o = nnc(&["encode", s(&model), "-o", s(&model), "--force"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("is also an input"));
 }
+
+#[test]
+fn pytorch_checkpoints_say_what_is_not_coded() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nnc-nn/tests/fixtures");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.nnc");
+    // A training checkpoint: the state dict is one entry among others.
+    let nested = fixtures.join("nested.pth");
+    let err = ok(&nnc(&["encode", s(&nested), "-o", s(&out)]));
+    assert!(
+        err.contains(
+            "coding the state dict in entry \"state_dict\"; not coded: \"epoch\", \"optimizer\""
+        ),
+        "{err}"
+    );
+    // A state dict of tensors only (torch's, and ours): nothing to say.
+    let views = fixtures.join("views.pt");
+    let err = ok(&nnc(&["encode", s(&views), "-o", s(&out), "--force"]));
+    assert!(!err.contains("note:"), "{err}");
+    let path = dir.path().join("ours.pt");
+    let t = Tensor::try_new("w", vec![2], TensorData::F32(vec![0.5, -0.25])).expect("tensor");
+    write_tensors(&path, &[t]).expect("write .pt");
+    assert!(!ok(&nnc(&["encode", s(&path), "-o", s(&out), "--force"])).contains("note:"));
+    // dtypes.pt holds "note" (a string) and "step" (an int) beside its tensors; -q keeps quiet.
+    let dtypes = fixtures.join("dtypes.pt");
+    let o = nnc(&["encode", s(&dtypes), "-o", s(&out), "--force"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("not tensors, not coded: \"note\", \"step\""),
+        "{err}"
+    );
+    let o = nnc(&["-q", "encode", s(&nested), "-o", s(&out), "--force"]);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -443,6 +443,42 @@ fn legacy_and_non_checkpoint_files_are_clear_errors() {
 }
 
 #[test]
+fn checkpoint_summaries_name_what_was_left_out() {
+    use nnc_nn::io::{read_pytorch_summarized, CheckpointSummary, PyTorchOptions};
+    let read = |name: &str| {
+        read_pytorch_summarized(&fixture(name), &PyTorchOptions::default())
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        read("nested.pth"),
+        CheckpointSummary {
+            state_dict_key: Some("state_dict".into()),
+            other_entries: vec!["epoch".into(), "optimizer".into()],
+            skipped_values: vec![],
+        }
+    );
+    let dtypes = read("dtypes.pt");
+    assert_eq!(dtypes.state_dict_key, None);
+    assert!(dtypes.other_entries.is_empty());
+    assert_eq!(dtypes.skipped_values, ["note", "step"]);
+    assert!(read("views.pt").is_empty());
+    // Naming the key takes that entry, and the rest are still named.
+    let opts = PyTorchOptions {
+        state_dict_key: Some("optimizer".into()),
+        ..Default::default()
+    };
+    let (tensors, summary) = read_pytorch_summarized(&fixture("nested.pth"), &opts).unwrap();
+    assert_eq!(summary.state_dict_key.as_deref(), Some("optimizer"));
+    assert_eq!(summary.other_entries, ["epoch", "state_dict"]);
+    assert!(!tensors.is_empty(), "the momentum buffers are tensors");
+    assert!(
+        !summary.skipped_values.is_empty(),
+        "param_groups hold numbers"
+    );
+}
+
+#[test]
 fn refused_checkpoints_name_what_they_hold() {
     // An 8-bit float tensor: named by its torch dtype, not by its untyped storage.
     let err = read_tensors(&fixture("fp8.pt"), "x").unwrap_err();

@@ -24,7 +24,10 @@ use std::path::Path;
 use nnc_tensor::{DType, Tensor};
 
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
-pub use pytorch::{read_pytorch, read_pytorch_with, write_pytorch, PyTorchOptions};
+pub use pytorch::{
+    read_pytorch, read_pytorch_summarized, read_pytorch_with, write_pytorch, CheckpointSummary,
+    PyTorchOptions,
+};
 pub use safetensors::{
     read_safetensors, read_safetensors_with_metadata, write_safetensors,
     write_safetensors_with_metadata, SafetensorsMetadata,

@@ -23,13 +23,15 @@
 //! `torch.hub` scripts) do:
 //! 1. with [`PyTorchOptions::state_dict_key`], that entry of the top-level dict;
 //! 2. else the first of `state_dict`, `model_state_dict`, `model`, `module` whose value is a
-//!    dict (other entries such as optimizer state and epoch counters are then ignored);
+//!    dict (other entries such as optimizer state and epoch counters are then left out, and
+//!    named by [`read_pytorch_summarized`], which `nnc encode` uses to say so);
 //! 3. else the top-level dict itself.
 //!
 //! Tensors are collected in pickle (insertion) order. A dict nested inside the chosen one is
 //! flattened with `.`-joined keys (`{"enc": {"w": t}}` gives `enc.w`, the names
 //! `nn.Module.state_dict()` would use), lists and tuples with their indices; integer keys become
-//! decimal text; values that are not tensors (numbers, strings, `None`) are skipped.
+//! decimal text; values that are not tensors (numbers, strings, `None`) are skipped (and named in
+//! [`CheckpointSummary::skipped_values`]).
 //!
 //! Names are kept exactly as stored, so that decoding gives back the names the file had:
 //! wrapper prefixes such as `module.` (DataParallel) or `model.` (Lightning) stay unless
@@ -86,6 +88,37 @@ pub fn read_pytorch_with(path: &Path, options: &PyTorchOptions) -> Result<Vec<Te
     parse_checkpoint(&read_file(path)?, path, options)
 }
 
+/// What reading a checkpoint left out, so that a tool can say so.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    /// The top-level key the state dict was taken from; `None` when it is the top-level dict.
+    pub state_dict_key: Option<String>,
+    /// The other top-level entries when the state dict was taken from a key (optimizer state,
+    /// epoch counters, ...), by key, in file order.
+    pub other_entries: Vec<String>,
+    /// Values inside the state dict that are not tensors (numbers, strings, `None`, objects), by
+    /// dotted name, in file order. A dict key that is neither a string nor an integer is named
+    /// `<prefix><kind key>`.
+    pub skipped_values: Vec<String>,
+}
+
+impl CheckpointSummary {
+    /// Whether anything was left out.
+    pub fn is_empty(&self) -> bool {
+        self.other_entries.is_empty() && self.skipped_values.is_empty()
+    }
+}
+
+/// [`read_pytorch_with`], also telling what was left out.
+pub fn read_pytorch_summarized(
+    path: &Path,
+    options: &PyTorchOptions,
+) -> Result<(Vec<Tensor>, CheckpointSummary), IoError> {
+    let mut summary = CheckpointSummary::default();
+    let tensors = checkpoint_tensors(&read_file(path)?, path, options, &mut summary)?;
+    Ok((tensors, summary))
+}
+
 /// Writes `tensors` as a PyTorch checkpoint of a state dict (`torch.load(path)` returns an
 /// `OrderedDict` of them, in this order, dtypes and shapes kept; see the `save` notes in the
 /// module doc). Names must be unique.
@@ -115,7 +148,16 @@ pub(crate) fn parse_checkpoint(
     path: &Path,
     options: &PyTorchOptions,
 ) -> Result<Vec<Tensor>, IoError> {
-    let mut tensors = parse(bytes, path, options)?;
+    checkpoint_tensors(bytes, path, options, &mut CheckpointSummary::default())
+}
+
+fn checkpoint_tensors(
+    bytes: &[u8],
+    path: &Path,
+    options: &PyTorchOptions,
+    summary: &mut CheckpointSummary,
+) -> Result<Vec<Tensor>, IoError> {
+    let mut tensors = parse(bytes, path, options, summary)?;
     if let Some(prefix) = &options.strip_prefix {
         for t in &mut tensors {
             if let Some(rest) = t.name.strip_prefix(prefix.as_str()) {
@@ -154,7 +196,12 @@ struct TensorSpec {
     stride: Vec<usize>,
 }
 
-fn parse(bytes: &[u8], path: &Path, options: &PyTorchOptions) -> Result<Vec<Tensor>, IoError> {
+fn parse(
+    bytes: &[u8],
+    path: &Path,
+    options: &PyTorchOptions,
+    summary: &mut CheckpointSummary,
+) -> Result<Vec<Tensor>, IoError> {
     if !bytes.starts_with(b"PK") {
         return Err(invalid(
             path,
@@ -214,9 +261,27 @@ fn parse(bytes: &[u8], path: &Path, options: &PyTorchOptions) -> Result<Vec<Tens
 
     let p = pickle::load(&pkl).map_err(|e| invalid(path, e))?;
     let dict = select_state_dict(&p, path, options)?;
+    if dict != p.root {
+        if let Obj::Dict(items) = p.get(p.root) {
+            for &(k, v) in items {
+                if v == dict {
+                    summary.state_dict_key = p.str(k).map(str::to_string);
+                } else {
+                    summary.other_entries.push(key_name(&p, k));
+                }
+            }
+        }
+    }
     let mut specs = Vec::new();
     let mut budget = p.len() + 16;
-    collect(&p, dict, "", 0, &mut budget, &mut specs, path)?;
+    let mut walk = Walk {
+        p: &p,
+        path,
+        budget: &mut budget,
+        out: &mut specs,
+        skipped: &mut summary.skipped_values,
+    };
+    walk.collect(dict, "", 0)?;
 
     let limit = (bytes.len() as u64)
         .saturating_mul(8)
@@ -433,59 +498,73 @@ fn select_state_dict(p: &Pickle, path: &Path, options: &PyTorchOptions) -> Resul
     Ok(p.root)
 }
 
-/// Walks dicts, lists and tuples under `id`, collecting tensors under dotted names.
-fn collect(
-    p: &Pickle,
-    id: Id,
-    prefix: &str,
-    depth: usize,
-    budget: &mut usize,
-    out: &mut Vec<(String, TensorSpec)>,
-    path: &Path,
-) -> Result<(), IoError> {
-    if depth > MAX_NESTING {
-        return Err(invalid(
-            path,
-            format!("containers nested deeper than {MAX_NESTING}"),
-        ));
+/// A key as the names of the tensors under it use it: a string as it is, an integer in
+/// decimal; anything else is named by its kind (`<float key>`).
+fn key_name(p: &Pickle, k: Id) -> String {
+    match p.get(k) {
+        Obj::Str(s) => s.clone(),
+        Obj::Int(i) => i.to_string(),
+        other => format!("<{} key>", kind(other)),
     }
-    let children: Vec<(String, Id)> = match p.get(id) {
-        Obj::Dict(items) => items
-            .iter()
-            .filter_map(|&(k, v)| {
-                let key = match p.get(k) {
-                    Obj::Str(s) => s.clone(),
-                    Obj::Int(i) => i.to_string(),
-                    _ => return None,
-                };
-                Some((key, v))
-            })
-            .collect(),
-        Obj::List(items) | Obj::Tuple(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (i.to_string(), v))
-            .collect(),
-        _ => return Ok(()),
-    };
-    for (key, v) in children {
-        *budget = budget
-            .checked_sub(1)
-            .ok_or_else(|| invalid(path, "the object graph shares containers too often to walk"))?;
-        let name = format!("{prefix}{key}");
-        match p.get(v) {
-            Obj::Dict(_) | Obj::List(_) | Obj::Tuple(_) => {
-                collect(p, v, &format!("{name}."), depth + 1, budget, out, path)?
-            }
-            Obj::Call { func, args } => {
-                if let Some(spec) = tensor_spec(p, *func, *args, &name, path)? {
-                    out.push((name, spec));
-                }
-            }
-            _ => {}
+}
+
+/// The walk over dicts, lists and tuples under the state dict, collecting tensors under dotted
+/// names and naming what is not a tensor.
+struct Walk<'a> {
+    p: &'a Pickle,
+    path: &'a Path,
+    /// Containers left to visit: a pickle can share one container many times over.
+    budget: &'a mut usize,
+    out: &'a mut Vec<(String, TensorSpec)>,
+    skipped: &'a mut Vec<String>,
+}
+
+impl Walk<'_> {
+    fn collect(&mut self, id: Id, prefix: &str, depth: usize) -> Result<(), IoError> {
+        let (p, path) = (self.p, self.path);
+        if depth > MAX_NESTING {
+            return Err(invalid(
+                path,
+                format!("containers nested deeper than {MAX_NESTING}"),
+            ));
         }
+        let children: Vec<(String, Id, bool)> = match p.get(id) {
+            Obj::Dict(items) => items
+                .iter()
+                .map(|&(k, v)| {
+                    let named = matches!(p.get(k), Obj::Str(_) | Obj::Int(_));
+                    (key_name(p, k), v, named)
+                })
+                .collect(),
+            Obj::List(items) | Obj::Tuple(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (i.to_string(), v, true))
+                .collect(),
+            _ => return Ok(()),
+        };
+        for (key, v, named) in children {
+            *self.budget = self.budget.checked_sub(1).ok_or_else(|| {
+                invalid(path, "the object graph shares containers too often to walk")
+            })?;
+            let name = format!("{prefix}{key}");
+            if !named {
+                self.skipped.push(name);
+                continue;
+            }
+            match p.get(v) {
+                Obj::Dict(_) | Obj::List(_) | Obj::Tuple(_) => {
+                    self.collect(v, &format!("{name}."), depth + 1)?
+                }
+                Obj::Call { func, args } => match tensor_spec(p, *func, *args, &name, path)? {
+                    Some(spec) => self.out.push((name, spec)),
+                    None => self.skipped.push(name),
+                },
+                _ => self.skipped.push(name),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Reads a recorded `torch._utils._rebuild_tensor*` call; `Ok(None)` for calls of other things.
