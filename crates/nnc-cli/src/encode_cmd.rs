@@ -9,6 +9,7 @@ use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
 use crate::files::{check_output, load_state, refuse_overwrite, save_state, write_atomically};
+use crate::model_read::{read_model, ModelRead};
 use crate::progress::Progress;
 use crate::report;
 use crate::update;
@@ -94,6 +95,9 @@ pub struct EncodeArgs {
     /// tensors (counters such as `num_batches_tracked`) are carried as their new values.
     #[arg(long)]
     pub base: Option<PathBuf>,
+    /// How the input and the base are read.
+    #[command(flatten)]
+    pub read: ModelRead,
     /// Temporal context adaptation across updates (needs --base and --state).
     #[arg(long)]
     pub tca: bool,
@@ -159,52 +163,6 @@ fn is_pytorch_file(path: &Path) -> bool {
     )
 }
 
-/// Reads the model; for a PyTorch checkpoint, says on stderr what in it is not coded (other
-/// entries beside the state dict, values that are not tensors).
-fn read_input(path: &Path, quiet: bool) -> Result<Vec<nnc_tensor::Tensor>, nnc_nn::io::IoError> {
-    use nnc_nn::io::{read_pytorch_summarized, FileFormat, PyTorchOptions};
-    if FileFormat::detect(path)? != FileFormat::PyTorch {
-        return nnc_nn::io::read_tensors(path, "0");
-    }
-    let (tensors, summary) = read_pytorch_summarized(path, &PyTorchOptions::default())?;
-    if !quiet {
-        if let Some(key) = &summary.state_dict_key {
-            eprintln!(
-                "note: {}: coding the state dict in entry {key:?}{}",
-                path.display(),
-                if summary.other_entries.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not coded: {}", name_list(&summary.other_entries))
-                }
-            );
-        }
-        if !summary.skipped_values.is_empty() {
-            eprintln!(
-                "note: {}: not tensors, not coded: {}",
-                path.display(),
-                name_list(&summary.skipped_values)
-            );
-        }
-    }
-    Ok(tensors)
-}
-
-/// Names for a note: the first eight, quoted, then how many more.
-fn name_list(names: &[String]) -> String {
-    const SHOWN: usize = 8;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .map(|n| format!("{n:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
-}
-
 /// Runs `nnc encode`.
 pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     refuse_overwrite(&args.output, args.force)?;
@@ -221,8 +179,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let progress = Progress::new(quiet);
     // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
-    let original = read_input(&args.input, quiet)
-        .with_context(|| format!("reading {}", args.input.display()))?;
+    let original = read_model(&args.input, &args.read, quiet)?;
     progress.show_for(original.len());
     let want_report = args.report || args.json;
     // The report compares with the input as read; keep a copy only if sparsification changes it.
@@ -232,7 +189,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
             (original, kept)
         }
         Some(base_path) => {
-            let base = update::read_base(base_path)?;
+            let base = read_model(base_path, &args.read, quiet)?;
             let diffs = original
                 .iter()
                 .map(|t| {

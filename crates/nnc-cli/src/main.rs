@@ -12,6 +12,7 @@ use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor};
 mod decode;
 mod encode_cmd;
 mod files;
+mod model_read;
 mod progress;
 mod report;
 mod stats_cmd;
@@ -64,6 +65,9 @@ enum Command {
         /// their base values; integer tensors in the update replace the base's).
         #[arg(long)]
         base: Option<PathBuf>,
+        /// How the base is read (as `encode` read it, so that the names agree).
+        #[command(flatten)]
+        read: model_read::ModelRead,
         /// Incremental state file shared with earlier decodes of the same sequence. Written as
         /// JSON when named `*.json`, otherwise in a compact binary form that loads about 7 times faster;
         /// either form is read.
@@ -153,6 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_tensor_elements,
             max_total_elements,
             base,
+            read,
             state,
             threads,
         } => {
@@ -175,7 +180,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
-            let base_tensors = base.as_deref().map(update::read_base).transpose()?;
+            let read_base = |path: &std::path::Path| model_read::read_model(path, &read, cli.quiet);
+            let base_tensors = base.as_deref().map(read_base).transpose()?;
             let streamed =
                 decode::streaming(&bytes, &input, base_tensors, &output, &mut inc, &opts)?;
             if !streamed {
@@ -186,7 +192,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     decoded.tensors.into_iter().map(|t| t.tensor).collect();
                 if let Some(base_path) = &base {
                     // Read again: the streaming attempt dropped the base tensors it wrote.
-                    tensors = update::add_to_base(update::read_base(base_path)?, tensors)?;
+                    // Quietly: its notes were printed the first time.
+                    let again = model_read::read_model(base_path, &read, true)?;
+                    tensors = update::add_to_base(again, tensors)?;
                 }
                 progress.stage(format!("writing {}", output.display()));
                 write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;

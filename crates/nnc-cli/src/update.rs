@@ -1,15 +1,8 @@
 //! Models and their updates against a base (`--base`): reading the base, the update of a
 //! model, and a base with an update applied.
 
-use std::path::Path;
-
 use anyhow::{bail, Context};
 use nnc_tensor::{Tensor, TensorData};
-
-/// The base model named by `--base`.
-pub fn read_base(path: &Path) -> anyhow::Result<Vec<Tensor>> {
-    nnc_nn::io::read_tensors(path, "0").with_context(|| format!("reading {}", path.display()))
-}
 
 /// What `encode --base` codes for `model`'s tensor: its difference to the base tensor, or for
 /// an integer tensor (counters and indices such as `num_batches_tracked`, which have no

@@ -928,9 +928,7 @@ fn pytorch_checkpoints_say_what_is_not_coded() {
     let nested = fixtures.join("nested.pth");
     let err = ok(&nnc(&["encode", s(&nested), "-o", s(&out)]));
     assert!(
-        err.contains(
-            "coding the state dict in entry \"state_dict\"; not coded: \"epoch\", \"optimizer\""
-        ),
+        err.contains("the state dict is entry \"state_dict\"; left out: \"epoch\", \"optimizer\""),
         "{err}"
     );
     // A state dict of tensors only (torch's, and ours): nothing to say.
@@ -946,12 +944,150 @@ fn pytorch_checkpoints_say_what_is_not_coded() {
     let o = nnc(&["encode", s(&dtypes), "-o", s(&out), "--force"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("not tensors, not coded: \"note\", \"step\""),
+        err.contains("not tensors, left out: \"note\", \"step\""),
         "{err}"
     );
     let o = nnc(&["-q", "encode", s(&nested), "-o", s(&out), "--force"]);
     assert!(
         o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn checkpoint_key_and_strip_prefix_apply_to_input_and_base() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nnc-nn/tests/fixtures");
+    let nested = fixtures.join("nested.pth"); // a Lightning-style "model." prefix
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let names = |p: &Path| -> Vec<String> {
+        read_tensors(p, "0")
+            .expect("read")
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    };
+
+    ok(&nnc(&[
+        "encode",
+        s(&nested),
+        "-o",
+        s(&path("m.nnc")),
+        "--strip-prefix",
+        "model.",
+    ]));
+    ok(&nnc(&["decode", s(&path("m.nnc")), "-o", s(&path("m.pt"))]));
+    let stripped = names(&path("m.pt"));
+    assert!(stripped.contains(&"0.weight".to_string()), "{stripped:?}");
+    assert!(
+        stripped.iter().all(|n| !n.starts_with("model.")),
+        "{stripped:?}"
+    );
+
+    // An update of the stripped model against the same checkpoint as base: both are read the
+    // same way, and decoding onto the base needs the same flag to match the names.
+    let model = path("model.safetensors");
+    let mut tensors = read_tensors(&path("m.pt"), "0").expect("read");
+    for t in &mut tensors {
+        if let TensorData::F32(v) = &mut t.data {
+            v.iter_mut().for_each(|x| *x += 0.125);
+        }
+    }
+    write_tensors(&model, &tensors).expect("write model");
+    let upd = path("u.nnc");
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "--base",
+        s(&nested),
+        "--strip-prefix",
+        "model.",
+        "-o",
+        s(&upd),
+    ]));
+    let o = nnc(&[
+        "decode",
+        s(&upd),
+        "--base",
+        s(&nested),
+        "-o",
+        s(&path("x.pt")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("which the base model lacks"));
+    ok(&nnc(&[
+        "decode",
+        s(&upd),
+        "--base",
+        s(&nested),
+        "--strip-prefix",
+        "model.",
+        "-o",
+        s(&path("new.pt")),
+    ]));
+    assert_eq!(names(&path("new.pt")), stripped);
+
+    // Another entry of the checkpoint: the optimizer's momentum buffers.
+    ok(&nnc(&[
+        "encode",
+        s(&nested),
+        "--checkpoint-key",
+        "optimizer",
+        "-o",
+        s(&path("o.nnc")),
+    ]));
+    ok(&nnc(&[
+        "decode",
+        s(&path("o.nnc")),
+        "-o",
+        s(&path("o.npz")),
+    ]));
+    assert!(names(&path("o.npz"))
+        .iter()
+        .all(|n| n.starts_with("state.")));
+
+    // Mistakes are named.
+    for (args, message) in [
+        (vec!["--checkpoint-key", "nope"], "has no key \"nope\""),
+        (vec!["--strip-prefix", "model.0."], ""),
+    ] {
+        let o = nnc(&[
+            &["encode", s(&nested), "-o", s(&path("e.nnc")), "--force"][..],
+            &args,
+        ]
+        .concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        if message.is_empty() {
+            assert_eq!(o.status.code(), Some(0), "{err}");
+        } else {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(err.contains(message), "{err}");
+        }
+    }
+    let o = nnc(&[
+        "encode",
+        s(&model),
+        "--checkpoint-key",
+        "x",
+        "-o",
+        s(&path("f.nnc")),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("applies to PyTorch checkpoints"));
+    let clash = path("clash.safetensors");
+    let a = Tensor::try_new("m.w", vec![1], TensorData::F32(vec![1.0])).expect("tensor");
+    let b = Tensor::try_new("w", vec![1], TensorData::F32(vec![2.0])).expect("tensor");
+    write_tensors(&clash, &[a, b]).expect("write");
+    let o = nnc(&[
+        "encode",
+        s(&clash),
+        "--strip-prefix",
+        "m.",
+        "-o",
+        s(&path("g.nnc")),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("two tensors are named \"w\""),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

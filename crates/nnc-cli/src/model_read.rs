@@ -1,0 +1,116 @@
+//! Reading model files (the input, and `--base`): which state dict a PyTorch checkpoint
+//! holds, a name prefix to remove, and a note of what a checkpoint holds that is left out.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use nnc_nn::io::{read_pytorch_summarized, read_tensors, FileFormat, PyTorchOptions};
+use nnc_tensor::Tensor;
+
+/// How model files are read; applies to the input and to `--base` alike, so that their tensor
+/// names agree.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ModelRead {
+    /// PyTorch checkpoints: take the state dict from this top-level entry (e.g. "ema",
+    /// "model_ema") instead of the first of "state_dict", "model_state_dict", "model",
+    /// "module" (or the top level).
+    #[arg(long, value_name = "KEY")]
+    pub checkpoint_key: Option<String>,
+    /// Remove this prefix from every tensor name that starts with it (e.g. "module." of
+    /// DataParallel, "model." of Lightning); decoding then gives the shorter names.
+    #[arg(long, value_name = "PREFIX")]
+    pub strip_prefix: Option<String>,
+}
+
+/// Reads the tensors of `path`. For a PyTorch checkpoint, says on stderr (unless `quiet`) what
+/// in it is left out: entries beside the state dict, values that are not tensors.
+pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<Vec<Tensor>> {
+    // The library's errors name the file already.
+    let context = || format!("reading {}", path.display());
+    if FileFormat::detect(path)? != FileFormat::PyTorch {
+        if how.checkpoint_key.is_some() {
+            bail!(
+                "{}: --checkpoint-key applies to PyTorch checkpoints (.pt, .pth, .bin) only",
+                path.display()
+            );
+        }
+        let mut tensors = read_tensors(path, "0")?;
+        if let Some(prefix) = &how.strip_prefix {
+            strip(&mut tensors, prefix).with_context(context)?;
+        }
+        return Ok(tensors);
+    }
+    let options = PyTorchOptions {
+        state_dict_key: how.checkpoint_key.clone(),
+        strip_prefix: how.strip_prefix.clone(),
+    };
+    let (tensors, summary) = read_pytorch_summarized(path, &options)?;
+    if !quiet {
+        if let Some(key) = &summary.state_dict_key {
+            eprintln!(
+                "note: {}: the state dict is entry {key:?}{}",
+                path.display(),
+                if summary.other_entries.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left out: {}", name_list(&summary.other_entries))
+                }
+            );
+        }
+        if !summary.skipped_values.is_empty() {
+            eprintln!(
+                "note: {}: not tensors, left out: {}",
+                path.display(),
+                name_list(&summary.skipped_values)
+            );
+        }
+    }
+    Ok(tensors)
+}
+
+/// Removes `prefix` from the names that start with it; two tensors may not end up with one name.
+fn strip(tensors: &mut [Tensor], prefix: &str) -> anyhow::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for t in tensors.iter_mut() {
+        if let Some(rest) = t.name.strip_prefix(prefix) {
+            t.name = rest.to_string();
+        }
+    }
+    for t in tensors.iter() {
+        if !seen.insert(t.name.as_str()) {
+            bail!(
+                "two tensors are named {:?} once {prefix:?} is removed",
+                t.name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Names for a note: the first eight, quoted, then how many more.
+fn name_list(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_name_lists_are_cut() {
+        let names: Vec<String> = (0..11).map(|i| format!("n{i}")).collect();
+        assert_eq!(name_list(&names[..2]), "\"n0\", \"n1\"");
+        assert!(name_list(&names).ends_with("\"n7\" and 3 more"));
+    }
+}
