@@ -19,6 +19,10 @@ use nnc_tensor::{DType, Tensor, TensorSpec};
 use npyz::zip::write::FileOptions;
 use npyz::zip::{CompressionMethod, ZipWriter};
 
+use super::pickle::{
+    BININT, BINPERSID, BINUNICODE, EMPTY_TUPLE, GLOBAL, LONG1, MARK, NEWFALSE, PROTO, REDUCE,
+    SETITEMS, STOP, TUPLE,
+};
 use crate::io::IoError;
 
 /// Directory of every record, as current torch names it.
@@ -190,20 +194,6 @@ fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     }
     strides
 }
-
-const MARK: u8 = b'(';
-const STOP: u8 = b'.';
-const BININT: u8 = b'J';
-const BINUNICODE: u8 = b'X';
-const REDUCE: u8 = b'R';
-const TUPLE: u8 = b't';
-const EMPTY_TUPLE: u8 = b')';
-const SETITEMS: u8 = b'u';
-const GLOBAL: u8 = b'c';
-const BINPERSID: u8 = b'Q';
-const PROTO: u8 = 0x80;
-const NEWFALSE: u8 = 0x89;
-const LONG1: u8 = 0x8a;
 
 /// The few pickle opcodes a state dict needs.
 #[derive(Default)]
