@@ -1,13 +1,14 @@
 //! Model files, the command line's and Python's input: the npy, npz, safetensors and PyTorch
 //! readers on raw bytes never panic nor allocate beyond what the input can hold, and every
-//! tensor they accept holds as many elements as its shape says. The first byte picks the
-//! reader, the rest is the file.
+//! tensor they accept holds as many elements as its shape says; what they accept (up to 1 MiB
+//! of values) is written as a PyTorch checkpoint and reads back the same. The first byte picks
+//! the reader, the rest is the file.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use nnc_nn::io::{read_tensors_from_bytes, FileFormat};
+use nnc_nn::io::{read_tensors, read_tensors_from_bytes, write_pytorch, FileFormat};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, file)) = data.split_first() else {
@@ -23,6 +24,17 @@ fuzz_target!(|data: &[u8]| {
         for t in &tensors {
             let elements: usize = t.shape.iter().product();
             assert_eq!(t.data.len(), elements, "tensor {:?}", t.name);
+        }
+        let bytes: usize = tensors
+            .iter()
+            .map(|t| t.data.len() * t.dtype().size_in_bytes())
+            .sum();
+        if bytes <= 1 << 20 {
+            let path = std::env::temp_dir().join(format!("nnc-fuzz-{}.pt", std::process::id()));
+            write_pytorch(&path, &tensors).expect("accepted tensors are writable");
+            let back = read_tensors(&path, "x").expect("a written checkpoint reads");
+            // Debug forms: NaNs compare unequal as values.
+            assert_eq!(format!("{back:?}"), format!("{tensors:?}"));
         }
     }
 });
