@@ -95,12 +95,17 @@ impl<'py> HostArray<'py> {
     }
 }
 
-/// Whether `obj` is a PyTorch tensor (or a subclass such as `nn.Parameter`).
+/// Whether `obj` is a PyTorch tensor: `torch.Tensor` or a subclass of it (`nn.Parameter`, or a
+/// user's own), found by name so that torch need not be imported.
 fn is_torch_tensor(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let module: String = obj.get_type().getattr("__module__")?.extract()?;
-    Ok((module == "torch" || module.starts_with("torch."))
-        && obj.hasattr("detach")?
-        && obj.hasattr("numpy")?)
+    for class in obj.get_type().mro().iter() {
+        let module: String = class.getattr("__module__")?.extract().unwrap_or_default();
+        let name: String = class.getattr("__name__")?.extract().unwrap_or_default();
+        if module == "torch" && name == "Tensor" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `obj` as a NumPy array. A PyTorch tensor is detached from autograd and copied to the CPU

@@ -31,8 +31,8 @@ class FakeDtype:
         return "torch." + self.name
 
 
-class FakeTensor:
-    """What nnc uses of a torch.Tensor. `numpy()` refuses, as torch does, while the tensor needs
+class Tensor:
+    """What nnc uses of a torch.Tensor (nnc recognises the class by its module and name). `numpy()` refuses, as torch does, while the tensor needs
     grad or sits on a GPU, and for bfloat16."""
 
     def __init__(self, values, dtype="float32", requires_grad=False, device="cuda:0"):
@@ -70,7 +70,14 @@ class FakeTensor:
         return np.asarray(self.numpy(), dtype=dtype)
 
 
-FakeTensor.__module__ = "torch"
+Tensor.__module__ = "torch"
+
+
+class FakeTensor(Tensor):
+    """A subclass elsewhere, as `nn.Parameter` or a user's own tensor type is."""
+
+
+FakeTensor.__module__ = "user.models"
 
 
 @pytest.fixture(params=["stand-in", "torch"])
