@@ -1,11 +1,14 @@
-//! Reading model files (the input, and `--base`): which state dict a PyTorch checkpoint
-//! holds, a name prefix to remove, and a note of what a checkpoint holds that is left out.
+//! Reading model files (the input, and `--base`): a file, a shard index or a model directory;
+//! which state dict a PyTorch checkpoint holds, a name prefix to remove, and a note of what a
+//! checkpoint holds that is left out.
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use nnc_nn::io::{read_pytorch_summarized, read_tensors, FileFormat, PyTorchOptions};
+use nnc_nn::io::{
+    is_shard_index, read_pytorch_summarized, read_tensors, sharded, FileFormat, PyTorchOptions,
+};
 use nnc_tensor::Tensor;
 
 /// How model files are read; applies to the input and to `--base` alike, so that their tensor
@@ -23,27 +26,58 @@ pub struct ModelRead {
     pub strip_prefix: Option<String>,
 }
 
-/// Reads the tensors of `path`. For a PyTorch checkpoint, says on stderr (unless `quiet`) what
-/// in it is left out: entries beside the state dict, values that are not tensors.
+/// Reads the tensors of `path`: a model file, a shard index (`*.index.json`) or a directory
+/// holding one of the Hugging Face file names ([`nnc_nn::io::sharded::MODEL_FILE_NAMES`]).
+/// For a PyTorch checkpoint, says on stderr (unless `quiet`) what in it is left out: entries
+/// beside the state dict, values that are not tensors.
 pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<Vec<Tensor>> {
-    // The library's errors name the file already.
-    let context = || format!("reading {}", path.display());
+    let resolved;
+    let path = if path.is_dir() {
+        resolved = sharded::model_file_in(path).with_context(|| {
+            format!(
+                "{}: a directory without a model file (looked for {})",
+                path.display(),
+                sharded::MODEL_FILE_NAMES.join(", ")
+            )
+        })?;
+        if !quiet {
+            eprintln!("note: reading {}", resolved.display());
+        }
+        resolved.as_path()
+    } else {
+        path
+    };
+    let read_one = |file: &Path| read_file(file, how.checkpoint_key.as_deref(), quiet);
+    let mut tensors = if is_shard_index(path) {
+        sharded::read_sharded_with(path, read_one)?
+    } else {
+        read_one(path)?
+    };
+    // After reading: a shard index names the tensors as the shards hold them.
+    if let Some(prefix) = &how.strip_prefix {
+        strip(&mut tensors, prefix).with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(tensors)
+}
+
+/// One model file (the library's errors name it).
+fn read_file(
+    path: &Path,
+    checkpoint_key: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<Vec<Tensor>> {
     if FileFormat::detect(path)? != FileFormat::PyTorch {
-        if how.checkpoint_key.is_some() {
+        if checkpoint_key.is_some() {
             bail!(
                 "{}: --checkpoint-key applies to PyTorch checkpoints (.pt, .pth, .bin) only",
                 path.display()
             );
         }
-        let mut tensors = read_tensors(path, "0")?;
-        if let Some(prefix) = &how.strip_prefix {
-            strip(&mut tensors, prefix).with_context(context)?;
-        }
-        return Ok(tensors);
+        return Ok(read_tensors(path, "0")?);
     }
     let options = PyTorchOptions {
-        state_dict_key: how.checkpoint_key.clone(),
-        strip_prefix: how.strip_prefix.clone(),
+        state_dict_key: checkpoint_key.map(str::to_string),
+        strip_prefix: None,
     };
     let (tensors, summary) = read_pytorch_summarized(path, &options)?;
     if !quiet {

@@ -1092,3 +1092,57 @@ fn checkpoint_key_and_strip_prefix_apply_to_input_and_base() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn sharded_checkpoints_and_model_directories_encode_like_one_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let model = mixed_model();
+    let (first, second) = model.split_at(model.len() / 2);
+    std::fs::create_dir(path("hf")).expect("mkdir");
+    write_tensors(&path("hf/model-00001-of-00002.safetensors"), first).expect("shard 1");
+    write_tensors(&path("hf/model-00002-of-00002.safetensors"), second).expect("shard 2");
+    let map: Vec<String> = model
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let shard = if i < first.len() { 1 } else { 2 };
+            format!("{:?}: \"model-0000{shard}-of-00002.safetensors\"", t.name)
+        })
+        .collect();
+    let index = path("hf/model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        format!(
+            "{{\"metadata\": {{}}, \"weight_map\": {{{}}}}}",
+            map.join(", ")
+        ),
+    )
+    .expect("index");
+    // The same tensors in the order the shards give them, as one file.
+    let mut merged = read_tensors(&path("hf/model-00001-of-00002.safetensors"), "0").expect("1");
+    merged.extend(read_tensors(&path("hf/model-00002-of-00002.safetensors"), "0").expect("2"));
+    write_tensors(&path("merged.pt"), &merged).expect("merged");
+
+    let encode = |input: &Path, out: &str| {
+        ok(&nnc(&[
+            "encode",
+            s(input),
+            "-o",
+            s(&path(out)),
+            "--types",
+            "pytorch",
+        ]))
+    };
+    encode(&path("merged.pt"), "one.nnc");
+    encode(&index, "index.nnc");
+    let err = encode(&path("hf"), "dir.nnc");
+    assert!(err.contains("note: reading"), "{err}");
+    let one = std::fs::read(path("one.nnc")).expect("read");
+    assert_eq!(std::fs::read(path("index.nnc")).expect("read"), one);
+    assert_eq!(std::fs::read(path("dir.nnc")).expect("read"), one);
+
+    let o = nnc(&["encode", s(dir.path()), "-o", s(&path("x.nnc"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a directory without a model file"));
+}

@@ -17,6 +17,7 @@ pub mod npy;
 pub mod pytorch;
 mod raw;
 pub mod safetensors;
+pub mod sharded;
 mod writer;
 
 use std::path::Path;
@@ -32,6 +33,7 @@ pub use safetensors::{
     read_safetensors, read_safetensors_with_metadata, write_safetensors,
     write_safetensors_with_metadata, SafetensorsMetadata,
 };
+pub use sharded::{is_shard_index, read_sharded};
 pub use writer::TensorWriter;
 
 /// Errors of model file I/O.
@@ -55,7 +57,8 @@ pub enum IoError {
     },
     /// The file's format is not one we read or write.
     #[error(
-        "{path}: unknown model file format (expected .safetensors, .pt, .pth, .bin, .npz or .npy)"
+        "{path}: unknown model file format (.safetensors, .pt, .pth, .bin, .npz and .npy are read \
+         and written, shard indexes *.index.json are read)"
     )]
     UnknownFormat {
         /// File concerned.
@@ -252,8 +255,12 @@ fn read_head(path: &Path, buf: &mut [u8]) -> Result<usize, IoError> {
 /// Reads every tensor in a model file, in file order (see each format's reader for what "file
 /// order" means there). A `.npy` file gives one tensor named `default_name`. The format comes
 /// from the extension, with the content check of [`FileFormat::detect`]. Safetensors and `.npy`
-/// files are memory-mapped rather than read whole.
+/// files are memory-mapped rather than read whole. A shard index (`*.index.json`) reads every
+/// shard it names ([`read_sharded`]).
 pub fn read_tensors(path: &Path, default_name: &str) -> Result<Vec<Tensor>, IoError> {
+    if is_shard_index(path) {
+        return read_sharded(path);
+    }
     match FileFormat::detect(path)? {
         FileFormat::Safetensors => return read_safetensors(path),
         FileFormat::Npy => return Ok(vec![read_npy(path, default_name)?]),
