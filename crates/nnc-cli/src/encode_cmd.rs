@@ -38,7 +38,8 @@ pub enum Approx {
 /// Arguments of `nnc encode`. Defaults are those of the reference's tensor and model pipelines.
 #[derive(Args, Debug)]
 pub struct EncodeArgs {
-    /// Input: .npz, .npy (one tensor, named "0"), .safetensors, .pt/.pth/.bin.
+    /// Input: .npz, .npy (one tensor, named "0"), .safetensors, .pt/.pth/.bin, a shard index
+    /// (*.index.json) or a Hugging Face model directory.
     pub input: PathBuf,
     /// Output bitstream.
     #[arg(short, long)]
