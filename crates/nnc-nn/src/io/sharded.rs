@@ -11,6 +11,7 @@
 //! files is dropped. Shard names must stay inside the index's directory (no absolute paths,
 //! no `..`).
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use nnc_tensor::Tensor;
@@ -53,6 +54,7 @@ pub fn shard_files(index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, IoError>
         .ok_or_else(|| invalid("no \"weight_map\" object".into()))?;
     let dir = index.parent().unwrap_or(Path::new(""));
     let mut shards: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut position: HashMap<PathBuf, usize> = HashMap::new();
     for (name, file) in map {
         let file = file
             .as_str()
@@ -67,9 +69,12 @@ pub fn shard_files(index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, IoError>
             )));
         }
         let path = dir.join(rel);
-        match shards.iter_mut().find(|(p, _)| *p == path) {
-            Some((_, names)) => names.push(name.clone()),
-            None => shards.push((path, vec![name.clone()])),
+        match position.get(&path) {
+            Some(&i) => shards[i].1.push(name.clone()),
+            None => {
+                position.insert(path.clone(), shards.len());
+                shards.push((path, vec![name.clone()]));
+            }
         }
     }
     if shards.is_empty() {
@@ -87,8 +92,9 @@ pub fn read_sharded_with<E: From<IoError>>(
     let mut out = Vec::new();
     for (shard, names) in shard_files(index)? {
         let tensors = read_shard(&shard)?;
+        let held: HashSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
         for name in &names {
-            if !tensors.iter().any(|t| &t.name == name) {
+            if !held.contains(name.as_str()) {
                 return Err(IoError::Malformed {
                     path: index.display().to_string(),
                     name: name.clone(),
