@@ -3,8 +3,9 @@
 //! Does not know about: arithmetic coding, quantization details, federated learning, ML
 //! frameworks at run time (PyTorch checkpoints are parsed, never executed).
 //!
-//! [`io`] reads safetensors, PyTorch checkpoints (`.pt`/`.pth`/`.bin`), NumPy `.npz`/`.npy`, and
-//! writes safetensors and NumPy, keeping each tensor's name, shape and dtype (f64, f32, f16,
+//! [`io`] reads safetensors, PyTorch checkpoints (`.pt`/`.pth`/`.bin`), NumPy `.npz`/`.npy` and
+//! sharded checkpoints (`*.index.json`), and writes safetensors, PyTorch state dicts and NumPy,
+//! keeping each tensor's name, shape and dtype (f64, f32, f16,
 //! bf16, i64, i32, i16, i8, u64, u32, u16, u8, bool). Main entry points: [`io::read_tensors`],
 //! [`io::write_tensors`], [`io::FileFormat`]; failures are [`io::IoError`]s. Safetensors and
 //! `.npy` files are read through memory maps, one tensor at a time; [`io::TensorWriter`] writes

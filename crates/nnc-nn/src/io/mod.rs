@@ -3,9 +3,10 @@
 //! | extension | read | write | module |
 //! | --- | --- | --- | --- |
 //! | `.safetensors` | yes | yes | [`safetensors`](mod@self::safetensors) |
-//! | `.pt`, `.pth`, `.bin` | yes | no | [`pytorch`] |
+//! | `.pt`, `.pth`, `.bin` | yes | yes (a state dict) | [`pytorch`] |
 //! | `.npz` | yes | yes | [`npy`] |
 //! | `.npy` | yes (one tensor) | yes (one tensor) | [`npy`] |
+//! | `*.index.json` with its shards | yes | no | [`sharded`] |
 //!
 //! `.pt`, `.pth` and `.bin` files are sniffed: one that starts like a safetensors file is read as
 //! safetensors (some tools save safetensors under a `.bin` name). Every tensor keeps its name,
