@@ -83,7 +83,7 @@ proptest! {
 
         let plan: Vec<TensorSpec> = tensors
             .iter()
-            .map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone(), dtype: t.dtype() })
+            .map(TensorSpec::from)
             .collect();
         let streamed = dir.path().join("streamed.pth");
         let mut w = TensorWriter::create(&streamed, &plan).expect("create");

@@ -47,6 +47,17 @@ pub struct TensorSpec {
     pub dtype: DType,
 }
 
+impl From<&Tensor> for TensorSpec {
+    /// The spec a tensor meets: its name, shape and element type.
+    fn from(t: &Tensor) -> Self {
+        TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            dtype: t.dtype(),
+        }
+    }
+}
+
 /// What a bitstream decodes to, known from its unit headers alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamPlan {
@@ -1051,11 +1062,7 @@ mod tests {
     fn specs(tensors: &[DecodedTensor]) -> Vec<TensorSpec> {
         tensors
             .iter()
-            .map(|t| TensorSpec {
-                name: t.tensor.name.clone(),
-                shape: t.tensor.shape.clone(),
-                dtype: t.tensor.dtype(),
-            })
+            .map(|t| TensorSpec::from(&t.tensor))
             .collect()
     }
 

@@ -359,8 +359,8 @@ pub(crate) fn write_npz_entry<W: Write + Seek>(
     entry.flush()
 }
 
-/// Bytes gathered before they are handed to a zip entry.
-const ENTRY_BUFFER: usize = 1 << 20;
+/// Bytes gathered before they are handed to a zip entry (also by the PyTorch writer's storages).
+pub(crate) const ENTRY_BUFFER: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,15 @@ impl TensorWriter {
         let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
             path: path.display().to_string(),
         })?;
+        Self::create_as(path, plan, format)
+    }
+
+    /// [`TensorWriter::create`] in the given format, whatever the extension.
+    pub(crate) fn create_as(
+        path: &Path,
+        plan: &[TensorSpec],
+        format: FileFormat,
+    ) -> Result<Self, IoError> {
         let mut planned = HashMap::with_capacity(plan.len());
         for s in plan {
             let entry = Planned {
@@ -239,19 +248,11 @@ mod tests {
         ]
     }
 
-    fn spec(t: &Tensor) -> TensorSpec {
-        TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            dtype: t.dtype(),
-        }
-    }
-
     #[test]
     fn streamed_files_equal_the_whole_model_writers() {
         let dir = tempfile::tempdir().unwrap();
         let tensors = model();
-        let plan: Vec<TensorSpec> = tensors.iter().map(spec).collect();
+        let plan: Vec<TensorSpec> = tensors.iter().map(TensorSpec::from).collect();
         for ext in ["safetensors", "npz", "pt"] {
             let whole = dir.path().join(format!("whole.{ext}"));
             super::super::write_tensors(&whole, &tensors).unwrap();
@@ -296,7 +297,7 @@ mod tests {
     fn tensors_off_the_plan_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let tensors = model();
-        let plan: Vec<TensorSpec> = tensors.iter().map(spec).collect();
+        let plan: Vec<TensorSpec> = tensors.iter().map(TensorSpec::from).collect();
         let path = dir.path().join("m.safetensors");
         let mut w = TensorWriter::create(&path, &plan).unwrap();
         let other = Tensor::try_new("zzz", vec![1], TensorData::F32(vec![1.0])).unwrap();

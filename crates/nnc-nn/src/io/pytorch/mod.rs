@@ -54,7 +54,7 @@ pub(crate) mod pickle;
 pub(crate) mod save;
 
 use std::collections::HashMap;
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use nnc_tensor::{DType, Tensor};
@@ -123,23 +123,12 @@ pub fn read_pytorch_summarized(
 /// `OrderedDict` of them, in this order, dtypes and shapes kept; see the `save` notes in the
 /// module doc). Names must be unique.
 pub fn write_pytorch(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
-    check_unique_names(path, tensors)?;
-    let io = |e| super::io_error(path, e);
-    let plan: Vec<nnc_tensor::TensorSpec> = tensors
-        .iter()
-        .map(|t| nnc_tensor::TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            dtype: t.dtype(),
-        })
-        .collect();
-    save::check_plan(path, &plan)?;
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut zip = save::start(std::io::BufWriter::new(file), &plan).map_err(io)?;
-    for (i, t) in tensors.iter().enumerate() {
-        save::write_storage(&mut zip, i, t).map_err(io)?;
+    let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
+    let mut writer = super::TensorWriter::create_as(path, &plan, super::FileFormat::PyTorch)?;
+    for t in tensors {
+        writer.write(t)?;
     }
-    save::finish(zip).map_err(io)?.flush().map_err(io)
+    writer.finish()
 }
 
 /// Decodes a checkpoint held in memory (`path` only names it in errors).

@@ -62,7 +62,8 @@ pub(crate) fn write_storage<W: Write + Seek>(
         ALIGNMENT,
     )
     .map_err(std::io::Error::other)?;
-    let mut entry = std::io::BufWriter::with_capacity(1 << 20, &mut *zip);
+    // Each write into the entry would otherwise update its CRC for a few bytes at a time.
+    let mut entry = std::io::BufWriter::with_capacity(crate::io::npy::ENTRY_BUFFER, &mut *zip);
     crate::io::raw::write_le(&tensor.data, &mut entry)?;
     entry.flush()
 }
