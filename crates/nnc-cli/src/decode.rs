@@ -1,14 +1,44 @@
 //! `nnc decode` to a file, tensor by tensor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Context;
-use nnc_nn::io::{IoError, TensorWriter};
+use nnc_nn::io::{
+    attributes_to_carry, metadata_to_write, FileFormat, IoError, SafetensorsMetadata, TensorWriter,
+};
 use nnc_tensor::{DType, DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
 use crate::files::write_atomically;
+use crate::model_read::Model;
 use crate::update::{apply_update, ensure_in_base};
+
+/// The safetensors `__metadata__` of a decoded model: the attributes its stream carries, else
+/// (an update) what the base file's metadata would carry, else `{"format": "pt"}`. Unless
+/// `quiet`, a note when the output's format has no place for carried attributes.
+pub fn output_metadata(
+    stream: &BTreeMap<String, String>,
+    base: Option<&SafetensorsMetadata>,
+    output: &Path,
+    quiet: bool,
+) -> SafetensorsMetadata {
+    let carried = if stream.is_empty() {
+        base.map(attributes_to_carry).unwrap_or_default()
+    } else {
+        stream.clone()
+    };
+    let format = FileFormat::from_path(output);
+    if !quiet && !carried.is_empty() && format != Some(FileFormat::Safetensors) {
+        let keys: Vec<&str> = carried.keys().map(String::as_str).collect();
+        eprintln!(
+            "note: {}: the model's safetensors metadata ({}) is left out: only a .safetensors \
+             output holds it",
+            output.display(),
+            keys.join(", ")
+        );
+    }
+    metadata_to_write(&carried)
+}
 
 /// Decodes `bytes` into `output`, writing each tensor as soon as it is decoded (the output file's
 /// layout comes from the stream's plan), or with a `base` model, the base plus the update (see
@@ -18,19 +48,26 @@ use crate::update::{apply_update, ensure_in_base};
 pub fn streaming(
     bytes: &[u8],
     input: &Path,
-    base: Option<Vec<Tensor>>,
+    base: Option<Model>,
     output: &Path,
     state: &mut DecoderState,
     opts: &DecodeOptions,
+    quiet: bool,
 ) -> anyhow::Result<bool> {
     let decoding = || format!("decoding {}", input.display());
     let decoder = StreamDecoder::new(bytes, opts).with_context(decoding)?;
+    let metadata = output_metadata(
+        &decoder.plan().attributes,
+        base.as_ref().map(|b| &b.metadata),
+        output,
+        quiet,
+    );
     let result = match base {
-        Some(base) => onto_base(decoder, base, output, state),
+        Some(base) => onto_base(decoder, base.tensors, output, state, &metadata),
         None => {
             let plan = decoder.plan().tensors.clone();
             write_atomically(output, |tmp| {
-                let mut writer = TensorWriter::create(tmp, &plan)?;
+                let mut writer = TensorWriter::create_with_metadata(tmp, &plan, &metadata)?;
                 decoder.run(state, |t| {
                     writer.write(&t.tensor).map_err(anyhow::Error::from)
                 })?;
@@ -51,6 +88,7 @@ fn onto_base(
     base: Vec<Tensor>,
     output: &Path,
     state: &mut DecoderState,
+    metadata: &SafetensorsMetadata,
 ) -> anyhow::Result<()> {
     // Each updated tensor comes out in the update's dtype (the model's, see `apply_update`).
     let updated: HashMap<String, DType> = decoder
@@ -73,7 +111,7 @@ fn onto_base(
         .collect();
     let mut base: Vec<Option<Tensor>> = base.into_iter().map(Some).collect();
     write_atomically(output, |tmp| {
-        let mut writer = TensorWriter::create(tmp, &plan)?;
+        let mut writer = TensorWriter::create_with_metadata(tmp, &plan, metadata)?;
         // Decoded tensors wait here until every base tensor before them is written; the
         // encoder codes tensors in the order it was given, so with the base's order nothing waits.
         let mut decoded: HashMap<String, Tensor> = HashMap::new();

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use nnc_nn::io::attributes_to_carry;
 use nnc_tensor::encode::EncodeInput;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
@@ -180,7 +181,9 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let progress = Progress::new(quiet);
     // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
-    let original = read_model(&args.input, &args.read, quiet)?;
+    let model = read_model(&args.input, &args.read, quiet)?;
+    let attributes = attributes_to_carry(&model.metadata);
+    let original = model.tensors;
     progress.show_for(original.len());
     let want_report = args.report || args.json;
     // The report compares with the input as read; keep a copy only if sparsification changes it.
@@ -190,7 +193,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
             (original, kept)
         }
         Some(base_path) => {
-            let base = read_model(base_path, &args.read, quiet)?;
+            let base = read_model(base_path, &args.read, quiet)?.tensors;
             let diffs = original
                 .iter()
                 .map(|t| {
@@ -235,6 +238,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         (false, true) => (EncodeInput::from_state_dict_owned(tensors)?, Vec::new()),
         (false, false) => (EncodeInput::from_tensors_owned(tensors)?, Vec::new()),
     };
+    let input = input.with_attributes(attributes);
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
         "encoding {count} tensors ({:.1} M parameters)",

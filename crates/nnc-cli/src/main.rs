@@ -182,22 +182,42 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut inc = load_state(state.as_deref())?;
             let read_base = |path: &std::path::Path| model_read::read_model(path, &read, cli.quiet);
             let base_tensors = base.as_deref().map(read_base).transpose()?;
-            let streamed =
-                decode::streaming(&bytes, &input, base_tensors, &output, &mut inc, &opts)?;
+            let streamed = decode::streaming(
+                &bytes,
+                &input,
+                base_tensors,
+                &output,
+                &mut inc,
+                &opts,
+                cli.quiet,
+            )?;
             if !streamed {
                 inc = load_state(state.as_deref())?;
                 let decoded = decode_stream(&bytes, &mut inc, &opts)
                     .with_context(|| format!("decoding {}", input.display()))?;
                 let mut tensors: Vec<Tensor> =
                     decoded.tensors.into_iter().map(|t| t.tensor).collect();
+                let mut base_metadata = None;
                 if let Some(base_path) = &base {
                     // Read again: the streaming attempt dropped the base tensors it wrote.
                     // Quietly: its notes were printed the first time.
                     let again = model_read::read_model(base_path, &read, true)?;
-                    tensors = update::add_to_base(again, tensors)?;
+                    base_metadata = Some(again.metadata);
+                    tensors = update::add_to_base(again.tensors, tensors)?;
                 }
+                // Quietly: the streaming attempt gave the note.
+                let metadata = decode::output_metadata(
+                    &decoded.attributes,
+                    base_metadata.as_ref(),
+                    &output,
+                    true,
+                );
                 progress.stage(format!("writing {}", output.display()));
-                write_atomically(&output, |tmp| Ok(nnc_nn::io::write_tensors(tmp, &tensors)?))?;
+                write_atomically(&output, |tmp| {
+                    Ok(nnc_nn::io::write_tensors_with_metadata(
+                        tmp, &tensors, &metadata,
+                    )?)
+                })?;
             }
             save_state(state.as_deref(), &inc)?;
             Ok(())

@@ -1,15 +1,27 @@
 //! Reading model files (the input, and `--base`): a file, a shard index or a model directory;
-//! which state dict a PyTorch checkpoint holds, a name prefix to remove, and a note of what a
-//! checkpoint holds that is left out.
+//! which state dict a PyTorch checkpoint holds, a name prefix to remove, a note of what a
+//! checkpoint holds that is left out, and a safetensors file's `__metadata__`.
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 use nnc_nn::io::{
-    is_shard_index, read_pytorch_summarized, read_tensors, sharded, FileFormat, PyTorchOptions,
+    is_shard_index, read_pytorch_summarized, read_safetensors_with_metadata, read_tensors, sharded,
+    FileFormat, PyTorchOptions, SafetensorsMetadata,
 };
 use nnc_tensor::Tensor;
+
+/// A model as read.
+#[derive(Debug)]
+pub struct Model {
+    /// Its tensors, in file order.
+    pub tensors: Vec<Tensor>,
+    /// A safetensors file's `__metadata__` (of a sharded model: its first shard's); empty for
+    /// the other formats.
+    pub metadata: SafetensorsMetadata,
+}
 
 /// How model files are read; applies to the input and to `--base` alike, so that their tensor
 /// names agree.
@@ -29,8 +41,9 @@ pub struct ModelRead {
 /// Reads the tensors of `path`: a model file, a shard index (`*.index.json`) or a directory
 /// holding one of the Hugging Face file names ([`nnc_nn::io::sharded::MODEL_FILE_NAMES`]).
 /// For a PyTorch checkpoint, says on stderr (unless `quiet`) what in it is left out: entries
-/// beside the state dict, values that are not tensors.
-pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<Vec<Tensor>> {
+/// beside the state dict, values that are not tensors; for a sharded model whose shards'
+/// `__metadata__` differ, that only the first shard's is kept.
+pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<Model> {
     let resolved;
     let path = if path.is_dir() {
         resolved = sharded::model_file_in(path).with_context(|| {
@@ -47,7 +60,14 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<V
     } else {
         path
     };
-    let read_one = |file: &Path| read_file(file, how.checkpoint_key.as_deref(), quiet);
+    let metadata_seen: RefCell<Vec<(PathBuf, SafetensorsMetadata)>> = RefCell::new(Vec::new());
+    let read_one = |file: &Path| {
+        let (tensors, metadata) = read_file(file, how.checkpoint_key.as_deref(), quiet)?;
+        metadata_seen
+            .borrow_mut()
+            .push((file.to_path_buf(), metadata));
+        Ok::<_, anyhow::Error>(tensors)
+    };
     let mut tensors = if is_shard_index(path) {
         sharded::read_sharded_with(path, read_one)?
     } else {
@@ -57,23 +77,40 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<V
     if let Some(prefix) = &how.strip_prefix {
         strip(&mut tensors, prefix).with_context(|| format!("reading {}", path.display()))?;
     }
-    Ok(tensors)
+    let seen = metadata_seen.into_inner();
+    let metadata = seen.first().map(|(_, m)| m.clone()).unwrap_or_default();
+    if let Some((other, _)) = seen.iter().find(|(_, m)| *m != metadata) {
+        if !quiet {
+            eprintln!(
+                "note: {}: the shards' safetensors metadata differ ({} and {}); the first \
+                 shard's is kept",
+                path.display(),
+                seen[0].0.display(),
+                other.display()
+            );
+        }
+    }
+    Ok(Model { tensors, metadata })
 }
 
-/// One model file (the library's errors name it).
+/// One model file (the library's errors name it), and its safetensors metadata.
 fn read_file(
     path: &Path,
     checkpoint_key: Option<&str>,
     quiet: bool,
-) -> anyhow::Result<Vec<Tensor>> {
-    if FileFormat::detect(path)? != FileFormat::PyTorch {
+) -> anyhow::Result<(Vec<Tensor>, SafetensorsMetadata)> {
+    let format = FileFormat::detect(path)?;
+    if format != FileFormat::PyTorch {
         if checkpoint_key.is_some() {
             bail!(
                 "{}: --checkpoint-key applies to PyTorch checkpoints (.pt, .pth, .bin) only",
                 path.display()
             );
         }
-        return Ok(read_tensors(path, "0")?);
+        if format == FileFormat::Safetensors {
+            return Ok(read_safetensors_with_metadata(path)?);
+        }
+        return Ok((read_tensors(path, "0")?, SafetensorsMetadata::new()));
     }
     let options = PyTorchOptions {
         state_dict_key: checkpoint_key.map(str::to_string),
@@ -100,7 +137,7 @@ fn read_file(
             );
         }
     }
-    Ok(tensors)
+    Ok((tensors, SafetensorsMetadata::new()))
 }
 
 /// Removes `prefix` from the names that start with it; two tensors may not end up with one name.

@@ -5,7 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use nnc_nn::io::{read_tensors, write_tensors};
+use nnc_nn::io::{
+    pytorch_format_metadata, read_safetensors_with_metadata, read_tensors, write_tensors,
+    write_tensors_with_metadata, SafetensorsMetadata,
+};
 use nnc_tensor::{DType, Tensor, TensorData};
 
 fn nnc(args: &[&str]) -> Output {
@@ -358,7 +361,9 @@ fn threads_give_identical_files_and_streaming_equals_the_whole_model_write() {
             .filter(|t| ext == "safetensors" || t.dtype() != DType::BF16)
             .cloned()
             .collect();
-        write_tensors(&expected, &keep).expect("write expected");
+        // A stream that carries no safetensors metadata decodes with `{"format": "pt"}`.
+        write_tensors_with_metadata(&expected, &keep, &pytorch_format_metadata())
+            .expect("write expected");
         let expected = std::fs::read(&expected).expect("read");
         if ext == "npz" {
             let o = nnc(&["decode", s(&one), "-o", s(&dir.path().join("x.npz"))]);
@@ -451,6 +456,110 @@ fn an_unchanged_model_decodes_onto_its_base() {
     ]));
     let back = read_tensors(&path("back.npz"), "0").expect("read back");
     assert_eq!(back, model);
+}
+
+/// A safetensors file's `__metadata__` comes back from the stream; `{"format": "pt"}`, which
+/// every Hugging Face file holds, is not carried (the float32 stream stays the reference's) and
+/// is written back all the same; an update decoded onto its base keeps the base's map.
+#[test]
+fn safetensors_metadata_round_trips_and_the_pytorch_default_costs_no_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name);
+    let t = |name: &str, data| Tensor::try_new(name, vec![6, 4], data).expect("t");
+    let model = vec![
+        t("a.weight", TensorData::F32(wave(24, 0, 1e-2))),
+        t("b.weight", TensorData::F32(wave(24, 5, 3e-2))),
+    ];
+    let meta = |pairs: &[(&str, &str)]| -> SafetensorsMetadata {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let custom = meta(&[
+        ("format", "pt"),
+        ("model_type", "bert"),
+        ("note", "ünï \"q\""),
+    ]);
+    write_tensors(&path("none.safetensors"), &model).expect("write");
+    write_tensors_with_metadata(&path("pt.safetensors"), &model, &pytorch_format_metadata())
+        .expect("write");
+    write_tensors_with_metadata(&path("custom.safetensors"), &model, &custom).expect("write");
+    for name in ["none", "pt", "custom"] {
+        let input = path(&format!("{name}.safetensors"));
+        ok(&nnc(&[
+            "encode",
+            s(&input),
+            "-o",
+            s(&path(&format!("{name}.nnc"))),
+        ]));
+        let out = path(&format!("{name}_out.safetensors"));
+        ok(&nnc(&[
+            "decode",
+            s(&path(&format!("{name}.nnc"))),
+            "-o",
+            s(&out),
+        ]));
+        let (tensors, back) = read_safetensors_with_metadata(&out).expect("read back");
+        let want = if name == "custom" {
+            custom.clone()
+        } else {
+            pytorch_format_metadata()
+        };
+        assert_eq!(back, want, "{name}");
+        assert_eq!(tensors.len(), 2);
+    }
+    let stream = |name: &str| std::fs::read(path(&format!("{name}.nnc"))).expect("read");
+    assert_eq!(stream("pt"), stream("none"));
+    assert!(stream("custom").len() > stream("none").len());
+    ok(&nnc(&[
+        "encode",
+        s(&path("custom.safetensors")),
+        "--no-metadata",
+        "-o",
+        s(&path("custom_nm.nnc")),
+    ]));
+    assert_eq!(stream("custom_nm"), stream("none"));
+
+    // Other outputs have no place for the map: a note says it is left out.
+    let err = ok(&nnc(&[
+        "decode",
+        s(&path("custom.nnc")),
+        "-o",
+        s(&path("c.npz")),
+    ]));
+    assert!(
+        err.contains("safetensors metadata (format, model_type, note) is left out"),
+        "{err}"
+    );
+    let err = ok(&nnc(&[
+        "decode",
+        s(&path("none.nnc")),
+        "-o",
+        s(&path("n.npz")),
+    ]));
+    assert!(!err.contains("metadata"), "{err}");
+
+    // An update (from a file without metadata) onto a base with its own map: the base's map.
+    write_tensors(&path("new.npz"), &model).expect("write");
+    ok(&nnc(&[
+        "encode",
+        s(&path("new.npz")),
+        "--base",
+        s(&path("custom.safetensors")),
+        "-o",
+        s(&path("u.nnc")),
+    ]));
+    ok(&nnc(&[
+        "decode",
+        s(&path("u.nnc")),
+        "--base",
+        s(&path("custom.safetensors")),
+        "-o",
+        s(&path("u_out.safetensors")),
+    ]));
+    let (_, back) = read_safetensors_with_metadata(&path("u_out.safetensors")).expect("read");
+    assert_eq!(back, custom);
 }
 
 /// A model whose dtypes differ from its base's (a float16 fine-tune of a float32 base, a float64
@@ -1145,4 +1254,33 @@ fn sharded_checkpoints_and_model_directories_encode_like_one_file() {
     let o = nnc(&["encode", s(dir.path()), "-o", s(&path("x.nnc"))]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("a directory without a model file"));
+
+    // Shards with their own `__metadata__`: the first shard's is carried, with a note when the
+    // others differ.
+    let meta = |v: &str| -> SafetensorsMetadata {
+        [("format", "pt"), ("shard", v)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let shard1 = path("hf/model-00001-of-00002.safetensors");
+    let shard2 = path("hf/model-00002-of-00002.safetensors");
+    write_tensors_with_metadata(&shard1, first, &meta("one")).expect("shard 1");
+    write_tensors_with_metadata(&shard2, second, &meta("two")).expect("shard 2");
+    let err = encode(&index, "meta.nnc");
+    assert!(
+        err.contains("the shards' safetensors metadata differ"),
+        "{err}"
+    );
+    ok(&nnc(&[
+        "decode",
+        s(&path("meta.nnc")),
+        "-o",
+        s(&path("meta.safetensors")),
+    ]));
+    let (_, back) = read_safetensors_with_metadata(&path("meta.safetensors")).expect("read");
+    assert_eq!(back, meta("one"));
+    write_tensors_with_metadata(&shard2, second, &meta("one")).expect("shard 2");
+    let err = encode(&index, "meta_same.nnc");
+    assert!(!err.contains("differ"), "{err}");
 }

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use nnc_nn::io::{
-    read_npz, read_pytorch, read_pytorch_with, read_safetensors, read_safetensors_with_metadata,
-    read_tensors, read_tensors_from_bytes, write_npz, write_safetensors,
-    write_safetensors_with_metadata, write_tensors, FileFormat, IoError, PyTorchOptions,
-    SafetensorsMetadata,
+    attributes_to_carry, metadata_to_write, pytorch_format_metadata, read_npz, read_pytorch,
+    read_pytorch_with, read_safetensors, read_safetensors_with_metadata, read_tensors,
+    read_tensors_from_bytes, write_npz, write_safetensors, write_safetensors_with_metadata,
+    write_tensors, FileFormat, IoError, PyTorchOptions, SafetensorsMetadata, TensorWriter,
 };
 use nnc_tensor::{DType, Tensor, TensorData};
 
@@ -104,6 +104,45 @@ fn safetensors_round_trip_every_dtype_with_metadata() {
     write_safetensors(&b, &back).unwrap();
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert!(read_safetensors_with_metadata(&a).unwrap().1.is_empty());
+
+    // With a map of many entries too: written twice, the same bytes (keys in sorted order
+    // whatever the hash order), and the streaming writer's file is the same file.
+    let many: SafetensorsMetadata = (0..40)
+        .map(|i| (format!("key{i}"), format!("value {i}")))
+        .collect();
+    let c = dir.path().join("c.safetensors");
+    let d = dir.path().join("d.safetensors");
+    write_safetensors_with_metadata(&c, &tensors, &many).unwrap();
+    write_safetensors_with_metadata(&d, &back, &many).unwrap();
+    let bytes = std::fs::read(&c).unwrap();
+    assert_eq!(bytes, std::fs::read(&d).unwrap());
+    let e = dir.path().join("e.safetensors");
+    let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
+    let mut w = TensorWriter::create_with_metadata(&e, &plan, &many).unwrap();
+    for t in tensors.iter().rev() {
+        w.write(t).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(bytes, std::fs::read(&e).unwrap());
+    assert_eq!(read_safetensors_with_metadata(&e).unwrap().1, many);
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + header_len]).unwrap();
+    assert!(header.starts_with(r#"{"__metadata__":{"key0":"value 0","key1":"value 1","key10""#));
+}
+
+#[test]
+fn safetensors_metadata_carried_unless_it_is_the_pytorch_default() {
+    let default = pytorch_format_metadata();
+    assert_eq!(default.get("format").map(String::as_str), Some("pt"));
+    assert!(attributes_to_carry(&default).is_empty());
+    assert!(attributes_to_carry(&SafetensorsMetadata::new()).is_empty());
+    assert_eq!(metadata_to_write(&SafetensorsMetadata::new()), default);
+    let mut more = default.clone();
+    more.insert("model".into(), "gpt".into());
+    assert_eq!(attributes_to_carry(&more), more);
+    assert_eq!(metadata_to_write(&attributes_to_carry(&more)), more);
+    let mlx: SafetensorsMetadata = [("format".to_string(), "mlx".to_string())].into();
+    assert_eq!(metadata_to_write(&attributes_to_carry(&mlx)), mlx);
 }
 
 #[test]

@@ -167,6 +167,9 @@ pub struct DecodedStream {
     pub general_profile_idc: u8,
     /// `topology_storage_format` of the TPL unit, if any.
     pub topology_storage_format: Option<u8>,
+    /// The model's free-form string attributes carried in the stream's metadata
+    /// ([`crate::EncodeInput::attributes`]); empty when none are carried.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl DecodedStream {
@@ -283,6 +286,7 @@ pub fn decode_stream(
         tensors,
         general_profile_idc: plan.general_profile_idc,
         topology_storage_format: plan.topology_storage_format,
+        attributes: plan.attributes,
     })
 }
 

@@ -1,6 +1,6 @@
-//! What the reference forgets and we carry: each tensor's original dtype and shape, and tensors
-//! that are not coded at all (PyTorch's `num_batches_tracked`), as a small JSON document in the
-//! topology unit's `topology_data` string.
+//! What the reference forgets and we carry: each tensor's original dtype and shape, tensors
+//! that are not coded at all (PyTorch's `num_batches_tracked`), and the model file's free-form
+//! string attributes, as a small JSON document in the topology unit's `topology_data` string.
 //!
 //! The reference writes an empty `topology_data` and its decoder reads and ignores the string for
 //! unrecognised and PyTorch topologies, so streams with metadata stay decodable by it. Nothing is
@@ -51,6 +51,10 @@ pub struct StreamMetadata {
     /// ones (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub order: Vec<String>,
+    /// Free-form string pairs of the model as a whole (a safetensors file's `__metadata__`);
+    /// empty when there are none to carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl StreamMetadata {
@@ -64,7 +68,7 @@ impl StreamMetadata {
 
     /// Whether there is nothing to carry.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty() && self.extra.is_empty()
+        self.tensors.is_empty() && self.extra.is_empty() && self.attributes.is_empty()
     }
 
     /// The `topology_data` string.

@@ -18,7 +18,7 @@
 //! decoding everything against the state as it was before the bitstream.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +70,9 @@ pub struct StreamPlan {
     pub general_profile_idc: u8,
     /// `topology_storage_format` of the TPL unit, if any.
     pub topology_storage_format: Option<u8>,
+    /// The model's free-form string attributes carried in the stream's metadata
+    /// ([`crate::EncodeInput::attributes`]); empty when none are carried.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// Where an output tensor comes from.
@@ -240,6 +243,11 @@ impl<'a> StreamDecoder<'a> {
             tensors: slots.iter().map(|s| s.spec.clone()).collect(),
             general_profile_idc: parsed.general_profile_idc,
             topology_storage_format: parsed.topology_storage_format,
+            attributes: parsed
+                .metadata
+                .as_ref()
+                .map(|m| m.attributes.clone())
+                .unwrap_or_default(),
         };
         Ok(StreamDecoder {
             parsed,

@@ -2,7 +2,7 @@
 //!
 //! | extension | read | write | module |
 //! | --- | --- | --- | --- |
-//! | `.safetensors` | yes | yes | [`safetensors`](mod@self::safetensors) |
+//! | `.safetensors` | yes, with its `__metadata__` | yes, with a `__metadata__` | [`safetensors`](mod@self::safetensors) |
 //! | `.pt`, `.pth`, `.bin` | yes | yes (a state dict) | [`pytorch`] |
 //! | `.npz` | yes | yes | [`npy`] |
 //! | `.npy` | yes (one tensor) | yes (one tensor) | [`npy`] |
@@ -31,8 +31,9 @@ pub use pytorch::{
     PyTorchOptions,
 };
 pub use safetensors::{
-    read_safetensors, read_safetensors_with_metadata, write_safetensors,
-    write_safetensors_with_metadata, SafetensorsMetadata,
+    attributes_to_carry, metadata_to_write, pytorch_format_metadata, read_safetensors,
+    read_safetensors_with_metadata, write_safetensors, write_safetensors_with_metadata,
+    SafetensorsMetadata,
 };
 pub use sharded::{is_shard_index, read_sharded};
 pub use writer::TensorWriter;
@@ -297,6 +298,16 @@ pub fn read_tensors_from_bytes(
 /// Writes tensors to a model file chosen by extension (`.pt`/`.pth`/`.bin`: a PyTorch
 /// checkpoint of a state dict, see [`write_pytorch`]).
 pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+    write_tensors_with_metadata(path, tensors, &SafetensorsMetadata::new())
+}
+
+/// [`write_tensors`], with a `__metadata__` map for a safetensors file (the other formats have
+/// no such map and ignore it).
+pub fn write_tensors_with_metadata(
+    path: &Path,
+    tensors: &[Tensor],
+    metadata: &SafetensorsMetadata,
+) -> Result<(), IoError> {
     let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
         path: path.display().to_string(),
     })?;
@@ -309,7 +320,7 @@ pub fn write_tensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
             }),
         },
         FileFormat::Npz => write_npz(path, tensors),
-        FileFormat::Safetensors => write_safetensors(path, tensors),
+        FileFormat::Safetensors => write_safetensors_with_metadata(path, tensors, metadata),
         FileFormat::PyTorch => write_pytorch(path, tensors),
     }
 }

@@ -1,8 +1,6 @@
 //! Packed element bytes to and from [`TensorData`] (the layout of safetensors and PyTorch
 //! storages: elements back to back, no padding, booleans one byte each).
 
-use std::borrow::Cow;
-
 use nnc_tensor::{DType, TensorData};
 
 /// Byte order of packed elements.
@@ -104,6 +102,7 @@ pub(crate) fn decode(dtype: DType, bytes: &[u8], order: ByteOrder) -> Result<Ten
     })
 }
 
+#[cfg(test)]
 fn pack<const N: usize, T: Copy>(values: &[T], to: fn(T) -> [u8; N]) -> Vec<u8> {
     let mut out = Vec::with_capacity(values.len() * N);
     for &v in values {
@@ -137,17 +136,9 @@ fn le_in_memory(data: &TensorData) -> Option<&[u8]> {
     })
 }
 
-/// Packs elements little-endian, borrowing them where their memory already is that packing
-/// ([`le_in_memory`]). `None` for a [`TensorData`] variant this crate does not know (the enum
-/// is non-exhaustive).
-pub(crate) fn encode_le(data: &TensorData) -> Option<Cow<'_, [u8]>> {
-    match le_in_memory(data) {
-        Some(bytes) => Some(Cow::Borrowed(bytes)),
-        None => packed_le(data).map(Cow::Owned),
-    }
-}
-
-/// Elements packed little-endian one by one, into a new buffer.
+/// Elements packed little-endian one by one, into a new buffer (the tests' model of
+/// [`write_le`]).
+#[cfg(test)]
 fn packed_le(data: &TensorData) -> Option<Vec<u8>> {
     Some(match data {
         TensorData::U8(v) => v.clone(),
@@ -263,10 +254,10 @@ mod tests {
                 let in_memory = le_in_memory(&data).expect("every type is borrowed");
                 assert_eq!(in_memory, packed_le(&data).unwrap());
             }
-            let bytes = encode_le(&data).unwrap();
+            let bytes = packed_le(&data).unwrap();
             let mut written = Vec::new();
             write_le(&data, &mut written).unwrap();
-            assert_eq!(written, bytes.as_ref());
+            assert_eq!(written, bytes);
             assert_eq!(bytes.len(), data.len() * data.dtype().size_in_bytes());
             assert_eq!(
                 decode(data.dtype(), &bytes, ByteOrder::Little).unwrap(),

@@ -15,8 +15,12 @@
 //!
 //! Metadata. The optional `__metadata__` string map is returned by
 //! [`read_safetensors_with_metadata`] and written by [`write_safetensors_with_metadata`]; its
-//! contents survive a round trip. The crate serialises the map from a `HashMap`, so with two or
-//! more entries the header's byte layout (not its content) can differ between runs.
+//! contents survive a round trip. It is written first in the header with its keys in sorted
+//! order, so the same tensors and map always give the same bytes. Through the codec the map
+//! travels as the stream's attributes ([`nnc_tensor::EncodeInput::attributes`]):
+//! [`attributes_to_carry`] leaves out the `{"format": "pt"}` every Hugging Face file holds (so
+//! such float32 models still code to the reference's bytes), and [`metadata_to_write`] puts it
+//! back when a stream carries none.
 //!
 //! Memory: reading maps the file read-only: the header is parsed from the map, then each
 //! tensor's bytes are mapped and copied into the tensor on their own, so besides the tensors
@@ -25,13 +29,12 @@
 //! elements in small blocks; [`super::TensorWriter`] writes a file tensor by tensor with the same
 //! layout as [`write_safetensors`].
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use nnc_tensor::{DType, Tensor};
 use safetensors::tensor::TensorInfo;
-use safetensors::{Dtype, SafeTensorError, SafeTensors, View};
+use safetensors::{Dtype, SafeTensors};
 
 use super::mmap::map_range;
 use super::raw::{self, ByteOrder};
@@ -40,6 +43,33 @@ use super::{check_unique_names, io_error, read_file, IoError};
 /// The `__metadata__` map of a safetensors header (free-form string pairs, e.g.
 /// `{"format": "pt"}`).
 pub type SafetensorsMetadata = BTreeMap<String, String>;
+
+/// The `__metadata__` of every file Hugging Face's libraries save from PyTorch:
+/// `{"format": "pt"}`. Some versions of `transformers` refuse a file without it.
+pub fn pytorch_format_metadata() -> SafetensorsMetadata {
+    [("format".to_string(), "pt".to_string())].into()
+}
+
+/// What of a file's `__metadata__` a stream carries as its attributes: nothing when the map is
+/// empty or exactly [`pytorch_format_metadata`] (which [`metadata_to_write`] restores), the
+/// whole map otherwise.
+pub fn attributes_to_carry(metadata: &SafetensorsMetadata) -> SafetensorsMetadata {
+    if *metadata == pytorch_format_metadata() {
+        SafetensorsMetadata::new()
+    } else {
+        metadata.clone()
+    }
+}
+
+/// The `__metadata__` to write for a decoded model: the attributes its stream carries, or
+/// [`pytorch_format_metadata`] when it carries none.
+pub fn metadata_to_write(attributes: &SafetensorsMetadata) -> SafetensorsMetadata {
+    if attributes.is_empty() {
+        pytorch_format_metadata()
+    } else {
+        attributes.clone()
+    }
+}
 
 /// Safetensors' limit on the JSON header (100 MB), checked by the crate on reading.
 const MAX_HEADER_LEN: u64 = 100_000_000;
@@ -202,22 +232,14 @@ pub fn write_safetensors(path: &Path, tensors: &[Tensor]) -> Result<(), IoError>
 
 /// Writes tensors and a `__metadata__` map (omitted when empty) to a safetensors file. The file
 /// is written to a temporary sibling and renamed into place, so a failed write leaves no partial
-/// file.
+/// file (and a file being replaced is never truncated under a map of it).
 pub fn write_safetensors_with_metadata(
     path: &Path,
     tensors: &[Tensor],
     metadata: &SafetensorsMetadata,
 ) -> Result<(), IoError> {
     check_unique_names(path, tensors)?;
-    let mut views = Vec::with_capacity(tensors.len());
     for t in tensors {
-        let dtype = from_dtype(t.dtype()).ok_or_else(|| IoError::DTypeNotWritable {
-            path: path.display().to_string(),
-            name: t.name.clone(),
-            dtype: t.dtype(),
-            format: "safetensors",
-            hint: "",
-        })?;
         let numel = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
         if numel != Some(t.len()) {
             return Err(IoError::Malformed {
@@ -226,20 +248,25 @@ pub fn write_safetensors_with_metadata(
                 what: format!("shape {:?} does not hold {} elements", t.shape, t.len()),
             });
         }
-        views.push((t.name.as_str(), TensorOut { tensor: t, dtype }));
     }
-    let info: Option<HashMap<String, String>> = if metadata.is_empty() {
-        None
-    } else {
-        Some(metadata.clone().into_iter().collect())
+    let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    safetensors::serialize_to_file(views, info, path).map_err(|e| match e {
-        SafeTensorError::IoError(source) => io_error(path, source),
-        other => IoError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(other.to_string()),
-        },
-    })
+    let temp = tempfile::NamedTempFile::new_in(parent).map_err(|e| io_error(path, e))?;
+    let mut writer = super::TensorWriter::create_as_with(
+        temp.path(),
+        &plan,
+        super::FileFormat::Safetensors,
+        metadata,
+    )?;
+    for t in tensors {
+        writer.write(t)?;
+    }
+    writer.finish()?;
+    temp.persist(path).map_err(|e| io_error(path, e.error))?;
+    Ok(())
 }
 
 /// The header and data layout [`write_safetensors`] gives these tensors (the crate's order:
@@ -248,6 +275,7 @@ pub fn write_safetensors_with_metadata(
 pub(crate) fn layout(
     path: &Path,
     specs: &[nnc_tensor::TensorSpec],
+    file_metadata: &SafetensorsMetadata,
 ) -> Result<(Vec<u8>, Vec<u64>), IoError> {
     let mut order: Vec<(usize, Dtype)> = Vec::with_capacity(specs.len());
     for (i, s) in specs.iter().enumerate() {
@@ -293,12 +321,23 @@ pub(crate) fn layout(
         path: path.display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
+    let json_error = |e: serde_json::Error| IoError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    };
     let mut header = serde_json::to_string(&metadata)
-        .map_err(|e| IoError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+        .map_err(json_error)?
         .into_bytes();
+    if !file_metadata.is_empty() {
+        // First in the header, where the crate puts it, but from a sorted map so that the bytes
+        // do not depend on a hash order.
+        let mut entry = b"\"__metadata__\":".to_vec();
+        entry.extend(serde_json::to_vec(file_metadata).map_err(json_error)?);
+        if header.len() > 2 {
+            entry.push(b',');
+        }
+        header.splice(1..1, entry);
+    }
     header.resize(header.len().next_multiple_of(8), b' ');
     if header.len() as u64 > MAX_HEADER_LEN {
         return Err(IoError::LimitExceeded {
@@ -310,31 +349,6 @@ pub(crate) fn layout(
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(&header);
     Ok((bytes, offsets.into_iter().map(|o| o + data_start).collect()))
-}
-
-/// A tensor seen through the crate's [`View`]; its bytes are packed only when written.
-struct TensorOut<'a> {
-    tensor: &'a Tensor,
-    dtype: Dtype,
-}
-
-impl View for TensorOut<'_> {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.tensor.shape
-    }
-
-    fn data(&self) -> Cow<'_, [u8]> {
-        // Every variant with a safetensors dtype packs (checked in `from_dtype`).
-        raw::encode_le(&self.tensor.data).unwrap_or(Cow::Borrowed(&[]))
-    }
-
-    fn data_len(&self) -> usize {
-        self.tensor.len() * self.tensor.dtype().size_in_bytes()
-    }
 }
 
 #[cfg(test)]

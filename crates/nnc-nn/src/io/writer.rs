@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use nnc_tensor::{Tensor, TensorSpec};
 
 use super::npy::{check_dtype_writable, write_array, write_npz_entry};
+use super::safetensors::SafetensorsMetadata;
 use super::{io_error, FileFormat, IoError};
 
 /// A model file being written one tensor at a time (see the module doc).
@@ -63,11 +64,35 @@ impl TensorWriter {
         Self::create_as(path, plan, format)
     }
 
+    /// [`TensorWriter::create`], with a safetensors `__metadata__` map for the header (see
+    /// [`super::safetensors::metadata_to_write`]). The other formats have no such map and
+    /// ignore it.
+    pub fn create_with_metadata(
+        path: &Path,
+        plan: &[TensorSpec],
+        metadata: &SafetensorsMetadata,
+    ) -> Result<Self, IoError> {
+        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+            path: path.display().to_string(),
+        })?;
+        Self::create_as_with(path, plan, format, metadata)
+    }
+
     /// [`TensorWriter::create`] in the given format, whatever the extension.
     pub(crate) fn create_as(
         path: &Path,
         plan: &[TensorSpec],
         format: FileFormat,
+    ) -> Result<Self, IoError> {
+        Self::create_as_with(path, plan, format, &SafetensorsMetadata::new())
+    }
+
+    /// [`TensorWriter::create_with_metadata`] in the given format, whatever the extension.
+    pub(crate) fn create_as_with(
+        path: &Path,
+        plan: &[TensorSpec],
+        format: FileFormat,
+        metadata: &SafetensorsMetadata,
     ) -> Result<Self, IoError> {
         let mut planned = HashMap::with_capacity(plan.len());
         for s in plan {
@@ -90,7 +115,7 @@ impl TensorWriter {
         let io = |e| io_error(path, e);
         let out = match format {
             FileFormat::Safetensors => {
-                let (header, offsets) = super::safetensors::layout(path, plan)?;
+                let (header, offsets) = super::safetensors::layout(path, plan, metadata)?;
                 let total = offsets
                     .iter()
                     .zip(plan)

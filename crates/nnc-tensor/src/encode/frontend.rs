@@ -49,6 +49,7 @@ impl EncodeInput {
             extra_tensors,
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_PYTORCH,
+            attributes: BTreeMap::new(),
         })
     }
 

@@ -155,6 +155,7 @@ fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<Stre
         all.sort_by_key(|e| e.0);
         meta.order = all.into_iter().map(|(_, n)| n.to_string()).collect();
     }
+    meta.attributes = input.attributes.clone();
     Ok((!meta.is_empty()).then_some(meta))
 }
 
@@ -530,6 +531,43 @@ mod tests {
             // Without metadata the decoder returns float64, as the reference's does.
             assert_eq!(w.tensor.dtype(), want, "carry_dtypes {carry_dtypes}");
         }
+    }
+
+    #[test]
+    fn attributes_travel_in_the_metadata_and_only_there() {
+        let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
+        let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
+        let plain = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
+        let attributes: std::collections::BTreeMap<String, String> =
+            [("format", "pt"), ("ünï", "{\"json\": [1]}")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let with = plain.clone().with_attributes(attributes.clone());
+        let decode = |bytes: &[u8]| {
+            decode_stream(
+                bytes,
+                &mut crate::DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+            .unwrap()
+        };
+        let opts = EncodeOptions::default();
+        let base = encode(&plain, &opts).unwrap().bytes;
+        let carried = encode(&with, &opts).unwrap().bytes;
+        assert!(carried.len() > base.len());
+        let out = decode(&carried);
+        assert_eq!(out.attributes, attributes);
+        assert_eq!(out.tensors[0].tensor, decode(&base).tensors[0].tensor);
+        assert!(decode(&base).attributes.is_empty());
+        let plan = crate::plan_stream(&carried, &DecodeOptions::new()).unwrap();
+        assert_eq!(plan.attributes, attributes);
+        // Without metadata the stream is the reference's, attributes or not.
+        let off = EncodeOptions {
+            carry_dtypes: false,
+            ..Default::default()
+        };
+        assert_eq!(encode(&with, &off).unwrap().bytes, base);
     }
 
     #[test]

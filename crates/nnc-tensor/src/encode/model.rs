@@ -120,6 +120,12 @@ pub struct EncodeInput {
     pub block_identifier: BTreeMap<String, String>,
     /// `topology_storage_format` written in the TPL unit.
     pub topology_storage_format: u8,
+    /// Free-form string pairs describing the model as a whole (a safetensors file's
+    /// `__metadata__`, such as `{"format": "pt"}`). Carried in the stream's metadata when
+    /// [`EncodeOptions::carry_dtypes`](super::EncodeOptions) is on, and handed back by the
+    /// decoder as [`StreamPlan::attributes`](crate::StreamPlan::attributes). The reference has
+    /// no such data: a stream with attributes is not byte-identical with its stream.
+    pub attributes: BTreeMap<String, String>,
 }
 
 /// [`encode`](super::encode) borrows an input given by reference (`&input`) and reads it in
@@ -269,7 +275,14 @@ impl EncodeInput {
             extra_tensors,
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_UNRECOGNISED,
+            attributes: BTreeMap::new(),
         })
+    }
+
+    /// Sets [`EncodeInput::attributes`].
+    pub fn with_attributes(mut self, attributes: BTreeMap<String, String>) -> Self {
+        self.attributes = attributes;
+        self
     }
 
     /// Enumeration index of a verbatim tensor: the gap its position left in the parameter
