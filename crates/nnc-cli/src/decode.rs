@@ -5,11 +5,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use nnc_nn::io::{
-    attributes_to_carry, metadata_to_write, FileFormat, IoError, SafetensorsMetadata, TensorWriter,
+    attributes_to_carry, metadata_to_write, FileFormat, IoError, SafetensorsMetadata,
 };
 use nnc_tensor::{DType, DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
-use crate::files::write_atomically;
+use crate::destination::Destination;
 use crate::model_read::Model;
 use crate::update::{apply_update, ensure_in_base};
 
@@ -19,7 +19,7 @@ use crate::update::{apply_update, ensure_in_base};
 pub fn output_metadata(
     stream: &BTreeMap<String, String>,
     base: Option<&SafetensorsMetadata>,
-    output: &Path,
+    output: &Destination,
     quiet: bool,
 ) -> SafetensorsMetadata {
     let carried = if stream.is_empty() {
@@ -27,13 +27,12 @@ pub fn output_metadata(
     } else {
         stream.clone()
     };
-    let format = FileFormat::from_path(output);
-    if !quiet && !carried.is_empty() && format != Some(FileFormat::Safetensors) {
+    if !quiet && !carried.is_empty() && output.format() != Some(FileFormat::Safetensors) {
         let keys: Vec<&str> = carried.keys().map(String::as_str).collect();
         eprintln!(
             "note: {}: the model's safetensors metadata ({}) is left out: only a .safetensors \
              output holds it",
-            output.display(),
+            output.path().display(),
             keys.join(", ")
         );
     }
@@ -49,7 +48,7 @@ pub fn streaming(
     bytes: &[u8],
     input: &Path,
     base: Option<Model>,
-    output: &Path,
+    output: &Destination,
     state: &mut DecoderState,
     opts: &DecodeOptions,
     quiet: bool,
@@ -66,12 +65,8 @@ pub fn streaming(
         Some(base) => onto_base(decoder, base.tensors, output, state, &metadata),
         None => {
             let plan = decoder.plan().tensors.clone();
-            write_atomically(output, |tmp| {
-                let mut writer = TensorWriter::create_with_metadata(tmp, &plan, &metadata)?;
-                decoder.run(state, |t| {
-                    writer.write(&t.tensor).map_err(anyhow::Error::from)
-                })?;
-                writer.finish()?;
+            output.write(&plan, &metadata, |put| {
+                decoder.run(state, |t| put(&t.tensor))?;
                 Ok(())
             })
         }
@@ -86,7 +81,7 @@ pub fn streaming(
 fn onto_base(
     decoder: StreamDecoder<'_>,
     base: Vec<Tensor>,
-    output: &Path,
+    output: &Destination,
     state: &mut DecoderState,
     metadata: &SafetensorsMetadata,
 ) -> anyhow::Result<()> {
@@ -110,8 +105,7 @@ fn onto_base(
         })
         .collect();
     let mut base: Vec<Option<Tensor>> = base.into_iter().map(Some).collect();
-    write_atomically(output, |tmp| {
-        let mut writer = TensorWriter::create_with_metadata(tmp, &plan, metadata)?;
+    output.write(&plan, metadata, |put| {
         // Decoded tensors wait here until every base tensor before them is written; the
         // encoder codes tensors in the order it was given, so with the base's order nothing waits.
         let mut decoded: HashMap<String, Tensor> = HashMap::new();
@@ -127,7 +121,7 @@ fn onto_base(
                 } else {
                     None
                 };
-                writer.write(sum.as_ref().unwrap_or(b))?;
+                put(sum.as_ref().unwrap_or(b))?;
                 *slot = None;
                 next += 1;
             }
@@ -137,9 +131,7 @@ fn onto_base(
             decoded.insert(t.tensor.name.clone(), t.tensor);
             write_ready(&mut decoded)
         })?;
-        write_ready(&mut decoded)?;
-        writer.finish()?;
-        Ok(())
+        write_ready(&mut decoded)
     })
 }
 

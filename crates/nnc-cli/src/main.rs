@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor};
+use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor, TensorSpec};
 
 mod decode;
+mod destination;
 mod encode_cmd;
 mod files;
 mod model_read;
@@ -18,7 +19,7 @@ mod report;
 mod stats_cmd;
 mod update;
 
-use files::{check_model_output, load_state, refuse_overwrite, save_state, write_atomically};
+use files::{load_state, save_state};
 
 #[derive(Parser)]
 #[command(
@@ -42,13 +43,21 @@ enum Command {
     /// model pipelines: qp -32, dependent quantization, row skipping).
     Encode(encode_cmd::EncodeArgs),
     /// Decode a bitstream into a model file: .safetensors, .npz or .pt/.pth/.bin (a PyTorch
-    /// state dict; any number of tensors), .npy (one tensor).
+    /// state dict; any number of tensors), .npy (one tensor); or into a directory as Hugging
+    /// Face lays a model out (model.safetensors, or shards and their index).
     Decode {
         /// Input bitstream.
         input: PathBuf,
-        /// Output file (.safetensors, .npz, .npy or .pt/.pth/.bin).
+        /// Output file (.safetensors, .npz, .npy or .pt/.pth/.bin), or a directory (one that
+        /// exists, or a path ending in "/"): model.safetensors there, or
+        /// model-00001-of-0000N.safetensors shards and model.safetensors.index.json past
+        /// --max-shard-size.
         #[arg(short, long)]
         output: PathBuf,
+        /// Largest shard of a directory output, e.g. 5GB (the default, as save_pretrained),
+        /// 500MB, 2GiB.
+        #[arg(long, value_name = "SIZE", value_parser = destination::parse_size)]
+        max_shard_size: Option<u64>,
         /// Overwrite the output if it exists.
         #[arg(short, long)]
         force: bool,
@@ -152,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Decode {
             input,
             output,
+            max_shard_size,
             force,
             no_recompose,
             max_tensor_elements,
@@ -161,8 +171,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             state,
             threads,
         } => {
-            refuse_overwrite(&output, force)?;
-            check_model_output(&output, &[Some(&input), base.as_deref(), state.as_deref()])?;
+            let output = destination::Destination::new(
+                &output,
+                max_shard_size,
+                force,
+                &[Some(&input), base.as_deref(), state.as_deref()],
+            )?;
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             let progress = progress::Progress::new(cli.quiet);
@@ -212,12 +226,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     &output,
                     true,
                 );
-                progress.stage(format!("writing {}", output.display()));
-                write_atomically(&output, |tmp| {
-                    Ok(nnc_nn::io::write_tensors_with_metadata(
-                        tmp, &tensors, &metadata,
-                    )?)
-                })?;
+                progress.stage(format!("writing {}", output.path().display()));
+                let plan: Vec<TensorSpec> = tensors.iter().map(Into::into).collect();
+                output.write(&plan, &metadata, |put| tensors.iter().try_for_each(put))?;
             }
             save_state(state.as_deref(), &inc)?;
             Ok(())

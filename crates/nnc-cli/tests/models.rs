@@ -1284,3 +1284,139 @@ fn sharded_checkpoints_and_model_directories_encode_like_one_file() {
     let err = encode(&index, "meta_same.nnc");
     assert!(!err.contains("differ"), "{err}");
 }
+
+/// `nnc decode -o DIR` writes what `save_pretrained` would: `model.safetensors`, or shards and
+/// their index past `--max-shard-size`; an existing model there is replaced only with `--force`
+/// (stale shards of another layout removed), and never one of the inputs.
+#[test]
+fn decode_into_a_directory_writes_hugging_face_shards() {
+    use nnc_nn::io::{read_sharded, shard_writer::INDEX_FILE};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let model = mixed_model();
+    write_tensors(&path("m.safetensors"), &model).expect("write");
+    let stream = path("m.nnc");
+    ok(&nnc(&[
+        "encode",
+        s(&path("m.safetensors")),
+        "-o",
+        s(&path("m.nnc")),
+    ]));
+    ok(&nnc(&[
+        "decode",
+        s(&path("m.nnc")),
+        "-o",
+        s(&path("one.safetensors")),
+    ]));
+    let mut expected = read_tensors(&path("one.safetensors"), "0").expect("read");
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    let files = |d: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sorted = |mut v: Vec<Tensor>| {
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+
+    // A path ending in "/" is a directory, created if need be.
+    let out = path("hf");
+    let slash = format!("{}/", s(&out));
+    ok(&nnc(&["decode", s(&path("m.nnc")), "-o", &slash]));
+    assert_eq!(files(&out), ["model.safetensors"]);
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).expect("read"),
+        std::fs::read(path("one.safetensors")).expect("read")
+    );
+    let err = String::from_utf8_lossy(&nnc(&["decode", s(&path("m.nnc")), "-o", s(&out)]).stderr)
+        .into_owned();
+    assert!(err.contains("already holds a model"), "{err}");
+
+    // Shards of at most 100 bytes, replacing the single file.
+    let args = [
+        "decode",
+        s(&stream),
+        "-o",
+        s(&out),
+        "--max-shard-size",
+        "100B",
+    ];
+    ok(&nnc(&[&args[..], &["--force"]].concat()));
+    let names = files(&out);
+    assert!(names.len() > 3, "{names:?}");
+    assert!(
+        !names.contains(&"model.safetensors".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        sorted(read_sharded(&out.join(INDEX_FILE)).expect("read shards")),
+        expected
+    );
+    // The directory encodes like the single file it replaced (same tensors, maybe reordered).
+    ok(&nnc(&["encode", s(&out), "-o", s(&path("again.nnc"))]));
+    ok(&nnc(&[
+        "decode",
+        s(&path("again.nnc")),
+        "-o",
+        s(&path("again.safetensors")),
+    ]));
+    assert_eq!(
+        sorted(read_tensors(&path("again.safetensors"), "0").expect("read")),
+        expected
+    );
+
+    // Fewer, larger shards: the stale ones go.
+    ok(&nnc(&[
+        "decode",
+        s(&path("m.nnc")),
+        "-o",
+        s(&out),
+        "--max-shard-size",
+        "600B",
+        "--force",
+    ]));
+    let fewer = files(&out);
+    assert!(fewer.len() < names.len(), "{fewer:?}");
+    assert_eq!(
+        sorted(read_sharded(&out.join(INDEX_FILE)).expect("read shards")),
+        expected
+    );
+
+    // Refused: a shard size for a file, a bad size, a base inside the directory.
+    let o = nnc(&[
+        "decode",
+        s(&path("m.nnc")),
+        "-o",
+        s(&path("x.safetensors")),
+        "--max-shard-size",
+        "1GB",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a directory"));
+    let o = nnc(&[
+        "decode",
+        s(&path("m.nnc")),
+        "-o",
+        s(&out),
+        "--max-shard-size",
+        "5XB",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let base = out.join(&fewer[0]);
+    let o = nnc(&[
+        "decode",
+        s(&path("m.nnc")),
+        "--base",
+        s(&base),
+        "-o",
+        s(&out),
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is also an input"));
+    assert_eq!(files(&out), fewer);
+}

@@ -49,6 +49,12 @@ proptest! {
         w.finish().expect("finish");
         let bytes = std::fs::read(&whole).expect("read");
         prop_assert_eq!(&bytes, &std::fs::read(&streamed).expect("read"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode();
+            prop_assert_eq!(mode(&whole), mode(&streamed));
+        }
         // Header padded to 8 bytes, as the format asks.
         let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
         prop_assert_eq!(n % 8, 0);

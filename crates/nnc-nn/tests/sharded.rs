@@ -95,3 +95,94 @@ fn index_and_shards_that_disagree_are_errors() {
         .to_string()
         .contains("empty"));
 }
+
+/// What `ShardedWriter` writes reads back through the index as the tensors given, in plan
+/// order; one shard is a plain `model.safetensors`; nothing is left behind by a writer that
+/// does not finish.
+#[test]
+fn sharded_writer_output_reads_back_through_its_index() {
+    use nnc_nn::io::shard_writer::{INDEX_FILE, SINGLE_FILE};
+    use nnc_nn::io::{read_safetensors_with_metadata, ShardedWriter};
+    let model: Vec<Tensor> = (0..7)
+        .map(|i| {
+            let v: Vec<f32> = (0..(i * 3 + 1)).map(|j| (i * 100 + j) as f32).collect();
+            t(&format!("layer.{i}.weight"), &v)
+        })
+        .collect();
+    let plan: Vec<nnc_tensor::TensorSpec> = model.iter().map(Into::into).collect();
+    let meta: nnc_nn::io::SafetensorsMetadata = [("format".to_string(), "pt".to_string())].into();
+    let files = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ShardedWriter::create(dir.path(), &plan, 40, &meta).unwrap();
+    for t in model.iter().rev() {
+        w.write(t).unwrap();
+    }
+    let names = w.file_names();
+    w.finish().unwrap();
+    assert_eq!(names.last().map(String::as_str), Some(INDEX_FILE));
+    assert!(names.len() > 3, "{names:?}");
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(files(dir.path()), sorted);
+    let back = read_sharded(&dir.path().join(INDEX_FILE)).unwrap();
+    assert_eq!(back, model);
+    for name in &names[..names.len() - 1] {
+        let (tensors, m) = read_safetensors_with_metadata(&dir.path().join(name)).unwrap();
+        assert_eq!(m, meta);
+        let bytes: usize = tensors.iter().map(|t| t.len() * 4).sum();
+        // At most 40 bytes, unless one tensor alone is larger.
+        assert!(bytes <= 40 || tensors.len() == 1, "{name}: {bytes} bytes");
+    }
+    #[cfg(unix)]
+    {
+        // The permissions of any new file there (not a temporary file's owner-only ones).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        for name in &names {
+            assert_eq!(mode(&dir.path().join(name)), mode(&plain), "{name}");
+        }
+        std::fs::remove_file(&plain).unwrap();
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(INDEX_FILE)).unwrap()).unwrap();
+    let total: usize = model.iter().map(|t| t.len() * 4).sum();
+    assert_eq!(index["metadata"]["total_size"], total as u64);
+
+    // One shard: a plain model.safetensors, no index.
+    let one = tempfile::tempdir().unwrap();
+    let mut w = ShardedWriter::create(one.path(), &plan, u64::MAX, &meta).unwrap();
+    for t in &model {
+        w.write(t).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(files(one.path()), [SINGLE_FILE]);
+    assert_eq!(
+        read_tensors(&one.path().join(SINGLE_FILE), "0").unwrap(),
+        model
+    );
+
+    // Unfinished or incomplete: no file appears.
+    let none = tempfile::tempdir().unwrap();
+    let mut w = ShardedWriter::create(none.path(), &plan, 40, &meta).unwrap();
+    w.write(&model[0]).unwrap();
+    drop(w);
+    assert!(files(none.path()).is_empty());
+    let mut w = ShardedWriter::create(none.path(), &plan, 40, &meta).unwrap();
+    w.write(&model[0]).unwrap();
+    assert!(matches!(w.finish(), Err(IoError::NotAsPlanned { .. })));
+    assert!(files(none.path()).is_empty());
+    assert!(matches!(
+        ShardedWriter::create(none.path(), &plan, 0, &meta),
+        Err(IoError::ZeroShardSize { .. })
+    ));
+}

@@ -6,7 +6,7 @@
 //! | `.pt`, `.pth`, `.bin` | yes | yes (a state dict) | [`pytorch`] |
 //! | `.npz` | yes | yes | [`npy`] |
 //! | `.npy` | yes (one tensor) | yes (one tensor) | [`npy`] |
-//! | `*.index.json` with its shards | yes | no | [`sharded`] |
+//! | `*.index.json` with its shards | yes | a directory of `model-*-of-*.safetensors` and their index | [`sharded`], [`shard_writer`] |
 //!
 //! `.pt`, `.pth` and `.bin` files are sniffed: one that starts like a safetensors file is read as
 //! safetensors (some tools save safetensors under a `.bin` name). Every tensor keeps its name,
@@ -18,6 +18,7 @@ pub mod npy;
 pub mod pytorch;
 mod raw;
 pub mod safetensors;
+pub mod shard_writer;
 pub mod sharded;
 mod writer;
 
@@ -35,6 +36,7 @@ pub use safetensors::{
     read_safetensors_with_metadata, write_safetensors, write_safetensors_with_metadata,
     SafetensorsMetadata,
 };
+pub use shard_writer::ShardedWriter;
 pub use sharded::{is_shard_index, read_sharded};
 pub use writer::TensorWriter;
 
@@ -139,6 +141,12 @@ pub enum IoError {
         name: String,
         /// What differs.
         what: String,
+    },
+    /// A directory of shards was asked for with shards of no bytes.
+    #[error("{path}: the shard size must be at least one byte")]
+    ZeroShardSize {
+        /// Directory concerned.
+        path: String,
     },
     /// A single-array format was asked to hold several tensors.
     #[error("{path}: a .npy file holds exactly one tensor, {count} given (use .npz)")]

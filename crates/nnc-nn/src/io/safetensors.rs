@@ -254,7 +254,7 @@ pub fn write_safetensors_with_metadata(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let temp = tempfile::NamedTempFile::new_in(parent).map_err(|e| io_error(path, e))?;
+    let temp = super::writer::temp_file_in(parent).map_err(|e| io_error(path, e))?;
     let mut writer = super::TensorWriter::create_as_with(
         temp.path(),
         &plan,

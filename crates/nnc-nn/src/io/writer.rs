@@ -21,6 +21,20 @@ use super::npy::{check_dtype_writable, write_array, write_npz_entry};
 use super::safetensors::SafetensorsMetadata;
 use super::{io_error, FileFormat, IoError};
 
+/// A temporary file in `dir`, to be renamed over a final name once complete. It gets the
+/// permissions a file created there would get (`0o666` less the umask), not the temporary
+/// file's usual owner-only `0o600`, which the rename would carry over to the final file.
+pub(crate) fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".nnc-tmp-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// A model file being written one tensor at a time (see the module doc).
 pub struct TensorWriter {
     path: PathBuf,
