@@ -63,12 +63,22 @@ struct Incremental {
 }
 
 fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
-    let shape: Vec<usize> = t.dims.iter().take(4).map(|&d| usize::from(d % 17)).collect();
+    let shape: Vec<usize> = t
+        .dims
+        .iter()
+        .take(4)
+        .map(|&d| usize::from(d % 17))
+        .collect();
     let n: usize = shape.iter().product();
     if n > MAX_ELEMENTS {
         return None;
     }
-    let raw = |k: usize| t.values.get(k % t.values.len().max(1)).copied().unwrap_or(0);
+    let raw = |k: usize| {
+        t.values
+            .get(k % t.values.len().max(1))
+            .copied()
+            .unwrap_or(0)
+    };
     let float = |k: usize| {
         if t.raw_bits {
             f32::from_bits(raw(k) as u32)
@@ -81,12 +91,22 @@ fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
         1 => TensorData::F64((0..n).map(|k| f64::from(float(k))).collect()),
         2 => TensorData::from_f32_cast(DType::F16, &(0..n).map(float).collect::<Vec<_>>())?,
         3 => TensorData::I32((0..n).map(raw).collect()),
-        4 => TensorData::I64((0..n).map(|k| i64::from(raw(k)) << (t.scale % 40)).collect()),
+        4 => TensorData::I64(
+            (0..n)
+                .map(|k| i64::from(raw(k)) << (t.scale % 40))
+                .collect(),
+        ),
         5 => TensorData::U8((0..n).map(|k| raw(k) as u8).collect()),
         6 => TensorData::Bool((0..n).map(|k| raw(k) & 1 == 1).collect()),
         _ => TensorData::I8((0..n).map(|k| raw(k) as i8).collect()),
     };
-    let suffix = [".weight", ".bias", ".running_var", "num_batches_tracked", ""][usize::from(t.suffix % 5)];
+    let suffix = [
+        ".weight",
+        ".bias",
+        ".running_var",
+        "num_batches_tracked",
+        "",
+    ][usize::from(t.suffix % 5)];
     Tensor::try_new(format!("t{i}{suffix}"), shape, data).ok()
 }
 
@@ -150,7 +170,13 @@ fuzz_target!(|input: Input| {
         let Ok(encoded) = encode(&model, &opts) else {
             return;
         };
-        check(&encoded, &tensors, &opts, &mut DecoderState::default(), false);
+        check(
+            &encoded,
+            &tensors,
+            &opts,
+            &mut DecoderState::default(),
+            false,
+        );
         return;
     };
     opts.compress_differences = true;
@@ -177,7 +203,10 @@ fuzz_target!(|input: Input| {
             return;
         };
         check(&encoded, given, &opts, &mut dec_state, inc.hdsp);
-        assert_eq!(enc_state.bases, dec_state.bases, "the two sides' states differ");
+        assert_eq!(
+            enc_state.bases, dec_state.bases,
+            "the two sides' states differ"
+        );
         assert_eq!(enc_state.device_id, dec_state.device_id);
     }
 });
@@ -200,7 +229,13 @@ fn check(
     let got: Vec<(&str, &[usize], DType)> = decoded
         .tensors
         .iter()
-        .map(|t| (t.tensor.name.as_str(), t.tensor.shape.as_slice(), t.tensor.dtype()))
+        .map(|t| {
+            (
+                t.tensor.name.as_str(),
+                t.tensor.shape.as_slice(),
+                t.tensor.dtype(),
+            )
+        })
         .collect();
     let sent: Vec<&Tensor> = given
         .iter()

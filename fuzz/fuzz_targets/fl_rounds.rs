@@ -86,12 +86,7 @@ fn layout(specs: &[Spec]) -> Option<Layout> {
         .take(3)
         .enumerate()
         .map(|(i, s)| {
-            let shape: Vec<usize> = s
-                .dims
-                .iter()
-                .take(3)
-                .map(|&d| usize::from(d % 9))
-                .collect();
+            let shape: Vec<usize> = s.dims.iter().take(3).map(|&d| usize::from(d % 9)).collect();
             let suffix = [".weight", ".bias", ".running_mean", ""][usize::from(s.suffix % 4)];
             TensorSpec::new(format!("layer{i}{suffix}"), shape)
         })
