@@ -76,7 +76,9 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
 /// `compress_differences=True` and optionally `tca=True`. `state_dict=True` treats the mapping as
 /// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim).
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
-/// number. Raises `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
+/// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
+/// the stream's metadata and comes back from `nnc.attributes`. Raises
+/// `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
 #[pyfunction]
 #[pyo3(signature = (
     data, *, qp=-32, qp_density=2, nonweight_qp=Some(-75), qp_per_tensor=None, use_dq=true,
@@ -84,7 +86,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
     row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
     pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
-    state_dict=false, carry_dtypes=true, threads=None
+    state_dict=false, carry_dtypes=true, threads=None, attributes=None
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -96,7 +98,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
                       tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
                       scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
                       tensor_id='0', state=None, update_state=True, state_dict=False, \
-                      carry_dtypes=True, threads=None)"
+                      carry_dtypes=True, threads=None, attributes=None)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,
@@ -127,6 +129,7 @@ pub fn py_encode<'py>(
     state_dict: bool,
     carry_dtypes: bool,
     threads: Option<usize>,
+    attributes: Option<BTreeMap<String, String>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -180,7 +183,8 @@ pub fn py_encode<'py>(
         }
         .map_err(|e| nnc_tensor::Error::InvalidArgument {
             what: e.to_string(),
-        })?;
+        })?
+        .with_attributes(attributes.unwrap_or_default());
         let stream = match base.as_mut() {
             Some(st) => encode_incremental(input, &opts, st, update_state)?,
             None => encode(input, &opts)?,
@@ -298,4 +302,16 @@ mod tests {
         assert_eq!(v[0], 0.0);
         assert_eq!(v[1], 2.0);
     }
+}
+
+/// The model attributes a bitstream carries (the `attributes` given to `encode`, or a
+/// safetensors file's metadata carried by `nnc encode`): a `dict` of str to str, empty when
+/// there are none. Reads the unit headers only; raises as `decode` does for a malformed stream.
+#[pyfunction]
+#[pyo3(name = "attributes", signature = (bitstream))]
+pub fn py_attributes(bitstream: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String>> {
+    let bitstream = bytes_like(bitstream, "bitstream")?;
+    let plan = nnc_tensor::plan_stream(bitstream.as_bytes(), &DecodeOptions::new())
+        .map_err(|e| to_py(&e))?;
+    Ok(plan.attributes)
 }

@@ -236,6 +236,22 @@ def test_decode_takes_bytes_like_input():
             nnc.decode(bad)
 
 
+def test_attributes_travel_with_the_stream():
+    model = {"a.weight": weights((16, 8))}
+    meta = {"format": "pt", "model_type": "bert", "ünï": 'quote " and \\ backslash'}
+    plain = nnc.encode(model)
+    carried = nnc.encode(model, attributes=meta)
+    assert nnc.attributes(carried) == meta
+    assert nnc.attributes(plain) == {}
+    np.testing.assert_array_equal(nnc.decode(carried)["a.weight"], nnc.decode(plain)["a.weight"])
+    # Not carried without metadata: the stream is the reference's.
+    assert nnc.encode(model, attributes=meta, carry_dtypes=False) == plain
+    with pytest.raises(TypeError):
+        nnc.encode(model, attributes={"n": 1})
+    with pytest.raises(nnc.MalformedError):
+        nnc.attributes(carried[:7])
+
+
 def test_qp_per_tensor_refuses_names_that_match_nothing():
     w = weights((16, 8))
     assert nnc.encode({"a": w}, qp_per_tensor={"a": -20}) != nnc.encode({"a": w})

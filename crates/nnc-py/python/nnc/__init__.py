@@ -27,6 +27,7 @@ from ._nnc import (
     StateMismatchError,
     UnsupportedError,
     __version__,
+    attributes,
     decode,
     encode,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "StateMismatchError",
     "UnsupportedError",
     "__version__",
+    "attributes",
     "decode",
     "encode",
 ]

@@ -97,6 +97,7 @@ def encode(
     state_dict: bool = False,
     carry_dtypes: bool = True,
     threads: Optional[int] = None,
+    attributes: Optional[Mapping[str, str]] = None,
 ) -> bytes:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
@@ -113,6 +114,10 @@ def decode(
     threads: Optional[int] = None,
 ) -> dict[str, np.ndarray]:
     """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""
+
+def attributes(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, str]:
+    """The model attributes the bitstream carries (``encode(..., attributes=...)``, or a
+    safetensors file's metadata carried by ``nnc encode``); empty when there are none."""
 
 Layout = Union[Mapping[str, Any], Sequence[tuple[str, Sequence[int]]]]
 Model = Union[Mapping[str, ArrayLike], ArrayLike]
