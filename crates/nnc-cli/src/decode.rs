@@ -10,7 +10,7 @@ use nnc_nn::io::{
 use nnc_tensor::{DType, DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
 use crate::destination::Destination;
-use crate::model_read::Model;
+use crate::model_read::{name_list, Model};
 use crate::update::{apply_update, ensure_in_base};
 
 /// The safetensors `__metadata__` of a decoded model: the attributes its stream carries, else
@@ -28,12 +28,12 @@ pub fn output_metadata(
         stream.clone()
     };
     if !quiet && !carried.is_empty() && output.format() != Some(FileFormat::Safetensors) {
-        let keys: Vec<&str> = carried.keys().map(String::as_str).collect();
+        let keys: Vec<String> = carried.keys().cloned().collect();
         eprintln!(
             "note: {}: the model's safetensors metadata ({}) is left out: only a .safetensors \
              output holds it",
             output.path().display(),
-            keys.join(", ")
+            name_list(&keys)
         );
     }
     metadata_to_write(&carried)

@@ -160,7 +160,7 @@ fn strip(tensors: &mut [Tensor], prefix: &str) -> anyhow::Result<()> {
 }
 
 /// Names for a note: the first eight, quoted, then how many more.
-fn name_list(names: &[String]) -> String {
+pub fn name_list(names: &[String]) -> String {
     const SHOWN: usize = 8;
     let mut text = names
         .iter()

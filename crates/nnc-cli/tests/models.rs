@@ -529,7 +529,7 @@ fn safetensors_metadata_round_trips_and_the_pytorch_default_costs_no_byte() {
         s(&path("c.npz")),
     ]));
     assert!(
-        err.contains("safetensors metadata (format, model_type, note) is left out"),
+        err.contains(r#"safetensors metadata ("format", "model_type", "note") is left out"#),
         "{err}"
     );
     let err = ok(&nnc(&[
