@@ -3,9 +3,10 @@
 //! a `model.safetensors.index.json` naming each tensor's shard (what `save_pretrained` writes,
 //! and what [`super::sharded`] and `from_pretrained` read).
 //!
-//! Tensors go to shards in plan order, as `huggingface_hub` splits a state dict: a tensor that
-//! would take the current shard past the size starts the next one, and a tensor larger than
-//! the size is a shard of its own. Each shard is a [`TensorWriter`], so tensors may arrive in
+//! Tensors go to shards as `huggingface_hub` splits a state dict: in plan order, a tensor that
+//! would take the current shard past the size closes it and starts the next one, and a tensor
+//! larger than the size is a shard of its own, listed when it is met while the current shard
+//! goes on filling. Each shard is a [`TensorWriter`], so tensors may arrive in
 //! any order and only one needs to be in memory. Every file is written under a temporary name
 //! in the directory and renamed into place by [`ShardedWriter::finish`]; a writer dropped
 //! before that leaves nothing behind.
@@ -57,26 +58,29 @@ fn tensor_bytes(spec: &TensorSpec) -> Option<u64> {
         })
 }
 
-/// Splits a plan into shards of at most `max_bytes` each (see the module doc): the indices of
-/// each shard's tensors, in plan order. An empty plan is one empty shard.
+/// Splits a plan into shards of at most `max_bytes` each, as `huggingface_hub` splits a state
+/// dict (see the module doc): the indices of each shard's tensors. An empty plan is one empty
+/// shard.
 pub fn split_into_shards(plan: &[TensorSpec], max_bytes: u64) -> Vec<Vec<usize>> {
-    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut shards: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
     let mut size = 0u64;
     for (i, spec) in plan.iter().enumerate() {
         let bytes = tensor_bytes(spec).unwrap_or(u64::MAX);
-        let current = shards.last().map_or(0, Vec::len);
-        if current > 0 && (bytes > max_bytes || size.saturating_add(bytes) > max_bytes) {
-            shards.push(Vec::new());
+        if bytes > max_bytes {
+            // A shard of its own, listed at once; the current shard goes on filling.
+            shards.push(vec![i]);
+            continue;
+        }
+        if size.saturating_add(bytes) > max_bytes {
+            shards.push(std::mem::take(&mut current));
             size = 0;
         }
-        if let Some(last) = shards.last_mut() {
-            last.push(i);
-        }
-        size = size.saturating_add(bytes);
-        if bytes > max_bytes {
-            // A shard of its own: the next tensor starts another.
-            size = u64::MAX;
-        }
+        current.push(i);
+        size += bytes;
+    }
+    if !current.is_empty() || shards.is_empty() {
+        shards.push(current);
     }
     shards
 }
@@ -246,9 +250,14 @@ mod tests {
             spec("f", 1),
             spec("g", 0),
         ];
+        // As huggingface_hub: "e" is listed when met, "d" goes on filling the shard it opened.
         assert_eq!(
             split_into_shards(&plan, 100),
-            vec![vec![0, 1, 2], vec![3], vec![4], vec![5, 6]]
+            vec![vec![0, 1, 2], vec![4], vec![3, 5, 6]]
+        );
+        assert_eq!(
+            split_into_shards(&[spec("big", 50), spec("a", 1)], 100),
+            vec![vec![0], vec![1]]
         );
         assert_eq!(
             split_into_shards(&plan, u64::MAX),
