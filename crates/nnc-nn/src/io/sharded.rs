@@ -5,8 +5,10 @@
 //!
 //! The index is JSON with a `weight_map` object from tensor name to shard file (relative to the
 //! index's directory; other members such as `metadata` are ignored). The shards are read in the
-//! order they first appear in the weight map, each with its own format's reader, and their
-//! tensors concatenated in file order. Every tensor the index names must be in its shard, and no
+//! order of their file names (for Hugging Face's `model-00001-of-0000N` names, shard order,
+//! which is the order of the state dict that was split; the weight map's keys are sorted by
+//! tensor name, so the order in which it names the shards says nothing), each with its own
+//! format's reader, and their tensors concatenated in file order. Every tensor the index names must be in its shard, and no
 //! name may appear twice; tensors a shard holds beyond the index are kept, so nothing in the
 //! files is dropped. Shard names must stay inside the index's directory (no absolute paths,
 //! no `..`).
@@ -28,8 +30,8 @@ pub fn is_shard_index(path: &Path) -> bool {
         .is_some_and(|n| n.to_ascii_lowercase().ends_with(".index.json"))
 }
 
-/// The shard files of an index, in the order they first appear in its weight map, each with the
-/// tensor names the index puts in it.
+/// The shard files of an index, in the order of their names, each with the tensor names the
+/// index puts in it.
 pub fn shard_files(index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, IoError> {
     let invalid = |what: String| IoError::InvalidFile {
         path: index.display().to_string(),
@@ -80,6 +82,7 @@ pub fn shard_files(index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, IoError>
     if shards.is_empty() {
         return Err(invalid("the weight map is empty".into()));
     }
+    shards.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(shards)
 }
 
