@@ -9,6 +9,7 @@ use nnc_tensor::encode::EncodeInput;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
+use crate::attached;
 use crate::files::{check_output, load_state, refuse_overwrite, save_state, write_atomically};
 use crate::model_read::{read_model, ModelRead};
 use crate::progress::Progress;
@@ -122,6 +123,10 @@ pub struct EncodeArgs {
     /// written anyway when every tensor is float32 or int32 with at least one dimension.
     #[arg(long)]
     pub no_metadata: bool,
+    /// With a model directory as input: do not attach its other files (config.json, the
+    /// tokenizer, ...; attached by default, deflated, and written back by `nnc decode -o DIR/`).
+    #[arg(long)]
+    pub no_files: bool,
     /// Worker threads (default: all cores; at most 1024); the bitstream is the same for any
     /// number.
     #[arg(short = 'j', long, value_parser = crate::threads_arg)]
@@ -183,6 +188,11 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
     let model = read_model(&args.input, &args.read, quiet)?;
     let attributes = attributes_to_carry(&model.metadata);
+    let files = if args.input.is_dir() && !args.no_files && !args.no_metadata {
+        attached::collect(&args.input, quiet)?
+    } else {
+        Default::default()
+    };
     let original = model.tensors;
     progress.show_for(original.len());
     let want_report = args.report || args.json;
@@ -238,7 +248,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         (false, true) => (EncodeInput::from_state_dict_owned(tensors)?, Vec::new()),
         (false, false) => (EncodeInput::from_tensors_owned(tensors)?, Vec::new()),
     };
-    let input = input.with_attributes(attributes);
+    let input = input.with_attributes(attributes).with_files(files);
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
         "encoding {count} tensors ({:.1} M parameters)",

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor, TensorSpec};
 
+mod attached;
 mod decode;
 mod destination;
 mod encode_cmd;
@@ -194,6 +195,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
+            // Files the stream attaches are unpacked and checked before any decoding, and
+            // written once the model is in place.
+            let plan = nnc_tensor::plan_stream(&bytes, &opts)
+                .with_context(|| format!("decoding {}", input.display()))?;
+            let attached = match &output {
+                destination::Destination::Directory { dir, .. } => {
+                    attached::unpack_for(&plan.files, dir, force)?
+                }
+                destination::Destination::File(path) => {
+                    if !plan.files.is_empty() && !cli.quiet {
+                        let names: Vec<String> = plan.files.keys().cloned().collect();
+                        eprintln!(
+                            "note: {}: the stream attaches {}; decode to a directory \
+                             (-o DIR/) to get them",
+                            path.display(),
+                            model_read::name_list(&names)
+                        );
+                    }
+                    Vec::new()
+                }
+            };
             let read_base = |path: &std::path::Path| model_read::read_model(path, &read, cli.quiet);
             let base_tensors = base.as_deref().map(read_base).transpose()?;
             let streamed = decode::streaming(
@@ -230,6 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let plan: Vec<TensorSpec> = tensors.iter().map(Into::into).collect();
                 output.write(&plan, &metadata, |put| tensors.iter().try_for_each(put))?;
             }
+            attached::write(&attached)?;
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }

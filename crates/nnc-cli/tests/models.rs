@@ -1420,3 +1420,111 @@ fn decode_into_a_directory_writes_hugging_face_shards() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("is also an input"));
     assert_eq!(files(&out), fewer);
 }
+
+/// A model directory's other files (config, tokenizer) are attached to the stream and written
+/// back by a decode into a directory, byte for byte; `--no-files` gives the stream of the model
+/// file alone; names a stream attaches cannot write outside the directory.
+#[test]
+fn model_directories_go_through_whole_with_their_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let hf = path("hf");
+    std::fs::create_dir(&hf).expect("mkdir");
+    write_tensors(&hf.join("model.safetensors"), &mixed_model()).expect("write");
+    let config = br#"{"model_type": "bert", "hidden_size": 384}"#;
+    let tokenizer: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    std::fs::write(hf.join("config.json"), config).expect("write");
+    std::fs::write(hf.join("tokenizer.model"), &tokenizer).expect("write");
+    std::fs::write(hf.join(".gitattributes"), b"*.bin lfs").expect("write");
+    std::fs::write(hf.join("pytorch_model.bin"), b"not attached").expect("write");
+    std::fs::create_dir(hf.join("1_Pooling")).expect("mkdir");
+
+    let err = ok(&nnc(&["encode", s(&hf), "-o", s(&path("dir.nnc"))]));
+    assert!(
+        err.contains(r#"attaching "config.json", "tokenizer.model""#),
+        "{err}"
+    );
+    assert!(
+        err.contains("not attached: 1_Pooling/ (a directory)"),
+        "{err}"
+    );
+    ok(&nnc(&[
+        "encode",
+        s(&hf),
+        "--no-files",
+        "-o",
+        s(&path("nofiles.nnc")),
+    ]));
+    ok(&nnc(&[
+        "encode",
+        s(&hf.join("model.safetensors")),
+        "-o",
+        s(&path("file.nnc")),
+    ]));
+    let read = |n: &str| std::fs::read(path(n)).expect("read");
+    assert_eq!(read("nofiles.nnc"), read("file.nnc"));
+    assert!(read("dir.nnc").len() > read("file.nnc").len());
+
+    let out = path("out");
+    ok(&nnc(&[
+        "decode",
+        s(&path("dir.nnc")),
+        "-o",
+        &format!("{}/", s(&out)),
+    ]));
+    assert_eq!(
+        std::fs::read(out.join("config.json")).expect("read"),
+        config
+    );
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.model")).expect("read"),
+        tokenizer
+    );
+    assert!(!out.join(".gitattributes").exists() && !out.join("pytorch_model.bin").exists());
+    // An existing file is replaced only with --force (and the model with it).
+    std::fs::remove_file(out.join("model.safetensors")).expect("rm");
+    let o = nnc(&["decode", s(&path("dir.nnc")), "-o", s(&out)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("config.json exists"));
+    assert!(!out.join("model.safetensors").exists(), "nothing written");
+    std::fs::write(out.join("config.json"), b"old").expect("write");
+    ok(&nnc(&[
+        "decode",
+        s(&path("dir.nnc")),
+        "-o",
+        s(&out),
+        "--force",
+    ]));
+    assert_eq!(
+        std::fs::read(out.join("config.json")).expect("read"),
+        config
+    );
+    // To a file: a note says what is left behind.
+    let err = ok(&nnc(&[
+        "decode",
+        s(&path("dir.nnc")),
+        "-o",
+        s(&path("m.pt")),
+    ]));
+    assert!(err.contains("the stream attaches"), "{err}");
+
+    // A stream attaching a path outside the directory is refused before anything is written.
+    let model =
+        vec![Tensor::try_new("w", vec![4, 4], TensorData::F32(wave(16, 1, 0.1))).expect("tensor")];
+    let input = nnc_tensor::encode::EncodeInput::from_tensors(&model)
+        .expect("input")
+        .with_files([("../evil.txt".to_string(), b"x".to_vec())].into());
+    let bytes = nnc_tensor::encode(&input, &nnc_tensor::EncodeOptions::default())
+        .expect("encode")
+        .bytes;
+    std::fs::write(path("evil.nnc"), bytes).expect("write");
+    let target = path("target");
+    std::fs::create_dir(&target).expect("mkdir");
+    let o = nnc(&["decode", s(&path("evil.nnc")), "-o", s(&target), "--force"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a plain file name"));
+    assert!(!path("evil.txt").exists());
+    assert_eq!(std::fs::read_dir(&target).expect("dir").count(), 0);
+}

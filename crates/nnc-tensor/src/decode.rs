@@ -170,6 +170,8 @@ pub struct DecodedStream {
     /// The model's free-form string attributes carried in the stream's metadata
     /// ([`crate::EncodeInput::attributes`]); empty when none are carried.
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// Files attached to the model ([`crate::EncodeInput::files`]), still packed.
+    pub files: std::collections::BTreeMap<String, crate::metadata::AttachedFile>,
 }
 
 impl DecodedStream {
@@ -287,6 +289,7 @@ pub fn decode_stream(
         general_profile_idc: plan.general_profile_idc,
         topology_storage_format: plan.topology_storage_format,
         attributes: plan.attributes,
+        files: plan.files,
     })
 }
 

@@ -1,6 +1,8 @@
 //! What the reference forgets and we carry: each tensor's original dtype and shape, tensors
-//! that are not coded at all (PyTorch's `num_batches_tracked`), and the model file's free-form
-//! string attributes, as a small JSON document in the topology unit's `topology_data` string.
+//! that are not coded at all (PyTorch's `num_batches_tracked`), the model file's free-form
+//! string attributes, and files attached to the model (a Hugging Face directory's
+//! `config.json`, tokenizer, ...; each deflated, then base64-encoded), as a JSON document in
+//! the topology unit's `topology_data` string.
 //!
 //! The reference writes an empty `topology_data` and its decoder reads and ignores the string for
 //! unrecognised and PyTorch topologies, so streams with metadata stay decodable by it. Nothing is
@@ -55,6 +57,65 @@ pub struct StreamMetadata {
     /// empty when there are none to carry.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// Files attached to the model, by name, packed by [`AttachedFile::pack`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, AttachedFile>,
+}
+
+/// A file attached to a model, as the metadata holds it: its bytes deflated (RFC 1951), then
+/// base64-encoded (standard alphabet, padded). Unpacked only when asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttachedFile(String);
+
+impl AttachedFile {
+    /// Packs a file's bytes.
+    pub fn pack(bytes: &[u8]) -> Self {
+        use base64::Engine;
+        use std::io::Write;
+        let mut deflater =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing into a Vec cannot fail.
+        let deflated = deflater
+            .write_all(bytes)
+            .and_then(|()| deflater.finish())
+            .unwrap_or_default();
+        AttachedFile(base64::engine::general_purpose::STANDARD.encode(deflated))
+    }
+
+    /// Bytes the packed form takes in the stream.
+    pub fn packed_len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The file's bytes. Fails with [`Error::Malformed`] when the packed form is not base64 of
+    /// a deflate stream, and with [`Error::LimitExceeded`] when the file is larger than
+    /// `max_bytes` (checked while inflating, so a hostile stream cannot make it allocate more).
+    pub fn unpack(&self, max_bytes: u64) -> crate::Result<Vec<u8>> {
+        use base64::Engine;
+        use std::io::Read;
+        let malformed = |what: String| crate::Error::Malformed {
+            at: crate::Location::default(),
+            what,
+        };
+        let deflated = base64::engine::general_purpose::STANDARD
+            .decode(self.0.as_bytes())
+            .map_err(|e| malformed(format!("attached file: not base64: {e}")))?;
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(deflated.as_slice())
+            .take(max_bytes.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| malformed(format!("attached file: not deflated data: {e}")))?;
+        if out.len() as u64 > max_bytes {
+            return Err(crate::Error::LimitExceeded {
+                at: crate::Location::default(),
+                what: "attached file size",
+                declared: out.len() as u64,
+                limit: max_bytes,
+            });
+        }
+        Ok(out)
+    }
 }
 
 impl StreamMetadata {
@@ -68,7 +129,10 @@ impl StreamMetadata {
 
     /// Whether there is nothing to carry.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty() && self.extra.is_empty() && self.attributes.is_empty()
+        self.tensors.is_empty()
+            && self.extra.is_empty()
+            && self.attributes.is_empty()
+            && self.files.is_empty()
     }
 
     /// The `topology_data` string.

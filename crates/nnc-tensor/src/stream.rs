@@ -73,6 +73,9 @@ pub struct StreamPlan {
     /// The model's free-form string attributes carried in the stream's metadata
     /// ([`crate::EncodeInput::attributes`]); empty when none are carried.
     pub attributes: BTreeMap<String, String>,
+    /// Files attached to the model ([`crate::EncodeInput::files`]), still packed; empty when
+    /// none are carried.
+    pub files: BTreeMap<String, crate::metadata::AttachedFile>,
 }
 
 /// Where an output tensor comes from.
@@ -247,6 +250,11 @@ impl<'a> StreamDecoder<'a> {
                 .metadata
                 .as_ref()
                 .map(|m| m.attributes.clone())
+                .unwrap_or_default(),
+            files: parsed
+                .metadata
+                .as_ref()
+                .map(|m| m.files.clone())
                 .unwrap_or_default(),
         };
         Ok(StreamDecoder {

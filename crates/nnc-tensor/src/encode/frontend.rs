@@ -50,6 +50,7 @@ impl EncodeInput {
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_PYTORCH,
             attributes: BTreeMap::new(),
+            files: BTreeMap::new(),
         })
     }
 

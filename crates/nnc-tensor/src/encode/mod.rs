@@ -156,6 +156,11 @@ fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<Stre
         meta.order = all.into_iter().map(|(_, n)| n.to_string()).collect();
     }
     meta.attributes = input.attributes.clone();
+    meta.files = input
+        .files
+        .iter()
+        .map(|(name, bytes)| (name.clone(), crate::metadata::AttachedFile::pack(bytes)))
+        .collect();
     Ok((!meta.is_empty()).then_some(meta))
 }
 
@@ -568,6 +573,63 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(encode(&with, &off).unwrap().bytes, base);
+    }
+
+    #[test]
+    fn attached_files_travel_packed_and_unpack_within_a_limit() {
+        use crate::metadata::AttachedFile;
+        let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
+        let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
+        let plain = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
+        let config = br#"{"model_type": "bert", "hidden_size": 384}"#.repeat(50);
+        let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let files: std::collections::BTreeMap<String, Vec<u8>> = [
+            ("config.json".to_string(), config.clone()),
+            ("tokenizer.model".to_string(), binary.clone()),
+            ("empty".to_string(), Vec::new()),
+        ]
+        .into();
+        let with = plain.clone().with_files(files.clone());
+        let opts = EncodeOptions::default();
+        let bytes = encode(&with, &opts).unwrap().bytes;
+        let plan = crate::plan_stream(&bytes, &DecodeOptions::new()).unwrap();
+        assert_eq!(plan.files.len(), 3);
+        for (name, want) in &files {
+            assert_eq!(&plan.files[name].unpack(1 << 20).unwrap(), want, "{name}");
+        }
+        // Deflated: the repeated config costs far less than its size.
+        assert!(plan.files["config.json"].packed_len() < config.len() / 4);
+        let e = plan.files["config.json"].unpack(100).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::LimitExceeded);
+        let out = decode_stream(
+            &bytes,
+            &mut crate::DecoderState::default(),
+            &DecodeOptions::new(),
+        )
+        .unwrap();
+        assert_eq!(out.files, plan.files);
+        // Without metadata nothing is attached: the reference's stream.
+        let off = EncodeOptions {
+            carry_dtypes: false,
+            ..Default::default()
+        };
+        assert_eq!(
+            encode(&with, &off).unwrap().bytes,
+            encode(&plain, &off).unwrap().bytes
+        );
+        // A bomb: 64 MiB of zeros deflate to kilobytes, and unpack refuses past its limit
+        // without inflating it all.
+        let bomb = AttachedFile::pack(&vec![0u8; 64 << 20]);
+        assert!(bomb.packed_len() < 200_000);
+        assert_eq!(
+            bomb.unpack(1 << 20).unwrap_err().kind(),
+            crate::ErrorKind::LimitExceeded
+        );
+        let garbage: AttachedFile = serde_json::from_str("\"not base64!\"").unwrap();
+        assert_eq!(
+            garbage.unpack(1 << 20).unwrap_err().kind(),
+            crate::ErrorKind::Malformed
+        );
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub struct EncodeInput {
     /// decoder as [`StreamPlan::attributes`](crate::StreamPlan::attributes). The reference has
     /// no such data: a stream with attributes is not byte-identical with its stream.
     pub attributes: BTreeMap<String, String>,
+    /// Files attached to the model, by name (a Hugging Face directory's `config.json`,
+    /// tokenizer, ...): carried deflated in the stream's metadata when
+    /// [`EncodeOptions::carry_dtypes`](super::EncodeOptions) is on, and handed back as
+    /// [`StreamPlan::files`](crate::StreamPlan::files). The reference ignores them.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 /// [`encode`](super::encode) borrows an input given by reference (`&input`) and reads it in
@@ -276,12 +281,19 @@ impl EncodeInput {
             block_identifier: BTreeMap::new(),
             topology_storage_format: TOPOLOGY_UNRECOGNISED,
             attributes: BTreeMap::new(),
+            files: BTreeMap::new(),
         })
     }
 
     /// Sets [`EncodeInput::attributes`].
     pub fn with_attributes(mut self, attributes: BTreeMap<String, String>) -> Self {
         self.attributes = attributes;
+        self
+    }
+
+    /// Sets [`EncodeInput::files`].
+    pub fn with_files(mut self, files: BTreeMap<String, Vec<u8>>) -> Self {
+        self.files = files;
         self
     }
 
