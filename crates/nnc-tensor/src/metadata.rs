@@ -88,8 +88,8 @@ impl AttachedFile {
         self.0.len()
     }
 
-    /// The file's bytes. Fails with [`Error::Malformed`] when the packed form is not base64 of
-    /// a deflate stream, and with [`Error::LimitExceeded`] when the file is larger than
+    /// The file's bytes. Fails with [`Error::Malformed`](crate::Error::Malformed) when the packed form is not base64 of
+    /// a deflate stream, and with [`Error::LimitExceeded`](crate::Error::LimitExceeded) when the file is larger than
     /// `max_bytes` (checked while inflating, so a hostile stream cannot make it allocate more).
     pub fn unpack(&self, max_bytes: u64) -> crate::Result<Vec<u8>> {
         use base64::Engine;
