@@ -124,7 +124,8 @@ pub struct EncodeArgs {
     #[arg(long)]
     pub no_metadata: bool,
     /// With a model directory as input: do not attach its other files (config.json, the
-    /// tokenizer, ...; attached by default, deflated, and written back by `nnc decode -o DIR/`).
+    /// tokenizer, ...; attached by default, deflated, and written back by `nnc decode -o DIR/`;
+    /// never attached to an update, --base or --state).
     #[arg(long)]
     pub no_files: bool,
     /// Worker threads (default: all cores; at most 1024); the bitstream is the same for any
@@ -188,7 +189,9 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
     let model = read_model(&args.input, &args.read, quiet)?;
     let attributes = attributes_to_carry(&model.metadata);
-    let files = if args.input.is_dir() && !args.no_files && !args.no_metadata {
+    // An update (--base, --state) carries no files: they would be sent again with every step.
+    let whole_model = args.base.is_none() && args.state.is_none();
+    let files = if args.input.is_dir() && whole_model && !args.no_files && !args.no_metadata {
         attached::collect(&args.input, quiet)?
     } else {
         Default::default()

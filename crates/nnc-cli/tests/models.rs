@@ -1465,6 +1465,19 @@ fn model_directories_go_through_whole_with_their_files() {
     ]));
     let read = |n: &str| std::fs::read(path(n)).expect("read");
     assert_eq!(read("nofiles.nnc"), read("file.nnc"));
+    // An update carries no files.
+    let err = ok(&nnc(&[
+        "encode",
+        s(&hf),
+        "--base",
+        s(&hf),
+        "-o",
+        s(&path("update.nnc")),
+    ]));
+    assert!(!err.contains("attaching"), "{err}");
+    let plan = nnc_tensor::plan_stream(&read("update.nnc"), &nnc_tensor::DecodeOptions::new())
+        .expect("plan");
+    assert!(plan.files.is_empty());
     assert!(read("dir.nnc").len() > read("file.nnc").len());
 
     let out = path("out");
