@@ -2,6 +2,7 @@
 pickling, errors."""
 
 import copy
+import pathlib
 import pickle
 import threading
 from collections import OrderedDict
@@ -250,6 +251,32 @@ def test_attributes_travel_with_the_stream():
         nnc.encode(model, attributes={"n": 1})
     with pytest.raises(nnc.MalformedError):
         nnc.attributes(carried[:7])
+
+
+def test_attached_files_of_a_model_directory(tmp_path):
+    """A stream made by `nnc encode DIR` attaches the directory's config; Python reads it."""
+    import shutil
+    import subprocess
+
+    repo = pathlib.Path(__file__).resolve().parents[3]
+    built = [repo / "target" / p / "nnc" for p in ("release", "debug")]
+    exe = shutil.which("nnc") or next((str(b) for b in built if b.exists()), None)
+    if exe is None:
+        pytest.skip("the nnc command is not built")
+    model = tmp_path / "hf"
+    model.mkdir()
+    # A directory needs a model file by its Hugging Face name: nnc itself writes one.
+    stream = nnc.encode({"w": weights((8, 8))})
+    (tmp_path / "m.nnc").write_bytes(stream)
+    out = str(model / "model.safetensors")
+    subprocess.run([exe, "decode", str(tmp_path / "m.nnc"), "-o", out, "-q"], check=True)
+    config = b'{"model_type": "bert"}'
+    (model / "config.json").write_bytes(config)
+    subprocess.run([exe, "encode", str(model), "-o", str(tmp_path / "d.nnc"), "-q"], check=True)
+    d = (tmp_path / "d.nnc").read_bytes()
+    assert nnc.attached_files(d) == {"config.json": config}
+    assert nnc.attached_files(stream) == {}
+    assert list(nnc.decode(d)) == ["w"]
 
 
 def test_qp_per_tensor_refuses_names_that_match_nothing():

@@ -115,6 +115,10 @@ def decode(
 ) -> dict[str, np.ndarray]:
     """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""
 
+def attached_files(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, bytes]:
+    """The files the bitstream attaches to its model (``nnc encode DIR``: config.json, the
+    tokenizer); empty when there are none. Names are as the stream gives them."""
+
 def attributes(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, str]:
     """The model attributes the bitstream carries (``encode(..., attributes=...)``, or a
     safetensors file's metadata carried by ``nnc encode``); empty when there are none."""
