@@ -77,7 +77,9 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
 /// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim).
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
-/// the stream's metadata and comes back from `nnc.attributes`. Raises
+/// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
+/// such as a model's `config.json`) is attached deflated and comes back from
+/// `nnc.attached_files` (and from `nnc decode -o DIR/`). Raises
 /// `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
 #[pyfunction]
 #[pyo3(signature = (
@@ -86,7 +88,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
     row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
     pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
-    state_dict=false, carry_dtypes=true, threads=None, attributes=None
+    state_dict=false, carry_dtypes=true, threads=None, attributes=None, files=None
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -98,7 +100,7 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
                       tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
                       scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
                       tensor_id='0', state=None, update_state=True, state_dict=False, \
-                      carry_dtypes=True, threads=None, attributes=None)"
+                      carry_dtypes=True, threads=None, attributes=None, files=None)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,
@@ -130,6 +132,7 @@ pub fn py_encode<'py>(
     carry_dtypes: bool,
     threads: Option<usize>,
     attributes: Option<BTreeMap<String, String>>,
+    files: Option<BTreeMap<String, Vec<u8>>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -184,7 +187,8 @@ pub fn py_encode<'py>(
         .map_err(|e| nnc_tensor::Error::InvalidArgument {
             what: e.to_string(),
         })?
-        .with_attributes(attributes.unwrap_or_default());
+        .with_attributes(attributes.unwrap_or_default())
+        .with_files(files.unwrap_or_default());
         let stream = match base.as_mut() {
             Some(st) => encode_incremental(input, &opts, st, update_state)?,
             None => encode(input, &opts)?,

@@ -278,6 +278,20 @@ def test_attached_files_of_a_model_directory(tmp_path):
     assert nnc.attached_files(stream) == {}
     assert list(nnc.decode(d)) == ["w"]
 
+    # And the other way: files attached from Python come out of `nnc decode -o DIR/`.
+    tokenizer = bytes(range(256)) * 40
+    w = weights((8, 8))
+    attached = nnc.encode({"w": w}, files={"config.json": config, "tokenizer.model": tokenizer})
+    assert nnc.attached_files(attached) == {"config.json": config, "tokenizer.model": tokenizer}
+    # Without metadata nothing is attached.
+    plain = nnc.encode({"w": w}, carry_dtypes=False)
+    assert nnc.encode({"w": w}, files={"a": b"x"}, carry_dtypes=False) == plain
+    (tmp_path / "a.nnc").write_bytes(attached)
+    out = tmp_path / "out"
+    subprocess.run([exe, "decode", str(tmp_path / "a.nnc"), "-o", f"{out}/", "-q"], check=True)
+    assert (out / "config.json").read_bytes() == config
+    assert (out / "tokenizer.model").read_bytes() == tokenizer
+
 
 def test_qp_per_tensor_refuses_names_that_match_nothing():
     w = weights((16, 8))

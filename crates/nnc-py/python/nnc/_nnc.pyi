@@ -98,6 +98,7 @@ def encode(
     carry_dtypes: bool = True,
     threads: Optional[int] = None,
     attributes: Optional[Mapping[str, str]] = None,
+    files: Optional[Mapping[str, bytes]] = None,
 ) -> bytes:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
