@@ -177,6 +177,12 @@ fn sharded_writer_output_reads_back_through_its_index() {
     let none = tempfile::tempdir().unwrap();
     let mut w = ShardedWriter::create(none.path(), &plan, 40, &meta).unwrap();
     w.write(&model[0]).unwrap();
+    // Errors name the shard's own file, not its temporary name.
+    let again = w.write(&model[0]).unwrap_err().to_string();
+    assert!(
+        again.contains("model-00001-of-") && !again.contains(".nnc-tmp"),
+        "{again}"
+    );
     drop(w);
     assert!(files(none.path()).is_empty());
     let mut w = ShardedWriter::create(none.path(), &plan, 40, &meta).unwrap();

@@ -255,11 +255,12 @@ pub fn write_safetensors_with_metadata(
         _ => Path::new("."),
     };
     let temp = super::writer::temp_file_in(parent).map_err(|e| io_error(path, e))?;
-    let mut writer = super::TensorWriter::create_as_with(
-        temp.path(),
+    let mut writer = super::TensorWriter::open_as(
+        path,
         &plan,
         super::FileFormat::Safetensors,
         metadata,
+        || temp.reopen(),
     )?;
     for t in tensors {
         writer.write(t)?;

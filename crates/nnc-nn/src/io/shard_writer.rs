@@ -149,13 +149,12 @@ impl ShardedWriter {
                 total_parameters =
                     total_parameters.saturating_add(s.shape.iter().product::<usize>() as u64);
             }
-            let temp = temp_file_in(dir).map_err(|e| io_error(&dir.join(&name), e))?;
-            let writer = TensorWriter::create_as_with(
-                temp.path(),
-                &specs,
-                FileFormat::Safetensors,
-                metadata,
-            )?;
+            let path = dir.join(&name);
+            let temp = temp_file_in(dir).map_err(|e| io_error(&path, e))?;
+            let writer =
+                TensorWriter::open_as(&path, &specs, FileFormat::Safetensors, metadata, || {
+                    temp.reopen()
+                })?;
             shards.push(Shard { name, temp, writer });
         }
         let index = (n > 1)

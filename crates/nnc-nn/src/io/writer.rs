@@ -72,10 +72,7 @@ impl TensorWriter {
     /// Creates `path` (format by extension) for the tensors of `plan`. Checks names, dtypes and
     /// the tensor count of `.npy` before the file is created.
     pub fn create(path: &Path, plan: &[TensorSpec]) -> Result<Self, IoError> {
-        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
-            path: path.display().to_string(),
-        })?;
-        Self::create_as(path, plan, format)
+        Self::create_with_metadata(path, plan, &SafetensorsMetadata::new())
     }
 
     /// [`TensorWriter::create`], with a safetensors `__metadata__` map for the header (see
@@ -89,24 +86,18 @@ impl TensorWriter {
         let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
             path: path.display().to_string(),
         })?;
-        Self::create_as_with(path, plan, format, metadata)
+        Self::open_as(path, plan, format, metadata, || File::create(path))
     }
 
-    /// [`TensorWriter::create`] in the given format, whatever the extension.
-    pub(crate) fn create_as(
-        path: &Path,
-        plan: &[TensorSpec],
-        format: FileFormat,
-    ) -> Result<Self, IoError> {
-        Self::create_as_with(path, plan, format, &SafetensorsMetadata::new())
-    }
-
-    /// [`TensorWriter::create_with_metadata`] in the given format, whatever the extension.
-    pub(crate) fn create_as_with(
+    /// [`TensorWriter::create_with_metadata`] in the given format, whatever the extension,
+    /// writing to the file `open` gives once the plan is checked (a temporary file to be
+    /// renamed to `path`, say); errors name `path`.
+    pub(crate) fn open_as(
         path: &Path,
         plan: &[TensorSpec],
         format: FileFormat,
         metadata: &SafetensorsMetadata,
+        open: impl FnOnce() -> std::io::Result<File>,
     ) -> Result<Self, IoError> {
         let mut planned = HashMap::with_capacity(plan.len());
         for s in plan {
@@ -143,14 +134,14 @@ impl TensorWriter {
                         p.offset = o;
                     }
                 }
-                let mut file = File::create(path).map_err(io)?;
+                let mut file = open().map_err(io)?;
                 file.write_all(&header).map_err(io)?;
                 file.set_len(total).map_err(io)?;
                 Out::Safetensors(file)
             }
             FileFormat::Npz => {
                 check_numpy(".npz")?;
-                let file = File::create(path).map_err(io)?;
+                let file = open().map_err(io)?;
                 Out::Npz(npyz::zip::ZipWriter::new(BufWriter::new(file)))
             }
             FileFormat::Npy => {
@@ -161,7 +152,7 @@ impl TensorWriter {
                     });
                 }
                 check_numpy(".npy")?;
-                Out::Npy(BufWriter::new(File::create(path).map_err(io)?))
+                Out::Npy(BufWriter::new(open().map_err(io)?))
             }
             FileFormat::PyTorch => {
                 super::pytorch::save::check_plan(path, plan)?;
@@ -170,7 +161,7 @@ impl TensorWriter {
                         p.offset = i as u64;
                     }
                 }
-                let file = BufWriter::new(File::create(path).map_err(io)?);
+                let file = BufWriter::new(open().map_err(io)?);
                 Out::PyTorch(super::pytorch::save::start(file, plan).map_err(io)?)
             }
         };

@@ -124,7 +124,13 @@ pub fn read_pytorch_summarized(
 /// module doc). Names must be unique.
 pub fn write_pytorch(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
     let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
-    let mut writer = super::TensorWriter::create_as(path, &plan, super::FileFormat::PyTorch)?;
+    let mut writer = super::TensorWriter::open_as(
+        path,
+        &plan,
+        super::FileFormat::PyTorch,
+        &super::SafetensorsMetadata::new(),
+        || std::fs::File::create(path),
+    )?;
     for t in tensors {
         writer.write(t)?;
     }
