@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use nnc_nn::io::shard_writer::is_written_name;
-use nnc_tensor::metadata::AttachedFile;
+use nnc_tensor::metadata::{unpack_each, AttachedFile};
 
+use crate::destination::Destination;
 use crate::files::write_atomically;
 use crate::model_read::name_list;
 
@@ -16,10 +17,6 @@ use crate::model_read::name_list;
 const MAX_FILE_BYTES: u64 = 16 << 20;
 /// Largest total attached by `nnc encode`.
 const MAX_TOTAL_BYTES: u64 = 64 << 20;
-/// Largest file `nnc decode` unpacks (a stream is untrusted input).
-const MAX_UNPACKED_FILE_BYTES: u64 = 64 << 20;
-/// Largest total `nnc decode` unpacks.
-const MAX_UNPACKED_TOTAL_BYTES: u64 = 256 << 20;
 
 /// Extensions of weight files (and other large binaries of model repositories) that are never
 /// attached: the weights are what the codec codes.
@@ -114,16 +111,15 @@ pub fn collect(dir: &Path, quiet: bool) -> anyhow::Result<BTreeMap<String, Vec<u
 }
 
 /// The attached files of a stream to write into directory `dir`, unpacked: every name checked
-/// ([`is_attachable_name`]; a hostile stream must not write elsewhere), each file refused if it
-/// exists and `force` is not given. Bounded: 64 MiB a file, 256 MiB in all.
+/// ([`is_attachable_name`]; a hostile stream must not write elsewhere) and each file refused if
+/// it exists and `force` is not given, before anything is unpacked; unpacking bounded as
+/// [`unpack_each`] bounds it.
 pub fn unpack_for(
     files: &BTreeMap<String, AttachedFile>,
     dir: &Path,
     force: bool,
 ) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
-    let mut out = Vec::with_capacity(files.len());
-    let mut total = 0u64;
-    for (name, file) in files {
+    for name in files.keys() {
         if !is_attachable_name(name) {
             bail!("the stream attaches a file named {name:?}, which is not a plain file name");
         }
@@ -131,14 +127,39 @@ pub fn unpack_for(
         if path.exists() && !force {
             bail!("{} exists (use --force to replace it)", path.display());
         }
-        let budget = MAX_UNPACKED_FILE_BYTES.min(MAX_UNPACKED_TOTAL_BYTES - total);
-        let bytes = file
-            .unpack(budget)
-            .with_context(|| format!("unpacking the attached file {name:?}"))?;
-        total += bytes.len() as u64;
-        out.push((path, bytes));
     }
-    Ok(out)
+    unpack_each(files)
+        .map(|(name, bytes)| {
+            let bytes = bytes.with_context(|| format!("unpacking the attached file {name:?}"))?;
+            Ok((dir.join(name), bytes))
+        })
+        .collect()
+}
+
+/// What of a stream's attached files `nnc decode` writes to `output`: for a directory, the
+/// files unpacked ([`unpack_for`]); for a file, none, with a note (unless `quiet`) naming what
+/// is left behind.
+pub fn for_destination(
+    files: &BTreeMap<String, AttachedFile>,
+    output: &Destination,
+    force: bool,
+    quiet: bool,
+) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+    match output {
+        Destination::Directory { dir, .. } => unpack_for(files, dir, force),
+        Destination::File(path) => {
+            if !files.is_empty() && !quiet {
+                let names: Vec<String> = files.keys().cloned().collect();
+                eprintln!(
+                    "note: {}: the stream attaches {}; decode to a directory (-o DIR/) to get \
+                     them",
+                    path.display(),
+                    name_list(&names)
+                );
+            }
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Writes unpacked files, each through a temporary file renamed into place.

@@ -3,11 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::Context;
 use nnc_nn::io::{
     attributes_to_carry, metadata_to_write, FileFormat, IoError, SafetensorsMetadata,
 };
-use nnc_tensor::{DType, DecodeOptions, DecoderState, StreamDecoder, Tensor, TensorSpec};
+use nnc_tensor::{DType, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
 use crate::destination::Destination;
 use crate::model_read::{name_list, Model};
@@ -39,22 +38,20 @@ pub fn output_metadata(
     metadata_to_write(&carried)
 }
 
-/// Decodes `bytes` into `output`, writing each tensor as soon as it is decoded (the output file's
-/// layout comes from the stream's plan), or with a `base` model, the base plus the update (see
-/// [`onto_base`]). Returns `false`, having written nothing and left `state` to be reloaded, when
+/// Decodes the stream `decoder` has read into `output`, writing each tensor as soon as it is
+/// decoded (the output file's layout comes from the stream's plan), or with a `base` model, the
+/// base plus the update (see [`onto_base`]). Returns `false`, having written nothing and left `state` to be reloaded, when
 /// a tensor turns out other than planned (a recorded integer dtype that cannot hold the decoded
 /// values): the caller then decodes in memory.
 pub fn streaming(
-    bytes: &[u8],
+    decoder: StreamDecoder<'_>,
     input: &Path,
     base: Option<Model>,
     output: &Destination,
     state: &mut DecoderState,
-    opts: &DecodeOptions,
     quiet: bool,
 ) -> anyhow::Result<bool> {
     let decoding = || format!("decoding {}", input.display());
-    let decoder = StreamDecoder::new(bytes, opts).with_context(decoding)?;
     let metadata = output_metadata(
         &decoder.plan().attributes,
         base.as_ref().map(|b| &b.metadata),

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use nnc_tensor::{decode_stream, hls_json, DecodeOptions, Limits, Tensor, TensorSpec};
+use nnc_tensor::{
+    decode_stream, hls_json, DecodeOptions, Limits, StreamDecoder, Tensor, TensorSpec,
+};
 
 mod attached;
 mod decode;
@@ -195,38 +197,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;
-            // Files the stream attaches are unpacked and checked before any decoding, and
-            // written once the model is in place.
-            let plan = nnc_tensor::plan_stream(&bytes, &opts)
+            // The stream's units are read and checked once; the files it attaches are
+            // unpacked and checked before any decoding, and written once the model is in place.
+            let decoder = StreamDecoder::new(&bytes, &opts)
                 .with_context(|| format!("decoding {}", input.display()))?;
-            let attached = match &output {
-                destination::Destination::Directory { dir, .. } => {
-                    attached::unpack_for(&plan.files, dir, force)?
-                }
-                destination::Destination::File(path) => {
-                    if !plan.files.is_empty() && !cli.quiet {
-                        let names: Vec<String> = plan.files.keys().cloned().collect();
-                        eprintln!(
-                            "note: {}: the stream attaches {}; decode to a directory \
-                             (-o DIR/) to get them",
-                            path.display(),
-                            model_read::name_list(&names)
-                        );
-                    }
-                    Vec::new()
-                }
-            };
+            let attached =
+                attached::for_destination(&decoder.plan().files, &output, force, cli.quiet)?;
             let read_base = |path: &std::path::Path| model_read::read_model(path, &read, cli.quiet);
             let base_tensors = base.as_deref().map(read_base).transpose()?;
-            let streamed = decode::streaming(
-                &bytes,
-                &input,
-                base_tensors,
-                &output,
-                &mut inc,
-                &opts,
-                cli.quiet,
-            )?;
+            let streamed =
+                decode::streaming(decoder, &input, base_tensors, &output, &mut inc, cli.quiet)?;
             if !streamed {
                 inc = load_state(state.as_deref())?;
                 let decoded = decode_stream(&bytes, &mut inc, &opts)

@@ -2,7 +2,6 @@
 //! which state dict a PyTorch checkpoint holds, a name prefix to remove, a note of what a
 //! checkpoint holds that is left out, and a safetensors file's `__metadata__`.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -60,16 +59,14 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     } else {
         path
     };
-    let metadata_seen: RefCell<Vec<(PathBuf, SafetensorsMetadata)>> = RefCell::new(Vec::new());
-    let read_one = |file: &Path| {
+    let mut seen: Vec<(PathBuf, SafetensorsMetadata)> = Vec::new();
+    let mut read_one = |file: &Path| {
         let (tensors, metadata) = read_file(file, how.checkpoint_key.as_deref(), quiet)?;
-        metadata_seen
-            .borrow_mut()
-            .push((file.to_path_buf(), metadata));
+        seen.push((file.to_path_buf(), metadata));
         Ok::<_, anyhow::Error>(tensors)
     };
     let mut tensors = if is_shard_index(path) {
-        sharded::read_sharded_with(path, read_one)?
+        sharded::read_sharded_with(path, &mut read_one)?
     } else {
         read_one(path)?
     };
@@ -77,7 +74,6 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     if let Some(prefix) = &how.strip_prefix {
         strip(&mut tensors, prefix).with_context(|| format!("reading {}", path.display()))?;
     }
-    let seen = metadata_seen.into_inner();
     let metadata = seen.first().map(|(_, m)| m.clone()).unwrap_or_default();
     if let Some((other, _)) = seen.iter().find(|(_, m)| *m != metadata) {
         if !quiet {

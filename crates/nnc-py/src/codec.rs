@@ -320,10 +320,6 @@ pub fn py_attributes(bitstream: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, 
     Ok(plan.attributes)
 }
 
-/// Largest attached file `attached_files` unpacks, and the largest total.
-const MAX_ATTACHED_FILE_BYTES: u64 = 64 << 20;
-const MAX_ATTACHED_TOTAL_BYTES: u64 = 256 << 20;
-
 /// The files a bitstream attaches to its model (a Hugging Face directory's `config.json` and
 /// tokenizer, attached by `nnc encode DIR`): a `dict` of name to `bytes`, empty when there are
 /// none. Unpacking is bounded (64 MiB a file, 256 MiB in all: `nnc.LimitExceededError` past
@@ -338,11 +334,8 @@ pub fn py_attached_files<'py>(
     let plan = nnc_tensor::plan_stream(bitstream.as_bytes(), &DecodeOptions::new())
         .map_err(|e| to_py(&e))?;
     let out = PyDict::new(py);
-    let mut total = 0u64;
-    for (name, file) in &plan.files {
-        let budget = MAX_ATTACHED_FILE_BYTES.min(MAX_ATTACHED_TOTAL_BYTES - total);
-        let bytes = file.unpack(budget).map_err(|e| to_py(&e))?;
-        total += bytes.len() as u64;
+    for (name, bytes) in nnc_tensor::metadata::unpack_each(&plan.files) {
+        let bytes = bytes.map_err(|e| to_py(&e))?;
         out.set_item(name, PyBytes::new(py, &bytes))?;
     }
     Ok(out)

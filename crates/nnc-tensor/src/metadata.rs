@@ -62,6 +62,28 @@ pub struct StreamMetadata {
     pub files: BTreeMap<String, AttachedFile>,
 }
 
+/// Largest attached file [`unpack_each`] unpacks (a stream is untrusted input).
+pub const MAX_ATTACHED_FILE_BYTES: u64 = 64 << 20;
+/// Largest total of attached files [`unpack_each`] unpacks.
+pub const MAX_ATTACHED_TOTAL_BYTES: u64 = 256 << 20;
+
+/// Unpacks attached files one by one in name order, each bounded by
+/// [`MAX_ATTACHED_FILE_BYTES`] and by what [`MAX_ATTACHED_TOTAL_BYTES`] leaves after the files
+/// before it ([`AttachedFile::unpack`]'s errors past that).
+pub fn unpack_each(
+    files: &BTreeMap<String, AttachedFile>,
+) -> impl Iterator<Item = (&str, crate::Result<Vec<u8>>)> {
+    let mut total = 0u64;
+    files.iter().map(move |(name, file)| {
+        let budget = MAX_ATTACHED_FILE_BYTES.min(MAX_ATTACHED_TOTAL_BYTES - total);
+        let bytes = file.unpack(budget);
+        if let Ok(b) = &bytes {
+            total += b.len() as u64;
+        }
+        (name.as_str(), bytes)
+    })
+}
+
 /// A file attached to a model, as the metadata holds it: its bytes deflated (RFC 1951), then
 /// base64-encoded (standard alphabet, padded). Unpacked only when asked for.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
