@@ -54,14 +54,15 @@ impl Summary {
     }
 }
 
-/// The vector sets of this repository: the 105 public cases (`conformance/vectors`), then the
-/// edge cases the public set does not hold (`conformance/edge`, made with
-/// `gen_vectors.py --set edge`).
+/// The vector sets of this repository: the 105 public cases (`conformance/vectors`), the edge
+/// cases the public set does not hold (`conformance/edge`, made with `gen_vectors.py --set edge`),
+/// then random combinations of options (`conformance/combo`, `--set combo --seed 11`, the cases
+/// of up to 20 KB and the three larger ones that found encoder bugs).
 pub fn default_vector_sets() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("conformance");
-    vec![root.join("vectors"), root.join("edge")]
+    vec![root.join("vectors"), root.join("edge"), root.join("combo")]
 }
 
 /// Runs `run` (the decoder or the encoder check) on each set in turn; the results of all.

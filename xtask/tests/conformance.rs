@@ -1,5 +1,5 @@
-//! `cargo test` runs the same conformance cases as `cargo xtask conformance`: the public set and
-//! the edge cases.
+//! `cargo test` runs the same conformance cases as `cargo xtask conformance`: the public set, the
+//! edge cases and the option combinations.
 
 use xtask::conformance::{
     default_vector_sets, run_decode, run_encode, run_sets, RunOptions, Summary,
@@ -30,9 +30,9 @@ fn assert_all_pass(summary: &Summary) {
         .iter()
         .filter_map(|r| r.failure.as_ref().map(|f| format!("{}: {f}", r.name)))
         .collect();
-    // 105 public cases and 7 edge cases.
+    // 105 public cases, 7 edge cases and 112 option combinations.
     assert!(
-        summary.results.len() >= 112,
+        summary.results.len() >= 224,
         "only {} cases ran",
         summary.results.len()
     );

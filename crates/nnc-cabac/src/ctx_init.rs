@@ -39,22 +39,26 @@ impl CtxInitList {
             let count = if self.use_tca { 5 } else { 3 };
             (ContextLayout::SIGN..ContextLayout::SIGN + count).for_each(&mut f);
         }
+        // Reference quirk: `cbs > 0 ? max(cbz, cbs - 1 - cbz) : -1` has an unsigned type in the
+        // C++, so "no codebook" is 2^32 − 1 rather than −1. The three limits below then always
+        // hold for N ≥ 1; with N = 0 (encoder trial passes) the remainder's running level starts
+        // at 2^32 − 1 as well and no remainder context is listed.
         let max_abs: i64 = if self.cbs > 0 {
             i64::from(
                 self.cbz
                     .max(self.cbs.wrapping_sub(1).wrapping_sub(self.cbz)),
             )
         } else {
-            -1
+            i64::from(u32::MAX)
         };
         for a in 0..2 * n {
-            if max_abs == -1 || a < 2 * max_abs {
+            if a < 2 * max_abs {
                 f(ContextLayout::GTX + a as usize);
             }
         }
         if self.use_tca {
             for a in 2 * n..4 * n {
-                if max_abs == -1 || a < 2 * (max_abs - 1) + 2 * n {
+                if a < 2 * (max_abs - 1) + 2 * n {
                     f(ContextLayout::GTX + a as usize);
                 }
             }
@@ -63,7 +67,7 @@ impl CtxInitList {
         let mut level = i64::from(self.layout.num_gtx_flags().wrapping_sub(1));
         for a in 0..31usize {
             level += 1i64 << a;
-            if max_abs == -1 || level < max_abs {
+            if level < max_abs {
                 f(self.layout.rem() + a);
             }
         }
@@ -92,6 +96,27 @@ mod tests {
             cbz: 0,
         };
         assert_eq!(list(l).len(), 57);
+    }
+
+    #[test]
+    fn no_codebook_with_n_0_lists_no_remainder_context() {
+        // The encoder's trial passes with N = 0: the remainder's running level starts at 2^32 − 1,
+        // which is not below the "no codebook" bound 2^32 − 1, so only sig and sign are listed.
+        let l = CtxInitList {
+            layout: ContextLayout::new(0),
+            dq_flag: false,
+            use_tca: false,
+            use_hdsp: false,
+            cbs: 0,
+            cbz: 0,
+        };
+        assert_eq!(list(l), vec![0, 1, 2, 48, 49, 50]);
+        // With N = 1 the bound never bites: all 31 remainder contexts.
+        let n1 = CtxInitList {
+            layout: ContextLayout::new(1),
+            ..l
+        };
+        assert_eq!(list(n1).len(), 3 + 3 + 2 + 31);
     }
 
     #[test]

@@ -367,6 +367,51 @@ mod tests {
         }
     }
 
+    /// Bytes of the reference's `deepCABAC.Encoder` after `initCtxModels(0, param_opt)` and
+    /// `encodeLayer(levels, 0, 0, 0, 0, 0, ...)`: the trial encodes of the codebook zero-offset
+    /// search with `cabac_unary_length_minus1 = 0` (quirks.md, "N = 0").
+    #[test]
+    fn n_0_trial_encodes_match_the_reference() {
+        let cases: [(&[i32], bool, &[u8]); 4] = [
+            (&[1], false, &[0x92, 0x2f]),
+            (&[0, 0, 0, 0], true, &[0x93, 0x33]),
+            (
+                &[2, -3, 0, 7, 0, 0, 1, -1, 12, 0, -40, 3],
+                true,
+                &[0x90, 0x8d, 0x2e, 0x38, 0x3a, 0x05, 0x0b, 0x81, 0x31],
+            ),
+            (
+                &[5; 8],
+                true,
+                &[0xb8, 0x71, 0xc0, 0x00, 0x00, 0x00, 0x01, 0xb1],
+            ),
+        ];
+        for (levels, param_opt, want) in cases {
+            let cfg = LayerConfig {
+                dims: vec![levels.len()],
+                dq_flag: false,
+                scan_order: 0,
+                general_profile_idc: 0,
+                parent_node_id_present_flag: false,
+                codebook_size: 0,
+                codebook_zero_offset: 0,
+                cabac_unary_length: 0,
+            };
+            let hist = LayerHistory {
+                base_levels: None,
+                hdsp_mode: HdspMode::AlwaysOff,
+                hdsp_hist: None,
+            };
+            let opts = EncodeLayerOptions {
+                param_opt,
+                ..Default::default()
+            };
+            let mut enc = ArithEncoder::new();
+            encode_layer(&mut enc, &cfg, &hist, &opts, levels).unwrap();
+            assert_eq!(enc.finish(), want, "{levels:?}, param_opt {param_opt}");
+        }
+    }
+
     #[test]
     fn plain_loop_rejects_i32_min_at_its_position() {
         let mut lv = vec![0, 3, -2, 0, 0, 5];

@@ -81,6 +81,31 @@ pub fn quantize_layer_into(
     opts: &QuantizeOptions,
     levels: &mut [i32],
 ) -> Result<i32> {
+    quantize_layer_with(weights, dims, opts, levels, false)
+}
+
+/// [`quantize_layer`] for levels that become codebook entries (`approx_method` codebook, whose
+/// quantization never uses DQ): as the reference's quantizer, it accepts a level of exactly
+/// −2^31, which [`quantize_layer`] refuses because no level coder holds its magnitude. A codebook
+/// entry of −2^31 is coded in the codebook syntax and the tensor's coded levels are indices, so
+/// the reference's stream is valid there and the qp it keeps is the one to reproduce.
+pub fn quantize_layer_for_codebook(
+    weights: &[f32],
+    dims: &[usize],
+    opts: &QuantizeOptions,
+) -> Result<QuantizedLayer> {
+    let mut levels = vec![0i32; weights.len()];
+    let qp = quantize_layer_with(weights, dims, opts, &mut levels, true)?;
+    Ok(QuantizedLayer { levels, qp })
+}
+
+fn quantize_layer_with(
+    weights: &[f32],
+    dims: &[usize],
+    opts: &QuantizeOptions,
+    levels: &mut [i32],
+    codebook_entries: bool,
+) -> Result<i32> {
     let shape = MatrixShape::from_dims(dims)?;
     if shape.len() != weights.len() {
         return Err(Error::ShapeMismatch {
@@ -108,7 +133,18 @@ pub fn quantize_layer_into(
         return Err(Error::NonFiniteWeight { position });
     }
 
-    if quantize_at(weights, shape, scan_order, opts, opts.qp, levels)? {
+    let at = |qp: i32, levels: &mut [i32]| {
+        quantize_at(
+            weights,
+            shape,
+            scan_order,
+            opts,
+            qp,
+            levels,
+            codebook_entries,
+        )
+    };
+    if at(opts.qp, levels)? {
         return Ok(opts.qp);
     }
     // The reference gives up when its fallback qp overflows too, which the f32 rounding in its
@@ -117,7 +153,7 @@ pub fn quantize_layer_into(
     let fallback = overflow_fallback_qp(weights, opts.qp_density);
     let last = fallback.saturating_add(1 << opts.qp_density);
     for qp in fallback..=last {
-        if quantize_at(weights, shape, scan_order, opts, qp, levels)? {
+        if at(qp, levels)? {
             return Ok(qp);
         }
     }
@@ -132,6 +168,7 @@ fn quantize_at(
     opts: &QuantizeOptions,
     qp: i32,
     levels: &mut [i32],
+    codebook_entries: bool,
 ) -> Result<bool> {
     let step = step_size(qp, opts.qp_density);
     if !(step > 0.0 && step.is_finite()) {
@@ -143,7 +180,7 @@ fn quantize_at(
     // The reference widens the f32 λ to f64; URQ tests λ itself, TCQ its λ factor, for `<= 0`.
     if !opts.dq_flag {
         if f64::from(opts.lambda_scale) <= 0.0 {
-            return Ok(urq::quantize_plain(weights, step, levels));
+            return Ok(urq::quantize_plain(weights, step, levels, codebook_entries));
         }
         let mut rate = rate_model(opts.max_num_no_rem)?;
         urq::quantize_rate_aware(

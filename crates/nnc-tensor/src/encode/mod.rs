@@ -539,6 +539,47 @@ mod tests {
     }
 
     #[test]
+    fn a_codebook_keeps_an_entry_of_minus_2_pow_31_at_the_asked_qp() {
+        // Integers −4..3 at qp −29, qp_density 0 (Δ = 2^−29): −4 quantizes to exactly −2^31,
+        // which the reference's quantizer accepts. As a codebook entry it is codable, so the
+        // reference keeps qp −29 (held-out combo set, seed 11, combo_136); a uniform tensor
+        // takes the overflow fallback instead (quirks.md#overflow-fallback).
+        let v: Vec<f32> = (0..96)
+            .map(|i| ((i * 5 + i / 7) % 8) as f32 - 4.0)
+            .collect();
+        let t = Tensor::try_new("w", vec![8, 12], TensorData::F32(v.clone())).unwrap();
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        for (mode, want_qp) in [(CodebookMode::Always, -29), (CodebookMode::Off, -28)] {
+            let opts = EncodeOptions {
+                qp: -29,
+                qp_density: 0,
+                use_dq: false,
+                codebook_mode: mode,
+                ..Default::default()
+            };
+            let bytes = encode(&input, &opts).unwrap().bytes;
+            let out = decode_stream(
+                &bytes,
+                &mut crate::DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+            .unwrap();
+            let w = &out.tensors[0];
+            let qp = match &w.approximation {
+                Approximation::Codebook { qp, codebook, .. } => {
+                    assert!(codebook.contains(&i64::from(i32::MIN)), "{codebook:?}");
+                    *qp
+                }
+                Approximation::Uniform { qp, .. } => *qp,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(qp, want_qp, "{mode:?}");
+            let back = w.tensor.data.as_f32_lossless().unwrap();
+            assert_eq!(back.as_ref(), v.as_slice(), "{mode:?}");
+        }
+    }
+
+    #[test]
     fn attributes_travel_in_the_metadata_and_only_there() {
         let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
         let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
