@@ -56,8 +56,9 @@ impl Summary {
 
 /// The vector sets of this repository: the 105 public cases (`conformance/vectors`), the edge
 /// cases the public set does not hold (`conformance/edge`, made with `gen_vectors.py --set edge`),
-/// then random combinations of options (`conformance/combo`, `--set combo --seed 11`, the cases
-/// of up to 20 KB and the three larger ones that found encoder bugs).
+/// then random combinations of options (`conformance/combo`, `--set combo --seed 11`: the single
+/// cases of up to 20 KB, the three larger ones that found encoder bugs, and the twelve smallest
+/// sequences and models).
 pub fn default_vector_sets() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
