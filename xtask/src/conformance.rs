@@ -58,7 +58,7 @@ impl Summary {
 /// cases the public set does not hold (`conformance/edge`, made with `gen_vectors.py --set edge`),
 /// then random combinations of options (`conformance/combo`, `--set combo --seed 11`: the single
 /// cases of up to 20 KB, the three larger ones that found encoder bugs, and the twelve smallest
-/// sequences and models).
+/// sequences, models and blocks).
 pub fn default_vector_sets() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
