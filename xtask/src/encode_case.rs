@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use nnc_nn::io::read_tensors;
 use nnc_tensor::encode::{BlockIdAndParamType, EncodeInput};
-use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
+use nnc_tensor::sparsify::{sparsify_state_dict, sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, EncodeOptions, IncrementalState,
     Tensor,
@@ -144,7 +144,13 @@ fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<E
                 .and_then(Value::as_f64)
                 .unwrap_or(0.9),
         };
-        sparsify_tensors(&mut tensors, &opts)?;
+        // A torch model is sparsified without its num_batches_tracked counters
+        // (nncodec.nn's torch_to_numpy drops them).
+        if pipeline == "nn" && input_type.starts_with("torch.nn.Module") {
+            sparsify_state_dict(&mut tensors, &opts)?;
+        } else {
+            sparsify_tensors(&mut tensors, &opts)?;
+        }
     }
     if kw.get("model").and_then(Value::as_str) == Some("NNRModel") {
         return decomposed_model_input(config, step_internal(config, kw), tensors);

@@ -67,11 +67,9 @@ impl LevelCoding {
         *self == Self::unbounded(self.num_gtx_flags)
     }
 
-    /// Whether level `k` can be represented (codebook bounds, implied sign, i32::MIN).
+    /// Whether level `k` can be represented (codebook bounds, implied sign). `i32::MIN` is coded
+    /// with the bins of magnitude 2^31, as the reference does, and decodes back to `i32::MIN`.
     pub fn accepts(&self, k: i32) -> bool {
-        if k == i32::MIN {
-            return false;
-        }
         if k == 0 {
             return true;
         }
@@ -85,6 +83,19 @@ impl LevelCoding {
         let max = if neg { self.max_neg } else { self.max_pos };
         u64::from(k.unsigned_abs()) <= max
     }
+}
+
+/// The level of magnitude `a` and sign `negative`. Magnitude 2^31 with a minus sign is `i32::MIN`:
+/// the reference's quantizer makes such levels and its decoder returns them (its int32 sum wraps
+/// to −2^31 and negates to itself); any other magnitude beyond `i32` is a corrupt stream.
+#[inline(always)]
+fn signed_level(a: u64, negative: bool) -> Result<i32, Error> {
+    let signed = if negative {
+        -i64::try_from(a).map_err(|_| Error::LevelOverflow)?
+    } else {
+        i64::try_from(a).map_err(|_| Error::LevelOverflow)?
+    };
+    i32::try_from(signed).map_err(|_| Error::LevelOverflow)
 }
 
 /// Context-selection state carried from level to level (the reference's context modeler).
@@ -315,8 +326,7 @@ pub(crate) fn decode_level_as<const BOUNDED: bool>(
             a += u64::from(dec.decode_bypass_bins(nbits));
         }
     }
-    let mag = i32::try_from(a).map_err(|_| Error::LevelOverflow)?;
-    Ok(if negative { -mag } else { mag })
+    signed_level(a, negative)
 }
 
 /// The rest of a level whose sig flag decoded as 1, for the common case: no codebook bounds,
@@ -353,8 +363,7 @@ pub(crate) fn decode_nonzero_plain(
         }
         a += u64::from(dec.decode_bypass_bins(nbits));
     }
-    let mag = i32::try_from(a).map_err(|_| Error::LevelOverflow)?;
-    Ok(if negative { -mag } else { mag })
+    signed_level(a, negative)
 }
 
 /// Where the plain level loops put their bins: contexts of type `C` live in a slice the loop

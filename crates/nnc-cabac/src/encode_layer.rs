@@ -204,9 +204,9 @@ fn encode_body(
         } else if plain {
             let (nb, state) = (&mut nbh.nb, &mut dq_state);
             if p.dq {
-                code_plain::<true, false, _, _>(e, models, &layout, slice, seg.start, nb, state)?;
+                code_plain::<true, false, _, _>(e, models, &layout, slice, nb, state)?;
             } else {
-                code_plain::<false, false, _, _>(e, models, &layout, slice, seg.start, nb, state)?;
+                code_plain::<false, false, _, _>(e, models, &layout, slice, nb, state)?;
             }
         } else {
             let mut sink = EncSink {
@@ -249,7 +249,7 @@ fn encode_body(
 /// with `RAW`, into the param_opt recorder: same bins, same order as [`encode_level`] in the
 /// general loops. `RAW` binarizes the input values as the pseudo pass does (under DQ the
 /// reconstruction indices; the DQ state still follows the coded levels), without `RAW` the
-/// coded levels are binarized and `i32::MIN` is rejected. A run of zeros whose sig flag stays
+/// coded levels. A run of zeros whose sig flag stays
 /// in one context (neighbour zero, and the DQ state maps to itself on a zero, which it always
 /// does without DQ) goes to the coder as one call.
 #[allow(clippy::too_many_arguments)]
@@ -258,7 +258,6 @@ pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     ctxs: &mut [C],
     layout: &ContextLayout,
     slice: &[i32],
-    start: usize,
     nb: &mut i32,
     dq_state: &mut u8,
 ) -> Result<(), Error> {
@@ -277,12 +276,6 @@ pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
         }
         let k = if DQ { dq::coded_level(q, state) } else { q };
         let v = if RAW { q } else { k };
-        if !RAW && v == i32::MIN {
-            return Err(Error::LevelNotCodable {
-                pos: start + i,
-                level: q,
-            });
-        }
         coder.bin(sig, v != 0);
         if v != 0 {
             encode_nonzero_plain(coder, ctxs, layout, nb_class, v)?;
@@ -413,27 +406,27 @@ mod tests {
     }
 
     #[test]
-    fn plain_loop_rejects_i32_min_at_its_position() {
-        let mut lv = vec![0, 3, -2, 0, 0, 5];
-        lv[4] = i32::MIN;
-        let cfg = LayerConfig::new(vec![2, 3]);
-        let err = encode_layer(
-            &mut ArithEncoder::new(),
-            &cfg,
-            &LayerHistory::default(),
-            &EncodeLayerOptions::default(),
-            &lv,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::LevelNotCodable {
-                    pos: 4,
-                    level: i32::MIN
-                }
-            ),
-            "{err:?}"
-        );
+    fn i32_min_is_coded_as_magnitude_2_pow_31_and_decodes_back() {
+        // The reference's quantizer makes −2^31 levels and its decoder returns them; both level
+        // loops code them, and the decoder reads them back.
+        let lv = vec![0, 3, -2, 0, i32::MIN, 5, i32::MAX, -7];
+        for plain in [true, false] {
+            let cfg = LayerConfig::new(vec![2, 4]);
+            let mut enc = ArithEncoder::new();
+            encode_layer_impl(
+                &mut enc,
+                &cfg,
+                &LayerHistory::default(),
+                &EncodeLayerOptions::default(),
+                &lv,
+                plain,
+            )
+            .unwrap();
+            let bytes = enc.finish();
+            let mut out = vec![0; lv.len()];
+            let mut dec = crate::ArithDecoder::new(&bytes);
+            crate::decode_layer(&mut dec, &cfg, &LayerHistory::default(), &mut out).unwrap();
+            assert_eq!(out, lv, "plain loop {plain}");
+        }
     }
 }

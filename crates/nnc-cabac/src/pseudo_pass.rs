@@ -279,9 +279,9 @@ impl<'a> PlainPass<'a> {
                     .ok_or(Error::Internal("segment out of range"))?;
                 let (nb, state) = (&mut nb, &mut state);
                 if p.dq {
-                    code_plain::<true, true, _, _>(rec, traces, &layout, slice, start, nb, state)?;
+                    code_plain::<true, true, _, _>(rec, traces, &layout, slice, nb, state)?;
                 } else {
-                    code_plain::<false, true, _, _>(rec, traces, &layout, slice, start, nb, state)?;
+                    code_plain::<false, true, _, _>(rec, traces, &layout, slice, nb, state)?;
                 }
             }
             if to == seg.len && seg.ends_block_row {

@@ -339,8 +339,7 @@ fn rejects_bad_inputs() {
 
     let mut enc = ArithEncoder::new();
     let mut levels = [0i32; 16];
-    levels[3] = i32::MIN;
-    assert!(encode_layer(&mut enc, &cfg, &h, &EncodeLayerOptions::default(), &levels).is_err());
+    // i32::MIN is a level (the reference codes it), but not outside a codebook's range.
     let cb = LayerConfig {
         general_profile_idc: 1,
         codebook_size: 3,

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nnc_nn::io::attributes_to_carry;
 use nnc_tensor::encode::EncodeInput;
-use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
+use nnc_tensor::sparsify::{sparsify_state_dict, sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
 use crate::attached;
@@ -221,19 +221,6 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         }
     };
     let opts = args.options();
-    // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
-    if args.sparsity != 0.0 {
-        progress.stage("sparsifying");
-        sparsify_tensors(
-            &mut tensors,
-            &SparsifyOptions {
-                qp: opts.qp,
-                qp_density: opts.qp_density,
-                sparsity: args.sparsity,
-                struct_spars_factor: args.struct_spars_factor,
-            },
-        )?;
-    }
     let pytorch = match args.types {
         TypeRules::Pytorch => true,
         TypeRules::Dict => false,
@@ -241,6 +228,22 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
             is_pytorch_file(&args.input) || EncodeInput::looks_like_state_dict(&tensors)
         }
     };
+    // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
+    if args.sparsity != 0.0 {
+        progress.stage("sparsifying");
+        let sparsify_opts = SparsifyOptions {
+            qp: opts.qp,
+            qp_density: opts.qp_density,
+            sparsity: args.sparsity,
+            struct_spars_factor: args.struct_spars_factor,
+        };
+        // A model (not an update) is sparsified as nncodec.nn.encode does a torch model.
+        if pytorch && args.base.is_none() {
+            sparsify_state_dict(&mut tensors, &sparsify_opts)?;
+        } else {
+            sparsify_tensors(&mut tensors, &sparsify_opts)?;
+        }
+    }
     let count = tensors.len();
     let params: usize = tensors.iter().map(Tensor::len).sum();
     // Without a report the tensors are not needed again, so their elements move into the

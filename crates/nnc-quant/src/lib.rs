@@ -53,7 +53,7 @@ mod urq;
 pub use dequant::{dequantize_codebook, dequantize_uniform};
 pub use error::{Error, ErrorKind, Result};
 pub use quantize::{
-    overflow_fallback_qp, quantize_layer, quantize_layer_for_codebook, quantize_layer_into,
-    QuantizeOptions, QuantizedLayer, MAX_QP_DENSITY,
+    overflow_fallback_qp, quantize_layer, quantize_layer_into, QuantizeOptions, QuantizedLayer,
+    MAX_QP_DENSITY,
 };
 pub use step::{qp_from_step_size, step_size, step_size_f64};

@@ -81,31 +81,6 @@ pub fn quantize_layer_into(
     opts: &QuantizeOptions,
     levels: &mut [i32],
 ) -> Result<i32> {
-    quantize_layer_with(weights, dims, opts, levels, false)
-}
-
-/// [`quantize_layer`] for levels that become codebook entries (`approx_method` codebook, whose
-/// quantization never uses DQ): as the reference's quantizer, it accepts a level of exactly
-/// −2^31, which [`quantize_layer`] refuses because no level coder holds its magnitude. A codebook
-/// entry of −2^31 is coded in the codebook syntax and the tensor's coded levels are indices, so
-/// the reference's stream is valid there and the qp it keeps is the one to reproduce.
-pub fn quantize_layer_for_codebook(
-    weights: &[f32],
-    dims: &[usize],
-    opts: &QuantizeOptions,
-) -> Result<QuantizedLayer> {
-    let mut levels = vec![0i32; weights.len()];
-    let qp = quantize_layer_with(weights, dims, opts, &mut levels, true)?;
-    Ok(QuantizedLayer { levels, qp })
-}
-
-fn quantize_layer_with(
-    weights: &[f32],
-    dims: &[usize],
-    opts: &QuantizeOptions,
-    levels: &mut [i32],
-    codebook_entries: bool,
-) -> Result<i32> {
     let shape = MatrixShape::from_dims(dims)?;
     if shape.len() != weights.len() {
         return Err(Error::ShapeMismatch {
@@ -133,18 +108,7 @@ fn quantize_layer_with(
         return Err(Error::NonFiniteWeight { position });
     }
 
-    let at = |qp: i32, levels: &mut [i32]| {
-        quantize_at(
-            weights,
-            shape,
-            scan_order,
-            opts,
-            qp,
-            levels,
-            codebook_entries,
-        )
-    };
-    if at(opts.qp, levels)? {
+    if quantize_at(weights, shape, scan_order, opts, opts.qp, levels)? {
         return Ok(opts.qp);
     }
     // The reference gives up when its fallback qp overflows too, which the f32 rounding in its
@@ -153,7 +117,7 @@ fn quantize_layer_with(
     let fallback = overflow_fallback_qp(weights, opts.qp_density);
     let last = fallback.saturating_add(1 << opts.qp_density);
     for qp in fallback..=last {
-        if at(qp, levels)? {
+        if quantize_at(weights, shape, scan_order, opts, qp, levels)? {
             return Ok(qp);
         }
     }
@@ -168,7 +132,6 @@ fn quantize_at(
     opts: &QuantizeOptions,
     qp: i32,
     levels: &mut [i32],
-    codebook_entries: bool,
 ) -> Result<bool> {
     let step = step_size(qp, opts.qp_density);
     if !(step > 0.0 && step.is_finite()) {
@@ -180,7 +143,7 @@ fn quantize_at(
     // The reference widens the f32 λ to f64; URQ tests λ itself, TCQ its λ factor, for `<= 0`.
     if !opts.dq_flag {
         if f64::from(opts.lambda_scale) <= 0.0 {
-            return Ok(urq::quantize_plain(weights, step, levels, codebook_entries));
+            return Ok(urq::quantize_plain(weights, step, levels));
         }
         let mut rate = rate_model(opts.max_num_no_rem)?;
         urq::quantize_rate_aware(
@@ -287,7 +250,9 @@ mod tests {
         assert!(q.qp > 18 && q.qp <= 18 + 128, "qp {}", q.qp);
         assert!(q.levels.iter().all(|&l| l != i32::MIN));
 
-        // A level of exactly −2^31 (no coder holds its magnitude) takes the fallback too.
+        // A level of exactly −2^31 fits, as in the reference (the level coder codes it with the
+        // bins of magnitude 2^31, which the reference's decoder wraps back to −2^31); +2^31 does
+        // not.
         let opts = QuantizeOptions {
             qp: 0,
             qp_density: 0,
@@ -295,8 +260,9 @@ mod tests {
             ..opts
         };
         let q = quantize_layer(&[-2_147_483_648.0, 1.0], &[2], &opts).unwrap();
+        assert_eq!((q.qp, q.levels[0]), (0, i32::MIN));
+        let q = quantize_layer(&[2_147_483_648.0, 1.0], &[2], &opts).unwrap();
         assert!(q.qp > 0);
-        assert!(q.levels[0] > i32::MIN);
     }
 
     #[test]

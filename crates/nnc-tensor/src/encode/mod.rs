@@ -7,7 +7,7 @@
 mod approx;
 mod assemble;
 mod bnf;
-mod frontend;
+pub(crate) mod frontend;
 pub mod model;
 pub mod options;
 mod work;
@@ -539,17 +539,16 @@ mod tests {
     }
 
     #[test]
-    fn a_codebook_keeps_an_entry_of_minus_2_pow_31_at_the_asked_qp() {
+    fn a_level_of_minus_2_pow_31_keeps_the_asked_qp() {
         // Integers −4..3 at qp −29, qp_density 0 (Δ = 2^−29): −4 quantizes to exactly −2^31,
-        // which the reference's quantizer accepts. As a codebook entry it is codable, so the
-        // reference keeps qp −29 (held-out combo set, seed 11, combo_136); a uniform tensor
-        // takes the overflow fallback instead (quirks.md#overflow-fallback).
+        // which the reference keeps, as a codebook entry (held-out combo set, seed 11,
+        // combo_136) or as a coded level (seed 15, combo_203; quirks.md#int-min-level).
         let v: Vec<f32> = (0..96)
             .map(|i| ((i * 5 + i / 7) % 8) as f32 - 4.0)
             .collect();
         let t = Tensor::try_new("w", vec![8, 12], TensorData::F32(v.clone())).unwrap();
         let input = EncodeInput::from_tensors(&[t]).unwrap();
-        for (mode, want_qp) in [(CodebookMode::Always, -29), (CodebookMode::Off, -28)] {
+        for mode in [CodebookMode::Always, CodebookMode::Off] {
             let opts = EncodeOptions {
                 qp: -29,
                 qp_density: 0,
@@ -573,7 +572,7 @@ mod tests {
                 Approximation::Uniform { qp, .. } => *qp,
                 other => panic!("{other:?}"),
             };
-            assert_eq!(qp, want_qp, "{mode:?}");
+            assert_eq!(qp, -29, "{mode:?}");
             let back = w.tensor.data.as_f32_lossless().unwrap();
             assert_eq!(back.as_ref(), v.as_slice(), "{mode:?}");
         }
