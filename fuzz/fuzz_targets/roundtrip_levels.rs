@@ -86,16 +86,14 @@ fuzz_target!(|input: Input| {
     };
     let n = geo.n;
 
-    // Levels the binarization can carry: codebook range and implied sign, |k| < 2^30 under DQ.
-    let big: i64 = if cfg.dq_flag {
-        (1 << 30) - 1
-    } else {
-        i64::from(i32::MAX)
-    };
+    // Levels the binarization can carry: codebook range and implied sign, |k| < 2^30 under DQ,
+    // any i32 otherwise (i32::MIN as magnitude 2^31, as the reference codes it).
     let (lo, hi) = if cbs > 0 {
         (-i64::from(cbz), i64::from(cbs - 1 - cbz))
+    } else if cfg.dq_flag {
+        (1 - (1 << 30), (1 << 30) - 1)
     } else {
-        (-big, big)
+        (i64::from(i32::MIN), i64::from(i32::MAX))
     };
     let implied = cbs > 0 && (cbz == 0 || cbz == cbs - 1);
     let mut k: Vec<i32> = (0..n)
