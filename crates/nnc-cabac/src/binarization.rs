@@ -90,12 +90,20 @@ impl LevelCoding {
 /// to −2^31 and negates to itself); any other magnitude beyond `i32` is a corrupt stream.
 #[inline(always)]
 fn signed_level(a: u64, negative: bool) -> Result<i32, Error> {
-    let signed = if negative {
-        -i64::try_from(a).map_err(|_| Error::LevelOverflow)?
+    match i32::try_from(a) {
+        Ok(mag) => Ok(if negative { -mag } else { mag }),
+        Err(_) => int_min_or_overflow(a, negative),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn int_min_or_overflow(a: u64, negative: bool) -> Result<i32, Error> {
+    if negative && a == 1 << 31 {
+        Ok(i32::MIN)
     } else {
-        i64::try_from(a).map_err(|_| Error::LevelOverflow)?
-    };
-    i32::try_from(signed).map_err(|_| Error::LevelOverflow)
+        Err(Error::LevelOverflow)
+    }
 }
 
 /// Context-selection state carried from level to level (the reference's context modeler).
