@@ -25,6 +25,9 @@ pub struct RunOptions {
     pub first_fail: bool,
     /// Print only failures and the summary.
     pub quiet: bool,
+    /// Encoder check: write our bitstream of every case (or sequence step) whose bytes differ
+    /// from the reference's into this directory, as `CASE.nnc` or `CASE.step_NN.nnc`.
+    pub keep_ours: Option<PathBuf>,
 }
 
 /// Outcome of one case.
@@ -101,7 +104,10 @@ pub fn run_encode(opts: &RunOptions) -> Result<Summary> {
     run_with(opts, crate::encode_case::check_encode_case)
 }
 
-fn run_with(opts: &RunOptions, check: fn(&Path, &Value) -> Result<()>) -> Result<Summary> {
+fn run_with(
+    opts: &RunOptions,
+    check: fn(&Path, &Value, &RunOptions) -> Result<()>,
+) -> Result<Summary> {
     let manifest_path = opts.vectors.join("manifest.json");
     let manifest: Value = read_json(&manifest_path)?;
     let cases = manifest
@@ -123,7 +129,7 @@ fn run_with(opts: &RunOptions, check: fn(&Path, &Value) -> Result<()>) -> Result
         let outcome = verify_files(&opts.vectors, case).and_then(|()| {
             let dir = opts.vectors.join(&name);
             let config = read_json(&dir.join("config.json"))?;
-            check(&dir, &config)
+            check(&dir, &config, opts)
         });
         let failure = outcome.err().map(|e| format!("{e:#}"));
         match &failure {
@@ -248,7 +254,7 @@ pub(crate) fn decode_options(config: &Value) -> Result<(DecodeOptions, Option<St
     Ok((opts, tensor_id))
 }
 
-fn check_decode_case(dir: &Path, config: &Value) -> Result<()> {
+fn check_decode_case(dir: &Path, config: &Value, _opts: &RunOptions) -> Result<()> {
     let (opts, tensor_id) = decode_options(config)?;
     let is_sequence = config.get("kind").and_then(Value::as_str) == Some("sequence");
     let mut state = DecoderState::default();

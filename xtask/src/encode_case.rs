@@ -13,7 +13,7 @@ use nnc_tensor::{
     Tensor,
 };
 
-use crate::conformance::{decode_options, file_path, steps_of};
+use crate::conformance::{decode_options, file_path, steps_of, RunOptions};
 
 /// How the reference's state dict (`approx_param_base`) was used across steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,7 +273,7 @@ fn state_use(config: &Value, kw: &Value) -> StateUse {
     }
 }
 
-pub(crate) fn check_encode_case(dir: &Path, config: &Value) -> Result<()> {
+pub(crate) fn check_encode_case(dir: &Path, config: &Value, run: &RunOptions) -> Result<()> {
     let is_sequence = config.get("kind").and_then(Value::as_str) == Some("sequence");
     let (dec_opts, tensor_id) = decode_options(config)?;
     let step_configs: Vec<&Value> = if is_sequence {
@@ -317,6 +317,11 @@ pub(crate) fn check_encode_case(dir: &Path, config: &Value) -> Result<()> {
                     encoded
                 }
             };
+            if encoded.bytes != expected {
+                if let Some(keep) = &run.keep_ours {
+                    keep_ours(keep, dir, is_sequence.then_some(index), &encoded.bytes)?;
+                }
+            }
             compare_bytes(&encoded.bytes, &expected)
         })();
         if is_sequence {
@@ -326,6 +331,21 @@ pub(crate) fn check_encode_case(dir: &Path, config: &Value) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes our bitstream of a failing case (or step) into `keep` for inspection.
+fn keep_ours(keep: &Path, case_dir: &Path, step: Option<usize>, bytes: &[u8]) -> Result<()> {
+    let case = case_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = match step {
+        Some(i) => format!("{case}.step_{i:02}.nnc"),
+        None => format!("{case}.nnc"),
+    };
+    std::fs::create_dir_all(keep).with_context(|| format!("creating {}", keep.display()))?;
+    let path = keep.join(file);
+    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Fails with the first differing byte and the NNR unit it falls in.

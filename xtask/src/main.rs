@@ -42,6 +42,10 @@ enum Task {
         /// Check the encoder (byte-identical bitstreams) instead of the decoder.
         #[arg(long)]
         encode: bool,
+        /// With --encode: write our bitstream of each failing case into DIR (CASE.nnc, or
+        /// CASE.step_NN.nnc for a sequence), to compare with `nnc info --json`.
+        #[arg(long, value_name = "DIR", requires = "encode")]
+        keep_ours: Option<PathBuf>,
     },
     /// Everything CI runs (`.ci/run`): test data, format check, clippy, the test suite, both
     /// conformance suites, the Python/Flower tests and a fuzz smoke run.
@@ -137,12 +141,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             first_fail,
             quiet,
             encode,
+            keep_ours,
         } => {
             let opts = RunOptions {
                 vectors: PathBuf::new(),
                 case_glob,
                 first_fail,
                 quiet,
+                keep_ours,
             };
             let sets = vectors.map_or_else(conformance::default_vector_sets, |v| vec![v]);
             let check = if encode {
