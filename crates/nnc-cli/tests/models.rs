@@ -952,6 +952,86 @@ fn sparsity_targets_outside_the_range_are_refused() {
     ]));
 }
 
+/// A PyTorch model is sparsified as `nncodec.nn.encode` sparsifies a torch model: its
+/// `num_batches_tracked` counters neither change nor count towards the sparsity reached. The
+/// public model-pipeline case comes out byte for byte; on a model whose counters outweigh its
+/// weights, counting them would go on zeroing weights well past the target.
+#[test]
+fn a_pytorch_models_counters_take_no_part_in_sparsification() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/vectors/nn_tiny_sparsity_epoch1");
+    let out = dir.path().join("tiny.nnc");
+    ok(&nnc(&[
+        "encode",
+        s(&case.join("input.npz")),
+        "-o",
+        s(&out),
+        "--sparsity",
+        "0.5",
+        "--struct-spars-factor",
+        "0.9",
+        "--no-metadata",
+        "-q",
+    ]));
+    assert_eq!(
+        std::fs::read(&out).expect("read"),
+        std::fs::read(case.join("bitstream.nnc")).expect("read reference")
+    );
+
+    let weights: Vec<f32> = (0..64)
+        .map(|i| ((i * 37 % 64) as f32 - 31.5) * 0.01)
+        .collect();
+    let model = dir.path().join("model.safetensors");
+    write_tensors(
+        &model,
+        &[
+            Tensor::try_new("c.weight", vec![8, 8], TensorData::F32(weights)).expect("tensor"),
+            Tensor::try_new(
+                "bn.num_batches_tracked",
+                vec![64],
+                TensorData::I64(vec![7; 64]),
+            )
+            .expect("tensor"),
+        ],
+    )
+    .expect("write model");
+    let (out, back) = (
+        dir.path().join("m.nnc"),
+        dir.path().join("back.safetensors"),
+    );
+    ok(&nnc(&[
+        "encode",
+        s(&model),
+        "-o",
+        s(&out),
+        "--sparsity",
+        "0.4",
+        "--struct-spars-factor",
+        "0",
+        "--no-dq",
+        "-q",
+    ]));
+    ok(&nnc(&["decode", s(&out), "-o", s(&back), "-q"]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    let zeros = match &decoded
+        .iter()
+        .find(|t| t.name == "c.weight")
+        .expect("c.weight")
+        .data
+    {
+        TensorData::F32(v) => v.iter().filter(|&&x| x == 0.0).count(),
+        other => panic!("{other:?}"),
+    };
+    // 40 % of 64 weights; counting the 64 counters too would zero about twice as many.
+    assert!((26..40).contains(&zeros), "{zeros} zeros");
+    let counters = decoded
+        .iter()
+        .find(|t| t.name == "bn.num_batches_tracked")
+        .expect("counters");
+    assert_eq!(counters.data, TensorData::I64(vec![7; 64]));
+}
+
 /// Outputs are checked before any work: a format nnc writes, an existing directory, and never
 /// one of the inputs, even with `--force` (an encode onto its own input, or onto its state
 /// file, used to replace it).
