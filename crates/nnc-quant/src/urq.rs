@@ -14,7 +14,7 @@ use crate::Result;
 ///
 /// Reference quirk: the reciprocal and the product are `f32` operations, only the rounding result is
 /// compared in `f64`. −2^31 is accepted, as the reference does: the level coder codes it with the
-/// bins of magnitude 2^31 (quirks.md, "−2^31").
+/// bins of magnitude 2^31 (quirks.md#int-min-level).
 pub(crate) fn quantize_plain(weights: &[f32], step: f32, levels: &mut [i32]) -> bool {
     let scale = 1.0f32 / step;
     for (level, &w) in levels.iter_mut().zip(weights) {
