@@ -67,7 +67,8 @@ pub struct EncodeArgs {
     /// Integer-aligned bit depth: choose each tensor's qp so levels fit N bits.
     #[arg(long)]
     pub bitdepth: Option<u32>,
-    /// Target sparsity (0..1) before quantization.
+    /// Target sparsity (0..1) before quantization. For a PyTorch model the BatchNorm
+    /// num_batches_tracked counters take no part, as in nncodec.nn.
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
     /// Gain of the structured (per output channel) sparsification step.
