@@ -242,10 +242,11 @@ pub(crate) fn encode_remainder<S: BinSink>(sink: &mut S, rem: usize, r: u64, a: 
     sink.bypass_bins(nbits, (r - base) as u32);
 }
 
-/// Decode one level in `dq_state` (§3.4). Errors if the magnitude does not fit an i32.
+/// Decode one level in `dq_state` (§3.4). Errors if the level does not fit an i32 (magnitude 2^31
+/// only as −2^31).
 ///
 /// Reference quirk: the remainder prefix stops after 31 bins (the encoder has no such limit, but
-/// every i32 level other than `i32::MIN` fits within it).
+/// every i32 level, `i32::MIN` included, fits within it).
 #[inline(always)]
 pub fn decode_level(
     dec: &mut ArithDecoder<'_>,

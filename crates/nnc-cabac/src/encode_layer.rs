@@ -249,9 +249,9 @@ fn encode_body(
 /// with `RAW`, into the param_opt recorder: same bins, same order as [`encode_level`] in the
 /// general loops. `RAW` binarizes the input values as the pseudo pass does (under DQ the
 /// reconstruction indices; the DQ state still follows the coded levels), without `RAW` the
-/// coded levels. A run of zeros whose sig flag stays
-/// in one context (neighbour zero, and the DQ state maps to itself on a zero, which it always
-/// does without DQ) goes to the coder as one call.
+/// coded levels. A run of zeros whose sig flag stays in one context (neighbour zero, and the DQ
+/// state maps to itself on a zero, which it always does without DQ) goes to the coder as one
+/// call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     coder: &mut E,

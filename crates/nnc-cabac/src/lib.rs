@@ -129,7 +129,7 @@ pub enum Error {
     /// The payload cannot start with these bytes (first byte 0xFF).
     #[error("invalid start of arithmetic codeword")]
     InvalidCodewordStart,
-    /// A level cannot be coded (i32::MIN, outside the codebook, or against an implied sign).
+    /// A level cannot be coded (outside the codebook, or against an implied sign).
     #[error("level {level} at position {pos} cannot be coded")]
     LevelNotCodable {
         /// Row-major position.
