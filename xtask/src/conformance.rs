@@ -101,13 +101,13 @@ pub fn run_decode(opts: &RunOptions) -> Result<Summary> {
 /// Runs the encoder conformance check: encodes every case's input with the arguments its
 /// `config.json` records and compares the bytes with the reference's bitstream.
 pub fn run_encode(opts: &RunOptions) -> Result<Summary> {
-    run_with(opts, crate::encode_case::check_encode_case)
+    let keep_ours = opts.keep_ours.as_deref();
+    run_with(opts, |dir, config| {
+        crate::encode_case::check_encode_case(dir, config, keep_ours)
+    })
 }
 
-fn run_with(
-    opts: &RunOptions,
-    check: fn(&Path, &Value, &RunOptions) -> Result<()>,
-) -> Result<Summary> {
+fn run_with(opts: &RunOptions, check: impl Fn(&Path, &Value) -> Result<()>) -> Result<Summary> {
     let manifest_path = opts.vectors.join("manifest.json");
     let manifest: Value = read_json(&manifest_path)?;
     let cases = manifest
@@ -129,7 +129,7 @@ fn run_with(
         let outcome = verify_files(&opts.vectors, case).and_then(|()| {
             let dir = opts.vectors.join(&name);
             let config = read_json(&dir.join("config.json"))?;
-            check(&dir, &config, opts)
+            check(&dir, &config)
         });
         let failure = outcome.err().map(|e| format!("{e:#}"));
         match &failure {
@@ -254,7 +254,7 @@ pub(crate) fn decode_options(config: &Value) -> Result<(DecodeOptions, Option<St
     Ok((opts, tensor_id))
 }
 
-fn check_decode_case(dir: &Path, config: &Value, _opts: &RunOptions) -> Result<()> {
+fn check_decode_case(dir: &Path, config: &Value) -> Result<()> {
     let (opts, tensor_id) = decode_options(config)?;
     let is_sequence = config.get("kind").and_then(Value::as_str) == Some("sequence");
     let mut state = DecoderState::default();

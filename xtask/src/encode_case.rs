@@ -13,7 +13,7 @@ use nnc_tensor::{
     Tensor,
 };
 
-use crate::conformance::{decode_options, file_path, steps_of, RunOptions};
+use crate::conformance::{decode_options, file_path, steps_of};
 
 /// How the reference's state dict (`approx_param_base`) was used across steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,7 +273,13 @@ fn state_use(config: &Value, kw: &Value) -> StateUse {
     }
 }
 
-pub(crate) fn check_encode_case(dir: &Path, config: &Value, run: &RunOptions) -> Result<()> {
+/// Encodes the case's every step as the reference was called and compares bytes; with
+/// `keep_ours`, writes our bitstream of a step whose bytes differ there.
+pub(crate) fn check_encode_case(
+    dir: &Path,
+    config: &Value,
+    keep_ours: Option<&Path>,
+) -> Result<()> {
     let is_sequence = config.get("kind").and_then(Value::as_str) == Some("sequence");
     let (dec_opts, tensor_id) = decode_options(config)?;
     let step_configs: Vec<&Value> = if is_sequence {
@@ -317,12 +323,11 @@ pub(crate) fn check_encode_case(dir: &Path, config: &Value, run: &RunOptions) ->
                     encoded
                 }
             };
-            if encoded.bytes != expected {
-                if let Some(keep) = &run.keep_ours {
-                    keep_ours(keep, dir, is_sequence.then_some(index), &encoded.bytes)?;
-                }
+            let compared = compare_bytes(&encoded.bytes, &expected);
+            if let (Err(_), Some(keep)) = (&compared, keep_ours) {
+                keep_our_bytes(keep, dir, is_sequence.then_some(index), &encoded.bytes)?;
             }
-            compare_bytes(&encoded.bytes, &expected)
+            compared
         })();
         if is_sequence {
             outcome.with_context(|| format!("step {index}"))?;
@@ -334,7 +339,7 @@ pub(crate) fn check_encode_case(dir: &Path, config: &Value, run: &RunOptions) ->
 }
 
 /// Writes our bitstream of a failing case (or step) into `keep` for inspection.
-fn keep_ours(keep: &Path, case_dir: &Path, step: Option<usize>, bytes: &[u8]) -> Result<()> {
+fn keep_our_bytes(keep: &Path, case_dir: &Path, step: Option<usize>, bytes: &[u8]) -> Result<()> {
     let case = case_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
