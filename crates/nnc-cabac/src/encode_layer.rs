@@ -380,27 +380,17 @@ mod tests {
             ),
         ];
         for (levels, param_opt, want) in cases {
+            // Profile 0, no DQ, row-major, no codebook, as the driver calls it; N = 0.
             let cfg = LayerConfig {
-                dims: vec![levels.len()],
-                dq_flag: false,
-                scan_order: 0,
-                general_profile_idc: 0,
-                parent_node_id_present_flag: false,
-                codebook_size: 0,
-                codebook_zero_offset: 0,
                 cabac_unary_length: 0,
-            };
-            let hist = LayerHistory {
-                base_levels: None,
-                hdsp_mode: HdspMode::AlwaysOff,
-                hdsp_hist: None,
+                ..LayerConfig::new(vec![levels.len()])
             };
             let opts = EncodeLayerOptions {
                 param_opt,
                 ..Default::default()
             };
             let mut enc = ArithEncoder::new();
-            encode_layer(&mut enc, &cfg, &hist, &opts, levels).unwrap();
+            encode_layer(&mut enc, &cfg, &LayerHistory::default(), &opts, levels).unwrap();
             assert_eq!(enc.finish(), want, "{levels:?}, param_opt {param_opt}");
         }
     }
