@@ -58,8 +58,18 @@ pub(crate) fn quantize_rate_aware(
             }
             let sign: i32 = if w < 0.0 { -1 } else { 1 };
             let absw = f64::from(sign) * f64::from(w) * qscale;
+            let rounded = absw.round();
+            if rounded >= 2_147_483_648.0 {
+                // Reference quirk: only −2^31 gets here (+2^31 failed the range test). Its
+                // `(int32_t)round(absw)` is INT_MIN, so the candidate loop runs from INT_MAX
+                // (INT_MIN − 1 wrapped) to INT_MIN, never, and the level is 0
+                // (quirks.md#rdoq-int-min).
+                levels[start + i] = 0;
+                rate.update(0, 0);
+                continue;
+            }
             let mut best = 0i32;
-            let max_q = absw.round() as i32;
+            let max_q = rounded as i32;
             let low = (max_q - 1).max(1);
             let [zero_bits, low_bits, max_bits] = rate.estimate_levels([0, low, max_q], 0);
             let mut min_cost = ds * (absw * absw) + f64::from(zero_bits);
@@ -120,6 +130,34 @@ mod tests {
             rate.update(best * sign, 0);
         }
         out
+    }
+
+    /// A weight at exactly −2^31 steps becomes level 0 with λ > 0, as in the reference's
+    /// `quantizeURQ` (held-out combo set, seed 19, `combo_077` and `combo_145`); its neighbours
+    /// are quantized as usual and +2^31 steps still fails.
+    #[test]
+    fn minus_two_to_the_31_steps_becomes_zero() {
+        let step = (-30f32).exp2();
+        let weights = [-2.0f32, 0.25, -0.25, 0.125, 0.0];
+        let shape = MatrixShape::from_dims(&[weights.len()]).unwrap();
+        let mut rate = RateModel::new(10).unwrap();
+        let mut levels = vec![7; weights.len()];
+        let ok =
+            quantize_rate_aware(&weights, shape, 0, step, 0.5, &mut rate, &mut levels).unwrap();
+        assert!(ok);
+        assert_eq!(levels, [0, 1 << 28, -(1 << 28), 1 << 27, 0]);
+        let mut rate = RateModel::new(10).unwrap();
+        let ok = quantize_rate_aware(
+            &[2.0],
+            MatrixShape::from_dims(&[1]).unwrap(),
+            0,
+            step,
+            0.5,
+            &mut rate,
+            &mut [0],
+        )
+        .unwrap();
+        assert!(!ok);
     }
 
     proptest::proptest! {
