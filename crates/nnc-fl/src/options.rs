@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FlError, Result};
 
+/// The `qp_density` every FL message is coded with (see [`FlOptions::qp_density`]).
+const FL_CODING_QP_DENSITY: u8 = 2;
+
 /// FL codec settings. Both sides of a session must use the same values: they decide which
 /// messages are NNC bitstreams and what they carry.
 ///
@@ -31,7 +34,11 @@ pub struct FlOptions {
     pub diff_qp: Option<i32>,
     /// qp of the non-weight (one-dimensional) tensors.
     pub nonweight_qp: i32,
-    /// Quantization steps per octave are `2^qp_density`.
+    /// `2^qp_density` quantization steps per octave for the sparsification threshold.
+    ///
+    /// Reference quirk: the messages themselves are coded with `qp_density` 2 whatever this is
+    /// (the reference's `fl.encode` does not hand it to `nnc.compress`), so `qp` and `diff_qp`
+    /// count steps of a quarter octave there (`docs/quirks.md#fl-qp-density`).
     pub qp_density: u8,
     /// Dependent (trellis-coded) quantization.
     pub use_dq: bool,
@@ -137,7 +144,7 @@ impl FlOptions {
     pub fn encode_options(&self, device_id: u64) -> EncodeOptions {
         let mut o = EncodeOptions::compress_defaults();
         o.qp = self.coding_qp();
-        o.qp_density = self.qp_density;
+        o.qp_density = FL_CODING_QP_DENSITY;
         o.nonweight_qp = Some(self.nonweight_qp);
         o.use_dq = self.use_dq;
         o.opt_qp = self.opt_qp;
