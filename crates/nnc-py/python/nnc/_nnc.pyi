@@ -132,7 +132,8 @@ class ClientCodec:
 
     Options (keywords): ``compressed`` (the four flags below at once), ``compress_upstream``,
     ``compress_downstream``, ``compress_differences``, ``err_accumulation``, ``qp`` (-32),
-    ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2), ``use_dq``, ``opt_qp``,
+    ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2; the sparsification threshold's only:
+    messages are coded with 2, as NNCodec's ``fl.encode``), ``use_dq``, ``opt_qp``,
     ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``, and
     ``threads`` (this side's worker threads; ``None``: all cores; messages do not depend on it).
 
