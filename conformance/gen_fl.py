@@ -87,6 +87,23 @@ def case_rng(seed, name):
     return np.random.default_rng(int.from_bytes(h[:8], "little"))
 
 
+def random_layout(rng):
+    """2–5 tensors: convolutions, matrices up to 300 × 300 (with entry-point-sized rows), biases."""
+    out = []
+    for i in range(int(rng.integers(2, 6))):
+        kind = rng.choice(["conv", "fc", "fc", "wide"])
+        if kind == "conv":
+            shape = (int(rng.integers(1, 33)), int(rng.integers(1, 17)), 3, 3)
+        elif kind == "fc":
+            shape = (int(rng.integers(1, 129)), int(rng.integers(1, 129)))
+        else:
+            shape = (int(rng.integers(100, 301)), int(rng.integers(100, 301)))
+        out.append((f"l{i}.weight", shape))
+        if rng.random() < 0.8:
+            out.append((f"l{i}.bias", (shape[0],)))
+    return out
+
+
 def random_options(rng):
     o = dict(qp=int(rng.integers(-36, -9)), qp_density=int(rng.choice([2, 2, 2, 1, 3])))
     if rng.random() < 0.3:
@@ -168,7 +185,7 @@ def save_npz(path, model):
     np.savez(path, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in model.items()})
 
 
-def run_case(out, name, opts, seed, clients, rounds):
+def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
     rng = case_rng(seed, name)
     args = dict(DEFAULTS)
     args.update(opts)
@@ -176,7 +193,7 @@ def run_case(out, name, opts, seed, clients, rounds):
         args["diff_qp"] = args["qp"]
     weights = [int(rng.integers(3, 20)) for _ in range(clients)]
     initial = OrderedDict(
-        (k, (rng.normal(0.0, 0.1 if len(s) > 1 else 0.02, size=s)).astype(np.float32)) for k, s in TENSORS)
+        (k, (rng.normal(0.0, 0.1 if len(s) > 1 else 0.02, size=s)).astype(np.float32)) for k, s in tensors)
     keys = list(initial)
 
     case_dir = os.path.join(out, name)
@@ -276,7 +293,7 @@ def run_case(out, name, opts, seed, clients, rounds):
         "clients": clients,
         "rounds": rounds,
         "weights": weights,
-        "tensors": [[k, list(s)] for k, s in TENSORS],
+        "tensors": [[k, list(s)] for k, s in tensors],
     }
     with open(os.path.join(case_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
@@ -291,18 +308,22 @@ def main():
     ap.add_argument("--no-fixed", action="store_true", help="only the random draws")
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--random-layouts", action="store_true", help="random draws get random tensor shapes")
     ap.add_argument("--only", nargs="*")
     a = ap.parse_args()
     cases = OrderedDict() if a.no_fixed else OrderedDict(FIXED)
+    layouts = {}
     for i in range(a.random):
         name = f"fl_combo_{i:03d}"
         cases[name] = random_options(case_rng(a.seed, name + "/options"))
+        if a.random_layouts:
+            layouts[name] = random_layout(case_rng(a.seed, name + "/layout"))
     os.makedirs(a.out, exist_ok=True)
     for name, opts in cases.items():
         if a.only and name not in a.only:
             continue
         try:
-            run_case(a.out, name, opts, a.seed, a.clients, a.rounds)
+            run_case(a.out, name, opts, a.seed, a.clients, a.rounds, layouts.get(name, TENSORS))
             print(f"OK   {name}", flush=True)
         except Exception as e:  # the reference fails on some inputs; such a case is left out
             shutil.rmtree(os.path.join(a.out, name), ignore_errors=True)
