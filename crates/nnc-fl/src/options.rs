@@ -130,6 +130,21 @@ impl FlOptions {
                 return bad(format!("bitdepth {b} is outside 1..=31"));
             }
         }
+        // What an NDU's qp field can hold at the coding qp_density; opt_qp and bit depth may
+        // still move a tensor's qp out of it, which the encoder then refuses by name.
+        let max = 1i32 << (5 + FL_CODING_QP_DENSITY);
+        for (what, qp) in [
+            ("coding qp (diff_qp, else qp)", self.coding_qp()),
+            ("nonweight_qp", self.nonweight_qp),
+        ] {
+            if !(-max..max).contains(&qp) {
+                return bad(format!(
+                    "{what} {qp} is outside [{}, {}], the range of qp_density {FL_CODING_QP_DENSITY} that FL messages are coded with",
+                    -max,
+                    max - 1
+                ));
+            }
+        }
         if self.tca && !self.compress_differences {
             return bad("tca needs compress_differences".into());
         }
@@ -226,6 +241,18 @@ mod tests {
             },
             FlOptions {
                 qp_density: 8,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                qp: -129,
+                ..FlOptions::default()
+            },
+            FlOptions {
+                diff_qp: Some(128),
+                ..FlOptions::default()
+            },
+            FlOptions {
+                nonweight_qp: -200,
                 ..FlOptions::default()
             },
         ];
