@@ -10,7 +10,8 @@ is a pure function of its seed: what is compared is the codec, not the training.
 
 Usage (with the reference venv's python):
 
-    python gen_fl.py OUTDIR --seed N [--random K] [--only NAME ...]
+    python gen_fl.py OUTDIR --seed N [--random K [--no-fixed] [--random-layouts]] [--only NAME ...]
+    PYTHONPATH=<flwr> python gen_fl.py OUTDIR --seed N --engine classes   # the same through NNClient/NNCFedAvg
 
 Layout of OUTDIR/<case>/:
 
@@ -204,6 +205,11 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
     # What fl.encode reads: nnc_fl.py's argparse namespace as a dict.
     enc_args = dict(args, model="mlp", results=work, approx_method="uniform", lsa=False, bnf=False,
                     verbose=False, job_id="")
+    if ENGINE == "classes":
+        run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds)
+        shutil.rmtree(work, ignore_errors=True)
+        write_config(case_dir, seed, args, clients, rounds, weights, tensors)
+        return
 
     server = {"base": new_base(0), "residuals": None, "prev": None, "global": copy.deepcopy(initial)}
     states = {c: {"base": new_base(c), "round": 0, "prev": None, "residuals": None} for c in range(1, clients + 1)}
@@ -285,7 +291,10 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
         else:
             down = ("raw", OrderedDict((k, np.float32(v)) for k, v in zip(keys, agg)))
     shutil.rmtree(work, ignore_errors=True)
+    write_config(case_dir, seed, args, clients, rounds, weights, tensors)
 
+
+def write_config(case_dir, seed, args, clients, rounds, weights, tensors):
     config = {
         "generator": "gen_fl.py",
         "seed": seed,
@@ -300,6 +309,96 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
         f.write("\n")
 
 
+ENGINE = "mirror"
+
+
+def make_torch_model(initial):
+    """A module whose state_dict has exactly the layout's names and shapes; state_dict() hands out
+    copies, as on CUDA (on the CPU NNClient's prev_mdl would alias the live parameters)."""
+    import torch
+
+    class Net(torch.nn.Module):
+        def state_dict(self, *a, **kw):
+            sd = super().state_dict(*a, **kw)
+            return OrderedDict((k, v.detach().clone()) for k, v in sd.items())
+
+    net = Net()
+    for name, v in initial.items():
+        owner = net
+        parts = name.split(".")
+        for part in parts[:-1]:
+            if not hasattr(owner, part):
+                owner.add_module(part, torch.nn.Module())
+            owner = getattr(owner, part)
+        owner.register_parameter(parts[-1], torch.nn.Parameter(torch.from_numpy(v.copy())))
+    return net
+
+
+def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
+    """The same session through the reference's own NNClient and NNCFedAvg objects (needs flwr),
+    driven in a plain loop as Flower's simulation would; their state goes through their .npz files."""
+    import argparse as ap_
+    import torch
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from nncodec.framework.applications.utils.flwr.nnc_client import NNClient
+    from nncodec.framework.applications.utils.flwr.nnc_fedavg import NNCFedAvg
+
+    keys = list(initial)
+    model = make_torch_model(initial)
+    mdl_info = {"parameter_index": {k: i for i, k in enumerate(keys)}}
+    args = ap_.Namespace(**enc_args, lr=1e-3, weight_decay=0.0, wandb=False)
+    state = {"round": 0, "global": None}
+
+    def train_fn(model, optimizer, criterion, trainloader, device, verbose, args, round):
+        held = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+        if state["global"] is None:
+            state["global"] = held
+        local = local_training(rng, held, state["round"])
+        with torch.no_grad():
+            for k, p in model.named_parameters():
+                p.copy_(torch.from_numpy(local[k]))
+        save_npz(os.path.join(state["dir"], f"client_{state['client']}_local.npz"), local)
+        return {"loss": 0.0}
+
+    def metrics_fn(metrics):
+        return {"accumulated_bs_sizes": sum(m["bs_size"] for _, m in metrics)}
+
+    init_params = ndarrays_to_parameters([initial[k] for k in keys])
+    with silenced():
+        strategy = NNCFedAvg(min_fit_clients=clients, min_available_clients=clients, evaluate_fn=None,
+                             accept_failures=False, fit_metrics_aggregation_fn=metrics_fn,
+                             initial_parameters=init_params, model_arch=copy.deepcopy(model),
+                             mdl_info=mdl_info, args=args, encode_fn=ref_fl.encode,
+                             decode_fn=ref_nnc.decompress)
+    params = init_params
+    for rnd in range(1, rounds + 1):
+        rdir = os.path.join(case_dir, f"round_{rnd:02d}")
+        os.makedirs(rdir)
+        state.update(round=rnd, dir=rdir, **{"global": None})
+        results = []
+        for c in range(1, clients + 1):
+            state["client"] = c
+            client = NNClient(None, trainloader=[None] * weights[c - 1], valloader=None, id=c, criterion=None,
+                              device=torch.device("cpu"), c_model=model, args=args, mdl_info=mdl_info,
+                              encode_fn=ref_fl.encode, decode_fn=ref_nnc.decompress, train_fn=train_fn)
+            with silenced():
+                out, ne, metrics = client.fit(parameters_to_ndarrays(params), {})
+            if c == 1:
+                save_npz(os.path.join(rdir, "global.npz"), state["global"])
+            if args.compress_upstream:
+                with open(os.path.join(rdir, f"client_{c}.nnc"), "wb") as f:
+                    f.write(bytes(out[0]))
+            results.append((None, FitRes(status=Status(code=Code.OK, message=""),
+                                         parameters=ndarrays_to_parameters(out), num_examples=ne,
+                                         metrics=metrics)))
+        with silenced():
+            params, _ = strategy.aggregate_fit(rnd, results, [])
+        if args.compress_downstream:
+            t = params.tensors[0]
+            with open(os.path.join(rdir, "server.nnc"), "wb") as f:
+                f.write(bytes(t[t.index(b"\n") + 1:]))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
@@ -310,7 +409,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--random-layouts", action="store_true", help="random draws get random tensor shapes")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--engine", choices=["mirror", "classes"], default="mirror",
+                    help="classes: the reference's NNClient/NNCFedAvg objects (needs flwr), to check the mirror")
     a = ap.parse_args()
+    global ENGINE
+    ENGINE = a.engine
+    if ENGINE == "classes":
+        del sys.modules["nncodec.framework.applications.utils.flwr"]
     cases = OrderedDict() if a.no_fixed else OrderedDict(FIXED)
     layouts = {}
     for i in range(a.random):
