@@ -192,3 +192,37 @@ def test_errors():
     with pytest.raises(nnc.MalformedError):
         server.aggregate([(1, 10, b"junk")])
     assert server.state_json() == before
+
+
+FL_SESSIONS = __import__("pathlib").Path(__file__).resolve().parents[3] / "conformance" / "fl"
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in FL_SESSIONS.iterdir() if (p / "config.json").is_file()))
+def test_reference_sessions_through_the_python_api(case):
+    """The FL sessions recorded from the reference (conformance/gen_fl.py): every message the
+    Python codecs write is the reference's, every global model they receive its values."""
+    import json
+
+    d = FL_SESSIONS / case
+    cfg = json.loads((d / "config.json").read_text())
+    opts = dict(cfg["options"], threads=1)
+    layout = {name: tuple(shape) for name, shape in cfg["tensors"]}
+    load = lambda p: {k: v for k, v in np.load(p).items()}
+    server = nnc.ServerCodec(layout, load(d / "initial.npz"), **opts)
+    clients = [nnc.ClientCodec(layout, i + 1, **opts) for i in range(cfg["clients"])]
+    msg = server.initial_message()
+    for rnd in range(1, cfg["rounds"] + 1):
+        r = d / f"round_{rnd:02d}"
+        expected = load(r / "global.npz")
+        ups = []
+        for i, c in enumerate(clients):
+            got = c.receive(msg)
+            for k in layout:
+                np.testing.assert_array_equal(got[k].view(np.uint32), expected[k].view(np.uint32))
+            up = c.send(load(r / f"client_{i + 1}_local.npz"))
+            if opts["compress_upstream"]:
+                assert up == (r / f"client_{i + 1}.nnc").read_bytes(), (rnd, i + 1)
+            ups.append((i + 1, cfg["weights"][i], up))
+        msg = server.aggregate(ups)
+        if opts["compress_downstream"]:
+            assert msg == (r / "server.nnc").read_bytes(), rnd
