@@ -337,7 +337,6 @@ def make_torch_model(initial):
 def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
     """The same session through the reference's own NNClient and NNCFedAvg objects (needs flwr),
     driven in a plain loop as Flower's simulation would; their state goes through their .npz files."""
-    import argparse as ap_
     import torch
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
     from nncodec.framework.applications.utils.flwr.nnc_client import NNClient
@@ -346,7 +345,7 @@ def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
     keys = list(initial)
     model = make_torch_model(initial)
     mdl_info = {"parameter_index": {k: i for i, k in enumerate(keys)}}
-    args = ap_.Namespace(**enc_args, lr=1e-3, weight_decay=0.0, wandb=False)
+    args = argparse.Namespace(**enc_args, lr=1e-3, weight_decay=0.0, wandb=False)
     state = {"round": 0, "global": None}
 
     def train_fn(model, optimizer, criterion, trainloader, device, verbose, args, round):
@@ -374,7 +373,7 @@ def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
     for rnd in range(1, rounds + 1):
         rdir = os.path.join(case_dir, f"round_{rnd:02d}")
         os.makedirs(rdir)
-        state.update(round=rnd, dir=rdir, **{"global": None})
+        state.update({"round": rnd, "dir": rdir, "global": None})
         results = []
         for c in range(1, clients + 1):
             state["client"] = c
