@@ -18,49 +18,30 @@ fn sessions_dir() -> PathBuf {
     }
 }
 
-/// The model in `path` (an `.npz` of float32 arrays) as one vector in the layout's order.
+/// The model in `path` (an `.npz` of float32 arrays, in the layout's order) as one vector.
 fn read_model(layout: &Layout, path: &Path) -> Vec<f32> {
     let tensors = nnc_nn::io::read_npz(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::with_capacity(layout.num_values());
-    for spec in layout.specs() {
-        let t = tensors
-            .iter()
-            .find(|t| t.name == spec.name)
-            .unwrap_or_else(|| panic!("{}: no {}", path.display(), spec.name));
-        assert_eq!(
-            t.shape,
-            spec.shape,
-            "{}: shape of {}",
-            path.display(),
-            spec.name
-        );
-        out.extend_from_slice(&t.data.as_f32_lossless().expect("float32"));
-    }
-    out
+    layout
+        .from_tensors(&tensors)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The session's options, on one thread. The generator writes every field but `threads`; serde
+/// would quietly default a missing one, so the written names must be exactly those.
 fn options(config: &Value) -> FlOptions {
-    let o = &config["options"];
-    let flag = |k: &str| o[k].as_bool().unwrap_or_else(|| panic!("option {k}"));
-    let int = |k: &str| o[k].as_i64().unwrap_or_else(|| panic!("option {k}"));
-    let float = |k: &str| o[k].as_f64().unwrap_or_else(|| panic!("option {k}"));
+    let written = &config["options"];
+    let opts: FlOptions = serde_json::from_value(written.clone()).expect("options");
+    let mut fields = serde_json::to_value(&opts).unwrap();
+    fields.as_object_mut().unwrap().remove("threads");
+    let names = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(names(written), names(&fields), "option names");
     FlOptions {
-        compress_upstream: flag("compress_upstream"),
-        compress_downstream: flag("compress_downstream"),
-        err_accumulation: flag("err_accumulation"),
-        compress_differences: flag("compress_differences"),
-        qp: int("qp") as i32,
-        diff_qp: o["diff_qp"].as_i64().map(|q| q as i32),
-        nonweight_qp: int("nonweight_qp") as i32,
-        qp_density: int("qp_density") as u8,
-        use_dq: flag("use_dq"),
-        opt_qp: flag("opt_qp"),
-        sparsity: float("sparsity"),
-        struct_spars_factor: float("struct_spars_factor"),
-        row_skipping: flag("row_skipping"),
-        tca: flag("tca"),
-        bitdepth: o["bitdepth"].as_u64().map(|b| b as u32),
         threads: Some(1),
+        ..opts
     }
 }
 
