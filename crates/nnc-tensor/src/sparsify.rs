@@ -3,6 +3,7 @@
 
 pub use nnc_sparsify::SparsifyOptions;
 
+use crate::encode::is_batch_counter;
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, TensorData};
 
@@ -23,10 +24,7 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
 /// the sparsity reached (the reference's `torch_to_numpy` leaves them out). With counters among
 /// the tensors the two functions can stop the threshold search at different rounds.
 pub fn sparsify_state_dict(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Result<()> {
-    sparsify_those(tensors, opts, |t| {
-        !t.name
-            .ends_with(crate::encode::frontend::NUM_BATCHES_TRACKED)
-    })
+    sparsify_those(tensors, opts, |t| !is_batch_counter(&t.name))
 }
 
 fn sparsify_those(

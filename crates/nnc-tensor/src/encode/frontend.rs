@@ -8,8 +8,11 @@ use super::model::{has_zero_width, EncodeInput, InputError, ModelParameter, TOPO
 use super::options::ParameterType;
 use crate::tensor::Tensor;
 
-/// Suffix of the batch-norm step counters PyTorch keeps in its state dicts.
-pub(crate) const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+/// Whether `name` is one of the batch-norm step counters PyTorch keeps in its state dicts
+/// (`….num_batches_tracked`).
+pub(crate) fn is_batch_counter(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
 
 impl EncodeInput {
     /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors
@@ -36,7 +39,7 @@ impl EncodeInput {
             if !names.insert(t.name.clone()) {
                 return Err(InputError::DuplicateName(t.name.clone()));
             }
-            if t.name.ends_with(NUM_BATCHES_TRACKED) || has_zero_width(&t.shape) {
+            if is_batch_counter(&t.name) || has_zero_width(&t.shape) {
                 extra_tensors.push(t.into_owned());
                 continue;
             }
@@ -58,9 +61,7 @@ impl EncodeInput {
     /// `.bias` or `num_batches_tracked`).
     pub fn looks_like_state_dict(tensors: &[Tensor]) -> bool {
         tensors.iter().any(|t| {
-            t.name.ends_with(".weight")
-                || t.name.ends_with(".bias")
-                || t.name.ends_with(NUM_BATCHES_TRACKED)
+            t.name.ends_with(".weight") || t.name.ends_with(".bias") || is_batch_counter(&t.name)
         })
     }
 }

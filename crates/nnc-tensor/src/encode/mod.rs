@@ -7,7 +7,7 @@
 mod approx;
 mod assemble;
 mod bnf;
-pub(crate) mod frontend;
+mod frontend;
 pub mod model;
 pub mod options;
 mod work;
@@ -27,6 +27,7 @@ pub use model::{
 };
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
 
+pub(crate) use frontend::is_batch_counter;
 use work::{Item, Method, Work, WorkModel};
 
 use crate::threads::map_largest_first;
