@@ -132,12 +132,12 @@ impl FlOptions {
         }
         // What an NDU's qp field can hold at the coding qp_density; opt_qp and bit depth may
         // still move a tensor's qp out of it, which the encoder then refuses by name.
-        let max = 1i32 << (5 + FL_CODING_QP_DENSITY);
+        let max = nnc_quant::qp_limit(FL_CODING_QP_DENSITY);
         for (what, qp) in [
             ("coding qp (diff_qp, else qp)", self.coding_qp()),
             ("nonweight_qp", self.nonweight_qp),
         ] {
-            if !(-max..max).contains(&qp) {
+            if !(-max..max).contains(&i64::from(qp)) {
                 return bad(format!(
                     "{what} {qp} is outside [{}, {}], the range of qp_density {FL_CODING_QP_DENSITY} that FL messages are coded with",
                     -max,

@@ -66,7 +66,7 @@ pub fn bitdepth_qp(
         step = f64::from(max_abs) / den;
     }
     let qp = qp_from_step_size(step, qp_density);
-    let max_qp = f64::from(1u32 << (5 + qp_density));
+    let max_qp = crate::qp_limit(qp_density) as f64;
     let qp = qp.clamp(-max_qp, max_qp - 1.0);
     Ok(round_half_even(qp) as i32)
 }

@@ -56,4 +56,4 @@ pub use quantize::{
     overflow_fallback_qp, quantize_layer, quantize_layer_into, QuantizeOptions, QuantizedLayer,
     MAX_QP_DENSITY,
 };
-pub use step::{qp_from_step_size, step_size, step_size_f64};
+pub use step::{qp_from_step_size, qp_limit, step_size, step_size_f64};

@@ -45,6 +45,12 @@ pub fn step_size_f64(qp: i32, qp_density: u8) -> f64 {
     step_size_exact(qp, qp_density)
 }
 
+/// The qps a tensor's payload can signal at `qp_density` (an `iae_v(6 + qp_density)`) are
+/// `-limit..limit`.
+pub fn qp_limit(qp_density: u8) -> i64 {
+    1i64 << (5 + u32::from(qp_density.min(MAX_SHIFTABLE_QP_DENSITY)))
+}
+
 /// Real-valued qp of a step size (Python `get_qp_from_stepsize`), all in `f64`:
 /// `b = floor(log2 Δ)·k`, `qp = b + (Δ·k / 2^(b/k) − k)`.
 ///
@@ -58,6 +64,15 @@ pub fn qp_from_step_size(step: f64, qp_density: u8) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn qp_limit_is_half_the_iae_v_range() {
+        // iae_v(6 + d) holds -2^(5 + d) ..= 2^(5 + d) - 1.
+        assert_eq!(
+            (0..=7).map(qp_limit).collect::<Vec<_>>(),
+            [32, 64, 128, 256, 512, 1024, 2048, 4096]
+        );
+    }
 
     #[test]
     fn hls_examples() {

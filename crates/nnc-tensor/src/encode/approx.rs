@@ -141,7 +141,7 @@ fn quantize(
 /// Refuses a qp that the overflow fallback raised past what the NDU can signal, naming the cause
 /// (a qp asked for out of range is refused when the NDU is written).
 fn check_raised_qp(w: &Work, requested: i32, values: &[f32], opts: &EncodeOptions) -> Result<()> {
-    let signalable = super::assemble::qp_limit(opts.qp_density);
+    let signalable = nnc_quant::qp_limit(opts.qp_density);
     if i64::from(requested) >= signalable || i64::from(w.qp) < signalable {
         return Ok(());
     }

@@ -334,11 +334,6 @@ pub(super) fn qp_bits(qp_density: u8) -> u32 {
     6 + u32::from(qp_density)
 }
 
-/// The qps the payload can signal are `-limit..limit`.
-pub(super) fn qp_limit(qp_density: u8) -> i64 {
-    1i64 << (qp_bits(qp_density) - 1)
-}
-
 /// Encodes the members of one NDU into one CABAC payload with the given HDSP mode index
 /// (`None`: HDSP not in use).
 fn encode_payload(
@@ -356,7 +351,7 @@ fn encode_payload(
         let w = model.get(name)?;
         if quantized {
             let bits = qp_bits(opts.qp_density);
-            let limit = qp_limit(opts.qp_density);
+            let limit = nnc_quant::qp_limit(opts.qp_density);
             // The reference masks an out-of-range qp to `bits` bits and so writes a stream that
             // decodes to another qp; we refuse (quirks.md#qp-offset-range).
             if !(-limit..limit).contains(&i64::from(w.qp)) {
