@@ -102,6 +102,8 @@ impl Trace {
     }
 
     /// The low `count` bits of `bins` (`count` ≤ 64, higher bits zero), bin `i` in bit `i`.
+    /// (Only the AVX-512 recorder appends whole words of bins.)
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(super) fn append_bits(&mut self, bins: u64, count: u32) {
         let at = (self.len % 64) as u32;
