@@ -257,17 +257,15 @@ pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoErro
         format: ".npz",
         what,
     };
-    let mut zip =
-        npyz::zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| invalid(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| invalid(e.to_string()))?;
     let mut tensors = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let entry = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
         if entry.is_dir() {
             continue;
         }
-        let name = npyz::npz::array_name_from_file_name(entry.name())
-            .unwrap_or(entry.name())
-            .to_string();
+        let member = entry.name().map_err(|e| invalid(e.to_string()))?;
+        let name = member.strip_suffix(".npy").unwrap_or(&member).to_string();
         // Grows with the data actually inflated, never with the size the entry claims.
         let mut image = Vec::new();
         let declared = entry.size();
@@ -334,7 +332,7 @@ pub fn write_npz(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
 }
 
 fn write_npz_to<W: Write + Seek>(writer: W, tensors: &[Tensor]) -> std::io::Result<()> {
-    let mut zip = npyz::zip::ZipWriter::new(writer);
+    let mut zip = zip::ZipWriter::new(writer);
     for tensor in tensors {
         write_npz_entry(&mut zip, tensor)?;
     }
@@ -344,13 +342,13 @@ fn write_npz_to<W: Write + Seek>(writer: W, tensors: &[Tensor]) -> std::io::Resu
 
 /// Appends one tensor to an `.npz` archive (an uncompressed entry, as `numpy.savez`).
 pub(crate) fn write_npz_entry<W: Write + Seek>(
-    zip: &mut npyz::zip::ZipWriter<W>,
+    zip: &mut zip::ZipWriter<W>,
     tensor: &Tensor,
 ) -> std::io::Result<()> {
-    let options = npyz::zip::write::FileOptions::default()
-        .compression_method(npyz::zip::CompressionMethod::Stored)
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
         .large_file(true);
-    zip.start_file(npyz::npz::file_name_from_array_name(&tensor.name), options)
+    zip.start_file(format!("{}.npy", tensor.name), options)
         .map_err(std::io::Error::other)?;
     // The array is written element by element; each write into the zip entry would otherwise
     // update its CRC and statistics for a few bytes at a time.
@@ -385,10 +383,10 @@ mod tests {
 
     /// An archive with the given members (name, bytes), stored.
     fn zip_of(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
-        let mut zip = npyz::zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
         for (name, bytes) in members {
-            let options = npyz::zip::write::FileOptions::default()
-                .compression_method(npyz::zip::CompressionMethod::Stored);
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
             if name.ends_with('/') {
                 zip.add_directory(*name, options).unwrap();
             } else {
@@ -419,6 +417,39 @@ mod tests {
         let bytes = zip_of(&[("README.txt", b"hello".to_vec()), ("b.npy", b_image)]);
         let err = parse_npz(&bytes, path).unwrap_err().to_string();
         assert!(err.contains("README.txt"), "{err}");
+    }
+
+    #[test]
+    fn deflated_members_read_and_other_compressors_are_refused_by_name() {
+        let path = Path::new("m.npz");
+        let t = Tensor::try_new("w", vec![3], TensorData::F64(vec![0.25, -1.0, 8.0])).unwrap();
+        let mut image = Vec::new();
+        write_array(&mut image, &t).unwrap();
+        // `np.savez_compressed` deflates every member.
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("w.npy", deflated).unwrap();
+        zip.write_all(&image).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        assert_eq!(parse_npz(&bytes, path).unwrap(), vec![t]);
+
+        // The same member marked bzip2 (method 12) in its local and central headers: a method
+        // nnc is not built with is an error naming it, not a panic or an empty read.
+        let mut bytes = zip_of(&[("w.npy", image)]);
+        for (signature, method_at) in [(b"PK\x03\x04", 8), (b"PK\x01\x02", 10)] {
+            let at = bytes
+                .windows(4)
+                .position(|w| w == signature)
+                .expect("header present");
+            bytes[at + method_at..at + method_at + 2].copy_from_slice(&12u16.to_le_bytes());
+        }
+        let err = parse_npz(&bytes, path).unwrap_err();
+        assert!(
+            matches!(&err, IoError::Malformed { name, .. } if name == "w"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("compression method"), "{err}");
     }
 
     #[test]

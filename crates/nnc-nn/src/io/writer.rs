@@ -63,9 +63,9 @@ struct Planned {
 
 enum Out {
     Safetensors(File),
-    Npz(npyz::zip::ZipWriter<BufWriter<File>>),
+    Npz(zip::ZipWriter<BufWriter<File>>),
     Npy(BufWriter<File>),
-    PyTorch(npyz::zip::ZipWriter<BufWriter<File>>),
+    PyTorch(zip::ZipWriter<BufWriter<File>>),
 }
 
 impl TensorWriter {
@@ -142,7 +142,7 @@ impl TensorWriter {
             FileFormat::Npz => {
                 check_numpy(".npz")?;
                 let file = open().map_err(io)?;
-                Out::Npz(npyz::zip::ZipWriter::new(BufWriter::new(file)))
+                Out::Npz(zip::ZipWriter::new(BufWriter::new(file)))
             }
             FileFormat::Npy => {
                 if plan.len() != 1 {
@@ -239,7 +239,7 @@ impl TensorWriter {
         let io = |e| io_error(&self.path, e);
         match self.out {
             Out::Safetensors(mut file) => file.flush().map_err(io),
-            Out::Npz(mut zip) => {
+            Out::Npz(zip) => {
                 let mut inner = zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
                 inner.flush().map_err(io)
             }

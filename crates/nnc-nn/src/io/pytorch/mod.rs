@@ -4,7 +4,8 @@
 //! # Why our own pickle reader
 //! A checkpoint is a zip holding `<archive>/data.pkl` (a pickle describing the object) and one
 //! raw little-endian entry per storage (`<archive>/data/<key>`). The zip part goes through the
-//! `zip` crate (the one `npyz` already brings in). For the pickle part the candidates were:
+//! `zip` crate (built for stored and deflated entries only, in pure Rust; `.npz` files use it
+//! too). For the pickle part the candidates were:
 //! - `candle-core`'s `pickle` module: well kept, but the crate always builds its CPU
 //!   backend (gemm, rand, tokenizers, ...: about 156 crates), knows only six storage types (no
 //!   bool, int32, int16, int8), returns tensors in hash-map order and prints "skipping" to
@@ -58,7 +59,7 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 
 use nnc_tensor::{DType, Tensor};
-use npyz::zip::{CompressionMethod, ZipArchive};
+use zip::{CompressionMethod, ZipArchive};
 
 use self::pickle::{Id, Obj, Pickle};
 use super::raw::{self, ByteOrder};
@@ -210,7 +211,7 @@ fn parse(
     }
     let mut zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| invalid(path, e))?;
     let pkl_name = (0..zip.len())
-        .filter_map(|i| zip.by_index_raw(i).ok().map(|f| f.name().to_string()))
+        .filter_map(|i| Some(zip.by_index_raw(i).ok()?.name().ok()?.into_owned()))
         .find(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
         .ok_or_else(|| {
             invalid(
@@ -340,7 +341,7 @@ fn storage_bytes<'a>(
             format!("storage {entry_name} is compressed (PyTorch writes storages uncompressed)"),
         ));
     }
-    let start = usize::try_from(entry.data_start()).ok();
+    let start = entry.data_start().and_then(|s| usize::try_from(s).ok());
     let len = usize::try_from(entry.size()).ok();
     start
         .zip(len)

@@ -16,8 +16,8 @@ use std::io::{Seek, Write};
 use std::path::Path;
 
 use nnc_tensor::{DType, Tensor, TensorSpec};
-use npyz::zip::write::FileOptions;
-use npyz::zip::{CompressionMethod, ZipWriter};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
 
 use super::pickle::{
     BININT, BINPERSID, BINUNICODE, EMPTY_TUPLE, GLOBAL, LONG1, MARK, NEWFALSE, PROTO, REDUCE,
@@ -42,7 +42,7 @@ pub(crate) fn start<W: Write + Seek>(out: W, plan: &[TensorSpec]) -> std::io::Re
         ("version", b"3\n".to_vec()),
     ];
     for (name, bytes) in records {
-        zip.start_file_aligned(format!("{ARCHIVE}/{name}"), options(false), ALIGNMENT)
+        zip.start_file(format!("{ARCHIVE}/{name}"), options(false))
             .map_err(std::io::Error::other)?;
         zip.write_all(&bytes)?;
     }
@@ -56,10 +56,9 @@ pub(crate) fn write_storage<W: Write + Seek>(
     tensor: &Tensor,
 ) -> std::io::Result<()> {
     let size = (tensor.len() * tensor.dtype().size_in_bytes()) as u64;
-    zip.start_file_aligned(
+    zip.start_file(
         format!("{ARCHIVE}/data/{index}"),
         options(size >= u64::from(u32::MAX)),
-        ALIGNMENT,
     )
     .map_err(std::io::Error::other)?;
     // Each write into the entry would otherwise update its CRC for a few bytes at a time.
@@ -69,14 +68,16 @@ pub(crate) fn write_storage<W: Write + Seek>(
 }
 
 /// Completes the archive (its central directory) and returns the sink.
-pub(crate) fn finish<W: Write + Seek>(mut zip: ZipWriter<W>) -> std::io::Result<W> {
+pub(crate) fn finish<W: Write + Seek>(zip: ZipWriter<W>) -> std::io::Result<W> {
     zip.finish().map_err(std::io::Error::other)
 }
 
-fn options(large: bool) -> FileOptions {
-    FileOptions::default()
+/// A stored entry whose data starts at a multiple of [`ALIGNMENT`] in the file.
+fn options(large: bool) -> SimpleFileOptions {
+    SimpleFileOptions::default()
         .compression_method(CompressionMethod::Stored)
         .large_file(large)
+        .with_alignment(ALIGNMENT)
 }
 
 /// The pickle of `OrderedDict([(name, tensor), ...])` for the plan, storage keys `"0"`, `"1"`, ...
