@@ -91,7 +91,9 @@ pub fn unpack_each(
 pub struct AttachedFile(String);
 
 impl AttachedFile {
-    /// Packs a file's bytes.
+    /// Packs a file's bytes: deflated at the best level, then base64. The deflate bytes are
+    /// those of flate2's backend, miniz_oxide in nnc's own builds; an application whose build
+    /// turns on another flate2 backend packs other bytes, which unpack the same.
     pub fn pack(bytes: &[u8]) -> Self {
         use base64::Engine;
         use std::io::Write;
