@@ -9,7 +9,7 @@ use nnc_nn::io::shard_writer::{is_written_name, DEFAULT_MAX_SHARD_BYTES};
 use nnc_nn::io::{FileFormat, SafetensorsMetadata, ShardedWriter, TensorWriter};
 use nnc_tensor::{Tensor, TensorSpec};
 
-use crate::files::{check_model_output, check_output, refuse_overwrite, write_atomically};
+use crate::files::{check_model_output, check_output, refuse_overwrite};
 
 /// The decoded model's destination, checked before any work is done.
 #[derive(Debug)]
@@ -117,12 +117,13 @@ impl Destination {
         fill: impl FnOnce(&mut Put<'_>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         match self {
-            Destination::File(path) => write_atomically(path, |tmp| {
-                let mut writer = TensorWriter::create_with_metadata(tmp, plan, metadata)?;
+            Destination::File(path) => {
+                // Written beside `path` and renamed into place by `finish`; errors name `path`.
+                let mut writer = TensorWriter::create_replacing(path, plan, metadata)?;
                 fill(&mut |t| Ok(writer.write(t)?))?;
                 writer.finish()?;
                 Ok(())
-            }),
+            }
             Destination::Directory {
                 dir,
                 max_shard_bytes,

@@ -85,6 +85,31 @@ fn decode_writes_npz_and_npy() {
         .starts_with(b"\x93NUMPY"));
 }
 
+/// A decode that cannot be written (here: several tensors to one `.npy`) names the output the
+/// user gave, not the temporary file it writes through, and leaves nothing in the directory.
+#[test]
+fn an_unwritable_output_is_named_as_given_and_leaves_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let npy = dir.path().join("out.npy");
+    let o = nnc(&[
+        "decode",
+        vector("c_block_bn").to_str().expect("utf-8"),
+        "-o",
+        npy.to_str().expect("utf-8"),
+    ]);
+    let err = assert_clean_failure(&o, "several tensors to .npy");
+    assert!(
+        err.starts_with(&format!("nnc: {}: ", npy.display())),
+        "{err}"
+    );
+    assert!(!err.contains(".nnc-tmp"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
 #[test]
 fn invalid_input_exits_1_with_unit_and_offset() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -42,6 +42,9 @@ pub struct TensorWriter {
     /// plan, its storage key) and whether written.
     planned: HashMap<String, Planned>,
     out: Out,
+    /// [`TensorWriter::create_replacing`]: the file being written, renamed to `path` by
+    /// [`TensorWriter::finish`] and removed if the writer is dropped before.
+    pending: Option<tempfile::TempPath>,
 }
 
 impl std::fmt::Debug for TensorWriter {
@@ -87,6 +90,30 @@ impl TensorWriter {
             path: path.display().to_string(),
         })?;
         Self::open_as(path, plan, format, metadata, || File::create(path))
+    }
+
+    /// [`TensorWriter::create_with_metadata`], except that `path` only appears (or is
+    /// replaced) when [`TensorWriter::finish`] succeeds: the tensors go to a temporary file in
+    /// the same directory, which `finish` renames to `path` and which is removed if the writer
+    /// is dropped before, or `finish` fails. Errors name `path`, not the temporary file.
+    pub fn create_replacing(
+        path: &Path,
+        plan: &[TensorSpec],
+        metadata: &SafetensorsMetadata,
+    ) -> Result<Self, IoError> {
+        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+            path: path.display().to_string(),
+        })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let (file, pending) = temp_file_in(dir)
+            .map_err(|e| io_error(path, e))?
+            .into_parts();
+        let mut writer = Self::open_as(path, plan, format, metadata, || Ok(file))?;
+        writer.pending = Some(pending);
+        Ok(writer)
     }
 
     /// [`TensorWriter::create_with_metadata`] in the given format, whatever the extension,
@@ -169,6 +196,7 @@ impl TensorWriter {
             path: path.to_path_buf(),
             planned,
             out,
+            pending: None,
         })
     }
 
@@ -238,17 +266,21 @@ impl TensorWriter {
         }
         let io = |e| io_error(&self.path, e);
         match self.out {
-            Out::Safetensors(mut file) => file.flush().map_err(io),
+            Out::Safetensors(mut file) => file.flush().map_err(io)?,
             Out::Npz(zip) => {
                 let mut inner = zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
-                inner.flush().map_err(io)
+                inner.flush().map_err(io)?
             }
-            Out::Npy(mut w) => w.flush().map_err(io),
+            Out::Npy(mut w) => w.flush().map_err(io)?,
             Out::PyTorch(zip) => super::pytorch::save::finish(zip)
                 .map_err(io)?
                 .flush()
-                .map_err(io),
+                .map_err(io)?,
         }
+        if let Some(pending) = self.pending {
+            pending.persist(&self.path).map_err(|e| io(e.error))?;
+        }
+        Ok(())
     }
 }
 
@@ -276,6 +308,58 @@ mod tests {
             Tensor::try_new("d", vec![], TensorData::F64(vec![0.1])).unwrap(),
             Tensor::try_new("h", vec![3], TensorData::F16(vec![0x3c00, 0xfc00, 1])).unwrap(),
         ]
+    }
+
+    /// `create_replacing` leaves the old file in place until `finish`, then replaces it with
+    /// what `create` would have written; a writer dropped or failing on the way leaves the
+    /// directory as it was.
+    #[test]
+    fn replacing_writers_touch_the_path_only_when_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let tensors = model();
+        let plan: Vec<TensorSpec> = tensors.iter().map(TensorSpec::from).collect();
+        let meta = SafetensorsMetadata::new();
+        let names = |dir: &Path| {
+            let mut n: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        for ext in ["safetensors", "npz", "pt"] {
+            let path = dir.path().join(format!("m.{ext}"));
+            std::fs::write(&path, b"old").unwrap();
+            let mut w = TensorWriter::create_replacing(&path, &plan, &meta).unwrap();
+            w.write(&tensors[0]).unwrap();
+            drop(w);
+            assert_eq!(std::fs::read(&path).unwrap(), b"old", "{ext}");
+            let mut w = TensorWriter::create_replacing(&path, &plan, &meta).unwrap();
+            w.write(&tensors[0]).unwrap();
+            let err = w.finish().unwrap_err();
+            assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), b"old", "{ext}");
+            assert_eq!(names(dir.path()).len(), 1, "{ext}: {:?}", names(dir.path()));
+
+            let mut w = TensorWriter::create_replacing(&path, &plan, &meta).unwrap();
+            for t in &tensors {
+                w.write(t).unwrap();
+            }
+            w.finish().unwrap();
+            let direct = dir.path().join(format!("direct.{ext}"));
+            let mut w = TensorWriter::create(&direct, &plan).unwrap();
+            for t in &tensors {
+                w.write(t).unwrap();
+            }
+            w.finish().unwrap();
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                std::fs::read(&direct).unwrap()
+            );
+            std::fs::remove_file(&direct).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            assert!(names(dir.path()).is_empty(), "{ext}");
+        }
     }
 
     #[test]
