@@ -165,9 +165,7 @@ pub fn for_destination(
 /// Writes unpacked files, each through a temporary file renamed into place.
 pub fn write(files: &[(PathBuf, Vec<u8>)]) -> anyhow::Result<()> {
     for (path, bytes) in files {
-        write_atomically(path, |tmp| {
-            std::fs::write(tmp, bytes).with_context(|| format!("writing {}", tmp.display()))
-        })?;
+        write_atomically(path, bytes)?;
     }
     Ok(())
 }

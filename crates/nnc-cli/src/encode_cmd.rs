@@ -267,9 +267,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         encode(input, &opts)?
     };
     progress.stage(format!("writing {}", args.output.display()));
-    write_atomically(&args.output, |tmp| {
-        std::fs::write(tmp, &encoded.bytes).with_context(|| format!("writing {}", tmp.display()))
-    })?;
+    write_atomically(&args.output, &encoded.bytes)?;
     save_state(args.state.as_deref(), &state)?;
     if want_report {
         let reference = kept_original.as_ref().unwrap_or(&tensors);

@@ -65,11 +65,9 @@ fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes through a temporary file in the target directory, then renames it into place.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+/// Writes `bytes` to a temporary file in the target directory, then renames it into place.
+/// Errors name `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = parent_dir(path);
     let file_name = path.file_name().context("output path has no file name")?;
     // Same extension as the target, so format detection by extension still works.
@@ -78,9 +76,9 @@ pub fn write_atomically(
         std::process::id(),
         file_name.to_string_lossy()
     ));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-    });
+    let result = std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -117,7 +115,5 @@ pub fn save_state(path: Option<&Path>, state: &IncrementalState) -> anyhow::Resu
     } else {
         state.to_bytes()?
     };
-    write_atomically(p, |tmp| {
-        std::fs::write(tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))
-    })
+    write_atomically(p, &bytes)
 }
