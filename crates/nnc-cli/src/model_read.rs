@@ -59,6 +59,16 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     } else {
         path
     };
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("nnc"))
+    {
+        anyhow::bail!(
+            "{}: this is a bitstream, not a model (decode it with `nnc decode {} -o MODEL`)",
+            path.display(),
+            path.display()
+        );
+    }
     let mut seen: Vec<(PathBuf, SafetensorsMetadata)> = Vec::new();
     let mut read_one = |file: &Path| {
         let (tensors, metadata) = read_file(file, how.checkpoint_key.as_deref(), quiet)?;

@@ -172,6 +172,15 @@ fn invalid_input_exits_1_with_unit_and_offset() {
     );
     assert!(err.contains("reading /nonexistent/x.nnc"), "{err}");
     assert!(!Path::new(out).exists(), "no output after a failed decode");
+
+    // A bitstream given to `encode` (as the model or as the base) is named for what it is.
+    let stream = vector("t_default_2d");
+    let stream = stream.to_str().expect("utf-8");
+    let coded = dir.path().join("again.nnc");
+    let coded = coded.to_str().expect("utf-8");
+    let err = assert_clean_failure(&nnc(&["encode", stream, "-o", coded]), "encode a stream");
+    assert!(err.contains("this is a bitstream, not a model"), "{err}");
+    assert!(err.contains(&format!("nnc decode {stream}")), "{err}");
 }
 
 #[test]
