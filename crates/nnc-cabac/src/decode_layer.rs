@@ -78,8 +78,12 @@ pub fn decode_layer_and_create_entry_points(
 /// scoped threads. Afterwards `dec` continues from the end of the last block row, as in the
 /// reference. For tensors without block-row restarts (row-major scan or a single block row)
 /// `entry_points` must be empty and this equals [`decode_layer`]; otherwise it must hold exactly
-/// `num_block_rows − 1` entries. Entry points that do not match the stream give wrong levels or an
-/// error, never a panic.
+/// `num_block_rows − 1` entries.
+///
+/// Every block row but the last must end exactly where the next entry point starts (bit offset,
+/// offset register, DQ state), or this fails with [`Error::EntryPointMismatch`]; so whenever it
+/// succeeds, `out` and `dec` are what [`decode_layer`] gives. Entry points that do not match the
+/// stream give an error, never a panic or other levels.
 pub fn decode_layer_with_entry_points<'a>(
     dec: &mut ArithDecoder<'a>,
     cfg: &LayerConfig,
@@ -131,7 +135,17 @@ pub fn decode_layer_with_entry_points<'a>(
         let start = starts
             .get(br)
             .ok_or(Error::Internal("block row without entry point"))?;
-        decode_block_row(base, start, template, &p, &info, br, br * chunk, part)
+        decode_block_row(
+            base,
+            start,
+            starts.get(br + 1),
+            template,
+            &p,
+            &info,
+            br,
+            br * chunk,
+            part,
+        )
     };
 
     let last = jobs.len().saturating_sub(1);
@@ -188,11 +202,13 @@ pub fn decode_layer_with_entry_points<'a>(
 }
 
 /// Decode block row `br` from its restart point into `part` (rows of the block row, starting at
-/// row-major position `offset`) and return the engine state at its end.
+/// row-major position `offset`) and return the engine state at its end. `next_start`, the next
+/// block row's restart point, must be where this one ends.
 #[allow(clippy::too_many_arguments)]
 fn decode_block_row<'a>(
     base: &ArithDecoder<'a>,
     start: &EntryPoint,
+    next_start: Option<&EntryPoint>,
     template: &[ContextModel],
     p: &Prepared<'_>,
     info: &DecodedLayerInfo,
@@ -204,7 +220,7 @@ fn decode_block_row<'a>(
     d.seek_entry_point(start);
     let mut models = template.to_vec();
     let segs = p.geo.block_row_segments(br);
-    decode_segments(
+    let dq_state = decode_segments(
         &mut d,
         p,
         info,
@@ -215,6 +231,13 @@ fn decode_block_row<'a>(
         start.dq_state,
         None,
     )?;
+    if let Some(next) = next_start {
+        // Where the sequential decoder would restart the next block row.
+        d.reset_range();
+        if d.capture_entry_point(dq_state) != *next {
+            return Err(Error::EntryPointMismatch { block_row: br + 1 });
+        }
+    }
     Ok(d)
 }
 
@@ -255,10 +278,11 @@ fn decode_levels(
     out: &mut [i32],
     eps: Option<(&mut Vec<u64>, u64)>,
 ) -> Result<(), Error> {
-    decode_segments(d, p, info, models, out, 0, p.geo.segments(), 0, eps)
+    decode_segments(d, p, info, models, out, 0, p.geo.segments(), 0, eps).map(|_| ())
 }
 
-/// Decode the positions of `segments` into `out` (which starts at row-major position `offset`).
+/// Decode the positions of `segments` into `out` (which starts at row-major position `offset`);
+/// returns the DQ state after them.
 #[allow(clippy::too_many_arguments)]
 fn decode_segments(
     d: &mut ArithDecoder<'_>,
@@ -270,7 +294,7 @@ fn decode_segments(
     segments: impl Iterator<Item = Segment>,
     mut dq_state: u8,
     mut eps: Option<(&mut Vec<u64>, u64)>,
-) -> Result<(), Error> {
+) -> Result<u8, Error> {
     let layout = p.layout;
     let lc = p.lc;
     let skip_active = p.header_present && info.row_skip_enabled_flag;
@@ -335,7 +359,7 @@ fn decode_segments(
             }
         }
     }
-    Ok(())
+    Ok(dq_state)
 }
 
 /// Positions decoded between two checks for an exhausted payload.

@@ -137,6 +137,14 @@ pub enum Error {
         /// The level as given.
         level: i32,
     },
+    /// Decoding a block row from its entry point did not end where the next entry point says
+    /// the next block row starts (bit offset, offset register or DQ state): the entry points do
+    /// not belong to this stream. Decoding without them ([`decode_layer`]) is unaffected.
+    #[error("block row {block_row} does not start where its entry point says")]
+    EntryPointMismatch {
+        /// The block row whose signalled start differs (1 is the first with an entry point).
+        block_row: usize,
+    },
     /// The number of entry points does not match the tensor's block rows.
     #[error("{got} entry points given, the tensor needs {expected}")]
     EntryPointCount {

@@ -163,16 +163,53 @@ fn kat_d_dq_block_scan_row_skip_entry_points() {
         assert_eq!(out, q);
         assert_eq!(dec.finish().unwrap(), 84);
     }
-    // Wrong entry points never panic; a wrong count is an error.
+    // Wrong entry points are an error, never a panic or other levels: a wrong count, and any
+    // entry point that is not where the block row before it ends (its offset, its register
+    // byte or only its DQ state changed).
     let mut dec = ArithDecoder::new(&bytes);
     let mut out = vec![0; q.len()];
     assert!(decode_layer_with_entry_points(&mut dec, &c, &hist, &eps[..1], &mut out, 1).is_err());
-    for bad in [[0u64, 0], [u64::MAX, 5], [416_761, u64::MAX >> 11 << 11]] {
-        let mut dec = ArithDecoder::new(&bytes);
-        let _ = dec.iae_v(8);
-        let _ = decode_layer_with_entry_points(&mut dec, &c, &hist, &bad, &mut out, 2);
-        let _ = dec.finish();
+    let moved = |k: usize, f: fn(&mut EntryPoint)| {
+        let mut e = eps.clone();
+        let mut ep = EntryPoint::unpack(e[k]);
+        f(&mut ep);
+        e[k] = ep.pack();
+        [e[0], e[1]]
+    };
+    let wrong = [
+        [0u64, 0],
+        [u64::MAX, 5],
+        [416_761, u64::MAX >> 11 << 11],
+        moved(0, |ep| ep.bit_offset += 1),
+        moved(0, |ep| ep.val8 ^= 1),
+        moved(0, |ep| ep.dq_state ^= 1),
+        moved(1, |ep| ep.dq_state ^= 2),
+    ];
+    for (i, bad) in wrong.iter().enumerate() {
+        for threads in [1, 2] {
+            let mut dec = ArithDecoder::new(&bytes);
+            let _ = dec.iae_v(8);
+            let r = decode_layer_with_entry_points(&mut dec, &c, &hist, bad, &mut out, threads);
+            assert!(r.is_err(), "wrong entry points {i} accepted");
+        }
     }
+    let mut dec = ArithDecoder::new(&bytes);
+    let _ = dec.iae_v(8);
+    let r = decode_layer_with_entry_points(
+        &mut dec,
+        &c,
+        &hist,
+        &moved(1, |ep| ep.val8 ^= 4),
+        &mut out,
+        2,
+    );
+    assert!(
+        matches!(
+            r,
+            Err(nnc_cabac::Error::EntryPointMismatch { block_row: 2 })
+        ),
+        "{r:?}"
+    );
 
     // Sequential decoder.
     let mut dec = ArithDecoder::new(&bytes);

@@ -621,6 +621,14 @@ pub(crate) fn run_ndu(
     let gpi = job.general_profile_idc;
     let mut dec = ArithDecoder::new(payload);
     let mut decoded = Vec::with_capacity(members.len());
+    // The header's entry points, when exactly one member can own them: the reference hands
+    // every such member the list from its start (hls.md §4.5), so with two (a low-rank G and H
+    // in one block) they are not split here and both decode without them.
+    let with_rows = members.iter().filter(|m| m.dims.len() > 1).count();
+    let entry_points = header
+        .cabac_entry_point_list
+        .as_deref()
+        .filter(|eps| !eps.is_empty() && with_rows == 1);
     for m in members {
         let at = Location {
             tensor: Some(m.name.clone()),
@@ -697,7 +705,8 @@ pub(crate) fn run_ndu(
             hdsp_hist: hist.map(Vec::as_slice),
         };
         let mut levels = vec![0i32; n];
-        nnc_cabac::decode_layer(&mut dec, &cfg, &history, &mut levels).map_err(|source| {
+        let eps = entry_points.filter(|_| dims.len() > 1 && scan_order > 0);
+        decode_member_levels(&mut dec, &cfg, &history, eps, &mut levels).map_err(|source| {
             Error::Cabac {
                 at: at.clone(),
                 source,
@@ -730,6 +739,39 @@ pub(crate) fn run_ndu(
     }
 
     Ok(NduOutput::Coded(decoded))
+}
+
+/// Tensors with fewer elements decode their block rows on one thread even when the stream has
+/// entry points: starting threads would cost more than it saves.
+const ENTRY_POINT_MIN_ELEMENTS: usize = 1 << 16;
+
+/// One member's levels (`decodeLayer`). With entry points (`scan_order > 0`), on more than one
+/// worker thread and for a tensor that is large enough, its block rows are decoded in parallel
+/// from them ([`nnc_cabac::decode_layer_with_entry_points`], which checks that every block row
+/// ends where the next one's entry point says); entry points that do not fit the stream are
+/// ignored and the tensor is decoded sequentially, as without them. Either way the levels and
+/// the decoder's end state are the same.
+fn decode_member_levels(
+    dec: &mut ArithDecoder<'_>,
+    cfg: &LayerConfig,
+    history: &LayerHistory<'_>,
+    entry_points: Option<&[u64]>,
+    levels: &mut [i32],
+) -> std::result::Result<(), nnc_cabac::Error> {
+    let threads = rayon::current_num_threads();
+    if let Some(eps) = entry_points {
+        if threads > 1 && levels.len() >= ENTRY_POINT_MIN_ELEMENTS {
+            let mut trial = dec.clone();
+            let decoded = nnc_cabac::decode_layer_with_entry_points(
+                &mut trial, cfg, history, eps, levels, threads,
+            );
+            if decoded.is_ok() {
+                *dec = trial;
+                return Ok(());
+            }
+        }
+    }
+    nnc_cabac::decode_layer(dec, cfg, history, levels).map(|_| ())
 }
 
 /// Notes the low-rank pair of this NDU (a block with G and H, or the second of two non-block
@@ -1058,4 +1100,90 @@ pub fn hls_json(
         out.push(parsed.to_hls_json());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_cabac::{
+        decode_layer_and_create_entry_points, encode_layer, ArithEncoder, EncodeLayerOptions,
+        EntryPoint,
+    };
+
+    /// Levels of a 2-D tensor at scan order 2 (16 × 16 blocks), large enough for the parallel
+    /// path, with the payload and the entry points the reference's encoder signals for it.
+    fn coded_scan_tensor() -> (LayerConfig, Vec<i32>, Vec<u8>, Vec<u64>) {
+        let cfg = LayerConfig {
+            scan_order: 2,
+            ..LayerConfig::new(vec![300, 256])
+        };
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let levels: Vec<i32> = (0..300 * 256)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 23) as i32 - 11) / 3
+            })
+            .collect();
+        let hist = LayerHistory::default();
+        let mut enc = ArithEncoder::new();
+        let opts = EncodeLayerOptions {
+            param_opt: true,
+            ..Default::default()
+        };
+        encode_layer(&mut enc, &cfg, &hist, &opts, &levels).unwrap();
+        let payload = enc.finish();
+        let mut dec = ArithDecoder::new(&payload);
+        let mut decoded = vec![0; levels.len()];
+        let (_, eps) =
+            decode_layer_and_create_entry_points(&mut dec, &cfg, &hist, &mut decoded).unwrap();
+        assert_eq!(decoded, levels);
+        (cfg, levels, payload, eps)
+    }
+
+    /// On two threads a tensor with entry points decodes from them to the levels and end state
+    /// of the sequential decode; entry points that do not fit the stream fall back to it.
+    #[test]
+    fn entry_points_give_the_sequential_levels_or_are_ignored() {
+        let (cfg, want, payload, eps) = coded_scan_tensor();
+        assert!(want.len() >= ENTRY_POINT_MIN_ELEMENTS && eps.len() == 18);
+        let hist = LayerHistory::default();
+        let mut wrong = eps.clone();
+        let mut ep = EntryPoint::unpack(wrong[7]);
+        ep.val8 ^= 0x10;
+        wrong[7] = ep.pack();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for given in [
+            Some(eps.as_slice()),
+            Some(wrong.as_slice()),
+            Some(&eps[1..]),
+            None,
+        ] {
+            let (levels, end) = pool.install(|| {
+                let mut dec = ArithDecoder::new(&payload);
+                let mut levels = vec![7; want.len()];
+                decode_member_levels(&mut dec, &cfg, &hist, given, &mut levels).unwrap();
+                (levels, dec.finish().unwrap())
+            });
+            assert_eq!(levels, want);
+            assert_eq!(end, payload.len());
+        }
+        // The wrong list is refused by the entry-point decoder itself, so the test above did
+        // go through the fallback.
+        let mut dec = ArithDecoder::new(&payload);
+        let mut levels = vec![0; want.len()];
+        assert!(nnc_cabac::decode_layer_with_entry_points(
+            &mut dec,
+            &cfg,
+            &hist,
+            &wrong,
+            &mut levels,
+            2
+        )
+        .is_err());
+    }
 }
