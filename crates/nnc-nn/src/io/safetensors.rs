@@ -250,11 +250,8 @@ pub fn write_safetensors_with_metadata(
         }
     }
     let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = super::writer::temp_file_in(parent).map_err(|e| io_error(path, e))?;
+    let temp = super::writer::temp_file_in(super::writer::parent_dir(path))
+        .map_err(|e| io_error(path, e))?;
     let mut writer = super::TensorWriter::open_as(
         path,
         &plan,

@@ -35,6 +35,21 @@ pub(crate) fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFil
     builder.tempfile_in(dir)
 }
 
+/// The directory a file is written in (`.` for a bare file name), where its temporary goes.
+pub(crate) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The format `path`'s extension names.
+fn format_of(path: &Path) -> Result<FileFormat, IoError> {
+    FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
+        path: path.display().to_string(),
+    })
+}
+
 /// A model file being written one tensor at a time (see the module doc).
 pub struct TensorWriter {
     path: PathBuf,
@@ -86,10 +101,9 @@ impl TensorWriter {
         plan: &[TensorSpec],
         metadata: &SafetensorsMetadata,
     ) -> Result<Self, IoError> {
-        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
-            path: path.display().to_string(),
-        })?;
-        Self::open_as(path, plan, format, metadata, || File::create(path))
+        Self::open_as(path, plan, format_of(path)?, metadata, || {
+            File::create(path)
+        })
     }
 
     /// [`TensorWriter::create_with_metadata`], except that `path` only appears (or is
@@ -101,14 +115,8 @@ impl TensorWriter {
         plan: &[TensorSpec],
         metadata: &SafetensorsMetadata,
     ) -> Result<Self, IoError> {
-        let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
-            path: path.display().to_string(),
-        })?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let (file, pending) = temp_file_in(dir)
+        let format = format_of(path)?;
+        let (file, pending) = temp_file_in(parent_dir(path))
             .map_err(|e| io_error(path, e))?
             .into_parts();
         let mut writer = Self::open_as(path, plan, format, metadata, || Ok(file))?;
