@@ -705,7 +705,8 @@ pub(crate) fn run_ndu(
             hdsp_hist: hist.map(Vec::as_slice),
         };
         let mut levels = vec![0i32; n];
-        let eps = entry_points.filter(|_| dims.len() > 1 && scan_order > 0);
+        // `scan_order` is 0 for tensors of fewer than two dimensions.
+        let eps = entry_points.filter(|_| scan_order > 0);
         decode_member_levels(&mut dec, &cfg, &history, eps, &mut levels).map_err(|source| {
             Error::Cabac {
                 at: at.clone(),

@@ -250,21 +250,12 @@ pub fn write_safetensors_with_metadata(
         }
     }
     let plan: Vec<nnc_tensor::TensorSpec> = tensors.iter().map(Into::into).collect();
-    let temp = super::writer::temp_file_in(super::writer::parent_dir(path))
-        .map_err(|e| io_error(path, e))?;
-    let mut writer = super::TensorWriter::open_as(
-        path,
-        &plan,
-        super::FileFormat::Safetensors,
-        metadata,
-        || temp.reopen(),
-    )?;
+    let mut writer =
+        super::TensorWriter::replacing_as(path, &plan, super::FileFormat::Safetensors, metadata)?;
     for t in tensors {
         writer.write(t)?;
     }
-    writer.finish()?;
-    temp.persist(path).map_err(|e| io_error(path, e.error))?;
-    Ok(())
+    writer.finish()
 }
 
 /// The header and data layout [`write_safetensors`] gives these tensors (the crate's order:

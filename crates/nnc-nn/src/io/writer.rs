@@ -115,7 +115,16 @@ impl TensorWriter {
         plan: &[TensorSpec],
         metadata: &SafetensorsMetadata,
     ) -> Result<Self, IoError> {
-        let format = format_of(path)?;
+        Self::replacing_as(path, plan, format_of(path)?, metadata)
+    }
+
+    /// [`TensorWriter::create_replacing`] in the given format, whatever the extension.
+    pub(crate) fn replacing_as(
+        path: &Path,
+        plan: &[TensorSpec],
+        format: FileFormat,
+        metadata: &SafetensorsMetadata,
+    ) -> Result<Self, IoError> {
         let (file, pending) = temp_file_in(parent_dir(path))
             .map_err(|e| io_error(path, e))?
             .into_parts();
