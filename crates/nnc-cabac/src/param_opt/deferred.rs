@@ -44,6 +44,7 @@ impl DeferredFlags {
         abs: u64,
     ) -> Option<bool> {
         let n = gtx.len() / 2;
+        // Codes go up to n + 1; the bulk writers compare them with j + 2 for the flags j < n.
         if n >= usize::from(u8::MAX) {
             return None;
         }
@@ -111,6 +112,15 @@ fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
         };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has AVX2, BMI2 and POPCNT (checked by `available`).
+        #[allow(unsafe_code)]
+        unsafe {
+            avx2::write_unary(codes, ctxs, first, stride)
+        };
+        return;
+    }
     write_unary_portable(codes, ctxs, first, stride);
 }
 
@@ -174,40 +184,121 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    use super::Trace;
+
+    /// Whether this CPU has AVX2, BMI2 and POPCNT with a fast `pext`, and `NNC_NO_AVX2` is
+    /// unset.
+    pub(super) fn available() -> bool {
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("bmi2")
+                && is_x86_feature_detected!("popcnt")
+                && !slow_pext()
+                && std::env::var_os("NNC_NO_AVX2").is_none()
+        })
+    }
+
+    /// AMD's cores before Zen 3 (family 0x19), and Hygon's (Zen 1), run `pext` in microcode,
+    /// hundreds of cycles for a dense mask; there the portable form is faster.
+    fn slow_pext() -> bool {
+        #[allow(unsafe_code, unused_unsafe)]
+        // SAFETY: `cpuid` exists on every x86-64 CPU; leaves 0 and 1 always do.
+        let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1)) };
+        let name = [vendor.ebx, vendor.edx, vendor.ecx];
+        let amd_like = name == [0x6874_7541, 0x6974_6e65, 0x444d_4163] // "AuthenticAMD"
+            || name == [0x6f67_7948, 0x6e65_476e, 0x656e_6975]; // "HygonGenuine"
+        let base = (signature.eax >> 8) & 0xf;
+        let family = if base == 0xf {
+            base + ((signature.eax >> 20) & 0xff)
+        } else {
+            base
+        };
+        amd_like && family < 0x19
+    }
+
+    /// [`super::write_unary`], 64 codes per step as in the AVX-512 form, each comparison done
+    /// on two halves of 32 bytes (an unsigned `c ≥ t` is `max(c, t) = c`).
+    #[target_feature(enable = "avx2,bmi2,popcnt")]
+    pub(super) fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
+        let top = codes.iter().copied().max().map_or(0, usize::from);
+        let (blocks, tail) = codes.as_chunks::<64>();
+        let mut last = [0u8; 64];
+        last[..tail.len()].copy_from_slice(tail);
+        let contexts = ctxs.iter_mut().skip(first).step_by(stride).take(top);
+        for (j, t) in contexts.enumerate() {
+            let has = _mm256_set1_epi8((j + 1) as i8);
+            let set = _mm256_set1_epi8((j + 2) as i8);
+            for block in blocks.iter().chain((!tail.is_empty()).then_some(&last)) {
+                let (lo, hi) = load(block);
+                let present = at_least(lo, has) | at_least(hi, has) << 32;
+                let one = at_least(lo, set) | at_least(hi, set) << 32;
+                t.append_bits(_pext_u64(one, present), present.count_ones());
+            }
+        }
+    }
+
+    /// Bit `i` set where byte `i` of `v` is at least that of `t` (unsigned).
+    #[target_feature(enable = "avx2")]
+    fn at_least(v: __m256i, t: __m256i) -> u64 {
+        let ge = _mm256_cmpeq_epi8(_mm256_max_epu8(v, t), v);
+        u64::from(_mm256_movemask_epi8(ge) as u32)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn load(a: &[u8; 64]) -> (__m256i, __m256i) {
+        // SAFETY: `a` is 64 readable bytes; the loads have no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            (
+                _mm256_loadu_si256(a.as_ptr().cast()),
+                _mm256_loadu_si256(a.as_ptr().add(32).cast()),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// A level's greater-than flags and remainder prefix one bin at a time, as the recorder
-    /// wrote them before.
+    /// wrote them before (and still does when they cannot be held back).
     fn direct(levels: &[(bool, u64)], n: usize) -> Vec<Trace> {
         let layout = ContextLayout::new(n as u32);
         let mut ctxs = vec![Trace::default(); layout.len()];
         for &(negative, abs) in levels {
-            let mut all_ones = true;
-            for j in 0..n {
-                let flag = abs > j as u64 + 1;
-                ctxs[ContextLayout::GTX + 2 * j + usize::from(negative)].push(flag);
-                if !flag {
-                    all_ones = false;
-                    break;
-                }
-            }
-            if all_ones {
-                let r = abs - n as u64 - 1;
-                let mut base = 0u64;
-                for j in 0..MAX_PREFIX_BINS {
-                    let more = r >= base + (1u64 << j);
-                    ctxs[layout.rem() + j].push(more);
-                    if !more {
-                        break;
-                    }
-                    base += 1u64 << j;
-                }
-            }
+            push_level(&mut ctxs, n, negative, abs);
         }
         ctxs
+    }
+
+    /// One level's flags and, if all of them are 1, its remainder prefix.
+    fn push_level(ctxs: &mut [Trace], n: usize, negative: bool, abs: u64) {
+        for j in 0..n {
+            let flag = abs > j as u64 + 1;
+            ctxs[ContextLayout::GTX + 2 * j + usize::from(negative)].push(flag);
+            if !flag {
+                return;
+            }
+        }
+        let rem = ContextLayout::new(n as u32).rem();
+        let r = abs - n as u64 - 1;
+        let mut base = 0u64;
+        for j in 0..MAX_PREFIX_BINS {
+            let more = r >= base + (1u64 << j);
+            ctxs[rem + j].push(more);
+            if !more {
+                break;
+            }
+            base += 1u64 << j;
+        }
     }
 
     fn deferred(levels: &[(bool, u64)], n: usize) -> Vec<Trace> {
@@ -218,6 +309,13 @@ mod tests {
         let mut held = DeferredFlags::default();
         for &(negative, abs) in levels {
             let all_ones = held.push_flags(&mut ctxs[flags.clone()], negative, abs);
+            if n >= 255 {
+                // Codes up to n + 1 would not fit a byte: the caller codes these levels itself.
+                assert_eq!(all_ones, None);
+                held.settle(&mut ctxs);
+                push_level(&mut ctxs, n, negative, abs);
+                continue;
+            }
             assert_eq!(all_ones, Some(abs > n as u64));
             let all_ones = abs > n as u64;
             if all_ones {
@@ -245,12 +343,36 @@ mod tests {
         #[test]
         fn same_traces_as_one_bin_at_a_time(
             levels in prop::collection::vec(
-                (any::<bool>(), prop_oneof![1u64..40, 1u64..(1 << 34)]),
+                (any::<bool>(), prop_oneof![1u64..40, 1u64..300, 1u64..(1 << 34)]),
                 0..700,
             ),
-            n in 1usize..20,
+            n in prop_oneof![1usize..20, 250usize..=256],
         ) {
             same_traces(direct(&levels, n), deferred(&levels, n))?;
+        }
+    }
+
+    proptest! {
+        /// The AVX2 form (where the CPU can run it, whatever else it has) writes the same bins
+        /// as the portable one, up to the most flags a level can hold back (254, codes up to 255).
+        #[test]
+        fn avx2_form_matches_the_portable_one(
+            codes in prop::collection::vec(1u8..=255, 0..300),
+            stride in 1usize..3,
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() {
+                let contexts = 254 * stride;
+                let mut want = vec![Trace::default(); contexts];
+                write_unary_portable(&codes, &mut want, stride - 1, stride);
+                let mut got = vec![Trace::default(); contexts];
+                // SAFETY: `available` checked the CPU.
+                #[allow(unsafe_code)]
+                unsafe {
+                    avx2::write_unary(&codes, &mut got, stride - 1, stride)
+                };
+                same_traces(want, got)?;
+            }
         }
     }
 

@@ -6,6 +6,8 @@ use crate::binarization::{gtx_flags_one_by_one, prefix_bins_one_by_one, BinSink,
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// Recorded bins are replayed once this many are pending, which bounds the recorder's memory
@@ -195,12 +197,16 @@ impl Lanes {
         key
     }
 
-    /// Replay bins `from..to` of `words`: on AVX-512 where the CPU has it ([`avx512::replay`]
-    /// checks, and falls back), else with [`Lanes::replay_scalar`]; the same costs and states
-    /// either way.
+    /// Replay bins `from..to` of `words`: on AVX-512 where the CPU has it, else on AVX2
+    /// ([`avx2::replay`] checks, and falls back), else with [`Lanes::replay_scalar`]; the same
+    /// costs and states either way.
     fn replay(&mut self, words: &[u64], from: usize, to: usize) {
         #[cfg(target_arch = "x86_64")]
-        avx512::replay(self, words, from, to);
+        if avx512::available() {
+            avx512::replay(self, words, from, to);
+        } else {
+            avx2::replay(self, words, from, to);
+        }
         #[cfg(not(target_arch = "x86_64"))]
         self.replay_scalar(words, from, to);
     }
