@@ -282,12 +282,6 @@ struct Forward<'w> {
 /// `steps` and returns the final state costs (state order), or `None` when a weight fails the
 /// overflow test.
 fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
-    forward_lanes(input, steps)
-}
-
-/// The body of [`forward_portable`], inlined into each build of it (`avx2::forward`).
-#[inline(always)]
-fn forward_lanes(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
     let Forward {
         weights,
         shape,

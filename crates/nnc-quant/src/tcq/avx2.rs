@@ -1,12 +1,21 @@
-//! The portable forward pass compiled for AVX2, for x86-64 CPUs without AVX-512: its lanes of
-//! four `f64` (the even and the odd states) then fit one register each, and the compiler's
-//! vector code replaces the SSE2 pairs. The same source, so the same floating-point operations
-//! in the same order (Rust never fuses a multiply and an add on its own), hence the same costs,
-//! ties and levels; the tests compare the two builds.
+//! The distortion-only trellis for x86-64 CPUs with AVX2 but not AVX-512.
+//!
+//! The forward pass keeps the eight state costs in two vectors of four `f64`: the states that
+//! feed states 0..=3 (0, 2, 4, 6) and those that feed 4..=7 (1, 3, 5, 7), each in the lane order
+//! that the interleaving of the next step's results leaves (`[c0, c4, c2, c6]` and
+//! `[c1, c5, c3, c7]`), so a step is six lane permutes, six additions, two compare-and-blend
+//! passes per half and two interleaves. The same sums and comparisons as
+//! [`super::forward_portable`], in the same floating-point operations, so costs, ties and branch
+//! choices are identical; the tests compare the two.
+//!
+//! The reconstruction after the traceback is the portable source built again with AVX2 enabled
+//! (the same operations in the same order; Rust never fuses a multiply and an add on its own).
 
+use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::Forward;
+use super::{grid, overflows, Forward, SPREAD, UNREACHED};
+use crate::scan::ScanSegments;
 use crate::Result;
 
 /// Whether this CPU can run [`forward`] and the environment variable `NNC_NO_AVX2` is unset
@@ -18,7 +27,9 @@ pub(super) fn available() -> bool {
     })
 }
 
-/// [`super::forward_portable`], built for AVX2 where the CPU has it.
+/// The forward pass: pushes each step's branch bits onto `steps` and returns the final state
+/// costs (state order), or `None` when a weight fails the overflow test. Without AVX2 it is the
+/// portable forward pass.
 pub(super) fn forward(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
     if !available() {
         return super::forward_portable(input, steps);
@@ -32,7 +43,82 @@ pub(super) fn forward(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option
 
 #[target_feature(enable = "avx2")]
 fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64; 8]>> {
-    super::forward_lanes(input, steps)
+    // Slot j's candidate is `q0 + ((j − q0) & 3)`, i.e. q0 plus entry j of the rotation for
+    // `q0 & 3`; both terms are integers below 2^53, so their f64 sum is the exact level.
+    let rotations: [__m256d; 4] = std::array::from_fn(|r| {
+        let c = |j: i64| ((j - r as i64) & 3) as f64;
+        _mm256_set_pd(c(3), c(2), c(1), c(0))
+    });
+    // `[c0, c2, c1, c3]` of the feeding states 0, 2, 4, 6 (as c0, c4, c2, c6) and likewise for
+    // the odd ones; state 0 starts at cost 0.
+    let mut even = _mm256_set_pd(UNREACHED, UNREACHED, UNREACHED, 0.0);
+    let mut odd = _mm256_set1_pd(UNREACHED);
+    for run in ScanSegments::new(input.shape, input.scan_order)? {
+        for &w in &input.weights[run] {
+            if overflows(w, input.check) {
+                return Ok(None);
+            }
+            let (_, org, q0) = grid(w, input.qscale);
+            let q = _mm256_add_pd(_mm256_set1_pd(q0 as f64), rotations[(q0 & 3) as usize]);
+            let diff = _mm256_sub_pd(_mm256_set1_pd(org), q);
+            let s = _mm256_mul_pd(diff, diff);
+            let z = _mm256_set1_pd(org * org);
+            let s0s2 = _mm256_movedup_pd(s); // [s0, s0, s2, s2]
+            let s1s3 = _mm256_permute_pd::<0b1111>(s); // [s1, s1, s3, s3]
+                                                       // Branches k = 0, 1, 2 of states 0..=3 and of 4..=7 (`BRANCHES`, spelled out in
+                                                       // `forward_portable`): the feeding states' costs plus the candidates' distortions.
+            let e0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x88>(even), s0s2);
+            let e1 = _mm256_add_pd(
+                _mm256_permute4x64_pd::<0xD8>(even),
+                _mm256_permute2f128_pd::<0x20>(z, s0s2),
+            );
+            let e2 = _mm256_add_pd(
+                _mm256_permute4x64_pd::<0xDD>(even),
+                _mm256_permute2f128_pd::<0x21>(s0s2, z),
+            );
+            let o0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x22>(odd), s1s3);
+            let o1 = _mm256_add_pd(
+                _mm256_permute4x64_pd::<0x27>(odd),
+                _mm256_permute2f128_pd::<0x21>(s1s3, z),
+            );
+            let o2 = _mm256_add_pd(
+                _mm256_permute4x64_pd::<0x77>(odd),
+                _mm256_permute2f128_pd::<0x20>(z, s1s3),
+            );
+            // First minimum wins: a later branch must be strictly cheaper.
+            let (low, t1_low, t2_low) = cheapest(e0, e1, e2);
+            let (high, t1_high, t2_high) = cheapest(o0, o1, o2);
+            let take1 = t1_low | t1_high << 4;
+            let take2 = t2_low | t2_high << 4;
+            steps.push(SPREAD[take1 & !take2] | (SPREAD[take2] << 1));
+            even = _mm256_unpacklo_pd(low, high);
+            odd = _mm256_unpackhi_pd(low, high);
+        }
+    }
+    let (mut e, mut o) = ([0f64; 4], [0f64; 4]);
+    // SAFETY: `e` and `o` are 32 writable bytes each; the stores have no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm256_storeu_pd(e.as_mut_ptr(), even);
+        _mm256_storeu_pd(o.as_mut_ptr(), odd);
+    }
+    // Lanes `[c0, c4, c2, c6]` and `[c1, c5, c3, c7]`.
+    Ok(Some([e[0], o[0], e[2], o[2], e[1], o[1], e[3], o[3]]))
+}
+
+/// The cheaper of three branch vectors lane by lane, the first minimum winning, and the lanes
+/// where the second and the third branch won (as bit masks).
+#[target_feature(enable = "avx2")]
+fn cheapest(b0: __m256d, b1: __m256d, b2: __m256d) -> (__m256d, usize, usize) {
+    let take1 = _mm256_cmp_pd::<_CMP_LT_OQ>(b1, b0);
+    let m1 = _mm256_blendv_pd(b0, b1, take1);
+    let take2 = _mm256_cmp_pd::<_CMP_LT_OQ>(b2, m1);
+    let next = _mm256_blendv_pd(m1, b2, take2);
+    (
+        next,
+        _mm256_movemask_pd(take1) as usize,
+        _mm256_movemask_pd(take2) as usize,
+    )
 }
 
 /// [`super::reconstruct_portable`], built for AVX2 where the CPU has it.
