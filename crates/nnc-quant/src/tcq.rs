@@ -594,6 +594,27 @@ fn reconstruct_lanes(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i3
     }
 }
 
+/// Test input for the forward passes: weights of mixed scales (small, large, on the half-step
+/// grid so that branches tie, and zeros) from a seed, for a step size.
+#[cfg(all(test, target_arch = "x86_64"))]
+fn mixed_weights(seed: u64, len: usize, step: f32) -> Vec<f32> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+            match i % 4 {
+                0 => u * 0.2,
+                1 => u * 40.0 * step,
+                2 => (u * 16.0).round() * step * 0.5,
+                _ => 0.0,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,6 +236,14 @@ fn word_spans(words: &[u64], from: usize, to: usize) -> impl Iterator<Item = (u6
     })
 }
 
+/// Add the vector replays' 32-bit per-set cost sums into the accumulators and clear them.
+#[cfg(target_arch = "x86_64")]
+fn flush(acc: &mut [u64; NUM_INIT_SETS], sums: &mut [u32; NUM_INIT_SETS]) {
+    for (a, v) in acc.iter_mut().zip(std::mem::take(sums)) {
+        *a += u64::from(v);
+    }
+}
+
 /// Replay bits `lo..hi` of `word` with the loop specialised for the current sharing.
 #[inline]
 fn run_word(lanes: &mut Lanes, est: &[[u32; 1024]; 2], word: u64, lo: u32, hi: u32) {
@@ -626,6 +634,51 @@ impl BinSink for InitSetSearch {
 
     #[inline(always)]
     fn bypass_bins(&mut self, _n: u32, _value: u32) {}
+}
+
+/// Test helpers shared by the vector replays' tests.
+#[cfg(all(test, target_arch = "x86_64"))]
+mod vector_tests {
+    use super::Lanes;
+    use proptest::prelude::*;
+
+    /// `n` random bins (bin `i` in bit `i % 64`, one spare word), each 1 with probability `skew`.
+    fn random_bins(x: &mut u64, skew: f64, n: usize) -> Vec<u64> {
+        let mut words = vec![0u64; n.div_ceil(64) + 1];
+        for i in 0..n {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            if ((*x >> 11) as f64 / (1u64 << 53) as f64) < skew {
+                words[i / 64] |= 1 << (i % 64);
+            }
+        }
+        words
+    }
+
+    /// From reachable shadows (a random prefix replayed first), bins `from..from + len` of a
+    /// random trace replay with `replay` to the scalar replay's costs and states.
+    pub(super) fn replays_like_the_scalar_form(
+        seed: u64,
+        skew: f64,
+        prefix: usize,
+        from: usize,
+        len: usize,
+        replay: impl Fn(&mut Lanes, &[u64], usize, usize),
+    ) -> Result<(), TestCaseError> {
+        let mut x = seed | 1;
+        let mut start = Lanes::INITIAL;
+        start.replay_scalar(&random_bins(&mut x, skew, prefix), 0, prefix);
+        let words = random_bins(&mut x, skew, from + len);
+        let mut scalar = start;
+        scalar.replay_scalar(&words, from, from + len);
+        let mut simd = start;
+        replay(&mut simd, &words, from, from + len);
+        prop_assert_eq!(simd.acc, scalar.acc);
+        prop_assert_eq!(simd.p, scalar.p);
+        prop_assert_eq!(simd.s0, scalar.s0);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

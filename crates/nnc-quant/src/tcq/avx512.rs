@@ -240,21 +240,7 @@ mod tests {
             if !available() {
                 return Ok(());
             }
-            let mut x = seed | 1;
-            let weights: Vec<f32> = (0..h * w)
-                .map(|i| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let u = (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-                    match i % 4 {
-                        0 => u * 0.2,
-                        1 => u * 40.0 * step,
-                        2 => (u * 16.0).round() * step * 0.5,
-                        _ => 0.0,
-                    }
-                })
-                .collect();
+            let weights = super::super::mixed_weights(seed, h * w, step);
             let input = Forward {
                 weights: &weights,
                 shape: crate::scan::MatrixShape::from_dims(&[h, w]).expect("shape"),

@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{word_spans, Lanes};
+use super::{flush, word_spans, Lanes};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// The sets with lanes, in lane order; set 7 borrows set 3's S1 and has S0 = 0.
@@ -155,12 +155,6 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     lanes.p[BORROWER] = out[8 + LENDER];
 }
 
-fn flush(acc: &mut [u64; NUM_INIT_SETS], sums: &mut [u32; NUM_INIT_SETS]) {
-    for (a, v) in acc.iter_mut().zip(std::mem::take(sums)) {
-        *a += u64::from(v);
-    }
-}
-
 fn lanes_of(f: impl Fn(usize) -> i16) -> [i16; 16] {
     std::array::from_fn(f)
 }
@@ -213,22 +207,9 @@ fn store(v: __m256i) -> [i16; 16] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vector_tests::replays_like_the_scalar_form;
     use super::*;
     use proptest::prelude::*;
-
-    /// Random bins, bin `i` in bit `i % 64`, with probability `skew` of a 1.
-    fn bits(x: &mut u64, skew: f64, n: usize) -> Vec<u64> {
-        let mut words = vec![0u64; n.div_ceil(64) + 1];
-        for i in 0..n {
-            *x ^= *x << 13;
-            *x ^= *x >> 7;
-            *x ^= *x << 17;
-            if ((*x >> 11) as f64 / (1u64 << 53) as f64) < skew {
-                words[i / 64] |= 1 << (i % 64);
-            }
-        }
-        words
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
@@ -247,17 +228,7 @@ mod tests {
             if !available() {
                 return Ok(());
             }
-            let mut x = seed | 1;
-            let mut start = Lanes::INITIAL;
-            start.replay_scalar(&bits(&mut x, skew, prefix), 0, prefix);
-            let words = bits(&mut x, skew, from + len);
-            let mut scalar = start;
-            scalar.replay_scalar(&words, from, from + len);
-            let mut simd = start;
-            replay(&mut simd, &words, from, from + len);
-            prop_assert_eq!(simd.acc, scalar.acc);
-            prop_assert_eq!(simd.p, scalar.p);
-            prop_assert_eq!(simd.s0, scalar.s0);
+            replays_like_the_scalar_form(seed, skew, prefix, from, len, replay)?;
         }
     }
 

@@ -21,7 +21,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{word_spans, Lanes};
+use super::{flush, word_spans, Lanes};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// Whether this CPU can run [`replay`] and the environment variable `NNC_NO_AVX512` is unset
@@ -224,12 +224,6 @@ fn take_vector_sums(sums: &mut [u32; NUM_INIT_SETS], vector: &mut __m512i) {
     *vector = _mm512_setzero_si512();
 }
 
-fn flush(acc: &mut [u64; NUM_INIT_SETS], sums: &mut [u32; NUM_INIT_SETS]) {
-    for (a, v) in acc.iter_mut().zip(std::mem::take(sums)) {
-        *a += u64::from(v);
-    }
-}
-
 fn lanes_of(f: impl Fn(usize) -> i16) -> [i16; 32] {
     std::array::from_fn(f)
 }
@@ -270,6 +264,7 @@ fn store(v: __m512i) -> [i16; 32] {
 
 #[cfg(test)]
 mod tests {
+    use super::super::vector_tests::replays_like_the_scalar_form;
     use super::super::INITIAL;
     use super::*;
     use proptest::prelude::*;
@@ -291,30 +286,9 @@ mod tests {
             if !available() {
                 return Ok(());
             }
-            let mut x = seed | 1;
-            let mut bits = |n: usize| -> Vec<u64> {
-                let mut words = vec![0u64; n.div_ceil(64) + 1];
-                for i in 0..n {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    if ((x >> 11) as f64 / (1u64 << 53) as f64) < skew {
-                        words[i / 64] |= 1 << (i % 64);
-                    }
-                }
-                words
-            };
-            let mut start = Lanes::INITIAL;
-            start.replay_scalar(&bits(prefix), 0, prefix);
-            let words = bits(from + len);
-            let mut scalar = start;
-            scalar.replay_scalar(&words, from, from + len);
             for costs in [CostLookup::Loads, CostLookup::Gather] {
-                let mut simd = start;
-                replay_with(costs, &mut simd, &words, from, from + len);
-                prop_assert_eq!(simd.acc, scalar.acc, "{:?}", costs);
-                prop_assert_eq!(simd.p, scalar.p, "{:?}", costs);
-                prop_assert_eq!(simd.s0, scalar.s0, "{:?}", costs);
+                let replay = |l: &mut Lanes, w: &[u64], from, to| replay_with(costs, l, w, from, to);
+                replays_like_the_scalar_form(seed, skew, prefix, from, len, replay)?;
             }
         }
     }
