@@ -16,9 +16,10 @@
 //!
 //! Unsafe code: none, except that the distortion-only trellis has an AVX-512 forward pass and
 //! reconstruction after its traceback (`x86_64` only, chosen at run time when the CPU has
-//! AVX-512 F and DQ; `NNC_NO_AVX512=1` rules them out), and an AVX2 build of the portable ones
-//! (when the CPU has AVX2; `NNC_NO_AVX2=1` rules it out), each entered through one `unsafe` call
-//! once the CPU is checked. All forms give the same levels, and the tests compare them.
+//! AVX-512 F and DQ; `NNC_NO_AVX512=1` rules them out), and AVX2 forms of both (when the CPU has
+//! AVX2; `NNC_NO_AVX2=1` rules them out: a hand-written forward pass, and the portable
+//! reconstruction built for AVX2), each entered through one `unsafe` call once the CPU is
+//! checked. All forms give the same levels, and the tests compare them.
 //!
 //! ```
 //! use nnc_quant::{dequantize_uniform, quantize_layer, QuantizeOptions};

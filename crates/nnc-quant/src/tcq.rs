@@ -250,13 +250,13 @@ pub(crate) fn quantize_plain(
     };
     // The AVX-512 and AVX2 passes check the CPU themselves and fall back to the portable one.
     #[cfg(target_arch = "x86_64")]
-    let forward = if avx512::available() {
+    let forward: ForwardPass = if avx512::available() {
         avx512::forward
     } else {
         avx2::forward
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let forward = forward_portable;
+    let forward: ForwardPass = forward_portable;
     let Some(cost) = forward(input, &mut steps)? else {
         return Ok(false);
     };
@@ -265,6 +265,10 @@ pub(crate) fn quantize_plain(
     )?;
     Ok(true)
 }
+
+/// A forward pass over [`Forward`]: pushes each step's branch bits and returns the final state
+/// costs, or `None` when a weight fails the overflow test.
+type ForwardPass = fn(Forward<'_>, &mut Vec<u16>) -> Result<Option<[f64; 8]>>;
 
 /// What [`quantize_plain`]'s forward pass runs over.
 #[derive(Clone, Copy)]
@@ -594,12 +598,19 @@ fn reconstruct_lanes(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i3
     }
 }
 
-/// Test input for the forward passes: weights of mixed scales (small, large, on the half-step
-/// grid so that branches tie, and zeros) from a seed, for a step size.
+/// Test of a vector forward pass: on weights of mixed scales (small, large, on the half-step
+/// grid so that branches tie, and zeros) drawn from `seed`, `forward` must push the portable
+/// pass's branch bits and return its final costs, bit for bit. Returns the weights and steps.
 #[cfg(all(test, target_arch = "x86_64"))]
-fn mixed_weights(seed: u64, len: usize, step: f32) -> Vec<f32> {
+fn forward_matches_portable(
+    forward: ForwardPass,
+    seed: u64,
+    (h, w): (usize, usize),
+    scan_order: u8,
+    step: f32,
+) -> std::result::Result<(Vec<f32>, Vec<u16>), proptest::test_runner::TestCaseError> {
     let mut x = seed | 1;
-    (0..len)
+    let weights: Vec<f32> = (0..h * w)
         .map(|i| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -612,7 +623,21 @@ fn mixed_weights(seed: u64, len: usize, step: f32) -> Vec<f32> {
                 _ => 0.0,
             }
         })
-        .collect()
+        .collect();
+    let input = Forward {
+        weights: &weights,
+        shape: MatrixShape::from_dims(&[h, w]).expect("shape"),
+        scan_order,
+        qscale: 1.0 / f64::from(step),
+        check: check_scale(step),
+    };
+    let (mut simd, mut portable) = (Vec::new(), Vec::new());
+    let a = forward(input, &mut simd).expect("vector pass");
+    let b = forward_portable(input, &mut portable).expect("portable pass");
+    proptest::prop_assert_eq!(&simd, &portable);
+    let bits = |c: Option<[f64; 8]>| c.map(|c| c.map(f64::to_bits));
+    proptest::prop_assert_eq!(bits(a), bits(b));
+    Ok((weights, simd))
 }
 
 #[cfg(test)]

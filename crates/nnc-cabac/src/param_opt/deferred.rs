@@ -207,6 +207,8 @@ mod avx2 {
     /// AMD's cores before Zen 3 (family 0x19), and Hygon's (Zen 1), run `pext` in microcode,
     /// hundreds of cycles for a dense mask; there the portable form is faster.
     fn slow_pext() -> bool {
+        // `__cpuid` is a safe function in recent Rust and an unsafe one in older releases that
+        // the workspace's rust-version still admits, hence the block and `unused_unsafe`.
         #[allow(unsafe_code, unused_unsafe)]
         // SAFETY: `cpuid` exists on every x86-64 CPU; leaves 0 and 1 always do.
         let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1)) };

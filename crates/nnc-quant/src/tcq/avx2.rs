@@ -19,7 +19,7 @@ use crate::scan::ScanSegments;
 use crate::Result;
 
 /// Whether this CPU can run [`forward`] and the environment variable `NNC_NO_AVX2` is unset
-/// (it selects the baseline build, to compare the two or to rule this one out).
+/// (it selects the portable forms, to compare them or to rule these out).
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
@@ -141,16 +141,15 @@ fn reconstruct_avx2(weights: &[f32], chosen: &[u16], qscale: f64, out: &mut [i32
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::MatrixShape;
     use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Bit for bit the baseline build: every step's branch bits, the final costs and the
+        /// Bit for bit the portable forms: every step's branch bits, the final costs and the
         /// reconstruction, on weights of mixed scales (ties included: weights on the grid).
         #[test]
-        fn same_steps_costs_and_levels_as_the_baseline_build(
+        fn same_steps_costs_and_levels_as_the_portable_forms(
             seed in any::<u64>(),
             h in 1usize..40,
             w in 1usize..70,
@@ -160,24 +159,13 @@ mod tests {
             if !available() {
                 return Ok(());
             }
-            let weights = super::super::mixed_weights(seed, h * w, step);
-            let input = Forward {
-                weights: &weights,
-                shape: MatrixShape::from_dims(&[h, w]).expect("shape"),
-                scan_order,
-                qscale: 1.0 / f64::from(step),
-                check: super::super::check_scale(step),
-            };
-            let (mut simd, mut baseline) = (Vec::new(), Vec::new());
-            let a = forward(input, &mut simd).expect("avx2");
-            let b = super::super::forward_portable(input, &mut baseline).expect("baseline");
-            prop_assert_eq!(&simd, &baseline);
-            let bits = |c: Option<[f64; 8]>| c.map(|c| c.map(f64::to_bits));
-            prop_assert_eq!(bits(a), bits(b));
-            let chosen: Vec<u16> = simd.iter().map(|&s| (s % 5) | (((s >> 8) & 1) << 3)).collect();
+            let (weights, steps) =
+                super::super::forward_matches_portable(forward, seed, (h, w), scan_order, step)?;
+            let chosen: Vec<u16> = steps.iter().map(|&s| (s % 5) | (((s >> 8) & 1) << 3)).collect();
+            let qscale = 1.0 / f64::from(step);
             let (mut levels, mut expected) = (vec![0; h * w], vec![0; h * w]);
-            reconstruct(&weights, &chosen, input.qscale, &mut levels);
-            super::super::reconstruct_portable(&weights, &chosen, input.qscale, &mut expected);
+            reconstruct(&weights, &chosen, qscale, &mut levels);
+            super::super::reconstruct_portable(&weights, &chosen, qscale, &mut expected);
             prop_assert_eq!(levels, expected);
         }
     }

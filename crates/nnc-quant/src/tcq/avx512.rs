@@ -240,20 +240,7 @@ mod tests {
             if !available() {
                 return Ok(());
             }
-            let weights = super::super::mixed_weights(seed, h * w, step);
-            let input = Forward {
-                weights: &weights,
-                shape: crate::scan::MatrixShape::from_dims(&[h, w]).expect("shape"),
-                scan_order,
-                qscale: 1.0 / f64::from(step),
-                check: super::super::check_scale(step),
-            };
-            let (mut simd, mut portable) = (Vec::new(), Vec::new());
-            let a = forward(input, &mut simd).expect("simd");
-            let b = super::super::forward_portable(input, &mut portable).expect("portable");
-            prop_assert_eq!(&simd, &portable);
-            let bits = |c: Option<[f64; 8]>| c.map(|c| c.map(f64::to_bits));
-            prop_assert_eq!(bits(a), bits(b));
+            super::super::forward_matches_portable(forward, seed, (h, w), scan_order, step)?;
         }
     }
 }
