@@ -43,6 +43,30 @@ const _: () = {
     }
 };
 
+const _: () = {
+    // Every S0 pair is an S1 pair too, for `merged_cost_source`.
+    let mut k = 0;
+    while k < S0_PAIRS.len() {
+        assert!(S0_PAIRS[k].0 == S1_PAIRS[k].0 && S0_PAIRS[k].1 == S1_PAIRS[k].1);
+        k += 1;
+    }
+};
+
+/// The set whose cost set `k` has in a vector replay's word that starts with the members of
+/// `S0_PAIRS[j]` merged with their leaders where `merged` has bit `j`: S0 and S1 both equal
+/// to the leader's, so they stay equal for the word, and so do the costs.
+#[cfg(target_arch = "x86_64")]
+const fn merged_cost_source(merged: u8, k: usize) -> usize {
+    let mut j = 0;
+    while j < S0_PAIRS.len() {
+        if S0_PAIRS[j].0 == k && merged & (1 << j) != 0 {
+            return S0_PAIRS[j].1;
+        }
+        j += 1;
+    }
+    k
+}
+
 /// A sharing key: bit `k` says member and leader of `S0_PAIRS[k]` have equal S0, bit `4 + k`
 /// that those of `S1_PAIRS[k]` have equal S1.
 type Sharing = u16;

@@ -13,13 +13,14 @@
 //!   bytes (which also drops the shuffle's high byte) and one shift;
 //! - the step gets its sign back and is added.
 //!
-//! The nine costs are nine loads (a `vpgatherdd` of eight was slower on Zen 3). The tests
-//! compare this replay with the scalar one.
+//! The nine costs are scalar loads (a `vpgatherdd` of eight was slower on Zen 3), skipping,
+//! as the AVX-512 replay does, the sets merged with their leader for a word. The tests compare
+//! this replay with the scalar one.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, word_spans, Lanes};
+use super::{flush, merged_cost_source, word_spans, Lanes, S0_PAIRS};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// The sets with lanes, in lane order; set 7 borrows set 3's S1 and has S0 = 0.
@@ -77,6 +78,24 @@ fn borrower_matches(lanes: &Lanes) -> bool {
 /// cost is below 2^18, so 2^13 of them fit).
 const FLUSH_BINS: usize = 1 << 13;
 
+/// What the replay keeps in registers: constants, the shadows' lanes and the cost sums.
+struct Registers {
+    /// `(sgn·S) >> k` as the high half of `S · sgn·2^(16−k)`, for bin 0 and bin 1.
+    towards: [__m256i; 2],
+    signs: [__m256i; 2],
+    /// `CURVE[16 + j] / 16` for j < 0 (entry `j + 16`) and j >= 0 (entry `j`), the same in
+    /// both 128-bit halves.
+    negative: __m256i,
+    positive: __m256i,
+    /// The byte multipliers `2^(7 − shift)` in each lane's low byte, 0 in the high byte, so
+    /// whatever the shuffles put in a lane's high byte drops out.
+    scale: __m256i,
+    /// Byte shuffle putting each lane's leader (`S0_PAIRS`) in its place, per 128-bit half.
+    leader: __m256i,
+    s: __m256i,
+    sums: [u32; NUM_INIT_SETS],
+}
+
 #[target_feature(enable = "avx2")]
 fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     let is_s0 = |j: usize| j < 8;
@@ -88,71 +107,109 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
             set.shift1
         }
     };
-    // `(sgn·S) >> k` as the high half of `S · sgn·2^(16−k)`, for bin 0 and bin 1.
     let k_scale = |j: usize| if is_s0(j) { 1 << 13 } else { 1 << 9 };
-    let towards = [load(&lanes_of(|j| -k_scale(j))), load(&lanes_of(k_scale))];
-    let signs = [_mm256_set1_epi16(-1), _mm256_set1_epi16(1)];
-    // Both 128-bit halves shuffle with the same tables: `CURVE[16 + j] / 16` for j < 0 (entry
-    // `j + 16`) and j >= 0 (entry `j`).
-    let negative = table(&std::array::from_fn(|e| CURVE[e % 16] / 16));
-    let positive = table(&std::array::from_fn(|e| CURVE[16 + e % 16] / 16));
-    // The byte multipliers `2^(7 − shift)` in each lane's low byte, 0 in the high byte, so
-    // whatever the shuffles put in a lane's high byte drops out.
-    let scale = load(&lanes_of(|j| 1 << (7 - shift(j))));
-    // `j`'s low byte indexes the positive table as it is (a negative `j` has its top bit set,
-    // which zeroes the byte) and the negative table with that bit flipped.
-    let low_top = _mm256_set1_epi16(0x80);
-    let bias = _mm_set1_epi16(512);
-    let mut s = load(&state_lanes(lanes));
-    let est = est_bits_columns();
-    let mut sums = [0u32; NUM_INIT_SETS];
+    // The members of `S0_PAIRS` and their leaders have the same lane numbers as set numbers.
+    let leader_lane = |k: usize| S0_PAIRS.iter().find(|m| m.0 == k).map_or(k, |m| m.1);
+    let mut r = Registers {
+        towards: [load(&lanes_of(|j| -k_scale(j))), load(&lanes_of(k_scale))],
+        signs: [_mm256_set1_epi16(-1), _mm256_set1_epi16(1)],
+        negative: table(&std::array::from_fn(|e| CURVE[e % 16] / 16)),
+        positive: table(&std::array::from_fn(|e| CURVE[16 + e % 16] / 16)),
+        scale: load(&lanes_of(|j| 1 << (7 - shift(j)))),
+        leader: table(&std::array::from_fn(|e| {
+            2 * leader_lane(e % 16 / 2) as i32 + e as i32 % 2
+        })),
+        s: load(&state_lanes(lanes)),
+        sums: [0; NUM_INIT_SETS],
+    };
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
-        for b in lo..hi {
-            let bin = ((word >> b) & 1) as usize;
-            // Costs first, from the states before this bin's update: index 512 + (P >> 3) with
-            // P = S1 + 16·S0 (within 25..=998 by §2.1; masked like the scalar replay).
-            let s0 = _mm256_castsi256_si128(s);
-            let s1 = _mm256_extracti128_si256::<1>(s);
-            let p = _mm_add_epi16(s1, _mm_slli_epi16::<4>(s0));
-            let index = _mm_add_epi16(_mm_srai_epi16::<3>(p), bias);
-            let borrowed = _mm_add_epi16(_mm_srai_epi16::<3>(s1), bias);
-            let column = &est[bin];
-            let packed = [
-                _mm_cvtsi128_si64(index) as u64,
-                _mm_extract_epi64::<1>(index) as u64,
-            ];
-            for (k, &set) in SETS.iter().enumerate() {
-                // (The compiler turns these loads into vector inserts and the sums into vector
-                // adds; volatile scalar loads, as in the AVX-512 replay, timed the same on Zen 3.)
-                let i = (packed[k / 4] >> (16 * (k % 4))) as usize & 1023;
-                sums[set] += column[i];
-            }
-            let i = _mm_extract_epi16::<{ LENDER as i32 }>(borrowed) as usize & 1023;
-            sums[BORROWER] += column[i];
-            // The update.
-            let j = _mm256_mulhi_epi16(s, towards[bin]);
-            let curve = _mm256_or_si256(
-                _mm256_shuffle_epi8(negative, _mm256_xor_si256(j, low_top)),
-                _mm256_shuffle_epi8(positive, j),
-            );
-            let step = _mm256_srli_epi16::<3>(_mm256_maddubs_epi16(curve, scale));
-            s = _mm256_add_epi16(s, _mm256_sign_epi16(step, signs[bin]));
+        // Members merged with their leaders now stay merged for the whole word: their costs
+        // are not looked up again. Two mask bits per lane, S0 in the low half, S1 in the high.
+        let equal =
+            _mm256_movemask_epi8(_mm256_cmpeq_epi16(r.s, _mm256_shuffle_epi8(r.s, r.leader)))
+                as u32;
+        let both = equal & (equal >> 16);
+        let merged = S0_PAIRS
+            .iter()
+            .enumerate()
+            .fold(0u8, |m, (j, &(member, _))| {
+                m | (((both >> (2 * member)) & 1) as u8) << j
+            });
+        macro_rules! dispatch {
+            ($($m:literal)*) => {
+                match merged {
+                    $($m => replay_word::<$m>(&mut r, word, lo, hi),)*
+                    _ => replay_word::<0>(&mut r, word, lo, hi),
+                }
+            };
         }
+        dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         unflushed += (hi - lo) as usize;
         if unflushed > FLUSH_BINS - 64 {
-            flush(&mut lanes.acc, &mut sums);
+            flush(&mut lanes.acc, &mut r.sums);
             unflushed = 0;
         }
     }
-    flush(&mut lanes.acc, &mut sums);
-    let out = store(s);
+    flush(&mut lanes.acc, &mut r.sums);
+    let out = store(r.s);
     for (k, &set) in SETS.iter().enumerate() {
         lanes.s0[set] = out[k] as i8;
         lanes.p[set] = out[8 + k] + (out[k] << 4);
     }
     lanes.s0[BORROWER] = 0;
     lanes.p[BORROWER] = out[8 + LENDER];
+}
+
+/// Replays bits `lo..hi` of `word`, looking up the costs of the sets not merged with their
+/// leader under `MERGED` ([`merged_cost_source`]).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn replay_word<const MERGED: u8>(r: &mut Registers, word: u64, lo: u32, hi: u32) {
+    // `j`'s low byte indexes the positive table as it is (a negative `j` has its top bit set,
+    // which zeroes the byte) and the negative table with that bit flipped.
+    let low_top = _mm256_set1_epi16(0x80);
+    let bias = _mm_set1_epi16(512);
+    let est = est_bits_columns();
+    let mut s = r.s;
+    for b in lo..hi {
+        let bin = ((word >> b) & 1) as usize;
+        // Costs first, from the states before this bin's update: index 512 + (P >> 3) with
+        // P = S1 + 16·S0 (within 25..=998 by §2.1; masked like the scalar replay).
+        let s0 = _mm256_castsi256_si128(s);
+        let s1 = _mm256_extracti128_si256::<1>(s);
+        let p = _mm_add_epi16(s1, _mm_slli_epi16::<4>(s0));
+        let index = _mm_add_epi16(_mm_srai_epi16::<3>(p), bias);
+        let borrowed = _mm_add_epi16(_mm_srai_epi16::<3>(s1), bias);
+        let column = &est[bin];
+        let packed = [
+            _mm_cvtsi128_si64(index) as u64,
+            _mm_extract_epi64::<1>(index) as u64,
+        ];
+        let mut costs = [0u32; NUM_INIT_SETS];
+        for (k, &set) in SETS.iter().enumerate() {
+            // (The compiler turns these loads into vector inserts and the sums into vector
+            // adds; volatile scalar loads, as in the AVX-512 replay, timed the same on Zen 3.)
+            if merged_cost_source(MERGED, set) == set {
+                let i = (packed[k / 4] >> (16 * (k % 4))) as usize & 1023;
+                costs[set] = column[i];
+            }
+        }
+        let i = _mm_extract_epi16::<{ LENDER as i32 }>(borrowed) as usize & 1023;
+        costs[BORROWER] = column[i];
+        for (k, sum) in r.sums.iter_mut().enumerate() {
+            *sum += costs[merged_cost_source(MERGED, k)];
+        }
+        // The update.
+        let j = _mm256_mulhi_epi16(s, r.towards[bin]);
+        let curve = _mm256_or_si256(
+            _mm256_shuffle_epi8(r.negative, _mm256_xor_si256(j, low_top)),
+            _mm256_shuffle_epi8(r.positive, j),
+        );
+        let step = _mm256_srli_epi16::<3>(_mm256_maddubs_epi16(curve, r.scale));
+        s = _mm256_add_epi16(s, _mm256_sign_epi16(step, r.signs[bin]));
+    }
+    r.s = s;
 }
 
 fn lanes_of(f: impl Fn(usize) -> i16) -> [i16; 16] {

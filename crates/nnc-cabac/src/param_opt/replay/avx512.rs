@@ -10,18 +10,23 @@
 //! stored rotated by 16 and the `+ 16` disappears. The states stay within ±3889 (§2.1), inside
 //! 16 bits. The tests compare this replay with the scalar one.
 //!
-//! The nine costs come either from nine scalar loads or from one masked `vpgatherdd` into a
+//! The nine costs come either from scalar loads or from one masked `vpgatherdd` into a
 //! vector of sums ([`CostLookup`]). The gather makes a whole ResNet-50 encode 6–8 % faster on an
 //! Intel Xeon with AVX-512 and made the replay 21 % slower on Zen 4, so the faster of the two is
-//! timed once per process.
-//! Also tried and slower on Zen 4: storing the cost indices and reading them back as scalars
-//! (the store cannot forward to the narrower loads), and two contexts replayed side by side
-//! (the registers then spill; with the gather on the Xeon, no faster than one).
+//! timed once per process. The scalar loads skip, for a word of 64 bins, the sets that start it
+//! merged with their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the
+//! leader's. On Zen 4 the loads, not the update chain, bound the replay, so that saves about a
+//! tenth of it.
+//! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
+//! scalars (the store cannot forward to the narrower loads), two contexts replayed side by
+//! side (the registers then spill; with the gather on the Xeon, no faster than one), and two
+//! contexts in one vector of sixteen lanes each (the AVX2 replay's layout): one update chain
+//! for two bins, but twice the loads per step, so the same time per bin.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, word_spans, Lanes};
+use super::{flush, merged_cost_source, word_spans, Lanes, S0_PAIRS};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// Whether this CPU can run [`replay`] and the environment variable `NNC_NO_AVX512` is unset
@@ -121,89 +126,146 @@ fn replay_with(costs: CostLookup, lanes: &mut Lanes, words: &[u64], from: usize,
 /// cost is below 2^18 (§2.4: at most about 7.3 bits in 1/32768 bit), so 2^13 of them fit.
 const FLUSH_BINS: usize = 1 << 13;
 
+/// What the replay keeps in registers: constants, the shadows' lanes and the cost sums.
+struct Registers {
+    curve: __m512i,
+    pre: __m512i,
+    post: __m512i,
+    /// Lane of the leader of each lane's set (its own lane for sets without one).
+    leader: __m512i,
+    s: __m512i,
+    sums: [u32; NUM_INIT_SETS],
+    /// The gather's sums: set `i` in 32-bit lane `i`, flushed with `sums`.
+    vector_sums: __m512i,
+}
+
 #[target_feature(enable = "avx512f,avx512bw")]
 fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     let sets = |j: usize| (j < NUM_INIT_SETS).then_some(j);
-    let curve = load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16));
-    let pre = load(&lanes_of(|j| if j < 16 { 3 } else { 7 }));
-    // Lanes without a shadow shift by 15: their step is always 0, so they stay 0.
-    let post = load(&lanes_of(|j| match (sets(j), sets(j.wrapping_sub(16))) {
-        (Some(i), _) => i16::from(INIT_SETS[i].shift0),
-        (_, Some(i)) => i16::from(INIT_SETS[i].shift1),
-        _ => 15,
-    }));
-    let mut s = load(&state_lanes(&lanes.p, &lanes.s0));
-    let est = est_bits_columns();
-    let zero = _mm512_setzero_si512();
-    let bias = _mm256_set1_epi16(512);
-    let low_bits = _mm256_set1_epi16(1023);
-    let mut sums = [0u32; NUM_INIT_SETS];
-    // The gather's sums: set `i` in 32-bit lane `i`, flushed with `sums`.
-    let mut vector_sums = zero;
+    let mut r = Registers {
+        curve: load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16)),
+        pre: load(&lanes_of(|j| if j < 16 { 3 } else { 7 })),
+        // Lanes without a shadow shift by 15: their step is always 0, so they stay 0.
+        post: load(&lanes_of(|j| match (sets(j), sets(j.wrapping_sub(16))) {
+            (Some(i), _) => i16::from(INIT_SETS[i].shift0),
+            (_, Some(i)) => i16::from(INIT_SETS[i].shift1),
+            _ => 15,
+        })),
+        leader: load(&lanes_of(|j| {
+            let set = j % 16;
+            let leader = S0_PAIRS.iter().find(|m| m.0 == set).map_or(set, |m| m.1);
+            (j - set + leader) as i16
+        })),
+        s: load(&state_lanes(&lanes.p, &lanes.s0)),
+        sums: [0; NUM_INIT_SETS],
+        vector_sums: _mm512_setzero_si512(),
+    };
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
-        for b in lo..hi {
-            let bin = ((word >> b) & 1) as usize;
-            // Costs first, from the states before this bin's update: P = S1 + 16·S0, index
-            // 512 + (P >> 3) (within 25..=998 by §2.1; masked like the scalar replay).
-            let p = _mm256_add_epi16(
-                _mm512_extracti64x4_epi64::<1>(s),
-                _mm256_slli_epi16::<4>(_mm512_castsi512_si256(s)),
-            );
-            let index = _mm256_add_epi16(_mm256_srai_epi16::<3>(p), bias);
-            if GATHER {
-                let lanes32 = _mm512_cvtepu16_epi32(_mm256_and_si256(index, low_bits));
-                // SAFETY: lanes 0..9 (the mask) hold indices below 1024, inside the column.
-                #[allow(unsafe_code)]
-                let costs = unsafe {
-                    _mm512_mask_i32gather_epi32::<4>(
-                        zero,
-                        SET_LANES,
-                        lanes32,
-                        est[bin].as_ptr().cast(),
-                    )
+        if GATHER {
+            replay_word::<true, 0>(&mut r, word, lo, hi);
+        } else {
+            // Members merged with their leaders now stay merged for the whole word: their
+            // costs are not looked up again.
+            let equal = _mm512_cmpeq_epi16_mask(r.s, _mm512_permutexvar_epi16(r.leader, r.s));
+            let both = equal & (equal >> 16);
+            let merged = S0_PAIRS
+                .iter()
+                .enumerate()
+                .fold(0u8, |m, (j, &(member, _))| {
+                    m | (((both >> member) & 1) as u8) << j
+                });
+            macro_rules! dispatch {
+                ($($m:literal)*) => {
+                    match merged {
+                        $($m => replay_word::<false, $m>(&mut r, word, lo, hi),)*
+                        _ => replay_word::<false, 0>(&mut r, word, lo, hi),
+                    }
                 };
-                vector_sums = _mm512_add_epi32(vector_sums, costs);
-            } else {
-                // The indices come out of the vector as 64-bit words, four per word.
-                let packed = [
-                    _mm256_extract_epi64::<0>(index) as u64,
-                    _mm256_extract_epi64::<1>(index) as u64,
-                    _mm256_extract_epi64::<2>(index) as u64,
-                ];
-                let column = &est[bin];
-                for (k, sum) in sums.iter_mut().enumerate() {
-                    let i = (packed[k / 4] >> (16 * (k % 4))) as usize & 1023;
-                    // A volatile read, so the compiler does not turn the loads into a gather.
-                    // SAFETY: a read through a reference to an initialised `u32` of `column`.
-                    #[allow(unsafe_code)]
-                    let cost = unsafe { std::ptr::read_volatile(&column[i]) };
-                    *sum += cost;
-                }
             }
-            // The update: `sgn·S` is `S` negated in every lane when the bin is 0.
-            let negate: __mmask32 = (bin as u32).wrapping_sub(1);
-            let towards = _mm512_mask_sub_epi16(s, negate, zero, s);
-            let step = _mm512_srlv_epi16(
-                _mm512_permutexvar_epi16(_mm512_srav_epi16(towards, pre), curve),
-                post,
-            );
-            s = _mm512_add_epi16(s, _mm512_mask_sub_epi16(step, negate, zero, step));
+            dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         }
         unflushed += (hi - lo) as usize;
         if unflushed > FLUSH_BINS - 64 {
-            take_vector_sums(&mut sums, &mut vector_sums);
-            flush(&mut lanes.acc, &mut sums);
+            take_vector_sums(&mut r.sums, &mut r.vector_sums);
+            flush(&mut lanes.acc, &mut r.sums);
             unflushed = 0;
         }
     }
-    take_vector_sums(&mut sums, &mut vector_sums);
-    flush(&mut lanes.acc, &mut sums);
-    let out = store(s);
+    take_vector_sums(&mut r.sums, &mut r.vector_sums);
+    flush(&mut lanes.acc, &mut r.sums);
+    let out = store(r.s);
     for i in 0..NUM_INIT_SETS {
         lanes.s0[i] = out[i] as i8;
         lanes.p[i] = out[16 + i] + (out[i] << 4);
     }
+}
+
+/// Replays bits `lo..hi` of `word`: with the gather, or with scalar loads of the costs of the
+/// sets not merged with their leader under `MERGED` ([`merged_cost_source`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn replay_word<const GATHER: bool, const MERGED: u8>(
+    r: &mut Registers,
+    word: u64,
+    lo: u32,
+    hi: u32,
+) {
+    let est = est_bits_columns();
+    let zero = _mm512_setzero_si512();
+    let bias = _mm256_set1_epi16(512);
+    let low_bits = _mm256_set1_epi16(1023);
+    let mut s = r.s;
+    for b in lo..hi {
+        let bin = ((word >> b) & 1) as usize;
+        // Costs first, from the states before this bin's update: P = S1 + 16·S0, index
+        // 512 + (P >> 3) (within 25..=998 by §2.1; masked like the scalar replay).
+        let p = _mm256_add_epi16(
+            _mm512_extracti64x4_epi64::<1>(s),
+            _mm256_slli_epi16::<4>(_mm512_castsi512_si256(s)),
+        );
+        let index = _mm256_add_epi16(_mm256_srai_epi16::<3>(p), bias);
+        if GATHER {
+            let lanes32 = _mm512_cvtepu16_epi32(_mm256_and_si256(index, low_bits));
+            // SAFETY: lanes 0..9 (the mask) hold indices below 1024, inside the column.
+            #[allow(unsafe_code)]
+            let costs = unsafe {
+                _mm512_mask_i32gather_epi32::<4>(zero, SET_LANES, lanes32, est[bin].as_ptr().cast())
+            };
+            r.vector_sums = _mm512_add_epi32(r.vector_sums, costs);
+        } else {
+            // The indices come out of the vector as 64-bit words, four per word.
+            let packed = [
+                _mm256_extract_epi64::<0>(index) as u64,
+                _mm256_extract_epi64::<1>(index) as u64,
+                _mm256_extract_epi64::<2>(index) as u64,
+            ];
+            let column = &est[bin];
+            let mut costs = [0u32; NUM_INIT_SETS];
+            for (k, cost) in costs.iter_mut().enumerate() {
+                if merged_cost_source(MERGED, k) == k {
+                    let i = (packed[k / 4] >> (16 * (k % 4))) as usize & 1023;
+                    // A volatile read, so the compiler does not turn the loads into a gather.
+                    // SAFETY: a read through a reference to an initialised `u32` of `column`.
+                    #[allow(unsafe_code)]
+                    let c = unsafe { std::ptr::read_volatile(&column[i]) };
+                    *cost = c;
+                }
+            }
+            for (k, sum) in r.sums.iter_mut().enumerate() {
+                *sum += costs[merged_cost_source(MERGED, k)];
+            }
+        }
+        // The update: `sgn·S` is `S` negated in every lane when the bin is 0.
+        let negate: __mmask32 = (bin as u32).wrapping_sub(1);
+        let towards = _mm512_mask_sub_epi16(s, negate, zero, s);
+        let step = _mm512_srlv_epi16(
+            _mm512_permutexvar_epi16(_mm512_srav_epi16(towards, r.pre), r.curve),
+            r.post,
+        );
+        s = _mm512_add_epi16(s, _mm512_mask_sub_epi16(step, negate, zero, step));
+    }
+    r.s = s;
 }
 
 /// The lanes of the gathered costs: one per init set.
