@@ -65,24 +65,11 @@ fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Writes `bytes` to a temporary file in the target directory, then renames it into place.
-/// Errors name `path`.
+/// Writes `bytes` to a temporary file in the target directory, then renames it into place
+/// ([`nnc_nn::io::write_file_atomically`]). Errors name `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = parent_dir(path);
-    let file_name = path.file_name().context("output path has no file name")?;
-    // Same extension as the target, so format detection by extension still works.
-    let tmp = dir.join(format!(
-        ".nnc-tmp-{}-{}",
-        std::process::id(),
-        file_name.to_string_lossy()
-    ));
-    let result = std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    nnc_nn::io::write_file_atomically(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads the incremental state file, or the empty state if it does not exist yet. Either form

@@ -38,7 +38,7 @@ pub use safetensors::{
 };
 pub use shard_writer::ShardedWriter;
 pub use sharded::{is_shard_index, read_sharded};
-pub use writer::TensorWriter;
+pub use writer::{write_file_atomically, TensorWriter};
 
 /// Errors of model file I/O.
 #[derive(Debug, thiserror::Error)]

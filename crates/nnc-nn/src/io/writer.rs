@@ -43,6 +43,16 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Writes `bytes` to `path` atomically: into a temporary file in the same directory
+/// ([`temp_file_in`]'s permissions), renamed over `path` once complete. A reader never sees a
+/// partial file, and a failed write leaves whatever was at `path` in place. Errors name `path`.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    let mut temp = temp_file_in(parent_dir(path)).map_err(|e| io_error(path, e))?;
+    temp.write_all(bytes).map_err(|e| io_error(path, e))?;
+    temp.persist(path).map_err(|e| io_error(path, e.error))?;
+    Ok(())
+}
+
 /// The format `path`'s extension names.
 fn format_of(path: &Path) -> Result<FileFormat, IoError> {
     FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
@@ -305,6 +315,33 @@ impl TensorWriter {
 mod tests {
     use super::*;
     use nnc_tensor::{DType, TensorData};
+
+    #[test]
+    fn atomic_writes_replace_the_file_and_leave_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.nnc");
+        write_file_atomically(&path, b"first").unwrap();
+        write_file_atomically(&path, b"second, longer").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["out.nnc"]);
+        #[cfg(unix)]
+        {
+            // The permissions of a newly created file, not a temporary file's owner-only ones.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode();
+            let plain = dir.path().join("plain");
+            std::fs::write(&plain, b"").unwrap();
+            assert_eq!(mode(&path), mode(&plain));
+            std::fs::remove_file(&plain).unwrap();
+        }
+        let missing = dir.path().join("no such dir").join("out.nnc");
+        let err = write_file_atomically(&missing, b"x").unwrap_err();
+        assert!(err.to_string().contains("no such dir"), "{err}");
+    }
 
     fn model() -> Vec<Tensor> {
         vec![
