@@ -124,6 +124,31 @@ fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
     write_unary_portable(codes, ctxs, first, stride);
 }
 
+/// The loop of the vector forms of [`write_unary`]: for each context `j` that some code
+/// reaches, each block of 64 codes (the last padded with zeros, which have no bins), `bins`
+/// gives the block's bins in context `j`, packed, and their count.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn write_blocks(
+    codes: &[u8],
+    ctxs: &mut [Trace],
+    first: usize,
+    stride: usize,
+    bins: impl Fn(&[u8; 64], usize) -> (u64, u32),
+) {
+    let top = codes.iter().copied().max().map_or(0, usize::from);
+    let (blocks, tail) = codes.as_chunks::<64>();
+    let mut last = [0u8; 64];
+    last[..tail.len()].copy_from_slice(tail);
+    let contexts = ctxs.iter_mut().skip(first).step_by(stride).take(top);
+    for (j, t) in contexts.enumerate() {
+        for block in blocks.iter().chain((!tail.is_empty()).then_some(&last)) {
+            let (packed, count) = bins(block, j);
+            t.append_bits(packed, count);
+        }
+    }
+}
+
 /// [`write_unary`] one bin at a time.
 fn write_unary_portable(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
     for &code in codes {
@@ -157,21 +182,12 @@ mod avx512 {
     /// consecutive bits.
     #[target_feature(enable = "avx512f,avx512bw,bmi2,popcnt")]
     pub(super) fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
-        let top = codes.iter().copied().max().map_or(0, usize::from);
-        let (blocks, tail) = codes.as_chunks::<64>();
-        let mut last = [0u8; 64];
-        last[..tail.len()].copy_from_slice(tail);
-        let contexts = ctxs.iter_mut().skip(first).step_by(stride).take(top);
-        for (j, t) in contexts.enumerate() {
-            let has = _mm512_set1_epi8((j + 1) as i8);
-            let set = _mm512_set1_epi8((j + 2) as i8);
-            for block in blocks.iter().chain((!tail.is_empty()).then_some(&last)) {
-                let v = load(block);
-                let present = _mm512_cmpge_epu8_mask(v, has);
-                let one = _mm512_cmpge_epu8_mask(v, set);
-                t.append_bits(_pext_u64(one, present), present.count_ones());
-            }
-        }
+        super::write_blocks(codes, ctxs, first, stride, |block, j| {
+            let v = load(block);
+            let present = _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8((j + 1) as i8));
+            let one = _mm512_cmpge_epu8_mask(v, _mm512_set1_epi8((j + 2) as i8));
+            (_pext_u64(one, present), present.count_ones())
+        });
     }
 
     #[target_feature(enable = "avx512f")]
@@ -228,21 +244,16 @@ mod avx2 {
     /// on two halves of 32 bytes (an unsigned `c ≥ t` is `max(c, t) = c`).
     #[target_feature(enable = "avx2,bmi2,popcnt")]
     pub(super) fn write_unary(codes: &[u8], ctxs: &mut [Trace], first: usize, stride: usize) {
-        let top = codes.iter().copied().max().map_or(0, usize::from);
-        let (blocks, tail) = codes.as_chunks::<64>();
-        let mut last = [0u8; 64];
-        last[..tail.len()].copy_from_slice(tail);
-        let contexts = ctxs.iter_mut().skip(first).step_by(stride).take(top);
-        for (j, t) in contexts.enumerate() {
-            let has = _mm256_set1_epi8((j + 1) as i8);
-            let set = _mm256_set1_epi8((j + 2) as i8);
-            for block in blocks.iter().chain((!tail.is_empty()).then_some(&last)) {
-                let (lo, hi) = load(block);
-                let present = at_least(lo, has) | at_least(hi, has) << 32;
-                let one = at_least(lo, set) | at_least(hi, set) << 32;
-                t.append_bits(_pext_u64(one, present), present.count_ones());
-            }
-        }
+        super::write_blocks(codes, ctxs, first, stride, |block, j| {
+            let (has, set) = (
+                _mm256_set1_epi8((j + 1) as i8),
+                _mm256_set1_epi8((j + 2) as i8),
+            );
+            let (lo, hi) = load(block);
+            let present = at_least(lo, has) | at_least(hi, has) << 32;
+            let one = at_least(lo, set) | at_least(hi, set) << 32;
+            (_pext_u64(one, present), present.count_ones())
+        });
     }
 
     /// Bit `i` set where byte `i` of `v` is at least that of `t` (unsigned).
