@@ -67,6 +67,25 @@ const fn merged_cost_source(merged: u8, k: usize) -> usize {
     k
 }
 
+/// The leader of set `k` in `S0_PAIRS` (itself for a set that is no member): the lane a vector
+/// replay compares set `k`'s lanes with.
+#[cfg(target_arch = "x86_64")]
+fn s0_leader(k: usize) -> usize {
+    S0_PAIRS.iter().find(|m| m.0 == k).map_or(k, |m| m.1)
+}
+
+/// The `merged` key of [`merged_cost_source`] from a vector replay's comparison of its lanes
+/// with their leaders': `both_equal(set)` says S0 and S1 of `set` equal its leader's.
+#[cfg(target_arch = "x86_64")]
+fn merged_key(both_equal: impl Fn(usize) -> bool) -> u8 {
+    S0_PAIRS
+        .iter()
+        .enumerate()
+        .fold(0, |key, (j, &(member, _))| {
+            key | u8::from(both_equal(member)) << j
+        })
+}
+
 /// A sharing key: bit `k` says member and leader of `S0_PAIRS[k]` have equal S0, bit `4 + k`
 /// that those of `S1_PAIRS[k]` have equal S1.
 type Sharing = u16;

@@ -20,7 +20,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, merged_cost_source, word_spans, Lanes, S0_PAIRS};
+use super::{flush, merged_cost_source, merged_key, s0_leader, word_spans, Lanes, S0_PAIRS};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// The sets with lanes, in lane order; set 7 borrows set 3's S1 and has S0 = 0.
@@ -40,6 +40,17 @@ const _: () = {
         assert!(INIT_SETS[i].shift0 >= 4 && INIT_SETS[i].shift0 <= 7);
         assert!(INIT_SETS[i].shift1 >= 4 && INIT_SETS[i].shift1 <= 7);
         i += 1;
+    }
+};
+
+// The members of `S0_PAIRS` and their leaders have the same lane numbers as set numbers, so
+// the leader shuffle and the merged key take set numbers for lanes.
+const _: () = {
+    let mut k = 0;
+    while k < S0_PAIRS.len() {
+        let (member, leader) = S0_PAIRS[k];
+        assert!(SETS[member] == member && SETS[leader] == leader);
+        k += 1;
     }
 };
 
@@ -108,8 +119,6 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
         }
     };
     let k_scale = |j: usize| if is_s0(j) { 1 << 13 } else { 1 << 9 };
-    // The members of `S0_PAIRS` and their leaders have the same lane numbers as set numbers.
-    let leader_lane = |k: usize| S0_PAIRS.iter().find(|m| m.0 == k).map_or(k, |m| m.1);
     let mut r = Registers {
         towards: [load(&lanes_of(|j| -k_scale(j))), load(&lanes_of(k_scale))],
         signs: [_mm256_set1_epi16(-1), _mm256_set1_epi16(1)],
@@ -117,7 +126,7 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
         positive: table(&std::array::from_fn(|e| CURVE[16 + e % 16] / 16)),
         scale: load(&lanes_of(|j| 1 << (7 - shift(j)))),
         leader: table(&std::array::from_fn(|e| {
-            2 * leader_lane(e % 16 / 2) as i32 + e as i32 % 2
+            2 * s0_leader(e % 16 / 2) as i32 + e as i32 % 2
         })),
         s: load(&state_lanes(lanes)),
         sums: [0; NUM_INIT_SETS],
@@ -130,12 +139,7 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
             _mm256_movemask_epi8(_mm256_cmpeq_epi16(r.s, _mm256_shuffle_epi8(r.s, r.leader)))
                 as u32;
         let both = equal & (equal >> 16);
-        let merged = S0_PAIRS
-            .iter()
-            .enumerate()
-            .fold(0u8, |m, (j, &(member, _))| {
-                m | (((both >> (2 * member)) & 1) as u8) << j
-            });
+        let merged = merged_key(|set| (both >> (2 * set)) & 1 != 0);
         macro_rules! dispatch {
             ($($m:literal)*) => {
                 match merged {

@@ -26,7 +26,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, merged_cost_source, word_spans, Lanes, S0_PAIRS};
+use super::{flush, merged_cost_source, merged_key, s0_leader, word_spans, Lanes};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// Whether this CPU can run [`replay`] and the environment variable `NNC_NO_AVX512` is unset
@@ -153,8 +153,7 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
         })),
         leader: load(&lanes_of(|j| {
             let set = j % 16;
-            let leader = S0_PAIRS.iter().find(|m| m.0 == set).map_or(set, |m| m.1);
-            (j - set + leader) as i16
+            (j - set + s0_leader(set)) as i16
         })),
         s: load(&state_lanes(&lanes.p, &lanes.s0)),
         sums: [0; NUM_INIT_SETS],
@@ -169,12 +168,7 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
             // costs are not looked up again.
             let equal = _mm512_cmpeq_epi16_mask(r.s, _mm512_permutexvar_epi16(r.leader, r.s));
             let both = equal & (equal >> 16);
-            let merged = S0_PAIRS
-                .iter()
-                .enumerate()
-                .fold(0u8, |m, (j, &(member, _))| {
-                    m | (((both >> member) & 1) as u8) << j
-                });
+            let merged = merged_key(|set| (both >> set) & 1 != 0);
             macro_rules! dispatch {
                 ($($m:literal)*) => {
                     match merged {
