@@ -18,7 +18,9 @@
 //! leader's. On Zen 4 the loads, not the update chain, bound the replay, so that saves about a
 //! tenth of it.
 //! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
-//! scalars (the store cannot forward to the narrower loads), two contexts replayed side by
+//! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
+//! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
+//! longer hides under the loads), two contexts replayed side by
 //! side (the registers then spill; with the gather on the Xeon, no faster than one), and two
 //! contexts in one vector of sixteen lanes each (the AVX2 replay's layout): one update chain
 //! for two bins, but twice the loads per step, so the same time per bin.
