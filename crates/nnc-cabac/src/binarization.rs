@@ -360,16 +360,9 @@ pub(crate) fn decode_nonzero_plain(
     if ones == n {
         let rem = layout.rem();
         let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
-        let mut nbits = 0u32;
-        for c in prefix.iter_mut() {
-            if !dec.decode_decision(c) {
-                c.update(false);
-                break;
-            }
-            c.update(true);
-            a += 1u64 << nbits;
-            nbits += 1;
-        }
+        // A prefix of `nbits` ones adds 2^0 + ... + 2^(nbits-1).
+        let nbits = dec.decode_unary::<1>(prefix, 0, MAX_PREFIX_BINS) as u32;
+        a += (1u64 << nbits) - 1;
         a += u64::from(dec.decode_bypass_bins(nbits));
     }
     signed_level(a, negative)
