@@ -1,10 +1,11 @@
 //! The greater-than flag loop in x86-64 assembly (feature `asm`, on by default).
 //!
-//! The flag loop decodes about 70 % of a dense tensor's bins. Compiled from Rust, one of its
-//! bins took about 70 instructions, with the range spilled to the stack and the context fields
-//! loaded twice; here it takes 52, and the range's path from one bin to the next is two
-//! operations shorter (rLPS subtracted straight from memory, rMPS doubled by a select instead
-//! of a variable shift). Source-level attempts to shorten it kept losing to register
+//! The flag loop decodes about 70 % of a dense tensor's bins: the greater-than flags and, in
+//! the plain level loop, the remainder's prefix (a unary run too, in consecutive contexts).
+//! Compiled from Rust, one of its bins took about 70 instructions, with the range spilled to
+//! the stack and the context fields loaded twice; here it takes 52, and the range's path from
+//! one bin to the next is two operations shorter (rLPS subtracted straight from memory, rMPS
+//! doubled by a select instead of a variable shift). Source-level attempts to shorten it kept losing to register
 //! allocation (docs/benchmarks-history.md, "Session 15"), so the loop is written out by hand.
 //! It uses baseline x86-64 instructions only.
 //!
