@@ -5,9 +5,9 @@
 //! Compiled from Rust, one of its bins took about 70 instructions, with the range spilled to
 //! the stack and the context fields loaded twice; here it takes 52, and the range's path from
 //! one bin to the next is two operations shorter (rLPS subtracted straight from memory, rMPS
-//! doubled by a select instead of a variable shift). Source-level attempts to shorten it kept losing to register
-//! allocation (docs/benchmarks-history.md, "Session 15"), so the loop is written out by hand.
-//! It uses baseline x86-64 instructions only.
+//! doubled by a select instead of a variable shift). Source-level attempts to shorten it kept
+//! losing to register allocation (docs/benchmarks-history.md, "Session 15"), so the loop is
+//! written out by hand. It uses baseline x86-64 instructions only.
 //!
 //! Same arithmetic as [`ArithDecoder::decode_decision`] followed by [`ContextModel::update`],
 //! bin for bin: `ArithDecoder::decode_unary_portable` is what the tests compare it with.
