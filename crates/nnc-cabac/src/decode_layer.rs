@@ -447,7 +447,9 @@ impl Run<'_, '_> {
     /// Runs of zeros are decoded with their sig-flag context held in a local. After a zero the
     /// neighbour class is 0, and when the DQ state maps to itself on a zero (always without DQ),
     /// every following sig flag of the run uses that same context: each bin would otherwise wait
-    /// for the previous bin's context update to reach memory and come back. Same bins, same
+    /// for the previous bin's context update to reach memory and come back. In the other DQ
+    /// states a zero run visits a different context at each position, and goes through
+    /// [`ArithDecoder::decode_dq_zero_run`] (the assembly loop on x86-64). Same bins, same
     /// context states, same order.
     #[inline(always)]
     fn decode_plain<const DQ: bool>(
@@ -484,6 +486,17 @@ impl Run<'_, '_> {
                 }
                 *stored = local;
                 if !nonzero {
+                    break;
+                }
+            } else if DQ && nb == 0 {
+                // A zero run in a state a zero moves on: the context changes at every position.
+                let run = d.decode_dq_zero_run(models, state, slice.len() - i);
+                if let Some(zeros) = slice.get_mut(i..i + run.zeros) {
+                    zeros.fill(0);
+                }
+                i += run.zeros;
+                state = run.state;
+                if !run.one {
                     break;
                 }
             } else {

@@ -2,6 +2,7 @@
 
 use crate::context::ContextModel;
 use crate::entry_point::EntryPoint;
+use crate::tables::DQ_STATE_TRANSITION;
 use crate::Error;
 
 #[cfg(all(target_arch = "x86_64", feature = "asm"))]
@@ -47,6 +48,17 @@ const RECIPROCAL: [u32; 512] = {
 /// Position of the reference's value register inside the 64-bit window: bits above `K` hold the
 /// reference value `V` (with its 7 fraction bits), bits below hold up to `K` look-ahead stream bits.
 const K: u32 = 40;
+
+/// Where [`ArithDecoder::decode_dq_zero_run`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ZeroRun {
+    /// 0 bins decoded.
+    pub zeros: usize,
+    /// The DQ state after them (the state of the position whose bin was 1, if `one`).
+    pub state: u8,
+    /// The run ended on a 1 bin (otherwise after `max` bins).
+    pub one: bool,
+}
 
 /// Arithmetic decoding engine over one NDU payload.
 ///
@@ -191,6 +203,55 @@ impl<'a> ArithDecoder<'a> {
             ones += 1;
         }
         ones
+    }
+
+    /// Decode the sig flags of a zero run under dependent quantization whose neighbour class is
+    /// 0: the flag at DQ state `s` is in `ctxs[3·s]` (the layout of `ContextLayout::sig`), and
+    /// each 0 bin moves `s` to its successor after a zero level. Stops after the first 1 bin
+    /// (its context adapted) or after `max` bins.
+    ///
+    /// Meant for the states a zero moves on (1 → 7 → 4 → 2 → 1 and 3 → 6 → 3), whose runs use
+    /// a different context at every position; in states 0 and 5 a run stays in one context.
+    #[inline(always)]
+    pub(crate) fn decode_dq_zero_run(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        max: usize,
+    ) -> ZeroRun {
+        #[cfg(all(target_arch = "x86_64", feature = "asm"))]
+        return self.decode_dq_zero_run_asm(ctxs, state, max);
+        #[cfg(not(all(target_arch = "x86_64", feature = "asm")))]
+        return self.decode_dq_zero_run_portable(ctxs, state, max);
+    }
+
+    /// [`ArithDecoder::decode_dq_zero_run`] in Rust.
+    #[inline(always)]
+    pub(crate) fn decode_dq_zero_run_portable(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        max: usize,
+    ) -> ZeroRun {
+        let mut run = ZeroRun {
+            zeros: 0,
+            state: state & 7,
+            one: false,
+        };
+        while run.zeros < max {
+            let Some(ctx) = ctxs.get_mut(3 * usize::from(run.state)) else {
+                break;
+            };
+            if self.decode_decision(ctx) {
+                ctx.update(true);
+                run.one = true;
+                break;
+            }
+            ctx.update(false);
+            run.state = DQ_STATE_TRANSITION[usize::from(run.state)][0];
+            run.zeros += 1;
+        }
+        run
     }
 
     /// Decode one bypass (equiprobable) bin.

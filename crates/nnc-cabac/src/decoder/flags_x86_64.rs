@@ -1,20 +1,29 @@
-//! The greater-than flag loop in x86-64 assembly (feature `asm`, on by default).
+//! The decoder's two hand-written loops in x86-64 assembly (feature `asm`, on by default).
 //!
-//! The flag loop decodes about 70 % of a dense tensor's bins: the greater-than flags and, in
-//! the plain level loop, the remainder's prefix (a unary run too, in consecutive contexts).
-//! Compiled from Rust, one of its bins took about 70 instructions, with the range spilled to
-//! the stack and the context fields loaded twice; here it takes 52, and the range's path from
-//! one bin to the next is two operations shorter (rLPS subtracted straight from memory, rMPS
-//! doubled by a select instead of a variable shift). Source-level attempts to shorten it kept
-//! losing to register allocation (docs/benchmarks-history.md, "Session 15"), so the loop is
-//! written out by hand. It uses baseline x86-64 instructions only.
+//! **The greater-than flag loop** decodes about 70 % of a dense tensor's bins: the greater-than
+//! flags and, in the plain level loop, the remainder's prefix (a unary run too, in consecutive
+//! contexts). Compiled from Rust, one of its bins took about 70 instructions, with the range
+//! spilled to the stack and the context fields loaded twice; here it takes 52, and the range's
+//! path from one bin to the next is two operations shorter (rLPS subtracted straight from
+//! memory, rMPS doubled by a select instead of a variable shift). Source-level attempts to
+//! shorten it kept losing to register allocation (docs/benchmarks-history.md, "Session 15"), so
+//! the loop is written out by hand.
 //!
-//! Same arithmetic as [`ArithDecoder::decode_decision`] followed by [`ContextModel::update`],
-//! bin for bin: `ArithDecoder::decode_unary_portable` is what the tests compare it with.
+//! **The DQ zero-run loop** decodes the sig flags of a run of zeros in the DQ states a zero
+//! moves on (1 → 7 → 4 → 2 and 3 → 6), where each position has another context. In a sparse
+//! or pruned tensor these are most of the bins (docs/benchmarks.md, "Session 32"). It shares
+//! the flag loop's decision and update code; the state lives in the register that indexes the
+//! contexts, and the count of bins left on the stack, since no register is free.
+//!
+//! Both use baseline x86-64 instructions only, with the same arithmetic as
+//! [`ArithDecoder::decode_decision`] followed by [`ContextModel::update`], bin for bin:
+//! `ArithDecoder::decode_unary_portable` and `ArithDecoder::decode_dq_zero_run_portable` are
+//! what the tests compare them with.
 
 use super::ArithDecoder;
+use super::ZeroRun;
 use crate::context::ContextModel;
-use crate::tables::{RLPS_SIGNED, S0_NEXT, S1_STEP};
+use crate::tables::{DQ_STATE_TRANSITION, RLPS_SIGNED, S0_NEXT, S1_STEP};
 
 /// The tables the loop reads, at fixed offsets from one base register.
 #[repr(C)]
@@ -24,6 +33,9 @@ struct Tables {
     s1_step: [i16; 512],
     /// The rLPS byte of `rlps`, widened: the loop subtracts it straight from memory.
     rlps_low: [u32; 512],
+    /// `3·s` → `3·s'`, `s'` the DQ state after a zero level in state `s` (other entries 0):
+    /// the sig-flag context index of the next position of a zero run.
+    zero_next3: [u8; 24],
 }
 
 static TABLES: Tables = Tables {
@@ -39,12 +51,22 @@ static TABLES: Tables = Tables {
         }
         t
     },
+    zero_next3: {
+        let mut t = [0u8; 24];
+        let mut s = 0;
+        while s < 8 {
+            t[3 * s] = 3 * DQ_STATE_TRANSITION[s][0];
+            s += 1;
+        }
+        t
+    },
 };
 
 const _: () = {
     assert!(std::mem::offset_of!(Tables, s0_next) == 2048);
     assert!(std::mem::offset_of!(Tables, s1_step) == 4096);
     assert!(std::mem::offset_of!(Tables, rlps_low) == 5120);
+    assert!(std::mem::offset_of!(Tables, zero_next3) == 7168);
 };
 
 /// The loop stopped on a 0 bin (set with `xor`, so it must be 0).
@@ -54,24 +76,36 @@ const _: () = assert!(ZERO == 0);
 const ALL_ONES: u64 = 1;
 /// Fewer than 8 look-ahead bits are left: top up and go on.
 const TOP_UP: u64 = 2;
+/// The zero run ended on a 1 bin.
+const ONE: u64 = 3;
+/// The zero run decoded all the bins it was given.
+const MAX_REACHED: u64 = 4;
 
 /// The §2.3 update of the context at `{ctx}` (P in `{p}`) for a bin known on this path:
 /// S0 from `S0_NEXT[s0_row + 256·bin + S0]` at `$s0_next` = offset of the bin's half, S1 moved by
 /// `S1_STEP[s1_row + 32·bin + ((S1 + 127·!bin) >> 7 & 31)]` at `$s1_step`, where `$shift_in`
 /// puts `S1` (bin 1) or `S1 + 127` (bin 0) into `{x}`.
 macro_rules! constant_bin_update {
-    ($s0_next:literal, $s1_step:literal, $shift_in:literal) => {
+    ($ctx:literal, $s0_next:literal, $s1_step:literal, $shift_in:literal) => {
         concat!(
-            "movsbl 2({ctx}), {sc:e}\n",
-            "movzbl 2({ctx}), {y:e}\n",
-            "movzwl 4({ctx}), {rm:e}\n",
+            "movsbl 2({",
+            $ctx,
+            "}), {sc:e}\n",
+            "movzbl 2({",
+            $ctx,
+            "}), {y:e}\n",
+            "movzwl 4({",
+            $ctx,
+            "}), {rm:e}\n",
             "add {rm:e}, {y:e}\n",
             "movsbl ",
             $s0_next,
             "({tab}, {y}), {y:e}\n",
             "shl $4, {sc:e}\n",
             "sub {sc:e}, {p:e}\n",
-            "movzwl 6({ctx}), {rm:e}\n",
+            "movzwl 6({",
+            $ctx,
+            "}), {rm:e}\n",
             $shift_in,
             "\n",
             "sar $7, {x:e}\n",
@@ -84,8 +118,58 @@ macro_rules! constant_bin_update {
             "mov {y:e}, {x:e}\n",
             "shl $4, {x:e}\n",
             "add {x:e}, {p:e}\n",
-            "mov {p:x}, ({ctx})\n",
-            "mov {y:l}, 2({ctx})\n",
+            "mov {p:x}, ({",
+            $ctx,
+            "})\n",
+            "mov {y:l}, 2({",
+            $ctx,
+            "})\n",
+        )
+    };
+}
+
+/// One bin's decision for the context whose P was loaded into `{p}`: the engine (`{range}`,
+/// `{window}`, `{avail}`) moves on, and the comparison `cmp {y:l}, {x:l}` it ends with sets
+/// equal for a 1 bin, not equal for a 0 bin. Clobbers `{e}`, `{x}`, `{rm}`, `{sc}`, `{y}`, `%ecx`.
+macro_rules! decide {
+    () => {
+        concat!(
+            // rLPS entry for the context's column and the range.
+            "mov {p:e}, {x:e}\n",
+            "sar $7, {x:e}\n",
+            "and $63, {x:e}\n",
+            "lea ({tab}, {x}, 4), {x}\n",
+            "mov {range:e}, {e:e}\n",
+            "and $0xe0, {e:e}\n",
+            // rMPS, its scaled compare value, and rMPS renormalised (doubled below 256).
+            "mov {range:e}, {rm:e}\n",
+            "sub 5120({x}, {e}, 8), {rm:e}\n",
+            "mov ({x}, {e}, 8), {e:e}\n",
+            "mov {rm}, {sc}\n",
+            "shl $47, {sc}\n",
+            "lea ({rm}, {rm}), {x}\n",
+            "xor %ecx, %ecx\n",
+            "cmp $256, {rm:e}\n",
+            "setb %cl\n",
+            "cmovb {x:e}, {rm:e}\n",
+            "mov {e:e}, {x:e}\n",
+            "shr $8, {x:e}\n",
+            "and $15, {x:e}\n",
+            "shr $16, {e:e}\n",
+            // LPS when window >= scaled: select range, shift and window.
+            "mov {window}, {y}\n",
+            "sub {sc}, {y}\n",
+            "cmovae {y}, {window}\n",
+            "cmovae {x:e}, %ecx\n",
+            "cmovb {rm:e}, {e:e}\n",
+            "setae {x:l}\n",
+            "shl %cl, {window}\n",
+            "sub %ecx, {avail:e}\n",
+            "mov {e:e}, {range:e}\n",
+            // bin = MPS ^ LPS; the MPS is 1 when P >= 0.
+            "mov {p:e}, {y:e}\n",
+            "shr $31, {y:e}\n",
+            "cmp {y:l}, {x:l}\n",
         )
     };
 }
@@ -126,46 +210,11 @@ impl ArithDecoder<'_> {
             unsafe {
                 std::arch::asm!(
                     "2:",
-                    // rLPS entry for the context's column and the range.
                     "movswl ({ctx}), {p:e}",
-                    "mov {p:e}, {x:e}",
-                    "sar $7, {x:e}",
-                    "and $63, {x:e}",
-                    "lea ({tab}, {x}, 4), {x}",
-                    "mov {range:e}, {e:e}",
-                    "and $0xe0, {e:e}",
-                    // rMPS, its scaled compare value, and rMPS renormalised (doubled below 256).
-                    "mov {range:e}, {rm:e}",
-                    "sub 5120({x}, {e}, 8), {rm:e}",
-                    "mov ({x}, {e}, 8), {e:e}",
-                    "mov {rm}, {sc}",
-                    "shl $47, {sc}",
-                    "lea ({rm}, {rm}), {x}",
-                    "xor %ecx, %ecx",
-                    "cmp $256, {rm:e}",
-                    "setb %cl",
-                    "cmovb {x:e}, {rm:e}",
-                    "mov {e:e}, {x:e}",
-                    "shr $8, {x:e}",
-                    "and $15, {x:e}",
-                    "shr $16, {e:e}",
-                    // LPS when window >= scaled: select range, shift and window.
-                    "mov {window}, {y}",
-                    "sub {sc}, {y}",
-                    "cmovae {y}, {window}",
-                    "cmovae {x:e}, %ecx",
-                    "cmovb {rm:e}, {e:e}",
-                    "setae {x:l}",
-                    "shl %cl, {window}",
-                    "sub %ecx, {avail:e}",
-                    "mov {e:e}, {range:e}",
-                    // bin = MPS ^ LPS; the MPS is 1 when P >= 0.
-                    "mov {p:e}, {y:e}",
-                    "shr $31, {y:e}",
-                    "cmp {y:l}, {x:l}",
+                    decide!(),
                     "jne 4f",
                     // bin 1: the bin-1 halves of S0_NEXT (2048 + 256) and S1_STEP (4096 + 2·32).
-                    constant_bin_update!("2304", "4160", "mov {p:e}, {x:e}"),
+                    constant_bin_update!("ctx", "2304", "4160", "mov {p:e}, {x:e}"),
                     "add ${stride}, {ctx}",
                     "cmp {end}, {ctx}",
                     "jae 5f",
@@ -175,7 +224,7 @@ impl ArithDecoder<'_> {
                     "jmp 9f",
                     // bin 0: the bin-0 halves, and the S1 index rounded by 127.
                     "4:",
-                    constant_bin_update!("2048", "4096", "lea 127({p}), {x}"),
+                    constant_bin_update!("ctx", "2048", "4096", "lea 127({p}), {x}"),
                     // ZERO, which is 0 (asserted above).
                     "xor {e:e}, {e:e}",
                     "jmp 9f",
@@ -212,6 +261,102 @@ impl ArithDecoder<'_> {
             let ones = (ctx as usize - first as usize) / (8 * STEP);
             debug_assert!(status == ZERO || status == ALL_ONES);
             return ones;
+        }
+    }
+    /// [`ArithDecoder::decode_dq_zero_run`] in assembly (the Rust loop when `ctxs` is too short
+    /// for the sig contexts of all eight states).
+    #[inline(always)]
+    pub(super) fn decode_dq_zero_run_asm(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        max: usize,
+    ) -> ZeroRun {
+        if ctxs.len() < 24 {
+            return self.decode_dq_zero_run_portable(ctxs, state, max);
+        }
+        let base = ctxs.as_mut_ptr();
+        let mut t = 3 * u64::from(state & 7);
+        let mut left = max as u64;
+        loop {
+            if left == 0 {
+                return ZeroRun {
+                    zeros: max,
+                    state: (t / 3) as u8,
+                    one: false,
+                };
+            }
+            let mut range = u64::from(self.range);
+            let mut window = self.window;
+            let mut avail = u64::from(self.avail);
+            let status: u64;
+            // SAFETY: `t` is always 3·s for a state s < 8 (`zero_next3` maps those to those), so
+            // the context read and written is `ctxs[t]` with t <= 21 < 24 <= ctxs.len(). Table
+            // reads are bounded as in `decode_unary_asm`, and `zero_next3` is read at t < 24.
+            // The count of bins left is pushed on entry and popped on every exit (the block may
+            // use the stack: no `nostack`). `avail` >= 8 on entry, as there.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::arch::asm!(
+                    "push {y}",
+                    "2:",
+                    "movswl ({base}, {t}, 8), {p:e}",
+                    decide!(),
+                    "je 4f",
+                    // bin 0: update, next state, one bin fewer left.
+                    "lea ({base}, {t}, 8), {e}",
+                    constant_bin_update!("e", "2048", "4096", "lea 127({p}), {x}"),
+                    "movzbl 7168({tab}, {t}), {t:e}",
+                    "subq $1, (%rsp)",
+                    "je 5f",
+                    "cmp $8, {avail:e}",
+                    "jae 2b",
+                    "mov ${top_up}, {e:e}",
+                    "jmp 9f",
+                    // bin 1: update and stop, the state left at this position.
+                    "4:",
+                    "lea ({base}, {t}, 8), {e}",
+                    constant_bin_update!("e", "2304", "4160", "mov {p:e}, {x:e}"),
+                    "mov ${one}, {e:e}",
+                    "jmp 9f",
+                    "5:",
+                    "mov ${max_reached}, {e:e}",
+                    "9:",
+                    "pop {y}",
+                    base = in(reg) base,
+                    t = inout(reg) t,
+                    range = inout(reg) range,
+                    window = inout(reg) window,
+                    avail = inout(reg) avail,
+                    y = inout(reg) left,
+                    tab = in(reg) &TABLES,
+                    top_up = const TOP_UP,
+                    one = const ONE,
+                    max_reached = const MAX_REACHED,
+                    e = out(reg) status,
+                    p = out(reg) _,
+                    x = out(reg) _,
+                    rm = out(reg) _,
+                    sc = out(reg) _,
+                    out("ecx") _,
+                    options(att_syntax),
+                );
+            }
+            self.range = range as u32;
+            self.window = window;
+            self.avail = avail as u32;
+            match status {
+                TOP_UP => self.refill(),
+                _ => {
+                    self.ensure();
+                    debug_assert!(status == ONE || status == MAX_REACHED);
+                    return ZeroRun {
+                        zeros: max - left as usize,
+                        state: (t / 3) as u8,
+                        one: status == ONE,
+                    };
+                }
+            }
         }
     }
 }
@@ -277,6 +422,57 @@ mod tests {
     #[test]
     fn consecutive_contexts_match_the_rust_loop() {
         same_as_portable::<1>(7);
+    }
+
+    /// Zero runs of random length from random DQ states (some ending on a 1 bin, some stopped
+    /// by `max`, some long enough to need top-ups), decoded by the assembly loop and the Rust
+    /// loop: same runs, same states, same contexts, same bytes consumed.
+    #[test]
+    fn dq_zero_runs_match_the_rust_loop() {
+        use crate::tables::DQ_STATE_TRANSITION;
+        let mut x = 11u64;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % n
+        };
+        let init: Vec<ContextModel> = (0..24).map(|i| ContextModel::new((i % 9) as u8)).collect();
+        let mut enc = ArithEncoder::new();
+        let mut ctxs = init.clone();
+        let mut script = Vec::new();
+        for _ in 0..20_000 {
+            let state = next(8) as u8;
+            let long = next(8) == 0;
+            let max = 1 + next(if long { 400 } else { 12 }) as usize;
+            let zeros = next(max as u64 + 1) as usize;
+            let mut s = state;
+            for _ in 0..zeros {
+                enc.encode_bin(false, &mut ctxs[3 * usize::from(s)]);
+                s = DQ_STATE_TRANSITION[usize::from(s)][0];
+            }
+            let one = zeros < max;
+            if one {
+                enc.encode_bin(true, &mut ctxs[3 * usize::from(s)]);
+            }
+            enc.encode_bypass_bins(3, 5);
+            script.push((state, max, zeros, s, one));
+        }
+        let bytes = enc.finish();
+        let (mut a, mut b) = (ArithDecoder::new(&bytes), ArithDecoder::new(&bytes));
+        let (mut ca, mut cb) = (init.clone(), init);
+        for &(state, max, zeros, end_state, one) in &script {
+            let ra = a.decode_dq_zero_run(&mut ca, state, max);
+            let rb = b.decode_dq_zero_run_portable(&mut cb, state, max);
+            assert_eq!(ra, rb);
+            assert_eq!((ra.zeros, ra.state, ra.one), (zeros, end_state, one));
+            assert_eq!(ca, cb);
+            assert_eq!(a.decode_bypass_bins(3), 5);
+            assert_eq!(b.decode_bypass_bins(3), 5);
+        }
+        assert_eq!(ctxs, ca);
+        assert_eq!(a.finish(), Ok(bytes.len()));
+        assert_eq!(b.finish(), Ok(bytes.len()));
     }
 
     #[test]
