@@ -5,7 +5,8 @@
 //! Workloads: `randn(256, 64, 64)` and a 90 %-sparse 1024 × 1024 float32 tensor through the
 //! tensor pipeline (`nncodec.tensor`), a randomly initialised ResNet-50-shaped state dict and,
 //! when its weights are in the cache directory, all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else
-//! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), through the model pipeline
+//! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), as it is and with each of its
+//! matrices pruned to 90 % zeros by magnitude, through the model pipeline
 //! (`nncodec.nn` on a dict). Inputs are generated here with a seeded generator and written as
 //! `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as `.safetensors`); the
 //! reference's codec calls are timed inside Python with `time.perf_counter`, so interpreter
@@ -224,6 +225,32 @@ fn sparse_tensor() -> Tensor {
     f32_tensor("0", &shape, values)
 }
 
+/// `model` with every float32 tensor of two or more dimensions pruned by magnitude, as one-shot
+/// unstructured pruning leaves a layer: the `fraction` of its values smallest in magnitude
+/// become exact zeros (ties at the threshold stay). Other tensors are kept as they are.
+fn pruned_by_magnitude(model: &[Tensor], fraction: f64) -> Vec<Tensor> {
+    model
+        .iter()
+        .map(|t| match &t.data {
+            TensorData::F32(v) if t.shape.len() >= 2 && !v.is_empty() => {
+                let mut mags: Vec<f32> = v.iter().map(|x| x.abs()).collect();
+                let k = ((v.len() as f64 * fraction) as usize).min(v.len() - 1);
+                let (_, threshold, _) = mags.select_nth_unstable_by(k, f32::total_cmp);
+                let threshold = *threshold;
+                let pruned = v
+                    .iter()
+                    .map(|&x| if x.abs() < threshold { 0.0 } else { x })
+                    .collect();
+                Tensor {
+                    data: TensorData::F32(pruned),
+                    ..t.clone()
+                }
+            }
+            _ => t.clone(),
+        })
+        .collect()
+}
+
 /// torchvision's `resnet50()` initialisation with our generator: conv weights Kaiming-normal
 /// (fan-out, ReLU gain), the classifier like `nn.Linear` (uniform ±1/√fan_in), batch norms at
 /// weight 1, bias 0, running mean 0, running variance 1 (`num_batches_tracked` left out).
@@ -418,16 +445,27 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     match minilm {
         Some(path) if path.is_file() => {
             let model = to_reference_dtypes(read_tensors(&path, "0")?)?;
-            let input = work.join("minilm.npz");
-            write_npz(&input, &model)?;
-            list.push(Workload {
-                name: "minilm",
-                label: "all-MiniLM-L6-v2".into(),
-                kind: Kind::Model,
-                tensors: model,
-                input,
-                reps: reps(2),
-            });
+            let pruned = pruned_by_magnitude(&model, 0.9);
+            for (name, label, file, tensors) in [
+                ("minilm", "all-MiniLM-L6-v2", "minilm.npz", model),
+                (
+                    "minilm_pruned",
+                    "all-MiniLM-L6-v2 pruned 90%",
+                    "minilm_pruned90.npz",
+                    pruned,
+                ),
+            ] {
+                let input = work.join(file);
+                write_npz(&input, &tensors)?;
+                list.push(Workload {
+                    name,
+                    label: label.into(),
+                    kind: Kind::Model,
+                    tensors,
+                    input,
+                    reps: reps(2),
+                });
+            }
         }
         Some(path) => println!("MiniLM: skipped ({} not present)", path.display()),
         None => println!(
@@ -723,6 +761,28 @@ mod tests {
         };
         let mean = v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
+    }
+
+    #[test]
+    fn pruning_zeroes_the_smallest_values_of_matrices_only() {
+        let t = |name: &str, shape: Vec<usize>, v: Vec<f32>| {
+            Tensor::try_new(name, shape, TensorData::F32(v)).expect("shape")
+        };
+        let w: Vec<f32> = (0..100).map(|i| (i as f32 - 49.5) / 10.0).collect();
+        let model = vec![
+            t("w", vec![10, 10], w.clone()),
+            t("b", vec![100], w.clone()),
+        ];
+        let out = pruned_by_magnitude(&model, 0.9);
+        let TensorData::F32(pw) = &out[0].data else {
+            panic!("f32 expected")
+        };
+        // The ten values of largest magnitude (|x| >= 4.55) stay, the other ninety become 0.
+        let kept: Vec<usize> = (0..100).filter(|&i| pw[i] != 0.0).collect();
+        assert_eq!(kept, [0, 1, 2, 3, 4, 95, 96, 97, 98, 99]);
+        assert!(kept.iter().all(|&i| pw[i] == w[i]));
+        assert_eq!(out[1], model[1]);
+        assert_eq!(out[0].shape, model[0].shape);
     }
 
     #[test]
