@@ -654,7 +654,7 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
          all cores"
     );
     println!(
-        "{:<24} {:>10} {:>4} | {:>9} {:>9} {:>7} {:>9} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7} | \
+        "{:<28} {:>10} {:>4} | {:>9} {:>9} {:>7} {:>9} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7} | \
          bitstream, decoded",
         "workload",
         "values",
@@ -683,7 +683,7 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
             Err(e) => {
                 all_same = false;
                 println!(
-                    "{:<24} {:>10} {:>4} | reference failed: {e:#}; ours (all cores): encode \
+                    "{:<28} {:>10} {:>4} | reference failed: {e:#}; ours (all cores): encode \
                      {:.3}s, decode {:.3}s",
                     w.label, values, w.reps, ours.encode_s, ours.decode_s
                 );
@@ -697,7 +697,7 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
         all_same &= bytes.is_none() && decoded.is_none();
         println!(
-            "{:<24} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {:>8.3}s \
+            "{:<28} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {:>8.3}s \
              {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {}, {}",
             w.label,
             values,
