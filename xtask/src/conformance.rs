@@ -61,8 +61,8 @@ impl Summary {
 /// cases the public set does not hold (`conformance/edge`, made with `gen_vectors.py --set edge`),
 /// then random combinations of options (`conformance/combo`, `--set combo --seed 11`: the single
 /// cases of up to 20 KB, the three larger ones that found encoder bugs, and the twelve smallest
-/// sequences, models and blocks; `conformance/combo-seed15` and `conformance/combo-seed19`, the
-/// cases of seeds 15 and 19 that found bugs).
+/// sequences, models and blocks; `conformance/combo-seed15`, `conformance/combo-seed19` and
+/// `conformance/combo-seed65`, the cases of seeds 15, 19 and 65 that found bugs).
 pub fn default_vector_sets() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -73,6 +73,7 @@ pub fn default_vector_sets() -> Vec<PathBuf> {
         root.join("combo"),
         root.join("combo-seed15"),
         root.join("combo-seed19"),
+        root.join("combo-seed65"),
     ]
 }
 

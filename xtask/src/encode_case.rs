@@ -31,6 +31,9 @@ fn options_from_kwargs(kw: &Value) -> Result<EncodeOptions> {
     let mut o = EncodeOptions::compress_defaults();
     // The reference carries no dtype metadata.
     o.carry_dtypes = false;
+    // The reference's bytes also where it masks a qp its field cannot hold
+    // (quirks.md#qp-offset-range).
+    o.mask_unsignalable_qp = true;
     let int = |k: &str| kw.get(k).and_then(Value::as_i64);
     let flag = |k: &str| kw.get(k).and_then(Value::as_bool);
     if let Some(v) = int("qp") {

@@ -353,8 +353,9 @@ fn encode_payload(
             let bits = qp_bits(opts.qp_density);
             let limit = nnc_quant::qp_limit(opts.qp_density);
             // The reference masks an out-of-range qp to `bits` bits and so writes a stream that
-            // decodes to another qp; we refuse (quirks.md#qp-offset-range).
-            if !(-limit..limit).contains(&i64::from(w.qp)) {
+            // decodes to another qp; we refuse unless asked for its bytes
+            // (quirks.md#qp-offset-range). `iae_v` writes the low `bits` bits either way.
+            if !opts.mask_unsignalable_qp && !(-limit..limit).contains(&i64::from(w.qp)) {
                 return Err(invalid(format!(
                     "tensor {name:?}: qp {} is outside [{}, {}], the range qp_density {} can signal",
                     w.qp,

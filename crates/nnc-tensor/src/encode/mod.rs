@@ -514,6 +514,42 @@ mod tests {
     }
 
     #[test]
+    fn an_unsignalable_qp_is_refused_or_masked_as_the_reference_does() {
+        // A non-weight qp near −75 needs 8 bits; qp_density 1 gives its field 7 (quirks.md
+        // #qp-offset-range). Masked, it is written as its low 7 bits, and reads back as the
+        // qp in [−64, 63] that agrees with it modulo 128.
+        let v: Vec<f32> = (0..23).map(|i| (i as f32 - 11.0) * 0.01).collect();
+        let t = Tensor::try_new("m0.bias", vec![23], TensorData::F32(v)).unwrap();
+        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let mut opts = EncodeOptions {
+            qp_density: 1,
+            nonweight_qp: Some(-75),
+            ..Default::default()
+        };
+        let e = encode(&input, &opts).unwrap_err().to_string();
+        assert!(e.contains("is outside [-64, 63]"), "{e}");
+        let refused: i32 = e
+            .split("qp ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|q| q.parse().ok())
+            .expect("the refused qp is named");
+        assert!(refused < -64, "{e}");
+        opts.mask_unsignalable_qp = true;
+        let bytes = encode(&input, &opts).unwrap().bytes;
+        let out = decode_stream(
+            &bytes,
+            &mut crate::DecoderState::default(),
+            &DecodeOptions::new(),
+        )
+        .unwrap();
+        let Approximation::Uniform { qp, .. } = out.tensors[0].approximation else {
+            panic!("uniform expected")
+        };
+        assert_eq!(qp, refused + 128);
+    }
+
+    #[test]
     fn codebook_tensors_come_back_in_their_own_dtype() {
         let book = [-0.5f32, -0.125, 0.0, 0.25, 1.0];
         let v: Vec<f32> = (0..480).map(|i| book[(i * 7 + i / 5) % 5]).collect();

@@ -87,6 +87,13 @@ pub struct EncodeOptions {
     /// for byte-identical output when a tensor is not float32/int32. Not an argument of the
     /// reference. Default: `true`.
     pub carry_dtypes: bool,
+    /// Write a tensor qp that its `iae_v(6 + qp_density)` field cannot hold (the codebook search
+    /// can lower a non-weight qp past −2^(5+qp_density)) masked to the field's bits, as the
+    /// reference does: the stream then decodes with another qp, so other values than were
+    /// coded. Off, such a qp is refused by name (quirks.md#qp-offset-range). Only for
+    /// byte-identical output with the reference (the conformance runner). Not an argument of
+    /// the reference. Default: `false`.
+    pub mask_unsignalable_qp: bool,
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
     /// pool of `n` threads built for the call (at most [`MAX_THREADS`](crate::MAX_THREADS), or
     /// the encode fails). The bitstream is the same for any value. Not an argument of the
@@ -117,6 +124,7 @@ impl Default for EncodeOptions {
             compress_differences: false,
             int_quant_bw: None,
             carry_dtypes: true,
+            mask_unsignalable_qp: false,
             threads: None,
         }
     }
