@@ -263,6 +263,7 @@ impl ArithDecoder<'_> {
             return ones;
         }
     }
+
     /// [`ArithDecoder::decode_dq_zero_run`] in assembly (the Rust loop when `ctxs` is too short
     /// for the sig contexts of all eight states).
     #[inline(always)]
