@@ -175,6 +175,20 @@ macro_rules! decide {
 }
 
 impl ArithDecoder<'_> {
+    /// The engine's state as the loops hold it: range, window, look-ahead bits.
+    #[inline(always)]
+    fn registers(&self) -> (u64, u64, u64) {
+        (u64::from(self.range), self.window, u64::from(self.avail))
+    }
+
+    /// The engine's state back from the loops' registers (range < 2^9, avail <= 64).
+    #[inline(always)]
+    fn set_registers(&mut self, range: u64, window: u64, avail: u64) {
+        self.range = range as u32;
+        self.window = window;
+        self.avail = avail as u32;
+    }
+
     /// [`ArithDecoder::decode_unary`] in assembly (falls back to the Rust loop when the run
     /// would leave `ctxs`).
     #[inline(always)]
@@ -196,9 +210,7 @@ impl ArithDecoder<'_> {
         let end = first as usize + 8 * STEP * max_ones;
         let mut ctx = first;
         loop {
-            let mut range = u64::from(self.range);
-            let mut window = self.window;
-            let mut avail = u64::from(self.avail);
+            let (mut range, mut window, mut avail) = self.registers();
             let status: u64;
             // SAFETY: `ctx` walks `ctxs[start + STEP·j]` for j < max_ones, all in bounds (checked
             // above), and the loop leaves before `ctx` reaches `end`. Table reads stay inside
@@ -250,9 +262,7 @@ impl ArithDecoder<'_> {
                     options(att_syntax, nostack),
                 );
             }
-            self.range = range as u32;
-            self.window = window;
-            self.avail = avail as u32;
+            self.set_registers(range, window, avail);
             if status == TOP_UP {
                 self.refill();
                 continue;
@@ -287,9 +297,7 @@ impl ArithDecoder<'_> {
                     one: false,
                 };
             }
-            let mut range = u64::from(self.range);
-            let mut window = self.window;
-            let mut avail = u64::from(self.avail);
+            let (mut range, mut window, mut avail) = self.registers();
             let status: u64;
             // SAFETY: `t` is always 3·s for a state s < 8 (`zero_next3` maps those to those), so
             // the context read and written is `ctxs[t]` with t <= 21 < 24 <= ctxs.len(). Table
@@ -343,9 +351,7 @@ impl ArithDecoder<'_> {
                     options(att_syntax),
                 );
             }
-            self.range = range as u32;
-            self.window = window;
-            self.avail = avail as u32;
+            self.set_registers(range, window, avail);
             match status {
                 TOP_UP => self.refill(),
                 _ => {
