@@ -124,6 +124,11 @@ pub struct EncodeArgs {
     /// written anyway when every tensor is float32 or int32 with at least one dimension.
     #[arg(long)]
     pub no_metadata: bool,
+    /// Write a tensor qp its field cannot hold (6 + qp-density bits; the codebook search can
+    /// push a non-weight qp there) masked to those bits, as NNCodec does, instead of refusing
+    /// it: the stream then decodes with another qp. Only for NNCodec's exact bytes.
+    #[arg(long)]
+    pub mask_unsignalable_qp: bool,
     /// With a model directory as input: do not attach its other files (config.json, the
     /// tokenizer, ...; attached by default, deflated, and written back by `nnc decode -o DIR/`;
     /// never attached to an update, --base or --state).
@@ -157,6 +162,7 @@ impl EncodeArgs {
         o.compress_differences = self.base.is_some();
         o.int_quant_bw = self.bitdepth;
         o.carry_dtypes = !self.no_metadata;
+        o.mask_unsignalable_qp = self.mask_unsignalable_qp;
         o.threads = self.threads;
         o
     }

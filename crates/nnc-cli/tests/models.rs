@@ -211,6 +211,52 @@ fn no_metadata_drops_only_what_the_reference_cannot_carry() {
     assert!(!decoded.iter().any(|t| t.name == "bn.num_batches_tracked"));
 }
 
+/// A qp the NDU cannot signal is refused by name: here the bias, asked for at qp −75 with
+/// qp_density 1 (a field holding [−64, 63]), is coded at −66. `--mask-unsignalable-qp` writes
+/// it masked to 7 bits, as NNCodec does, and the stream then carries qp −66 + 128 = 62
+/// (docs/quirks.md#qp-offset-range).
+#[test]
+fn an_unsignalable_qp_is_refused_unless_masking_is_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let values = |n: usize, period: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i % period) as f32 - (period / 2) as f32) * 0.1)
+            .collect()
+    };
+    let weight = Tensor::try_new("fc.weight", vec![16, 8], TensorData::F32(values(128, 7)));
+    let bias = Tensor::try_new("fc.bias", vec![16], TensorData::F32(values(16, 5)));
+    let model = dir.path().join("m.safetensors");
+    write_tensors(&model, &[weight.expect("weight"), bias.expect("bias")]).expect("write");
+    let out = dir.path().join("m.nnc");
+    let args = [
+        "encode",
+        s(&model),
+        "-q",
+        "--qp-density",
+        "1",
+        "--nonweight-qp",
+        "-75",
+        "--no-dq",
+    ];
+    refused(&args, &out, "\"fc.bias\": qp -66 is outside [-64, 63]");
+    let mut masked = args.to_vec();
+    masked.extend(["-o", s(&out), "--mask-unsignalable-qp"]);
+    ok(&nnc(&masked));
+    // Read back with qp 62 instead of −66, the bias's step is 2^64 times too large.
+    let back = dir.path().join("back.npz");
+    ok(&nnc(&["decode", s(&out), "-o", s(&back)]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    let peak = |name: &str| {
+        let t = decoded.iter().find(|t| t.name == name).expect(name);
+        let TensorData::F32(v) = &t.data else {
+            panic!("{name}: float32 expected")
+        };
+        v.iter().fold(0f32, |m, x| m.max(x.abs()))
+    };
+    assert!(peak("fc.bias") > 1e15, "{}", peak("fc.bias"));
+    assert!(peak("fc.weight") < 0.5, "{}", peak("fc.weight"));
+}
+
 /// Tensors with a dimension of 0 come back in their place with their dtype and shape, through
 /// every output format, in memory and streamed. Those with no rows are coded as the reference
 /// codes them; those whose rows have no width only the metadata can carry, so `--no-metadata`
