@@ -67,7 +67,10 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
 /// `tensor.encode` does) or a mapping of names to array-likes (coded in its order, as NNCodec's
 /// `nnc.compress(dict)`). Floats are quantized, integers and bools coded losslessly; dtypes and
 /// shapes come back from `decode` (`carry_dtypes=False` drops that side information, so a
-/// float64 array codes byte-identically to NNCodec's float32 conversion).
+/// float64 array codes byte-identically to NNCodec's float32 conversion). A tensor qp that its
+/// `6 + qp_density`-bit field cannot hold raises `nnc.InvalidArgumentError`;
+/// `mask_unsignalable_qp=True` writes it masked to those bits, as NNCodec does (the stream then
+/// decodes with another qp).
 ///
 /// The keyword arguments are NNCodec's tensor-pipeline arguments with its defaults;
 /// `approx_method="codebook"` picks a codebook where it pays off, `bitdepth` fits levels into
@@ -88,7 +91,8 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
     row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
     pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
-    state_dict=false, carry_dtypes=true, threads=None, attributes=None, files=None
+    state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
+    attributes=None, files=None
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -100,7 +104,8 @@ fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Resul
                       tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
                       scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
                       tensor_id='0', state=None, update_state=True, state_dict=False, \
-                      carry_dtypes=True, threads=None, attributes=None, files=None)"
+                      carry_dtypes=True, mask_unsignalable_qp=False, threads=None, \
+                      attributes=None, files=None)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,
@@ -130,6 +135,7 @@ pub fn py_encode<'py>(
     update_state: bool,
     state_dict: bool,
     carry_dtypes: bool,
+    mask_unsignalable_qp: bool,
     threads: Option<usize>,
     attributes: Option<BTreeMap<String, String>>,
     files: Option<BTreeMap<String, Vec<u8>>>,
@@ -154,6 +160,7 @@ pub fn py_encode<'py>(
     opts.cabac_unary_length_minus1 = cabac_unary_length_minus1;
     opts.device_id = device_id;
     opts.carry_dtypes = carry_dtypes;
+    opts.mask_unsignalable_qp = mask_unsignalable_qp;
     opts.threads = threads;
     opts.validate().map_err(invalid)?;
     if !(0.0..1.0).contains(&sparsity) {

@@ -322,3 +322,18 @@ def test_bfloat16_when_ml_dtypes_is_installed():
     out = nnc.decode(nnc.encode({"x": x}))["x"]
     assert out.dtype == x.dtype
     assert np.abs(out.astype(np.float32) - x.astype(np.float32)).max() < 0.01
+
+
+def test_an_unsignalable_qp_is_refused_unless_masking_is_asked_for():
+    # The bias is coded at qp -66 where qp_density 1 signals [-64, 63] (docs/quirks.md
+    # #qp-offset-range); masked to 7 bits it reads back as 62, a step 2^64 times too large.
+    model = {
+        "fc.weight": ((np.arange(128) % 7 - 3) * 0.1).astype(np.float32).reshape(16, 8),
+        "fc.bias": ((np.arange(16) % 5 - 2) * 0.1).astype(np.float32),
+    }
+    args = dict(qp_density=1, nonweight_qp=-75, use_dq=False, state_dict=True)
+    with pytest.raises(nnc.InvalidArgumentError, match="qp -66 is outside"):
+        nnc.encode(model, **args)
+    back = nnc.decode(nnc.encode(model, mask_unsignalable_qp=True, **args))
+    assert np.abs(back["fc.bias"]).max() > 1e15
+    assert np.abs(back["fc.weight"] - model["fc.weight"]).max() < 0.1
