@@ -91,8 +91,10 @@ pub struct EncodeOptions {
     /// can lower a non-weight qp past −2^(5+qp_density)) masked to the field's bits, as the
     /// reference does: the stream then decodes with another qp, so other values than were
     /// coded. Off, such a qp is refused by name (quirks.md#qp-offset-range). Only for
-    /// byte-identical output with the reference (the conformance runner). Not an argument of
-    /// the reference. Default: `false`.
+    /// byte-identical output with the reference (the conformance runner). A qp the overflow
+    /// fallback raises past the field (weights beyond about 2^31 steps) is refused either way:
+    /// no reference stream of that case is known. Not an argument of the reference.
+    /// Default: `false`.
     pub mask_unsignalable_qp: bool,
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
     /// pool of `n` threads built for the call (at most [`MAX_THREADS`](crate::MAX_THREADS), or
