@@ -490,13 +490,17 @@ impl Run<'_, '_> {
                 }
             } else if DQ && nb == 0 {
                 // A zero run in a state a zero moves on: the context changes at every position.
-                let run = d.decode_dq_zero_run(models, state, slice.len() - i);
+                let max = slice.len() - i;
+                let run = d.decode_dq_zero_run(models, state, max);
                 if let Some(zeros) = slice.get_mut(i..i + run.zeros) {
                     zeros.fill(0);
                 }
                 i += run.zeros;
                 state = run.state;
                 if !run.one {
+                    if run.zeros != max {
+                        return Err(Error::Internal("sig contexts out of range"));
+                    }
                     break;
                 }
             } else {
