@@ -1,8 +1,8 @@
 //! Binary arithmetic decoder (deepcabac.md §1.6–1.8).
 
-use crate::context::ContextModel;
+use crate::context::{ContextLayout, ContextModel};
+use crate::dq;
 use crate::entry_point::EntryPoint;
-use crate::tables::DQ_STATE_TRANSITION;
 use crate::Error;
 
 #[cfg(all(target_arch = "x86_64", feature = "asm"))]
@@ -206,7 +206,7 @@ impl<'a> ArithDecoder<'a> {
     }
 
     /// Decode the sig flags of a zero run under dependent quantization whose neighbour class is
-    /// 0: the flag at DQ state `s` is in `ctxs[3·s]` (the layout of `ContextLayout::sig`), and
+    /// 0: the flag at DQ state `s` is in `ctxs[ContextLayout::sig(s, 0)]` (that is `3·s`), and
     /// each 0 bin moves `s` to its successor after a zero level. Stops after the first 1 bin
     /// (its context adapted) or after `max` bins.
     ///
@@ -239,7 +239,7 @@ impl<'a> ArithDecoder<'a> {
             one: false,
         };
         while run.zeros < max {
-            let Some(ctx) = ctxs.get_mut(3 * usize::from(run.state)) else {
+            let Some(ctx) = ctxs.get_mut(ContextLayout::sig(usize::from(run.state), 0)) else {
                 break;
             };
             if self.decode_decision(ctx) {
@@ -248,7 +248,7 @@ impl<'a> ArithDecoder<'a> {
                 break;
             }
             ctx.update(false);
-            run.state = DQ_STATE_TRANSITION[usize::from(run.state)][0];
+            run.state = dq::next_state(run.state, 0);
             run.zeros += 1;
         }
         run

@@ -22,7 +22,7 @@
 
 use super::ArithDecoder;
 use super::ZeroRun;
-use crate::context::ContextModel;
+use crate::context::{ContextLayout, ContextModel};
 use crate::tables::{DQ_STATE_TRANSITION, RLPS_SIGNED, S0_NEXT, S1_STEP};
 
 /// The tables the loop reads, at fixed offsets from one base register.
@@ -76,6 +76,11 @@ const _: () = assert!(ZERO == 0);
 const ALL_ONES: u64 = 1;
 /// Fewer than 8 look-ahead bits are left: top up and go on.
 const TOP_UP: u64 = 2;
+/// The sig-flag contexts of the eight DQ states; the zero-run loop indexes the one of state `s`
+/// and neighbour class 0 as `3·s`, which is `ContextLayout::sig(s, 0)`.
+const SIG_CONTEXTS: usize = ContextLayout::sig(8, 0);
+const _: () = assert!(ContextLayout::sig(1, 0) == 3 && ContextLayout::sig(0, 0) == 0);
+const _: () = assert!(SIG_CONTEXTS == 24);
 /// The zero run ended on a 1 bin.
 const ONE: u64 = 3;
 /// The zero run decoded all the bins it was given.
@@ -283,7 +288,7 @@ impl ArithDecoder<'_> {
         state: u8,
         max: usize,
     ) -> ZeroRun {
-        if ctxs.len() < 24 {
+        if ctxs.len() < SIG_CONTEXTS {
             return self.decode_dq_zero_run_portable(ctxs, state, max);
         }
         let base = ctxs.as_mut_ptr();
@@ -300,8 +305,9 @@ impl ArithDecoder<'_> {
             let (mut range, mut window, mut avail) = self.registers();
             let status: u64;
             // SAFETY: `t` is always 3·s for a state s < 8 (`zero_next3` maps those to those), so
-            // the context read and written is `ctxs[t]` with t <= 21 < 24 <= ctxs.len(). Table
-            // reads are bounded as in `decode_unary_asm`, and `zero_next3` is read at t < 24.
+            // the context read and written is `ctxs[t]` with t <= 21 < SIG_CONTEXTS (24) <=
+            // ctxs.len(). Table reads are bounded as in `decode_unary_asm`, and `zero_next3` is
+            // read at t < 24.
             // The count of bins left is pushed on entry and popped on every exit (the block may
             // use the stack: no `nostack`). `avail` >= 8 on entry, as there.
             #[allow(unsafe_code)]
@@ -370,19 +376,24 @@ impl ArithDecoder<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{ArithDecoder, ArithEncoder, ContextModel};
+    use crate::{dq, ArithDecoder, ArithEncoder, ContextLayout, ContextModel};
+
+    /// Seeded draws in `0..n` (a 64-bit LCG's high bits).
+    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 33) % n
+        }
+    }
 
     /// Runs of random length (many reaching their limit, some long enough to need top-ups
     /// inside the loop), in contexts of every init set, decoded by the assembly loop and by the
     /// Rust loop: same counts, same context states, same bytes consumed.
     fn same_as_portable<const STEP: usize>(seed: u64) {
-        let mut x = seed;
-        let mut next = |n: u64| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 33) % n
-        };
+        let mut next = draws(seed);
         let init: Vec<ContextModel> = (0..70).map(|i| ContextModel::new((i % 9) as u8)).collect();
         let mut enc = ArithEncoder::new();
         let mut ctxs = init.clone();
@@ -436,14 +447,7 @@ mod tests {
     /// loop: same runs, same states, same contexts, same bytes consumed.
     #[test]
     fn dq_zero_runs_match_the_rust_loop() {
-        use crate::tables::DQ_STATE_TRANSITION;
-        let mut x = 11u64;
-        let mut next = |n: u64| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (x >> 33) % n
-        };
+        let mut next = draws(11);
         let init: Vec<ContextModel> = (0..24).map(|i| ContextModel::new((i % 9) as u8)).collect();
         let mut enc = ArithEncoder::new();
         let mut ctxs = init.clone();
@@ -455,12 +459,12 @@ mod tests {
             let zeros = next(max as u64 + 1) as usize;
             let mut s = state;
             for _ in 0..zeros {
-                enc.encode_bin(false, &mut ctxs[3 * usize::from(s)]);
-                s = DQ_STATE_TRANSITION[usize::from(s)][0];
+                enc.encode_bin(false, &mut ctxs[ContextLayout::sig(usize::from(s), 0)]);
+                s = dq::next_state(s, 0);
             }
             let one = zeros < max;
             if one {
-                enc.encode_bin(true, &mut ctxs[3 * usize::from(s)]);
+                enc.encode_bin(true, &mut ctxs[ContextLayout::sig(usize::from(s), 0)]);
             }
             enc.encode_bypass_bins(3, 5);
             script.push((state, max, zeros, s, one));
