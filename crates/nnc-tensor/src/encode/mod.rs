@@ -319,6 +319,16 @@ mod tests {
     use crate::tensor::{Tensor, TensorData};
     use proptest::prelude::*;
 
+    /// `bytes` decoded from a fresh decoder state with the default options.
+    fn decode_fresh(bytes: &[u8]) -> crate::DecodedStream {
+        decode_stream(
+            bytes,
+            &mut crate::DecoderState::default(),
+            &DecodeOptions::new(),
+        )
+        .unwrap()
+    }
+
     /// A tensor with 1 to 4 dimensions, up to ~5000 elements, some rows zeroed.
     fn tensor_strategy() -> impl Strategy<Value = (Vec<usize>, Vec<f32>)> {
         prop::collection::vec(1usize..24, 1..=4)
@@ -537,12 +547,7 @@ mod tests {
         assert!(refused < -64, "{e}");
         opts.mask_unsignalable_qp = true;
         let bytes = encode(&input, &opts).unwrap().bytes;
-        let out = decode_stream(
-            &bytes,
-            &mut crate::DecoderState::default(),
-            &DecodeOptions::new(),
-        )
-        .unwrap();
+        let out = decode_fresh(&bytes);
         let Approximation::Uniform { qp, .. } = out.tensors[0].approximation else {
             panic!("uniform expected")
         };
@@ -562,12 +567,7 @@ mod tests {
                 ..Default::default()
             };
             let bytes = encode(&input, &opts).unwrap().bytes;
-            let out = decode_stream(
-                &bytes,
-                &mut crate::DecoderState::default(),
-                &DecodeOptions::new(),
-            )
-            .unwrap();
+            let out = decode_fresh(&bytes);
             let w = &out.tensors[0];
             assert!(matches!(w.approximation, Approximation::Codebook { .. }));
             // Without metadata the decoder returns float64, as the reference's does.
@@ -594,12 +594,7 @@ mod tests {
                 ..Default::default()
             };
             let bytes = encode(&input, &opts).unwrap().bytes;
-            let out = decode_stream(
-                &bytes,
-                &mut crate::DecoderState::default(),
-                &DecodeOptions::new(),
-            )
-            .unwrap();
+            let out = decode_fresh(&bytes);
             let w = &out.tensors[0];
             let qp = match &w.approximation {
                 Approximation::Codebook { qp, codebook, .. } => {
@@ -626,22 +621,14 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let with = plain.clone().with_attributes(attributes.clone());
-        let decode = |bytes: &[u8]| {
-            decode_stream(
-                bytes,
-                &mut crate::DecoderState::default(),
-                &DecodeOptions::new(),
-            )
-            .unwrap()
-        };
         let opts = EncodeOptions::default();
         let base = encode(&plain, &opts).unwrap().bytes;
         let carried = encode(&with, &opts).unwrap().bytes;
         assert!(carried.len() > base.len());
-        let out = decode(&carried);
+        let out = decode_fresh(&carried);
         assert_eq!(out.attributes, attributes);
-        assert_eq!(out.tensors[0].tensor, decode(&base).tensors[0].tensor);
-        assert!(decode(&base).attributes.is_empty());
+        assert_eq!(out.tensors[0].tensor, decode_fresh(&base).tensors[0].tensor);
+        assert!(decode_fresh(&base).attributes.is_empty());
         let plan = crate::plan_stream(&carried, &DecodeOptions::new()).unwrap();
         assert_eq!(plan.attributes, attributes);
         // Without metadata the stream is the reference's, attributes or not.
@@ -678,12 +665,7 @@ mod tests {
         assert!(plan.files["config.json"].packed_len() < config.len() / 4);
         let e = plan.files["config.json"].unpack(100).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::LimitExceeded);
-        let out = decode_stream(
-            &bytes,
-            &mut crate::DecoderState::default(),
-            &DecodeOptions::new(),
-        )
-        .unwrap();
+        let out = decode_fresh(&bytes);
         assert_eq!(out.files, plan.files);
         // Without metadata nothing is attached: the reference's stream.
         let off = EncodeOptions {
