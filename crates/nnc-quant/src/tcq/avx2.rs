@@ -14,7 +14,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{grid, overflows, Forward, SPREAD, UNREACHED};
+use super::{grid, overflows, Forward, ZeroRun, SPREAD, UNREACHED};
 use crate::scan::ScanSegments;
 use crate::Result;
 
@@ -53,8 +53,31 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
     // the odd ones; state 0 starts at cost 0.
     let mut even = _mm256_set_pd(UNREACHED, UNREACHED, UNREACHED, 0.0);
     let mut odd = _mm256_set1_pd(UNREACHED);
+    let mut zeros = ZeroRun::new((even, odd));
+    let same = |a: (__m256d, __m256d), b: (__m256d, __m256d)| {
+        let equal = |x: __m256d, y: __m256d| {
+            _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(
+                _mm256_castpd_si256(x),
+                _mm256_castpd_si256(y),
+            )))
+        };
+        equal(a.0, b.0) & equal(a.1, b.1) == 0xF
+    };
     for run in ScanSegments::new(input.shape, input.scan_order)? {
-        for &w in &input.weights[run] {
+        let weights = &input.weights[run];
+        let mut i = 0;
+        while let Some(&w) = weights.get(i) {
+            if w == 0.0 {
+                let mut cost = (even, odd);
+                if let Some(skipped) = zeros.step(&mut cost, same, &weights[i..], steps) {
+                    (even, odd) = cost;
+                    i += skipped;
+                    continue;
+                }
+            } else {
+                zeros.end();
+            }
+            i += 1;
             if overflows(w, input.check) {
                 return Ok(None);
             }

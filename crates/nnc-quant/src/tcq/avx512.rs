@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{grid, overflows, Forward, BRANCHES, SPREAD, UNREACHED, ZERO};
+use super::{grid, overflows, Forward, ZeroRun, BRANCHES, SPREAD, UNREACHED, ZERO};
 use crate::scan::ScanSegments;
 use crate::Result;
 
@@ -60,8 +60,23 @@ fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f6
     debug_assert_eq!(ZERO, 4);
 
     let mut cost = _mm512_mask_blend_pd(1, _mm512_set1_pd(UNREACHED), _mm512_setzero_pd());
+    let mut zeros = ZeroRun::<__m512d>::new(_mm512_setzero_pd());
     for run in ScanSegments::new(input.shape, input.scan_order)? {
-        for &w in &input.weights[run] {
+        let weights = &input.weights[run];
+        let mut i = 0;
+        while let Some(&w) = weights.get(i) {
+            if w == 0.0 {
+                let same = |a: __m512d, b: __m512d| {
+                    _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_castpd_si512(b)) == 0xFF
+                };
+                if let Some(skipped) = zeros.step(&mut cost, same, &weights[i..], steps) {
+                    i += skipped;
+                    continue;
+                }
+            } else {
+                zeros.end();
+            }
+            i += 1;
             if overflows(w, input.check) {
                 return Ok(None);
             }
