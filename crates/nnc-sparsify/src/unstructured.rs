@@ -111,8 +111,21 @@ pub fn stats_based_sparsify(
 }
 
 /// Zero count of a tensor after [`keep`] with threshold `t`, without writing it.
+///
+/// The target search counts every tensor once per δ it tries, often twenty times or more. For
+/// `t > 0` (+∞ included) [`keep`] gives zero exactly when `|w| < t`: below it both products
+/// are `±0`; at or above it one factor is 1 and the sum is `w` (or NaN for an infinite `w`);
+/// NaN compares false either way. That form vectorizes, in counts of `u32` per chunk.
+/// `t <= 0` and NaN, where zeros survive and the two forms part, keep the literal form.
 fn zeros_after(values: &[f32], t: f32) -> usize {
-    values.iter().filter(|&&w| keep(w, t) == 0.0).count()
+    if t > 0.0 {
+        values
+            .chunks(1 << 16)
+            .map(|c| c.iter().map(|&w| u32::from(w.abs() < t)).sum::<u32>() as usize)
+            .sum()
+    } else {
+        values.iter().filter(|&&w| keep(w, t) == 0.0).count()
+    }
 }
 
 /// `achieve_target_sparsity`: raises δ from 0.25 (by 0.2, then 0.1 / 0.05 / 0.01 as the gap to
@@ -133,18 +146,26 @@ pub fn achieve_target_sparsity(
         .map(|t| t.sparsifiable().map(|v| Stats::of(v, &mut scratch)))
         .collect();
     let total: usize = tensors.iter().map(Tensor::len).sum();
+    // The tensors the search does not threshold keep their zeros throughout.
+    let fixed_zeros: usize = tensors
+        .iter()
+        .zip(&stats)
+        .filter(|(t, s)| t.as_f32().is_none() || s.is_none())
+        .map(|(t, _)| t.zero_count())
+        .sum();
     let sparsity_at = |delta: f64| -> f64 {
         let zeros: usize = tensors
             .iter()
             .zip(&stats)
-            .map(|(t, s)| match (t.as_f32(), s) {
-                (Some(v), Some(s)) => {
-                    zeros_after(v, effective_threshold(s, delta, step, false).0 as f32)
-                }
-                _ => t.zero_count(),
+            .filter_map(|(t, s)| match (t.as_f32(), s) {
+                (Some(v), Some(s)) => Some(zeros_after(
+                    v,
+                    effective_threshold(s, delta, step, false).0 as f32,
+                )),
+                _ => None,
             })
             .sum();
-        zeros as f64 / total as f64
+        (fixed_zeros + zeros) as f64 / total as f64
     };
 
     let mut delta = START_DELTA;
@@ -197,6 +218,53 @@ pub fn apply_unstructured(tensors: &mut [Tensor], qp: i32, qp_density: u8, targe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_count_matches_keep_on_every_kind_of_value() {
+        let tiny = f32::from_bits(1);
+        let values = [
+            0.0,
+            -0.0,
+            tiny,
+            -tiny,
+            f32::MIN_POSITIVE,
+            0.1,
+            -0.1,
+            0.5,
+            -0.5,
+            0.5f32.next_up(),
+            (-0.5f32).next_down(),
+            0.5f32.next_down(),
+            1.0e30,
+            -1.0e30,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -f32::NAN,
+        ];
+        let thresholds = [
+            0.5,
+            0.5f32.next_up(),
+            tiny,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::INFINITY,
+            0.0,
+            -0.0,
+            -0.5,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for t in thresholds {
+            let literal = values.iter().filter(|&&w| keep(w, t) == 0.0).count();
+            assert_eq!(zeros_after(&values, t), literal, "threshold {t}");
+        }
+        // Each threshold above parts some values from others.
+        assert_eq!(zeros_after(&values, 0.5), 8);
+        assert_eq!(zeros_after(&values, f32::INFINITY), 15);
+        assert_eq!(zeros_after(&values, 0.0), 2);
+    }
 
     fn weight(values: Vec<f32>, dims: Vec<usize>) -> Tensor {
         Tensor::from_f32("w", dims, values).unwrap()
