@@ -136,24 +136,23 @@ impl<V: Copy> ZeroRun<V> {
         }
     }
 
-    /// A nonzero weight ends the run.
+    /// Called with the costs before the weight at the head of `rest`. Returns `None`, and the
+    /// caller steps the weight, unless the weight is zero and the run has become periodic: then
+    /// every zero at the head of `rest` is stepped here (their branch bits pushed, `cost` set)
+    /// and their count returned. `same` compares two cost vectors bit for bit.
     #[inline(always)]
-    pub(crate) fn end(&mut self) {
-        self.seen = 0;
-    }
-
-    /// Called with the costs before the zero weight at the head of `rest`. Returns `None` after
-    /// recording them, and the caller steps the weight; or, once the run is periodic, steps
-    /// every zero at the head of `rest` (pushing their branch bits and setting `cost`) and
-    /// returns how many. `same` compares two cost vectors bit for bit.
-    #[inline(always)]
-    pub(crate) fn step(
+    pub(crate) fn visit(
         &mut self,
+        rest: &[f32],
         cost: &mut V,
         same: impl Fn(V, V) -> bool,
-        rest: &[f32],
         steps: &mut Vec<u16>,
     ) -> Option<usize> {
+        if rest.first() != Some(&0.0) {
+            // A nonzero weight ends the run.
+            self.seen = 0;
+            return None;
+        }
         let phase = self.seen & 3;
         if self.seen >= 4 && same(*cost, self.before[phase]) {
             // The last four steps are this run's (`seen` >= 4), so they are the pattern.
@@ -371,15 +370,11 @@ fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[
         let weights = &weights[run];
         let mut i = 0;
         while let Some(&w) = weights.get(i) {
-            if w == 0.0 {
-                let mut cost = (even, odd);
-                if let Some(skipped) = zeros.step(&mut cost, same, &weights[i..], steps) {
-                    (even, odd) = cost;
-                    i += skipped;
-                    continue;
-                }
-            } else {
-                zeros.end();
+            let mut cost = (even, odd);
+            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
+                (even, odd) = cost;
+                i += skipped;
+                continue;
             }
             i += 1;
             if overflows(w, check) {

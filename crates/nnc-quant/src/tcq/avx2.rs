@@ -67,15 +67,11 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
         let weights = &input.weights[run];
         let mut i = 0;
         while let Some(&w) = weights.get(i) {
-            if w == 0.0 {
-                let mut cost = (even, odd);
-                if let Some(skipped) = zeros.step(&mut cost, same, &weights[i..], steps) {
-                    (even, odd) = cost;
-                    i += skipped;
-                    continue;
-                }
-            } else {
-                zeros.end();
+            let mut cost = (even, odd);
+            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
+                (even, odd) = cost;
+                i += skipped;
+                continue;
             }
             i += 1;
             if overflows(w, input.check) {

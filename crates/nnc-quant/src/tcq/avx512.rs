@@ -65,16 +65,12 @@ fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f6
         let weights = &input.weights[run];
         let mut i = 0;
         while let Some(&w) = weights.get(i) {
-            if w == 0.0 {
-                let same = |a: __m512d, b: __m512d| {
-                    _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_castpd_si512(b)) == 0xFF
-                };
-                if let Some(skipped) = zeros.step(&mut cost, same, &weights[i..], steps) {
-                    i += skipped;
-                    continue;
-                }
-            } else {
-                zeros.end();
+            let same = |a: __m512d, b: __m512d| {
+                _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_castpd_si512(b)) == 0xFF
+            };
+            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
+                i += skipped;
+                continue;
             }
             i += 1;
             if overflows(w, input.check) {
