@@ -136,16 +136,44 @@ impl<V: Copy> ZeroRun<V> {
         }
     }
 
+    /// The forward pass over the weights of one scan segment: zeros of a periodic run are
+    /// stepped here, every other weight by `step` (which pushes its branch bits and moves
+    /// `cost`, or returns false when the weight fails the overflow test; so does this then).
+    /// `same` compares two cost vectors bit for bit. The run carries over from one segment to
+    /// the next, as the costs do.
+    #[inline(always)]
+    pub(crate) fn forward(
+        &mut self,
+        weights: &[f32],
+        cost: &mut V,
+        same: impl Fn(V, V) -> bool,
+        steps: &mut Vec<u16>,
+        mut step: impl FnMut(f32, &mut V, &mut Vec<u16>) -> bool,
+    ) -> bool {
+        let mut i = 0;
+        while let Some(&w) = weights.get(i) {
+            if let Some(skipped) = self.visit(&weights[i..], cost, &same, steps) {
+                i += skipped;
+                continue;
+            }
+            i += 1;
+            if !step(w, cost, steps) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Called with the costs before the weight at the head of `rest`. Returns `None`, and the
     /// caller steps the weight, unless the weight is zero and the run has become periodic: then
     /// every zero at the head of `rest` is stepped here (their branch bits pushed, `cost` set)
-    /// and their count returned. `same` compares two cost vectors bit for bit.
+    /// and their count returned.
     #[inline(always)]
-    pub(crate) fn visit(
+    fn visit(
         &mut self,
         rest: &[f32],
         cost: &mut V,
-        same: impl Fn(V, V) -> bool,
+        same: &impl Fn(V, V) -> bool,
         steps: &mut Vec<u16>,
     ) -> Option<usize> {
         if rest.first() != Some(&0.0) {
@@ -354,10 +382,8 @@ fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[
         check,
     } = input;
     // Costs of states 0, 2, 4, 6 and of 1, 3, 5, 7.
-    let mut even = [0.0, UNREACHED, UNREACHED, UNREACHED];
-    let mut odd = [UNREACHED; 4];
-
-    let mut zeros = ZeroRun::new((even, odd));
+    let mut cost = ([0.0, UNREACHED, UNREACHED, UNREACHED], [UNREACHED; 4]);
+    let mut zeros = ZeroRun::new(cost);
     let same = |a: ([f64; 4], [f64; 4]), b: ([f64; 4], [f64; 4])| {
         let bits = |v: ([f64; 4], [f64; 4])| {
             v.0.map(f64::to_bits)
@@ -366,70 +392,66 @@ fn forward_portable(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[
         };
         bits(a).eq(bits(b))
     };
+    let mut step = |w: f32, (even, odd): &mut ([f64; 4], [f64; 4]), steps: &mut Vec<u16>| {
+        if overflows(w, check) {
+            return false;
+        }
+        let [s0, s1, s2, s3, z] = Candidates::new(w, qscale, 1.0).dist;
+        let [e0, e1, e2, e3] = *even;
+        let [o0, o1, o2, o3] = *odd;
+        // Branch k of state s is `BRANCHES[s][k]`, spelled out.
+        let b0 = [
+            e0 + s0,
+            e1 + s0,
+            e0 + s2,
+            e1 + s2,
+            o1 + s1,
+            o0 + s1,
+            o1 + s3,
+            o0 + s3,
+        ];
+        let b1 = [
+            e0 + z,
+            e1 + z,
+            e2 + s0,
+            e3 + s0,
+            o3 + s3,
+            o2 + s3,
+            o1 + z,
+            o0 + z,
+        ];
+        let b2 = [
+            e2 + s2,
+            e3 + s2,
+            e2 + z,
+            e3 + z,
+            o3 + z,
+            o2 + z,
+            o3 + s1,
+            o2 + s1,
+        ];
+        // First minimum wins: a later branch must be strictly cheaper. (The table form
+        // starts its search at f64::MAX; no branch reaches it: a cost is at most
+        // 0.5·f64::MAX plus a sum of distortions below 2^64 each, which rounds back.)
+        let take1: [bool; 8] = std::array::from_fn(|s| b1[s] < b0[s]);
+        let m1: [f64; 8] = std::array::from_fn(|s| if take1[s] { b1[s] } else { b0[s] });
+        let take2: [bool; 8] = std::array::from_fn(|s| b2[s] < m1[s]);
+        let next: [f64; 8] = std::array::from_fn(|s| if take2[s] { b2[s] } else { m1[s] });
+        let bits = |t: [bool; 8]| t.iter().rev().fold(0u8, |a, &x| (a << 1) | u8::from(x));
+        let (t1, t2) = (bits(take1), bits(take2));
+        // Branch index 1 where only the second branch won, 2 where the third did.
+        let branch = SPREAD[usize::from(t1 & !t2)] | (SPREAD[usize::from(t2)] << 1);
+        *even = [next[0], next[2], next[4], next[6]];
+        *odd = [next[1], next[3], next[5], next[7]];
+        steps.push(branch);
+        true
+    };
     for run in ScanSegments::new(shape, scan_order)? {
-        let weights = &weights[run];
-        let mut i = 0;
-        while let Some(&w) = weights.get(i) {
-            let mut cost = (even, odd);
-            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
-                (even, odd) = cost;
-                i += skipped;
-                continue;
-            }
-            i += 1;
-            if overflows(w, check) {
-                return Ok(None);
-            }
-            let [s0, s1, s2, s3, z] = Candidates::new(w, qscale, 1.0).dist;
-            let [e0, e1, e2, e3] = even;
-            let [o0, o1, o2, o3] = odd;
-            // Branch k of state s is `BRANCHES[s][k]`, spelled out.
-            let b0 = [
-                e0 + s0,
-                e1 + s0,
-                e0 + s2,
-                e1 + s2,
-                o1 + s1,
-                o0 + s1,
-                o1 + s3,
-                o0 + s3,
-            ];
-            let b1 = [
-                e0 + z,
-                e1 + z,
-                e2 + s0,
-                e3 + s0,
-                o3 + s3,
-                o2 + s3,
-                o1 + z,
-                o0 + z,
-            ];
-            let b2 = [
-                e2 + s2,
-                e3 + s2,
-                e2 + z,
-                e3 + z,
-                o3 + z,
-                o2 + z,
-                o3 + s1,
-                o2 + s1,
-            ];
-            // First minimum wins: a later branch must be strictly cheaper. (The table form
-            // starts its search at f64::MAX; no branch reaches it: a cost is at most
-            // 0.5·f64::MAX plus a sum of distortions below 2^64 each, which rounds back.)
-            let take1: [bool; 8] = std::array::from_fn(|s| b1[s] < b0[s]);
-            let m1: [f64; 8] = std::array::from_fn(|s| if take1[s] { b1[s] } else { b0[s] });
-            let take2: [bool; 8] = std::array::from_fn(|s| b2[s] < m1[s]);
-            let next: [f64; 8] = std::array::from_fn(|s| if take2[s] { b2[s] } else { m1[s] });
-            let bits = |t: [bool; 8]| t.iter().rev().fold(0u8, |a, &x| (a << 1) | u8::from(x));
-            let (t1, t2) = (bits(take1), bits(take2));
-            // Branch index 1 where only the second branch won, 2 where the third did.
-            let branch = SPREAD[usize::from(t1 & !t2)] | (SPREAD[usize::from(t2)] << 1);
-            even = [next[0], next[2], next[4], next[6]];
-            odd = [next[1], next[3], next[5], next[7]];
-            steps.push(branch);
+        if !zeros.forward(&weights[run], &mut cost, same, steps, &mut step) {
+            return Ok(None);
         }
     }
+    let (even, odd) = cost;
     Ok(Some([
         even[0], odd[0], even[1], odd[1], even[2], odd[2], even[3], odd[3],
     ]))

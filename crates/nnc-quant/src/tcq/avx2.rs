@@ -51,9 +51,11 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
     });
     // `[c0, c2, c1, c3]` of the feeding states 0, 2, 4, 6 (as c0, c4, c2, c6) and likewise for
     // the odd ones; state 0 starts at cost 0.
-    let mut even = _mm256_set_pd(UNREACHED, UNREACHED, UNREACHED, 0.0);
-    let mut odd = _mm256_set1_pd(UNREACHED);
-    let mut zeros = ZeroRun::new((even, odd));
+    let mut cost = (
+        _mm256_set_pd(UNREACHED, UNREACHED, UNREACHED, 0.0),
+        _mm256_set1_pd(UNREACHED),
+    );
+    let mut zeros = ZeroRun::new(cost);
     let same = |a: (__m256d, __m256d), b: (__m256d, __m256d)| {
         let equal = |x: __m256d, y: __m256d| {
             _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(
@@ -63,57 +65,53 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
         };
         equal(a.0, b.0) & equal(a.1, b.1) == 0xF
     };
+    let mut step = |w: f32, (even, odd): &mut (__m256d, __m256d), steps: &mut Vec<u16>| {
+        if overflows(w, input.check) {
+            return false;
+        }
+        let (_, org, q0) = grid(w, input.qscale);
+        let q = _mm256_add_pd(_mm256_set1_pd(q0 as f64), rotations[(q0 & 3) as usize]);
+        let diff = _mm256_sub_pd(_mm256_set1_pd(org), q);
+        let s = _mm256_mul_pd(diff, diff);
+        let z = _mm256_set1_pd(org * org);
+        let s0s2 = _mm256_movedup_pd(s); // [s0, s0, s2, s2]
+        let s1s3 = _mm256_permute_pd::<0b1111>(s); // [s1, s1, s3, s3]
+                                                   // Branches k = 0, 1, 2 of states 0..=3 and of 4..=7 (`BRANCHES`, spelled out in
+                                                   // `forward_portable`): the feeding states' costs plus the candidates' distortions.
+        let e0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x88>(*even), s0s2);
+        let e1 = _mm256_add_pd(
+            _mm256_permute4x64_pd::<0xD8>(*even),
+            _mm256_permute2f128_pd::<0x20>(z, s0s2),
+        );
+        let e2 = _mm256_add_pd(
+            _mm256_permute4x64_pd::<0xDD>(*even),
+            _mm256_permute2f128_pd::<0x21>(s0s2, z),
+        );
+        let o0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x22>(*odd), s1s3);
+        let o1 = _mm256_add_pd(
+            _mm256_permute4x64_pd::<0x27>(*odd),
+            _mm256_permute2f128_pd::<0x21>(s1s3, z),
+        );
+        let o2 = _mm256_add_pd(
+            _mm256_permute4x64_pd::<0x77>(*odd),
+            _mm256_permute2f128_pd::<0x20>(z, s1s3),
+        );
+        // First minimum wins: a later branch must be strictly cheaper.
+        let (low, t1_low, t2_low) = cheapest(e0, e1, e2);
+        let (high, t1_high, t2_high) = cheapest(o0, o1, o2);
+        let take1 = t1_low | t1_high << 4;
+        let take2 = t2_low | t2_high << 4;
+        steps.push(SPREAD[take1 & !take2] | (SPREAD[take2] << 1));
+        *even = _mm256_unpacklo_pd(low, high);
+        *odd = _mm256_unpackhi_pd(low, high);
+        true
+    };
     for run in ScanSegments::new(input.shape, input.scan_order)? {
-        let weights = &input.weights[run];
-        let mut i = 0;
-        while let Some(&w) = weights.get(i) {
-            let mut cost = (even, odd);
-            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
-                (even, odd) = cost;
-                i += skipped;
-                continue;
-            }
-            i += 1;
-            if overflows(w, input.check) {
-                return Ok(None);
-            }
-            let (_, org, q0) = grid(w, input.qscale);
-            let q = _mm256_add_pd(_mm256_set1_pd(q0 as f64), rotations[(q0 & 3) as usize]);
-            let diff = _mm256_sub_pd(_mm256_set1_pd(org), q);
-            let s = _mm256_mul_pd(diff, diff);
-            let z = _mm256_set1_pd(org * org);
-            let s0s2 = _mm256_movedup_pd(s); // [s0, s0, s2, s2]
-            let s1s3 = _mm256_permute_pd::<0b1111>(s); // [s1, s1, s3, s3]
-                                                       // Branches k = 0, 1, 2 of states 0..=3 and of 4..=7 (`BRANCHES`, spelled out in
-                                                       // `forward_portable`): the feeding states' costs plus the candidates' distortions.
-            let e0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x88>(even), s0s2);
-            let e1 = _mm256_add_pd(
-                _mm256_permute4x64_pd::<0xD8>(even),
-                _mm256_permute2f128_pd::<0x20>(z, s0s2),
-            );
-            let e2 = _mm256_add_pd(
-                _mm256_permute4x64_pd::<0xDD>(even),
-                _mm256_permute2f128_pd::<0x21>(s0s2, z),
-            );
-            let o0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x22>(odd), s1s3);
-            let o1 = _mm256_add_pd(
-                _mm256_permute4x64_pd::<0x27>(odd),
-                _mm256_permute2f128_pd::<0x21>(s1s3, z),
-            );
-            let o2 = _mm256_add_pd(
-                _mm256_permute4x64_pd::<0x77>(odd),
-                _mm256_permute2f128_pd::<0x20>(z, s1s3),
-            );
-            // First minimum wins: a later branch must be strictly cheaper.
-            let (low, t1_low, t2_low) = cheapest(e0, e1, e2);
-            let (high, t1_high, t2_high) = cheapest(o0, o1, o2);
-            let take1 = t1_low | t1_high << 4;
-            let take2 = t2_low | t2_high << 4;
-            steps.push(SPREAD[take1 & !take2] | (SPREAD[take2] << 1));
-            even = _mm256_unpacklo_pd(low, high);
-            odd = _mm256_unpackhi_pd(low, high);
+        if !zeros.forward(&input.weights[run], &mut cost, same, steps, &mut step) {
+            return Ok(None);
         }
     }
+    let (even, odd) = cost;
     let (mut e, mut o) = ([0f64; 4], [0f64; 4]);
     // SAFETY: `e` and `o` are 32 writable bytes each; the stores have no alignment requirement.
     #[allow(unsafe_code)]

@@ -60,50 +60,47 @@ fn forward_avx512(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f6
     debug_assert_eq!(ZERO, 4);
 
     let mut cost = _mm512_mask_blend_pd(1, _mm512_set1_pd(UNREACHED), _mm512_setzero_pd());
-    let mut zeros = ZeroRun::<__m512d>::new(_mm512_setzero_pd());
+    let mut zeros = ZeroRun::new(cost);
+    let same = |a: __m512d, b: __m512d| {
+        _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_castpd_si512(b)) == 0xFF
+    };
+    let mut step = |w: f32, cost: &mut __m512d, steps: &mut Vec<u16>| {
+        if overflows(w, input.check) {
+            return false;
+        }
+        let (_, org, q0) = grid(w, input.qscale);
+        // Slot j: `q0 + ((j − q0) mod 4)`; the zero slot's level is 0, so its distortion
+        // is `org²`.
+        let q0v = _mm512_set1_epi64(q0);
+        let q = _mm512_maskz_add_epi64(
+            candidates,
+            q0v,
+            _mm512_and_si512(_mm512_sub_epi64(slot_index, q0v), three),
+        );
+        let diff = _mm512_sub_pd(_mm512_set1_pd(org), _mm512_cvtepi64_pd(q));
+        let dist = _mm512_mul_pd(diff, diff);
+        let branch = |p: __m512i, s: __m512i| {
+            _mm512_add_pd(
+                _mm512_permutexvar_pd(p, *cost),
+                _mm512_permutexvar_pd(s, dist),
+            )
+        };
+        let (b0, b1, b2) = (
+            branch(prev0, slot0),
+            branch(prev1, slot1),
+            branch(prev2, slot2),
+        );
+        // First minimum wins: a later branch must be strictly cheaper.
+        let take1 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b1, b0);
+        let m1 = _mm512_mask_blend_pd(take1, b0, b1);
+        let take2 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b2, m1);
+        *cost = _mm512_mask_blend_pd(take2, m1, b2);
+        steps.push(SPREAD[usize::from(take1 & !take2)] | (SPREAD[usize::from(take2)] << 1));
+        true
+    };
     for run in ScanSegments::new(input.shape, input.scan_order)? {
-        let weights = &input.weights[run];
-        let mut i = 0;
-        while let Some(&w) = weights.get(i) {
-            let same = |a: __m512d, b: __m512d| {
-                _mm512_cmpeq_epi64_mask(_mm512_castpd_si512(a), _mm512_castpd_si512(b)) == 0xFF
-            };
-            if let Some(skipped) = zeros.visit(&weights[i..], &mut cost, same, steps) {
-                i += skipped;
-                continue;
-            }
-            i += 1;
-            if overflows(w, input.check) {
-                return Ok(None);
-            }
-            let (_, org, q0) = grid(w, input.qscale);
-            // Slot j: `q0 + ((j − q0) mod 4)`; the zero slot's level is 0, so its distortion
-            // is `org²`.
-            let q0v = _mm512_set1_epi64(q0);
-            let q = _mm512_maskz_add_epi64(
-                candidates,
-                q0v,
-                _mm512_and_si512(_mm512_sub_epi64(slot_index, q0v), three),
-            );
-            let diff = _mm512_sub_pd(_mm512_set1_pd(org), _mm512_cvtepi64_pd(q));
-            let dist = _mm512_mul_pd(diff, diff);
-            let branch = |p: __m512i, s: __m512i| {
-                _mm512_add_pd(
-                    _mm512_permutexvar_pd(p, cost),
-                    _mm512_permutexvar_pd(s, dist),
-                )
-            };
-            let (b0, b1, b2) = (
-                branch(prev0, slot0),
-                branch(prev1, slot1),
-                branch(prev2, slot2),
-            );
-            // First minimum wins: a later branch must be strictly cheaper.
-            let take1 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b1, b0);
-            let m1 = _mm512_mask_blend_pd(take1, b0, b1);
-            let take2 = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(b2, m1);
-            cost = _mm512_mask_blend_pd(take2, m1, b2);
-            steps.push(SPREAD[usize::from(take1 & !take2)] | (SPREAD[usize::from(take2)] << 1));
+        if !zeros.forward(&input.weights[run], &mut cost, same, steps, &mut step) {
+            return Ok(None);
         }
     }
     let mut out = [0f64; 8];
