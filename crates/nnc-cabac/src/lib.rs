@@ -67,6 +67,7 @@ pub mod param_opt;
 mod pseudo_pass;
 mod rate;
 pub mod scan;
+pub mod state_rates;
 pub mod tables;
 
 pub use context::{ContextLayout, ContextModel, ContextSet};
@@ -79,6 +80,7 @@ pub use encoder::ArithEncoder;
 pub use entry_point::EntryPoint;
 pub use layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, MAX_CABAC_UNARY_LENGTH};
 pub use rate::RateModel;
+pub use state_rates::StateRates;
 
 /// Errors of the level coder.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

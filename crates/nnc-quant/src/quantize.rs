@@ -1,7 +1,7 @@
 //! `quantLayer`: float weights to integer levels, with the qp overflow fallback
 //! (deepcabac.md §5.3–5.5, hls.md §5.3).
 
-use nnc_cabac::RateModel;
+use nnc_cabac::{RateModel, StateRates};
 
 use crate::error::{Error, Result};
 use crate::scan::{MatrixShape, ScanSegments};
@@ -159,14 +159,15 @@ fn quantize_at(
         if tcq::lambda_factor(opts.lambda_scale) <= 0.0 {
             return tcq::quantize_plain(weights, shape, scan_order, step, levels);
         }
-        let rate = rate_model(opts.max_num_no_rem)?;
+        let rates = StateRates::new(opts.max_num_no_rem)
+            .map_err(|_| Error::InvalidMaxNumNoRem(opts.max_num_no_rem))?;
         tcq::quantize_rate_aware(
             weights,
             shape,
             scan_order,
             step,
             opts.lambda_scale,
-            &rate,
+            rates,
             levels,
         )
     }

@@ -6,7 +6,9 @@
 
 use std::f64::consts::LN_2;
 
+#[cfg(test)]
 use nnc_cabac::RateModel;
+use nnc_cabac::StateRates;
 
 use crate::scan::{MatrixShape, ScanSegments};
 use crate::{Error, Result};
@@ -44,30 +46,19 @@ const BRANCHES: [[(u8, u8); 3]; 8] = [
     [(1, 3), (1, ZERO), (5, 1)],
 ];
 
-/// The three candidate slots each previous state is priced for: every state feeds exactly three
-/// branches of [`BRANCHES`], so the rate-aware trellis prices each (state, slot) pair once, with
-/// one walk over the flags.
-const PREV_SLOTS: [[u8; 3]; 8] = {
-    let mut slots = [[0u8; 3]; 8];
-    let mut filled = [0usize; 8];
+// Each state quantizes with quantizer `state & 1`, whose candidates are slots of its parity and
+// the zero slot: the rate-aware trellis prices those three per state.
+const _: () = {
     let mut state = 0;
     while state < 8 {
         let mut k = 0;
         while k < 3 {
             let (prev, slot) = BRANCHES[state][k];
-            let p = prev as usize;
-            slots[p][filled[p]] = slot;
-            filled[p] += 1;
+            assert!(slot == ZERO || slot & 1 == prev & 1);
             k += 1;
         }
         state += 1;
     }
-    let mut p = 0;
-    while p < 8 {
-        assert!(filled[p] == 3);
-        p += 1;
-    }
-    slots
 };
 
 /// A step's branch bits unpacked, one byte (four states) at a time: for the low byte (states
@@ -526,10 +517,10 @@ pub(crate) fn lambda_factor(lambda_scale: f32) -> f64 {
 
 /// Rate-aware TCQ (`λf > 0`): branch cost `(cost[prev] + ds·dist) + rate`, `ds = 32768 / λf`.
 ///
-/// Every trellis state owns a rate model (`base`, normally fresh: set-0 contexts and neighbour 0).
-/// A branch's rate is the estimate of its coded level in the predecessor's model with
+/// Every trellis state owns a rate model (`rates`, fresh: set-0 contexts and neighbour 0). A
+/// branch's rate is the estimate of its coded level in the predecessor's model with
 /// `dq_state = predecessor`. After state `c` is decided, `c`'s model takes the winner's contexts
-/// and is then updated with the chosen level.
+/// and is then updated with the chosen level ([`StateRates::advance`]).
 ///
 /// Reference quirk: the update uses `dq_state = c` (not the predecessor) and `c`'s own neighbour
 /// from two steps earlier (neighbours are not copied with the contexts); the models of the previous
@@ -540,7 +531,7 @@ pub(crate) fn quantize_rate_aware(
     scan_order: u8,
     step: f32,
     lambda_scale: f32,
-    base: &RateModel,
+    mut rates: StateRates,
     levels: &mut [i32],
 ) -> Result<bool> {
     let qscale = 1.0 / f64::from(step);
@@ -549,8 +540,6 @@ pub(crate) fn quantize_rate_aware(
 
     let mut cost = [UNREACHED; 8];
     cost[0] = 0.0;
-    let mut prev_models: Vec<RateModel> = vec![base.clone(); 8];
-    let mut curr_models: Vec<RateModel> = vec![base.clone(); 8];
     // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
     let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
 
@@ -560,24 +549,20 @@ pub(crate) fn quantize_rate_aware(
                 return Ok(false);
             }
             let cand = Candidates::new(w, qscale, ds);
-            std::mem::swap(&mut prev_models, &mut curr_models);
-            // rates[prev][slot], for the three slots each previous state is priced for.
-            let mut rates = [[0u32; 5]; 8];
-            for (prev, slots) in PREV_SLOTS.iter().enumerate() {
-                let levels = slots.map(|slot| level_of(cand.signed_q0, slot));
-                let bits = prev_models[prev].estimate_levels(levels, prev as u8);
-                for (&slot, b) in slots.iter().zip(bits) {
-                    rates[prev][usize::from(slot)] = b;
-                }
-            }
+            // price[k][prev]: candidate k of the predecessor's quantizer (`prev & 1`) in its
+            // model; quantizer q's candidates are slots q, q + 2 and the zero slot.
+            let candidates = |q: u8| [q, q + 2, ZERO].map(|slot| level_of(cand.signed_q0, slot));
+            let price = rates.estimate([candidates(0), candidates(1)]);
             let mut next = [0.0; 8];
             let mut branch = 0u16;
-            let mut winners = [(0u8, 0u8); 8];
+            let mut winners = [0u8; 8];
+            let mut chosen = [0i32; 8];
             for (state, branches) in BRANCHES.iter().enumerate() {
                 let mut best = f64::MAX;
                 let mut best_idx = 0usize;
                 for (idx, &(prev, slot)) in branches.iter().enumerate() {
-                    let rate = rates[usize::from(prev)][usize::from(slot)];
+                    let k = if slot == ZERO { 2 } else { slot >> 1 };
+                    let rate = price[usize::from(k)][usize::from(prev)];
                     let c =
                         cost[usize::from(prev)] + cand.dist[usize::from(slot)] + f64::from(rate);
                     if c < best {
@@ -587,25 +572,11 @@ pub(crate) fn quantize_rate_aware(
                 }
                 next[state] = best;
                 branch |= (best_idx as u16) << (2 * state);
-                winners[state] = branches[best_idx];
+                let (prev, slot) = branches[best_idx];
+                winners[state] = prev;
+                chosen[state] = level_of(cand.signed_q0, slot);
             }
-            // Each state's model is its winning predecessor's, adapted to the chosen level. A
-            // predecessor's last successor takes its contexts instead of copying them.
-            let mut successors = [0u8; 8];
-            for &(prev, _) in &winners {
-                successors[usize::from(prev)] += 1;
-            }
-            for (state, &(prev, slot)) in winners.iter().enumerate() {
-                let prev = usize::from(prev);
-                let model = &mut curr_models[state];
-                successors[prev] -= 1;
-                if successors[prev] == 0 {
-                    model.take_contexts_from(&mut prev_models[prev]);
-                } else {
-                    model.copy_contexts_from(&prev_models[prev]);
-                }
-                model.update(level_of(cand.signed_q0, slot), state as u8);
-            }
+            rates.advance(winners, chosen);
             cost = next;
             steps.push(branch);
         }
@@ -881,9 +852,9 @@ mod tests {
             flags in 0u32..=12,
         ) {
             let shape = MatrixShape::from_dims(&[weights.len()]).unwrap();
-            let base = RateModel::new(flags).unwrap();
+            let rates = StateRates::new(flags).unwrap();
             let mut levels = vec![0; weights.len()];
-            let ok = quantize_rate_aware(&weights, shape, 0, 1.0, lambda_scale, &base, &mut levels)
+            let ok = quantize_rate_aware(&weights, shape, 0, 1.0, lambda_scale, rates, &mut levels)
                 .unwrap();
             proptest::prop_assert!(ok);
             proptest::prop_assert_eq!(levels, rate_aware_by_copies(&weights, 1.0, lambda_scale, flags));
