@@ -46,8 +46,11 @@ const BRANCHES: [[(u8, u8); 3]; 8] = [
     [(1, 3), (1, ZERO), (5, 1)],
 ];
 
-// Each state quantizes with quantizer `state & 1`, whose candidates are slots of its parity and
-// the zero slot: the rate-aware trellis prices those three per state.
+/// Each state quantizes with quantizer `state & 1`, whose candidates are the slots of its parity
+/// and the zero slot: the rate-aware trellis prices those three per state, slot `s` as its
+/// quantizer's candidate `CANDIDATE_OF_SLOT[s]`.
+const CANDIDATE_OF_SLOT: [usize; 5] = [0, 0, 1, 1, 2];
+
 const _: () = {
     let mut state = 0;
     while state < 8 {
@@ -55,6 +58,12 @@ const _: () = {
         while k < 3 {
             let (prev, slot) = BRANCHES[state][k];
             assert!(slot == ZERO || slot & 1 == prev & 1);
+            let c = CANDIDATE_OF_SLOT[slot as usize];
+            assert!(if slot == ZERO {
+                c == 2
+            } else {
+                c == (slot >> 1) as usize
+            });
             k += 1;
         }
         state += 1;
@@ -549,9 +558,10 @@ pub(crate) fn quantize_rate_aware(
                 return Ok(false);
             }
             let cand = Candidates::new(w, qscale, ds);
+            let level = [0, 1, 2, 3, ZERO].map(|slot| level_of(cand.signed_q0, slot));
             // price[k][prev]: candidate k of the predecessor's quantizer (`prev & 1`) in its
             // model; quantizer q's candidates are slots q, q + 2 and the zero slot.
-            let candidates = |q: u8| [q, q + 2, ZERO].map(|slot| level_of(cand.signed_q0, slot));
+            let candidates = |q: usize| [level[q], level[q + 2], 0];
             let price = rates.estimate([candidates(0), candidates(1)]);
             let mut next = [0.0; 8];
             let mut branch = 0u16;
@@ -561,8 +571,7 @@ pub(crate) fn quantize_rate_aware(
                 let mut best = f64::MAX;
                 let mut best_idx = 0usize;
                 for (idx, &(prev, slot)) in branches.iter().enumerate() {
-                    let k = if slot == ZERO { 2 } else { slot >> 1 };
-                    let rate = price[usize::from(k)][usize::from(prev)];
+                    let rate = price[CANDIDATE_OF_SLOT[usize::from(slot)]][usize::from(prev)];
                     let c =
                         cost[usize::from(prev)] + cand.dist[usize::from(slot)] + f64::from(rate);
                     if c < best {
@@ -574,7 +583,7 @@ pub(crate) fn quantize_rate_aware(
                 branch |= (best_idx as u16) << (2 * state);
                 let (prev, slot) = branches[best_idx];
                 winners[state] = prev;
-                chosen[state] = level_of(cand.signed_q0, slot);
+                chosen[state] = level[usize::from(slot)];
             }
             rates.advance(winners, chosen);
             cost = next;
