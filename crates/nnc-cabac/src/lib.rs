@@ -18,11 +18,14 @@
 //! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation for NDU headers;
 //! - [`decode_layer_with_entry_points`]: decoding from signalled entry points, block rows optionally
 //!   on several threads;
-//! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers.
+//! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers;
+//! - [`StateRates`]: the rate models of the eight dependent-quantization trellis states, priced
+//!   and adapted together.
 //!
 //! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay and of the
-//! recorders' bulk write of held-back unary bins (`x86_64` only, chosen at run time when the CPU
-//! has AVX-512 F and BW, or else AVX2, and BMI2 for the bulk write; `NNC_NO_AVX512=1` and
+//! recorders' bulk write of held-back unary bins, and in the AVX-512 form of [`StateRates`]
+//! (`x86_64` only, chosen at run time when the CPU has AVX-512 F and BW (and VL for
+//! [`StateRates`]), or else AVX2, and BMI2 for the bulk write; `NNC_NO_AVX512=1` and
 //! `NNC_NO_AVX2=1` rule each out, and with both the portable forms run),
 //! whose vector loads and stores need it, and in the decoder's greater-than flag loop, written in
 //! x86-64 assembly (default feature `asm`; `--no-default-features` or any other target uses the

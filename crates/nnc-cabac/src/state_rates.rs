@@ -14,6 +14,24 @@
 //! Both give the costs and states the per-state models give (the tests compare them).
 //! Only fresh models are supported: every context in init set 0 and every neighbour 0, the
 //! quantizer's starting point.
+//!
+//! ```
+//! use nnc_cabac::{RateModel, StateRates};
+//!
+//! let mut rates = StateRates::new(10)?;
+//! // Quantizer 0's candidates (states 0, 2, 4, 6), then quantizer 1's (states 1, 3, 5, 7).
+//! let price = rates.estimate([[2, 3, 0], [-1, 4, 0]]);
+//! // Fresh models price a level as a fresh `RateModel` does, in each state's DQ state.
+//! assert_eq!(price[1][3], RateModel::new(10)?.estimate_bits(4, 3));
+//! // Every state takes state 0's contexts and codes its own level, which becomes the
+//! // neighbour of the next estimate.
+//! rates.advance([0; 8], [2, -1, 0, 4, 3, 0, 1, 1]);
+//! let next = rates.estimate([[1, 0, 0], [1, 0, 0]]);
+//! let mut state0 = RateModel::new(10)?;
+//! state0.update(2, 0);
+//! assert_eq!(next[0][0], state0.estimate_bits(1, 0));
+//! # Ok::<(), nnc_cabac::Error>(())
+//! ```
 
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::tables::INIT_SETS;

@@ -34,10 +34,11 @@ pub(super) fn available() -> bool {
     })
 }
 
-/// One context's estimators for the eight states: S0 of state `s` in lane `s`, S1 in `8 + s`.
+/// One context's estimators for the eight states: S0 of state `s` in 16-bit lane `2s`, S1 in
+/// lane `2s + 1` (so state `s` is 32-bit lane `s`).
 type Estimators = [i16; 2 * STATES];
 
-/// S0 of every state is the even 16-bit lanes, S1 the odd ones.
+/// Lanes with S0 `s0` and S1 `s1` in every state.
 const fn lanes_of(s0: i16, s1: i16) -> Estimators {
     let mut t = [s1; 2 * STATES];
     let mut i = 0;
