@@ -120,8 +120,7 @@ pub struct Neighbourhood {
 impl Neighbourhood {
     #[inline(always)]
     fn nb_class(&self) -> usize {
-        // 0: zero, 1: negative, 2: positive.
-        usize::from(self.nb != 0) + usize::from(self.nb > 0)
+        ContextLayout::nb_class(self.nb)
     }
 
     /// Context of the sig flag in `dq_state`.

@@ -196,6 +196,13 @@ impl ContextLayout {
         false
     }
 
+    /// The neighbour class of the previous level `nb` that selects sig and sign contexts:
+    /// 0 for zero, 1 for negative, 2 for positive.
+    #[inline(always)]
+    pub const fn nb_class(nb: i32) -> usize {
+        (nb != 0) as usize + (nb > 0) as usize
+    }
+
     /// sig_flag context: `3·dqState + nbClass`.
     #[inline(always)]
     pub const fn sig(dq_state: usize, nb_class: usize) -> usize {

@@ -464,7 +464,7 @@ impl Run<'_, '_> {
         let mut nb = nbh.nb;
         let mut i = 0;
         while i < slice.len() {
-            let nb_class = usize::from(nb != 0) + usize::from(nb > 0);
+            let nb_class = ContextLayout::nb_class(nb);
             let sig = ContextLayout::sig(usize::from(state), nb_class);
             if nb == 0 && (!DQ || dq::next_state(state, 0) == state) {
                 let stored = ctx_mut(models, sig)?;

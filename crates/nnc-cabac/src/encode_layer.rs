@@ -265,7 +265,7 @@ pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     let mut prev = *nb;
     let mut i = 0;
     while let Some(&q) = slice.get(i) {
-        let nb_class = usize::from(prev != 0) + usize::from(prev > 0);
+        let nb_class = ContextLayout::nb_class(prev);
         let sig = ctx_mut(ctxs, ContextLayout::sig(usize::from(state), nb_class))?;
         if q == 0 && prev == 0 && (!DQ || dq::next_state(state, 0) == state) {
             let run = slice[i..].iter().take_while(|&&v| v == 0).count();

@@ -35,6 +35,8 @@
 
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::tables::INIT_SETS;
+#[cfg(target_arch = "x86_64")]
+use crate::{context::ContextLayout, layer::MAX_CABAC_UNARY_LENGTH};
 use crate::{Error, RateModel};
 
 #[cfg(target_arch = "x86_64")]
@@ -70,11 +72,14 @@ impl StateRates {
     /// [`RateModel::new`] makes one, in the fastest form this CPU runs.
     pub fn new(num_gtx_flags: u32) -> Result<Self, Error> {
         #[cfg(target_arch = "x86_64")]
-        if avx512::available() {
-            return Ok(Self {
-                form: Form::Lanes(avx512::Lanes::new(num_gtx_flags)?),
-            });
+        if num_gtx_flags <= MAX_CABAC_UNARY_LENGTH {
+            if let Some(lanes) = avx512::Lanes::new(ContextLayout::new(num_gtx_flags)) {
+                return Ok(Self {
+                    form: Form::Lanes(lanes),
+                });
+            }
         }
+        // (Also where the count is out of range: `RateModel::new` refuses it.)
         Self::portable(num_gtx_flags)
     }
 
@@ -158,13 +163,6 @@ impl Models {
             model.update(level, s as u8);
         }
     }
-}
-
-/// 0 for a zero neighbour, 1 for a negative one, 2 for a positive one.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn nb_class(nb: i32) -> usize {
-    usize::from(nb != 0) + usize::from(nb > 0)
 }
 
 /// The Exp-Golomb (order 0) binarization of a remainder `r`: the number of 1-bins of its prefix

@@ -14,13 +14,11 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{exp_golomb, nb_class, CANDIDATES, SHIFT0, SHIFT1, STATES};
+use super::{exp_golomb, CANDIDATES, SHIFT0, SHIFT1, STATES};
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
-use crate::layer::MAX_CABAC_UNARY_LENGTH;
 use crate::tables::INIT_SETS;
 use crate::tables::{est_bits_table, BYPASS_BITS, CURVE_CONST};
-use crate::Error;
 
 /// Whether this CPU has AVX-512 F, BW and VL and the environment variable `NNC_NO_AVX512` is
 /// unset (it selects the portable form, to compare the two or to rule this one out).
@@ -65,20 +63,20 @@ pub(super) struct Lanes {
 }
 
 impl Lanes {
-    pub(super) fn new(num_gtx_flags: u32) -> Result<Self, Error> {
-        if num_gtx_flags > MAX_CABAC_UNARY_LENGTH {
-            return Err(Error::CabacUnaryLength(num_gtx_flags));
+    /// Fresh models for `layout`, where the CPU has AVX-512 F, BW and VL ([`available`]): a
+    /// `Lanes` exists only there, which is what its vector code relies on.
+    pub(super) fn new(layout: ContextLayout) -> Option<Self> {
+        if !available() {
+            return None;
         }
-        let layout = ContextLayout::new(num_gtx_flags);
         let set = INIT_SETS[0];
         let fresh = lanes_of(i16::from(set.s0), set.p - (i16::from(set.s0) << 4));
-        let words = layout.len().div_ceil(64);
-        Ok(Self {
+        Some(Self {
             ctxs: vec![fresh; layout.len()],
             layout,
             nb: [[0; STATES]; 2],
             latest: 0,
-            touched: vec![0; words],
+            touched: vec![0; layout.len().div_ceil(64)],
         })
     }
 
@@ -88,11 +86,8 @@ impl Lanes {
     }
 
     pub(super) fn estimate(&self, levels: [[i32; CANDIDATES]; 2]) -> [[u32; STATES]; CANDIDATES] {
-        assert!(
-            available(),
-            "the AVX-512 form runs only where the CPU has it"
-        );
-        // SAFETY: the CPU has AVX-512 F, BW and VL (checked above), all `estimate_lanes` needs.
+        // SAFETY: `self` exists only where the CPU has AVX-512 F, BW and VL (`new`), all
+        // `estimate_lanes` needs.
         #[allow(unsafe_code)]
         unsafe {
             estimate_lanes(self, levels)
@@ -100,10 +95,6 @@ impl Lanes {
     }
 
     pub(super) fn advance(&mut self, winners: [u8; STATES], levels: [i32; STATES]) {
-        assert!(
-            available(),
-            "the AVX-512 form runs only where the CPU has it"
-        );
         let now = 1 - self.latest;
         // SAFETY: as in `estimate`.
         #[allow(unsafe_code)]
@@ -164,7 +155,7 @@ fn p_of(v: __m256i) -> __m256i {
 fn class_masks(nb: &[i32; STATES]) -> [u8; 3] {
     let mut masks = [0u8; 3];
     for (lane, &n) in nb.iter().enumerate() {
-        masks[nb_class(n)] |= 1 << lane;
+        masks[ContextLayout::nb_class(n)] |= 1 << lane;
     }
     masks
 }
@@ -188,7 +179,7 @@ fn estimate_lanes(rates: &Lanes, levels: [[i32; CANDIDATES]; 2]) -> [[u32; STATE
     // Each state's sig context is its own: lane `s` of the context for state `s`.
     let mut sig = _mm256_setzero_si256();
     for (lane, &n) in nb.iter().enumerate() {
-        let lanes = load(&rates.ctxs[ContextLayout::sig(lane, nb_class(n))]);
+        let lanes = load(&rates.ctxs[ContextLayout::sig(lane, ContextLayout::nb_class(n))]);
         sig = _mm256_mask_blend_epi32(1 << lane, sig, lanes);
     }
     let (sig_zero, sig_one) = costs(p_of(sig));
@@ -392,7 +383,7 @@ fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES]
         let ones = nonzero & (1 << lane);
         rates.adapt(
             &adapt,
-            ContextLayout::sig(lane, nb_class(n)),
+            ContextLayout::sig(lane, ContextLayout::nb_class(n)),
             1 << lane,
             ones,
         );

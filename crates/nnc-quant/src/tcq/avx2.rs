@@ -76,8 +76,9 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
         let z = _mm256_set1_pd(org * org);
         let s0s2 = _mm256_movedup_pd(s); // [s0, s0, s2, s2]
         let s1s3 = _mm256_permute_pd::<0b1111>(s); // [s1, s1, s3, s3]
-                                                   // Branches k = 0, 1, 2 of states 0..=3 and of 4..=7 (`BRANCHES`, spelled out in
-                                                   // `forward_portable`): the feeding states' costs plus the candidates' distortions.
+
+        // Branches k = 0, 1, 2 of states 0..=3 and of 4..=7 (`BRANCHES`, spelled out in
+        // `forward_portable`): the feeding states' costs plus the candidates' distortions.
         let e0 = _mm256_add_pd(_mm256_permute4x64_pd::<0x88>(*even), s0s2);
         let e1 = _mm256_add_pd(
             _mm256_permute4x64_pd::<0xD8>(*even),
