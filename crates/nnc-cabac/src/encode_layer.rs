@@ -7,6 +7,7 @@ use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
 use crate::dq;
 use crate::encoder::ArithEncoder;
+use crate::entry_point::EntryMarks;
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
 use crate::pseudo_pass::pseudo_pass;
 use crate::Error;
@@ -40,6 +41,19 @@ pub fn encode_layer(
     opts: &EncodeLayerOptions,
     levels: &[i32],
 ) -> Result<(), Error> {
+    encode_layer_impl(enc, cfg, hist, opts, levels, true).map(|_| ())
+}
+
+/// [`encode_layer`], also returning where the tensor's block rows restart (`scan_order > 0`):
+/// once the NDU's payload is finished, [`EntryMarks::resolve`] gives the entry points the
+/// reference's encoder finds by decoding that payload, without decoding it.
+pub fn encode_layer_marking_entry_points(
+    enc: &mut ArithEncoder,
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+) -> Result<EntryMarks, Error> {
     encode_layer_impl(enc, cfg, hist, opts, levels, true)
 }
 
@@ -52,7 +66,7 @@ fn encode_layer_impl(
     opts: &EncodeLayerOptions,
     levels: &[i32],
     allow_plain: bool,
-) -> Result<(), Error> {
+) -> Result<EntryMarks, Error> {
     let p = Prepared::new(cfg, hist, levels.len(), 0)?;
     let row_skip = p.header_present && opts.row_skip_enabled_flag;
     let skip_rows: Vec<bool> = if row_skip {
@@ -120,7 +134,7 @@ fn encode_body(
     levels: &[i32],
     skip_rows: &[bool],
     allow_plain: bool,
-) -> Result<(), Error> {
+) -> Result<EntryMarks, Error> {
     let layout = p.layout;
     let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
     let models = ctx_set.models_mut();
@@ -182,8 +196,13 @@ fn encode_body(
         return Err(Error::Internal("context index out of range"));
     }
 
+    let mut marks = EntryMarks {
+        desyncs: p.geo.scan_order != 0 && !p.geo.has_block_row_restarts(),
+        ..EntryMarks::default()
+    };
     if p.geo.has_block_row_restarts() {
         e.reset_range();
+        marks.start = e.bit_offset();
     }
     let row_skip = !skip_rows.is_empty();
     let lc = p.lc;
@@ -240,9 +259,10 @@ fn encode_body(
             }
             nbh = Neighbourhood::default();
             e.reset_range();
+            marks.marks.push(e.restart_mark(dq_state));
         }
     }
-    Ok(())
+    Ok(marks)
 }
 
 /// One segment's levels when [`encode_body`]'s `plain` holds, into the arithmetic encoder or,

@@ -1,6 +1,7 @@
 //! Binary arithmetic encoder (deepcabac.md §1.1–1.4, §1.8).
 
 use crate::context::ContextModel;
+use crate::entry_point::RestartMark;
 
 /// Arithmetic encoding engine producing one NDU payload.
 #[derive(Clone, Debug)]
@@ -48,6 +49,23 @@ impl ArithEncoder {
     /// Number of bytes already emitted (the final length is known only after [`ArithEncoder::finish`]).
     pub fn bytes_written(&self) -> usize {
         self.tail.out.len()
+    }
+
+    /// Left shifts of the offset register since the start: the decoder's bit offset at the same
+    /// point of the stream (23 free bits at the start, 8 more for every byte taken out of `low`).
+    pub fn bit_offset(&self) -> u64 {
+        let taken = self.tail.out.len() as u64 + u64::from(self.tail.num_buffered);
+        (8 * taken + 23).wrapping_sub(self.bits_left as u64)
+    }
+
+    /// Where a block row restarts (call right after [`ArithEncoder::reset_range`]), for its entry
+    /// point once the payload is finished ([`crate::EntryMarks`]).
+    pub(crate) fn restart_mark(&self, dq_state: u8) -> RestartMark {
+        RestartMark {
+            bit_offset: self.bit_offset(),
+            low8: self.low as u8,
+            dq_state: dq_state & 7,
+        }
     }
 
     /// Encode one context-coded bin and adapt `ctx`.

@@ -28,6 +28,81 @@ impl EntryPoint {
     }
 }
 
+/// A block-row restart as the encoder sees it: the decoder's offset register there is the
+/// codeword's next bits minus the encoder's `low` (the final codeword lies within 256 of `low`
+/// once the range is reset), so its `val8` is known once the payload is finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RestartMark {
+    /// Absolute bit offset (shifts of the offset register since the start).
+    pub bit_offset: u64,
+    /// The low 8 bits of the encoder's `low`.
+    pub low8: u8,
+    pub dq_state: u8,
+}
+
+impl RestartMark {
+    /// The decoder's entry point at this restart, in a finished `payload`: `val8` is the 8
+    /// codeword bits `bit_offset + 1 ..= bit_offset + 8` (the integer part of the register, less
+    /// its top bit) minus `low8`, modulo 256. Bits past the payload read as zeros, as the
+    /// decoder's do.
+    fn resolve(&self, payload: &[u8]) -> EntryPoint {
+        let first = self.bit_offset.saturating_add(1);
+        let byte = |i: u64| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| payload.get(i))
+                .map_or(0, |&b| u16::from(b))
+        };
+        let at = first / 8;
+        let pair = (byte(at) << 8) | byte(at.saturating_add(1));
+        let bits = (pair << (first % 8)) >> 8;
+        EntryPoint {
+            bit_offset: self.bit_offset,
+            val8: (bits as u8).wrapping_sub(self.low8),
+            dq_state: self.dq_state,
+        }
+    }
+}
+
+/// The entry points of one tensor, recorded while [`crate::encode_layer_marking_entry_points`]
+/// codes it: what the reference's encoder gets by decoding its own payload
+/// ([`crate::decode_layer_and_create_entry_points`]), without the decode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EntryMarks {
+    /// Bit offset where block row 0 starts (the first entry point's delta is taken from it).
+    pub(crate) start: u64,
+    pub(crate) marks: Vec<RestartMark>,
+    /// See [`EntryMarks::reference_decoder_desyncs`].
+    pub(crate) desyncs: bool,
+}
+
+impl EntryMarks {
+    /// Packed entry points (`(delta_bit_offset << 11) | (val8 << 3) | dq_state`), as
+    /// [`crate::decode_layer_and_create_entry_points`] returns them, once `payload` (the NDU's
+    /// whole finished CABAC payload) is known.
+    pub fn resolve(&self, payload: &[u8]) -> Vec<u64> {
+        let mut last = self.start;
+        self.marks
+            .iter()
+            .map(|m| {
+                let mut ep = m.resolve(payload);
+                ep.bit_offset = m.bit_offset.wrapping_sub(last);
+                last = m.bit_offset;
+                ep.pack()
+            })
+            .collect()
+    }
+
+    /// Reference quirk (see [`crate::decode_layer_and_create_entry_points`]): the tensor is
+    /// block-scanned with a single block row, which the reference's entry-point decoder decodes
+    /// out of sync. It then has no entry points of its own, but the entry points of the tensors
+    /// after it in the same NDU are whatever that desynchronised decode finds; only a decode
+    /// reproduces them.
+    pub fn reference_decoder_desyncs(&self) -> bool {
+        self.desyncs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,11 @@
 //! `iae_v` first and ends the NDU with [`ArithEncoder::finish`] / [`ArithDecoder::finish`]):
 //! - [`encode_layer`]: `initCtxModels` + `encodeLayer`/`encodeLayer2`, including the param_opt
 //!   pseudo pass ([`param_opt`]);
+//! - [`encode_layer_marking_entry_points`]: the same, also returning where the block rows restart
+//!   ([`EntryMarks`]), which give the NDU header's entry points once the payload is finished;
 //! - [`decode_layer`]: sequential decoding with the encoder's block-row resets (no entry points needed);
-//! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation for NDU headers;
+//! - [`decode_layer_and_create_entry_points`]: the reference's entry-point derivation for NDU
+//!   headers, by decoding the payload (its quirks included);
 //! - [`decode_layer_with_entry_points`]: decoding from signalled entry points, block rows optionally
 //!   on several threads;
 //! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers;
@@ -78,9 +81,9 @@ pub use decode_layer::{
     decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points,
 };
 pub use decoder::ArithDecoder;
-pub use encode_layer::{encode_layer, EncodeLayerOptions};
+pub use encode_layer::{encode_layer, encode_layer_marking_entry_points, EncodeLayerOptions};
 pub use encoder::ArithEncoder;
-pub use entry_point::EntryPoint;
+pub use entry_point::{EntryMarks, EntryPoint};
 pub use layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, MAX_CABAC_UNARY_LENGTH};
 pub use rate::RateModel;
 pub use state_rates::StateRates;

@@ -5,8 +5,8 @@
 use nnc_cabac::scan::ScanGeometry;
 use nnc_cabac::{
     decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points, dq,
-    encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig,
-    LayerHistory,
+    encode_layer, encode_layer_marking_entry_points, ArithDecoder, ArithEncoder,
+    EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory,
 };
 use proptest::prelude::*;
 
@@ -202,6 +202,26 @@ fn encode_all(tensors: &[Tensor]) -> Vec<u8> {
     enc.finish()
 }
 
+/// [`encode_all`] through [`encode_layer_marking_entry_points`]: the same bytes, and each
+/// tensor's entry points as the encoder resolves them from its marks.
+fn encode_all_marking(tensors: &[Tensor]) -> (Vec<u8>, Vec<(Vec<u64>, bool)>) {
+    let mut enc = ArithEncoder::new();
+    let mut marks = vec![];
+    for t in tensors {
+        enc.iae_v(8, t.qp_offset);
+        marks.push(
+            encode_layer_marking_entry_points(&mut enc, &t.cfg, &t.history(), &t.opts, &t.levels)
+                .unwrap(),
+        );
+    }
+    let bytes = enc.finish();
+    let eps = marks
+        .iter()
+        .map(|m| (m.resolve(&bytes), m.reference_decoder_desyncs()))
+        .collect();
+    (bytes, eps)
+}
+
 /// The entry-point-creating decoder only agrees with the encoder when no tensor triggers the
 /// single-block-row quirk.
 fn ep_decoder_in_sync(t: &Tensor) -> bool {
@@ -215,6 +235,11 @@ proptest! {
     #[test]
     fn encode_decode_round_trip(tensors in prop::collection::vec(tensor_strategy(), 1..=3)) {
         let bytes = encode_all(&tensors);
+        let (marked_bytes, marked) = encode_all_marking(&tensors);
+        prop_assert_eq!(&marked_bytes, &bytes);
+        for (t, (_, desyncs)) in tensors.iter().zip(&marked) {
+            prop_assert_eq!(*desyncs, !ep_decoder_in_sync(t));
+        }
 
         let mut dec = ArithDecoder::new(&bytes);
         for t in &tensors {
@@ -239,6 +264,8 @@ proptest! {
                 let (info, eps) = decode_layer_and_create_entry_points(&mut dec, &t.cfg, &t.history(), &mut out).unwrap();
                 prop_assert_eq!(&out, &t.levels);
                 prop_assert_eq!(eps.len(), info.num_block_rows.saturating_sub(1));
+                // What the encoder resolves from its marks, without this decode.
+                prop_assert_eq!(&marked[all_eps.len()].0, &eps);
                 all_eps.push(eps);
             }
             prop_assert_eq!(dec.finish().unwrap(), bytes.len());
@@ -274,6 +301,53 @@ proptest! {
         let mut out = vec![0; tensors[0].levels.len()];
         let _ = decode_layer_and_create_entry_points(&mut dec, &tensors[0].cfg, &tensors[0].history(), &mut out);
     }
+}
+
+/// Why the encoder falls back to decoding when a single-block-row tensor comes first: the
+/// marks give a later tensor its true entry points (those of a decoder in sync), while the
+/// reference's entry-point decoder, out of sync after the first tensor, finds others.
+#[test]
+fn marks_give_true_entry_points_after_a_single_block_row_tensor() {
+    let cfg = |h: usize| LayerConfig {
+        dq_flag: true,
+        scan_order: 1,
+        general_profile_idc: 1,
+        ..LayerConfig::new(vec![h, 20])
+    };
+    let (first, second) = (cfg(4), cfg(40));
+    let levels = |n: usize, salt: i32| -> Vec<i32> {
+        (0..n as i32).map(|i| ((i * 7 + salt) % 11) - 5).collect()
+    };
+    let (a, b) = (levels(80, 1), levels(800, 3));
+    let opts = EncodeLayerOptions::default();
+    let hist = LayerHistory::default();
+    let mut enc = ArithEncoder::new();
+    let ma = encode_layer_marking_entry_points(&mut enc, &first, &hist, &opts, &a).unwrap();
+    let mb = encode_layer_marking_entry_points(&mut enc, &second, &hist, &opts, &b).unwrap();
+    let bytes = enc.finish();
+    assert!(ma.reference_decoder_desyncs());
+    assert!(!mb.reference_decoder_desyncs());
+    assert!(ma.resolve(&bytes).is_empty());
+    let marked = mb.resolve(&bytes);
+    assert_eq!(marked.len(), 4);
+
+    let mut dec = ArithDecoder::new(&bytes);
+    let mut out = vec![0; a.len()];
+    decode_layer(&mut dec, &first, &hist, &mut out).unwrap();
+    let mut out = vec![0; b.len()];
+    let (_, in_sync) =
+        decode_layer_and_create_entry_points(&mut dec, &second, &hist, &mut out).unwrap();
+    assert_eq!(marked, in_sync);
+
+    let mut dec = ArithDecoder::new(&bytes);
+    let mut out = vec![0; a.len()];
+    let quirk = decode_layer_and_create_entry_points(&mut dec, &first, &hist, &mut out)
+        .and_then(|_| {
+            let mut out = vec![0; b.len()];
+            decode_layer_and_create_entry_points(&mut dec, &second, &hist, &mut out)
+        })
+        .map(|(_, eps)| eps);
+    assert_ne!(quirk.as_ref(), Ok(&marked));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use nnc_bitstream::{
     StartUnit, TopologyUnit,
 };
 use nnc_cabac::{
-    ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory,
+    ArithDecoder, ArithEncoder, EncodeLayerOptions, EntryMarks, HdspMode, LayerConfig, LayerHistory,
 };
 
 use super::options::EncodeOptions;
@@ -334,6 +334,12 @@ pub(super) fn qp_bits(qp_density: u8) -> u32 {
     6 + u32::from(qp_density)
 }
 
+/// One NDU's finished CABAC payload and where each member's block rows restart.
+struct Payload {
+    bytes: Vec<u8>,
+    marks: Vec<EntryMarks>,
+}
+
 /// Encodes the members of one NDU into one CABAC payload with the given HDSP mode index
 /// (`None`: HDSP not in use).
 fn encode_payload(
@@ -342,7 +348,8 @@ fn encode_payload(
     opts: &EncodeOptions,
     state: Option<&IncrementalState>,
     hdsp_mode: Option<u8>,
-) -> Result<Vec<u8>> {
+) -> Result<Payload> {
+    let mut marks = Vec::with_capacity(plan.members.len());
     let h = &plan.header;
     let mut enc = ArithEncoder::new();
     let quantized = h.nnr_compressed_data_unit_payload_type != PayloadType::Int;
@@ -391,10 +398,21 @@ fn encode_payload(
             chan_zero: None,
             tca_hdsp_flag_follows_profile: tca,
         };
-        nnc_cabac::encode_layer(&mut enc, &cfg, &history, &layer_opts, &w.levels)
-            .map_err(|e| invalid(format!("coding {name}: {e}")))?;
+        marks.push(
+            nnc_cabac::encode_layer_marking_entry_points(
+                &mut enc,
+                &cfg,
+                &history,
+                &layer_opts,
+                &w.levels,
+            )
+            .map_err(|e| invalid(format!("coding {name}: {e}")))?,
+        );
     }
-    Ok(enc.finish())
+    Ok(Payload {
+        bytes: enc.finish(),
+        marks,
+    })
 }
 
 /// Whether a tensor is block-scanned with exactly one block row (no entry points of its own).
@@ -404,8 +422,33 @@ fn single_block_row(cfg: &LayerConfig) -> bool {
     cfg.dims.len() > 1 && h > 1 && w > 1 && cfg.scan_order > 0 && h <= 4usize << cfg.scan_order
 }
 
-/// Entry points of a finished payload, found by decoding it as the reference does.
+/// The NDU's entry points, resolved from the marks its encode left. Where the reference's own
+/// decode of the payload loses sync (quirks.md#entry-point-desync) before a later member, that
+/// member's entry points are whatever the desynchronised decode finds, so the payload is
+/// decoded as the reference does ([`decoded_entry_points`]).
 fn entry_points(
+    model: &WorkModel,
+    plan: &NduPlan,
+    payload: &Payload,
+    opts: &EncodeOptions,
+    state: Option<&IncrementalState>,
+) -> Result<Vec<u64>> {
+    let before_last = payload.marks.len().saturating_sub(1);
+    if payload.marks[..before_last]
+        .iter()
+        .any(EntryMarks::reference_decoder_desyncs)
+    {
+        return decoded_entry_points(model, plan, &payload.bytes, opts, state);
+    }
+    Ok(payload
+        .marks
+        .iter()
+        .flat_map(|m| m.resolve(&payload.bytes))
+        .collect())
+}
+
+/// Entry points of a finished payload, found by decoding it as the reference does.
+fn decoded_entry_points(
     model: &WorkModel,
     plan: &NduPlan,
     payload: &[u8],
@@ -478,11 +521,14 @@ fn code_ndu(
             .iter()
             .all(|n| state.is_some_and(|s| s.hdsp_history.contains_key(n)));
         let modes: u8 = if all_have_hist { 2 } else { 1 };
-        let mut best: Option<(u8, Vec<u8>)> = None;
+        let mut best: Option<(u8, Payload)> = None;
         for mode in 0..modes {
             let p = encode_payload(model, plan, opts, state, Some(mode))?;
             // The first (mode off) wins ties.
-            if best.as_ref().is_none_or(|(_, b)| p.len() < b.len()) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| p.bytes.len() < b.bytes.len())
+            {
                 best = Some((mode, p));
             }
         }
@@ -491,14 +537,14 @@ fn code_ndu(
     } else {
         (encode_payload(model, plan, opts, state, None)?, None)
     };
-    // Entry points only exist for block-scanned NDUs; skip the decoding pass otherwise.
+    // Entry points only exist for block-scanned NDUs.
     let entry_points = if plan.header.scan_order.unwrap_or(0) > 0 {
         entry_points(model, plan, &payload, opts, state)?
     } else {
         Vec::new()
     };
     Ok(CodedNdu {
-        payload,
+        payload: payload.bytes,
         hdsp_mode,
         entry_points,
     })
