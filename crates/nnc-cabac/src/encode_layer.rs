@@ -10,7 +10,11 @@ use crate::encoder::ArithEncoder;
 use crate::entry_point::EntryMarks;
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
 use crate::pseudo_pass::pseudo_pass;
+use crate::scan::Segment;
 use crate::Error;
+
+#[cfg(feature = "rayon")]
+mod parallel;
 
 /// Encoder-only choices for one tensor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -204,55 +208,24 @@ fn encode_body(
         e.reset_range();
         marks.start = e.bit_offset();
     }
-    let row_skip = !skip_rows.is_empty();
-    let lc = p.lc;
     // Without TCA, HDSP or codebook bounds the contexts depend only on the previous level, the
     // DQ state and the sign (the decoder's `decode_plain` is the mirror).
-    let plain = allow_plain && !p.per_position_contexts(hdsp_flag) && lc.is_unbounded();
+    let pass = LevelPass {
+        p,
+        levels,
+        skip_rows,
+        plain: allow_plain && !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded(),
+        hdsp_flag,
+    };
+    #[cfg(feature = "rayon")]
+    if parallel::worthwhile(p) {
+        parallel::code_block_rows(e, models, &pass, &mut marks)?;
+        return Ok(marks);
+    }
     let mut nbh = Neighbourhood::default();
     let mut dq_state = 0u8;
     for seg in p.geo.segments() {
-        let slice = levels
-            .get(seg.start..seg.start + seg.len)
-            .ok_or(Error::Internal("segment out of range"))?;
-        if row_skip && skip_rows.get(seg.row).copied().unwrap_or(false) {
-            if p.dq {
-                // Reference quirk: a skipped segment advances the DQ state by W, not by its length.
-                dq_state = dq::advance_zeros(dq_state, p.geo.w);
-            }
-        } else if plain {
-            let (nb, state) = (&mut nbh.nb, &mut dq_state);
-            if p.dq {
-                code_plain::<true, false, _, _>(e, models, &layout, slice, nb, state)?;
-            } else {
-                code_plain::<false, false, _, _>(e, models, &layout, slice, nb, state)?;
-            }
-        } else {
-            let mut sink = EncSink {
-                enc: e,
-                ctxs: models,
-            };
-            for (i, &q) in slice.iter().enumerate() {
-                let pos = seg.start + i;
-                if p.gpi1 {
-                    nbh.base = p.base_at(pos);
-                    nbh.hdsp_here = p.hdsp_at(hdsp_flag, pos);
-                }
-                let k = if p.dq {
-                    dq::coded_level(q, dq_state)
-                } else {
-                    q
-                };
-                if !lc.accepts(k) {
-                    return Err(Error::LevelNotCodable { pos, level: q });
-                }
-                encode_level(&mut sink, &layout, &nbh, &lc, k, dq_state as usize);
-                nbh.nb = k;
-                if p.dq {
-                    dq_state = dq::next_state(dq_state, k);
-                }
-            }
-        }
+        pass.code_segment(e, models, &seg, &mut nbh, &mut dq_state)?;
         if seg.ends_block_row {
             for m in models.iter_mut() {
                 m.reset();
@@ -263,6 +236,81 @@ fn encode_body(
         }
     }
     Ok(marks)
+}
+
+/// The real pass's level loop over a tensor's segments: the plain loop where it applies, else
+/// the general one.
+pub(crate) struct LevelPass<'a> {
+    pub p: &'a Prepared<'a>,
+    pub levels: &'a [i32],
+    pub skip_rows: &'a [bool],
+    /// Neither TCA, HDSP nor codebook bounds: [`code_plain`].
+    pub plain: bool,
+    pub hdsp_flag: bool,
+}
+
+impl LevelPass<'_> {
+    /// Whether row skipping flags `seg`'s row.
+    pub fn skipped(&self, seg: &Segment) -> bool {
+        self.skip_rows.get(seg.row).copied().unwrap_or(false)
+    }
+
+    /// Codes one segment's levels, or advances the DQ state past a skipped one.
+    pub fn code_segment(
+        &self,
+        e: &mut ArithEncoder,
+        models: &mut [ContextModel],
+        seg: &Segment,
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let p = self.p;
+        let layout = p.layout;
+        let slice = self
+            .levels
+            .get(seg.start..seg.start + seg.len)
+            .ok_or(Error::Internal("segment out of range"))?;
+        if self.skipped(seg) {
+            if p.dq {
+                // Reference quirk: a skipped segment advances the DQ state by W, not by its length.
+                *dq_state = dq::advance_zeros(*dq_state, p.geo.w);
+            }
+        } else if self.plain {
+            let nb = &mut nbh.nb;
+            if p.dq {
+                code_plain::<true, false, _, _>(e, models, &layout, slice, nb, dq_state)?;
+            } else {
+                code_plain::<false, false, _, _>(e, models, &layout, slice, nb, dq_state)?;
+            }
+        } else {
+            let lc = p.lc;
+            let mut sink = EncSink {
+                enc: e,
+                ctxs: models,
+            };
+            for (i, &q) in slice.iter().enumerate() {
+                let pos = seg.start + i;
+                if p.gpi1 {
+                    nbh.base = p.base_at(pos);
+                    nbh.hdsp_here = p.hdsp_at(self.hdsp_flag, pos);
+                }
+                let k = if p.dq {
+                    dq::coded_level(q, *dq_state)
+                } else {
+                    q
+                };
+                if !lc.accepts(k) {
+                    return Err(Error::LevelNotCodable { pos, level: q });
+                }
+                encode_level(&mut sink, &layout, nbh, &lc, k, usize::from(*dq_state));
+                nbh.nb = k;
+                if p.dq {
+                    *dq_state = dq::next_state(*dq_state, k);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One segment's levels when [`encode_body`]'s `plain` holds, into the arithmetic encoder or,

@@ -2,6 +2,8 @@
 
 use crate::context::ContextModel;
 use crate::entry_point::RestartMark;
+#[cfg(feature = "rayon")]
+use crate::stream_bits::StreamBits;
 
 /// Arithmetic encoding engine producing one NDU payload.
 #[derive(Clone, Debug)]
@@ -66,6 +68,65 @@ impl ArithEncoder {
             low8: self.low as u8,
             dq_state: dq_state & 7,
         }
+    }
+
+    /// Everything written so far as one number: the bytes emitted, then `low`, as stream bits
+    /// `0 ..= bit_offset() + 8` ([`StreamBits`]).
+    #[cfg(feature = "rayon")]
+    pub(crate) fn exact_bits(&self) -> StreamBits {
+        let shifts = self.bit_offset();
+        let mut bits = StreamBits::from_bytes(self.tail.out.clone());
+        bits.extend_to(shifts + 9);
+        let taken = self.tail.out.len() as u64;
+        if self.tail.num_buffered > 0 {
+            bits.add_value(u64::from(self.tail.buffered_byte), 8, 8 * taken + 7);
+            for k in 1..u64::from(self.tail.num_buffered) {
+                bits.add_value(0xFF, 8, 8 * (taken + k) + 7);
+            }
+        }
+        // `low` may hold a carry into the last byte above its window.
+        let width = (32 - self.bits_left) as u32 + 1;
+        bits.add_value(u64::from(self.low), width, shifts + 8);
+        bits
+    }
+
+    /// The state a serial encoder has after `shifts` shifts in total and range `range`, when
+    /// what it has written is `bits` ([`ArithEncoder::exact_bits`] of the whole stream so far).
+    /// After every call, an encoder has emitted as many bytes as leave 12 to 23 free bits, so
+    /// the shifts alone fix how many bytes were taken out of `low`; bytes that a carry could
+    /// still change (the last one and the 0xFF bytes after it) are held back as `write_out`
+    /// holds them.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn load_exact_bits(&mut self, bits: &StreamBits, shifts: u64, range: u32) {
+        let taken = if shifts < 12 {
+            0
+        } else {
+            (shifts - 11).div_ceil(8)
+        };
+        let bits_left = 23 - (shifts - 8 * taken) as i32;
+        let width = (32 - bits_left) as u32;
+        let bytes = &bits.bytes()[..taken as usize];
+        let ff_run = bytes.iter().rev().take_while(|&&b| b == 0xFF).count();
+        let tail = &mut *self.tail;
+        tail.out.clear();
+        if ff_run == bytes.len() {
+            tail.buffered_byte = 0xFF;
+            tail.num_buffered = ff_run as u32;
+        } else {
+            let held = bytes.len() - ff_run - 1;
+            tail.out.extend_from_slice(&bytes[..held]);
+            tail.buffered_byte = bytes[held];
+            tail.num_buffered = ff_run as u32 + 1;
+        }
+        self.low = bits.read(8 * taken, width);
+        self.bits_left = bits_left;
+        self.range = range;
+    }
+
+    /// The current range (9 bits).
+    #[cfg(feature = "rayon")]
+    pub(crate) fn range(&self) -> u32 {
+        self.range
     }
 
     /// Encode one context-coded bin and adapt `ctx`.

@@ -74,6 +74,8 @@ mod pseudo_pass;
 mod rate;
 pub mod scan;
 pub mod state_rates;
+#[cfg(feature = "rayon")]
+mod stream_bits;
 pub mod tables;
 
 pub use context::{ContextLayout, ContextModel, ContextSet};

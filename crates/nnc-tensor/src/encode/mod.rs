@@ -396,6 +396,48 @@ mod tests {
             )
     }
 
+    /// A block-scanned tensor large enough for the real pass to code its block rows on several
+    /// threads: the same stream as one thread, and its entry points decode it.
+    #[test]
+    fn block_rows_on_threads_write_the_one_thread_stream() {
+        let (h, w) = (700, 260);
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut values: Vec<f32> = (0..h * w)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect();
+        values[w * 10..w * 30].fill(0.0);
+        let tensors = vec![Tensor::try_new("w", vec![h, w], TensorData::F32(values)).unwrap()];
+        let input = EncodeInput::from_tensors(&tensors).unwrap();
+        for scan_order in [1, 3] {
+            let opts = |threads| {
+                EncodeOptions {
+                    scan_order,
+                    row_skipping: true,
+                    ..Default::default()
+                }
+                .with_threads(Some(threads))
+            };
+            let one = encode(&input, &opts(1)).unwrap();
+            let three = encode(&input, &opts(3)).unwrap();
+            assert_eq!(one.bytes, three.bytes, "scan_order {scan_order}");
+            let decoded = decode_stream(
+                &three.bytes,
+                &mut crate::DecoderState::default(),
+                &DecodeOptions::new().with_threads(Some(3)),
+            )
+            .unwrap();
+            assert_eq!(
+                decoded.tensors[0].levels,
+                decode_fresh(&one.bytes).tensors[0].levels
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
