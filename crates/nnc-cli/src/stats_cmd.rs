@@ -4,26 +4,28 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use nnc_tensor::{decode_stream, Approximation, DecodeOptions, DecodedStream, DecoderState};
+use nnc_tensor::{decode_stream_with, Approximation, DecodeOptions, DecodedTensor, DecoderState};
 
 use crate::progress::Progress;
 use crate::report::{self, Row};
 
-/// The rows of `nnc stats`: one per decoded tensor, in stream order.
-pub fn rows(bytes: &[u8], decoded: &DecodedStream) -> anyhow::Result<Vec<Row>> {
-    let sizes: BTreeMap<&str, usize> = decoded
-        .tensors
-        .iter()
-        .map(|d| {
-            let n = d.levels.as_ref().map_or(d.tensor.len(), Vec::len);
-            (d.tensor.name.as_str(), n)
-        })
-        .collect();
-    let ndu = report::ndu_bytes(bytes, &sizes)?;
-    Ok(decoded
-        .tensors
-        .iter()
-        .map(|d| Row {
+/// What `nnc stats` keeps of a decoded tensor: everything but its values, so a stream is
+/// summarised in the decoder's window of memory, not the whole model's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    name: String,
+    shape: Vec<usize>,
+    dtype: &'static str,
+    qp: Option<i32>,
+    params: usize,
+    /// Values coded (the levels where the decoder kept them, else the tensor's values).
+    coded: usize,
+}
+
+impl Summary {
+    /// The summary of a decoded tensor.
+    pub fn of(d: &DecodedTensor) -> Self {
+        Self {
             name: d.tensor.name.clone(),
             shape: d.tensor.shape.clone(),
             dtype: d.tensor.dtype().numpy_name(),
@@ -31,8 +33,25 @@ pub fn rows(bytes: &[u8], decoded: &DecodedStream) -> anyhow::Result<Vec<Row>> {
                 Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(qp),
                 _ => None,
             },
-            bits: ndu.get(&d.tensor.name).copied().unwrap_or(0.0) * 8.0,
             params: d.tensor.len(),
+            coded: d.levels.as_ref().map_or(d.tensor.len(), Vec::len),
+        }
+    }
+}
+
+/// The rows of `nnc stats`: one per decoded tensor, in stream order.
+pub fn rows(bytes: &[u8], decoded: &[Summary]) -> anyhow::Result<Vec<Row>> {
+    let sizes: BTreeMap<&str, usize> = decoded.iter().map(|d| (d.name.as_str(), d.coded)).collect();
+    let ndu = report::ndu_bytes(bytes, &sizes)?;
+    Ok(decoded
+        .iter()
+        .map(|d| Row {
+            name: d.name.clone(),
+            shape: d.shape.clone(),
+            dtype: d.dtype,
+            qp: d.qp,
+            bits: ndu.get(&d.name).copied().unwrap_or(0.0) * 8.0,
+            params: d.params,
             rel_error: None,
             psnr_db: None,
         })
@@ -50,14 +69,26 @@ pub fn unit_count(bytes: &[u8]) -> usize {
     n
 }
 
+/// Decodes `bytes` tensor by tensor, keeping only each one's [`Summary`].
+pub fn summarise(bytes: &[u8]) -> Result<Vec<Summary>, nnc_tensor::Error> {
+    let mut out = Vec::new();
+    let opts = DecodeOptions::new()
+        .with_keep_levels(false)
+        .with_update_state(false);
+    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
+        out.push(Summary::of(&d));
+        Ok::<(), nnc_tensor::Error>(())
+    })?;
+    Ok(out)
+}
+
 /// Runs `nnc stats`.
 pub fn run(input: &Path, json: bool, quiet: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
     let progress = Progress::new(quiet);
     progress.show_for(unit_count(&bytes));
     progress.stage(format!("decoding {}", input.display()));
-    let decoded = decode_stream(&bytes, &mut DecoderState::default(), &DecodeOptions::new())
-        .with_context(|| format!("decoding {}", input.display()))?;
+    let decoded = summarise(&bytes).with_context(|| format!("decoding {}", input.display()))?;
     let rows = rows(&bytes, &decoded)?;
     progress.finish();
     report::print(&rows, bytes.len(), json, false)
@@ -66,7 +97,7 @@ pub fn run(input: &Path, json: bool, quiet: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nnc_tensor::{encode, EncodeInput, EncodeOptions, Tensor, TensorData};
+    use nnc_tensor::{decode_stream, encode, EncodeInput, EncodeOptions, Tensor, TensorData};
 
     #[test]
     fn sizes_add_up_to_the_stream_and_follow_the_data() {
@@ -94,7 +125,11 @@ mod tests {
             &DecodeOptions::new(),
         )
         .expect("decode");
-        let rows = rows(&stream.bytes, &decoded).expect("rows");
+        // Tensor by tensor, without the levels: what the whole decode says.
+        let summaries = summarise(&stream.bytes).expect("summaries");
+        let whole: Vec<Summary> = decoded.tensors.iter().map(Summary::of).collect();
+        assert_eq!(summaries, whole);
+        let rows = rows(&stream.bytes, &summaries).expect("rows");
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["a.weight", "b.weight", "b.bias"]);
         assert_eq!(rows[0].shape, [32, 16]);
