@@ -64,6 +64,9 @@ pub(super) fn code_block_rows(
             let dq_state = starts[group.start];
             code_group(pass, models, group, dq_state)
         })
+        .collect::<Vec<_>>()
+        // The first error in scan order, as the serial pass reports it.
+        .into_iter()
         .collect::<Result<Vec<_>, Error>>()?;
 
     let start = e.bit_offset();
@@ -210,6 +213,54 @@ mod tests {
             let eps = marks.resolve(&bytes);
             (bytes, eps)
         })
+    }
+
+    /// A level the codebook cannot code fails the same way on any number of threads: the first
+    /// one in scan order is named.
+    #[test]
+    fn the_first_uncodable_level_is_reported() {
+        // The first error ends block row 0, the other starts the last block row: coded apart,
+        // the later one is found first.
+        let (h, w) = (64, 8192);
+        let cfg = LayerConfig {
+            scan_order: 1,
+            general_profile_idc: 1,
+            codebook_size: 9,
+            codebook_zero_offset: 4,
+            ..LayerConfig::new(vec![h, w])
+        };
+        let mut lv: Vec<i32> = (0..h * w).map(|i| (i % 9) as i32 - 4).collect();
+        lv[56 * w] = 7;
+        lv[7 * w + w - 1] = -6;
+        let errors: Vec<_> = [1, 3]
+            .into_iter()
+            .map(|threads| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let mut e = ArithEncoder::new();
+                    let opts = EncodeLayerOptions::default();
+                    encode_layer_marking_entry_points(
+                        &mut e,
+                        &cfg,
+                        &LayerHistory::default(),
+                        &opts,
+                        &lv,
+                    )
+                    .unwrap_err()
+                })
+            })
+            .collect();
+        assert_eq!(
+            errors[0],
+            crate::Error::LevelNotCodable {
+                pos: 8 * w - 1,
+                level: -6
+            }
+        );
+        assert_eq!(errors[1], errors[0]);
     }
 
     proptest! {
