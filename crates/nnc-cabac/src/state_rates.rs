@@ -40,7 +40,11 @@ use crate::{context::ContextLayout, layer::MAX_CABAC_UNARY_LENGTH};
 use crate::{Error, RateModel};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 
 /// Trellis states.
 pub const STATES: usize = 8;
@@ -64,7 +68,7 @@ pub struct StateRates {
 enum Form {
     Models(Models),
     #[cfg(target_arch = "x86_64")]
-    Lanes(avx512::Lanes),
+    Lanes(lanes::Lanes),
 }
 
 impl StateRates {
@@ -73,7 +77,9 @@ impl StateRates {
     pub fn new(num_gtx_flags: u32) -> Result<Self, Error> {
         #[cfg(target_arch = "x86_64")]
         if num_gtx_flags <= MAX_CABAC_UNARY_LENGTH {
-            if let Some(lanes) = avx512::Lanes::new(ContextLayout::new(num_gtx_flags)) {
+            let lanes = lanes::Isa::detect()
+                .and_then(|isa| lanes::Lanes::new(ContextLayout::new(num_gtx_flags), isa));
+            if let Some(lanes) = lanes {
                 return Ok(Self {
                     form: Form::Lanes(lanes),
                 });
@@ -235,10 +241,25 @@ mod tests {
         )
     }
 
+    /// The portable form and every vector form this CPU runs (and the environment allows).
+    fn every_form(flags: u32) -> Vec<StateRates> {
+        let mut forms = vec![StateRates::portable(flags).unwrap()];
+        #[cfg(target_arch = "x86_64")]
+        forms.extend(
+            [lanes::Isa::Avx512, lanes::Isa::Avx2]
+                .into_iter()
+                .filter_map(|isa| lanes::Lanes::new(ContextLayout::new(flags), isa))
+                .map(|l| StateRates {
+                    form: Form::Lanes(l),
+                }),
+        );
+        forms
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Every step's prices, in both forms, equal the per-state models'; states only move
+        /// Every step's prices, in every form, equal the per-state models'; states only move
         /// the way the per-state models do (checked through the prices of the next steps).
         #[test]
         fn prices_equal_the_per_state_models(
@@ -246,17 +267,28 @@ mod tests {
             steps in proptest::collection::vec(step(), 1..40),
         ) {
             let mut models = Copies::new(flags);
-            let mut fast = StateRates::new(flags).unwrap();
-            let mut portable = StateRates::portable(flags).unwrap();
+            let mut forms = every_form(flags);
             for (winners, levels, candidates) in steps {
                 let want = models.estimate(candidates);
-                prop_assert_eq!(fast.estimate(candidates), want);
-                prop_assert_eq!(portable.estimate(candidates), want);
+                for form in &forms {
+                    prop_assert_eq!(form.estimate(candidates), want);
+                }
                 models.advance(winners, levels);
-                fast.advance(winners, levels);
-                portable.advance(winners, levels);
+                for form in &mut forms {
+                    form.advance(winners, levels);
+                }
             }
         }
+    }
+
+    /// The vector forms this CPU has are among those tested.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn every_form_includes_the_vector_forms() {
+        let expected = 1
+            + usize::from(lanes::Isa::Avx512.available())
+            + usize::from(lanes::Isa::Avx2.available());
+        assert_eq!(every_form(4).len(), expected);
     }
 
     #[test]

@@ -14,10 +14,10 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
+use super::lanes::{class_masks, ending_at, lanes_of, Estimators, Lanes, NONE};
 use super::{exp_golomb, CANDIDATES, SHIFT0, SHIFT1, STATES};
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
-use crate::tables::INIT_SETS;
 use crate::tables::{est_bits_table, BYPASS_BITS, CURVE_CONST};
 
 /// Whether this CPU has AVX-512 F, BW and VL and the environment variable `NNC_NO_AVX512` is
@@ -30,80 +30,6 @@ pub(super) fn available() -> bool {
             && is_x86_feature_detected!("avx512vl")
             && std::env::var_os("NNC_NO_AVX512").is_none()
     })
-}
-
-/// One context's estimators for the eight states: S0 of state `s` in 16-bit lane `2s`, S1 in
-/// lane `2s + 1` (so state `s` is 32-bit lane `s`).
-type Estimators = [i16; 2 * STATES];
-
-/// Lanes with S0 `s0` and S1 `s1` in every state.
-const fn lanes_of(s0: i16, s1: i16) -> Estimators {
-    let mut t = [s1; 2 * STATES];
-    let mut i = 0;
-    while i < STATES {
-        t[2 * i] = s0;
-        i += 1;
-    }
-    t
-}
-
-/// The eight models as one store of [`Estimators`] (the module documentation).
-#[derive(Clone, Debug)]
-pub(super) struct Lanes {
-    ctxs: Vec<Estimators>,
-    layout: ContextLayout,
-    /// Neighbour levels of the two generations of models: `latest` was written by the last
-    /// advance and prices the next step; the other one is used and written by the next advance
-    /// (reference quirk: neighbours stay with their model slot, which alternates).
-    nb: [[i32; STATES]; 2],
-    latest: usize,
-    /// Contexts an advance has adapted, one bit each: the others still hold the fresh state in
-    /// every lane, which the step's shuffle leaves as it is.
-    touched: Vec<u64>,
-}
-
-impl Lanes {
-    /// Fresh models for `layout`, where the CPU has AVX-512 F, BW and VL ([`available`]): a
-    /// `Lanes` exists only there, which is what its vector code relies on.
-    pub(super) fn new(layout: ContextLayout) -> Option<Self> {
-        if !available() {
-            return None;
-        }
-        let set = INIT_SETS[0];
-        let fresh = lanes_of(i16::from(set.s0), set.p - (i16::from(set.s0) << 4));
-        Some(Self {
-            ctxs: vec![fresh; layout.len()],
-            layout,
-            nb: [[0; STATES]; 2],
-            latest: 0,
-            touched: vec![0; layout.len().div_ceil(64)],
-        })
-    }
-
-    /// The greater-than flags coded before the remainder (the flag loop codes at least one).
-    fn flags(&self) -> u64 {
-        u64::from(self.layout.num_gtx_flags().max(1))
-    }
-
-    pub(super) fn estimate(&self, levels: [[i32; CANDIDATES]; 2]) -> [[u32; STATES]; CANDIDATES] {
-        // SAFETY: `self` exists only where the CPU has AVX-512 F, BW and VL (`new`), all
-        // `estimate_lanes` needs.
-        #[allow(unsafe_code)]
-        unsafe {
-            estimate_lanes(self, levels)
-        }
-    }
-
-    pub(super) fn advance(&mut self, winners: [u8; STATES], levels: [i32; STATES]) {
-        let now = 1 - self.latest;
-        // SAFETY: as in `estimate`.
-        #[allow(unsafe_code)]
-        unsafe {
-            advance_lanes(self, winners, levels, now)
-        };
-        self.nb[now] = levels;
-        self.latest = now;
-    }
 }
 
 /// The costs of both bins in each state, from the states' `P` (8 × i32): `(bin 0, bin 1)`.
@@ -151,30 +77,11 @@ fn p_of(v: __m256i) -> __m256i {
     )
 }
 
-/// Lane masks of the states whose neighbour is in class 0, 1 and 2.
-fn class_masks(nb: &[i32; STATES]) -> [u8; 3] {
-    let mut masks = [0u8; 3];
-    for (lane, &n) in nb.iter().enumerate() {
-        masks[ContextLayout::nb_class(n)] |= 1 << lane;
-    }
-    masks
-}
-
-/// Lanes of the states that quantize with quantizer 0 (even states) and 1 (odd states).
-const QUANTIZER_LANES: [u8; 2] = [0x55, 0xAA];
-
-/// No position: the candidate does not end in the walk.
-const NONE: u64 = u64::MAX;
-
-/// The lanes of the quantizers whose candidate ends at position `j` of a walk, from where it
-/// ends in each quantizer.
-#[inline(always)]
-fn ending_at(at: [u64; 2], j: u64) -> __mmask8 {
-    (QUANTIZER_LANES[0] * u8::from(at[0] == j)) | (QUANTIZER_LANES[1] * u8::from(at[1] == j))
-}
-
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn estimate_lanes(rates: &Lanes, levels: [[i32; CANDIDATES]; 2]) -> [[u32; STATES]; CANDIDATES] {
+pub(super) fn estimate_lanes(
+    rates: &Lanes,
+    levels: [[i32; CANDIDATES]; 2],
+) -> [[u32; STATES]; CANDIDATES] {
     let nb = &rates.nb[rates.latest];
     // Each state's sig context is its own: lane `s` of the context for state `s`.
     let mut sig = _mm256_setzero_si256();
@@ -336,17 +243,13 @@ impl Adapt {
     }
 }
 
-impl Lanes {
-    /// Adapts context `ctx` in the states of `active`, each towards its bin in `ones`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn adapt(&mut self, adapt: &Adapt, ctx: usize, active: u8, ones: u8) {
-        if let Some(lanes) = self.ctxs.get_mut(ctx) {
-            store(lanes, adapt.apply(load(lanes), active, ones));
-        }
-        if let Some(word) = self.touched.get_mut(ctx / 64) {
-            *word |= 1 << (ctx % 64);
-        }
+/// Adapts context `ctx` in the states of `active`, each towards its bin in `ones`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+fn adapt_ctx(rates: &mut Lanes, adapt: &Adapt, ctx: usize, active: u8, ones: u8) {
+    if let Some(lanes) = rates.ctxs.get_mut(ctx) {
+        store(lanes, adapt.apply(load(lanes), active, ones));
     }
+    rates.touch(ctx);
 }
 
 /// The step's bins go to the contexts in the order each state codes them: sig flag, sign flag,
@@ -354,7 +257,12 @@ impl Lanes {
 /// those of another context, except where contexts coincide (N = 0: the first flag's and the
 /// first prefix bins'), and there too the order is each state's own.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES], now: usize) {
+pub(super) fn advance_lanes(
+    rates: &mut Lanes,
+    winners: [u8; STATES],
+    levels: [i32; STATES],
+    now: usize,
+) {
     // Every state takes its winner's lanes (fresh contexts are the same in every lane).
     let order = winners.map(|w| i32::from(w & 7));
     // SAFETY: `order` is 32 readable bytes.
@@ -381,7 +289,8 @@ fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES]
     }
     for (lane, &n) in nb.iter().enumerate() {
         let ones = nonzero & (1 << lane);
-        rates.adapt(
+        adapt_ctx(
+            rates,
             &adapt,
             ContextLayout::sig(lane, ContextLayout::nb_class(n)),
             1 << lane,
@@ -393,7 +302,8 @@ fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES]
     }
     for (class, lanes) in class_masks(&nb).into_iter().enumerate() {
         if lanes & nonzero != 0 {
-            rates.adapt(
+            adapt_ctx(
+                rates,
                 &adapt,
                 ContextLayout::sign(class),
                 lanes & nonzero,
@@ -415,7 +325,7 @@ fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES]
         let lanes = nonzero & if neg { negative } else { !negative };
         for j in 0..largest.min(flags) {
             let c = ContextLayout::gtx(j as usize, neg);
-            rates.adapt(&adapt, c, beyond(j) & lanes, beyond(j + 1));
+            adapt_ctx(rates, &adapt, c, beyond(j) & lanes, beyond(j + 1));
         }
     }
     let mut prefix = [0usize; STATES];
@@ -438,6 +348,6 @@ fn advance_lanes(rates: &mut Lanes, winners: [u8; STATES], levels: [i32; STATES]
             active |= u8::from(n >= j) << lane;
             ones |= u8::from(n > j) << lane;
         }
-        rates.adapt(&adapt, rem + j, active & with_remainder, ones);
+        adapt_ctx(rates, &adapt, rem + j, active & with_remainder, ones);
     }
 }
