@@ -25,9 +25,8 @@
 //! - [`StateRates`]: the rate models of the eight dependent-quantization trellis states, priced
 //!   and adapted together.
 //!
-//! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay and of the
-//! recorders' bulk write of held-back unary bins, and in the AVX-512 form of [`StateRates`]
-//! (`x86_64` only, chosen at run time when the CPU has AVX-512 F and BW (and VL for
+//! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay, of the
+//! recorders' bulk write of held-back unary bins and of [`StateRates`] (`x86_64` only, chosen at run time when the CPU has AVX-512 F and BW (and VL for
 //! [`StateRates`]), or else AVX2, and BMI2 for the bulk write; `NNC_NO_AVX512=1` and
 //! `NNC_NO_AVX2=1` rule each out, and with both the portable forms run),
 //! whose vector loads and stores need it, and in the decoder's greater-than flag loop, written in

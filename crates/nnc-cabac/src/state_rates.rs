@@ -4,10 +4,10 @@
 //! candidate levels in every state's model, then gives each state its winning predecessor's
 //! contexts, adapted along the level it chose. [`StateRates`] does both for all eight states:
 //!
-//! - its AVX-512 form keeps the eight models as one store whose every context holds the eight
-//!   states' estimators side by side, so a step's copies are one lane shuffle per context, and a
-//!   context several states code a bin in (sign, greater-than flags, remainder prefix) adapts in
-//!   all of them at once;
+//! - its AVX-512 and AVX2 forms keep the eight models as one store whose every context holds
+//!   the eight states' estimators side by side, so a step's copies are one lane shuffle per
+//!   context, and a context several states code a bin in (sign, greater-than flags, remainder
+//!   prefix) adapts in all of them at once;
 //! - its portable form keeps eight [`RateModel`]s per generation, as the reference does, and
 //!   moves rather than copies a model its last successor takes.
 //!
