@@ -39,6 +39,10 @@ use crate::tables::INIT_SETS;
 use crate::{context::ContextLayout, layer::MAX_CABAC_UNARY_LENGTH};
 use crate::{Error, RateModel};
 
+// `steps` first: its macro is used by the two forms after it.
+#[cfg(target_arch = "x86_64")]
+#[macro_use]
+mod steps;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
