@@ -1,6 +1,7 @@
 //! encode_layer → decode_layer round trip (nnc-cabac) over arbitrary configurations and levels:
 //! whatever the encoder accepts must decode to the same levels, consuming exactly the payload,
-//! also through the entry-point decoders.
+//! also through the entry-point decoders, and the entry points the encoder takes from its marks
+//! must be those the decoder finds.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -8,8 +9,8 @@ use libfuzzer_sys::fuzz_target;
 use nnc_cabac::scan::ScanGeometry;
 use nnc_cabac::{
     decode_layer, decode_layer_and_create_entry_points, decode_layer_with_entry_points, dq,
-    encode_layer, ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig,
-    LayerHistory,
+    encode_layer_marking_entry_points, ArithDecoder, ArithEncoder, EncodeLayerOptions, HdspMode,
+    LayerConfig, LayerHistory,
 };
 
 const MAX_ELEMENTS: usize = 1 << 12;
@@ -160,9 +161,10 @@ fuzz_target!(|input: Input| {
 
     let mut enc = ArithEncoder::new();
     enc.iae_v(8, i32::from(input.qp_offset));
-    if let Err(e) = encode_layer(&mut enc, &cfg, &history, &opts, &levels) {
-        panic!("encoder refused valid levels: {e}");
-    }
+    let marks = match encode_layer_marking_entry_points(&mut enc, &cfg, &history, &opts, &levels) {
+        Ok(m) => m,
+        Err(e) => panic!("encoder refused valid levels: {e}"),
+    };
     let bytes = enc.finish();
 
     let mut dec = ArithDecoder::new(&bytes);
@@ -185,6 +187,12 @@ fuzz_target!(|input: Input| {
         .expect("decodes with entry points");
     assert_eq!(out, levels);
     assert_eq!(dec.finish().expect("terminates"), bytes.len());
+    // The encoder's own entry points, from the marks of its real pass.
+    assert_eq!(
+        marks.resolve(&bytes),
+        eps,
+        "entry points from the marks differ"
+    );
     for threads in [1, 2] {
         let mut dec = ArithDecoder::new(&bytes);
         dec.iae_v(8);
