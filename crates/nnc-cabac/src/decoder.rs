@@ -3,6 +3,7 @@
 use crate::context::{ContextLayout, ContextModel};
 use crate::dq;
 use crate::entry_point::EntryPoint;
+use crate::stream_bits::read_bits;
 use crate::Error;
 
 #[cfg(all(target_arch = "x86_64", feature = "asm"))]
@@ -407,11 +408,8 @@ impl<'a> ArithDecoder<'a> {
     pub fn seek_entry_point(&mut self, ep: &EntryPoint) {
         // The register's lowest bit is stream bit `bit_offset + 15`; its 7 fraction bits are
         // stream bits bit_offset + 9 ..= bit_offset + 15, untouched by any subtraction.
-        let first = ep.bit_offset.saturating_add(9);
-        let mut v = u64::from(ep.val8);
-        for i in 0..7 {
-            v = (v << 1) | self.stream_bit(first.saturating_add(i));
-        }
+        let fraction = read_bits(self.data, ep.bit_offset.saturating_add(9), 7);
+        let v = (u64::from(ep.val8) << 7) | u64::from(fraction);
         let next = ep.bit_offset.saturating_add(16);
         let byte = usize::try_from(next / 8).unwrap_or(usize::MAX);
         let used = (next % 8) as u32;
@@ -428,15 +426,6 @@ impl<'a> ArithDecoder<'a> {
             self.pos = byte.saturating_add(1);
         }
         self.refill();
-    }
-
-    fn stream_bit(&self, bit: u64) -> u64 {
-        let byte = usize::try_from(bit / 8)
-            .ok()
-            .and_then(|i| self.data.get(i))
-            .copied()
-            .unwrap_or(0);
-        u64::from(byte >> (7 - (bit % 8))) & 1
     }
 }
 

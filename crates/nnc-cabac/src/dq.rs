@@ -35,6 +35,15 @@ pub fn coded_level(q: i32, state: u8) -> i32 {
     (v >> 1) as i32
 }
 
+/// The state reached from `state` after coding the reconstruction indices `indices` (each as
+/// [`coded_level`] in the state it meets).
+#[inline]
+pub fn advance_over(state: u8, indices: &[i32]) -> u8 {
+    indices
+        .iter()
+        .fold(state, |s, &q| next_state(s, coded_level(q, s)))
+}
+
 /// The state reached from `state` after `count` zero levels (cycles of the zero transition divide 4).
 #[inline]
 pub fn advance_zeros(state: u8, count: usize) -> u8 {

@@ -1,5 +1,7 @@
 //! Block-row entry points (deepcabac.md §1.7, §4.4).
 
+use crate::stream_bits::read_bits;
+
 /// Restart state of the decoder at the start of a block row.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EntryPoint {
@@ -46,16 +48,7 @@ impl RestartMark {
     /// its top bit) minus `low8`, modulo 256. Bits past the payload read as zeros, as the
     /// decoder's do.
     fn resolve(&self, payload: &[u8]) -> EntryPoint {
-        let first = self.bit_offset.saturating_add(1);
-        let byte = |i: u64| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| payload.get(i))
-                .map_or(0, |&b| u16::from(b))
-        };
-        let at = first / 8;
-        let pair = (byte(at) << 8) | byte(at.saturating_add(1));
-        let bits = (pair << (first % 8)) >> 8;
+        let bits = read_bits(payload, self.bit_offset.saturating_add(1), 8);
         EntryPoint {
             bit_offset: self.bit_offset,
             val8: (bits as u8).wrapping_sub(self.low8),

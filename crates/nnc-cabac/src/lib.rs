@@ -73,7 +73,6 @@ mod pseudo_pass;
 mod rate;
 pub mod scan;
 pub mod state_rates;
-#[cfg(feature = "rayon")]
 mod stream_bits;
 pub mod tables;
 

@@ -202,9 +202,7 @@ impl<'a> PlainPass<'a> {
                         .get(seg.start + from..seg.start + to)
                         .ok_or(Error::Internal("segment out of range"))?;
                     if p.dq {
-                        for &q in values {
-                            state = dq::next_state(state, dq::coded_level(q, state));
-                        }
+                        state = dq::advance_over(state, values);
                     }
                     if let Some(&last) = values.last() {
                         nb = last;

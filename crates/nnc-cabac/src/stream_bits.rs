@@ -5,13 +5,36 @@
 //! reads it back), so a stretch coded by an encoder of its own from `low = 0` adds its number,
 //! placed at the bit offset where it starts, to what the whole stream would hold. This module
 //! keeps such numbers as big-endian bit strings (bit 0 is the most significant) and adds them.
+//!
+//! [`read_bits`] reads such a string at any bit offset; the encoder's and decoder's entry points
+//! use it on finished payloads too.
+
+/// The `width` bits (`width ≤ 32`) of the big-endian bit string `bytes` from stream bit `first`
+/// on, as a number; bits past the end read as zeros.
+pub(crate) fn read_bits(bytes: &[u8], first: u64, width: u32) -> u32 {
+    debug_assert!(width <= 32);
+    let mut v = 0u64;
+    let byte0 = first / 8;
+    for k in 0..5u64 {
+        let b = usize::try_from(byte0.saturating_add(k))
+            .ok()
+            .and_then(|i| bytes.get(i))
+            .copied()
+            .unwrap_or(0);
+        v = (v << 8) | u64::from(b);
+    }
+    let skip = (first % 8) as u32;
+    ((v << (24 + skip)) >> (64 - width)) as u32
+}
 
 /// A big-endian bit string: stream bit `i` is bit `7 − i % 8` of byte `i / 8`.
+#[cfg(feature = "rayon")]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct StreamBits {
     bytes: Vec<u8>,
 }
 
+#[cfg(feature = "rayon")]
 impl StreamBits {
     /// `bits` zero bits (rounded up to whole bytes).
     #[cfg(test)]
@@ -101,29 +124,18 @@ impl StreamBits {
         debug_assert!(carry == 0, "a carry ran past the first byte");
     }
 
-    /// The `width` bits (`width ≤ 32`) from stream bit `first` on, as a number (bits past the
-    /// end read as zeros).
+    /// The `width` bits (`width ≤ 32`) from stream bit `first` on ([`read_bits`]).
     pub fn read(&self, first: u64, width: u32) -> u32 {
-        let mut v = 0u64;
-        let byte0 = first / 8;
-        for k in 0..5u64 {
-            let b = usize::try_from(byte0 + k)
-                .ok()
-                .and_then(|i| self.bytes.get(i))
-                .copied()
-                .unwrap_or(0);
-            v = (v << 8) | u64::from(b);
-        }
-        let skip = (first % 8) as u32;
-        ((v << (24 + skip)) >> (64 - width)) as u32
+        read_bits(&self.bytes, first, width)
     }
 }
 
+#[cfg(feature = "rayon")]
 fn byte_len(bits: u64) -> usize {
     usize::try_from(bits.div_ceil(8)).unwrap_or(usize::MAX)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "rayon"))]
 mod tests {
     use super::*;
 

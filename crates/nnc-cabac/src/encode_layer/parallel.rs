@@ -108,9 +108,7 @@ fn dq_states_at_block_rows(pass: &LevelPass<'_>) -> Vec<u8> {
             if pass.skipped(&seg) {
                 state = dq::advance_zeros(state, p.geo.w);
             } else if let Some(slice) = pass.levels.get(seg.start..seg.start + seg.len) {
-                for &q in slice {
-                    state = dq::next_state(state, dq::coded_level(q, state));
-                }
+                state = dq::advance_over(state, slice);
             }
         }
     }
@@ -174,6 +172,15 @@ mod tests {
             .collect()
     }
 
+    /// `f` run on a pool of `threads` threads.
+    fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
     /// One NDU: a tensor before and after the block-scanned one, so the parallel tensor starts
     /// and ends inside a codeword. Returns the payload and the middle tensor's entry points.
     fn ndu(
@@ -183,11 +190,7 @@ mod tests {
         lv: &[i32],
         base: Option<&[i32]>,
     ) -> (Vec<u8>, Vec<u64>) {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let mut e = ArithEncoder::new();
             let small = LayerConfig::new(vec![3, 5]);
             let hist = LayerHistory::default();
@@ -235,11 +238,7 @@ mod tests {
         let errors: Vec<_> = [1, 3]
             .into_iter()
             .map(|threads| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                on_threads(threads, || {
                     let mut e = ArithEncoder::new();
                     let opts = EncodeLayerOptions::default();
                     encode_layer_marking_entry_points(
