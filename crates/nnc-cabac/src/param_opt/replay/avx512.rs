@@ -15,8 +15,11 @@
 //! Intel Xeon with AVX-512 and made the replay 21 % slower on Zen 4, so the faster of the two is
 //! timed once per process. The scalar loads skip, for a word of 64 bins, the sets that start it
 //! merged with their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the
-//! leader's. On Zen 4 the loads, not the update chain, bound the replay, so that saves about a
-//! tenth of it.
+//! leader's, which saves about a tenth of the replay on Zen 4. There a bin takes 13–15 cycles
+//! against an update chain of 10–11 (`vpermw` alone about 6): the loop is bound by the chain
+//! and the vector work around it together, and forms that shorten the chain with more vector
+//! work (`vpshufb` lookups on an oriented state) or compute the costs in the vector were slower
+//! (benchmarks.md, "Session 36").
 //! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
 //! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
 //! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
