@@ -1,4 +1,5 @@
-//! CABAC engine (bins/s, context-coded and bypass) and level coding (values/s).
+//! CABAC engine (bins/s, context-coded and bypass), level coding (values/s) and the DQ-state
+//! scan (values/s).
 //!
 //! `cargo bench -p nnc-benches --bench cabac`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -166,6 +167,19 @@ fn levels(c: &mut Criterion) {
     g.finish();
 }
 
+/// The DQ-state scan the encoder runs before cutting a tensor for its workers
+/// (`nnc_cabac::dq::advance_over`), over 1 Mi reconstruction indices of random sign.
+fn dq_scan(c: &mut Criterion) {
+    let n: usize = LEVEL_DIMS.iter().product();
+    let indices = laplacian_levels(n, 3.0, SEED);
+    let mut g = c.benchmark_group("dq");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("advance_over_1m", |b| {
+        b.iter(|| nnc_cabac::dq::advance_over(0, black_box(&indices)))
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -176,6 +190,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = engine, levels
+    targets = engine, levels, dq_scan
 }
 criterion_main!(benches);
