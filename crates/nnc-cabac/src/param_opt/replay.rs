@@ -3,6 +3,7 @@
 use super::deferred::DeferredFlags;
 use super::{best_of, INITIAL, ROWS};
 use crate::binarization::{gtx_flags_one_by_one, prefix_bins_one_by_one, BinSink, SliceCoder};
+use crate::context::update_state;
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 #[cfg(target_arch = "x86_64")]
@@ -277,6 +278,50 @@ fn word_spans(words: &[u64], from: usize, to: usize) -> impl Iterator<Item = (u6
         pos += (hi - lo) as usize;
         Some((word, lo, hi))
     })
+}
+
+/// Runs of a repeated bin shorter than this at a word's start are left to the vector replays'
+/// bin-by-bin loops: checking whether the shadows stand still costs about as much as a few bins.
+#[cfg(target_arch = "x86_64")]
+const MIN_STANDING_RUN: u32 = 8;
+
+/// The run of bins equal to bin `lo` at the start of bits `lo..hi` of `word`: the bin and
+/// the run's length.
+#[cfg(target_arch = "x86_64")]
+fn run_at(word: u64, lo: u32, hi: u32) -> (bool, u32) {
+    let bin = (word >> lo) & 1 != 0;
+    // Bits shifted in above bit `63 − lo` end a run of ones; a run of zeros is cut at `hi`.
+    let others = if bin { !(word >> lo) } else { word >> lo };
+    (bin, others.trailing_zeros().min(hi - lo))
+}
+
+/// Below this `sgn·S1` the S1 of set 0 (shift1 4) still moves (§2.3: its step is 0 only at
+/// the curve's last index, `(sgn·S1) >> 7 = 15`), so the shadows cannot stand still: the vector
+/// replays read that one lane first, which rules most words out before [`standing_costs`].
+#[cfg(target_arch = "x86_64")]
+const SET0_S1_STANDING: i16 = 15 << 7;
+
+const _: () = assert!(INIT_SETS[0].shift1 == 4);
+
+/// The nine costs of `bin` for the shadows `(p, s0)` if they stand still on it: when every
+/// half-estimator's step towards the bin is 0 (all saturated, as in the long zero runs of
+/// pruned tensors), each bin of a run of it costs what the first does and changes no state, so
+/// a vector replay adds the run at once. `None` for shadows that move.
+#[cfg(target_arch = "x86_64")]
+fn standing_costs(
+    p: &[i16; NUM_INIT_SETS],
+    s0: &[i8; NUM_INIT_SETS],
+    bin: bool,
+) -> Option<[u32; NUM_INIT_SETS]> {
+    let column = &est_bits_columns()[usize::from(bin)];
+    let mut costs = [0; NUM_INIT_SETS];
+    for (i, (cost, &(row0, row1))) in costs.iter_mut().zip(&ROWS).enumerate() {
+        if update_state(p[i], s0[i], row0, row1, bin) != (p[i], s0[i]) {
+            return None;
+        }
+        *cost = column[(512 + (i32::from(p[i]) >> 3)) as usize & 1023];
+    }
+    Some(costs)
 }
 
 /// Add the vector replays' 32-bit per-set cost sums into the accumulators and clear them.

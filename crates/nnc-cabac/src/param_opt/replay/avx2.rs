@@ -20,7 +20,10 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, merged_cost_source, merged_key, s0_leader, word_spans, Lanes, S0_PAIRS};
+use super::{
+    flush, merged_cost_source, merged_key, run_at, s0_leader, standing_costs, word_spans, Lanes,
+    MIN_STANDING_RUN, S0_PAIRS, SET0_S1_STANDING,
+};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// The sets with lanes, in lane order; set 7 borrows set 3's S1 and has S0 = 0.
@@ -133,6 +136,8 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     };
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
+        unflushed += (hi - lo) as usize;
+        let lo = skip_standing_run(&mut r, word, lo, hi);
         // Members merged with their leaders now stay merged for the whole word: their costs
         // are not looked up again. Two mask bits per lane, S0 in the low half, S1 in the high.
         let equal =
@@ -148,21 +153,54 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
                 }
             };
         }
-        dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-        unflushed += (hi - lo) as usize;
+        if lo < hi {
+            dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+        }
         if unflushed > FLUSH_BINS - 64 {
             flush(&mut lanes.acc, &mut r.sums);
             unflushed = 0;
         }
     }
     flush(&mut lanes.acc, &mut r.sums);
-    let out = store(r.s);
+    (lanes.p, lanes.s0) = shadows(r.s);
+}
+
+/// The shadows `(P, S0)` of the nine sets from the lanes.
+#[target_feature(enable = "avx2")]
+fn shadows(s: __m256i) -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]) {
+    let out = store(s);
+    let mut p = [0; NUM_INIT_SETS];
+    let mut s0 = [0; NUM_INIT_SETS];
     for (k, &set) in SETS.iter().enumerate() {
-        lanes.s0[set] = out[k] as i8;
-        lanes.p[set] = out[8 + k] + (out[k] << 4);
+        s0[set] = out[k] as i8;
+        p[set] = out[8 + k] + (out[k] << 4);
     }
-    lanes.s0[BORROWER] = 0;
-    lanes.p[BORROWER] = out[8 + LENDER];
+    s0[BORROWER] = 0;
+    p[BORROWER] = out[8 + LENDER];
+    (p, s0)
+}
+
+/// Where the replay of bits `lo..hi` of `word` goes on: after the run of bins at their start
+/// if the shadows stand still on it ([`standing_costs`]), its costs added; else at `lo`.
+#[target_feature(enable = "avx2")]
+fn skip_standing_run(r: &mut Registers, word: u64, lo: u32, hi: u32) -> u32 {
+    let (bin, run) = run_at(word, lo, hi);
+    if run < MIN_STANDING_RUN {
+        return lo;
+    }
+    // Set 0's S1 is lane 8.
+    let s1 = _mm_extract_epi16::<0>(_mm256_extracti128_si256::<1>(r.s)) as i16;
+    if (if bin { s1 } else { -s1 }) < SET0_S1_STANDING {
+        return lo;
+    }
+    let (p, s0) = shadows(r.s);
+    let Some(costs) = standing_costs(&p, &s0, bin) else {
+        return lo;
+    };
+    for (sum, cost) in r.sums.iter_mut().zip(costs) {
+        *sum += cost * run;
+    }
+    lo + run
 }
 
 /// Replays bits `lo..hi` of `word`, looking up the costs of the sets not merged with their

@@ -31,7 +31,10 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::{flush, merged_cost_source, merged_key, s0_leader, word_spans, Lanes};
+use super::{
+    flush, merged_cost_source, merged_key, run_at, s0_leader, standing_costs, word_spans, Lanes,
+    MIN_STANDING_RUN, SET0_S1_STANDING,
+};
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
 /// Whether this CPU can run [`replay`] and the environment variable `NNC_NO_AVX512` is unset
@@ -166,7 +169,11 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
     };
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
-        if GATHER {
+        unflushed += (hi - lo) as usize;
+        let lo = skip_standing_run(&mut r, word, lo, hi);
+        if lo == hi {
+            // (The flush below is still due: the skipped bins' costs were added.)
+        } else if GATHER {
             replay_word::<true, 0>(&mut r, word, lo, hi);
         } else {
             // Members merged with their leaders now stay merged for the whole word: their
@@ -184,7 +191,6 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
             }
             dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         }
-        unflushed += (hi - lo) as usize;
         if unflushed > FLUSH_BINS - 64 {
             take_vector_sums(&mut r.sums, &mut r.vector_sums);
             flush(&mut lanes.acc, &mut r.sums);
@@ -198,6 +204,31 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
         lanes.s0[i] = out[i] as i8;
         lanes.p[i] = out[16 + i] + (out[i] << 4);
     }
+}
+
+/// Where the replay of bits `lo..hi` of `word` goes on: after the run of bins at their start
+/// if the shadows stand still on it ([`standing_costs`]), its costs added; else at `lo`.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn skip_standing_run(r: &mut Registers, word: u64, lo: u32, hi: u32) -> u32 {
+    let (bin, run) = run_at(word, lo, hi);
+    if run < MIN_STANDING_RUN {
+        return lo;
+    }
+    // Set 0's S1 is lane 16.
+    let s1 = _mm_extract_epi16::<0>(_mm512_extracti32x4_epi32::<2>(r.s)) as i16;
+    if (if bin { s1 } else { -s1 }) < SET0_S1_STANDING {
+        return lo;
+    }
+    let out = store(r.s);
+    let s0: [i8; NUM_INIT_SETS] = std::array::from_fn(|i| out[i] as i8);
+    let p = std::array::from_fn(|i| out[16 + i] + (out[i] << 4));
+    let Some(costs) = standing_costs(&p, &s0, bin) else {
+        return lo;
+    };
+    for (sum, cost) in r.sums.iter_mut().zip(costs) {
+        *sum += cost * run;
+    }
+    lo + run
 }
 
 /// Replays bits `lo..hi` of `word`: with the gather, or with scalar loads of the costs of the
