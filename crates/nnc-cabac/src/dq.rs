@@ -4,7 +4,7 @@ use crate::tables::DQ_STATE_TRANSITION;
 
 /// Next DQ state after coding level `k` in `state` (parity of |k|).
 #[inline(always)]
-pub fn next_state(state: u8, k: i32) -> u8 {
+pub const fn next_state(state: u8, k: i32) -> u8 {
     DQ_STATE_TRANSITION[(state & 7) as usize][(k & 1) as usize]
 }
 
@@ -25,12 +25,12 @@ pub fn reconstruction_index(k: i32, state: u8) -> Option<i32> {
 ///
 /// Reference quirk: an index of the wrong parity for the state is silently floored.
 #[inline(always)]
-pub fn coded_level(q: i32, state: u8) -> i32 {
+pub const fn coded_level(q: i32, state: u8) -> i32 {
     if q == 0 {
         return 0;
     }
-    let odd = i64::from(state & 1);
-    let q = i64::from(q);
+    let odd = (state & 1) as i64;
+    let q = q as i64;
     let v = if q < 0 { q - odd } else { q + odd };
     (v >> 1) as i32
 }
@@ -77,13 +77,7 @@ const fn class_representative(class: usize) -> i32 {
 static PAIR_STEPS: [u8; 8 * 256] = {
     const fn step(state: u8, class: usize) -> u8 {
         let q = class_representative(class);
-        let k = if q == 0 {
-            0
-        } else {
-            let odd = (state & 1) as i32;
-            (if q < 0 { q - odd } else { q + odd }) >> 1
-        };
-        DQ_STATE_TRANSITION[(state & 7) as usize][(k & 1) as usize]
+        next_state(state, coded_level(q, state))
     }
     let mut t = [0u8; 8 * 256];
     let mut i = 0;

@@ -303,6 +303,37 @@ const SET0_S1_STANDING: i16 = 15 << 7;
 
 const _: () = assert!(INIT_SETS[0].shift1 == 4);
 
+/// Where a vector replay goes on with bits `lo..hi` of `word`: after the run of bins equal to
+/// bin `lo` at their start, its costs added to `sums`, if the shadows stand still on that bin
+/// ([`standing_costs`]); else at `lo`. The replay supplies its shadows lazily: set 0's S1
+/// first ([`SET0_S1_STANDING`]), then all of them.
+#[cfg(target_arch = "x86_64")]
+fn skip_standing_run(
+    word: u64,
+    lo: u32,
+    hi: u32,
+    set0_s1: impl FnOnce() -> i16,
+    shadows: impl FnOnce() -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]),
+    sums: &mut [u32; NUM_INIT_SETS],
+) -> u32 {
+    let (bin, run) = run_at(word, lo, hi);
+    if run < MIN_STANDING_RUN {
+        return lo;
+    }
+    let s1 = set0_s1();
+    if (if bin { s1 } else { -s1 }) < SET0_S1_STANDING {
+        return lo;
+    }
+    let (p, s0) = shadows();
+    let Some(costs) = standing_costs(&p, &s0, bin) else {
+        return lo;
+    };
+    for (sum, cost) in sums.iter_mut().zip(costs) {
+        *sum += cost * run;
+    }
+    lo + run
+}
+
 /// The nine costs of `bin` for the shadows `(p, s0)` if they stand still on it: when every
 /// half-estimator's step towards the bin is 0 (all saturated, as in the long zero runs of
 /// pruned tensors), each bin of a run of it costs what the first does and changes no state, so

@@ -21,8 +21,8 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use super::{
-    flush, merged_cost_source, merged_key, run_at, s0_leader, standing_costs, word_spans, Lanes,
-    MIN_STANDING_RUN, S0_PAIRS, SET0_S1_STANDING,
+    flush, merged_cost_source, merged_key, s0_leader, skip_standing_run, word_spans, Lanes,
+    S0_PAIRS,
 };
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
@@ -137,7 +137,7 @@ fn replay_bins(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
         unflushed += (hi - lo) as usize;
-        let lo = skip_standing_run(&mut r, word, lo, hi);
+        let lo = skip_standing_run(word, lo, hi, || set0_s1(r.s), || shadows(r.s), &mut r.sums);
         // Members merged with their leaders now stay merged for the whole word: their costs
         // are not looked up again. Two mask bits per lane, S0 in the low half, S1 in the high.
         let equal =
@@ -180,27 +180,10 @@ fn shadows(s: __m256i) -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]) {
     (p, s0)
 }
 
-/// Where the replay of bits `lo..hi` of `word` goes on: after the run of bins at their start
-/// if the shadows stand still on it ([`standing_costs`]), its costs added; else at `lo`.
+/// Set 0's S1, lane 8.
 #[target_feature(enable = "avx2")]
-fn skip_standing_run(r: &mut Registers, word: u64, lo: u32, hi: u32) -> u32 {
-    let (bin, run) = run_at(word, lo, hi);
-    if run < MIN_STANDING_RUN {
-        return lo;
-    }
-    // Set 0's S1 is lane 8.
-    let s1 = _mm_extract_epi16::<0>(_mm256_extracti128_si256::<1>(r.s)) as i16;
-    if (if bin { s1 } else { -s1 }) < SET0_S1_STANDING {
-        return lo;
-    }
-    let (p, s0) = shadows(r.s);
-    let Some(costs) = standing_costs(&p, &s0, bin) else {
-        return lo;
-    };
-    for (sum, cost) in r.sums.iter_mut().zip(costs) {
-        *sum += cost * run;
-    }
-    lo + run
+fn set0_s1(s: __m256i) -> i16 {
+    _mm_extract_epi16::<0>(_mm256_extracti128_si256::<1>(s)) as i16
 }
 
 /// Replays bits `lo..hi` of `word`, looking up the costs of the sets not merged with their

@@ -32,8 +32,7 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use super::{
-    flush, merged_cost_source, merged_key, run_at, s0_leader, standing_costs, word_spans, Lanes,
-    MIN_STANDING_RUN, SET0_S1_STANDING,
+    flush, merged_cost_source, merged_key, s0_leader, skip_standing_run, word_spans, Lanes,
 };
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
@@ -170,9 +169,9 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
     let mut unflushed = 0;
     for (word, lo, hi) in word_spans(words, from, to) {
         unflushed += (hi - lo) as usize;
-        let lo = skip_standing_run(&mut r, word, lo, hi);
+        let lo = skip_standing_run(word, lo, hi, || set0_s1(r.s), || shadows(r.s), &mut r.sums);
         if lo == hi {
-            // (The flush below is still due: the skipped bins' costs were added.)
+            // The whole word stood still (its costs are added; the flush below is still due).
         } else if GATHER {
             replay_word::<true, 0>(&mut r, word, lo, hi);
         } else {
@@ -199,36 +198,23 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
     }
     take_vector_sums(&mut r.sums, &mut r.vector_sums);
     flush(&mut lanes.acc, &mut r.sums);
-    let out = store(r.s);
-    for i in 0..NUM_INIT_SETS {
-        lanes.s0[i] = out[i] as i8;
-        lanes.p[i] = out[16 + i] + (out[i] << 4);
-    }
+    (lanes.p, lanes.s0) = shadows(r.s);
 }
 
-/// Where the replay of bits `lo..hi` of `word` goes on: after the run of bins at their start
-/// if the shadows stand still on it ([`standing_costs`]), its costs added; else at `lo`.
-#[target_feature(enable = "avx512f,avx512bw")]
-fn skip_standing_run(r: &mut Registers, word: u64, lo: u32, hi: u32) -> u32 {
-    let (bin, run) = run_at(word, lo, hi);
-    if run < MIN_STANDING_RUN {
-        return lo;
-    }
-    // Set 0's S1 is lane 16.
-    let s1 = _mm_extract_epi16::<0>(_mm512_extracti32x4_epi32::<2>(r.s)) as i16;
-    if (if bin { s1 } else { -s1 }) < SET0_S1_STANDING {
-        return lo;
-    }
-    let out = store(r.s);
-    let s0: [i8; NUM_INIT_SETS] = std::array::from_fn(|i| out[i] as i8);
-    let p = std::array::from_fn(|i| out[16 + i] + (out[i] << 4));
-    let Some(costs) = standing_costs(&p, &s0, bin) else {
-        return lo;
-    };
-    for (sum, cost) in r.sums.iter_mut().zip(costs) {
-        *sum += cost * run;
-    }
-    lo + run
+/// Set 0's S1, lane 16.
+#[target_feature(enable = "avx512f")]
+fn set0_s1(s: __m512i) -> i16 {
+    _mm_extract_epi16::<0>(_mm512_extracti32x4_epi32::<2>(s)) as i16
+}
+
+/// The shadows `(P, S0)` of the nine sets from the lanes.
+#[target_feature(enable = "avx512f")]
+fn shadows(s: __m512i) -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]) {
+    let out = store(s);
+    (
+        std::array::from_fn(|i| out[16 + i] + (out[i] << 4)),
+        std::array::from_fn(|i| out[i] as i8),
+    )
 }
 
 /// Replays bits `lo..hi` of `word`: with the gather, or with scalar loads of the costs of the
