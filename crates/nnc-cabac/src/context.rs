@@ -111,10 +111,10 @@ impl ContextModel {
         est_bits_table()[self.est_index()][bin as usize]
     }
 
-    /// Row of [`est_bits_table`] for the current state: `512 + (P >> 3)`.
+    /// Row of [`est_bits_table`] for the current state ([`est_row`]).
     #[inline(always)]
     pub(crate) fn est_index(&self) -> usize {
-        (512 + (self.p as i32 >> 3)) as usize & 1023
+        est_row(self.p)
     }
 
     /// Adapt both estimators towards the coded `bin` (§2.3).
@@ -133,6 +133,13 @@ const _: () = {
     assert!(std::mem::offset_of!(ContextModel, s0_row) == 4);
     assert!(std::mem::offset_of!(ContextModel, s1_row) == 6);
 };
+
+/// Row of [`est_bits_table`] (and of the cost columns built from it) for combined state `p`:
+/// `512 + (P >> 3)`.
+#[inline(always)]
+pub(crate) const fn est_row(p: i16) -> usize {
+    (512 + (p as i32 >> 3)) as usize & 1023
+}
 
 /// `S0_NEXT` row offset of a shift0 value (4..=7).
 pub(crate) const fn s0_row(shift0: u8) -> u16 {

@@ -38,9 +38,9 @@ pub const fn coded_level(q: i32, state: u8) -> i32 {
 /// The state reached from `state` after coding the reconstruction indices `indices` (each as
 /// [`coded_level`] in the state it meets).
 ///
-/// Two indices per step through a table of index-class pairs, without a branch on their signs: the encoder
-/// scans whole tensors with this before coding them in parallel, and the level-by-level form's
-/// mispredicted sign branches made that scan about four times slower.
+/// Two indices per step through a table of index-class pairs, without a branch on their signs:
+/// the encoder scans whole tensors with this before coding them in parallel, and the
+/// level-by-level form's mispredicted sign branches made that scan about four times slower.
 #[inline]
 pub fn advance_over(state: u8, indices: &[i32]) -> u8 {
     let mut pairs = indices.chunks_exact(2);

@@ -13,7 +13,7 @@
 //!   updated (they move identically from then on).
 
 use crate::binarization::BinSink;
-use crate::context::{s0_row, s1_row, update_state};
+use crate::context::{est_row, s0_row, s1_row, update_state};
 use crate::tables::{est_bits_table, BYPASS_BITS, INIT_SETS, NUM_INIT_SETS};
 
 mod deferred;
@@ -119,8 +119,7 @@ impl BinSink for ShadowContexts {
         };
         for (i, &(row0, row1)) in ROWS.iter().enumerate() {
             let p = c.p[i];
-            c.acc[i] +=
-                u64::from(self.est[(512 + (i32::from(p) >> 3)) as usize & 1023][bin as usize]);
+            c.acc[i] += u64::from(self.est[est_row(p)][bin as usize]);
             let (np, ns0) = update_state(p, c.s0[i], row0, row1, bin);
             c.p[i] = np;
             c.s0[i] = ns0;

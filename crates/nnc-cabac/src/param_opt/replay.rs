@@ -3,7 +3,7 @@
 use super::deferred::DeferredFlags;
 use super::{best_of, INITIAL, ROWS};
 use crate::binarization::{gtx_flags_one_by_one, prefix_bins_one_by_one, BinSink, SliceCoder};
-use crate::context::update_state;
+use crate::context::{est_row, update_state};
 use crate::tables::{est_bits_columns, INIT_SETS, NUM_INIT_SETS, S0_NEXT, S1_STEP};
 
 #[cfg(target_arch = "x86_64")]
@@ -350,7 +350,7 @@ fn standing_costs(
         if update_state(p[i], s0[i], row0, row1, bin) != (p[i], s0[i]) {
             return None;
         }
-        *cost = column[(512 + (i32::from(p[i]) >> 3)) as usize & 1023];
+        *cost = column[est_row(p[i])];
     }
     Some(costs)
 }

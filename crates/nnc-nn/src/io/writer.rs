@@ -44,8 +44,9 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Writes `bytes` to `path` atomically: into a temporary file in the same directory (with the
-/// permissions a new file there would get), renamed over `path` once complete. A reader never sees a
-/// partial file, and a failed write leaves whatever was at `path` in place. Errors name `path`.
+/// permissions a new file there would get), renamed over `path` once complete. A reader never
+/// sees a partial file, and a failed write leaves whatever was at `path` in place. Errors name
+/// `path`.
 pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     let mut temp = temp_file_in(parent_dir(path)).map_err(|e| io_error(path, e))?;
     temp.write_all(bytes).map_err(|e| io_error(path, e))?;
