@@ -5,21 +5,31 @@
 //! update of all eighteen half-estimators, and nine scalar loads for the costs.
 //!
 //! Same arithmetic as the scalar replay, written as the §2.3 formula instead of its tables:
-//! `S += sgn·(CURVE[16 + ((sgn·S) >> k)] >> shift)` with `k` = 3 for S0 and 7 for S1. The curve
-//! lookup is one `vpermw` (32 entries of 16 bits), whose index wraps modulo 32, so the table is
-//! stored rotated by 16 and the `+ 16` disappears. The states stay within ±3889 (§2.1), inside
-//! 16 bits. The tests compare this replay with the scalar one.
+//! `S += sgn·(CURVE[16 + ((sgn·S) >> k)] >> shift)` with `k` = 3 for S0 and 7 for S1, `sgn` = ±1
+//! from the bin. The curve lookup is one `vpermw` (32 entries of 16 bits), whose index wraps
+//! modulo 32. Neither sign is computed: each bin value has its own table and offset `d`.
+//! - Bin 1: `S + (CURVE[16 + (S >> k)] >> shift)`, the table stored rotated by 16, `d` = 0.
+//! - Bin 0: with arithmetic shifts, `(−S) >> k = !((S − 1) >> k)`, so the lookup is
+//!   `CURVE[15 − ((S − 1) >> k)]`, stored complemented so that `!c >> shift = !(c >> shift)`
+//!   `= −(c >> shift) − 1`: the new state is `S + 1 + (table >> shift)`, `d` = 1.
+//!
+//! One update is then `(S + d) + (TABLE[(S − d) >> k] >> shift)`, a chain of five operations.
+//! The negation by a mask on either side of the lookup made it seven, and on the Intel Xeon of
+//! benchmarks.md a masked subtraction takes three cycles against one: there this form replays
+//! 21 % faster (chain 13 → 8 cycles). The states stay within ±3889 (§2.1), inside 16 bits.
+//! The tests compare this replay with the scalar one.
 //!
 //! The nine costs come either from scalar loads or from one masked `vpgatherdd` into a
 //! vector of sums ([`CostLookup`]). The gather makes a whole ResNet-50 encode 6–8 % faster on an
 //! Intel Xeon with AVX-512 and made the replay 21 % slower on Zen 4, so the faster of the two is
 //! timed once per process. The scalar loads skip, for a word of 64 bins, the sets that start it
 //! merged with their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the
-//! leader's, which saves about a tenth of the replay on Zen 4. There a bin takes 13–15 cycles
-//! against an update chain of 10–11 (`vpermw` alone about 6): the loop is bound by the chain
-//! and the vector work around it together, and forms that shorten the chain with more vector
-//! work (`vpshufb` lookups on an oriented state) or compute the costs in the vector were slower
-//! (benchmarks.md, "Session 36").
+//! leader's, which saves about a tenth of the replay on Zen 4. There, with the masked update, a
+//! bin took 13–15 cycles against an update chain of 10–11 (`vpermw` alone about 6): the loop
+//! was bound by the chain and the vector work around it together, and forms that shorten the
+//! chain with more vector work (`vpshufb` lookups on an oriented state) or compute the costs in
+//! the vector were slower (benchmarks.md, "Session 36"). On the Xeon a bin now takes about 13
+//! cycles with the gather against a chain of 8: the costs bind there.
 //! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
 //! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
 //! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
@@ -135,7 +145,10 @@ const FLUSH_BINS: usize = 1 << 13;
 
 /// What the replay keeps in registers: constants, the shadows' lanes and the cost sums.
 struct Registers {
-    curve: __m512i,
+    /// The curve for a 0 bin and for a 1 bin, indexed by `(S − d) >> k` modulo 32.
+    curves: [__m512i; 2],
+    /// `d`: 1 in every lane for a 0 bin, 0 for a 1 bin.
+    offsets: [__m512i; 2],
     pre: __m512i,
     post: __m512i,
     /// Lane of the leader of each lane's set (its own lane for sets without one).
@@ -150,7 +163,12 @@ struct Registers {
 fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     let sets = |j: usize| (j < NUM_INIT_SETS).then_some(j);
     let mut r = Registers {
-        curve: load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16)),
+        curves: [
+            // Index q = (S − 1) >> k, within −16..=15 (§2.1), lands in lane q mod 32.
+            load(&lanes_of(|j| !(CURVE[(47 - j) % 32] as i16))),
+            load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16)),
+        ],
+        offsets: [load(&lanes_of(|_| 1)), load(&lanes_of(|_| 0))],
         pre: load(&lanes_of(|j| if j < 16 { 3 } else { 7 })),
         // Lanes without a shadow shift by 15: their step is always 0, so they stay 0.
         post: load(&lanes_of(|j| match (sets(j), sets(j.wrapping_sub(16))) {
@@ -272,14 +290,12 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
                 *sum += costs[merged_cost_source(MERGED, k)];
             }
         }
-        // The update: `sgn·S` is `S` negated in every lane when the bin is 0.
-        let negate: __mmask32 = (bin as u32).wrapping_sub(1);
-        let towards = _mm512_mask_sub_epi16(s, negate, zero, s);
-        let step = _mm512_srlv_epi16(
-            _mm512_permutexvar_epi16(_mm512_srav_epi16(towards, r.pre), r.curve),
-            r.post,
-        );
-        s = _mm512_add_epi16(s, _mm512_mask_sub_epi16(step, negate, zero, step));
+        // The update (module doc): lanes without a shadow stay 0 for either bin, since their
+        // step is 0 >> 15 or !c >> 15 = −1.
+        let d = r.offsets[bin];
+        let q = _mm512_srav_epi16(_mm512_sub_epi16(s, d), r.pre);
+        let step = _mm512_srav_epi16(_mm512_permutexvar_epi16(q, r.curves[bin]), r.post);
+        s = _mm512_add_epi16(_mm512_add_epi16(s, d), step);
     }
     r.s = s;
 }
