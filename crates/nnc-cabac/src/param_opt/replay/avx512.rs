@@ -22,14 +22,17 @@
 //! The nine costs come either from scalar loads or from one masked `vpgatherdd` into a
 //! vector of sums ([`CostLookup`]). The gather makes a whole ResNet-50 encode 6–8 % faster on an
 //! Intel Xeon with AVX-512 and made the replay 21 % slower on Zen 4, so the faster of the two is
-//! timed once per process. The scalar loads skip, for a word of 64 bins, the sets that start it
-//! merged with their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the
-//! leader's, which saves about a tenth of the replay on Zen 4. There, with the masked update, a
+//! timed once per process. Both skip, for a word of 64 bins, the sets that start it merged with
+//! their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the leader's.
+//! That saves the scalar loads about a tenth of the replay on Zen 4. A gather costs the same
+//! whatever its lane count, so there a word with at most eight sets to look up (97 % of dense
+//! MiniLM's replayed bins) gathers two bins at a time ([`replay_word_paired`]): 16 % less time
+//! per bin on the Xeon. There, with the masked update, a
 //! bin took 13–15 cycles against an update chain of 10–11 (`vpermw` alone about 6): the loop
 //! was bound by the chain and the vector work around it together, and forms that shorten the
 //! chain with more vector work (`vpshufb` lookups on an oriented state) or compute the costs in
-//! the vector were slower (benchmarks.md, "Session 36"). On the Xeon a bin now takes about 13
-//! cycles with the gather against a chain of 8: the costs bind there.
+//! the vector were slower (benchmarks.md, "Session 36"). On the Xeon a bin takes about 11
+//! cycles with the paired gather against a chain of 8.
 //! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
 //! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
 //! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
@@ -190,8 +193,6 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
         let lo = skip_standing_run(word, lo, hi, || set0_s1(r.s), || shadows(r.s), &mut r.sums);
         if lo == hi {
             // The whole word stood still (its costs are added; the flush below is still due).
-        } else if GATHER {
-            replay_word::<true, 0>(&mut r, word, lo, hi);
         } else {
             // Members merged with their leaders now stay merged for the whole word: their
             // costs are not looked up again.
@@ -200,13 +201,15 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
             let merged = merged_key(|set| (both >> set) & 1 != 0);
             macro_rules! dispatch {
                 ($($m:literal)*) => {
-                    match merged {
-                        $($m => replay_word::<false, $m>(&mut r, word, lo, hi),)*
-                        _ => replay_word::<false, 0>(&mut r, word, lo, hi),
+                    match (GATHER, merged) {
+                        (true, 0) => replay_word::<true, 0>(&mut r, word, lo, hi),
+                        $((true, $m) => replay_word_paired::<$m>(&mut r, word, lo, hi),)*
+                        $((false, $m) => replay_word::<false, $m>(&mut r, word, lo, hi),)*
+                        _ => replay_word::<GATHER, 0>(&mut r, word, lo, hi),
                     }
                 };
             }
-            dispatch!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
         }
         if unflushed > FLUSH_BINS - 64 {
             take_vector_sums(&mut r.sums, &mut r.vector_sums);
@@ -247,18 +250,12 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
 ) {
     let est = est_bits_columns();
     let zero = _mm512_setzero_si512();
-    let bias = _mm256_set1_epi16(512);
     let low_bits = _mm256_set1_epi16(1023);
     let mut s = r.s;
     for b in lo..hi {
         let bin = ((word >> b) & 1) as usize;
-        // Costs first, from the states before this bin's update: P = S1 + 16·S0, index
-        // 512 + (P >> 3) (within 25..=998 by §2.1; masked like the scalar replay).
-        let p = _mm256_add_epi16(
-            _mm512_extracti64x4_epi64::<1>(s),
-            _mm256_slli_epi16::<4>(_mm512_castsi512_si256(s)),
-        );
-        let index = _mm256_add_epi16(_mm256_srai_epi16::<3>(p), bias);
+        // Costs first, from the states before this bin's update.
+        let index = cost_indices(s);
         if GATHER {
             let lanes32 = _mm512_cvtepu16_epi32(_mm256_and_si256(index, low_bits));
             // SAFETY: lanes 0..9 (the mask) hold indices below 1024, inside the column.
@@ -290,14 +287,115 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
                 *sum += costs[merged_cost_source(MERGED, k)];
             }
         }
-        // The update (module doc): lanes without a shadow stay 0 for either bin, since their
-        // step is 0 >> 15 or !c >> 15 = −1.
-        let d = r.offsets[bin];
-        let q = _mm512_srav_epi16(_mm512_sub_epi16(s, d), r.pre);
-        let step = _mm512_srav_epi16(_mm512_permutexvar_epi16(q, r.curves[bin]), r.post);
-        s = _mm512_add_epi16(_mm512_add_epi16(s, d), step);
+        s = update(r, s, bin);
     }
     r.s = s;
+}
+
+/// The cost index `512 + (P >> 3)` of each set, `P = S1 + 16·S0`, in 16-bit lane `i` for set
+/// `i` (within 25..=998 by §2.1; callers mask it like the scalar replay).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn cost_indices(s: __m512i) -> __m256i {
+    let p = _mm256_add_epi16(
+        _mm512_extracti64x4_epi64::<1>(s),
+        _mm256_slli_epi16::<4>(_mm512_castsi512_si256(s)),
+    );
+    _mm256_add_epi16(_mm256_srai_epi16::<3>(p), _mm256_set1_epi16(512))
+}
+
+/// The lanes after a `bin` (module doc). Lanes without a shadow stay 0 for either bin, since
+/// their step is 0 >> 15 or !c >> 15 = −1.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn update(r: &Registers, s: __m512i, bin: usize) -> __m512i {
+    let d = r.offsets[bin];
+    let q = _mm512_srav_epi16(_mm512_sub_epi16(s, d), r.pre);
+    let step = _mm512_srav_epi16(_mm512_permutexvar_epi16(q, r.curves[bin]), r.post);
+    _mm512_add_epi16(_mm512_add_epi16(s, d), step)
+}
+
+/// The sets whose costs a word under `merged` looks up (those not merged with their leader,
+/// [`merged_cost_source`]), in order, and how many there are.
+const fn looked_up(merged: u8) -> ([usize; NUM_INIT_SETS], usize) {
+    let mut sets = [0; NUM_INIT_SETS];
+    let mut n = 0;
+    let mut k = 0;
+    while k < NUM_INIT_SETS {
+        if merged_cost_source(merged, k) == k {
+            sets[n] = k;
+            n += 1;
+        }
+        k += 1;
+    }
+    (sets, n)
+}
+
+/// [`replay_word`] with the gather for a word whose `MERGED` key is not 0: at most eight sets
+/// are looked up per bin, so one gather serves two bins. The index of each bin is offset by
+/// its column (`1024·bin` in the two-column table), the two bins' indices are packed by one
+/// `vpermw`, and the costs, summed per lane over the word, go to their sets at its end.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn replay_word_paired<const MERGED: u8>(r: &mut Registers, word: u64, lo: u32, hi: u32) {
+    let (sets, n) = const { looked_up(MERGED) };
+    const { assert!(MERGED != 0 && 2 * looked_up(MERGED).1 <= 16) };
+    let pack = load(&lanes_of(|j| match j {
+        _ if j < n => sets[j] as i16,
+        _ if j < 2 * n => (16 + sets[j - n]) as i16,
+        _ => 0,
+    }));
+    let lanes = ((1u32 << (2 * n)) - 1) as __mmask16;
+    let table: &[[u32; 1024]; 2] = est_bits_columns();
+    let zero = _mm512_setzero_si512();
+    let low_bits = _mm256_set1_epi16(1023);
+    let columns = [_mm256_setzero_si256(), _mm256_set1_epi16(1024)];
+    let mut acc = zero;
+    let mut s = r.s;
+    let mut b = lo;
+    while b + 1 < hi {
+        let first = ((word >> b) & 1) as usize;
+        let second = ((word >> (b + 1)) & 1) as usize;
+        let at = |s: __m512i, bin: usize| {
+            _mm256_or_si256(_mm256_and_si256(cost_indices(s), low_bits), columns[bin])
+        };
+        let i0 = at(s, first);
+        s = update(r, s, first);
+        let i1 = at(s, second);
+        s = update(r, s, second);
+        let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(i0), i1);
+        let packed = _mm512_castsi512_si256(_mm512_permutexvar_epi16(pack, both));
+        // SAFETY: the lanes under the mask hold `1024·bin + i` with i < 1024 (masked above),
+        // inside the 2048 `u32`s of the two columns, which are contiguous.
+        #[allow(unsafe_code)]
+        let costs = unsafe {
+            _mm512_mask_i32gather_epi32::<4>(
+                zero,
+                lanes,
+                _mm512_cvtepu16_epi32(packed),
+                table.as_ptr().cast(),
+            )
+        };
+        acc = _mm512_add_epi32(acc, costs);
+        b += 2;
+    }
+    r.s = s;
+    let mut sums = [0u32; 16];
+    // SAFETY: `sums` is 64 writable bytes; the store has no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm512_storeu_si512(sums.as_mut_ptr().cast(), acc)
+    };
+    let mut per_set = [0u32; NUM_INIT_SETS];
+    for (i, &set) in sets[..n].iter().enumerate() {
+        per_set[set] = sums[i] + sums[n + i];
+    }
+    for (k, sum) in r.sums.iter_mut().enumerate() {
+        *sum += per_set[merged_cost_source(MERGED, k)];
+    }
+    if b < hi {
+        replay_word::<true, 0>(r, word, b, hi);
+    }
 }
 
 /// The lanes of the gathered costs: one per init set.
