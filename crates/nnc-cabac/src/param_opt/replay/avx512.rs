@@ -2,7 +2,7 @@
 //!
 //! The nine shadows of a context are one vector of 16-bit lanes: S0 of set `i` in lane `i`, S1
 //! in lane `16 + i`, the other lanes 0. A bin is then a handful of vector operations for the
-//! update of all eighteen half-estimators, and nine scalar loads for the costs.
+//! update of all eighteen half-estimators, and up to nine cost lookups.
 //!
 //! Same arithmetic as the scalar replay, written as the §2.3 formula instead of its tables:
 //! `S += sgn·(CURVE[16 + ((sgn·S) >> k)] >> shift)` with `k` = 3 for S0 and 7 for S1, `sgn` = ±1
@@ -27,12 +27,11 @@
 //! That saves the scalar loads about a tenth of the replay on Zen 4. A gather costs the same
 //! whatever its lane count, so there a word with at most eight sets to look up (97 % of dense
 //! MiniLM's replayed bins) gathers two bins at a time ([`replay_word_paired`]): 16 % less time
-//! per bin on the Xeon. There, with the masked update, a
-//! bin took 13–15 cycles against an update chain of 10–11 (`vpermw` alone about 6): the loop
-//! was bound by the chain and the vector work around it together, and forms that shorten the
-//! chain with more vector work (`vpshufb` lookups on an oriented state) or compute the costs in
-//! the vector were slower (benchmarks.md, "Session 36"). On the Xeon a bin takes about 11
-//! cycles with the paired gather against a chain of 8.
+//! per bin on the Xeon, where a bin then takes about 11 cycles against a chain of 8. On Zen 4,
+//! with the masked update, a bin took 13–15 cycles against an update chain of 10–11 (`vpermw`
+//! alone about 6): the loop was bound by the chain and the vector work around it together, and
+//! forms that shorten the chain with more vector work (`vpshufb` lookups on an oriented state)
+//! or compute the costs in the vector were slower (benchmarks.md, "Session 36").
 //! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
 //! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
 //! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
