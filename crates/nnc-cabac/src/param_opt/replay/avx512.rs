@@ -221,10 +221,10 @@ fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize
     (lanes.p, lanes.s0) = shadows(r.s);
 }
 
-/// Set 0's S1, lane 16.
+/// Set 0's S1, lane 16 less [`S1_BIAS`].
 #[target_feature(enable = "avx512f")]
 fn set0_s1(s: __m512i) -> i16 {
-    _mm_extract_epi16::<0>(_mm512_extracti32x4_epi32::<2>(s)) as i16
+    _mm_extract_epi16::<0>(_mm512_extracti32x4_epi32::<2>(s)) as i16 - S1_BIAS
 }
 
 /// The shadows `(P, S0)` of the nine sets from the lanes.
@@ -232,7 +232,7 @@ fn set0_s1(s: __m512i) -> i16 {
 fn shadows(s: __m512i) -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]) {
     let out = store(s);
     (
-        std::array::from_fn(|i| out[16 + i] + (out[i] << 4)),
+        std::array::from_fn(|i| out[16 + i] - S1_BIAS + (out[i] << 4)),
         std::array::from_fn(|i| out[i] as i8),
     )
 }
@@ -249,14 +249,14 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
 ) {
     let est = est_bits_columns();
     let zero = _mm512_setzero_si512();
-    let low_bits = _mm256_set1_epi16(1023);
+    let pick = const { pick_pairs(&ALL_SETS, 0, NUM_INIT_SETS) };
+    let pick = load(&pick);
     let mut s = r.s;
     for b in lo..hi {
         let bin = ((word >> b) & 1) as usize;
         // Costs first, from the states before this bin's update.
-        let index = cost_indices(s);
         if GATHER {
-            let lanes32 = _mm512_cvtepu16_epi32(_mm256_and_si256(index, low_bits));
+            let lanes32 = indices_of(_mm512_permutexvar_epi16(pick, s), zero);
             // SAFETY: lanes 0..9 (the mask) hold indices below 1024, inside the column.
             #[allow(unsafe_code)]
             let costs = unsafe {
@@ -264,6 +264,7 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
             };
             r.vector_sums = _mm512_add_epi32(r.vector_sums, costs);
         } else {
+            let index = cost_indices(s);
             // The indices come out of the vector as 64-bit words, four per word.
             let packed = [
                 _mm256_extract_epi64::<0>(index) as u64,
@@ -292,7 +293,8 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
 }
 
 /// The cost index `512 + (P >> 3)` of each set, `P = S1 + 16·S0`, in 16-bit lane `i` for set
-/// `i` (within 25..=998 by §2.1; callers mask it like the scalar replay).
+/// `i` (within 25..=998 by §2.1; callers mask it like the scalar replay). The lanes hold S1
+/// plus [`S1_BIAS`], so this is `(S1 + bias + 16·S0) >> 3`.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
 fn cost_indices(s: __m512i) -> __m256i {
@@ -300,7 +302,58 @@ fn cost_indices(s: __m512i) -> __m256i {
         _mm512_extracti64x4_epi64::<1>(s),
         _mm256_slli_epi16::<4>(_mm512_castsi512_si256(s)),
     );
-    _mm256_add_epi16(_mm256_srai_epi16::<3>(p), _mm256_set1_epi16(512))
+    _mm256_srai_epi16::<3>(p)
+}
+
+/// The gather's indices from `pairs`, 32-bit lanes that hold a set's S0 in their low half and
+/// its biased S1 in their high half ([`pick_pairs`]): one `vpmaddwd` makes `16·S0 + S1 + bias`,
+/// eight times the cost index, which is then masked to its column's 1024 entries (so a gather
+/// stays inside the column whatever the lanes hold) and offset by `column`.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+fn indices_of(pairs: __m512i, column: __m512i) -> __m512i {
+    let p = _mm512_madd_epi16(pairs, _mm512_set1_epi32(0x0001_0010));
+    // (A & B) | C.
+    _mm512_ternarylogic_epi32::<0xEA>(_mm512_srai_epi32::<3>(p), _mm512_set1_epi32(1023), column)
+}
+
+/// A `vpermw` control that moves S0 and S1 of set `sets[i − first]` into the low and high half
+/// of 32-bit lane `i` for `i` in `first..first + n`, and every other lane's halves from lane 15,
+/// which is always 0.
+const fn pick_pairs(sets: &[usize; NUM_INIT_SETS], first: usize, n: usize) -> [i16; 32] {
+    let mut out = [15; 32];
+    let mut i = 0;
+    while i < n {
+        out[2 * (first + i)] = sets[i] as i16;
+        out[2 * (first + i) + 1] = (16 + sets[i]) as i16;
+        i += 1;
+    }
+    out
+}
+
+/// [`replay_word_paired`]'s two `vpermw` controls: the first bin's sets to lanes `0..n`, the
+/// second's to lanes `n..2n`.
+const fn paired_picks(merged: u8) -> [[i16; 32]; 2] {
+    let (sets, n) = looked_up(merged);
+    [pick_pairs(&sets, 0, n), pick_pairs(&sets, n, n)]
+}
+
+/// [`replay_word_paired`]'s column offsets for the bins `(c & 1, c >> 1)`: `1024·(c & 1)` in
+/// lanes `0..n`, `1024·(c >> 1)` in the others.
+const fn paired_columns(merged: u8) -> [[i32; 16]; 4] {
+    let (_, n) = looked_up(merged);
+    let mut out = [[0; 16]; 4];
+    let mut c = 0;
+    while c < 4 {
+        let mut lane = 0;
+        while lane < 16 {
+            let bin = if lane < n { c & 1 } else { c >> 1 };
+            out[c][lane] = 1024 * bin as i32;
+            lane += 1;
+        }
+        c += 1;
+    }
+    out
 }
 
 /// The lanes after a `bin` (module doc). Lanes without a shadow stay 0 for either bin, since
@@ -339,41 +392,32 @@ const fn looked_up(merged: u8) -> ([usize; NUM_INIT_SETS], usize) {
 fn replay_word_paired<const MERGED: u8>(r: &mut Registers, word: u64, lo: u32, hi: u32) {
     let (sets, n) = const { looked_up(MERGED) };
     const { assert!(MERGED != 0 && 2 * looked_up(MERGED).1 <= 16) };
-    let pack = load(&lanes_of(|j| match j {
-        _ if j < n => sets[j] as i16,
-        _ if j < 2 * n => (16 + sets[j - n]) as i16,
-        _ => 0,
-    }));
+    // The first bin's sets in lanes 0..n, the second's in lanes n..2n.
+    let pick = const { paired_picks(MERGED) };
+    let pick = [load(&pick[0]), load(&pick[1])];
     let lanes = ((1u32 << (2 * n)) - 1) as __mmask16;
     let table: &[[u32; 1024]; 2] = est_bits_columns();
     let zero = _mm512_setzero_si512();
-    let low_bits = _mm256_set1_epi16(1023);
-    let columns = [_mm256_setzero_si256(), _mm256_set1_epi16(1024)];
+    let columns = const { paired_columns(MERGED) };
     let mut acc = zero;
     let mut s = r.s;
     let mut b = lo;
     while b + 1 < hi {
         let first = ((word >> b) & 1) as usize;
         let second = ((word >> (b + 1)) & 1) as usize;
-        let at = |s: __m512i, bin: usize| {
-            _mm256_or_si256(_mm256_and_si256(cost_indices(s), low_bits), columns[bin])
-        };
-        let i0 = at(s, first);
+        let before = s;
         s = update(r, s, first);
-        let i1 = at(s, second);
+        let pairs = _mm512_or_si512(
+            _mm512_permutexvar_epi16(pick[0], before),
+            _mm512_permutexvar_epi16(pick[1], s),
+        );
         s = update(r, s, second);
-        let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(i0), i1);
-        let packed = _mm512_castsi512_si256(_mm512_permutexvar_epi16(pack, both));
+        let indices = indices_of(pairs, load32(&columns[first | (second << 1)]));
         // SAFETY: the lanes under the mask hold `1024·bin + i` with i < 1024 (masked above),
         // inside the 2048 `u32`s of the two columns, which are contiguous.
         #[allow(unsafe_code)]
         let costs = unsafe {
-            _mm512_mask_i32gather_epi32::<4>(
-                zero,
-                lanes,
-                _mm512_cvtepu16_epi32(packed),
-                table.as_ptr().cast(),
-            )
+            _mm512_mask_i32gather_epi32::<4>(zero, lanes, indices, table.as_ptr().cast())
         };
         acc = _mm512_add_epi32(acc, costs);
         b += 2;
@@ -397,6 +441,14 @@ fn replay_word_paired<const MERGED: u8>(r: &mut Registers, word: u64, lo: u32, h
     }
 }
 
+/// Added to the S1 lanes (16..25), so that `(16·S0 + S1 + bias) >> 3` is the cost index
+/// `512 + (P >> 3)`: 4096 is 32 steps of `2^7`, so `(S1 + bias − d) >> 7` is the curve index
+/// plus 32, the same lane of the 32-entry table, and the update is unchanged.
+const S1_BIAS: i16 = 4096;
+
+/// Sets 0 to 8, in order.
+const ALL_SETS: [usize; NUM_INIT_SETS] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+
 /// The lanes of the gathered costs: one per init set.
 const SET_LANES: __mmask16 = (1 << NUM_INIT_SETS) - 1;
 
@@ -419,14 +471,14 @@ fn lanes_of(f: impl Fn(usize) -> i16) -> [i16; 32] {
     std::array::from_fn(f)
 }
 
-/// The lanes of the shadows `(P, S0)`: S0 of set `i` in lane `i`, `S1 = P − 16·S0` in lane
-/// `16 + i`.
+/// The lanes of the shadows `(P, S0)`: S0 of set `i` in lane `i`, `S1 = P − 16·S0` plus
+/// [`S1_BIAS`] in lane `16 + i`.
 fn state_lanes(p: &[i16; NUM_INIT_SETS], s0: &[i8; NUM_INIT_SETS]) -> [i16; 32] {
     lanes_of(|j| {
         if j < NUM_INIT_SETS {
             i16::from(s0[j])
         } else if (16..16 + NUM_INIT_SETS).contains(&j) {
-            p[j - 16] - (i16::from(s0[j - 16]) << 4)
+            p[j - 16] - (i16::from(s0[j - 16]) << 4) + S1_BIAS
         } else {
             0
         }
@@ -435,6 +487,15 @@ fn state_lanes(p: &[i16; NUM_INIT_SETS], s0: &[i8; NUM_INIT_SETS]) -> [i16; 32] 
 
 #[target_feature(enable = "avx512f")]
 fn load(a: &[i16; 32]) -> __m512i {
+    // SAFETY: `a` is 64 readable bytes; the load has no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm512_loadu_si512(a.as_ptr().cast())
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn load32(a: &[i32; 16]) -> __m512i {
     // SAFETY: `a` is 64 readable bytes; the load has no alignment requirement.
     #[allow(unsafe_code)]
     unsafe {
@@ -489,7 +550,7 @@ mod tests {
         let lanes = state_lanes(&INITIAL.p, &INITIAL.s0);
         for (i, set) in INIT_SETS.iter().enumerate() {
             assert_eq!(lanes[i], i16::from(set.s0));
-            assert_eq!(lanes[16 + i] + (lanes[i] << 4), set.p);
+            assert_eq!(lanes[16 + i] - S1_BIAS + (lanes[i] << 4), set.p);
         }
         assert!(lanes[NUM_INIT_SETS..16].iter().all(|&v| v == 0));
         assert!(lanes[16 + NUM_INIT_SETS..].iter().all(|&v| v == 0));
