@@ -1,5 +1,7 @@
 //! Record-then-replay form of the param_opt search: same choices as [`super::ShadowContexts`].
 
+use std::ops::Range;
+
 use super::deferred::DeferredFlags;
 use super::{best_of, INITIAL, ROWS};
 use crate::binarization::{gtx_flags_one_by_one, prefix_bins_one_by_one, BinSink, SliceCoder};
@@ -255,6 +257,24 @@ impl Lanes {
         self.replay_scalar(words, from, to);
     }
 
+    /// Whether [`Lanes::replay_two`] replays two contexts side by side on this CPU (AVX-512
+    /// with the gather), where that is faster than one after the other.
+    fn replays_two() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return avx512::replays_two();
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
+    }
+
+    /// Two contexts' [`Lanes::replay`], side by side: their update chains then overlap. Only
+    /// where [`Lanes::replays_two`] holds.
+    fn replay_two(a: (&mut Lanes, &[u64], Range<usize>), b: (&mut Lanes, &[u64], Range<usize>)) {
+        #[cfg(target_arch = "x86_64")]
+        avx512::replay_two(a, b);
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("replays_two() is false here: {:?} {:?}", a.2, b.2);
+    }
+
     /// Replay bins `from..to` of `words`, table-driven, specialised for the sharing.
     fn replay_scalar(&mut self, words: &[u64], from: usize, to: usize) {
         let est = est_bits_columns();
@@ -269,15 +289,22 @@ impl Lanes {
 fn word_spans(words: &[u64], from: usize, to: usize) -> impl Iterator<Item = (u64, u32, u32)> + '_ {
     let mut pos = from;
     std::iter::from_fn(move || {
-        if pos >= to {
-            return None;
-        }
-        let word = *words.get(pos / 64)?;
-        let lo = (pos % 64) as u32;
-        let hi = (to - (pos - pos % 64)).min(64) as u32;
+        let (word, lo, hi) = word_span(words, pos, to)?;
         pos += (hi - lo) as usize;
         Some((word, lo, hi))
     })
+}
+
+/// The word holding bin `pos` of a trace that ends at `to`, with the range `lo..hi` of its
+/// bits to replay (`None` at the end, or where the words run out).
+fn word_span(words: &[u64], pos: usize, to: usize) -> Option<(u64, u32, u32)> {
+    if pos >= to {
+        return None;
+    }
+    let word = *words.get(pos / 64)?;
+    let lo = (pos % 64) as u32;
+    let hi = (to - (pos - pos % 64)).min(64) as u32;
+    Some((word, lo, hi))
 }
 
 /// Runs of a repeated bin shorter than this at a word's start are left to the vector replays'
@@ -493,6 +520,23 @@ fn run_bits<const K: Sharing>(
     }
 }
 
+/// Two contexts' pending bins, side by side where the CPU gains from it ([`Lanes::replay_two`])
+/// and neither has a block-row end among them; otherwise one after the other.
+fn replay_two_contexts(a: (&mut Lanes, &mut Trace), b: (&mut Lanes, &mut Trace)) {
+    if !Lanes::replays_two() || !a.1.resets.is_empty() || !b.1.resets.is_empty() {
+        replay_context(a.0, a.1);
+        replay_context(b.0, b.1);
+        return;
+    }
+    let (len_a, len_b) = (a.1.len, b.1.len);
+    Lanes::replay_two(
+        (a.0, a.1.all_words(), 0..len_a),
+        (b.0, b.1.all_words(), 0..len_b),
+    );
+    a.1.clear();
+    b.1.clear();
+}
+
 fn replay_context(lanes: &mut Lanes, trace: &mut Trace) {
     let len = trace.len;
     let resets = std::mem::take(&mut trace.resets);
@@ -634,15 +678,25 @@ impl Recorder {
                 .filter(|(_, t)| t.has_work())
                 .collect();
             work.sort_by_key(|(_, t)| std::cmp::Reverse(t.len));
-            work.par_iter_mut()
+            // Neighbours in that order have about as many bins, so a pair replayed side by side
+            // ends about together.
+            work.par_chunks_mut(2)
                 .with_max_len(1)
-                .for_each(|(l, t)| replay_context(l, t));
+                .for_each(|pair| match pair {
+                    [(la, ta), (lb, tb)] => replay_two_contexts((la, ta), (lb, tb)),
+                    [(l, t)] => replay_context(l, t),
+                    _ => unreachable!("chunks of two"),
+                });
             return;
         }
         #[cfg(not(feature = "rayon"))]
         let _ = (bins, self.parallel);
-        for (l, t) in self.lanes.iter_mut().zip(traces) {
-            replay_context(l, t);
+        let mut work = self.lanes.iter_mut().zip(traces);
+        while let Some((la, ta)) = work.next() {
+            match work.next() {
+                Some((lb, tb)) => replay_two_contexts((la, ta), (lb, tb)),
+                None => replay_context(la, ta),
+            }
         }
     }
 }
@@ -773,6 +827,30 @@ mod vector_tests {
             }
         }
         words
+    }
+
+    /// Reachable shadows (a random prefix replayed) and a random trace of `from + len` bins.
+    pub(super) fn shadows_and_trace(
+        seed: u64,
+        skew: f64,
+        prefix: usize,
+        len: usize,
+    ) -> (Lanes, Vec<u64>) {
+        let mut x = seed | 1;
+        let mut start = Lanes::INITIAL;
+        start.replay_scalar(&random_bins(&mut x, skew, prefix), 0, prefix);
+        (start, random_bins(&mut x, skew, len))
+    }
+
+    /// The scalar replay of bins `range` of `words` from `start`.
+    pub(super) fn scalar_replay(
+        start: Lanes,
+        words: &[u64],
+        range: std::ops::Range<usize>,
+    ) -> Lanes {
+        let mut lanes = start;
+        lanes.replay_scalar(words, range.start, range.end);
+        lanes
     }
 
     /// From reachable shadows (a random prefix replayed first), bins `from..from + len` of a

@@ -1,8 +1,8 @@
 //! The replay with AVX-512 (F + BW).
 //!
 //! The nine shadows of a context are one vector of 16-bit lanes: S0 of set `i` in lane `i`, S1
-//! in lane `16 + i`, the other lanes 0. A bin is then a handful of vector operations for the
-//! update of all eighteen half-estimators, and up to nine cost lookups.
+//! plus [`S1_BIAS`] in lane `16 + i`, the other lanes 0. A bin is then a handful of vector
+//! operations for the update of all eighteen half-estimators, and up to nine cost lookups.
 //!
 //! Same arithmetic as the scalar replay, written as the §2.3 formula instead of its tables:
 //! `S += sgn·(CURVE[16 + ((sgn·S) >> k)] >> shift)` with `k` = 3 for S0 and 7 for S1, `sgn` = ±1
@@ -16,8 +16,9 @@
 //! One update is then `(S + d) + (TABLE[(S − d) >> k] >> shift)`, a chain of five operations.
 //! The negation by a mask on either side of the lookup made it seven, and on the Intel Xeon of
 //! benchmarks.md a masked subtraction takes three cycles against one: there this form replays
-//! 21 % faster (chain 13 → 8 cycles). The states stay within ±3889 (§2.1), inside 16 bits.
-//! The tests compare this replay with the scalar one.
+//! 21 % faster (chain 13 → 8 cycles). The states stay within ±3889 (§2.1), inside 16 bits, and
+//! S1 within about ±2048, so the biased S1 does too; the bias moves the curve index by 32, a
+//! whole turn of the table.
 //!
 //! The nine costs come either from scalar loads or from one masked `vpgatherdd` into a
 //! vector of sums ([`CostLookup`]). The gather makes a whole ResNet-50 encode 6–8 % faster on an
@@ -26,25 +27,34 @@
 //! their leader (S0 and S1 both equal, [`merged_cost_source`]): their costs are the leader's.
 //! That saves the scalar loads about a tenth of the replay on Zen 4. A gather costs the same
 //! whatever its lane count, so there a word with at most eight sets to look up (97 % of dense
-//! MiniLM's replayed bins) gathers two bins at a time ([`replay_word_paired`]): 16 % less time
-//! per bin on the Xeon, where a bin then takes about 11 cycles against a chain of 8. On Zen 4,
-//! with the masked update, a bin took 13–15 cycles against an update chain of 10–11 (`vpermw`
-//! alone about 6): the loop was bound by the chain and the vector work around it together, and
-//! forms that shorten the chain with more vector work (`vpshufb` lookups on an oriented state)
-//! or compute the costs in the vector were slower (benchmarks.md, "Session 36").
-//! Also tried and not faster on Zen 4: storing the cost indices and reading them back as
+//! MiniLM's replayed bins) gathers two bins at a time ([`replay_pairs`]): 16 % less time per
+//! bin on the Xeon. The gather's indices come from pairs of lanes: two `vpermw` put each looked-up
+//! set's S0 and biased S1 side by side in a 32-bit lane, and one `vpmaddwd` makes
+//! `16·S0 + S1 + 4096`, eight times the index ([`indices_of`]).
+//!
+//! With the gather, a bin then takes about 11 cycles on the Xeon against an update chain of 8,
+//! so two contexts are replayed side by side ([`replay_two`], pairs of contexts with about as
+//! many bins): each one's update chain runs while the other's waits, and a bin takes about a
+//! sixth less time, bound now by the vector work (two ports for 512-bit operations) and the
+//! gathers. The side-by-side form exists for the gather only; with the scalar loads (Zen 4's
+//! pick) contexts go one at a time.
+//! On Zen 4, with the masked update, a bin took 13–15 cycles against an update chain of 10–11
+//! (`vpermw` alone about 6): the loop was bound by the chain and the vector work around it
+//! together, and forms that shorten the chain with more vector work (`vpshufb` lookups on an
+//! oriented state) or compute the costs in the vector were slower (benchmarks.md, "Session
+//! 36"). Also tried and not faster on Zen 4: storing the cost indices and reading them back as
 //! scalars (the store cannot forward to the narrower loads; stored for a whole word of 64
 //! bins and summed after the word's updates, 11 % slower encodes: the update chain then no
-//! longer hides under the loads), two contexts replayed side by
-//! side (the registers then spill; with the gather on the Xeon, no faster than one), and two
-//! contexts in one vector of sixteen lanes each (the AVX2 replay's layout): one update chain
-//! for two bins, but twice the loads per step, so the same time per bin.
+//! longer hides under the loads), and two contexts in one vector of sixteen lanes each (the
+//! AVX2 replay's layout): one update chain for two bins, but twice the loads per step, so the
+//! same time per bin.
 
 use std::arch::x86_64::*;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use super::{
-    flush, merged_cost_source, merged_key, s0_leader, skip_standing_run, word_spans, Lanes,
+    flush, merged_cost_source, merged_key, s0_leader, skip_standing_run, word_span, Lanes,
 };
 use crate::tables::{est_bits_columns, CURVE, INIT_SETS, NUM_INIT_SETS};
 
@@ -128,6 +138,32 @@ pub(super) fn replay(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     replay_with(CostLookup::for_this_cpu(), lanes, words, from, to);
 }
 
+/// Whether [`replay_two`] runs on this CPU: AVX-512 with the gather picked
+/// ([`CostLookup::for_this_cpu`]). Two contexts side by side gain nothing with the scalar
+/// loads, which are bound by their loads, not by the update chain.
+pub(super) fn replays_two() -> bool {
+    available() && CostLookup::for_this_cpu() == CostLookup::Gather
+}
+
+/// Replays bins `a.2` of `a.1` into the shadows `a.0`, and those of `b` into `b.0`, side by
+/// side: the same costs and states as two [`replay`] calls. The CPU must have AVX-512 F and
+/// BW; [`replays_two`] says whether this is the faster way here.
+pub(super) fn replay_two(
+    a: (&mut Lanes, &[u64], Range<usize>),
+    b: (&mut Lanes, &[u64], Range<usize>),
+) {
+    assert!(available(), "replay_two needs AVX-512 F and BW");
+    // SAFETY: `available` checked that the CPU has AVX-512 F and BW.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut x = Cursor::new(a.0, a.1, a.2.start, a.2.end);
+        let mut y = Cursor::new(b.0, b.1, b.2.start, b.2.end);
+        replay_two_bins(&mut x, &mut y);
+        x.end();
+        y.end();
+    }
+}
+
 /// [`replay`] with the given cost lookup; the CPU must have AVX-512 F and BW.
 fn replay_with(costs: CostLookup, lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     debug_assert!(available());
@@ -145,8 +181,8 @@ fn replay_with(costs: CostLookup, lanes: &mut Lanes, words: &[u64], from: usize,
 /// cost is below 2^18 (§2.4: at most about 7.3 bits in 1/32768 bit), so 2^13 of them fit.
 const FLUSH_BINS: usize = 1 << 13;
 
-/// What the replay keeps in registers: constants, the shadows' lanes and the cost sums.
-struct Registers {
+/// The replay's constants: the update's tables and shifts, and each lane's leader.
+struct Constants {
     /// The curve for a 0 bin and for a 1 bin, indexed by `(S − d) >> k` modulo 32.
     curves: [__m512i; 2],
     /// `d`: 1 in every lane for a 0 bin, 0 for a 1 bin.
@@ -155,70 +191,210 @@ struct Registers {
     post: __m512i,
     /// Lane of the leader of each lane's set (its own lane for sets without one).
     leader: __m512i,
+}
+
+impl Constants {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn new() -> Self {
+        let sets = |j: usize| (j < NUM_INIT_SETS).then_some(j);
+        Constants {
+            curves: [
+                // Index q = (S − 1) >> k, within −16..=15 (§2.1), lands in lane q mod 32.
+                load(&lanes_of(|j| !(CURVE[(47 - j) % 32] as i16))),
+                load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16)),
+            ],
+            offsets: [load(&lanes_of(|_| 1)), load(&lanes_of(|_| 0))],
+            pre: load(&lanes_of(|j| if j < 16 { 3 } else { 7 })),
+            // Lanes without a shadow shift by 15: their step is always 0, so they stay 0.
+            post: load(&lanes_of(|j| match (sets(j), sets(j.wrapping_sub(16))) {
+                (Some(i), _) => i16::from(INIT_SETS[i].shift0),
+                (_, Some(i)) => i16::from(INIT_SETS[i].shift1),
+                _ => 15,
+            })),
+            leader: load(&lanes_of(|j| {
+                let set = j % 16;
+                (j - set + s0_leader(set)) as i16
+            })),
+        }
+    }
+}
+
+/// One context's replay under way: its shadows' lanes and cost sums, and the word it is in.
+struct Cursor<'a> {
+    lanes: &'a mut Lanes,
+    words: &'a [u64],
+    /// The next bin to fetch a word at, and the end of the stretch.
+    pos: usize,
+    to: usize,
     s: __m512i,
     sums: [u32; NUM_INIT_SETS],
-    /// The gather's sums: set `i` in 32-bit lane `i`, flushed with `sums`.
+    /// The single-bin gather's sums: set `i` in 32-bit lane `i`, flushed with `sums`.
     vector_sums: __m512i,
+    unflushed: usize,
+    word: u64,
+    /// The current word's next bin and end.
+    b: u32,
+    hi: u32,
+    /// The current word's merged key ([`merged_cost_source`]).
+    merged: u8,
+    /// The current word's paired gathers' sums, in the lanes of `PLANS[merged]`.
+    paired: __m512i,
+}
+
+impl<'a> Cursor<'a> {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn new(lanes: &'a mut Lanes, words: &'a [u64], from: usize, to: usize) -> Self {
+        let s = load(&state_lanes(&lanes.p, &lanes.s0));
+        Cursor {
+            lanes,
+            words,
+            pos: from,
+            to,
+            s,
+            sums: [0; NUM_INIT_SETS],
+            vector_sums: _mm512_setzero_si512(),
+            unflushed: 0,
+            word: 0,
+            b: 0,
+            hi: 0,
+            merged: 0,
+            paired: _mm512_setzero_si512(),
+        }
+    }
+
+    /// Moves to the next word of the stretch (false at its end): adds its leading standing run
+    /// at once ([`skip_standing_run`]) and notes which members start it merged with their
+    /// leaders. Those stay merged for the whole word, so their costs are not looked up again.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn start_word(&mut self, c: &Constants) -> bool {
+        let Some((word, lo, hi)) = word_span(self.words, self.pos, self.to) else {
+            return false;
+        };
+        self.pos += (hi - lo) as usize;
+        self.unflushed += (hi - lo) as usize;
+        let s = self.s;
+        self.b = skip_standing_run(word, lo, hi, || set0_s1(s), || shadows(s), &mut self.sums);
+        self.word = word;
+        self.hi = hi;
+        let equal = _mm512_cmpeq_epi16_mask(s, _mm512_permutexvar_epi16(c.leader, s));
+        let both = equal & (equal >> 16);
+        self.merged = merged_key(|set| (both >> set) & 1 != 0);
+        self.paired = _mm512_setzero_si512();
+        true
+    }
+
+    /// Pairs of bins left in the word that one gather each can serve: a word with a merged
+    /// key looks up at most eight sets per bin ([`replay_pairs`]).
+    fn pairs_left(&self) -> u32 {
+        if self.merged == 0 {
+            0
+        } else {
+            (self.hi - self.b) / 2
+        }
+    }
+
+    /// Ends the word: the paired sums go to their sets (and to the members merged with them),
+    /// the bins left are replayed one by one, and the sums are flushed when due.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn finish_word<const GATHER: bool>(&mut self, c: &Constants) {
+        if GATHER && self.merged != 0 {
+            let plan = &PLANS[usize::from(self.merged)];
+            let mut sums = [0u32; 16];
+            // SAFETY: `sums` is 64 writable bytes; the store has no alignment requirement.
+            #[allow(unsafe_code)]
+            unsafe {
+                _mm512_storeu_si512(sums.as_mut_ptr().cast(), self.paired)
+            };
+            let mut per_set = [0u32; NUM_INIT_SETS];
+            for (i, &set) in plan.sets[..plan.n].iter().enumerate() {
+                per_set[set] = sums[i] + sums[plan.n + i];
+            }
+            for (k, sum) in self.sums.iter_mut().enumerate() {
+                *sum += per_set[merged_cost_source(self.merged, k)];
+            }
+        }
+        if self.b < self.hi {
+            if GATHER {
+                replay_word::<true, 0>(c, self);
+            } else {
+                macro_rules! dispatch {
+                    ($($m:literal)*) => {
+                        match self.merged {
+                            $($m => replay_word::<false, $m>(c, self),)*
+                            _ => replay_word::<false, 0>(c, self),
+                        }
+                    };
+                }
+                dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+        }
+        if self.unflushed > FLUSH_BINS - 64 {
+            take_vector_sums(&mut self.sums, &mut self.vector_sums);
+            flush(&mut self.lanes.acc, &mut self.sums);
+            self.unflushed = 0;
+        }
+    }
+
+    /// Every word of the stretch, on its own.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn run_alone<const GATHER: bool>(&mut self, c: &Constants) {
+        while self.start_word(c) {
+            if GATHER {
+                replay_pairs(c, self, self.pairs_left());
+            }
+            self.finish_word::<GATHER>(c);
+        }
+    }
+
+    /// The rest of the current word and every word after it, on its own.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn finish_alone(&mut self, c: &Constants) {
+        replay_pairs(c, self, self.pairs_left());
+        self.finish_word::<true>(c);
+        self.run_alone::<true>(c);
+    }
+
+    /// The costs to the accumulators, the shadows back to `Lanes`.
+    #[target_feature(enable = "avx512f")]
+    fn end(mut self) {
+        take_vector_sums(&mut self.sums, &mut self.vector_sums);
+        flush(&mut self.lanes.acc, &mut self.sums);
+        (self.lanes.p, self.lanes.s0) = shadows(self.s);
+    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw")]
 fn replay_bins<const GATHER: bool>(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
-    let sets = |j: usize| (j < NUM_INIT_SETS).then_some(j);
-    let mut r = Registers {
-        curves: [
-            // Index q = (S − 1) >> k, within −16..=15 (§2.1), lands in lane q mod 32.
-            load(&lanes_of(|j| !(CURVE[(47 - j) % 32] as i16))),
-            load(&lanes_of(|j| CURVE[(j + 16) % 32] as i16)),
-        ],
-        offsets: [load(&lanes_of(|_| 1)), load(&lanes_of(|_| 0))],
-        pre: load(&lanes_of(|j| if j < 16 { 3 } else { 7 })),
-        // Lanes without a shadow shift by 15: their step is always 0, so they stay 0.
-        post: load(&lanes_of(|j| match (sets(j), sets(j.wrapping_sub(16))) {
-            (Some(i), _) => i16::from(INIT_SETS[i].shift0),
-            (_, Some(i)) => i16::from(INIT_SETS[i].shift1),
-            _ => 15,
-        })),
-        leader: load(&lanes_of(|j| {
-            let set = j % 16;
-            (j - set + s0_leader(set)) as i16
-        })),
-        s: load(&state_lanes(&lanes.p, &lanes.s0)),
-        sums: [0; NUM_INIT_SETS],
-        vector_sums: _mm512_setzero_si512(),
-    };
-    let mut unflushed = 0;
-    for (word, lo, hi) in word_spans(words, from, to) {
-        unflushed += (hi - lo) as usize;
-        let lo = skip_standing_run(word, lo, hi, || set0_s1(r.s), || shadows(r.s), &mut r.sums);
-        if lo == hi {
-            // The whole word stood still (its costs are added; the flush below is still due).
-        } else {
-            // Members merged with their leaders now stay merged for the whole word: their
-            // costs are not looked up again.
-            let equal = _mm512_cmpeq_epi16_mask(r.s, _mm512_permutexvar_epi16(r.leader, r.s));
-            let both = equal & (equal >> 16);
-            let merged = merged_key(|set| (both >> set) & 1 != 0);
-            macro_rules! dispatch {
-                ($($m:literal)*) => {
-                    match (GATHER, merged) {
-                        (true, 0) => replay_word::<true, 0>(&mut r, word, lo, hi),
-                        $((true, $m) => replay_word_paired::<$m>(&mut r, word, lo, hi),)*
-                        $((false, $m) => replay_word::<false, $m>(&mut r, word, lo, hi),)*
-                        _ => replay_word::<GATHER, 0>(&mut r, word, lo, hi),
-                    }
-                };
-            }
-            dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    let c = Constants::new();
+    let mut cursor = Cursor::new(lanes, words, from, to);
+    cursor.run_alone::<GATHER>(&c);
+    cursor.end();
+}
+
+/// Two contexts' stretches replayed side by side (module doc), with the gather.
+#[target_feature(enable = "avx512f,avx512bw")]
+fn replay_two_bins(a: &mut Cursor<'_>, b: &mut Cursor<'_>) {
+    let c = Constants::new();
+    let mut a_live = a.start_word(&c);
+    let mut b_live = b.start_word(&c);
+    while a_live && b_live {
+        let both = a.pairs_left().min(b.pairs_left());
+        replay_two_pairs(&c, a, b, both);
+        if a.pairs_left() == 0 {
+            a.finish_word::<true>(&c);
+            a_live = a.start_word(&c);
         }
-        if unflushed > FLUSH_BINS - 64 {
-            take_vector_sums(&mut r.sums, &mut r.vector_sums);
-            flush(&mut lanes.acc, &mut r.sums);
-            unflushed = 0;
+        if b.pairs_left() == 0 {
+            b.finish_word::<true>(&c);
+            b_live = b.start_word(&c);
         }
     }
-    take_vector_sums(&mut r.sums, &mut r.vector_sums);
-    flush(&mut lanes.acc, &mut r.sums);
-    (lanes.p, lanes.s0) = shadows(r.s);
+    if a_live {
+        a.finish_alone(&c);
+    }
+    if b_live {
+        b.finish_alone(&c);
+    }
 }
 
 /// Set 0's S1, lane 16 less [`S1_BIAS`].
@@ -237,16 +413,12 @@ fn shadows(s: __m512i) -> ([i16; NUM_INIT_SETS], [i8; NUM_INIT_SETS]) {
     )
 }
 
-/// Replays bits `lo..hi` of `word`: with the gather, or with scalar loads of the costs of the
-/// sets not merged with their leader under `MERGED` ([`merged_cost_source`]).
+/// Replays the cursor's word to its end, bin by bin: with the gather, or with scalar loads of
+/// the costs of the sets not merged with their leader under `MERGED` ([`merged_cost_source`]).
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn replay_word<const GATHER: bool, const MERGED: u8>(
-    r: &mut Registers,
-    word: u64,
-    lo: u32,
-    hi: u32,
-) {
+fn replay_word<const GATHER: bool, const MERGED: u8>(c: &Constants, r: &mut Cursor<'_>) {
+    let (word, lo, hi) = (r.word, r.b, r.hi);
     let est = est_bits_columns();
     let zero = _mm512_setzero_si512();
     let pick = const { pick_pairs(&ALL_SETS, 0, NUM_INIT_SETS) };
@@ -287,9 +459,10 @@ fn replay_word<const GATHER: bool, const MERGED: u8>(
                 *sum += costs[merged_cost_source(MERGED, k)];
             }
         }
-        s = update(r, s, bin);
+        s = update(c, s, bin);
     }
     r.s = s;
+    r.b = hi;
 }
 
 /// The cost index `512 + (P >> 3)` of each set, `P = S1 + 16·S0`, in 16-bit lane `i` for set
@@ -331,39 +504,64 @@ const fn pick_pairs(sets: &[usize; NUM_INIT_SETS], first: usize, n: usize) -> [i
     out
 }
 
-/// [`replay_word_paired`]'s two `vpermw` controls: the first bin's sets to lanes `0..n`, the
-/// second's to lanes `n..2n`.
-const fn paired_picks(merged: u8) -> [[i16; 32]; 2] {
-    let (sets, n) = looked_up(merged);
-    [pick_pairs(&sets, 0, n), pick_pairs(&sets, n, n)]
+/// What a pair of bins needs for a word under one merged key: the sets it looks up (`n` of
+/// them), the two `vpermw` controls that put the first bin's sets in lanes `0..n` and the
+/// second's in lanes `n..2n`, the column offsets for the bins `(c & 1, c >> 1)` (`1024·(c & 1)`
+/// in lanes `0..n`, `1024·(c >> 1)` in the others), and the gather's lanes.
+struct PairPlan {
+    sets: [usize; NUM_INIT_SETS],
+    n: usize,
+    pick: [[i16; 32]; 2],
+    columns: [[i32; 16]; 4],
+    lanes: __mmask16,
 }
 
-/// [`replay_word_paired`]'s column offsets for the bins `(c & 1, c >> 1)`: `1024·(c & 1)` in
-/// lanes `0..n`, `1024·(c >> 1)` in the others.
-const fn paired_columns(merged: u8) -> [[i32; 16]; 4] {
-    let (_, n) = looked_up(merged);
-    let mut out = [[0; 16]; 4];
-    let mut c = 0;
-    while c < 4 {
-        let mut lane = 0;
-        while lane < 16 {
-            let bin = if lane < n { c & 1 } else { c >> 1 };
-            out[c][lane] = 1024 * bin as i32;
-            lane += 1;
+/// [`PairPlan`] of every merged key; key 0 (nine sets) is never paired.
+const PLANS: [PairPlan; 16] = {
+    let mut plans = [const {
+        PairPlan {
+            sets: [0; NUM_INIT_SETS],
+            n: 0,
+            pick: [[15; 32]; 2],
+            columns: [[0; 16]; 4],
+            lanes: 0,
         }
-        c += 1;
+    }; 16];
+    let mut key = 1;
+    while key < 16 {
+        let (sets, n) = looked_up(key as u8);
+        assert!(2 * n <= 16);
+        let mut columns = [[0; 16]; 4];
+        let mut c = 0;
+        while c < 4 {
+            let mut lane = 0;
+            while lane < 16 {
+                let bin = if lane < n { c & 1 } else { c >> 1 };
+                columns[c][lane] = 1024 * bin as i32;
+                lane += 1;
+            }
+            c += 1;
+        }
+        plans[key] = PairPlan {
+            sets,
+            n,
+            pick: [pick_pairs(&sets, 0, n), pick_pairs(&sets, n, n)],
+            columns,
+            lanes: ((1u32 << (2 * n)) - 1) as __mmask16,
+        };
+        key += 1;
     }
-    out
-}
+    plans
+};
 
 /// The lanes after a `bin` (module doc). Lanes without a shadow stay 0 for either bin, since
 /// their step is 0 >> 15 or !c >> 15 = −1.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn update(r: &Registers, s: __m512i, bin: usize) -> __m512i {
-    let d = r.offsets[bin];
-    let q = _mm512_srav_epi16(_mm512_sub_epi16(s, d), r.pre);
-    let step = _mm512_srav_epi16(_mm512_permutexvar_epi16(q, r.curves[bin]), r.post);
+fn update(c: &Constants, s: __m512i, bin: usize) -> __m512i {
+    let d = c.offsets[bin];
+    let q = _mm512_srav_epi16(_mm512_sub_epi16(s, d), c.pre);
+    let step = _mm512_srav_epi16(_mm512_permutexvar_epi16(q, c.curves[bin]), c.post);
     _mm512_add_epi16(_mm512_add_epi16(s, d), step)
 }
 
@@ -383,62 +581,82 @@ const fn looked_up(merged: u8) -> ([usize; NUM_INIT_SETS], usize) {
     (sets, n)
 }
 
-/// [`replay_word`] with the gather for a word whose `MERGED` key is not 0: at most eight sets
-/// are looked up per bin, so one gather serves two bins. The index of each bin is offset by
-/// its column (`1024·bin` in the two-column table), the two bins' indices are packed by one
-/// `vpermw`, and the costs, summed per lane over the word, go to their sets at its end.
+/// One step of [`replay_pairs`]: the next two bins of `word` from bin `b`, their costs by one
+/// gather. Each bin's indices are offset by its column (`1024·bin` in the two-column table).
 #[target_feature(enable = "avx512f,avx512bw")]
 #[inline]
-fn replay_word_paired<const MERGED: u8>(r: &mut Registers, word: u64, lo: u32, hi: u32) {
-    let (sets, n) = const { looked_up(MERGED) };
-    const { assert!(MERGED != 0 && 2 * looked_up(MERGED).1 <= 16) };
-    // The first bin's sets in lanes 0..n, the second's in lanes n..2n.
-    let pick = const { paired_picks(MERGED) };
-    let pick = [load(&pick[0]), load(&pick[1])];
-    let lanes = ((1u32 << (2 * n)) - 1) as __mmask16;
-    let table: &[[u32; 1024]; 2] = est_bits_columns();
-    let zero = _mm512_setzero_si512();
-    let columns = const { paired_columns(MERGED) };
-    let mut acc = zero;
-    let mut s = r.s;
-    let mut b = lo;
-    while b + 1 < hi {
-        let first = ((word >> b) & 1) as usize;
-        let second = ((word >> (b + 1)) & 1) as usize;
-        let before = s;
-        s = update(r, s, first);
-        let pairs = _mm512_or_si512(
-            _mm512_permutexvar_epi16(pick[0], before),
-            _mm512_permutexvar_epi16(pick[1], s),
-        );
-        s = update(r, s, second);
-        let indices = indices_of(pairs, load32(&columns[first | (second << 1)]));
-        // SAFETY: the lanes under the mask hold `1024·bin + i` with i < 1024 (masked above),
-        // inside the 2048 `u32`s of the two columns, which are contiguous.
-        #[allow(unsafe_code)]
-        let costs = unsafe {
-            _mm512_mask_i32gather_epi32::<4>(zero, lanes, indices, table.as_ptr().cast())
-        };
-        acc = _mm512_add_epi32(acc, costs);
+fn pair_step(
+    c: &Constants,
+    table: &[[u32; 1024]; 2],
+    plan: &PairPlan,
+    pick: &[__m512i; 2],
+    (s, paired): (__m512i, __m512i),
+    word: u64,
+    b: u32,
+) -> (__m512i, __m512i) {
+    let first = ((word >> b) & 1) as usize;
+    let second = ((word >> (b + 1)) & 1) as usize;
+    let after = update(c, s, first);
+    let pairs = _mm512_or_si512(
+        _mm512_permutexvar_epi16(pick[0], s),
+        _mm512_permutexvar_epi16(pick[1], after),
+    );
+    let indices = indices_of(pairs, load32(&plan.columns[first | (second << 1)]));
+    // SAFETY: the lanes under the mask hold `1024·bin + i` with i < 1024 (`indices_of`),
+    // inside the 2048 `u32`s of the two columns, which are contiguous.
+    #[allow(unsafe_code)]
+    let costs = unsafe {
+        _mm512_mask_i32gather_epi32::<4>(
+            _mm512_setzero_si512(),
+            plan.lanes,
+            indices,
+            table.as_ptr().cast(),
+        )
+    };
+    (update(c, after, second), _mm512_add_epi32(paired, costs))
+}
+
+/// The `vpermw` controls of a plan, in registers.
+#[target_feature(enable = "avx512f")]
+fn picks(plan: &PairPlan) -> [__m512i; 2] {
+    [load(&plan.pick[0]), load(&plan.pick[1])]
+}
+
+/// `count` pairs of the cursor's word, one gather each (its merged key is not 0, so at most
+/// eight sets are looked up per bin); the costs are summed per lane until the word ends
+/// ([`Cursor::finish_word`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+fn replay_pairs(c: &Constants, r: &mut Cursor<'_>, count: u32) {
+    let plan = &PLANS[usize::from(r.merged)];
+    let pick = picks(plan);
+    let (table, word) = (est_bits_columns(), r.word);
+    let mut state = (r.s, r.paired);
+    let mut b = r.b;
+    for _ in 0..count {
+        state = pair_step(c, table, plan, &pick, state, word, b);
         b += 2;
     }
-    r.s = s;
-    let mut sums = [0u32; 16];
-    // SAFETY: `sums` is 64 writable bytes; the store has no alignment requirement.
-    #[allow(unsafe_code)]
-    unsafe {
-        _mm512_storeu_si512(sums.as_mut_ptr().cast(), acc)
-    };
-    let mut per_set = [0u32; NUM_INIT_SETS];
-    for (i, &set) in sets[..n].iter().enumerate() {
-        per_set[set] = sums[i] + sums[n + i];
+    (r.s, r.paired) = state;
+    r.b = b;
+}
+
+/// [`replay_pairs`] for two contexts at once: their update chains are independent, so each
+/// runs under the other's (module doc).
+#[target_feature(enable = "avx512f,avx512bw")]
+fn replay_two_pairs(c: &Constants, x: &mut Cursor<'_>, y: &mut Cursor<'_>, count: u32) {
+    let (plan_x, plan_y) = (&PLANS[usize::from(x.merged)], &PLANS[usize::from(y.merged)]);
+    let (pick_x, pick_y) = (picks(plan_x), picks(plan_y));
+    let (mut state_x, mut state_y) = ((x.s, x.paired), (y.s, y.paired));
+    let (mut bx, mut by) = (x.b, y.b);
+    let (table, word_x, word_y) = (est_bits_columns(), x.word, y.word);
+    for _ in 0..count {
+        state_x = pair_step(c, table, plan_x, &pick_x, state_x, word_x, bx);
+        state_y = pair_step(c, table, plan_y, &pick_y, state_y, word_y, by);
+        bx += 2;
+        by += 2;
     }
-    for (k, sum) in r.sums.iter_mut().enumerate() {
-        *sum += per_set[merged_cost_source(MERGED, k)];
-    }
-    if b < hi {
-        replay_word::<true, 0>(r, word, b, hi);
-    }
+    ((x.s, x.paired), (y.s, y.paired)) = (state_x, state_y);
+    (x.b, y.b) = (bx, by);
 }
 
 /// Added to the S1 lanes (16..25), so that `(16·S0 + S1 + bias) >> 3` is the cost index
@@ -516,7 +734,9 @@ fn store(v: __m512i) -> [i16; 32] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::vector_tests::replays_like_the_scalar_form;
+    use super::super::vector_tests::{
+        replays_like_the_scalar_form, scalar_replay, shadows_and_trace,
+    };
     use super::super::INITIAL;
     use super::*;
     use proptest::prelude::*;
@@ -541,6 +761,38 @@ mod tests {
             for costs in [CostLookup::Loads, CostLookup::Gather] {
                 let replay = |l: &mut Lanes, w: &[u64], from, to| replay_with(costs, l, w, from, to);
                 replays_like_the_scalar_form(seed, skew, prefix, from, len, replay)?;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Two contexts replayed side by side reach the costs and states of the scalar replay
+        /// of each, whatever their lengths, skews and starting offsets.
+        #[test]
+        fn two_side_by_side_replay_like_the_scalar_form(
+            seeds in any::<(u64, u64)>(),
+            skews in (0.0f64..1.0, 0.0f64..1.0),
+            prefixes in (0usize..3000, 0usize..3000),
+            froms in (0usize..200, 0usize..200),
+            lens in (0usize..20_000, 0usize..20_000),
+        ) {
+            if !available() {
+                return Ok(());
+            }
+            let (start_a, words_a) = shadows_and_trace(seeds.0, skews.0, prefixes.0, froms.0 + lens.0);
+            let (start_b, words_b) = shadows_and_trace(seeds.1, skews.1, prefixes.1, froms.1 + lens.1);
+            let (range_a, range_b) = (froms.0..froms.0 + lens.0, froms.1..froms.1 + lens.1);
+            let (mut a, mut b) = (start_a, start_b);
+            replay_two((&mut a, &words_a, range_a.clone()), (&mut b, &words_b, range_b.clone()));
+            for (got, expected) in [
+                (a, scalar_replay(start_a, &words_a, range_a)),
+                (b, scalar_replay(start_b, &words_b, range_b)),
+            ] {
+                prop_assert_eq!(got.acc, expected.acc);
+                prop_assert_eq!(got.p, expected.p);
+                prop_assert_eq!(got.s0, expected.s0);
             }
         }
     }
