@@ -266,13 +266,15 @@ impl Lanes {
         return false;
     }
 
-    /// Two contexts' [`Lanes::replay`], side by side: their update chains then overlap. Only
-    /// where [`Lanes::replays_two`] holds.
+    /// Two contexts' [`Lanes::replay`]: side by side where [`Lanes::replays_two`] holds (their
+    /// update chains then overlap), else one after the other.
     fn replay_two(a: (&mut Lanes, &[u64], Range<usize>), b: (&mut Lanes, &[u64], Range<usize>)) {
         #[cfg(target_arch = "x86_64")]
-        avx512::replay_two(a, b);
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("replays_two() is false here: {:?} {:?}", a.2, b.2);
+        if avx512::replays_two() {
+            return avx512::replay_two(a, b);
+        }
+        a.0.replay(a.1, a.2.start, a.2.end);
+        b.0.replay(b.1, b.2.start, b.2.end);
     }
 
     /// Replay bins `from..to` of `words`, table-driven, specialised for the sharing.
@@ -520,6 +522,16 @@ fn run_bits<const K: Sharing>(
     }
 }
 
+/// A parallel replay's unit of work: one context, or two replayed side by side.
+#[cfg(feature = "rayon")]
+enum Task<'a> {
+    One((&'a mut Lanes, &'a mut Trace)),
+    Two(
+        (&'a mut Lanes, &'a mut Trace),
+        (&'a mut Lanes, &'a mut Trace),
+    ),
+}
+
 /// Two contexts' pending bins, side by side where the CPU gains from it ([`Lanes::replay_two`])
 /// and neither has a block-row end among them; otherwise one after the other.
 fn replay_two_contexts(a: (&mut Lanes, &mut Trace), b: (&mut Lanes, &mut Trace)) {
@@ -679,13 +691,28 @@ impl Recorder {
                 .collect();
             work.sort_by_key(|(_, t)| std::cmp::Reverse(t.len));
             // Neighbours in that order have about as many bins, so a pair replayed side by side
-            // ends about together.
-            work.par_chunks_mut(2)
+            // ends about together. A pair is one task, so on several threads only contexts
+            // small against each thread's share are paired: the busiest ones stay tasks of
+            // their own, which the threads can spread.
+            let threads = rayon::current_num_threads();
+            let share = bins / (2 * threads);
+            let mut tasks = Vec::with_capacity(work.len());
+            let mut work = work.into_iter().peekable();
+            while let Some(first) = work.next() {
+                let alone = first.1.len;
+                tasks.push(
+                    match work.next_if(|next| threads == 1 || alone + next.1.len <= share) {
+                        Some(second) => Task::Two(first, second),
+                        None => Task::One(first),
+                    },
+                );
+            }
+            tasks
+                .par_iter_mut()
                 .with_max_len(1)
-                .for_each(|pair| match pair {
-                    [(la, ta), (lb, tb)] => replay_two_contexts((la, ta), (lb, tb)),
-                    [(l, t)] => replay_context(l, t),
-                    _ => unreachable!("chunks of two"),
+                .for_each(|task| match task {
+                    Task::One((l, t)) => replay_context(l, t),
+                    Task::Two((la, ta), (lb, tb)) => replay_two_contexts((la, ta), (lb, tb)),
                 });
             return;
         }

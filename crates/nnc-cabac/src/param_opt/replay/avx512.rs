@@ -298,20 +298,12 @@ impl<'a> Cursor<'a> {
     #[target_feature(enable = "avx512f,avx512bw")]
     fn finish_word<const GATHER: bool>(&mut self, c: &Constants) {
         if GATHER && self.merged != 0 {
+            // Set k's cost is in the lane of its source set, once per bin of the pair.
             let plan = &PLANS[usize::from(self.merged)];
-            let mut sums = [0u32; 16];
-            // SAFETY: `sums` is 64 writable bytes; the store has no alignment requirement.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm512_storeu_si512(sums.as_mut_ptr().cast(), self.paired)
-            };
-            let mut per_set = [0u32; NUM_INIT_SETS];
-            for (i, &set) in plan.sets[..plan.n].iter().enumerate() {
-                per_set[set] = sums[i] + sums[plan.n + i];
-            }
-            for (k, sum) in self.sums.iter_mut().enumerate() {
-                *sum += per_set[merged_cost_source(self.merged, k)];
-            }
+            let [first, second] = plan.fold.map(|lanes| {
+                _mm512_maskz_permutexvar_epi32(SET_LANES, load32(&lanes), self.paired)
+            });
+            self.vector_sums = _mm512_add_epi32(self.vector_sums, _mm512_add_epi32(first, second));
         }
         if self.b < self.hi {
             if GATHER {
@@ -504,27 +496,26 @@ const fn pick_pairs(sets: &[usize; NUM_INIT_SETS], first: usize, n: usize) -> [i
     out
 }
 
-/// What a pair of bins needs for a word under one merged key: the sets it looks up (`n` of
-/// them), the two `vpermw` controls that put the first bin's sets in lanes `0..n` and the
-/// second's in lanes `n..2n`, the column offsets for the bins `(c & 1, c >> 1)` (`1024·(c & 1)`
-/// in lanes `0..n`, `1024·(c >> 1)` in the others), and the gather's lanes.
+/// What a pair of bins needs for a word under one merged key: the two `vpermw` controls that
+/// put the first bin's looked-up sets in lanes `0..n` and the second's in lanes `n..2n`, the
+/// column offsets for the bins `(c & 1, c >> 1)` (`1024·(c & 1)` in lanes `0..n`,
+/// `1024·(c >> 1)` in the others), the gather's lanes, and for each bin the `vpermd` control
+/// that moves to lane `k` the lane of set `k`'s cost (its own, or its leader's when merged).
 struct PairPlan {
-    sets: [usize; NUM_INIT_SETS],
-    n: usize,
     pick: [[i16; 32]; 2],
     columns: [[i32; 16]; 4],
     lanes: __mmask16,
+    fold: [[i32; 16]; 2],
 }
 
 /// [`PairPlan`] of every merged key; key 0 (nine sets) is never paired.
 const PLANS: [PairPlan; 16] = {
     let mut plans = [const {
         PairPlan {
-            sets: [0; NUM_INIT_SETS],
-            n: 0,
             pick: [[15; 32]; 2],
             columns: [[0; 16]; 4],
             lanes: 0,
+            fold: [[0; 16]; 2],
         }
     }; 16];
     let mut key = 1;
@@ -542,12 +533,23 @@ const PLANS: [PairPlan; 16] = {
             }
             c += 1;
         }
+        let mut fold = [[0; 16]; 2];
+        let mut k = 0;
+        while k < NUM_INIT_SETS {
+            let source = merged_cost_source(key as u8, k);
+            let mut lane = 0;
+            while sets[lane] != source {
+                lane += 1;
+            }
+            fold[0][k] = lane as i32;
+            fold[1][k] = (n + lane) as i32;
+            k += 1;
+        }
         plans[key] = PairPlan {
-            sets,
-            n,
             pick: [pick_pairs(&sets, 0, n), pick_pairs(&sets, n, n)],
             columns,
             lanes: ((1u32 << (2 * n)) - 1) as __mmask16,
+            fold,
         };
         key += 1;
     }
