@@ -138,9 +138,9 @@ pub(super) fn replay(lanes: &mut Lanes, words: &[u64], from: usize, to: usize) {
     replay_with(CostLookup::for_this_cpu(), lanes, words, from, to);
 }
 
-/// Whether [`replay_two`] runs on this CPU: AVX-512 with the gather picked
-/// ([`CostLookup::for_this_cpu`]). Two contexts side by side gain nothing with the scalar
-/// loads, which are bound by their loads, not by the update chain.
+/// Whether [`replay_two`] is the way to replay two contexts on this CPU: AVX-512 with the
+/// gather picked ([`CostLookup::for_this_cpu`]). The side-by-side loop is built on the paired
+/// gather; with the scalar loads (Zen 4's pick) contexts replay one at a time.
 pub(super) fn replays_two() -> bool {
     available() && CostLookup::for_this_cpu() == CostLookup::Gather
 }
