@@ -136,14 +136,17 @@ fuzz_target!(|input: Input| {
             return;
         }
     }
-    let build = |tensors: &[Tensor]| {
-        if input.state_dict {
+    fn build(
+        state_dict: bool,
+        tensors: &[Tensor],
+    ) -> Result<EncodeInput<'_>, nnc_tensor::encode::InputError> {
+        if state_dict {
             EncodeInput::from_state_dict(tensors)
         } else {
             EncodeInput::from_tensors(tensors)
         }
-    };
-    let Ok(model) = build(&tensors) else {
+    }
+    let Ok(model) = build(input.state_dict, &tensors) else {
         return;
     };
     // Non-exhaustive: set field by field.
@@ -193,7 +196,7 @@ fuzz_target!(|input: Input| {
             t
         })
         .collect();
-    let Ok(second_model) = build(&second) else {
+    let Ok(second_model) = build(input.state_dict, &second) else {
         return;
     };
     let mut enc_state = EncoderState::default();

@@ -110,7 +110,11 @@ fn blocks_from_kwargs(kw: &Value) -> Result<Option<BlockIdAndParamType>> {
 }
 
 /// The encoder input of one step, as the case's pipeline builds it from the input file.
-fn build_input(config: &Value, kw: &Value, mut tensors: Vec<Tensor>) -> Result<EncodeInput> {
+fn build_input(
+    config: &Value,
+    kw: &Value,
+    mut tensors: Vec<Tensor>,
+) -> Result<EncodeInput<'static>> {
     let pipeline = config.get("pipeline").and_then(Value::as_str).unwrap_or("");
     let input_type = config
         .get("encoder_input_type")
@@ -192,7 +196,7 @@ fn decomposed_model_input(
     config: &Value,
     internal: &Value,
     tensors: Vec<Tensor>,
-) -> Result<EncodeInput> {
+) -> Result<EncodeInput<'static>> {
     let types = internal
         .get("parameter_type")
         .and_then(Value::as_object)

@@ -253,13 +253,13 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let count = tensors.len();
     let params: usize = tensors.iter().map(Tensor::len).sum();
-    // Without a report the tensors are not needed again, so their elements move into the
-    // encoder's input rather than being copied; the encoder frees them tensor by tensor.
-    let (input, tensors) = match (want_report, pytorch) {
-        (true, true) => (EncodeInput::from_state_dict(&tensors)?, tensors),
-        (true, false) => (EncodeInput::from_tensors(&tensors)?, tensors),
-        (false, true) => (EncodeInput::from_state_dict_owned(tensors)?, Vec::new()),
-        (false, false) => (EncodeInput::from_tensors_owned(tensors)?, Vec::new()),
+    // The report reads the tensors again, so the input borrows their elements; without one
+    // they move into the input, and the encoder frees them tensor by tensor.
+    let input = match (want_report, pytorch) {
+        (true, true) => EncodeInput::from_state_dict(&tensors)?,
+        (true, false) => EncodeInput::from_tensors(&tensors)?,
+        (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(&mut tensors))?,
+        (false, false) => EncodeInput::from_tensors_owned(std::mem::take(&mut tensors))?,
     };
     let input = input.with_attributes(attributes).with_files(files);
     let mut state = load_state(args.state.as_deref())?;

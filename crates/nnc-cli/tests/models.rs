@@ -441,7 +441,7 @@ fn decode_falls_back_when_a_tensor_is_not_as_planned() {
     )
     .expect("tensor");
     let w = Tensor::try_new("w", vec![4, 4], TensorData::F32(vec![0.25; 16])).expect("tensor");
-    let mut input = nnc_tensor::EncodeInput::from_tensors(&[w, t.clone()]).expect("input");
+    let mut input = nnc_tensor::EncodeInput::from_tensors_owned(vec![w, t.clone()]).expect("input");
     for p in &mut input.parameters {
         if p.name == "counts" {
             p.original_dtype = DType::U8;

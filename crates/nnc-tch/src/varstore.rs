@@ -45,7 +45,7 @@ fn check_cpu(vs: &VarStore) -> Result<()> {
 /// dictionary (see [`crate::encode_tensors`]). The VarStore must be on the CPU.
 ///
 /// For PyTorch's parameter-type rules (`.bias`, `.running_var`, ... as non-weights whatever their
-/// rank) build the input yourself: `EncodeInput::from_state_dict(&to_nnc_tensors(&vs.variables())?)`.
+/// rank) build the input yourself: `EncodeInput::from_state_dict_owned(to_nnc_tensors(&vs.variables())?)`.
 pub fn encode_varstore(vs: &VarStore, opts: &EncodeOptions) -> Result<Vec<u8>> {
     check_cpu(vs)?;
     let nnc = {

@@ -33,7 +33,8 @@
 //!
 //! Encoding builds an [`EncodeInput`] and hands it to [`encode()`]. Given by value, as here, the
 //! input's elements are freed tensor by tensor as they are quantized; `encode(&input, ..)` reads
-//! an input that the caller keeps. The bytes are the same either way.
+//! an input that the caller keeps, and [`EncodeInput::from_tensors`] builds one that borrows the
+//! caller's float32 and int32 elements without copying them. The bytes are the same either way.
 //!
 //! ```
 //! use nnc_tensor::{decode_stream, encode, DecodeOptions, DecoderState, EncodeInput};

@@ -757,7 +757,7 @@ pub fn plan_stream(bytes: &[u8], opts: &DecodeOptions) -> Result<StreamPlan> {
 /// use nnc_tensor::{decode_stream_with, encode, DecodeOptions, DecoderState, EncodeInput,
 ///     EncodeOptions, Tensor, TensorData};
 /// let w = Tensor::try_new("w", vec![4, 4], TensorData::F32((0..16).map(|i| i as f32 / 16.0).collect()))?;
-/// let bytes = encode(&EncodeInput::from_tensors(&[w])?, &EncodeOptions::default())?.bytes;
+/// let bytes = encode(&EncodeInput::from_tensors_owned(vec![w])?, &EncodeOptions::default())?.bytes;
 /// let opts = DecodeOptions::new().with_keep_levels(false).with_update_state(false);
 /// let mut names = Vec::new();
 /// let plan = decode_stream_with(&bytes, &mut DecoderState::default(), &opts, |t| {
@@ -791,7 +791,7 @@ where
 /// use nnc_tensor::{decode_standalone_with, encode, DecodeOptions, EncodeInput, EncodeOptions,
 ///     Tensor, TensorData};
 /// let w = Tensor::try_new("w", vec![2, 2], TensorData::F32(vec![0.0, 0.25, 0.5, 0.75]))?;
-/// let bytes = encode(&EncodeInput::from_tensors(&[w])?, &EncodeOptions::default())?.bytes;
+/// let bytes = encode(&EncodeInput::from_tensors_owned(vec![w])?, &EncodeOptions::default())?.bytes;
 /// let shapes = decode_standalone_with(&bytes, &DecodeOptions::new(), |t| {
 ///     Ok::<_, nnc_tensor::Error>((t.name, t.shape))
 /// })?;
@@ -948,7 +948,7 @@ mod tests {
             compress_differences: true,
             ..Default::default()
         };
-        let input = EncodeInput::from_tensors(&[
+        let input = EncodeInput::from_tensors_owned(vec![
             Tensor::try_new("w", vec![2, 2], TensorData::F32(vec![0.0; 4])).unwrap(),
             Tensor::try_new("e", vec![3, 0], TensorData::F16(vec![])).unwrap(),
         ])
@@ -1031,7 +1031,7 @@ mod tests {
     }
 
     fn encode_with(threads: Option<usize>, scan_order: u8) -> Vec<u8> {
-        let input = EncodeInput::from_state_dict(&model()).unwrap();
+        let input = EncodeInput::from_state_dict_owned(model()).unwrap();
         let opts = EncodeOptions::default()
             .with_scan_order(scan_order)
             .with_threads(threads);

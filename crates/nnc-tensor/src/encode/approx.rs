@@ -32,8 +32,8 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
     let stats: Vec<Cow<'_, [f32]>> = model
         .order
         .iter()
-        .map(|n| match &*model.params[n].values {
-            ParameterData::F32(v) => Cow::Borrowed(v.as_slice()),
+        .map(|n| match &model.params[n].values {
+            ParameterData::F32(v) => Cow::Borrowed(&**v),
             ParameterData::I32(v) => Cow::Owned(v.iter().map(|&x| x as f32).collect()),
         })
         .collect();
@@ -175,13 +175,10 @@ fn keep_integers(w: &mut Work, values: Vec<i32>) -> Result<()> {
 /// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
 /// exist), so each tensor's float copy is freed as soon as it is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
-    let values: Cow<'_, [f32]> =
-        match std::mem::replace(&mut w.values, Cow::Owned(ParameterData::F32(Vec::new()))) {
-            Cow::Borrowed(ParameterData::F32(v)) => Cow::Borrowed(v),
-            Cow::Owned(ParameterData::F32(v)) => Cow::Owned(v),
-            Cow::Borrowed(ParameterData::I32(v)) => return keep_integers(w, v.clone()),
-            Cow::Owned(ParameterData::I32(v)) => return keep_integers(w, v),
-        };
+    let values: Cow<'_, [f32]> = match std::mem::replace(&mut w.values, Vec::<f32>::new().into()) {
+        ParameterData::F32(v) => v,
+        ParameterData::I32(v) => return keep_integers(w, v.into_owned()),
+    };
     let requested = w.qp;
     // An empty tensor has no codebook to build (the reference crashes trying): uniform.
     if opts.codebook_mode == CodebookMode::Off || values.is_empty() {

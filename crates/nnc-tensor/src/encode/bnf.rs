@@ -1,8 +1,6 @@
 //! Batch-norm folding (reference `fold_bn`, hls.md §6.3): BN parameters are folded into the
 //! block's local scaling and bias, which are created when absent.
 
-use std::borrow::Cow;
-
 use super::model::ParameterData;
 use super::options::{EncodeOptions, ParameterType};
 use super::work::{Item, Work, WorkModel};
@@ -10,8 +8,8 @@ use crate::error::{Error, Result};
 use crate::members::cpt;
 
 fn f32_values(w: &Work<'_>) -> Result<Vec<f32>> {
-    match &*w.values {
-        ParameterData::F32(v) => Ok(v.clone()),
+    match &w.values {
+        ParameterData::F32(v) => Ok(v.to_vec()),
         ParameterData::I32(_) => Err(Error::InvalidArgument {
             what: format!("batch-norm tensor {:?} is integer", w.name),
         }),
@@ -57,7 +55,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
         let synthesise = |name: &str, value: f32, ptype: ParameterType| Work {
             name: name.to_string(),
             dims: mean_w.dims.clone(),
-            values: Cow::Owned(ParameterData::F32(vec![value; mean_w.values.len()])),
+            values: vec![value; mean_w.values.len()].into(),
             ptype,
             index: None,
             qp: qp_other,
@@ -105,7 +103,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
                 });
             }
             v.iter_mut().zip(&g).for_each(|(a, &gi)| *a *= gi);
-            ls.values = Cow::Owned(ParameterData::F32(v));
+            ls.values = v.into();
         }
         {
             let bias = model.get_mut(&block.bias)?;
@@ -118,7 +116,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
             for i in 0..n {
                 v[i] = (v[i] - mean_v[i]) * g[i] + beta_v[i];
             }
-            bias.values = Cow::Owned(ParameterData::F32(v));
+            bias.values = v.into();
         }
         for name in [&gamma, &var, &mean, &beta] {
             model.params.remove(name);

@@ -14,24 +14,26 @@ pub(crate) fn is_batch_counter(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
 }
 
-impl EncodeInput {
+impl<'a> EncodeInput<'a> {
     /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors
     /// ending in `num_batches_tracked` are not coded but keep their place in the enumeration
     /// (so `parameter_id`s match the reference), as do empty tensors the reference cannot code
     /// (see [`EncodeInput::from_tensors`]), and parameter types follow PyTorch's names
     /// (`.bias`, `.running_mean`, `.running_var`, `.weight_scaling`, `gamma`, `.weight`; every tensor
     /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
-    pub fn from_state_dict(tensors: &[Tensor]) -> Result<Self, InputError> {
+    ///
+    /// Float32 and int32 elements are borrowed, as in [`EncodeInput::from_tensors`].
+    pub fn from_state_dict(tensors: &'a [Tensor]) -> Result<Self, InputError> {
         Self::state_dict(tensors.iter().map(Cow::Borrowed))
     }
 
     /// As [`EncodeInput::from_state_dict`], taking the tensors: float32 and int32 elements move
-    /// into the input instead of being copied (see [`EncodeInput::from_tensors_owned`]).
-    pub fn from_state_dict_owned(tensors: Vec<Tensor>) -> Result<Self, InputError> {
-        Self::state_dict(tensors.into_iter().map(Cow::Owned))
+    /// into the input (see [`EncodeInput::from_tensors_owned`]).
+    pub fn from_state_dict_owned(tensors: Vec<Tensor>) -> Result<EncodeInput<'static>, InputError> {
+        EncodeInput::state_dict(tensors.into_iter().map(Cow::Owned))
     }
 
-    fn state_dict<'t>(tensors: impl Iterator<Item = Cow<'t, Tensor>>) -> Result<Self, InputError> {
+    fn state_dict(tensors: impl Iterator<Item = Cow<'a, Tensor>>) -> Result<Self, InputError> {
         let mut parameters = Vec::new();
         let mut extra_tensors = Vec::new();
         let mut names = BTreeSet::new();
@@ -69,6 +71,7 @@ impl EncodeInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encode::ParameterData;
     use crate::tensor::TensorData;
 
     #[test]
@@ -91,6 +94,44 @@ mod tests {
             let lent = EncodeInput::from_tensors(&tensors).unwrap_err();
             let taken = EncodeInput::from_tensors_owned(tensors).unwrap_err();
             assert_eq!(lent, taken);
+        }
+    }
+
+    #[test]
+    fn lent_builders_borrow_float32_and_int32_elements() {
+        let tensors = vec![
+            Tensor::try_new(
+                "w.weight",
+                vec![2, 2],
+                TensorData::F32(vec![0.5, 1.0, -2.0, 3.0]),
+            )
+            .unwrap(),
+            Tensor::try_new("ids", vec![3], TensorData::I32(vec![1, -2, 3])).unwrap(),
+            Tensor::try_new("w.bias", vec![2], TensorData::F64(vec![0.25, 0.5])).unwrap(),
+        ];
+        for input in [
+            EncodeInput::from_tensors(&tensors).unwrap(),
+            EncodeInput::from_state_dict(&tensors).unwrap(),
+        ] {
+            match (&input.parameters[0].data, &tensors[0].data) {
+                (ParameterData::F32(Cow::Borrowed(v)), TensorData::F32(t)) => {
+                    assert!(std::ptr::eq(v.as_ptr(), t.as_ptr()))
+                }
+                other => panic!("float32 elements not borrowed: {other:?}"),
+            }
+            match (&input.parameters[1].data, &tensors[1].data) {
+                (ParameterData::I32(Cow::Borrowed(v)), TensorData::I32(t)) => {
+                    assert!(std::ptr::eq(v.as_ptr(), t.as_ptr()))
+                }
+                other => panic!("int32 elements not borrowed: {other:?}"),
+            }
+            // Other element types are converted, so they cannot be borrowed.
+            assert_eq!(
+                input.parameters[2].data,
+                ParameterData::F32(Cow::Owned(vec![0.25, 0.5]))
+            );
+            // Copying the borrowed elements gives the same input.
+            assert_eq!(input.clone().into_owned(), input);
         }
     }
 

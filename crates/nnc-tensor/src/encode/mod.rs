@@ -59,10 +59,10 @@ pub struct EncodedStream {
 
 /// Encodes a model as a stand-alone bitstream (no base model, `put_node_depth` 0).
 ///
-/// `input` is `&EncodeInput` (read in place) or `EncodeInput` (each tensor's elements are freed
-/// once quantized, which lowers the peak memory; same bytes).
-pub fn encode<'a>(
-    input: impl Into<Cow<'a, EncodeInput>>,
+/// `input` is `&EncodeInput` (read in place) or `EncodeInput` (each tensor's owned elements are
+/// freed once quantized, which lowers the peak memory; same bytes).
+pub fn encode<'a, 'b: 'a>(
+    input: impl Into<Cow<'a, EncodeInput<'b>>>,
     opts: &EncodeOptions,
 ) -> Result<EncodedStream> {
     encode_impl(input.into(), opts, None)
@@ -72,8 +72,8 @@ pub fn encode<'a>(
 /// the HDSP history and the update-tree depths; when `update_state` is true the coded levels become
 /// the new base (the reference's `update_base_param`). `input` is borrowed or taken as in
 /// [`encode`].
-pub fn encode_incremental<'a>(
-    input: impl Into<Cow<'a, EncodeInput>>,
+pub fn encode_incremental<'a, 'b: 'a>(
+    input: impl Into<Cow<'a, EncodeInput<'b>>>,
     opts: &EncodeOptions,
     state: &mut IncrementalState,
     update_state: bool,
@@ -109,7 +109,7 @@ pub fn encode_incremental<'a>(
 
 /// What decoding needs to restore the user's dtypes, shapes and uncoded tensors; `None` when the
 /// stream is what the reference would write anyway.
-fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<StreamMetadata>> {
+fn metadata_of(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<Option<StreamMetadata>> {
     let mut meta = StreamMetadata::new();
     for p in &input.parameters {
         let method = model.params.get(&p.name).and_then(|w| w.method.as_ref());
@@ -167,7 +167,7 @@ fn metadata_of(input: &EncodeInput, model: &WorkModel<'_>) -> Result<Option<Stre
 
 /// Runs [`encode_on_workers`] on the threads [`EncodeOptions::threads`] asks for.
 fn encode_impl(
-    input: Cow<'_, EncodeInput>,
+    input: Cow<'_, EncodeInput<'_>>,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
@@ -176,7 +176,7 @@ fn encode_impl(
 }
 
 fn encode_on_workers(
-    mut input: Cow<'_, EncodeInput>,
+    mut input: Cow<'_, EncodeInput<'_>>,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
@@ -211,7 +211,7 @@ fn encode_on_workers(
     }
     // An input given by value gives up its elements: the working model owns them, and
     // approximation drops each tensor's as soon as its levels exist.
-    let taken: Option<Vec<ParameterData>> = match &mut input {
+    let taken: Option<Vec<ParameterData<'_>>> = match &mut input {
         Cow::Owned(owned) => Some(
             owned
                 .parameters
@@ -224,7 +224,7 @@ fn encode_on_workers(
         ),
         Cow::Borrowed(_) => None,
     };
-    let input: &EncodeInput = &input;
+    let input: &EncodeInput<'_> = &input;
     let mut model = WorkModel::new(input, opts.scan_order)?;
     if let Some(values) = taken {
         model.adopt_values(input, values);
@@ -502,10 +502,11 @@ mod tests {
                 Tensor::try_new("counts", vec![rows], TensorData::I32(ints)).unwrap(),
                 Tensor::try_new("h.weight", vec![rows, 1], TensorData::F16(halves)).unwrap(),
             ];
+            let lent_tensors = tensors.clone();
             let (lent, taken) = if state_dict {
-                (EncodeInput::from_state_dict(&tensors), EncodeInput::from_state_dict_owned(tensors))
+                (EncodeInput::from_state_dict(&lent_tensors), EncodeInput::from_state_dict_owned(tensors))
             } else {
-                (EncodeInput::from_tensors(&tensors), EncodeInput::from_tensors_owned(tensors))
+                (EncodeInput::from_tensors(&lent_tensors), EncodeInput::from_tensors_owned(tensors))
             };
             let (lent, taken) = (lent.unwrap(), taken.unwrap());
             prop_assert_eq!(&lent, &taken);
@@ -540,7 +541,7 @@ mod tests {
             for step in 0..3 {
                 let scaled: Vec<f32> = values.iter().map(|v| v * (1.0 + step as f32 * 0.3)).collect();
                 let t = Tensor::try_new("w", dims.clone(), TensorData::F32(scaled)).unwrap();
-                let input = EncodeInput::from_tensors(&[t]).unwrap();
+                let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
                 let encoded = encode_incremental(&input, &opts, &mut enc_state, true).unwrap();
                 let decoded = decode_stream(&encoded.bytes, &mut dec_state, &DecodeOptions::new()).unwrap();
                 for e in encoded.tensors.iter().filter(|e| !e.skipped) {
@@ -555,7 +556,7 @@ mod tests {
     fn qp_per_tensor_names_must_match_a_tensor() {
         let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
         let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         let mut opts = EncodeOptions::default();
         opts.qp_per_tensor.insert("w".into(), -20);
         encode(&input, &opts).unwrap();
@@ -572,7 +573,7 @@ mod tests {
         // qp in [−64, 63] that agrees with it modulo 128.
         let v: Vec<f32> = (0..23).map(|i| (i as f32 - 11.0) * 0.01).collect();
         let t = Tensor::try_new("m0.bias", vec![23], TensorData::F32(v)).unwrap();
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         let mut opts = EncodeOptions {
             qp_density: 1,
             nonweight_qp: Some(-75),
@@ -601,7 +602,7 @@ mod tests {
         let book = [-0.5f32, -0.125, 0.0, 0.25, 1.0];
         let v: Vec<f32> = (0..480).map(|i| book[(i * 7 + i / 5) % 5]).collect();
         let t = Tensor::try_new("w", vec![24, 20], TensorData::F32(v)).unwrap();
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         for (carry_dtypes, want) in [(true, DType::F32), (false, DType::F64)] {
             let opts = EncodeOptions {
                 codebook_mode: CodebookMode::Always,
@@ -626,7 +627,7 @@ mod tests {
             .map(|i| ((i * 5 + i / 7) % 8) as f32 - 4.0)
             .collect();
         let t = Tensor::try_new("w", vec![8, 12], TensorData::F32(v.clone())).unwrap();
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         for mode in [CodebookMode::Always, CodebookMode::Off] {
             let opts = EncodeOptions {
                 qp: -29,
@@ -737,7 +738,7 @@ mod tests {
     fn weights_too_large_for_any_signalable_qp_are_named_as_such() {
         let v: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 1e28).collect();
         let t = Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap();
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         for (use_dq, codebook_mode) in [
             (true, CodebookMode::Off),
             (false, CodebookMode::Off),
@@ -761,7 +762,7 @@ mod tests {
         // A qp asked for out of range is still named as such.
         let mut t = Tensor::try_new("w", vec![2], TensorData::F32(vec![0.5, -0.5])).unwrap();
         t.shape = vec![1, 2];
-        let input = EncodeInput::from_tensors(&[t]).unwrap();
+        let input = EncodeInput::from_tensors_owned(vec![t]).unwrap();
         let e = encode(&input, &EncodeOptions::default().with_qp(200)).unwrap_err();
         assert!(e.to_string().contains("qp 200 is outside"), "{e}");
     }
@@ -780,9 +781,12 @@ mod tests {
         };
         opts.qp = 32;
         let model = |v: Vec<f32>| {
-            EncodeInput::from_tensors(&[
-                Tensor::try_new("w", vec![2, 16], TensorData::F32(v)).unwrap()
-            ])
+            EncodeInput::from_tensors_owned(vec![Tensor::try_new(
+                "w",
+                vec![2, 16],
+                TensorData::F32(v),
+            )
+            .unwrap()])
             .unwrap()
         };
         let steps = [
@@ -816,9 +820,12 @@ mod tests {
             let v: Vec<f32> = (0..64)
                 .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.01 * k)
                 .collect();
-            EncodeInput::from_tensors(&[
-                Tensor::try_new("w", vec![8, 8], TensorData::F32(v)).unwrap()
-            ])
+            EncodeInput::from_tensors_owned(vec![Tensor::try_new(
+                "w",
+                vec![8, 8],
+                TensorData::F32(v),
+            )
+            .unwrap()])
             .unwrap()
         };
         let mut enc_state = IncrementalState::default();

@@ -12,16 +12,17 @@ pub const TOPOLOGY_UNRECOGNISED: u8 = 0;
 /// `topology_storage_format` of a PyTorch model.
 pub const TOPOLOGY_PYTORCH: u8 = 3;
 
-/// Element data the coder accepts: float32 (quantized) or int32 (coded losslessly).
+/// Element data the coder accepts: float32 (quantized) or int32 (coded losslessly), borrowed
+/// from the caller's tensors or owned.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ParameterData {
+pub enum ParameterData<'a> {
     /// Float values, quantized.
-    F32(Vec<f32>),
+    F32(Cow<'a, [f32]>),
     /// Integer values, coded as they are.
-    I32(Vec<i32>),
+    I32(Cow<'a, [i32]>),
 }
 
-impl ParameterData {
+impl ParameterData<'_> {
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
@@ -34,24 +35,64 @@ impl ParameterData {
         self.len() == 0
     }
 
-    /// No elements, same element type (what is left when the encoder takes the elements).
-    pub(crate) fn empty_like(&self) -> Self {
+    /// The same elements, borrowed from `self`.
+    pub fn view(&self) -> ParameterData<'_> {
         match self {
-            ParameterData::F32(_) => ParameterData::F32(Vec::new()),
-            ParameterData::I32(_) => ParameterData::I32(Vec::new()),
+            ParameterData::F32(v) => ParameterData::F32(Cow::Borrowed(v)),
+            ParameterData::I32(v) => ParameterData::I32(Cow::Borrowed(v)),
         }
+    }
+
+    /// The elements as an owned value, copied only if they were borrowed.
+    pub fn into_owned(self) -> ParameterData<'static> {
+        match self {
+            ParameterData::F32(v) => ParameterData::F32(Cow::Owned(v.into_owned())),
+            ParameterData::I32(v) => ParameterData::I32(Cow::Owned(v.into_owned())),
+        }
+    }
+
+    /// No elements, same element type (what is left when the encoder takes the elements).
+    pub(crate) fn empty_like(&self) -> ParameterData<'static> {
+        match self {
+            ParameterData::F32(_) => ParameterData::F32(Cow::Owned(Vec::new())),
+            ParameterData::I32(_) => ParameterData::I32(Cow::Owned(Vec::new())),
+        }
+    }
+}
+
+impl From<Vec<f32>> for ParameterData<'static> {
+    fn from(v: Vec<f32>) -> Self {
+        ParameterData::F32(Cow::Owned(v))
+    }
+}
+
+impl From<Vec<i32>> for ParameterData<'static> {
+    fn from(v: Vec<i32>) -> Self {
+        ParameterData::I32(Cow::Owned(v))
+    }
+}
+
+impl<'a> From<&'a [f32]> for ParameterData<'a> {
+    fn from(v: &'a [f32]) -> Self {
+        ParameterData::F32(Cow::Borrowed(v))
+    }
+}
+
+impl<'a> From<&'a [i32]> for ParameterData<'a> {
+    fn from(v: &'a [i32]) -> Self {
+        ParameterData::I32(Cow::Borrowed(v))
     }
 }
 
 /// One parameter tensor of the model.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelParameter {
+pub struct ModelParameter<'a> {
     /// Name (`topology_elem_id`).
     pub name: String,
     /// Shape, outermost first (a scalar becomes `[1]`).
     pub dims: Vec<usize>,
     /// Elements, row-major.
-    pub data: ParameterData,
+    pub data: ParameterData<'a>,
     /// Type, which selects the qp rule.
     pub parameter_type: ParameterType,
     /// Index in the model's parameter enumeration (`parameter_id`).
@@ -106,11 +147,14 @@ pub struct DecomposedWeight {
 }
 
 /// The model to encode: parameters in enumeration order, block structure, topology format.
+///
+/// The lifetime is that of the caller's tensors when [`EncodeInput::from_tensors`] borrows
+/// their elements; an input that owns everything is an `EncodeInput<'static>`.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct EncodeInput {
+pub struct EncodeInput<'a> {
     /// Parameters in coding order. Low-rank factors of a [`DecomposedWeight`] have no index of
     /// their own (their `parameter_index` is ignored).
-    pub parameters: Vec<ModelParameter>,
+    pub parameters: Vec<ModelParameter<'a>>,
     /// Weights coded as low-rank factors (`NNR_CPT_DC`); they must be in a block.
     pub decomposed_weights: Vec<DecomposedWeight>,
     /// Tensors that are not coded but carried verbatim in the stream's metadata (e.g. PyTorch's
@@ -135,8 +179,8 @@ pub struct EncodeInput {
 
 /// [`encode`](super::encode) borrows an input given by reference (`&input`) and reads it in
 /// place.
-impl<'a> From<&'a EncodeInput> for Cow<'a, EncodeInput> {
-    fn from(input: &'a EncodeInput) -> Self {
+impl<'a, 'b> From<&'a EncodeInput<'b>> for Cow<'a, EncodeInput<'b>> {
+    fn from(input: &'a EncodeInput<'b>) -> Self {
         Cow::Borrowed(input)
     }
 }
@@ -144,15 +188,15 @@ impl<'a> From<&'a EncodeInput> for Cow<'a, EncodeInput> {
 /// [`encode`](super::encode) given the input itself takes each tensor's elements and frees them
 /// as soon as they are quantized: the float copy of the model is gone by the time its levels
 /// exist, which about halves the encoder's peak memory.
-impl From<EncodeInput> for Cow<'_, EncodeInput> {
-    fn from(input: EncodeInput) -> Self {
+impl<'b> From<EncodeInput<'b>> for Cow<'_, EncodeInput<'b>> {
+    fn from(input: EncodeInput<'b>) -> Self {
         Cow::Owned(input)
     }
 }
 
 /// Converts a tensor to the coder's element types: floats to float32, integers to int32 (checked),
 /// booleans to 0/1. Scalars become shape `[1]`.
-pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), InputError> {
+pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData<'_>), InputError> {
     fn ints<T: Copy + Into<i128>>(name: &str, v: &[T]) -> Result<Vec<i32>, InputError> {
         v.iter()
             .enumerate()
@@ -168,19 +212,21 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), Inpu
     }
     let name = t.name.as_str();
     let data = match &t.data {
-        TensorData::F32(v) => ParameterData::F32(v.clone()),
-        TensorData::F64(v) => ParameterData::F32(v.iter().map(|&x| x as f32).collect()),
-        TensorData::I64(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::I32(v) => ParameterData::I32(v.clone()),
-        TensorData::I16(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::I8(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::U64(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::U32(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::U16(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::U8(v) => ParameterData::I32(ints(name, v)?),
-        TensorData::Bool(v) => ParameterData::I32(v.iter().map(|&b| i32::from(b)).collect()),
+        TensorData::F32(v) => ParameterData::from(v.as_slice()),
+        TensorData::F64(v) => ParameterData::from(v.iter().map(|&x| x as f32).collect::<Vec<_>>()),
+        TensorData::I64(v) => ParameterData::from(ints(name, v)?),
+        TensorData::I32(v) => ParameterData::from(v.as_slice()),
+        TensorData::I16(v) => ParameterData::from(ints(name, v)?),
+        TensorData::I8(v) => ParameterData::from(ints(name, v)?),
+        TensorData::U64(v) => ParameterData::from(ints(name, v)?),
+        TensorData::U32(v) => ParameterData::from(ints(name, v)?),
+        TensorData::U16(v) => ParameterData::from(ints(name, v)?),
+        TensorData::U8(v) => ParameterData::from(ints(name, v)?),
+        TensorData::Bool(v) => {
+            ParameterData::from(v.iter().map(|&b| i32::from(b)).collect::<Vec<_>>())
+        }
         other => match other.as_f32_lossless() {
-            Some(v) => ParameterData::F32(v.into_owned()),
+            Some(v) => ParameterData::F32(v),
             None => return Err(InputError::UnsupportedDType(name.to_string())),
         },
     };
@@ -189,20 +235,20 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData), Inpu
 
 /// As [`to_parameter_data`], but float32 and int32 elements move into the result instead of
 /// being copied.
-pub fn into_parameter_data(t: Tensor) -> Result<(Vec<usize>, ParameterData), InputError> {
+pub fn into_parameter_data(t: Tensor) -> Result<(Vec<usize>, ParameterData<'static>), InputError> {
     let dims = coded_dims(&t);
     match t.data {
-        TensorData::F32(v) if !v.is_empty() => Ok((dims, ParameterData::F32(v))),
-        TensorData::I32(v) if !v.is_empty() => Ok((dims, ParameterData::I32(v))),
-        _ => to_parameter_data(&t),
+        TensorData::F32(v) if !v.is_empty() => Ok((dims, ParameterData::from(v))),
+        TensorData::I32(v) if !v.is_empty() => Ok((dims, ParameterData::from(v))),
+        _ => to_parameter_data(&t).map(|(dims, data)| (dims, data.into_owned())),
     }
 }
 
-impl ModelParameter {
+impl<'t> ModelParameter<'t> {
     /// The parameter a user tensor becomes at enumeration `index`, its elements converted by
     /// [`to_parameter_data`] (borrowed) or [`into_parameter_data`] (owned).
     pub(super) fn from_tensor(
-        t: Cow<'_, Tensor>,
+        t: Cow<'t, Tensor>,
         parameter_type: ParameterType,
         index: u64,
     ) -> Result<Self, InputError> {
@@ -239,7 +285,7 @@ fn coded_dims(t: &Tensor) -> Vec<usize> {
     }
 }
 
-impl EncodeInput {
+impl<'a> EncodeInput<'a> {
     /// A plain dictionary of tensors (the reference's `nnc.compress(dict)`): parameters in the
     /// given order, weights = tensors with more than one dimension, no blocks.
     ///
@@ -247,19 +293,47 @@ impl EncodeInput {
     /// zero one (no rows). One with a zero among its other dimensions (rows of no width) the
     /// reference cannot code (it crashes); it goes to [`EncodeInput::extra_tensors`] and is
     /// carried in the stream's metadata instead (quirks.md#empty-tensors).
-    pub fn from_tensors(tensors: &[Tensor]) -> Result<Self, InputError> {
+    ///
+    /// Float32 and int32 elements are borrowed, not copied: the input lives as long as
+    /// `tensors`. Other element types are converted into owned float32 or int32.
+    pub fn from_tensors(tensors: &'a [Tensor]) -> Result<Self, InputError> {
         Self::dict(tensors.iter().map(Cow::Borrowed))
     }
 
     /// As [`EncodeInput::from_tensors`], taking the tensors: float32 and int32 elements move
-    /// into the input instead of being copied, so a model is held once, not twice. With
-    /// [`encode`](super::encode) given the input itself (not a reference), each tensor's
-    /// elements are then freed as soon as they are quantized.
-    pub fn from_tensors_owned(tensors: Vec<Tensor>) -> Result<Self, InputError> {
-        Self::dict(tensors.into_iter().map(Cow::Owned))
+    /// into the input, which then borrows nothing. With [`encode`](super::encode) given the
+    /// input itself (not a reference), each tensor's elements are freed as soon as they are
+    /// quantized.
+    pub fn from_tensors_owned(tensors: Vec<Tensor>) -> Result<EncodeInput<'static>, InputError> {
+        EncodeInput::dict(tensors.into_iter().map(Cow::Owned))
     }
 
-    fn dict<'t>(tensors: impl Iterator<Item = Cow<'t, Tensor>>) -> Result<Self, InputError> {
+    /// The same input owning all its elements (copying those it borrows).
+    pub fn into_owned(self) -> EncodeInput<'static> {
+        EncodeInput {
+            parameters: self
+                .parameters
+                .into_iter()
+                .map(|p| ModelParameter {
+                    data: p.data.into_owned(),
+                    name: p.name,
+                    dims: p.dims,
+                    parameter_type: p.parameter_type,
+                    parameter_index: p.parameter_index,
+                    original_dtype: p.original_dtype,
+                    original_shape: p.original_shape,
+                })
+                .collect(),
+            decomposed_weights: self.decomposed_weights,
+            extra_tensors: self.extra_tensors,
+            block_identifier: self.block_identifier,
+            topology_storage_format: self.topology_storage_format,
+            attributes: self.attributes,
+            files: self.files,
+        }
+    }
+
+    fn dict(tensors: impl Iterator<Item = Cow<'a, Tensor>>) -> Result<Self, InputError> {
         let mut parameters = Vec::with_capacity(tensors.size_hint().0);
         let mut extra_tensors = Vec::new();
         let mut names = BTreeSet::new();
@@ -310,7 +384,7 @@ impl EncodeInput {
     }
 
     /// The parameter called `name`.
-    pub fn get(&self, name: &str) -> Option<&ModelParameter> {
+    pub fn get(&self, name: &str) -> Option<&ModelParameter<'a>> {
         self.parameters.iter().find(|p| p.name == name)
     }
 

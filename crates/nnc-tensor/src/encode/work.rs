@@ -1,7 +1,6 @@
 //! The encoder's working model: every parameter with its approximation state, and the block
 //! structure in coding order (the reference's `model_info` + `approx_data`).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::model::{has_zero_width, EncodeInput, ModelParameter, ParameterData};
@@ -28,7 +27,7 @@ pub(crate) struct Work<'a> {
     pub dims: Vec<usize>,
     /// The input's tensor, borrowed, until an encoder step replaces it (batch-norm folding) or
     /// approximation takes it; empty after that.
-    pub values: Cow<'a, ParameterData>,
+    pub values: ParameterData<'a>,
     pub ptype: ParameterType,
     /// Index in the model enumeration; `None` for tensors the encoder synthesised (BN folding).
     pub index: Option<u64>,
@@ -166,7 +165,7 @@ impl<'a> WorkModel<'a> {
                 Work {
                     name: p.name.clone(),
                     dims: p.dims.clone(),
-                    values: Cow::Borrowed(&p.data),
+                    values: p.data.view(),
                     ptype: if factor_of(&p.name).is_some() {
                         ParameterType::Weight
                     } else {
@@ -281,10 +280,10 @@ impl<'a> WorkModel<'a> {
 
     /// Gives every parameter of `input` its own elements, `values[i]` being those of
     /// `input.parameters[i]` (taken from an input passed by value).
-    pub fn adopt_values(&mut self, input: &EncodeInput, values: Vec<ParameterData>) {
+    pub fn adopt_values(&mut self, input: &EncodeInput<'_>, values: Vec<ParameterData<'a>>) {
         for (p, v) in input.parameters.iter().zip(values) {
             if let Some(w) = self.params.get_mut(&p.name) {
-                w.values = Cow::Owned(v);
+                w.values = v;
             }
         }
     }
