@@ -195,7 +195,8 @@ impl<'b> From<EncodeInput<'b>> for Cow<'_, EncodeInput<'b>> {
 }
 
 /// Converts a tensor to the coder's element types: floats to float32, integers to int32 (checked),
-/// booleans to 0/1. Scalars become shape `[1]`.
+/// booleans to 0/1; float32 and int32 elements are borrowed, not copied. Scalars become shape
+/// `[1]`.
 pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData<'_>), InputError> {
     fn ints<T: Copy + Into<i128>>(name: &str, v: &[T]) -> Result<Vec<i32>, InputError> {
         v.iter()
@@ -233,8 +234,8 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData<'_>), 
     Ok((coded_dims(t), data))
 }
 
-/// As [`to_parameter_data`], but float32 and int32 elements move into the result instead of
-/// being copied.
+/// As [`to_parameter_data`], taking the tensor: float32 and int32 elements move into the
+/// result, which borrows nothing.
 pub fn into_parameter_data(t: Tensor) -> Result<(Vec<usize>, ParameterData<'static>), InputError> {
     let dims = coded_dims(&t);
     match t.data {
