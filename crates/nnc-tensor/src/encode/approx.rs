@@ -173,7 +173,7 @@ fn keep_integers(w: &mut Work, values: Vec<i32>) -> Result<()> {
 }
 
 /// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
-/// exist), so each tensor's float copy is freed as soon as it is quantized.
+/// exist), so a float copy the encoder owns is freed as soon as its tensor is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
     let values: Cow<'_, [f32]> = match std::mem::replace(&mut w.values, Vec::<f32>::new().into()) {
         ParameterData::F32(v) => v,

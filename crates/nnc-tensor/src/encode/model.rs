@@ -185,9 +185,9 @@ impl<'a, 'b> From<&'a EncodeInput<'b>> for Cow<'a, EncodeInput<'b>> {
     }
 }
 
-/// [`encode`](super::encode) given the input itself takes each tensor's elements and frees them
-/// as soon as they are quantized: the float copy of the model is gone by the time its levels
-/// exist, which about halves the encoder's peak memory.
+/// [`encode`](super::encode) given the input itself takes each tensor's elements and frees those
+/// it owns as soon as they are quantized: an owned float copy of the model is gone by the time
+/// its levels exist, which about halves the encoder's peak memory.
 impl<'b> From<EncodeInput<'b>> for Cow<'_, EncodeInput<'b>> {
     fn from(input: EncodeInput<'b>) -> Self {
         Cow::Owned(input)
