@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use nnc_nn::io::attributes_to_carry;
-use nnc_tensor::encode::EncodeInput;
+use nnc_tensor::encode::{EncodeInput, TensorSource};
 use nnc_tensor::sparsify::{sparsify_state_dict, sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
 
 use crate::attached;
 use crate::files::{check_output, load_state, refuse_overwrite, save_state, write_atomically};
-use crate::model_read::{read_model, ModelRead};
+use crate::model_read::{read_model, read_model_sources, ModelRead};
 use crate::progress::Progress;
 use crate::report;
 use crate::update;
@@ -193,73 +193,103 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
     }
     let progress = Progress::new(quiet);
-    // Safetensors and .npy inputs are memory-mapped and copied once, tensor by tensor.
-    let model = read_model(&args.input, &args.read, quiet)?;
-    let attributes = attributes_to_carry(&model.metadata);
+    let want_report = args.report || args.json;
+    // When nothing but the encoder reads the tensors (no base to subtract, no sparsification,
+    // no report), safetensors inputs are read in place from memory maps, each dropped once its
+    // tensor is quantized. Otherwise every input is memory-mapped and copied once, tensor by
+    // tensor.
+    let in_place = args.base.is_none() && args.sparsity == 0.0 && !want_report;
     // An update (--base, --state) carries no files: they would be sent again with every step.
     let whole_model = args.base.is_none() && args.state.is_none();
-    let files = if args.input.is_dir() && whole_model && !args.no_files && !args.no_metadata {
-        attached::collect(&args.input, quiet)?
-    } else {
-        Default::default()
-    };
-    let original = model.tensors;
-    progress.show_for(original.len());
-    let want_report = args.report || args.json;
-    // The report compares with the input as read; keep a copy only if sparsification changes it.
-    let (mut tensors, kept_original) = match &args.base {
-        None => {
-            let kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
-            (original, kept)
-        }
-        Some(base_path) => {
-            let base = read_model(base_path, &args.read, quiet)?.tensors;
-            let diffs = original
-                .iter()
-                .map(|t| {
-                    let b = base
-                        .iter()
-                        .find(|b| b.name == t.name)
-                        .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
-                    update::update_of(t, b)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            (diffs, None)
+    let attach = || {
+        if args.input.is_dir() && whole_model && !args.no_files && !args.no_metadata {
+            attached::collect(&args.input, quiet)
+        } else {
+            Ok(Default::default())
         }
     };
     let opts = args.options();
-    let pytorch = match args.types {
+    let pytorch_by_names = |names: &mut dyn Iterator<Item = &str>| match args.types {
         TypeRules::Pytorch => true,
         TypeRules::Dict => false,
         TypeRules::Auto => {
-            is_pytorch_file(&args.input) || EncodeInput::looks_like_state_dict(&tensors)
+            is_pytorch_file(&args.input) || EncodeInput::names_look_like_state_dict(names)
         }
     };
-    // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
-    if args.sparsity != 0.0 {
-        progress.stage("sparsifying");
-        let sparsify_opts = SparsifyOptions {
-            qp: opts.qp,
-            qp_density: opts.qp_density,
-            sparsity: args.sparsity,
-            struct_spars_factor: args.struct_spars_factor,
-        };
-        // A model (not an update) is sparsified as nncodec.nn.encode does a torch model.
-        if pytorch && args.base.is_none() {
-            sparsify_state_dict(&mut tensors, &sparsify_opts)?;
+    let mut tensors: Vec<Tensor> = Vec::new();
+    let mut kept_original = None;
+    let (input, attributes, files, count, params) = if in_place {
+        let model = read_model_sources(&args.input, &args.read, quiet)?;
+        let attributes = attributes_to_carry(&model.metadata);
+        let files = attach()?;
+        progress.show_for(model.tensors.len());
+        let count = model.tensors.len();
+        let params: usize = model
+            .tensors
+            .iter()
+            .map(|t| t.shape().iter().product::<usize>())
+            .sum();
+        let input = if pytorch_by_names(&mut model.tensors.iter().map(TensorSource::name)) {
+            EncodeInput::from_state_dict_sources(model.tensors)?
         } else {
-            sparsify_tensors(&mut tensors, &sparsify_opts)?;
+            EncodeInput::from_sources(model.tensors)?
+        };
+        (input, attributes, files, count, params)
+    } else {
+        let model = read_model(&args.input, &args.read, quiet)?;
+        let attributes = attributes_to_carry(&model.metadata);
+        let files = attach()?;
+        let original = model.tensors;
+        progress.show_for(original.len());
+        // The report compares with the input as read; keep a copy only if sparsification
+        // changes it.
+        (tensors, kept_original) = match &args.base {
+            None => {
+                let kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
+                (original, kept)
+            }
+            Some(base_path) => {
+                let base = read_model(base_path, &args.read, quiet)?.tensors;
+                let diffs = original
+                    .iter()
+                    .map(|t| {
+                        let b = base.iter().find(|b| b.name == t.name).with_context(|| {
+                            format!("tensor {:?} is not in the base model", t.name)
+                        })?;
+                        update::update_of(t, b)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (diffs, None)
+            }
+        };
+        let pytorch = pytorch_by_names(&mut tensors.iter().map(|t| t.name.as_str()));
+        // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
+        if args.sparsity != 0.0 {
+            progress.stage("sparsifying");
+            let sparsify_opts = SparsifyOptions {
+                qp: opts.qp,
+                qp_density: opts.qp_density,
+                sparsity: args.sparsity,
+                struct_spars_factor: args.struct_spars_factor,
+            };
+            // A model (not an update) is sparsified as nncodec.nn.encode does a torch model.
+            if pytorch && args.base.is_none() {
+                sparsify_state_dict(&mut tensors, &sparsify_opts)?;
+            } else {
+                sparsify_tensors(&mut tensors, &sparsify_opts)?;
+            }
         }
-    }
-    let count = tensors.len();
-    let params: usize = tensors.iter().map(Tensor::len).sum();
-    // The report reads the tensors again, so the input borrows their elements; without one
-    // they move into the input, and the encoder frees them tensor by tensor.
-    let input = match (want_report, pytorch) {
-        (true, true) => EncodeInput::from_state_dict(&tensors)?,
-        (true, false) => EncodeInput::from_tensors(&tensors)?,
-        (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(&mut tensors))?,
-        (false, false) => EncodeInput::from_tensors_owned(std::mem::take(&mut tensors))?,
+        let count = tensors.len();
+        let params: usize = tensors.iter().map(Tensor::len).sum();
+        // The report reads the tensors again, so the input borrows their elements; without one
+        // they move into the input, and the encoder frees them tensor by tensor.
+        let input = match (want_report, pytorch) {
+            (true, true) => EncodeInput::from_state_dict(&tensors)?,
+            (true, false) => EncodeInput::from_tensors(&tensors)?,
+            (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(&mut tensors))?,
+            (false, false) => EncodeInput::from_tensors_owned(std::mem::take(&mut tensors))?,
+        };
+        (input, attributes, files, count, params)
     };
     let input = input.with_attributes(attributes).with_files(files);
     let mut state = load_state(args.state.as_deref())?;

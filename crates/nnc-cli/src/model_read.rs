@@ -7,16 +7,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use nnc_nn::io::{
-    is_shard_index, read_pytorch_summarized, read_safetensors_with_metadata, read_tensors, sharded,
-    FileFormat, PyTorchOptions, SafetensorsMetadata,
+    is_shard_index, map_safetensors_sources, read_pytorch_summarized,
+    read_safetensors_with_metadata, read_tensors, sharded, FileFormat, PyTorchOptions,
+    SafetensorsMetadata, TensorName,
 };
+use nnc_tensor::encode::TensorSource;
 use nnc_tensor::Tensor;
 
-/// A model as read.
+/// A model as read: [`Tensor`]s, or [`TensorSource`]s for the encoder.
 #[derive(Debug)]
-pub struct Model {
+pub struct Model<T = Tensor> {
     /// Its tensors, in file order.
-    pub tensors: Vec<Tensor>,
+    pub tensors: Vec<T>,
     /// A safetensors file's `__metadata__` (of a sharded model: its first shard's); empty for
     /// the other formats.
     pub metadata: SafetensorsMetadata,
@@ -43,6 +45,52 @@ pub struct ModelRead {
 /// beside the state dict, values that are not tensors; for a sharded model whose shards'
 /// `__metadata__` differ, that only the first shard's is kept.
 pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<Model> {
+    read_model_with(path, how, quiet, read_file)
+}
+
+/// As [`read_model`], for the encoder alone: safetensors files are read in place
+/// ([`map_safetensors_sources`]), the other formats as [`read_model`] reads them.
+pub fn read_model_sources(
+    path: &Path,
+    how: &ModelRead,
+    quiet: bool,
+) -> anyhow::Result<Model<TensorSource<'static>>> {
+    read_model_with(path, how, quiet, |file, key, quiet| {
+        if key.is_none() && FileFormat::detect(file)? == FileFormat::Safetensors {
+            return Ok(map_safetensors_sources(file)?);
+        }
+        let (tensors, metadata) = read_file(file, key, quiet)?;
+        Ok((
+            tensors.into_iter().map(TensorSource::from).collect(),
+            metadata,
+        ))
+    })
+}
+
+/// A tensor as a reader gives it, which `--strip-prefix` renames.
+trait Renamed: TensorName {
+    fn rename(&mut self, name: String);
+}
+
+impl Renamed for Tensor {
+    fn rename(&mut self, name: String) {
+        self.name = name;
+    }
+}
+
+impl Renamed for TensorSource<'_> {
+    fn rename(&mut self, name: String) {
+        self.set_name(name);
+    }
+}
+
+/// [`read_model`] with `read_file` reading one model file.
+fn read_model_with<T: Renamed>(
+    path: &Path,
+    how: &ModelRead,
+    quiet: bool,
+    read_file: impl Fn(&Path, Option<&str>, bool) -> anyhow::Result<(Vec<T>, SafetensorsMetadata)>,
+) -> anyhow::Result<Model<T>> {
     let resolved;
     let path = if path.is_dir() {
         resolved = sharded::model_file_in(path).with_context(|| {
@@ -147,18 +195,19 @@ fn read_file(
 }
 
 /// Removes `prefix` from the names that start with it; two tensors may not end up with one name.
-fn strip(tensors: &mut [Tensor], prefix: &str) -> anyhow::Result<()> {
+fn strip<T: Renamed>(tensors: &mut [T], prefix: &str) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tensors.iter_mut() {
-        if let Some(rest) = t.name.strip_prefix(prefix) {
-            t.name = rest.to_string();
+        if let Some(rest) = t.tensor_name().strip_prefix(prefix) {
+            let rest = rest.to_string();
+            t.rename(rest);
         }
     }
     for t in tensors.iter() {
-        if !seen.insert(t.name.as_str()) {
+        if !seen.insert(t.tensor_name()) {
             bail!(
                 "two tensors are named {:?} once {prefix:?} is removed",
-                t.name
+                t.tensor_name()
             );
         }
     }

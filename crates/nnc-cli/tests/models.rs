@@ -115,6 +115,47 @@ fn safetensors_round_trip_keeps_names_shapes_and_dtypes() {
     }
 }
 
+/// A safetensors model with nothing to subtract, sparsify or report on is read in place (memory
+/// maps, no copy); with `--report` it is read into tensors. Both give the same stream, with or
+/// without a prefix to strip.
+#[test]
+fn safetensors_read_in_place_code_as_when_copied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let mut tensors = mixed_model();
+    for t in &mut tensors {
+        t.name = format!("module.{}", t.name);
+    }
+    write_tensors(&path("m.safetensors"), &tensors).expect("write safetensors");
+    let stream = |out: &str, extra: &[&str]| {
+        let (input, out) = (path("m.safetensors"), path(out));
+        let args = [&["encode", s(&input), "-o", s(&out)], extra].concat();
+        ok(&nnc(&args));
+        std::fs::read(&out).expect("stream")
+    };
+    for strip in [&[][..], &["--strip-prefix", "module."]] {
+        let in_place = stream("a.nnc", strip);
+        let copied = stream("b.nnc", &[strip, &["--report"]].concat());
+        assert_eq!(in_place, copied, "strip {strip:?}");
+        ok(&nnc(&[
+            "decode",
+            s(&path("a.nnc")),
+            "-o",
+            s(&path("a.safetensors")),
+        ]));
+        let back = read_tensors(&path("a.safetensors"), "0").expect("decoded");
+        assert_eq!(back.len(), tensors.len());
+        let prefixed = back
+            .iter()
+            .filter(|t| t.name.starts_with("module."))
+            .count();
+        assert_eq!(prefixed, if strip.is_empty() { back.len() } else { 0 });
+        for f in ["a.nnc", "b.nnc", "a.safetensors"] {
+            std::fs::remove_file(path(f)).expect("remove");
+        }
+    }
+}
+
 #[test]
 fn report_and_stats_agree_with_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,19 +2,54 @@
 //!
 //! Readers map one tensor's bytes at a time, copy them into the tensor and drop the map, so a
 //! file is never held in memory whole (neither as a heap copy nor as resident mapped pages).
+//! The encoder's in-place sources keep a tensor's map instead ([`MappedSlice`]) until the
+//! encoder has quantized that tensor.
 
 use std::fs::File;
+use std::marker::PhantomData;
+
+use memmap2::Mmap;
+
+/// A map of one tensor's bytes, lent as elements of type `T` (checked once: the bytes are a
+/// whole number of `T`, aligned for it).
+pub(crate) struct MappedSlice<T> {
+    map: Mmap,
+    elements: PhantomData<fn() -> T>,
+}
+
+impl<T: bytemuck::Pod> MappedSlice<T> {
+    /// The map as elements of `T`, or the map back when its bytes are not a whole number of
+    /// aligned `T`.
+    pub(crate) fn new(map: Mmap) -> Result<Self, Mmap> {
+        if bytemuck::try_cast_slice::<u8, T>(&map).is_err() {
+            return Err(map);
+        }
+        Ok(MappedSlice {
+            map,
+            elements: PhantomData,
+        })
+    }
+}
+
+impl<T: bytemuck::Pod> AsRef<[T]> for MappedSlice<T> {
+    fn as_ref(&self) -> &[T] {
+        // `new` checked size and alignment, and a map's bytes never move.
+        bytemuck::try_cast_slice(&self.map).unwrap_or_default()
+    }
+}
 
 /// Maps `len` bytes of `file` from byte `offset`, read-only. `len` 0 gives an empty map.
 ///
-/// The caller must have checked that `offset + len` lies within the file.
+/// The caller must have checked that `offset + len` lies within the file. The map's first byte
+/// has the alignment of `offset` in the file modulo the page size.
 #[allow(unsafe_code)] // the crate's one mapping, see SAFETY
 pub(crate) fn map_range(file: &File, offset: u64, len: usize) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: memmap2 requires that the mapped bytes are not modified or truncated while the map
-    // lives. The map is read-only and private to this process, and lives only while one
-    // tensor is copied out of it. Another process truncating or rewriting the file in that
-    // window is the caveat every mmap-based reader (safetensors, NumPy's memmap) shares: a
-    // truncation would raise SIGBUS instead of an error. Nothing of the map outlives the copy.
+    // lives. The map is read-only and private to this process, and lives while one tensor is
+    // copied out of it or, for an in-place source, until the encoder has quantized that tensor.
+    // Another process truncating or rewriting the file in that window is the caveat every
+    // mmap-based reader (safetensors, NumPy's memmap, `torch.load(mmap=True)`) shares: a
+    // truncation would raise SIGBUS instead of an error.
     unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)

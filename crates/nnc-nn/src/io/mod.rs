@@ -24,6 +24,7 @@ mod writer;
 
 use std::path::Path;
 
+use nnc_tensor::encode::TensorSource;
 use nnc_tensor::{DType, Tensor};
 
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
@@ -32,9 +33,9 @@ pub use pytorch::{
     PyTorchOptions,
 };
 pub use safetensors::{
-    attributes_to_carry, metadata_to_write, pytorch_format_metadata, read_safetensors,
-    read_safetensors_with_metadata, write_safetensors, write_safetensors_with_metadata,
-    SafetensorsMetadata,
+    attributes_to_carry, map_safetensors_sources, metadata_to_write, pytorch_format_metadata,
+    read_safetensors, read_safetensors_with_metadata, write_safetensors,
+    write_safetensors_with_metadata, SafetensorsMetadata,
 };
 pub use shard_writer::ShardedWriter;
 pub use sharded::{is_shard_index, read_sharded};
@@ -333,14 +334,32 @@ pub fn write_tensors_with_metadata(
     }
 }
 
+/// What a reader gives per tensor: a [`Tensor`], or a [`TensorSource`] for the encoder.
+pub trait TensorName {
+    /// The tensor's name.
+    fn tensor_name(&self) -> &str;
+}
+
+impl TensorName for Tensor {
+    fn tensor_name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl TensorName for TensorSource<'_> {
+    fn tensor_name(&self) -> &str {
+        self.name()
+    }
+}
+
 /// Fails with [`IoError::DuplicateName`] when two tensors share a name.
-pub(crate) fn check_unique_names(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
+pub(crate) fn check_unique_names<T: TensorName>(path: &Path, tensors: &[T]) -> Result<(), IoError> {
     let mut seen = std::collections::HashSet::with_capacity(tensors.len());
     for t in tensors {
-        if !seen.insert(t.name.as_str()) {
+        if !seen.insert(t.tensor_name()) {
             return Err(IoError::DuplicateName {
                 path: path.display().to_string(),
-                name: t.name.clone(),
+                name: t.tensor_name().to_string(),
             });
         }
     }

@@ -31,12 +31,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use memmap2::Mmap;
+use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};
 use nnc_tensor::{DType, Tensor};
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
 
-use super::mmap::map_range;
+use super::mmap::{map_range, MappedSlice};
 use super::raw::{self, ByteOrder};
 use super::{check_unique_names, io_error, read_file, IoError};
 
@@ -142,13 +145,76 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<Tensor>, IoError> {
 pub fn read_safetensors_with_metadata(
     path: &Path,
 ) -> Result<(Vec<Tensor>, SafetensorsMetadata), IoError> {
+    let each = |info: &TensorInfo, name: &str, bytes: Mmap, _offset: u64| {
+        tensor_from(info, name, &bytes, (0, bytes.len()), path)
+    };
+    match map_each(path, each)? {
+        Some(read) => Ok(read),
+        None => parse(&read_file(path)?, path),
+    }
+}
+
+/// Reads a safetensors file for the encoder without copying what it can read in place: every
+/// float32 and int32 tensor whose bytes are aligned for their type (as the `safetensors`
+/// writers lay them out) becomes [`NamedElements`] held by a read-only memory map of its bytes,
+/// which the encoder drops as soon as it has quantized the tensor; every other tensor is read
+/// as [`read_safetensors_with_metadata`] reads it. Data-offset order, and the `__metadata__`
+/// map.
+///
+/// The maps live as long as the sources (for [`nnc_tensor::encode()`], until each tensor is
+/// quantized), so the file must not be truncated or rewritten meanwhile: a truncation raises
+/// `SIGBUS`, as with any memory-mapped reader.
+pub fn map_safetensors_sources(
+    path: &Path,
+) -> Result<(Vec<TensorSource<'static>>, SafetensorsMetadata), IoError> {
+    let each = |info: &TensorInfo, name: &str, bytes: Mmap, offset: u64| {
+        let in_place =
+            offset.is_multiple_of(4) && !bytes.is_empty() && cfg!(target_endian = "little");
+        let lent = match info.dtype {
+            Dtype::F32 if in_place => MappedSlice::<f32>::new(bytes)
+                .map(|m| ParameterData::F32(Elements::shared(Arc::new(m)))),
+            Dtype::I32 if in_place => MappedSlice::<i32>::new(bytes)
+                .map(|m| ParameterData::I32(Elements::shared(Arc::new(m)))),
+            _ => Err(bytes),
+        };
+        match lent {
+            Ok(data) => NamedElements::try_new(name, info.shape.clone(), data)
+                .map(TensorSource::from)
+                .map_err(|e| IoError::Malformed {
+                    path: path.display().to_string(),
+                    name: name.to_string(),
+                    what: e.to_string(),
+                }),
+            Err(bytes) => {
+                tensor_from(info, name, &bytes, (0, bytes.len()), path).map(TensorSource::from)
+            }
+        }
+    };
+    match map_each(path, each)? {
+        Some(read) => Ok(read),
+        None => {
+            let (tensors, metadata) = parse(&read_file(path)?, path)?;
+            Ok((
+                tensors.into_iter().map(TensorSource::from).collect(),
+                metadata,
+            ))
+        }
+    }
+}
+/// Maps the header of the safetensors file at `path`, then each tensor's bytes in data-offset
+/// order, handing them to `each` with the tensor's info and name and the bytes' offset in the
+/// file. `None` for a file too short to map (under 8 bytes), which the caller parses from memory.
+fn map_each<T>(
+    path: &Path,
+    mut each: impl FnMut(&TensorInfo, &str, Mmap, u64) -> Result<T, IoError>,
+) -> Result<Option<(Vec<T>, SafetensorsMetadata)>, IoError> {
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let file_len = file.metadata().map_err(|e| io_error(path, e))?.len();
     let Ok(len) = usize::try_from(file_len) else {
         return Err(invalid(path, "file too large to map"));
     };
     if len < 8 {
-        return parse(&read_file(path)?, path);
+        return Ok(None);
     }
     let (header_len, metadata) = {
         // Parsing the header touches only the header's pages of the map.
@@ -157,17 +223,18 @@ pub fn read_safetensors_with_metadata(
     };
     // `read_metadata` checked that the offsets tile the data section, which ends the file.
     let data_start = 8 + header_len as u64;
-    let mut tensors = Vec::new();
+    let mut out = Vec::new();
     for name in metadata.offset_keys() {
         let info = metadata
             .info(&name)
             .ok_or_else(|| invalid(path, format!("tensor {name:?} listed without info")))?;
         let (start, end) = info.data_offsets;
-        let bytes = map_range(&file, data_start + start as u64, end.saturating_sub(start))
-            .map_err(|e| io_error(path, e))?;
-        tensors.push(tensor_from(info, &name, &bytes, (0, bytes.len()), path)?);
+        let offset = data_start + start as u64;
+        let bytes =
+            map_range(&file, offset, end.saturating_sub(start)).map_err(|e| io_error(path, e))?;
+        out.push(each(info, &name, bytes, offset)?);
     }
-    Ok((tensors, header_metadata(&metadata)))
+    Ok(Some((out, header_metadata(&metadata))))
 }
 
 fn header_metadata(metadata: &safetensors::tensor::Metadata) -> SafetensorsMetadata {
@@ -391,5 +458,78 @@ mod tests {
         bytes.push(3);
         let err = parse(&bytes, Path::new("mem")).unwrap_err();
         assert!(matches!(err, IoError::Malformed { .. }), "{err}");
+    }
+
+    /// Whether a source is read in place: elements held by a shared owner (the tensor's map).
+    fn in_place(s: &TensorSource<'_>) -> bool {
+        matches!(
+            s,
+            TensorSource::Elements(e) if matches!(
+                e.data(),
+                ParameterData::F32(Elements::Shared(_)) | ParameterData::I32(Elements::Shared(_))
+            )
+        )
+    }
+
+    #[test]
+    fn encoder_sources_read_aligned_float32_and_int32_in_place_and_the_rest_as_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let w: Vec<f32> = (0..300).map(|i| (i as f32 * 0.37).sin()).collect();
+        let tensors = vec![
+            t("a.weight", vec![20, 15], TensorData::F32(w)),
+            t("a.bias", vec![3], TensorData::F32(vec![0.5, -1.0, 2.0])),
+            t("ids", vec![2, 2], TensorData::I32(vec![1, -2, 3, 1 << 30])),
+            t("n.num_batches_tracked", vec![], TensorData::I64(vec![7])),
+            t("h", vec![2], TensorData::F16(vec![0x3c00, 0xc000])),
+            t("empty", vec![0], TensorData::F32(vec![])),
+        ];
+        let metadata = pytorch_format_metadata();
+        write_safetensors_with_metadata(&path, &tensors, &metadata).unwrap();
+        let (read, read_metadata) = read_safetensors_with_metadata(&path).unwrap();
+        let (sources, source_metadata) = map_safetensors_sources(&path).unwrap();
+        assert_eq!(source_metadata, read_metadata);
+        let names: Vec<&str> = sources.iter().map(TensorSource::name).collect();
+        let read_names: Vec<&str> = read.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, read_names);
+        for (s, r) in sources.iter().zip(&read) {
+            let expected = matches!(r.dtype(), DType::F32 | DType::I32) && !r.is_empty();
+            assert_eq!(in_place(s), expected, "{}", r.name);
+            assert_eq!(s.shape(), r.shape.as_slice());
+        }
+        // Both readings give the encoder the same model, so the same stream.
+        let opts = nnc_tensor::EncodeOptions::default();
+        let copied = nnc_tensor::encode(
+            nnc_tensor::EncodeInput::from_state_dict_owned(read).unwrap(),
+            &opts,
+        )
+        .unwrap();
+        let mapped = nnc_tensor::encode(
+            nnc_tensor::EncodeInput::from_state_dict_sources(sources).unwrap(),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(mapped.bytes, copied.bytes);
+    }
+
+    #[test]
+    fn misaligned_float32_is_copied_not_lent() {
+        // A one-byte tensor first puts the float32 tensor at an odd offset in the file.
+        let header = br#"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.push(9);
+        for x in [1.5f32, -0.25] {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.safetensors");
+        std::fs::write(&path, &bytes).unwrap();
+        let (sources, _) = map_safetensors_sources(&path).unwrap();
+        assert!(sources.iter().all(|s| !in_place(s)));
+        match &sources[1] {
+            TensorSource::Tensor(b) => assert_eq!(b.data, TensorData::F32(vec![1.5, -0.25])),
+            other => panic!("not read as a tensor: {other:?}"),
+        }
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nnc_tensor::Tensor;
 
-use super::{check_unique_names, read_file, IoError};
+use super::{check_unique_names, read_file, IoError, TensorName};
 
 /// Largest index file read (real ones are tens of kilobytes).
 const MAX_INDEX_BYTES: u64 = 64 << 20;
@@ -87,15 +87,16 @@ pub fn shard_files(index: &Path) -> Result<Vec<(PathBuf, Vec<String>)>, IoError>
 }
 
 /// Reads every tensor of a sharded checkpoint, reading each shard with `read_shard` (for
-/// example [`super::read_tensors`], or a PyTorch reader with options).
-pub fn read_sharded_with<E: From<IoError>>(
+/// example [`super::read_tensors`], a PyTorch reader with options, or
+/// [`super::map_safetensors_sources`] for the encoder).
+pub fn read_sharded_with<T: TensorName, E: From<IoError>>(
     index: &Path,
-    mut read_shard: impl FnMut(&Path) -> Result<Vec<Tensor>, E>,
-) -> Result<Vec<Tensor>, E> {
+    mut read_shard: impl FnMut(&Path) -> Result<Vec<T>, E>,
+) -> Result<Vec<T>, E> {
     let mut out = Vec::new();
     for (shard, names) in shard_files(index)? {
         let tensors = read_shard(&shard)?;
-        let held: HashSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+        let held: HashSet<&str> = tensors.iter().map(TensorName::tensor_name).collect();
         for name in &names {
             if !held.contains(name.as_str()) {
                 return Err(IoError::Malformed {

@@ -175,9 +175,9 @@ fn keep_integers(w: &mut Work, values: Vec<i32>) -> Result<()> {
 /// Approximates one parameter. Its values move out of `w` (nothing reads them once the levels
 /// exist), so a float copy the encoder owns is freed as soon as its tensor is quantized.
 pub(super) fn approximate(w: &mut Work, opts: &EncodeOptions) -> Result<()> {
-    let values: Cow<'_, [f32]> = match std::mem::replace(&mut w.values, Vec::<f32>::new().into()) {
+    let values = match std::mem::replace(&mut w.values, Vec::<f32>::new().into()) {
         ParameterData::F32(v) => v,
-        ParameterData::I32(v) => return keep_integers(w, v.into_owned()),
+        ParameterData::I32(v) => return keep_integers(w, v.into_vec()),
     };
     let requested = w.qp;
     // An empty tensor has no codebook to build (the reference crashes trying): uniform.

@@ -1,11 +1,11 @@
 //! How the reference's front ends turn user tensors into an [`EncodeInput`]: the tensor pipeline
 //! (one tensor), plain dictionaries, and PyTorch state dicts.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::model::{has_zero_width, EncodeInput, InputError, ModelParameter, TOPOLOGY_PYTORCH};
+use super::model::{has_zero_width, EncodeInput, InputError, TOPOLOGY_PYTORCH};
 use super::options::ParameterType;
+use super::source::TensorSource;
 use crate::tensor::Tensor;
 
 /// Whether `name` is one of the batch-norm step counters PyTorch keeps in its state dicts
@@ -24,29 +24,33 @@ impl<'a> EncodeInput<'a> {
     ///
     /// Float32 and int32 elements are borrowed, as in [`EncodeInput::from_tensors`].
     pub fn from_state_dict(tensors: &'a [Tensor]) -> Result<Self, InputError> {
-        Self::state_dict(tensors.iter().map(Cow::Borrowed))
+        Self::from_state_dict_sources(tensors.iter().map(TensorSource::from))
     }
 
     /// As [`EncodeInput::from_state_dict`], taking the tensors: float32 and int32 elements move
     /// into the input (see [`EncodeInput::from_tensors_owned`]).
     pub fn from_state_dict_owned(tensors: Vec<Tensor>) -> Result<EncodeInput<'static>, InputError> {
-        EncodeInput::state_dict(tensors.into_iter().map(Cow::Owned))
+        EncodeInput::from_state_dict_sources(tensors.into_iter().map(TensorSource::from))
     }
 
-    fn state_dict(tensors: impl Iterator<Item = Cow<'a, Tensor>>) -> Result<Self, InputError> {
+    /// As [`EncodeInput::from_state_dict`], from any mix of lent tensors, given tensors and
+    /// [`NamedElements`](super::NamedElements) (see [`EncodeInput::from_sources`]).
+    pub fn from_state_dict_sources(
+        tensors: impl IntoIterator<Item = TensorSource<'a>>,
+    ) -> Result<Self, InputError> {
         let mut parameters = Vec::new();
         let mut extra_tensors = Vec::new();
         let mut names = BTreeSet::new();
-        for (i, t) in tensors.enumerate() {
-            if !names.insert(t.name.clone()) {
-                return Err(InputError::DuplicateName(t.name.clone()));
+        for (i, t) in tensors.into_iter().enumerate() {
+            if !names.insert(t.name().to_string()) {
+                return Err(InputError::DuplicateName(t.name().to_string()));
             }
-            if is_batch_counter(&t.name) || has_zero_width(&t.shape) {
-                extra_tensors.push(t.into_owned());
+            if is_batch_counter(t.name()) || has_zero_width(t.shape()) {
+                extra_tensors.push(t.into_tensor());
                 continue;
             }
-            let parameter_type = ParameterType::for_pytorch_tensor(&t.name, t.shape.len());
-            parameters.push(ModelParameter::from_tensor(t, parameter_type, i as u64)?);
+            let parameter_type = ParameterType::for_pytorch_tensor(t.name(), t.shape().len());
+            parameters.push(t.into_parameter(parameter_type, i as u64)?);
         }
         Ok(EncodeInput {
             parameters,
@@ -62,8 +66,13 @@ impl<'a> EncodeInput<'a> {
     /// Whether the tensor names look like a PyTorch state dict (some name ends in `.weight`,
     /// `.bias` or `num_batches_tracked`).
     pub fn looks_like_state_dict(tensors: &[Tensor]) -> bool {
-        tensors.iter().any(|t| {
-            t.name.ends_with(".weight") || t.name.ends_with(".bias") || is_batch_counter(&t.name)
+        Self::names_look_like_state_dict(tensors.iter().map(|t| t.name.as_str()))
+    }
+
+    /// [`EncodeInput::looks_like_state_dict`] from the names alone.
+    pub fn names_look_like_state_dict<'n>(names: impl IntoIterator<Item = &'n str>) -> bool {
+        names.into_iter().any(|name| {
+            name.ends_with(".weight") || name.ends_with(".bias") || is_batch_counter(name)
         })
     }
 }
@@ -71,7 +80,7 @@ impl<'a> EncodeInput<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::ParameterData;
+    use crate::encode::{Elements, ParameterData};
     use crate::tensor::TensorData;
 
     #[test]
@@ -114,13 +123,13 @@ mod tests {
             EncodeInput::from_state_dict(&tensors).unwrap(),
         ] {
             match (&input.parameters[0].data, &tensors[0].data) {
-                (ParameterData::F32(Cow::Borrowed(v)), TensorData::F32(t)) => {
+                (ParameterData::F32(Elements::Borrowed(v)), TensorData::F32(t)) => {
                     assert!(std::ptr::eq(v.as_ptr(), t.as_ptr()))
                 }
                 other => panic!("float32 elements not borrowed: {other:?}"),
             }
             match (&input.parameters[1].data, &tensors[1].data) {
-                (ParameterData::I32(Cow::Borrowed(v)), TensorData::I32(t)) => {
+                (ParameterData::I32(Elements::Borrowed(v)), TensorData::I32(t)) => {
                     assert!(std::ptr::eq(v.as_ptr(), t.as_ptr()))
                 }
                 other => panic!("int32 elements not borrowed: {other:?}"),
@@ -128,7 +137,7 @@ mod tests {
             // Other element types are converted, so they cannot be borrowed.
             assert_eq!(
                 input.parameters[2].data,
-                ParameterData::F32(Cow::Owned(vec![0.25, 0.5]))
+                ParameterData::F32(Elements::Owned(vec![0.25, 0.5]))
             );
             // Copying the borrowed elements gives the same input.
             assert_eq!(input.clone().into_owned(), input);

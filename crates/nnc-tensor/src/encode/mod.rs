@@ -7,9 +7,11 @@
 mod approx;
 mod assemble;
 mod bnf;
+pub mod elements;
 mod frontend;
 pub mod model;
 pub mod options;
+pub mod source;
 mod work;
 
 use std::borrow::Cow;
@@ -21,11 +23,13 @@ use crate::metadata::{StreamMetadata, TensorMeta};
 use crate::state::IncrementalState;
 use crate::tensor::DType;
 
+pub use elements::{Elements, SharedSlice};
 pub use model::{
     BlockIdAndParamType, DecomposedWeight, EncodeInput, InputError, ModelParameter, ParameterData,
     TOPOLOGY_PYTORCH, TOPOLOGY_UNRECOGNISED,
 };
 pub use options::{CodebookMode, EncodeOptions, ParameterType};
+pub use source::{NamedElements, TensorSource};
 
 pub(crate) use frontend::is_batch_counter;
 use work::{Item, Method, Work, WorkModel};

@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::elements::Elements;
 use super::options::ParameterType;
+use super::source::TensorSource;
 use crate::tensor::{Tensor, TensorData};
 
 /// `topology_storage_format` of a generic tensor dictionary.
@@ -13,13 +15,13 @@ pub const TOPOLOGY_UNRECOGNISED: u8 = 0;
 pub const TOPOLOGY_PYTORCH: u8 = 3;
 
 /// Element data the coder accepts: float32 (quantized) or int32 (coded losslessly), borrowed
-/// from the caller's tensors or owned.
+/// from the caller's tensors, owned, or held by a shared owner ([`Elements`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ParameterData<'a> {
     /// Float values, quantized.
-    F32(Cow<'a, [f32]>),
+    F32(Elements<'a, f32>),
     /// Integer values, coded as they are.
-    I32(Cow<'a, [i32]>),
+    I32(Elements<'a, i32>),
 }
 
 impl ParameterData<'_> {
@@ -38,49 +40,50 @@ impl ParameterData<'_> {
     /// The same elements, borrowed from `self`.
     pub fn view(&self) -> ParameterData<'_> {
         match self {
-            ParameterData::F32(v) => ParameterData::F32(Cow::Borrowed(v)),
-            ParameterData::I32(v) => ParameterData::I32(Cow::Borrowed(v)),
+            ParameterData::F32(v) => ParameterData::F32(Elements::Borrowed(v)),
+            ParameterData::I32(v) => ParameterData::I32(Elements::Borrowed(v)),
         }
     }
 
-    /// The elements as an owned value, copied only if they were borrowed.
+    /// The elements borrowing nothing: copied only if they were borrowed (shared elements
+    /// keep their owner).
     pub fn into_owned(self) -> ParameterData<'static> {
         match self {
-            ParameterData::F32(v) => ParameterData::F32(Cow::Owned(v.into_owned())),
-            ParameterData::I32(v) => ParameterData::I32(Cow::Owned(v.into_owned())),
+            ParameterData::F32(v) => ParameterData::F32(v.into_static()),
+            ParameterData::I32(v) => ParameterData::I32(v.into_static()),
         }
     }
 
     /// No elements, same element type (what is left when the encoder takes the elements).
     pub(crate) fn empty_like(&self) -> ParameterData<'static> {
         match self {
-            ParameterData::F32(_) => ParameterData::F32(Cow::Owned(Vec::new())),
-            ParameterData::I32(_) => ParameterData::I32(Cow::Owned(Vec::new())),
+            ParameterData::F32(_) => ParameterData::F32(Elements::Owned(Vec::new())),
+            ParameterData::I32(_) => ParameterData::I32(Elements::Owned(Vec::new())),
         }
     }
 }
 
 impl From<Vec<f32>> for ParameterData<'static> {
     fn from(v: Vec<f32>) -> Self {
-        ParameterData::F32(Cow::Owned(v))
+        ParameterData::F32(Elements::Owned(v))
     }
 }
 
 impl From<Vec<i32>> for ParameterData<'static> {
     fn from(v: Vec<i32>) -> Self {
-        ParameterData::I32(Cow::Owned(v))
+        ParameterData::I32(Elements::Owned(v))
     }
 }
 
 impl<'a> From<&'a [f32]> for ParameterData<'a> {
     fn from(v: &'a [f32]) -> Self {
-        ParameterData::F32(Cow::Borrowed(v))
+        ParameterData::F32(Elements::Borrowed(v))
     }
 }
 
 impl<'a> From<&'a [i32]> for ParameterData<'a> {
     fn from(v: &'a [i32]) -> Self {
-        ParameterData::I32(Cow::Borrowed(v))
+        ParameterData::I32(Elements::Borrowed(v))
     }
 }
 
@@ -227,17 +230,17 @@ pub fn to_parameter_data(t: &Tensor) -> Result<(Vec<usize>, ParameterData<'_>), 
             ParameterData::from(v.iter().map(|&b| i32::from(b)).collect::<Vec<_>>())
         }
         other => match other.as_f32_lossless() {
-            Some(v) => ParameterData::F32(v),
+            Some(v) => ParameterData::F32(v.into()),
             None => return Err(InputError::UnsupportedDType(name.to_string())),
         },
     };
-    Ok((coded_dims(t), data))
+    Ok((coded_dims(&t.shape), data))
 }
 
 /// As [`to_parameter_data`], taking the tensor: float32 and int32 elements move into the
 /// result, which borrows nothing.
 pub fn into_parameter_data(t: Tensor) -> Result<(Vec<usize>, ParameterData<'static>), InputError> {
-    let dims = coded_dims(&t);
+    let dims = coded_dims(&t.shape);
     match t.data {
         TensorData::F32(v) if !v.is_empty() => Ok((dims, ParameterData::from(v))),
         TensorData::I32(v) if !v.is_empty() => Ok((dims, ParameterData::from(v))),
@@ -278,11 +281,11 @@ pub(super) fn has_zero_width(shape: &[usize]) -> bool {
 
 /// The coded shape: the reference codes every scalar as a float32 of shape [1]; an integer
 /// scalar stays an integer here so it is coded losslessly (quirks.md#integer-scalars).
-fn coded_dims(t: &Tensor) -> Vec<usize> {
-    if t.shape.is_empty() {
+pub(super) fn coded_dims(shape: &[usize]) -> Vec<usize> {
+    if shape.is_empty() {
         vec![1]
     } else {
-        t.shape.clone()
+        shape.to_vec()
     }
 }
 
@@ -298,7 +301,7 @@ impl<'a> EncodeInput<'a> {
     /// Float32 and int32 elements are borrowed, not copied: the input lives as long as
     /// `tensors`. Other element types are converted into owned float32 or int32.
     pub fn from_tensors(tensors: &'a [Tensor]) -> Result<Self, InputError> {
-        Self::dict(tensors.iter().map(Cow::Borrowed))
+        Self::from_sources(tensors.iter().map(TensorSource::from))
     }
 
     /// As [`EncodeInput::from_tensors`], taking the tensors: float32 and int32 elements move
@@ -306,7 +309,7 @@ impl<'a> EncodeInput<'a> {
     /// input itself (not a reference), each tensor's elements are freed as soon as they are
     /// quantized.
     pub fn from_tensors_owned(tensors: Vec<Tensor>) -> Result<EncodeInput<'static>, InputError> {
-        EncodeInput::dict(tensors.into_iter().map(Cow::Owned))
+        EncodeInput::from_sources(tensors.into_iter().map(TensorSource::from))
     }
 
     /// The same input owning all its elements (copying those it borrows).
@@ -334,20 +337,26 @@ impl<'a> EncodeInput<'a> {
         }
     }
 
-    fn dict(tensors: impl Iterator<Item = Cow<'a, Tensor>>) -> Result<Self, InputError> {
+    /// As [`EncodeInput::from_tensors`], from any mix of lent tensors, given tensors and
+    /// [`NamedElements`](super::NamedElements) (elements the encoder reads where they are, such
+    /// as a tensor of a memory-mapped file).
+    pub fn from_sources(
+        tensors: impl IntoIterator<Item = TensorSource<'a>>,
+    ) -> Result<Self, InputError> {
+        let tensors = tensors.into_iter();
         let mut parameters = Vec::with_capacity(tensors.size_hint().0);
         let mut extra_tensors = Vec::new();
         let mut names = BTreeSet::new();
         for (i, t) in tensors.enumerate() {
-            if !names.insert(t.name.clone()) {
-                return Err(InputError::DuplicateName(t.name.clone()));
+            if !names.insert(t.name().to_string()) {
+                return Err(InputError::DuplicateName(t.name().to_string()));
             }
-            if has_zero_width(&t.shape) {
-                extra_tensors.push(t.into_owned());
+            if has_zero_width(t.shape()) {
+                extra_tensors.push(t.into_tensor());
                 continue;
             }
-            let parameter_type = ParameterType::for_dict_tensor(t.shape.len());
-            parameters.push(ModelParameter::from_tensor(t, parameter_type, i as u64)?);
+            let parameter_type = ParameterType::for_dict_tensor(t.shape().len());
+            parameters.push(t.into_parameter(parameter_type, i as u64)?);
         }
         Ok(EncodeInput {
             parameters,
