@@ -195,7 +195,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     let progress = Progress::new(quiet);
     let want_report = args.report || args.json;
     // When nothing but the encoder reads the tensors (no base to subtract, no sparsification,
-    // no report), safetensors inputs are read in place from memory maps, each dropped once its
+    // no report), safetensors and .npy inputs are read in place from memory maps, each dropped once its
     // tensor is quantized. Otherwise every input is memory-mapped and copied once, tensor by
     // tensor.
     let in_place = args.base.is_none() && args.sparsity == 0.0 && !want_report;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use nnc_nn::io::{
-    is_shard_index, map_safetensors_sources, read_pytorch_summarized,
+    is_shard_index, map_npy_source, map_safetensors_sources, read_pytorch_summarized,
     read_safetensors_with_metadata, read_tensors, sharded, FileFormat, PyTorchOptions,
     SafetensorsMetadata, TensorName,
 };
@@ -48,16 +48,24 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     read_model_with(path, how, quiet, read_file)
 }
 
-/// As [`read_model`], for the encoder alone: safetensors files are read in place
-/// ([`map_safetensors_sources`]), the other formats as [`read_model`] reads them.
+/// As [`read_model`], for the encoder alone: safetensors and `.npy` files are read in place
+/// ([`map_safetensors_sources`], [`map_npy_source`]), the other formats as [`read_model`]
+/// reads them.
 pub fn read_model_sources(
     path: &Path,
     how: &ModelRead,
     quiet: bool,
 ) -> anyhow::Result<Model<TensorSource<'static>>> {
     read_model_with(path, how, quiet, |file, key, quiet| {
-        if key.is_none() && FileFormat::detect(file)? == FileFormat::Safetensors {
-            return Ok(map_safetensors_sources(file)?);
+        if key.is_none() {
+            match FileFormat::detect(file)? {
+                FileFormat::Safetensors => return Ok(map_safetensors_sources(file)?),
+                FileFormat::Npy => {
+                    let source = map_npy_source(file, "0")?;
+                    return Ok((vec![source], SafetensorsMetadata::new()));
+                }
+                _ => {}
+            }
         }
         let (tensors, metadata) = read_file(file, key, quiet)?;
         Ok((

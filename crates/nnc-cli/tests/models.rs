@@ -156,6 +156,23 @@ fn safetensors_read_in_place_code_as_when_copied() {
     }
 }
 
+/// A `.npy` tensor is read in place too, and codes as when copied.
+#[test]
+fn npy_read_in_place_codes_as_when_copied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |n: &str| dir.path().join(n);
+    let t = Tensor::try_new("0", vec![24, 40], TensorData::F32(wave(960, 3, 1e-2))).expect("t");
+    write_tensors(&path("w.npy"), &[t]).expect("write npy");
+    let mut streams = Vec::new();
+    for (out, extra) in [("a.nnc", None), ("b.nnc", Some("--report"))] {
+        let (input, out) = (path("w.npy"), path(out));
+        let args = [s(&input), "-o", s(&out)];
+        ok(&nnc(&[&["encode"][..], &args, extra.as_slice()].concat()));
+        streams.push(std::fs::read(&out).expect("stream"));
+    }
+    assert_eq!(streams[0], streams[1]);
+}
+
 #[test]
 fn report_and_stats_agree_with_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,8 +7,29 @@
 
 use std::fs::File;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use memmap2::Mmap;
+use nnc_tensor::encode::{Elements, ParameterData};
+use nnc_tensor::DType;
+
+/// A map of a float32 or int32 tensor's little-endian bytes as the encoder's elements, held by
+/// the map itself; the map back when the dtype is another one, the host is big-endian, or the
+/// bytes are not a whole number of aligned elements.
+pub(crate) fn lend(map: Mmap, dtype: DType) -> Result<ParameterData<'static>, Mmap> {
+    if cfg!(target_endian = "big") || map.is_empty() {
+        return Err(map);
+    }
+    match dtype {
+        DType::F32 => {
+            MappedSlice::<f32>::new(map).map(|m| ParameterData::F32(Elements::shared(Arc::new(m))))
+        }
+        DType::I32 => {
+            MappedSlice::<i32>::new(map).map(|m| ParameterData::I32(Elements::shared(Arc::new(m))))
+        }
+        _ => Err(map),
+    }
+}
 
 /// A map of one tensor's bytes, lent as elements of type `T` (checked once: the bytes are a
 /// whole number of `T`, aligned for it).

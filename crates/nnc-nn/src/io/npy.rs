@@ -8,6 +8,7 @@ use std::io::{BufWriter, Cursor, Read, Seek, Write};
 use std::path::Path;
 
 use half::f16;
+use nnc_tensor::encode::{NamedElements, TensorSource};
 use nnc_tensor::{DType, Tensor, TensorData};
 use npyz::{NpyFile, WriterBuilder};
 
@@ -149,6 +150,15 @@ pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
 
 /// Decodes one `.npy` image held in memory (`path` only names it in errors).
 pub(crate) fn parse_npy(bytes: &[u8], path: &Path, name: &str) -> Result<Tensor, IoError> {
+    read_array(open_npy(bytes, path, name)?.0, path, name)
+}
+
+/// Checks the header of a `.npy` image and opens it; also gives where its data starts.
+fn open_npy<'b>(
+    bytes: &'b [u8],
+    path: &Path,
+    name: &str,
+) -> Result<(NpyFile<&'b [u8]>, usize), IoError> {
     // npyz allocates the header length it is told; check it against what is there first.
     let header_end = match bytes {
         [0x93, b'N', b'U', b'M', b'P', b'Y', 1, _, l0, l1, ..] => {
@@ -177,7 +187,56 @@ pub(crate) fn parse_npy(bytes: &[u8], path: &Path, name: &str) -> Result<Tensor,
     check_nesting(header).map_err(|what| malformed(path, name, what))?;
     check_shape_literal(header).map_err(|what| malformed(path, name, what))?;
     let npy = NpyFile::new(bytes).map_err(|e| malformed(path, name, e.to_string()))?;
-    read_array(npy, path, name)
+    Ok((npy, header_end))
+}
+
+/// Reads a `.npy` file as one tensor called `name` for the encoder, without copying it when it
+/// can be read in place: a little-endian float32 or int32 array in C order whose data exactly
+/// fills the rest of the file (as `np.save` writes it) is lent from a read-only map of its
+/// bytes, which the encoder drops once it has quantized it. Any other file is read as
+/// [`read_npy`] reads it. The file must not be truncated or rewritten while the source lives
+/// (see [`super::map_safetensors_sources`]).
+pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, IoError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+        return read_npy(path, name).map(TensorSource::from);
+    };
+    let whole = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
+    let (npy, data_start) = open_npy(&whole, path, name)?;
+    let row_major = npy.order() == npyz::Order::C || npy.shape().len() <= 1;
+    let count = npy
+        .shape()
+        .iter()
+        .try_fold(4u64, |n, &d| n.checked_mul(d))
+        .and_then(|n| usize::try_from(n).ok());
+    let fills_the_rest = count == Some(len - data_start) && data_start < len;
+    let in_place = row_major && fills_the_rest && data_start.is_multiple_of(4);
+    let descr = npy.dtype().descr();
+    let dtype = match descr.trim_matches('\'') {
+        "<f4" if in_place => DType::F32,
+        "<i4" if in_place => DType::I32,
+        _ => return parse_npy(&whole, path, name).map(TensorSource::from),
+    };
+    let shape = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| malformed(path, name, "dimension too large")))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(whole);
+    let bytes =
+        super::mmap::map_range(&file, data_start as u64, len - data_start).map_err(io_err(path))?;
+    let data = super::mmap::lend(bytes, dtype);
+    match data {
+        Ok(data) => NamedElements::try_new(name, shape, data)
+            .map(TensorSource::from)
+            .map_err(|e| malformed(path, name, e.to_string())),
+        Err(bytes) => {
+            // Not lent after all (a big-endian host): read it as a copy.
+            drop(bytes);
+            read_npy(path, name).map(TensorSource::from)
+        }
+    }
 }
 
 /// Deepest bracket nesting accepted in a header. NumPy's headers nest two deep (the dict and its
@@ -363,6 +422,7 @@ pub(crate) const ENTRY_BUFFER: usize = 1 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nnc_tensor::encode::{Elements, ParameterData};
 
     #[test]
     fn npz_entries_larger_than_the_entry_buffer_round_trip() {
@@ -555,5 +615,99 @@ mod tests {
     fn unknown_extension_is_an_error() {
         let err = super::super::read_tensors(Path::new("model.onnx"), "0").unwrap_err();
         assert!(matches!(err, IoError::UnknownFormat { .. }));
+    }
+
+    /// A `.npy` image: `header` padded with spaces so the data starts at a multiple of `align`
+    /// plus `shift`, then `data`.
+    fn npy_image(header: &str, align: usize, shift: usize, data: &[u8]) -> Vec<u8> {
+        let mut dict = header.to_string();
+        while (10 + dict.len() + 1) % align != shift {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn encoder_source_lends_c_ordered_little_endian_float32_and_int32_only() {
+        let f: Vec<u8> = [1.5f32, -2.0, 0.25, 8.0, -0.5, 3.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let head = |descr: &str, fortran: bool, shape: &str| {
+            let order = if fortran { "True" } else { "False" };
+            format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}")
+        };
+        let mut longer = f.clone();
+        longer.extend_from_slice(&[0; 4]);
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            (
+                "f32",
+                npy_image(&head("<f4", false, "(2, 3)"), 64, 0, &f),
+                true,
+            ),
+            (
+                "i32",
+                npy_image(&head("<i4", false, "(6,)"), 64, 0, &f),
+                true,
+            ),
+            (
+                "scalar",
+                npy_image(&head("<f4", false, "()"), 64, 0, &f[..4]),
+                true,
+            ),
+            (
+                "fortran",
+                npy_image(&head("<f4", true, "(2, 3)"), 64, 0, &f),
+                false,
+            ),
+            (
+                "f64",
+                npy_image(&head("<f8", false, "(3,)"), 64, 0, &longer[..24]),
+                false,
+            ),
+            (
+                "big-endian",
+                npy_image(&head(">f4", false, "(6,)"), 64, 0, &f),
+                false,
+            ),
+            (
+                "misaligned",
+                npy_image(&head("<f4", false, "(6,)"), 64, 2, &f),
+                false,
+            ),
+            (
+                "longer",
+                npy_image(&head("<f4", false, "(6,)"), 64, 0, &longer),
+                false,
+            ),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (what, bytes, lent) in cases {
+            let path = dir.path().join(format!("{what}.npy"));
+            std::fs::write(&path, &bytes).unwrap();
+            let source = map_npy_source(&path, "x").unwrap();
+            let read = read_npy(&path, "x").unwrap();
+            match (&source, lent) {
+                (TensorSource::Elements(e), true) => {
+                    assert_eq!(e.shape(), read.shape.as_slice(), "{what}");
+                    match (e.data(), &read.data) {
+                        (ParameterData::F32(Elements::Shared(v)), TensorData::F32(r)) => {
+                            assert_eq!((**v).as_ref(), r.as_slice(), "{what}")
+                        }
+                        (ParameterData::I32(Elements::Shared(v)), TensorData::I32(r)) => {
+                            assert_eq!((**v).as_ref(), r.as_slice(), "{what}")
+                        }
+                        other => panic!("{what}: not lent from the map: {other:?}"),
+                    }
+                }
+                (TensorSource::Tensor(t), false) => assert_eq!(**t, read, "{what}"),
+                (other, _) => panic!("{what}: expected lent = {lent}, got {other:?}"),
+            }
+        }
     }
 }

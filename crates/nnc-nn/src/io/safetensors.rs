@@ -31,15 +31,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use memmap2::Mmap;
-use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};
+use nnc_tensor::encode::{NamedElements, TensorSource};
 use nnc_tensor::{DType, Tensor};
 use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
 
-use super::mmap::{map_range, MappedSlice};
+use super::mmap::{lend, map_range};
 use super::raw::{self, ByteOrder};
 use super::{check_unique_names, io_error, read_file, IoError};
 
@@ -168,13 +167,8 @@ pub fn map_safetensors_sources(
     path: &Path,
 ) -> Result<(Vec<TensorSource<'static>>, SafetensorsMetadata), IoError> {
     let each = |info: &TensorInfo, name: &str, bytes: Mmap, offset: u64| {
-        let in_place =
-            offset.is_multiple_of(4) && !bytes.is_empty() && cfg!(target_endian = "little");
-        let lent = match info.dtype {
-            Dtype::F32 if in_place => MappedSlice::<f32>::new(bytes)
-                .map(|m| ParameterData::F32(Elements::shared(Arc::new(m)))),
-            Dtype::I32 if in_place => MappedSlice::<i32>::new(bytes)
-                .map(|m| ParameterData::I32(Elements::shared(Arc::new(m)))),
+        let lent = match to_dtype(info.dtype) {
+            Some(dtype) if offset.is_multiple_of(4) => lend(bytes, dtype),
             _ => Err(bytes),
         };
         match lent {
@@ -410,6 +404,7 @@ pub(crate) fn layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nnc_tensor::encode::{Elements, ParameterData};
     use nnc_tensor::TensorData;
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
