@@ -163,6 +163,25 @@ pub fn read_safetensors_with_metadata(
 /// The maps live as long as the sources (for [`nnc_tensor::encode()`], until each tensor is
 /// quantized), so the file must not be truncated or rewritten meanwhile: a truncation raises
 /// `SIGBUS`, as with any memory-mapped reader.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use nnc_nn::io::{map_safetensors_sources, write_safetensors};
+/// use nnc_tensor::{encode, EncodeInput, EncodeOptions, Tensor, TensorData};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.safetensors");
+/// let values = (0..32).map(|i| i as f32 / 32.0).collect();
+/// write_safetensors(&path, &[Tensor::try_new("fc.weight", vec![4, 8], TensorData::F32(values))?])?;
+///
+/// let (sources, _metadata) = map_safetensors_sources(&path)?;
+/// // Given to the encoder, each tensor's map is dropped once the tensor is quantized.
+/// let input = EncodeInput::from_state_dict_sources(sources)?;
+/// let stream = encode(input, &EncodeOptions::default())?;
+/// assert!(!stream.bytes.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub fn map_safetensors_sources(
     path: &Path,
 ) -> Result<(Vec<TensorSource<'static>>, SafetensorsMetadata), IoError> {
