@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use nnc_nn::io::attributes_to_carry;
+use nnc_nn::io::{attributes_to_carry, SafetensorsMetadata};
 use nnc_tensor::encode::{EncodeInput, TensorSource};
 use nnc_tensor::sparsify::{sparsify_state_dict, sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{encode, encode_incremental, CodebookMode, EncodeOptions, Tensor};
@@ -178,6 +178,139 @@ fn is_pytorch_file(path: &Path) -> bool {
     )
 }
 
+/// The encoder's input, and the counts the summary gives.
+struct Prepared<'t> {
+    input: EncodeInput<'t>,
+    count: usize,
+    params: usize,
+}
+
+/// Whether the tensors named are coded as a PyTorch state dict (see [`TypeRules`]).
+fn is_state_dict<'n>(args: &EncodeArgs, names: impl IntoIterator<Item = &'n str>) -> bool {
+    match args.types {
+        TypeRules::Pytorch => true,
+        TypeRules::Dict => false,
+        TypeRules::Auto => {
+            is_pytorch_file(&args.input) || EncodeInput::names_look_like_state_dict(names)
+        }
+    }
+}
+
+/// The input's safetensors `__metadata__` as the stream's attributes, and the files of a model
+/// directory. An update (--base, --state) carries no files: they would be sent again with every
+/// step.
+fn with_attachments<'t>(
+    args: &EncodeArgs,
+    quiet: bool,
+    input: EncodeInput<'t>,
+    metadata: &SafetensorsMetadata,
+) -> anyhow::Result<EncodeInput<'t>> {
+    let whole_model = args.base.is_none() && args.state.is_none();
+    let files = if args.input.is_dir() && whole_model && !args.no_files && !args.no_metadata {
+        attached::collect(&args.input, quiet)?
+    } else {
+        Default::default()
+    };
+    Ok(input
+        .with_attributes(attributes_to_carry(metadata))
+        .with_files(files))
+}
+
+/// The input read in place ([`read_model_sources`]): nothing is copied that the encoder can
+/// read where it lies.
+fn read_in_place(
+    args: &EncodeArgs,
+    quiet: bool,
+    progress: &Progress,
+) -> anyhow::Result<Prepared<'static>> {
+    let model = read_model_sources(&args.input, &args.read, quiet)?;
+    progress.show_for(model.tensors.len());
+    let count = model.tensors.len();
+    let params = model
+        .tensors
+        .iter()
+        .map(|t| t.shape().iter().product::<usize>())
+        .sum();
+    let input = if is_state_dict(args, model.tensors.iter().map(TensorSource::name)) {
+        EncodeInput::from_state_dict_sources(model.tensors)?
+    } else {
+        EncodeInput::from_sources(model.tensors)?
+    };
+    let input = with_attachments(args, quiet, input, &model.metadata)?;
+    Ok(Prepared {
+        input,
+        count,
+        params,
+    })
+}
+
+/// The input read into `tensors` (updates against `--base` when given, sparsified when asked).
+/// With a report to make the input borrows them, and `kept` holds the tensors as read when
+/// sparsification changed them; otherwise they move into the input.
+fn read_copied<'t>(
+    args: &EncodeArgs,
+    quiet: bool,
+    progress: &Progress,
+    opts: &EncodeOptions,
+    tensors: &'t mut Vec<Tensor>,
+    kept: &mut Option<Vec<Tensor>>,
+) -> anyhow::Result<Prepared<'t>> {
+    let want_report = args.report || args.json;
+    let model = read_model(&args.input, &args.read, quiet)?;
+    let original = model.tensors;
+    progress.show_for(original.len());
+    *tensors = match &args.base {
+        None => {
+            *kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
+            original
+        }
+        Some(base_path) => {
+            let base = read_model(base_path, &args.read, quiet)?.tensors;
+            original
+                .iter()
+                .map(|t| {
+                    let b = base
+                        .iter()
+                        .find(|b| b.name == t.name)
+                        .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
+                    update::update_of(t, b)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
+    };
+    let pytorch = is_state_dict(args, tensors.iter().map(|t| t.name.as_str()));
+    // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
+    if args.sparsity != 0.0 {
+        progress.stage("sparsifying");
+        let sparsify_opts = SparsifyOptions {
+            qp: opts.qp,
+            qp_density: opts.qp_density,
+            sparsity: args.sparsity,
+            struct_spars_factor: args.struct_spars_factor,
+        };
+        // A model (not an update) is sparsified as nncodec.nn.encode does a torch model.
+        if pytorch && args.base.is_none() {
+            sparsify_state_dict(tensors, &sparsify_opts)?;
+        } else {
+            sparsify_tensors(tensors, &sparsify_opts)?;
+        }
+    }
+    let count = tensors.len();
+    let params = tensors.iter().map(Tensor::len).sum();
+    let input = match (want_report, pytorch) {
+        (true, true) => EncodeInput::from_state_dict(tensors)?,
+        (true, false) => EncodeInput::from_tensors(tensors)?,
+        (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(tensors))?,
+        (false, false) => EncodeInput::from_tensors_owned(std::mem::take(tensors))?,
+    };
+    let input = with_attachments(args, quiet, input, &model.metadata)?;
+    Ok(Prepared {
+        input,
+        count,
+        params,
+    })
+}
+
 /// Runs `nnc encode`.
 pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     refuse_overwrite(&args.output, args.force)?;
@@ -194,104 +327,29 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     }
     let progress = Progress::new(quiet);
     let want_report = args.report || args.json;
-    // When nothing but the encoder reads the tensors (no base to subtract, no sparsification,
-    // no report), safetensors and .npy inputs are read in place from memory maps, each dropped once its
-    // tensor is quantized. Otherwise every input is memory-mapped and copied once, tensor by
-    // tensor.
-    let in_place = args.base.is_none() && args.sparsity == 0.0 && !want_report;
-    // An update (--base, --state) carries no files: they would be sent again with every step.
-    let whole_model = args.base.is_none() && args.state.is_none();
-    let attach = || {
-        if args.input.is_dir() && whole_model && !args.no_files && !args.no_metadata {
-            attached::collect(&args.input, quiet)
-        } else {
-            Ok(Default::default())
-        }
-    };
     let opts = args.options();
-    let pytorch_by_names = |names: &mut dyn Iterator<Item = &str>| match args.types {
-        TypeRules::Pytorch => true,
-        TypeRules::Dict => false,
-        TypeRules::Auto => {
-            is_pytorch_file(&args.input) || EncodeInput::names_look_like_state_dict(names)
-        }
-    };
+    // The tensors as read (or as updates against `--base`) when the report needs them again.
     let mut tensors: Vec<Tensor> = Vec::new();
     let mut kept_original = None;
-    let (input, attributes, files, count, params) = if in_place {
-        let model = read_model_sources(&args.input, &args.read, quiet)?;
-        let attributes = attributes_to_carry(&model.metadata);
-        let files = attach()?;
-        progress.show_for(model.tensors.len());
-        let count = model.tensors.len();
-        let params: usize = model
-            .tensors
-            .iter()
-            .map(|t| t.shape().iter().product::<usize>())
-            .sum();
-        let input = if pytorch_by_names(&mut model.tensors.iter().map(TensorSource::name)) {
-            EncodeInput::from_state_dict_sources(model.tensors)?
-        } else {
-            EncodeInput::from_sources(model.tensors)?
-        };
-        (input, attributes, files, count, params)
+    // When nothing but the encoder reads the tensors (no base to subtract, no sparsification, no
+    // report), safetensors and .npy inputs are read in place from memory maps, each let go once
+    // its tensor is quantized; otherwise every input is memory-mapped and copied once.
+    let Prepared {
+        input,
+        count,
+        params,
+    } = if args.base.is_none() && args.sparsity == 0.0 && !want_report {
+        read_in_place(args, quiet, &progress)?
     } else {
-        let model = read_model(&args.input, &args.read, quiet)?;
-        let attributes = attributes_to_carry(&model.metadata);
-        let files = attach()?;
-        let original = model.tensors;
-        progress.show_for(original.len());
-        // The report compares with the input as read; keep a copy only if sparsification
-        // changes it.
-        (tensors, kept_original) = match &args.base {
-            None => {
-                let kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
-                (original, kept)
-            }
-            Some(base_path) => {
-                let base = read_model(base_path, &args.read, quiet)?.tensors;
-                let diffs = original
-                    .iter()
-                    .map(|t| {
-                        let b = base.iter().find(|b| b.name == t.name).with_context(|| {
-                            format!("tensor {:?} is not in the base model", t.name)
-                        })?;
-                        update::update_of(t, b)
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                (diffs, None)
-            }
-        };
-        let pytorch = pytorch_by_names(&mut tensors.iter().map(|t| t.name.as_str()));
-        // Not `> 0.0`: a NaN target must reach the library's check instead of being skipped.
-        if args.sparsity != 0.0 {
-            progress.stage("sparsifying");
-            let sparsify_opts = SparsifyOptions {
-                qp: opts.qp,
-                qp_density: opts.qp_density,
-                sparsity: args.sparsity,
-                struct_spars_factor: args.struct_spars_factor,
-            };
-            // A model (not an update) is sparsified as nncodec.nn.encode does a torch model.
-            if pytorch && args.base.is_none() {
-                sparsify_state_dict(&mut tensors, &sparsify_opts)?;
-            } else {
-                sparsify_tensors(&mut tensors, &sparsify_opts)?;
-            }
-        }
-        let count = tensors.len();
-        let params: usize = tensors.iter().map(Tensor::len).sum();
-        // The report reads the tensors again, so the input borrows their elements; without one
-        // they move into the input, and the encoder frees them tensor by tensor.
-        let input = match (want_report, pytorch) {
-            (true, true) => EncodeInput::from_state_dict(&tensors)?,
-            (true, false) => EncodeInput::from_tensors(&tensors)?,
-            (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(&mut tensors))?,
-            (false, false) => EncodeInput::from_tensors_owned(std::mem::take(&mut tensors))?,
-        };
-        (input, attributes, files, count, params)
+        read_copied(
+            args,
+            quiet,
+            &progress,
+            &opts,
+            &mut tensors,
+            &mut kept_original,
+        )?
     };
-    let input = input.with_attributes(attributes).with_files(files);
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
         "encoding {count} tensors ({:.1} M parameters)",
