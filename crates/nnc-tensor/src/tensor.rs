@@ -216,19 +216,7 @@ impl Tensor {
         shape: Vec<usize>,
         data: TensorData,
     ) -> Result<Self, ShapeMismatch> {
-        let expected = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or(ShapeMismatch {
-                expected: usize::MAX,
-                actual: data.len(),
-            })?;
-        if expected != data.len() {
-            return Err(ShapeMismatch {
-                expected,
-                actual: data.len(),
-            });
-        }
+        ShapeMismatch::check(&shape, data.len())?;
         Ok(Tensor {
             name: name.into(),
             shape,
@@ -260,6 +248,23 @@ pub struct ShapeMismatch {
     pub expected: usize,
     /// Number of elements given.
     pub actual: usize,
+}
+
+impl ShapeMismatch {
+    /// Whether `shape` holds exactly `actual` elements.
+    pub(crate) fn check(shape: &[usize], actual: usize) -> Result<(), ShapeMismatch> {
+        let expected = shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .ok_or(ShapeMismatch {
+                expected: usize::MAX,
+                actual,
+            })?;
+        if expected != actual {
+            return Err(ShapeMismatch { expected, actual });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -119,10 +119,9 @@ fn metadata_of(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<Option<
         let method = model.params.get(&p.name).and_then(|w| w.method.as_ref());
         // What the decoder returns without metadata: codebook tensors as float64, as the
         // reference's decoder does.
-        let decoded = match (&p.data, method) {
-            (_, Some(Method::Codebook { .. })) => DType::F64,
-            (ParameterData::F32(_), _) => DType::F32,
-            (ParameterData::I32(_), _) => DType::I32,
+        let decoded = match method {
+            Some(Method::Codebook { .. }) => DType::F64,
+            _ => p.data.dtype(),
         };
         if p.original_dtype != decoded || p.original_shape != p.dims {
             meta.tensors.insert(

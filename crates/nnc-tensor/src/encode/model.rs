@@ -37,6 +37,14 @@ impl ParameterData<'_> {
         self.len() == 0
     }
 
+    /// Element type: float32 or int32.
+    pub fn dtype(&self) -> crate::tensor::DType {
+        match self {
+            ParameterData::F32(_) => crate::tensor::DType::F32,
+            ParameterData::I32(_) => crate::tensor::DType::I32,
+        }
+    }
+
     /// The same elements, borrowed from `self`.
     pub fn view(&self) -> ParameterData<'_> {
         match self {

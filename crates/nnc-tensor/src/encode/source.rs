@@ -24,17 +24,7 @@ impl<'a> NamedElements<'a> {
         shape: Vec<usize>,
         data: ParameterData<'a>,
     ) -> Result<Self, ShapeMismatch> {
-        let actual = data.len();
-        let expected = shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or(ShapeMismatch {
-                expected: usize::MAX,
-                actual,
-            })?;
-        if expected != actual {
-            return Err(ShapeMismatch { expected, actual });
-        }
+        ShapeMismatch::check(&shape, data.len())?;
         Ok(NamedElements {
             name: name.into(),
             shape,
@@ -59,10 +49,7 @@ impl<'a> NamedElements<'a> {
 
     /// Element type (float32 or int32).
     pub fn dtype(&self) -> DType {
-        match self.data {
-            ParameterData::F32(_) => DType::F32,
-            ParameterData::I32(_) => DType::I32,
-        }
+        self.data.dtype()
     }
 
     /// Renames the tensor.
