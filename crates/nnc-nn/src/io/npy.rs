@@ -50,16 +50,20 @@ fn malformed(path: &Path, name: &str, what: impl Into<String>) -> IoError {
     }
 }
 
+/// The array's shape as `usize` dimensions.
+fn shape_of<R: Read>(npy: &NpyFile<R>, path: &Path, name: &str) -> Result<Vec<usize>, IoError> {
+    npy.shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| malformed(path, name, "dimension too large")))
+        .collect()
+}
+
 /// Reads one array from an `.npy` stream.
 fn read_array<R: Read>(npy: NpyFile<R>, path: &Path, name: &str) -> Result<Tensor, IoError> {
     // `np.save(path, w.T)` writes a Fortran-ordered file; its elements are put in row-major
     // order below, so the tensor is the same array.
     let fortran = npy.order() == npyz::Order::Fortran && npy.shape().len() > 1;
-    let shape = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| malformed(path, name, "dimension too large")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let shape = shape_of(&npy, path, name)?;
     let descr = npy.dtype().descr();
     let type_code = descr
         .trim_matches('\'')
@@ -192,7 +196,7 @@ fn open_npy<'b>(
 
 /// Reads a `.npy` file as one tensor called `name` for the encoder, without copying it when it
 /// can be read in place: a little-endian float32 or int32 array in C order whose data exactly
-/// fills the rest of the file (as `np.save` writes it) is lent from a read-only map of its
+/// fills the rest of the file and is aligned for its type (as `np.save` writes it) is lent from a read-only map of its
 /// bytes, which the encoder drops once it has quantized it. Any other file is read as
 /// [`read_npy`] reads it. The file must not be truncated or rewritten while the source lives
 /// (see [`super::map_safetensors_sources`]).
@@ -211,18 +215,14 @@ pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, 
         .try_fold(4u64, |n, &d| n.checked_mul(d))
         .and_then(|n| usize::try_from(n).ok());
     let fills_the_rest = count == Some(len - data_start) && data_start < len;
-    let in_place = row_major && fills_the_rest && data_start.is_multiple_of(4);
+    let in_place = row_major && fills_the_rest;
     let descr = npy.dtype().descr();
     let dtype = match descr.trim_matches('\'') {
         "<f4" if in_place => DType::F32,
         "<i4" if in_place => DType::I32,
         _ => return parse_npy(&whole, path, name).map(TensorSource::from),
     };
-    let shape = npy
-        .shape()
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| malformed(path, name, "dimension too large")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let shape = shape_of(&npy, path, name)?;
     drop(whole);
     let bytes =
         super::mmap::map_range(&file, data_start as u64, len - data_start).map_err(io_err(path))?;
@@ -231,11 +231,8 @@ pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, 
         Ok(data) => NamedElements::try_new(name, shape, data)
             .map(TensorSource::from)
             .map_err(|e| malformed(path, name, e.to_string())),
-        Err(bytes) => {
-            // Not lent after all (a big-endian host): read it as a copy.
-            drop(bytes);
-            read_npy(path, name).map(TensorSource::from)
-        }
+        // Not lent after all (data not aligned for its type, or a big-endian host): a copy.
+        Err(_) => read_npy(path, name).map(TensorSource::from),
     }
 }
 

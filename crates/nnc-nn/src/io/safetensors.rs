@@ -144,7 +144,7 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<Tensor>, IoError> {
 pub fn read_safetensors_with_metadata(
     path: &Path,
 ) -> Result<(Vec<Tensor>, SafetensorsMetadata), IoError> {
-    let each = |info: &TensorInfo, name: &str, bytes: Mmap, _offset: u64| {
+    let each = |info: &TensorInfo, name: &str, bytes: Mmap| {
         tensor_from(info, name, &bytes, (0, bytes.len()), path)
     };
     match map_each(path, each)? {
@@ -185,10 +185,10 @@ pub fn read_safetensors_with_metadata(
 pub fn map_safetensors_sources(
     path: &Path,
 ) -> Result<(Vec<TensorSource<'static>>, SafetensorsMetadata), IoError> {
-    let each = |info: &TensorInfo, name: &str, bytes: Mmap, offset: u64| {
+    let each = |info: &TensorInfo, name: &str, bytes: Mmap| {
         let lent = match to_dtype(info.dtype) {
-            Some(dtype) if offset.is_multiple_of(4) => lend(bytes, dtype),
-            _ => Err(bytes),
+            Some(dtype) => lend(bytes, dtype),
+            None => Err(bytes),
         };
         match lent {
             Ok(data) => NamedElements::try_new(name, info.shape.clone(), data)
@@ -214,12 +214,14 @@ pub fn map_safetensors_sources(
         }
     }
 }
+
 /// Maps the header of the safetensors file at `path`, then each tensor's bytes in data-offset
-/// order, handing them to `each` with the tensor's info and name and the bytes' offset in the
-/// file. `None` for a file too short to map (under 8 bytes), which the caller parses from memory.
+/// order, handing them to `each` with the tensor's info and name (a map starts at the bytes'
+/// alignment in the file, which [`lend`] checks). `None` for a file too short to map (under 8
+/// bytes), which the caller parses from memory.
 fn map_each<T>(
     path: &Path,
-    mut each: impl FnMut(&TensorInfo, &str, Mmap, u64) -> Result<T, IoError>,
+    mut each: impl FnMut(&TensorInfo, &str, Mmap) -> Result<T, IoError>,
 ) -> Result<Option<(Vec<T>, SafetensorsMetadata)>, IoError> {
     let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
     let file_len = file.metadata().map_err(|e| io_error(path, e))?.len();
@@ -242,10 +244,9 @@ fn map_each<T>(
             .info(&name)
             .ok_or_else(|| invalid(path, format!("tensor {name:?} listed without info")))?;
         let (start, end) = info.data_offsets;
-        let offset = data_start + start as u64;
-        let bytes =
-            map_range(&file, offset, end.saturating_sub(start)).map_err(|e| io_error(path, e))?;
-        out.push(each(info, &name, bytes, offset)?);
+        let bytes = map_range(&file, data_start + start as u64, end.saturating_sub(start))
+            .map_err(|e| io_error(path, e))?;
+        out.push(each(info, &name, bytes)?);
     }
     Ok(Some((out, header_metadata(&metadata))))
 }
