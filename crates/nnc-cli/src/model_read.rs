@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use nnc_nn::io::{
-    is_shard_index, map_npy_source, map_safetensors_sources, read_pytorch_summarized,
-    read_safetensors_with_metadata, read_tensors, sharded, FileFormat, PyTorchOptions,
-    SafetensorsMetadata, TensorName,
+    is_shard_index, map_npy_source, map_pytorch_sources, map_safetensors_sources,
+    read_pytorch_summarized, read_safetensors_with_metadata, read_tensors, sharded,
+    CheckpointSummary, FileFormat, PyTorchOptions, SafetensorsMetadata, TensorName,
 };
 use nnc_tensor::encode::TensorSource;
 use nnc_tensor::Tensor;
@@ -48,17 +48,23 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     read_model_with(path, how, quiet, read_file)
 }
 
-/// As [`read_model`], for the encoder alone: safetensors and `.npy` files are read in place
-/// ([`map_safetensors_sources`], [`map_npy_source`]), the other formats as [`read_model`]
-/// reads them.
+/// As [`read_model`], for the encoder alone: safetensors, PyTorch and `.npy` files are read in
+/// place ([`map_safetensors_sources`], [`map_pytorch_sources`], [`map_npy_source`]), `.npz`
+/// files as [`read_model`] reads them.
 pub fn read_model_sources(
     path: &Path,
     how: &ModelRead,
     quiet: bool,
 ) -> anyhow::Result<Model<TensorSource<'static>>> {
     read_model_with(path, how, quiet, |file, key, quiet| {
+        let format = FileFormat::detect(file)?;
+        if format == FileFormat::PyTorch {
+            let (sources, summary) = map_pytorch_sources(file, &pytorch_options(key))?;
+            note_left_out(file, &summary, quiet);
+            return Ok((sources, SafetensorsMetadata::new()));
+        }
         if key.is_none() {
-            match FileFormat::detect(file)? {
+            match format {
                 FileFormat::Safetensors => return Ok(map_safetensors_sources(file)?),
                 FileFormat::Npy => {
                     let source = map_npy_source(file, "0")?;
@@ -67,7 +73,7 @@ pub fn read_model_sources(
                 _ => {}
             }
         }
-        let (tensors, metadata) = read_file(file, key, quiet)?;
+        let (tensors, metadata) = read_file_as(file, format, key, quiet)?;
         Ok((
             tensors.into_iter().map(TensorSource::from).collect(),
             metadata,
@@ -75,25 +81,8 @@ pub fn read_model_sources(
     })
 }
 
-/// A tensor as a reader gives it, which `--strip-prefix` renames.
-trait Renamed: TensorName {
-    fn rename(&mut self, name: String);
-}
-
-impl Renamed for Tensor {
-    fn rename(&mut self, name: String) {
-        self.name = name;
-    }
-}
-
-impl Renamed for TensorSource<'_> {
-    fn rename(&mut self, name: String) {
-        self.set_name(name);
-    }
-}
-
 /// [`read_model`] with `read_file` reading one model file.
-fn read_model_with<T: Renamed>(
+fn read_model_with<T: TensorName>(
     path: &Path,
     how: &ModelRead,
     quiet: bool,
@@ -161,7 +150,16 @@ fn read_file(
     checkpoint_key: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<(Vec<Tensor>, SafetensorsMetadata)> {
-    let format = FileFormat::detect(path)?;
+    read_file_as(path, FileFormat::detect(path)?, checkpoint_key, quiet)
+}
+
+/// [`read_file`] for a file whose format is known.
+fn read_file_as(
+    path: &Path,
+    format: FileFormat,
+    checkpoint_key: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<(Vec<Tensor>, SafetensorsMetadata)> {
     if format != FileFormat::PyTorch {
         if checkpoint_key.is_some() {
             bail!(
@@ -174,11 +172,22 @@ fn read_file(
         }
         return Ok((read_tensors(path, "0")?, SafetensorsMetadata::new()));
     }
-    let options = PyTorchOptions {
+    let (tensors, summary) = read_pytorch_summarized(path, &pytorch_options(checkpoint_key))?;
+    note_left_out(path, &summary, quiet);
+    Ok((tensors, SafetensorsMetadata::new()))
+}
+
+/// The reader's options for `--checkpoint-key` (a prefix is stripped after reading, when a
+/// shard index has named the tensors).
+fn pytorch_options(checkpoint_key: Option<&str>) -> PyTorchOptions {
+    PyTorchOptions {
         state_dict_key: checkpoint_key.map(str::to_string),
         strip_prefix: None,
-    };
-    let (tensors, summary) = read_pytorch_summarized(path, &options)?;
+    }
+}
+
+/// Says on stderr (unless `quiet`) what reading a checkpoint left out.
+fn note_left_out(path: &Path, summary: &CheckpointSummary, quiet: bool) {
     if !quiet {
         if let Some(key) = &summary.state_dict_key {
             eprintln!(
@@ -199,16 +208,15 @@ fn read_file(
             );
         }
     }
-    Ok((tensors, SafetensorsMetadata::new()))
 }
 
 /// Removes `prefix` from the names that start with it; two tensors may not end up with one name.
-fn strip<T: Renamed>(tensors: &mut [T], prefix: &str) -> anyhow::Result<()> {
+fn strip<T: TensorName>(tensors: &mut [T], prefix: &str) -> anyhow::Result<()> {
     let mut seen = std::collections::HashSet::new();
     for t in tensors.iter_mut() {
         if let Some(rest) = t.tensor_name().strip_prefix(prefix) {
             let rest = rest.to_string();
-            t.rename(rest);
+            t.set_tensor_name(rest);
         }
     }
     for t in tensors.iter() {

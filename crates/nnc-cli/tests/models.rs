@@ -115,44 +115,83 @@ fn safetensors_round_trip_keeps_names_shapes_and_dtypes() {
     }
 }
 
-/// A safetensors model with nothing to subtract, sparsify or report on is read in place (memory
-/// maps, no copy); with `--report` it is read into tensors. Both give the same stream, with or
-/// without a prefix to strip.
+/// A safetensors or PyTorch model with nothing to subtract, sparsify or report on is read in
+/// place (memory maps, no copy); with `--report` it is read into tensors. Both give the same
+/// stream, with or without a prefix to strip.
 #[test]
-fn safetensors_read_in_place_code_as_when_copied() {
+fn models_read_in_place_code_as_when_copied() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n);
     let mut tensors = mixed_model();
     for t in &mut tensors {
         t.name = format!("module.{}", t.name);
     }
-    write_tensors(&path("m.safetensors"), &tensors).expect("write safetensors");
-    let stream = |out: &str, extra: &[&str]| {
-        let (input, out) = (path("m.safetensors"), path(out));
-        let args = [&["encode", s(&input), "-o", s(&out)], extra].concat();
-        ok(&nnc(&args));
-        std::fs::read(&out).expect("stream")
-    };
-    for strip in [&[][..], &["--strip-prefix", "module."]] {
-        let in_place = stream("a.nnc", strip);
-        let copied = stream("b.nnc", &[strip, &["--report"]].concat());
-        assert_eq!(in_place, copied, "strip {strip:?}");
-        ok(&nnc(&[
-            "decode",
-            s(&path("a.nnc")),
-            "-o",
-            s(&path("a.safetensors")),
-        ]));
-        let back = read_tensors(&path("a.safetensors"), "0").expect("decoded");
-        assert_eq!(back.len(), tensors.len());
-        let prefixed = back
-            .iter()
-            .filter(|t| t.name.starts_with("module."))
-            .count();
-        assert_eq!(prefixed, if strip.is_empty() { back.len() } else { 0 });
-        for f in ["a.nnc", "b.nnc", "a.safetensors"] {
-            std::fs::remove_file(path(f)).expect("remove");
+    for model in ["m.safetensors", "m.pt"] {
+        write_tensors(&path(model), &tensors).expect("write the model");
+        let stream = |out: &str, extra: &[&str]| {
+            let (input, out) = (path(model), path(out));
+            let args = [&["encode", s(&input), "-o", s(&out)], extra].concat();
+            ok(&nnc(&args));
+            std::fs::read(&out).expect("stream")
+        };
+        for strip in [&[][..], &["--strip-prefix", "module."]] {
+            let in_place = stream("a.nnc", strip);
+            let copied = stream("b.nnc", &[strip, &["--report"]].concat());
+            assert_eq!(in_place, copied, "{model}, strip {strip:?}");
+            ok(&nnc(&[
+                "decode",
+                s(&path("a.nnc")),
+                "-o",
+                s(&path("a.safetensors")),
+            ]));
+            let back = read_tensors(&path("a.safetensors"), "0").expect("decoded");
+            assert_eq!(back.len(), tensors.len());
+            let prefixed = back
+                .iter()
+                .filter(|t| t.name.starts_with("module."))
+                .count();
+            assert_eq!(prefixed, if strip.is_empty() { back.len() } else { 0 });
+            for f in ["a.nnc", "b.nnc", "a.safetensors"] {
+                std::fs::remove_file(path(f)).expect("remove");
+            }
         }
+    }
+}
+
+/// A checkpoint whose state dict sits under a key beside other entries (torch-made fixture):
+/// read in place and copied, it codes alike and the notes name what was left out.
+#[test]
+fn checkpoint_entries_read_in_place_code_as_when_copied() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nnc-nn/tests/fixtures/nested.pth");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for key in [&[][..], &["--checkpoint-key", "state_dict"]] {
+        let mut runs = Vec::new();
+        for (out, extra) in [("a.nnc", None), ("b.nnc", Some("--report"))] {
+            let out = dir.path().join(out);
+            let args = [
+                &["encode", s(&fixture), "-o", s(&out), "--force"],
+                key,
+                extra.as_slice(),
+            ]
+            .concat();
+            let err = ok(&nnc(&args));
+            let notes: Vec<String> = err
+                .lines()
+                .filter(|l| l.starts_with("note:"))
+                .map(str::to_string)
+                .collect();
+            runs.push((std::fs::read(&out).expect("stream"), notes));
+        }
+        assert_eq!(runs[0].0, runs[1].0, "{key:?}");
+        assert_eq!(runs[0].1, runs[1].1, "{key:?}");
+        assert!(
+            runs[0]
+                .1
+                .iter()
+                .any(|n| n.contains("left out") && n.contains("optimizer")),
+            "{:?}",
+            runs[0].1
+        );
     }
 }
 

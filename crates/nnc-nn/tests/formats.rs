@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use nnc_nn::io::{
-    attributes_to_carry, metadata_to_write, pytorch_format_metadata, read_npz, read_pytorch,
-    read_pytorch_with, read_safetensors, read_safetensors_with_metadata, read_tensors,
-    read_tensors_from_bytes, write_npz, write_safetensors, write_safetensors_with_metadata,
-    write_tensors, FileFormat, IoError, PyTorchOptions, SafetensorsMetadata, TensorWriter,
+    attributes_to_carry, map_pytorch_sources, metadata_to_write, pytorch_format_metadata, read_npz,
+    read_pytorch, read_pytorch_summarized, read_pytorch_with, read_safetensors,
+    read_safetensors_with_metadata, read_tensors, read_tensors_from_bytes, write_npz,
+    write_safetensors, write_safetensors_with_metadata, write_tensors, FileFormat, IoError,
+    PyTorchOptions, SafetensorsMetadata, TensorWriter,
 };
+use nnc_tensor::encode::{Elements, ParameterData, TensorSource};
 use nnc_tensor::{DType, Tensor, TensorData};
 
 fn fixture(name: &str) -> PathBuf {
@@ -460,6 +462,107 @@ fn pytorch_views_shared_storage_and_nesting() {
     assert_eq!(got[1].data, TensorData::F32(vec![4., 5., 6., 7.]));
     assert_eq!(got[2].data, got[3].data);
     assert_eq!(got[5].name, "nested.list.0");
+}
+
+/// The names of the sources lent from a map (elements held by a shared owner), after
+/// checking every source against the copying reader's tensor of the same position.
+fn lent_names(sources: &[TensorSource<'_>], read: &[Tensor]) -> Vec<String> {
+    assert_eq!(sources.len(), read.len());
+    let mut lent = Vec::new();
+    for (s, r) in sources.iter().zip(read) {
+        assert_eq!(s.name(), r.name);
+        assert_eq!(s.shape(), r.shape.as_slice(), "{}", r.name);
+        match s {
+            TensorSource::Elements(e) => {
+                match (e.data(), &r.data) {
+                    (ParameterData::F32(v @ Elements::Shared(_)), TensorData::F32(w)) => {
+                        // Bit patterns, so that a NaN compares too.
+                        let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(v), bits(w), "{}", r.name);
+                    }
+                    (ParameterData::I32(v @ Elements::Shared(_)), TensorData::I32(w)) => {
+                        assert_eq!(&v[..], &w[..], "{}", r.name)
+                    }
+                    (other, _) => panic!("{}: unexpected elements {other:?}", r.name),
+                }
+                lent.push(r.name.clone());
+            }
+            TensorSource::Tensor(t) => assert_eq!(t.as_ref(), r),
+        }
+    }
+    lent
+}
+
+#[test]
+fn pytorch_sources_lend_row_major_float32_and_int32_and_copy_the_rest() {
+    let stripped = PyTorchOptions {
+        strip_prefix: Some("model.".into()),
+        ..Default::default()
+    };
+    let cases: [(&str, PyTorchOptions, &[&str]); 4] = [
+        // A 0-d float32 is lent too; the empty float32 is not.
+        (
+            "dtypes.pt",
+            PyTorchOptions::default(),
+            &["f32", "i32", "scalar"],
+        ),
+        // The transpose and the stride-0 expansion are gathered; the view at a storage offset
+        // and both names of a tied tensor are lent.
+        (
+            "views.pt",
+            PyTorchOptions::default(),
+            &["row", "tied_a", "tied_b"],
+        ),
+        (
+            "nested.pth",
+            PyTorchOptions::default(),
+            &[
+                "model.0.weight",
+                "model.0.bias",
+                "model.1.weight",
+                "model.1.bias",
+                "model.1.running_mean",
+                "model.1.running_var",
+            ],
+        ),
+        (
+            "nested.pth",
+            stripped,
+            &[
+                "0.weight",
+                "0.bias",
+                "1.weight",
+                "1.bias",
+                "1.running_mean",
+                "1.running_var",
+            ],
+        ),
+    ];
+    for (file, options, expected) in cases {
+        let (read, summary) = read_pytorch_summarized(&fixture(file), &options).unwrap();
+        let (sources, mapped_summary) = map_pytorch_sources(&fixture(file), &options).unwrap();
+        assert_eq!(mapped_summary, summary, "{file}");
+        assert_eq!(lent_names(&sources, &read), expected, "{file}");
+    }
+}
+
+#[test]
+fn pytorch_sources_code_as_the_copied_tensors_do() {
+    let path = fixture("nested.pth");
+    let (read, _) = read_pytorch_summarized(&path, &PyTorchOptions::default()).unwrap();
+    let (sources, _) = map_pytorch_sources(&path, &PyTorchOptions::default()).unwrap();
+    let opts = nnc_tensor::EncodeOptions::default();
+    let copied = nnc_tensor::encode(
+        nnc_tensor::EncodeInput::from_state_dict_owned(read).unwrap(),
+        &opts,
+    )
+    .unwrap();
+    let mapped = nnc_tensor::encode(
+        nnc_tensor::EncodeInput::from_state_dict_sources(sources).unwrap(),
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(mapped.bytes, copied.bytes);
 }
 
 #[test]

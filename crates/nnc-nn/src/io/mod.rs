@@ -29,8 +29,8 @@ use nnc_tensor::{DType, Tensor};
 
 pub use npy::{map_npy_source, read_npy, read_npz, write_npy, write_npz};
 pub use pytorch::{
-    read_pytorch, read_pytorch_summarized, read_pytorch_with, write_pytorch, CheckpointSummary,
-    PyTorchOptions,
+    map_pytorch_sources, read_pytorch, read_pytorch_summarized, read_pytorch_with, write_pytorch,
+    CheckpointSummary, PyTorchOptions,
 };
 pub use safetensors::{
     attributes_to_carry, map_safetensors_sources, metadata_to_write, pytorch_format_metadata,
@@ -338,17 +338,25 @@ pub fn write_tensors_with_metadata(
 pub trait TensorName {
     /// The tensor's name.
     fn tensor_name(&self) -> &str;
+    /// Renames the tensor (e.g. once a prefix is removed).
+    fn set_tensor_name(&mut self, name: String);
 }
 
 impl TensorName for Tensor {
     fn tensor_name(&self) -> &str {
         &self.name
     }
+    fn set_tensor_name(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 impl TensorName for TensorSource<'_> {
     fn tensor_name(&self) -> &str {
         self.name()
+    }
+    fn set_tensor_name(&mut self, name: String) {
+        self.set_name(name);
     }
 }
 

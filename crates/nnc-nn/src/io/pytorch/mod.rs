@@ -55,15 +55,19 @@ pub(crate) mod pickle;
 pub(crate) mod save;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{Cursor, Read};
+use std::ops::Range;
 use std::path::Path;
 
+use nnc_tensor::encode::{NamedElements, TensorSource};
 use nnc_tensor::{DType, Tensor};
 use zip::{CompressionMethod, ZipArchive};
 
 use self::pickle::{Id, Obj, Pickle};
+use super::mmap::{lend, map_range};
 use super::raw::{self, ByteOrder};
-use super::{check_unique_names, read_file, IoError};
+use super::{check_unique_names, io_error, read_file, IoError, TensorName};
 
 /// How to pick tensors out of a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -138,6 +142,63 @@ pub fn write_pytorch(path: &Path, tensors: &[Tensor]) -> Result<(), IoError> {
     writer.finish()
 }
 
+/// Reads a PyTorch checkpoint for the encoder without copying what it can read in place, and
+/// tells what was left out (as [`read_pytorch_summarized`]). Every float32 and int32 tensor of a
+/// little-endian archive whose view is row-major (no transpose, no gaps) and whose bytes are
+/// aligned for their type becomes [`NamedElements`] held by a read-only memory map of exactly
+/// its bytes; `torch.save` aligns each storage to 64 bytes, so in practice every such tensor
+/// is. The encoder drops each map as soon as it has quantized the tensor. Other tensors
+/// (other dtypes, strided views, big-endian archives) are copied as [`read_pytorch_with`]
+/// copies them. Tensors come in pickle order; names, shapes and dtypes are the copying
+/// reader's.
+///
+/// The file must not be truncated or rewritten while the sources live (see
+/// [`super::map_safetensors_sources`]).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use nnc_nn::io::{map_pytorch_sources, write_pytorch, PyTorchOptions};
+/// use nnc_tensor::{encode, EncodeInput, EncodeOptions, Tensor, TensorData};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("model.pt");
+/// let values = (0..32).map(|i| i as f32 / 32.0).collect();
+/// write_pytorch(&path, &[Tensor::try_new("fc.weight", vec![4, 8], TensorData::F32(values))?])?;
+///
+/// let (sources, summary) = map_pytorch_sources(&path, &PyTorchOptions::default())?;
+/// assert!(summary.is_empty());
+/// let stream = encode(EncodeInput::from_state_dict_sources(sources)?, &EncodeOptions::default())?;
+/// assert!(!stream.bytes.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+pub fn map_pytorch_sources(
+    path: &Path,
+    options: &PyTorchOptions,
+) -> Result<(Vec<TensorSource<'static>>, CheckpointSummary), IoError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+        // Nothing to map: the copying reader says why this is no checkpoint.
+        let (tensors, summary) = read_pytorch_summarized(path, options)?;
+        return Ok((
+            tensors.into_iter().map(TensorSource::from).collect(),
+            summary,
+        ));
+    };
+    // The directory, the pickle and any copied tensor are read through this map of the whole
+    // file; lent tensors get maps of their own, which outlive it.
+    let whole = map_range(&file, 0, len).map_err(|e| io_error(path, e))?;
+    let mut summary = CheckpointSummary::default();
+    let Located { order, tensors } = locate(&whole, path, options, &mut summary)?;
+    let mut sources = Vec::with_capacity(tensors.len());
+    for t in tensors {
+        sources.push(t.source(&file, &whole, order, path)?);
+    }
+    finish_names(&mut sources, path, options)?;
+    Ok((sources, summary))
+}
+
 /// Decodes a checkpoint held in memory (`path` only names it in errors).
 pub(crate) fn parse_checkpoint(
     bytes: &[u8],
@@ -154,15 +215,26 @@ fn checkpoint_tensors(
     summary: &mut CheckpointSummary,
 ) -> Result<Vec<Tensor>, IoError> {
     let mut tensors = parse(bytes, path, options, summary)?;
+    finish_names(&mut tensors, path, options)?;
+    Ok(tensors)
+}
+
+/// Removes [`PyTorchOptions::strip_prefix`] from the names that start with it, then checks
+/// that the names are unique.
+fn finish_names<T: TensorName>(
+    tensors: &mut [T],
+    path: &Path,
+    options: &PyTorchOptions,
+) -> Result<(), IoError> {
     if let Some(prefix) = &options.strip_prefix {
-        for t in &mut tensors {
-            if let Some(rest) = t.name.strip_prefix(prefix.as_str()) {
-                t.name = rest.to_string();
+        for t in tensors.iter_mut() {
+            if let Some(rest) = t.tensor_name().strip_prefix(prefix.as_str()) {
+                let rest = rest.to_string();
+                t.set_tensor_name(rest);
             }
         }
     }
-    check_unique_names(path, &tensors)?;
-    Ok(tensors)
+    check_unique_names(path, tensors)
 }
 
 fn invalid(path: &Path, what: impl std::fmt::Display) -> IoError {
@@ -192,12 +264,84 @@ struct TensorSpec {
     stride: Vec<usize>,
 }
 
+/// A checkpoint's tensors, located in its bytes but not read yet.
+struct Located {
+    /// The storages' byte order (the archive's `byteorder` record).
+    order: ByteOrder,
+    tensors: Vec<LocatedTensor>,
+}
+
+/// One tensor of a checkpoint: its name, its view, and its storage's bytes within the file.
+struct LocatedTensor {
+    name: String,
+    spec: TensorSpec,
+    numel: usize,
+    storage: Range<usize>,
+}
+
+impl LocatedTensor {
+    /// The tensor, copied out of the checkpoint's `bytes` in row-major order.
+    fn read(self, bytes: &[u8], order: ByteOrder, path: &Path) -> Result<Tensor, IoError> {
+        let name = self.name;
+        let storage = &bytes[self.storage];
+        let packed =
+            gather(storage, &self.spec, self.numel).map_err(|what| malformed(path, &name, what))?;
+        let data = raw::decode(self.spec.dtype, &packed, order)
+            .map_err(|e| malformed(path, &name, e.to_string()))?;
+        Tensor::try_new(name.clone(), self.spec.shape, data)
+            .map_err(|e| malformed(path, &name, e.to_string()))
+    }
+}
+
+impl LocatedTensor {
+    /// The tensor lent from a map of its bytes in `file` when it can be, else copied out of
+    /// `bytes` (the whole file).
+    fn source(
+        self,
+        file: &File,
+        bytes: &[u8],
+        order: ByteOrder,
+        path: &Path,
+    ) -> Result<TensorSource<'static>, IoError> {
+        let dtype = self.spec.dtype;
+        if order == ByteOrder::Little && matches!(dtype, DType::F32 | DType::I32) {
+            let view = view_range(self.storage.len(), &self.spec, self.numel)
+                .map_err(|what| malformed(path, &self.name, what))?;
+            if let Some(view) = view.filter(|v| !v.is_empty()) {
+                let start = (self.storage.start + view.start) as u64;
+                let map = map_range(file, start, view.len()).map_err(|e| io_error(path, e))?;
+                if let Ok(data) = lend(map, dtype) {
+                    return NamedElements::try_new(self.name.clone(), self.spec.shape, data)
+                        .map(TensorSource::from)
+                        .map_err(|e| malformed(path, &self.name, e.to_string()));
+                }
+            }
+        }
+        self.read(bytes, order, path).map(TensorSource::from)
+    }
+}
+
 fn parse(
     bytes: &[u8],
     path: &Path,
     options: &PyTorchOptions,
     summary: &mut CheckpointSummary,
 ) -> Result<Vec<Tensor>, IoError> {
+    let Located { order, tensors } = locate(bytes, path, options, summary)?;
+    tensors
+        .into_iter()
+        .map(|t| t.read(bytes, order, path))
+        .collect()
+}
+
+/// Reads the archive's directory, its byte order and its pickle, and finds every tensor of the
+/// chosen state dict and its storage in `bytes` (the whole file), without reading the elements.
+fn locate(
+    bytes: &[u8],
+    path: &Path,
+    options: &PyTorchOptions,
+    summary: &mut CheckpointSummary,
+) -> Result<Located, IoError> {
     if !bytes.starts_with(b"PK") {
         return Err(invalid(
             path,
@@ -283,14 +427,21 @@ fn parse(
         .saturating_mul(8)
         .saturating_add(64 << 20);
     let mut total = 0u64;
-    let mut storages: HashMap<String, &[u8]> = HashMap::new();
+    let mut storages: HashMap<String, Range<usize>> = HashMap::new();
     let mut tensors = Vec::with_capacity(specs.len());
     for (name, spec) in specs {
         let storage = match storages.get(&spec.storage_key) {
-            Some(s) => *s,
+            Some(s) => s.clone(),
             None => {
-                let s = storage_bytes(&mut zip, bytes, prefix, &spec.storage_key, path, &name)?;
-                storages.insert(spec.storage_key.clone(), s);
+                let s = storage_range(
+                    &mut zip,
+                    bytes.len(),
+                    prefix,
+                    &spec.storage_key,
+                    path,
+                    &name,
+                )?;
+                storages.insert(spec.storage_key.clone(), s.clone());
                 s
             }
         };
@@ -310,26 +461,26 @@ fn parse(
                 ),
             });
         }
-        let packed = gather(storage, &spec, numel).map_err(|what| malformed(path, &name, what))?;
-        let data = raw::decode(spec.dtype, &packed, order)
-            .map_err(|e| malformed(path, &name, e.to_string()))?;
-        tensors.push(
-            Tensor::try_new(name.clone(), spec.shape, data)
-                .map_err(|e| malformed(path, &name, e.to_string()))?,
-        );
+        tensors.push(LocatedTensor {
+            name,
+            spec,
+            numel,
+            storage,
+        });
     }
-    Ok(tensors)
+    Ok(Located { order, tensors })
 }
 
-/// The bytes of one storage entry (stored uncompressed, as `torch.save` writes them).
-fn storage_bytes<'a>(
-    zip: &mut ZipArchive<Cursor<&'a [u8]>>,
-    bytes: &'a [u8],
+/// Where the bytes of one storage entry lie in a file of `file_len` bytes (stored
+/// uncompressed, as `torch.save` writes them).
+fn storage_range(
+    zip: &mut ZipArchive<Cursor<&[u8]>>,
+    file_len: usize,
     prefix: &str,
     key: &str,
     path: &Path,
     tensor: &str,
-) -> Result<&'a [u8], IoError> {
+) -> Result<Range<usize>, IoError> {
     let entry_name = format!("{prefix}data/{key}");
     let entry = zip
         .by_name(&entry_name)
@@ -345,7 +496,8 @@ fn storage_bytes<'a>(
     let len = usize::try_from(entry.size()).ok();
     start
         .zip(len)
-        .and_then(|(s, l)| bytes.get(s..s.checked_add(l)?))
+        .and_then(|(s, l)| Some(s..s.checked_add(l)?))
+        .filter(|r| r.end <= file_len)
         .ok_or_else(|| {
             malformed(
                 path,
@@ -355,18 +507,18 @@ fn storage_bytes<'a>(
         })
 }
 
-/// Copies a tensor's elements out of its storage in row-major order.
-fn gather<'a>(
-    storage: &'a [u8],
+/// Where a view's elements lie in its storage of `storage_len` bytes, checked to stay inside
+/// it: the byte range of a row-major view, or `None` for a strided one.
+fn view_range(
+    storage_len: usize,
     spec: &TensorSpec,
     numel: usize,
-) -> Result<std::borrow::Cow<'a, [u8]>, String> {
-    use std::borrow::Cow;
+) -> Result<Option<Range<usize>>, String> {
     let size = spec.dtype.size_in_bytes();
     if numel == 0 {
-        return Ok(Cow::Borrowed(&[]));
+        return Ok(Some(0..0));
     }
-    let available = storage.len() / size;
+    let available = storage_len / size;
     let rank = spec.shape.len();
     if spec.stride.len() != rank {
         return Err(format!(
@@ -387,22 +539,32 @@ fn gather<'a>(
             "view reaches element {last} of a storage of {available} elements"
         ));
     }
-    let mut contiguous = true;
     let mut expected = 1usize;
     for (&d, &s) in spec.shape.iter().zip(&spec.stride).rev() {
         if d != 1 && s != expected {
-            contiguous = false;
-            break;
+            return Ok(None);
         }
         expected = expected.saturating_mul(d);
     }
     let start = spec.offset * size;
-    if contiguous {
+    Ok(Some(start..start + numel * size))
+}
+
+/// Copies a tensor's elements out of its storage in row-major order.
+fn gather<'a>(
+    storage: &'a [u8],
+    spec: &TensorSpec,
+    numel: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    use std::borrow::Cow;
+    if let Some(range) = view_range(storage.len(), spec, numel)? {
         return storage
-            .get(start..start + numel * size)
+            .get(range)
             .map(Cow::Borrowed)
             .ok_or_else(|| "view outside its storage".to_string());
     }
+    let size = spec.dtype.size_in_bytes();
+    let rank = spec.shape.len();
     let mut out = Vec::with_capacity(numel * size);
     let mut index = vec![0usize; rank];
     let mut at = spec.offset;
