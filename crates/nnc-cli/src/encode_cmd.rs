@@ -217,12 +217,14 @@ fn with_attachments<'t>(
 }
 
 /// The input read in place ([`read_model_sources`]): nothing is copied that the encoder can
-/// read where it lies.
-fn read_in_place(
+/// read where it lies. With a report to make, the sources stay in `held` and the input holds
+/// views of them; otherwise they move into the input, which lets each go once quantized.
+fn read_in_place<'t>(
     args: &EncodeArgs,
     quiet: bool,
     progress: &Progress,
-) -> anyhow::Result<Prepared<'static>> {
+    held: &'t mut Vec<TensorSource<'static>>,
+) -> anyhow::Result<Prepared<'t>> {
     let model = read_model_sources(&args.input, &args.read, quiet)?;
     progress.show_for(model.tensors.len());
     let count = model.tensors.len();
@@ -231,10 +233,17 @@ fn read_in_place(
         .iter()
         .map(|t| t.shape().iter().product::<usize>())
         .sum();
-    let input = if is_state_dict(args, model.tensors.iter().map(TensorSource::name)) {
-        EncodeInput::from_state_dict_sources(model.tensors)?
+    let state_dict = is_state_dict(args, model.tensors.iter().map(TensorSource::name));
+    let sources: Vec<TensorSource<'t>> = if args.report || args.json {
+        *held = model.tensors;
+        held.iter().map(TensorSource::view).collect()
     } else {
-        EncodeInput::from_sources(model.tensors)?
+        model.tensors
+    };
+    let input = if state_dict {
+        EncodeInput::from_state_dict_sources(sources)?
+    } else {
+        EncodeInput::from_sources(sources)?
     };
     let input = with_attachments(args, quiet, input, &model.metadata)?;
     Ok(Prepared {
@@ -331,15 +340,19 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     // The tensors as read (or as updates against `--base`) when the report needs them again.
     let mut tensors: Vec<Tensor> = Vec::new();
     let mut kept_original = None;
-    // When nothing but the encoder reads the tensors (no base to subtract, no sparsification, no
-    // report), safetensors and .npy inputs are read in place from memory maps, each let go once
-    // its tensor is quantized; otherwise every input is memory-mapped and copied once.
+    // The same, read in place.
+    let mut held: Vec<TensorSource<'static>> = Vec::new();
+    // When the tensors are coded as they are (no base to subtract, no sparsification),
+    // safetensors, PyTorch and .npy inputs are read in place from memory maps, each let go once
+    // its tensor is quantized unless the report reads it again; otherwise every input is
+    // memory-mapped and copied once.
+    let in_place = args.base.is_none() && args.sparsity == 0.0;
     let Prepared {
         input,
         count,
         params,
-    } = if args.base.is_none() && args.sparsity == 0.0 && !want_report {
-        read_in_place(args, quiet, &progress)?
+    } = if in_place {
+        read_in_place(args, quiet, &progress, &mut held)?
     } else {
         read_copied(
             args,
@@ -364,8 +377,13 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     write_atomically(&args.output, &encoded.bytes)?;
     save_state(args.state.as_deref(), &state)?;
     if want_report {
-        let reference = kept_original.as_ref().unwrap_or(&tensors);
-        let rows = report::rows(&encoded, reference, &progress)?;
+        let reference: Vec<TensorSource<'_>> = if in_place {
+            held.iter().map(TensorSource::view).collect()
+        } else {
+            let read = kept_original.as_ref().unwrap_or(&tensors);
+            read.iter().map(TensorSource::from).collect()
+        };
+        let rows = report::rows(&encoded, &reference, &progress)?;
         progress.finish();
         report::print(&rows, encoded.bytes.len(), args.json, true)?;
     } else if !quiet {

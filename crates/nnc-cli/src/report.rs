@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use nnc_tensor::{Approximation, EncodedStream, Tensor, TensorData};
+use nnc_tensor::encode::{ParameterData, TensorSource};
+use nnc_tensor::{Approximation, EncodedStream, EncodedTensor, TensorData};
 use serde_json::json;
 
 use crate::progress::Progress;
@@ -56,49 +57,123 @@ pub fn ndu_bytes(
     Ok(out)
 }
 
-fn values_f64(t: &Tensor) -> Option<Vec<f64>> {
-    match &t.data {
-        TensorData::F64(v) => Some(v.clone()),
-        TensorData::F32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
-        d => d
-            .as_f32_lossless()
-            .map(|v| v.iter().map(|&x| f64::from(x)).collect()),
+/// Elements compared at a time: the report holds two blocks of this many `f64`, never a whole
+/// tensor's.
+const BLOCK: usize = 1 << 14;
+
+/// Writes the original values `start..start + out.len()` of `t` as `f64`; false for tensors
+/// whose error is not measured (integers).
+fn original_values(t: &TensorSource<'_>, start: usize, out: &mut [f64]) -> bool {
+    let end = start + out.len();
+    let widen = |out: &mut [f64], v: &[f32]| {
+        for (o, &x) in out.iter_mut().zip(&v[start..end]) {
+            *o = f64::from(x);
+        }
+    };
+    match t {
+        TensorSource::Elements(e) => match e.data() {
+            ParameterData::F32(v) => widen(out, v),
+            ParameterData::I32(_) => return false,
+        },
+        TensorSource::Tensor(t) => match &t.data {
+            TensorData::F64(v) => out.copy_from_slice(&v[start..end]),
+            TensorData::F32(v) => widen(out, v),
+            TensorData::F16(v) => {
+                for (o, &b) in out.iter_mut().zip(&v[start..end]) {
+                    *o = f64::from(half::f16::from_bits(b).to_f32());
+                }
+            }
+            TensorData::BF16(v) => {
+                for (o, &b) in out.iter_mut().zip(&v[start..end]) {
+                    *o = f64::from(half::bf16::from_bits(b).to_f32());
+                }
+            }
+            _ => return false,
+        },
     }
+    true
 }
 
-fn reconstruction(levels: &[i32], approx: &Approximation) -> Option<Vec<f64>> {
+/// Writes the decoder's values for `levels` into `out` (as long); `None` when they cannot be
+/// reconstructed.
+fn reconstruction(levels: &[i32], approx: &Approximation, out: &mut [f64]) -> Option<()> {
     match approx {
         Approximation::Uniform { qp, qp_density, .. } => {
-            let mut out = vec![0f32; levels.len()];
-            nnc_quant::dequantize_uniform(levels, *qp, *qp_density, &mut out).ok()?;
-            Some(out.into_iter().map(f64::from).collect())
+            let mut block = [0f32; BLOCK];
+            let block = &mut block[..levels.len()];
+            nnc_quant::dequantize_uniform(levels, *qp, *qp_density, block).ok()?;
+            for (o, &y) in out.iter_mut().zip(block.iter()) {
+                *o = f64::from(y);
+            }
         }
         Approximation::Codebook {
             qp,
             qp_density,
             codebook,
             codebook_zero_offset,
-        } => {
-            let mut out = vec![0f64; levels.len()];
-            nnc_quant::dequantize_codebook(
-                levels,
-                codebook,
-                *codebook_zero_offset,
-                *qp,
-                *qp_density,
-                &mut out,
-            )
-            .ok()?;
-            Some(out)
+        } => nnc_quant::dequantize_codebook(
+            levels,
+            codebook,
+            *codebook_zero_offset,
+            *qp,
+            *qp_density,
+            out,
+        )
+        .ok()?,
+        _ => {
+            for (o, &l) in out.iter_mut().zip(levels) {
+                *o = f64::from(l);
+            }
         }
-        _ => Some(levels.iter().map(|&l| f64::from(l)).collect()),
     }
+    Some(())
+}
+
+/// Relative error and PSNR of `coded` against the original `t`, a block at a time; `None`
+/// where undefined or not measured.
+fn error_of(t: &TensorSource<'_>, coded: &EncodedTensor) -> (Option<f64>, Option<f64>) {
+    let n = coded.levels.len();
+    if n != t.shape().iter().product::<usize>() {
+        return (None, None);
+    }
+    let mut x = vec![0f64; n.min(BLOCK)];
+    let mut y = vec![0f64; n.min(BLOCK)];
+    let (mut err, mut energy, mut peak) = (0f64, 0f64, 0f64);
+    for start in (0..n).step_by(BLOCK) {
+        let len = BLOCK.min(n - start);
+        let (x, y) = (&mut x[..len], &mut y[..len]);
+        if !original_values(t, start, x) {
+            return (None, None);
+        }
+        let levels = &coded.levels[start..start + len];
+        if reconstruction(levels, &coded.approximation, y).is_none() {
+            return (None, None);
+        }
+        for (a, b) in x.iter().zip(y.iter()) {
+            err += (a - b) * (a - b);
+            energy += a * a;
+            peak = peak.max(a.abs());
+        }
+    }
+    let mse = err / n.max(1) as f64;
+    // An all-zero tensor kept exactly has relative error 0, not "undefined".
+    let rel = match (energy > 0.0, err == 0.0) {
+        (true, _) => Some((err / energy).sqrt()),
+        (false, true) => Some(0.0),
+        (false, false) => None,
+    };
+    (
+        rel,
+        (mse > 0.0 && peak > 0.0).then(|| 10.0 * (peak * peak / mse).log10()),
+    )
 }
 
 /// The report rows for every input tensor, in input order; `progress` ticks once per tensor.
+/// The inputs are the tensors as read (or their views, [`TensorSource::view`], when the encoder
+/// was given views of them).
 pub fn rows(
     stream: &EncodedStream,
-    inputs: &[Tensor],
+    inputs: &[TensorSource<'_>],
     progress: &Progress,
 ) -> anyhow::Result<Vec<Row>> {
     let sizes: BTreeMap<&str, usize> = stream
@@ -111,39 +186,18 @@ pub fn rows(
     progress.steps("measuring the error", inputs.len());
     for t in inputs {
         progress.step();
-        let coded = stream.tensors.iter().find(|e| e.name == t.name);
-        let (rel_error, psnr_db) = match (coded, values_f64(t)) {
-            (Some(e), Some(x)) => match reconstruction(&e.levels, &e.approximation) {
-                Some(y) if y.len() == x.len() => {
-                    let err: f64 = x.iter().zip(&y).map(|(a, b)| (a - b) * (a - b)).sum();
-                    let energy: f64 = x.iter().map(|a| a * a).sum();
-                    let peak = x.iter().fold(0f64, |m, a| m.max(a.abs()));
-                    let mse = err / x.len().max(1) as f64;
-                    // An all-zero tensor kept exactly has relative error 0, not "undefined".
-                    let rel = match (energy > 0.0, err == 0.0) {
-                        (true, _) => Some((err / energy).sqrt()),
-                        (false, true) => Some(0.0),
-                        (false, false) => None,
-                    };
-                    (
-                        rel,
-                        (mse > 0.0 && peak > 0.0).then(|| 10.0 * (peak * peak / mse).log10()),
-                    )
-                }
-                _ => (None, None),
-            },
-            _ => (None, None),
-        };
+        let coded = stream.tensors.iter().find(|e| e.name == t.name());
+        let (rel_error, psnr_db) = coded.map_or((None, None), |e| error_of(t, e));
         out.push(Row {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
+            name: t.name().to_string(),
+            shape: t.shape().to_vec(),
             dtype: t.dtype().numpy_name(),
             qp: coded.and_then(|e| match e.approximation {
                 Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(qp),
                 _ => None,
             }),
-            bits: bytes.get(&t.name).copied().unwrap_or(0.0) * 8.0,
-            params: t.len(),
+            bits: bytes.get(t.name()).copied().unwrap_or(0.0) * 8.0,
+            params: t.shape().iter().product(),
             rel_error,
             psnr_db,
         });
@@ -254,4 +308,102 @@ pub fn print(
     }
     writeln!(out, "{total}")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_tensor::encode::NamedElements;
+    use nnc_tensor::{
+        decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions, Tensor,
+    };
+
+    #[test]
+    fn errors_are_measured_block_by_block_as_over_the_whole_tensor() {
+        let n = 2 * BLOCK + 123;
+        let w: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 900.0)
+            .collect();
+        let tensors = [
+            Tensor::try_new("w", vec![n], TensorData::F32(w.clone())).unwrap(),
+            Tensor::try_new("ids", vec![3], TensorData::I32(vec![1, -2, 3])).unwrap(),
+        ];
+        let stream = encode(
+            EncodeInput::from_tensors(&tensors).unwrap(),
+            &EncodeOptions::default(),
+        )
+        .unwrap();
+        let decoded = decode_stream(
+            &stream.bytes,
+            &mut DecoderState::default(),
+            &DecodeOptions::default(),
+        )
+        .unwrap();
+        let y = match &decoded
+            .tensors
+            .iter()
+            .find(|t| t.tensor.name == "w")
+            .unwrap()
+            .tensor
+            .data
+        {
+            TensorData::F32(y) => y.clone(),
+            other => panic!("decoded as {other:?}"),
+        };
+        // Over the whole tensor at once, from the decoder's values.
+        let x: Vec<f64> = w.iter().map(|&a| f64::from(a)).collect();
+        let err: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, &b)| (a - f64::from(b)).powi(2))
+            .sum();
+        let energy: f64 = x.iter().map(|a| a * a).sum();
+        let peak = x.iter().fold(0f64, |m, a| m.max(a.abs()));
+        assert!(err > 0.0);
+        let rel = (err / energy).sqrt();
+        let psnr = 10.0 * (peak * peak / (err / n as f64)).log10();
+
+        let quiet = Progress::new(true);
+        let lent: Vec<TensorSource<'_>> = tensors.iter().map(TensorSource::from).collect();
+        let by_tensor = rows(&stream, &lent, &quiet).unwrap();
+        assert_eq!(
+            (by_tensor[0].rel_error, by_tensor[0].psnr_db),
+            (Some(rel), Some(psnr))
+        );
+        // Integer tensors have no error to measure.
+        assert_eq!((by_tensor[1].rel_error, by_tensor[1].psnr_db), (None, None));
+
+        // The same elements read in place report the same.
+        let in_place = [
+            TensorSource::from(
+                NamedElements::try_new("w", vec![n], ParameterData::from(w)).unwrap(),
+            ),
+            TensorSource::from(&tensors[1]),
+        ];
+        let by_elements = rows(&stream, &in_place, &quiet).unwrap();
+        for (a, b) in by_tensor.iter().zip(&by_elements) {
+            assert_eq!(
+                (
+                    &a.name,
+                    &a.shape,
+                    a.dtype,
+                    a.qp,
+                    a.bits,
+                    a.params,
+                    a.rel_error,
+                    a.psnr_db
+                ),
+                (
+                    &b.name,
+                    &b.shape,
+                    b.dtype,
+                    b.qp,
+                    b.bits,
+                    b.params,
+                    b.rel_error,
+                    b.psnr_db
+                )
+            );
+        }
+    }
 }

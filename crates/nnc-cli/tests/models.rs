@@ -115,11 +115,12 @@ fn safetensors_round_trip_keeps_names_shapes_and_dtypes() {
     }
 }
 
-/// A safetensors or PyTorch model with nothing to subtract, sparsify or report on is read in
-/// place (memory maps, no copy); with `--report` it is read into tensors. Both give the same
-/// stream, with or without a prefix to strip.
+/// A safetensors or PyTorch model with nothing to subtract or sparsify is read in place
+/// (memory maps, no copy): given to the encoder, or lent to it when `--report` reads the
+/// tensors again. Both give the same stream, with or without a prefix to strip, and decode to
+/// every tensor. (`nnc-nn`'s tests check that the in-place readers code as the copying ones.)
 #[test]
-fn models_read_in_place_code_as_when_copied() {
+fn models_read_in_place_code_alike_with_and_without_a_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n);
     let mut tensors = mixed_model();
@@ -135,9 +136,9 @@ fn models_read_in_place_code_as_when_copied() {
             std::fs::read(&out).expect("stream")
         };
         for strip in [&[][..], &["--strip-prefix", "module."]] {
-            let in_place = stream("a.nnc", strip);
-            let copied = stream("b.nnc", &[strip, &["--report"]].concat());
-            assert_eq!(in_place, copied, "{model}, strip {strip:?}");
+            let given = stream("a.nnc", strip);
+            let lent = stream("b.nnc", &[strip, &["--report"]].concat());
+            assert_eq!(given, lent, "{model}, strip {strip:?}");
             ok(&nnc(&[
                 "decode",
                 s(&path("a.nnc")),
@@ -159,9 +160,10 @@ fn models_read_in_place_code_as_when_copied() {
 }
 
 /// A checkpoint whose state dict sits under a key beside other entries (torch-made fixture):
-/// read in place and copied, it codes alike and the notes name what was left out.
+/// read in place with and without a report, it codes alike and the notes name what was left
+/// out.
 #[test]
-fn checkpoint_entries_read_in_place_code_as_when_copied() {
+fn checkpoint_entries_read_in_place_code_alike_and_name_what_is_left_out() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nnc-nn/tests/fixtures/nested.pth");
     let dir = tempfile::tempdir().expect("tempdir");
     for key in [&[][..], &["--checkpoint-key", "state_dict"]] {
@@ -195,9 +197,9 @@ fn checkpoint_entries_read_in_place_code_as_when_copied() {
     }
 }
 
-/// A `.npy` tensor is read in place too, and codes as when copied.
+/// A `.npy` tensor is read in place too, and codes alike with and without a report.
 #[test]
-fn npy_read_in_place_codes_as_when_copied() {
+fn npy_read_in_place_codes_alike_with_and_without_a_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n);
     let t = Tensor::try_new("0", vec![24, 40], TensorData::F32(wave(960, 3, 1e-2))).expect("t");

@@ -56,6 +56,16 @@ impl<'a> NamedElements<'a> {
     pub fn set_name(&mut self, name: impl Into<String>) {
         self.name = name.into();
     }
+
+    /// The same tensor, its elements borrowed from `self` (so that whoever holds them keeps
+    /// them after an encode).
+    pub fn view(&self) -> NamedElements<'_> {
+        NamedElements {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            data: self.data.view(),
+        }
+    }
 }
 
 /// One tensor for [`EncodeInput::from_sources`](super::EncodeInput::from_sources) and
@@ -82,6 +92,24 @@ impl<'a> TensorSource<'a> {
         match self {
             TensorSource::Tensor(t) => &t.shape,
             TensorSource::Elements(e) => e.shape(),
+        }
+    }
+
+    /// Element type as the user gave it.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorSource::Tensor(t) => t.dtype(),
+            TensorSource::Elements(e) => e.dtype(),
+        }
+    }
+
+    /// The same source, borrowing from `self`: a tensor is lent, elements are borrowed. An
+    /// input built from views leaves every element with `self`, for use after the encode (a
+    /// report of the coding error, say).
+    pub fn view(&self) -> TensorSource<'_> {
+        match self {
+            TensorSource::Tensor(t) => TensorSource::Tensor(Cow::Borrowed(t.as_ref())),
+            TensorSource::Elements(e) => TensorSource::Elements(e.view()),
         }
     }
 
@@ -227,6 +255,46 @@ mod tests {
             assert_eq!(Arc::strong_count(&w_owner), 1);
             assert_eq!(Arc::strong_count(&ids_owner), 1);
         }
+    }
+
+    #[test]
+    fn views_borrow_and_an_input_of_views_leaves_the_owners_alone() {
+        let owner: SharedSlice<f32> = Arc::new((0..48).map(|i| i as f32 / 7.0).collect::<Vec<_>>());
+        let given = tensor("b", vec![3], TensorData::F32(vec![0.25, -1.0, 2.0]));
+        let sources = vec![
+            TensorSource::from(
+                NamedElements::try_new(
+                    "w",
+                    vec![6, 8],
+                    ParameterData::F32(Elements::shared(owner.clone())),
+                )
+                .unwrap(),
+            ),
+            TensorSource::from(given.clone()),
+        ];
+        let views: Vec<TensorSource<'_>> = sources.iter().map(TensorSource::view).collect();
+        assert_eq!(views, sources);
+        match (&views[0], &views[1]) {
+            (TensorSource::Elements(e), TensorSource::Tensor(Cow::Borrowed(t))) => {
+                assert!(
+                    matches!(e.data(), ParameterData::F32(Elements::Borrowed(v)) if v.as_ptr() == owner.as_ref().as_ref().as_ptr())
+                );
+                assert!(std::ptr::eq(
+                    *t,
+                    match &sources[1] {
+                        TensorSource::Tensor(t) => t.as_ref(),
+                        _ => unreachable!(),
+                    }
+                ));
+            }
+            other => panic!("not views: {other:?}"),
+        }
+        let opts = EncodeOptions::default();
+        let from_views = encode(EncodeInput::from_sources(views).unwrap(), &opts).unwrap();
+        assert_eq!(Arc::strong_count(&owner), 2);
+        let given_up = encode(EncodeInput::from_sources(sources).unwrap(), &opts).unwrap();
+        assert_eq!(Arc::strong_count(&owner), 1);
+        assert_eq!(from_views.bytes, given_up.bytes);
     }
 
     #[test]
