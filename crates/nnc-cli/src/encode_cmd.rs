@@ -1,5 +1,6 @@
 //! `nnc encode`: model or tensor file → NNR bitstream.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -253,9 +254,10 @@ fn read_in_place<'t>(
     })
 }
 
-/// The input read into `tensors` (updates against `--base` when given, sparsified when asked).
-/// With a report to make the input borrows them, and `kept` holds the tensors as read when
-/// sparsification changed them; otherwise they move into the input.
+/// The input read into `tensors`: updates against `--base` when given (both models read in
+/// place, only the differences made), sparsified when asked. With a report to make the input
+/// borrows them, and `kept` holds the tensors as read when sparsification changed them;
+/// otherwise they move into the input.
 fn read_copied<'t>(
     args: &EncodeArgs,
     quiet: bool,
@@ -265,24 +267,35 @@ fn read_copied<'t>(
     kept: &mut Option<Vec<Tensor>>,
 ) -> anyhow::Result<Prepared<'t>> {
     let want_report = args.report || args.json;
-    let model = read_model(&args.input, &args.read, quiet)?;
-    let original = model.tensors;
-    progress.show_for(original.len());
+    let metadata;
     *tensors = match &args.base {
         None => {
-            *kept = (want_report && args.sparsity > 0.0).then(|| original.clone());
-            original
+            let model = read_model(&args.input, &args.read, quiet)?;
+            metadata = model.metadata;
+            progress.show_for(model.tensors.len());
+            *kept = (want_report && args.sparsity > 0.0).then(|| model.tensors.clone());
+            model.tensors
         }
         Some(base_path) => {
-            let base = read_model(base_path, &args.read, quiet)?.tensors;
-            original
-                .iter()
+            // Both models are read in place and each pair's maps are let go once their
+            // difference is taken: only the differences are new memory.
+            let model = read_model_sources(&args.input, &args.read, quiet)?;
+            let mut base: HashMap<String, TensorSource<'static>> =
+                read_model_sources(base_path, &args.read, quiet)?
+                    .tensors
+                    .into_iter()
+                    .map(|b| (b.name().to_string(), b))
+                    .collect();
+            metadata = model.metadata;
+            progress.show_for(model.tensors.len());
+            model
+                .tensors
+                .into_iter()
                 .map(|t| {
-                    let b = base
-                        .iter()
-                        .find(|b| b.name == t.name)
-                        .with_context(|| format!("tensor {:?} is not in the base model", t.name))?;
-                    update::update_of(t, b)
+                    let b = base.remove(t.name()).with_context(|| {
+                        format!("tensor {:?} is not in the base model", t.name())
+                    })?;
+                    update::update_of_source(&t, &b)
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?
         }
@@ -312,7 +325,7 @@ fn read_copied<'t>(
         (false, true) => EncodeInput::from_state_dict_owned(std::mem::take(tensors))?,
         (false, false) => EncodeInput::from_tensors_owned(std::mem::take(tensors))?,
     };
-    let input = with_attachments(args, quiet, input, &model.metadata)?;
+    let input = with_attachments(args, quiet, input, &metadata)?;
     Ok(Prepared {
         input,
         count,
@@ -344,8 +357,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     let mut held: Vec<TensorSource<'static>> = Vec::new();
     // When the tensors are coded as they are (no base to subtract, no sparsification),
     // safetensors, PyTorch and .npy inputs are read in place from memory maps, each let go once
-    // its tensor is quantized unless the report reads it again; otherwise every input is
-    // memory-mapped and copied once.
+    // its tensor is quantized unless the report reads it again. Otherwise the tensors coded are
+    // new: differences to the base (taken from both models read in place) or a sparsified copy.
     let in_place = args.base.is_none() && args.sparsity == 0.0;
     let Prepared {
         input,

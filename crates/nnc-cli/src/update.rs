@@ -2,6 +2,7 @@
 //! model, and a base with an update applied.
 
 use anyhow::{bail, Context};
+use nnc_tensor::encode::{ParameterData, TensorSource};
 use nnc_tensor::{Tensor, TensorData};
 
 /// What `encode --base` codes for `model`'s tensor: its difference to the base tensor, or for
@@ -14,6 +15,41 @@ pub fn update_of(model: &Tensor, base: &Tensor) -> anyhow::Result<Tensor> {
         return Ok(model.clone());
     }
     combine(model, base, -1.0)
+}
+
+/// [`update_of`] for tensors read in place: two float32 tensors are subtracted where their
+/// elements lie; any other pair is read into tensors first.
+pub fn update_of_source(
+    model: &TensorSource<'_>,
+    base: &TensorSource<'_>,
+) -> anyhow::Result<Tensor> {
+    match (float32(model), float32(base)) {
+        (Some(x), Some(y)) if model.shape() == base.shape() => Ok(Tensor {
+            name: model.name().to_string(),
+            shape: model.shape().to_vec(),
+            data: TensorData::F32(add_scaled(x, y, -1.0)),
+        }),
+        _ => update_of(&model.to_tensor(), &base.to_tensor()),
+    }
+}
+
+/// The float32 elements of a tensor or of elements read in place.
+fn float32<'s>(source: &'s TensorSource<'_>) -> Option<&'s [f32]> {
+    match source {
+        TensorSource::Tensor(t) => match &t.data {
+            TensorData::F32(v) => Some(v),
+            _ => None,
+        },
+        TensorSource::Elements(e) => match e.data() {
+            ParameterData::F32(v) => Some(v),
+            ParameterData::I32(_) => None,
+        },
+    }
+}
+
+/// `x + s·y`, element by element.
+fn add_scaled(x: &[f32], y: &[f32], s: f32) -> Vec<f32> {
+    x.iter().zip(y).map(|(&p, &q)| p + s * q).collect()
 }
 
 /// A base tensor with its update applied, the inverse of [`update_of`]: a float update is
@@ -71,11 +107,10 @@ fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
     // float32 with float32, the common case, without the float64 copies below (same values:
     // every f32 survives the round trip through f64).
     if let (TensorData::F32(x), TensorData::F32(y)) = (&a.data, &b.data) {
-        let s = sign as f32;
         return Ok(Tensor {
             name: a.name.clone(),
             shape: a.shape.clone(),
-            data: TensorData::F32(x.iter().zip(y).map(|(&p, &q)| p + s * q).collect()),
+            data: TensorData::F32(add_scaled(x, y, sign as f32)),
         });
     }
     let as_f64 = |t: &Tensor| -> anyhow::Result<Vec<f64>> {
@@ -112,4 +147,62 @@ fn combine(a: &Tensor, b: &Tensor, sign: f64) -> anyhow::Result<Tensor> {
         shape: a.shape.clone(),
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_tensor::encode::NamedElements;
+
+    fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
+        Tensor::try_new(name, shape, data).unwrap()
+    }
+
+    fn in_place(t: &Tensor) -> TensorSource<'static> {
+        let data = match &t.data {
+            TensorData::F32(v) => ParameterData::from(v.clone()),
+            TensorData::I32(v) => ParameterData::from(v.clone()),
+            other => panic!("not an element type: {other:?}"),
+        };
+        NamedElements::try_new(t.name.clone(), t.shape.clone(), data)
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn updates_of_sources_are_the_updates_of_their_tensors() {
+        let w = |k: f32| TensorData::F32((0..6).map(|i| i as f32 * k - 0.3).collect());
+        let (model, base) = (t("w", vec![2, 3], w(0.7)), t("w", vec![2, 3], w(0.2)));
+        let half = t(
+            "w",
+            vec![2, 3],
+            TensorData::from_f32_cast(nnc_tensor::DType::F16, &[0.5; 6]).unwrap(),
+        );
+        let ids = (
+            t("n", vec![1], TensorData::I32(vec![9])),
+            t("n", vec![1], TensorData::I32(vec![4])),
+        );
+        for (m, b) in [
+            (&model, &base),
+            (&half, &base),
+            (&model, &half),
+            (&ids.0, &ids.1),
+        ] {
+            let expected = update_of(m, b).unwrap();
+            let elements = |x: &Tensor| match x.dtype() {
+                nnc_tensor::DType::F32 | nnc_tensor::DType::I32 => in_place(x),
+                _ => TensorSource::from(x.clone()),
+            };
+            for (ms, bs) in [
+                (elements(m), elements(b)),
+                (TensorSource::from(m), elements(b)),
+                (elements(m), TensorSource::from(b)),
+            ] {
+                assert_eq!(update_of_source(&ms, &bs).unwrap(), expected);
+            }
+        }
+        // Shapes must agree whatever holds the elements.
+        let other = t("w", vec![3, 2], w(0.2));
+        assert!(update_of_source(&in_place(&model), &in_place(&other)).is_err());
+    }
 }

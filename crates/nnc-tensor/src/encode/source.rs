@@ -121,6 +121,14 @@ impl<'a> TensorSource<'a> {
         }
     }
 
+    /// The tensor as a [`Tensor`]: the tensor itself when it is one, else its elements copied.
+    pub fn to_tensor(&self) -> Cow<'_, Tensor> {
+        match self {
+            TensorSource::Tensor(t) => Cow::Borrowed(t.as_ref()),
+            TensorSource::Elements(e) => Cow::Owned(TensorSource::Elements(e.view()).into_tensor()),
+        }
+    }
+
     /// The tensor as a [`Tensor`] of its own (copying lent or shared elements): what is
     /// carried verbatim instead of coded.
     pub(super) fn into_tensor(self) -> Tensor {
