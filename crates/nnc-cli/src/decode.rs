@@ -1,16 +1,18 @@
 //! `nnc decode` to a file, tensor by tensor.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use nnc_nn::io::{
     attributes_to_carry, metadata_to_write, FileFormat, IoError, SafetensorsMetadata,
 };
+use nnc_tensor::encode::TensorSource;
 use nnc_tensor::{DType, DecoderState, StreamDecoder, Tensor, TensorSpec};
 
 use crate::destination::Destination;
 use crate::model_read::{name_list, Model};
-use crate::update::{apply_update, ensure_in_base};
+use crate::update::{apply_update_to_source, ensure_in_base};
 
 /// The safetensors `__metadata__` of a decoded model: the attributes its stream carries, else
 /// (an update) what the base file's metadata would carry, else `{"format": "pt"}`. Unless
@@ -46,7 +48,7 @@ pub fn output_metadata(
 pub fn streaming(
     decoder: StreamDecoder<'_>,
     input: &Path,
-    base: Option<Model>,
+    base: Option<Model<TensorSource<'static>>>,
     output: &Destination,
     state: &mut DecoderState,
     quiet: bool,
@@ -73,11 +75,12 @@ pub fn streaming(
 
 /// An update added to a base model: the output has the base's tensors in the base's order;
 /// each one the update carries is written as soon as it is decoded and applied to the base
-/// ([`apply_update`]: added, or replacing an integer tensor), the others as they are. The base
-/// is held in memory and its tensors are dropped once written; the update is never held whole.
+/// ([`apply_update_to_source`]: added, or replacing an integer tensor), the others as they are.
+/// The base is read in place and each of its tensors is let go once written; the update is
+/// never held whole.
 fn onto_base(
     decoder: StreamDecoder<'_>,
-    base: Vec<Tensor>,
+    base: Vec<TensorSource<'static>>,
     output: &Destination,
     state: &mut DecoderState,
     metadata: &SafetensorsMetadata,
@@ -96,12 +99,12 @@ fn onto_base(
     let plan: Vec<TensorSpec> = base
         .iter()
         .map(|b| TensorSpec {
-            name: b.name.clone(),
-            shape: b.shape.clone(),
-            dtype: updated.get(&b.name).copied().unwrap_or_else(|| b.dtype()),
+            name: b.name().to_string(),
+            shape: b.shape().to_vec(),
+            dtype: updated.get(b.name()).copied().unwrap_or_else(|| b.dtype()),
         })
         .collect();
-    let mut base: Vec<Option<Tensor>> = base.into_iter().map(Some).collect();
+    let mut base: Vec<Option<TensorSource<'static>>> = base.into_iter().map(Some).collect();
     output.write(&plan, metadata, |put| {
         // Decoded tensors wait here until every base tensor before them is written; the
         // encoder codes tensors in the order it was given, so with the base's order nothing waits.
@@ -110,15 +113,15 @@ fn onto_base(
         let mut write_ready = |decoded: &mut HashMap<String, Tensor>| -> anyhow::Result<()> {
             while let Some(slot) = base.get_mut(next) {
                 let Some(b) = slot.as_ref() else { break };
-                let sum = if updated.contains_key(&b.name) {
-                    match decoded.remove(&b.name) {
-                        Some(u) => Some(apply_update(b, &u)?),
+                let out = if updated.contains_key(b.name()) {
+                    match decoded.remove(b.name()) {
+                        Some(u) => Cow::Owned(apply_update_to_source(b, u)?),
                         None => break,
                     }
                 } else {
-                    None
+                    b.to_tensor()
                 };
-                put(sum.as_ref().unwrap_or(b))?;
+                put(&out)?;
                 *slot = None;
                 next += 1;
             }

@@ -203,7 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("decoding {}", input.display()))?;
             let attached =
                 attached::for_destination(&decoder.plan().files, &output, force, cli.quiet)?;
-            let read_base = |path: &std::path::Path| model_read::read_model(path, &read, cli.quiet);
+            let read_base =
+                |path: &std::path::Path| model_read::read_model_sources(path, &read, cli.quiet);
             let base_tensors = base.as_deref().map(read_base).transpose()?;
             let streamed =
                 decode::streaming(decoder, &input, base_tensors, &output, &mut inc, cli.quiet)?;

@@ -48,9 +48,10 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
     read_model_with(path, how, quiet, read_file)
 }
 
-/// As [`read_model`], for the encoder alone: safetensors, PyTorch and `.npy` files are read in
-/// place ([`map_safetensors_sources`], [`map_pytorch_sources`], [`map_npy_source`]), `.npz`
-/// files as [`read_model`] reads them.
+/// As [`read_model`], reading in place what can be (float32 and int32 tensors of safetensors,
+/// PyTorch and `.npy` files: [`map_safetensors_sources`], [`map_pytorch_sources`],
+/// [`map_npy_source`]); `.npz` files and other tensors are read as [`read_model`] reads them.
+/// For the encoder's input, and for the models an update is taken from or added to.
 pub fn read_model_sources(
     path: &Path,
     how: &ModelRead,

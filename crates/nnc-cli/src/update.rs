@@ -2,6 +2,7 @@
 //! model, and a base with an update applied.
 
 use anyhow::{bail, Context};
+use nnc_nn::io::TensorName;
 use nnc_tensor::encode::{ParameterData, TensorSource};
 use nnc_tensor::{Tensor, TensorData};
 
@@ -63,13 +64,30 @@ pub fn apply_update(base: &Tensor, update: &Tensor) -> anyhow::Result<Tensor> {
     Ok(update.clone())
 }
 
+/// [`apply_update`] onto a base tensor read in place: a float32 base is added into a float32
+/// update's own elements (no third buffer); any other pair is read into tensors first.
+pub fn apply_update_to_source(
+    base: &TensorSource<'_>,
+    mut update: Tensor,
+) -> anyhow::Result<Tensor> {
+    if let (TensorData::F32(u), Some(b)) = (&mut update.data, float32(base)) {
+        if base.shape() == update.shape.as_slice() {
+            for (p, &q) in u.iter_mut().zip(b) {
+                *p += 1.0 * q;
+            }
+            return Ok(update);
+        }
+    }
+    apply_update(&base.to_tensor(), &update)
+}
+
 /// Refuses an update carrying a tensor the base lacks (the first such name in `update`'s order).
-pub fn ensure_in_base<'a>(
-    base: &[Tensor],
+pub fn ensure_in_base<'a, T: TensorName>(
+    base: &[T],
     update: impl IntoIterator<Item = &'a str>,
 ) -> anyhow::Result<()> {
     for name in update {
-        if !base.iter().any(|b| b.name == name) {
+        if !base.iter().any(|b| b.tensor_name() == name) {
             bail!("the update has tensor {name:?}, which the base model lacks");
         }
     }
@@ -169,8 +187,16 @@ mod tests {
             .into()
     }
 
+    /// Float32 and int32 tensors as elements read in place, others as given tensors.
+    fn in_place_or_tensor(x: &Tensor) -> TensorSource<'static> {
+        match x.dtype() {
+            nnc_tensor::DType::F32 | nnc_tensor::DType::I32 => in_place(x),
+            _ => TensorSource::from(x.clone()),
+        }
+    }
+
     #[test]
-    fn updates_of_sources_are_the_updates_of_their_tensors() {
+    fn updates_of_and_onto_sources_are_those_of_their_tensors() {
         let w = |k: f32| TensorData::F32((0..6).map(|i| i as f32 * k - 0.3).collect());
         let (model, base) = (t("w", vec![2, 3], w(0.7)), t("w", vec![2, 3], w(0.2)));
         let half = t(
@@ -189,10 +215,7 @@ mod tests {
             (&ids.0, &ids.1),
         ] {
             let expected = update_of(m, b).unwrap();
-            let elements = |x: &Tensor| match x.dtype() {
-                nnc_tensor::DType::F32 | nnc_tensor::DType::I32 => in_place(x),
-                _ => TensorSource::from(x.clone()),
-            };
+            let elements = in_place_or_tensor;
             for (ms, bs) in [
                 (elements(m), elements(b)),
                 (TensorSource::from(m), elements(b)),
@@ -201,8 +224,24 @@ mod tests {
                 assert_eq!(update_of_source(&ms, &bs).unwrap(), expected);
             }
         }
+        // And back: the base read in place with the update applied is the base with it applied.
+        for (b, m) in [
+            (&base, &model),
+            (&half, &base),
+            (&base, &half),
+            (&ids.1, &ids.0),
+        ] {
+            let update = update_of(m, b).unwrap();
+            let expected = apply_update(b, &update).unwrap();
+            assert_eq!(
+                apply_update_to_source(&in_place_or_tensor(b), update).unwrap(),
+                expected
+            );
+        }
         // Shapes must agree whatever holds the elements.
         let other = t("w", vec![3, 2], w(0.2));
         assert!(update_of_source(&in_place(&model), &in_place(&other)).is_err());
+        let update = update_of(&model, &base).unwrap();
+        assert!(apply_update_to_source(&in_place(&other), update).is_err());
     }
 }
