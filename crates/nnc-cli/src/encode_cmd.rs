@@ -254,11 +254,11 @@ fn read_in_place<'t>(
     })
 }
 
-/// The input read into `tensors`: updates against `--base` when given (both models read in
-/// place, only the differences made), sparsified when asked. With a report to make the input
+/// The input made into new tensors in `tensors`: updates against `--base` when given (both
+/// models read in place, only the differences made), sparsified when asked. With a report to make the input
 /// borrows them, and `kept` holds the tensors as read when sparsification changed them;
 /// otherwise they move into the input.
-fn read_copied<'t>(
+fn read_derived<'t>(
     args: &EncodeArgs,
     quiet: bool,
     progress: &Progress,
@@ -367,7 +367,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } = if in_place {
         read_in_place(args, quiet, &progress, &mut held)?
     } else {
-        read_copied(
+        read_derived(
             args,
             quiet,
             &progress,

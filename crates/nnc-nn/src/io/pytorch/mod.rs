@@ -283,7 +283,10 @@ impl LocatedTensor {
     /// The tensor, copied out of the checkpoint's `bytes` in row-major order.
     fn read(self, bytes: &[u8], order: ByteOrder, path: &Path) -> Result<Tensor, IoError> {
         let name = self.name;
-        let storage = &bytes[self.storage];
+        // `locate` checked the range against these very bytes.
+        let storage = bytes
+            .get(self.storage)
+            .ok_or_else(|| malformed(path, &name, "storage runs past the file end"))?;
         let packed =
             gather(storage, &self.spec, self.numel).map_err(|what| malformed(path, &name, what))?;
         let data = raw::decode(self.spec.dtype, &packed, order)
