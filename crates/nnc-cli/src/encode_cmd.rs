@@ -255,9 +255,9 @@ fn read_in_place<'t>(
 }
 
 /// The input made into new tensors in `tensors`: updates against `--base` when given (both
-/// models read in place, only the differences made), sparsified when asked. With a report to make the input
-/// borrows them, and `kept` holds the tensors as read when sparsification changed them;
-/// otherwise they move into the input.
+/// models read in place, only the differences made), sparsified when asked. With a report to
+/// make, the input borrows them and `kept` holds the tensors as read when sparsification
+/// changed them; otherwise they move into the input.
 fn read_derived<'t>(
     args: &EncodeArgs,
     quiet: bool,
