@@ -3,18 +3,18 @@
 //! tensor they accept holds as many elements as its shape says; what they accept (up to 1 MiB
 //! of values) is written as a PyTorch checkpoint and as a safetensors file (with a
 //! `__metadata__` map made of the tensor names) and reads back the same. The encoder's in-place
-//! readers (`map_npy_source`, `map_safetensors_sources`, `map_pytorch_sources`) accept exactly
-//! what the copying readers accept, with the same names, shapes and elements. The first byte
-//! picks the reader, the rest is the file.
+//! readers (`map_npy_source`, `map_npz_sources`, `map_safetensors_sources`,
+//! `map_pytorch_sources`) accept exactly what the copying readers accept, with the same names,
+//! shapes and elements. The first byte picks the reader, the rest is the file.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 use nnc_nn::io::{
-    map_npy_source, map_pytorch_sources, map_safetensors_sources, read_safetensors_with_metadata,
-    read_tensors, read_tensors_from_bytes, write_pytorch, write_safetensors_with_metadata,
-    FileFormat, SafetensorsMetadata,
+    map_npy_source, map_npz_sources, map_pytorch_sources, map_safetensors_sources,
+    read_safetensors_with_metadata, read_tensors, read_tensors_from_bytes, write_pytorch,
+    write_safetensors_with_metadata, FileFormat, SafetensorsMetadata,
 };
 use nnc_tensor::encode::{ParameterData, TensorSource};
 use nnc_tensor::{Tensor, TensorData};
@@ -30,6 +30,7 @@ fn check_in_place(
     std::fs::write(&path, file).expect("temporary file");
     let mapped = match format {
         FileFormat::Npy => map_npy_source(&path, "x").map(|s| vec![s]),
+        FileFormat::Npz => map_npz_sources(&path),
         FileFormat::PyTorch => map_pytorch_sources(&path, &Default::default()).map(|(s, _)| s),
         _ => map_safetensors_sources(&path).map(|(s, _)| s),
     };
@@ -71,9 +72,7 @@ fuzz_target!(|data: &[u8]| {
         _ => FileFormat::PyTorch,
     };
     let read = read_tensors_from_bytes(file, format, Path::new("fuzz"), "x");
-    if format != FileFormat::Npz {
-        check_in_place(format, file, &read);
-    }
+    check_in_place(format, file, &read);
     if let Ok(tensors) = read {
         for t in &tensors {
             let elements: usize = t.shape.iter().product();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use nnc_nn::io::{
-    is_shard_index, map_npy_source, map_pytorch_sources, map_safetensors_sources,
+    is_shard_index, map_npy_source, map_npz_sources, map_pytorch_sources, map_safetensors_sources,
     read_pytorch_summarized, read_safetensors_with_metadata, read_tensors, sharded,
     CheckpointSummary, FileFormat, PyTorchOptions, SafetensorsMetadata, TensorName,
 };
@@ -49,8 +49,8 @@ pub fn read_model(path: &Path, how: &ModelRead, quiet: bool) -> anyhow::Result<M
 }
 
 /// As [`read_model`], reading in place what can be (float32 and int32 tensors of safetensors,
-/// PyTorch and `.npy` files: [`map_safetensors_sources`], [`map_pytorch_sources`],
-/// [`map_npy_source`]); `.npz` files and other tensors are read as [`read_model`] reads them.
+/// PyTorch, `.npy` and `.npz` files: [`map_safetensors_sources`], [`map_pytorch_sources`],
+/// [`map_npy_source`], [`map_npz_sources`]); other tensors are read as [`read_model`] reads them.
 /// For the encoder's input, and for the models an update is taken from or added to.
 pub fn read_model_sources(
     path: &Path,
@@ -71,6 +71,7 @@ pub fn read_model_sources(
                     let source = map_npy_source(file, "0")?;
                     return Ok((vec![source], SafetensorsMetadata::new()));
                 }
+                FileFormat::Npz => return Ok((map_npz_sources(file)?, SafetensorsMetadata::new())),
                 _ => {}
             }
         }

@@ -197,21 +197,32 @@ fn checkpoint_entries_read_in_place_code_alike_and_name_what_is_left_out() {
     }
 }
 
-/// A `.npy` tensor is read in place too, and codes alike with and without a report.
+/// `.npy` and `.npz` files are read in place too, and code alike with and without a report.
 #[test]
-fn npy_read_in_place_codes_alike_with_and_without_a_report() {
+fn numpy_files_read_in_place_code_alike_with_and_without_a_report() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n);
-    let t = Tensor::try_new("0", vec![24, 40], TensorData::F32(wave(960, 3, 1e-2))).expect("t");
-    write_tensors(&path("w.npy"), &[t]).expect("write npy");
-    let mut streams = Vec::new();
-    for (out, extra) in [("a.nnc", None), ("b.nnc", Some("--report"))] {
-        let (input, out) = (path("w.npy"), path(out));
-        let args = [s(&input), "-o", s(&out)];
-        ok(&nnc(&[&["encode"][..], &args, extra.as_slice()].concat()));
-        streams.push(std::fs::read(&out).expect("stream"));
+    let t = |name: &str, seed| {
+        Tensor::try_new(name, vec![24, 40], TensorData::F32(wave(960, seed, 1e-2))).expect("t")
+    };
+    write_tensors(&path("w.npy"), &[t("0", 3)]).expect("write npy");
+    let several = [
+        t("a.weight", 1),
+        t("bb.weight", 2),
+        t("ccc.weight", 3),
+        t("dddd.weight", 4),
+    ];
+    write_tensors(&path("m.npz"), &several).expect("write npz");
+    for model in ["w.npy", "m.npz"] {
+        let mut streams = Vec::new();
+        for (out, extra) in [("a.nnc", None), ("b.nnc", Some("--report"))] {
+            let (input, out) = (path(model), path(out));
+            let args = [s(&input), "-o", s(&out), "--force"];
+            ok(&nnc(&[&["encode"][..], &args, extra.as_slice()].concat()));
+            streams.push(std::fs::read(&out).expect("stream"));
+        }
+        assert_eq!(streams[0], streams[1], "{model}");
     }
-    assert_eq!(streams[0], streams[1]);
 }
 
 #[test]

@@ -27,7 +27,7 @@ use std::path::Path;
 use nnc_tensor::encode::TensorSource;
 use nnc_tensor::{DType, Tensor};
 
-pub use npy::{map_npy_source, read_npy, read_npz, write_npy, write_npz};
+pub use npy::{map_npy_source, map_npz_sources, read_npy, read_npz, write_npy, write_npz};
 pub use pytorch::{
     map_pytorch_sources, read_pytorch, read_pytorch_summarized, read_pytorch_with, write_pytorch,
     CheckpointSummary, PyTorchOptions,

@@ -147,9 +147,42 @@ pub fn read_npy(path: &Path, name: &str) -> Result<Tensor, IoError> {
     }
 }
 
-/// Reads every array of a `.npz` file, in archive order.
+/// Reads every array of a `.npz` file, in archive order (through a memory map of the file:
+/// stored members are read where they lie, deflated ones inflated one at a time).
 pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
-    parse_npz(&read_file(path)?, path)
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    match usize::try_from(len) {
+        Ok(len) if len > 0 => {
+            let map = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
+            parse_npz(&map, path)
+        }
+        _ => parse_npz(&read_file(path)?, path),
+    }
+}
+
+/// Reads a `.npz` file for the encoder without copying what it can read in place: a stored
+/// member (`np.savez` stores them) holding a little-endian float32 or int32 array in C order
+/// whose elements are aligned for their type in the file is lent from a read-only map of its
+/// bytes, as [`map_npy_source`] lends a `.npy` file; any other member is read as [`read_npz`]
+/// reads it. `np.savez` does not align its members, so whether a member is lent is a matter of
+/// where it lands (about half of MiniLM's float32 members are 4-byte aligned). Archive order.
+/// The file must not be truncated or rewritten while the sources live (see
+/// [`super::map_safetensors_sources`]).
+pub fn map_npz_sources(path: &Path) -> Result<Vec<TensorSource<'static>>, IoError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let len = file.metadata().map_err(io_err(path))?.len();
+    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+        return Ok(read_npz(path)?
+            .into_iter()
+            .map(TensorSource::from)
+            .collect());
+    };
+    let whole = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
+    each_npz_member(&whole, path, |name, image, offset| match offset {
+        Some(offset) => npy_source(&file, image, offset as u64, path, name),
+        None => parse_npy(image, path, name).map(TensorSource::from),
+    })
 }
 
 /// Decodes one `.npy` image held in memory (`path` only names it in errors).
@@ -196,10 +229,10 @@ fn open_npy<'b>(
 
 /// Reads a `.npy` file as one tensor called `name` for the encoder, without copying it when it
 /// can be read in place: a little-endian float32 or int32 array in C order whose data exactly
-/// fills the rest of the file and is aligned for its type (as `np.save` writes it) is lent from a read-only map of its
-/// bytes, which the encoder drops once it has quantized it. Any other file is read as
-/// [`read_npy`] reads it. The file must not be truncated or rewritten while the source lives
-/// (see [`super::map_safetensors_sources`]).
+/// fills the rest of the file and is aligned for its type (as `np.save` writes it) is lent from
+/// a read-only map of its bytes, which the encoder drops once it has quantized it. Any other
+/// file is read as [`read_npy`] reads it. The file must not be truncated or rewritten while the
+/// source lives (see [`super::map_safetensors_sources`]).
 pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, IoError> {
     let file = File::open(path).map_err(io_err(path))?;
     let len = file.metadata().map_err(io_err(path))?.len();
@@ -207,7 +240,22 @@ pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, 
         return read_npy(path, name).map(TensorSource::from);
     };
     let whole = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
-    let (npy, data_start) = open_npy(&whole, path, name)?;
+    npy_source(&file, &whole, 0, path, name)
+}
+
+/// One `.npy` image of `file` (the whole file, or a stored `.npz` member), lying at
+/// `image_offset`, for the encoder: its elements lent from a map of their bytes when the array
+/// is little-endian float32 or int32 in C order, fills the rest of the image and is aligned for
+/// its type; otherwise parsed from `image`.
+fn npy_source(
+    file: &File,
+    image: &[u8],
+    image_offset: u64,
+    path: &Path,
+    name: &str,
+) -> Result<TensorSource<'static>, IoError> {
+    let len = image.len();
+    let (npy, data_start) = open_npy(image, path, name)?;
     let row_major = npy.order() == npyz::Order::C || npy.shape().len() <= 1;
     let count = npy
         .shape()
@@ -220,19 +268,17 @@ pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, 
     let dtype = match descr.trim_matches('\'') {
         "<f4" if in_place => DType::F32,
         "<i4" if in_place => DType::I32,
-        _ => return parse_npy(&whole, path, name).map(TensorSource::from),
+        _ => return parse_npy(image, path, name).map(TensorSource::from),
     };
     let shape = shape_of(&npy, path, name)?;
-    drop(whole);
-    let bytes =
-        super::mmap::map_range(&file, data_start as u64, len - data_start).map_err(io_err(path))?;
-    let data = super::mmap::lend(bytes, dtype);
-    match data {
+    let bytes = super::mmap::map_range(file, image_offset + data_start as u64, len - data_start)
+        .map_err(io_err(path))?;
+    match super::mmap::lend(bytes, dtype) {
         Ok(data) => NamedElements::try_new(name, shape, data)
             .map(TensorSource::from)
             .map_err(|e| malformed(path, name, e.to_string())),
         // Not lent after all (data not aligned for its type, or a big-endian host): a copy.
-        Err(_) => read_npy(path, name).map(TensorSource::from),
+        Err(_) => parse_npy(image, path, name).map(TensorSource::from),
     }
 }
 
@@ -308,13 +354,25 @@ fn check_shape_literal(header: &[u8]) -> Result<(), String> {
 /// it holds an array; one that holds no array is refused rather than left out. Directory
 /// entries are skipped.
 pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoError> {
+    each_npz_member(bytes, path, |name, image, _| parse_npy(image, path, name))
+}
+
+/// Calls `visit` on each member of the `.npz` archive `bytes`, in archive order, with the
+/// array's name (the member's without `.npy`), its `.npy` image, and where the image lies in
+/// `bytes` when the member is stored (read where it lies, its checksum verified) rather than
+/// deflated (inflated into a buffer of its own, one member at a time).
+fn each_npz_member<T>(
+    bytes: &[u8],
+    path: &Path,
+    mut visit: impl FnMut(&str, &[u8], Option<usize>) -> Result<T, IoError>,
+) -> Result<Vec<T>, IoError> {
     let invalid = |what: String| IoError::InvalidFile {
         path: path.display().to_string(),
         format: ".npz",
         what,
     };
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| invalid(e.to_string()))?;
-    let mut tensors = Vec::with_capacity(zip.len());
+    let mut out = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let entry = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
         if entry.is_dir() {
@@ -322,6 +380,21 @@ pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoErro
         }
         let member = entry.name().map_err(|e| invalid(e.to_string()))?;
         let name = member.strip_suffix(".npy").unwrap_or(&member).to_string();
+        let stored = (entry.compression() == zip::CompressionMethod::Stored)
+            .then(|| {
+                let start = usize::try_from(entry.data_start()?).ok()?;
+                let len = usize::try_from(entry.size()).ok()?;
+                let image = bytes.get(start..start.checked_add(len)?)?;
+                Some((start, image))
+            })
+            .flatten();
+        if let Some((start, image)) = stored {
+            if crc32fast::hash(image) != entry.crc32() {
+                return Err(malformed(path, &name, "member checksum mismatch"));
+            }
+            out.push(visit(&name, image, Some(start))?);
+            continue;
+        }
         // Grows with the data actually inflated, never with the size the entry claims.
         let mut image = Vec::new();
         let declared = entry.size();
@@ -329,9 +402,9 @@ pub(crate) fn parse_npz(bytes: &[u8], path: &Path) -> Result<Vec<Tensor>, IoErro
             .take(declared)
             .read_to_end(&mut image)
             .map_err(|e| malformed(path, &name, e.to_string()))?;
-        tensors.push(parse_npy(&image, path, &name)?);
+        out.push(visit(&name, &image, None)?);
     }
-    Ok(tensors)
+    Ok(out)
 }
 
 /// Writes one tensor as an `.npy` stream with its own dtype.
@@ -474,6 +547,89 @@ mod tests {
         let bytes = zip_of(&[("README.txt", b"hello".to_vec()), ("b.npy", b_image)]);
         let err = parse_npz(&bytes, path).unwrap_err().to_string();
         assert!(err.contains("README.txt"), "{err}");
+    }
+
+    /// Whether a source's elements are lent from a map.
+    fn lent(s: &TensorSource<'_>) -> bool {
+        matches!(
+            s,
+            TensorSource::Elements(e) if matches!(
+                e.data(),
+                ParameterData::F32(Elements::Shared(_)) | ParameterData::I32(Elements::Shared(_))
+            )
+        )
+    }
+
+    #[test]
+    fn npz_sources_lend_stored_members_whose_elements_are_aligned() {
+        let tensor = |name: &str, data| Tensor::try_new(name, vec![2, 3], data).unwrap();
+        let f = |k: f32| TensorData::F32((0..6).map(|i| i as f32 * k - 1.0).collect());
+        // Names of growing length move each member's elements by one byte in the file.
+        let mut tensors: Vec<Tensor> = ["a", "bb", "ccc", "dddd", "eeeee"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| tensor(n, f(i as f32 + 0.5)))
+            .collect();
+        tensors.push(tensor(
+            "ids",
+            TensorData::I32(vec![1, -2, 3, -4, 5, 1 << 30]),
+        ));
+        tensors.push(tensor("wide", TensorData::F64(vec![0.5; 6])));
+        let image = |t: &Tensor| {
+            let mut v = Vec::new();
+            write_array(&mut v, t).unwrap();
+            v
+        };
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        let deflated = stored.compression_method(zip::CompressionMethod::Deflated);
+        for t in &tensors {
+            zip.start_file(format!("{}.npy", t.name), stored).unwrap();
+            zip.write_all(&image(t)).unwrap();
+        }
+        let packed = tensor("packed", f(9.0));
+        zip.start_file("packed.npy", deflated).unwrap();
+        zip.write_all(&image(&packed)).unwrap();
+        tensors.push(packed);
+        let bytes = zip.finish().unwrap().into_inner();
+
+        // Where each stored member's elements lie: its data start plus the .npy header.
+        let mut archive = zip::ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+        let mut expected = Vec::new();
+        for (i, t) in tensors.iter().enumerate() {
+            let entry = archive.by_index(i).unwrap();
+            let start = entry.data_start().unwrap() as usize;
+            let stored = entry.compression() == zip::CompressionMethod::Stored;
+            let header = usize::from(u16::from_le_bytes([bytes[start + 8], bytes[start + 9]]));
+            let aligned = (start + 10 + header).is_multiple_of(4);
+            expected.push(stored && aligned && matches!(t.dtype(), DType::F32 | DType::I32));
+        }
+        assert!(expected.iter().any(|&x| x) && !expected.iter().all(|&x| x));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npz");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_npz(&path).unwrap(), tensors);
+        let sources = map_npz_sources(&path).unwrap();
+        assert_eq!(sources.len(), tensors.len());
+        for ((s, t), lend) in sources.iter().zip(&tensors).zip(&expected) {
+            assert_eq!(lent(s), *lend, "{}", t.name);
+            assert_eq!((s.name(), s.shape()), (t.name.as_str(), t.shape.as_slice()));
+            assert_eq!(s.to_tensor().as_ref(), t);
+        }
+
+        // A stored member whose bytes no longer match its checksum is refused, read either way.
+        let mut corrupt = bytes.clone();
+        let first = archive.by_index(0).unwrap().data_start().unwrap() as usize;
+        corrupt[first + 130] ^= 0x40;
+        std::fs::write(&path, &corrupt).unwrap();
+        for err in [
+            read_npz(&path).unwrap_err(),
+            map_npz_sources(&path).unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("checksum"), "{err}");
+        }
     }
 
     #[test]
