@@ -31,7 +31,10 @@ fn check_in_place(
     let mapped = match format {
         FileFormat::Npy => map_npy_source(&path, "x").map(|s| vec![s]),
         FileFormat::Npz => map_npz_sources(&path),
-        FileFormat::PyTorch => map_pytorch_sources(&path, &Default::default()).map(|(s, _)| s),
+        // A `.pt` name holding safetensors content is read as safetensors (`FileFormat::detect`).
+        FileFormat::PyTorch if FileFormat::sniff(file) != Some(FileFormat::Safetensors) => {
+            map_pytorch_sources(&path, &Default::default()).map(|(s, _)| s)
+        }
         _ => map_safetensors_sources(&path).map(|(s, _)| s),
     };
     let _ = std::fs::remove_file(&path);

@@ -297,7 +297,9 @@ pub fn read_tensors_from_bytes(
         FileFormat::Npy => Ok(vec![npy::parse_npy(bytes, source, default_name)?]),
         FileFormat::Npz => npy::parse_npz(bytes, source),
         FileFormat::Safetensors => Ok(safetensors::parse(bytes, source)?.0),
-        FileFormat::PyTorch if safetensors::looks_like_safetensors(bytes) => {
+        // As `FileFormat::detect` decides: a zip's magic wins over a header that could also
+        // be read as a safetensors length.
+        FileFormat::PyTorch if FileFormat::sniff(bytes) == Some(FileFormat::Safetensors) => {
             Ok(safetensors::parse(bytes, source)?.0)
         }
         FileFormat::PyTorch => pytorch::parse_checkpoint(bytes, source, &PyTorchOptions::default()),
@@ -377,6 +379,31 @@ pub(crate) fn check_unique_names<T: TensorName>(path: &Path, tensors: &[T]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zip_that_could_pass_for_safetensors_is_read_as_a_checkpoint() {
+        // "PK\x03\x04" and four zeros read as a plausible safetensors header length, and a
+        // '{' follows (fuzzing found it): the zip's magic decides, as in `FileFormat::detect`.
+        let bytes = b"PK\x03\x04\0\0\0\0{\"__metadata__\":{}}";
+        assert!(safetensors::looks_like_safetensors(bytes));
+        assert_eq!(FileFormat::sniff(bytes), Some(FileFormat::PyTorch));
+        let err = read_tensors_from_bytes(bytes, FileFormat::PyTorch, Path::new("m.pt"), "x")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IoError::InvalidFile {
+                    format: "PyTorch",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.pt");
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(FileFormat::detect(&path).unwrap(), FileFormat::PyTorch);
+    }
 
     #[test]
     fn formats_from_extension() {
