@@ -7,11 +7,14 @@
 
 use std::fs::File;
 use std::marker::PhantomData;
+use std::path::Path;
 use std::sync::Arc;
 
 use memmap2::Mmap;
 use nnc_tensor::encode::{Elements, ParameterData};
 use nnc_tensor::DType;
+
+use super::{io_error, IoError};
 
 /// A map of a float32 or int32 tensor's little-endian bytes as the encoder's elements, held by
 /// the map itself; the map back when the dtype is another one, the host is big-endian, or the
@@ -59,6 +62,18 @@ impl<T: bytemuck::Pod> AsRef<[T]> for MappedSlice<T> {
     }
 }
 
+/// Opens `path` and maps the whole file, read-only; `None` for a file with nothing to map
+/// (empty, or longer than the address space), which the caller reads another way.
+pub(crate) fn map_file(path: &Path) -> Result<Option<(File, Mmap)>, IoError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+        return Ok(None);
+    };
+    let whole = map_range(&file, 0, len).map_err(|e| io_error(path, e))?;
+    Ok(Some((file, whole)))
+}
+
 /// Maps `len` bytes of `file` from byte `offset`, read-only. `len` 0 gives an empty map.
 ///
 /// The caller must have checked that `offset + len` lies within the file. The map's first byte
@@ -77,6 +92,20 @@ pub(crate) fn map_range(file: &File, offset: u64, len: usize) -> std::io::Result
             .len(len)
             .map(file)
     }
+}
+
+/// Whether a source is read in place: elements held by a shared owner (a tensor's map). For
+/// the readers' tests.
+#[cfg(test)]
+pub(crate) fn is_lent(s: &nnc_tensor::encode::TensorSource<'_>) -> bool {
+    use nnc_tensor::encode::TensorSource;
+    matches!(
+        s,
+        TensorSource::Elements(e) if matches!(
+            e.data(),
+            ParameterData::F32(Elements::Shared(_)) | ParameterData::I32(Elements::Shared(_))
+        )
+    )
 }
 
 #[cfg(test)]

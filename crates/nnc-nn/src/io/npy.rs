@@ -12,6 +12,7 @@ use nnc_tensor::encode::{NamedElements, TensorSource};
 use nnc_tensor::{DType, Tensor, TensorData};
 use npyz::{NpyFile, WriterBuilder};
 
+use super::mmap::map_file;
 use super::{check_unique_names, io_error, read_file, IoError};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
@@ -136,28 +137,18 @@ fn row_major(data: TensorData, shape: &[usize]) -> Result<TensorData, String> {
 
 /// Reads a `.npy` file as one tensor called `name` (through a memory map of the file).
 pub fn read_npy(path: &Path, name: &str) -> Result<Tensor, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
-    match usize::try_from(len) {
-        Ok(len) if len > 0 => {
-            let map = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
-            parse_npy(&map, path, name)
-        }
-        _ => parse_npy(&read_file(path)?, path, name),
+    match map_file(path)? {
+        Some((_, whole)) => parse_npy(&whole, path, name),
+        None => parse_npy(&read_file(path)?, path, name),
     }
 }
 
 /// Reads every array of a `.npz` file, in archive order (through a memory map of the file:
 /// stored members are read where they lie, deflated ones inflated one at a time).
 pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
-    match usize::try_from(len) {
-        Ok(len) if len > 0 => {
-            let map = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
-            parse_npz(&map, path)
-        }
-        _ => parse_npz(&read_file(path)?, path),
+    match map_file(path)? {
+        Some((_, whole)) => parse_npz(&whole, path),
+        None => parse_npz(&read_file(path)?, path),
     }
 }
 
@@ -170,15 +161,12 @@ pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
 /// The file must not be truncated or rewritten while the sources live (see
 /// [`super::map_safetensors_sources`]).
 pub fn map_npz_sources(path: &Path) -> Result<Vec<TensorSource<'static>>, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
-    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+    let Some((file, whole)) = map_file(path)? else {
         return Ok(read_npz(path)?
             .into_iter()
             .map(TensorSource::from)
             .collect());
     };
-    let whole = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
     each_npz_member(&whole, path, |name, image, offset| match offset {
         Some(offset) => npy_source(&file, image, offset as u64, path, name),
         None => parse_npy(image, path, name).map(TensorSource::from),
@@ -234,12 +222,9 @@ fn open_npy<'b>(
 /// file is read as [`read_npy`] reads it. The file must not be truncated or rewritten while the
 /// source lives (see [`super::map_safetensors_sources`]).
 pub fn map_npy_source(path: &Path, name: &str) -> Result<TensorSource<'static>, IoError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
-    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+    let Some((file, whole)) = map_file(path)? else {
         return read_npy(path, name).map(TensorSource::from);
     };
-    let whole = super::mmap::map_range(&file, 0, len).map_err(io_err(path))?;
     npy_source(&file, &whole, 0, path, name)
 }
 
@@ -492,6 +477,7 @@ pub(crate) const ENTRY_BUFFER: usize = 1 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::mmap::is_lent;
     use nnc_tensor::encode::{Elements, ParameterData};
 
     #[test]
@@ -549,17 +535,6 @@ mod tests {
         assert!(err.contains("README.txt"), "{err}");
     }
 
-    /// Whether a source's elements are lent from a map.
-    fn lent(s: &TensorSource<'_>) -> bool {
-        matches!(
-            s,
-            TensorSource::Elements(e) if matches!(
-                e.data(),
-                ParameterData::F32(Elements::Shared(_)) | ParameterData::I32(Elements::Shared(_))
-            )
-        )
-    }
-
     #[test]
     fn npz_sources_lend_stored_members_whose_elements_are_aligned() {
         let tensor = |name: &str, data| Tensor::try_new(name, vec![2, 3], data).unwrap();
@@ -614,7 +589,7 @@ mod tests {
         let sources = map_npz_sources(&path).unwrap();
         assert_eq!(sources.len(), tensors.len());
         for ((s, t), lend) in sources.iter().zip(&tensors).zip(&expected) {
-            assert_eq!(lent(s), *lend, "{}", t.name);
+            assert_eq!(is_lent(s), *lend, "{}", t.name);
             assert_eq!((s.name(), s.shape()), (t.name.as_str(), t.shape.as_slice()));
             assert_eq!(s.to_tensor().as_ref(), t);
         }

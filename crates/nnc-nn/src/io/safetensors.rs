@@ -424,7 +424,7 @@ pub(crate) fn layout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nnc_tensor::encode::{Elements, ParameterData};
+    use crate::io::mmap::is_lent;
     use nnc_tensor::TensorData;
 
     fn t(name: &str, shape: Vec<usize>, data: TensorData) -> Tensor {
@@ -475,17 +475,6 @@ mod tests {
         assert!(matches!(err, IoError::Malformed { .. }), "{err}");
     }
 
-    /// Whether a source is read in place: elements held by a shared owner (the tensor's map).
-    fn in_place(s: &TensorSource<'_>) -> bool {
-        matches!(
-            s,
-            TensorSource::Elements(e) if matches!(
-                e.data(),
-                ParameterData::F32(Elements::Shared(_)) | ParameterData::I32(Elements::Shared(_))
-            )
-        )
-    }
-
     #[test]
     fn encoder_sources_read_aligned_float32_and_int32_in_place_and_the_rest_as_tensors() {
         let dir = tempfile::tempdir().unwrap();
@@ -509,7 +498,7 @@ mod tests {
         assert_eq!(names, read_names);
         for (s, r) in sources.iter().zip(&read) {
             let expected = matches!(r.dtype(), DType::F32 | DType::I32) && !r.is_empty();
-            assert_eq!(in_place(s), expected, "{}", r.name);
+            assert_eq!(is_lent(s), expected, "{}", r.name);
             assert_eq!(s.shape(), r.shape.as_slice());
         }
         // Both readings give the encoder the same model, so the same stream.
@@ -541,7 +530,7 @@ mod tests {
         let path = dir.path().join("odd.safetensors");
         std::fs::write(&path, &bytes).unwrap();
         let (sources, _) = map_safetensors_sources(&path).unwrap();
-        assert!(sources.iter().all(|s| !in_place(s)));
+        assert!(sources.iter().all(|s| !is_lent(s)));
         match &sources[1] {
             TensorSource::Tensor(b) => assert_eq!(b.data, TensorData::F32(vec![1.5, -0.25])),
             other => panic!("not read as a tensor: {other:?}"),

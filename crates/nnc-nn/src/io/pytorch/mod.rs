@@ -65,7 +65,7 @@ use nnc_tensor::{DType, Tensor};
 use zip::{CompressionMethod, ZipArchive};
 
 use self::pickle::{Id, Obj, Pickle};
-use super::mmap::{lend, map_range};
+use super::mmap::{lend, map_file, map_range};
 use super::raw::{self, ByteOrder};
 use super::{check_unique_names, io_error, read_file, IoError, TensorName};
 
@@ -176,9 +176,9 @@ pub fn map_pytorch_sources(
     path: &Path,
     options: &PyTorchOptions,
 ) -> Result<(Vec<TensorSource<'static>>, CheckpointSummary), IoError> {
-    let file = File::open(path).map_err(|e| io_error(path, e))?;
-    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
-    let Some(len) = usize::try_from(len).ok().filter(|&l| l > 0) else {
+    // The directory, the pickle and any copied tensor are read through this map of the whole
+    // file; lent tensors get maps of their own, which outlive it.
+    let Some((file, whole)) = map_file(path)? else {
         // Nothing to map: the copying reader says why this is no checkpoint.
         let (tensors, summary) = read_pytorch_summarized(path, options)?;
         return Ok((
@@ -186,9 +186,6 @@ pub fn map_pytorch_sources(
             summary,
         ));
     };
-    // The directory, the pickle and any copied tensor are read through this map of the whole
-    // file; lent tensors get maps of their own, which outlive it.
-    let whole = map_range(&file, 0, len).map_err(|e| io_error(path, e))?;
     let mut summary = CheckpointSummary::default();
     let Located { order, tensors } = locate(&whole, path, options, &mut summary)?;
     let mut sources = Vec::with_capacity(tensors.len());
@@ -294,9 +291,7 @@ impl LocatedTensor {
         Tensor::try_new(name.clone(), self.spec.shape, data)
             .map_err(|e| malformed(path, &name, e.to_string()))
     }
-}
 
-impl LocatedTensor {
     /// The tensor lent from a map of its bytes in `file` when it can be, else copied out of
     /// `bytes` (the whole file).
     fn source(
