@@ -1,9 +1,10 @@
 //! Read-only memory maps of model files: the crate's only unsafe code.
 //!
-//! Readers map one tensor's bytes at a time, copy them into the tensor and drop the map, so a
-//! file is never held in memory whole (neither as a heap copy nor as resident mapped pages).
-//! The encoder's in-place sources keep a tensor's map instead ([`MappedSlice`]) until the
-//! encoder has quantized that tensor.
+//! The safetensors reader maps one tensor's bytes at a time, copies them into the tensor and
+//! drops the map. The `.npy`, `.npz` and PyTorch readers map the whole file ([`map_file`]) and
+//! parse it where it lies, so it is never copied into the heap whole; its pages become resident
+//! only as they are read. The encoder's in-place sources keep a tensor's own map instead
+//! ([`MappedSlice`]) until the encoder has quantized that tensor.
 
 use std::fs::File;
 use std::marker::PhantomData;
