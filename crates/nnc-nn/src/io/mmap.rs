@@ -1,9 +1,10 @@
 //! Read-only memory maps of model files: the crate's only unsafe code.
 //!
 //! The safetensors reader maps one tensor's bytes at a time, copies them into the tensor and
-//! drops the map. The `.npy`, `.npz` and PyTorch readers map the whole file ([`map_file`]) and
-//! parse it where it lies, so it is never copied into the heap whole; its pages become resident
-//! only as they are read. The encoder's in-place sources keep a tensor's own map instead
+//! drops the map. The `.npy` and `.npz` readers and the PyTorch in-place reader map the whole
+//! file ([`map_file`]) and parse it where it lies, so it is never copied into the heap whole;
+//! its pages become resident only as they are read. (The copying PyTorch reader still reads
+//! the file into memory.) The encoder's in-place sources keep a tensor's own map instead
 //! ([`MappedSlice`]) until the encoder has quantized that tensor.
 
 use std::fs::File;
