@@ -3,8 +3,8 @@
 //! The safetensors reader maps one tensor's bytes at a time, copies them into the tensor and
 //! drops the map. The `.npy` and `.npz` readers and the PyTorch in-place reader map the whole
 //! file ([`map_file`]) and parse it where it lies, so it is never copied into the heap whole;
-//! its pages become resident only as they are read. (The copying PyTorch reader still reads
-//! the file into memory.) The encoder's in-place sources keep a tensor's own map instead
+//! its pages become resident only as they are read. So do the copying PyTorch reader and
+//! [`super::read_tensors`] for every format ([`parse_file`]). The encoder's in-place sources keep a tensor's own map instead
 //! ([`MappedSlice`]) until the encoder has quantized that tensor.
 
 use std::fs::File;
@@ -76,6 +76,19 @@ pub(crate) fn map_file(path: &Path) -> Result<Option<(File, Mmap)>, IoError> {
     Ok(Some((file, whole)))
 }
 
+/// Parses the whole of `path` where it lies: `parse` gets a read-only map of the file, or the
+/// file read into memory when there is nothing to map (an empty file, whose error the parser
+/// gives). The map is dropped before this returns, so nothing parsed may borrow from it.
+pub(crate) fn parse_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&[u8]) -> Result<T, IoError>,
+) -> Result<T, IoError> {
+    match map_file(path)? {
+        Some((_, whole)) => parse(&whole),
+        None => parse(&super::read_file(path)?),
+    }
+}
+
 /// Maps `len` bytes of `file` from byte `offset`, read-only. `len` 0 gives an empty map.
 ///
 /// The caller must have checked that `offset + len` lies within the file. The map's first byte
@@ -114,6 +127,22 @@ pub(crate) fn is_lent(s: &nnc_tensor::encode::TensorSource<'_>) -> bool {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn parses_a_file_where_it_lies_an_empty_one_read_and_a_missing_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.bin");
+        std::fs::write(&path, b"model bytes").unwrap();
+        let read = parse_file(&path, |b| Ok(b.to_vec())).unwrap();
+        assert_eq!(read, b"model bytes");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(parse_file(&path, |b| Ok(b.len())).unwrap(), 0);
+        let missing = dir.path().join("missing.bin");
+        assert!(matches!(
+            parse_file(&missing, |b| Ok(b.len())),
+            Err(IoError::NotFound { .. })
+        ));
+    }
 
     #[test]
     fn maps_a_range_at_an_unaligned_offset() {

@@ -280,8 +280,9 @@ pub fn read_tensors(path: &Path, default_name: &str) -> Result<Vec<Tensor>, IoEr
     let format = FileFormat::from_path(path).ok_or_else(|| IoError::UnknownFormat {
         path: path.display().to_string(),
     })?;
-    let bytes = read_file(path)?;
-    read_tensors_from_bytes(&bytes, format, path, default_name)
+    mmap::parse_file(path, |bytes| {
+        read_tensors_from_bytes(bytes, format, path, default_name)
+    })
 }
 
 /// Decodes a model file already in memory. `source` only names it in errors. As with

@@ -12,8 +12,8 @@ use nnc_tensor::encode::{NamedElements, TensorSource};
 use nnc_tensor::{DType, Tensor, TensorData};
 use npyz::{NpyFile, WriterBuilder};
 
-use super::mmap::map_file;
-use super::{check_unique_names, io_error, read_file, IoError};
+use super::mmap::{map_file, parse_file};
+use super::{check_unique_names, io_error, IoError};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IoError + '_ {
     move |source| io_error(path, source)
@@ -137,19 +137,13 @@ fn row_major(data: TensorData, shape: &[usize]) -> Result<TensorData, String> {
 
 /// Reads a `.npy` file as one tensor called `name` (through a memory map of the file).
 pub fn read_npy(path: &Path, name: &str) -> Result<Tensor, IoError> {
-    match map_file(path)? {
-        Some((_, whole)) => parse_npy(&whole, path, name),
-        None => parse_npy(&read_file(path)?, path, name),
-    }
+    parse_file(path, |bytes| parse_npy(bytes, path, name))
 }
 
 /// Reads every array of a `.npz` file, in archive order (through a memory map of the file:
 /// stored members are read where they lie, deflated ones inflated one at a time).
 pub fn read_npz(path: &Path) -> Result<Vec<Tensor>, IoError> {
-    match map_file(path)? {
-        Some((_, whole)) => parse_npz(&whole, path),
-        None => parse_npz(&read_file(path)?, path),
-    }
+    parse_file(path, |bytes| parse_npz(bytes, path))
 }
 
 /// Reads a `.npz` file for the encoder without copying what it can read in place: a stored

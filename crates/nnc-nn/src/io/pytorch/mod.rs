@@ -65,9 +65,9 @@ use nnc_tensor::{DType, Tensor};
 use zip::{CompressionMethod, ZipArchive};
 
 use self::pickle::{Id, Obj, Pickle};
-use super::mmap::{lend, map_file, map_range};
+use super::mmap::{lend, map_file, map_range, parse_file};
 use super::raw::{self, ByteOrder};
-use super::{check_unique_names, io_error, read_file, IoError, TensorName};
+use super::{check_unique_names, io_error, IoError, TensorName};
 
 /// How to pick tensors out of a checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,7 +90,7 @@ pub fn read_pytorch(path: &Path) -> Result<Vec<Tensor>, IoError> {
 
 /// Reads every tensor of a PyTorch checkpoint, in pickle order.
 pub fn read_pytorch_with(path: &Path, options: &PyTorchOptions) -> Result<Vec<Tensor>, IoError> {
-    parse_checkpoint(&read_file(path)?, path, options)
+    parse_file(path, |bytes| parse_checkpoint(bytes, path, options))
 }
 
 /// What reading a checkpoint left out, so that a tool can say so.
@@ -120,7 +120,9 @@ pub fn read_pytorch_summarized(
     options: &PyTorchOptions,
 ) -> Result<(Vec<Tensor>, CheckpointSummary), IoError> {
     let mut summary = CheckpointSummary::default();
-    let tensors = checkpoint_tensors(&read_file(path)?, path, options, &mut summary)?;
+    let tensors = parse_file(path, |bytes| {
+        checkpoint_tensors(bytes, path, options, &mut summary)
+    })?;
     Ok((tensors, summary))
 }
 
