@@ -2,8 +2,9 @@
 //! process) and ours (in process, this release build) on the same inputs with the same default
 //! arguments, and checks that the bitstreams and the decoded values are identical.
 //!
-//! Workloads: `randn(256, 64, 64)` and a 90 %-sparse 1024 × 1024 float32 tensor through the
-//! tensor pipeline (`nncodec.tensor`), a randomly initialised ResNet-50-shaped state dict and,
+//! Workloads: `randn(256, 64, 64)`, a 90 %-sparse 1024 × 1024 float32 tensor and a small layer
+//! (64 × 16, timed over at least [`SMALL_REPS`] calls, as a federated client or a layer-by-layer
+//! caller makes many small calls) through the tensor pipeline (`nncodec.tensor`), a randomly initialised ResNet-50-shaped state dict and,
 //! when its weights are in the cache directory, all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else
 //! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), as it is and with each of its
 //! matrices pruned to 90 % zeros by magnitude, through the model pipeline
@@ -225,6 +226,22 @@ fn sparse_tensor() -> Tensor {
     f32_tensor("0", &shape, values)
 }
 
+/// Runs of the small-layer workload per side at least: one call takes well under a millisecond
+/// on our side, so the fastest of a few is mostly the machine's noise.
+const SMALL_REPS: usize = 50;
+
+/// A small layer, 64 × 16 normal values with σ = 0.05 (about a dense layer's weights), named `"0"`.
+fn small_tensor() -> Tensor {
+    let shape = [64usize, 16];
+    let mut rng = Rng::new(SEED);
+    let n = shape.iter().product();
+    f32_tensor(
+        "0",
+        &shape,
+        (0..n).map(|_| (rng.normal() * 0.05) as f32).collect(),
+    )
+}
+
 /// `model` with every float32 tensor of two or more dimensions pruned by magnitude, as one-shot
 /// unstructured pruning leaves a layer: the `fraction` of its values smallest in magnitude
 /// become exact zeros (ties at the threshold stay). Other tensors are kept as they are.
@@ -354,6 +371,16 @@ struct Side {
     decoded: Vec<Tensor>,
 }
 
+/// A time for the table: seconds to the millisecond, or microseconds below 10 ms (the small
+/// layer's calls).
+fn seconds(s: f64) -> String {
+    if s < 0.01 {
+        format!("{:.0}us", s * 1e6)
+    } else {
+        format!("{s:.3}s")
+    }
+}
+
 fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
@@ -391,7 +418,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
             .unwrap_or(if opts.quick { 1 } else { default })
             .max(1)
     };
-    let tensor_workload = |name: &'static str, label: &str, file: &str, t: Tensor| {
+    let tensor_workload = |name: &'static str, label: &str, file: &str, t: Tensor, reps: usize| {
         let input = work.join(file);
         write_npy(&input, &t)?;
         Ok::<_, anyhow::Error>(Workload {
@@ -400,7 +427,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
             kind: Kind::Tensor,
             tensors: vec![t],
             input,
-            reps: reps(5),
+            reps,
         })
     };
     let mut list = vec![tensor_workload(
@@ -408,6 +435,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         "randn(256,64,64)",
         "randn_256x64x64.npy",
         randn_tensor(),
+        reps(5),
     )?];
     if opts.quick {
         return Ok(list);
@@ -417,6 +445,14 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         "sparse(1024,1024) 90%",
         "sparse_1024x1024.npy",
         sparse_tensor(),
+        reps(5),
+    )?);
+    list.push(tensor_workload(
+        "small",
+        "small layer (64,16)",
+        "small_64x16.npy",
+        small_tensor(),
+        reps(5).max(SMALL_REPS),
     )?);
     let model = resnet50_state_dict();
     // The reference reads the .npz (its venv has no safetensors). With --keep the same model is
@@ -697,20 +733,20 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
         all_same &= bytes.is_none() && decoded.is_none();
         println!(
-            "{:<28} {:>10} {:>4} | {:>8.3}s {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {:>8.3}s \
-             {:>8.3}s {:>6.2}x {:>8.3}s {:>6.2}x | {}, {}",
+            "{:<28} {:>10} {:>4} | {:>9} {:>9} {:>6.2}x {:>9} {:>6.2}x | {:>9} {:>9} {:>6.2}x \
+             {:>9} {:>6.2}x | {}, {}",
             w.label,
             values,
             w.reps,
-            r.encode_s,
-            one.encode_s,
+            seconds(r.encode_s),
+            seconds(one.encode_s),
             r.encode_s / one.encode_s,
-            ours.encode_s,
+            seconds(ours.encode_s),
             r.encode_s / ours.encode_s,
-            r.decode_s,
-            one.decode_s,
+            seconds(r.decode_s),
+            seconds(one.decode_s),
             r.decode_s / one.decode_s,
-            ours.decode_s,
+            seconds(ours.decode_s),
             r.decode_s / ours.decode_s,
             bytes.unwrap_or_else(|| format!("identical ({} B)", ours.bytes.len())),
             decoded.unwrap_or_else(|| "identical".into()),
@@ -748,6 +784,13 @@ mod tests {
             batch_norm_of("layer4.0.downsample.0.weight"),
             "layer4.0.downsample.1"
         );
+    }
+
+    #[test]
+    fn times_below_ten_milliseconds_are_given_in_microseconds() {
+        assert_eq!(seconds(1.23456), "1.235s");
+        assert_eq!(seconds(0.0104), "0.010s");
+        assert_eq!(seconds(0.000_256_4), "256us");
     }
 
     #[test]
