@@ -1,7 +1,9 @@
 //! Whole-tensor decode and encode of the 1 M-element workload (`randn(256, 64, 64)`, seed 0) at the
 //! tensor pipeline's defaults (qp −32, DQ, row skipping, param_opt), plus the entry-point decode
-//! (scan_order 2) on one and two threads, and a 16-tensor model (one NDU per tensor) encoded and
-//! decoded on one thread and on all cores.
+//! (scan_order 2) on one and two threads, a 16-tensor model (one NDU per tensor) encoded and
+//! decoded on one thread and on all cores, and one call on a small layer (64 × 16) with the
+//! default threads and with an explicit count, whose hand-off to a pool's threads is most of the
+//! difference.
 //!
 //! `cargo bench -p nnc-benches --bench tensor`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -173,12 +175,53 @@ fn model(c: &mut Criterion) {
     g.finish();
 }
 
+/// One encode and one decode call on a 64 × 16 layer of normals with σ = 0.05: the per-call cost
+/// a federated client or a layer-by-layer caller pays, with `threads: None` (the call runs on the
+/// calling thread when nothing in it splits) and with `Some(1)` and `Some(2)` (a pool of its own).
+fn small_call(c: &mut Criterion) {
+    let t = Tensor {
+        name: "0".into(),
+        shape: vec![64, 16],
+        data: nnc_tensor::TensorData::F32(randn_f32(64 * 16, 0.05, SEED)),
+    };
+    let input = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
+    let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
+    let mut g = c.benchmark_group("tensor/small_64x16");
+    g.throughput(Throughput::Elements(t.len() as u64));
+    for (label, threads) in [
+        ("default", None),
+        ("threads 1", Some(1)),
+        ("threads 2", Some(2)),
+    ] {
+        let opts = EncodeOptions::default().with_threads(threads);
+        assert_eq!(
+            encode_bytes(&input, &opts),
+            bytes,
+            "same bytes with {label}"
+        );
+        g.bench_with_input(BenchmarkId::new("encode", label), &opts, |b, opts| {
+            b.iter(|| encode_bytes(black_box(&input), opts))
+        });
+        let dopts = DecodeOptions::new().with_threads(threads);
+        g.bench_with_input(BenchmarkId::new("decode", label), &dopts, |b, dopts| {
+            b.iter(|| {
+                let mut state = DecoderState::default();
+                decode_stream(black_box(&bytes), &mut state, dopts)
+                    .unwrap()
+                    .tensors
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = tensor, tensor_scan, model
+    targets = tensor, tensor_scan, model, small_call
 }
 criterion_main!(benches);
