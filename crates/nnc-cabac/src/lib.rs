@@ -75,6 +75,7 @@ pub mod scan;
 pub mod state_rates;
 mod stream_bits;
 pub mod tables;
+pub mod threads;
 
 pub use context::{ContextLayout, ContextModel, ContextSet};
 pub use decode_layer::{

@@ -31,10 +31,7 @@ pub(crate) fn pseudo_pass(
     hdsp_flag: bool,
     allow_plain: bool,
 ) -> Result<Vec<u8>, Error> {
-    #[cfg(feature = "rayon")]
-    let threads = rayon::current_num_threads();
-    #[cfg(not(feature = "rayon"))]
-    let threads = 1;
+    let threads = crate::threads::worker_threads();
     search(p, levels, skip_rows, hdsp_flag, allow_plain, threads).map(InitSetSearch::best_indices)
 }
 

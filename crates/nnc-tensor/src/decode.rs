@@ -42,9 +42,9 @@ pub struct DecodeOptions {
     /// Worker threads for entropy decoding: `None` (or `Some(0)`) uses rayon's global pool (all
     /// cores), `Some(n)` a pool of `n` threads built for the call (at most
     /// [`MAX_THREADS`](crate::MAX_THREADS), or the decode fails). The output is the same for any
-    /// value. Handing the call to a pool's threads costs some tens of microseconds, as much as
-    /// decoding several hundred values, so calls on small streams are quicker with `None`.
-    /// Default: `None`.
+    /// value. `Some(1)` on a stream of fewer than 65 536 values runs on the calling thread,
+    /// without a pool: handing a call to a pool's threads costs some tens of microseconds, as
+    /// much as decoding several hundred values. Default: `None`.
     pub threads: Option<usize>,
 }
 
@@ -761,7 +761,7 @@ fn decode_member_levels(
     entry_points: Option<&[u64]>,
     levels: &mut [i32],
 ) -> std::result::Result<(), nnc_cabac::Error> {
-    let threads = rayon::current_num_threads();
+    let threads = nnc_cabac::threads::worker_threads();
     if let Some(eps) = entry_points {
         if threads > 1 && levels.len() >= ENTRY_POINT_MIN_ELEMENTS {
             let mut trial = dec.clone();

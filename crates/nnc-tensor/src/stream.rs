@@ -292,7 +292,7 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::new(self.opts.threads)?;
+        let workers = Workers::for_call(self.opts.threads, self.parsed.total_elements)?;
         let largest = self
             .parsed
             .jobs
@@ -301,7 +301,8 @@ impl<'a> StreamDecoder<'a> {
             .max()
             .unwrap_or(0);
         let budget = window_budget(largest, self.parsed.total_elements, workers.count());
-        if !self.opts.update_state {
+        // An inline call decodes on this thread alone: nothing to pipeline.
+        if !self.opts.update_state && !workers.is_inline() {
             let cap = budget.saturating_add(largest);
             return self.run_pipelined(state, &workers, cap, emit);
         }
@@ -320,7 +321,7 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::new(self.opts.threads)?;
+        let workers = Workers::for_call(self.opts.threads, self.parsed.total_elements)?;
         self.run_windows(state, &workers, budget, emit)
     }
 
@@ -452,7 +453,7 @@ impl<'a> StreamDecoder<'a> {
                 }
             }
             Ok(())
-        });
+        })?;
         match outcome {
             Ok(()) => assembly.finish(&mut emit),
             Err(Stopped::Caller(e)) => Err(e),

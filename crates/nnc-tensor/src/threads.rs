@@ -2,7 +2,10 @@
 //!
 //! `threads: None` runs the parallel parts on rayon's global pool (all cores); `Some(n)` builds a
 //! pool of `n` threads for the call and drops it afterwards, so nothing global is changed or
-//! cached. Work is split the same way whatever the thread count, so the output never depends on it.
+//! cached. A one-thread call on fewer than [`INLINE_MAX_ELEMENTS`] values runs on the calling
+//! thread instead ([`nnc_cabac::threads::sequentially`]): handing it to a pool's thread and back
+//! would cost more than coding it. Work is split the same way whatever the thread count, so the
+//! output never depends on it.
 
 use crate::error::{Error, Result};
 
@@ -11,9 +14,16 @@ use crate::error::{Error, Result};
 /// process's threads.
 pub const MAX_THREADS: usize = 1024;
 
+/// Below this many values a one-thread call runs on the calling thread rather than on a pool
+/// of one (whose hand-off costs some tens of microseconds; a large call keeps the pool, on
+/// which a streaming decode's writes overlap the decoding).
+pub(crate) const INLINE_MAX_ELEMENTS: u64 = 1 << 16;
+
 /// Where the parallel parts of one call run.
 pub(crate) struct Workers {
     pool: Option<rayon::ThreadPool>,
+    /// On the calling thread, every parallel part on its one-thread path.
+    inline: bool,
 }
 
 impl Workers {
@@ -27,34 +37,52 @@ impl Workers {
                     what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
                 })
             }
-            Some(n) => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map_err(|e| Error::InvalidArgument {
-                        what: format!("cannot start {n} worker threads: {e}"),
-                    })?,
-            ),
+            Some(n) => Some(pool_of(n)?),
         };
-        Ok(Workers { pool })
+        Ok(Workers {
+            pool,
+            inline: false,
+        })
+    }
+
+    /// As [`Workers::new`], except that one thread for a call on fewer than
+    /// [`INLINE_MAX_ELEMENTS`] values means the calling thread itself.
+    pub(crate) fn for_call(threads: Option<usize>, elements: u64) -> Result<Self> {
+        if threads == Some(1) && elements < INLINE_MAX_ELEMENTS {
+            return Ok(Workers {
+                pool: None,
+                inline: true,
+            });
+        }
+        Self::new(threads)
+    }
+
+    /// Whether the call runs on the calling thread (see [`Workers::for_call`]).
+    pub(crate) fn is_inline(&self) -> bool {
+        self.inline
     }
 
     /// Runs `op` so that the rayon calls inside it use these workers.
     pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
         match &self.pool {
             Some(pool) => pool.install(op),
+            None if self.inline => nnc_cabac::threads::sequentially(op),
             None => op(),
         }
     }
 
-    /// Runs `op` on the calling thread with a scope whose spawned work runs on these workers.
+    /// Runs `op` on the calling thread with a scope whose spawned work runs on these workers
+    /// (an inline call's on a pool of one). Fails only when that pool cannot start.
     pub(crate) fn in_place_scope<'scope, R>(
         &self,
         op: impl FnOnce(&rayon::Scope<'scope>) -> R,
-    ) -> R {
+    ) -> Result<R> {
         match &self.pool {
-            Some(pool) => pool.in_place_scope(op),
-            None => rayon::in_place_scope(op),
+            Some(pool) => Ok(pool.in_place_scope(op)),
+            // Spawned work must not reach the global pool. The stream decoder takes another
+            // path for inline calls, so this pool of one is a safeguard, not a cost it pays.
+            None if self.inline => Ok(pool_of(1)?.in_place_scope(op)),
+            None => Ok(rayon::in_place_scope(op)),
         }
     }
 
@@ -62,9 +90,20 @@ impl Workers {
     pub(crate) fn count(&self) -> usize {
         match &self.pool {
             Some(pool) => pool.current_num_threads(),
+            None if self.inline => 1,
             None => rayon::current_num_threads(),
         }
     }
+}
+
+/// A new pool of `n` threads.
+fn pool_of(n: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Error::InvalidArgument {
+            what: format!("cannot start {n} worker threads: {e}"),
+        })
 }
 
 /// `f` over `items` in parallel, the largest (by `size`) first and one item per rayon task, with
@@ -80,6 +119,9 @@ where
     F: Fn(I) -> R + Sync + Send,
 {
     use rayon::prelude::*;
+    if nnc_cabac::threads::worker_threads() == 1 {
+        return items.into_iter().map(f).collect();
+    }
     let mut order: Vec<(usize, I)> = items.into_iter().enumerate().collect();
     order.sort_by_key(|(_, item)| std::cmp::Reverse(size(item)));
     let mut done: Vec<(usize, R)> = order
@@ -102,6 +144,37 @@ mod tests {
         let out = w.install(|| map_largest_first(items, |&x| x, |x| x * 10 + 1));
         assert_eq!(out, vec![31, 501, 11, 501, 71, 1, 221]);
         assert!(map_largest_first(Vec::<u64>::new(), |&x| x, |x| x).is_empty());
+    }
+
+    #[test]
+    fn only_small_one_thread_calls_run_inline() {
+        let small = Workers::for_call(Some(1), INLINE_MAX_ELEMENTS - 1).unwrap();
+        assert!(small.is_inline());
+        assert_eq!(small.count(), 1);
+        assert_eq!(
+            small.install(|| (
+                nnc_cabac::threads::worker_threads(),
+                std::thread::current().id()
+            )),
+            (1, std::thread::current().id())
+        );
+        assert_eq!(small.in_place_scope(|_| 7).unwrap(), 7);
+        assert!(!nnc_cabac::threads::is_sequential());
+        for (threads, elements) in [
+            (Some(1), INLINE_MAX_ELEMENTS),
+            (Some(2), 10),
+            (None, 10),
+            (Some(0), 10),
+        ] {
+            let w = Workers::for_call(threads, elements).unwrap();
+            assert!(!w.is_inline(), "{threads:?} on {elements} values");
+        }
+        assert_eq!(
+            Workers::for_call(Some(1), 1 << 20)
+                .unwrap()
+                .install(rayon::current_num_threads),
+            1
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ const GROUPS_PER_THREAD: usize = 4;
 
 /// Whether the tensor's block rows are worth coding on several threads.
 pub(super) fn worthwhile(p: &crate::layer::Prepared<'_>) -> bool {
-    p.geo.has_block_row_restarts() && p.geo.n >= MIN_POSITIONS && rayon::current_num_threads() > 1
+    p.geo.has_block_row_restarts()
+        && p.geo.n >= MIN_POSITIONS
+        && crate::threads::worker_threads() > 1
 }
 
 /// One group's codeword, coded from `low = 0` at range 256.
@@ -53,7 +55,7 @@ pub(super) fn code_block_rows(
 ) -> Result<(), Error> {
     let rows = pass.p.geo.num_block_rows;
     let starts = dq_states_at_block_rows(pass);
-    let count = (rayon::current_num_threads() * GROUPS_PER_THREAD).clamp(1, rows);
+    let count = (crate::threads::worker_threads() * GROUPS_PER_THREAD).clamp(1, rows);
     let groups: Vec<Range<usize>> = (0..count)
         .map(|g| rows * g / count..rows * (g + 1) / count)
         .collect();

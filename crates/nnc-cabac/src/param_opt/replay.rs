@@ -633,17 +633,22 @@ impl InitSetSearch {
         let mut stretches: Vec<Vec<Trace>> = (0..count)
             .map(|_| vec![Trace::continuing(); contexts])
             .collect();
-        let results: Vec<Result<(), E>> = stretches
-            .par_iter_mut()
-            .with_max_len(1)
-            .enumerate()
-            .map(|(k, traces)| {
-                let mut rec = StretchRecorder::default();
-                let recorded = record(k, &mut rec, traces);
-                rec.settle(traces);
-                recorded
-            })
-            .collect();
+        let record_one = |(k, traces): (usize, &mut Vec<Trace>)| {
+            let mut rec = StretchRecorder::default();
+            let recorded = record(k, &mut rec, traces);
+            rec.settle(traces);
+            recorded
+        };
+        let results: Vec<Result<(), E>> = if crate::threads::worker_threads() == 1 {
+            stretches.iter_mut().enumerate().map(record_one).collect()
+        } else {
+            stretches
+                .par_iter_mut()
+                .with_max_len(1)
+                .enumerate()
+                .map(record_one)
+                .collect()
+        };
         results.into_iter().collect::<Result<Vec<()>, E>>()?;
         // Stretch after stretch, so every context sees its bins in order.
         for traces in &mut stretches {
@@ -694,7 +699,7 @@ impl Recorder {
             // ends about together. A pair is one task, so on several threads only contexts
             // small against each thread's share are paired: the busiest ones stay tasks of
             // their own, which the threads can spread.
-            let threads = rayon::current_num_threads();
+            let threads = crate::threads::worker_threads();
             let share = bins / (2 * threads);
             let mut tasks = Vec::with_capacity(work.len());
             let mut work = work.into_iter().peekable();
@@ -707,13 +712,15 @@ impl Recorder {
                     },
                 );
             }
-            tasks
-                .par_iter_mut()
-                .with_max_len(1)
-                .for_each(|task| match task {
-                    Task::One((l, t)) => replay_context(l, t),
-                    Task::Two((la, ta), (lb, tb)) => replay_two_contexts((la, ta), (lb, tb)),
-                });
+            let run = |task: &mut Task<'_>| match task {
+                Task::One((l, t)) => replay_context(l, t),
+                Task::Two((la, ta), (lb, tb)) => replay_two_contexts((la, ta), (lb, tb)),
+            };
+            if threads == 1 {
+                tasks.iter_mut().for_each(run);
+            } else {
+                tasks.par_iter_mut().with_max_len(1).for_each(run);
+            }
             return;
         }
         #[cfg(not(feature = "rayon"))]

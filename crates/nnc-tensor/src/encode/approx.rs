@@ -99,16 +99,21 @@ fn choose_zero_offset(indices: &[i32], codebook_size: usize, cfg: &LayerConfig) 
     use rayon::prelude::*;
     let candidates =
         codebook::zero_offset_candidates(codebook_size).map_err(|e| invalid(e.to_string()))?;
-    let sizes = (0..candidates)
-        .into_par_iter()
-        .map_init(
-            || vec![0i32; indices.len()],
-            |shifted, offset| {
-                codebook::shift_codebook_indices(indices, offset, shifted);
-                trial_size(shifted, cfg, true)
-            },
-        )
-        .collect::<Result<Vec<usize>>>()?;
+    let trial = |shifted: &mut Vec<i32>, offset: u32| {
+        codebook::shift_codebook_indices(indices, offset, shifted);
+        trial_size(shifted, cfg, true)
+    };
+    let sizes = if nnc_cabac::threads::worker_threads() == 1 {
+        let mut shifted = vec![0i32; indices.len()];
+        (0..candidates)
+            .map(|offset| trial(&mut shifted, offset))
+            .collect::<Result<Vec<usize>>>()?
+    } else {
+        (0..candidates)
+            .into_par_iter()
+            .map_init(|| vec![0i32; indices.len()], trial)
+            .collect::<Result<Vec<usize>>>()?
+    };
     codebook::best_codebook_zero_offset(&sizes).map_err(|e| invalid(e.to_string()))
 }
 
@@ -246,10 +251,13 @@ fn approximate_codebook(w: &mut Work, values: &[f32], opts: &EncodeOptions) -> R
                 codebook_zero_offset: 0,
                 cabac_unary_length: n_trial,
             };
-            let (bytes_uniform, bytes_codebook) = rayon::join(
-                || trial_size(&uniform, &trial(w.dq_flag), opts.param_opt),
-                || trial_size(&indices, &trial(false), opts.param_opt),
-            );
+            let uniform_size = || trial_size(&uniform, &trial(w.dq_flag), opts.param_opt);
+            let codebook_size = || trial_size(&indices, &trial(false), opts.param_opt);
+            let (bytes_uniform, bytes_codebook) = if nnc_cabac::threads::worker_threads() == 1 {
+                (uniform_size(), codebook_size())
+            } else {
+                rayon::join(uniform_size, codebook_size)
+            };
             let (bytes_uniform, bytes_codebook) = (bytes_uniform?, bytes_codebook?);
             let prefer =
                 codebook::codebook_mode2_prefers_codebook(bytes_uniform, bytes_codebook, cb_bits);

@@ -174,7 +174,12 @@ fn encode_impl(
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
-    let workers = crate::threads::Workers::new(opts.threads)?;
+    let elements = input
+        .parameters
+        .iter()
+        .map(|p| p.data.len() as u64)
+        .sum::<u64>();
+    let workers = crate::threads::Workers::for_call(opts.threads, elements)?;
     workers.install(|| encode_on_workers(input, opts, inc))
 }
 

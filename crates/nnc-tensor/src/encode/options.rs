@@ -98,10 +98,10 @@ pub struct EncodeOptions {
     pub mask_unsignalable_qp: bool,
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
     /// pool of `n` threads built for the call (at most [`MAX_THREADS`](crate::MAX_THREADS), or
-    /// the encode fails). The bitstream is the same for any value. Handing the call to a pool's
-    /// threads costs some tens of microseconds, as much as coding a few hundred values, so
-    /// calls on small tensors are quicker with `None`. Not an argument of the reference.
-    /// Default: `None`.
+    /// the encode fails). The bitstream is the same for any value. `Some(1)` on fewer than
+    /// 65 536 values runs on the calling thread, without a pool: handing a call to a pool's
+    /// threads costs some tens of microseconds, as much as coding a few hundred values. Not an
+    /// argument of the reference. Default: `None`.
     pub threads: Option<usize>,
 }
 
