@@ -150,16 +150,28 @@ fn model_tensors() -> Vec<Tensor> {
 
 fn model(c: &mut Criterion) {
     let tensors = model_tensors();
-    let n: u64 = tensors.iter().map(|t| t.len() as u64).sum();
     let input = EncodeInput::from_tensors(&tensors).unwrap();
-    let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
-    let mut g = c.benchmark_group("model/16x256x256");
+    let threads = [("1 thread", Some(1)), ("all cores", None)];
+    encode_and_decode(c, "model/16x256x256", &input, &threads);
+}
+
+/// Benches group `name`: `input` encoded and its stream decoded with each of `threads` (labelled),
+/// after checking that every thread count gives the same bytes.
+fn encode_and_decode(
+    c: &mut Criterion,
+    name: &str,
+    input: &EncodeInput,
+    threads: &[(&str, Option<usize>)],
+) {
+    let n: u64 = input.parameters.iter().map(|p| p.data.len() as u64).sum();
+    let bytes = encode(input, &EncodeOptions::default()).unwrap().bytes;
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(n));
-    for (label, threads) in [("1 thread", Some(1)), ("all cores", None)] {
+    for &(label, threads) in threads {
         let opts = EncodeOptions::default().with_threads(threads);
-        assert_eq!(encode_bytes(&input, &opts), bytes, "same bytes on {label}");
+        assert_eq!(encode_bytes(input, &opts), bytes, "same bytes with {label}");
         g.bench_with_input(BenchmarkId::new("encode", label), &opts, |b, opts| {
-            b.iter(|| encode_bytes(black_box(&input), opts))
+            b.iter(|| encode_bytes(black_box(input), opts))
         });
         let dopts = DecodeOptions::new().with_threads(threads);
         g.bench_with_input(BenchmarkId::new("decode", label), &dopts, |b, dopts| {
@@ -185,35 +197,12 @@ fn small_call(c: &mut Criterion) {
         data: nnc_tensor::TensorData::F32(randn_f32(64 * 16, 0.05, SEED)),
     };
     let input = EncodeInput::from_tensors(std::slice::from_ref(&t)).unwrap();
-    let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
-    let mut g = c.benchmark_group("tensor/small_64x16");
-    g.throughput(Throughput::Elements(t.len() as u64));
-    for (label, threads) in [
+    let threads = [
         ("default", None),
         ("threads 1", Some(1)),
         ("threads 2", Some(2)),
-    ] {
-        let opts = EncodeOptions::default().with_threads(threads);
-        assert_eq!(
-            encode_bytes(&input, &opts),
-            bytes,
-            "same bytes with {label}"
-        );
-        g.bench_with_input(BenchmarkId::new("encode", label), &opts, |b, opts| {
-            b.iter(|| encode_bytes(black_box(&input), opts))
-        });
-        let dopts = DecodeOptions::new().with_threads(threads);
-        g.bench_with_input(BenchmarkId::new("decode", label), &dopts, |b, dopts| {
-            b.iter(|| {
-                let mut state = DecoderState::default();
-                decode_stream(black_box(&bytes), &mut state, dopts)
-                    .unwrap()
-                    .tensors
-                    .len()
-            })
-        });
-    }
-    g.finish();
+    ];
+    encode_and_decode(c, "tensor/small_64x16", &input, &threads);
 }
 
 criterion_group! {

@@ -20,54 +20,48 @@ pub const MAX_THREADS: usize = 1024;
 pub(crate) const INLINE_MAX_ELEMENTS: u64 = 1 << 16;
 
 /// Where the parallel parts of one call run.
-pub(crate) struct Workers {
-    pool: Option<rayon::ThreadPool>,
-    /// On the calling thread, every parallel part on its one-thread path.
-    inline: bool,
+pub(crate) enum Workers {
+    /// Rayon's global pool.
+    Global,
+    /// A pool of the call's own.
+    Pool(rayon::ThreadPool),
+    /// The calling thread, every parallel part on its one-thread path.
+    Inline,
 }
 
 impl Workers {
     /// `None` or `Some(0)`: the global pool; `Some(n)`: a new pool of `n` threads (at most
     /// [`MAX_THREADS`]).
     pub(crate) fn new(threads: Option<usize>) -> Result<Self> {
-        let pool = match threads {
-            None | Some(0) => None,
-            Some(n) if n > MAX_THREADS => {
-                return Err(Error::InvalidArgument {
-                    what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
-                })
-            }
-            Some(n) => Some(pool_of(n)?),
-        };
-        Ok(Workers {
-            pool,
-            inline: false,
-        })
+        match threads {
+            None | Some(0) => Ok(Workers::Global),
+            Some(n) if n > MAX_THREADS => Err(Error::InvalidArgument {
+                what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
+            }),
+            Some(n) => Ok(Workers::Pool(pool_of(n)?)),
+        }
     }
 
     /// As [`Workers::new`], except that one thread for a call on fewer than
     /// [`INLINE_MAX_ELEMENTS`] values means the calling thread itself.
     pub(crate) fn for_call(threads: Option<usize>, elements: u64) -> Result<Self> {
         if threads == Some(1) && elements < INLINE_MAX_ELEMENTS {
-            return Ok(Workers {
-                pool: None,
-                inline: true,
-            });
+            return Ok(Workers::Inline);
         }
         Self::new(threads)
     }
 
     /// Whether the call runs on the calling thread (see [`Workers::for_call`]).
     pub(crate) fn is_inline(&self) -> bool {
-        self.inline
+        matches!(self, Workers::Inline)
     }
 
     /// Runs `op` so that the rayon calls inside it use these workers.
     pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(op),
-            None if self.inline => nnc_cabac::threads::sequentially(op),
-            None => op(),
+        match self {
+            Workers::Global => op(),
+            Workers::Pool(pool) => pool.install(op),
+            Workers::Inline => nnc_cabac::threads::sequentially(op),
         }
     }
 
@@ -77,21 +71,21 @@ impl Workers {
         &self,
         op: impl FnOnce(&rayon::Scope<'scope>) -> R,
     ) -> Result<R> {
-        match &self.pool {
-            Some(pool) => Ok(pool.in_place_scope(op)),
+        match self {
+            Workers::Global => Ok(rayon::in_place_scope(op)),
+            Workers::Pool(pool) => Ok(pool.in_place_scope(op)),
             // Spawned work must not reach the global pool. The stream decoder takes another
             // path for inline calls, so this pool of one is a safeguard, not a cost it pays.
-            None if self.inline => Ok(pool_of(1)?.in_place_scope(op)),
-            None => Ok(rayon::in_place_scope(op)),
+            Workers::Inline => Ok(pool_of(1)?.in_place_scope(op)),
         }
     }
 
     /// How many threads run the parallel parts.
     pub(crate) fn count(&self) -> usize {
-        match &self.pool {
-            Some(pool) => pool.current_num_threads(),
-            None if self.inline => 1,
-            None => rayon::current_num_threads(),
+        match self {
+            Workers::Global => rayon::current_num_threads(),
+            Workers::Pool(pool) => pool.current_num_threads(),
+            Workers::Inline => 1,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! One test in this file: the global pool is built here, before anything else uses it.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -15,27 +17,35 @@ use nnc_tensor::{
     Tensor, TensorData,
 };
 
-/// Normal values with standard deviation `std` (a fixed generator, so the test is repeatable).
-fn normals(n: usize, std: f64, seed: u64) -> Vec<f32> {
-    let mut x = seed;
-    let mut next = || {
-        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (1.0 - next(), next());
-            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
-        })
-        .collect()
+/// Values spread evenly over ±`half_width` (a fixed seed, so the test is repeatable).
+fn tensor(name: &str, shape: &[usize], half_width: f64, seed: u64) -> Tensor {
+    let mut rng = common::Rng::new(seed);
+    let n = shape.iter().product();
+    let values = (0..n)
+        .map(|_| ((rng.next_u64() >> 11) as f64 / (1u64 << 52) as f64 - 1.0) * half_width)
+        .map(|v| v as f32)
+        .collect();
+    Tensor::try_new(name, shape.to_vec(), TensorData::F32(values)).unwrap()
 }
 
-fn tensor(name: &str, shape: &[usize], std: f64, seed: u64) -> Tensor {
-    let n = shape.iter().product();
-    Tensor::try_new(name, shape.to_vec(), TensorData::F32(normals(n, std, seed))).unwrap()
+/// Just under the inline limit of 65 536 values: several tensors (coded in parallel on a pool),
+/// one whose large levels give the param_opt replay more bins than its parallel threshold.
+fn small_model() -> Vec<Tensor> {
+    vec![
+        tensor("big.weight", &[200, 200], 2.0, 1),
+        tensor("mid.weight", &[96, 96], 0.1, 2),
+        tensor("small.weight", &[64, 16], 0.1, 3),
+        tensor("small.bias", &[64], 0.1, 4),
+    ]
+}
+
+/// A layer for a codebook encode, whose zero-offset trials and mode decision run in parallel
+/// on a pool.
+fn codebook_layer() -> (Vec<Tensor>, EncodeOptions) {
+    let mut opts = EncodeOptions::default();
+    opts.codebook_mode = CodebookMode::Auto;
+    opts.qp = -20;
+    (vec![tensor("cb.weight", &[40, 50], 0.1, 5)], opts)
 }
 
 /// Encodes and decodes `tensors` with `threads`, the decode both with and without recording
@@ -69,25 +79,10 @@ fn small_one_thread_calls_never_wait_on_the_global_pool() {
     });
     started_rx.recv().unwrap();
 
-    // Just under the inline limit of 65 536 values: several tensors (coded in parallel on a
-    // pool), one whose large levels give the param_opt replay more bins than its parallel
-    // threshold, and a codebook encode whose zero-offset trials and mode decision run in
-    // parallel on a pool.
-    let model = vec![
-        tensor("big.weight", &[200, 200], 1.0, 1),
-        tensor("mid.weight", &[96, 96], 0.05, 2),
-        tensor("small.weight", &[64, 16], 0.05, 3),
-        tensor("small.bias", &[64], 0.05, 4),
-    ];
-    let layer = vec![tensor("cb.weight", &[40, 50], 0.05, 5)];
-    let mut codebook = EncodeOptions::default();
-    codebook.codebook_mode = CodebookMode::Auto;
-    codebook.qp = -20;
-
     let (done_tx, done_rx) = mpsc::channel();
-    let opts = codebook.clone();
     std::thread::spawn(move || {
-        let plain = round_trip(&model, &EncodeOptions::default(), Some(1));
+        let plain = round_trip(&small_model(), &EncodeOptions::default(), Some(1));
+        let (layer, opts) = codebook_layer();
         let with_codebook = round_trip(&layer, &opts, Some(1));
         done_tx.send((plain, with_codebook)).unwrap();
     });
@@ -97,16 +92,8 @@ fn small_one_thread_calls_never_wait_on_the_global_pool() {
     release_tx.send(()).unwrap();
 
     // The same streams as on a pool of two threads of its own.
-    let model = vec![
-        tensor("big.weight", &[200, 200], 1.0, 1),
-        tensor("mid.weight", &[96, 96], 0.05, 2),
-        tensor("small.weight", &[64, 16], 0.05, 3),
-        tensor("small.bias", &[64], 0.05, 4),
-    ];
-    let layer = vec![tensor("cb.weight", &[40, 50], 0.05, 5)];
-    assert_eq!(
-        plain,
-        round_trip(&model, &EncodeOptions::default(), Some(2))
-    );
-    assert_eq!(with_codebook, round_trip(&layer, &codebook, Some(2)));
+    let two = round_trip(&small_model(), &EncodeOptions::default(), Some(2));
+    assert_eq!(plain, two);
+    let (layer, opts) = codebook_layer();
+    assert_eq!(with_codebook, round_trip(&layer, &opts, Some(2)));
 }

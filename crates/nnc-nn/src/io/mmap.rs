@@ -4,8 +4,9 @@
 //! drops the map. The `.npy` and `.npz` readers and the PyTorch in-place reader map the whole
 //! file ([`map_file`]) and parse it where it lies, so it is never copied into the heap whole;
 //! its pages become resident only as they are read. So do the copying PyTorch reader and
-//! [`super::read_tensors`] for every format ([`parse_file`]). The encoder's in-place sources keep a tensor's own map instead
-//! ([`MappedSlice`]) until the encoder has quantized that tensor.
+//! [`super::read_tensors`] for its PyTorch and `.npz` files ([`parse_file`]). The encoder's
+//! in-place sources keep a tensor's own map instead ([`MappedSlice`]) until the encoder has
+//! quantized that tensor.
 
 use std::fs::File;
 use std::marker::PhantomData;
