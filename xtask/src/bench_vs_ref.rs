@@ -4,18 +4,18 @@
 //!
 //! Workloads: `randn(256, 64, 64)`, a 90 %-sparse 1024 × 1024 float32 tensor and a small layer
 //! (64 × 16, timed over at least [`SMALL_REPS`] calls, as a federated client or a layer-by-layer
-//! caller makes many small calls) through the tensor pipeline (`nncodec.tensor`), a randomly initialised ResNet-50-shaped state dict and,
-//! when its weights are in the cache directory, all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else
-//! `all-MiniLM-L6-v2/model.safetensors` in the cache directory), as it is and with each of its
-//! matrices pruned to 90 % zeros by magnitude, through the model pipeline
-//! (`nncodec.nn` on a dict). Inputs are generated here with a seeded generator and written as
-//! `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as `.safetensors`); the
-//! reference's codec calls are timed inside Python with `time.perf_counter`, so interpreter
-//! start-up, imports and file I/O are not counted. Workload by workload, the reference runs right
-//! before ours, so both sides meet the machine in about the same state. Each side's fastest of
-//! `reps` runs is reported (the machine is shared; the minimum is the least disturbed estimate).
-//! Our decode is timed as the reference's: bitstream to values, without keeping levels or
-//! recording decoder state.
+//! caller makes many small calls) through the tensor pipeline (`nncodec.tensor`), a randomly
+//! initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
+//! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
+//! cache directory), as it is and with each of its matrices pruned to 90 % zeros by magnitude,
+//! through the model pipeline (`nncodec.nn` on a dict). Inputs are generated here with a seeded
+//! generator and written as `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as
+//! `.safetensors`); the reference's codec calls are timed inside Python with `time.perf_counter`,
+//! so interpreter start-up, imports and file I/O are not counted. Workload by workload, the
+//! reference runs right before ours, so both sides meet the machine in about the same state. Each
+//! side's fastest of `reps` runs is reported (the machine is shared; the minimum is the least
+//! disturbed estimate). Our decode is timed as the reference's: bitstream to values, without
+//! keeping levels or recording decoder state.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
