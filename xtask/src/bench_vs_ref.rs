@@ -8,14 +8,17 @@
 //! initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
 //! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
 //! cache directory), as it is and with each of its matrices pruned to 90 % zeros by magnitude,
-//! through the model pipeline (`nncodec.nn` on a dict). Inputs are generated here with a seeded
-//! generator and written as `.npy`/`.npz` (with `--keep`, the ResNet-50-shaped model also as
-//! `.safetensors`); the reference's codec calls are timed inside Python with `time.perf_counter`,
-//! so interpreter start-up, imports and file I/O are not counted. Workload by workload, the
-//! reference runs right before ours, so both sides meet the machine in about the same state. Each
-//! side's fastest of `reps` runs is reported (the machine is shared; the minimum is the least
-//! disturbed estimate). Our decode is timed as the reference's: bitstream to values, without
-//! keeping levels or recording decoder state.
+//! through the model pipeline (`nncodec.nn` on a dict). With `--tools`, the coding tools beyond
+//! the defaults instead, one at a time through `nncodec.nnc.compress` ([`tools`]). Inputs are
+//! generated here with a seeded generator and written as `.npy`/`.npz` (with `--keep`, the
+//! ResNet-50-shaped model also as `.safetensors`); the reference's codec calls are timed inside
+//! Python with `time.perf_counter`, so interpreter start-up, imports and file I/O are not
+//! counted. Workload by workload, the reference runs right before ours, so both sides meet the
+//! machine in about the same state. Each side's fastest of `reps` runs is reported (the machine
+//! is shared; the minimum is the least disturbed estimate). Our decode is timed as the
+//! reference's: bitstream to values, without keeping levels or recording decoder state.
+
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,6 +44,8 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// Keep the work directory (inputs, bitstreams, the Python script) instead of deleting it.
     pub keep: bool,
+    /// The coding tools beyond the defaults (`tools`) instead of the default workloads.
+    pub tools: bool,
 }
 
 /// The reference side, written next to the inputs and run as `python bench_ref.py WORKDIR`.
@@ -53,6 +58,7 @@ with open(os.path.join(work, "plan.json")) as f:
     plan = json.load(f)
 from nncodec import tensor as nnc_tensor
 from nncodec import nn as nnc_nn
+from nncodec import nnc as nnc_api
 
 results = {}
 for w in plan["workloads"]:
@@ -64,8 +70,13 @@ for w in plan["workloads"]:
     else:
         with np.load(w["input"]) as z:
             model = {k: z[k] for k in z.files}
-        enc = lambda: nnc_nn.encode(model, {"results": work, "verbose": False})
-        dec = lambda bs: nnc_nn.decode(bs, {"verbose": False})
+        if w["kind"] == "compress":
+            kwargs, out = w["kwargs"], os.path.join(work, "compress.nnc")
+            enc = lambda: nnc_api.compress(model, bitstream_path=out, return_bitstream=True, **kwargs)
+            dec = lambda bs: nnc_api.decompress(bytearray(bs))
+        else:
+            enc = lambda: nnc_nn.encode(model, {"results": work, "verbose": False})
+            dec = lambda bs: nnc_nn.decode(bs, {"verbose": False})
     enc_s, dec_s = [], []
     try:
         for _ in range(reps):
@@ -348,10 +359,25 @@ fn to_reference_dtypes(tensors: Vec<Tensor>) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Which of the reference's entry points codes a workload.
+#[derive(Clone, PartialEq)]
 enum Kind {
+    /// `nncodec.tensor` on the one tensor.
     Tensor,
+    /// `nncodec.nn` on a dict.
     Model,
+    /// `nncodec.nnc.compress` on a dict, with these keyword arguments.
+    Compress(Value),
+}
+
+impl Kind {
+    fn script_name(&self) -> &'static str {
+        match self {
+            Kind::Tensor => "tensor",
+            Kind::Model => "model",
+            Kind::Compress(_) => "compress",
+        }
+    }
 }
 
 struct Workload {
@@ -361,6 +387,8 @@ struct Workload {
     tensors: Vec<Tensor>,
     input: PathBuf,
     reps: usize,
+    /// Our settings, the reference's for this entry point (without threads).
+    options: EncodeOptions,
 }
 
 /// One side's timings and output for one workload.
@@ -428,8 +456,12 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
             tensors: vec![t],
             input,
             reps,
+            options: EncodeOptions::default(),
         })
     };
+    if opts.tools {
+        return tool_workloads(opts, work);
+    }
     let mut list = vec![tensor_workload(
         "randn",
         "randn(256,64,64)",
@@ -469,6 +501,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         tensors: model,
         input,
         reps: reps(2),
+        options: EncodeOptions::default(),
     });
     let minilm = std::env::var_os("NNC_MINILM_SAFETENSORS")
         .map(PathBuf::from)
@@ -500,6 +533,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
                     tensors,
                     input,
                     reps: reps(2),
+                    options: EncodeOptions::default(),
                 });
             }
         }
@@ -511,13 +545,53 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     Ok(list)
 }
 
+/// `--tools`: one workload per coding tool ([`tools::tools`]), three runs per side (the codebook
+/// search one) unless `--reps` says otherwise.
+fn tool_workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
+    let randn = randn_tensor();
+    let codebook = tools::codebook_input(&randn)
+        .ok_or_else(|| anyhow!("randn has fewer values than the codebook input"))?;
+    let randn_input = work.join("randn_256x64x64.npz");
+    write_npz(&randn_input, std::slice::from_ref(&randn))?;
+    let codebook_input = work.join("randn_64x1024.npz");
+    write_npz(&codebook_input, std::slice::from_ref(&codebook))?;
+    let reps = |default: usize| {
+        opts.reps
+            .unwrap_or(if opts.quick { 1 } else { default })
+            .max(1)
+    };
+    Ok(tools::tools()
+        .into_iter()
+        .map(|t| {
+            let (tensor, input, runs) = if t.codebook_input {
+                (&codebook, &codebook_input, reps(1))
+            } else {
+                (&randn, &randn_input, reps(3))
+            };
+            Workload {
+                name: t.name,
+                label: t.label.into(),
+                kind: Kind::Compress(t.kwargs),
+                tensors: vec![tensor.clone()],
+                input: input.clone(),
+                reps: runs,
+                options: t.options,
+            }
+        })
+        .collect())
+}
+
 /// Runs the reference on workload `w` in a Python process of its own. The outer error is the
 /// harness failing; the inner one is the reference failing on this workload.
 fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side>> {
     let plan = serde_json::json!({
         "workloads": [{
             "name": w.name,
-            "kind": if w.kind == Kind::Tensor { "tensor" } else { "model" },
+            "kind": w.kind.script_name(),
+            "kwargs": match &w.kind {
+                Kind::Compress(kwargs) => kwargs.clone(),
+                _ => Value::Null,
+            },
             "input": w.input,
             "reps": w.reps,
         }]
@@ -574,7 +648,7 @@ fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side
 
 /// Ours on `threads` worker threads (`None`: all cores).
 fn run_ours(w: &Workload, threads: Option<usize>) -> Result<Side> {
-    let opts = EncodeOptions::default().with_threads(threads);
+    let opts = w.options.clone().with_threads(threads);
     let mut encode_s = Vec::with_capacity(w.reps);
     let mut bytes = Vec::new();
     for _ in 0..w.reps {

@@ -119,6 +119,11 @@ enum Task {
         /// Keep the work directory (inputs, bitstreams, Python script).
         #[arg(long)]
         keep: bool,
+        /// Instead of the default workloads, the coding tools beyond the defaults, one at a time
+        /// on randn(256,64,64) through the reference's nnc.compress (no DQ, no param_opt,
+        /// lambda_scale, scan_order, unary length, opt_qp, bit depth, row skipping, codebook).
+        #[arg(long)]
+        tools: bool,
     },
 }
 
@@ -182,12 +187,14 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             reps,
             cache_dir,
             keep,
+            tools,
         } => bench_vs_ref::run(&bench_vs_ref::Options {
             python,
             quick,
             reps,
             cache_dir,
             keep,
+            tools,
         }),
     }
 }
