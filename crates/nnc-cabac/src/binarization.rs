@@ -560,11 +560,14 @@ impl BinSink for EstimateSink<'_> {
     }
 }
 
-/// Sink that only adapts the contexts (the reference's `BinEst` update).
+/// Sink that only adapts the contexts (the reference's `BinEst` update): the test oracle of
+/// `RateModel::update`.
+#[cfg(test)]
 pub(crate) struct UpdateSink<'c> {
     pub ctxs: &'c mut [ContextModel],
 }
 
+#[cfg(test)]
 impl BinSink for UpdateSink<'_> {
     #[inline(always)]
     fn ctx_bin(&mut self, ctx: usize, bin: bool) {

@@ -1,9 +1,10 @@
 //! Rate model for rate-distortion quantizers (deepcabac.md §5.3–5.4; reference `CabacRate`).
 
 use crate::binarization::{
-    encode_level, encode_remainder, EstimateSink, LevelCoding, Neighbourhood, UpdateSink, UNBOUNDED,
+    encode_level, encode_nonzero_plain, encode_remainder, EstimateSink, LevelCoding, Neighbourhood,
+    SliceCoder, MAX_PREFIX_BINS, UNBOUNDED,
 };
-use crate::context::{ContextLayout, ContextSet};
+use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::layer::MAX_CABAC_UNARY_LENGTH;
 use crate::tables::est_bits_table;
 use crate::Error;
@@ -103,14 +104,27 @@ impl RateModel {
                 }
                 ones += cost(ctx, true);
             }
+            // A remainder's cost depends only on its prefix length (its ones, then a zero unless
+            // all MAX_PREFIX_BINS are ones, then as many bypass bins as ones), which neighbouring
+            // candidates nearly always share: priced once per length.
+            let mut priced: Option<(usize, u32)> = None;
             for (o, &k) in out.iter_mut().zip(&levels) {
                 if let Some(m) = magnitude(k).filter(|&m| m > flags) {
-                    let mut remainder = EstimateSink {
-                        ctxs: models,
-                        bits: 0,
+                    let r = m - flags - 1;
+                    let prefix = ((r + 1).ilog2() as usize).min(MAX_PREFIX_BINS);
+                    let bits = match priced {
+                        Some((len, bits)) if len == prefix => bits,
+                        _ => {
+                            let mut remainder = EstimateSink {
+                                ctxs: models,
+                                bits: 0,
+                            };
+                            encode_remainder(&mut remainder, rem, r, flags + 1, UNBOUNDED);
+                            priced = Some((prefix, remainder.bits));
+                            remainder.bits
+                        }
                     };
-                    encode_remainder(&mut remainder, rem, m - flags - 1, flags + 1, UNBOUNDED);
-                    *o = head + ones + remainder.bits;
+                    *o = head + ones + bits;
                 }
             }
         }
@@ -119,24 +133,23 @@ impl RateModel {
 
     /// Adapt the contexts along the bins of `level` in `dq_state` (using the current neighbour),
     /// then set the neighbour to `level`.
+    ///
+    /// The bins are [`encode_level`]'s (the model's binarization has no codebook bounds, TCA or
+    /// HDSP), walked as the encoder's plain loop walks them: the greater-than and remainder
+    /// contexts sliced once, their runs of 1-bins adapted with the bin a constant.
     #[inline]
     pub fn update(&mut self, level: i32, dq_state: u8) {
-        let nbh = Neighbourhood {
-            nb: self.neighbour,
-            ..Default::default()
-        };
         let layout = self.ctxs.layout();
-        let mut sink = UpdateSink {
-            ctxs: self.ctxs.models_mut(),
-        };
-        encode_level(
-            &mut sink,
-            &layout,
-            &nbh,
-            &self.lc,
-            level,
-            (dq_state & 7) as usize,
-        );
+        let nb_class = ContextLayout::nb_class(self.neighbour);
+        let models = self.ctxs.models_mut();
+        if let Some(sig) = models.get_mut(ContextLayout::sig(usize::from(dq_state & 7), nb_class)) {
+            sig.update(level != 0);
+        }
+        if level != 0 {
+            // The layout keeps every index of the plain loop within the set.
+            let walked = encode_nonzero_plain(&mut Adapt, models, &layout, nb_class, level);
+            debug_assert!(walked.is_ok(), "context index out of range");
+        }
         self.neighbour = level;
     }
 
@@ -169,6 +182,52 @@ impl RateModel {
     /// The underlying contexts.
     pub fn contexts(&self) -> &ContextSet {
         &self.ctxs
+    }
+}
+
+/// Adapts each context along its bins and codes nothing: [`RateModel::update`]'s walk.
+struct Adapt;
+
+impl SliceCoder<ContextModel> for Adapt {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut ContextModel, bin: bool) {
+        ctx.update(bin);
+    }
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut ContextModel, n: usize) {
+        for _ in 0..n {
+            ctx.update(false);
+        }
+    }
+    #[inline(always)]
+    fn bypass_bins(&mut self, _n: u32, _value: u32) {}
+    #[inline(always)]
+    fn gtx_flags(&mut self, gtx: &mut [ContextModel], negative: bool, abs: u64) -> bool {
+        // As the encoder's: the ones first, the bin a constant, then the 0 unless all n are ones.
+        let n = gtx.len() / 2;
+        let ones = abs.saturating_sub(1).min(n as u64) as usize;
+        let (set, rest) = gtx.split_at_mut(2 * ones);
+        let sign = usize::from(negative);
+        for pair in set.chunks_exact_mut(2) {
+            pair[sign].update(true);
+        }
+        match rest.get_mut(sign) {
+            Some(ctx) => {
+                ctx.update(false);
+                false
+            }
+            None => true,
+        }
+    }
+    #[inline(always)]
+    fn prefix_bins(&mut self, prefix: &mut [ContextModel], ones: usize) {
+        let (set, rest) = prefix.split_at_mut(ones.min(prefix.len()));
+        for ctx in set {
+            ctx.update(true);
+        }
+        if let Some(ctx) = rest.first_mut() {
+            ctx.update(false);
+        }
     }
 }
 
@@ -232,6 +291,44 @@ mod tests {
             prop_assert_eq!(r.estimate_levels(candidates, dq_state), expected);
             let [a, b, _] = candidates;
             prop_assert_eq!(r.estimate_levels([b, a], dq_state), [expected[1], expected[0]]);
+        }
+    }
+
+    /// [`RateModel::update`] as it was: every bin of [`encode_level`] through an [`UpdateSink`].
+    fn update_by_sink(r: &mut RateModel, level: i32, dq_state: u8) {
+        let nbh = Neighbourhood {
+            nb: r.neighbour,
+            ..Default::default()
+        };
+        let layout = r.ctxs.layout();
+        let lc = r.lc;
+        let mut sink = crate::binarization::UpdateSink {
+            ctxs: r.ctxs.models_mut(),
+        };
+        encode_level(
+            &mut sink,
+            &layout,
+            &nbh,
+            &lc,
+            level,
+            (dq_state & 7) as usize,
+        );
+        r.neighbour = level;
+    }
+
+    proptest! {
+        #[test]
+        fn update_adapts_as_every_bin_of_encode_level(
+            flags in 0u32..=12,
+            history in prop::collection::vec((level(), 0u8..8), 0..300),
+        ) {
+            let mut fast = RateModel::new(flags).unwrap();
+            let mut slow = RateModel::new(flags).unwrap();
+            for (k, s) in history {
+                fast.update(k, s);
+                update_by_sink(&mut slow, k, s);
+                prop_assert_eq!(&fast, &slow);
+            }
         }
     }
 
