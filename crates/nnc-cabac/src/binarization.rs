@@ -383,23 +383,48 @@ pub(crate) trait SliceCoder<C> {
     /// The greater-than flags of a non-zero level of magnitude `abs`: flag `j` goes to
     /// `gtx[2j + negative]` (`gtx` holds the `2n` flag contexts) and is `abs > j + 1`, up to and
     /// including the first 0. Returns whether all `n` flags were 1 (the remainder follows).
+    ///
+    /// The flags are known up front: ones, then a zero unless all `n` are ones, so the default
+    /// codes the ones with the bin a constant, which takes it out of a context update's table
+    /// indices. Same bins, same order as [`gtx_flags_one_by_one`].
     #[inline(always)]
     fn gtx_flags(&mut self, gtx: &mut [C], negative: bool, abs: u64) -> bool {
-        gtx_flags_one_by_one(self, gtx, negative, abs)
+        let n = gtx.len() / 2;
+        let ones = abs.saturating_sub(1).min(n as u64) as usize;
+        let (set, rest) = gtx.split_at_mut(2 * ones);
+        let sign = usize::from(negative);
+        for pair in set.chunks_exact_mut(2) {
+            self.bin(&mut pair[sign], true);
+        }
+        match rest.get_mut(sign) {
+            Some(ctx) => {
+                self.bin(ctx, false);
+                false
+            }
+            None => true,
+        }
     }
     /// The remainder's prefix: 1-bins in `prefix[..ones]`, then a 0-bin in `prefix[ones]` when
-    /// `ones < prefix.len()`.
+    /// `ones < prefix.len()` (the ones with the bin a constant, as in
+    /// [`SliceCoder::gtx_flags`]).
     #[inline(always)]
     fn prefix_bins(&mut self, prefix: &mut [C], ones: usize) {
-        prefix_bins_one_by_one(self, prefix, ones);
+        let (set, rest) = prefix.split_at_mut(ones.min(prefix.len()));
+        for ctx in set {
+            self.bin(ctx, true);
+        }
+        if let Some(ctx) = rest.first_mut() {
+            self.bin(ctx, false);
+        }
     }
     /// Put any bins held back into their contexts (`ctxs`: all of them), before the contexts
     /// are reset or read.
     fn settle(&mut self, _ctxs: &mut [C]) {}
 }
 
-/// [`SliceCoder::gtx_flags`] one [`SliceCoder::bin`] at a time (what it does unless a coder
-/// overrides it).
+/// [`SliceCoder::gtx_flags`] one [`SliceCoder::bin`] at a time, each flag compared as it is
+/// coded: for the N = 0 quirk, where the flags' contexts are also the remainder's, and for the
+/// recorders' fallback.
 #[inline(always)]
 pub(crate) fn gtx_flags_one_by_one<C, E: SliceCoder<C> + ?Sized>(
     coder: &mut E,
@@ -417,8 +442,7 @@ pub(crate) fn gtx_flags_one_by_one<C, E: SliceCoder<C> + ?Sized>(
     true
 }
 
-/// [`SliceCoder::prefix_bins`] one [`SliceCoder::bin`] at a time (what it does unless a coder
-/// overrides it).
+/// [`SliceCoder::prefix_bins`] one [`SliceCoder::bin`] at a time (as [`gtx_flags_one_by_one`]).
 #[inline(always)]
 pub(crate) fn prefix_bins_one_by_one<C, E: SliceCoder<C> + ?Sized>(
     coder: &mut E,
@@ -451,35 +475,6 @@ impl SliceCoder<ContextModel> for ArithEncoder {
     #[inline(always)]
     fn bypass_bins(&mut self, n: u32, value: u32) {
         self.encode_bypass_bins(n, value);
-    }
-    #[inline(always)]
-    fn gtx_flags(&mut self, gtx: &mut [ContextModel], negative: bool, abs: u64) -> bool {
-        // The flags are known up front: ones, then a zero unless all n are ones. Each loop
-        // bin is a constant 1, which takes the bin out of the update's table indices.
-        let n = gtx.len() / 2;
-        let ones = abs.saturating_sub(1).min(n as u64) as usize;
-        let (set, rest) = gtx.split_at_mut(2 * ones);
-        let sign = usize::from(negative);
-        for pair in set.chunks_exact_mut(2) {
-            self.encode_bin(true, &mut pair[sign]);
-        }
-        match rest.get_mut(sign) {
-            Some(ctx) => {
-                self.encode_bin(false, ctx);
-                false
-            }
-            None => true,
-        }
-    }
-    #[inline(always)]
-    fn prefix_bins(&mut self, prefix: &mut [ContextModel], ones: usize) {
-        let (set, rest) = prefix.split_at_mut(ones.min(prefix.len()));
-        for ctx in set {
-            self.encode_bin(true, ctx);
-        }
-        if let Some(ctx) = rest.first_mut() {
-            self.encode_bin(false, ctx);
-        }
     }
 }
 

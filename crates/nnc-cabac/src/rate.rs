@@ -201,34 +201,6 @@ impl SliceCoder<ContextModel> for Adapt {
     }
     #[inline(always)]
     fn bypass_bins(&mut self, _n: u32, _value: u32) {}
-    #[inline(always)]
-    fn gtx_flags(&mut self, gtx: &mut [ContextModel], negative: bool, abs: u64) -> bool {
-        // As the encoder's: the ones first, the bin a constant, then the 0 unless all n are ones.
-        let n = gtx.len() / 2;
-        let ones = abs.saturating_sub(1).min(n as u64) as usize;
-        let (set, rest) = gtx.split_at_mut(2 * ones);
-        let sign = usize::from(negative);
-        for pair in set.chunks_exact_mut(2) {
-            pair[sign].update(true);
-        }
-        match rest.get_mut(sign) {
-            Some(ctx) => {
-                ctx.update(false);
-                false
-            }
-            None => true,
-        }
-    }
-    #[inline(always)]
-    fn prefix_bins(&mut self, prefix: &mut [ContextModel], ones: usize) {
-        let (set, rest) = prefix.split_at_mut(ones.min(prefix.len()));
-        for ctx in set {
-            ctx.update(true);
-        }
-        if let Some(ctx) = rest.first_mut() {
-            ctx.update(false);
-        }
-    }
 }
 
 #[cfg(test)]
