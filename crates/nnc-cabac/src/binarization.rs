@@ -509,11 +509,9 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     if !all_ones {
         return Ok(());
     }
-    // Exp-Golomb: prefix bin j is `r ≥ 2^(j+1) − 1`, so there are ⌊log2(r + 1)⌋ ones (at most
-    // MAX_PREFIX_BINS, without the terminating zero then), and the suffix is `r − (2^ones − 1)`
-    // in `ones` bypass bins.
+    // The suffix is `r − (2^ones − 1)` in `ones` bypass bins.
     let r = abs - (n as u64 + 1);
-    let ones = ((r + 1).ilog2() as usize).min(MAX_PREFIX_BINS);
+    let ones = remainder_prefix_ones(r);
     let rem = layout.rem();
     let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
     if in_order {
@@ -523,6 +521,14 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     }
     coder.bypass_bins(ones as u32, (r - ((1u64 << ones) - 1)) as u32);
     Ok(())
+}
+
+/// The ones of remainder `r`'s Exp-Golomb prefix, which is also its suffix's length: prefix
+/// bin j is `r ≥ 2^(j+1) − 1`, so there are ⌊log2(r + 1)⌋ of them, at most [`MAX_PREFIX_BINS`]
+/// (the prefix then has no terminating zero).
+#[inline(always)]
+pub(crate) fn remainder_prefix_ones(r: u64) -> usize {
+    ((r + 1).ilog2() as usize).min(MAX_PREFIX_BINS)
 }
 
 /// The context (or run of contexts) at `idx`, or an internal error: the layouts keep every index

@@ -1,8 +1,8 @@
 //! Rate model for rate-distortion quantizers (deepcabac.md §5.3–5.4; reference `CabacRate`).
 
 use crate::binarization::{
-    encode_level, encode_nonzero_plain, encode_remainder, EstimateSink, LevelCoding, Neighbourhood,
-    SliceCoder, MAX_PREFIX_BINS, UNBOUNDED,
+    encode_level, encode_nonzero_plain, encode_remainder, remainder_prefix_ones, EstimateSink,
+    LevelCoding, Neighbourhood, SliceCoder, UNBOUNDED,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::layer::MAX_CABAC_UNARY_LENGTH;
@@ -111,7 +111,7 @@ impl RateModel {
             for (o, &k) in out.iter_mut().zip(&levels) {
                 if let Some(m) = magnitude(k).filter(|&m| m > flags) {
                     let r = m - flags - 1;
-                    let prefix = ((r + 1).ilog2() as usize).min(MAX_PREFIX_BINS);
+                    let prefix = remainder_prefix_ones(r);
                     let bits = match priced {
                         Some((len, bits)) if len == prefix => bits,
                         _ => {

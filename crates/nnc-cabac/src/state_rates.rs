@@ -33,7 +33,6 @@
 //! # Ok::<(), nnc_cabac::Error>(())
 //! ```
 
-use crate::binarization::MAX_PREFIX_BINS;
 use crate::tables::INIT_SETS;
 #[cfg(target_arch = "x86_64")]
 use crate::{context::ContextLayout, layer::MAX_CABAC_UNARY_LENGTH};
@@ -176,13 +175,14 @@ impl Models {
 }
 
 /// The Exp-Golomb (order 0) binarization of a remainder `r`: the number of 1-bins of its prefix
-/// (at most [`MAX_PREFIX_BINS`], which ends it without a 0-bin) and the length of its bypass
-/// suffix, as `encode_remainder` codes it without a magnitude bound.
+/// (at most [`MAX_PREFIX_BINS`](crate::binarization::MAX_PREFIX_BINS), which ends it without a
+/// 0-bin) and the length of its bypass suffix, as `encode_remainder` codes it without a
+/// magnitude bound.
 #[inline(always)]
 fn exp_golomb(r: u64) -> (usize, u32) {
     // r in [2^n − 1, 2^(n+1) − 2] has n prefix ones and n suffix bits.
-    let n = (r + 1).ilog2().min(MAX_PREFIX_BINS as u32);
-    (n as usize, n)
+    let n = crate::binarization::remainder_prefix_ones(r);
+    (n, n as u32)
 }
 
 #[cfg(test)]
