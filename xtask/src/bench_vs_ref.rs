@@ -48,6 +48,16 @@ pub struct Options {
     pub tools: bool,
 }
 
+impl Options {
+    /// Runs per side of a workload whose usual count is `default`: `--reps` if given, else 1
+    /// with `--quick`, else `default`; at least 1.
+    fn runs(&self, default: usize) -> usize {
+        self.reps
+            .unwrap_or(if self.quick { 1 } else { default })
+            .max(1)
+    }
+}
+
 /// The reference side, written next to the inputs and run as `python bench_ref.py WORKDIR`.
 const REFERENCE_SCRIPT: &str = r#"
 import json, os, sys, time
@@ -441,11 +451,6 @@ fn load_average() -> String {
 }
 
 fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
-    let reps = |default: usize| {
-        opts.reps
-            .unwrap_or(if opts.quick { 1 } else { default })
-            .max(1)
-    };
     let tensor_workload = |name: &'static str, label: &str, file: &str, t: Tensor, reps: usize| {
         let input = work.join(file);
         write_npy(&input, &t)?;
@@ -467,7 +472,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         "randn(256,64,64)",
         "randn_256x64x64.npy",
         randn_tensor(),
-        reps(5),
+        opts.runs(5),
     )?];
     if opts.quick {
         return Ok(list);
@@ -477,14 +482,14 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         "sparse(1024,1024) 90%",
         "sparse_1024x1024.npy",
         sparse_tensor(),
-        reps(5),
+        opts.runs(5),
     )?);
     list.push(tensor_workload(
         "small",
         "small layer (64,16)",
         "small_64x16.npy",
         small_tensor(),
-        reps(5).max(SMALL_REPS),
+        opts.runs(5).max(SMALL_REPS),
     )?);
     let model = resnet50_state_dict();
     // The reference reads the .npz (its venv has no safetensors). With --keep the same model is
@@ -500,7 +505,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         kind: Kind::Model,
         tensors: model,
         input,
-        reps: reps(2),
+        reps: opts.runs(2),
         options: EncodeOptions::default(),
     });
     let minilm = std::env::var_os("NNC_MINILM_SAFETENSORS")
@@ -532,7 +537,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
                     kind: Kind::Model,
                     tensors,
                     input,
-                    reps: reps(2),
+                    reps: opts.runs(2),
                     options: EncodeOptions::default(),
                 });
             }
@@ -555,18 +560,13 @@ fn tool_workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     write_npz(&randn_input, std::slice::from_ref(&randn))?;
     let codebook_input = work.join("randn_64x1024.npz");
     write_npz(&codebook_input, std::slice::from_ref(&codebook))?;
-    let reps = |default: usize| {
-        opts.reps
-            .unwrap_or(if opts.quick { 1 } else { default })
-            .max(1)
-    };
     Ok(tools::tools()
         .into_iter()
         .map(|t| {
             let (tensor, input, runs) = if t.codebook_input {
-                (&codebook, &codebook_input, reps(1))
+                (&codebook, &codebook_input, opts.runs(1))
             } else {
-                (&randn, &randn_input, reps(3))
+                (&randn, &randn_input, opts.runs(3))
             };
             Workload {
                 name: t.name,
