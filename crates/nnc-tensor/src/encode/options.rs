@@ -97,8 +97,9 @@ pub struct EncodeOptions {
     /// Default: `false`.
     pub mask_unsignalable_qp: bool,
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
-    /// pool of `n` threads built for the call (at most [`MAX_THREADS`](crate::MAX_THREADS), or
-    /// the encode fails). The bitstream is the same for any value. `Some(1)` on fewer than
+    /// pool of `n` threads (at most [`MAX_THREADS`](crate::MAX_THREADS), or the encode fails),
+    /// kept for later calls with the same count when `n` is at most the machine's cores. The
+    /// bitstream is the same for any value. `Some(1)` on fewer than
     /// 65 536 values runs on the calling thread, without a pool: handing a call to a pool's
     /// threads costs some tens of microseconds, as much as coding a few hundred values. Not an
     /// argument of the reference. Default: `None`.
