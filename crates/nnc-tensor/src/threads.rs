@@ -33,11 +33,12 @@ pub(crate) enum Workers {
 }
 
 impl Workers {
-    /// `None` or `Some(0)`: the global pool; `Some(n)`: a pool of `n` threads (at most
-    /// [`MAX_THREADS`]), kept or new as [`kept_pool`] says.
+    /// `None` or `Some(0)`: the global pool (in a forked child, a stand-in: see
+    /// [`global_or_stand_in`]); `Some(n)`: a pool of `n` threads (at most [`MAX_THREADS`]), kept
+    /// or new as [`kept_pool`] says.
     pub(crate) fn new(threads: Option<usize>) -> Result<Self> {
         match threads {
-            None | Some(0) => Ok(Workers::Global),
+            None | Some(0) => global_or_stand_in(),
             Some(n) if n > MAX_THREADS => Err(Error::InvalidArgument {
                 what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
             }),
@@ -93,27 +94,66 @@ impl Workers {
     }
 }
 
-/// The pools kept between calls, at most one per thread count.
-static KEPT_POOLS: Mutex<Vec<Arc<rayon::ThreadPool>>> = Mutex::new(Vec::new());
+/// The pools kept between calls (at most one per thread count), and which process first ran a
+/// call on rayon's global pool. Both belong to one process: a child made by `fork` has none of
+/// their threads (only the forking thread is copied), so work handed to them would wait for ever.
+struct Kept {
+    /// The process the pools were started in.
+    pid: u32,
+    pools: Vec<Arc<rayon::ThreadPool>>,
+    /// The process that first ran a call on the global pool.
+    global_pid: Option<u32>,
+}
+
+static KEPT: Mutex<Kept> = Mutex::new(Kept {
+    pid: 0,
+    pools: Vec::new(),
+    global_pid: None,
+});
+
+/// [`KEPT`], emptied of another process's pools. Those are leaked, not dropped: their threads
+/// are not in this process, and ending a pool would signal them through locks they may hold.
+fn kept() -> std::sync::MutexGuard<'static, Kept> {
+    // A panic while the lock was held cannot leave the lists half-changed.
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if kept.pid != pid {
+        std::mem::forget(std::mem::take(&mut kept.pools));
+        kept.pid = pid;
+    }
+    kept
+}
+
+/// The workers of `threads: None`: rayon's global pool, except in a child forked after a call
+/// ran on it, whose global pool has no threads; there a kept pool of all cores stands in.
+fn global_or_stand_in() -> Result<Workers> {
+    let pid = std::process::id();
+    let first_user = *kept().global_pid.get_or_insert(pid);
+    if first_user == pid {
+        return Ok(Workers::Global);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(Workers::Pool(kept_pool(cores)?))
+}
 
 /// A pool of `n` threads. One of at most as many threads as the machine has cores is kept for
-/// the process's later calls with the same count: a call on a new pool runs on threads whose
-/// allocator arenas are cold: a two-thread encode of 64 Ki values in eight tensors took 5.3 ms
-/// on a new pool against 3.0 ms on a kept one. Larger pools are the caller's alone and end with the call, so a one-off
-/// request for many threads leaves none behind. Calls made at the same time with the same count
-/// share its pool's threads, as calls with `threads: None` share the global pool.
+/// the process's later calls with the same count. A new pool's threads start with cold
+/// allocator arenas: a two-thread encode of 64 Ki values in eight tensors took 5.3 ms on a new
+/// pool against 3.0 ms on a kept one. Larger pools are the caller's alone and end with the
+/// call, so a one-off request for many threads leaves none behind. Calls made at the same time
+/// with the same count share its pool's threads, as calls with `threads: None` share the
+/// global pool.
 fn kept_pool(n: usize) -> Result<Arc<rayon::ThreadPool>> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if n > cores {
         return Ok(Arc::new(pool_of(n)?));
     }
-    // A panic while the lock was held cannot leave the list half-changed.
-    let mut kept = KEPT_POOLS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(pool) = kept.iter().find(|p| p.current_num_threads() == n) {
+    let mut kept = kept();
+    if let Some(pool) = kept.pools.iter().find(|p| p.current_num_threads() == n) {
         return Ok(Arc::clone(pool));
     }
     let pool = Arc::new(pool_of(n)?);
-    kept.push(Arc::clone(&pool));
+    kept.pools.push(Arc::clone(&pool));
     Ok(pool)
 }
 
