@@ -42,9 +42,10 @@ pub struct DecodeOptions {
     /// Worker threads for entropy decoding: `None` (or `Some(0)`) uses rayon's global pool (all
     /// cores), `Some(n)` a pool of `n` threads (at most [`MAX_THREADS`](crate::MAX_THREADS), or
     /// the decode fails), kept for later calls with the same count when `n` is at most the
-    /// machine's cores. The output is the same for any value. `Some(1)` on a stream of fewer than 65 536 values runs on the calling thread,
-    /// without a pool: handing a call to a pool's threads costs some tens of microseconds, as
-    /// much as decoding several hundred values. Default: `None`.
+    /// machine's cores. The output is the same for any value. `Some(1)` on a stream of fewer
+    /// than 65 536 values, and any setting on a stream of one NDU of fewer than 8 192 values,
+    /// runs on the calling thread without a pool: handing a call to a pool's threads costs some
+    /// tens of microseconds, as much as decoding several hundred values. Default: `None`.
     pub threads: Option<usize>,
 }
 

@@ -292,7 +292,11 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::for_call(self.opts.threads, self.parsed.total_elements)?;
+        let workers = Workers::for_call(
+            self.opts.threads,
+            self.parsed.total_elements,
+            self.parsed.jobs.len(),
+        )?;
         let largest = self
             .parsed
             .jobs
@@ -321,7 +325,11 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::for_call(self.opts.threads, self.parsed.total_elements)?;
+        let workers = Workers::for_call(
+            self.opts.threads,
+            self.parsed.total_elements,
+            self.parsed.jobs.len(),
+        )?;
         self.run_windows(state, &workers, budget, emit)
     }
 

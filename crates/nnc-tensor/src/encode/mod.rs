@@ -179,7 +179,13 @@ fn encode_impl(
         .iter()
         .map(|p| p.data.len() as u64)
         .sum::<u64>();
-    let workers = crate::threads::Workers::for_call(opts.threads, elements)?;
+    // Pieces that could run in parallel: the tensors, or the codebook search's trials, which
+    // split even one tensor.
+    let parts = match opts.codebook_mode {
+        CodebookMode::Off => input.parameters.len(),
+        _ => usize::MAX,
+    };
+    let workers = crate::threads::Workers::for_call(opts.threads, elements, parts)?;
     workers.install(|| encode_on_workers(input, opts, inc))
 }
 

@@ -99,10 +99,11 @@ pub struct EncodeOptions {
     /// Worker threads: `None` (or `Some(0)`) uses rayon's global pool (all cores), `Some(n)` a
     /// pool of `n` threads (at most [`MAX_THREADS`](crate::MAX_THREADS), or the encode fails),
     /// kept for later calls with the same count when `n` is at most the machine's cores. The
-    /// bitstream is the same for any value. `Some(1)` on fewer than
-    /// 65 536 values runs on the calling thread, without a pool: handing a call to a pool's
-    /// threads costs some tens of microseconds, as much as coding a few hundred values. Not an
-    /// argument of the reference. Default: `None`.
+    /// bitstream is the same for any value. `Some(1)` on fewer than 65 536 values, and any
+    /// setting on one tensor of fewer than 8 192 values (without the codebook search, whose
+    /// trials split even one tensor), runs on the calling thread without a pool: handing a call
+    /// to a pool's threads costs some tens of microseconds, as much as coding a few hundred
+    /// values. Not an argument of the reference. Default: `None`.
     pub threads: Option<usize>,
 }
 
