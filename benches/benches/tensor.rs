@@ -188,8 +188,8 @@ fn encode_and_decode(
 }
 
 /// One encode and one decode call on a 64 × 16 layer of normals with σ = 0.05: the per-call cost
-/// a federated client or a layer-by-layer caller pays, with `threads: None` (the call runs on the
-/// calling thread when nothing in it splits) and with `Some(1)` and `Some(2)` (the calling thread, and a kept pool of two).
+/// a federated client or a layer-by-layer caller pays, with `threads: None`, `Some(1)` and
+/// `Some(2)`: one tensor this small runs on the calling thread with any of them.
 fn small_call(c: &mut Criterion) {
     let t = Tensor {
         name: "0".into(),

@@ -292,11 +292,7 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::for_call(
-            self.opts.threads,
-            self.parsed.total_elements,
-            self.parsed.jobs.len(),
-        )?;
+        let workers = self.workers()?;
         let largest = self
             .parsed
             .jobs
@@ -313,6 +309,15 @@ impl<'a> StreamDecoder<'a> {
         self.run_windows(state, &workers, budget, emit)
     }
 
+    /// The workers of this stream's decode: its NDUs are the parts that can run in parallel.
+    fn workers(&self) -> Result<Workers> {
+        Workers::for_call(
+            self.opts.threads,
+            self.parsed.total_elements,
+            self.parsed.jobs.len(),
+        )
+    }
+
     /// [`StreamDecoder::run`] with windows of NDUs holding up to `budget` elements besides
     /// their largest NDU (`u64::MAX`: everything at once).
     pub(crate) fn run_with_window<E, F>(
@@ -325,11 +330,7 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let workers = Workers::for_call(
-            self.opts.threads,
-            self.parsed.total_elements,
-            self.parsed.jobs.len(),
-        )?;
+        let workers = self.workers()?;
         self.run_windows(state, &workers, budget, emit)
     }
 

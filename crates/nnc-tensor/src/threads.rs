@@ -3,10 +3,12 @@
 //! `threads: None` runs the parallel parts on rayon's global pool (all cores); `Some(n)` on a pool
 //! of `n` threads. Pools of up to as many threads as the machine has cores are kept for later
 //! calls with the same count (see [`kept_pool`]); larger ones are built for the call and dropped
-//! after it. A one-thread call on fewer than [`INLINE_MAX_ELEMENTS`] values runs on the calling
-//! thread instead ([`nnc_cabac::threads::sequentially`]): handing it to a pool's thread and back
-//! would cost more than coding it. Work is split the same way whatever the thread count, so the
-//! output never depends on it.
+//! after it. A call is handed to a thread of its pool once, and its parallel parts run there. A
+//! one-thread call on fewer than [`INLINE_MAX_ELEMENTS`] values, and any call of one part on
+//! fewer than [`TINY_MAX_ELEMENTS`], runs on the calling thread instead
+//! ([`nnc_cabac::threads::sequentially`]): handing it to a pool's thread and back would cost more
+//! than coding it. Work is split the same way whatever the thread count, so the output never
+//! depends on it.
 
 use std::sync::{Arc, Mutex};
 
@@ -44,11 +46,9 @@ impl Workers {
     /// [`global_or_stand_in`]); `Some(n)`: a pool of `n` threads (at most [`MAX_THREADS`]), kept
     /// or new as [`kept_pool`] says.
     pub(crate) fn new(threads: Option<usize>) -> Result<Self> {
+        check_count(threads)?;
         match threads {
             None | Some(0) => global_or_stand_in(),
-            Some(n) if n > MAX_THREADS => Err(Error::InvalidArgument {
-                what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
-            }),
             Some(n) => Ok(Workers::Pool(kept_pool(n)?)),
         }
     }
@@ -60,7 +60,8 @@ impl Workers {
     pub(crate) fn for_call(threads: Option<usize>, elements: u64, parts: usize) -> Result<Self> {
         let one_thread = threads == Some(1) && elements < INLINE_MAX_ELEMENTS;
         let tiny = parts <= 1 && elements < TINY_MAX_ELEMENTS;
-        if (one_thread || tiny) && threads.is_none_or(|n| n <= MAX_THREADS) {
+        if one_thread || tiny {
+            check_count(threads)?;
             return Ok(Workers::Inline);
         }
         Self::new(threads)
@@ -78,12 +79,8 @@ impl Workers {
     /// [`nnc_cabac::threads::sequentially`], `op` runs where it is.
     pub(crate) fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
         match self {
-            Workers::Global
-                if rayon::current_thread_index().is_some()
-                    || nnc_cabac::threads::is_sequential() =>
-            {
-                op()
-            }
+            Workers::Global if nnc_cabac::threads::is_sequential() => op(),
+            // On a pool's thread already, `scope` runs `op` in place.
             Workers::Global => rayon::scope(|_| op()),
             Workers::Pool(pool) => pool.install(op),
             Workers::Inline => nnc_cabac::threads::sequentially(op),
@@ -112,6 +109,16 @@ impl Workers {
             Workers::Pool(pool) => pool.current_num_threads(),
             Workers::Inline => 1,
         }
+    }
+}
+
+/// An error for more than [`MAX_THREADS`] threads, however small the call.
+fn check_count(threads: Option<usize>) -> Result<()> {
+    match threads {
+        Some(n) if n > MAX_THREADS => Err(Error::InvalidArgument {
+            what: format!("{n} worker threads asked for; at most {MAX_THREADS}"),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -148,8 +155,11 @@ fn kept() -> std::sync::MutexGuard<'static, Kept> {
 /// The workers of `threads: None`: rayon's global pool, except in a child forked after a call
 /// ran on it, whose global pool has no threads; there a kept pool of all cores stands in.
 fn global_or_stand_in() -> Result<Workers> {
-    let pid = std::process::id();
-    let first_user = *kept().global_pid.get_or_insert(pid);
+    let (pid, first_user) = {
+        let mut kept = kept();
+        let pid = kept.pid;
+        (pid, *kept.global_pid.get_or_insert(pid))
+    };
     if first_user == pid {
         return Ok(Workers::Global);
     }
