@@ -124,7 +124,7 @@ impl ArithEncoder {
     }
 
     /// The current range (9 bits).
-    #[cfg(feature = "rayon")]
+    #[cfg(any(feature = "rayon", test))]
     pub(crate) fn range(&self) -> u32 {
         self.range
     }

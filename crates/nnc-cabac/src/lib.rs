@@ -69,6 +69,7 @@ mod encoder;
 mod entry_point;
 mod layer;
 pub mod param_opt;
+mod payload_size;
 mod pseudo_pass;
 mod rate;
 pub mod scan;
@@ -86,6 +87,7 @@ pub use encode_layer::{encode_layer, encode_layer_marking_entry_points, EncodeLa
 pub use encoder::ArithEncoder;
 pub use entry_point::{EntryMarks, EntryPoint};
 pub use layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, MAX_CABAC_UNARY_LENGTH};
+pub use payload_size::payload_size;
 pub use rate::RateModel;
 pub use state_rates::StateRates;
 

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use nnc_cabac::{ArithEncoder, EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
+use nnc_cabac::{EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
 use nnc_quant::qp_select::{tensor_qps, QpConfig, QpTensor};
 use nnc_quant::{bitdepth, codebook, quantize_layer, QuantizeOptions};
 
@@ -72,9 +72,9 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
     Ok(())
 }
 
-/// Encoded payload size of `levels` with a fresh arithmetic coder, as the reference's trial encodes.
+/// Encoded payload size of `levels` with a fresh arithmetic coder, as the reference's trial
+/// encodes; counted from the coder's shifts, without writing the payload.
 pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> Result<usize> {
-    let mut enc = ArithEncoder::new();
     let opts = EncodeLayerOptions {
         param_opt,
         row_skip_enabled_flag: false,
@@ -86,9 +86,8 @@ pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> 
         hdsp_mode: HdspMode::AlwaysOff,
         hdsp_hist: None,
     };
-    nnc_cabac::encode_layer(&mut enc, cfg, &hist, &opts, levels)
-        .map_err(|e| invalid(format!("trial encode: {e}")))?;
-    Ok(enc.finish().len())
+    nnc_cabac::payload_size(cfg, &hist, &opts, levels)
+        .map_err(|e| invalid(format!("trial encode: {e}")))
 }
 
 /// The reference's zero-offset search (see [`codebook::choose_codebook_zero_offset`]): one trial

@@ -1,0 +1,296 @@
+//! The size a tensor's payload would have, without coding it: for the encoder's trial encodes
+//! (the codebook zero-offset search, the codebook-or-uniform decision), which keep nothing of a
+//! trial but its length.
+//!
+//! An arithmetic codeword's length follows from its shifts alone: every shift of the offset
+//! register moves one bit out, whatever the bits are, and a carry changes bytes already counted
+//! but never their number. So this module runs the range and the contexts as the encoder does,
+//! counts the shifts, and leaves out the offset register, its carries and the byte output.
+
+use crate::binarization::SliceCoder;
+use crate::context::{ContextModel, ContextSet};
+use crate::ctx_init::CtxInitList;
+use crate::encode_layer::{code_plain, encode_layer, EncodeLayerOptions};
+use crate::encoder::ArithEncoder;
+use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
+use crate::pseudo_pass::pseudo_pass;
+use crate::Error;
+
+/// The shifts the terminating bin adds at the end of a codeword (`encode_terminate(1)`).
+const TERMINATE_SHIFTS: u64 = 7;
+
+/// An arithmetic encoder that keeps its range and counts its shifts.
+struct ShiftCounter {
+    range: u32,
+    shifts: u64,
+}
+
+impl ShiftCounter {
+    fn new() -> Self {
+        Self {
+            range: 510,
+            shifts: 0,
+        }
+    }
+
+    /// The payload length [`ArithEncoder::finish`] returns after these shifts: the offset
+    /// register starts with 23 free bits, gives up a byte whenever fewer than 12 are left, and
+    /// the flush writes what is left of it with the stop bit, so `ceil((shifts + 2) / 8)` bytes
+    /// in all.
+    fn payload_len(&self) -> usize {
+        let total = self.shifts + TERMINATE_SHIFTS;
+        usize::try_from((total + 2).div_ceil(8)).unwrap_or(usize::MAX)
+    }
+
+    /// [`ArithEncoder::encode_bin`]'s range step.
+    #[inline(always)]
+    fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
+        let e = ctx.rlps_packed(self.range);
+        let rmps = self.range - (e & 0xFF);
+        let lps = bin != ctx.mps();
+        let mask = 0u32.wrapping_sub(u32::from(lps));
+        let mps_n = u32::from(rmps < 256);
+        let n = mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask);
+        let r_mps = rmps << mps_n;
+        self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
+        self.shifts += u64::from(n);
+        ctx.update(bin);
+    }
+}
+
+impl SliceCoder<ContextModel> for ShiftCounter {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut ContextModel, bin: bool) {
+        self.encode_bin(bin, ctx);
+    }
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut ContextModel, n: usize) {
+        let mut local = *ctx;
+        for _ in 0..n {
+            self.encode_bin(false, &mut local);
+        }
+        *ctx = local;
+    }
+    #[inline(always)]
+    fn bypass_bins(&mut self, n: u32, _value: u32) {
+        // A bypass bin leaves the range alone and shifts once.
+        self.shifts += u64::from(n.min(32));
+    }
+}
+
+/// The length of the payload that [`encode_layer`] into a new [`ArithEncoder`], then
+/// [`ArithEncoder::finish`], would give for `levels`: the same number, found without coding
+/// the bins.
+///
+/// Counted without coding for tensors in one block row, without row skipping and whose contexts
+/// depend on the previous level only (no TCA, HDSP or codebook bounds), which is what the
+/// encoder's trials code; anything else is encoded and measured.
+pub fn payload_size(
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+) -> Result<usize, Error> {
+    match counted_shifts(cfg, hist, opts, levels)? {
+        Some(counter) => Ok(counter.payload_len()),
+        None => {
+            let mut enc = ArithEncoder::new();
+            encode_layer(&mut enc, cfg, hist, opts, levels)?;
+            Ok(enc.finish().len())
+        }
+    }
+}
+
+/// The shift counter after `encode_layer`'s bins, or `None` for a tensor it does not count.
+fn counted_shifts(
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+) -> Result<Option<ShiftCounter>, Error> {
+    let p = Prepared::new(cfg, hist, levels.len(), 0)?;
+    // The header's HDSP flag, as `encode_body` sets it.
+    let hdsp_flag = p.header_present && p.parent && p.hdsp_mode == HdspMode::TensorOn;
+    let row_skip_bins = p.header_present && opts.row_skip_enabled_flag;
+    let plain_contexts = !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded();
+    let countable = !row_skip_bins
+        && !opts.tca_hdsp_flag_follows_profile
+        && p.geo.scan_order == 0
+        && plain_contexts;
+    if !countable {
+        return Ok(None);
+    }
+
+    let mut counter = ShiftCounter::new();
+    if p.header_present {
+        // The HDSP flag (with a parent node) and row_skip_enabled_flag (0 here), both bypass.
+        counter.bypass_bins(1 + u32::from(p.parent), 0);
+    }
+    let chosen = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
+        pseudo_pass(&p, levels, &[], hdsp_flag, true)?
+    } else {
+        Vec::new()
+    };
+    let layout = p.layout;
+    let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
+    let models = ctx_set.models_mut();
+    let list = CtxInitList {
+        layout,
+        dq_flag: p.dq,
+        use_tca: p.base.is_some(),
+        use_hdsp: hdsp_flag,
+        cbs: p.cbs,
+        cbz: p.cbz,
+    };
+    let po = layout.po();
+    let mut bad_index = false;
+    list.for_each(|c| {
+        let idx = chosen.get(c).copied().unwrap_or(0);
+        match models.get_mut(po) {
+            Some(po_ctx) => counter.encode_bin(idx != 0, po_ctx),
+            None => bad_index = true,
+        }
+        if idx != 0 {
+            counter.bypass_bins(3, 0);
+        }
+        match models.get_mut(c) {
+            Some(m) => m.init(idx),
+            None => bad_index = true,
+        }
+    });
+    if bad_index {
+        return Err(Error::Internal("context index out of range"));
+    }
+
+    let mut nb = 0;
+    let mut dq_state = 0u8;
+    for seg in p.geo.segments() {
+        let slice = levels
+            .get(seg.start..seg.start + seg.len)
+            .ok_or(Error::Internal("segment out of range"))?;
+        if p.dq {
+            code_plain::<true, false, _, _>(
+                &mut counter,
+                models,
+                &layout,
+                slice,
+                &mut nb,
+                &mut dq_state,
+            )?;
+        } else {
+            code_plain::<false, false, _, _>(
+                &mut counter,
+                models,
+                &layout,
+                slice,
+                &mut nb,
+                &mut dq_state,
+            )?;
+        }
+    }
+    Ok(Some(counter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn measured(
+        cfg: &LayerConfig,
+        hist: &LayerHistory<'_>,
+        opts: &EncodeLayerOptions,
+        levels: &[i32],
+    ) -> usize {
+        let mut enc = ArithEncoder::new();
+        encode_layer(&mut enc, cfg, hist, opts, levels).unwrap();
+        enc.finish().len()
+    }
+
+    #[test]
+    fn known_lengths() {
+        // The empty codeword is 2 bytes; the reference's trial encodes of the quirks test.
+        let cfg = LayerConfig::new(vec![0]);
+        let opts = EncodeLayerOptions::default();
+        assert_eq!(
+            payload_size(&cfg, &LayerHistory::default(), &opts, &[]).unwrap(),
+            measured(&cfg, &LayerHistory::default(), &opts, &[])
+        );
+        let cfg = LayerConfig {
+            cabac_unary_length: 0,
+            ..LayerConfig::new(vec![12])
+        };
+        let opts = EncodeLayerOptions {
+            param_opt: true,
+            ..Default::default()
+        };
+        let levels = [2, -3, 0, 7, 0, 0, 1, -1, 12, 0, -40, 3];
+        assert_eq!(
+            payload_size(&cfg, &LayerHistory::default(), &opts, &levels).unwrap(),
+            9
+        );
+    }
+
+    /// Levels from a few magnitudes' scales: runs of zeros, small levels, and large ones whose
+    /// remainders use long prefixes and bypass suffixes.
+    fn level_vec() -> impl Strategy<Value = Vec<i32>> {
+        prop::collection::vec(
+            prop_oneof![
+                4 => Just(0),
+                6 => -8..=8i32,
+                2 => -300..=300i32,
+                1 => -100_000..=100_000i32,
+                1 => prop::sample::select(vec![i32::MIN, i32::MAX, -(1 << 20), 1 << 24]),
+            ],
+            0..700,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn counted_size_is_the_encoded_size(
+            levels in level_vec(),
+            width in 1usize..40,
+            dq in any::<bool>(),
+            param_opt in any::<bool>(),
+            gpi in 0u8..=1,
+            parent in any::<bool>(),
+            n in prop::sample::select(vec![0u32, 1, 3, 10, 15]),
+            row_skip in any::<bool>(),
+            scan_order in prop::sample::select(vec![0u8, 0, 0, 2]),
+        ) {
+            // DQ levels must be reconstruction indices the trellis could make: any level is
+            // one, since the coded level follows from the DQ state.
+            let rows = levels.len().div_ceil(width).max(1);
+            let mut lv = levels.clone();
+            lv.resize(rows * width, 0);
+            let cfg = LayerConfig {
+                dq_flag: dq,
+                general_profile_idc: gpi,
+                parent_node_id_present_flag: parent,
+                cabac_unary_length: n,
+                scan_order,
+                ..LayerConfig::new(vec![rows, width])
+            };
+            let opts = EncodeLayerOptions {
+                param_opt,
+                row_skip_enabled_flag: row_skip,
+                ..Default::default()
+            };
+            let hist = LayerHistory::default();
+            if let Some(counter) = counted_shifts(&cfg, &hist, &opts, &lv).unwrap() {
+                // Every shift, not only the length the shifts round to.
+                let mut enc = ArithEncoder::new();
+                encode_layer(&mut enc, &cfg, &hist, &opts, &lv).unwrap();
+                prop_assert_eq!(counter.shifts, enc.bit_offset());
+                prop_assert_eq!(counter.range, enc.range());
+            }
+            prop_assert_eq!(
+                payload_size(&cfg, &hist, &opts, &lv).unwrap(),
+                measured(&cfg, &hist, &opts, &lv)
+            );
+        }
+    }
+}
