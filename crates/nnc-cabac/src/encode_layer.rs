@@ -165,40 +165,14 @@ fn encode_body(
         }
     }
 
-    let chosen = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
-        pseudo_pass(p, levels, skip_rows, hdsp_flag, allow_plain)?
-    } else {
-        Vec::new()
+    let inits = ContextInits {
+        p,
+        levels,
+        skip_rows,
+        hdsp_flag,
+        allow_plain,
     };
-
-    // Context initialisation indices (§2.6): always present, all 0 without param_opt.
-    let list = CtxInitList {
-        layout,
-        dq_flag: p.dq,
-        use_tca: p.base.is_some(),
-        use_hdsp: hdsp_flag,
-        cbs: p.cbs,
-        cbz: p.cbz,
-    };
-    let po = layout.po();
-    let mut bad_index = false;
-    list.for_each(|c| {
-        let idx = chosen.get(c).copied().unwrap_or(0);
-        match models.get_mut(po) {
-            Some(po_ctx) => e.encode_bin(idx != 0, po_ctx),
-            None => bad_index = true,
-        }
-        if idx != 0 {
-            e.encode_bypass_bins(3, u32::from(idx - 1));
-        }
-        match models.get_mut(c) {
-            Some(m) => m.init(idx),
-            None => bad_index = true,
-        }
-    });
-    if bad_index {
-        return Err(Error::Internal("context index out of range"));
-    }
+    inits.code(e, models, opts.param_opt)?;
 
     let mut marks = EntryMarks {
         desyncs: p.geo.scan_order != 0 && !p.geo.has_block_row_restarts(),
@@ -236,6 +210,86 @@ fn encode_body(
         }
     }
     Ok(marks)
+}
+
+/// What the context initialisation of one tensor depends on.
+pub(crate) struct ContextInits<'a> {
+    pub p: &'a Prepared<'a>,
+    pub levels: &'a [i32],
+    pub skip_rows: &'a [bool],
+    pub hdsp_flag: bool,
+    /// The pseudo pass may use the plain level loop.
+    pub allow_plain: bool,
+}
+
+impl ContextInits<'_> {
+    /// Chooses each context's init set (the param_opt pseudo pass, when `param_opt` applies),
+    /// codes the indices (§2.6: always present, all 0 without param_opt) and initialises
+    /// `models` with them.
+    pub fn code<E: SliceCoder<ContextModel>>(
+        &self,
+        coder: &mut E,
+        models: &mut [ContextModel],
+        param_opt: bool,
+    ) -> Result<(), Error> {
+        let p = self.p;
+        let chosen = if param_opt && (p.cbs != 1 || !p.gpi1) {
+            pseudo_pass(
+                p,
+                self.levels,
+                self.skip_rows,
+                self.hdsp_flag,
+                self.allow_plain,
+            )?
+        } else {
+            Vec::new()
+        };
+        let list = CtxInitList {
+            layout: p.layout,
+            dq_flag: p.dq,
+            use_tca: p.base.is_some(),
+            use_hdsp: self.hdsp_flag,
+            cbs: p.cbs,
+            cbz: p.cbz,
+        };
+        let po = p.layout.po();
+        let mut bad_index = false;
+        list.for_each(|c| {
+            let idx = chosen.get(c).copied().unwrap_or(0);
+            match models.get_mut(po) {
+                Some(po_ctx) => coder.bin(po_ctx, idx != 0),
+                None => bad_index = true,
+            }
+            if idx != 0 {
+                coder.bypass_bins(3, u32::from(idx - 1));
+            }
+            match models.get_mut(c) {
+                Some(m) => m.init(idx),
+                None => bad_index = true,
+            }
+        });
+        if bad_index {
+            return Err(Error::Internal("context index out of range"));
+        }
+        Ok(())
+    }
+}
+
+/// [`code_plain`] on the coded levels of `slice`, with or without dependent quantization.
+pub(crate) fn code_plain_levels<C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
+    layout: &ContextLayout,
+    dq: bool,
+    slice: &[i32],
+    nb: &mut i32,
+    dq_state: &mut u8,
+) -> Result<(), Error> {
+    if dq {
+        code_plain::<true, false, _, _>(coder, ctxs, layout, slice, nb, dq_state)
+    } else {
+        code_plain::<false, false, _, _>(coder, ctxs, layout, slice, nb, dq_state)
+    }
 }
 
 /// The real pass's level loop over a tensor's segments: the plain loop where it applies, else
@@ -276,12 +330,7 @@ impl LevelPass<'_> {
                 *dq_state = dq::advance_zeros(*dq_state, p.geo.w);
             }
         } else if self.plain {
-            let nb = &mut nbh.nb;
-            if p.dq {
-                code_plain::<true, false, _, _>(e, models, &layout, slice, nb, dq_state)?;
-            } else {
-                code_plain::<false, false, _, _>(e, models, &layout, slice, nb, dq_state)?;
-            }
+            code_plain_levels(e, models, &layout, p.dq, slice, &mut nbh.nb, dq_state)?;
         } else {
             let lc = p.lc;
             let mut sink = EncSink {

@@ -132,18 +132,10 @@ impl ArithEncoder {
     /// Encode one context-coded bin and adapt `ctx`.
     #[inline(always)]
     pub fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
-        // Branch-free MPS/LPS handling, as in the decoder: the LPS renormalisation comes from the
-        // packed table and the MPS path needs at most one shift.
-        let e = ctx.rlps_packed(self.range);
-        let rmps = self.range - (e & 0xFF);
-        let lps = bin != ctx.mps();
-        let mask = 0u32.wrapping_sub(u32::from(lps));
-        let mps_n = u32::from(rmps < 256);
-        let n = mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask);
-        let r_mps = rmps << mps_n;
-        self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
-        self.low = self.low.wrapping_add(rmps & mask) << n;
-        self.bits_left -= n as i32;
+        let step = RangeStep::new(self.range, bin, ctx);
+        self.range = step.range;
+        self.low = self.low.wrapping_add(step.low_add) << step.shifts;
+        self.bits_left -= step.shifts as i32;
         self.write_out_if_due();
         ctx.update(bin);
     }
@@ -247,6 +239,37 @@ impl ArithEncoder {
             i += 8;
         }
         self.tail.out
+    }
+}
+
+/// One context-coded bin's step of the range (§1.2), before the context adapts.
+///
+/// Branch-free MPS/LPS handling, as in the decoder: the LPS renormalisation comes from the
+/// packed table and the MPS path needs at most one shift.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RangeStep {
+    /// The renormalised range.
+    pub range: u32,
+    /// Renormalising shifts.
+    pub shifts: u32,
+    /// Added to the offset register before the shifts: rMPS for an LPS, 0 for an MPS.
+    pub low_add: u32,
+}
+
+impl RangeStep {
+    #[inline(always)]
+    pub fn new(range: u32, bin: bool, ctx: &ContextModel) -> Self {
+        let e = ctx.rlps_packed(range);
+        let rmps = range - (e & 0xFF);
+        let lps = bin != ctx.mps();
+        let mask = 0u32.wrapping_sub(u32::from(lps));
+        let mps_n = u32::from(rmps < 256);
+        let r_mps = rmps << mps_n;
+        Self {
+            range: r_mps ^ ((r_mps ^ (e >> 16)) & mask),
+            shifts: mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask),
+            low_add: rmps & mask,
+        }
     }
 }
 

@@ -9,11 +9,9 @@
 
 use crate::binarization::SliceCoder;
 use crate::context::{ContextModel, ContextSet};
-use crate::ctx_init::CtxInitList;
-use crate::encode_layer::{code_plain, encode_layer, EncodeLayerOptions};
-use crate::encoder::ArithEncoder;
+use crate::encode_layer::{code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions};
+use crate::encoder::{ArithEncoder, RangeStep};
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
-use crate::pseudo_pass::pseudo_pass;
 use crate::Error;
 
 /// The shifts the terminating bin adds at the end of a codeword (`encode_terminate(1)`).
@@ -42,18 +40,12 @@ impl ShiftCounter {
         usize::try_from((total + 2).div_ceil(8)).unwrap_or(usize::MAX)
     }
 
-    /// [`ArithEncoder::encode_bin`]'s range step.
+    /// [`ArithEncoder::encode_bin`] without the offset register.
     #[inline(always)]
     fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
-        let e = ctx.rlps_packed(self.range);
-        let rmps = self.range - (e & 0xFF);
-        let lps = bin != ctx.mps();
-        let mask = 0u32.wrapping_sub(u32::from(lps));
-        let mps_n = u32::from(rmps < 256);
-        let n = mps_n ^ ((mps_n ^ ((e >> 8) & 0xF)) & mask);
-        let r_mps = rmps << mps_n;
-        self.range = r_mps ^ ((r_mps ^ (e >> 16)) & mask);
-        self.shifts += u64::from(n);
+        let step = RangeStep::new(self.range, bin, ctx);
+        self.range = step.range;
+        self.shifts += u64::from(step.shifts);
         ctx.update(bin);
     }
 }
@@ -126,41 +118,17 @@ fn counted_shifts(
         // The HDSP flag (with a parent node) and row_skip_enabled_flag (0 here), both bypass.
         counter.bypass_bins(1 + u32::from(p.parent), 0);
     }
-    let chosen = if opts.param_opt && (p.cbs != 1 || !p.gpi1) {
-        pseudo_pass(&p, levels, &[], hdsp_flag, true)?
-    } else {
-        Vec::new()
-    };
     let layout = p.layout;
     let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
     let models = ctx_set.models_mut();
-    let list = CtxInitList {
-        layout,
-        dq_flag: p.dq,
-        use_tca: p.base.is_some(),
-        use_hdsp: hdsp_flag,
-        cbs: p.cbs,
-        cbz: p.cbz,
+    let inits = ContextInits {
+        p: &p,
+        levels,
+        skip_rows: &[],
+        hdsp_flag,
+        allow_plain: true,
     };
-    let po = layout.po();
-    let mut bad_index = false;
-    list.for_each(|c| {
-        let idx = chosen.get(c).copied().unwrap_or(0);
-        match models.get_mut(po) {
-            Some(po_ctx) => counter.encode_bin(idx != 0, po_ctx),
-            None => bad_index = true,
-        }
-        if idx != 0 {
-            counter.bypass_bins(3, 0);
-        }
-        match models.get_mut(c) {
-            Some(m) => m.init(idx),
-            None => bad_index = true,
-        }
-    });
-    if bad_index {
-        return Err(Error::Internal("context index out of range"));
-    }
+    inits.code(&mut counter, models, opts.param_opt)?;
 
     let mut nb = 0;
     let mut dq_state = 0u8;
@@ -168,25 +136,15 @@ fn counted_shifts(
         let slice = levels
             .get(seg.start..seg.start + seg.len)
             .ok_or(Error::Internal("segment out of range"))?;
-        if p.dq {
-            code_plain::<true, false, _, _>(
-                &mut counter,
-                models,
-                &layout,
-                slice,
-                &mut nb,
-                &mut dq_state,
-            )?;
-        } else {
-            code_plain::<false, false, _, _>(
-                &mut counter,
-                models,
-                &layout,
-                slice,
-                &mut nb,
-                &mut dq_state,
-            )?;
-        }
+        code_plain_levels(
+            &mut counter,
+            models,
+            &layout,
+            p.dq,
+            slice,
+            &mut nb,
+            &mut dq_state,
+        )?;
     }
     Ok(Some(counter))
 }
