@@ -68,6 +68,7 @@ mod encode_layer;
 mod encoder;
 mod entry_point;
 mod layer;
+mod offset_trials;
 pub mod param_opt;
 mod payload_size;
 mod pseudo_pass;
@@ -87,6 +88,7 @@ pub use encode_layer::{encode_layer, encode_layer_marking_entry_points, EncodeLa
 pub use encoder::ArithEncoder;
 pub use entry_point::{EntryMarks, EntryPoint};
 pub use layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, MAX_CABAC_UNARY_LENGTH};
+pub use offset_trials::{shifted_payload_sizes, OFFSETS_PER_GROUP};
 pub use payload_size::payload_size;
 pub use rate::RateModel;
 pub use state_rates::StateRates;

@@ -8,7 +8,7 @@
 //! counts the shifts, and leaves out the offset register, its carries and the byte output.
 
 use crate::binarization::SliceCoder;
-use crate::context::{ContextModel, ContextSet};
+use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::encode_layer::{code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions};
 use crate::encoder::{ArithEncoder, RangeStep};
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
@@ -93,6 +93,18 @@ pub fn payload_size(
     }
 }
 
+/// The shifts of `encode_layer`'s bins before the terminating one, or `None` for a tensor
+/// [`payload_size`] does not count.
+#[cfg(test)]
+pub(crate) fn shifts_before_terminating(
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+) -> Result<Option<u64>, Error> {
+    Ok(counted_shifts(cfg, hist, opts, levels)?.map(|c| c.shifts))
+}
+
 /// The shift counter after `encode_layer`'s bins, or `None` for a tensor it does not count.
 fn counted_shifts(
     cfg: &LayerConfig,
@@ -100,53 +112,99 @@ fn counted_shifts(
     opts: &EncodeLayerOptions,
     levels: &[i32],
 ) -> Result<Option<ShiftCounter>, Error> {
-    let p = Prepared::new(cfg, hist, levels.len(), 0)?;
-    // The header's HDSP flag, as `encode_body` sets it.
-    let hdsp_flag = p.header_present && p.parent && p.hdsp_mode == HdspMode::TensorOn;
-    let row_skip_bins = p.header_present && opts.row_skip_enabled_flag;
-    let plain_contexts = !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded();
-    let countable = !row_skip_bins
-        && !opts.tca_hdsp_flag_follows_profile
-        && p.geo.scan_order == 0
-        && plain_contexts;
-    if !countable {
+    let Some(mut start) = CountStart::new(cfg, hist, opts, levels)? else {
         return Ok(None);
-    }
-
-    let mut counter = ShiftCounter::new();
-    if p.header_present {
-        // The HDSP flag (with a parent node) and row_skip_enabled_flag (0 here), both bypass.
-        counter.bypass_bins(1 + u32::from(p.parent), 0);
-    }
-    let layout = p.layout;
-    let mut ctx_set = ContextSet::new(layout.num_gtx_flags());
-    let models = ctx_set.models_mut();
-    let inits = ContextInits {
-        p: &p,
-        levels,
-        skip_rows: &[],
-        hdsp_flag,
-        allow_plain: true,
     };
-    inits.code(&mut counter, models, opts.param_opt)?;
-
+    let models = start.contexts.models_mut();
     let mut nb = 0;
     let mut dq_state = 0u8;
-    for seg in p.geo.segments() {
+    for seg in start.segments.iter() {
         let slice = levels
-            .get(seg.start..seg.start + seg.len)
+            .get(seg.clone())
             .ok_or(Error::Internal("segment out of range"))?;
         code_plain_levels(
-            &mut counter,
+            &mut start.counter,
             models,
-            &layout,
-            p.dq,
+            &start.layout,
+            start.dq,
             slice,
             &mut nb,
             &mut dq_state,
         )?;
     }
-    Ok(Some(counter))
+    Ok(Some(start.counter))
+}
+
+/// A countable tensor's counter and contexts where its levels begin: after the header and the
+/// context-initialisation bins.
+pub(crate) struct CountStart {
+    counter: ShiftCounter,
+    pub contexts: ContextSet,
+    pub layout: ContextLayout,
+    pub dq: bool,
+    /// The scan's segments, as ranges of `levels` in coding order.
+    pub segments: Vec<std::ops::Range<usize>>,
+}
+
+impl CountStart {
+    /// `None` when the tensor's payload is not counted (see [`payload_size`]).
+    pub fn new(
+        cfg: &LayerConfig,
+        hist: &LayerHistory<'_>,
+        opts: &EncodeLayerOptions,
+        levels: &[i32],
+    ) -> Result<Option<Self>, Error> {
+        let p = Prepared::new(cfg, hist, levels.len(), 0)?;
+        // The header's HDSP flag, as `encode_body` sets it.
+        let hdsp_flag = p.header_present && p.parent && p.hdsp_mode == HdspMode::TensorOn;
+        let row_skip_bins = p.header_present && opts.row_skip_enabled_flag;
+        let plain_contexts = !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded();
+        let countable = !row_skip_bins
+            && !opts.tca_hdsp_flag_follows_profile
+            && p.geo.scan_order == 0
+            && plain_contexts;
+        if !countable {
+            return Ok(None);
+        }
+
+        let mut counter = ShiftCounter::new();
+        if p.header_present {
+            // The HDSP flag (with a parent node) and row_skip_enabled_flag (0 here), both bypass.
+            counter.bypass_bins(1 + u32::from(p.parent), 0);
+        }
+        let layout = p.layout;
+        let mut contexts = ContextSet::new(layout.num_gtx_flags());
+        let inits = ContextInits {
+            p: &p,
+            levels,
+            skip_rows: &[],
+            hdsp_flag,
+            allow_plain: true,
+        };
+        inits.code(&mut counter, contexts.models_mut(), opts.param_opt)?;
+        Ok(Some(Self {
+            counter,
+            contexts,
+            layout,
+            dq: p.dq,
+            segments: p
+                .geo
+                .segments()
+                .map(|seg| seg.start..seg.start + seg.len)
+                .collect(),
+        }))
+    }
+
+    /// The range and the shifts so far.
+    pub fn engine(&self) -> (u32, u64) {
+        (self.counter.range, self.counter.shifts)
+    }
+}
+
+/// The payload length after `shifts` shifts in all, the terminating bin's excluded (see
+/// [`ShiftCounter::payload_len`]).
+pub(crate) fn payload_len(shifts: u64) -> usize {
+    ShiftCounter { range: 256, shifts }.payload_len()
 }
 
 #[cfg(test)]

@@ -75,12 +75,7 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
 /// Encoded payload size of `levels` with a fresh arithmetic coder, as the reference's trial
 /// encodes; counted from the coder's shifts, without writing the payload.
 pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> Result<usize> {
-    let opts = EncodeLayerOptions {
-        param_opt,
-        row_skip_enabled_flag: false,
-        chan_zero: None,
-        tca_hdsp_flag_follows_profile: false,
-    };
+    let opts = trial_options(param_opt);
     let hist = LayerHistory {
         base_levels: None,
         hdsp_mode: HdspMode::AlwaysOff,
@@ -90,28 +85,39 @@ pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> 
         .map_err(|e| invalid(format!("trial encode: {e}")))
 }
 
+/// The options of the reference's trial encodes: param_opt as given, nothing else.
+fn trial_options(param_opt: bool) -> EncodeLayerOptions {
+    EncodeLayerOptions {
+        param_opt,
+        row_skip_enabled_flag: false,
+        chan_zero: None,
+        tca_hdsp_flag_follows_profile: false,
+    }
+}
+
 /// The reference's zero-offset search (see [`codebook::choose_codebook_zero_offset`]): one trial
-/// encode per codebook entry, which makes it the costliest step of a codebook encode. The trials
-/// are independent, so they run on the workers; the rule then picks from their sizes, so the
-/// choice does not depend on the thread count.
+/// encode per codebook entry (with param_opt), which makes it the costliest step of a codebook
+/// encode. Groups of consecutive offsets are counted together
+/// ([`nnc_cabac::shifted_payload_sizes`]) and the groups run on the workers; the rule then picks
+/// from their sizes, so the choice does not depend on the thread count.
 fn choose_zero_offset(indices: &[i32], codebook_size: usize, cfg: &LayerConfig) -> Result<u32> {
     use rayon::prelude::*;
     let candidates =
         codebook::zero_offset_candidates(codebook_size).map_err(|e| invalid(e.to_string()))?;
-    let trial = |shifted: &mut Vec<i32>, offset: u32| {
-        codebook::shift_codebook_indices(indices, offset, shifted);
-        trial_size(shifted, cfg, true)
+    let opts = trial_options(true);
+    let trials = |offsets: std::ops::Range<u32>| {
+        nnc_cabac::shifted_payload_sizes(cfg, &opts, indices, offsets)
+            .map_err(|e| invalid(format!("trial encode: {e}")))
     };
     let sizes = if nnc_cabac::threads::worker_threads() == 1 {
-        let mut shifted = vec![0i32; indices.len()];
-        (0..candidates)
-            .map(|offset| trial(&mut shifted, offset))
-            .collect::<Result<Vec<usize>>>()?
+        trials(0..candidates)?
     } else {
-        (0..candidates)
+        let group = nnc_cabac::OFFSETS_PER_GROUP as u32;
+        (0..candidates.div_ceil(group))
             .into_par_iter()
-            .map_init(|| vec![0i32; indices.len()], trial)
-            .collect::<Result<Vec<usize>>>()?
+            .map(|g| trials(g * group..(g * group).saturating_add(group).min(candidates)))
+            .collect::<Result<Vec<Vec<usize>>>>()?
+            .concat()
     };
     codebook::best_codebook_zero_offset(&sizes).map_err(|e| invalid(e.to_string()))
 }

@@ -1,0 +1,208 @@
+//! The codebook zero-offset search's trial sizes (hls.md's `codebook_zero_offset`, chosen by
+//! the reference with one trial encode per codebook entry), many offsets at a time.
+//!
+//! Trial `o` codes `indices[i] − o`. Neighbouring offsets code nearly the same bins (the same
+//! contexts, mostly the same bins), but each trial adapts its own contexts and range. On CPUs
+//! with AVX-512 the trials of sixteen consecutive offsets therefore step through the indices
+//! together, one vector lane per offset ([`avx512`]); each lane starts from the state its own
+//! trial has after the header and the context-initialisation bins (which the param_opt search
+//! chooses per trial), and every lane's shifts give its size as [`payload_size`] counts it.
+//!
+//! Knows nothing of codebooks beyond that subtraction: the caller builds the indices.
+
+use std::ops::Range;
+
+use crate::encode_layer::EncodeLayerOptions;
+use crate::layer::{LayerConfig, LayerHistory};
+use crate::payload_size::payload_size;
+use crate::Error;
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Offsets per lockstep group: one 512-bit vector of 32-bit lanes.
+pub(crate) const LANES: usize = 16;
+
+/// How many consecutive offsets [`shifted_payload_sizes`] counts together: a search spread
+/// over threads gives each call a range of this many.
+pub const OFFSETS_PER_GROUP: usize = LANES;
+
+/// The payload size of every trial in `offsets`: for offset `o`, what [`payload_size`] gives
+/// for the levels `indices[i] − o` (wrapping) under `cfg` and `opts`, without history.
+pub fn shifted_payload_sizes(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    offsets: Range<u32>,
+) -> Result<Vec<usize>, Error> {
+    let mut sizes = Vec::with_capacity(offsets.len());
+    let mut next = offsets.start;
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() && avx512::applies(cfg) {
+        while offsets.end - next >= 2 {
+            let group = next..offsets.end.min(next.saturating_add(LANES as u32));
+            match avx512::group_sizes(cfg, opts, indices, group.clone())? {
+                Some(group_sizes) => sizes.extend(group_sizes),
+                None => break,
+            }
+            next = group.end;
+        }
+    }
+    let mut shifted = Vec::new();
+    for offset in next..offsets.end {
+        shifted.clear();
+        shifted.extend(indices.iter().map(|&i| i.wrapping_sub(offset as i32)));
+        sizes.push(payload_size(cfg, &LayerHistory::default(), opts, &shifted)?);
+    }
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn one_by_one(
+        cfg: &LayerConfig,
+        opts: &EncodeLayerOptions,
+        indices: &[i32],
+        offsets: Range<u32>,
+    ) -> Vec<usize> {
+        offsets
+            .map(|o| {
+                let shifted: Vec<i32> = indices.iter().map(|&i| i.wrapping_sub(o as i32)).collect();
+                payload_size(cfg, &LayerHistory::default(), opts, &shifted).unwrap()
+            })
+            .collect()
+    }
+
+    /// Codebook-like indices: a bell around `centre` within `0..size`, with runs of one value.
+    fn indices() -> impl Strategy<Value = (Vec<i32>, u32)> {
+        (2u32..400, 0usize..900, any::<u64>()).prop_map(|(size, len, seed)| {
+            let mut s = seed | 1;
+            let mut next = || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let centre = (next() % u64::from(size)) as i64;
+            let spread = 1 + (next() % u64::from(size)) as i64;
+            let mut v = Vec::with_capacity(len);
+            while v.len() < len {
+                let r = next();
+                let d = (r % (2 * spread as u64 + 1)) as i64 - spread;
+                let d = d * ((r >> 40) % 3) as i64 / 2;
+                let x = (centre + d).clamp(0, i64::from(size) - 1) as i32;
+                let run = if r >> 62 == 0 {
+                    (r >> 20) as usize % 30
+                } else {
+                    1
+                };
+                v.extend(std::iter::repeat_n(x, run));
+            }
+            v.truncate(len);
+            (v, size)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn group_sizes_are_the_one_by_one_sizes(
+            (indices, size) in indices(),
+            n in prop::sample::select(vec![1u32, 2, 4, 10, 15, 40]),
+            width in 1usize..50,
+            param_opt in any::<bool>(),
+            gpi in 0u8..=1,
+            first in 0u32..40,
+        ) {
+            let rows = indices.len().div_ceil(width).max(1);
+            let mut lv = indices.clone();
+            lv.resize(rows * width, 0);
+            let cfg = LayerConfig {
+                cabac_unary_length: n,
+                general_profile_idc: gpi,
+                ..LayerConfig::new(vec![rows, width])
+            };
+            let opts = EncodeLayerOptions { param_opt, ..Default::default() };
+            let offsets = first.min(size)..size;
+            #[cfg(target_arch = "x86_64")]
+            if avx512::available() && !offsets.is_empty() {
+                // Every lane's shifts, not only the lengths they round to.
+                let group = offsets.start..offsets.end.min(offsets.start + LANES as u32);
+                let lanes = avx512::group_shifts(&cfg, &opts, &lv, group.clone()).unwrap().unwrap();
+                let single: Vec<u64> = group
+                    .map(|o| {
+                        let shifted: Vec<i32> =
+                            lv.iter().map(|&i| i.wrapping_sub(o as i32)).collect();
+                        crate::payload_size::shifts_before_terminating(
+                            &cfg,
+                            &LayerHistory::default(),
+                            &opts,
+                            &shifted,
+                        )
+                        .unwrap()
+                        .unwrap()
+                    })
+                    .collect();
+                prop_assert_eq!(lanes, single);
+            }
+            prop_assert_eq!(
+                shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
+                one_by_one(&cfg, &opts, &lv, offsets)
+            );
+        }
+    }
+
+    #[test]
+    fn asymmetric_signs() {
+        // Small negative and large positive levels: param_opt gives the greater-than flags of
+        // the two signs different init sets, so a lane that took the other sign's context
+        // would count other shifts.
+        let lv: Vec<i32> = (0..3000u32)
+            .map(|i| {
+                let h = i.wrapping_mul(2_654_435_761) >> 24;
+                if h % 3 == 0 {
+                    20 + (h % 2) as i32
+                } else {
+                    80 + (h % 40) as i32
+                }
+            })
+            .collect();
+        let cfg = LayerConfig {
+            cabac_unary_length: 6,
+            ..LayerConfig::new(vec![30, 100])
+        };
+        let opts = EncodeLayerOptions {
+            param_opt: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            shifted_payload_sizes(&cfg, &opts, &lv, 16..48).unwrap(),
+            one_by_one(&cfg, &opts, &lv, 16..48)
+        );
+    }
+
+    #[test]
+    fn extreme_indices_and_offsets() {
+        // Magnitudes at the ends of i32 (wrapping subtraction), and every remainder length.
+        let mut lv: Vec<i32> = (0..31).map(|k| (1i32 << k) - 1).collect();
+        lv.extend([i32::MIN, i32::MAX, 0, -1, 1, i32::MIN + 1]);
+        let cfg = LayerConfig {
+            cabac_unary_length: 10,
+            ..LayerConfig::new(vec![lv.len()])
+        };
+        let opts = EncodeLayerOptions {
+            param_opt: true,
+            ..Default::default()
+        };
+        for offsets in [0..40, u32::MAX - 20..u32::MAX, (1 << 31) - 8..(1 << 31) + 8] {
+            assert_eq!(
+                shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
+                one_by_one(&cfg, &opts, &lv, offsets)
+            );
+        }
+    }
+}

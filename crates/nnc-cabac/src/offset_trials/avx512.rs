@@ -1,0 +1,368 @@
+//! Sixteen zero-offset trials in the lanes of AVX-512 vectors: lane `l` counts the shifts of
+//! the trial of offset `first + l`.
+//!
+//! Every lane runs [`crate::payload_size`]'s counter on its own levels: the same bins in the
+//! same order, with its own range and its own copy of every context. Lanes code different
+//! contexts only where their levels' classes differ (the neighbour class of the sig and sign
+//! flags, the sign of the greater-than flags), so each step loads its two or three candidate
+//! contexts and blends them per lane, and a lane that codes no bin in a step (the greater-than
+//! flags and remainder bins beyond its level) sits it out under a mask.
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use super::LANES;
+use crate::binarization::MAX_PREFIX_BINS;
+use crate::context::ContextLayout;
+use crate::encode_layer::EncodeLayerOptions;
+use crate::layer::{LayerConfig, LayerHistory};
+use crate::payload_size::{payload_len, CountStart};
+use crate::tables::{CURVE, INIT_SETS, RLPS_PACKED};
+use crate::Error;
+
+/// Whether this CPU has AVX-512 F and CD and the environment variable `NNC_NO_AVX512` is unset
+/// (it selects the one-trial-at-a-time counter, to compare the two).
+pub(super) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512cd")
+            && std::env::var_os("NNC_NO_AVX512").is_none()
+    })
+}
+
+/// Whether the lanes can share a step sequence under `cfg`: no dependent quantization (each
+/// lane's DQ state would pick other sig contexts), row-major scan, no codebook bounds, and at
+/// least one greater-than flag (with none, flag 0 shares its contexts with the remainder's).
+pub(super) fn applies(cfg: &LayerConfig) -> bool {
+    !cfg.dq_flag && cfg.scan_order == 0 && cfg.codebook_size == 0 && cfg.cabac_unary_length >= 1
+}
+
+/// Every context's state, lane by lane.
+struct Lanes {
+    p: Vec<[i32; LANES]>,
+    s0: Vec<[i32; LANES]>,
+    shift0: Vec<[i32; LANES]>,
+    shift1: Vec<[i32; LANES]>,
+}
+
+/// The sizes of the trials of `group` (at most [`LANES`] offsets), or `None` when a trial is
+/// not counted (the caller then measures each one by itself).
+pub(super) fn group_sizes(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    group: Range<u32>,
+) -> Result<Option<Vec<usize>>, Error> {
+    Ok(group_shifts(cfg, opts, indices, group)?
+        .map(|shifts| shifts.into_iter().map(payload_len).collect()))
+}
+
+/// The shifts of each trial of `group` before its terminating bin, as [`group_sizes`].
+pub(super) fn group_shifts(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    group: Range<u32>,
+) -> Result<Option<Vec<u64>>, Error> {
+    debug_assert!(applies(cfg) && (1..=LANES).contains(&group.len()));
+    // Each lane's start, with its own param_opt search: most of the work left once the lanes
+    // count together, so on several threads when there are.
+    let start = |offset: u32| {
+        let shifted: Vec<i32> = indices
+            .iter()
+            .map(|&i| i.wrapping_sub(offset as i32))
+            .collect();
+        CountStart::new(cfg, &LayerHistory::default(), opts, &shifted)
+    };
+    #[cfg(feature = "rayon")]
+    let starts: Vec<Option<CountStart>> = if crate::threads::worker_threads() > 1 {
+        use rayon::prelude::*;
+        group
+            .clone()
+            .into_par_iter()
+            .map(start)
+            .collect::<Result<_, _>>()?
+    } else {
+        group.clone().map(start).collect::<Result<_, _>>()?
+    };
+    #[cfg(not(feature = "rayon"))]
+    let starts: Vec<Option<CountStart>> = group.clone().map(start).collect::<Result<_, _>>()?;
+    let Some(starts) = starts.into_iter().collect::<Option<Vec<CountStart>>>() else {
+        return Ok(None);
+    };
+    let layout = starts[0].layout;
+    let n = layout.num_gtx_flags() as usize;
+    let len = starts[0].contexts.models().len();
+    if n == 0 || layout.rem() + MAX_PREFIX_BINS > len || ContextLayout::GTX + 2 * n > len {
+        return Err(Error::Internal("context layout too small for the trials"));
+    }
+
+    // Lanes past the group's end repeat its first trial; their counts are dropped.
+    let mut lanes = Lanes {
+        p: vec![[0; LANES]; len],
+        s0: vec![[0; LANES]; len],
+        shift0: vec![[0; LANES]; len],
+        shift1: vec![[0; LANES]; len],
+    };
+    let mut range = [0i32; LANES];
+    for (l, lane_range) in range.iter_mut().enumerate() {
+        let start = starts.get(l).unwrap_or(&starts[0]);
+        for (c, m) in start.contexts.models().iter().enumerate() {
+            let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
+            lanes.p[c][l] = i32::from(m.p());
+            lanes.s0[c][l] = i32::from(m.s0());
+            lanes.shift0[c][l] = i32::from(set.shift0);
+            lanes.shift1[c][l] = i32::from(set.shift1);
+        }
+        *lane_range = start.engine().0 as i32;
+    }
+    // SAFETY: `available` checked AVX-512 F and CD (`shifted_payload_sizes` calls this only
+    // then).
+    #[allow(unsafe_code)]
+    let counted = unsafe {
+        count_shifts(
+            &mut lanes,
+            range,
+            indices,
+            &starts[0].segments,
+            group.start,
+            &layout,
+        )
+    }?;
+    Ok(Some(
+        starts
+            .iter()
+            .zip(counted)
+            .map(|(start, shifts)| start.engine().1 + shifts)
+            .collect(),
+    ))
+}
+
+/// Values between two flushes of the lanes' 32-bit shift counts into 64-bit totals: a value
+/// shifts at most 7 times in each of its 2 + N + 31 context-coded bins plus 31 times for its
+/// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
+const FLUSH_VALUES: usize = 4096;
+
+/// What a step needs besides its contexts.
+struct Engine {
+    range: __m512i,
+    /// Shifts since the last flush, per lane.
+    shifts: __m512i,
+    curve_lo: __m512i,
+    curve_hi: __m512i,
+}
+
+/// One bin in every `active` lane: lane `l` codes bit `l` of `bin` in the context
+/// `ctxs[k]` whose `sel[k]` has bit `l` (the `sel` masks part the lanes), moving its range and
+/// shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
+#[inline]
+#[target_feature(enable = "avx512f,avx512cd")]
+fn step<const K: usize>(
+    lanes: &mut Lanes,
+    eng: &mut Engine,
+    ctxs: [usize; K],
+    sel: [__mmask16; K],
+    active: __mmask16,
+    bin: __mmask16,
+) {
+    let blended = |v: &[[i32; LANES]]| {
+        let mut x = load(&v[ctxs[0]]);
+        for k in 1..K {
+            x = _mm512_mask_blend_epi32(sel[k], x, load(&v[ctxs[k]]));
+        }
+        x
+    };
+    let p = blended(&lanes.p);
+    let s0 = blended(&lanes.s0);
+    let shift0 = blended(&lanes.shift0);
+    let shift1 = blended(&lanes.shift1);
+    let zero = _mm512_setzero_si512();
+
+    // The range (§1.2): rLPS, its shift and renormalised range from the packed table.
+    let col = _mm512_abs_epi32(_mm512_srai_epi32::<7>(p));
+    let row = _mm512_and_si512(eng.range, _mm512_set1_epi32(0xE0));
+    let idx = _mm512_and_si512(_mm512_add_epi32(row, col), _mm512_set1_epi32(0xFF));
+    // SAFETY: `idx` is masked to 0..=255 and `RLPS_PACKED` has 256 entries.
+    #[allow(unsafe_code)]
+    let e = unsafe { _mm512_i32gather_epi32::<4>(idx, RLPS_PACKED.as_ptr().cast()) };
+    let rmps = _mm512_sub_epi32(eng.range, _mm512_and_si512(e, _mm512_set1_epi32(0xFF)));
+    let mps_is_one = _mm512_cmpge_epi32_mask(p, zero);
+    let lps = bin ^ mps_is_one;
+    let small = _mm512_cmplt_epi32_mask(rmps, _mm512_set1_epi32(256));
+    let r_mps = _mm512_mask_slli_epi32(rmps, small, rmps, 1);
+    let n_mps = _mm512_maskz_mov_epi32(small, _mm512_set1_epi32(1));
+    let r_lps = _mm512_srli_epi32::<16>(e);
+    let n_lps = _mm512_and_si512(_mm512_srli_epi32::<8>(e), _mm512_set1_epi32(0xF));
+    eng.range = _mm512_mask_blend_epi32(
+        active & lps,
+        _mm512_mask_mov_epi32(eng.range, active, r_mps),
+        r_lps,
+    );
+    let n = _mm512_mask_blend_epi32(lps, n_mps, n_lps);
+    eng.shifts = _mm512_mask_add_epi32(eng.shifts, active, eng.shifts, n);
+
+    // The update (§2.3): each estimator steps by CURVE[16 + ((sgn·S) >> k)] >> shift towards
+    // the bin, S1 recovered from P with the old S0.
+    let s1 = _mm512_sub_epi32(p, _mm512_slli_epi32::<4>(s0));
+    let towards = |s: __m512i, d: __m512i| {
+        _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(s, d), _mm512_add_epi32(s, d))
+    };
+    let sgn_s0 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s0), s0);
+    let i0 = _mm512_add_epi32(_mm512_srai_epi32::<3>(sgn_s0), _mm512_set1_epi32(16));
+    let d0 = _mm512_srlv_epi32(
+        _mm512_permutex2var_epi32(eng.curve_lo, i0, eng.curve_hi),
+        shift0,
+    );
+    let sgn_s1 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s1), s1);
+    let i1 = _mm512_add_epi32(_mm512_srai_epi32::<7>(sgn_s1), _mm512_set1_epi32(16));
+    let d1 = _mm512_srlv_epi32(
+        _mm512_permutex2var_epi32(eng.curve_lo, i1, eng.curve_hi),
+        shift1,
+    );
+    let s0 = towards(s0, d0);
+    let p = _mm512_add_epi32(towards(s1, d1), _mm512_slli_epi32::<4>(s0));
+    for k in 0..K {
+        let m = active & sel[k];
+        mask_store(&mut lanes.p[ctxs[k]], m, p);
+        mask_store(&mut lanes.s0[ctxs[k]], m, s0);
+    }
+}
+
+/// Every lane's shifts over the levels `indices[i] − (first + l)`, in the order of `segments`.
+#[target_feature(enable = "avx512f,avx512cd")]
+fn count_shifts(
+    lanes: &mut Lanes,
+    range: [i32; LANES],
+    indices: &[i32],
+    segments: &[Range<usize>],
+    first: u32,
+    layout: &ContextLayout,
+) -> Result<[u64; LANES], Error> {
+    let n = layout.num_gtx_flags() as usize;
+    let rem = layout.rem();
+    let zero = _mm512_setzero_si512();
+    let lane_index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut eng = Engine {
+        range: load(&range),
+        shifts: zero,
+        curve_lo: load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
+        curve_hi: load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
+    };
+    let mut totals = [0u64; LANES];
+    let mut flush = |shifts: &mut __m512i| {
+        for (t, s) in totals.iter_mut().zip(to_array(*shifts)) {
+            *t += u64::from(s as u32);
+        }
+        *shifts = _mm512_setzero_si512();
+    };
+    let sig = [
+        ContextLayout::sig(0, 0),
+        ContextLayout::sig(0, 1),
+        ContextLayout::sig(0, 2),
+    ];
+    let sign = [
+        ContextLayout::sign(0),
+        ContextLayout::sign(1),
+        ContextLayout::sign(2),
+    ];
+    let mut prev = zero;
+    let mut since_flush = 0;
+    for seg in segments {
+        let slice = indices
+            .get(seg.clone())
+            .ok_or(Error::Internal("segment out of range"))?;
+        for &x in slice {
+            let level =
+                _mm512_sub_epi32(_mm512_set1_epi32(x.wrapping_sub(first as i32)), lane_index);
+            // Neighbour classes of the previous level: zero, negative, positive.
+            let classes = [
+                _mm512_cmpeq_epi32_mask(prev, zero),
+                _mm512_cmplt_epi32_mask(prev, zero),
+                _mm512_cmpgt_epi32_mask(prev, zero),
+            ];
+            let nonzero = _mm512_cmpneq_epi32_mask(level, zero);
+            step(lanes, &mut eng, sig, classes, 0xFFFF, nonzero);
+            if nonzero != 0 {
+                let negative = _mm512_cmplt_epi32_mask(level, zero);
+                step(lanes, &mut eng, sign, classes, nonzero, negative);
+                // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
+                let abs = _mm512_abs_epi32(level);
+                let mut j = 0;
+                while j < n {
+                    let coded = nonzero & _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(j as i32));
+                    if coded == 0 {
+                        break;
+                    }
+                    let one = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(j as i32 + 1));
+                    let gtx = ContextLayout::GTX + 2 * j;
+                    step(
+                        lanes,
+                        &mut eng,
+                        [gtx, gtx + 1],
+                        [!negative, negative],
+                        coded,
+                        one,
+                    );
+                    j += 1;
+                }
+                let remainder = nonzero & _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(n as i32));
+                if remainder != 0 {
+                    // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
+                    // then a zero unless it is full; as many suffix bins follow, bypass.
+                    let r1 = _mm512_sub_epi32(abs, _mm512_set1_epi32(n as i32));
+                    let ones = _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1));
+                    for k in 0..MAX_PREFIX_BINS {
+                        let kv = _mm512_set1_epi32(k as i32);
+                        let coded = remainder & _mm512_cmple_epi32_mask(kv, ones);
+                        if coded == 0 {
+                            break;
+                        }
+                        let one = _mm512_cmplt_epi32_mask(kv, ones);
+                        step(lanes, &mut eng, [rem + k], [0xFFFF], coded, one);
+                    }
+                    eng.shifts = _mm512_mask_add_epi32(eng.shifts, remainder, eng.shifts, ones);
+                }
+            }
+            prev = level;
+            since_flush += 1;
+            if since_flush == FLUSH_VALUES {
+                flush(&mut eng.shifts);
+                since_flush = 0;
+            }
+        }
+    }
+    flush(&mut eng.shifts);
+    Ok(totals)
+}
+
+#[target_feature(enable = "avx512f")]
+fn load(a: &[i32; LANES]) -> __m512i {
+    // SAFETY: `a` is 64 readable bytes; the load has no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm512_loadu_si512(a.as_ptr().cast())
+    }
+}
+
+/// Stores the lanes of `v` that `m` selects into `a`.
+#[target_feature(enable = "avx512f")]
+fn mask_store(a: &mut [i32; LANES], m: __mmask16, v: __m512i) {
+    // SAFETY: `a` is 64 writable bytes; the store has no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm512_mask_storeu_epi32(a.as_mut_ptr(), m, v)
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn to_array(v: __m512i) -> [i32; LANES] {
+    let mut out = [0i32; LANES];
+    // SAFETY: `out` is 64 writable bytes; the store has no alignment requirement.
+    #[allow(unsafe_code)]
+    unsafe {
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), v)
+    };
+    out
+}
