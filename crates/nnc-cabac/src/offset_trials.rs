@@ -3,7 +3,7 @@
 //!
 //! Trial `o` codes `indices[i] − o`. Neighbouring offsets code nearly the same bins (the same
 //! contexts, mostly the same bins), but each trial adapts its own contexts and range. On CPUs
-//! with AVX-512 the trials of sixteen consecutive offsets therefore step through the indices
+//! with AVX-512 the trials of 32 consecutive offsets therefore step through the indices
 //! together, one vector lane per offset ([`avx512`]); each lane starts from the state its own
 //! trial has after the header and the context-initialisation bins (which the param_opt search
 //! chooses per trial), and every lane's shifts give its size as [`payload_size`] counts it.
@@ -20,12 +20,12 @@ use crate::Error;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-/// Offsets per lockstep group: one 512-bit vector of 32-bit lanes.
+/// Offsets per vector: one 512-bit vector of 32-bit lanes.
 pub(crate) const LANES: usize = 16;
 
 /// How many consecutive offsets [`shifted_payload_sizes`] counts together: a search spread
 /// over threads gives each call a range of this many.
-pub const OFFSETS_PER_GROUP: usize = LANES;
+pub const OFFSETS_PER_GROUP: usize = 2 * LANES;
 
 /// The payload size of every trial in `offsets`: for offset `o`, what [`payload_size`] gives
 /// for the levels `indices[i] − o` (wrapping) under `cfg` and `opts`, without history.
@@ -40,7 +40,9 @@ pub fn shifted_payload_sizes(
     #[cfg(target_arch = "x86_64")]
     if avx512::available() && avx512::applies(cfg) {
         while offsets.end - next >= 2 {
-            let group = next..offsets.end.min(next.saturating_add(LANES as u32));
+            let group = next..offsets
+                .end
+                .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
             match avx512::group_sizes(cfg, opts, indices, group.clone())? {
                 Some(group_sizes) => sizes.extend(group_sizes),
                 None => break,
@@ -131,7 +133,7 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if avx512::available() && !offsets.is_empty() {
                 // Every lane's shifts, not only the lengths they round to.
-                let group = offsets.start..offsets.end.min(offsets.start + LANES as u32);
+                let group = offsets.start..offsets.end.min(offsets.start + OFFSETS_PER_GROUP as u32);
                 let lanes = avx512::group_shifts(&cfg, &opts, &lv, group.clone()).unwrap().unwrap();
                 let single: Vec<u64> = group
                     .map(|o| {

@@ -1,5 +1,5 @@
-//! Sixteen zero-offset trials in the lanes of AVX-512 vectors: lane `l` counts the shifts of
-//! the trial of offset `first + l`.
+//! Thirty-two zero-offset trials in the lanes of two AVX-512 vectors: lane `l` of vector `v`
+//! counts the shifts of the trial of offset `first + 16·v + l`.
 //!
 //! Every lane runs [`crate::payload_size`]'s counter on its own levels: the same bins in the
 //! same order, with its own range and its own copy of every context. Lanes code different
@@ -39,15 +39,19 @@ pub(super) fn applies(cfg: &LayerConfig) -> bool {
     !cfg.dq_flag && cfg.scan_order == 0 && cfg.codebook_size == 0 && cfg.cabac_unary_length >= 1
 }
 
-/// Every context's state, lane by lane.
+/// Vectors of [`LANES`] trials that step together.
+pub(super) const VECTORS: usize = 2;
+
+/// Every context's state, lane by lane: `p[c][v][l]` is context `c`'s P in lane `l` of vector
+/// `v`.
 struct Lanes {
-    p: Vec<[i32; LANES]>,
-    s0: Vec<[i32; LANES]>,
-    shift0: Vec<[i32; LANES]>,
-    shift1: Vec<[i32; LANES]>,
+    p: Vec<[[i32; LANES]; VECTORS]>,
+    s0: Vec<[[i32; LANES]; VECTORS]>,
+    shift0: Vec<[[i32; LANES]; VECTORS]>,
+    shift1: Vec<[[i32; LANES]; VECTORS]>,
 }
 
-/// The sizes of the trials of `group` (at most [`LANES`] offsets), or `None` when a trial is
+/// The sizes of the trials of `group` (at most [`LANES`] · [`VECTORS`] offsets), or `None` when a trial is
 /// not counted (the caller then measures each one by itself).
 pub(super) fn group_sizes(
     cfg: &LayerConfig,
@@ -66,7 +70,7 @@ pub(super) fn group_shifts(
     indices: &[i32],
     group: Range<u32>,
 ) -> Result<Option<Vec<u64>>, Error> {
-    debug_assert!(applies(cfg) && (1..=LANES).contains(&group.len()));
+    debug_assert!(applies(cfg) && (1..=LANES * VECTORS).contains(&group.len()));
     // Each lane's start, with its own param_opt search: most of the work left once the lanes
     // count together, so on several threads when there are.
     let start = |offset: u32| {
@@ -100,23 +104,25 @@ pub(super) fn group_shifts(
     }
 
     // Lanes past the group's end repeat its first trial; their counts are dropped.
+    let empty = [[0; LANES]; VECTORS];
     let mut lanes = Lanes {
-        p: vec![[0; LANES]; len],
-        s0: vec![[0; LANES]; len],
-        shift0: vec![[0; LANES]; len],
-        shift1: vec![[0; LANES]; len],
+        p: vec![empty; len],
+        s0: vec![empty; len],
+        shift0: vec![empty; len],
+        shift1: vec![empty; len],
     };
-    let mut range = [0i32; LANES];
-    for (l, lane_range) in range.iter_mut().enumerate() {
-        let start = starts.get(l).unwrap_or(&starts[0]);
+    let mut range = empty;
+    for t in 0..LANES * VECTORS {
+        let (v, l) = (t / LANES, t % LANES);
+        let start = starts.get(t).unwrap_or(&starts[0]);
         for (c, m) in start.contexts.models().iter().enumerate() {
             let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
-            lanes.p[c][l] = i32::from(m.p());
-            lanes.s0[c][l] = i32::from(m.s0());
-            lanes.shift0[c][l] = i32::from(set.shift0);
-            lanes.shift1[c][l] = i32::from(set.shift1);
+            lanes.p[c][v][l] = i32::from(m.p());
+            lanes.s0[c][v][l] = i32::from(m.s0());
+            lanes.shift0[c][v][l] = i32::from(set.shift0);
+            lanes.shift1[c][v][l] = i32::from(set.shift1);
         }
-        *lane_range = start.engine().0 as i32;
+        range[v][l] = start.engine().0 as i32;
     }
     // SAFETY: `available` checked AVX-512 F and CD (`shifted_payload_sizes` calls this only
     // then).
@@ -134,7 +140,7 @@ pub(super) fn group_shifts(
     Ok(Some(
         starts
             .iter()
-            .zip(counted)
+            .zip(counted.as_flattened())
             .map(|(start, shifts)| start.engine().1 + shifts)
             .collect(),
     ))
@@ -145,32 +151,42 @@ pub(super) fn group_shifts(
 /// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
 const FLUSH_VALUES: usize = 4096;
 
-/// What a step needs besides its contexts.
+/// One vector's engine: its lanes' ranges and shifts, and the curve.
 struct Engine {
     range: __m512i,
     /// Shifts since the last flush, per lane.
     shifts: __m512i,
-    curve_lo: __m512i,
-    curve_hi: __m512i,
+    curve: Curve,
 }
 
-/// One bin in every `active` lane: lane `l` codes bit `l` of `bin` in the context
-/// `ctxs[k]` whose `sel[k]` has bit `l` (the `sel` masks part the lanes), moving its range and
-/// shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
+/// §2.3's curve, in two registers for `vpermt2d`.
+#[derive(Clone, Copy)]
+struct Curve {
+    lo: __m512i,
+    hi: __m512i,
+}
+
+/// One bin in every `active` lane of vector `v`: lane `l` codes bit `l` of `bin` in the
+/// context `ctxs[k]` whose `sel[k]` has bit `l` (the `sel` masks part the lanes), moving its
+/// range and shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd")]
 fn step<const K: usize>(
     lanes: &mut Lanes,
+    v: usize,
     eng: &mut Engine,
     ctxs: [usize; K],
     sel: [__mmask16; K],
     active: __mmask16,
     bin: __mmask16,
 ) {
-    let blended = |v: &[[i32; LANES]]| {
-        let mut x = load(&v[ctxs[0]]);
+    if active == 0 {
+        return;
+    }
+    let blended = |a: &[[[i32; LANES]; VECTORS]]| {
+        let mut x = load(&a[ctxs[0]][v]);
         for k in 1..K {
-            x = _mm512_mask_blend_epi32(sel[k], x, load(&v[ctxs[k]]));
+            x = _mm512_mask_blend_epi32(sel[k], x, load(&a[ctxs[k]][v]));
         }
         x
     };
@@ -212,50 +228,61 @@ fn step<const K: usize>(
     let sgn_s0 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s0), s0);
     let i0 = _mm512_add_epi32(_mm512_srai_epi32::<3>(sgn_s0), _mm512_set1_epi32(16));
     let d0 = _mm512_srlv_epi32(
-        _mm512_permutex2var_epi32(eng.curve_lo, i0, eng.curve_hi),
+        _mm512_permutex2var_epi32(eng.curve.lo, i0, eng.curve.hi),
         shift0,
     );
     let sgn_s1 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s1), s1);
     let i1 = _mm512_add_epi32(_mm512_srai_epi32::<7>(sgn_s1), _mm512_set1_epi32(16));
     let d1 = _mm512_srlv_epi32(
-        _mm512_permutex2var_epi32(eng.curve_lo, i1, eng.curve_hi),
+        _mm512_permutex2var_epi32(eng.curve.lo, i1, eng.curve.hi),
         shift1,
     );
     let s0 = towards(s0, d0);
     let p = _mm512_add_epi32(towards(s1, d1), _mm512_slli_epi32::<4>(s0));
     for k in 0..K {
         let m = active & sel[k];
-        mask_store(&mut lanes.p[ctxs[k]], m, p);
-        mask_store(&mut lanes.s0[ctxs[k]], m, s0);
+        mask_store(&mut lanes.p[ctxs[k]][v], m, p);
+        mask_store(&mut lanes.s0[ctxs[k]][v], m, s0);
     }
 }
 
 /// Every lane's shifts over the levels `indices[i] − (first + l)`, in the order of `segments`.
+///
+/// The vectors step together, bin for bin, so that their range chains (each step waits for
+/// the previous one's table lookup) overlap.
 #[target_feature(enable = "avx512f,avx512cd")]
 fn count_shifts(
     lanes: &mut Lanes,
-    range: [i32; LANES],
+    range: [[i32; LANES]; VECTORS],
     indices: &[i32],
     segments: &[Range<usize>],
     first: u32,
     layout: &ContextLayout,
-) -> Result<[u64; LANES], Error> {
+) -> Result<[[u64; LANES]; VECTORS], Error> {
     let n = layout.num_gtx_flags() as usize;
     let rem = layout.rem();
     let zero = _mm512_setzero_si512();
-    let lane_index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let mut eng = Engine {
-        range: load(&range),
-        shifts: zero,
-        curve_lo: load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
-        curve_hi: load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
+    let all: __mmask16 = 0xFFFF;
+    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let lane_offsets: [__m512i; VECTORS] =
+        std::array::from_fn(|v| _mm512_add_epi32(iota, _mm512_set1_epi32((v * LANES) as i32)));
+    let curve = Curve {
+        lo: load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
+        hi: load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
     };
-    let mut totals = [0u64; LANES];
-    let mut flush = |shifts: &mut __m512i| {
-        for (t, s) in totals.iter_mut().zip(to_array(*shifts)) {
-            *t += u64::from(s as u32);
+    let mut engines: [Engine; VECTORS] = std::array::from_fn(|v| Engine {
+        range: load(&range[v]),
+        shifts: zero,
+        curve,
+    });
+    let mut totals = [[0u64; LANES]; VECTORS];
+    let flush = |engines: &mut [Engine; VECTORS], totals: &mut [[u64; LANES]; VECTORS]| {
+        for (eng, total) in engines.iter_mut().zip(totals.iter_mut()) {
+            for (t, s) in total.iter_mut().zip(to_array(eng.shifts)) {
+                *t += u64::from(s as u32);
+            }
+            eng.shifts = _mm512_setzero_si512();
         }
-        *shifts = _mm512_setzero_si512();
     };
     let sig = [
         ContextLayout::sig(0, 0),
@@ -267,73 +294,91 @@ fn count_shifts(
         ContextLayout::sign(1),
         ContextLayout::sign(2),
     ];
-    let mut prev = zero;
+    let mut prev = [zero; VECTORS];
     let mut since_flush = 0;
     for seg in segments {
         let slice = indices
             .get(seg.clone())
             .ok_or(Error::Internal("segment out of range"))?;
         for &x in slice {
-            let level =
-                _mm512_sub_epi32(_mm512_set1_epi32(x.wrapping_sub(first as i32)), lane_index);
+            let base = _mm512_set1_epi32(x.wrapping_sub(first as i32));
+            let level: [__m512i; VECTORS] =
+                std::array::from_fn(|v| _mm512_sub_epi32(base, lane_offsets[v]));
             // Neighbour classes of the previous level: zero, negative, positive.
-            let classes = [
-                _mm512_cmpeq_epi32_mask(prev, zero),
-                _mm512_cmplt_epi32_mask(prev, zero),
-                _mm512_cmpgt_epi32_mask(prev, zero),
-            ];
-            let nonzero = _mm512_cmpneq_epi32_mask(level, zero);
-            step(lanes, &mut eng, sig, classes, 0xFFFF, nonzero);
-            if nonzero != 0 {
-                let negative = _mm512_cmplt_epi32_mask(level, zero);
-                step(lanes, &mut eng, sign, classes, nonzero, negative);
+            let classes: [[__mmask16; 3]; VECTORS] = std::array::from_fn(|v| {
+                [
+                    _mm512_cmpeq_epi32_mask(prev[v], zero),
+                    _mm512_cmplt_epi32_mask(prev[v], zero),
+                    _mm512_cmpgt_epi32_mask(prev[v], zero),
+                ]
+            });
+            let nonzero: [__mmask16; VECTORS] =
+                std::array::from_fn(|v| _mm512_cmpneq_epi32_mask(level[v], zero));
+            for (v, eng) in engines.iter_mut().enumerate() {
+                step(lanes, v, eng, sig, classes[v], all, nonzero[v]);
+            }
+            if nonzero.iter().any(|&m| m != 0) {
+                let negative: [__mmask16; VECTORS] =
+                    std::array::from_fn(|v| _mm512_cmplt_epi32_mask(level[v], zero));
+                for (v, eng) in engines.iter_mut().enumerate() {
+                    step(lanes, v, eng, sign, classes[v], nonzero[v], negative[v]);
+                }
                 // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
-                let abs = _mm512_abs_epi32(level);
-                let mut j = 0;
-                while j < n {
-                    let coded = nonzero & _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(j as i32));
-                    if coded == 0 {
+                let abs: [__m512i; VECTORS] = std::array::from_fn(|v| _mm512_abs_epi32(level[v]));
+                for j in 0..n {
+                    let above = |v: usize, t: usize| {
+                        _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(t as i32))
+                    };
+                    let coded: [__mmask16; VECTORS] =
+                        std::array::from_fn(|v| nonzero[v] & above(v, j));
+                    if coded.iter().all(|&m| m == 0) {
                         break;
                     }
-                    let one = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(j as i32 + 1));
                     let gtx = ContextLayout::GTX + 2 * j;
-                    step(
-                        lanes,
-                        &mut eng,
-                        [gtx, gtx + 1],
-                        [!negative, negative],
-                        coded,
-                        one,
-                    );
-                    j += 1;
+                    for (v, eng) in engines.iter_mut().enumerate() {
+                        let neg = negative[v];
+                        let one = above(v, j + 1);
+                        step(lanes, v, eng, [gtx, gtx + 1], [!neg, neg], coded[v], one);
+                    }
                 }
-                let remainder = nonzero & _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(n as i32));
-                if remainder != 0 {
+                let remainder: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+                    nonzero[v] & _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(n as i32))
+                });
+                if remainder.iter().any(|&m| m != 0) {
                     // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
                     // then a zero unless it is full; as many suffix bins follow, bypass.
-                    let r1 = _mm512_sub_epi32(abs, _mm512_set1_epi32(n as i32));
-                    let ones = _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1));
+                    let ones: [__m512i; VECTORS] = std::array::from_fn(|v| {
+                        let r1 = _mm512_sub_epi32(abs[v], _mm512_set1_epi32(n as i32));
+                        _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1))
+                    });
                     for k in 0..MAX_PREFIX_BINS {
                         let kv = _mm512_set1_epi32(k as i32);
-                        let coded = remainder & _mm512_cmple_epi32_mask(kv, ones);
-                        if coded == 0 {
+                        let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+                            remainder[v] & _mm512_cmple_epi32_mask(kv, ones[v])
+                        });
+                        if coded.iter().all(|&m| m == 0) {
                             break;
                         }
-                        let one = _mm512_cmplt_epi32_mask(kv, ones);
-                        step(lanes, &mut eng, [rem + k], [0xFFFF], coded, one);
+                        for (v, eng) in engines.iter_mut().enumerate() {
+                            let one = _mm512_cmplt_epi32_mask(kv, ones[v]);
+                            step(lanes, v, eng, [rem + k], [all], coded[v], one);
+                        }
                     }
-                    eng.shifts = _mm512_mask_add_epi32(eng.shifts, remainder, eng.shifts, ones);
+                    for (v, eng) in engines.iter_mut().enumerate() {
+                        eng.shifts =
+                            _mm512_mask_add_epi32(eng.shifts, remainder[v], eng.shifts, ones[v]);
+                    }
                 }
             }
             prev = level;
             since_flush += 1;
             if since_flush == FLUSH_VALUES {
-                flush(&mut eng.shifts);
+                flush(&mut engines, &mut totals);
                 since_flush = 0;
             }
         }
     }
-    flush(&mut eng.shifts);
+    flush(&mut engines, &mut totals);
     Ok(totals)
 }
 
