@@ -18,16 +18,19 @@ use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
 use crate::layer::{LayerConfig, LayerHistory};
 use crate::payload_size::{payload_len, CountStart};
-use crate::tables::{CURVE, INIT_SETS, RLPS_PACKED};
+use crate::tables::{CURVE, INIT_SETS, RLPS_TABLE};
 use crate::Error;
 
-/// Whether this CPU has AVX-512 F and CD and the environment variable `NNC_NO_AVX512` is unset
+/// Whether this CPU has AVX-512 F, CD, BW and VBMI (Intel since Ice Lake, AMD since Zen 4) and
+/// the environment variable `NNC_NO_AVX512` is unset
 /// (it selects the one-trial-at-a-time counter, to compare the two).
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512cd")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vbmi")
             && std::env::var_os("NNC_NO_AVX512").is_none()
     })
 }
@@ -124,8 +127,8 @@ pub(super) fn group_shifts(
         }
         range[v][l] = start.engine().0 as i32;
     }
-    // SAFETY: `available` checked AVX-512 F and CD (`shifted_payload_sizes` calls this only
-    // then).
+    // SAFETY: `available` checked AVX-512 F, CD, BW and VBMI (`shifted_payload_sizes` calls
+    // this only then).
     #[allow(unsafe_code)]
     let counted = unsafe {
         count_shifts(
@@ -151,26 +154,28 @@ pub(super) fn group_shifts(
 /// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
 const FLUSH_VALUES: usize = 4096;
 
-/// One vector's engine: its lanes' ranges and shifts, and the curve.
+/// One vector's engine: its lanes' ranges and shifts, and the tables.
 struct Engine {
     range: __m512i,
     /// Shifts since the last flush, per lane.
     shifts: __m512i,
-    curve: Curve,
+    tables: Tables,
 }
 
-/// §2.3's curve, in two registers for `vpermt2d`.
+/// The tables a step reads, in registers.
 #[derive(Clone, Copy)]
-struct Curve {
-    lo: __m512i,
-    hi: __m512i,
+struct Tables {
+    /// §2.3's curve, entries 0..16 and 16..32, for `vpermt2d`.
+    curve: [__m512i; 2],
+    /// `RLPS_TABLE` in four registers of 64 bytes, for `vpermt2b`.
+    rlps: [__m512i; 4],
 }
 
 /// One bin in every `active` lane of vector `v`: lane `l` codes bit `l` of `bin` in the
 /// context `ctxs[k]` whose `sel[k]` has bit `l` (the `sel` masks part the lanes), moving its
 /// range and shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
 #[inline]
-#[target_feature(enable = "avx512f,avx512cd")]
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512vbmi")]
 fn step<const K: usize>(
     lanes: &mut Lanes,
     v: usize,
@@ -196,21 +201,26 @@ fn step<const K: usize>(
     let shift1 = blended(&lanes.shift1);
     let zero = _mm512_setzero_si512();
 
-    // The range (§1.2): rLPS, its shift and renormalised range from the packed table.
+    // The range (§1.2): rLPS from the table, the LPS shift from its leading zeros.
     let col = _mm512_abs_epi32(_mm512_srai_epi32::<7>(p));
     let row = _mm512_and_si512(eng.range, _mm512_set1_epi32(0xE0));
     let idx = _mm512_and_si512(_mm512_add_epi32(row, col), _mm512_set1_epi32(0xFF));
-    // SAFETY: `idx` is masked to 0..=255 and `RLPS_PACKED` has 256 entries.
-    #[allow(unsafe_code)]
-    let e = unsafe { _mm512_i32gather_epi32::<4>(idx, RLPS_PACKED.as_ptr().cast()) };
-    let rmps = _mm512_sub_epi32(eng.range, _mm512_and_si512(e, _mm512_set1_epi32(0xFF)));
+    // rLPS from the table in registers: byte lookups in its two halves, picked by bit 7.
+    let lo = _mm512_permutex2var_epi8(eng.tables.rlps[0], idx, eng.tables.rlps[1]);
+    let hi = _mm512_permutex2var_epi8(eng.tables.rlps[2], idx, eng.tables.rlps[3]);
+    let upper = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(0x80));
+    let rlps = _mm512_and_si512(
+        _mm512_mask_blend_epi32(upper, lo, hi),
+        _mm512_set1_epi32(0xFF),
+    );
+    let rmps = _mm512_sub_epi32(eng.range, rlps);
     let mps_is_one = _mm512_cmpge_epi32_mask(p, zero);
     let lps = bin ^ mps_is_one;
     let small = _mm512_cmplt_epi32_mask(rmps, _mm512_set1_epi32(256));
     let r_mps = _mm512_mask_slli_epi32(rmps, small, rmps, 1);
     let n_mps = _mm512_maskz_mov_epi32(small, _mm512_set1_epi32(1));
-    let r_lps = _mm512_srli_epi32::<16>(e);
-    let n_lps = _mm512_and_si512(_mm512_srli_epi32::<8>(e), _mm512_set1_epi32(0xF));
+    let n_lps = _mm512_sub_epi32(_mm512_lzcnt_epi32(rlps), _mm512_set1_epi32(23));
+    let r_lps = _mm512_sllv_epi32(rlps, n_lps);
     eng.range = _mm512_mask_blend_epi32(
         active & lps,
         _mm512_mask_mov_epi32(eng.range, active, r_mps),
@@ -228,13 +238,13 @@ fn step<const K: usize>(
     let sgn_s0 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s0), s0);
     let i0 = _mm512_add_epi32(_mm512_srai_epi32::<3>(sgn_s0), _mm512_set1_epi32(16));
     let d0 = _mm512_srlv_epi32(
-        _mm512_permutex2var_epi32(eng.curve.lo, i0, eng.curve.hi),
+        _mm512_permutex2var_epi32(eng.tables.curve[0], i0, eng.tables.curve[1]),
         shift0,
     );
     let sgn_s1 = _mm512_mask_blend_epi32(bin, _mm512_sub_epi32(zero, s1), s1);
     let i1 = _mm512_add_epi32(_mm512_srai_epi32::<7>(sgn_s1), _mm512_set1_epi32(16));
     let d1 = _mm512_srlv_epi32(
-        _mm512_permutex2var_epi32(eng.curve.lo, i1, eng.curve.hi),
+        _mm512_permutex2var_epi32(eng.tables.curve[0], i1, eng.tables.curve[1]),
         shift1,
     );
     let s0 = towards(s0, d0);
@@ -248,9 +258,8 @@ fn step<const K: usize>(
 
 /// Every lane's shifts over the levels `indices[i] − (first + l)`, in the order of `segments`.
 ///
-/// The vectors step together, bin for bin, so that their range chains (each step waits for
-/// the previous one's table lookup) overlap.
-#[target_feature(enable = "avx512f,avx512cd")]
+/// The vectors step together, bin for bin, so that their range chains overlap.
+#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512vbmi")]
 fn count_shifts(
     lanes: &mut Lanes,
     range: [[i32; LANES]; VECTORS],
@@ -266,14 +275,27 @@ fn count_shifts(
     let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let lane_offsets: [__m512i; VECTORS] =
         std::array::from_fn(|v| _mm512_add_epi32(iota, _mm512_set1_epi32((v * LANES) as i32)));
-    let curve = Curve {
-        lo: load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
-        hi: load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
+    let table = |k: usize| {
+        let bytes: &[u8; 64] = RLPS_TABLE[64 * k..64 * (k + 1)]
+            .try_into()
+            .expect("RLPS_TABLE has 256 entries");
+        // SAFETY: `bytes` is 64 readable bytes; the load has no alignment requirement.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm512_loadu_si512(bytes.as_ptr().cast())
+        }
+    };
+    let tables = Tables {
+        curve: [
+            load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
+            load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
+        ],
+        rlps: [table(0), table(1), table(2), table(3)],
     };
     let mut engines: [Engine; VECTORS] = std::array::from_fn(|v| Engine {
         range: load(&range[v]),
         shifts: zero,
-        curve,
+        tables,
     });
     let mut totals = [[0u64; LANES]; VECTORS];
     let flush = |engines: &mut [Engine; VECTORS], totals: &mut [[u64; LANES]; VECTORS]| {
