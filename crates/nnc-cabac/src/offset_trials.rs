@@ -39,7 +39,7 @@ pub fn shifted_payload_sizes(
     let mut next = offsets.start;
     #[cfg(target_arch = "x86_64")]
     if avx512::available() && avx512::applies(cfg) {
-        while offsets.end - next >= 2 {
+        while next < offsets.end && offsets.end - next >= 2 {
             let group = next..offsets
                 .end
                 .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
@@ -154,6 +154,19 @@ mod tests {
             prop_assert_eq!(
                 shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
                 one_by_one(&cfg, &opts, &lv, offsets)
+            );
+        }
+    }
+
+    #[test]
+    #[allow(clippy::reversed_empty_ranges)] // a caller's reversed range must not panic
+    fn empty_and_reversed_ranges() {
+        let cfg = LayerConfig::new(vec![4]);
+        let opts = EncodeLayerOptions::default();
+        for offsets in [3..3, 9..2, u32::MAX..u32::MAX] {
+            assert_eq!(
+                shifted_payload_sizes(&cfg, &opts, &[1, 2, 3, 4], offsets).unwrap(),
+                Vec::<usize>::new()
             );
         }
     }

@@ -73,7 +73,9 @@ pub(super) fn group_shifts(
     indices: &[i32],
     group: Range<u32>,
 ) -> Result<Option<Vec<u64>>, Error> {
-    debug_assert!(applies(cfg) && (1..=LANES * VECTORS).contains(&group.len()));
+    if !applies(cfg) || !(1..=LANES * VECTORS).contains(&group.len()) {
+        return Ok(None);
+    }
     // Each lane's start, with its own param_opt search: most of the work left once the lanes
     // count together, so on several threads when there are.
     let start = |offset: u32| {
