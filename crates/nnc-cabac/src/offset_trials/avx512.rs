@@ -108,7 +108,7 @@ pub(super) fn group_shifts(
         return Err(Error::Internal("context layout too small for the trials"));
     }
 
-    // Lanes past the group's end repeat its first trial; their counts are dropped.
+    // Lanes past the group's end hold its first trial's start and code nothing.
     let empty = [[0; LANES]; VECTORS];
     let mut lanes = Lanes {
         p: vec![empty; len],
@@ -138,7 +138,7 @@ pub(super) fn group_shifts(
             range,
             indices,
             &starts[0].segments,
-            group.start,
+            (group.start, group.len()),
             &layout,
         )
     }?;
@@ -258,7 +258,8 @@ fn step<const K: usize>(
     }
 }
 
-/// Every lane's shifts over the levels `indices[i] − (first + l)`, in the order of `segments`.
+/// Every lane's shifts over the levels `indices[i] − (first + 16·v + l)`, in the order of
+/// `segments`, for the first `trials` lanes (the others count nothing).
 ///
 /// The vectors step together, bin for bin, so that their range chains overlap.
 #[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512vbmi")]
@@ -267,13 +268,18 @@ fn count_shifts(
     range: [[i32; LANES]; VECTORS],
     indices: &[i32],
     segments: &[Range<usize>],
-    first: u32,
+    (first, trials): (u32, usize),
     layout: &ContextLayout,
 ) -> Result<[[u64; LANES]; VECTORS], Error> {
     let n = layout.num_gtx_flags() as usize;
     let rem = layout.rem();
     let zero = _mm512_setzero_si512();
     let all: __mmask16 = 0xFFFF;
+    // Lanes past the last trial code nothing: their levels would add steps of their own.
+    let live: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+        let count = trials.saturating_sub(v * LANES).min(LANES);
+        ((1u32 << count) - 1) as __mmask16
+    });
     let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     let lane_offsets: [__m512i; VECTORS] =
         std::array::from_fn(|v| _mm512_add_epi32(iota, _mm512_set1_epi32((v * LANES) as i32)));
@@ -337,9 +343,9 @@ fn count_shifts(
                 ]
             });
             let nonzero: [__mmask16; VECTORS] =
-                std::array::from_fn(|v| _mm512_cmpneq_epi32_mask(level[v], zero));
+                std::array::from_fn(|v| live[v] & _mm512_cmpneq_epi32_mask(level[v], zero));
             for (v, eng) in engines.iter_mut().enumerate() {
-                step(lanes, v, eng, sig, classes[v], all, nonzero[v]);
+                step(lanes, v, eng, sig, classes[v], live[v], nonzero[v]);
             }
             if nonzero.iter().any(|&m| m != 0) {
                 let negative: [__mmask16; VECTORS] =
