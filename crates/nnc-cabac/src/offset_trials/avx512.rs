@@ -21,7 +21,7 @@ use crate::payload_size::{payload_len, CountStart};
 use crate::tables::{CURVE, INIT_SETS, RLPS_TABLE};
 use crate::Error;
 
-/// Whether this CPU has AVX-512 F, CD, BW and VBMI (Intel since Ice Lake, AMD since Zen 4) and
+/// Whether this CPU has AVX-512 F, CD and BW (Intel since Skylake-SP, AMD since Zen 4) and
 /// the environment variable `NNC_NO_AVX512` is unset
 /// (it selects the one-trial-at-a-time counter, to compare the two).
 pub(super) fn available() -> bool {
@@ -30,7 +30,6 @@ pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512cd")
             && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vbmi")
             && std::env::var_os("NNC_NO_AVX512").is_none()
     })
 }
@@ -129,7 +128,7 @@ pub(super) fn group_shifts(
         }
         range[v][l] = start.engine().0 as i32;
     }
-    // SAFETY: `available` checked AVX-512 F, CD, BW and VBMI (`shifted_payload_sizes` calls
+    // SAFETY: `available` checked AVX-512 F, CD and BW (`shifted_payload_sizes` calls
     // this only then).
     #[allow(unsafe_code)]
     let counted = unsafe {
@@ -169,15 +168,15 @@ struct Engine {
 struct Tables {
     /// §2.3's curve, entries 0..16 and 16..32, for `vpermt2d`.
     curve: [__m512i; 2],
-    /// `RLPS_TABLE` in four registers of 64 bytes, for `vpermt2b`.
-    rlps: [__m512i; 4],
+    /// `RLPS_TABLE` as 16-bit entries in eight registers of 32, for `vpermt2w`.
+    rlps: [__m512i; 8],
 }
 
 /// One bin in every `active` lane of vector `v`: lane `l` codes bit `l` of `bin` in the
 /// context `ctxs[k]` whose `sel[k]` has bit `l` (the `sel` masks part the lanes), moving its
 /// range and shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
 #[inline]
-#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512cd,avx512bw")]
 fn step<const K: usize>(
     lanes: &mut Lanes,
     v: usize,
@@ -207,12 +206,23 @@ fn step<const K: usize>(
     let col = _mm512_abs_epi32(_mm512_srai_epi32::<7>(p));
     let row = _mm512_and_si512(eng.range, _mm512_set1_epi32(0xE0));
     let idx = _mm512_and_si512(_mm512_add_epi32(row, col), _mm512_set1_epi32(0xFF));
-    // rLPS from the table in registers: byte lookups in its two halves, picked by bit 7.
-    let lo = _mm512_permutex2var_epi8(eng.tables.rlps[0], idx, eng.tables.rlps[1]);
-    let hi = _mm512_permutex2var_epi8(eng.tables.rlps[2], idx, eng.tables.rlps[3]);
-    let upper = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(0x80));
+    // rLPS from the table in registers: word lookups in its four quarters (the index's low six
+    // bits), picked by bits 6 and 7.
+    let t = &eng.tables.rlps;
+    let quarters = [
+        _mm512_permutex2var_epi16(t[0], idx, t[1]),
+        _mm512_permutex2var_epi16(t[2], idx, t[3]),
+        _mm512_permutex2var_epi16(t[4], idx, t[5]),
+        _mm512_permutex2var_epi16(t[6], idx, t[7]),
+    ];
+    let bit6 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(0x40));
+    let bit7 = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(0x80));
     let rlps = _mm512_and_si512(
-        _mm512_mask_blend_epi32(upper, lo, hi),
+        _mm512_mask_blend_epi32(
+            bit7,
+            _mm512_mask_blend_epi32(bit6, quarters[0], quarters[1]),
+            _mm512_mask_blend_epi32(bit6, quarters[2], quarters[3]),
+        ),
         _mm512_set1_epi32(0xFF),
     );
     let rmps = _mm512_sub_epi32(eng.range, rlps);
@@ -262,7 +272,7 @@ fn step<const K: usize>(
 /// `segments`, for the first `trials` lanes (the others count nothing).
 ///
 /// The vectors step together, bin for bin, so that their range chains overlap.
-#[target_feature(enable = "avx512f,avx512cd,avx512bw,avx512vbmi")]
+#[target_feature(enable = "avx512f,avx512cd,avx512bw")]
 fn count_shifts(
     lanes: &mut Lanes,
     range: [[i32; LANES]; VECTORS],
@@ -284,13 +294,11 @@ fn count_shifts(
     let lane_offsets: [__m512i; VECTORS] =
         std::array::from_fn(|v| _mm512_add_epi32(iota, _mm512_set1_epi32((v * LANES) as i32)));
     let table = |k: usize| {
-        let bytes: &[u8; 64] = RLPS_TABLE[64 * k..64 * (k + 1)]
-            .try_into()
-            .expect("RLPS_TABLE has 256 entries");
-        // SAFETY: `bytes` is 64 readable bytes; the load has no alignment requirement.
+        let words: [u16; 32] = std::array::from_fn(|i| u16::from(RLPS_TABLE[32 * k + i]));
+        // SAFETY: `words` is 64 readable bytes; the load has no alignment requirement.
         #[allow(unsafe_code)]
         unsafe {
-            _mm512_loadu_si512(bytes.as_ptr().cast())
+            _mm512_loadu_si512(words.as_ptr().cast())
         }
     };
     let tables = Tables {
@@ -298,7 +306,7 @@ fn count_shifts(
             load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
             load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
         ],
-        rlps: [table(0), table(1), table(2), table(3)],
+        rlps: std::array::from_fn(table),
     };
     let mut engines: [Engine; VECTORS] = std::array::from_fn(|v| Engine {
         range: load(&range[v]),
