@@ -133,7 +133,8 @@ mod tests {
             #[cfg(target_arch = "x86_64")]
             if avx512::available() && !offsets.is_empty() {
                 // Every lane's shifts, not only the lengths they round to.
-                let group = offsets.start..offsets.end.min(offsets.start + OFFSETS_PER_GROUP as u32);
+                let end = offsets.end.min(offsets.start + OFFSETS_PER_GROUP as u32);
+                let group = offsets.start..end;
                 let lanes = avx512::group_shifts(&cfg, &opts, &lv, group.clone()).unwrap().unwrap();
                 let single: Vec<u64> = group
                     .map(|o| {

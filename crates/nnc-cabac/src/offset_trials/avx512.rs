@@ -21,9 +21,9 @@ use crate::payload_size::{payload_len, CountStart};
 use crate::tables::{CURVE, INIT_SETS, RLPS_TABLE};
 use crate::Error;
 
-/// Whether this CPU has AVX-512 F, CD and BW (Intel since Skylake-SP, AMD since Zen 4) and
-/// the environment variable `NNC_NO_AVX512` is unset
-/// (it selects the one-trial-at-a-time counter, to compare the two).
+/// Whether this CPU has AVX-512 F, CD and BW (Intel since Skylake-SP, AMD since Zen 4) and the
+/// environment variable `NNC_NO_AVX512` is unset (it selects the one-trial-at-a-time counter,
+/// to compare the two).
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
@@ -53,8 +53,8 @@ struct Lanes {
     shift1: Vec<[[i32; LANES]; VECTORS]>,
 }
 
-/// The sizes of the trials of `group` (at most [`LANES`] · [`VECTORS`] offsets), or `None` when a trial is
-/// not counted (the caller then measures each one by itself).
+/// The sizes of the trials of `group` (at most [`LANES`] · [`VECTORS`] offsets), or `None`
+/// when a trial is not counted (the caller then measures each one by itself).
 pub(super) fn group_sizes(
     cfg: &LayerConfig,
     opts: &EncodeLayerOptions,
