@@ -367,6 +367,50 @@ pub(crate) fn decode_nonzero_plain(
     signed_level(a, negative)
 }
 
+/// [`decode_nonzero_plain`] under codebook bounds (`lc`, no TCA base, no HDSP): the sign may be
+/// implied, the greater-than flags stop at the sign's largest magnitude, and the remainder's
+/// prefix stops where one more 1 would pass it. The flag and prefix runs go through the same
+/// unary loops. Same bins, same order as [`decode_level_as`] with `BOUNDED`.
+#[inline(always)]
+pub(crate) fn decode_nonzero_bounded(
+    dec: &mut ArithDecoder<'_>,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+    nb_class: usize,
+    lc: &LevelCoding,
+) -> Result<i32, Error> {
+    let negative = if lc.sign_coded {
+        dec.decode_bin(ctx_mut(ctxs, ContextLayout::sign(nb_class))?)
+    } else {
+        lc.implied_negative
+    };
+    let max = if negative { lc.max_neg } else { lc.max_pos };
+    let mut a = 1u64;
+    if max > 1 {
+        // Flag 0 is always read, even with N = 0; the flags stop after N ones, or once the
+        // magnitude reaches `max`.
+        let n = (layout.num_gtx_flags() as usize).max(1);
+        let max_ones = usize::try_from(max - 1).map_or(n, |m| m.min(n));
+        let gtx = ctx_mut(ctxs, ContextLayout::GTX..ContextLayout::GTX + 2 * n)?;
+        let ones = dec.decode_unary::<2>(gtx, usize::from(negative), max_ones);
+        a += ones as u64;
+        if ones == max_ones && a < max {
+            // After k prefix ones the magnitude is at least a + 2^k − 1; the prefix stops
+            // after the k-th one when k reaches MAX_PREFIX_BINS or one more would pass `max`.
+            let mut most = 1;
+            while most < MAX_PREFIX_BINS && a + (1u64 << (most + 1)) - 1 <= max {
+                most += 1;
+            }
+            let rem = layout.rem();
+            let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
+            let nbits = dec.decode_unary::<1>(prefix, 0, most) as u32;
+            a += (1u64 << nbits) - 1;
+            a += u64::from(dec.decode_bypass_bins(nbits));
+        }
+    }
+    signed_level(a, negative)
+}
+
 /// Where the plain level loops put their bins: contexts of type `C` live in a slice the loop
 /// indexes itself, so runs of contexts can be sliced once per level. Implemented by the
 /// arithmetic encoder (`C` = [`ContextModel`]) and by the param_opt recorder (`C` = one

@@ -1,7 +1,8 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
 use crate::binarization::{
-    ctx_mut, decode_level_as, decode_nonzero_plain, LevelCoding, Neighbourhood,
+    ctx_mut, decode_level_as, decode_nonzero_bounded, decode_nonzero_plain, LevelCoding,
+    Neighbourhood,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
@@ -418,7 +419,10 @@ impl Run<'_, '_> {
         dq_state: &mut u8,
     ) -> Result<(), Error> {
         if !EXTRA && !BOUNDED {
-            return self.decode_plain::<DQ>(d, models, slice, nbh, dq_state);
+            return self.decode_plain::<DQ, false>(d, models, slice, nbh, dq_state);
+        }
+        if !EXTRA && !DQ && !self.lc.nothing_coded {
+            return self.decode_plain::<false, true>(d, models, slice, nbh, dq_state);
         }
         let mut state = *dq_state;
         for (i, o) in slice.iter_mut().enumerate() {
@@ -441,8 +445,8 @@ impl Run<'_, '_> {
         Ok(())
     }
 
-    /// [`Run::decode`] without TCA, HDSP or codebook bounds: the contexts depend only on the
-    /// previous level, the DQ state and the sign.
+    /// [`Run::decode`] without TCA or HDSP: the contexts depend only on the previous level, the
+    /// DQ state and the sign.
     ///
     /// Runs of zeros are decoded with their sig-flag context held in a local. After a zero the
     /// neighbour class is 0, and when the DQ state maps to itself on a zero (always without DQ),
@@ -451,8 +455,12 @@ impl Run<'_, '_> {
     /// states a zero run visits a different context at each position, and goes through
     /// [`ArithDecoder::decode_dq_zero_run`] (the assembly loop on x86-64). Same bins, same
     /// context states, same order.
+    ///
+    /// With `BOUNDED`, under the codebook bounds of `lc` (never with DQ here, and not for a
+    /// one-entry codebook, which codes no bins): the sig flags are those of the unbounded loop,
+    /// the rest of a level comes from [`decode_nonzero_bounded`]. Otherwise without bounds.
     #[inline(always)]
-    fn decode_plain<const DQ: bool>(
+    fn decode_plain<const DQ: bool, const BOUNDED: bool>(
         &self,
         d: &mut ArithDecoder<'_>,
         models: &mut [ContextModel],
@@ -521,7 +529,11 @@ impl Run<'_, '_> {
                 ctx.update(true);
             }
             // The sig flag of position i was 1.
-            let k = decode_nonzero_plain(d, models, self.layout, nb_class)?;
+            let k = if BOUNDED {
+                decode_nonzero_bounded(d, models, self.layout, nb_class, self.lc)?
+            } else {
+                decode_nonzero_plain(d, models, self.layout, nb_class)?
+            };
             let value = if DQ {
                 dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?
             } else {
