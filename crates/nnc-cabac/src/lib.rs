@@ -21,14 +21,20 @@
 //!   headers, by decoding the payload (its quirks included);
 //! - [`decode_layer_with_entry_points`]: decoding from signalled entry points, block rows optionally
 //!   on several threads;
+//! - [`payload_size`]: the length [`encode_layer`] and [`ArithEncoder::finish`] would give,
+//!   counted from the coder's shifts without writing bytes (for trial encodes);
+//! - [`shifted_payload_sizes`]: those lengths for the levels `indices − o` of a range of
+//!   offsets `o` (the codebook zero-offset search), many offsets at a time;
 //! - [`RateModel`]: bit estimates and context updates for rate-distortion quantizers;
 //! - [`StateRates`]: the rate models of the eight dependent-quantization trellis states, priced
 //!   and adapted together.
 //!
 //! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay, of the
-//! recorders' bulk write of held-back unary bins and of [`StateRates`] (`x86_64` only, chosen at run time when the CPU has AVX-512 F and BW (and VL for
-//! [`StateRates`]), or else AVX2, and BMI2 for the bulk write; `NNC_NO_AVX512=1` and
-//! `NNC_NO_AVX2=1` rule each out, and with both the portable forms run),
+//! recorders' bulk write of held-back unary bins and of [`StateRates`], and in the AVX-512 form
+//! of [`shifted_payload_sizes`] (`x86_64` only, chosen at run time when the CPU has AVX-512 F
+//! and BW (and VL for [`StateRates`], CD for the offset trials), or else AVX2, and BMI2 for the
+//! bulk write; `NNC_NO_AVX512=1` and `NNC_NO_AVX2=1` rule each out, and with both the portable
+//! forms run),
 //! whose vector loads and stores need it, and in the decoder's greater-than flag loop, written in
 //! x86-64 assembly (default feature `asm`; `--no-default-features` or any other target uses the
 //! Rust loop). Each pair of forms gives the same results, and the tests compare them.
