@@ -50,13 +50,19 @@ pub fn shifted_payload_sizes(
             next = group.end;
         }
     }
-    let mut shifted = Vec::new();
     for offset in next..offsets.end {
-        shifted.clear();
-        shifted.extend(indices.iter().map(|&i| i.wrapping_sub(offset as i32)));
-        sizes.push(payload_size(cfg, &LayerHistory::default(), opts, &shifted)?);
+        let levels = shifted(indices, offset);
+        sizes.push(payload_size(cfg, &LayerHistory::default(), opts, &levels)?);
     }
     Ok(sizes)
+}
+
+/// The levels of trial `offset`: `indices[i] − offset`, wrapping.
+fn shifted(indices: &[i32], offset: u32) -> Vec<i32> {
+    indices
+        .iter()
+        .map(|&i| i.wrapping_sub(offset as i32))
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,8 +78,7 @@ mod tests {
     ) -> Vec<usize> {
         offsets
             .map(|o| {
-                let shifted: Vec<i32> = indices.iter().map(|&i| i.wrapping_sub(o as i32)).collect();
-                payload_size(cfg, &LayerHistory::default(), opts, &shifted).unwrap()
+                payload_size(cfg, &LayerHistory::default(), opts, &shifted(indices, o)).unwrap()
             })
             .collect()
     }

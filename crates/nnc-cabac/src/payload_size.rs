@@ -36,8 +36,7 @@ impl ShiftCounter {
     /// the flush writes what is left of it with the stop bit, so `ceil((shifts + 2) / 8)` bytes
     /// in all.
     fn payload_len(&self) -> usize {
-        let total = self.shifts + TERMINATE_SHIFTS;
-        usize::try_from((total + 2).div_ceil(8)).unwrap_or(usize::MAX)
+        payload_len(self.shifts)
     }
 
     /// [`ArithEncoder::encode_bin`] without the offset register.
@@ -115,35 +114,28 @@ fn counted_shifts(
     let Some(mut start) = CountStart::new(cfg, hist, opts, levels)? else {
         return Ok(None);
     };
-    let models = start.contexts.models_mut();
-    let mut nb = 0;
-    let mut dq_state = 0u8;
-    for seg in start.segments.iter() {
-        let slice = levels
-            .get(seg.clone())
-            .ok_or(Error::Internal("segment out of range"))?;
-        code_plain_levels(
-            &mut start.counter,
-            models,
-            &start.layout,
-            start.dq,
-            slice,
-            &mut nb,
-            &mut dq_state,
-        )?;
-    }
+    // A counted tensor is scanned row-major in one block row: its levels in their own order.
+    let (mut nb, mut dq_state) = (0, 0u8);
+    code_plain_levels(
+        &mut start.counter,
+        start.contexts.models_mut(),
+        &start.layout,
+        start.dq,
+        levels,
+        &mut nb,
+        &mut dq_state,
+    )?;
     Ok(Some(start.counter))
 }
 
 /// A countable tensor's counter and contexts where its levels begin: after the header and the
-/// context-initialisation bins.
+/// context-initialisation bins. Its levels are then coded in their own order (row-major scan,
+/// one block row).
 pub(crate) struct CountStart {
     counter: ShiftCounter,
     pub contexts: ContextSet,
     pub layout: ContextLayout,
     pub dq: bool,
-    /// The scan's segments, as ranges of `levels` in coding order.
-    pub segments: Vec<std::ops::Range<usize>>,
 }
 
 impl CountStart {
@@ -187,11 +179,6 @@ impl CountStart {
             contexts,
             layout,
             dq: p.dq,
-            segments: p
-                .geo
-                .segments()
-                .map(|seg| seg.start..seg.start + seg.len)
-                .collect(),
         }))
     }
 
@@ -201,10 +188,11 @@ impl CountStart {
     }
 }
 
-/// The payload length after `shifts` shifts in all, the terminating bin's excluded (see
+/// The payload length after `shifts` shifts, the terminating bin's excluded (see
 /// [`ShiftCounter::payload_len`]).
 pub(crate) fn payload_len(shifts: u64) -> usize {
-    ShiftCounter { range: 256, shifts }.payload_len()
+    let total = shifts + TERMINATE_SHIFTS;
+    usize::try_from((total + 2).div_ceil(8)).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

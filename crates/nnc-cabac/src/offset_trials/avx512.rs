@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use super::LANES;
+use super::{shifted, LANES};
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
@@ -78,11 +78,12 @@ pub(super) fn group_shifts(
     // Each lane's start, with its own param_opt search: most of the work left once the lanes
     // count together, so on several threads when there are.
     let start = |offset: u32| {
-        let shifted: Vec<i32> = indices
-            .iter()
-            .map(|&i| i.wrapping_sub(offset as i32))
-            .collect();
-        CountStart::new(cfg, &LayerHistory::default(), opts, &shifted)
+        CountStart::new(
+            cfg,
+            &LayerHistory::default(),
+            opts,
+            &shifted(indices, offset),
+        )
     };
     #[cfg(feature = "rayon")]
     let starts: Vec<Option<CountStart>> = if crate::threads::worker_threads() > 1 {
@@ -107,7 +108,7 @@ pub(super) fn group_shifts(
         return Err(Error::Internal("context layout too small for the trials"));
     }
 
-    // Lanes past the group's end hold its first trial's start and code nothing.
+    // Lanes past the group's end code nothing, so their states stay as they are.
     let empty = [[0; LANES]; VECTORS];
     let mut lanes = Lanes {
         p: vec![empty; len],
@@ -116,9 +117,8 @@ pub(super) fn group_shifts(
         shift1: vec![empty; len],
     };
     let mut range = empty;
-    for t in 0..LANES * VECTORS {
+    for (t, start) in starts.iter().enumerate() {
         let (v, l) = (t / LANES, t % LANES);
-        let start = starts.get(t).unwrap_or(&starts[0]);
         for (c, m) in start.contexts.models().iter().enumerate() {
             let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
             lanes.p[c][v][l] = i32::from(m.p());
@@ -136,11 +136,10 @@ pub(super) fn group_shifts(
             &mut lanes,
             range,
             indices,
-            &starts[0].segments,
             (group.start, group.len()),
             &layout,
         )
-    }?;
+    };
     Ok(Some(
         starts
             .iter()
@@ -268,8 +267,9 @@ fn step<const K: usize>(
     }
 }
 
-/// Every lane's shifts over the levels `indices[i] − (first + 16·v + l)`, in the order of
-/// `segments`, for the first `trials` lanes (the others count nothing).
+/// Every lane's shifts over the levels `indices[i] − (first + 16·v + l)`, in index order (a
+/// counted tensor is scanned row-major in one block row), for the first `trials` lanes (the
+/// others count nothing).
 ///
 /// The vectors step together, bin for bin, so that their range chains overlap.
 #[target_feature(enable = "avx512f,avx512cd,avx512bw")]
@@ -277,10 +277,9 @@ fn count_shifts(
     lanes: &mut Lanes,
     range: [[i32; LANES]; VECTORS],
     indices: &[i32],
-    segments: &[Range<usize>],
     (first, trials): (u32, usize),
     layout: &ContextLayout,
-) -> Result<[[u64; LANES]; VECTORS], Error> {
+) -> [[u64; LANES]; VECTORS] {
     let n = layout.num_gtx_flags() as usize;
     let rem = layout.rem();
     let zero = _mm512_setzero_si512();
@@ -334,90 +333,84 @@ fn count_shifts(
     ];
     let mut prev = [zero; VECTORS];
     let mut since_flush = 0;
-    for seg in segments {
-        let slice = indices
-            .get(seg.clone())
-            .ok_or(Error::Internal("segment out of range"))?;
-        for &x in slice {
-            let base = _mm512_set1_epi32(x.wrapping_sub(first as i32));
-            let level: [__m512i; VECTORS] =
-                std::array::from_fn(|v| _mm512_sub_epi32(base, lane_offsets[v]));
-            // Neighbour classes of the previous level: zero, negative, positive.
-            let classes: [[__mmask16; 3]; VECTORS] = std::array::from_fn(|v| {
-                [
-                    _mm512_cmpeq_epi32_mask(prev[v], zero),
-                    _mm512_cmplt_epi32_mask(prev[v], zero),
-                    _mm512_cmpgt_epi32_mask(prev[v], zero),
-                ]
-            });
-            let nonzero: [__mmask16; VECTORS] =
-                std::array::from_fn(|v| live[v] & _mm512_cmpneq_epi32_mask(level[v], zero));
+    for &x in indices {
+        let base = _mm512_set1_epi32(x.wrapping_sub(first as i32));
+        let level: [__m512i; VECTORS] =
+            std::array::from_fn(|v| _mm512_sub_epi32(base, lane_offsets[v]));
+        // Neighbour classes of the previous level: zero, negative, positive.
+        let classes: [[__mmask16; 3]; VECTORS] = std::array::from_fn(|v| {
+            [
+                _mm512_cmpeq_epi32_mask(prev[v], zero),
+                _mm512_cmplt_epi32_mask(prev[v], zero),
+                _mm512_cmpgt_epi32_mask(prev[v], zero),
+            ]
+        });
+        let nonzero: [__mmask16; VECTORS] =
+            std::array::from_fn(|v| live[v] & _mm512_cmpneq_epi32_mask(level[v], zero));
+        for (v, eng) in engines.iter_mut().enumerate() {
+            step(lanes, v, eng, sig, classes[v], live[v], nonzero[v]);
+        }
+        if nonzero.iter().any(|&m| m != 0) {
+            let negative: [__mmask16; VECTORS] =
+                std::array::from_fn(|v| _mm512_cmplt_epi32_mask(level[v], zero));
             for (v, eng) in engines.iter_mut().enumerate() {
-                step(lanes, v, eng, sig, classes[v], live[v], nonzero[v]);
+                step(lanes, v, eng, sign, classes[v], nonzero[v], negative[v]);
             }
-            if nonzero.iter().any(|&m| m != 0) {
-                let negative: [__mmask16; VECTORS] =
-                    std::array::from_fn(|v| _mm512_cmplt_epi32_mask(level[v], zero));
-                for (v, eng) in engines.iter_mut().enumerate() {
-                    step(lanes, v, eng, sign, classes[v], nonzero[v], negative[v]);
+            // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
+            let abs: [__m512i; VECTORS] = std::array::from_fn(|v| _mm512_abs_epi32(level[v]));
+            for j in 0..n {
+                let above = |v: usize, t: usize| {
+                    _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(t as i32))
+                };
+                let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| nonzero[v] & above(v, j));
+                if coded.iter().all(|&m| m == 0) {
+                    break;
                 }
-                // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
-                let abs: [__m512i; VECTORS] = std::array::from_fn(|v| _mm512_abs_epi32(level[v]));
-                for j in 0..n {
-                    let above = |v: usize, t: usize| {
-                        _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(t as i32))
-                    };
-                    let coded: [__mmask16; VECTORS] =
-                        std::array::from_fn(|v| nonzero[v] & above(v, j));
+                let gtx = ContextLayout::GTX + 2 * j;
+                for (v, eng) in engines.iter_mut().enumerate() {
+                    let neg = negative[v];
+                    let one = above(v, j + 1);
+                    step(lanes, v, eng, [gtx, gtx + 1], [!neg, neg], coded[v], one);
+                }
+            }
+            let remainder: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+                nonzero[v] & _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(n as i32))
+            });
+            if remainder.iter().any(|&m| m != 0) {
+                // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
+                // then a zero unless it is full; as many suffix bins follow, bypass.
+                let ones: [__m512i; VECTORS] = std::array::from_fn(|v| {
+                    let r1 = _mm512_sub_epi32(abs[v], _mm512_set1_epi32(n as i32));
+                    _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1))
+                });
+                for k in 0..MAX_PREFIX_BINS {
+                    let kv = _mm512_set1_epi32(k as i32);
+                    let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+                        remainder[v] & _mm512_cmple_epi32_mask(kv, ones[v])
+                    });
                     if coded.iter().all(|&m| m == 0) {
                         break;
                     }
-                    let gtx = ContextLayout::GTX + 2 * j;
                     for (v, eng) in engines.iter_mut().enumerate() {
-                        let neg = negative[v];
-                        let one = above(v, j + 1);
-                        step(lanes, v, eng, [gtx, gtx + 1], [!neg, neg], coded[v], one);
+                        let one = _mm512_cmplt_epi32_mask(kv, ones[v]);
+                        step(lanes, v, eng, [rem + k], [all], coded[v], one);
                     }
                 }
-                let remainder: [__mmask16; VECTORS] = std::array::from_fn(|v| {
-                    nonzero[v] & _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(n as i32))
-                });
-                if remainder.iter().any(|&m| m != 0) {
-                    // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
-                    // then a zero unless it is full; as many suffix bins follow, bypass.
-                    let ones: [__m512i; VECTORS] = std::array::from_fn(|v| {
-                        let r1 = _mm512_sub_epi32(abs[v], _mm512_set1_epi32(n as i32));
-                        _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1))
-                    });
-                    for k in 0..MAX_PREFIX_BINS {
-                        let kv = _mm512_set1_epi32(k as i32);
-                        let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| {
-                            remainder[v] & _mm512_cmple_epi32_mask(kv, ones[v])
-                        });
-                        if coded.iter().all(|&m| m == 0) {
-                            break;
-                        }
-                        for (v, eng) in engines.iter_mut().enumerate() {
-                            let one = _mm512_cmplt_epi32_mask(kv, ones[v]);
-                            step(lanes, v, eng, [rem + k], [all], coded[v], one);
-                        }
-                    }
-                    for (v, eng) in engines.iter_mut().enumerate() {
-                        eng.shifts =
-                            _mm512_mask_add_epi32(eng.shifts, remainder[v], eng.shifts, ones[v]);
-                    }
+                for (v, eng) in engines.iter_mut().enumerate() {
+                    eng.shifts =
+                        _mm512_mask_add_epi32(eng.shifts, remainder[v], eng.shifts, ones[v]);
                 }
             }
-            prev = level;
-            since_flush += 1;
-            if since_flush == FLUSH_VALUES {
-                flush(&mut engines, &mut totals);
-                since_flush = 0;
-            }
+        }
+        prev = level;
+        since_flush += 1;
+        if since_flush == FLUSH_VALUES {
+            flush(&mut engines, &mut totals);
+            since_flush = 0;
         }
     }
     flush(&mut engines, &mut totals);
-    Ok(totals)
+    totals
 }
 
 #[target_feature(enable = "avx512f")]

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use nnc_cabac::{EncodeLayerOptions, HdspMode, LayerConfig, LayerHistory};
+use nnc_cabac::{EncodeLayerOptions, LayerConfig, LayerHistory};
 use nnc_quant::qp_select::{tensor_qps, QpConfig, QpTensor};
 use nnc_quant::{bitdepth, codebook, quantize_layer, QuantizeOptions};
 
@@ -76,12 +76,7 @@ pub(super) fn assign_qps(model: &mut WorkModel, opts: &EncodeOptions) -> Result<
 /// encodes; counted from the coder's shifts, without writing the payload.
 pub(super) fn trial_size(levels: &[i32], cfg: &LayerConfig, param_opt: bool) -> Result<usize> {
     let opts = trial_options(param_opt);
-    let hist = LayerHistory {
-        base_levels: None,
-        hdsp_mode: HdspMode::AlwaysOff,
-        hdsp_hist: None,
-    };
-    nnc_cabac::payload_size(cfg, &hist, &opts, levels)
+    nnc_cabac::payload_size(cfg, &LayerHistory::default(), &opts, levels)
         .map_err(|e| invalid(format!("trial encode: {e}")))
 }
 
