@@ -30,8 +30,8 @@
 //!   and adapted together.
 //!
 //! Unsafe code: none, except in the AVX-512 and AVX2 forms of the param_opt replay, of the
-//! recorders' bulk write of held-back unary bins and of [`StateRates`], and in the AVX-512 form
-//! of [`shifted_payload_sizes`] (`x86_64` only, chosen at run time when the CPU has AVX-512 F
+//! recorders' bulk write of held-back unary bins, of [`StateRates`] and of the lanes of
+//! [`shifted_payload_sizes`] (`x86_64` only, chosen at run time when the CPU has AVX-512 F
 //! and BW (and VL for [`StateRates`], CD for the offset trials), or else AVX2, and BMI2 for the
 //! bulk write; `NNC_NO_AVX512=1` and `NNC_NO_AVX2=1` rule each out, and with both the portable
 //! forms run),

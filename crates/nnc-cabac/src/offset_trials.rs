@@ -12,20 +12,21 @@
 
 use std::ops::Range;
 
+use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
 use crate::layer::{LayerConfig, LayerHistory};
-use crate::payload_size::payload_size;
+use crate::payload_size::{payload_len, payload_size, CountStart};
+use crate::tables::INIT_SETS;
 use crate::Error;
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
-
-/// Offsets per vector: one 512-bit vector of 32-bit lanes.
-pub(crate) const LANES: usize = 16;
 
 /// How many consecutive offsets [`shifted_payload_sizes`] counts together: a search spread
 /// over threads gives each call a range of this many.
-pub const OFFSETS_PER_GROUP: usize = 2 * LANES;
+pub const OFFSETS_PER_GROUP: usize = 32;
 
 /// The payload size of every trial in `offsets`: for offset `o`, what [`payload_size`] gives
 /// for the levels `indices[i] − o` (wrapping) under `cfg` and `opts`, without history.
@@ -37,14 +38,13 @@ pub fn shifted_payload_sizes(
 ) -> Result<Vec<usize>, Error> {
     let mut sizes = Vec::with_capacity(offsets.len());
     let mut next = offsets.start;
-    #[cfg(target_arch = "x86_64")]
-    if avx512::available() && avx512::applies(cfg) {
+    if let Some(kernel) = Kernel::for_layer(cfg) {
         while next < offsets.end && offsets.end - next >= 2 {
             let group = next..offsets
                 .end
                 .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
-            match avx512::group_sizes(cfg, opts, indices, group.clone())? {
-                Some(group_sizes) => sizes.extend(group_sizes),
+            match kernel.group_shifts(cfg, opts, indices, group.clone())? {
+                Some(shifts) => sizes.extend(shifts.into_iter().map(payload_len)),
                 None => break,
             }
             next = group.end;
@@ -56,6 +56,160 @@ pub fn shifted_payload_sizes(
     }
     Ok(sizes)
 }
+
+/// A form of the lanes' counting loop for this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Two vectors of 16 lanes ([`avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    /// Four vectors of 8 lanes ([`avx2`]).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The kernels this CPU runs, fastest first.
+    fn available() -> Vec<Kernel> {
+        #[allow(unused_mut)]
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx512::available() {
+                kernels.push(Kernel::Avx512);
+            }
+            if avx2::available() {
+                kernels.push(Kernel::Avx2);
+            }
+        }
+        kernels
+    }
+
+    /// The fastest kernel, if the lanes can count `cfg`'s trials together at all: no dependent
+    /// quantization (each lane's DQ state would pick other sig contexts), row-major scan, no
+    /// codebook bounds, and at least one greater-than flag (with none, flag 0 shares its
+    /// contexts with the remainder's).
+    fn for_layer(cfg: &LayerConfig) -> Option<Kernel> {
+        let applies = !cfg.dq_flag
+            && cfg.scan_order == 0
+            && cfg.codebook_size == 0
+            && cfg.cabac_unary_length >= 1;
+        applies
+            .then(|| Kernel::available().into_iter().next())
+            .flatten()
+    }
+
+    /// The shifts of each trial of `group` (at most [`OFFSETS_PER_GROUP`] offsets) before its
+    /// terminating bin, or `None` when a trial is not counted (the caller then measures each
+    /// one by itself).
+    fn group_shifts(
+        self,
+        cfg: &LayerConfig,
+        opts: &EncodeLayerOptions,
+        indices: &[i32],
+        group: Range<u32>,
+    ) -> Result<Option<Vec<u64>>, Error> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => avx512::group_shifts(cfg, opts, indices, group),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::group_shifts(cfg, opts, indices, group),
+        }
+    }
+}
+
+/// Every context's state, lane by lane, for `V` vectors of `W` lanes: `p[c][v][l]` is context
+/// `c`'s P in the lane of trial `W·v + l`.
+pub(crate) struct Lanes<const W: usize, const V: usize> {
+    pub p: Vec<[[i32; W]; V]>,
+    pub s0: Vec<[[i32; W]; V]>,
+    pub shift0: Vec<[[i32; W]; V]>,
+    pub shift1: Vec<[[i32; W]; V]>,
+}
+
+/// Every trial's start in `group` (at most `W·V` offsets), each after its own param_opt search,
+/// set out in lanes; then `count` gives each lane's shifts over the levels, from the lanes,
+/// their ranges and the context layout. Returns each trial's shifts before its terminating bin.
+fn count_group<const W: usize, const V: usize>(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    group: Range<u32>,
+    count: impl FnOnce(&mut Lanes<W, V>, [[i32; W]; V], &ContextLayout) -> [[u64; W]; V],
+) -> Result<Option<Vec<u64>>, Error> {
+    if Kernel::for_layer(cfg).is_none() || !(1..=W * V).contains(&group.len()) {
+        return Ok(None);
+    }
+    // Each lane's start, with its own param_opt search: most of the work left once the lanes
+    // count together, so on several threads when there are.
+    let start = |offset: u32| {
+        CountStart::new(
+            cfg,
+            &LayerHistory::default(),
+            opts,
+            &shifted(indices, offset),
+        )
+    };
+    #[cfg(feature = "rayon")]
+    let starts: Vec<Option<CountStart>> = if crate::threads::worker_threads() > 1 {
+        use rayon::prelude::*;
+        group
+            .clone()
+            .into_par_iter()
+            .map(start)
+            .collect::<Result<_, _>>()?
+    } else {
+        group.clone().map(start).collect::<Result<_, _>>()?
+    };
+    #[cfg(not(feature = "rayon"))]
+    let starts: Vec<Option<CountStart>> = group.clone().map(start).collect::<Result<_, _>>()?;
+    let Some(starts) = starts.into_iter().collect::<Option<Vec<CountStart>>>() else {
+        return Ok(None);
+    };
+    let layout = starts[0].layout;
+    let n = layout.num_gtx_flags() as usize;
+    let len = starts[0].contexts.models().len();
+    if n == 0
+        || layout.rem() + crate::binarization::MAX_PREFIX_BINS > len
+        || ContextLayout::GTX + 2 * n > len
+    {
+        return Err(Error::Internal("context layout too small for the trials"));
+    }
+
+    // Lanes past the group's end code nothing, so their states stay as they are.
+    let empty = [[0; W]; V];
+    let mut lanes = Lanes {
+        p: vec![empty; len],
+        s0: vec![empty; len],
+        shift0: vec![empty; len],
+        shift1: vec![empty; len],
+    };
+    let mut range = empty;
+    for (t, start) in starts.iter().enumerate() {
+        let (v, l) = (t / W, t % W);
+        for (c, m) in start.contexts.models().iter().enumerate() {
+            let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
+            lanes.p[c][v][l] = i32::from(m.p());
+            lanes.s0[c][v][l] = i32::from(m.s0());
+            lanes.shift0[c][v][l] = i32::from(set.shift0);
+            lanes.shift1[c][v][l] = i32::from(set.shift1);
+        }
+        range[v][l] = start.engine().0 as i32;
+    }
+    let counted = count(&mut lanes, range, &layout);
+    Ok(Some(
+        starts
+            .iter()
+            .zip(counted.as_flattened())
+            .map(|(start, shifts)| start.engine().1 + shifts)
+            .collect(),
+    ))
+}
+
+/// Values between two flushes of the lanes' 32-bit shift counts into 64-bit totals: a value
+/// shifts at most 7 times in each of its 2 + N + 31 context-coded bins plus 31 times for its
+/// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
+pub(crate) const FLUSH_VALUES: usize = 4096;
 
 /// The levels of trial `offset`: `indices[i] − offset`, wrapping.
 fn shifted(indices: &[i32], offset: u32) -> Vec<i32> {
@@ -81,6 +235,34 @@ mod tests {
                 payload_size(cfg, &LayerHistory::default(), opts, &shifted(indices, o)).unwrap()
             })
             .collect()
+    }
+
+    /// Checks [`shifted_payload_sizes`] and every kernel this CPU runs against the trials
+    /// counted one by one.
+    fn assert_every_kernel(
+        cfg: &LayerConfig,
+        opts: &EncodeLayerOptions,
+        indices: &[i32],
+        offsets: Range<u32>,
+    ) {
+        let expected = one_by_one(cfg, opts, indices, offsets.clone());
+        assert_eq!(
+            shifted_payload_sizes(cfg, opts, indices, offsets.clone()).unwrap(),
+            expected
+        );
+        for kernel in Kernel::available() {
+            let mut sizes = Vec::new();
+            let mut next = offsets.start;
+            while next < offsets.end {
+                let end = offsets
+                    .end
+                    .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
+                let shifts = kernel.group_shifts(cfg, opts, indices, next..end).unwrap();
+                sizes.extend(shifts.unwrap().into_iter().map(payload_len));
+                next = end;
+            }
+            assert_eq!(sizes, expected, "{kernel:?}");
+        }
     }
 
     /// Codebook-like indices: a bell around `centre` within `0..size`, with runs of one value.
@@ -135,27 +317,29 @@ mod tests {
             };
             let opts = EncodeLayerOptions { param_opt, ..Default::default() };
             let offsets = first.min(size)..size;
-            #[cfg(target_arch = "x86_64")]
-            if avx512::available() && !offsets.is_empty() {
-                // Every lane's shifts, not only the lengths they round to.
-                let end = offsets.end.min(offsets.start + OFFSETS_PER_GROUP as u32);
-                let group = offsets.start..end;
-                let lanes = avx512::group_shifts(&cfg, &opts, &lv, group.clone()).unwrap().unwrap();
-                let single: Vec<u64> = group
-                    .map(|o| {
-                        let shifted: Vec<i32> =
-                            lv.iter().map(|&i| i.wrapping_sub(o as i32)).collect();
-                        crate::payload_size::shifts_before_terminating(
-                            &cfg,
-                            &LayerHistory::default(),
-                            &opts,
-                            &shifted,
-                        )
-                        .unwrap()
-                        .unwrap()
-                    })
-                    .collect();
-                prop_assert_eq!(lanes, single);
+            // Every lane's shifts, not only the lengths they round to, in every kernel this
+            // CPU runs.
+            let end = offsets.end.min(offsets.start + OFFSETS_PER_GROUP as u32);
+            let group = offsets.start..end;
+            let single: Vec<u64> = group
+                .clone()
+                .map(|o| {
+                    crate::payload_size::shifts_before_terminating(
+                        &cfg,
+                        &LayerHistory::default(),
+                        &opts,
+                        &shifted(&lv, o),
+                    )
+                    .unwrap()
+                    .unwrap()
+                })
+                .collect();
+            for kernel in Kernel::available() {
+                if group.is_empty() {
+                    break;
+                }
+                let lanes = kernel.group_shifts(&cfg, &opts, &lv, group.clone()).unwrap();
+                prop_assert_eq!(lanes.as_ref(), Some(&single), "{:?}", kernel);
             }
             prop_assert_eq!(
                 shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
@@ -200,10 +384,7 @@ mod tests {
             param_opt: true,
             ..Default::default()
         };
-        assert_eq!(
-            shifted_payload_sizes(&cfg, &opts, &lv, 16..48).unwrap(),
-            one_by_one(&cfg, &opts, &lv, 16..48)
-        );
+        assert_every_kernel(&cfg, &opts, &lv, 16..48);
     }
 
     #[test]
@@ -220,10 +401,7 @@ mod tests {
             ..Default::default()
         };
         for offsets in [0..40, u32::MAX - 20..u32::MAX, (1 << 31) - 8..(1 << 31) + 8] {
-            assert_eq!(
-                shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
-                one_by_one(&cfg, &opts, &lv, offsets)
-            );
+            assert_every_kernel(&cfg, &opts, &lv, offsets);
         }
     }
 }

@@ -12,13 +12,12 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use super::{shifted, LANES};
+use super::FLUSH_VALUES;
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
-use crate::layer::{LayerConfig, LayerHistory};
-use crate::payload_size::{payload_len, CountStart};
-use crate::tables::{CURVE, INIT_SETS, RLPS_TABLE};
+use crate::layer::LayerConfig;
+use crate::tables::{CURVE, RLPS_TABLE};
 use crate::Error;
 
 /// Whether this CPU has AVX-512 F, CD and BW (Intel since Skylake-SP, AMD since Zen 4) and the
@@ -34,125 +33,31 @@ pub(super) fn available() -> bool {
     })
 }
 
-/// Whether the lanes can share a step sequence under `cfg`: no dependent quantization (each
-/// lane's DQ state would pick other sig contexts), row-major scan, no codebook bounds, and at
-/// least one greater-than flag (with none, flag 0 shares its contexts with the remainder's).
-pub(super) fn applies(cfg: &LayerConfig) -> bool {
-    !cfg.dq_flag && cfg.scan_order == 0 && cfg.codebook_size == 0 && cfg.cabac_unary_length >= 1
-}
+/// Lanes per vector: one 512-bit vector of 32-bit lanes.
+const LANES: usize = 16;
 
 /// Vectors of [`LANES`] trials that step together.
-pub(super) const VECTORS: usize = 2;
+const VECTORS: usize = 2;
 
-/// Every context's state, lane by lane: `p[c][v][l]` is context `c`'s P in lane `l` of vector
-/// `v`.
-struct Lanes {
-    p: Vec<[[i32; LANES]; VECTORS]>,
-    s0: Vec<[[i32; LANES]; VECTORS]>,
-    shift0: Vec<[[i32; LANES]; VECTORS]>,
-    shift1: Vec<[[i32; LANES]; VECTORS]>,
-}
+type Lanes = super::Lanes<LANES, VECTORS>;
 
-/// The sizes of the trials of `group` (at most [`LANES`] · [`VECTORS`] offsets), or `None`
-/// when a trial is not counted (the caller then measures each one by itself).
-pub(super) fn group_sizes(
-    cfg: &LayerConfig,
-    opts: &EncodeLayerOptions,
-    indices: &[i32],
-    group: Range<u32>,
-) -> Result<Option<Vec<usize>>, Error> {
-    Ok(group_shifts(cfg, opts, indices, group)?
-        .map(|shifts| shifts.into_iter().map(payload_len).collect()))
-}
-
-/// The shifts of each trial of `group` before its terminating bin, as [`group_sizes`].
+/// The shifts of each trial of `group` before its terminating bin (see
+/// [`super::Kernel::group_shifts`]).
 pub(super) fn group_shifts(
     cfg: &LayerConfig,
     opts: &EncodeLayerOptions,
     indices: &[i32],
     group: Range<u32>,
 ) -> Result<Option<Vec<u64>>, Error> {
-    if !applies(cfg) || !(1..=LANES * VECTORS).contains(&group.len()) {
-        return Ok(None);
-    }
-    // Each lane's start, with its own param_opt search: most of the work left once the lanes
-    // count together, so on several threads when there are.
-    let start = |offset: u32| {
-        CountStart::new(
-            cfg,
-            &LayerHistory::default(),
-            opts,
-            &shifted(indices, offset),
-        )
-    };
-    #[cfg(feature = "rayon")]
-    let starts: Vec<Option<CountStart>> = if crate::threads::worker_threads() > 1 {
-        use rayon::prelude::*;
-        group
-            .clone()
-            .into_par_iter()
-            .map(start)
-            .collect::<Result<_, _>>()?
-    } else {
-        group.clone().map(start).collect::<Result<_, _>>()?
-    };
-    #[cfg(not(feature = "rayon"))]
-    let starts: Vec<Option<CountStart>> = group.clone().map(start).collect::<Result<_, _>>()?;
-    let Some(starts) = starts.into_iter().collect::<Option<Vec<CountStart>>>() else {
-        return Ok(None);
-    };
-    let layout = starts[0].layout;
-    let n = layout.num_gtx_flags() as usize;
-    let len = starts[0].contexts.models().len();
-    if n == 0 || layout.rem() + MAX_PREFIX_BINS > len || ContextLayout::GTX + 2 * n > len {
-        return Err(Error::Internal("context layout too small for the trials"));
-    }
-
-    // Lanes past the group's end code nothing, so their states stay as they are.
-    let empty = [[0; LANES]; VECTORS];
-    let mut lanes = Lanes {
-        p: vec![empty; len],
-        s0: vec![empty; len],
-        shift0: vec![empty; len],
-        shift1: vec![empty; len],
-    };
-    let mut range = empty;
-    for (t, start) in starts.iter().enumerate() {
-        let (v, l) = (t / LANES, t % LANES);
-        for (c, m) in start.contexts.models().iter().enumerate() {
-            let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
-            lanes.p[c][v][l] = i32::from(m.p());
-            lanes.s0[c][v][l] = i32::from(m.s0());
-            lanes.shift0[c][v][l] = i32::from(set.shift0);
-            lanes.shift1[c][v][l] = i32::from(set.shift1);
+    let first_trials = (group.start, group.len());
+    super::count_group(cfg, opts, indices, group, |lanes, range, layout| {
+        // SAFETY: `available` checked AVX-512 F, CD and BW (the kernel is chosen only then).
+        #[allow(unsafe_code)]
+        unsafe {
+            count_shifts(lanes, range, indices, first_trials, layout)
         }
-        range[v][l] = start.engine().0 as i32;
-    }
-    // SAFETY: `available` checked AVX-512 F, CD and BW (`shifted_payload_sizes` calls
-    // this only then).
-    #[allow(unsafe_code)]
-    let counted = unsafe {
-        count_shifts(
-            &mut lanes,
-            range,
-            indices,
-            (group.start, group.len()),
-            &layout,
-        )
-    };
-    Ok(Some(
-        starts
-            .iter()
-            .zip(counted.as_flattened())
-            .map(|(start, shifts)| start.engine().1 + shifts)
-            .collect(),
-    ))
+    })
 }
-
-/// Values between two flushes of the lanes' 32-bit shift counts into 64-bit totals: a value
-/// shifts at most 7 times in each of its 2 + N + 31 context-coded bins plus 31 times for its
-/// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
-const FLUSH_VALUES: usize = 4096;
 
 /// One vector's engine: its lanes' ranges and shifts, and the tables.
 struct Engine {
