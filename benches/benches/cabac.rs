@@ -1,5 +1,5 @@
-//! CABAC engine (bins/s, context-coded and bypass), level coding (values/s) and the DQ-state
-//! scan (values/s).
+//! CABAC engine (bins/s, context-coded and bypass), level coding (values/s), the DQ-state
+//! scan (values/s) and the codebook search's trial sizes (trial values/s).
 //!
 //! `cargo bench -p nnc-benches --bench cabac`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -186,6 +186,43 @@ fn dq_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// The codebook zero-offset search's trial sizes (`nnc_cabac::payload_size` for one trial,
+/// `nnc_cabac::shifted_payload_sizes` for a group of offsets counted together, in lanes where
+/// the CPU has AVX-512 or AVX2; `NNC_NO_AVX512=1` and `NNC_NO_AVX2=1` rule those out) over
+/// 64 Ki codebook indices around entry 150 of 300, with param_opt as the encoder's trials.
+fn trials(c: &mut Criterion) {
+    let n = 64 * 1024;
+    let indices: Vec<i32> = laplacian_levels(n, 20.0, SEED)
+        .into_iter()
+        .map(|l| (l + 150).clamp(0, 299))
+        .collect();
+    let cfg = LayerConfig {
+        cabac_unary_length: 10,
+        general_profile_idc: 1,
+        ..LayerConfig::new(vec![64, 1024])
+    };
+    let opts = EncodeLayerOptions {
+        param_opt: true,
+        ..Default::default()
+    };
+    let group = nnc_cabac::OFFSETS_PER_GROUP as u32;
+    let mut g = c.benchmark_group("trials");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("payload_size_one_offset", |b| {
+        let shifted: Vec<i32> = indices.iter().map(|&i| i - 150).collect();
+        b.iter(|| {
+            nnc_cabac::payload_size(&cfg, &LayerHistory::default(), &opts, black_box(&shifted))
+        })
+    });
+    g.throughput(Throughput::Elements(n as u64 * u64::from(group)));
+    g.bench_function("shifted_payload_sizes_32_offsets", |b| {
+        b.iter(|| {
+            nnc_cabac::shifted_payload_sizes(&cfg, &opts, black_box(&indices), 134..134 + group)
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(10)
@@ -196,6 +233,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = engine, levels, dq_scan
+    targets = engine, levels, dq_scan, trials
 }
 criterion_main!(benches);

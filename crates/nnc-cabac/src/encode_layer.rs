@@ -1,5 +1,7 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
+use std::ops::Range;
+
 use crate::binarization::{
     ctx_mut, encode_level, encode_nonzero_plain, BinSink, Neighbourhood, SliceCoder,
 };
@@ -171,6 +173,7 @@ fn encode_body(
         skip_rows,
         hdsp_flag,
         allow_plain,
+        preset: None,
     };
     inits.code(e, models, opts.param_opt)?;
 
@@ -220,6 +223,24 @@ pub(crate) struct ContextInits<'a> {
     pub hdsp_flag: bool,
     /// The pseudo pass may use the plain level loop.
     pub allow_plain: bool,
+    /// Choices the caller already knows for a run of contexts, which the pseudo pass then
+    /// leaves out (used only where the param_opt search runs).
+    pub preset: Option<&'a PresetChoices>,
+}
+
+/// The init sets a run of contexts would choose in the param_opt search, known beforehand (the
+/// codebook trials find their greater-than flags' choices together): `chosen[k]` is context
+/// `first + k`'s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PresetChoices {
+    pub first: usize,
+    pub chosen: Vec<u8>,
+}
+
+impl PresetChoices {
+    fn contexts(&self) -> Range<usize> {
+        self.first..self.first + self.chosen.len()
+    }
 }
 
 impl ContextInits<'_> {
@@ -234,13 +255,22 @@ impl ContextInits<'_> {
     ) -> Result<(), Error> {
         let p = self.p;
         let chosen = if param_opt && (p.cbs != 1 || !p.gpi1) {
-            pseudo_pass(
+            let ignored = self.preset.map_or(0..0, PresetChoices::contexts);
+            let mut chosen = pseudo_pass(
                 p,
                 self.levels,
                 self.skip_rows,
                 self.hdsp_flag,
                 self.allow_plain,
-            )?
+                ignored.clone(),
+            )?;
+            if let Some(preset) = self.preset {
+                chosen
+                    .get_mut(ignored)
+                    .ok_or(Error::Internal("preset contexts out of range"))?
+                    .copy_from_slice(&preset.chosen);
+            }
+            chosen
         } else {
             Vec::new()
         };

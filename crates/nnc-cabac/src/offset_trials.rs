@@ -15,9 +15,12 @@ use std::ops::Range;
 use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
 use crate::layer::{LayerConfig, LayerHistory};
-use crate::payload_size::{payload_len, payload_size, CountStart};
+use crate::payload_size::{payload_len, preset_payload_size, CountStart};
 use crate::tables::INIT_SETS;
 use crate::Error;
+use shared_flags::SharedFlagChoices;
+
+mod shared_flags;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -30,7 +33,20 @@ pub const OFFSETS_PER_GROUP: usize = 32;
 
 /// The payload size of every trial in `offsets`: for offset `o`, what [`payload_size`] gives
 /// for the levels `indices[i] − o` (wrapping) under `cfg` and `opts`, without history.
+///
+/// [`payload_size`]: crate::payload_size()
 pub fn shifted_payload_sizes(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    offsets: Range<u32>,
+) -> Result<Vec<usize>, Error> {
+    sizes_with(Kernel::for_layer(cfg), cfg, opts, indices, offsets)
+}
+
+/// [`shifted_payload_sizes`] with `kernel`'s lanes, or one trial at a time without.
+fn sizes_with(
+    kernel: Option<Kernel>,
     cfg: &LayerConfig,
     opts: &EncodeLayerOptions,
     indices: &[i32],
@@ -38,23 +54,60 @@ pub fn shifted_payload_sizes(
 ) -> Result<Vec<usize>, Error> {
     let mut sizes = Vec::with_capacity(offsets.len());
     let mut next = offsets.start;
-    if let Some(kernel) = Kernel::for_layer(cfg) {
-        while next < offsets.end && offsets.end - next >= 2 {
-            let group = next..offsets
-                .end
-                .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
-            match kernel.group_shifts(cfg, opts, indices, group.clone())? {
-                Some(shifts) => sizes.extend(shifts.into_iter().map(payload_len)),
-                None => break,
+    while next < offsets.end {
+        let group = next..offsets
+            .end
+            .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
+        let shared = shared_flag_choices(cfg, opts, indices, group.clone());
+        let counted = match kernel {
+            Some(kernel) if group.len() >= 2 => {
+                kernel.group_shifts(cfg, opts, indices, group.clone(), shared.as_ref())?
             }
-            next = group.end;
+            _ => None,
+        };
+        match counted {
+            Some(shifts) => sizes.extend(shifts.into_iter().map(payload_len)),
+            None => {
+                for offset in group.clone() {
+                    let preset = shared.as_ref().map(|s| s.preset(offset - group.start));
+                    let levels = shifted(indices, offset);
+                    let hist = LayerHistory::default();
+                    sizes.push(preset_payload_size(
+                        cfg,
+                        &hist,
+                        opts,
+                        &levels,
+                        preset.as_ref(),
+                    )?);
+                }
+            }
         }
-    }
-    for offset in next..offsets.end {
-        let levels = shifted(indices, offset);
-        sizes.push(payload_size(cfg, &LayerHistory::default(), opts, &levels)?);
+        next = group.end;
     }
     Ok(sizes)
+}
+
+/// Whether the trials of consecutive offsets under `cfg` code the same bins in the same
+/// contexts wherever their levels agree, which the lanes and the shared flag choices rely on:
+/// no dependent quantization (each trial's DQ state would pick other sig contexts and other
+/// coded levels), row-major scan, no codebook bounds, and at least one greater-than flag (with
+/// none, flag 0 shares its contexts with the remainder's).
+fn trials_line_up(cfg: &LayerConfig) -> bool {
+    !cfg.dq_flag && cfg.scan_order == 0 && cfg.codebook_size == 0 && cfg.cabac_unary_length >= 1
+}
+
+/// The greater-than flags' init-set choices of the trials of `group`, found once for the group,
+/// where the param_opt search runs and the trials line up.
+fn shared_flag_choices(
+    cfg: &LayerConfig,
+    opts: &EncodeLayerOptions,
+    indices: &[i32],
+    group: Range<u32>,
+) -> Option<SharedFlagChoices> {
+    if !opts.param_opt || !trials_line_up(cfg) {
+        return None;
+    }
+    SharedFlagChoices::new(indices, group, cfg.cabac_unary_length as usize)
 }
 
 /// A form of the lanes' counting loop for this CPU.
@@ -85,36 +138,54 @@ impl Kernel {
         kernels
     }
 
-    /// The fastest kernel, if the lanes can count `cfg`'s trials together at all: no dependent
-    /// quantization (each lane's DQ state would pick other sig contexts), row-major scan, no
-    /// codebook bounds, and at least one greater-than flag (with none, flag 0 shares its
-    /// contexts with the remainder's).
+    /// The fastest kernel, if the lanes can count `cfg`'s trials together at all
+    /// ([`trials_line_up`]).
     fn for_layer(cfg: &LayerConfig) -> Option<Kernel> {
-        let applies = !cfg.dq_flag
-            && cfg.scan_order == 0
-            && cfg.codebook_size == 0
-            && cfg.cabac_unary_length >= 1;
-        applies
+        trials_line_up(cfg)
             .then(|| Kernel::available().into_iter().next())
             .flatten()
     }
 
     /// The shifts of each trial of `group` (at most [`OFFSETS_PER_GROUP`] offsets) before its
     /// terminating bin, or `None` when a trial is not counted (the caller then measures each
-    /// one by itself).
+    /// one by itself). `shared` holds the group's greater-than flag choices, if found.
     fn group_shifts(
         self,
         cfg: &LayerConfig,
         opts: &EncodeLayerOptions,
         indices: &[i32],
         group: Range<u32>,
+        shared: Option<&SharedFlagChoices>,
     ) -> Result<Option<Vec<u64>>, Error> {
+        let trials = Trials {
+            cfg,
+            opts,
+            indices,
+            group,
+            shared,
+        };
         match self {
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 => avx512::group_shifts(cfg, opts, indices, group),
+            Kernel::Avx512 => avx512::group_shifts(&trials),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => avx2::group_shifts(cfg, opts, indices, group),
+            Kernel::Avx2 => avx2::group_shifts(&trials),
         }
+    }
+}
+
+/// A group of trials to count in lanes.
+pub(crate) struct Trials<'a> {
+    cfg: &'a LayerConfig,
+    opts: &'a EncodeLayerOptions,
+    indices: &'a [i32],
+    group: Range<u32>,
+    shared: Option<&'a SharedFlagChoices>,
+}
+
+impl Trials<'_> {
+    /// The first offset and the number of trials.
+    fn span(&self) -> (u32, usize) {
+        (self.group.start, self.group.len())
     }
 }
 
@@ -127,27 +198,34 @@ pub(crate) struct Lanes<const W: usize, const V: usize> {
     pub shift1: Vec<[[i32; W]; V]>,
 }
 
-/// Every trial's start in `group` (at most `W·V` offsets), each after its own param_opt search,
-/// set out in lanes; then `count` gives each lane's shifts over the levels, from the lanes,
-/// their ranges and the context layout. Returns each trial's shifts before its terminating bin.
+/// Every trial's start (each after its own param_opt search, the shared flag choices given)
+/// set out in lanes of `V` vectors of `W`; then `count` gives each lane's shifts over the
+/// levels, from the lanes, their ranges and the context layout. Returns each trial's shifts
+/// before its terminating bin.
 fn count_group<const W: usize, const V: usize>(
-    cfg: &LayerConfig,
-    opts: &EncodeLayerOptions,
-    indices: &[i32],
-    group: Range<u32>,
+    trials: &Trials<'_>,
     count: impl FnOnce(&mut Lanes<W, V>, [[i32; W]; V], &ContextLayout) -> [[u64; W]; V],
 ) -> Result<Option<Vec<u64>>, Error> {
+    let Trials {
+        cfg,
+        opts,
+        indices,
+        ref group,
+        shared,
+    } = *trials;
     if Kernel::for_layer(cfg).is_none() || !(1..=W * V).contains(&group.len()) {
         return Ok(None);
     }
     // Each lane's start, with its own param_opt search: most of the work left once the lanes
     // count together, so on several threads when there are.
     let start = |offset: u32| {
+        let preset = shared.map(|s| s.preset(offset - group.start));
         CountStart::new(
             cfg,
             &LayerHistory::default(),
             opts,
             &shifted(indices, offset),
+            preset.as_ref(),
         )
     };
     #[cfg(feature = "rayon")]
@@ -222,6 +300,7 @@ fn shifted(indices: &[i32], offset: u32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload_size::payload_size;
     use proptest::prelude::*;
 
     fn one_by_one(
@@ -237,8 +316,8 @@ mod tests {
             .collect()
     }
 
-    /// Checks [`shifted_payload_sizes`] and every kernel this CPU runs against the trials
-    /// counted one by one.
+    /// Checks [`shifted_payload_sizes`], every kernel this CPU runs and the one-trial path (all
+    /// with the shared flag choices) against the trials counted one by one on their own.
     fn assert_every_kernel(
         cfg: &LayerConfig,
         opts: &EncodeLayerOptions,
@@ -250,17 +329,9 @@ mod tests {
             shifted_payload_sizes(cfg, opts, indices, offsets.clone()).unwrap(),
             expected
         );
-        for kernel in Kernel::available() {
-            let mut sizes = Vec::new();
-            let mut next = offsets.start;
-            while next < offsets.end {
-                let end = offsets
-                    .end
-                    .min(next.saturating_add(OFFSETS_PER_GROUP as u32));
-                let shifts = kernel.group_shifts(cfg, opts, indices, next..end).unwrap();
-                sizes.extend(shifts.unwrap().into_iter().map(payload_len));
-                next = end;
-            }
+        let kernels = Kernel::available().into_iter().map(Some);
+        for kernel in kernels.chain([None]) {
+            let sizes = sizes_with(kernel, cfg, opts, indices, offsets.clone()).unwrap();
             assert_eq!(sizes, expected, "{kernel:?}");
         }
     }
@@ -334,13 +405,20 @@ mod tests {
                     .unwrap()
                 })
                 .collect();
+            let shared = shared_flag_choices(&cfg, &opts, &lv, group.clone());
             for kernel in Kernel::available() {
                 if group.is_empty() {
                     break;
                 }
-                let lanes = kernel.group_shifts(&cfg, &opts, &lv, group.clone()).unwrap();
-                prop_assert_eq!(lanes.as_ref(), Some(&single), "{:?}", kernel);
+                for shared in [None, shared.as_ref()] {
+                    let lanes = kernel.group_shifts(&cfg, &opts, &lv, group.clone(), shared);
+                    prop_assert_eq!(lanes.unwrap(), Some(single.clone()), "{:?}", kernel);
+                }
             }
+            prop_assert_eq!(
+                sizes_with(None, &cfg, &opts, &lv, offsets.clone()).unwrap(),
+                one_by_one(&cfg, &opts, &lv, offsets.clone())
+            );
             prop_assert_eq!(
                 shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
                 one_by_one(&cfg, &opts, &lv, offsets)

@@ -9,7 +9,9 @@
 
 use crate::binarization::SliceCoder;
 use crate::context::{ContextLayout, ContextModel, ContextSet};
-use crate::encode_layer::{code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions};
+use crate::encode_layer::{
+    code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions, PresetChoices,
+};
 use crate::encoder::{ArithEncoder, RangeStep};
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
 use crate::Error;
@@ -82,7 +84,19 @@ pub fn payload_size(
     opts: &EncodeLayerOptions,
     levels: &[i32],
 ) -> Result<usize, Error> {
-    match counted_shifts(cfg, hist, opts, levels)? {
+    preset_payload_size(cfg, hist, opts, levels, None)
+}
+
+/// [`payload_size`], the param_opt search of a counted tensor taking `preset`'s choices as
+/// given (a tensor that is encoded and measured runs its whole search).
+pub(crate) fn preset_payload_size(
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    levels: &[i32],
+    preset: Option<&PresetChoices>,
+) -> Result<usize, Error> {
+    match counted_shifts(cfg, hist, opts, levels, preset)? {
         Some(counter) => Ok(counter.payload_len()),
         None => {
             let mut enc = ArithEncoder::new();
@@ -101,7 +115,7 @@ pub(crate) fn shifts_before_terminating(
     opts: &EncodeLayerOptions,
     levels: &[i32],
 ) -> Result<Option<u64>, Error> {
-    Ok(counted_shifts(cfg, hist, opts, levels)?.map(|c| c.shifts))
+    Ok(counted_shifts(cfg, hist, opts, levels, None)?.map(|c| c.shifts))
 }
 
 /// The shift counter after `encode_layer`'s bins, or `None` for a tensor it does not count.
@@ -110,8 +124,9 @@ fn counted_shifts(
     hist: &LayerHistory<'_>,
     opts: &EncodeLayerOptions,
     levels: &[i32],
+    preset: Option<&PresetChoices>,
 ) -> Result<Option<ShiftCounter>, Error> {
-    let Some(mut start) = CountStart::new(cfg, hist, opts, levels)? else {
+    let Some(mut start) = CountStart::new(cfg, hist, opts, levels, preset)? else {
         return Ok(None);
     };
     // A counted tensor is scanned row-major in one block row: its levels in their own order.
@@ -139,12 +154,14 @@ pub(crate) struct CountStart {
 }
 
 impl CountStart {
-    /// `None` when the tensor's payload is not counted (see [`payload_size`]).
+    /// `None` when the tensor's payload is not counted (see [`payload_size`]). With `preset`,
+    /// the param_opt search takes those contexts' choices as given.
     pub fn new(
         cfg: &LayerConfig,
         hist: &LayerHistory<'_>,
         opts: &EncodeLayerOptions,
         levels: &[i32],
+        preset: Option<&PresetChoices>,
     ) -> Result<Option<Self>, Error> {
         let p = Prepared::new(cfg, hist, levels.len(), 0)?;
         // The header's HDSP flag, as `encode_body` sets it.
@@ -172,6 +189,7 @@ impl CountStart {
             skip_rows: &[],
             hdsp_flag,
             allow_plain: true,
+            preset,
         };
         inits.code(&mut counter, contexts.models_mut(), opts.param_opt)?;
         Ok(Some(Self {
@@ -284,7 +302,7 @@ mod tests {
                 ..Default::default()
             };
             let hist = LayerHistory::default();
-            if let Some(counter) = counted_shifts(&cfg, &hist, &opts, &lv).unwrap() {
+            if let Some(counter) = counted_shifts(&cfg, &hist, &opts, &lv, None).unwrap() {
                 // Every shift, not only the length the shifts round to.
                 let mut enc = ArithEncoder::new();
                 encode_layer(&mut enc, &cfg, &hist, &opts, &lv).unwrap();

@@ -5,6 +5,8 @@
 //! same time: the DQ state and the neighbour at each cut come from a quick scan of the values,
 //! and the search replays the stretches in order, so it chooses what one pass would.
 
+use std::ops::Range;
+
 use crate::binarization::{encode_level, LevelCoding, Neighbourhood, SliceCoder};
 use crate::dq;
 use crate::encode_layer::code_plain;
@@ -24,15 +26,28 @@ const MAX_POSITIONS: usize = if cfg!(test) { 300 } else { 1 << 20 };
 /// Reference quirk: it binarizes the raw input values (reconstruction indices under DQ) without
 /// codebook bounds, uses them as neighbours, and does not reset the neighbour at block rows; only
 /// the shadow estimators are reset there. The DQ state still follows the coded levels.
+///
+/// The contexts in `ignored` are left out of the search (their bins are dropped) and choose
+/// set 0, for a caller that knows their choices.
 pub(crate) fn pseudo_pass(
     p: &Prepared<'_>,
     levels: &[i32],
     skip_rows: &[bool],
     hdsp_flag: bool,
     allow_plain: bool,
+    ignored: Range<usize>,
 ) -> Result<Vec<u8>, Error> {
     let threads = crate::threads::worker_threads();
-    search(p, levels, skip_rows, hdsp_flag, allow_plain, threads).map(InitSetSearch::best_indices)
+    search(
+        p,
+        levels,
+        skip_rows,
+        hdsp_flag,
+        allow_plain,
+        threads,
+        ignored,
+    )
+    .map(InitSetSearch::best_indices)
 }
 
 /// The search after the pseudo pass, recorded in stretches on up to `threads` threads when the
@@ -44,8 +59,10 @@ fn search(
     hdsp_flag: bool,
     allow_plain: bool,
     threads: usize,
+    ignored: Range<usize>,
 ) -> Result<InitSetSearch, Error> {
     let mut shadows = InitSetSearch::new(p.layout.len(), true);
+    shadows.ignore(ignored);
     if allow_plain && !p.per_position_contexts(hdsp_flag) {
         let pass = PlainPass::plan(p, levels, skip_rows, threads)?;
         pass.record(&mut shadows)?;
@@ -348,7 +365,7 @@ mod tests {
             } else {
                 Vec::new()
             };
-            let one = search(&p, &lv, &skip, false, true, 1)
+            let one = search(&p, &lv, &skip, false, true, 1, 0..0)
                 .unwrap()
                 .accumulated_costs();
             for threads in [2, 3, 7] {
@@ -357,7 +374,7 @@ mod tests {
                     pass.stretches.len() >= threads,
                     "seed {seed}: too few stretches"
                 );
-                let many = search(&p, &lv, &skip, false, true, threads).unwrap();
+                let many = search(&p, &lv, &skip, false, true, threads, 0..0).unwrap();
                 assert_eq!(
                     many.accumulated_costs(),
                     one,

@@ -9,14 +9,11 @@
 //! flags and remainder bins beyond its level) sits it out under a mask.
 
 use std::arch::x86_64::*;
-use std::ops::Range;
 use std::sync::OnceLock;
 
 use super::FLUSH_VALUES;
 use crate::binarization::MAX_PREFIX_BINS;
 use crate::context::ContextLayout;
-use crate::encode_layer::EncodeLayerOptions;
-use crate::layer::LayerConfig;
 use crate::tables::{CURVE, RLPS_TABLE};
 use crate::Error;
 
@@ -43,18 +40,12 @@ type Lanes = super::Lanes<LANES, VECTORS>;
 
 /// The shifts of each trial of `group` before its terminating bin (see
 /// [`super::Kernel::group_shifts`]).
-pub(super) fn group_shifts(
-    cfg: &LayerConfig,
-    opts: &EncodeLayerOptions,
-    indices: &[i32],
-    group: Range<u32>,
-) -> Result<Option<Vec<u64>>, Error> {
-    let first_trials = (group.start, group.len());
-    super::count_group(cfg, opts, indices, group, |lanes, range, layout| {
+pub(super) fn group_shifts(trials: &super::Trials<'_>) -> Result<Option<Vec<u64>>, Error> {
+    super::count_group(trials, |lanes, range, layout| {
         // SAFETY: `available` checked AVX-512 F, CD and BW (the kernel is chosen only then).
         #[allow(unsafe_code)]
         unsafe {
-            count_shifts(lanes, range, indices, first_trials, layout)
+            count_shifts(lanes, range, trials.indices, trials.span(), layout)
         }
     })
 }

@@ -583,6 +583,8 @@ pub(crate) struct Recorder {
     pending: usize,
     parallel: bool,
     held: DeferredFlags,
+    /// Contexts whose bins are dropped instead of replayed ([`InitSetSearch::ignore`]).
+    ignored: Range<usize>,
 }
 
 impl InitSetSearch {
@@ -596,6 +598,7 @@ impl InitSetSearch {
                 pending: 0,
                 parallel,
                 held: DeferredFlags::default(),
+                ignored: 0..0,
             },
         }
     }
@@ -606,6 +609,12 @@ impl InitSetSearch {
         for t in &mut self.traces {
             t.reset();
         }
+    }
+
+    /// Drops the bins of `contexts` instead of replaying them, for a caller that chooses their
+    /// init sets by other means: they choose set 0 here.
+    pub(crate) fn ignore(&mut self, contexts: Range<usize>) {
+        self.rec.ignored = contexts;
     }
 
     /// The recorder and the traces it records into, for [`SliceCoder`] loops.
@@ -683,6 +692,9 @@ impl Recorder {
     /// Replay `traces` (`bins` in all) into the shadows, in parallel over the contexts when
     /// there are enough bins.
     fn replay(&mut self, traces: &mut [Trace], bins: usize) {
+        if let Some(ignored) = traces.get_mut(self.ignored.clone()) {
+            ignored.iter_mut().for_each(Trace::clear);
+        }
         #[cfg(feature = "rayon")]
         if self.parallel && bins >= PARALLEL_MIN_BINS {
             use rayon::prelude::*;
