@@ -1,7 +1,5 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
-use std::ops::Range;
-
 use crate::binarization::{
     ctx_mut, encode_level, encode_nonzero_plain, BinSink, Neighbourhood, SliceCoder,
 };
@@ -223,24 +221,16 @@ pub(crate) struct ContextInits<'a> {
     pub hdsp_flag: bool,
     /// The pseudo pass may use the plain level loop.
     pub allow_plain: bool,
-    /// Choices the caller already knows for a run of contexts, which the pseudo pass then
-    /// leaves out (used only where the param_opt search runs).
-    pub preset: Option<&'a PresetChoices>,
+    /// The greater-than flags' choices, when the caller already knows them; the pseudo pass
+    /// then leaves those contexts out (used only where the param_opt search runs).
+    pub preset: Option<&'a FlagChoices>,
 }
 
-/// The init sets a run of contexts would choose in the param_opt search, known beforehand (the
-/// codebook trials find their greater-than flags' choices together): `chosen[k]` is context
-/// `first + k`'s.
+/// The init sets the greater-than flag contexts (`GTX..GTX + 2N`, in context order) would
+/// choose in the param_opt search, known beforehand: the codebook trials find them together.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PresetChoices {
-    pub first: usize,
+pub(crate) struct FlagChoices {
     pub chosen: Vec<u8>,
-}
-
-impl PresetChoices {
-    fn contexts(&self) -> Range<usize> {
-        self.first..self.first + self.chosen.len()
-    }
 }
 
 impl ContextInits<'_> {
@@ -255,19 +245,25 @@ impl ContextInits<'_> {
     ) -> Result<(), Error> {
         let p = self.p;
         let chosen = if param_opt && (p.cbs != 1 || !p.gpi1) {
-            let ignored = self.preset.map_or(0..0, PresetChoices::contexts);
+            let flags =
+                ContextLayout::GTX..ContextLayout::GTX + 2 * p.layout.num_gtx_flags() as usize;
+            let given = match self.preset {
+                Some(preset) if preset.chosen.len() == flags.len() => flags,
+                Some(_) => return Err(Error::Internal("flag choices for another layout")),
+                None => 0..0,
+            };
             let mut chosen = pseudo_pass(
                 p,
                 self.levels,
                 self.skip_rows,
                 self.hdsp_flag,
                 self.allow_plain,
-                ignored.clone(),
+                given.clone(),
             )?;
             if let Some(preset) = self.preset {
                 chosen
-                    .get_mut(ignored)
-                    .ok_or(Error::Internal("preset contexts out of range"))?
+                    .get_mut(given)
+                    .ok_or(Error::Internal("flag contexts out of range"))?
                     .copy_from_slice(&preset.chosen);
             }
             chosen

@@ -10,7 +10,7 @@
 use crate::binarization::SliceCoder;
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::encode_layer::{
-    code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions, PresetChoices,
+    code_plain_levels, encode_layer, ContextInits, EncodeLayerOptions, FlagChoices,
 };
 use crate::encoder::{ArithEncoder, RangeStep};
 use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
@@ -94,7 +94,7 @@ pub(crate) fn preset_payload_size(
     hist: &LayerHistory<'_>,
     opts: &EncodeLayerOptions,
     levels: &[i32],
-    preset: Option<&PresetChoices>,
+    preset: Option<&FlagChoices>,
 ) -> Result<usize, Error> {
     match counted_shifts(cfg, hist, opts, levels, preset)? {
         Some(counter) => Ok(counter.payload_len()),
@@ -124,7 +124,7 @@ fn counted_shifts(
     hist: &LayerHistory<'_>,
     opts: &EncodeLayerOptions,
     levels: &[i32],
-    preset: Option<&PresetChoices>,
+    preset: Option<&FlagChoices>,
 ) -> Result<Option<ShiftCounter>, Error> {
     let Some(mut start) = CountStart::new(cfg, hist, opts, levels, preset)? else {
         return Ok(None);
@@ -161,7 +161,7 @@ impl CountStart {
         hist: &LayerHistory<'_>,
         opts: &EncodeLayerOptions,
         levels: &[i32],
-        preset: Option<&PresetChoices>,
+        preset: Option<&FlagChoices>,
     ) -> Result<Option<Self>, Error> {
         let p = Prepared::new(cfg, hist, levels.len(), 0)?;
         // The header's HDSP flag, as `encode_body` sets it.

@@ -27,15 +27,15 @@ const MAX_POSITIONS: usize = if cfg!(test) { 300 } else { 1 << 20 };
 /// codebook bounds, uses them as neighbours, and does not reset the neighbour at block rows; only
 /// the shadow estimators are reset there. The DQ state still follows the coded levels.
 ///
-/// The contexts in `ignored` are left out of the search (their bins are dropped) and choose
-/// set 0, for a caller that knows their choices.
+/// The greater-than flag contexts `flags_given` (all of them, or none) are left out of the
+/// search and choose set 0, for a caller that knows their choices.
 pub(crate) fn pseudo_pass(
     p: &Prepared<'_>,
     levels: &[i32],
     skip_rows: &[bool],
     hdsp_flag: bool,
     allow_plain: bool,
-    ignored: Range<usize>,
+    flags_given: Range<usize>,
 ) -> Result<Vec<u8>, Error> {
     let threads = crate::threads::worker_threads();
     search(
@@ -45,7 +45,7 @@ pub(crate) fn pseudo_pass(
         hdsp_flag,
         allow_plain,
         threads,
-        ignored,
+        flags_given,
     )
     .map(InitSetSearch::best_indices)
 }
@@ -59,10 +59,10 @@ fn search(
     hdsp_flag: bool,
     allow_plain: bool,
     threads: usize,
-    ignored: Range<usize>,
+    flags_given: Range<usize>,
 ) -> Result<InitSetSearch, Error> {
     let mut shadows = InitSetSearch::new(p.layout.len(), true);
-    shadows.ignore(ignored);
+    shadows.flags_given(flags_given);
     if allow_plain && !p.per_position_contexts(hdsp_flag) {
         let pass = PlainPass::plan(p, levels, skip_rows, threads)?;
         pass.record(&mut shadows)?;

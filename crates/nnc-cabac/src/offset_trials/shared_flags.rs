@@ -11,8 +11,7 @@
 use std::ops::Range;
 
 use crate::binarization::SliceCoder;
-use crate::context::ContextLayout;
-use crate::encode_layer::PresetChoices;
+use crate::encode_layer::FlagChoices;
 use crate::param_opt::InitSetSearch;
 
 /// The choice of every distinct flag trace of a group: `pos[T]` for the positive threshold
@@ -71,16 +70,13 @@ impl SharedFlagChoices {
     }
 
     /// The choices of trial `d` of the group (offset `first + d`) for its flag contexts.
-    pub fn preset(&self, d: u32) -> PresetChoices {
+    pub fn preset(&self, d: u32) -> FlagChoices {
         let d = d as usize;
         let mut chosen = Vec::with_capacity(2 * self.n);
         for j in 0..self.n {
             chosen.push(self.pos[d + j]);
             chosen.push(self.neg[d + self.n - 1 - j]);
         }
-        PresetChoices {
-            first: ContextLayout::GTX,
-            chosen,
-        }
+        FlagChoices { chosen }
     }
 }

@@ -583,7 +583,7 @@ pub(crate) struct Recorder {
     pending: usize,
     parallel: bool,
     held: DeferredFlags,
-    /// Contexts whose bins are dropped instead of replayed ([`InitSetSearch::ignore`]).
+    /// Contexts whose bins are dropped instead of replayed ([`InitSetSearch::flags_given`]).
     ignored: Range<usize>,
 }
 
@@ -611,10 +611,11 @@ impl InitSetSearch {
         }
     }
 
-    /// Drops the bins of `contexts` instead of replaying them, for a caller that chooses their
-    /// init sets by other means: they choose set 0 here.
-    pub(crate) fn ignore(&mut self, contexts: Range<usize>) {
-        self.rec.ignored = contexts;
+    /// The greater-than flag contexts `flags` have their init sets chosen by the caller: their
+    /// bins are dropped instead of replayed (recording them in bulk costs next to nothing), and
+    /// they choose set 0 here.
+    pub(crate) fn flags_given(&mut self, flags: Range<usize>) {
+        self.rec.ignored = flags;
     }
 
     /// The recorder and the traces it records into, for [`SliceCoder`] loops.
