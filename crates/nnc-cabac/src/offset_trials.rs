@@ -3,10 +3,14 @@
 //!
 //! Trial `o` codes `indices[i] − o`. Neighbouring offsets code nearly the same bins (the same
 //! contexts, mostly the same bins), but each trial adapts its own contexts and range. On CPUs
-//! with AVX-512 the trials of 32 consecutive offsets therefore step through the indices
-//! together, one vector lane per offset ([`avx512`]); each lane starts from the state its own
-//! trial has after the header and the context-initialisation bins (which the param_opt search
-//! chooses per trial), and every lane's shifts give its size as [`payload_size`] counts it.
+//! with AVX-512 or AVX2 the trials of 32 consecutive offsets therefore step through the indices
+//! together, one vector lane per offset ([`avx512`], [`avx2`]); each lane starts from the state
+//! its own trial has after the header and the context-initialisation bins (which the param_opt
+//! search chooses per trial), and every lane's shifts give its size as [`payload_size`] counts
+//! it. The greater-than flags' part of those searches is shared by the group
+//! ([`shared_flags`]), with or without the lanes.
+//!
+//! [`payload_size`]: crate::payload_size()
 //!
 //! Knows nothing of codebooks beyond that subtraction: the caller builds the indices.
 
@@ -31,10 +35,9 @@ mod avx512;
 /// over threads gives each call a range of this many.
 pub const OFFSETS_PER_GROUP: usize = 32;
 
-/// The payload size of every trial in `offsets`: for offset `o`, what [`payload_size`] gives
-/// for the levels `indices[i] − o` (wrapping) under `cfg` and `opts`, without history.
-///
-/// [`payload_size`]: crate::payload_size()
+/// The payload size of every trial in `offsets`: for offset `o`, what
+/// [`payload_size`](crate::payload_size()) gives for the levels `indices[i] − o` (wrapping)
+/// under `cfg` and `opts`, without history.
 pub fn shifted_payload_sizes(
     cfg: &LayerConfig,
     opts: &EncodeLayerOptions,
@@ -123,6 +126,7 @@ enum Kernel {
 
 impl Kernel {
     /// The kernels this CPU runs, fastest first.
+    #[cfg(test)]
     fn available() -> Vec<Kernel> {
         #[allow(unused_mut)]
         let mut kernels = Vec::new();
@@ -141,9 +145,19 @@ impl Kernel {
     /// The fastest kernel, if the lanes can count `cfg`'s trials together at all
     /// ([`trials_line_up`]).
     fn for_layer(cfg: &LayerConfig) -> Option<Kernel> {
-        trials_line_up(cfg)
-            .then(|| Kernel::available().into_iter().next())
-            .flatten()
+        if !trials_line_up(cfg) {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx512::available() {
+                return Some(Kernel::Avx512);
+            }
+            if avx2::available() {
+                return Some(Kernel::Avx2);
+            }
+        }
+        None
     }
 
     /// The shifts of each trial of `group` (at most [`OFFSETS_PER_GROUP`] offsets) before its
@@ -173,7 +187,8 @@ impl Kernel {
     }
 }
 
-/// A group of trials to count in lanes.
+/// A group of at most [`OFFSETS_PER_GROUP`] consecutive offsets' trials to count in lanes,
+/// with the group's shared flag choices if found.
 pub(crate) struct Trials<'a> {
     cfg: &'a LayerConfig,
     opts: &'a EncodeLayerOptions,
@@ -213,7 +228,7 @@ fn count_group<const W: usize, const V: usize>(
         ref group,
         shared,
     } = *trials;
-    if Kernel::for_layer(cfg).is_none() || !(1..=W * V).contains(&group.len()) {
+    if !trials_line_up(cfg) || !(1..=W * V).contains(&group.len()) {
         return Ok(None);
     }
     // Each lane's start, with its own param_opt search: most of the work left once the lanes

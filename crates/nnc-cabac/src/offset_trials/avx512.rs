@@ -1,7 +1,7 @@
 //! Thirty-two zero-offset trials in the lanes of two AVX-512 vectors: lane `l` of vector `v`
 //! counts the shifts of the trial of offset `first + 16·v + l`.
 //!
-//! Every lane runs [`crate::payload_size`]'s counter on its own levels: the same bins in the
+//! Every lane runs [`crate::payload_size()`]'s counter on its own levels: the same bins in the
 //! same order, with its own range and its own copy of every context. Lanes code different
 //! contexts only where their levels' classes differ (the neighbour class of the sig and sign
 //! flags, the sign of the greater-than flags), so each step loads its two or three candidate
