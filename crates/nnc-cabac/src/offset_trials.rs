@@ -25,6 +25,8 @@ use crate::Error;
 use shared_flags::SharedFlagChoices;
 
 mod shared_flags;
+#[cfg(target_arch = "x86_64")]
+mod walk;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;

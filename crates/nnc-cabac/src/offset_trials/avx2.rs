@@ -1,16 +1,15 @@
 //! Thirty-two zero-offset trials in the lanes of four AVX2 vectors: lane `l` of vector `v`
 //! counts the shifts of the trial of offset `first + 8·v + l`.
 //!
-//! The same steps as [`super::avx512`], for CPUs without AVX-512 (AMD before Zen 4, Intel's
-//! client cores): masks are vectors of all-ones lanes instead of mask registers, and the rLPS
-//! table (in its packed form, which also gives the LPS shift and renormalised range) and the
-//! adaptation curve are read by gathers instead of from registers.
+//! The steps of [`super::walk`] for CPUs without AVX-512 (AMD before Zen 4, Intel's client
+//! cores), as [`super::avx512`] takes them: masks are vectors of all-ones lanes instead of
+//! mask registers, rLPS (in its packed form, which also gives the LPS shift and renormalised
+//! range) comes from a gather, and the curve from four `vpermd`.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::FLUSH_VALUES;
-use crate::binarization::MAX_PREFIX_BINS;
+use super::walk::{self, TrialOps};
 use crate::context::ContextLayout;
 use crate::tables::{CURVE, RLPS_PACKED};
 use crate::Error;
@@ -30,19 +29,40 @@ const LANES: usize = 8;
 /// Vectors of [`LANES`] trials that step together.
 const VECTORS: usize = 4;
 
-type Lanes = super::Lanes<LANES, VECTORS>;
+type Lanes<const N: usize> = super::Lanes<LANES, N>;
 
 /// The shifts of each trial of `group` before its terminating bin (see
 /// [`super::Kernel::group_shifts`]).
 pub(super) fn group_shifts(trials: &super::Trials<'_>) -> Result<Option<Vec<u64>>, Error> {
+    if !available() {
+        return Ok(None);
+    }
+    let ops = Avx2(());
     super::count_group(trials, |lanes, range, layout| {
-        // SAFETY: `available` checked AVX2 (the kernel is chosen only then).
+        // SAFETY: `available` checked AVX2.
         #[allow(unsafe_code)]
         unsafe {
-            count_shifts(lanes, range, trials.indices, trials.span(), layout)
+            count_shifts(ops, lanes, range, trials.indices, trials.span(), layout)
         }
     })
 }
+
+/// [`walk::count_shifts`] with AVX2 enabled, for `VECTORS` vectors.
+#[target_feature(enable = "avx2")]
+fn count_shifts(
+    ops: Avx2,
+    lanes: &mut Lanes<VECTORS>,
+    range: [[i32; LANES]; VECTORS],
+    indices: &[i32],
+    span: (u32, usize),
+    layout: &ContextLayout,
+) -> [[u64; LANES]; VECTORS] {
+    walk::count_shifts(ops, lanes, range, indices, span, layout)
+}
+
+/// The AVX2 operations: made only where the CPU has AVX2 (`group_shifts`).
+#[derive(Clone, Copy)]
+struct Avx2(());
 
 /// One vector's engine: its lanes' ranges and shifts since the last flush.
 struct Engine {
@@ -58,8 +78,8 @@ struct Engine {
 /// context as §2.3.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn step<const K: usize>(
-    lanes: &mut Lanes,
+fn step<const K: usize, const N: usize>(
+    lanes: &mut Lanes<N>,
     v: usize,
     eng: &mut Engine,
     ctxs: [usize; K],
@@ -67,10 +87,10 @@ fn step<const K: usize>(
     active: __m256i,
     bin: __m256i,
 ) {
-    if none(active) {
+    if _mm256_testz_si256(active, active) != 0 {
         return;
     }
-    let blended = |a: &[[[i32; LANES]; VECTORS]]| {
+    let blended = |a: &[[[i32; LANES]; N]]| {
         let mut x = load(&a[ctxs[0]][v]);
         for k in 1..K {
             x = _mm256_blendv_epi8(x, load(&a[ctxs[k]][v]), sel[k]);
@@ -129,140 +149,155 @@ fn step<const K: usize>(
     }
 }
 
-/// Every lane's shifts over the levels `indices[i] − (first + 8·v + l)`, in index order (a
-/// counted tensor is scanned row-major in one block row), for the first `trials` lanes (the
-/// others count nothing).
-///
-/// The vectors step together, bin for bin, so that their range chains overlap.
-#[target_feature(enable = "avx2")]
-fn count_shifts(
-    lanes: &mut Lanes,
-    range: [[i32; LANES]; VECTORS],
-    indices: &[i32],
-    (first, trials): (u32, usize),
-    layout: &ContextLayout,
-) -> [[u64; LANES]; VECTORS] {
-    let n = layout.num_gtx_flags() as usize;
-    let rem = layout.rem();
-    let zero = _mm256_setzero_si256();
-    let all = _mm256_set1_epi32(-1);
-    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    // Lanes past the last trial code nothing: their levels would add steps of their own.
-    let live: [__m256i; VECTORS] = std::array::from_fn(|v| {
-        let count = trials.saturating_sub(v * LANES).min(LANES) as i32;
-        _mm256_cmpgt_epi32(_mm256_set1_epi32(count), iota)
-    });
-    let lane_offsets: [__m256i; VECTORS] =
-        std::array::from_fn(|v| _mm256_add_epi32(iota, _mm256_set1_epi32((v * LANES) as i32)));
-    let mut engines: [Engine; VECTORS] = std::array::from_fn(|v| Engine {
-        range: load(&range[v]),
-        shifts: zero,
-        curve: std::array::from_fn(|q| load(CURVE[8 * q..][..8].try_into().expect("32 entries"))),
-    });
-    let mut totals = [[0u64; LANES]; VECTORS];
-    let flush = |engines: &mut [Engine; VECTORS], totals: &mut [[u64; LANES]; VECTORS]| {
-        for (eng, total) in engines.iter_mut().zip(totals.iter_mut()) {
-            for (t, s) in total.iter_mut().zip(to_array(eng.shifts)) {
-                *t += u64::from(s as u32);
-            }
-            eng.shifts = _mm256_setzero_si256();
-        }
-    };
-    let sig = [
-        ContextLayout::sig(0, 0),
-        ContextLayout::sig(0, 1),
-        ContextLayout::sig(0, 2),
-    ];
-    let sign = [
-        ContextLayout::sign(0),
-        ContextLayout::sign(1),
-        ContextLayout::sign(2),
-    ];
-    // Unsigned `a > t` for a small `t`: `max(a, t + 1) == a`.
-    let above = |a: __m256i, t: usize| {
-        let t1 = _mm256_set1_epi32(t as i32 + 1);
-        _mm256_cmpeq_epi32(_mm256_max_epu32(a, t1), a)
-    };
-    let mut prev = [zero; VECTORS];
-    let mut since_flush = 0;
-    for &x in indices {
-        let base = _mm256_set1_epi32(x.wrapping_sub(first as i32));
-        let level: [__m256i; VECTORS] =
-            std::array::from_fn(|v| _mm256_sub_epi32(base, lane_offsets[v]));
-        // Neighbour classes of the previous level: zero, negative, positive.
-        let classes: [[__m256i; 3]; VECTORS] = std::array::from_fn(|v| {
-            [
-                _mm256_cmpeq_epi32(prev[v], zero),
-                _mm256_cmpgt_epi32(zero, prev[v]),
-                _mm256_cmpgt_epi32(prev[v], zero),
-            ]
-        });
-        let nonzero: [__m256i; VECTORS] = std::array::from_fn(|v| {
-            _mm256_andnot_si256(_mm256_cmpeq_epi32(level[v], zero), live[v])
-        });
-        for (v, eng) in engines.iter_mut().enumerate() {
-            step(lanes, v, eng, sig, classes[v], live[v], nonzero[v]);
-        }
-        if !none(or_all(nonzero)) {
-            let negative: [__m256i; VECTORS] =
-                std::array::from_fn(|v| _mm256_cmpgt_epi32(zero, level[v]));
-            for (v, eng) in engines.iter_mut().enumerate() {
-                step(lanes, v, eng, sign, classes[v], nonzero[v], negative[v]);
-            }
-            // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
-            let abs: [__m256i; VECTORS] = std::array::from_fn(|v| _mm256_abs_epi32(level[v]));
-            for j in 0..n {
-                let coded: [__m256i; VECTORS] =
-                    std::array::from_fn(|v| _mm256_and_si256(nonzero[v], above(abs[v], j)));
-                if none(or_all(coded)) {
-                    break;
-                }
-                let gtx = ContextLayout::GTX + 2 * j;
-                for (v, eng) in engines.iter_mut().enumerate() {
-                    let neg = negative[v];
-                    let not_neg = _mm256_xor_si256(neg, all);
-                    let one = above(abs[v], j + 1);
-                    step(lanes, v, eng, [gtx, gtx + 1], [not_neg, neg], coded[v], one);
-                }
-            }
-            let remainder: [__m256i; VECTORS] =
-                std::array::from_fn(|v| _mm256_and_si256(nonzero[v], above(abs[v], n)));
-            if !none(or_all(remainder)) {
-                // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
-                // then a zero unless it is full; as many suffix bins follow, bypass.
-                let ones: [__m256i; VECTORS] = std::array::from_fn(|v| {
-                    let r1 = _mm256_sub_epi32(abs[v], _mm256_set1_epi32(n as i32));
-                    floor_log2(r1)
-                });
-                for k in 0..MAX_PREFIX_BINS {
-                    let kv = _mm256_set1_epi32(k as i32);
-                    let coded: [__m256i; VECTORS] = std::array::from_fn(|v| {
-                        // k ≤ ones
-                        _mm256_andnot_si256(_mm256_cmpgt_epi32(kv, ones[v]), remainder[v])
-                    });
-                    if none(or_all(coded)) {
-                        break;
-                    }
-                    for (v, eng) in engines.iter_mut().enumerate() {
-                        let one = _mm256_cmpgt_epi32(ones[v], kv);
-                        step(lanes, v, eng, [rem + k], [all], coded[v], one);
-                    }
-                }
-                for (v, eng) in engines.iter_mut().enumerate() {
-                    eng.shifts =
-                        _mm256_add_epi32(eng.shifts, _mm256_and_si256(ones[v], remainder[v]));
-                }
-            }
-        }
-        prev = level;
-        since_flush += 1;
-        if since_flush == FLUSH_VALUES {
-            flush(&mut engines, &mut totals);
-            since_flush = 0;
-        }
+/// Runs an expression of AVX2 intrinsics inside an [`Avx2`] method.
+macro_rules! vector {
+    ($e:expr) => {{
+        // SAFETY: `self` is an `Avx2`, which exists only where the CPU has AVX2
+        // (`group_shifts`), all the intrinsics here need; loads and stores are of arrays of the
+        // vector's size, with no alignment requirement.
+        #[allow(unsafe_code)]
+        let v = unsafe { $e };
+        v
+    }};
+}
+
+impl TrialOps<LANES> for Avx2 {
+    type V = __m256i;
+    /// Lanes of all ones.
+    type M = __m256i;
+    type Engine = Engine;
+
+    #[inline(always)]
+    fn splat(self, x: i32) -> __m256i {
+        vector!(_mm256_set1_epi32(x))
     }
-    flush(&mut engines, &mut totals);
-    totals
+
+    #[inline(always)]
+    fn vector(self, a: [i32; LANES]) -> __m256i {
+        vector!(load(&a))
+    }
+
+    #[inline(always)]
+    fn sub(self, a: __m256i, b: __m256i) -> __m256i {
+        vector!(_mm256_sub_epi32(a, b))
+    }
+
+    #[inline(always)]
+    fn abs(self, a: __m256i) -> __m256i {
+        vector!(_mm256_abs_epi32(a))
+    }
+
+    #[inline(always)]
+    fn floor_log2(self, r: __m256i) -> __m256i {
+        vector!(floor_log2(r))
+    }
+
+    #[inline(always)]
+    fn first_lanes(self, count: usize) -> __m256i {
+        let count = count.min(LANES) as i32;
+        vector!(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(count),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+        ))
+    }
+
+    #[inline(always)]
+    fn all(self) -> __m256i {
+        vector!(_mm256_set1_epi32(-1))
+    }
+
+    #[inline(always)]
+    fn classes(self, a: __m256i) -> [__m256i; 3] {
+        vector!({
+            let zero = _mm256_setzero_si256();
+            [
+                _mm256_cmpeq_epi32(a, zero),
+                _mm256_cmpgt_epi32(zero, a),
+                _mm256_cmpgt_epi32(a, zero),
+            ]
+        })
+    }
+
+    #[inline(always)]
+    fn nonzero(self, a: __m256i) -> __m256i {
+        self.not(vector!(_mm256_cmpeq_epi32(a, _mm256_setzero_si256())))
+    }
+
+    #[inline(always)]
+    fn negative(self, a: __m256i) -> __m256i {
+        vector!(_mm256_cmpgt_epi32(_mm256_setzero_si256(), a))
+    }
+
+    #[inline(always)]
+    fn above(self, a: __m256i, t: usize) -> __m256i {
+        // Unsigned a > t is max(a, t + 1) == a.
+        vector!({
+            let t1 = _mm256_set1_epi32(t as i32 + 1);
+            _mm256_cmpeq_epi32(_mm256_max_epu32(a, t1), a)
+        })
+    }
+
+    #[inline(always)]
+    fn greater(self, a: __m256i, b: __m256i) -> __m256i {
+        vector!(_mm256_cmpgt_epi32(a, b))
+    }
+
+    #[inline(always)]
+    fn and(self, a: __m256i, b: __m256i) -> __m256i {
+        vector!(_mm256_and_si256(a, b))
+    }
+
+    #[inline(always)]
+    fn or(self, a: __m256i, b: __m256i) -> __m256i {
+        vector!(_mm256_or_si256(a, b))
+    }
+
+    #[inline(always)]
+    fn not(self, a: __m256i) -> __m256i {
+        vector!(_mm256_xor_si256(a, _mm256_set1_epi32(-1)))
+    }
+
+    #[inline(always)]
+    fn none(self, a: __m256i) -> bool {
+        vector!(_mm256_testz_si256(a, a)) != 0
+    }
+
+    #[inline(always)]
+    fn engine(self, range: &[i32; LANES]) -> Engine {
+        vector!(Engine {
+            range: load(range),
+            shifts: _mm256_setzero_si256(),
+            curve: std::array::from_fn(|q| {
+                load(CURVE[8 * q..][..8].try_into().expect("32 entries"))
+            }),
+        })
+    }
+
+    #[inline(always)]
+    fn add_shifts(self, eng: &mut Engine, m: __m256i, v: __m256i) {
+        eng.shifts = vector!(_mm256_add_epi32(eng.shifts, _mm256_and_si256(v, m)));
+    }
+
+    #[inline(always)]
+    fn take_shifts(self, eng: &mut Engine) -> [u32; LANES] {
+        let shifts = vector!(to_array(eng.shifts));
+        eng.shifts = vector!(_mm256_setzero_si256());
+        shifts.map(|s| s as u32)
+    }
+
+    #[inline(always)]
+    fn step<const K: usize, const N: usize>(
+        self,
+        lanes: &mut Lanes<N>,
+        v: usize,
+        eng: &mut Engine,
+        ctxs: [usize; K],
+        sel: [__m256i; K],
+        active: __m256i,
+        bin: __m256i,
+    ) {
+        vector!(step(lanes, v, eng, ctxs, sel, active, bin))
+    }
 }
 
 /// `⌊log2 r⌋` in the lanes where `1 ≤ r < 2^31` (others are left to the caller's masks): the
@@ -290,19 +325,6 @@ fn curve_at(curve: &[__m256i; 4], i: __m256i) -> __m256i {
         _mm256_blendv_ps(q[2], q[3], bit3),
         bit4,
     ))
-}
-
-/// Whether no lane of `m` is set.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn none(m: __m256i) -> bool {
-    _mm256_testz_si256(m, m) != 0
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn or_all(m: [__m256i; VECTORS]) -> __m256i {
-    _mm256_or_si256(_mm256_or_si256(m[0], m[1]), _mm256_or_si256(m[2], m[3]))
 }
 
 /// `table[i]` in every lane, each index masked into the table first.

@@ -1,18 +1,14 @@
 //! Thirty-two zero-offset trials in the lanes of two AVX-512 vectors: lane `l` of vector `v`
 //! counts the shifts of the trial of offset `first + 16·v + l`.
 //!
-//! Every lane runs [`crate::payload_size()`]'s counter on its own levels: the same bins in the
-//! same order, with its own range and its own copy of every context. Lanes code different
-//! contexts only where their levels' classes differ (the neighbour class of the sig and sign
-//! flags, the sign of the greater-than flags), so each step loads its two or three candidate
-//! contexts and blends them per lane, and a lane that codes no bin in a step (the greater-than
-//! flags and remainder bins beyond its level) sits it out under a mask.
+//! The steps of [`super::walk`] with AVX-512 F, CD and BW: lane masks are mask registers, the
+//! rLPS table lives in eight registers (four `vpermt2w` word lookups), the LPS shift comes from
+//! `vplzcnt`, and the §2.3 curve is a `vpermt2d` over two registers.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::FLUSH_VALUES;
-use crate::binarization::MAX_PREFIX_BINS;
+use super::walk::{self, TrialOps};
 use crate::context::ContextLayout;
 use crate::tables::{CURVE, RLPS_TABLE};
 use crate::Error;
@@ -36,19 +32,40 @@ const LANES: usize = 16;
 /// Vectors of [`LANES`] trials that step together.
 const VECTORS: usize = 2;
 
-type Lanes = super::Lanes<LANES, VECTORS>;
+type Lanes<const N: usize> = super::Lanes<LANES, N>;
 
 /// The shifts of each trial of `group` before its terminating bin (see
 /// [`super::Kernel::group_shifts`]).
 pub(super) fn group_shifts(trials: &super::Trials<'_>) -> Result<Option<Vec<u64>>, Error> {
+    if !available() {
+        return Ok(None);
+    }
+    let ops = Avx512(());
     super::count_group(trials, |lanes, range, layout| {
-        // SAFETY: `available` checked AVX-512 F, CD and BW (the kernel is chosen only then).
+        // SAFETY: `available` checked AVX-512 F, CD and BW.
         #[allow(unsafe_code)]
         unsafe {
-            count_shifts(lanes, range, trials.indices, trials.span(), layout)
+            count_shifts(ops, lanes, range, trials.indices, trials.span(), layout)
         }
     })
 }
+
+/// [`walk::count_shifts`] with AVX-512 F, CD and BW enabled, for `VECTORS` vectors.
+#[target_feature(enable = "avx512f,avx512cd,avx512bw")]
+fn count_shifts(
+    ops: Avx512,
+    lanes: &mut Lanes<VECTORS>,
+    range: [[i32; LANES]; VECTORS],
+    indices: &[i32],
+    span: (u32, usize),
+    layout: &ContextLayout,
+) -> [[u64; LANES]; VECTORS] {
+    walk::count_shifts(ops, lanes, range, indices, span, layout)
+}
+
+/// The AVX-512 operations: made only where the CPU has AVX-512 F, CD and BW (`group_shifts`).
+#[derive(Clone, Copy)]
+struct Avx512(());
 
 /// One vector's engine: its lanes' ranges and shifts, and the tables.
 struct Engine {
@@ -72,8 +89,8 @@ struct Tables {
 /// range and shifts as [`crate::encoder::RangeStep`] and adapting that context as §2.3.
 #[inline]
 #[target_feature(enable = "avx512f,avx512cd,avx512bw")]
-fn step<const K: usize>(
-    lanes: &mut Lanes,
+fn step<const K: usize, const N: usize>(
+    lanes: &mut Lanes<N>,
     v: usize,
     eng: &mut Engine,
     ctxs: [usize; K],
@@ -84,7 +101,7 @@ fn step<const K: usize>(
     if active == 0 {
         return;
     }
-    let blended = |a: &[[[i32; LANES]; VECTORS]]| {
+    let blended = |a: &[[[i32; LANES]; N]]| {
         let mut x = load(&a[ctxs[0]][v]);
         for k in 1..K {
             x = _mm512_mask_blend_epi32(sel[k], x, load(&a[ctxs[k]][v]));
@@ -163,150 +180,159 @@ fn step<const K: usize>(
     }
 }
 
-/// Every lane's shifts over the levels `indices[i] − (first + 16·v + l)`, in index order (a
-/// counted tensor is scanned row-major in one block row), for the first `trials` lanes (the
-/// others count nothing).
-///
-/// The vectors step together, bin for bin, so that their range chains overlap.
-#[target_feature(enable = "avx512f,avx512cd,avx512bw")]
-fn count_shifts(
-    lanes: &mut Lanes,
-    range: [[i32; LANES]; VECTORS],
-    indices: &[i32],
-    (first, trials): (u32, usize),
-    layout: &ContextLayout,
-) -> [[u64; LANES]; VECTORS] {
-    let n = layout.num_gtx_flags() as usize;
-    let rem = layout.rem();
-    let zero = _mm512_setzero_si512();
-    let all: __mmask16 = 0xFFFF;
-    // Lanes past the last trial code nothing: their levels would add steps of their own.
-    let live: [__mmask16; VECTORS] = std::array::from_fn(|v| {
-        let count = trials.saturating_sub(v * LANES).min(LANES);
-        ((1u32 << count) - 1) as __mmask16
-    });
-    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let lane_offsets: [__m512i; VECTORS] =
-        std::array::from_fn(|v| _mm512_add_epi32(iota, _mm512_set1_epi32((v * LANES) as i32)));
-    let table = |k: usize| {
-        let words: [u16; 32] = std::array::from_fn(|i| u16::from(RLPS_TABLE[32 * k + i]));
-        // SAFETY: `words` is 64 readable bytes; the load has no alignment requirement.
+/// Runs an expression of AVX-512 intrinsics inside an [`Avx512`] method.
+macro_rules! vector {
+    ($e:expr) => {{
+        // SAFETY: `self` is an `Avx512`, which exists only where the CPU has AVX-512 F, CD and
+        // BW (`group_shifts`), all the intrinsics here need; loads and stores are of arrays of
+        // the vector's size, with no alignment requirement.
         #[allow(unsafe_code)]
-        unsafe {
-            _mm512_loadu_si512(words.as_ptr().cast())
-        }
-    };
-    let tables = Tables {
-        curve: [
-            load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
-            load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
-        ],
-        rlps: std::array::from_fn(table),
-    };
-    let mut engines: [Engine; VECTORS] = std::array::from_fn(|v| Engine {
-        range: load(&range[v]),
-        shifts: zero,
-        tables,
-    });
-    let mut totals = [[0u64; LANES]; VECTORS];
-    let flush = |engines: &mut [Engine; VECTORS], totals: &mut [[u64; LANES]; VECTORS]| {
-        for (eng, total) in engines.iter_mut().zip(totals.iter_mut()) {
-            for (t, s) in total.iter_mut().zip(to_array(eng.shifts)) {
-                *t += u64::from(s as u32);
-            }
-            eng.shifts = _mm512_setzero_si512();
-        }
-    };
-    let sig = [
-        ContextLayout::sig(0, 0),
-        ContextLayout::sig(0, 1),
-        ContextLayout::sig(0, 2),
-    ];
-    let sign = [
-        ContextLayout::sign(0),
-        ContextLayout::sign(1),
-        ContextLayout::sign(2),
-    ];
-    let mut prev = [zero; VECTORS];
-    let mut since_flush = 0;
-    for &x in indices {
-        let base = _mm512_set1_epi32(x.wrapping_sub(first as i32));
-        let level: [__m512i; VECTORS] =
-            std::array::from_fn(|v| _mm512_sub_epi32(base, lane_offsets[v]));
-        // Neighbour classes of the previous level: zero, negative, positive.
-        let classes: [[__mmask16; 3]; VECTORS] = std::array::from_fn(|v| {
-            [
-                _mm512_cmpeq_epi32_mask(prev[v], zero),
-                _mm512_cmplt_epi32_mask(prev[v], zero),
-                _mm512_cmpgt_epi32_mask(prev[v], zero),
-            ]
-        });
-        let nonzero: [__mmask16; VECTORS] =
-            std::array::from_fn(|v| live[v] & _mm512_cmpneq_epi32_mask(level[v], zero));
-        for (v, eng) in engines.iter_mut().enumerate() {
-            step(lanes, v, eng, sig, classes[v], live[v], nonzero[v]);
-        }
-        if nonzero.iter().any(|&m| m != 0) {
-            let negative: [__mmask16; VECTORS] =
-                std::array::from_fn(|v| _mm512_cmplt_epi32_mask(level[v], zero));
-            for (v, eng) in engines.iter_mut().enumerate() {
-                step(lanes, v, eng, sign, classes[v], nonzero[v], negative[v]);
-            }
-            // Magnitudes as unsigned 32-bit values (|i32::MIN| is 2^31).
-            let abs: [__m512i; VECTORS] = std::array::from_fn(|v| _mm512_abs_epi32(level[v]));
-            for j in 0..n {
-                let above = |v: usize, t: usize| {
-                    _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(t as i32))
-                };
-                let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| nonzero[v] & above(v, j));
-                if coded.iter().all(|&m| m == 0) {
-                    break;
-                }
-                let gtx = ContextLayout::GTX + 2 * j;
-                for (v, eng) in engines.iter_mut().enumerate() {
-                    let neg = negative[v];
-                    let one = above(v, j + 1);
-                    step(lanes, v, eng, [gtx, gtx + 1], [!neg, neg], coded[v], one);
-                }
-            }
-            let remainder: [__mmask16; VECTORS] = std::array::from_fn(|v| {
-                nonzero[v] & _mm512_cmpgt_epu32_mask(abs[v], _mm512_set1_epi32(n as i32))
-            });
-            if remainder.iter().any(|&m| m != 0) {
-                // The Exp-Golomb prefix has ⌊log2(r + 1)⌋ ones, r = |level| − N − 1,
-                // then a zero unless it is full; as many suffix bins follow, bypass.
-                let ones: [__m512i; VECTORS] = std::array::from_fn(|v| {
-                    let r1 = _mm512_sub_epi32(abs[v], _mm512_set1_epi32(n as i32));
-                    _mm512_sub_epi32(_mm512_set1_epi32(31), _mm512_lzcnt_epi32(r1))
-                });
-                for k in 0..MAX_PREFIX_BINS {
-                    let kv = _mm512_set1_epi32(k as i32);
-                    let coded: [__mmask16; VECTORS] = std::array::from_fn(|v| {
-                        remainder[v] & _mm512_cmple_epi32_mask(kv, ones[v])
-                    });
-                    if coded.iter().all(|&m| m == 0) {
-                        break;
-                    }
-                    for (v, eng) in engines.iter_mut().enumerate() {
-                        let one = _mm512_cmplt_epi32_mask(kv, ones[v]);
-                        step(lanes, v, eng, [rem + k], [all], coded[v], one);
-                    }
-                }
-                for (v, eng) in engines.iter_mut().enumerate() {
-                    eng.shifts =
-                        _mm512_mask_add_epi32(eng.shifts, remainder[v], eng.shifts, ones[v]);
-                }
-            }
-        }
-        prev = level;
-        since_flush += 1;
-        if since_flush == FLUSH_VALUES {
-            flush(&mut engines, &mut totals);
-            since_flush = 0;
-        }
+        let v = unsafe { $e };
+        v
+    }};
+}
+
+impl TrialOps<LANES> for Avx512 {
+    type V = __m512i;
+    type M = __mmask16;
+    type Engine = Engine;
+
+    #[inline(always)]
+    fn splat(self, x: i32) -> __m512i {
+        vector!(_mm512_set1_epi32(x))
     }
-    flush(&mut engines, &mut totals);
-    totals
+
+    #[inline(always)]
+    fn vector(self, a: [i32; LANES]) -> __m512i {
+        vector!(load(&a))
+    }
+
+    #[inline(always)]
+    fn sub(self, a: __m512i, b: __m512i) -> __m512i {
+        vector!(_mm512_sub_epi32(a, b))
+    }
+
+    #[inline(always)]
+    fn abs(self, a: __m512i) -> __m512i {
+        vector!(_mm512_abs_epi32(a))
+    }
+
+    #[inline(always)]
+    fn floor_log2(self, r: __m512i) -> __m512i {
+        vector!(_mm512_sub_epi32(
+            _mm512_set1_epi32(31),
+            _mm512_lzcnt_epi32(r)
+        ))
+    }
+
+    #[inline(always)]
+    fn first_lanes(self, count: usize) -> __mmask16 {
+        ((1u32 << count.min(LANES)) - 1) as __mmask16
+    }
+
+    #[inline(always)]
+    fn all(self) -> __mmask16 {
+        0xFFFF
+    }
+
+    #[inline(always)]
+    fn classes(self, a: __m512i) -> [__mmask16; 3] {
+        vector!({
+            let zero = _mm512_setzero_si512();
+            [
+                _mm512_cmpeq_epi32_mask(a, zero),
+                _mm512_cmplt_epi32_mask(a, zero),
+                _mm512_cmpgt_epi32_mask(a, zero),
+            ]
+        })
+    }
+
+    #[inline(always)]
+    fn nonzero(self, a: __m512i) -> __mmask16 {
+        vector!(_mm512_cmpneq_epi32_mask(a, _mm512_setzero_si512()))
+    }
+
+    #[inline(always)]
+    fn negative(self, a: __m512i) -> __mmask16 {
+        vector!(_mm512_cmplt_epi32_mask(a, _mm512_setzero_si512()))
+    }
+
+    #[inline(always)]
+    fn above(self, a: __m512i, t: usize) -> __mmask16 {
+        vector!(_mm512_cmpgt_epu32_mask(a, _mm512_set1_epi32(t as i32)))
+    }
+
+    #[inline(always)]
+    fn greater(self, a: __m512i, b: __m512i) -> __mmask16 {
+        vector!(_mm512_cmpgt_epi32_mask(a, b))
+    }
+
+    #[inline(always)]
+    fn and(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+        a & b
+    }
+
+    #[inline(always)]
+    fn or(self, a: __mmask16, b: __mmask16) -> __mmask16 {
+        a | b
+    }
+
+    #[inline(always)]
+    fn not(self, a: __mmask16) -> __mmask16 {
+        !a
+    }
+
+    #[inline(always)]
+    fn none(self, a: __mmask16) -> bool {
+        a == 0
+    }
+
+    #[inline(always)]
+    fn engine(self, range: &[i32; LANES]) -> Engine {
+        vector!({
+            let table = |k: usize| {
+                let words: [u16; 32] = std::array::from_fn(|i| u16::from(RLPS_TABLE[32 * k + i]));
+                _mm512_loadu_si512(words.as_ptr().cast())
+            };
+            Engine {
+                range: load(range),
+                shifts: _mm512_setzero_si512(),
+                tables: Tables {
+                    curve: [
+                        load(CURVE[..16].try_into().expect("CURVE has 32 entries")),
+                        load(CURVE[16..].try_into().expect("CURVE has 32 entries")),
+                    ],
+                    rlps: std::array::from_fn(table),
+                },
+            }
+        })
+    }
+
+    #[inline(always)]
+    fn add_shifts(self, eng: &mut Engine, m: __mmask16, v: __m512i) {
+        eng.shifts = vector!(_mm512_mask_add_epi32(eng.shifts, m, eng.shifts, v));
+    }
+
+    #[inline(always)]
+    fn take_shifts(self, eng: &mut Engine) -> [u32; LANES] {
+        let shifts = vector!(to_array(eng.shifts));
+        eng.shifts = vector!(_mm512_setzero_si512());
+        shifts.map(|s| s as u32)
+    }
+
+    #[inline(always)]
+    fn step<const K: usize, const N: usize>(
+        self,
+        lanes: &mut Lanes<N>,
+        v: usize,
+        eng: &mut Engine,
+        ctxs: [usize; K],
+        sel: [__mmask16; K],
+        active: __mmask16,
+        bin: __mmask16,
+    ) {
+        vector!(step(lanes, v, eng, ctxs, sel, active, bin))
+    }
 }
 
 #[target_feature(enable = "avx512f")]
