@@ -16,11 +16,9 @@
 
 use std::ops::Range;
 
-use crate::context::ContextLayout;
 use crate::encode_layer::EncodeLayerOptions;
 use crate::layer::{LayerConfig, LayerHistory};
-use crate::payload_size::{payload_len, preset_payload_size, CountStart};
-use crate::tables::INIT_SETS;
+use crate::payload_size::{payload_len, preset_payload_size};
 use crate::Error;
 use shared_flags::SharedFlagChoices;
 
@@ -165,6 +163,7 @@ impl Kernel {
     /// The shifts of each trial of `group` (at most [`OFFSETS_PER_GROUP`] offsets) before its
     /// terminating bin, or `None` when a trial is not counted (the caller then measures each
     /// one by itself). `shared` holds the group's greater-than flag choices, if found.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     fn group_shifts(
         self,
         cfg: &LayerConfig,
@@ -173,7 +172,8 @@ impl Kernel {
         group: Range<u32>,
         shared: Option<&SharedFlagChoices>,
     ) -> Result<Option<Vec<u64>>, Error> {
-        let trials = Trials {
+        #[cfg(target_arch = "x86_64")]
+        let trials = walk::Trials {
             cfg,
             opts,
             indices,
@@ -188,123 +188,6 @@ impl Kernel {
         }
     }
 }
-
-/// A group of at most [`OFFSETS_PER_GROUP`] consecutive offsets' trials to count in lanes,
-/// with the group's shared flag choices if found.
-pub(crate) struct Trials<'a> {
-    cfg: &'a LayerConfig,
-    opts: &'a EncodeLayerOptions,
-    indices: &'a [i32],
-    group: Range<u32>,
-    shared: Option<&'a SharedFlagChoices>,
-}
-
-impl Trials<'_> {
-    /// The first offset and the number of trials.
-    fn span(&self) -> (u32, usize) {
-        (self.group.start, self.group.len())
-    }
-}
-
-/// Every context's state, lane by lane, for `V` vectors of `W` lanes: `p[c][v][l]` is context
-/// `c`'s P in the lane of trial `W·v + l`.
-pub(crate) struct Lanes<const W: usize, const V: usize> {
-    pub p: Vec<[[i32; W]; V]>,
-    pub s0: Vec<[[i32; W]; V]>,
-    pub shift0: Vec<[[i32; W]; V]>,
-    pub shift1: Vec<[[i32; W]; V]>,
-}
-
-/// Every trial's start (each after its own param_opt search, the shared flag choices given)
-/// set out in lanes of `V` vectors of `W`; then `count` gives each lane's shifts over the
-/// levels, from the lanes, their ranges and the context layout. Returns each trial's shifts
-/// before its terminating bin.
-fn count_group<const W: usize, const V: usize>(
-    trials: &Trials<'_>,
-    count: impl FnOnce(&mut Lanes<W, V>, [[i32; W]; V], &ContextLayout) -> [[u64; W]; V],
-) -> Result<Option<Vec<u64>>, Error> {
-    let Trials {
-        cfg,
-        opts,
-        indices,
-        ref group,
-        shared,
-    } = *trials;
-    if !trials_line_up(cfg) || !(1..=W * V).contains(&group.len()) {
-        return Ok(None);
-    }
-    // Each lane's start, with its own param_opt search: most of the work left once the lanes
-    // count together, so on several threads when there are.
-    let start = |offset: u32| {
-        let preset = shared.map(|s| s.preset(offset - group.start));
-        CountStart::new(
-            cfg,
-            &LayerHistory::default(),
-            opts,
-            &shifted(indices, offset),
-            preset.as_ref(),
-        )
-    };
-    #[cfg(feature = "rayon")]
-    let starts: Vec<Option<CountStart>> = if crate::threads::worker_threads() > 1 {
-        use rayon::prelude::*;
-        group
-            .clone()
-            .into_par_iter()
-            .map(start)
-            .collect::<Result<_, _>>()?
-    } else {
-        group.clone().map(start).collect::<Result<_, _>>()?
-    };
-    #[cfg(not(feature = "rayon"))]
-    let starts: Vec<Option<CountStart>> = group.clone().map(start).collect::<Result<_, _>>()?;
-    let Some(starts) = starts.into_iter().collect::<Option<Vec<CountStart>>>() else {
-        return Ok(None);
-    };
-    let layout = starts[0].layout;
-    let n = layout.num_gtx_flags() as usize;
-    let len = starts[0].contexts.models().len();
-    if n == 0
-        || layout.rem() + crate::binarization::MAX_PREFIX_BINS > len
-        || ContextLayout::GTX + 2 * n > len
-    {
-        return Err(Error::Internal("context layout too small for the trials"));
-    }
-
-    // Lanes past the group's end code nothing, so their states stay as they are.
-    let empty = [[0; W]; V];
-    let mut lanes = Lanes {
-        p: vec![empty; len],
-        s0: vec![empty; len],
-        shift0: vec![empty; len],
-        shift1: vec![empty; len],
-    };
-    let mut range = empty;
-    for (t, start) in starts.iter().enumerate() {
-        let (v, l) = (t / W, t % W);
-        for (c, m) in start.contexts.models().iter().enumerate() {
-            let set = INIT_SETS[usize::from(m.init_idx()) % INIT_SETS.len()];
-            lanes.p[c][v][l] = i32::from(m.p());
-            lanes.s0[c][v][l] = i32::from(m.s0());
-            lanes.shift0[c][v][l] = i32::from(set.shift0);
-            lanes.shift1[c][v][l] = i32::from(set.shift1);
-        }
-        range[v][l] = start.engine().0 as i32;
-    }
-    let counted = count(&mut lanes, range, &layout);
-    Ok(Some(
-        starts
-            .iter()
-            .zip(counted.as_flattened())
-            .map(|(start, shifts)| start.engine().1 + shifts)
-            .collect(),
-    ))
-}
-
-/// Values between two flushes of the lanes' 32-bit shift counts into 64-bit totals: a value
-/// shifts at most 7 times in each of its 2 + N + 31 context-coded bins plus 31 times for its
-/// suffix, which for N ≤ 256 keeps 4096 values under 2^31 shifts.
-pub(crate) const FLUSH_VALUES: usize = 4096;
 
 /// The levels of trial `offset`: `indices[i] − offset`, wrapping.
 fn shifted(indices: &[i32], offset: u32) -> Vec<i32> {

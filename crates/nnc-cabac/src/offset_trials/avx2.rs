@@ -29,16 +29,16 @@ const LANES: usize = 8;
 /// Vectors of [`LANES`] trials that step together.
 const VECTORS: usize = 4;
 
-type Lanes<const N: usize> = super::Lanes<LANES, N>;
+type Lanes<const N: usize> = walk::Lanes<LANES, N>;
 
 /// The shifts of each trial of `group` before its terminating bin (see
 /// [`super::Kernel::group_shifts`]).
-pub(super) fn group_shifts(trials: &super::Trials<'_>) -> Result<Option<Vec<u64>>, Error> {
+pub(super) fn group_shifts(trials: &walk::Trials<'_>) -> Result<Option<Vec<u64>>, Error> {
     if !available() {
         return Ok(None);
     }
     let ops = Avx2(());
-    super::count_group(trials, |lanes, range, layout| {
+    walk::count_group(trials, |lanes, range, layout| {
         // SAFETY: `available` checked AVX2.
         #[allow(unsafe_code)]
         unsafe {
