@@ -326,6 +326,48 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Trials that do not line up (dependent quantization, a block scan, no greater-than
+        /// flag) or are not counted (row skipping) take neither the lanes nor the shared flag
+        /// choices, and still give the sizes of trials coded one by one.
+        #[test]
+        fn other_configurations_are_the_one_by_one_sizes(
+            (indices, size) in indices(),
+            dq in any::<bool>(),
+            scan_order in prop::sample::select(vec![0u8, 2]),
+            n in prop::sample::select(vec![0u32, 1, 10]),
+            row_skip in any::<bool>(),
+            param_opt in any::<bool>(),
+            first in 0u32..40,
+        ) {
+            let width = 16;
+            let rows = indices.len().div_ceil(width).max(1);
+            let mut lv = indices.clone();
+            lv.resize(rows * width, 0);
+            let cfg = LayerConfig {
+                cabac_unary_length: n,
+                dq_flag: dq,
+                scan_order,
+                general_profile_idc: 1,
+                ..LayerConfig::new(vec![rows, width])
+            };
+            let opts = EncodeLayerOptions {
+                param_opt,
+                row_skip_enabled_flag: row_skip,
+                ..Default::default()
+            };
+            let offsets = first.min(size)..size;
+            let expected = one_by_one(&cfg, &opts, &lv, offsets.clone());
+            prop_assert_eq!(
+                shifted_payload_sizes(&cfg, &opts, &lv, offsets.clone()).unwrap(),
+                expected.clone()
+            );
+            prop_assert_eq!(sizes_with(None, &cfg, &opts, &lv, offsets).unwrap(), expected);
+        }
+    }
+
     #[test]
     #[allow(clippy::reversed_empty_ranges)] // a caller's reversed range must not panic
     fn empty_and_reversed_ranges() {
