@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use crate::encode_layer::EncodeLayerOptions;
 use crate::layer::{LayerConfig, LayerHistory};
-use crate::payload_size::{payload_len, preset_payload_size};
+use crate::payload_size::{counts, payload_len, preset_payload_size};
 use crate::Error;
 use shared_flags::SharedFlagChoices;
 
@@ -100,14 +100,16 @@ fn trials_line_up(cfg: &LayerConfig) -> bool {
 }
 
 /// The greater-than flags' init-set choices of the trials of `group`, found once for the group,
-/// where the param_opt search runs and the trials line up.
+/// where the param_opt search runs, the trials line up and they are counted (a trial that is
+/// encoded and measured runs its whole search, so shared choices would go unused).
 fn shared_flag_choices(
     cfg: &LayerConfig,
     opts: &EncodeLayerOptions,
     indices: &[i32],
     group: Range<u32>,
 ) -> Option<SharedFlagChoices> {
-    if !opts.param_opt || !trials_line_up(cfg) {
+    let hist = LayerHistory::default();
+    if !opts.param_opt || !trials_line_up(cfg) || !counts(cfg, &hist, opts, indices.len()) {
         return None;
     }
     SharedFlagChoices::new(indices, group, cfg.cabac_unary_length as usize)
@@ -366,6 +368,27 @@ mod tests {
             );
             prop_assert_eq!(sizes_with(None, &cfg, &opts, &lv, offsets).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn no_shared_choices_for_trials_that_are_encoded() {
+        let lv: Vec<i32> = (0..64).map(|i| i % 9).collect();
+        // Row skipping codes its flags in the header, which profile 1 has.
+        let cfg = LayerConfig {
+            cabac_unary_length: 4,
+            general_profile_idc: 1,
+            ..LayerConfig::new(vec![8, 8])
+        };
+        let counted = EncodeLayerOptions {
+            param_opt: true,
+            ..Default::default()
+        };
+        assert!(shared_flag_choices(&cfg, &counted, &lv, 0..9).is_some());
+        let encoded = EncodeLayerOptions {
+            row_skip_enabled_flag: true,
+            ..counted
+        };
+        assert!(shared_flag_choices(&cfg, &encoded, &lv, 0..9).is_none());
     }
 
     #[test]

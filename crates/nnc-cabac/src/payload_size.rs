@@ -164,17 +164,10 @@ impl CountStart {
         preset: Option<&FlagChoices>,
     ) -> Result<Option<Self>, Error> {
         let p = Prepared::new(cfg, hist, levels.len(), 0)?;
-        // The header's HDSP flag, as `encode_body` sets it.
-        let hdsp_flag = p.header_present && p.parent && p.hdsp_mode == HdspMode::TensorOn;
-        let row_skip_bins = p.header_present && opts.row_skip_enabled_flag;
-        let plain_contexts = !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded();
-        let countable = !row_skip_bins
-            && !opts.tca_hdsp_flag_follows_profile
-            && p.geo.scan_order == 0
-            && plain_contexts;
-        if !countable {
+        if !countable(&p, opts) {
             return Ok(None);
         }
+        let hdsp_flag = header_hdsp_flag(&p);
 
         let mut counter = ShiftCounter::new();
         if p.header_present {
@@ -204,6 +197,30 @@ impl CountStart {
     pub fn engine(&self) -> (u32, u64) {
         (self.counter.range, self.counter.shifts)
     }
+}
+
+/// Whether [`payload_size`] counts a tensor of `len` levels under `cfg`, `hist` and `opts`
+/// rather than encoding it (an invalid configuration counts nothing).
+pub(crate) fn counts(
+    cfg: &LayerConfig,
+    hist: &LayerHistory<'_>,
+    opts: &EncodeLayerOptions,
+    len: usize,
+) -> bool {
+    Prepared::new(cfg, hist, len, 0).is_ok_and(|p| countable(&p, opts))
+}
+
+/// Whether a tensor is counted: one block row, no row-skipping bins, and contexts that depend
+/// on the previous level only (no TCA, HDSP or codebook bounds).
+fn countable(p: &Prepared<'_>, opts: &EncodeLayerOptions) -> bool {
+    let row_skip_bins = p.header_present && opts.row_skip_enabled_flag;
+    let plain_contexts = !p.per_position_contexts(header_hdsp_flag(p)) && p.lc.is_unbounded();
+    !row_skip_bins && !opts.tca_hdsp_flag_follows_profile && p.geo.scan_order == 0 && plain_contexts
+}
+
+/// The header's HDSP flag, as `encode_body` sets it.
+fn header_hdsp_flag(p: &Prepared<'_>) -> bool {
+    p.header_present && p.parent && p.hdsp_mode == HdspMode::TensorOn
 }
 
 /// The payload length after `shifts` shifts, the terminating bin's excluded (see
