@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{Device, Tensor};
+use std::borrow::Cow;
+
+use candle_core::{CpuStorage, DType as CDType, Device, Storage, StorageRef, Tensor};
+use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};
 use nnc_tensor::named::{sort_by_unique_name, DuplicateName, Named};
 use nnc_tensor::{decode_standalone_with, DecodeOptions, EncodeInput, EncodeOptions};
 
@@ -48,14 +51,90 @@ where
 /// With [`EncodeOptions::carry_dtypes`] on (the default) decoding restores every dtype and shape.
 /// Float tensors are quantized (lossy, step set by `opts.qp`); integer tensors are coded exactly
 /// but must fit `int32` ([`Error::Input`] otherwise).
+///
+/// Contiguous float32 and int32 tensors on the CPU are read where they lie (see [`lend`]);
+/// other tensors are converted first, one copy each.
 pub fn encode_tensors<I>(tensors: I, opts: &EncodeOptions) -> Result<Vec<u8>>
 where
     I: IntoIterator,
     I::Item: NamedTensor,
 {
-    let nnc = to_nnc_tensors(tensors)?;
-    let input = EncodeInput::from_tensors_owned(nnc)?;
+    let sorted = sort_by_unique_name::<Tensor, _>(tensors)
+        .map_err(|DuplicateName(name)| Error::DuplicateName(name))?;
+    encode_lent(sorted.iter().map(|e| (e.name(), e.tensor())), opts)
+}
+
+/// Encodes `(name, tensor)` pairs, already in coding order with unique names, lending every
+/// tensor [`lend`] can lend and converting the others.
+pub(crate) fn encode_lent<'t>(
+    tensors: impl Iterator<Item = (&'t str, &'t Tensor)>,
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>> {
+    // Every storage read guard is taken before any source borrows from one.
+    let held: Vec<(&str, &Tensor, Option<Lent<'t>>)> =
+        tensors.map(|(name, t)| (name, t, lend(t))).collect();
+    let sources = held
+        .iter()
+        .map(
+            |(name, t, lent)| match lent.as_ref().and_then(Lent::elements) {
+                Some(data) => NamedElements::try_new(*name, t.dims().to_vec(), data)
+                    .map(TensorSource::Elements)
+                    .map_err(|source| Error::Shape {
+                        name: name.to_string(),
+                        source,
+                    }),
+                None => to_nnc(name, t).map(|n| TensorSource::Tensor(Cow::Owned(n))),
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    let input = EncodeInput::from_sources(sources)?;
     Ok(nnc_tensor::encode(input, opts)?.bytes)
+}
+
+/// A tensor's elements lent from its storage: a read guard on the storage and the tensor's
+/// range in it.
+pub(crate) struct Lent<'t> {
+    storage: StorageRef<'t>,
+    start: usize,
+    end: usize,
+}
+
+impl Lent<'_> {
+    /// The lent elements in the coder's types (float32 or int32), borrowed from the storage.
+    fn elements(&self) -> Option<ParameterData<'_>> {
+        match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(v)) => v
+                .get(self.start..self.end)
+                .map(|v| ParameterData::F32(Elements::Borrowed(v))),
+            Storage::Cpu(CpuStorage::I32(v)) => v
+                .get(self.start..self.end)
+                .map(|v| ParameterData::I32(Elements::Borrowed(v))),
+            _ => None,
+        }
+    }
+}
+
+/// Lends a tensor's elements to the encoder without copying them, when they are float32 or
+/// int32, on the CPU and contiguous (row-major, any start offset): the encoder then reads them
+/// in the tensor's own storage, which stays read-locked for as long as the returned value
+/// lives. Other tensors (other dtypes, other devices, strided views) give `None` and are
+/// converted with [`to_nnc`].
+///
+/// Two lent tensors that share a storage (views of one tensor) take its read lock twice on this
+/// thread, as candle's own operations on such pairs do; a thread waiting to write to that
+/// storage meanwhile waits for the encode.
+pub(crate) fn lend(tensor: &Tensor) -> Option<Lent<'_>> {
+    if !matches!(tensor.dtype(), CDType::F32 | CDType::I32) || !tensor.device().is_cpu() {
+        return None;
+    }
+    let (storage, layout) = tensor.storage_and_layout();
+    let (start, end) = layout.contiguous_offsets()?;
+    let lent = Lent {
+        storage,
+        start,
+        end,
+    };
+    lent.elements().is_some().then_some(lent)
 }
 
 /// Decodes a stand-alone NNR bitstream into candle tensors on `device`, in stream order (name
@@ -88,6 +167,7 @@ pub fn decode_tensor_map(bytes: &[u8], device: &Device) -> Result<BTreeMap<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use std::collections::HashMap;
 
     fn t(v: &[f32]) -> Tensor {
@@ -178,5 +258,72 @@ mod tests {
             decode_tensors(&[0xff, 0x00, 0x13], &Device::Cpu),
             Err(Error::Codec(_))
         ));
+    }
+
+    /// The elements `lend` gives, if any.
+    fn lent_values(t: &Tensor) -> Option<Vec<f32>> {
+        let lent = lend(t)?;
+        match lent.elements()? {
+            ParameterData::F32(v) => Some(v.to_vec()),
+            ParameterData::I32(v) => Some(v.iter().map(|&x| x as f32).collect()),
+        }
+    }
+
+    #[test]
+    fn lends_contiguous_cpu_float32_and_int32_only() {
+        let cpu = &Device::Cpu;
+        let w = Tensor::arange(0f32, 32.0, cpu)
+            .unwrap()
+            .reshape((4, 8))
+            .unwrap();
+        assert_eq!(lent_values(&w), Some((0..32).map(|x| x as f32).collect()));
+        // A narrowed view is contiguous from an offset into the same storage.
+        let rows = w.narrow(0, 1, 2).unwrap();
+        assert_eq!(
+            lent_values(&rows),
+            Some((8..24).map(|x| x as f32).collect())
+        );
+        // A transposed view is not contiguous; other dtypes are converted.
+        assert_eq!(lent_values(&w.t().unwrap()), None);
+        assert_eq!(lent_values(&w.to_dtype(DType::F16).unwrap()), None);
+        assert_eq!(lent_values(&w.to_dtype(DType::I64).unwrap()), None);
+        let ints = Tensor::new(&[3i32, -4, 5], cpu).unwrap();
+        assert_eq!(lent_values(&ints), Some(vec![3.0, -4.0, 5.0]));
+    }
+
+    #[test]
+    fn lent_tensors_give_the_bytes_of_converted_ones() {
+        let cpu = &Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (24, 40), cpu).unwrap();
+        let pairs = vec![
+            ("conv.weight".to_string(), w.clone()),
+            ("rows".to_string(), w.narrow(0, 5, 7).unwrap()),
+            ("transposed".to_string(), w.t().unwrap()),
+            ("half".to_string(), w.to_dtype(DType::BF16).unwrap()),
+            (
+                "bias".to_string(),
+                Tensor::randn(0f32, 0.1, 40, cpu).unwrap(),
+            ),
+            ("scalar".to_string(), Tensor::new(2.5f32, cpu).unwrap()),
+            (
+                "steps".to_string(),
+                Tensor::new(&[7i32, -9, 11], cpu).unwrap(),
+            ),
+            ("ids".to_string(), Tensor::new(&[1i64, 2, 3], cpu).unwrap()),
+            (
+                "empty".to_string(),
+                Tensor::zeros((0, 3), DType::F32, cpu).unwrap(),
+            ),
+        ];
+        let opts = EncodeOptions::default();
+        let converted = EncodeInput::from_tensors_owned(to_nnc_tensors(&pairs).unwrap()).unwrap();
+        let expected = nnc_tensor::encode(converted, &opts).unwrap().bytes;
+        assert_eq!(encode_tensors(&pairs, &opts).unwrap(), expected);
+        // And what comes back is what went in, dtype and shape.
+        let back = decode_tensor_map(&expected, cpu).unwrap();
+        for (name, t) in &pairs {
+            assert_eq!(back[name].dims(), t.dims(), "{name}");
+            assert_eq!(back[name].dtype(), t.dtype(), "{name}");
+        }
     }
 }

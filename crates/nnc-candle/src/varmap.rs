@@ -6,9 +6,8 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use nnc_tensor::EncodeOptions;
 
-use crate::convert::to_nnc;
 use crate::error::{Error, Result};
-use crate::map::decode_tensors;
+use crate::map::{decode_tensors, encode_lent};
 
 /// What [`load_into_varmap`] did, each list in name order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,18 +21,19 @@ pub struct LoadSummary {
 }
 
 /// Encodes every variable of `varmap`, in name order (see [`crate::encode_tensors`]).
+///
+/// The VarMap stays locked during the encode: contiguous float32 and int32 variables on the CPU
+/// are read in their own storage rather than copied.
 pub fn encode_varmap(varmap: &VarMap, opts: &EncodeOptions) -> Result<Vec<u8>> {
-    let nnc = {
-        let vars = varmap.data().lock().map_err(|_| Error::Poisoned)?;
-        let mut named: Vec<(&String, &Var)> = vars.iter().collect();
-        named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let vars = varmap.data().lock().map_err(|_| Error::Poisoned)?;
+    let mut named: Vec<(&String, &Var)> = vars.iter().collect();
+    named.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    encode_lent(
         named
             .into_iter()
-            .map(|(name, var)| to_nnc(name, var.as_tensor()))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let input = nnc_tensor::EncodeInput::from_tensors_owned(nnc)?;
-    Ok(nnc_tensor::encode(input, opts)?.bytes)
+            .map(|(name, var)| (name.as_str(), var.as_tensor())),
+        opts,
+    )
 }
 
 /// Decodes a bitstream into `varmap`: each existing variable of the same name gets the decoded
