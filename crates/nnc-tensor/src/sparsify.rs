@@ -5,7 +5,7 @@ pub use nnc_sparsify::SparsifyOptions;
 
 use crate::encode::is_batch_counter;
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::{ShapeMismatch, Tensor, TensorData};
 
 /// Sparsifies `tensors` in place as the reference does before compressing: unstructured
 /// (statistics-based, towards `opts.sparsity`), then structured per output channel. Float32 tensors
@@ -27,6 +27,11 @@ pub fn sparsify_state_dict(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Re
     sparsify_those(tensors, opts, |t| !is_batch_counter(&t.name))
 }
 
+/// Integer elements as the sparsifier's `i64`.
+fn widen<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
+    v.iter().map(|&x| x.into()).collect()
+}
+
 fn sparsify_those(
     tensors: &mut [Tensor],
     opts: &SparsifyOptions,
@@ -45,45 +50,54 @@ fn sparsify_those(
     if opts.sparsity <= 0.0 {
         return Ok(());
     }
-    let mut work = Vec::with_capacity(tensors.len());
+    // Every tensor is checked before any is touched: a supported dtype, and a shape that
+    // describes its elements (the fields are public, so a tensor may be built without it).
     for t in tensors.iter().filter(|t| take_part(t)) {
-        let values = match &t.data {
-            TensorData::F32(v) => nnc_sparsify::TensorValues::F32(v.clone()),
-            TensorData::I64(v) => nnc_sparsify::TensorValues::Int(v.clone()),
-            TensorData::I32(v) => {
-                nnc_sparsify::TensorValues::Int(v.iter().map(|&x| i64::from(x)).collect())
-            }
-            TensorData::I16(v) => {
-                nnc_sparsify::TensorValues::Int(v.iter().map(|&x| i64::from(x)).collect())
-            }
-            TensorData::I8(v) => {
-                nnc_sparsify::TensorValues::Int(v.iter().map(|&x| i64::from(x)).collect())
-            }
-            TensorData::U8(v) => {
-                nnc_sparsify::TensorValues::Int(v.iter().map(|&x| i64::from(x)).collect())
-            }
-            other => {
-                return Err(Error::InvalidArgument {
-                    what: format!(
-                        "sparsification of {} tensor {:?} is not supported",
-                        other.dtype().numpy_name(),
-                        t.name
-                    ),
-                })
-            }
-        };
-        work.push(
-            nnc_sparsify::Tensor::new(t.name.clone(), t.shape.clone(), values).map_err(|e| {
-                Error::InvalidArgument {
-                    what: e.to_string(),
-                }
-            })?,
+        let supported = matches!(
+            t.data,
+            TensorData::F32(_)
+                | TensorData::I64(_)
+                | TensorData::I32(_)
+                | TensorData::I16(_)
+                | TensorData::I8(_)
+                | TensorData::U8(_)
         );
+        if !supported {
+            return invalid(format!(
+                "sparsification of {} tensor {:?} is not supported",
+                t.data.dtype().numpy_name(),
+                t.name
+            ));
+        }
+        if let Err(e) = ShapeMismatch::check(&t.shape, t.len()) {
+            return invalid(format!("tensor {:?}: {e}", t.name));
+        }
+    }
+    // Float elements move into the work tensors and back (integers, which only count, are
+    // widened copies), so the model is not held twice while it is sparsified.
+    let mut work = Vec::with_capacity(tensors.len());
+    for t in tensors.iter_mut().filter(|t| take_part(t)) {
+        let values = match &mut t.data {
+            TensorData::F32(v) => nnc_sparsify::TensorValues::F32(std::mem::take(v)),
+            TensorData::I64(v) => nnc_sparsify::TensorValues::Int(v.clone()),
+            TensorData::I32(v) => nnc_sparsify::TensorValues::Int(widen(v)),
+            TensorData::I16(v) => nnc_sparsify::TensorValues::Int(widen(v)),
+            TensorData::I8(v) => nnc_sparsify::TensorValues::Int(widen(v)),
+            TensorData::U8(v) => nnc_sparsify::TensorValues::Int(widen(v)),
+            // Refused above.
+            _ => nnc_sparsify::TensorValues::Int(Vec::new()),
+        };
+        // The shape was checked above, so this cannot fail.
+        if let Ok(w) = nnc_sparsify::Tensor::new(t.name.clone(), t.shape.clone(), values) {
+            work.push(w);
+        }
     }
     nnc_sparsify::sparsify(&mut work, opts);
-    for (t, w) in tensors.iter_mut().filter(|t| take_part(t)).zip(work) {
-        if let (TensorData::F32(dst), nnc_sparsify::TensorValues::F32(src)) =
-            (&mut t.data, w.into_values())
+    let mut returned = work.into_iter().map(nnc_sparsify::Tensor::into_values);
+    for t in tensors.iter_mut().filter(|t| take_part(t)) {
+        let values = returned.next();
+        if let (TensorData::F32(dst), Some(nnc_sparsify::TensorValues::F32(src))) =
+            (&mut t.data, values)
         {
             *dst = src;
         }
@@ -131,6 +145,30 @@ mod tests {
         // 40 % of the weights alone, against 40 % of weights and counters together.
         assert!((26..40).contains(&state_dict), "{state_dict}");
         assert!(dict > state_dict + 10, "{dict} vs {state_dict}");
+    }
+
+    #[test]
+    fn a_tensor_whose_shape_does_not_hold_its_elements_is_refused_untouched() {
+        let weights: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) * 0.01).collect();
+        let mut tensors = vec![
+            Tensor::try_new("a.weight", vec![8, 8], TensorData::F32(weights.clone())).unwrap(),
+            // Public fields: a shape of 60 elements over 64.
+            Tensor {
+                name: "b.weight".into(),
+                shape: vec![6, 10],
+                data: TensorData::F32(weights),
+            },
+        ];
+        let before = tensors.clone();
+        let opts = SparsifyOptions {
+            qp: -32,
+            qp_density: 2,
+            sparsity: 0.5,
+            struct_spars_factor: 0.9,
+        };
+        let err = sparsify_tensors(&mut tensors, &opts).unwrap_err();
+        assert!(err.to_string().contains("b.weight"), "{err}");
+        assert_eq!(tensors, before);
     }
 
     #[test]
