@@ -52,8 +52,9 @@ where
 /// Float tensors are quantized (lossy, step set by `opts.qp`); integer tensors are coded exactly
 /// but must fit `int32` ([`Error::Input`] otherwise).
 ///
-/// Contiguous float32 and int32 tensors on the CPU are read where they lie (see [`lend`]);
-/// other tensors are converted first, one copy each.
+/// Contiguous float32 and int32 tensors on the CPU (narrowed views too) are read where they lie,
+/// in candle's storage, which stays read-locked until the encode returns; other tensors are
+/// converted first, one copy each.
 pub fn encode_tensors<I>(tensors: I, opts: &EncodeOptions) -> Result<Vec<u8>>
 where
     I: IntoIterator,
