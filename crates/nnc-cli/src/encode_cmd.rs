@@ -256,15 +256,16 @@ fn read_in_place<'t>(
 
 /// The input made into new tensors in `tensors`: updates against `--base` when given (both
 /// models read in place, only the differences made), sparsified when asked. With a report to
-/// make, the input borrows them and `kept` holds the tensors as read when sparsification
-/// changed them; otherwise they move into the input.
+/// make, the input borrows them, and when sparsification changes them `originals` holds the
+/// model as it is in the file, read in place for the report; otherwise they move into the
+/// input.
 fn read_derived<'t>(
     args: &EncodeArgs,
     quiet: bool,
     progress: &Progress,
     opts: &EncodeOptions,
     tensors: &'t mut Vec<Tensor>,
-    kept: &mut Option<Vec<Tensor>>,
+    originals: &mut Vec<TensorSource<'static>>,
 ) -> anyhow::Result<Prepared<'t>> {
     let want_report = args.report || args.json;
     let metadata;
@@ -273,7 +274,9 @@ fn read_derived<'t>(
             let model = read_model(&args.input, &args.read, quiet)?;
             metadata = model.metadata;
             progress.show_for(model.tensors.len());
-            *kept = (want_report && args.sparsity > 0.0).then(|| model.tensors.clone());
+            if want_report && args.sparsity > 0.0 {
+                *originals = read_model_sources(&args.input, &args.read, quiet)?.tensors;
+            }
             model.tensors
         }
         Some(base_path) => {
@@ -352,8 +355,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     let opts = args.options();
     // The tensors as read (or as updates against `--base`) when the report needs them again.
     let mut tensors: Vec<Tensor> = Vec::new();
-    let mut kept_original = None;
-    // The same, read in place.
+    // The model read in place: the input itself when it is coded as it is, else (sparsified)
+    // what the report compares the decoded tensors with.
     let mut held: Vec<TensorSource<'static>> = Vec::new();
     // When the tensors are coded as they are (no base to subtract, no sparsification),
     // safetensors, PyTorch and .npy inputs are read in place from memory maps, each let go once
@@ -367,14 +370,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } = if in_place {
         read_in_place(args, quiet, &progress, &mut held)?
     } else {
-        read_derived(
-            args,
-            quiet,
-            &progress,
-            &opts,
-            &mut tensors,
-            &mut kept_original,
-        )?
+        read_derived(args, quiet, &progress, &opts, &mut tensors, &mut held)?
     };
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
@@ -390,11 +386,12 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     write_atomically(&args.output, &encoded.bytes)?;
     save_state(args.state.as_deref(), &state)?;
     if want_report {
-        let reference: Vec<TensorSource<'_>> = if in_place {
+        let reference: Vec<TensorSource<'_>> = if in_place || !held.is_empty() {
+            // The sparsified copy the encoder read is not compared with: let it go first.
+            drop(std::mem::take(&mut tensors));
             held.iter().map(TensorSource::view).collect()
         } else {
-            let read = kept_original.as_ref().unwrap_or(&tensors);
-            read.iter().map(TensorSource::from).collect()
+            tensors.iter().map(TensorSource::from).collect()
         };
         let rows = report::rows(&encoded, &reference, &progress)?;
         progress.finish();

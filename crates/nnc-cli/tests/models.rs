@@ -225,6 +225,66 @@ fn numpy_files_read_in_place_code_alike_with_and_without_a_report() {
     }
 }
 
+/// With `--sparsity` the report measures the coding error against the model in the file (read
+/// in place for it), not against the sparsified copy the encoder was given; the stream is the
+/// same with and without the report.
+#[test]
+fn a_sparsified_models_report_compares_with_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    write_tensors(&model, &mixed_model()).expect("write model");
+    let plain = dir.path().join("a.nnc");
+    let reported = dir.path().join("b.nnc");
+    let sparse = ["--sparsity", "0.5"];
+    ok(&nnc(&[
+        &["encode", s(&model), "-o", s(&plain)],
+        &sparse[..],
+    ]
+    .concat()));
+    let o = nnc(&[
+        &[
+            "encode",
+            s(&model),
+            "-o",
+            s(&reported),
+            "--report",
+            "--json",
+        ],
+        &sparse[..],
+    ]
+    .concat());
+    ok(&o);
+    assert_eq!(
+        std::fs::read(&plain).expect("a"),
+        std::fs::read(&reported).expect("b")
+    );
+    let report = json(&o);
+    let rows = report["tensors"].as_array().expect("rows");
+    let w = rows
+        .iter()
+        .find(|r| r["name"] == "fc1.weight")
+        .expect("fc1.weight");
+    // Half the weights zeroed: far more than the 0.7 % of quantization alone.
+    let rel = w["rel_error"].as_f64().expect("rel_error");
+    assert!(rel > 0.1, "{rel}");
+    // The bfloat16 weight was sparsified too, and comes back as bfloat16.
+    let back = dir.path().join("back.safetensors");
+    ok(&nnc(&["decode", s(&reported), "-o", s(&back)]));
+    let decoded = read_tensors(&back, "0").expect("read back");
+    let fc2 = decoded
+        .iter()
+        .find(|t| t.name == "fc2.weight")
+        .expect("fc2.weight");
+    let TensorData::BF16(bits) = &fc2.data else {
+        panic!("fc2.weight is {:?}", fc2.dtype());
+    };
+    let zeros = bits
+        .iter()
+        .filter(|&&b| half::bf16::from_bits(b).to_f32() == 0.0)
+        .count();
+    assert!(zeros >= 32, "{zeros} of 64 zero");
+}
+
 #[test]
 fn report_and_stats_agree_with_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,7 +8,7 @@ use pyo3::types::{PyBytes, PyDict};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
-    EncodeOptions, Limits, Tensor, TensorData,
+    EncodeOptions, Limits, Tensor,
 };
 
 use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict};
@@ -30,35 +30,6 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
             "approx_method must be \"uniform\" or \"codebook\", not {other:?}"
         ))),
     }
-}
-
-/// Sparsifies as the reference does before coding. Float tensors of types other than float32 are
-/// sparsified as float32 (the precision the coder sees) and cast back, exactly.
-fn sparsify(tensors: &mut [Tensor], opts: &SparsifyOptions) -> nnc_tensor::Result<()> {
-    let originals: Vec<_> = tensors.iter().map(Tensor::dtype).collect();
-    for t in tensors.iter_mut() {
-        let widened = match &t.data {
-            TensorData::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
-            TensorData::F16(_) | TensorData::BF16(_) => {
-                t.data.as_f32_lossless().map(|c| c.into_owned())
-            }
-            _ => None,
-        };
-        if let Some(w) = widened {
-            t.data = TensorData::F32(w);
-        }
-    }
-    sparsify_tensors(tensors, opts)?;
-    for (t, dtype) in tensors.iter_mut().zip(originals) {
-        if t.dtype() != dtype {
-            if let TensorData::F32(v) = &t.data {
-                if let Some(back) = TensorData::from_f32_cast(dtype, v) {
-                    t.data = back;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Encodes arrays into an NNR bitstream.
@@ -176,7 +147,7 @@ pub fn py_encode<'py>(
     let mut base = state.as_ref().map(|s| s.borrow().inner.clone());
     let bytes = py.detach(|| -> Result<Vec<u8>, nnc_tensor::Error> {
         if sparsity > 0.0 {
-            sparsify(
+            sparsify_tensors(
                 &mut tensors,
                 &SparsifyOptions {
                     qp,
@@ -278,6 +249,7 @@ pub fn py_decode<'py>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nnc_tensor::TensorData;
 
     #[test]
     fn approx_methods_are_the_reference_names() {
@@ -297,7 +269,7 @@ mod tests {
             ),
         )
         .unwrap()];
-        sparsify(
+        sparsify_tensors(
             &mut t,
             &SparsifyOptions {
                 qp: -32,

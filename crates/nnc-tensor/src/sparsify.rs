@@ -5,12 +5,16 @@ pub use nnc_sparsify::SparsifyOptions;
 
 use crate::encode::is_batch_counter;
 use crate::error::{Error, Result};
+use half::{bf16, f16};
+
 use crate::tensor::{ShapeMismatch, Tensor, TensorData};
 
 /// Sparsifies `tensors` in place as the reference does before compressing: unstructured
-/// (statistics-based, towards `opts.sparsity`), then structured per output channel. Float32 tensors
-/// with two or more dimensions are changed; integer tensors only count towards the sparsity;
-/// other float types are not supported (convert them to float32 first).
+/// (statistics-based, towards `opts.sparsity`), then structured per output channel. Float tensors
+/// with two or more dimensions are changed: float32 as they are, the other float types as the
+/// float32 values the coder quantizes (exact for float16 and bfloat16, rounded for float64), and
+/// of those only the elements zeroed change, so they keep their dtype and every other bit.
+/// Integer tensors only count towards the sparsity.
 ///
 /// A `sparsity` of 1 or more (which would zero every weight), or a `sparsity` or
 /// `struct_spars_factor` that is not finite, is an [`Error::InvalidArgument`]; a `sparsity` of 0
@@ -25,6 +29,16 @@ pub fn sparsify_tensors(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Resul
 /// the tensors the two functions can stop the threshold search at different rounds.
 pub fn sparsify_state_dict(tensors: &mut [Tensor], opts: &SparsifyOptions) -> Result<()> {
     sparsify_those(tensors, opts, |t| !is_batch_counter(&t.name))
+}
+
+/// Writes into `elements` the zeros the sparsifier made in their float32 form (`±0` as it made
+/// them); every other element keeps its bits, NaN payloads and float64 precision included.
+fn zero_where_zeroed<T>(elements: &mut [T], sparsified: &[f32], convert: impl Fn(f32) -> T) {
+    for (e, &x) in elements.iter_mut().zip(sparsified) {
+        if x == 0.0 {
+            *e = convert(x);
+        }
+    }
 }
 
 /// Integer elements as the sparsifier's `i64`.
@@ -56,6 +70,9 @@ fn sparsify_those(
         let supported = matches!(
             t.data,
             TensorData::F32(_)
+                | TensorData::F16(_)
+                | TensorData::BF16(_)
+                | TensorData::F64(_)
                 | TensorData::I64(_)
                 | TensorData::I32(_)
                 | TensorData::I16(_)
@@ -79,6 +96,15 @@ fn sparsify_those(
     for t in tensors.iter_mut().filter(|t| take_part(t)) {
         let values = match &mut t.data {
             TensorData::F32(v) => nnc_sparsify::TensorValues::F32(std::mem::take(v)),
+            TensorData::F16(v) => nnc_sparsify::TensorValues::F32(
+                v.iter().map(|&b| f16::from_bits(b).to_f32()).collect(),
+            ),
+            TensorData::BF16(v) => nnc_sparsify::TensorValues::F32(
+                v.iter().map(|&b| bf16::from_bits(b).to_f32()).collect(),
+            ),
+            TensorData::F64(v) => {
+                nnc_sparsify::TensorValues::F32(v.iter().map(|&x| x as f32).collect())
+            }
             TensorData::I64(v) => nnc_sparsify::TensorValues::Int(v.clone()),
             TensorData::I32(v) => nnc_sparsify::TensorValues::Int(widen(v)),
             TensorData::I16(v) => nnc_sparsify::TensorValues::Int(widen(v)),
@@ -95,11 +121,15 @@ fn sparsify_those(
     nnc_sparsify::sparsify(&mut work, opts);
     let mut returned = work.into_iter().map(nnc_sparsify::Tensor::into_values);
     for t in tensors.iter_mut().filter(|t| take_part(t)) {
-        let values = returned.next();
-        if let (TensorData::F32(dst), Some(nnc_sparsify::TensorValues::F32(src))) =
-            (&mut t.data, values)
-        {
-            *dst = src;
+        let Some(nnc_sparsify::TensorValues::F32(src)) = returned.next() else {
+            continue;
+        };
+        match &mut t.data {
+            TensorData::F32(dst) => *dst = src,
+            TensorData::F16(dst) => zero_where_zeroed(dst, &src, |x| f16::from_f32(x).to_bits()),
+            TensorData::BF16(dst) => zero_where_zeroed(dst, &src, |x| bf16::from_f32(x).to_bits()),
+            TensorData::F64(dst) => zero_where_zeroed(dst, &src, f64::from),
+            _ => {}
         }
     }
     Ok(())
@@ -145,6 +175,94 @@ mod tests {
         // 40 % of the weights alone, against 40 % of weights and counters together.
         assert!((26..40).contains(&state_dict), "{state_dict}");
         assert!(dict > state_dict + 10, "{dict} vs {state_dict}");
+    }
+
+    #[test]
+    fn half_precision_tensors_are_sparsified_as_their_float32_values() {
+        // Multiples of 1/64 up to ±2: exact in float16 and bfloat16 alike.
+        let values = |seed: usize| -> Vec<f32> {
+            (0..256)
+                .map(|i| (((i + seed) * 37 % 255) as f32 - 127.0) / 64.0)
+                .collect()
+        };
+        let (a, b) = (values(0), values(5));
+        let as_f32 = vec![
+            Tensor::try_new("a.weight", vec![16, 16], TensorData::F32(a.clone())).unwrap(),
+            Tensor::try_new("b.weight", vec![16, 16], TensorData::F32(b.clone())).unwrap(),
+        ];
+        let f16_bits: Vec<u16> = a.iter().map(|&x| f16::from_f32(x).to_bits()).collect();
+        let bf16_bits: Vec<u16> = b.iter().map(|&x| bf16::from_f32(x).to_bits()).collect();
+        let mut halves = vec![
+            Tensor::try_new("a.weight", vec![16, 16], TensorData::F16(f16_bits)).unwrap(),
+            Tensor::try_new("b.weight", vec![16, 16], TensorData::BF16(bf16_bits)).unwrap(),
+        ];
+        let opts = SparsifyOptions {
+            qp: -32,
+            qp_density: 2,
+            sparsity: 0.6,
+            struct_spars_factor: 0.9,
+        };
+        let mut expected = as_f32;
+        sparsify_tensors(&mut expected, &opts).unwrap();
+        sparsify_tensors(&mut halves, &opts).unwrap();
+        let widened = |t: &Tensor| -> Vec<u32> {
+            match &t.data {
+                TensorData::F16(v) => v
+                    .iter()
+                    .map(|&b| f16::from_bits(b).to_f32().to_bits())
+                    .collect(),
+                TensorData::BF16(v) => v
+                    .iter()
+                    .map(|&b| bf16::from_bits(b).to_f32().to_bits())
+                    .collect(),
+                TensorData::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(halves[0].dtype(), crate::tensor::DType::F16);
+        assert_eq!(halves[1].dtype(), crate::tensor::DType::BF16);
+        for (h, e) in halves.iter().zip(&expected) {
+            let zeros = widened(h)
+                .iter()
+                .filter(|&&b| f32::from_bits(b) == 0.0)
+                .count();
+            assert!(zeros >= 128, "{}: {zeros} zeros", h.name);
+            assert_eq!(widened(h), widened(e), "{}", h.name);
+        }
+    }
+
+    #[test]
+    fn float64_tensors_are_sparsified_as_float32_and_keep_their_precision() {
+        // Values float32 cannot hold: their float32 roundings decide, the survivors keep every bit.
+        let exact: Vec<f64> = (0..256)
+            .map(|i| (((i * 37) % 255) as f64 - 127.0) / 64.0 + 1e-12)
+            .collect();
+        let rounded: Vec<f32> = exact.iter().map(|&x| x as f32).collect();
+        let mut wide =
+            vec![Tensor::try_new("w", vec![16, 16], TensorData::F64(exact.clone())).unwrap()];
+        let mut narrow =
+            vec![Tensor::try_new("w", vec![16, 16], TensorData::F32(rounded)).unwrap()];
+        let opts = SparsifyOptions {
+            qp: -32,
+            qp_density: 2,
+            sparsity: 0.5,
+            struct_spars_factor: 0.0,
+        };
+        sparsify_tensors(&mut wide, &opts).unwrap();
+        sparsify_tensors(&mut narrow, &opts).unwrap();
+        let (TensorData::F64(w), TensorData::F32(n)) = (&wide[0].data, &narrow[0].data) else {
+            panic!("dtypes changed");
+        };
+        let mut zeros = 0;
+        for ((&w, &n), &x) in w.iter().zip(n).zip(&exact) {
+            if n == 0.0 {
+                zeros += 1;
+                assert_eq!(w.to_bits(), f64::from(n).to_bits());
+            } else {
+                assert_eq!(w.to_bits(), x.to_bits());
+            }
+        }
+        assert!(zeros >= 128, "{zeros}");
     }
 
     #[test]
