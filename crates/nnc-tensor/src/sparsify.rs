@@ -3,10 +3,10 @@
 
 pub use nnc_sparsify::SparsifyOptions;
 
-use crate::encode::is_batch_counter;
-use crate::error::{Error, Result};
 use half::{bf16, f16};
 
+use crate::encode::is_batch_counter;
+use crate::error::{Error, Result};
 use crate::tensor::{ShapeMismatch, Tensor, TensorData};
 
 /// Sparsifies `tensors` in place as the reference does before compressing: unstructured
