@@ -4,9 +4,8 @@
 //! Tensors are coded in name order whatever the container, so the same map always gives the same
 //! bytes (a `HashMap`'s iteration order is random).
 
-use std::collections::BTreeMap;
-
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use candle_core::{CpuStorage, DType as CDType, Device, Storage, StorageRef, Tensor};
 use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};

@@ -3,6 +3,8 @@
 
 pub use nnc_sparsify::SparsifyOptions;
 
+use std::borrow::Cow;
+
 use half::{bf16, f16};
 
 use crate::encode::is_batch_counter;
@@ -96,11 +98,12 @@ fn sparsify_those(
     for t in tensors.iter_mut().filter(|t| take_part(t)) {
         let values = match &mut t.data {
             TensorData::F32(v) => nnc_sparsify::TensorValues::F32(std::mem::take(v)),
-            TensorData::F16(v) => nnc_sparsify::TensorValues::F32(
-                v.iter().map(|&b| f16::from_bits(b).to_f32()).collect(),
-            ),
-            TensorData::BF16(v) => nnc_sparsify::TensorValues::F32(
-                v.iter().map(|&b| bf16::from_bits(b).to_f32()).collect(),
+            // Widened exactly.
+            TensorData::F16(_) | TensorData::BF16(_) => nnc_sparsify::TensorValues::F32(
+                t.data
+                    .as_f32_lossless()
+                    .map(Cow::into_owned)
+                    .unwrap_or_default(),
             ),
             TensorData::F64(v) => {
                 nnc_sparsify::TensorValues::F32(v.iter().map(|&x| x as f32).collect())

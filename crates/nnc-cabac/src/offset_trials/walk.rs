@@ -97,10 +97,7 @@ pub(super) fn count_group<const W: usize, const V: usize>(
     let layout = starts[0].layout;
     let n = layout.num_gtx_flags() as usize;
     let len = starts[0].contexts.models().len();
-    if n == 0
-        || layout.rem() + crate::binarization::MAX_PREFIX_BINS > len
-        || ContextLayout::GTX + 2 * n > len
-    {
+    if n == 0 || layout.rem() + MAX_PREFIX_BINS > len || ContextLayout::GTX + 2 * n > len {
         return Err(Error::Internal("context layout too small for the trials"));
     }
 
