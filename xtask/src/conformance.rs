@@ -295,7 +295,14 @@ fn check_decode_step(
         compare_hls(&expected, &actual)?;
     }
 
+    // The summary is read against the state before the step, as the decode is, and also
+    // without any state: an update must summarise on its own.
+    let summary =
+        nnc_tensor::summarise_stream(&bytes, state, opts).context("summarising the stream")?;
+    let stateless = nnc_tensor::summarise_stream(&bytes, &DecoderState::default(), opts)
+        .context("summarising the stream without a state")?;
     let decoded = nnc_tensor::decode_stream(&bytes, state, opts).context("decoding")?;
+    check_summary(&bytes, &summary, &stateless, &decoded)?;
 
     let select = |name: &str| tensor_id.is_none_or(|id| id == name);
     if let Some(levels_path) = file_path(dir, step, "levels") {
@@ -317,6 +324,73 @@ fn check_decode_step(
             .map(|t| t.tensor.clone())
             .collect();
         compare_tensor_sets("decoded", &expected, &actual)?;
+    }
+    Ok(())
+}
+
+/// Checks a stream's summary against its decode: the same tensors, shapes, dtypes and QPs in
+/// output order, every element coded once, and the NDUs' bytes shared out exactly. Without a
+/// state, only the QPs behind a member that needs one may be missing.
+fn check_summary(
+    bytes: &[u8],
+    summary: &[nnc_tensor::TensorSummary],
+    stateless: &[nnc_tensor::TensorSummary],
+    decoded: &nnc_tensor::DecodedStream,
+) -> Result<()> {
+    if summary.len() != decoded.tensors.len() {
+        bail!(
+            "summary: {} tensors, the decode {}",
+            summary.len(),
+            decoded.tensors.len()
+        );
+    }
+    for ((s, bare), d) in summary.iter().zip(stateless).zip(&decoded.tensors) {
+        let t = &d.tensor;
+        let qp = match d.approximation {
+            nnc_tensor::Approximation::Uniform { qp, .. }
+            | nnc_tensor::Approximation::Codebook { qp, .. } => Some(qp),
+            _ => None,
+        };
+        let coded = match d.approximation {
+            nnc_tensor::Approximation::Verbatim => Some(0),
+            // A recomposed weight counts its factors' elements.
+            nnc_tensor::Approximation::RawFloat if d.levels.is_none() => None,
+            _ => Some(t.len() as u64),
+        };
+        if s.spec.name != t.name
+            || s.spec.shape != t.shape
+            || s.spec.dtype != t.dtype()
+            || s.qp != qp
+        {
+            bail!(
+                "summary of {:?}: {:?} {:?} {:?} qp {:?}, the decode {:?} {:?} {:?} qp {qp:?}",
+                t.name,
+                s.spec.name,
+                s.spec.shape,
+                s.spec.dtype,
+                s.qp,
+                t.name,
+                t.shape,
+                t.dtype()
+            );
+        }
+        if coded.is_some_and(|n| n != s.coded_values) {
+            bail!("summary of {:?}: {} values coded", t.name, s.coded_values);
+        }
+        if bare.spec != s.spec || bare.bytes != s.bytes || bare.qp.is_some_and(|q| Some(q) != qp) {
+            bail!("summary of {:?} without a state: {bare:?}", t.name);
+        }
+    }
+    let mut ndu_bytes = 0usize;
+    let mut reader = nnc_bitstream::UnitReader::new(bytes);
+    while let Some(raw) = reader.next()? {
+        if raw.nnr_unit_type()? == nnc_bitstream::NnrUnitType::Ndu {
+            ndu_bytes += raw.bytes.len();
+        }
+    }
+    let shared: f64 = summary.iter().map(|s| s.bytes).sum();
+    if (shared - ndu_bytes as f64).abs() > 1e-6 * (ndu_bytes as f64).max(1.0) {
+        bail!("summary: {shared} bytes shared out, the NDUs hold {ndu_bytes}");
     }
     Ok(())
 }

@@ -90,7 +90,7 @@ enum Command {
         #[arg(short = 'j', long, value_parser = threads_arg)]
         threads: Option<usize>,
     },
-    /// Per-tensor size and bits per parameter of a bitstream (name, shape, dtype, qp).
+    /// Per-tensor size and bits per parameter of a bitstream (name, shape, dtype, qp), read from its unit headers without decoding it
     Stats {
         /// Input bitstream.
         input: PathBuf,
@@ -237,7 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }
-        Command::Stats { input, json } => stats_cmd::run(&input, json, cli.quiet),
+        Command::Stats { input, json } => stats_cmd::run(&input, json),
         Command::Info { input, json } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;

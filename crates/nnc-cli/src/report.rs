@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use nnc_tensor::encode::{ParameterData, TensorSource};
-use nnc_tensor::{Approximation, EncodedStream, EncodedTensor, TensorData};
+use nnc_tensor::{
+    summarise_stream, Approximation, DecodeOptions, DecoderState, EncodedStream, EncodedTensor,
+    TensorData,
+};
 use serde_json::json;
 
 use crate::progress::Progress;
@@ -20,41 +23,6 @@ pub struct Row {
     pub params: usize,
     pub rel_error: Option<f64>,
     pub psnr_db: Option<f64>,
-}
-
-/// Bytes of each tensor's NDUs in `bytes`; an NDU carrying several tensors (a block) is shared
-/// in proportion to their element counts `sizes`.
-pub fn ndu_bytes(
-    bytes: &[u8],
-    sizes: &BTreeMap<&str, usize>,
-) -> anyhow::Result<BTreeMap<String, f64>> {
-    let mut out = BTreeMap::new();
-    let mut ctx = nnc_bitstream::ParseContext::default();
-    let mut reader = nnc_bitstream::UnitReader::new(bytes);
-    while let Some(raw) = reader.next()? {
-        let len = raw.bytes.len();
-        let parsed = nnc_bitstream::parse_unit(raw, &mut ctx, &Default::default())?;
-        if let nnc_bitstream::NnrUnit::Ndu { header, .. } = &parsed.unit {
-            let names: Vec<String> = match (&header.topology_elem_id, &header.topology_elem_id_list)
-            {
-                (Some(n), _) => vec![n.clone()],
-                (None, Some(list)) => list.clone(),
-                _ => Vec::new(),
-            };
-            let total: usize = names
-                .iter()
-                .map(|n| sizes.get(n.as_str()).copied().unwrap_or(0))
-                .sum();
-            for n in names {
-                let share = match total {
-                    0 => 1.0,
-                    _ => sizes.get(n.as_str()).copied().unwrap_or(0) as f64 / total as f64,
-                };
-                *out.entry(n).or_insert(0.0) += len as f64 * share;
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Elements compared at a time: the report holds two blocks of this many `f64`, never a whole
@@ -176,12 +144,16 @@ pub fn rows(
     inputs: &[TensorSource<'_>],
     progress: &Progress,
 ) -> anyhow::Result<Vec<Row>> {
-    let sizes: BTreeMap<&str, usize> = stream
-        .tensors
+    // The same shares `nnc stats` reports for the written file.
+    let summary = summarise_stream(
+        &stream.bytes,
+        &DecoderState::default(),
+        &DecodeOptions::new(),
+    )?;
+    let bytes: BTreeMap<&str, f64> = summary
         .iter()
-        .map(|t| (t.name.as_str(), t.levels.len()))
+        .map(|t| (t.spec.name.as_str(), t.bytes))
         .collect();
-    let bytes = ndu_bytes(&stream.bytes, &sizes)?;
     let mut out = Vec::new();
     progress.steps("measuring the error", inputs.len());
     for t in inputs {

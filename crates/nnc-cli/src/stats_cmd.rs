@@ -1,61 +1,27 @@
-//! `nnc stats`: per-tensor size and bits per parameter from a bitstream alone.
+//! `nnc stats`: per-tensor size and bits per parameter from a bitstream's unit headers.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use nnc_tensor::{decode_stream_with, Approximation, DecodeOptions, DecodedTensor, DecoderState};
+use nnc_tensor::{summarise_stream, DecodeOptions, DecoderState, TensorSummary};
 
-use crate::progress::Progress;
 use crate::report::{self, Row};
 
-/// What `nnc stats` keeps of a decoded tensor: everything but its values, so a stream is
-/// summarised in the decoder's window of memory, not the whole model's.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Summary {
-    name: String,
-    shape: Vec<usize>,
-    dtype: &'static str,
-    qp: Option<i32>,
-    params: usize,
-    /// Values coded (the levels where the decoder kept them, else the tensor's values).
-    coded: usize,
-}
-
-impl Summary {
-    /// The summary of a decoded tensor.
-    pub fn of(d: &DecodedTensor) -> Self {
-        Self {
-            name: d.tensor.name.clone(),
-            shape: d.tensor.shape.clone(),
-            dtype: d.tensor.dtype().numpy_name(),
-            qp: match d.approximation {
-                Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(qp),
-                _ => None,
-            },
-            params: d.tensor.len(),
-            coded: d.levels.as_ref().map_or(d.tensor.len(), Vec::len),
-        }
-    }
-}
-
-/// The rows of `nnc stats`: one per decoded tensor, in stream order.
-pub fn rows(bytes: &[u8], decoded: &[Summary]) -> anyhow::Result<Vec<Row>> {
-    let sizes: BTreeMap<&str, usize> = decoded.iter().map(|d| (d.name.as_str(), d.coded)).collect();
-    let ndu = report::ndu_bytes(bytes, &sizes)?;
-    Ok(decoded
+/// The rows of `nnc stats`: one per output tensor, in output order.
+pub fn rows(summary: &[TensorSummary]) -> Vec<Row> {
+    summary
         .iter()
-        .map(|d| Row {
-            name: d.name.clone(),
-            shape: d.shape.clone(),
-            dtype: d.dtype,
-            qp: d.qp,
-            bits: ndu.get(&d.name).copied().unwrap_or(0.0) * 8.0,
-            params: d.params,
+        .map(|t| Row {
+            name: t.spec.name.clone(),
+            shape: t.spec.shape.clone(),
+            dtype: t.spec.dtype.numpy_name(),
+            qp: t.qp,
+            bits: t.bytes * 8.0,
+            params: t.spec.shape.iter().product(),
             rel_error: None,
             psnr_db: None,
         })
-        .collect())
+        .collect()
 }
 
 /// Number of units up to the first malformed one: known before decoding and, minus the stream
@@ -69,35 +35,19 @@ pub fn unit_count(bytes: &[u8]) -> usize {
     n
 }
 
-/// Decodes `bytes` tensor by tensor, keeping only each one's [`Summary`].
-pub fn summarise(bytes: &[u8]) -> Result<Vec<Summary>, nnc_tensor::Error> {
-    let mut out = Vec::new();
-    let opts = DecodeOptions::new()
-        .with_keep_levels(false)
-        .with_update_state(false);
-    decode_stream_with(bytes, &mut DecoderState::default(), &opts, |d| {
-        out.push(Summary::of(&d));
-        Ok::<(), nnc_tensor::Error>(())
-    })?;
-    Ok(out)
-}
-
-/// Runs `nnc stats`.
-pub fn run(input: &Path, json: bool, quiet: bool) -> anyhow::Result<()> {
+/// Runs `nnc stats`: the stream's unit headers and each tensor's QP, no decode of the values,
+/// so no state is needed for an incremental update either.
+pub fn run(input: &Path, json: bool) -> anyhow::Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let progress = Progress::new(quiet);
-    progress.show_for(unit_count(&bytes));
-    progress.stage(format!("decoding {}", input.display()));
-    let decoded = summarise(&bytes).with_context(|| format!("decoding {}", input.display()))?;
-    let rows = rows(&bytes, &decoded)?;
-    progress.finish();
-    report::print(&rows, bytes.len(), json, false)
+    let summary = summarise_stream(&bytes, &DecoderState::default(), &DecodeOptions::new())
+        .with_context(|| format!("reading {}", input.display()))?;
+    report::print(&rows(&summary), bytes.len(), json, false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nnc_tensor::{decode_stream, encode, EncodeInput, EncodeOptions, Tensor, TensorData};
+    use nnc_tensor::{encode, EncodeInput, EncodeOptions, Tensor, TensorData};
 
     #[test]
     fn sizes_add_up_to_the_stream_and_follow_the_data() {
@@ -119,17 +69,13 @@ mod tests {
             &EncodeOptions::default(),
         )
         .expect("encode");
-        let decoded = decode_stream(
+        let summary = summarise_stream(
             &stream.bytes,
-            &mut DecoderState::default(),
+            &DecoderState::default(),
             &DecodeOptions::new(),
         )
-        .expect("decode");
-        // Tensor by tensor, without the levels: what the whole decode says.
-        let summaries = summarise(&stream.bytes).expect("summaries");
-        let whole: Vec<Summary> = decoded.tensors.iter().map(Summary::of).collect();
-        assert_eq!(summaries, whole);
-        let rows = rows(&stream.bytes, &summaries).expect("rows");
+        .expect("summary");
+        let rows = rows(&summary);
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["a.weight", "b.weight", "b.bias"]);
         assert_eq!(rows[0].shape, [32, 16]);

@@ -312,6 +312,51 @@ fn info_json_snapshots() {
     }
 }
 
+/// `nnc stats` reads headers only: a weight recomposed from a low-rank pair gets its factors'
+/// bytes (not the bias it shares their block with), and an update that uses temporal context is
+/// summarised without the earlier streams' state.
+#[test]
+fn stats_shares_a_low_rank_block_and_reads_updates_alone() {
+    let v = vector("c_block_dc_lowrank");
+    let o = nnc(&["stats", "--json", v.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+    let rows = json["tensors"].as_array().expect("rows");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {rows:?}"))
+    };
+    let (w, b) = (row("d.weight"), row("d.bias"));
+    assert_eq!(w["shape"], serde_json::json!([24, 8, 3, 3]));
+    assert!(w["qp"].is_null());
+    // One block: G (24 x 4), H (4 x 72) and the bias (24) share its bytes by their values.
+    let (wb, bb) = (
+        w["bytes"].as_f64().expect("bytes"),
+        b["bytes"].as_f64().expect("bytes"),
+    );
+    assert!((wb / bb - 384.0 / 24.0).abs() < 1e-9, "{wb} {bb}");
+    let total = json["total"]["bytes"].as_f64().expect("total");
+    let header = json["total"]["header_bytes"].as_f64().expect("header");
+    assert!((wb + bb + header - total).abs() < 1e-6, "{json}");
+    assert_eq!(total as u64, std::fs::metadata(&v).expect("file").len());
+
+    for step in ["step_01", "step_02", "step_03"] {
+        let update = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../conformance/vectors/seq_tca_diff")
+            .join(step)
+            .join("bitstream.nnc");
+        let o = nnc(&["stats", "--json", update.to_str().expect("utf-8")]);
+        assert_eq!(o.status.code(), Some(0), "{step}: {}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
+        let rows = json["tensors"].as_array().expect("rows");
+        assert!(
+            !rows.is_empty() && rows.iter().all(|r| r["qp"].is_i64()),
+            "{json}"
+        );
+    }
+}
+
 /// A reader that stops early (`nnc info x.nnc | head`) ends the command quietly with status 0,
 /// as for any filter: no "Broken pipe" message, no panic. The pipe's read end is closed before
 /// `nnc` starts, so its first write fails.

@@ -299,6 +299,43 @@ pub fn py_attributes(bitstream: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, 
     Ok(plan.attributes)
 }
 
+/// Each output tensor of a bitstream, in `decode`'s order, as a `dict`: `name`, `shape` (a
+/// tuple), `dtype` (NumPy's name), `qp` (`None` for integers, raw floats, tensors carried in the
+/// metadata and weights recomposed from low-rank factors), `coded_values` and `bytes` (its share
+/// of the units carrying it). Reads the unit headers and each tensor's QP only, so it takes
+/// milliseconds on a whole model and needs no state for an update.
+#[pyfunction]
+#[pyo3(name = "summary", signature = (bitstream))]
+pub fn py_summary<'py>(
+    py: Python<'py>,
+    bitstream: &Bound<'py, PyAny>,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let bitstream = bytes_like(bitstream, "bitstream")?;
+    let bytes = bitstream.as_bytes();
+    let summary = py
+        .detach(|| {
+            nnc_tensor::summarise_stream(
+                bytes,
+                &nnc_tensor::DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+        })
+        .map_err(|e| to_py(&e))?;
+    summary
+        .iter()
+        .map(|t| {
+            let d = PyDict::new(py);
+            d.set_item("name", &t.spec.name)?;
+            d.set_item("shape", pyo3::types::PyTuple::new(py, &t.spec.shape)?)?;
+            d.set_item("dtype", t.spec.dtype.numpy_name())?;
+            d.set_item("qp", t.qp)?;
+            d.set_item("coded_values", t.coded_values)?;
+            d.set_item("bytes", t.bytes)?;
+            Ok(d)
+        })
+        .collect()
+}
+
 /// The files a bitstream attaches to its model (a Hugging Face directory's `config.json` and
 /// tokenizer, attached by `nnc encode DIR`): a `dict` of name to `bytes`, empty when there are
 /// none. Unpacking is bounded (64 MiB a file, 256 MiB in all: `nnc.LimitExceededError` past

@@ -49,6 +49,7 @@ fn nnc_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::py_decode, m)?)?;
     m.add_function(wrap_pyfunction!(codec::py_attributes, m)?)?;
     m.add_function(wrap_pyfunction!(codec::py_attached_files, m)?)?;
+    m.add_function(wrap_pyfunction!(codec::py_summary, m)?)?;
     m.add_class::<state::EncoderState>()?;
     m.add_class::<state::DecoderState>()?;
     m.add_class::<fl::PyClientCodec>()?;

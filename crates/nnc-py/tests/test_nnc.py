@@ -253,6 +253,24 @@ def test_attributes_travel_with_the_stream():
         nnc.attributes(carried[:7])
 
 
+def test_summary_names_each_tensor_without_decoding():
+    model = {"a.weight": weights((16, 8)), "a.bias": weights((16,)), "steps": np.arange(6, dtype=np.int64)}
+    stream = nnc.encode(model)
+    rows = nnc.summary(stream)
+    decoded = nnc.decode(stream)
+    assert [r["name"] for r in rows] == list(decoded)
+    for r in rows:
+        assert r["shape"] == decoded[r["name"]].shape
+        assert r["dtype"] == decoded[r["name"]].dtype.name
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["a.weight"]["qp"] == -32 and by_name["a.bias"]["qp"] == -75
+    assert by_name["steps"]["qp"] is None
+    assert by_name["a.weight"]["coded_values"] == 128
+    assert 0 < sum(r["bytes"] for r in rows) < len(stream)
+    with pytest.raises(nnc.MalformedError):
+        nnc.summary(stream[:7])
+
+
 def test_attached_files_of_a_model_directory(tmp_path):
     """A stream made by `nnc encode DIR` attaches the directory's config; Python reads it."""
     import shutil

@@ -188,6 +188,8 @@ impl DecodedStream {
 pub(crate) struct NduJob<'a> {
     pub(crate) header: NduHeader,
     payload: &'a [u8],
+    /// Bytes of the whole NNR unit (header and payload).
+    pub(crate) unit_bytes: usize,
     pub(crate) here: Location,
     pub(crate) members: Vec<Member>,
     qp_density: u8,
@@ -203,15 +205,31 @@ impl NduJob<'_> {
         self.header.nnr_compressed_data_unit_payload_type == nnc_bitstream::PayloadType::RawFloat
     }
 
-    /// The element type a member decodes to, before any metadata cast.
-    pub(crate) fn decoded_dtype(&self, m: &Member) -> DType {
-        let quantized = matches!(
+    /// Whether the members are quantized floats (each with its own QP in the payload), not
+    /// integers or raw float32.
+    pub(crate) fn is_quantized(&self) -> bool {
+        matches!(
             self.header.nnr_compressed_data_unit_payload_type,
             nnc_bitstream::PayloadType::Float | nnc_bitstream::PayloadType::Block
-        );
+        )
+    }
+
+    /// The header's entry points, when exactly one member can own them: the reference hands
+    /// every such member the list from its start (hls.md §4.5), so with two (a low-rank G and H
+    /// in one block) they are not split here and both decode without them.
+    fn entry_points(&self) -> Option<&[u64]> {
+        let with_rows = self.members.iter().filter(|m| m.dims.len() > 1).count();
+        self.header
+            .cabac_entry_point_list
+            .as_deref()
+            .filter(|eps| !eps.is_empty() && with_rows == 1)
+    }
+
+    /// The element type a member decodes to, before any metadata cast.
+    pub(crate) fn decoded_dtype(&self, m: &Member) -> DType {
         if self.is_raw() {
             DType::F32
-        } else if !quantized {
+        } else if !self.is_quantized() {
             DType::I32
         } else if member_codebook(&self.header, m).is_some() {
             DType::F64
@@ -332,6 +350,7 @@ pub(crate) fn parse_stream<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<
             });
         }
         let here = at(raw.index, raw.byte_offset);
+        let unit_bytes = raw.bytes.len();
         let parsed = nnc_bitstream::parse_unit(raw, &mut ctx.parse, &opts.side_info)
             .map_err(|source| syntax_error(here.clone(), source))?;
         if !ctx.seen_start && !matches!(parsed.unit, NnrUnit::Str(_)) {
@@ -393,7 +412,14 @@ pub(crate) fn parse_stream<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<
                     });
                 }
                 ctx.seen_ndu = true;
-                jobs.push(prepare_ndu(header, parsed.payload, &here, &mut ctx, opts)?);
+                jobs.push(prepare_ndu(
+                    header,
+                    parsed.payload,
+                    unit_bytes,
+                    &here,
+                    &mut ctx,
+                    opts,
+                )?);
             }
             other => {
                 return Err(Error::Unsupported {
@@ -465,6 +491,7 @@ pub(crate) fn checked_elements(dims: &[u64]) -> Option<u64> {
 fn prepare_ndu<'a>(
     header: &NduHeader,
     payload: &'a [u8],
+    unit_bytes: usize,
     here: &Location,
     ctx: &mut StreamContext,
     opts: &DecodeOptions,
@@ -552,6 +579,7 @@ fn prepare_ndu<'a>(
     Ok(NduJob {
         header: header.clone(),
         payload,
+        unit_bytes,
         here: here.clone(),
         members,
         qp_density: ctx.qp_density,
@@ -617,111 +645,19 @@ pub(crate) fn run_ndu(
         }));
     }
 
-    let quantized = matches!(
-        payload_type,
-        nnc_bitstream::PayloadType::Float | nnc_bitstream::PayloadType::Block
-    );
-    let gpi = job.general_profile_idc;
     let mut dec = ArithDecoder::new(payload);
     let mut decoded = Vec::with_capacity(members.len());
-    // The header's entry points, when exactly one member can own them: the reference hands
-    // every such member the list from its start (hls.md §4.5), so with two (a low-rank G and H
-    // in one block) they are not split here and both decode without them.
-    let with_rows = members.iter().filter(|m| m.dims.len() > 1).count();
-    let entry_points = header
-        .cabac_entry_point_list
-        .as_deref()
-        .filter(|eps| !eps.is_empty() && with_rows == 1);
+    let entry_points = job.entry_points();
     for m in members {
-        let at = Location {
-            tensor: Some(m.name.clone()),
-            ..here.clone()
-        };
-        let qp = if quantized {
-            let offset = dec.iae_v(6 + u32::from(job.qp_density));
-            Some(job.base_qp + offset)
-        } else {
-            None
-        };
-        let dq_flag = quantized && header.dq_flag.unwrap_or(false);
-        let codebook = member_codebook(header, m);
-        let dims: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
-        let scan_order = if dims.len() <= 1 {
-            0
-        } else {
-            header.scan_order.unwrap_or(0)
-        };
-        let (codebook_size, codebook_zero_offset) = match (gpi, codebook) {
-            // The parser bounds codebook sizes far below u32::MAX.
-            (1, Some(cb)) => (
-                u32::try_from(cb.codebook_size).unwrap_or(u32::MAX),
-                u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX),
-            ),
-            _ => (0, 0),
-        };
-        let cfg = LayerConfig {
-            dims: dims.clone(),
-            dq_flag,
-            scan_order,
-            general_profile_idc: gpi,
-            parent_node_id_present_flag: header.parent_node_id_present_flag.unwrap_or(false),
-            codebook_size,
-            codebook_zero_offset,
-            cabac_unary_length: u32::from(header.cabac_unary_length_minus1) + 1,
-        };
-        let tca = header.temporal_context_modeling_flag.unwrap_or(false) && gpi == 1;
-        let n = dims.iter().product::<usize>();
-        let base = if tca {
-            let base = state.bases.get(&m.name).ok_or_else(|| Error::StateMismatch {
-                at: at.clone(),
-                what: "temporal context needs the previous update of this tensor, which the state lacks".into(),
-            })?;
-            check_tca_base(header, base, device_id).map_err(|what| Error::StateMismatch {
-                at: at.clone(),
-                what,
-            })?;
-            if base.levels.len() != n {
-                return Err(Error::StateMismatch {
-                    at,
-                    what: format!(
-                        "previous update has {} elements, this one {n}",
-                        base.levels.len()
-                    ),
-                });
-            }
-            Some(base.levels.as_slice())
-        } else {
-            None
-        };
-        let hist = if opts.hdsp {
-            state.hdsp_history.get(&m.name).filter(|h| h.len() == n)
-        } else {
-            None
-        };
-        let history = LayerHistory {
-            base_levels: base,
-            hdsp_mode: match (opts.hdsp, hist) {
-                (false, _) => HdspMode::AlwaysOff,
-                (true, None) => HdspMode::TensorOff,
-                (true, Some(_)) => HdspMode::TensorOn,
-            },
-            hdsp_hist: hist.map(Vec::as_slice),
-        };
-        let mut levels = vec![0i32; n];
-        // `scan_order` is 0 for tensors of fewer than two dimensions.
-        let eps = entry_points.filter(|_| scan_order > 0);
-        decode_member_levels(&mut dec, &cfg, &history, eps, &mut levels).map_err(|source| {
-            Error::Cabac {
-                at: at.clone(),
-                source,
-            }
-        })?;
+        let qp = read_member_qp(&mut dec, job);
+        let levels = decode_member(&mut dec, job, m, state, opts, device_id, entry_points)?;
+        let dq_flag = job.is_quantized() && header.dq_flag.unwrap_or(false);
         let (levels, values) = reconstruct(
             levels,
             keep_levels,
             qp,
             dq_flag,
-            codebook.cloned(),
+            member_codebook(header, m).cloned(),
             job.qp_density,
         );
         decoded.push(MemberOutput {
@@ -743,6 +679,129 @@ pub(crate) fn run_ndu(
     }
 
     Ok(NduOutput::Coded(decoded))
+}
+
+/// A member's QP, read from the payload right before its levels: the parameter sets' QP plus
+/// the member's signed offset (quantized payloads only).
+fn read_member_qp(dec: &mut ArithDecoder<'_>, job: &NduJob<'_>) -> Option<i32> {
+    job.is_quantized()
+        .then(|| job.base_qp + dec.iae_v(6 + u32::from(job.qp_density)))
+}
+
+/// Entropy-decodes one member's levels (its QP already read), against the state as it was
+/// before this bitstream.
+fn decode_member(
+    dec: &mut ArithDecoder<'_>,
+    job: &NduJob<'_>,
+    m: &Member,
+    state: &DecoderState,
+    opts: &DecodeOptions,
+    device_id: u64,
+    entry_points: Option<&[u64]>,
+) -> Result<Vec<i32>> {
+    let header = &job.header;
+    let at = Location {
+        tensor: Some(m.name.clone()),
+        ..job.here.clone()
+    };
+    let gpi = job.general_profile_idc;
+    let dq_flag = job.is_quantized() && header.dq_flag.unwrap_or(false);
+    let codebook = member_codebook(header, m);
+    let dims: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
+    let scan_order = if dims.len() <= 1 {
+        0
+    } else {
+        header.scan_order.unwrap_or(0)
+    };
+    let (codebook_size, codebook_zero_offset) = match (gpi, codebook) {
+        // The parser bounds codebook sizes far below u32::MAX.
+        (1, Some(cb)) => (
+            u32::try_from(cb.codebook_size).unwrap_or(u32::MAX),
+            u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX),
+        ),
+        _ => (0, 0),
+    };
+    let cfg = LayerConfig {
+        dims: dims.clone(),
+        dq_flag,
+        scan_order,
+        general_profile_idc: gpi,
+        parent_node_id_present_flag: header.parent_node_id_present_flag.unwrap_or(false),
+        codebook_size,
+        codebook_zero_offset,
+        cabac_unary_length: u32::from(header.cabac_unary_length_minus1) + 1,
+    };
+    let tca = header.temporal_context_modeling_flag.unwrap_or(false) && gpi == 1;
+    let n = dims.iter().product::<usize>();
+    let base = if tca {
+        let base = state.bases.get(&m.name).ok_or_else(|| Error::StateMismatch {
+            at: at.clone(),
+            what: "temporal context needs the previous update of this tensor, which the state lacks".into(),
+        })?;
+        check_tca_base(header, base, device_id).map_err(|what| Error::StateMismatch {
+            at: at.clone(),
+            what,
+        })?;
+        if base.levels.len() != n {
+            return Err(Error::StateMismatch {
+                at,
+                what: format!(
+                    "previous update has {} elements, this one {n}",
+                    base.levels.len()
+                ),
+            });
+        }
+        Some(base.levels.as_slice())
+    } else {
+        None
+    };
+    let hist = if opts.hdsp {
+        state.hdsp_history.get(&m.name).filter(|h| h.len() == n)
+    } else {
+        None
+    };
+    let history = LayerHistory {
+        base_levels: base,
+        hdsp_mode: match (opts.hdsp, hist) {
+            (false, _) => HdspMode::AlwaysOff,
+            (true, None) => HdspMode::TensorOff,
+            (true, Some(_)) => HdspMode::TensorOn,
+        },
+        hdsp_hist: hist.map(Vec::as_slice),
+    };
+    let mut levels = vec![0i32; n];
+    // `scan_order` is 0 for tensors of fewer than two dimensions.
+    let eps = entry_points.filter(|_| scan_order > 0);
+    decode_member_levels(dec, &cfg, &history, eps, &mut levels)
+        .map_err(|source| Error::Cabac { at, source })?;
+    Ok(levels)
+}
+
+/// The QP of each member of an NDU (`None` where its payload carries none), reading the
+/// payload only as far as the last member's QP: the members before it are entropy-decoded and
+/// their levels dropped. The QPs after a member that does not decode (one whose temporal
+/// context needs an earlier bitstream's state, or a corrupt payload) are `None`.
+pub(crate) fn member_qps(
+    job: &NduJob<'_>,
+    state: &DecoderState,
+    opts: &DecodeOptions,
+) -> Vec<Option<i32>> {
+    let mut qps = vec![None; job.members.len()];
+    if !job.is_quantized() {
+        return qps;
+    }
+    let mut dec = ArithDecoder::new(job.payload);
+    let entry_points = job.entry_points();
+    for (k, m) in job.members.iter().enumerate() {
+        qps[k] = read_member_qp(&mut dec, job);
+        let last = k + 1 == job.members.len();
+        if last
+            || decode_member(&mut dec, job, m, state, opts, state.device_id, entry_points).is_err()
+        {
+            break;
+        }
+    }
+    qps
 }
 
 /// Tensors with fewer elements decode their block rows on one thread even when the stream has

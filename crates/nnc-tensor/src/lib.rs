@@ -11,6 +11,8 @@
 //! [`StreamDecoder`], whose [`StreamPlan`] lists every output tensor's name, shape and dtype
 //! before any payload is decoded) hands them out one by one while holding only a window of NDUs;
 //! [`decode_standalone_with`] is that for a one-off decode, converting each tensor as it comes.
+//! [`summarise_stream`] reads each tensor's QP and share of the bytes from the unit headers,
+//! without decoding the values.
 //! [`DecodeOptions::threads`] and [`EncodeOptions::threads`] choose the worker threads; the
 //! output never depends on them.
 //!
@@ -77,7 +79,8 @@ pub use limits::{
 pub use named::{sort_by_unique_name, DuplicateName, Named};
 pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
 pub use stream::{
-    decode_standalone_with, decode_stream_with, plan_stream, StreamDecoder, StreamPlan, TensorSpec,
+    decode_standalone_with, decode_stream_with, plan_stream, summarise_stream, StreamDecoder,
+    StreamPlan, TensorSpec, TensorSummary,
 };
 pub use tensor::{DType, ShapeMismatch, Tensor, TensorData};
 pub use threads::MAX_THREADS;

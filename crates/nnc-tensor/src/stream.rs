@@ -36,6 +36,9 @@ use crate::state::DecoderState;
 use crate::tensor::{DType, Tensor};
 use crate::threads::{map_largest_first, Workers};
 
+mod summary;
+pub use summary::{summarise_stream, TensorSummary};
+
 /// What one output tensor will be: name, shape and element type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {

@@ -31,6 +31,7 @@ from ._nnc import (
     attributes,
     decode,
     encode,
+    summary,
 )
 
 __all__ = [
@@ -49,4 +50,5 @@ __all__ = [
     "attributes",
     "decode",
     "encode",
+    "summary",
 ]
