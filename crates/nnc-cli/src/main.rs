@@ -122,14 +122,40 @@ fn threads_arg(s: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let state_given = match &cli.command {
+        Command::Decode { state, .. } => Some(state.is_some()),
+        _ => None,
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader of a pipe stopped early (`nnc info x.nnc | head`): done, as for any filter.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nnc: {}", error_chain(&e));
+            let hint = match (state_given, is_state_mismatch(&e)) {
+                (Some(given), true) => format!(" ({})", state_hint(given)),
+                _ => String::new(),
+            };
+            eprintln!("nnc: {}{hint}", error_chain(&e));
             ExitCode::from(1)
         }
+    }
+}
+
+fn is_state_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<nnc_tensor::Error>()
+            .is_some_and(|t| t.kind() == nnc_tensor::ErrorKind::StateMismatch)
+    })
+}
+
+/// What to do when an update does not fit the decoder's state.
+fn state_hint(state_given: bool) -> &'static str {
+    if state_given {
+        "the state file must come from decoding this sequence's earlier streams, in order"
+    } else {
+        "this stream continues a sequence of updates: decode the sequence in order, each \
+         stream with the same --state FILE"
     }
 }
 

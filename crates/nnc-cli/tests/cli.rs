@@ -357,6 +357,52 @@ fn stats_shares_a_low_rank_block_and_reads_updates_alone() {
     }
 }
 
+/// An update decoded without the state of the streams before it fails with the decoder's error
+/// and says how to decode it; decoded in order with `--state`, it succeeds.
+#[test]
+fn an_update_without_its_state_says_how_to_decode_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_tca_diff");
+    let step = |n: &str| seq.join(n).join("bitstream.nnc");
+    let out = dir.path().join("out.npz");
+    let state = dir.path().join("dec.state");
+    let (o, s) = (out.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
+    let lone = step("step_01");
+    let err = assert_clean_failure(
+        &nnc(&["decode", lone.to_str().expect("utf-8"), "-o", o]),
+        "update without state",
+    );
+    assert!(err.contains("temporal context"), "{err}");
+    assert!(err.contains("(this stream continues a sequence"), "{err}");
+    assert!(err.contains("--state FILE"), "{err}");
+    // A fresh state file is no better: it lacks the earlier steps.
+    let err = assert_clean_failure(
+        &nnc(&[
+            "decode",
+            lone.to_str().expect("utf-8"),
+            "-o",
+            o,
+            "--state",
+            s,
+        ]),
+        "update with an empty state",
+    );
+    assert!(err.contains("earlier streams, in order"), "{err}");
+    for n in ["step_00", "step_01"] {
+        let input = step(n);
+        let o = nnc(&[
+            "decode",
+            input.to_str().expect("utf-8"),
+            "-o",
+            o,
+            "--state",
+            s,
+            "-f",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{n}: {}", stderr(&o));
+    }
+}
+
 /// A reader that stops early (`nnc info x.nnc | head`) ends the command quietly with status 0,
 /// as for any filter: no "Broken pipe" message, no panic. The pipe's read end is closed before
 /// `nnc` starts, so its first write fails.
