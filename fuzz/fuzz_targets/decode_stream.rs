@@ -1,13 +1,15 @@
 //! Whole-stream decoding (nnc-tensor): any input decodes to tensors or a typed error, and the
 //! header view used by `nnc info` never panics either. The streaming decoder (`nnc decode`'s
 //! path: one NDU per window on one thread, pipelined on two; levels dropped, dequantized in
-//! place) must give the same tensors whenever both succeed. Limits are lowered so that a plausible but huge declared
-//! tensor does not spend the fuzzer's time on memset.
+//! place) must give the same tensors whenever both succeed, and the summary `nnc stats` prints
+//! (read from the headers) must name them with their shapes, dtypes and QPs. Limits are lowered
+//! so that a plausible but huge declared tensor does not spend the fuzzer's time on memset.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use nnc_tensor::{
-    decode_standalone_with, decode_stream, hls_json, DecodeOptions, DecoderState, Limits,
+    decode_standalone_with, decode_stream, hls_json, summarise_stream, Approximation,
+    DecodeOptions, DecoderState, Limits,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -20,8 +22,40 @@ fuzz_target!(|data: &[u8]| {
                 .with_max_recompose_multiply_adds(1 << 24),
         );
     let _ = hls_json(data, &opts);
+    let summary = summarise_stream(data, &DecoderState::default(), &opts);
     let mut state = DecoderState::default();
     let collected = decode_stream(data, &mut state, &opts);
+    if let Ok(decoded) = &collected {
+        let summary = summary.expect("a stream that decodes summarises");
+        assert_eq!(
+            summary.len(),
+            decoded.tensors.len(),
+            "summary's tensor count"
+        );
+        let shared: f64 = summary.iter().map(|s| s.bytes).sum();
+        assert!(
+            shared <= data.len() as f64 + 1e-6,
+            "{shared} bytes of {}",
+            data.len()
+        );
+        for (s, d) in summary.iter().zip(&decoded.tensors) {
+            let t = &d.tensor;
+            assert_eq!((&s.spec.name, &s.spec.shape), (&t.name, &t.shape));
+            // The plan's recorded integer type, unless the values do not fit it (then int32).
+            assert!(
+                s.spec.dtype == t.dtype() || t.dtype() == nnc_tensor::DType::I32,
+                "{}: summary's dtype {:?}, decoded {:?}",
+                t.name,
+                s.spec.dtype,
+                t.dtype()
+            );
+            let qp = match d.approximation {
+                Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(qp),
+                _ => None,
+            };
+            assert_eq!(s.qp, qp, "{}: summary's qp", t.name);
+        }
+    }
     if let Ok(decoded) = &collected {
         for t in &decoded.tensors {
             let n: usize = t.tensor.shape.iter().product();

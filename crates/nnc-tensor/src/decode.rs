@@ -214,6 +214,11 @@ impl NduJob<'_> {
         )
     }
 
+    /// Whether the members' levels are dependent-quantization reconstruction indices.
+    fn dq_flag(&self) -> bool {
+        self.is_quantized() && self.header.dq_flag.unwrap_or(false)
+    }
+
     /// The header's entry points, when exactly one member can own them: the reference hands
     /// every such member the list from its start (hls.md §4.5), so with two (a low-rank G and H
     /// in one block) they are not split here and both decode without them.
@@ -651,12 +656,11 @@ pub(crate) fn run_ndu(
     for m in members {
         let qp = read_member_qp(&mut dec, job);
         let levels = decode_member(&mut dec, job, m, state, opts, device_id, entry_points)?;
-        let dq_flag = job.is_quantized() && header.dq_flag.unwrap_or(false);
         let (levels, values) = reconstruct(
             levels,
             keep_levels,
             qp,
-            dq_flag,
+            job.dq_flag(),
             member_codebook(header, m).cloned(),
             job.qp_density,
         );
@@ -705,7 +709,6 @@ fn decode_member(
         ..job.here.clone()
     };
     let gpi = job.general_profile_idc;
-    let dq_flag = job.is_quantized() && header.dq_flag.unwrap_or(false);
     let codebook = member_codebook(header, m);
     let dims: Vec<usize> = m.dims.iter().map(|&d| d as usize).collect();
     let scan_order = if dims.len() <= 1 {
@@ -723,7 +726,7 @@ fn decode_member(
     };
     let cfg = LayerConfig {
         dims: dims.clone(),
-        dq_flag,
+        dq_flag: job.dq_flag(),
         scan_order,
         general_profile_idc: gpi,
         parent_node_id_present_flag: header.parent_node_id_present_flag.unwrap_or(false),
