@@ -9,7 +9,7 @@ use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
 use crate::dq;
 use crate::entry_point::EntryPoint;
-use crate::layer::{DecodedLayerInfo, LayerConfig, LayerHistory, Prepared};
+use crate::layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, Prepared};
 use crate::scan::Segment;
 use crate::Error;
 
@@ -253,6 +253,11 @@ fn decode_header(
     if p.header_present {
         if p.parent {
             info.hist_dep_sig_prob_enabled_flag = d.decode_bypass();
+            // The encoder sets the flag only when coding against a history was shorter, so
+            // decoding without one would misread the tensor.
+            if info.hist_dep_sig_prob_enabled_flag && p.hdsp_mode != HdspMode::TensorOn {
+                return Err(Error::HdspNotAvailable);
+            }
         }
         info.row_skip_enabled_flag = d.decode_bypass();
         if info.row_skip_enabled_flag {

@@ -133,6 +133,14 @@ pub enum Error {
     /// HDSP mode TensorOn without a history mask.
     #[error("HDSP mode TensorOn needs a history mask")]
     MissingHdspHistory,
+    /// The tensor's `hist_dep_sig_prob_enabled_flag` is set, but it is decoded without a
+    /// history (HDSP off, or the earlier updates' history missing): its sig flags would be read
+    /// in the wrong contexts.
+    #[error(
+        "the tensor is coded with history-dependent significance probability (HDSP), which \
+         needs HDSP decoding and the history of the earlier updates"
+    )]
+    HdspNotAvailable,
     /// A decoded level or reconstruction index does not fit an i32 (corrupt stream).
     #[error("decoded level overflows i32")]
     LevelOverflow,

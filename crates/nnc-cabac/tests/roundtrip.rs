@@ -521,3 +521,49 @@ fn sparse_tensors_with_long_zero_runs() {
         }
     }
 }
+
+/// A tensor coded against an HDSP history carries `hist_dep_sig_prob_enabled_flag`; decoded
+/// without that history (HDSP off, or no history for it) it is refused instead of being read in
+/// the wrong contexts, and decoded with it, it comes back.
+#[test]
+fn an_hdsp_tensor_needs_its_history() {
+    let cfg = LayerConfig {
+        general_profile_idc: 1,
+        parent_node_id_present_flag: true,
+        ..LayerConfig::new(vec![8, 8])
+    };
+    let levels: Vec<i32> = (0..64).map(|i| [0, 0, 1, -2, 0, 3][i % 6]).collect();
+    let hist: Vec<i8> = (0..64).map(|i| i8::from(i % 3 == 0)).collect();
+    let with_hist = LayerHistory {
+        hdsp_mode: HdspMode::TensorOn,
+        hdsp_hist: Some(&hist),
+        ..Default::default()
+    };
+    let mut enc = ArithEncoder::new();
+    encode_layer(
+        &mut enc,
+        &cfg,
+        &with_hist,
+        &EncodeLayerOptions::default(),
+        &levels,
+    )
+    .unwrap();
+    let bytes = enc.finish();
+    for mode in [HdspMode::AlwaysOff, HdspMode::TensorOff] {
+        let without = LayerHistory {
+            hdsp_mode: mode,
+            ..Default::default()
+        };
+        let mut out = vec![0; 64];
+        let r = decode_layer(&mut ArithDecoder::new(&bytes), &cfg, &without, &mut out);
+        assert_eq!(
+            r.err(),
+            Some(nnc_cabac::Error::HdspNotAvailable),
+            "{mode:?}"
+        );
+    }
+    let mut out = vec![0; 64];
+    let info = decode_layer(&mut ArithDecoder::new(&bytes), &cfg, &with_hist, &mut out).unwrap();
+    assert!(info.hist_dep_sig_prob_enabled_flag);
+    assert_eq!(out, levels);
+}

@@ -106,6 +106,11 @@ pub struct EncodeArgs {
     /// Temporal context adaptation across updates (needs --base and --state).
     #[arg(long)]
     pub tca: bool,
+    /// History-dependent significance probability across updates (HDSP: the sig flag's
+    /// context follows where earlier updates were non-zero; needs --base and --state, and the
+    /// decoder needs --hdsp).
+    #[arg(long)]
+    pub hdsp: bool,
     /// Incremental state file, read before and written after encoding; keeps TCA bases and
     /// update depths between runs. Written as JSON when named `*.json`, otherwise in a compact
     /// binary form that loads about 7 times faster; either form is read.
@@ -160,6 +165,7 @@ impl EncodeArgs {
         o.bnf = self.bnf;
         o.row_skipping = !self.no_row_skipping;
         o.tca = self.tca;
+        o.hdsp = self.hdsp;
         o.compress_differences = self.base.is_some();
         o.int_quant_bw = self.bitdepth;
         o.carry_dtypes = !self.no_metadata;
@@ -349,6 +355,9 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     )?;
     if args.tca && (args.base.is_none() || args.state.is_none()) {
         bail!("--tca needs --base (an update to code) and --state (where the previous update is kept)");
+    }
+    if args.hdsp && (args.base.is_none() || args.state.is_none()) {
+        bail!("--hdsp needs --base (an update to code) and --state (where the earlier updates' history is kept)");
     }
     let progress = Progress::new(quiet);
     let want_report = args.report || args.json;

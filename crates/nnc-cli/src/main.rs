@@ -85,6 +85,10 @@ enum Command {
         /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// The stream was coded with history-dependent significance probability (`encode
+        /// --hdsp`, NNCodec's HdspTool); a sequence of such updates needs --state too.
+        #[arg(long)]
+        hdsp: bool,
         /// Worker threads (default: all cores; at most 1024); the output is the same for any
         /// number.
         #[arg(short = 'j', long, value_parser = threads_arg)]
@@ -122,8 +126,11 @@ fn threads_arg(s: &str) -> Result<usize, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let state_given = match &cli.command {
-        Command::Decode { state, .. } => Some(state.is_some()),
+    let decoding = match &cli.command {
+        Command::Decode { state, hdsp, .. } => Some(DecodeCall {
+            state_given: state.is_some(),
+            hdsp_given: *hdsp,
+        }),
         _ => None,
     };
     match run(cli) {
@@ -131,31 +138,55 @@ fn main() -> ExitCode {
         // The reader of a pipe stopped early (`nnc info x.nnc | head`): done, as for any filter.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let hint = match (state_given, is_state_mismatch(&e)) {
-                (Some(given), true) => format!(" ({})", state_hint(given)),
-                _ => String::new(),
-            };
+            let hint = decoding
+                .and_then(|call| call.hint(&e))
+                .map_or_else(String::new, |h| format!(" ({h})"));
             eprintln!("nnc: {}{hint}", error_chain(&e));
             ExitCode::from(1)
         }
     }
 }
 
-fn is_state_mismatch(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<nnc_tensor::Error>()
-            .is_some_and(|t| t.kind() == nnc_tensor::ErrorKind::StateMismatch)
-    })
+/// What a failed `nnc decode` was given, to say what it may have lacked.
+struct DecodeCall {
+    state_given: bool,
+    hdsp_given: bool,
 }
 
-/// What to do when an update does not fit the decoder's state.
-fn state_hint(state_given: bool) -> &'static str {
-    if state_given {
-        "the state file must come from decoding this sequence's earlier streams, in order"
-    } else {
-        "this stream continues a sequence of updates: decode the sequence in order, each \
-         stream with the same --state FILE"
+impl DecodeCall {
+    fn hint(&self, e: &anyhow::Error) -> Option<&'static str> {
+        let cause = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<nnc_tensor::Error>())?;
+        if let nnc_tensor::Error::Cabac {
+            source: nnc_cabac::Error::HdspNotAvailable,
+            ..
+        } = cause
+        {
+            return Some(match (self.hdsp_given, self.state_given) {
+                (false, _) => {
+                    "decode it with --hdsp, in order after its sequence's earlier streams, \
+                     each with the same --state FILE"
+                }
+                (true, false) => {
+                    "the history is in the state: decode the sequence in order, each stream \
+                     with --hdsp and the same --state FILE"
+                }
+                (true, true) => {
+                    "the state file must come from decoding this sequence's earlier streams, \
+                     in order, with --hdsp"
+                }
+            });
+        }
+        if cause.kind() == nnc_tensor::ErrorKind::StateMismatch {
+            return Some(if self.state_given {
+                "the state file must come from decoding this sequence's earlier streams, in order"
+            } else {
+                "this stream continues a sequence of updates: decode the sequence in order, \
+                 each stream with the same --state FILE"
+            });
+        }
+        None
     }
 }
 
@@ -198,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             base,
             read,
             state,
+            hdsp,
             threads,
         } => {
             let output = destination::Destination::new(
@@ -220,6 +252,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .with_max_total_elements(max_total_elements),
                 )
                 .with_threads(threads)
+                .with_hdsp(hdsp)
                 .with_keep_levels(false)
                 .with_update_state(state.is_some());
             let mut inc = load_state(state.as_deref())?;

@@ -403,6 +403,132 @@ fn an_update_without_its_state_says_how_to_decode_it() {
     }
 }
 
+/// The values of a `.npy` file (version 1 header), for comparing files whose headers are
+/// formatted differently.
+fn npy_data(bytes: &[u8]) -> &[u8] {
+    assert!(
+        bytes.starts_with(b"\x93NUMPY\x01"),
+        "not a version 1 .npy file"
+    );
+    let header = usize::from(u16::from_le_bytes([bytes[8], bytes[9]]));
+    &bytes[10 + header..]
+}
+
+/// The reference's HDSP sequence (NNCodec's HdspTool in encoder and decoder): decoded in order
+/// with `--hdsp --state`, every step gives the reference's values bit for bit; without `--hdsp`
+/// an update fails and says to try it.
+#[test]
+fn hdsp_sequences_decode_with_hdsp_and_say_so_without() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_hdsp_diff");
+    let state = dir.path().join("dec.state");
+    let out = dir.path().join("out.npy");
+    let (o, st) = (out.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
+    let lone = seq.join("step_01/bitstream.nnc");
+    let err = assert_clean_failure(
+        &nnc(&["decode", lone.to_str().expect("utf-8"), "-o", o]),
+        "HDSP update without --hdsp",
+    );
+    assert!(
+        err.contains("coded with history-dependent significance probability"),
+        "{err}"
+    );
+    assert!(err.contains("decode it with --hdsp"), "{err}");
+    // With --hdsp but no state, the history of step 0 is missing.
+    let err = assert_clean_failure(
+        &nnc(&["decode", lone.to_str().expect("utf-8"), "-o", o, "--hdsp"]),
+        "HDSP update without its history",
+    );
+    assert!(err.contains("the history is in the state"), "{err}");
+    for step in ["step_00", "step_01", "step_02", "step_03"] {
+        let input = seq.join(step).join("bitstream.nnc");
+        let args = [
+            "decode",
+            input.to_str().expect("utf-8"),
+            "-o",
+            o,
+            "-f",
+            "--hdsp",
+            "--state",
+            st,
+        ];
+        let run = nnc(&args);
+        assert_eq!(run.status.code(), Some(0), "{step}: {}", stderr(&run));
+        let ours = std::fs::read(&out).expect("decoded");
+        let reference = std::fs::read(seq.join(step).join("decoded.npy")).expect("reference");
+        assert!(
+            npy_data(&ours) == npy_data(&reference),
+            "{step}: values differ"
+        );
+    }
+    // A damaged payload of a stream whose NDUs cannot carry the flag gets no such hint.
+    let mut damaged = std::fs::read(vector("t_default_2d")).expect("vector");
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0xFF;
+    let plain = dir.path().join("damaged.nnc");
+    std::fs::write(&plain, &damaged).expect("write");
+    let err = assert_clean_failure(
+        &nnc(&["decode", plain.to_str().expect("utf-8"), "-o", o, "-f"]),
+        "damaged payload",
+    );
+    assert!(err.contains("cabac"), "{err}");
+    assert!(!err.contains("HDSP") && !err.contains("--hdsp"), "{err}");
+    assert!(!err.contains("--hdsp"), "{err}");
+}
+
+/// `encode --hdsp` on the reference HDSP case's inputs: each update decodes with `--hdsp` to the
+/// values the same update coded without HDSP decodes to (HDSP changes contexts, not levels), and
+/// once there is history it codes smaller; `--hdsp` without `--base` and `--state` is refused.
+#[test]
+fn hdsp_updates_encode_and_decode_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_hdsp_diff");
+    let p = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let input = |step: usize| {
+        seq.join(format!("step_{step:02}/input.npy"))
+            .to_str()
+            .expect("utf-8")
+            .to_string()
+    };
+    let run = |args: &[&str]| {
+        let o = nnc(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    };
+    let err = assert_clean_failure(
+        &nnc(&["encode", &input(1), "--hdsp", "-o", &p("x.nnc")]),
+        "--hdsp alone",
+    );
+    assert!(err.contains("--hdsp needs --base"), "{err}");
+    let mut smaller = 0;
+    for step in 1..=3 {
+        let (prev, now) = (input(step - 1), input(step));
+        for (tag, extra) in [("hdsp", &["--hdsp"][..]), ("plain", &[][..])] {
+            let stream = p(&format!("{tag}{step}.nnc"));
+            let enc_state = p(&format!("{tag}.enc"));
+            let mut args = vec!["encode", &now, "--base", &prev, "--state", &enc_state];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["-o", &stream, "-q"]);
+            run(&args);
+            let out = p(&format!("{tag}{step}.npy"));
+            let dec_state = p(&format!("{tag}.dec"));
+            let mut args = vec!["decode", &stream, "--state", &dec_state];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["-o", &out, "-q"]);
+            run(&args);
+        }
+        let read = |name: String| std::fs::read(p(&name)).expect("written");
+        assert_eq!(
+            read(format!("hdsp{step}.npy")),
+            read(format!("plain{step}.npy")),
+            "step {step}: the same values"
+        );
+        if read(format!("hdsp{step}.nnc")).len() < read(format!("plain{step}.nnc")).len() {
+            smaller += 1;
+        }
+    }
+    assert!(smaller > 0, "HDSP never coded an update smaller");
+}
+
 /// A reader that stops early (`nnc info x.nnc | head`) ends the command quietly with status 0,
 /// as for any filter: no "Broken pipe" message, no panic. The pipe's read end is closed before
 /// `nnc` starts, so its first write fails.

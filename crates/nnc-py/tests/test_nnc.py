@@ -140,6 +140,29 @@ def test_incremental_sequence_with_tca_keeps_both_states_equal():
     assert dec.base_levels("missing") is None
 
 
+def test_hdsp_sequence_needs_hdsp_and_its_history_to_decode():
+    """HDSP is not signalled: a decoder without it (or without the earlier updates' history) is
+    refused with StateMismatchError instead of reading the sig flags in the wrong contexts."""
+    rng = np.random.default_rng(3)
+    mask = rng.random((32, 48)) < 0.3  # the same sparse positions in every update
+    enc, dec, plain_dec = nnc.EncoderState(), nnc.DecoderState(), nnc.DecoderState()
+    flagged = []
+    for step in range(4):
+        upd = {"w": np.where(mask, rng.normal(0, 0.05, (32, 48)), 0).astype(np.float32)}
+        bits = nnc.encode(upd, compress_differences=True, hdsp=True, state=enc)
+        out = nnc.decode(bits, state=dec, hdsp=True)
+        assert np.abs(out["w"] - upd["w"]).max() < 2 * 2 ** (-32 / 4)
+        try:
+            nnc.decode(bits, state=plain_dec.copy(), update_state=False)
+        except nnc.StateMismatchError as e:
+            assert "history-dependent significance probability" in str(e)
+            flagged.append(step)
+            with pytest.raises(nnc.StateMismatchError):
+                nnc.decode(bits, state=nnc.DecoderState(), hdsp=True)  # no history
+        nnc.decode(bits, state=plain_dec, hdsp=True)
+    assert flagged and flagged[0] > 0, flagged  # once there is history, HDSP pays
+
+
 def test_decoding_without_updating_leaves_the_state_alone_and_repeats_are_refused():
     enc, dec = nnc.EncoderState(), nnc.DecoderState()
     first = nnc.encode({"w": weights((8, 8), 0.01)}, compress_differences=True, tca=True, state=enc)

@@ -135,6 +135,11 @@ impl Error {
                 nnc_bitstream::ErrorKind::InvalidArgument => ErrorKind::InvalidArgument,
                 _ => ErrorKind::Malformed,
             },
+            // Coded against a history the decoder was not given.
+            Error::Cabac {
+                source: nnc_cabac::Error::HdspNotAvailable,
+                ..
+            } => ErrorKind::StateMismatch,
             Error::Cabac { .. } | Error::Malformed { .. } => ErrorKind::Malformed,
             Error::Quant { .. } => ErrorKind::Malformed,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
