@@ -85,6 +85,11 @@ enum Command {
         /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
+        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
+        /// several tensors.
+        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
+        tensor_dims: Vec<(String, Vec<u64>)>,
         /// The stream was coded with history-dependent significance probability (`encode
         /// --hdsp`, NNCodec's HdspTool); a sequence of such updates needs --state too.
         #[arg(long)]
@@ -101,6 +106,11 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
+        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
+        /// several tensors.
+        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
+        tensor_dims: Vec<(String, Vec<u64>)>,
     },
     /// Print every NNR unit and its header fields.
     Info {
@@ -109,7 +119,40 @@ enum Command {
         /// Print JSON (one object per unit, the reference's field names).
         #[arg(long)]
         json: bool,
+        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
+        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
+        /// several tensors.
+        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
+        tensor_dims: Vec<(String, Vec<u64>)>,
     },
+}
+
+/// `--tensor-dims NAME=16x8x3x3`: a tensor's name and dimensions, split at the last `=`;
+/// dimensions are separated by `x` or `,`.
+fn tensor_dims_arg(s: &str) -> Result<(String, Vec<u64>), String> {
+    let (name, dims) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=DIMS such as l.weight=16x8x3x3, not {s:?}"))?;
+    if name.is_empty() {
+        return Err("the tensor name is empty".into());
+    }
+    let dims = dims
+        .split(['x', ','])
+        .map(|d| {
+            d.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("dimension {d:?} of {name}: {e}"))
+        })
+        .collect::<Result<Vec<u64>, String>>()?;
+    Ok((name.to_string(), dims))
+}
+
+/// Decoder options with the dimensions given on the command line.
+fn with_tensor_dims(mut opts: DecodeOptions, dims: &[(String, Vec<u64>)]) -> DecodeOptions {
+    for (name, d) in dims {
+        opts = opts.with_tensor_dimensions(name.clone(), d.clone());
+    }
+    opts
 }
 
 /// `-j N`: a thread count the library accepts (0 means all cores).
@@ -138,13 +181,27 @@ fn main() -> ExitCode {
         // The reader of a pipe stopped early (`nnc info x.nnc | head`): done, as for any filter.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let hint = decoding
-                .and_then(|call| call.hint(&e))
+            let hint = side_information_hint(&e)
+                .or_else(|| decoding.and_then(|call| call.hint(&e)).map(String::from))
                 .map_or_else(String::new, |h| format!(" ({h})"));
             eprintln!("nnc: {}{hint}", error_chain(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// A stream that leaves a tensor's dimensions out needs them from the command line.
+fn side_information_hint(e: &anyhow::Error) -> Option<String> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<nnc_tensor::Error>()? {
+            nnc_tensor::Error::Syntax {
+                source: nnc_bitstream::Error::MissingSideInformation { name },
+                ..
+            } => Some(format!(
+                "give them with --tensor-dims {name}=D1xD2x..., as the encoder had them"
+            )),
+            _ => None,
+        })
 }
 
 /// What a failed `nnc decode` was given, to say what it may have lacked.
@@ -229,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             base,
             read,
             state,
+            tensor_dims,
             hdsp,
             threads,
         } => {
@@ -244,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             progress.show_for(stats_cmd::unit_count(&bytes));
             progress.stage(format!("decoding {}", input.display()));
             // The state records levels only when it is kept in a file.
-            let opts = DecodeOptions::new()
+            let opts = with_tensor_dims(DecodeOptions::new(), &tensor_dims)
                 .with_recompose_decomposed(!no_recompose)
                 .with_limits(
                     Limits::default()
@@ -296,15 +354,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }
-        Command::Stats { input, json } => stats_cmd::run(&input, json),
-        Command::Info { input, json } => {
+        Command::Stats {
+            input,
+            json,
+            tensor_dims,
+        } => stats_cmd::run(
+            &input,
+            json,
+            &with_tensor_dims(DecodeOptions::new(), &tensor_dims),
+        ),
+        Command::Info {
+            input,
+            json,
+            tensor_dims,
+        } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             if bytes.is_empty() {
                 anyhow::bail!("{}: empty file (no NNR units)", input.display());
             }
-            let units = hls_json(&bytes, &DecodeOptions::new())
-                .with_context(|| format!("parsing {}", input.display()))?;
+            let units = hls_json(
+                &bytes,
+                &with_tensor_dims(DecodeOptions::new(), &tensor_dims),
+            )
+            .with_context(|| format!("parsing {}", input.display()))?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &units).map_err(std::io::Error::from)?;

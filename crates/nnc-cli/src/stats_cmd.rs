@@ -37,9 +37,9 @@ pub fn unit_count(bytes: &[u8]) -> usize {
 
 /// Runs `nnc stats`: the stream's unit headers and each tensor's QP, no decode of the values,
 /// so no state is needed for an incremental update either.
-pub fn run(input: &Path, json: bool) -> anyhow::Result<()> {
+pub fn run(input: &Path, json: bool, opts: &DecodeOptions) -> anyhow::Result<()> {
     let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let summary = summarise_stream(&bytes, &DecoderState::default(), &DecodeOptions::new())
+    let summary = summarise_stream(&bytes, &DecoderState::default(), opts)
         .with_context(|| format!("reading {}", input.display()))?;
     report::print(&rows(&summary), bytes.len(), json, false)
 }

@@ -1894,3 +1894,55 @@ fn model_directories_go_through_whole_with_their_files() {
     assert!(!path("evil.txt").exists());
     assert_eq!(std::fs::read_dir(&target).expect("dir").count(), 0);
 }
+
+/// A stream coded with its dimensions signalled beforehand (the reference's pre-signalling)
+/// cannot be read without them: `decode`, `stats` and `info` say which tensor needs
+/// `--tensor-dims`, and with it the decode gives the reference's values bit for bit.
+#[test]
+fn tensor_dims_decode_a_stream_that_leaves_them_out() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/vectors/c_block_pre_signalling_side_info");
+    let stream = case.join("bitstream.nnc");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.npz");
+    for args in [
+        vec!["decode", s(&stream), "-o", s(&out)],
+        vec!["stats", s(&stream)],
+        vec!["info", s(&stream)],
+    ] {
+        let o = nnc(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("--tensor-dims l.weight=D1xD2x"),
+            "{args:?}: {err}"
+        );
+    }
+    let dims = ["--tensor-dims", "l.weight=16x8x3x3"];
+    ok(&nnc(
+        &[&["decode", s(&stream), "-o", s(&out)][..], &dims].concat()
+    ));
+    let ours = read_tensors(&out, "0").expect("decoded");
+    let reference = read_tensors(&case.join("decoded.npz"), "0").expect("reference");
+    assert_eq!(ours.len(), reference.len());
+    for want in &reference {
+        let got = ours
+            .iter()
+            .find(|t| t.name == want.name)
+            .expect("same names");
+        assert_eq!(got.shape, want.shape, "{}", want.name);
+        let bits = |t: &Tensor| match &t.data {
+            TensorData::F32(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            other => panic!("{}: {:?}", t.name, other.dtype()),
+        };
+        assert_eq!(bits(got), bits(want), "{}", want.name);
+    }
+    let o = nnc(&[&["stats", s(&stream), "--json"][..], &dims].concat());
+    ok(&o);
+    let stats = String::from_utf8_lossy(&o.stdout);
+    assert!(stats.contains("\"l.weight\""), "{stats}");
+    ok(&nnc(&[&["info", s(&stream)][..], &dims].concat()));
+    // A malformed value is a usage error.
+    let o = nnc(&["stats", s(&stream), "--tensor-dims", "l.weight=16xa"]);
+    assert_eq!(o.status.code(), Some(2));
+}
