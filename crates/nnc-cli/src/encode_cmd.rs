@@ -59,6 +59,11 @@ pub struct EncodeArgs {
     /// qp of non-weight tensors (biases, batch norm, 1-D tensors).
     #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_NONWEIGHT_QP, allow_hyphen_values = true)]
     pub nonweight_qp: i32,
+    /// qp of one tensor, overriding --qp and --nonweight-qp: NAME=QP (e.g.
+    /// classifier.weight=-40), split at the last `=`; repeat for several tensors. A name that
+    /// is not in the model is an error.
+    #[arg(long = "tensor-qp", value_name = "NAME=QP", value_parser = tensor_qp_arg, allow_hyphen_values = true)]
+    pub tensor_qp: Vec<(String, i32)>,
     /// Disable dependent (trellis-coded) quantization.
     #[arg(long)]
     pub no_dq: bool,
@@ -152,6 +157,7 @@ impl EncodeArgs {
         o.qp = self.qp;
         o.qp_density = self.qp_density;
         o.nonweight_qp = Some(self.nonweight_qp);
+        o.qp_per_tensor = self.tensor_qp.iter().cloned().collect();
         o.use_dq = !self.no_dq;
         o.codebook_mode = match self.approx {
             Approx::Uniform => CodebookMode::Off,
@@ -173,6 +179,21 @@ impl EncodeArgs {
         o.threads = self.threads;
         o
     }
+}
+
+/// `--tensor-qp NAME=QP`: split at the last `=`.
+fn tensor_qp_arg(s: &str) -> Result<(String, i32), String> {
+    let (name, qp) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected NAME=QP such as fc.weight=-40, not {s:?}"))?;
+    if name.is_empty() {
+        return Err("the tensor name is empty".into());
+    }
+    let qp = qp
+        .trim()
+        .parse::<i32>()
+        .map_err(|e| format!("qp {qp:?} of {name}: {e}"))?;
+    Ok((name.to_string(), qp))
 }
 
 fn is_pytorch_file(path: &Path) -> bool {

@@ -1946,3 +1946,43 @@ fn tensor_dims_decode_a_stream_that_leaves_them_out() {
     let o = nnc(&["stats", s(&stream), "--tensor-dims", "l.weight=16xa"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `--tensor-qp NAME=QP` sets one tensor's qp (a weight finer, a bias coarser), the others keep
+/// the defaults; a name the model lacks is refused, a malformed value is a usage error.
+#[test]
+fn tensor_qp_overrides_one_tensor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.safetensors");
+    write_tensors(&model, &mixed_model()).expect("write model");
+    let out = dir.path().join("m.nnc");
+    let encode =
+        |extra: &[&str]| nnc(&[&["encode", s(&model), "-o", s(&out), "-f"][..], extra].concat());
+    ok(&encode(&[
+        "--tensor-qp",
+        "fc1.weight=-40",
+        "--tensor-qp",
+        "fc1.bias=-50",
+    ]));
+    let o = nnc(&["stats", s(&out), "--json"]);
+    ok(&o);
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let qp = |name: &str| {
+        stats["tensors"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))["qp"]
+            .clone()
+    };
+    assert_eq!(qp("fc1.weight"), -40);
+    assert_eq!(qp("fc1.bias"), -50);
+    assert_eq!(qp("fc2.weight"), -32);
+    let o = encode(&["--tensor-qp", "fc9.weight=-40"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"fc9.weight\""));
+    assert_eq!(
+        encode(&["--tensor-qp", "fc1.weight"]).status.code(),
+        Some(2)
+    );
+}
