@@ -20,6 +20,18 @@ pub enum HdspMode {
     TensorOn,
 }
 
+impl HdspMode {
+    /// The mode of a tensor when HDSP is `enabled` for the stream: on where the tensor has a
+    /// history, off where it has none yet.
+    pub fn for_tensor(enabled: bool, has_history: bool) -> Self {
+        match (enabled, has_history) {
+            (false, _) => HdspMode::AlwaysOff,
+            (true, false) => HdspMode::TensorOff,
+            (true, true) => HdspMode::TensorOn,
+        }
+    }
+}
+
 /// What the NDU header and driver say about one tensor (coded in one call).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerConfig {

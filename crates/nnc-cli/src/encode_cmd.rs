@@ -181,16 +181,10 @@ impl EncodeArgs {
     }
 }
 
-/// `--tensor-qp NAME=QP`: split at the last `=`.
+/// `--tensor-qp NAME=QP`.
 fn tensor_qp_arg(s: &str) -> Result<(String, i32), String> {
-    let (name, qp) = s
-        .rsplit_once('=')
-        .ok_or_else(|| format!("expected NAME=QP such as fc.weight=-40, not {s:?}"))?;
-    if name.is_empty() {
-        return Err("the tensor name is empty".into());
-    }
+    let (name, qp) = crate::split_named(s, "NAME=QP such as fc.weight=-40")?;
     let qp = qp
-        .trim()
         .parse::<i32>()
         .map_err(|e| format!("qp {qp:?} of {name}: {e}"))?;
     Ok((name.to_string(), qp))

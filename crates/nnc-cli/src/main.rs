@@ -127,15 +127,21 @@ enum Command {
     },
 }
 
-/// `--tensor-dims NAME=16x8x3x3`: a tensor's name and dimensions, split at the last `=`;
-/// dimensions are separated by `x` or `,`.
-fn tensor_dims_arg(s: &str) -> Result<(String, Vec<u64>), String> {
-    let (name, dims) = s
+/// `NAME=VALUE` of a per-tensor option, split at the last `=` (names may hold one);
+/// `example` shows the form in the error.
+pub(crate) fn split_named<'a>(s: &'a str, example: &str) -> Result<(&'a str, &'a str), String> {
+    let (name, value) = s
         .rsplit_once('=')
-        .ok_or_else(|| format!("expected NAME=DIMS such as l.weight=16x8x3x3, not {s:?}"))?;
+        .ok_or_else(|| format!("expected {example}, not {s:?}"))?;
     if name.is_empty() {
         return Err("the tensor name is empty".into());
     }
+    Ok((name, value.trim()))
+}
+
+/// `--tensor-dims NAME=16x8x3x3`: a tensor's name and dimensions, separated by `x` or `,`.
+fn tensor_dims_arg(s: &str) -> Result<(String, Vec<u64>), String> {
+    let (name, dims) = split_named(s, "NAME=DIMS such as l.weight=16x8x3x3")?;
     let dims = dims
         .split(['x', ','])
         .map(|d| {

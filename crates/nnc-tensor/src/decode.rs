@@ -765,11 +765,7 @@ fn decode_member(
     };
     let history = LayerHistory {
         base_levels: base,
-        hdsp_mode: match (opts.hdsp, hist) {
-            (false, _) => HdspMode::AlwaysOff,
-            (true, None) => HdspMode::TensorOff,
-            (true, Some(_)) => HdspMode::TensorOn,
-        },
+        hdsp_mode: HdspMode::for_tensor(opts.hdsp, hist.is_some()),
         hdsp_hist: hist.map(Vec::as_slice),
     };
     let mut levels = vec![0i32; n];

@@ -485,11 +485,7 @@ fn decoded_entry_points(
         };
         let history = LayerHistory {
             base_levels: base,
-            hdsp_mode: match (opts.hdsp, hist) {
-                (false, _) => HdspMode::AlwaysOff,
-                (true, None) => HdspMode::TensorOff,
-                (true, Some(_)) => HdspMode::TensorOn,
-            },
+            hdsp_mode: HdspMode::for_tensor(opts.hdsp, hist.is_some()),
             hdsp_hist: hist,
         };
         let mut out = vec![0i32; w.levels.len()];
