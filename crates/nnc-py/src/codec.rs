@@ -303,23 +303,23 @@ pub fn py_attributes(bitstream: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, 
 /// tuple), `dtype` (NumPy's name), `qp` (`None` for integers, raw floats, tensors carried in the
 /// metadata and weights recomposed from low-rank factors), `coded_values` and `bytes` (its share
 /// of the units carrying it). Reads the unit headers and each tensor's QP only, so it takes
-/// milliseconds on a whole model and needs no state for an update.
+/// milliseconds on a whole model and needs no state for an update. `tensor_dimensions` supplies
+/// shapes the stream leaves out, as for `decode`.
 #[pyfunction]
-#[pyo3(name = "summary", signature = (bitstream))]
+#[pyo3(name = "summary", signature = (bitstream, *, tensor_dimensions=None))]
 pub fn py_summary<'py>(
     py: Python<'py>,
     bitstream: &Bound<'py, PyAny>,
+    tensor_dimensions: Option<BTreeMap<String, Vec<u64>>>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let bitstream = bytes_like(bitstream, "bitstream")?;
     let bytes = bitstream.as_bytes();
+    let mut opts = DecodeOptions::new();
+    for (name, dims) in tensor_dimensions.unwrap_or_default() {
+        opts = opts.with_tensor_dimensions(name, dims);
+    }
     let summary = py
-        .detach(|| {
-            nnc_tensor::summarise_stream(
-                bytes,
-                &nnc_tensor::DecoderState::default(),
-                &DecodeOptions::new(),
-            )
-        })
+        .detach(|| nnc_tensor::summarise_stream(bytes, &nnc_tensor::DecoderState::default(), &opts))
         .map_err(|e| to_py(&e))?;
     summary
         .iter()

@@ -292,6 +292,16 @@ def test_summary_names_each_tensor_without_decoding():
     assert 0 < sum(r["bytes"] for r in rows) < len(stream)
     with pytest.raises(nnc.MalformedError):
         nnc.summary(stream[:7])
+    # Shapes a stream leaves out (the reference's pre-signalled block) come from the caller,
+    # as for decode.
+    case = pathlib.Path(__file__).resolve().parents[3] / "conformance/vectors"
+    pre = (case / "c_block_pre_signalling_side_info/bitstream.nnc").read_bytes()
+    with pytest.raises(nnc.InvalidArgumentError, match="l.weight"):
+        nnc.summary(pre)
+    dims = {"l.weight": [16, 8, 3, 3]}
+    shapes = {r["name"]: r["shape"] for r in nnc.summary(pre, tensor_dimensions=dims)}
+    assert shapes["l.weight"] == (16, 8, 3, 3)
+    assert nnc.decode(pre, tensor_dimensions=dims)["l.weight"].shape == (16, 8, 3, 3)
 
 
 def test_attached_files_of_a_model_directory(tmp_path):

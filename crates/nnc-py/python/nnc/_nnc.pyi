@@ -124,10 +124,15 @@ def attributes(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, str]
     """The model attributes the bitstream carries (``encode(..., attributes=...)``, or a
     safetensors file's metadata carried by ``nnc encode``); empty when there are none."""
 
-def summary(bitstream: Union[bytes, bytearray, memoryview]) -> list[dict[str, Any]]:
+def summary(
+    bitstream: Union[bytes, bytearray, memoryview],
+    *,
+    tensor_dimensions: Optional[Mapping[str, list[int]]] = None,
+) -> list[dict[str, Any]]:
     """Each output tensor in ``decode``'s order: ``name``, ``shape``, ``dtype``, ``qp`` (None
     where no QP applies), ``coded_values`` and ``bytes`` (its share of the stream). Reads the unit
-    headers and each tensor's QP only; an update needs no state."""
+    headers and each tensor's QP only; an update needs no state. ``tensor_dimensions`` supplies
+    shapes the stream leaves out, as for ``decode``."""
 
 Layout = Union[Mapping[str, Any], Sequence[tuple[str, Sequence[int]]]]
 Model = Union[Mapping[str, ArrayLike], ArrayLike]
