@@ -16,6 +16,7 @@ mod decode;
 mod destination;
 mod encode_cmd;
 mod files;
+mod hints;
 mod model_read;
 mod progress;
 mod report;
@@ -85,11 +86,8 @@ enum Command {
         /// either form is read.
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
-        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
-        /// several tensors.
-        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
-        tensor_dims: Vec<(String, Vec<u64>)>,
+        #[command(flatten)]
+        side: SideInfo,
         /// The stream was coded with history-dependent significance probability (`encode
         /// --hdsp`, NNCodec's HdspTool); a sequence of such updates needs --state too.
         #[arg(long)]
@@ -106,11 +104,8 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
-        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
-        /// several tensors.
-        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
-        tensor_dims: Vec<(String, Vec<u64>)>,
+        #[command(flatten)]
+        side: SideInfo,
     },
     /// Print every NNR unit and its header fields.
     Info {
@@ -119,11 +114,8 @@ enum Command {
         /// Print JSON (one object per unit, the reference's field names).
         #[arg(long)]
         json: bool,
-        /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the
-        /// dimensions signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for
-        /// several tensors.
-        #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
-        tensor_dims: Vec<(String, Vec<u64>)>,
+        #[command(flatten)]
+        side: SideInfo,
     },
 }
 
@@ -153,12 +145,24 @@ fn tensor_dims_arg(s: &str) -> Result<(String, Vec<u64>), String> {
     Ok((name.to_string(), dims))
 }
 
-/// Decoder options with the dimensions given on the command line.
-fn with_tensor_dims(mut opts: DecodeOptions, dims: &[(String, Vec<u64>)]) -> DecodeOptions {
-    for (name, d) in dims {
-        opts = opts.with_tensor_dimensions(name.clone(), d.clone());
+/// What a stream may leave out and the decoder then needs from the command line.
+#[derive(clap::Args, Debug)]
+struct SideInfo {
+    /// Dimensions of a tensor whose NDU leaves them out (a stream coded with the dimensions
+    /// signalled beforehand): NAME=16x8x3x3, split at the last `=`; repeat for several tensors.
+    #[arg(long = "tensor-dims", value_name = "NAME=DIMS", value_parser = tensor_dims_arg)]
+    tensor_dims: Vec<(String, Vec<u64>)>,
+}
+
+impl SideInfo {
+    /// Decoder options with these dimensions.
+    fn options(&self) -> DecodeOptions {
+        self.tensor_dims
+            .iter()
+            .fold(DecodeOptions::new(), |opts, (name, dims)| {
+                opts.with_tensor_dimensions(name.clone(), dims.clone())
+            })
     }
-    opts
 }
 
 /// `-j N`: a thread count the library accepts (0 means all cores).
@@ -176,7 +180,7 @@ fn threads_arg(s: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let decoding = match &cli.command {
-        Command::Decode { state, hdsp, .. } => Some(DecodeCall {
+        Command::Decode { state, hdsp, .. } => Some(hints::DecodeCall {
             state_given: state.is_some(),
             hdsp_given: *hdsp,
         }),
@@ -187,69 +191,12 @@ fn main() -> ExitCode {
         // The reader of a pipe stopped early (`nnc info x.nnc | head`): done, as for any filter.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let hint = side_information_hint(&e)
+            let hint = hints::side_information(&e)
                 .or_else(|| decoding.and_then(|call| call.hint(&e)).map(String::from))
                 .map_or_else(String::new, |h| format!(" ({h})"));
             eprintln!("nnc: {}{hint}", error_chain(&e));
             ExitCode::from(1)
         }
-    }
-}
-
-/// A stream that leaves a tensor's dimensions out needs them from the command line.
-fn side_information_hint(e: &anyhow::Error) -> Option<String> {
-    e.chain()
-        .find_map(|c| match c.downcast_ref::<nnc_tensor::Error>()? {
-            nnc_tensor::Error::Syntax {
-                source: nnc_bitstream::Error::MissingSideInformation { name },
-                ..
-            } => Some(format!(
-                "give them with --tensor-dims {name}=D1xD2x..., as the encoder had them"
-            )),
-            _ => None,
-        })
-}
-
-/// What a failed `nnc decode` was given, to say what it may have lacked.
-struct DecodeCall {
-    state_given: bool,
-    hdsp_given: bool,
-}
-
-impl DecodeCall {
-    fn hint(&self, e: &anyhow::Error) -> Option<&'static str> {
-        let cause = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<nnc_tensor::Error>())?;
-        if let nnc_tensor::Error::Cabac {
-            source: nnc_cabac::Error::HdspNotAvailable,
-            ..
-        } = cause
-        {
-            return Some(match (self.hdsp_given, self.state_given) {
-                (false, _) => {
-                    "decode it with --hdsp, in order after its sequence's earlier streams, \
-                     each with the same --state FILE"
-                }
-                (true, false) => {
-                    "the history is in the state: decode the sequence in order, each stream \
-                     with --hdsp and the same --state FILE"
-                }
-                (true, true) => {
-                    "the state file must come from decoding this sequence's earlier streams, \
-                     in order, with --hdsp"
-                }
-            });
-        }
-        if cause.kind() == nnc_tensor::ErrorKind::StateMismatch {
-            return Some(if self.state_given {
-                "the state file must come from decoding this sequence's earlier streams, in order"
-            } else {
-                "this stream continues a sequence of updates: decode the sequence in order, \
-                 each stream with the same --state FILE"
-            });
-        }
-        None
     }
 }
 
@@ -292,7 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             base,
             read,
             state,
-            tensor_dims,
+            side,
             hdsp,
             threads,
         } => {
@@ -308,7 +255,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             progress.show_for(stats_cmd::unit_count(&bytes));
             progress.stage(format!("decoding {}", input.display()));
             // The state records levels only when it is kept in a file.
-            let opts = with_tensor_dims(DecodeOptions::new(), &tensor_dims)
+            let opts = side
+                .options()
                 .with_recompose_decomposed(!no_recompose)
                 .with_limits(
                     Limits::default()
@@ -360,30 +308,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             save_state(state.as_deref(), &inc)?;
             Ok(())
         }
-        Command::Stats {
-            input,
-            json,
-            tensor_dims,
-        } => stats_cmd::run(
-            &input,
-            json,
-            &with_tensor_dims(DecodeOptions::new(), &tensor_dims),
-        ),
-        Command::Info {
-            input,
-            json,
-            tensor_dims,
-        } => {
+        Command::Stats { input, json, side } => stats_cmd::run(&input, json, &side.options()),
+        Command::Info { input, json, side } => {
             let bytes =
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             if bytes.is_empty() {
                 anyhow::bail!("{}: empty file (no NNR units)", input.display());
             }
-            let units = hls_json(
-                &bytes,
-                &with_tensor_dims(DecodeOptions::new(), &tensor_dims),
-            )
-            .with_context(|| format!("parsing {}", input.display()))?;
+            let units = hls_json(&bytes, &side.options())
+                .with_context(|| format!("parsing {}", input.display()))?;
             let mut out = std::io::stdout().lock();
             if json {
                 serde_json::to_writer_pretty(&mut out, &units).map_err(std::io::Error::from)?;
