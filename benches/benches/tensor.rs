@@ -1,7 +1,7 @@
 //! Whole-tensor decode and encode of the 1 M-element workload (`randn(256, 64, 64)`, seed 0) at the
 //! tensor pipeline's defaults (qp −32, DQ, row skipping, param_opt), plus the entry-point decode
 //! (scan_order 2) on one and two threads, a 16-tensor model (one NDU per tensor) encoded and
-//! decoded on one thread and on all cores, and one call on a small layer (64 × 16) with the
+//! decoded on one thread and on all cores and summarised (`nnc stats`), and one call on a small layer (64 × 16) with the
 //! default threads and with an explicit count, whose hand-off to a pool's threads is most of the
 //! difference.
 //!
@@ -19,7 +19,8 @@ use nnc_cabac::{
 };
 use nnc_quant::{quantize_layer, QuantizeOptions};
 use nnc_tensor::{
-    decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions, Tensor,
+    decode_stream, encode, summarise_stream, DecodeOptions, DecoderState, EncodeInput,
+    EncodeOptions, Tensor,
 };
 
 /// Greater-than flags at the default `cabac_unary_length_minus1` = 10.
@@ -153,6 +154,23 @@ fn model(c: &mut Criterion) {
     let input = EncodeInput::from_tensors(&tensors).unwrap();
     let threads = [("1 thread", Some(1)), ("all cores", None)];
     encode_and_decode(c, "model/16x256x256", &input, &threads);
+
+    // What `nnc stats` reads of the same stream: headers and each tensor's QP, no values.
+    let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
+    let mut g = c.benchmark_group("model/16x256x256");
+    g.throughput(Throughput::Elements(tensors.len() as u64));
+    g.bench_function("summary", |b| {
+        b.iter(|| {
+            summarise_stream(
+                black_box(&bytes),
+                &DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+            .unwrap()
+            .len()
+        })
+    });
+    g.finish();
 }
 
 /// Benches group `name`: `input` encoded and its stream decoded with each of `threads` (labelled),
