@@ -1,9 +1,9 @@
 //! Whole-tensor decode and encode of the 1 M-element workload (`randn(256, 64, 64)`, seed 0) at the
 //! tensor pipeline's defaults (qp −32, DQ, row skipping, param_opt), plus the entry-point decode
 //! (scan_order 2) on one and two threads, a 16-tensor model (one NDU per tensor) encoded and
-//! decoded on one thread and on all cores and summarised (`nnc stats`), and one call on a small layer (64 × 16) with the
-//! default threads and with an explicit count, whose hand-off to a pool's threads is most of the
-//! difference.
+//! decoded on one thread and on all cores and summarised (`nnc stats`), and one call on a small
+//! layer (64 × 16) with the default threads and with an explicit count, whose hand-off to a
+//! pool's threads is most of the difference.
 //!
 //! `cargo bench -p nnc-benches --bench tensor`
 #![allow(clippy::unwrap_used, missing_docs)]

@@ -346,11 +346,7 @@ fn check_summary(
     }
     for ((s, bare), d) in summary.iter().zip(stateless).zip(&decoded.tensors) {
         let t = &d.tensor;
-        let qp = match d.approximation {
-            nnc_tensor::Approximation::Uniform { qp, .. }
-            | nnc_tensor::Approximation::Codebook { qp, .. } => Some(qp),
-            _ => None,
-        };
+        let qp = d.approximation.qp();
         let coded = match d.approximation {
             nnc_tensor::Approximation::Verbatim => Some(0),
             // A recomposed weight counts its factors' elements.

@@ -164,10 +164,7 @@ pub fn rows(
             name: t.name().to_string(),
             shape: t.shape().to_vec(),
             dtype: t.dtype().numpy_name(),
-            qp: coded.and_then(|e| match e.approximation {
-                Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(qp),
-                _ => None,
-            }),
+            qp: coded.and_then(|e| e.approximation.qp()),
             bits: bytes.get(t.name()).copied().unwrap_or(0.0) * 8.0,
             params: t.shape().iter().product(),
             rel_error,

@@ -137,6 +137,16 @@ pub enum Approximation {
     Verbatim,
 }
 
+impl Approximation {
+    /// The quantization parameter of a uniform or codebook tensor; `None` for the others.
+    pub fn qp(&self) -> Option<i32> {
+        match self {
+            Approximation::Uniform { qp, .. } | Approximation::Codebook { qp, .. } => Some(*qp),
+            _ => None,
+        }
+    }
+}
+
 /// One decoded tensor with the integers it was reconstructed from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DecodedTensor {
