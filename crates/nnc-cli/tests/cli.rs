@@ -12,11 +12,15 @@ fn nnc(args: &[&str]) -> Output {
         .expect("nnc runs")
 }
 
-fn vector(name: &str) -> PathBuf {
+/// The folder of a conformance case (a sequence's holds its `step_NN` folders).
+fn case(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../conformance/vectors")
         .join(name)
-        .join("bitstream.nnc")
+}
+
+fn vector(name: &str) -> PathBuf {
+    case(name).join("bitstream.nnc")
 }
 
 fn stderr(o: &Output) -> String {
@@ -342,10 +346,7 @@ fn stats_shares_a_low_rank_block_and_reads_updates_alone() {
     assert_eq!(total as u64, std::fs::metadata(&v).expect("file").len());
 
     for step in ["step_01", "step_02", "step_03"] {
-        let update = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../conformance/vectors/seq_tca_diff")
-            .join(step)
-            .join("bitstream.nnc");
+        let update = case("seq_tca_diff").join(step).join("bitstream.nnc");
         let o = nnc(&["stats", "--json", update.to_str().expect("utf-8")]);
         assert_eq!(o.status.code(), Some(0), "{step}: {}", stderr(&o));
         let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON output");
@@ -362,7 +363,7 @@ fn stats_shares_a_low_rank_block_and_reads_updates_alone() {
 #[test]
 fn an_update_without_its_state_says_how_to_decode_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_tca_diff");
+    let seq = case("seq_tca_diff");
     let step = |n: &str| seq.join(n).join("bitstream.nnc");
     let out = dir.path().join("out.npz");
     let state = dir.path().join("dec.state");
@@ -420,7 +421,7 @@ fn npy_data(bytes: &[u8]) -> &[u8] {
 #[test]
 fn hdsp_sequences_decode_with_hdsp_and_say_so_without() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_hdsp_diff");
+    let seq = case("seq_hdsp_diff");
     let state = dir.path().join("dec.state");
     let out = dir.path().join("out.npy");
     let (o, st) = (out.to_str().expect("utf-8"), state.to_str().expect("utf-8"));
@@ -482,7 +483,7 @@ fn hdsp_sequences_decode_with_hdsp_and_say_so_without() {
 #[test]
 fn hdsp_updates_encode_and_decode_through_the_cli() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let seq = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/vectors/seq_hdsp_diff");
+    let seq = case("seq_hdsp_diff");
     let p = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
     let input = |step: usize| {
         seq.join(format!("step_{step:02}/input.npy"))
