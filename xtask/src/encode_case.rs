@@ -162,12 +162,22 @@ fn build_input(
     if kw.get("model").and_then(Value::as_str) == Some("NNRModel") {
         return decomposed_model_input(config, step_internal(config, kw), tensors);
     }
-    let mut input = if pipeline == "nn" && input_type.starts_with("torch.nn.Module") {
+    let torch_model = pipeline == "nn" && input_type.starts_with("torch.nn.Module");
+    let mut input = if torch_model {
         EncodeInput::from_state_dict_owned(tensors)?
     } else {
         EncodeInput::from_tensors_owned(tensors)?
     };
-    if let Some(spec) = blocks_from_kwargs(kw)? {
+    let given = blocks_from_kwargs(kw)?;
+    // The model pipeline guessed these blocks from the module for `bnf`; `nnc encode --bnf`
+    // guesses them from the state dict's names, which must come to the same.
+    if torch_model && kw.get("bnf").and_then(Value::as_bool) == Some(true) {
+        let guessed = BlockIdAndParamType::guess_for_state_dict(&input)?;
+        if given.as_ref() != Some(&guessed) {
+            bail!("the blocks guessed from the names differ from the reference's: {guessed:?}");
+        }
+    }
+    if let Some(spec) = given {
         input.apply_blocks(&spec);
     }
     Ok(input)

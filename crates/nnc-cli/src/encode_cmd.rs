@@ -98,7 +98,10 @@ pub struct EncodeArgs {
     /// Greater-than flags minus one of the level binarization.
     #[arg(long, default_value_t = nnc_tensor::encode::options::DEFAULT_CABAC_UNARY_LENGTH_MINUS1)]
     pub cabac_unary_length_minus1: u8,
-    /// Fold batch norm into the preceding weight (needs block structure; PyTorch models).
+    /// Fold batch norm into the preceding weight's scaling and bias (PyTorch state dicts). The
+    /// blocks are guessed from the names as NNCodec's model pipeline guesses them; a model
+    /// whose BatchNorm cannot be placed is refused. The decoded model has each block's
+    /// <weight>_scaling (and bias) in place of its BatchNorm tensors.
     #[arg(long)]
     pub bnf: bool,
     /// Code the difference to this base model (same names and shapes) as an update; integer
@@ -116,6 +119,15 @@ pub struct EncodeArgs {
     /// decoder needs --hdsp).
     #[arg(long)]
     pub hdsp: bool,
+    /// The sender's `device_id`, written in every NDU (0 = unset). A --state that recorded
+    /// updates of another device refuses the encode.
+    #[arg(long, default_value_t = 0)]
+    pub device_id: u64,
+    /// Pre-signalling (the reference's `pre_signalling`): the stream says its tensors'
+    /// dimensions travel beforehand, and a block's NDU leaves its weight's out. The decoder
+    /// then needs each such weight as --tensor-dims NAME=DIMS.
+    #[arg(long)]
+    pub pre_signalling: bool,
     /// Incremental state file, read before and written after encoding; keeps TCA bases and
     /// update depths between runs. Written as JSON when named `*.json`, otherwise in a compact
     /// binary form that loads about 7 times faster; either form is read.
@@ -172,6 +184,8 @@ impl EncodeArgs {
         o.row_skipping = !self.no_row_skipping;
         o.tca = self.tca;
         o.hdsp = self.hdsp;
+        o.device_id = self.device_id;
+        o.pre_signalling = self.pre_signalling;
         o.compress_differences = self.base.is_some();
         o.int_quant_bw = self.bitdepth;
         o.carry_dtypes = !self.no_metadata;
@@ -388,7 +402,7 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     // new: differences to the base (taken from both models read in place) or a sparsified copy.
     let in_place = args.base.is_none() && args.sparsity == 0.0;
     let Prepared {
-        input,
+        mut input,
         count,
         params,
     } = if in_place {
@@ -396,6 +410,10 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         read_derived(args, quiet, &progress, &opts, &mut tensors, &mut held)?
     };
+    if args.bnf {
+        // NNCodec codes the model unfolded where its guess fails; nnc refuses instead.
+        input.apply_guessed_blocks().context("--bnf")?;
+    }
     let mut state = load_state(args.state.as_deref())?;
     progress.stage(format!(
         "encoding {count} tensors ({:.1} M parameters)",

@@ -1986,3 +1986,221 @@ fn tensor_qp_overrides_one_tensor() {
         Some(2)
     );
 }
+
+/// A conformance case's folder.
+fn conformance_case(set: &str, name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance")
+        .join(set)
+        .join(name)
+}
+
+/// `--bnf` folds batch norm into blocks guessed from the state dict's names: on the reference's
+/// `nncodec.nn.encode(torch_model)` cases with `bnf` the stream is the reference's, byte for
+/// byte, and differs from the one without `--bnf` (which `--bnf` once silently was).
+#[test]
+fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("m.nnc");
+    for (set, name, extra) in [
+        ("vectors", "nn_tiny_bnf", &[][..]),
+        (
+            "combo",
+            "combo_nn_035",
+            &["--qp", "-43", "--nonweight-qp", "-78"][..],
+        ),
+        (
+            "combo",
+            "combo_nn_016",
+            &["--qp", "-46", "--nonweight-qp", "-46"][..],
+        ),
+    ] {
+        let case = conformance_case(set, name);
+        let input = case.join("input.npz");
+        let encode = |bnf: bool| {
+            let mut args = vec!["encode", s(&input), "-o", s(&out), "-f", "--no-metadata"];
+            args.extend_from_slice(extra);
+            if bnf {
+                args.push("--bnf");
+            }
+            ok(&nnc(&args));
+            std::fs::read(&out).expect("stream")
+        };
+        let reference = std::fs::read(case.join("bitstream.nnc")).expect("reference stream");
+        assert!(
+            encode(true) == reference,
+            "{name}: --bnf differs from the reference"
+        );
+        assert!(encode(false) != reference, "{name}: the same without --bnf");
+    }
+    // Decoded, the folded model has the block's scaling and bias in place of the BatchNorm.
+    let input = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
+    ok(&nnc(&["encode", s(&input), "-o", s(&out), "-f", "--bnf"]));
+    let decoded = dir.path().join("d.npz");
+    ok(&nnc(&["decode", s(&out), "-o", s(&decoded)]));
+    let names: Vec<String> = read_tensors(&decoded, "0")
+        .expect("decoded")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "conv1.weight_scaling"),
+        "{names:?}"
+    );
+    for gone in [
+        "bn1.weight",
+        "bn1.bias",
+        "bn1.running_mean",
+        "bn1.running_var",
+    ] {
+        assert!(!names.iter().any(|n| n == gone), "{names:?}");
+    }
+    // The step counters are not folded: they are carried as they are.
+    assert!(
+        names.iter().any(|n| n == "bn1.num_batches_tracked"),
+        "{names:?}"
+    );
+}
+
+/// `--bnf` where no folding can be done is refused, not ignored: a plain dictionary, and a
+/// BatchNorm that comes before its convolution (the guess pairs it with a weight of another
+/// output size, which fails NNCodec's check).
+#[test]
+fn bnf_refuses_models_it_cannot_fold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = |name: &str, shape: Vec<usize>, v: Vec<f32>| {
+        Tensor::try_new(name, shape, TensorData::F32(v)).expect("tensor")
+    };
+    let plain = dir.path().join("plain.safetensors");
+    write_tensors(&plain, &[f("w", vec![4, 4], wave(16, 0, 0.01))]).expect("write");
+    refused(
+        &["encode", s(&plain), "--bnf", "--types", "dict"],
+        &dir.path().join("a.nnc"),
+        "--bnf: batch-norm folding needs a PyTorch state dict",
+    );
+    let pre = dir.path().join("pre.safetensors");
+    write_tensors(
+        &pre,
+        &[
+            f("norm0.weight", vec![4], vec![1.0; 4]),
+            f("norm0.bias", vec![4], vec![0.0; 4]),
+            f("norm0.running_mean", vec![4], vec![0.0; 4]),
+            f("norm0.running_var", vec![4], vec![1.0; 4]),
+            f("conv0.weight", vec![8, 4, 3, 3], wave(288, 1, 0.01)),
+        ],
+    )
+    .expect("write");
+    refused(
+        &["encode", s(&pre), "--bnf"],
+        &dir.path().join("b.nnc"),
+        "--bnf: batch norm cannot be folded: the blocks guessed from the names fail",
+    );
+    ok(&nnc(&[
+        "encode",
+        s(&pre),
+        "-o",
+        s(&dir.path().join("c.nnc")),
+    ]));
+}
+
+/// `--pre-signalling` leaves a block's weight dimensions out of the stream: decoding needs them
+/// as `--tensor-dims`, and then gives the values of the stream that carries them.
+#[test]
+fn pre_signalling_leaves_block_weight_dimensions_to_the_decoder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
+    let p = |name: &str| dir.path().join(name);
+    ok(&nnc(&[
+        "encode",
+        s(&input),
+        "-o",
+        s(&p("plain.nnc")),
+        "--bnf",
+    ]));
+    ok(&nnc(&[
+        "encode",
+        s(&input),
+        "-o",
+        s(&p("pre.nnc")),
+        "--bnf",
+        "--pre-signalling",
+    ]));
+    let o = nnc(&["decode", s(&p("pre.nnc")), "-o", s(&p("pre.npz"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tensor-dims conv1.weight="));
+    ok(&nnc(&[
+        "decode",
+        s(&p("pre.nnc")),
+        "-o",
+        s(&p("pre.npz")),
+        "--tensor-dims",
+        "conv1.weight=8x3x3x3",
+        "--tensor-dims",
+        "conv2.weight=16x8x3x3",
+        "--tensor-dims",
+        "fc.weight=10x16",
+    ]));
+    ok(&nnc(&[
+        "decode",
+        s(&p("plain.nnc")),
+        "-o",
+        s(&p("plain.npz")),
+    ]));
+    let pre = read_tensors(&p("pre.npz"), "0").expect("pre");
+    let plain = read_tensors(&p("plain.npz"), "0").expect("plain");
+    assert_eq!(pre, plain);
+}
+
+/// `--device-id` is written in every NDU; a state that recorded another device's updates
+/// refuses the next update before coding it, and is left as it was.
+#[test]
+fn device_id_is_signalled_and_a_state_keeps_to_one_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |name: &str| dir.path().join(name);
+    let model = |seed: usize| {
+        vec![
+            Tensor::try_new(
+                "fc.weight",
+                vec![8, 8],
+                TensorData::F32(wave(64, seed, 0.01)),
+            )
+            .expect("tensor"),
+            Tensor::try_new("fc.bias", vec![8], TensorData::F32(wave(8, seed, 0.001)))
+                .expect("tensor"),
+        ]
+    };
+    for (i, name) in ["m0.safetensors", "m1.safetensors", "m2.safetensors"]
+        .iter()
+        .enumerate()
+    {
+        write_tensors(&p(name), &model(i)).expect("write");
+    }
+    let state = p("state.bin");
+    let update = |now: &str, base: &str, device: &str, out: &str| {
+        nnc(&[
+            "encode",
+            s(&p(now)),
+            "--base",
+            s(&p(base)),
+            "--state",
+            s(&state),
+            "--device-id",
+            device,
+            "-o",
+            s(&p(out)),
+        ])
+    };
+    ok(&update("m1.safetensors", "m0.safetensors", "7", "u1.nnc"));
+    let info = nnc(&["info", s(&p("u1.nnc"))]);
+    ok(&info);
+    let headers = String::from_utf8_lossy(&info.stdout);
+    assert_eq!(headers.matches("  device_id: 7").count(), 2, "{headers}");
+    let before = std::fs::read(&state).expect("state");
+    let o = update("m2.safetensors", "m1.safetensors", "8", "u2.nnc");
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("holds updates of device_id 7"), "{err}");
+    assert!(!p("u2.nnc").exists());
+    assert_eq!(std::fs::read(&state).expect("state"), before);
+    ok(&update("m2.safetensors", "m1.safetensors", "7", "u2.nnc"));
+}

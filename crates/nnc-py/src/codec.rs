@@ -48,7 +48,10 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// that many bits, `sparsity`/`struct_spars_factor` sparsify before quantizing. For a sequence
 /// of updates pass `state=EncoderState()` (updated in place unless `update_state=False`) with
 /// `compress_differences=True` and optionally `tca=True`. `state_dict=True` treats the mapping as
-/// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim).
+/// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim);
+/// with it, `bnf=True` folds each BatchNorm into the block of the weight before it, the blocks
+/// guessed from the names as NNCodec's model pipeline guesses them (a model whose BatchNorm
+/// cannot be placed raises `nnc.InvalidArgumentError`).
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
@@ -59,8 +62,8 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 #[pyo3(signature = (
     data, *, qp=-32, qp_density=2, nonweight_qp=Some(-75), qp_per_tensor=None, use_dq=true,
     approx_method="uniform", bitdepth=None, sparsity=0.0, struct_spars_factor=0.9,
-    row_skipping=true, param_opt=true, opt_qp=false, tca=false, compress_differences=false,
-    pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
+    row_skipping=true, param_opt=true, opt_qp=false, bnf=false, tca=false,
+    compress_differences=false, pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
     state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
     attributes=None, files=None
@@ -72,7 +75,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
     text_signature = "(data, *, qp=-32, qp_density=2, nonweight_qp=-75, qp_per_tensor=None, \
                       use_dq=True, approx_method='uniform', bitdepth=None, sparsity=0.0, \
                       struct_spars_factor=0.9, row_skipping=True, param_opt=True, opt_qp=False, \
-                      tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
+                      bnf=False, tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
                       scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
                       tensor_id='0', state=None, update_state=True, state_dict=False, \
                       carry_dtypes=True, mask_unsignalable_qp=False, threads=None, \
@@ -93,6 +96,7 @@ pub fn py_encode<'py>(
     row_skipping: bool,
     param_opt: bool,
     opt_qp: bool,
+    bnf: bool,
     tca: bool,
     compress_differences: bool,
     pre_signalling: bool,
@@ -122,6 +126,7 @@ pub fn py_encode<'py>(
     opts.row_skipping = row_skipping;
     opts.param_opt = param_opt;
     opts.opt_qp = opt_qp;
+    opts.bnf = bnf;
     opts.tca = tca;
     opts.compress_differences = compress_differences;
     opts.pre_signalling = pre_signalling;
@@ -167,6 +172,11 @@ pub fn py_encode<'py>(
         })?
         .with_attributes(attributes.unwrap_or_default())
         .with_files(files.unwrap_or_default());
+        let mut input = input;
+        if bnf {
+            // Refused where NNCodec would drop the folding unseen.
+            input.apply_guessed_blocks()?;
+        }
         let stream = match base.as_mut() {
             Some(st) => encode_incremental(input, &opts, st, update_state)?,
             None => encode(input, &opts)?,

@@ -304,6 +304,32 @@ def test_summary_names_each_tensor_without_decoding():
     assert nnc.decode(pre, tensor_dimensions=dims)["l.weight"].shape == (16, 8, 3, 3)
 
 
+def test_bnf_folds_a_state_dict_as_the_reference_model_pipeline():
+    """bnf=True guesses the blocks from a state dict's names, as NNCodec's model pipeline does
+    for a torch model: the reference's stream byte for byte. Where nothing can be folded it
+    raises instead of coding the model unfolded."""
+    case = pathlib.Path(__file__).resolve().parents[3] / "conformance/vectors/nn_tiny_bnf"
+    with np.load(case / "input.npz") as z:
+        model = {k: z[k] for k in z.files}
+    reference = (case / "bitstream.nnc").read_bytes()
+    stream = nnc.encode(model, state_dict=True, bnf=True, carry_dtypes=False)
+    assert stream == reference
+    assert nnc.encode(model, state_dict=True, carry_dtypes=False) != reference
+    decoded = nnc.decode(nnc.encode(model, state_dict=True, bnf=True))
+    assert "conv1.weight_scaling" in decoded and "bn1.running_var" not in decoded
+    with pytest.raises(nnc.InvalidArgumentError, match="state dict"):
+        nnc.encode(model, bnf=True)
+    pre_activation = {
+        "norm.weight": np.ones(4, np.float32),
+        "norm.bias": np.zeros(4, np.float32),
+        "norm.running_mean": np.zeros(4, np.float32),
+        "norm.running_var": np.ones(4, np.float32),
+        "conv.weight": weights((8, 4, 3, 3)),
+    }
+    with pytest.raises(nnc.InvalidArgumentError, match="cannot be folded"):
+        nnc.encode(pre_activation, state_dict=True, bnf=True)
+
+
 def test_attached_files_of_a_model_directory(tmp_path):
     """A stream made by `nnc encode DIR` attaches the directory's config; Python reads it."""
     import shutil

@@ -117,6 +117,13 @@ pub enum Error {
         /// What does not match.
         what: String,
     },
+    /// The encoder's incremental state does not fit the update to code: it holds another
+    /// device's updates, or a tensor's earlier update differs from what the update continues.
+    #[error("the incremental state does not fit this update: {what}")]
+    EncoderState {
+        /// What does not fit.
+        what: String,
+    },
     /// The caller's input or options are inconsistent.
     #[error("{what}")]
     InvalidArgument {
@@ -144,7 +151,7 @@ impl Error {
             Error::Quant { .. } => ErrorKind::Malformed,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-            Error::StateMismatch { .. } => ErrorKind::StateMismatch,
+            Error::StateMismatch { .. } | Error::EncoderState { .. } => ErrorKind::StateMismatch,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
         }
     }

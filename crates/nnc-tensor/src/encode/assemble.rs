@@ -319,8 +319,7 @@ fn check_tca(h: &NduHeader, name: &str, state: &IncrementalState) -> Result<()> 
         || h.parameter_id.unwrap_or(0) != base.parameter_id
         || depth.checked_sub(1) != Some(base.put_node_depth)
     {
-        return Err(Error::StateMismatch {
-            at: Default::default(),
+        return Err(Error::EncoderState {
             what: format!(
                 "tensor {name:?}: device, parameter id or update depth differ from the state"
             ),
@@ -665,8 +664,7 @@ pub(super) fn write_stream(
                     let levels = &model.get(n)?.levels;
                     i.state
                         .record_update(n, levels, device, pid)
-                        .map_err(|what| Error::StateMismatch {
-                            at: Default::default(),
+                        .map_err(|what| Error::EncoderState {
                             what: format!("tensor {n:?}: {what}"),
                         })?;
                 }

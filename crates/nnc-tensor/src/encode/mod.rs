@@ -6,6 +6,7 @@
 
 mod approx;
 mod assemble;
+mod block_guess;
 mod bnf;
 pub mod elements;
 mod frontend;
@@ -76,6 +77,11 @@ pub fn encode<'a, 'b: 'a>(
 /// the HDSP history and the update-tree depths; when `update_state` is true the coded levels become
 /// the new base (the reference's `update_base_param`). `input` is borrowed or taken as in
 /// [`encode`].
+///
+/// A state records the updates of one device: with `update_state`, an update whose
+/// [`EncodeOptions::device_id`] differs from the state's (once set) fails with
+/// [`Error::EncoderState`] before anything is coded, as does TCA against a state whose tensor
+/// does not continue.
 pub fn encode_incremental<'a, 'b: 'a>(
     input: impl Into<Cow<'a, EncodeInput<'b>>>,
     opts: &EncodeOptions,
@@ -86,6 +92,15 @@ pub fn encode_incremental<'a, 'b: 'a>(
     // sequence; the stream then decodes to other levels than the encoder's, as the reference's
     // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
     // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
+    // A state records one device's updates; refused before any work, and before it changes.
+    if update_state && state.device_id != 0 && state.device_id != opts.device_id {
+        return Err(Error::EncoderState {
+            what: format!(
+                "it holds updates of device_id {}, this update is of device_id {}",
+                state.device_id, opts.device_id
+            ),
+        });
+    }
     let before = (update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0))
         .then(|| state.clone());
     let encoded = encode_impl(

@@ -1,0 +1,116 @@
+//! The block structure guessed for batch-norm folding against the reference's guesses on
+//! torchvision architectures (`conformance/block_guess/torchvision.json`, written by its
+//! `gen_guesses.py` with NNCodec 2.1.3): the same blocks and types from the names and shapes,
+//! and the same verdict of the reference's check when applied.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use nnc_tensor::encode::{
+    BlockIdAndParamType, EncodeInput, ModelParameter, ParameterData, ParameterType,
+    TOPOLOGY_PYTORCH,
+};
+use nnc_tensor::DType;
+use serde_json::Value;
+
+fn cases() -> serde_json::Map<String, Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance/block_guess/torchvision.json");
+    let text = std::fs::read_to_string(&path).expect("fixture");
+    match serde_json::from_str(&text).expect("json") {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn reference_guess(v: &Value) -> BlockIdAndParamType {
+    let map = |key: &str| v[key].as_object().expect(key).clone();
+    BlockIdAndParamType {
+        block_identifier: map("block_identifier")
+            .into_iter()
+            .map(|(k, b)| (k, b.as_str().map(str::to_string)))
+            .collect(),
+        parameter_type: map("parameter_type")
+            .into_iter()
+            .map(|(k, t)| (k, t.as_str().expect("type").to_string()))
+            .collect(),
+    }
+}
+
+/// Names and shapes as the state dict has them, without the step counters (which
+/// `EncodeInput::from_state_dict` does not code either).
+fn coded_tensors(case: &Value) -> Vec<(String, Vec<usize>)> {
+    case["tensors"]
+        .as_array()
+        .expect("tensors")
+        .iter()
+        .map(|t| {
+            let name = t[0].as_str().expect("name").to_string();
+            let shape = t[1]
+                .as_array()
+                .expect("shape")
+                .iter()
+                .map(|d| d.as_u64().expect("dim") as usize)
+                .collect();
+            (name, shape)
+        })
+        .filter(|(name, _)| !name.ends_with("num_batches_tracked"))
+        .collect()
+}
+
+/// An input with the model's names and shapes and no elements: applying blocks reads only
+/// those.
+fn shapes_only_input(tensors: &[(String, Vec<usize>)]) -> EncodeInput<'static> {
+    EncodeInput {
+        parameters: tensors
+            .iter()
+            .enumerate()
+            .map(|(i, (name, shape))| ModelParameter {
+                name: name.clone(),
+                dims: if shape.is_empty() {
+                    vec![1]
+                } else {
+                    shape.clone()
+                },
+                data: ParameterData::F32(Vec::new().into()),
+                parameter_type: ParameterType::for_pytorch_tensor(name, shape.len()),
+                parameter_index: i as u64,
+                original_dtype: DType::F32,
+                original_shape: shape.clone(),
+            })
+            .collect(),
+        topology_storage_format: TOPOLOGY_PYTORCH,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn guesses_match_the_reference_on_torchvision_models() {
+    let cases = cases();
+    assert!(cases.len() >= 6);
+    let mut verdicts = BTreeMap::new();
+    for (arch, case) in &cases {
+        let tensors = coded_tensors(case);
+        let guessed = BlockIdAndParamType::guess_pytorch(
+            tensors.iter().map(|(n, s)| (n.as_str(), s.as_slice())),
+        )
+        .unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let want = reference_guess(&case["guess"]);
+        assert_eq!(guessed.block_identifier, want.block_identifier, "{arch}");
+        assert_eq!(guessed.parameter_type, want.parameter_type, "{arch}");
+
+        let mut input = shapes_only_input(&tensors);
+        assert_eq!(
+            BlockIdAndParamType::guess_for_state_dict(&input).expect("guess"),
+            guessed,
+            "{arch}"
+        );
+        let passes = input.apply_blocks(&guessed);
+        assert_eq!(Some(passes), case["check_passes"].as_bool(), "{arch}");
+        verdicts.insert(arch.as_str(), passes);
+    }
+    // The fixture covers both verdicts: DenseNet's pre-activation BatchNorms pair with weights
+    // of other sizes and fail the check.
+    assert_eq!(verdicts.get("densenet121"), Some(&false));
+    assert_eq!(verdicts.get("resnet18"), Some(&true));
+}
