@@ -77,8 +77,8 @@ pub struct EncodeArgs {
     /// num_batches_tracked counters take no part, as in nncodec.nn.
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
-    /// Gain of the structured (per output channel) sparsification step.
-    #[arg(long, default_value_t = 0.9)]
+    /// Gain of the structured (per output channel) sparsification step (with --sparsity).
+    #[arg(long, default_value_t = 0.9, requires = "sparsity")]
     pub struct_spars_factor: f64,
     /// Do not signal all-zero rows with row-skip flags.
     #[arg(long)]

@@ -234,6 +234,15 @@ fn usage_errors_exit_2() {
         // More worker threads than nnc starts: refused before any is started.
         &["decode", "x.nnc", "-o", "y.npz", "-j", "5000"][..],
         &["encode", "x.npz", "-o", "y.nnc", "--threads", "1025"][..],
+        // A sparsification setting without sparsification would be ignored.
+        &[
+            "encode",
+            "x.npz",
+            "-o",
+            "y.nnc",
+            "--struct-spars-factor",
+            "0.5",
+        ][..],
     ] {
         let o = nnc(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -243,6 +252,15 @@ fn usage_errors_exit_2() {
         stderr(&nnc(&["decode", "x.nnc", "-o", "y.npz", "-j", "5000"]))
             .contains("at most 1024 worker threads")
     );
+    assert!(stderr(&nnc(&[
+        "encode",
+        "x.npz",
+        "-o",
+        "y.nnc",
+        "--struct-spars-factor",
+        "0.5"
+    ]))
+    .contains("--sparsity"));
     assert_eq!(nnc(&["--help"]).status.code(), Some(0));
     assert_eq!(nnc(&["--version"]).status.code(), Some(0));
 }
