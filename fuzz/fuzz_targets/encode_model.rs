@@ -1,7 +1,9 @@
 //! The encoder on whatever a user may hand it: a few small tensors of any dtype and shape (zero
 //! dimensions, scalars, NaN and huge values included), as a dictionary or a PyTorch state dict,
 //! after optional sparsification, under arbitrary encoder options, stand-alone or as two
-//! updates of an incremental sequence (TCA, HDSP). It returns a bitstream or a typed error,
+//! updates of an incremental sequence (TCA, HDSP), with batch-norm folding on blocks guessed
+//! from the names (then of a few modules, so that blocks form). It returns a bitstream or a
+//! typed error,
 //! never panics; a bitstream it returns decodes (in sequence, with one decoder state that then
 //! holds what the encoder's holds), and with the metadata on gives back every tensor's name,
 //! shape and dtype in the given order, integers exactly.
@@ -29,6 +31,8 @@ struct FuzzTensor {
     scale: u8,
     /// Suffix of the name (".weight", ".bias", "num_batches_tracked", ...).
     suffix: u8,
+    /// With `bnf`, the module the tensor belongs to (one of three).
+    module: u8,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -52,6 +56,8 @@ struct Input {
     struct_spars_factor: u8,
     /// Two updates of an incremental sequence instead of one stand-alone stream.
     incremental: Option<Incremental>,
+    /// Fold batch norm, the blocks guessed from the names.
+    bnf: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -62,7 +68,7 @@ struct Incremental {
     second_scale: i8,
 }
 
-fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
+fn tensor(i: usize, t: &FuzzTensor, bnf: bool) -> Option<Tensor> {
     let shape: Vec<usize> = t
         .dims
         .iter()
@@ -106,8 +112,14 @@ fn tensor(i: usize, t: &FuzzTensor) -> Option<Tensor> {
         ".running_var",
         "num_batches_tracked",
         "",
-    ][usize::from(t.suffix % 5)];
-    Tensor::try_new(format!("t{i}{suffix}"), shape, data).ok()
+        ".running_mean",
+    ][usize::from(t.suffix % 6)];
+    let name = if bnf {
+        format!("m{}{suffix}", t.module % 3)
+    } else {
+        format!("t{i}{suffix}")
+    };
+    Tensor::try_new(name, shape, data).ok()
 }
 
 fuzz_target!(|input: Input| {
@@ -116,7 +128,7 @@ fuzz_target!(|input: Input| {
         .iter()
         .take(4)
         .enumerate()
-        .map(|(i, t)| tensor(i, t))
+        .map(|(i, t)| tensor(i, t, input.bnf))
         .collect::<Option<Vec<Tensor>>>()
     else {
         return;
@@ -146,9 +158,12 @@ fuzz_target!(|input: Input| {
             EncodeInput::from_tensors(tensors)
         }
     }
-    let Ok(model) = build(input.state_dict, &tensors) else {
+    let Ok(mut model) = build(input.state_dict, &tensors) else {
         return;
     };
+    if input.bnf && model.apply_guessed_blocks().is_err() {
+        return;
+    }
     // Non-exhaustive: set field by field.
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -168,6 +183,7 @@ fuzz_target!(|input: Input| {
     opts.row_skipping = input.row_skipping;
     opts.int_quant_bw = input.bitdepth.map(|b| u32::from(b % 34));
     opts.carry_dtypes = input.carry_dtypes;
+    opts.bnf = input.bnf;
     opts.threads = Some(1);
     let Some(inc) = &input.incremental else {
         let Ok(encoded) = encode(&model, &opts) else {
@@ -196,9 +212,12 @@ fuzz_target!(|input: Input| {
             t
         })
         .collect();
-    let Ok(second_model) = build(input.state_dict, &second) else {
+    let Ok(mut second_model) = build(input.state_dict, &second) else {
         return;
     };
+    if input.bnf && second_model.apply_guessed_blocks().is_err() {
+        return;
+    }
     let mut enc_state = EncoderState::default();
     let mut dec_state = DecoderState::default();
     for (model, given) in [(&model, &tensors), (&second_model, &second)] {
@@ -225,7 +244,8 @@ fn check(
 ) {
     let decoded = decode_stream(&encoded.bytes, state, &DecodeOptions::new().with_hdsp(hdsp))
         .expect("a stream the encoder wrote decodes");
-    if !opts.carry_dtypes {
+    // Folding replaces the batch-norm tensors with the blocks' scaling and bias.
+    if !opts.carry_dtypes || opts.bnf {
         return;
     }
     // Everything given comes back, in order, with its shape and dtype.

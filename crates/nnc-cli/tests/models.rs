@@ -2101,6 +2101,13 @@ fn bnf_refuses_models_it_cannot_fold() {
         "-o",
         s(&dir.path().join("c.nnc")),
     ]));
+    // An update holds differences, which cannot be folded.
+    let model = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
+    refused(
+        &["encode", s(&model), "--base", s(&model), "--bnf"],
+        &dir.path().join("d.nnc"),
+        "an update of differences cannot be folded",
+    );
 }
 
 /// `--pre-signalling` leaves a block's weight dimensions out of the stream: decoding needs them

@@ -61,7 +61,11 @@ pub struct EncodeOptions {
     pub cabac_unary_length_minus1: u8,
     /// Scale each weight tensor's qp by its size and spread. Default: `false`.
     pub opt_qp: bool,
-    /// Fold batch-norm parameters into the preceding weight's scaling and bias. Default: `false`.
+    /// Fold batch-norm parameters into the preceding weight's scaling and bias, in the input's
+    /// blocks ([`EncodeInput::apply_blocks`](super::EncodeInput::apply_blocks), or
+    /// [`EncodeInput::apply_guessed_blocks`](super::EncodeInput::apply_guessed_blocks) for a
+    /// state dict): a model without blocks is coded unfolded, as the reference codes it. Not
+    /// with `compress_differences`. Default: `false`.
     pub bnf: bool,
     /// Signal all-zero first-dimension slices with one flag each. Default: `true` (`false` in
     /// [`EncodeOptions::compress_defaults`]).
@@ -178,6 +182,13 @@ impl EncodeOptions {
         }
         if self.scan_order > 4 {
             return Err(format!("scan_order {} is above 4", self.scan_order));
+        }
+        if self.bnf && self.compress_differences {
+            return Err(
+                "bnf folds a whole model's batch norm: an update of differences cannot \
+                        be folded (fold both models, then code their difference)"
+                    .into(),
+            );
         }
         if self.hdsp && !self.compress_differences {
             return Err("hdsp needs compress_differences".into());
