@@ -100,8 +100,9 @@ pub struct EncodeArgs {
     pub cabac_unary_length_minus1: u8,
     /// Fold batch norm into the preceding weight's scaling and bias (PyTorch state dicts). The
     /// blocks are guessed from the names as NNCodec's model pipeline guesses them; a model
-    /// whose BatchNorm cannot be placed is refused. The decoded model has each block's
-    /// <weight>_scaling (and bias) in place of its BatchNorm tensors.
+    /// whose BatchNorm cannot be placed is refused. Decoding gives the BatchNorm tensors back
+    /// with the same effect (weight and bias the coded scaling and bias, mean 0, variance
+    /// 1 − eps); with --no-metadata it gives the coded <weight>_scaling and bias instead.
     #[arg(long)]
     pub bnf: bool,
     /// Code the difference to this base model (same names and shapes) as an update; integer

@@ -1,12 +1,12 @@
 //! Per-tensor compression report: size, bits per parameter, error.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use nnc_tensor::encode::{ParameterData, TensorSource};
 use nnc_tensor::{
     summarise_stream, Approximation, DecodeOptions, DecoderState, EncodedStream, EncodedTensor,
-    TensorData,
+    TensorData, TensorSummary,
 };
 use serde_json::json;
 
@@ -150,26 +150,58 @@ pub fn rows(
         &DecoderState::default(),
         &DecodeOptions::new(),
     )?;
-    let bytes: BTreeMap<&str, f64> = summary
+    let by_name: BTreeMap<&str, &TensorSummary> =
+        summary.iter().map(|t| (t.spec.name.as_str(), t)).collect();
+    // Tensors a batch-norm folding replaced: the coded scaling and bias stand for them, so their
+    // values are not compared with the originals.
+    let replaced: BTreeSet<&str> = stream
+        .folded
         .iter()
-        .map(|t| (t.spec.name.as_str(), t.bytes))
+        .flat_map(|f| {
+            let mut names = vec![&f.gamma, &f.beta, &f.mean, &f.var];
+            names.extend(f.scaling_given.then_some(&f.scaling));
+            names.extend(f.bias_given.then_some(&f.bias));
+            names.into_iter().map(String::as_str)
+        })
         .collect();
     let mut out = Vec::new();
     progress.steps("measuring the error", inputs.len());
     for t in inputs {
         progress.step();
-        let coded = stream.tensors.iter().find(|e| e.name == t.name());
+        let name = t.name();
+        let coded = (!replaced.contains(name))
+            .then(|| stream.tensors.iter().find(|e| e.name == name))
+            .flatten();
         let (rel_error, psnr_db) = coded.map_or((None, None), |e| error_of(t, e));
+        let summary = by_name.get(name);
         out.push(Row {
-            name: t.name().to_string(),
+            name: name.to_string(),
             shape: t.shape().to_vec(),
             dtype: t.dtype().numpy_name(),
-            qp: coded.and_then(|e| e.approximation.qp()),
-            bits: bytes.get(t.name()).copied().unwrap_or(0.0) * 8.0,
+            qp: coded
+                .and_then(|e| e.approximation.qp())
+                .or_else(|| summary.and_then(|s| s.qp)),
+            bits: summary.map_or(0.0, |s| s.bytes) * 8.0,
             params: t.shape().iter().product(),
             rel_error,
             psnr_db,
         });
+    }
+    // Coded tensors the model did not have (a folded block's scaling and bias, when the stream
+    // carries no metadata to unfold them): their bytes, no parameters of the model.
+    for s in &summary {
+        if inputs.iter().all(|t| t.name() != s.spec.name) {
+            out.push(Row {
+                name: s.spec.name.clone(),
+                shape: s.spec.shape.clone(),
+                dtype: s.spec.dtype.numpy_name(),
+                qp: s.qp,
+                bits: s.bytes * 8.0,
+                params: 0,
+                rel_error: None,
+                psnr_db: None,
+            });
+        }
     }
     Ok(out)
 }

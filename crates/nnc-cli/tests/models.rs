@@ -2033,33 +2033,98 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
         );
         assert!(encode(false) != reference, "{name}: the same without --bnf");
     }
-    // Decoded, the folded model has the block's scaling and bias in place of the BatchNorm.
+    // Without metadata the decoder hands out what is coded: the blocks' scaling and bias in
+    // place of the batch norms, as the reference's decoder does.
     let input = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
+    ok(&nnc(&[
+        "encode",
+        s(&input),
+        "-o",
+        s(&out),
+        "-f",
+        "--bnf",
+        "--no-metadata",
+    ]));
+    let folded = dir.path().join("folded.npz");
+    ok(&nnc(&["decode", s(&out), "-o", s(&folded)]));
+    let folded = read_tensors(&folded, "0").expect("decoded");
+    let names: Vec<&str> = folded.iter().map(|t| t.name.as_str()).collect();
+    assert!(names.contains(&"conv1.weight_scaling"), "{names:?}");
+    assert!(!names.contains(&"bn1.weight"), "{names:?}");
+    // With it (the default), the model comes back with its own names, shapes, dtypes and
+    // order: each batch norm with the coded scaling as weight, the coded bias as bias, mean 0
+    // and variance 1 − eps, the convolution's own bias 0. It computes what the folded block
+    // computes: gamma·(x + b − mean)/√(var + eps) + beta = scaling·x + bias.
     ok(&nnc(&["encode", s(&input), "-o", s(&out), "-f", "--bnf"]));
     let decoded = dir.path().join("d.npz");
     ok(&nnc(&["decode", s(&out), "-o", s(&decoded)]));
-    let names: Vec<String> = read_tensors(&decoded, "0")
-        .expect("decoded")
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    assert!(
-        names.iter().any(|n| n == "conv1.weight_scaling"),
-        "{names:?}"
+    let decoded = read_tensors(&decoded, "0").expect("decoded");
+    let original = read_tensors(&input, "0").expect("input");
+    let layout = |ts: &[Tensor]| -> Vec<(String, Vec<usize>, DType)> {
+        ts.iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
+            .collect()
+    };
+    assert_eq!(layout(&decoded), layout(&original));
+    let f32s = |ts: &[Tensor], name: &str| -> Vec<f32> {
+        match &ts.iter().find(|t| t.name == name).expect(name).data {
+            TensorData::F32(v) => v.clone(),
+            other => panic!("{name}: {:?}", other.dtype()),
+        }
+    };
+    assert_eq!(
+        f32s(&decoded, "bn1.weight"),
+        f32s(&folded, "conv1.weight_scaling")
     );
-    for gone in [
-        "bn1.weight",
-        "bn1.bias",
-        "bn1.running_mean",
-        "bn1.running_var",
-    ] {
-        assert!(!names.iter().any(|n| n == gone), "{names:?}");
+    assert_eq!(
+        f32s(&decoded, "bn1.bias"),
+        f32s(&folded, "conv1.weight.bias")
+    );
+    assert_eq!(f32s(&decoded, "bn2.bias"), f32s(&folded, "conv2.bias"));
+    assert!(f32s(&decoded, "conv2.bias").iter().all(|&b| b == 0.0));
+    assert!(f32s(&decoded, "bn1.running_mean").iter().all(|&m| m == 0.0));
+    assert!(f32s(&decoded, "bn2.running_var")
+        .iter()
+        .all(|&v| v == 1.0 - 1e-5));
+    let eps = 1e-5f64;
+    for (conv, bn) in [("conv1", "bn1"), ("conv2", "bn2")] {
+        let layer = |ts: &[Tensor], i: usize, x: f64| {
+            let get = |n: &str| f64::from(f32s(ts, &format!("{bn}.{n}"))[i]);
+            let own_bias = if ts.iter().any(|t| t.name == format!("{conv}.bias")) {
+                f64::from(f32s(ts, &format!("{conv}.bias"))[i])
+            } else {
+                0.0
+            };
+            get("weight") * (x + own_bias - get("running_mean")) / (get("running_var") + eps).sqrt()
+                + get("bias")
+        };
+        for i in 0..f32s(&original, &format!("{bn}.weight")).len() {
+            for x in [-2.0, 0.0, 1.5] {
+                let (want, got) = (layer(&original, i, x), layer(&decoded, i, x));
+                assert!(
+                    (want - got).abs() < 1e-3,
+                    "{bn}[{i}] at {x}: {want} vs {got}"
+                );
+            }
+        }
     }
-    // The step counters are not folded: they are carried as they are.
-    assert!(
-        names.iter().any(|n| n == "bn1.num_batches_tracked"),
-        "{names:?}"
-    );
+    // The report does not compare the replaced tensors with the originals; the batch norms'
+    // rows carry the bytes of the scaling and bias that stand for them.
+    let o = nnc(&["encode", s(&input), "-o", s(&out), "-f", "--bnf", "--json"]);
+    ok(&o);
+    let report = json(&o);
+    let row = |name: &str| {
+        report["tensors"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .expect(name)
+    };
+    assert!(row("conv2.bias")["rel_error"].is_null());
+    assert!(row("bn1.weight")["bytes"].as_f64().expect("bytes") > 0.0);
+    assert!(row("conv1.weight")["rel_error"].as_f64().expect("error") < 0.05);
 }
 
 /// `--bnf` where no folding can be done is refused, not ignored: a plain dictionary, and a

@@ -51,7 +51,8 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// a PyTorch state dict (parameter types from names, `num_batches_tracked` carried verbatim);
 /// with it, `bnf=True` folds each BatchNorm into the block of the weight before it, the blocks
 /// guessed from the names as NNCodec's model pipeline guesses them (a model whose BatchNorm
-/// cannot be placed raises `nnc.InvalidArgumentError`).
+/// cannot be placed raises `nnc.InvalidArgumentError`); `decode` gives the BatchNorm tensors
+/// back with the same effect unless `carry_dtypes=False`.
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,

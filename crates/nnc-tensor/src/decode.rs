@@ -133,7 +133,8 @@ pub enum Approximation {
     Integer,
     /// Uncompressed float32 payload.
     RawFloat,
-    /// Not coded: carried verbatim in the stream's metadata (see [`crate::metadata`]).
+    /// Not coded: carried verbatim in the stream's metadata (see [`crate::metadata`]), or made
+    /// from it (the constants of an unfolded batch norm, [`crate::metadata::FoldedNorm`]).
     Verbatim,
 }
 

@@ -40,6 +40,77 @@ pub struct ExtraTensor {
     pub values: Vec<f64>,
 }
 
+/// A batch norm folded into its block's scaling and bias ([`crate::EncodeOptions::bnf`]), for
+/// the decoder to give back as a batch norm with the same effect: gamma the coded scaling, beta
+/// the coded bias, mean 0 and variance `1 − eps`, the layer's own scaling 1 and bias 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldedNorm {
+    /// The block's scaling as coded.
+    pub scaling: String,
+    /// The scaling was the user's tensor (otherwise the folding made it).
+    pub scaling_given: bool,
+    /// The block's bias as coded.
+    pub bias: String,
+    /// The bias was the user's tensor (the layer's bias; otherwise the folding made it).
+    pub bias_given: bool,
+    /// The batch norm's weight.
+    pub gamma: String,
+    /// The batch norm's bias.
+    pub beta: String,
+    /// The batch norm's running mean.
+    pub mean: String,
+    /// The batch norm's running variance.
+    pub var: String,
+    /// The epsilon the folding used.
+    pub eps: f32,
+}
+
+impl FoldedNorm {
+    /// The coded tensors handed out under the batch norm's names: (coded name, output name).
+    pub fn renames(&self) -> [(&str, &str); 2] {
+        [(&self.scaling, &self.gamma), (&self.bias, &self.beta)]
+    }
+
+    /// The tensors unfolding adds, each of `shape` (the scaling's): the running mean (0) and
+    /// variance (`1 − eps`), and the layer's own scaling (1) and bias (0) where they were the
+    /// user's.
+    pub fn constants(&self, shape: &[usize]) -> Vec<Tensor> {
+        let n = shape.iter().product();
+        let filled = |name: &str, value: f32| Tensor {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            data: TensorData::F32(vec![value; n]),
+        };
+        let mut out = vec![filled(&self.mean, 0.0), filled(&self.var, 1.0 - self.eps)];
+        if self.scaling_given {
+            out.push(filled(&self.scaling, 1.0));
+        }
+        if self.bias_given {
+            out.push(filled(&self.bias, 0.0));
+        }
+        out
+    }
+
+    /// Whether the decoded tensors `names` (with their element counts and dtypes) can be
+    /// unfolded: scaling and bias decoded as float32 of one length, and none of the batch norm's
+    /// names taken by another tensor.
+    pub(crate) fn applies(&self, tensors: &[(&str, usize, DType)]) -> bool {
+        let find = |name: &str| tensors.iter().find(|t| t.0 == name);
+        let (Some(&(_, n, scaling_dtype)), Some(&(_, bias_n, bias_dtype))) =
+            (find(&self.scaling), find(&self.bias))
+        else {
+            return false;
+        };
+        let free = [&self.gamma, &self.beta, &self.mean, &self.var]
+            .iter()
+            .all(|name| find(name).is_none());
+        free && self.eps.is_finite()
+            && n == bias_n
+            && scaling_dtype == DType::F32
+            && bias_dtype == DType::F32
+    }
+}
+
 /// The metadata document.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamMetadata {
@@ -60,6 +131,9 @@ pub struct StreamMetadata {
     /// Files attached to the model, by name, packed by [`AttachedFile::pack`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, AttachedFile>,
+    /// Batch norms folded into their blocks, in model order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<FoldedNorm>,
 }
 
 /// Largest attached file [`unpack_each`] unpacks (a stream is untrusted input).
@@ -160,6 +234,7 @@ impl StreamMetadata {
             && self.extra.is_empty()
             && self.attributes.is_empty()
             && self.files.is_empty()
+            && self.folded.is_empty()
     }
 
     /// The `topology_data` string.
@@ -281,6 +356,33 @@ pub fn extra_tensor(e: &ExtraTensor) -> Option<Tensor> {
 /// Gives decoded tensors back their original dtypes and shapes and appends the verbatim ones.
 /// A tensor whose values do not fit its original integer type keeps the decoded type.
 pub fn apply(meta: &StreamMetadata, tensors: &mut Vec<crate::decode::DecodedTensor>) {
+    for f in &meta.folded {
+        let present: Vec<(&str, usize, DType)> = tensors
+            .iter()
+            .map(|t| (t.tensor.name.as_str(), t.tensor.len(), t.tensor.dtype()))
+            .collect();
+        if !f.applies(&present) {
+            continue;
+        }
+        let mut shape = Vec::new();
+        for t in tensors.iter_mut() {
+            if t.tensor.name == f.scaling {
+                shape = t.tensor.shape.clone();
+            }
+        }
+        for (from, to) in f.renames() {
+            if let Some(t) = tensors.iter_mut().find(|t| t.tensor.name == from) {
+                t.tensor.name = to.to_string();
+            }
+        }
+        tensors.extend(f.constants(&shape).into_iter().map(|tensor| {
+            crate::decode::DecodedTensor {
+                tensor,
+                levels: None,
+                approximation: crate::decode::Approximation::Verbatim,
+            }
+        }));
+    }
     for t in tensors.iter_mut() {
         let Some(m) = meta.tensors.get(&t.tensor.name) else {
             continue;
@@ -319,6 +421,70 @@ pub fn apply(meta: &StreamMetadata, tensors: &mut Vec<crate::decode::DecodedTens
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{Approximation, DecodedTensor};
+
+    fn decoded(name: &str, values: Vec<f32>) -> DecodedTensor {
+        DecodedTensor {
+            tensor: Tensor {
+                name: name.into(),
+                shape: vec![values.len()],
+                data: TensorData::F32(values),
+            },
+            levels: None,
+            approximation: Approximation::RawFloat,
+        }
+    }
+
+    /// `apply` unfolds a folded batch norm as the streaming decoder's plan does: the coded
+    /// scaling and bias under the batch norm's names, its statistics made, the layer's own bias
+    /// zeroed, all in the user's order; a folding whose tensors are missing is left alone.
+    #[test]
+    fn apply_unfolds_a_folded_batch_norm() {
+        let norm = FoldedNorm {
+            scaling: "c.weight_scaling".into(),
+            scaling_given: false,
+            bias: "c.bias".into(),
+            bias_given: true,
+            gamma: "n.weight".into(),
+            beta: "n.bias".into(),
+            mean: "n.running_mean".into(),
+            var: "n.running_var".into(),
+            eps: 1e-3,
+        };
+        let mut meta = StreamMetadata::new();
+        meta.folded = vec![norm.clone()];
+        meta.order = ["c.weight", "c.bias", "n.weight", "n.bias", "n.running_mean"]
+            .into_iter()
+            .chain(["n.running_var"])
+            .map(String::from)
+            .collect();
+        let mut tensors = vec![
+            decoded("c.weight", vec![0.5; 2]),
+            decoded("c.bias", vec![3.0, 4.0]),
+            decoded("c.weight_scaling", vec![1.5, 2.5]),
+        ];
+        apply(&meta, &mut tensors);
+        let got: Vec<(&str, &TensorData)> = tensors
+            .iter()
+            .map(|t| (t.tensor.name.as_str(), &t.tensor.data))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("c.weight", &TensorData::F32(vec![0.5; 2])),
+                ("c.bias", &TensorData::F32(vec![0.0; 2])),
+                ("n.weight", &TensorData::F32(vec![1.5, 2.5])),
+                ("n.bias", &TensorData::F32(vec![3.0, 4.0])),
+                ("n.running_mean", &TensorData::F32(vec![0.0; 2])),
+                ("n.running_var", &TensorData::F32(vec![1.0 - 1e-3; 2])),
+            ]
+        );
+        // Without the scaling decoded there is nothing to unfold.
+        let mut partial = vec![decoded("c.bias", vec![3.0, 4.0])];
+        apply(&meta, &mut partial);
+        assert_eq!(partial.len(), 1);
+        assert_eq!(partial[0].tensor.name, "c.bias");
+    }
 
     /// The packed form is part of the stream `nnc encode DIR` writes, so it must not depend on
     /// which deflate backend the build happens to select: flate2 switches to zlib-rs (other

@@ -31,7 +31,7 @@ use crate::decode::{
     DecodedTensor, NduJob, NduOutput, ParsedStream, Recomposition,
 };
 use crate::error::{Error, Location, Result};
-use crate::metadata::StreamMetadata;
+use crate::metadata::{FoldedNorm, StreamMetadata};
 use crate::state::DecoderState;
 use crate::tensor::{DType, Tensor};
 use crate::threads::{map_largest_first, Workers};
@@ -89,6 +89,9 @@ enum Source {
     Recomposed,
     /// A tensor carried verbatim in the metadata.
     Verbatim(DecodedTensor),
+    /// A constant the metadata implies (an unfolded batch norm's statistics), in float32 until
+    /// the metadata's dtype is applied.
+    Constant(DecodedTensor),
 }
 
 struct Slot {
@@ -188,6 +191,9 @@ impl<'a> StreamDecoder<'a> {
             targets.push(job_targets);
         }
         if let Some(meta) = &parsed.metadata {
+            for f in &meta.folded {
+                unfold_slots(f, &mut slots);
+            }
             for slot in &mut slots {
                 let spec = &mut slot.spec;
                 if let Some((shape, dtype)) = original(meta, &spec.name, element_count(&spec.shape))
@@ -575,7 +581,7 @@ impl<'p> Assembly<'p> {
         for slot in slots {
             apply_meta.push(!matches!(slot.source, Source::Verbatim(_)));
             ready.push(match slot.source {
-                Source::Verbatim(t) => Some(t),
+                Source::Verbatim(t) | Source::Constant(t) => Some(t),
                 _ => None,
             });
         }
@@ -711,6 +717,11 @@ impl<'p> Assembly<'p> {
     {
         while self.next < self.ready.len() {
             if let Some(mut t) = self.ready[self.next].take() {
+                // A member handed out under another name (an unfolded batch norm's).
+                let name = &self.plan.tensors[self.next].name;
+                if t.tensor.name != *name {
+                    t.tensor.name.clone_from(name);
+                }
                 if self.apply_meta[self.next] {
                     apply_metadata(self.metadata, &mut t.tensor);
                 }
@@ -895,6 +906,46 @@ fn check_update(
 
 fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// Hands out a folded batch norm's block scaling and bias under the batch norm's names and adds
+/// its constants ([`FoldedNorm`]), when both are decoded members that can be unfolded.
+fn unfold_slots(f: &FoldedNorm, slots: &mut Vec<Slot>) {
+    let present: Vec<(&str, usize, DType)> = slots
+        .iter()
+        .map(|s| {
+            let n = element_count(&s.spec.shape).unwrap_or(usize::MAX);
+            (s.spec.name.as_str(), n, s.spec.dtype)
+        })
+        .collect();
+    let member = |name: &str| {
+        slots
+            .iter()
+            .position(|s| s.spec.name == name && matches!(s.source, Source::Member))
+    };
+    let (Some(scaling), Some(bias)) = (member(&f.scaling), member(&f.bias)) else {
+        return;
+    };
+    if !f.applies(&present) {
+        return;
+    }
+    let shape = slots[scaling].spec.shape.clone();
+    slots[scaling].spec.name.clone_from(&f.gamma);
+    slots[bias].spec.name.clone_from(&f.beta);
+    for tensor in f.constants(&shape) {
+        slots.push(Slot {
+            spec: TensorSpec {
+                name: tensor.name.clone(),
+                shape: tensor.shape.clone(),
+                dtype: tensor.dtype(),
+            },
+            source: Source::Constant(DecodedTensor {
+                tensor,
+                levels: None,
+                approximation: crate::decode::Approximation::Verbatim,
+            }),
+        });
+    }
 }
 
 /// The original shape and dtype the metadata records for `name`, when that shape holds `len`

@@ -6,6 +6,7 @@ use super::options::{EncodeOptions, ParameterType};
 use super::work::{Item, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
+use crate::metadata::FoldedNorm;
 
 fn f32_values(w: &Work<'_>) -> Result<Vec<f32>> {
     match &w.values {
@@ -127,6 +128,17 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
                 model.order.push(name.clone());
             }
         }
+        model.folded.push(FoldedNorm {
+            scaling: block.ls.clone(),
+            scaling_given: block.cpt & cpt::LS != 0,
+            bias: block.bias.clone(),
+            bias_given: block.cpt & cpt::BI != 0,
+            gamma,
+            beta,
+            mean,
+            var,
+            eps,
+        });
         new_cpt &= !cpt::BN;
         if let Item::Block(b) = &mut model.items[i] {
             b.cpt = new_cpt;

@@ -60,6 +60,10 @@ pub struct EncodedStream {
     pub bytes: Vec<u8>,
     /// Every coded tensor, in coding order.
     pub tensors: Vec<EncodedTensor>,
+    /// Batch norms folded into their blocks ([`EncodeOptions::bnf`]): their blocks' coded
+    /// scaling and bias stand for them, and a decoder that reads the stream's metadata gives
+    /// them back as batch norms of the same effect.
+    pub folded: Vec<crate::metadata::FoldedNorm>,
 }
 
 /// Encodes a model as a stand-alone bitstream (no base model, `put_node_depth` 0).
@@ -159,7 +163,9 @@ fn metadata_of(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<Option<
             })?,
         );
     }
-    if !input.extra_tensors.is_empty() {
+    meta.folded = model.folded.clone();
+    // The user's order, also for the batch norms an unfolding decoder makes again.
+    if !input.extra_tensors.is_empty() || !meta.folded.is_empty() {
         let mut all: Vec<(u64, &str)> = input
             .parameters
             .iter()
@@ -338,7 +344,11 @@ fn encode_on_workers(
             });
         }
     }
-    Ok(EncodedStream { bytes, tensors })
+    Ok(EncodedStream {
+        bytes,
+        tensors,
+        folded: std::mem::take(&mut model.folded),
+    })
 }
 
 #[cfg(test)]

@@ -127,6 +127,8 @@ pub(crate) struct WorkModel<'a> {
     pub weight_dims: BTreeMap<String, Vec<usize>>,
     /// Enumeration index of each block weight (also for decomposed ones).
     pub weight_index: BTreeMap<String, u64>,
+    /// Batch norms folded into their blocks (`bnf`), for the metadata.
+    pub folded: Vec<crate::metadata::FoldedNorm>,
 }
 
 impl<'a> WorkModel<'a> {
@@ -224,6 +226,7 @@ impl<'a> WorkModel<'a> {
             topology_storage_format: input.topology_storage_format,
             weight_dims,
             weight_index,
+            folded: Vec::new(),
         })
     }
 
