@@ -9,7 +9,7 @@
 //! written when every tensor is float32 or int32 with its coded shape and nothing extra is
 //! carried: the stream is then byte-identical with the reference's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -66,11 +66,6 @@ pub struct FoldedNorm {
 }
 
 impl FoldedNorm {
-    /// The coded tensors handed out under the batch norm's names: (coded name, output name).
-    pub fn renames(&self) -> [(&str, &str); 2] {
-        [(&self.scaling, &self.gamma), (&self.bias, &self.beta)]
-    }
-
     /// The tensors unfolding adds, each of `shape` (the scaling's): the running mean (0) and
     /// variance (`1 − eps`), and the layer's own scaling (1) and bias (0) where they were the
     /// user's.
@@ -90,24 +85,94 @@ impl FoldedNorm {
         }
         out
     }
+}
 
-    /// Whether the decoded tensors `names` (with their element counts and dtypes) can be
-    /// unfolded: scaling and bias decoded as float32 of one length, and none of the batch norm's
-    /// names taken by another tensor.
-    pub(crate) fn applies(&self, tensors: &[(&str, usize, DType)]) -> bool {
-        let find = |name: &str| tensors.iter().find(|t| t.0 == name);
-        let (Some(&(_, n, scaling_dtype)), Some(&(_, bias_n, bias_dtype))) =
-            (find(&self.scaling), find(&self.bias))
-        else {
-            return false;
+/// A tensor as unfolding sees it: name, element count, dtype, and whether it is decoded from
+/// the stream (only those can be a folded block's scaling or bias).
+pub(crate) type Present<'n> = (&'n str, usize, DType, bool);
+
+/// The folded batch norms of `folded` that can be unfolded, in order, among the tensors
+/// `present`: each needs its scaling and bias decoded as float32 of one length, and every
+/// name it hands out free (four distinct batch-norm names, none taken by another tensor or by
+/// an earlier unfolding). Linear in the tensors and the foldings, whatever the metadata says.
+pub(crate) fn unfoldable<'m, 'n>(
+    folded: &'m [FoldedNorm],
+    present: impl IntoIterator<Item = Present<'n>>,
+) -> Vec<&'m FoldedNorm> {
+    let mut names: HashMap<&str, (usize, DType, bool)> = HashMap::new();
+    for (name, n, dtype, decoded) in present {
+        names.insert(name, (n, dtype, decoded));
+    }
+    let mut out = Vec::new();
+    for f in folded {
+        let coded = |name: &str| match names.get(name) {
+            Some(&(n, DType::F32, true)) => Some(n),
+            _ => None,
         };
-        let free = [&self.gamma, &self.beta, &self.mean, &self.var]
+        let (Some(n), Some(bias_n)) = (coded(&f.scaling), coded(&f.bias)) else {
+            continue;
+        };
+        let made = [&f.gamma, &f.beta, &f.mean, &f.var];
+        let distinct = made
             .iter()
-            .all(|name| find(name).is_none());
-        free && self.eps.is_finite()
-            && n == bias_n
-            && scaling_dtype == DType::F32
-            && bias_dtype == DType::F32
+            .enumerate()
+            .all(|(i, a)| made[..i].iter().all(|b| a != b));
+        let free = made.iter().all(|name| !names.contains_key(name.as_str()));
+        if n != bias_n || !distinct || !free || !f.eps.is_finite() {
+            continue;
+        }
+        names.remove(f.scaling.as_str());
+        names.remove(f.bias.as_str());
+        for name in made {
+            names.insert(name, (n, DType::F32, false));
+        }
+        if f.scaling_given {
+            names.insert(&f.scaling, (n, DType::F32, false));
+        }
+        if f.bias_given {
+            names.insert(&f.bias, (n, DType::F32, false));
+        }
+        out.push(f);
+    }
+    out
+}
+
+/// Unfolds what [`unfoldable`] allows among `items` (decoded tensors, or the streaming
+/// decoder's output slots): renames each folding's scaling and bias to the batch norm's weight
+/// and bias and appends its [`FoldedNorm::constants`], made by `make`.
+pub(crate) fn unfold_into<T>(
+    folded: &[FoldedNorm],
+    items: &mut Vec<T>,
+    entry: impl Fn(&T) -> Present<'_>,
+    name_mut: impl Fn(&mut T) -> &mut String,
+    shape: impl Fn(&T) -> Vec<usize>,
+    make: impl Fn(Tensor) -> T,
+) {
+    let unfold: Vec<FoldedNorm> = unfoldable(folded, items.iter().map(&entry))
+        .into_iter()
+        .cloned()
+        .collect();
+    if unfold.is_empty() {
+        return;
+    }
+    let mut index: HashMap<String, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (entry(t).0.to_string(), i))
+        .collect();
+    for f in &unfold {
+        let (Some(scaling), Some(bias)) = (index.remove(&f.scaling), index.remove(&f.bias)) else {
+            continue;
+        };
+        let dims = shape(&items[scaling]);
+        name_mut(&mut items[scaling]).clone_from(&f.gamma);
+        name_mut(&mut items[bias]).clone_from(&f.beta);
+        index.insert(f.gamma.clone(), scaling);
+        index.insert(f.beta.clone(), bias);
+        for tensor in f.constants(&dims) {
+            index.insert(tensor.name.clone(), items.len());
+            items.push(make(tensor));
+        }
     }
 }
 
@@ -356,33 +421,25 @@ pub fn extra_tensor(e: &ExtraTensor) -> Option<Tensor> {
 /// Gives decoded tensors back their original dtypes and shapes and appends the verbatim ones.
 /// A tensor whose values do not fit its original integer type keeps the decoded type.
 pub fn apply(meta: &StreamMetadata, tensors: &mut Vec<crate::decode::DecodedTensor>) {
-    for f in &meta.folded {
-        let present: Vec<(&str, usize, DType)> = tensors
-            .iter()
-            .map(|t| (t.tensor.name.as_str(), t.tensor.len(), t.tensor.dtype()))
-            .collect();
-        if !f.applies(&present) {
-            continue;
-        }
-        let mut shape = Vec::new();
-        for t in tensors.iter_mut() {
-            if t.tensor.name == f.scaling {
-                shape = t.tensor.shape.clone();
-            }
-        }
-        for (from, to) in f.renames() {
-            if let Some(t) = tensors.iter_mut().find(|t| t.tensor.name == from) {
-                t.tensor.name = to.to_string();
-            }
-        }
-        tensors.extend(f.constants(&shape).into_iter().map(|tensor| {
-            crate::decode::DecodedTensor {
-                tensor,
-                levels: None,
-                approximation: crate::decode::Approximation::Verbatim,
-            }
-        }));
-    }
+    unfold_into(
+        &meta.folded,
+        tensors,
+        |t| {
+            (
+                t.tensor.name.as_str(),
+                t.tensor.len(),
+                t.tensor.dtype(),
+                true,
+            )
+        },
+        |t| &mut t.tensor.name,
+        |t| t.tensor.shape.clone(),
+        |tensor| crate::decode::DecodedTensor {
+            tensor,
+            levels: None,
+            approximation: crate::decode::Approximation::Verbatim,
+        },
+    );
     for t in tensors.iter_mut() {
         let Some(m) = meta.tensors.get(&t.tensor.name) else {
             continue;
@@ -479,6 +536,49 @@ mod tests {
                 ("n.running_var", &TensorData::F32(vec![1.0 - 1e-3; 2])),
             ]
         );
+        // Metadata that would hand out one name twice is not followed: a batch-norm name
+        // taken by another tensor, two of its names the same, or a second folding making a
+        // name the first made.
+        let clash = |f: FoldedNorm| {
+            let mut meta = StreamMetadata::new();
+            meta.folded = vec![f];
+            let mut tensors = vec![
+                decoded("c.bias", vec![3.0, 4.0]),
+                decoded("c.weight_scaling", vec![1.5, 2.5]),
+                decoded("other", vec![0.0]),
+            ];
+            apply(&meta, &mut tensors);
+            tensors.len()
+        };
+        assert_eq!(clash(norm.clone()), 6);
+        for broken in [
+            FoldedNorm {
+                gamma: "other".into(),
+                ..norm.clone()
+            },
+            FoldedNorm {
+                beta: "n.weight".into(),
+                ..norm.clone()
+            },
+            FoldedNorm {
+                var: "n.running_mean".into(),
+                ..norm.clone()
+            },
+        ] {
+            assert_eq!(clash(broken), 3);
+        }
+        let mut twice = StreamMetadata::new();
+        twice.folded = vec![norm.clone(), norm.clone()];
+        let mut tensors = vec![
+            decoded("c.bias", vec![3.0, 4.0]),
+            decoded("c.weight_scaling", vec![1.5, 2.5]),
+        ];
+        apply(&twice, &mut tensors);
+        let mut names: Vec<&str> = tensors.iter().map(|t| t.tensor.name.as_str()).collect();
+        let all = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!((all, names.len()), (5, 5));
         // Without the scaling decoded there is nothing to unfold.
         let mut partial = vec![decoded("c.bias", vec![3.0, 4.0])];
         apply(&meta, &mut partial);

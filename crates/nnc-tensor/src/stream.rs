@@ -31,7 +31,7 @@ use crate::decode::{
     DecodedTensor, NduJob, NduOutput, ParsedStream, Recomposition,
 };
 use crate::error::{Error, Location, Result};
-use crate::metadata::{FoldedNorm, StreamMetadata};
+use crate::metadata::{unfold_into, StreamMetadata};
 use crate::state::DecoderState;
 use crate::tensor::{DType, Tensor};
 use crate::threads::{map_largest_first, Workers};
@@ -191,9 +191,7 @@ impl<'a> StreamDecoder<'a> {
             targets.push(job_targets);
         }
         if let Some(meta) = &parsed.metadata {
-            for f in &meta.folded {
-                unfold_slots(f, &mut slots);
-            }
+            unfold_slots(&meta.folded, &mut slots);
             for slot in &mut slots {
                 let spec = &mut slot.spec;
                 if let Some((shape, dtype)) = original(meta, &spec.name, element_count(&spec.shape))
@@ -908,32 +906,21 @@ fn element_count(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
-/// Hands out a folded batch norm's block scaling and bias under the batch norm's names and adds
-/// its constants ([`FoldedNorm`]), when both are decoded members that can be unfolded.
-fn unfold_slots(f: &FoldedNorm, slots: &mut Vec<Slot>) {
-    let present: Vec<(&str, usize, DType)> = slots
-        .iter()
-        .map(|s| {
+/// Hands out each folded batch norm's block scaling and bias under the batch norm's names and
+/// adds its constants ([`crate::metadata::FoldedNorm`]), where both are decoded members that
+/// can be unfolded.
+fn unfold_slots(folded: &[crate::metadata::FoldedNorm], slots: &mut Vec<Slot>) {
+    unfold_into(
+        folded,
+        slots,
+        |s| {
             let n = element_count(&s.spec.shape).unwrap_or(usize::MAX);
-            (s.spec.name.as_str(), n, s.spec.dtype)
-        })
-        .collect();
-    let member = |name: &str| {
-        slots
-            .iter()
-            .position(|s| s.spec.name == name && matches!(s.source, Source::Member))
-    };
-    let (Some(scaling), Some(bias)) = (member(&f.scaling), member(&f.bias)) else {
-        return;
-    };
-    if !f.applies(&present) {
-        return;
-    }
-    let shape = slots[scaling].spec.shape.clone();
-    slots[scaling].spec.name.clone_from(&f.gamma);
-    slots[bias].spec.name.clone_from(&f.beta);
-    for tensor in f.constants(&shape) {
-        slots.push(Slot {
+            let decoded = matches!(s.source, Source::Member);
+            (s.spec.name.as_str(), n, s.spec.dtype, decoded)
+        },
+        |s| &mut s.spec.name,
+        |s| s.spec.shape.clone(),
+        |tensor| Slot {
             spec: TensorSpec {
                 name: tensor.name.clone(),
                 shape: tensor.shape.clone(),
@@ -944,8 +931,8 @@ fn unfold_slots(f: &FoldedNorm, slots: &mut Vec<Slot>) {
                 levels: None,
                 approximation: crate::decode::Approximation::Verbatim,
             }),
-        });
-    }
+        },
+    );
 }
 
 /// The original shape and dtype the metadata records for `name`, when that shape holds `len`
