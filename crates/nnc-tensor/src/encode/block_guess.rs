@@ -128,11 +128,11 @@ impl BlockIdAndParamType {
             let ptype = match shape.len() {
                 0 => None,
                 1 if !name.ends_with(".weight_scaling") && in_batch_norm(name) => {
-                    Some(batch_norm_type(last).ok_or_else(|| {
+                    Some(type_by(BATCH_NORM_TYPES, last).ok_or_else(|| {
                         guess_failed(format!("{name:?} is no BatchNorm parameter"))
                     })?)
                 }
-                1 => one_dimensional_type(last),
+                1 => type_by(OTHER_TYPES, last),
                 _ => Some("weight"),
             };
             let Some(ptype) = ptype else {
@@ -226,39 +226,30 @@ impl EncodeInput<'_> {
     }
 }
 
-/// The type of a BatchNorm module's one-dimensional tensor from its last name part.
-fn batch_norm_type(last: &str) -> Option<&'static str> {
-    Some(if last.contains("weight") {
-        "bn.gamma"
-    } else if last.contains("bias") {
-        "bn.beta"
-    } else if last.contains("running_mean") {
-        "bn.mean"
-    } else if last.contains("running_var") {
-        "bn.var"
-    } else {
-        return None;
-    })
-}
+/// Types of a BatchNorm module's one-dimensional tensors: the first rule whose name part
+/// occurs in the tensor's last name part.
+const BATCH_NORM_TYPES: &[(&[&str], &str)] = &[
+    (&["weight"], "bn.gamma"),
+    (&["bias"], "bn.beta"),
+    (&["running_mean"], "bn.mean"),
+    (&["running_var"], "bn.var"),
+];
 
-/// The type of another one-dimensional tensor from its last name part (`None`: unspecified,
-/// in no block).
-fn one_dimensional_type(last: &str) -> Option<&'static str> {
-    Some(if last.contains("bias") || last.contains("beta") {
-        "bias"
-    } else if last.contains("running_mean") || last.contains("moving_mean") {
-        "bn.mean"
-    } else if last.contains("running_var") || last.contains("moving_variance") {
-        "bn.var"
-    } else if last.contains("weight_scaling") {
-        "weight.ls"
-    } else if last.contains("gamma") {
-        "bn.gamma"
-    } else if last.contains("weight") {
-        "weight"
-    } else {
-        return None;
-    })
+/// Types of the other one-dimensional tensors, by the same rule; none: unspecified, in no block.
+const OTHER_TYPES: &[(&[&str], &str)] = &[
+    (&["bias", "beta"], "bias"),
+    (&["running_mean", "moving_mean"], "bn.mean"),
+    (&["running_var", "moving_variance"], "bn.var"),
+    (&["weight_scaling"], "weight.ls"),
+    (&["gamma"], "bn.gamma"),
+    (&["weight"], "weight"),
+];
+
+fn type_by(rules: &[(&[&str], &'static str)], last: &str) -> Option<&'static str> {
+    rules
+        .iter()
+        .find(|(parts, _)| parts.iter().any(|p| last.contains(p)))
+        .map(|&(_, ptype)| ptype)
 }
 
 #[cfg(test)]
