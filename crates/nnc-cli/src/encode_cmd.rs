@@ -425,6 +425,12 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         encode(input, &opts)?
     };
+    if args.bnf && encoded.folded.is_empty() && !quiet {
+        eprintln!(
+            "note: --bnf: no batch norm follows a weight in this model, so nothing was folded \
+             (the tensors are coded in their layers' blocks, as NNCodec codes them)"
+        );
+    }
     progress.stage(format!("writing {}", args.output.display()));
     write_atomically(&args.output, &encoded.bytes)?;
     save_state(args.state.as_deref(), &state)?;

@@ -2166,6 +2166,25 @@ fn bnf_refuses_models_it_cannot_fold() {
         "-o",
         s(&dir.path().join("c.nnc")),
     ]));
+    // A model without batch norm is coded in its layers' blocks, as NNCodec codes it, and the
+    // user is told that nothing was folded.
+    let linear = dir.path().join("linear.safetensors");
+    write_tensors(
+        &linear,
+        &[
+            f("fc.weight", vec![4, 4], wave(16, 2, 0.01)),
+            f("fc.bias", vec![4], vec![0.1; 4]),
+        ],
+    )
+    .expect("write");
+    let err = ok(&nnc(&[
+        "encode",
+        s(&linear),
+        "-o",
+        s(&dir.path().join("e.nnc")),
+        "--bnf",
+    ]));
+    assert!(err.contains("nothing was folded"), "{err}");
     // An update holds differences, which cannot be folded.
     let model = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
     refused(

@@ -303,6 +303,39 @@ mod tests {
         assert_eq!(m["pos"], (None, "unspecified"));
     }
 
+    /// `bnf` on an input without blocks is refused rather than ignored; with the guessed
+    /// blocks the batch norm is folded (and reported as such).
+    #[test]
+    fn bnf_needs_blocks_and_folds_with_the_guessed_ones() {
+        let model = [
+            t("conv.weight", &[4, 2, 3, 3]),
+            t("bn.weight", &[4]),
+            t("bn.bias", &[4]),
+            t("bn.running_mean", &[4]),
+            t("bn.running_var", &[4]),
+        ];
+        let opts = crate::EncodeOptions {
+            bnf: true,
+            ..Default::default()
+        };
+        let mut input = EncodeInput::from_state_dict(&model).unwrap();
+        let err = crate::encode(&input, &opts).unwrap_err();
+        assert!(
+            err.to_string().contains("needs the model's blocks"),
+            "{err}"
+        );
+        input.apply_guessed_blocks().unwrap();
+        // A qp for a tensor the folding removes is refused, not dropped.
+        let mut with_qp = opts.clone();
+        with_qp.qp_per_tensor.insert("bn.running_var".into(), -40);
+        let err = crate::encode(&input, &with_qp).unwrap_err();
+        assert!(err.to_string().contains("\"bn.running_var\""), "{err}");
+        let stream = crate::encode(&input, &opts).unwrap();
+        assert_eq!(stream.folded.len(), 1);
+        assert_eq!(stream.folded[0].gamma, "bn.weight");
+        assert!(!stream.folded[0].bias_given);
+    }
+
     #[test]
     fn a_repeated_type_opens_a_new_block_of_the_same_module() {
         let model = [

@@ -50,6 +50,20 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
             block.bn_mean.clone().ok_or_else(missing)?,
             block.bn_var.clone().ok_or_else(missing)?,
         );
+        // A qp asked for a tensor the folding removes would be dropped unseen.
+        if let Some(name) = [&beta, &gamma, &mean, &var]
+            .into_iter()
+            .find(|n| opts.qp_per_tensor.contains_key(n.as_str()))
+        {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "qp_per_tensor names {name:?}, a batch-norm tensor that bnf folds into block \
+                     {:?}: its values are coded in the block's scaling and bias, at the \
+                     non-weight qp",
+                    block.id
+                ),
+            });
+        }
         let mean_w = model.get(&mean)?.clone();
         let dq_flag = mean_w.dq_flag;
         let mut new_cpt = block.cpt;

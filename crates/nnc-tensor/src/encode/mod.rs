@@ -266,6 +266,14 @@ fn encode_on_workers(
     }
     approx::assign_qps(&mut model, opts)?;
     if opts.bnf {
+        // The reference folds nothing then, silently; a request to fold is not dropped unseen.
+        if input.block_identifier.is_empty() {
+            return Err(Error::InvalidArgument {
+                what: "bnf needs the model's blocks to fold batch norm into (EncodeInput::\
+                       apply_blocks, or apply_guessed_blocks for a PyTorch state dict)"
+                    .into(),
+            });
+        }
         bnf::fold_batch_norm(&mut model, opts)?;
     }
     // Every parameter reached through the model's items is approximated once; tensors are

@@ -64,8 +64,8 @@ pub struct EncodeOptions {
     /// Fold batch-norm parameters into the preceding weight's scaling and bias, in the input's
     /// blocks ([`EncodeInput::apply_blocks`](super::EncodeInput::apply_blocks), or
     /// [`EncodeInput::apply_guessed_blocks`](super::EncodeInput::apply_guessed_blocks) for a
-    /// state dict): a model without blocks is coded unfolded, as the reference codes it. Not
-    /// with `compress_differences`. Default: `false`.
+    /// state dict); an input without blocks is refused (the reference codes it unfolded, as
+    /// with `bnf` off). Not with `compress_differences`. Default: `false`.
     pub bnf: bool,
     /// Signal all-zero first-dimension slices with one flag each. Default: `true` (`false` in
     /// [`EncodeOptions::compress_defaults`]).
