@@ -118,7 +118,7 @@ pub(crate) fn unfoldable<'m, 'n>(
             .enumerate()
             .all(|(i, a)| made[..i].iter().all(|b| a != b));
         let free = made.iter().all(|name| !names.contains_key(name.as_str()));
-        if n != bias_n || !distinct || !free || !f.eps.is_finite() {
+        if f.scaling == f.bias || n != bias_n || !distinct || !free || !f.eps.is_finite() {
             continue;
         }
         names.remove(f.scaling.as_str());
@@ -562,6 +562,10 @@ mod tests {
             },
             FoldedNorm {
                 var: "n.running_mean".into(),
+                ..norm.clone()
+            },
+            FoldedNorm {
+                bias: "c.weight_scaling".into(),
                 ..norm.clone()
             },
         ] {
