@@ -2014,6 +2014,9 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
             "combo_nn_016",
             &["--qp", "-46", "--nonweight-qp", "-46"][..],
         ),
+        // torchvision's ResNet naming with a downsample branch (`layer2.0.downsample.1` is a
+        // batch norm), made by conformance/block_guess/gen_tiny_resnet.py.
+        ("block_guess", "tiny_resnet", &[][..]),
     ] {
         let case = conformance_case(set, name);
         let input = case.join("input.npz");
@@ -2032,6 +2035,20 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
             "{name}: --bnf differs from the reference"
         );
         assert!(encode(false) != reference, "{name}: the same without --bnf");
+        // With the metadata the decoded model has the input's names, shapes, dtypes and order.
+        let mut args = vec!["encode", s(&input), "-o", s(&out), "-f", "--bnf"];
+        args.extend_from_slice(extra);
+        ok(&nnc(&args));
+        let back = dir.path().join("back.npz");
+        ok(&nnc(&["decode", s(&out), "-o", s(&back), "-f"]));
+        let layout = |path: &Path| -> Vec<(String, Vec<usize>, DType)> {
+            read_tensors(path, "0")
+                .expect("tensors")
+                .into_iter()
+                .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
+                .collect()
+        };
+        assert_eq!(layout(&back), layout(&input), "{name}");
     }
     // Without metadata the decoder hands out what is coded: the blocks' scaling and bias in
     // place of the batch norms, as the reference's decoder does.
