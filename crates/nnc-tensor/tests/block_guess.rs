@@ -114,3 +114,38 @@ fn guesses_match_the_reference_on_torchvision_models() {
     assert_eq!(verdicts.get("densenet121"), Some(&false));
     assert_eq!(verdicts.get("resnet18"), Some(&true));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Any names and shapes: the guess returns blocks or an error, never panics; blocks it
+    /// returns name only the given tensors, and applying them (which runs the reference's
+    /// check) does not panic either.
+    #[test]
+    fn the_guess_takes_any_state_dict(
+        tensors in proptest::collection::vec(
+            (0usize..4, 0usize..7, proptest::collection::vec(1usize..5, 0..4)),
+            0..12,
+        )
+    ) {
+        const MODULES: [&str; 4] = ["conv", "bn", "layer.0.bn1", "fc"];
+        const ENDS: [&str; 7] =
+            ["weight", "bias", "running_mean", "running_var", "weight_scaling", "gamma", "x"];
+        let mut named: Vec<(String, Vec<usize>)> = Vec::new();
+        for (m, e, shape) in tensors {
+            let name = format!("{}.{}", MODULES[m], ENDS[e]);
+            if named.iter().all(|(n, _)| *n != name) {
+                named.push((name, shape));
+            }
+        }
+        let guess = BlockIdAndParamType::guess_pytorch(
+            named.iter().map(|(n, s)| (n.as_str(), s.as_slice())),
+        );
+        if let Ok(guess) = guess {
+            for name in guess.block_identifier.keys() {
+                proptest::prop_assert!(named.iter().any(|(n, _)| n == name));
+            }
+            let _ = shapes_only_input(&named).apply_blocks(&guess);
+        }
+    }
+}
