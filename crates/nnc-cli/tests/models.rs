@@ -2049,6 +2049,17 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
                 .collect()
         };
         assert_eq!(layout(&back), layout(&input), "{name}");
+        // `nnc stats` reads the same plan: the same names in the same order.
+        let stats = nnc(&["stats", s(&out), "--json"]);
+        ok(&stats);
+        let listed: Vec<String> = json(&stats)["tensors"]
+            .as_array()
+            .expect("tensors")
+            .iter()
+            .map(|t| t["name"].as_str().expect("name").to_string())
+            .collect();
+        let decoded: Vec<String> = layout(&back).into_iter().map(|t| t.0).collect();
+        assert_eq!(listed, decoded, "{name}");
     }
     // Without metadata the decoder hands out what is coded: the blocks' scaling and bias in
     // place of the batch norms, as the reference's decoder does.
