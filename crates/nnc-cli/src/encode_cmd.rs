@@ -412,7 +412,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
         read_derived(args, quiet, &progress, &opts, &mut tensors, &mut held)?
     };
     if args.bnf {
-        // NNCodec codes the model unfolded where its guess fails; nnc refuses instead.
+        // Where the guess fails its check NNCodec codes the model unfolded (and where the guess
+        // itself fails, it crashes); nnc refuses, saying why.
         input.apply_guessed_blocks().context("--bnf")?;
     }
     let mut state = load_state(args.state.as_deref())?;

@@ -202,10 +202,10 @@ impl EncodeInput<'_> {
     /// Forms the blocks batch-norm folding ([`EncodeOptions::bnf`](super::EncodeOptions::bnf))
     /// needs in a PyTorch state dict ([`EncodeInput::from_state_dict`]), guessed from the names
     /// ([`BlockIdAndParamType::guess_for_state_dict`]) and applied
-    /// ([`EncodeInput::apply_blocks`]). Where the reference's guess or its check of the result
-    /// fails, the reference codes the model without blocks or folding; this fails with
-    /// [`Error::InvalidArgument`] instead and leaves the input as it was, so that a request to
-    /// fold is never dropped unseen.
+    /// ([`EncodeInput::apply_blocks`]). Where the guess fails its check, the reference codes
+    /// the model without blocks or folding (and where the guess itself fails, it crashes); this
+    /// fails with [`Error::InvalidArgument`] in both cases and leaves the input as it was, so
+    /// that a request to fold is never dropped unseen.
     pub fn apply_guessed_blocks(&mut self) -> Result<()> {
         if self.topology_storage_format != TOPOLOGY_PYTORCH {
             return Err(Error::InvalidArgument {
