@@ -15,6 +15,19 @@ pub fn side_information(e: &anyhow::Error) -> Option<String> {
         })
 }
 
+/// An update that does not continue the encoder's state file.
+pub fn encoder_state(e: &anyhow::Error) -> Option<String> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<nnc_tensor::Error>()? {
+            nnc_tensor::Error::EncoderState { .. } => Some(
+                "a --state file follows one sender: give the --device-id of its earlier updates, \
+             or start another --state file"
+                    .into(),
+            ),
+            _ => None,
+        })
+}
+
 /// What a failed `nnc decode` was given, to say what it may have lacked.
 pub struct DecodeCall {
     pub state_given: bool,

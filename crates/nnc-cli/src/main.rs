@@ -192,6 +192,7 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let hint = hints::side_information(&e)
+                .or_else(|| hints::encoder_state(&e))
                 .or_else(|| decoding.and_then(|call| call.hint(&e)).map(String::from))
                 .map_or_else(String::new, |h| format!(" ({h})"));
             eprintln!("nnc: {}{hint}", error_chain(&e));

@@ -2319,6 +2319,10 @@ fn device_id_is_signalled_and_a_state_keeps_to_one_device() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("holds updates of device_id 7"), "{err}");
+    assert!(
+        err.contains("give the --device-id of its earlier updates"),
+        "{err}"
+    );
     assert!(!p("u2.nnc").exists());
     assert_eq!(std::fs::read(&state).expect("state"), before);
     ok(&update("m2.safetensors", "m1.safetensors", "7", "u2.nnc"));
