@@ -20,8 +20,9 @@ pub fn encoder_state(e: &anyhow::Error) -> Option<String> {
     e.chain()
         .find_map(|c| match c.downcast_ref::<nnc_tensor::Error>()? {
             nnc_tensor::Error::EncoderState { .. } => Some(
-                "a --state file follows one sender: give the --device-id of its earlier updates, \
-             or start another --state file"
+                "a --state file follows one sender's updates in order: give the --device-id of \
+             its earlier updates and code each update once, in order, or start another --state \
+             file"
                     .into(),
             ),
             _ => None,
