@@ -1,8 +1,9 @@
 //! What the reference forgets and we carry: each tensor's original dtype and shape, tensors
 //! that are not coded at all (PyTorch's `num_batches_tracked`), the model file's free-form
-//! string attributes, and files attached to the model (a Hugging Face directory's
-//! `config.json`, tokenizer, ...; each deflated, then base64-encoded), as a JSON document in
-//! the topology unit's `topology_data` string.
+//! string attributes, files attached to the model (a Hugging Face directory's `config.json`,
+//! tokenizer, ...; each deflated, then base64-encoded), and the batch norms that `bnf` folded
+//! into their blocks, which the decoder gives back ([`FoldedNorm`]), as a JSON document in the
+//! topology unit's `topology_data` string.
 //!
 //! The reference writes an empty `topology_data` and its decoder reads and ignores the string for
 //! unrecognised and PyTorch topologies, so streams with metadata stay decodable by it. Nothing is
