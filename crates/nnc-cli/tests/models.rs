@@ -2061,6 +2061,24 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
         let decoded: Vec<String> = layout(&back).into_iter().map(|t| t.0).collect();
         assert_eq!(listed, decoded, "{name}");
     }
+    // A stream nnc wrote with this metadata (session 51) keeps decoding to the model's layout
+    // whatever the encoder writes later.
+    let kept = conformance_case("block_guess", "tiny_resnet");
+    let back = dir.path().join("kept.npz");
+    ok(&nnc(&[
+        "decode",
+        s(&kept.join("nnc_bnf_metadata.nnc")),
+        "-o",
+        s(&back),
+    ]));
+    let names = |path: &Path| -> Vec<(String, Vec<usize>)> {
+        read_tensors(path, "0")
+            .expect("tensors")
+            .into_iter()
+            .map(|t| (t.name, t.shape))
+            .collect()
+    };
+    assert_eq!(names(&back), names(&kept.join("input.npz")));
     // Without metadata the decoder hands out what is coded: the blocks' scaling and bias in
     // place of the batch norms, as the reference's decoder does.
     let input = conformance_case("vectors", "nn_tiny_bnf").join("input.npz");
