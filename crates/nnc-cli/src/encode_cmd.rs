@@ -392,6 +392,8 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     let progress = Progress::new(quiet);
     let want_report = args.report || args.json;
     let opts = args.options();
+    // Before the model is read: options that cannot go together are refused at once.
+    opts.validate().map_err(anyhow::Error::msg)?;
     // The tensors as read (or as updates against `--base`) when the report needs them again.
     let mut tensors: Vec<Tensor> = Vec::new();
     // The model read in place: the input itself when it is coded as it is, else (sparsified)
