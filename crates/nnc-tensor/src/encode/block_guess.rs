@@ -272,24 +272,28 @@ mod tests {
         Tensor::try_new(name, shape.to_vec(), TensorData::F32(vec![0.5; n])).unwrap()
     }
 
+    /// A BatchNorm module's four tensors of length `n`.
+    fn batch_norm(module: &str, n: usize) -> Vec<Tensor> {
+        ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|end| t(&format!("{module}.{end}"), &[n]))
+            .collect()
+    }
+
     #[test]
     fn blocks_are_numbered_by_one_counter_and_batch_norm_joins_the_weight_before() {
         let model = [
-            t("conv1.weight", &[8, 3, 3, 3]),
-            t("bn1.weight", &[8]),
-            t("bn1.bias", &[8]),
-            t("bn1.running_mean", &[8]),
-            t("bn1.running_var", &[8]),
-            t("conv2.weight", &[16, 8, 3, 3]),
-            t("conv2.bias", &[16]),
-            t("bn2.weight", &[16]),
-            t("bn2.bias", &[16]),
-            t("bn2.running_mean", &[16]),
-            t("bn2.running_var", &[16]),
-            t("fc.weight", &[10, 16]),
-            t("fc.bias", &[10]),
-            t("pos", &[10]),
-        ];
+            vec![t("conv1.weight", &[8, 3, 3, 3])],
+            batch_norm("bn1", 8),
+            vec![t("conv2.weight", &[16, 8, 3, 3]), t("conv2.bias", &[16])],
+            batch_norm("bn2", 16),
+            vec![
+                t("fc.weight", &[10, 16]),
+                t("fc.bias", &[10]),
+                t("pos", &[10]),
+            ],
+        ]
+        .concat();
         let input = EncodeInput::from_state_dict(&model).unwrap();
         let g = BlockIdAndParamType::guess_for_state_dict(&input).unwrap();
         let m = as_map(&g);
@@ -307,13 +311,7 @@ mod tests {
     /// blocks the batch norm is folded (and reported as such).
     #[test]
     fn bnf_needs_blocks_and_folds_with_the_guessed_ones() {
-        let model = [
-            t("conv.weight", &[4, 2, 3, 3]),
-            t("bn.weight", &[4]),
-            t("bn.bias", &[4]),
-            t("bn.running_mean", &[4]),
-            t("bn.running_var", &[4]),
-        ];
+        let model = [vec![t("conv.weight", &[4, 2, 3, 3])], batch_norm("bn", 4)].concat();
         let opts = crate::EncodeOptions {
             bnf: true,
             ..Default::default()
@@ -352,13 +350,7 @@ mod tests {
 
     #[test]
     fn a_batch_norm_no_weight_takes_fails_the_guess() {
-        let model = [
-            t("conv.weight", &[8, 3, 3, 3]),
-            t("bn.weight", &[5]),
-            t("bn.bias", &[5]),
-            t("bn.running_mean", &[5]),
-            t("bn.running_var", &[5]),
-        ];
+        let model = [vec![t("conv.weight", &[8, 3, 3, 3])], batch_norm("bn", 5)].concat();
         let input = EncodeInput::from_state_dict(&model).unwrap();
         let err = BlockIdAndParamType::guess_for_state_dict(&input).unwrap_err();
         assert!(err.to_string().contains("\"bn.weight\""), "{err}");
@@ -366,13 +358,7 @@ mod tests {
 
     #[test]
     fn a_block_without_weight_before_a_batch_norm_fails_the_guess() {
-        let model = [
-            t("head.bias", &[8]),
-            t("bn.weight", &[8]),
-            t("bn.bias", &[8]),
-            t("bn.running_mean", &[8]),
-            t("bn.running_var", &[8]),
-        ];
+        let model = [vec![t("head.bias", &[8])], batch_norm("bn", 8)].concat();
         let input = EncodeInput::from_state_dict(&model).unwrap();
         let err = BlockIdAndParamType::guess_for_state_dict(&input).unwrap_err();
         assert!(err.to_string().contains("no weight"), "{err}");
