@@ -157,12 +157,7 @@ pub fn rows(
     let replaced: BTreeSet<&str> = stream
         .folded
         .iter()
-        .flat_map(|f| {
-            let mut names = vec![&f.gamma, &f.beta, &f.mean, &f.var];
-            names.extend(f.scaling_given.then_some(&f.scaling));
-            names.extend(f.bias_given.then_some(&f.bias));
-            names.into_iter().map(String::as_str)
-        })
+        .flat_map(|f| f.unfolded_names())
         .collect();
     let mut out = Vec::new();
     progress.steps("measuring the error", inputs.len());

@@ -163,7 +163,7 @@ pub fn py_encode<'py>(
                 },
             )?;
         }
-        let input = if state_dict {
+        let mut input = if state_dict {
             EncodeInput::from_state_dict_owned(tensors)
         } else {
             EncodeInput::from_tensors_owned(tensors)
@@ -173,7 +173,6 @@ pub fn py_encode<'py>(
         })?
         .with_attributes(attributes.unwrap_or_default())
         .with_files(files.unwrap_or_default());
-        let mut input = input;
         if bnf {
             // Refused where NNCodec would drop the folding unseen.
             input.apply_guessed_blocks()?;

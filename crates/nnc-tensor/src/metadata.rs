@@ -67,6 +67,16 @@ pub struct FoldedNorm {
 }
 
 impl FoldedNorm {
+    /// The names unfolding hands out: the batch norm's four, and the layer's own scaling and
+    /// bias where they were the user's. Their values stand in for the originals', with the
+    /// same effect.
+    pub fn unfolded_names(&self) -> Vec<&str> {
+        let mut names = vec![self.gamma.as_str(), &self.beta, &self.mean, &self.var];
+        names.extend(self.scaling_given.then_some(self.scaling.as_str()));
+        names.extend(self.bias_given.then_some(self.bias.as_str()));
+        names
+    }
+
     /// The tensors unfolding adds, each of `shape` (the scaling's): the running mean (0) and
     /// variance (`1 − eps`), and the layer's own scaling (1) and bias (0) where they were the
     /// user's.
@@ -124,14 +134,8 @@ pub(crate) fn unfoldable<'m, 'n>(
         }
         names.remove(f.scaling.as_str());
         names.remove(f.bias.as_str());
-        for name in made {
+        for name in f.unfolded_names() {
             names.insert(name, (n, DType::F32, false));
-        }
-        if f.scaling_given {
-            names.insert(&f.scaling, (n, DType::F32, false));
-        }
-        if f.bias_given {
-            names.insert(&f.bias, (n, DType::F32, false));
         }
         out.push(f);
     }

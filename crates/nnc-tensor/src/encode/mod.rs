@@ -92,10 +92,6 @@ pub fn encode_incremental<'a, 'b: 'a>(
     state: &mut IncrementalState,
     update_state: bool,
 ) -> Result<EncodedStream> {
-    // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
-    // sequence; the stream then decodes to other levels than the encoder's, as the reference's
-    // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
-    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
     // A state records one device's updates; refused before any work, and before it changes.
     if update_state && state.device_id != 0 && state.device_id != opts.device_id {
         return Err(Error::EncoderState {
@@ -105,6 +101,10 @@ pub fn encode_incremental<'a, 'b: 'a>(
             ),
         });
     }
+    // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
+    // sequence; the stream then decodes to other levels than the encoder's, as the reference's
+    // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
+    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
     let before = (update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0))
         .then(|| state.clone());
     let encoded = encode_impl(
