@@ -13,6 +13,10 @@ Usage (with the reference venv's python):
     python gen_fl.py OUTDIR --seed N [--random K [--no-fixed] [--random-layouts]] [--only NAME ...]
     PYTHONPATH=<flwr> python gen_fl.py OUTDIR --seed N --engine classes   # the same through NNClient/NNCFedAvg
 
+The FedBNF cases (fl_bnf*) always run NNClient/NNCFedAvg, whose methods are the only
+implementation of it, so they need Flower (`pip install --target DIR flwr==1.42.*`, then remove
+the numpy it brings along so that the reference keeps its numpy<2, and PYTHONPATH=DIR).
+
 Layout of OUTDIR/<case>/:
 
     config.json                 options (the FlOptions fields), clients, rounds, FedAvg weights, tensors
@@ -20,6 +24,7 @@ Layout of OUTDIR/<case>/:
     round_RR/global.npz         the model every client holds after receiving round RR's downstream
                                 message (round 01: the initial model)
     round_RR/client_K_local.npz client K's model after local training in round RR
+    round_RR/client_K_received.npz  (FedBNF) client K's model before training: its own blend
     round_RR/client_K.nnc       client K's upstream bitstream (with compress_upstream)
     round_RR/server.nnc         the server's downstream bitstream after round RR's aggregation
                                 (with compress_downstream)
@@ -62,7 +67,7 @@ TENSORS = [
 DEFAULTS = dict(
     compress_upstream=True, compress_downstream=True, err_accumulation=True, compress_differences=True,
     qp=-32, diff_qp=None, nonweight_qp=-75, qp_density=2, use_dq=False, opt_qp=False, sparsity=0.0,
-    struct_spars_factor=0.0, row_skipping=False, tca=False, bitdepth=None,
+    struct_spars_factor=0.0, row_skipping=False, tca=False, bitdepth=None, bnf=False,
 )
 
 FIXED = OrderedDict([
@@ -80,7 +85,31 @@ FIXED = OrderedDict([
     # difference (docs/quirks.md#fl-one-direction); nnc-fl does not reproduce that.
     ("fl_upstream_only", dict(qp=-26, compress_downstream=False, compress_differences=False)),
     ("fl_downstream_only", dict(qp=-26, compress_upstream=False, compress_differences=False)),
+    # FedBNF: the clients fold batch norm before coding and blend it back after decoding. That
+    # logic lives only in NNClient/NNCFedAvg, so these cases always run them (needs flwr).
+    ("fl_bnf", dict(qp=-24, bnf=True)),
+    ("fl_bnf_tca_dq_sparse", dict(qp=-20, bnf=True, tca=True, use_dq=True, sparsity=0.5,
+                                  struct_spars_factor=0.9)),
+    ("fl_bnf_rowskip_no_err_acc", dict(qp=-26, bnf=True, row_skipping=True, err_accumulation=False)),
 ])
+
+# FedBNF cases: a convolution without bias and one with (whose bias the reference's unfolding
+# counts twice, docs/quirks.md#fedbnf-layer-bias), each followed by a BatchNorm2d, then a linear layer.
+BNF_TENSORS = [
+    ("conv1.weight", (8, 3, 3, 3)),
+    ("bn1.weight", (8,)),
+    ("bn1.bias", (8,)),
+    ("bn1.running_mean", (8,)),
+    ("bn1.running_var", (8,)),
+    ("conv2.weight", (6, 8, 3, 3)),
+    ("conv2.bias", (6,)),
+    ("bn2.weight", (6,)),
+    ("bn2.bias", (6,)),
+    ("bn2.running_mean", (6,)),
+    ("bn2.running_var", (6,)),
+    ("fc.weight", (10, 24)),
+    ("fc.bias", (10,)),
+]
 
 
 def case_rng(seed, name):
@@ -193,8 +222,15 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
     if args["diff_qp"] is None:
         args["diff_qp"] = args["qp"]
     weights = [int(rng.integers(3, 20)) for _ in range(clients)]
+    if args["bnf"]:
+        tensors = BNF_TENSORS
     initial = OrderedDict(
         (k, (rng.normal(0.0, 0.1 if len(s) > 1 else 0.02, size=s)).astype(np.float32)) for k, s in tensors)
+    for k in initial:
+        if k.endswith("running_var"):
+            initial[k] = rng.uniform(0.5, 1.5, size=initial[k].shape).astype(np.float32)
+        elif k.startswith("bn") and k.endswith(".weight"):
+            initial[k] = (1.0 + initial[k] * 5).astype(np.float32)
     keys = list(initial)
 
     case_dir = os.path.join(out, name)
@@ -203,9 +239,9 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
     save_npz(os.path.join(case_dir, "initial.npz"), initial)
     work = tempfile.mkdtemp()
     # What fl.encode reads: nnc_fl.py's argparse namespace as a dict.
-    enc_args = dict(args, model="mlp", results=work, approx_method="uniform", lsa=False, bnf=False,
+    enc_args = dict(args, model="mlp", results=work, approx_method="uniform", lsa=False,
                     verbose=False, job_id="")
-    if ENGINE == "classes":
+    if ENGINE == "classes" or args["bnf"]:
         run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds)
         shutil.rmtree(work, ignore_errors=True)
         write_config(case_dir, seed, args, clients, rounds, weights, tensors)
@@ -298,7 +334,7 @@ def write_config(case_dir, seed, args, clients, rounds, weights, tensors):
     config = {
         "generator": "gen_fl.py",
         "seed": seed,
-        "options": {k: args[k] for k in DEFAULTS},
+        "options": {k: args[k] for k in DEFAULTS if k != "bnf" or args["bnf"]},
         "clients": clients,
         "rounds": rounds,
         "weights": weights,
@@ -334,28 +370,82 @@ def make_torch_model(initial):
     return net
 
 
+def make_bn_model(initial):
+    """BNF_TENSORS as a module with real BatchNorm2d layers (the reference finds them by type);
+    state_dict() hands out copies, as make_torch_model's."""
+    import torch
+
+    class BnNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 8, 3, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(8)
+            self.conv2 = torch.nn.Conv2d(8, 6, 3, bias=True)
+            self.bn2 = torch.nn.BatchNorm2d(6)
+            self.fc = torch.nn.Linear(24, 10)
+
+        def state_dict(self, *a, **kw):
+            sd = super().state_dict(*a, **kw)
+            return OrderedDict((k, v.detach().clone()) for k, v in sd.items())
+
+    net = BnNet()
+    set_model_values(net, initial)
+    return net
+
+
+def set_model_values(net, values):
+    import torch
+
+    with torch.no_grad():
+        for k, t in list(net.named_parameters()) + list(net.named_buffers()):
+            if k in values:
+                t.copy_(torch.from_numpy(np.ascontiguousarray(values[k])))
+
+
+def bnf_model_info(model):
+    """What the reference's nnc_fl.py hands NNClient/NNCFedAvg with --bnf: the block guess from
+    the module types, then nnc.compress(..., bnf_mapping=True)'s model information."""
+    from nncodec.framework import pytorch_model
+
+    nnc_mdl = pytorch_model.PytorchModel()
+    params, _ = nnc_mdl.init_model_from_model_object(model)
+    p_types = nnc_mdl.guess_block_id_and_param_type(model.state_dict(), bn_info=nnc_mdl.get_torch_bn_info(model))
+    with silenced():
+        return ref_nnc.compress(params, model=nnc_mdl, bnf_mapping=True, block_id_and_param_type=p_types)
+
+
 def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
     """The same session through the reference's own NNClient and NNCFedAvg objects (needs flwr),
-    driven in a plain loop as Flower's simulation would; their state goes through their .npz files."""
+    driven in a plain loop as Flower's simulation would; their state goes through their .npz files.
+
+    With bnf each client also gets round_RR/client_K_received.npz: the model it trains from,
+    which FedBNF blends with its own batch-norm statistics, so it differs between clients."""
     import torch
+    if getattr(sys.modules.get("nncodec.framework.applications.utils.flwr"), "NNClient", 1) is None:
+        del sys.modules["nncodec.framework.applications.utils.flwr"]  # the mirror's stub
     from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
     from nncodec.framework.applications.utils.flwr.nnc_client import NNClient
     from nncodec.framework.applications.utils.flwr.nnc_fedavg import NNCFedAvg
 
     keys = list(initial)
-    model = make_torch_model(initial)
-    mdl_info = {"parameter_index": {k: i for i, k in enumerate(keys)}}
+    bnf = enc_args["bnf"]
+    if bnf:
+        model = make_bn_model(initial)
+        mdl_info = bnf_model_info(model)
+    else:
+        model = make_torch_model(initial)
+        mdl_info = {"parameter_index": {k: i for i, k in enumerate(keys)}}
     args = argparse.Namespace(**enc_args, lr=1e-3, weight_decay=0.0, wandb=False)
     state = {"round": 0, "global": None}
 
     def train_fn(model, optimizer, criterion, trainloader, device, verbose, args, round):
-        held = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items())
+        held = OrderedDict((k, v.detach().numpy().copy()) for k, v in model.state_dict().items() if k in keys)
         if state["global"] is None:
             state["global"] = held
+        if bnf:
+            save_npz(os.path.join(state["dir"], f"client_{state['client']}_received.npz"), held)
         local = local_training(rng, held, state["round"])
-        with torch.no_grad():
-            for k, p in model.named_parameters():
-                p.copy_(torch.from_numpy(local[k]))
+        set_model_values(model, local)
         save_npz(os.path.join(state["dir"], f"client_{state['client']}_local.npz"), local)
         return {"loss": 0.0}
 

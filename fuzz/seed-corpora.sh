@@ -56,11 +56,14 @@ printf 'nnc-state\x02\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\
 printf 'nnc-state\x01\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\x00\x01\x01w\x01' \
   > "$fuzz/corpus/state_bytes/state_v1.bin"
 # The FL codecs' states: a client (device 1, global model [1.0], empty TCA states) and a server
-# (global model [1.0], one client's empty upstream state).
-printf 'nnc-fl-client\x01\x01\x00\x01\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00' \
+# (global model [1.0], one client's empty upstream state), in version 2 (a trailing None for
+# the FedBNF field) and the server also in version 1.
+printf 'nnc-fl-client\x02\x01\x00\x01\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' \
   > "$fuzz/corpus/state_bytes/fl_client.bin"
-printf 'nnc-fl-server\x01\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00' \
+printf 'nnc-fl-server\x02\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00\x00' \
   > "$fuzz/corpus/state_bytes/fl_server.bin"
+printf 'nnc-fl-server\x01\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00' \
+  > "$fuzz/corpus/state_bytes/fl_server_v1.bin"
 fixtures="$fuzz/../crates/nnc-nn/tests/fixtures"
 for f in dtypes.pt nested.pth views.pt; do
   { printf '\x03'; cat "$fixtures/$f"; } > "$fuzz/corpus/model_files/$f.bin"

@@ -5,6 +5,7 @@ use nnc_tensor::binary_form::packed_f32;
 use nnc_tensor::IncrementalState;
 use serde::{Deserialize, Serialize};
 
+use crate::batch_norm::Folding;
 use crate::error::{FlError, Result};
 use crate::layout::{add_assign, decode_raw, encode_raw, sub, Layout};
 use crate::message::{compress, decompress};
@@ -29,6 +30,11 @@ pub struct ClientState {
     pub upstream: IncrementalState,
     /// Decoder state of the server's downstream messages.
     pub downstream: IncrementalState,
+    /// With `bnf`: the batch norms of the last local model sent (per batch norm: gamma, beta,
+    /// running mean and variance), which the next global model's batch norms are blended with
+    /// (the reference's `local_bn_params`).
+    #[serde(default, with = "packed_f32::option")]
+    pub local_norms: Option<Vec<f32>>,
 }
 
 /// Client-side codec. Holds no network or training code: it turns messages into models and
@@ -38,6 +44,7 @@ pub struct ClientCodec {
     layout: Layout,
     opts: FlOptions,
     state: ClientState,
+    folding: Option<Folding>,
 }
 
 impl ClientCodec {
@@ -50,6 +57,7 @@ impl ClientCodec {
             residual: None,
             upstream: IncrementalState::default(),
             downstream: IncrementalState::default(),
+            local_norms: None,
         };
         Self::resume(layout, opts, state)
     }
@@ -62,16 +70,35 @@ impl ClientCodec {
                 "client device_id 0 is reserved for the server".into(),
             ));
         }
+        let folding = opts.bnf.then(|| Folding::new(&layout)).transpose()?;
+        match (&folding, &state.local_norms) {
+            (Some(f), Some(n)) if n.len() != f.local_norms_len(&layout) => {
+                return Err(FlError::ModelSize {
+                    what: "saved local batch norms",
+                    expected: f.local_norms_len(&layout),
+                    actual: n.len(),
+                })
+            }
+            (None, Some(_)) => {
+                return Err(FlError::Options(
+                    "the saved state holds batch norms of a bnf session, the options have no bnf"
+                        .into(),
+                ))
+            }
+            _ => {}
+        }
         if let Some(g) = &state.global {
             layout.check("saved global model", g)?;
         }
+        let upstream = folding.as_ref().map_or(&layout, Folding::upstream);
         if let Some(r) = &state.residual {
-            layout.check("saved residual", r)?;
+            upstream.check("saved residual", r)?;
         }
         Ok(ClientCodec {
             layout,
             opts,
             state,
+            folding,
         })
     }
 
@@ -101,25 +128,49 @@ impl ClientCodec {
     /// The first message a client receives is always the uncompressed initial model (as the
     /// reference's Flower `initial_parameters`); later ones are NNC bitstreams when
     /// `compress_downstream` is set.
+    ///
+    /// With `bnf` the message is a folded difference: it is added to the folded last global
+    /// model, and the batch norms are blended with those of the last local model sent (see
+    /// `docs/fl.md#fedbnf`), so each client trains from its own batch norms.
     pub fn receive(&mut self, message: &[u8]) -> Result<Vec<f32>> {
         let global = match &self.state.global {
             Some(prev) if self.opts.compress_downstream => {
+                let wire = self
+                    .folding
+                    .as_ref()
+                    .map_or(&self.layout, Folding::downstream);
                 let (decoded, downstream) = decompress(
-                    &self.layout,
+                    wire,
                     message,
                     0,
                     self.opts.compress_differences,
                     self.state.downstream.clone(),
                     self.opts.threads,
                 )?;
+                let global = match &self.folding {
+                    // bnf implies compress_differences.
+                    Some(f) => {
+                        let local = self.state.local_norms.as_deref().ok_or_else(|| {
+                            FlError::Protocol(
+                                "bnf: a compressed global model before any local model was sent \
+                                 (its batch norms are blended with the last local model's)"
+                                    .into(),
+                            )
+                        })?;
+                        let mut folded = f.fold(&self.layout, prev);
+                        add_assign(&mut folded, &f.to_upstream(&decoded));
+                        f.unfold_blended(&self.layout, &folded, local)
+                    }
+                    None if self.opts.compress_differences => {
+                        let mut g = prev.clone();
+                        add_assign(&mut g, &decoded);
+                        g
+                    }
+                    None => decoded,
+                };
+                self.layout.check_finite("global model", &global)?;
                 self.state.downstream = downstream;
-                if self.opts.compress_differences {
-                    let mut g = prev.clone();
-                    add_assign(&mut g, &decoded);
-                    g
-                } else {
-                    decoded
-                }
+                global
             }
             _ => {
                 let g = decode_raw(&self.layout, message)?;
@@ -135,7 +186,9 @@ impl ClientCodec {
     ///
     /// Compressed: the update is `local − global` (with `compress_differences`) or `local`, plus
     /// the residual (with `err_accumulation`); the new residual is the update minus what the
-    /// server will decode. Uncompressed: the raw local model.
+    /// server will decode. Uncompressed: the raw local model. With `bnf` both models are folded
+    /// before their difference is taken, and `local`'s batch norms are kept for the next
+    /// [`ClientCodec::receive`].
     pub fn send(&mut self, local: &[f32]) -> Result<Vec<u8>> {
         let global =
             self.state.global.as_deref().ok_or_else(|| {
@@ -146,19 +199,24 @@ impl ClientCodec {
             self.state.comm_round += 1;
             return Ok(encode_raw(local));
         }
-        let mut update = if self.opts.compress_differences {
-            sub(local, global)
-        } else {
-            local.to_vec()
+        let mut update = match &self.folding {
+            // Differences of the folded models (bnf implies compress_differences).
+            Some(f) => sub(&f.fold(&self.layout, local), &f.fold(&self.layout, global)),
+            None if self.opts.compress_differences => sub(local, global),
+            None => local.to_vec(),
         };
         if self.opts.err_accumulation {
             if let Some(r) = &self.state.residual {
                 add_assign(&mut update, r);
             }
         }
+        let wire = self
+            .folding
+            .as_ref()
+            .map_or(&self.layout, Folding::upstream);
         let mut upstream = self.state.upstream.clone();
         let coded = compress(
-            &self.layout,
+            wire,
             &self.opts,
             self.state.device_id,
             &update,
@@ -167,6 +225,9 @@ impl ClientCodec {
         self.state.upstream = upstream;
         if self.opts.err_accumulation {
             self.state.residual = Some(sub(&update, &coded.reconstruction));
+        }
+        if let Some(f) = &self.folding {
+            self.state.local_norms = Some(f.local_norms(&self.layout, local));
         }
         self.state.comm_round += 1;
         Ok(coded.bytes)

@@ -50,6 +50,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod batch_norm;
 mod client;
 mod error;
 mod fedavg;

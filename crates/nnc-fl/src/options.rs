@@ -57,6 +57,12 @@ pub struct FlOptions {
     pub tca: bool,
     /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
     pub bitdepth: Option<u32>,
+    /// FedBNF: clients fold each batch norm into its layer's scaling and bias before coding
+    /// their update, and blend the batch norms they receive with those of their last local
+    /// model (the reference's `--bnf`). The batch norms are found in the layout's names (a
+    /// module with `running_mean` and `running_var`). Needs both directions compressed and
+    /// `compress_differences`; see `docs/fl.md#fedbnf`.
+    pub bnf: bool,
     /// Worker threads for this side's coding: `None` (or 0) all cores, `Some(n)` a pool of `n`
     /// (at most [`nnc_tensor::MAX_THREADS`]).
     /// Local to each side, unlike the other fields: the messages are the same for any value.
@@ -81,6 +87,7 @@ impl Default for FlOptions {
             row_skipping: false,
             tca: false,
             bitdepth: None,
+            bnf: false,
             threads: None,
         }
     }
@@ -147,6 +154,15 @@ impl FlOptions {
         }
         if self.tca && !self.compress_differences {
             return bad("tca needs compress_differences".into());
+        }
+        if self.bnf
+            && !(self.compress_upstream && self.compress_downstream && self.compress_differences)
+        {
+            // The reference's other combinations mix folded and unfolded tensor names between
+            // the two sides (docs/quirks.md#fedbnf-orders).
+            return bad(
+                "bnf needs compress_upstream, compress_downstream and compress_differences".into(),
+            );
         }
         if let Some(n) = self.threads.filter(|&n| n > nnc_tensor::MAX_THREADS) {
             return bad(format!("threads {n} is above {}", nnc_tensor::MAX_THREADS));

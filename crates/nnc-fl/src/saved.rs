@@ -11,43 +11,65 @@ use crate::server::ServerState;
 
 const CLIENT: Kind = Kind {
     magic: b"nnc-fl-client",
-    version: 1,
+    version: 2,
     what: "nnc FL client state",
 };
 
 const SERVER: Kind = Kind {
     magic: b"nnc-fl-server",
-    version: 1,
+    version: 2,
     what: "nnc FL server state",
 };
 
+/// A state of version 1 (before FedBNF) as the version-2 form of the same state. Version 2
+/// appended one optional field to each state (`local_norms`, `folded_global`), so an old
+/// state is its bytes with the version byte raised and postcard's `None` (one 0 byte) at the
+/// end; anything else is passed on unchanged, for `from_bytes` to judge.
+fn upgraded(kind: &Kind, bytes: &[u8]) -> Option<Vec<u8>> {
+    if kind.version_of(bytes) != Some(1) {
+        return None;
+    }
+    let mut out = bytes.to_vec();
+    out[kind.magic.len()] = kind.version;
+    out.push(0);
+    Some(out)
+}
+
 impl ClientState {
-    /// The state in nnc's binary form: `nnc-fl-client`, a version byte (1), then the fields in
+    /// The state in nnc's binary form: `nnc-fl-client`, a version byte (2), then the fields in
     /// postcard's encoding.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         Ok(binary_form::to_bytes(&CLIENT, self)?)
     }
 
-    /// Reads [`ClientState::to_bytes`]'s output; anything else (another kind of state, a cut
-    /// or extended copy, another version) is an [`FlError::Codec`](crate::FlError::Codec)
-    /// error of kind `InvalidArgument`.
+    /// Reads [`ClientState::to_bytes`]'s output, also of version 1; anything else (another
+    /// kind of state, a cut or extended copy, another version) is an
+    /// [`FlError::Codec`](crate::FlError::Codec) error of kind `InvalidArgument`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        Ok(binary_form::from_bytes(&CLIENT, bytes)?)
+        let upgraded = upgraded(&CLIENT, bytes);
+        Ok(binary_form::from_bytes(
+            &CLIENT,
+            upgraded.as_deref().unwrap_or(bytes),
+        )?)
     }
 }
 
 impl ServerState {
-    /// The state in nnc's binary form: `nnc-fl-server`, a version byte (1), then the fields in
+    /// The state in nnc's binary form: `nnc-fl-server`, a version byte (2), then the fields in
     /// postcard's encoding.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         Ok(binary_form::to_bytes(&SERVER, self)?)
     }
 
-    /// Reads [`ServerState::to_bytes`]'s output; anything else (another kind of state, a cut
-    /// or extended copy, another version) is an [`FlError::Codec`](crate::FlError::Codec)
-    /// error of kind `InvalidArgument`.
+    /// Reads [`ServerState::to_bytes`]'s output, also of version 1; anything else (another
+    /// kind of state, a cut or extended copy, another version) is an
+    /// [`FlError::Codec`](crate::FlError::Codec) error of kind `InvalidArgument`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        Ok(binary_form::from_bytes(&SERVER, bytes)?)
+        let upgraded = upgraded(&SERVER, bytes);
+        Ok(binary_form::from_bytes(
+            &SERVER,
+            upgraded.as_deref().unwrap_or(bytes),
+        )?)
     }
 }
 
@@ -102,5 +124,29 @@ mod tests {
         assert!(ClientState::from_bytes(&cb[..cb.len() - 1]).is_err());
         let e = ServerState::from_bytes(&[&sb[..], &[0]].concat()).unwrap_err();
         assert!(e.to_string().contains("after its end"), "{e}");
+    }
+
+    #[test]
+    fn version_1_states_are_read() {
+        // Written by nnc before FedBNF: a client (device 1, global model [1.0], empty TCA
+        // states) and a server (global [1.0], one client's empty upstream state).
+        let client_v1 = b"nnc-fl-client\x01\x01\x00\x01\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let server_v1 = b"nnc-fl-server\x01\x00\x04\x00\x00\x80\x3f\x00\x00\x00\x00\x00\x01\x01\x00\x00\x00\x00";
+        let client = ClientState::from_bytes(client_v1).unwrap();
+        assert_eq!(
+            (client.device_id, client.global.as_deref()),
+            (1, Some(&[1.0f32][..]))
+        );
+        assert_eq!(client.local_norms, None);
+        let server = ServerState::from_bytes(server_v1).unwrap();
+        assert_eq!(server.global, [1.0]);
+        assert_eq!(server.upstream.len(), 1);
+        assert_eq!(server.folded_global, None);
+        // Written back in version 2: the old bytes, version 2, and the new field's None.
+        let v2 = client.to_bytes().unwrap();
+        assert_eq!(v2[13], 2);
+        assert_eq!(v2[14..v2.len() - 1], client_v1[14..]);
+        // A cut version-1 copy stays an error.
+        assert!(ClientState::from_bytes(&client_v1[..client_v1.len() - 1]).is_err());
     }
 }

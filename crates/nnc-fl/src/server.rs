@@ -7,6 +7,7 @@ use nnc_tensor::binary_form::packed_f32;
 use nnc_tensor::IncrementalState;
 use serde::{Deserialize, Serialize};
 
+use crate::batch_norm::Folding;
 use crate::error::{FlError, Result};
 use crate::fedavg::weighted_average;
 use crate::layout::{add_assign, decode_raw, encode_raw, sub, Layout};
@@ -30,7 +31,8 @@ pub struct ClientMessage<'a> {
 pub struct ServerState {
     /// Rounds aggregated so far.
     pub round: u64,
-    /// The global model as every client reconstructs it (`base_mdl`).
+    /// The global model as every client reconstructs it (`base_mdl`). With `bnf`, the folded
+    /// global model with batch norms of the same effect (see [`ServerCodec::global_model`]).
     #[serde(with = "packed_f32")]
     pub global: Vec<f32>,
     /// What the coding of earlier downstream messages left out, added to the next one.
@@ -41,6 +43,10 @@ pub struct ServerState {
     pub downstream: IncrementalState,
     /// Decoder state of each client's upstream messages, by `device_id`.
     pub upstream: BTreeMap<u64, IncrementalState>,
+    /// With `bnf`: the folded global model, in the order of the downstream messages (the
+    /// reference's folded `base_mdl`); the base of each round's model.
+    #[serde(default, with = "packed_f32::option")]
+    pub folded_global: Option<Vec<f32>>,
 }
 
 /// Server-side codec and FedAvg.
@@ -49,17 +55,26 @@ pub struct ServerCodec {
     layout: Layout,
     opts: FlOptions,
     state: ServerState,
+    folding: Option<Folding>,
 }
 
 impl ServerCodec {
     /// A server starting from the `initial` global model.
     pub fn new(layout: Layout, opts: FlOptions, initial: Vec<f32>) -> Result<Self> {
+        layout.check_finite("global model", &initial)?;
+        let folded_global = if opts.bnf {
+            let f = Folding::new(&layout)?;
+            Some(f.to_downstream(&f.fold(&layout, &initial)))
+        } else {
+            None
+        };
         let state = ServerState {
             round: 0,
             global: initial,
             residual: None,
             downstream: IncrementalState::default(),
             upstream: BTreeMap::new(),
+            folded_global,
         };
         Self::resume(layout, opts, state)
     }
@@ -67,9 +82,27 @@ impl ServerCodec {
     /// A server continuing from a saved state.
     pub fn resume(layout: Layout, opts: FlOptions, state: ServerState) -> Result<Self> {
         opts.validate()?;
+        let folding = opts.bnf.then(|| Folding::new(&layout)).transpose()?;
+        match (&folding, &state.folded_global) {
+            (Some(_), Some(_)) | (None, None) => {}
+            (Some(_), None) => {
+                return Err(FlError::Options(
+                    "bnf: the saved state has no folded global model (not a bnf session)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(FlError::Options(
+                    "the saved state is of a bnf session, the options have no bnf".into(),
+                ))
+            }
+        }
         layout.check_finite("global model", &state.global)?;
+        let downstream = folding.as_ref().map_or(&layout, Folding::downstream);
         if let Some(r) = &state.residual {
-            layout.check("saved residual", r)?;
+            downstream.check("saved residual", r)?;
+        }
+        if let Some(g) = &state.folded_global {
+            downstream.check_finite("saved folded global model", g)?;
         }
         if state.upstream.contains_key(&0) {
             return Err(FlError::Options(
@@ -80,6 +113,7 @@ impl ServerCodec {
             layout,
             opts,
             state,
+            folding,
         })
     }
 
@@ -99,6 +133,11 @@ impl ServerCodec {
     }
 
     /// The current global model (what clients hold after the last downstream message).
+    ///
+    /// With `bnf` each client blends the batch norms with its own, so no client holds exactly
+    /// this: it is the folded global model given back as batch norms of the same effect (gamma
+    /// the scaling, beta the bias, mean 0, variance `1 − eps`, a layer's own bias 0), the
+    /// model to evaluate.
     pub fn global_model(&self) -> &[f32] {
         &self.state.global
     }
@@ -139,8 +178,12 @@ impl ServerCodec {
                     .get(&m.device_id)
                     .cloned()
                     .unwrap_or_default();
+                let wire = self
+                    .folding
+                    .as_ref()
+                    .map_or(&self.layout, Folding::upstream);
                 let (v, st) = decompress(
-                    &self.layout,
+                    wire,
                     m.bytes,
                     m.device_id,
                     opts.compress_differences,
@@ -148,7 +191,10 @@ impl ServerCodec {
                     opts.threads,
                 )?;
                 new_upstream.push((m.device_id, st));
-                v
+                match &self.folding {
+                    Some(f) => f.to_downstream(&v),
+                    None => v,
+                }
             } else {
                 let v = decode_raw(&self.layout, m.bytes)?;
                 self.layout.check_finite("client model", &v)?;
@@ -158,7 +204,16 @@ impl ServerCodec {
         }
         let refs: Vec<(&[f32], u64)> = decoded.iter().map(|(v, w)| (v.as_slice(), *w)).collect();
         let avg = weighted_average(&refs)?;
-        let global = &self.state.global;
+        // The model the messages update: with bnf the folded one, in downstream order.
+        let global = self
+            .state
+            .folded_global
+            .as_ref()
+            .unwrap_or(&self.state.global);
+        let wire = self
+            .folding
+            .as_ref()
+            .map_or(&self.layout, Folding::downstream);
 
         let (bytes, new_global, residual, downstream) = if opts.compress_downstream {
             // The downstream input: the averaged update (differences) or the new model.
@@ -178,7 +233,7 @@ impl ServerCodec {
                 }
             }
             let mut downstream = self.state.downstream.clone();
-            let coded = compress(&self.layout, opts, 0, &input, &mut downstream)?;
+            let coded = compress(wire, opts, 0, &input, &mut downstream)?;
             let residual = if opts.err_accumulation {
                 Some(sub(&input, &coded.reconstruction))
             } else {
@@ -207,13 +262,18 @@ impl ServerCodec {
                 self.state.downstream.clone(),
             )
         };
-        self.layout.check_finite("new global model", &new_global)?;
+        wire.check_finite("new global model", &new_global)?;
+        let (new_global, new_folded) = match &self.folding {
+            Some(f) => (f.unfold_exact(&self.layout, &new_global), Some(new_global)),
+            None => (new_global, None),
+        };
         for (id, st) in new_upstream {
             self.state.upstream.insert(id, st);
         }
         self.state.downstream = downstream;
         self.state.residual = residual;
         self.state.global = new_global;
+        self.state.folded_global = new_folded;
         self.state.round += 1;
         Ok(bytes)
     }

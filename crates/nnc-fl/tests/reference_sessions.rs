@@ -26,13 +26,17 @@ fn read_model(layout: &Layout, path: &Path) -> Vec<f32> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The session's options, on one thread. The generator writes every field but `threads`; serde
-/// would quietly default a missing one, so the written names must be exactly those.
+/// The session's options, on one thread. The generator writes every field but `threads` (and
+/// `bnf` where it is off); serde would quietly default a missing one, so the written names must
+/// be exactly those.
 fn options(config: &Value) -> FlOptions {
     let written = &config["options"];
     let opts: FlOptions = serde_json::from_value(written.clone()).expect("options");
     let mut fields = serde_json::to_value(&opts).unwrap();
     fields.as_object_mut().unwrap().remove("threads");
+    if !opts.bnf {
+        fields.as_object_mut().unwrap().remove("bnf");
+    }
     let names = |v: &Value| {
         let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
         k.sort();
@@ -81,7 +85,6 @@ fn replay(dir: &Path) -> Result<(), String> {
     let mut down = server.initial_message();
     for round in 1..=rounds {
         let rdir = dir.join(format!("round_{round:02}"));
-        let expected_global = read_model(&layout, &rdir.join("global.npz"));
         let mut ups = Vec::new();
         for (i, client) in codecs.iter_mut().enumerate() {
             let id = i + 1;
@@ -89,6 +92,12 @@ fn replay(dir: &Path) -> Result<(), String> {
             let global = client
                 .receive(&down)
                 .map_err(|e| format!("{at}: receive: {e}"))?;
+            // FedBNF clients blend the batch norms with their own, so each holds its own model.
+            let own = rdir.join(format!("client_{id}_received.npz"));
+            let expected_global = match own.is_file() {
+                true => read_model(&layout, &own),
+                false => read_model(&layout, &rdir.join("global.npz")),
+            };
             if let Some(p) =
                 (0..global.len()).find(|&p| global[p].to_bits() != expected_global[p].to_bits())
             {

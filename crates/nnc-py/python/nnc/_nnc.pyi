@@ -146,8 +146,10 @@ class ClientCodec:
     ``compress_downstream``, ``compress_differences``, ``err_accumulation``, ``qp`` (-32),
     ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2; the sparsification threshold's only:
     messages are coded with 2, as NNCodec's ``fl.encode``), ``use_dq``, ``opt_qp``,
-    ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``, and
-    ``threads`` (this side's worker threads; ``None``: all cores; messages do not depend on it).
+    ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``, ``bnf``
+    (FedBNF: batch norms folded before coding and blended with the client's own after
+    decoding; needs ``compressed``), and ``threads`` (this side's worker threads; ``None``: all
+    cores; messages do not depend on it).
 
     Models are coded as float32 and come back in the dtypes of the layout's arrays (float32
     where the layout gives shapes)."""

@@ -1,7 +1,14 @@
 //! Batch-norm folding (reference `fold_bn`, hls.md §6.3): BN parameters are folded into the
 //! block's local scaling and bias, which are created when absent.
+//!
+//! The encoder folds its blocks here; the arithmetic ([`norm_gain`], [`scale_by_gain`],
+//! [`fold_into_bias`]) and the list of foldings a block description implies
+//! ([`BlockIdAndParamType::batch_norm_folds`]) are public for pipelines that fold outside the
+//! encoder, such as federated learning's FedBNF.
 
-use super::model::ParameterData;
+use std::collections::HashMap;
+
+use super::model::{BlockIdAndParamType, ParameterData};
 use super::options::{EncodeOptions, ParameterType};
 use super::work::{Item, Work, WorkModel};
 use crate::error::{Error, Result};
@@ -14,6 +21,28 @@ fn f32_values(w: &Work<'_>) -> Result<Vec<f32>> {
         ParameterData::I32(_) => Err(Error::InvalidArgument {
             what: format!("batch-norm tensor {:?} is integer", w.name),
         }),
+    }
+}
+
+/// The per-channel gain of a batch norm, `gamma / sqrt(var + eps)` in float32 (the reference's
+/// order of operations, so that folded values are its bits).
+pub fn norm_gain(gamma: &[f32], var: &[f32], eps: f32) -> Vec<f32> {
+    gamma
+        .iter()
+        .zip(var)
+        .map(|(&gm, &v)| gm / (v + eps).sqrt())
+        .collect()
+}
+
+/// A block's scaling after folding: `scaling · gain`, channel by channel.
+pub fn scale_by_gain(scaling: &mut [f32], gain: &[f32]) {
+    scaling.iter_mut().zip(gain).for_each(|(a, &g)| *a *= g);
+}
+
+/// A block's bias after folding: `(bias − mean) · gain + beta`, channel by channel, in float32.
+pub fn fold_into_bias(bias: &mut [f32], gain: &[f32], mean: &[f32], beta: &[f32]) {
+    for (((b, &g), &m), &bt) in bias.iter_mut().zip(gain).zip(mean).zip(beta) {
+        *b = (*b - m) * g + bt;
     }
 }
 
@@ -93,11 +122,11 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
             );
             new_cpt |= cpt::LS;
         }
-        let g: Vec<f32> = f32_values(model.get(&gamma)?)?
-            .iter()
-            .zip(f32_values(model.get(&var)?)?)
-            .map(|(&gm, v)| gm / (v + eps).sqrt())
-            .collect();
+        let g = norm_gain(
+            &f32_values(model.get(&gamma)?)?,
+            &f32_values(model.get(&var)?)?,
+            eps,
+        );
         let mean_v = f32_values(&mean_w)?;
         let beta_v = f32_values(model.get(&beta)?)?;
         let n = g.len();
@@ -117,7 +146,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
                     ),
                 });
             }
-            v.iter_mut().zip(&g).for_each(|(a, &gi)| *a *= gi);
+            scale_by_gain(&mut v, &g);
             ls.values = v.into();
         }
         {
@@ -128,9 +157,7 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
                     what: format!("block {:?}: bias length differs from batch norm", block.id),
                 });
             }
-            for i in 0..n {
-                v[i] = (v[i] - mean_v[i]) * g[i] + beta_v[i];
-            }
+            fold_into_bias(&mut v, &g, &mean_v, &beta_v);
             bias.values = v.into();
         }
         for name in [&gamma, &var, &mean, &beta] {
@@ -159,4 +186,77 @@ pub(super) fn fold_batch_norm(model: &mut WorkModel, opts: &EncodeOptions) -> Re
         }
     }
     Ok(())
+}
+
+impl BlockIdAndParamType {
+    /// The batch norms these blocks fold, for a PyTorch model with `tensors` (names and shapes
+    /// in model order), each as the [`FoldedNorm`] the encoder records (eps 1e-5), in block
+    /// order. A block's scaling is its `weight.ls` member or `<weight>_scaling`, its bias its
+    /// `bias` member or `<weight>.bias`, as the reference names them.
+    ///
+    /// Fails with [`Error::InvalidArgument`] where the description fails the reference's check
+    /// (which makes the reference drop the folding silently), where a batch norm lacks one of
+    /// its four tensors, or where a name the folding would create is taken by another tensor.
+    pub fn batch_norm_folds<'n>(
+        &self,
+        tensors: impl IntoIterator<Item = (&'n str, &'n [usize])>,
+    ) -> Result<Vec<FoldedNorm>> {
+        let tensors: Vec<(&str, &[usize])> = tensors.into_iter().collect();
+        let dims: HashMap<&str, &[usize]> = tensors.iter().copied().collect();
+        let invalid = |what: String| Error::InvalidArgument { what };
+        if !self.passes_reference_check(|name| dims.get(name).copied()) {
+            return Err(invalid(
+                "the block description fails the reference's check, so no batch norm would be \
+                 folded"
+                    .into(),
+            ));
+        }
+        // Blocks in the order of their first member, members in model order.
+        let mut blocks: Vec<(&str, Vec<(&str, &str)>)> = Vec::new();
+        for &(name, _) in &tensors {
+            let Some(Some(id)) = self.block_identifier.get(name) else {
+                continue;
+            };
+            let ptype = self.parameter_type.get(name).map_or("", String::as_str);
+            match blocks.iter_mut().find(|(b, _)| b == id) {
+                Some((_, members)) => members.push((name, ptype)),
+                None => blocks.push((id, vec![(name, ptype)])),
+            }
+        }
+        let mut folds = Vec::new();
+        for (id, members) in blocks {
+            let of_type = |t: &str| members.iter().find(|m| m.1 == t).map(|m| m.0.to_string());
+            let Some(gamma) = of_type("bn.gamma") else {
+                continue;
+            };
+            let incomplete = || invalid(format!("block {id:?} has an incomplete batch norm"));
+            let weight = of_type("weight").ok_or_else(incomplete)?;
+            let (beta, mean, var) = (
+                of_type("bn.beta").ok_or_else(incomplete)?,
+                of_type("bn.mean").ok_or_else(incomplete)?,
+                of_type("bn.var").ok_or_else(incomplete)?,
+            );
+            let scaling = of_type("weight.ls");
+            let bias = of_type("bias");
+            let made = |given: &Option<String>, name: String| match given {
+                Some(n) => Ok(n.clone()),
+                None if dims.contains_key(name.as_str()) => Err(invalid(format!(
+                    "folding block {id:?} would create {name:?}, which is another tensor's name"
+                ))),
+                None => Ok(name),
+            };
+            folds.push(FoldedNorm {
+                scaling: made(&scaling, format!("{weight}_scaling"))?,
+                scaling_given: scaling.is_some(),
+                bias: made(&bias, format!("{weight}.bias"))?,
+                bias_given: bias.is_some(),
+                gamma,
+                beta,
+                mean,
+                var,
+                eps: 1e-5,
+            });
+        }
+        Ok(folds)
+    }
 }

@@ -7,7 +7,7 @@
 mod approx;
 mod assemble;
 mod block_guess;
-mod bnf;
+pub mod bnf;
 pub mod elements;
 mod frontend;
 pub mod model;

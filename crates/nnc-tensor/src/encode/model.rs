@@ -440,20 +440,35 @@ impl<'a> EncodeInput<'a> {
         true
     }
 
-    /// The reference's `sanity_check_block_id_and_param_type`.
+    /// The reference's `sanity_check_block_id_and_param_type` on this input's dimensions.
     fn blocks_sane(&self, spec: &BlockIdAndParamType) -> bool {
-        let mut blocks: BTreeMap<&str, Vec<(&str, Option<usize>)>> = BTreeMap::new();
-        for (name, id) in &spec.block_identifier {
-            let Some(id) = id else { continue };
-            let Some(ptype) = spec.parameter_type.get(name) else {
-                return false;
-            };
-            let dims = self.get(name).map(|p| &p.dims).or_else(|| {
+        spec.passes_reference_check(|name| {
+            self.get(name).map(|p| p.dims.as_slice()).or_else(|| {
                 self.decomposed_weights
                     .iter()
-                    .find(|d| &d.name == name)
-                    .map(|d| &d.dims)
-            });
+                    .find(|d| d.name == name)
+                    .map(|d| d.dims.as_slice())
+            })
+        })
+    }
+}
+
+impl BlockIdAndParamType {
+    /// The reference's `sanity_check_block_id_and_param_type`, with `dims_of` giving each
+    /// named tensor's dimensions (`None` for a name the model lacks): every block has one
+    /// weight and at most one member of each other type, its non-weight members are
+    /// one-dimensional, and all members agree in their first dimension.
+    pub(crate) fn passes_reference_check<'d>(
+        &self,
+        dims_of: impl Fn(&str) -> Option<&'d [usize]>,
+    ) -> bool {
+        let mut blocks: BTreeMap<&str, Vec<(&str, Option<usize>)>> = BTreeMap::new();
+        for (name, id) in &self.block_identifier {
+            let Some(id) = id else { continue };
+            let Some(ptype) = self.parameter_type.get(name) else {
+                return false;
+            };
+            let dims = dims_of(name);
             if let Some(dims) = dims {
                 if ptype != "weight" && dims.len() != 1 {
                     return false;
