@@ -59,6 +59,44 @@ def test_scalar_and_empty_tensors_of_a_state_dict():
     assert got["logit_scale"] != 2.5  # it was trained and coded like the rest
 
 
+def test_fedbnf_clients_keep_their_batch_norm_statistics():
+    rng = np.random.default_rng(5)
+    model = {
+        "conv.weight": rng.normal(0, 0.1, (4, 2, 3, 3)).astype(np.float32),
+        "bn.weight": np.ones(4, np.float32),
+        "bn.bias": np.zeros(4, np.float32),
+        "bn.running_mean": np.zeros(4, np.float32),
+        "bn.running_var": np.ones(4, np.float32),
+        "bn.num_batches_tracked": np.int64(0),
+        "fc.weight": rng.normal(0, 0.1, (3, 4)).astype(np.float32),
+        "fc.bias": np.zeros(3, np.float32),
+    }
+    opts = dict(compressed=True, qp=-24, bnf=True)
+    server = nnc.ServerCodec(model, model, **opts)
+    clients = [nnc.ClientCodec(model, i + 1, **opts) for i in range(2)]
+    msg = server.initial_message()
+    sent = {}
+    for _ in range(2):
+        ups = []
+        for c in clients:
+            g = c.receive(msg)
+            local = {k: (v + rng.normal(0, 0.05, np.shape(v))).astype(v.dtype) for k, v in g.items()}
+            local["bn.running_var"] = np.abs(local["bn.running_var"]) + 0.5
+            sent[c.device_id] = local
+            ups.append((c.device_id, 10, c.send(local)))
+        msg = server.aggregate(ups)
+    for c in clients:
+        got = c.receive(msg)
+        assert list(got) == list(model) and got["bn.num_batches_tracked"].dtype == np.int64
+        # The running statistics are the client's own; the coded weights are shared.
+        for k in ("bn.running_mean", "bn.running_var"):
+            np.testing.assert_array_equal(got[k], sent[c.device_id][k])
+        assert not np.array_equal(got["bn.running_mean"], server.global_model["bn.running_mean"])
+    np.testing.assert_array_equal(clients[0].global_model["fc.weight"], clients[1].global_model["fc.weight"])
+    with pytest.raises(ValueError, match="bnf"):
+        nnc.ClientCodec({"fc.weight": (3, 4)}, 1, **opts)
+
+
 def test_models_come_back_in_the_layouts_dtypes():
     # A state dict as PyTorch gives it: float16 weights, a bool mask, an int64 counter.
     model = {
@@ -213,9 +251,11 @@ def test_reference_sessions_through_the_python_api(case):
     msg = server.initial_message()
     for rnd in range(1, cfg["rounds"] + 1):
         r = d / f"round_{rnd:02d}"
-        expected = load(r / "global.npz")
         ups = []
         for i, c in enumerate(clients):
+            # FedBNF clients blend the batch norms with their own: each has its own model.
+            own = r / f"client_{i + 1}_received.npz"
+            expected = load(own if own.is_file() else r / "global.npz")
             got = c.receive(msg)
             for k in layout:
                 np.testing.assert_array_equal(got[k].view(np.uint32), expected[k].view(np.uint32))
