@@ -16,7 +16,8 @@
 //! - [`ServerCodec`]: decodes each client's message with that client's own decoder state,
 //!   averages them weighted by sample counts, and codes the downstream message (again with
 //!   residual, sparsification and TCA) — one coherent incremental state per direction and sender.
-//! - [`FlOptions`]: the reference's FL flags (`compress_upstream`, `qp`, `sparsity`, `tca`, ...).
+//! - [`FlOptions`]: the reference's FL flags (`compress_upstream`, `qp`, `sparsity`, `tca`, ...),
+//!   including FedBNF (`bnf`: batch norms folded before coding and blended back per client).
 //! - [`Layout`]: tensor names and shapes; models, updates and residuals are flat `Vec<f32>`s.
 //! - [`simulate`]: N clients and the server, deterministic from a seed.
 //!

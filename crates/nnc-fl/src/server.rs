@@ -64,7 +64,10 @@ impl ServerCodec {
         layout.check_finite("global model", &initial)?;
         let folded_global = if opts.bnf {
             let f = Folding::new(&layout)?;
-            Some(f.to_downstream(&f.fold(&layout, &initial)))
+            let folded = f.fold(&layout, &initial);
+            // A negative running variance folds to NaN.
+            f.upstream().check_finite("folded initial model", &folded)?;
+            Some(f.to_downstream(&folded))
         } else {
             None
         };
