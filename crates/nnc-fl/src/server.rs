@@ -31,8 +31,9 @@ pub struct ClientMessage<'a> {
 pub struct ServerState {
     /// Rounds aggregated so far.
     pub round: u64,
-    /// The global model as every client reconstructs it (`base_mdl`). With `bnf`, the folded
-    /// global model with batch norms of the same effect (see [`ServerCodec::global_model`]).
+    /// The global model as every client reconstructs it (`base_mdl`). With `bnf`, after the
+    /// first round, the folded global model with batch norms of the same effect (see
+    /// [`ServerCodec::global_model`]).
     #[serde(with = "packed_f32")]
     pub global: Vec<f32>,
     /// What the coding of earlier downstream messages left out, added to the next one.
@@ -137,10 +138,10 @@ impl ServerCodec {
 
     /// The current global model (what clients hold after the last downstream message).
     ///
-    /// With `bnf` each client blends the batch norms with its own, so no client holds exactly
-    /// this: it is the folded global model given back as batch norms of the same effect (gamma
-    /// the scaling, beta the bias, mean 0, variance `1 − eps`, a layer's own bias 0), the
-    /// model to evaluate.
+    /// With `bnf` each client blends the batch norms with its own, so after the first round no
+    /// client holds exactly this: it is the folded global model given back as batch norms of
+    /// the same effect (gamma the scaling, beta the bias, mean 0, variance `1 − eps`, a layer's
+    /// own bias 0), the model to evaluate.
     pub fn global_model(&self) -> &[f32] {
         &self.state.global
     }
