@@ -498,6 +498,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--random-layouts", action="store_true", help="random draws get random tensor shapes")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--bnf", action="store_true",
+                    help="random draws are FedBNF sessions (both directions, differences)")
     ap.add_argument("--engine", choices=["mirror", "classes"], default="mirror",
                     help="classes: the reference's NNClient/NNCFedAvg objects (needs flwr), to check the mirror")
     a = ap.parse_args()
@@ -510,6 +512,9 @@ def main():
     for i in range(a.random):
         name = f"fl_combo_{i:03d}"
         cases[name] = random_options(case_rng(a.seed, name + "/options"))
+        if a.bnf:
+            cases[name].update(bnf=True, compress_upstream=True, compress_downstream=True,
+                               compress_differences=True)
         if a.random_layouts:
             layouts[name] = random_layout(case_rng(a.seed, name + "/layout"))
     os.makedirs(a.out, exist_ok=True)
