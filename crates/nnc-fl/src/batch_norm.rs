@@ -35,8 +35,6 @@ struct Fold {
     beta: usize,
     mean: usize,
     var: usize,
-    /// Model-layout index of the layer's own scaling, where it has one.
-    scaling_given: Option<usize>,
     /// Upstream-layout indices of the folded scaling and bias.
     scaling_up: usize,
     bias_up: usize,
@@ -93,30 +91,29 @@ impl Folding {
         for norm in norms {
             let mean = index(&norm.mean)?;
             let channels = specs[mean].shape.clone();
-            let mut place = |name: &str, given: bool| -> Result<(Option<usize>, usize)> {
+            // The upstream index of a block's bias or scaling: the layer's own, or a new tensor.
+            let mut place = |name: &str, given: bool| -> Result<usize> {
                 if given {
                     let m = index(name)?;
-                    let up = up_from_model
+                    return up_from_model
                         .iter()
                         .position(|&u| u == Some(m))
                         .ok_or_else(|| {
                             FlError::Internal(format!("bnf: {name:?} is both folded and kept"))
-                        })?;
-                    return Ok((Some(m), up));
+                        });
                 }
                 up_specs.push(TensorSpec::new(name, channels.clone()));
                 up_from_model.push(None);
-                Ok((None, up_specs.len() - 1))
+                Ok(up_specs.len() - 1)
             };
             // fold_bn adds the bias first, then the scaling.
-            let (_, bias_up) = place(&norm.bias, norm.bias_given)?;
-            let (scaling_given, scaling_up) = place(&norm.scaling, norm.scaling_given)?;
+            let bias_up = place(&norm.bias, norm.bias_given)?;
+            let scaling_up = place(&norm.scaling, norm.scaling_given)?;
             folds.push(Fold {
                 gamma: index(&norm.gamma)?,
                 beta: index(&norm.beta)?,
                 mean,
                 var: index(&norm.var)?,
-                scaling_given,
                 scaling_up,
                 bias_up,
                 norm,
@@ -192,7 +189,7 @@ impl Folding {
         for f in &self.folds {
             let gain = norm_gain(of(f.gamma), of(f.var), f.norm.eps);
             let scaling = &mut out[up.range(f.scaling_up)];
-            if f.scaling_given.is_none() {
+            if !f.norm.scaling_given {
                 scaling.fill(1.0);
             }
             scale_by_gain(scaling, &gain);
@@ -445,6 +442,35 @@ mod tests {
             blended[at(&m, "conv2.bias")],
             folded[at(f.upstream(), "conv2.bias")]
         );
+    }
+
+    #[test]
+    fn a_layers_own_scaling_is_folded_in_place() {
+        let t = |n: &str, s: &[usize]| TensorSpec::new(n, s.to_vec());
+        let m = Layout::new(vec![
+            t("conv.weight", &[3, 2]),
+            t("conv.weight_scaling", &[3]),
+            t("bn.weight", &[3]),
+            t("bn.bias", &[3]),
+            t("bn.running_mean", &[3]),
+            t("bn.running_var", &[3]),
+        ])
+        .unwrap();
+        let f = Folding::new(&m).unwrap();
+        let want = ["conv.weight", "conv.weight_scaling", "conv.weight.bias"];
+        assert_eq!(names(f.upstream()), want);
+        assert_eq!(names(f.downstream()), want);
+        let v = values(&m, 4);
+        let folded = f.fold(&m, &v);
+        let get = |n: &str| &v[m.range(m.index_of(n).unwrap())];
+        let gain = norm_gain(get("bn.weight"), get("bn.running_var"), 1e-5);
+        for c in 0..3 {
+            assert_eq!(folded[6 + c], get("conv.weight_scaling")[c] * gain[c]);
+        }
+        // Unfolded exactly, the layer's own scaling is 1 and gamma carries it.
+        let back = f.unfold_exact(&m, &f.to_downstream(&folded));
+        assert!(back[m.range(1)].iter().all(|&x| x == 1.0));
+        assert_eq!(back[m.range(2)], folded[6..9]);
     }
 
     #[test]
