@@ -68,6 +68,7 @@ DEFAULTS = dict(
     compress_upstream=True, compress_downstream=True, err_accumulation=True, compress_differences=True,
     qp=-32, diff_qp=None, nonweight_qp=-75, qp_density=2, use_dq=False, opt_qp=False, sparsity=0.0,
     struct_spars_factor=0.0, row_skipping=False, tca=False, bitdepth=None, bnf=False,
+    approx_method="uniform",
 )
 
 FIXED = OrderedDict([
@@ -91,6 +92,13 @@ FIXED = OrderedDict([
     ("fl_bnf_tca_dq_sparse", dict(qp=-20, bnf=True, tca=True, use_dq=True, sparsity=0.5,
                                   struct_spars_factor=0.9)),
     ("fl_bnf_rowskip_no_err_acc", dict(qp=-26, bnf=True, row_skipping=True, err_accumulation=False)),
+    # Codebooks: local steps of a few distinct sizes, so that a codebook is the smaller payload
+    # for some tensors. Without error accumulation only: with it the reference's residual of a
+    # codebook tensor is float64, which its encoder refuses in the next round
+    # (docs/quirks.md#fl-codebook-residual).
+    ("fl_codebook", dict(qp=-23, approx_method="codebook", err_accumulation=False, training="discrete")),
+    ("fl_codebook_tca_sparse", dict(qp=-21, approx_method="codebook", err_accumulation=False, tca=True,
+                                    sparsity=0.5, training="discrete")),
 ])
 
 # FedBNF cases: a convolution without bias and one with (whose bias the reference's unfolding
@@ -195,12 +203,16 @@ def fedavg(results):
     return [reduce(np.add, layers) / total for layers in zip(*weighted)]
 
 
-def local_training(rng, model, rnd):
-    """A deterministic stand-in for training: a seeded step on every tensor, now and then none."""
+def local_training(rng, model, rnd, discrete=False):
+    """A deterministic stand-in for training: a seeded step on every tensor, now and then none.
+    `discrete`: steps of -0.5, 0 or 0.5 only (updates a codebook codes in fewer bytes)."""
     out = OrderedDict()
     for k, v in model.items():
         if rnd > 1 and rng.random() < 0.1:
             out[k] = v.copy()  # a tensor this client did not move (omitted from a differences message)
+            continue
+        if discrete:
+            out[k] = (v + rng.choice(np.float32([-0.5, 0.0, 0.5]), size=v.shape)).astype(np.float32)
             continue
         scale = 0.02 if v.ndim > 1 else 0.005
         step = rng.normal(0.0, scale, size=v.shape) * (1.0 + rng.random() * 2.0)
@@ -239,8 +251,7 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
     save_npz(os.path.join(case_dir, "initial.npz"), initial)
     work = tempfile.mkdtemp()
     # What fl.encode reads: nnc_fl.py's argparse namespace as a dict.
-    enc_args = dict(args, model="mlp", results=work, approx_method="uniform", lsa=False,
-                    verbose=False, job_id="")
+    enc_args = dict(args, model="mlp", results=work, lsa=False, verbose=False, job_id="")
     if ENGINE == "classes" or args["bnf"]:
         run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds)
         shutil.rmtree(work, ignore_errors=True)
@@ -273,7 +284,7 @@ def run_case(out, name, opts, seed, clients, rounds, tensors=TENSORS):
             else:
                 for k in keys:
                     assert np.array_equal(received[k].view(np.uint32), model[k].view(np.uint32)), (name, rnd, k)
-            local = local_training(rng, model, rnd)
+            local = local_training(rng, model, rnd, args.get("training") == "discrete")
             save_npz(os.path.join(rdir, f"client_{c}_local.npz"), local)
             # NNClient.get_parameters
             if args["compress_upstream"]:
@@ -334,7 +345,8 @@ def write_config(case_dir, seed, args, clients, rounds, weights, tensors):
     config = {
         "generator": "gen_fl.py",
         "seed": seed,
-        "options": {k: args[k] for k in DEFAULTS if k != "bnf" or args["bnf"]},
+        "options": {k: args[k] for k in DEFAULTS
+                    if (k != "bnf" or args["bnf"]) and (k != "approx_method" or args[k] != "uniform")},
         "clients": clients,
         "rounds": rounds,
         "weights": weights,
@@ -444,7 +456,7 @@ def run_classes(case_dir, rng, enc_args, initial, weights, clients, rounds):
             state["global"] = held
         if bnf:
             save_npz(os.path.join(state["dir"], f"client_{state['client']}_received.npz"), held)
-        local = local_training(rng, held, state["round"])
+        local = local_training(rng, held, state["round"], enc_args.get("training") == "discrete")
         set_model_values(model, local)
         save_npz(os.path.join(state["dir"], f"client_{state['client']}_local.npz"), local)
         return {"loss": 0.0}
@@ -498,6 +510,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--random-layouts", action="store_true", help="random draws get random tensor shapes")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--codebook", action="store_true",
+                    help="random draws code with approx_method codebook (no error accumulation, discrete steps)")
     ap.add_argument("--bnf", action="store_true",
                     help="random draws are FedBNF sessions (both directions, differences)")
     ap.add_argument("--engine", choices=["mirror", "classes"], default="mirror",
@@ -512,6 +526,8 @@ def main():
     for i in range(a.random):
         name = f"fl_combo_{i:03d}"
         cases[name] = random_options(case_rng(a.seed, name + "/options"))
+        if a.codebook:
+            cases[name].update(approx_method="codebook", err_accumulation=False, training="discrete")
         if a.bnf:
             cases[name].update(bnf=True, compress_upstream=True, compress_downstream=True,
                                compress_differences=True)

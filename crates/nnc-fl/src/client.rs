@@ -158,15 +158,17 @@ impl ClientCodec {
                             )
                         })?;
                         let mut folded = f.fold(&self.layout, prev);
-                        add_assign(&mut folded, &f.to_upstream(&decoded));
+                        decoded
+                            .reordered(f.downstream(), f.upstream())?
+                            .add_to(f.upstream(), &mut folded);
                         f.unfold_blended(&self.layout, &folded, local)
                     }
                     None if self.opts.compress_differences => {
                         let mut g = prev.clone();
-                        add_assign(&mut g, &decoded);
+                        decoded.add_to(&self.layout, &mut g);
                         g
                     }
-                    None => decoded,
+                    None => decoded.values,
                 };
                 self.layout.check_finite("global model", &global)?;
                 self.state.downstream = downstream;
@@ -224,7 +226,7 @@ impl ClientCodec {
         )?;
         self.state.upstream = upstream;
         if self.opts.err_accumulation {
-            self.state.residual = Some(sub(&update, &coded.reconstruction));
+            self.state.residual = Some(coded.reconstruction.subtract_from(wire, &update));
         }
         if let Some(f) = &self.folding {
             self.state.local_norms = Some(f.local_norms(&self.layout, local));
@@ -290,6 +292,7 @@ pub(crate) mod tests {
             .collect();
         let msg = c.send(&local).unwrap();
         let (rec, server_state) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
+        let rec = rec.values;
         let update = sub(&local, &g);
         let r1 = c.state().residual.clone().unwrap();
         for i in 0..36 {
@@ -300,6 +303,7 @@ pub(crate) mod tests {
         // Same global, same local model again: the input is update + r1.
         let msg = c.send(&local).unwrap();
         let (rec2, _) = decompress(&l, &msg, 1, true, server_state, None).unwrap();
+        let rec2 = rec2.values;
         let r2 = c.state().residual.clone().unwrap();
         for i in 0..36 {
             let input = update[i] + r1[i];
@@ -347,6 +351,7 @@ pub(crate) mod tests {
         }
         let msg = c.send(&local).unwrap();
         let (rec, _) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
+        let rec = rec.values;
         assert!(rec[..32].iter().all(|&v| v == 0.0));
         assert!(rec[32..].iter().all(|&v| (v - 0.25).abs() < 0.01));
     }

@@ -66,7 +66,7 @@ pub use client::{ClientCodec, ClientState};
 pub use error::{BoxError, FlError, Result};
 pub use fedavg::weighted_average;
 pub use layout::{decode_raw, encode_raw, Layout, TensorSpec, MAX_LAYOUT_VALUES};
-pub use options::FlOptions;
+pub use options::{ApproxMethod, FlOptions};
 pub use server::{ClientMessage, ServerCodec, ServerState};
 pub use simulate::{
     job_seed, simulate, LocalTrainer, Metrics, RoundReport, SimConfig, SimReport, TrainJob,

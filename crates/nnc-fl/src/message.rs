@@ -23,7 +23,80 @@ pub(crate) struct Coded {
     /// The NNR bitstream.
     pub bytes: Vec<u8>,
     /// The decoded values (zeros for omitted all-zero tensors).
-    pub reconstruction: Vec<f32>,
+    pub reconstruction: Decoded,
+}
+
+/// A decoded message over a layout: every value in float32, and the float64 values of the
+/// tensors the stream reconstructs in float64 (codebook tensors, which the reference's decoder
+/// returns as float64 arrays, so that its sums with them are taken in float64).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Decoded {
+    /// All values, rounded to float32.
+    pub values: Vec<f32>,
+    /// Per float64 tensor: its layout index and its values.
+    pub wide: Vec<(usize, Vec<f64>)>,
+}
+
+impl Decoded {
+    /// The float64 values of tensor `index`, if the stream reconstructs it in float64.
+    pub fn wide_of(&self, index: usize) -> Option<&[f64]> {
+        self.wide
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// `base += self`, as the reference's `model_add` of a float32 model and this message
+    /// gives it back in float32: float32 sums, and float64 sums rounded once where the
+    /// message is float64.
+    pub fn add_to(&self, layout: &Layout, base: &mut [f32]) {
+        for i in 0..layout.specs().len() {
+            let r = layout.range(i);
+            match self.wide_of(i) {
+                Some(w) => base[r]
+                    .iter_mut()
+                    .zip(w)
+                    .for_each(|(b, &x)| *b = (f64::from(*b) + x) as f32),
+                None => base[r.clone()]
+                    .iter_mut()
+                    .zip(&self.values[r])
+                    .for_each(|(b, &x)| *b += x),
+            }
+        }
+    }
+
+    /// `minuend − self` in float32 (in float64 rounded once where the message is float64):
+    /// what the coding left out of `minuend`.
+    pub fn subtract_from(&self, layout: &Layout, minuend: &[f32]) -> Vec<f32> {
+        let mut out: Vec<f32> = minuend
+            .iter()
+            .zip(&self.values)
+            .map(|(a, b)| a - b)
+            .collect();
+        for (i, w) in &self.wide {
+            let r = layout.range(*i);
+            for ((o, &a), &x) in out[r.clone()].iter_mut().zip(&minuend[r]).zip(w) {
+                *o = (f64::from(a) - x) as f32;
+            }
+        }
+        out
+    }
+
+    /// The same message over `to`, a layout with the same tensors as `from` in another order.
+    pub fn reordered(&self, from: &Layout, to: &Layout) -> Result<Decoded> {
+        let mut values = vec![0f32; to.num_values()];
+        let mut wide = Vec::with_capacity(self.wide.len());
+        for (i, s) in from.specs().iter().enumerate() {
+            let j = to.index_of(&s.name).ok_or_else(|| {
+                FlError::Internal(format!("tensor {:?} is in one layout only", s.name))
+            })?;
+            values[to.range(j)].copy_from_slice(&self.values[from.range(i)]);
+            if let Some(w) = self.wide_of(i) {
+                wide.push((j, w.to_vec()));
+            }
+        }
+        Ok(Decoded { values, wide })
+    }
 }
 
 /// Sparsifies (if configured) and encodes `values` as the message of `sender` (0: the server),
@@ -78,7 +151,7 @@ pub(crate) fn decompress(
     differences: bool,
     mut state: IncrementalState,
     threads: Option<usize>,
-) -> Result<(Vec<f32>, IncrementalState)> {
+) -> Result<(Decoded, IncrementalState)> {
     check_headers(layout, bytes, sender, differences, &state)?;
     let n = layout.num_values() as u64;
     let opts = DecodeOptions::new()
@@ -90,6 +163,7 @@ pub(crate) fn decompress(
         .with_threads(threads);
     let decoded = decode_stream(bytes, &mut state, &opts)?;
     let mut out = vec![0f32; layout.num_values()];
+    let mut wide = Vec::new();
     let mut present = vec![false; layout.specs().len()];
     for t in &decoded.tensors {
         let name = &t.tensor.name;
@@ -114,6 +188,7 @@ pub(crate) fn decompress(
                 for (d, s) in dst.iter_mut().zip(v) {
                     *d = *s as f32;
                 }
+                wide.push((i, v.clone()));
             }
             other => {
                 return Err(FlError::TensorSet(format!(
@@ -132,7 +207,7 @@ pub(crate) fn decompress(
         }
     }
     layout.check_finite("decoded message", &out)?;
-    Ok((out, state))
+    Ok((Decoded { values: out, wide }, state))
 }
 
 /// Checks unit order, parent signalling and every NDU's tensor, sender, `parameter_id` and
@@ -247,7 +322,7 @@ mod tests {
         let (out, after) =
             super::decompress(layout, bytes, sender, differences, state.clone(), threads)?;
         *state = after;
-        Ok(out)
+        Ok(out.values)
     }
 
     fn layout() -> Layout {
@@ -301,7 +376,7 @@ mod tests {
             let u = update(round);
             let c = compress(&l, &o, 2, &u, &mut enc).unwrap();
             let d = decompress(&l, &c.bytes, 2, true, &mut dec, None).unwrap();
-            assert_eq!(d, c.reconstruction);
+            assert_eq!(d, c.reconstruction.values);
             assert_eq!(enc.bases, dec.bases);
             let step = 2f32.powf(-32.0 / 4.0);
             for (a, b) in u[..128].iter().zip(&d) {
@@ -381,7 +456,7 @@ mod tests {
         let mut enc = IncrementalState::default();
         let c = compress(&l, &o, 1, &u, &mut enc).unwrap();
         assert!(!enc.bases.contains_key("b"));
-        assert!(c.reconstruction[128..].iter().all(|&v| v == 0.0));
+        assert!(c.reconstruction.values[128..].iter().all(|&v| v == 0.0));
         // A whole-model session needs every tensor.
         let full = FlOptions {
             compress_differences: false,
@@ -411,6 +486,28 @@ mod tests {
         flipped[last] ^= 0x5a;
         let mut dec = IncrementalState::default();
         let _ = decompress(&l, &flipped, 1, true, &mut dec, None);
+    }
+
+    /// numpy's `float32(prev + float64 value)` (numpy 1.26): one rounding, where adding the
+    /// value rounded to float32 first gives the next float32 up.
+    #[test]
+    fn a_float64_tensor_is_added_in_float64() {
+        let l = Layout::new(vec![TensorSpec::new("t", vec![1])]).unwrap();
+        let d = -0.5227484414807474f64;
+        let msg = Decoded {
+            values: vec![d as f32],
+            wide: vec![(0, vec![d])],
+        };
+        let mut base = vec![f32::from_bits(0x3e41_9736)];
+        msg.add_to(&l, &mut base);
+        assert_eq!(base[0].to_bits(), 3198867988);
+        let narrow = Decoded {
+            values: vec![d as f32],
+            wide: Vec::new(),
+        };
+        let mut base = vec![f32::from_bits(0x3e41_9736)];
+        narrow.add_to(&l, &mut base);
+        assert_eq!(base[0].to_bits(), 3198867989);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! FL settings, named and defaulted as the reference's FL command line (`example/nnc_fl.py`), and
 //! their translation into the coder's options.
 
+use nnc_tensor::encode::CodebookMode;
 use nnc_tensor::sparsify::SparsifyOptions;
 use nnc_tensor::EncodeOptions;
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,18 @@ use crate::error::{FlError, Result};
 
 /// The `qp_density` every FL message is coded with (see [`FlOptions::qp_density`]).
 const FL_CODING_QP_DENSITY: u8 = 2;
+
+/// How FL messages approximate the values (the reference's `approx_method`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApproxMethod {
+    /// Uniform quantization.
+    #[default]
+    Uniform,
+    /// A codebook per tensor where it gives a smaller payload than uniform quantization
+    /// (`codebook_mode` 2); such tensors decode to float64, which the reference's sums keep.
+    Codebook,
+}
 
 /// FL codec settings. Both sides of a session must use the same values: they decide which
 /// messages are NNC bitstreams and what they carry.
@@ -57,6 +70,9 @@ pub struct FlOptions {
     pub tca: bool,
     /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
     pub bitdepth: Option<u32>,
+    /// How messages approximate the values: `Uniform` quantization, or `Codebook` where a
+    /// codebook gives a smaller payload (the reference's `approx_method`).
+    pub approx_method: ApproxMethod,
     /// FedBNF: clients fold each batch norm into its layer's scaling and bias before coding
     /// their update, and blend the batch norms they receive with those of their last local
     /// model (the reference's `--bnf`). The batch norms are found in the layout's names (a
@@ -87,6 +103,7 @@ impl Default for FlOptions {
             row_skipping: false,
             tca: false,
             bitdepth: None,
+            approx_method: ApproxMethod::Uniform,
             bnf: false,
             threads: None,
         }
@@ -155,6 +172,9 @@ impl FlOptions {
         if self.tca && !self.compress_differences {
             return bad("tca needs compress_differences".into());
         }
+        if self.bnf && self.approx_method == ApproxMethod::Codebook {
+            return bad("bnf cannot be combined with approx_method codebook".into());
+        }
         if self.bnf
             && !(self.compress_upstream && self.compress_downstream && self.compress_differences)
         {
@@ -185,6 +205,12 @@ impl FlOptions {
         o.device_id = device_id;
         o.compress_differences = self.compress_differences;
         o.int_quant_bw = self.bitdepth;
+        if self.approx_method == ApproxMethod::Codebook {
+            o.codebook_mode = CodebookMode::Auto;
+            // Codebook tensors decode to float64; the messages stay the reference's (no nnc
+            // metadata to give them back as float32: the FL codecs do that themselves).
+            o.carry_dtypes = false;
+        }
         o.threads = self.threads;
         o
     }

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch_norm::Folding;
 use crate::error::{FlError, Result};
-use crate::fedavg::weighted_average;
+use crate::fedavg::weighted_average_decoded;
 use crate::layout::{add_assign, decode_raw, encode_raw, sub, Layout};
-use crate::message::{compress, decompress};
+use crate::message::{compress, decompress, Decoded};
 use crate::options::FlOptions;
 
 /// One client's upstream message with its aggregation weight.
@@ -196,28 +196,31 @@ impl ServerCodec {
                 )?;
                 new_upstream.push((m.device_id, st));
                 match &self.folding {
-                    Some(f) => f.to_downstream(&v),
+                    Some(f) => v.reordered(f.upstream(), f.downstream())?,
                     None => v,
                 }
             } else {
                 let v = decode_raw(&self.layout, m.bytes)?;
                 self.layout.check_finite("client model", &v)?;
-                v
+                Decoded {
+                    values: v,
+                    wide: Vec::new(),
+                }
             };
             decoded.push((values, m.weight));
         }
-        let refs: Vec<(&[f32], u64)> = decoded.iter().map(|(v, w)| (v.as_slice(), *w)).collect();
-        let avg = weighted_average(&refs)?;
+        let wire = self
+            .folding
+            .as_ref()
+            .map_or(&self.layout, Folding::downstream);
+        let refs: Vec<(&Decoded, u64)> = decoded.iter().map(|(v, w)| (v, *w)).collect();
+        let avg = weighted_average_decoded(wire, &refs)?;
         // The model the messages update: with bnf the folded one, in downstream order.
         let global = self
             .state
             .folded_global
             .as_ref()
             .unwrap_or(&self.state.global);
-        let wire = self
-            .folding
-            .as_ref()
-            .map_or(&self.layout, Folding::downstream);
 
         let (bytes, new_global, residual, downstream) = if opts.compress_downstream {
             // The downstream input: the averaged update (differences) or the new model.
@@ -239,16 +242,16 @@ impl ServerCodec {
             let mut downstream = self.state.downstream.clone();
             let coded = compress(wire, opts, 0, &input, &mut downstream)?;
             let residual = if opts.err_accumulation {
-                Some(sub(&input, &coded.reconstruction))
+                Some(coded.reconstruction.subtract_from(wire, &input))
             } else {
                 None
             };
             let new_global = if opts.compress_differences {
                 let mut g = global.clone();
-                add_assign(&mut g, &coded.reconstruction);
+                coded.reconstruction.add_to(wire, &mut g);
                 g
             } else {
-                coded.reconstruction
+                coded.reconstruction.values
             };
             (coded.bytes, new_global, residual, downstream)
         } else {

@@ -27,7 +27,7 @@ fn read_model(layout: &Layout, path: &Path) -> Vec<f32> {
 }
 
 /// The session's options, on one thread. The generator writes every field but `threads` (and
-/// `bnf` where it is off); serde would quietly default a missing one, so the written names must
+/// `bnf` and `approx_method` where they are off); serde would quietly default a missing one, so the written names must
 /// be exactly those.
 fn options(config: &Value) -> FlOptions {
     let written = &config["options"];
@@ -36,6 +36,9 @@ fn options(config: &Value) -> FlOptions {
     fields.as_object_mut().unwrap().remove("threads");
     if !opts.bnf {
         fields.as_object_mut().unwrap().remove("bnf");
+    }
+    if opts.approx_method == nnc_fl::ApproxMethod::Uniform {
+        fields.as_object_mut().unwrap().remove("approx_method");
     }
     let names = |v: &Value| {
         let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();

@@ -132,9 +132,11 @@ fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<FlOptions
                 serde_json::Value::from(i)
             } else if let Ok(f) = v.extract::<f64>() {
                 serde_json::Value::from(f)
+            } else if let Ok(s) = v.extract::<String>() {
+                serde_json::Value::from(s)
             } else {
                 return Err(PyTypeError::new_err(format!(
-                    "FL option {key:?} must be a bool, a number or None"
+                    "FL option {key:?} must be a bool, a number, a string or None"
                 )));
             };
             map.insert(key, value);
@@ -386,7 +388,7 @@ type ReduceArgs<'py> = (
 /// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
 /// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
-/// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`, `bnf`,
+/// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`, `approx_method`, `bnf`,
 /// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`;
 /// `threads` sets this side's worker threads and does not change the messages).
 #[pyclass(module = "nnc", name = "ClientCodec")]
@@ -695,6 +697,7 @@ mod tests {
             "tca",
             "bitdepth",
             "bnf",
+            "approx_method",
         ] {
             assert!(names.iter().any(|n| n == k), "{k} missing from {names:?}");
         }

@@ -217,6 +217,10 @@ def test_errors():
         nnc.ClientCodec(LAYOUT, 0)
     with pytest.raises(nnc.InvalidArgumentError, match="tca"):
         nnc.ClientCodec(LAYOUT, 1, tca=True)
+    with pytest.raises(nnc.InvalidArgumentError, match="approx_method|variant"):
+        nnc.ClientCodec(LAYOUT, 1, approx_method="kmeans")
+    with pytest.raises(TypeError, match="a string"):
+        nnc.ClientCodec(LAYOUT, 1, approx_method=b"codebook")
     server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
     client = nnc.ClientCodec(LAYOUT, 1, **OPTS)
     with pytest.raises(nnc.NncError, match="before any global model"):
