@@ -16,8 +16,8 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use nnc_fl::{
-    ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec, ServerState,
-    TensorSpec,
+    ApproxMethod, ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec,
+    ServerState, TensorSpec,
 };
 use nnc_tensor::IncrementalState;
 
@@ -49,6 +49,8 @@ struct Options {
     two_threads: bool,
     /// FedBNF, with a convolution of this many output channels (and kernel width) first.
     bnf: Option<(u8, u8)>,
+    /// `approx_method` codebook.
+    codebook: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -131,6 +133,11 @@ fn options(o: &Options) -> FlOptions {
         row_skipping: o.row_skipping,
         tca: o.tca,
         bitdepth: o.bitdepth.map(|b| u32::from(b % 34)),
+        approx_method: if o.codebook {
+            ApproxMethod::Codebook
+        } else {
+            ApproxMethod::Uniform
+        },
         bnf: o.bnf.is_some(),
         threads: Some(if o.two_threads { 2 } else { 1 }),
     }
@@ -202,7 +209,11 @@ fuzz_target!(|input: Input| {
                 // FedBNF blends with the client's own batch norm, which may not be finite
                 // (a negative running variance in its last local model).
                 Err(_) if opts.bnf => {
-                    assert_eq!(client_bytes(c), before, "a failed receive changed the state");
+                    assert_eq!(
+                        client_bytes(c),
+                        before,
+                        "a failed receive changed the state"
+                    );
                     return;
                 }
                 Err(e) => panic!("a client cannot decode the server's message: {e}"),
