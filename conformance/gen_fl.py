@@ -68,7 +68,7 @@ DEFAULTS = dict(
     compress_upstream=True, compress_downstream=True, err_accumulation=True, compress_differences=True,
     qp=-32, diff_qp=None, nonweight_qp=-75, qp_density=2, use_dq=False, opt_qp=False, sparsity=0.0,
     struct_spars_factor=0.0, row_skipping=False, tca=False, bitdepth=None, bnf=False,
-    approx_method="uniform",
+    approx_method="uniform", param_opt=True,
 )
 
 FIXED = OrderedDict([
@@ -96,6 +96,7 @@ FIXED = OrderedDict([
     # for some tensors. Without error accumulation only: with it the reference's residual of a
     # codebook tensor is float64, which its encoder refuses in the next round
     # (docs/quirks.md#fl-codebook-residual).
+    ("fl_no_param_opt", dict(qp=-24, param_opt=False, tca=True, use_dq=True)),
     ("fl_codebook", dict(qp=-23, approx_method="codebook", err_accumulation=False, training="discrete")),
     ("fl_codebook_tca_sparse", dict(qp=-21, approx_method="codebook", err_accumulation=False, tca=True,
                                     sparsity=0.5, training="discrete")),
@@ -346,7 +347,8 @@ def write_config(case_dir, seed, args, clients, rounds, weights, tensors):
         "generator": "gen_fl.py",
         "seed": seed,
         "options": {k: args[k] for k in DEFAULTS
-                    if (k != "bnf" or args["bnf"]) and (k != "approx_method" or args[k] != "uniform")},
+                    if (k != "bnf" or args["bnf"]) and (k != "approx_method" or args[k] != "uniform")
+                    and (k != "param_opt" or not args[k])},
         "clients": clients,
         "rounds": rounds,
         "weights": weights,

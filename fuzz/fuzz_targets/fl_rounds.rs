@@ -51,6 +51,8 @@ struct Options {
     bnf: Option<(u8, u8)>,
     /// `approx_method` codebook.
     codebook: bool,
+    /// `param_opt` off.
+    no_param_opt: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -133,6 +135,7 @@ fn options(o: &Options) -> FlOptions {
         row_skipping: o.row_skipping,
         tca: o.tca,
         bitdepth: o.bitdepth.map(|b| u32::from(b % 34)),
+        param_opt: !o.no_param_opt,
         approx_method: if o.codebook {
             ApproxMethod::Codebook
         } else {

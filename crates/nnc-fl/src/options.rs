@@ -70,6 +70,9 @@ pub struct FlOptions {
     pub tca: bool,
     /// Integer-aligned coding: choose each tensor's qp so its levels fit this many bits.
     pub bitdepth: Option<u32>,
+    /// Choose each tensor's context initialisation by a trial coding (the reference's
+    /// `param_opt`, on by default).
+    pub param_opt: bool,
     /// How messages approximate the values: `Uniform` quantization, or `Codebook` where a
     /// codebook gives a smaller payload (the reference's `approx_method`).
     pub approx_method: ApproxMethod,
@@ -103,6 +106,7 @@ impl Default for FlOptions {
             row_skipping: false,
             tca: false,
             bitdepth: None,
+            param_opt: true,
             approx_method: ApproxMethod::Uniform,
             bnf: false,
             threads: None,
@@ -199,7 +203,7 @@ impl FlOptions {
         o.nonweight_qp = Some(self.nonweight_qp);
         o.use_dq = self.use_dq;
         o.opt_qp = self.opt_qp;
-        o.param_opt = true;
+        o.param_opt = self.param_opt;
         o.row_skipping = self.row_skipping;
         o.tca = self.tca;
         o.device_id = device_id;

@@ -27,7 +27,7 @@ fn read_model(layout: &Layout, path: &Path) -> Vec<f32> {
 }
 
 /// The session's options, on one thread. The generator writes every field but `threads` (and
-/// `bnf` and `approx_method` where they are off); serde would quietly default a missing one, so the written names must
+/// `bnf`, `approx_method` and `param_opt` where they have their defaults); serde would quietly default a missing one, so the written names must
 /// be exactly those.
 fn options(config: &Value) -> FlOptions {
     let written = &config["options"];
@@ -39,6 +39,9 @@ fn options(config: &Value) -> FlOptions {
     }
     if opts.approx_method == nnc_fl::ApproxMethod::Uniform {
         fields.as_object_mut().unwrap().remove("approx_method");
+    }
+    if opts.param_opt {
+        fields.as_object_mut().unwrap().remove("param_opt");
     }
     let names = |v: &Value| {
         let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();

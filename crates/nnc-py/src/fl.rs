@@ -388,7 +388,7 @@ type ReduceArgs<'py> = (
 /// Client side of an NNC-coded FL session (the reference's NNClient coding). Construct with
 /// the model layout, the client's `device_id` (1 or more) and FL options as keywords
 /// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
-/// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`, `approx_method`, `bnf`,
+/// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`, `param_opt`, `approx_method`, `bnf`,
 /// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`;
 /// `threads` sets this side's worker threads and does not change the messages).
 #[pyclass(module = "nnc", name = "ClientCodec")]

@@ -147,7 +147,7 @@ class ClientCodec:
     ``diff_qp``, ``nonweight_qp`` (-75), ``qp_density`` (2; the sparsification threshold's only:
     messages are coded with 2, as NNCodec's ``fl.encode``), ``use_dq``, ``opt_qp``,
     ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``,
-    ``approx_method`` (``"uniform"`` or ``"codebook"``), ``bnf``
+    ``param_opt``, ``approx_method`` (``"uniform"`` or ``"codebook"``), ``bnf``
     (FedBNF: batch norms folded before coding and blended with the client's own after
     decoding; needs ``compressed``), and ``threads`` (this side's worker threads; ``None``: all
     cores; messages do not depend on it).
