@@ -11,13 +11,13 @@
 //! Options: `--rounds N`, `--seed S`, `--quiet`, `--synthetic` (no data needed), and for the
 //! compressed run `--qp Q`, `--diff-qp Q`, `--nonweight-qp Q`, `--sparsity S`, `--struct F`,
 //! `--tca`/`--no-tca`, `--dq`/`--no-dq`, `--row-skipping`, `--opt-qp`, `--no-err-acc`,
-//! `--bitdepth B`.
+//! `--bitdepth B`, `--codebook` (`approx_method` codebook), `--no-param-opt`.
 
 mod support;
 
 use std::process::ExitCode;
 
-use nnc_fl::{simulate, FlOptions, Layout, SimConfig, SimReport};
+use nnc_fl::{simulate, ApproxMethod, FlOptions, Layout, SimConfig, SimReport};
 use support::{digits, mlp};
 
 /// Our settings for the compressed run (see docs/fl.md for how they were chosen).
@@ -73,6 +73,8 @@ fn parse_args() -> Result<Args, String> {
             "--row-skipping" => a.opts.row_skipping = true,
             "--opt-qp" => a.opts.opt_qp = true,
             "--no-err-acc" => a.opts.err_accumulation = false,
+            "--codebook" => a.opts.approx_method = ApproxMethod::Codebook,
+            "--no-param-opt" => a.opts.param_opt = false,
             "-h" | "--help" => {
                 return Err("see the doc comment at the top of examples/fedavg.rs".into())
             }
@@ -157,6 +159,12 @@ fn describe(o: &FlOptions) -> String {
     }
     if !o.err_accumulation {
         s += ", no error accumulation";
+    }
+    if o.approx_method == ApproxMethod::Codebook {
+        s += ", codebook";
+    }
+    if !o.param_opt {
+        s += ", no param_opt";
     }
     s
 }
