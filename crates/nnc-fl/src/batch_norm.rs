@@ -11,7 +11,7 @@
 //!
 //! This module knows layouts and the folding arithmetic, nothing of coding.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use nnc_tensor::encode::bnf::{fold_into_bias, norm_gain, scale_by_gain};
 use nnc_tensor::encode::BlockIdAndParamType;
@@ -19,6 +19,7 @@ use nnc_tensor::metadata::FoldedNorm;
 
 use crate::error::{FlError, Result};
 use crate::layout::{Layout, TensorSpec};
+use crate::message::Decoded;
 
 /// The weight of the received value in a client's blended batch norm (the reference's
 /// `unfold_bn(momentum=0.3)`); the client's own last value keeps the rest.
@@ -124,6 +125,7 @@ impl Folding {
         // bnf_map: each batch norm's weight becomes the scaling, its bias the bias, its
         // statistics go; a name already placed keeps its first place.
         let mut down_names: Vec<&str> = Vec::new();
+        let mut placed: HashSet<&str> = HashSet::new();
         for (i, s) in specs.iter().enumerate() {
             let name = folds
                 .iter()
@@ -134,18 +136,26 @@ impl Folding {
                     _ => None,
                 })
                 .unwrap_or(Some(s.name.as_str()));
-            if let Some(n) = name.filter(|n| !down_names.contains(n)) {
+            if let Some(n) = name.filter(|n| placed.insert(n)) {
                 down_names.push(n);
             }
         }
+        let up_index: HashMap<&str, usize> = (upstream.specs().iter().enumerate())
+            .map(|(u, s)| (s.name.as_str(), u))
+            .collect();
         let mut down_specs = Vec::with_capacity(down_names.len());
         let mut down_to_up = Vec::with_capacity(down_names.len());
         for name in down_names {
-            let up = upstream.index_of(name).ok_or_else(|| {
+            let up = *up_index.get(name).ok_or_else(|| {
                 FlError::Internal(format!("bnf: {name:?} is in one message layout only"))
             })?;
             down_specs.push(upstream.specs()[up].clone());
             down_to_up.push(up);
+        }
+        if down_specs.len() != upstream.specs().len() {
+            return Err(FlError::Internal(
+                "bnf: the two message layouts hold different tensors".into(),
+            ));
         }
         let downstream = Layout::new(down_specs)?;
         Ok(Folding {
@@ -215,6 +225,28 @@ impl Folding {
             out[self.upstream.range(u)].copy_from_slice(&down_values[self.downstream.range(d)]);
         }
         out
+    }
+
+    /// A downstream message in upstream order.
+    pub(crate) fn message_to_upstream(&self, down: &Decoded) -> Decoded {
+        Decoded {
+            values: self.to_upstream(&down.values),
+            wide: down
+                .wide
+                .iter()
+                .map(|(d, v)| (self.down_to_up[*d], v.clone()))
+                .collect(),
+        }
+    }
+
+    /// An upstream message in downstream order.
+    pub(crate) fn message_to_downstream(&self, up: &Decoded) -> Decoded {
+        Decoded {
+            values: self.to_downstream(&up.values),
+            wide: (self.down_to_up.iter().enumerate())
+                .filter_map(|(d, &u)| Some((d, up.wide_of(u)?.to_vec())))
+                .collect(),
+        }
     }
 
     /// The batch-norm tensors of `values` (over `model`), which a client keeps from its last

@@ -158,8 +158,7 @@ impl ClientCodec {
                             )
                         })?;
                         let mut folded = f.fold(&self.layout, prev);
-                        decoded
-                            .reordered(f.downstream(), f.upstream())?
+                        f.message_to_upstream(&decoded)
                             .add_to(f.upstream(), &mut folded);
                         f.unfold_blended(&self.layout, &folded, local)
                     }

@@ -81,22 +81,6 @@ impl Decoded {
         }
         out
     }
-
-    /// The same message over `to`, a layout with the same tensors as `from` in another order.
-    pub fn reordered(&self, from: &Layout, to: &Layout) -> Result<Decoded> {
-        let mut values = vec![0f32; to.num_values()];
-        let mut wide = Vec::with_capacity(self.wide.len());
-        for (i, s) in from.specs().iter().enumerate() {
-            let j = to.index_of(&s.name).ok_or_else(|| {
-                FlError::Internal(format!("tensor {:?} is in one layout only", s.name))
-            })?;
-            values[to.range(j)].copy_from_slice(&self.values[from.range(i)]);
-            if let Some(w) = self.wide_of(i) {
-                wide.push((j, w.to_vec()));
-            }
-        }
-        Ok(Decoded { values, wide })
-    }
 }
 
 /// Sparsifies (if configured) and encodes `values` as the message of `sender` (0: the server),

@@ -62,15 +62,16 @@ pub struct ServerCodec {
 impl ServerCodec {
     /// A server starting from the `initial` global model.
     pub fn new(layout: Layout, opts: FlOptions, initial: Vec<f32>) -> Result<Self> {
-        layout.check_finite("global model", &initial)?;
-        let folded_global = if opts.bnf {
-            let f = Folding::new(&layout)?;
-            let folded = f.fold(&layout, &initial);
-            // A negative running variance folds to NaN.
-            f.upstream().check_finite("folded initial model", &folded)?;
-            Some(f.to_downstream(&folded))
-        } else {
-            None
+        let folding = opts.bnf.then(|| Folding::new(&layout)).transpose()?;
+        let folded_global = match &folding {
+            Some(f) => {
+                layout.check_finite("global model", &initial)?;
+                let folded = f.fold(&layout, &initial);
+                // A negative running variance folds to NaN.
+                f.upstream().check_finite("folded initial model", &folded)?;
+                Some(f.to_downstream(&folded))
+            }
+            None => None,
         };
         let state = ServerState {
             round: 0,
@@ -80,13 +81,25 @@ impl ServerCodec {
             upstream: BTreeMap::new(),
             folded_global,
         };
-        Self::resume(layout, opts, state)
+        opts.validate()?;
+        Self::checked(layout, opts, state, folding)
     }
 
     /// A server continuing from a saved state.
     pub fn resume(layout: Layout, opts: FlOptions, state: ServerState) -> Result<Self> {
         opts.validate()?;
         let folding = opts.bnf.then(|| Folding::new(&layout)).transpose()?;
+        Self::checked(layout, opts, state, folding)
+    }
+
+    /// A server over `state` once the state agrees with the (validated) options and their
+    /// folding (`bnf`'s, built once by the caller).
+    fn checked(
+        layout: Layout,
+        opts: FlOptions,
+        state: ServerState,
+        folding: Option<Folding>,
+    ) -> Result<Self> {
         match (&folding, &state.folded_global) {
             (Some(_), Some(_)) | (None, None) => {}
             (Some(_), None) => {
@@ -196,7 +209,7 @@ impl ServerCodec {
                 )?;
                 new_upstream.push((m.device_id, st));
                 match &self.folding {
-                    Some(f) => v.reordered(f.upstream(), f.downstream())?,
+                    Some(f) => f.message_to_downstream(&v),
                     None => v,
                 }
             } else {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use super::model::{BlockIdAndParamType, ParameterData};
 use super::options::{EncodeOptions, ParameterType};
-use super::work::{Item, Work, WorkModel};
+use super::work::{default_bias_name, scaling_name, Item, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
 use crate::metadata::FoldedNorm;
@@ -246,9 +246,9 @@ impl BlockIdAndParamType {
                 None => Ok(name),
             };
             folds.push(FoldedNorm {
-                scaling: made(&scaling, format!("{weight}_scaling"))?,
+                scaling: made(&scaling, scaling_name(&weight))?,
                 scaling_given: scaling.is_some(),
-                bias: made(&bias, format!("{weight}.bias"))?,
+                bias: made(&bias, default_bias_name(&weight))?,
                 bias_given: bias.is_some(),
                 gamma,
                 beta,

@@ -251,10 +251,10 @@ impl<'a> WorkModel<'a> {
             .ok_or_else(|| Error::InvalidArgument {
                 what: format!("block {id:?} has no weight"),
             })?;
-        let bias = of_type(ParameterType::Bias).unwrap_or_else(|| format!("{w}.bias"));
+        let bias = of_type(ParameterType::Bias).unwrap_or_else(|| default_bias_name(&w));
         let mut block = Block {
             id: id.to_string(),
-            ls: format!("{w}_scaling"),
+            ls: scaling_name(&w),
             dc_g: format!("{w}_G"),
             dc_h: format!("{w}_H"),
             bias,
@@ -321,4 +321,16 @@ pub(super) fn check_dims(p: &ModelParameter) -> Result<()> {
     Err(Error::InvalidArgument {
         what: format!("tensor {:?} of shape {:?} {what}", p.name, p.dims),
     })
+}
+
+/// The name of the local scaling of the block whose weight is `weight` (the reference's
+/// `NNRModelAccess.ls`).
+pub(super) fn scaling_name(weight: &str) -> String {
+    format!("{weight}_scaling")
+}
+
+/// The name of the bias of a block whose weight is `weight` and which has no bias member (the
+/// reference's `NNRModelAccess.bi`).
+pub(super) fn default_bias_name(weight: &str) -> String {
+    format!("{weight}.bias")
 }
