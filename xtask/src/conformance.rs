@@ -62,7 +62,8 @@ impl Summary {
 /// then random combinations of options (`conformance/combo`, `--set combo --seed 11`: the single
 /// cases of up to 20 KB, the three larger ones that found encoder bugs, and the twelve smallest
 /// sequences, models and blocks; `conformance/combo-seed15`, `conformance/combo-seed19` and
-/// `conformance/combo-seed65`, the cases of seeds 15, 19 and 65 that found bugs).
+/// `conformance/combo-seed65`, the cases of seeds 15, 19 and 65 that found bugs), and blocks
+/// with a local scaling decoded with NNCodec's `reconstruct_lsa` (`conformance/lsa`, `--set lsa`).
 pub fn default_vector_sets() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -74,6 +75,7 @@ pub fn default_vector_sets() -> Vec<PathBuf> {
         root.join("combo-seed15"),
         root.join("combo-seed19"),
         root.join("combo-seed65"),
+        root.join("lsa"),
     ]
 }
 
@@ -242,6 +244,12 @@ pub(crate) fn decode_options(config: &Value) -> Result<(DecodeOptions, Option<St
         opts.recompose_decomposed = recompose;
     }
     opts.hdsp = decode.get("hdsp").and_then(Value::as_bool).unwrap_or(false);
+    // NNCodec's `reconstruct_lsa`, as a `decompress` argument or a step of the lower-level recipe.
+    opts.apply_local_scaling = decode
+        .pointer("/kwargs/reconstruct_lsa")
+        .or_else(|| decode.get("reconstruct_lsa"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let tensor_id = if decode.get("api").and_then(Value::as_str) == Some("tensor.decode") {
         Some(
             decode
@@ -297,11 +305,22 @@ fn check_decode_step(
 
     // The summary is read against the state before the step, as the decode is, and also
     // without any state: an update must summarise on its own.
-    let summary =
-        nnc_tensor::summarise_stream(&bytes, state, opts).context("summarising the stream")?;
-    let stateless = nnc_tensor::summarise_stream(&bytes, &DecoderState::default(), opts)
+    // The summary and the levels are the coded tensors'; an applied local scaling changes only
+    // the decoded values, so those come from a second decode with it.
+    let coded_opts = opts.clone().with_apply_local_scaling(false);
+    let summary = nnc_tensor::summarise_stream(&bytes, state, &coded_opts)
+        .context("summarising the stream")?;
+    let stateless = nnc_tensor::summarise_stream(&bytes, &DecoderState::default(), &coded_opts)
         .context("summarising the stream without a state")?;
-    let decoded = nnc_tensor::decode_stream(&bytes, state, opts).context("decoding")?;
+    let mut scaled = None;
+    if opts.apply_local_scaling {
+        let mut before = state.clone();
+        scaled = Some(
+            nnc_tensor::decode_stream(&bytes, &mut before, opts)
+                .context("decoding with scaling")?,
+        );
+    }
+    let decoded = nnc_tensor::decode_stream(&bytes, state, &coded_opts).context("decoding")?;
     check_summary(&bytes, &summary, &stateless, &decoded)?;
 
     let select = |name: &str| tensor_id.is_none_or(|id| id == name);
@@ -317,7 +336,9 @@ fn check_decode_step(
     }
     if let Some(decoded_path) = file_path(dir, step, "decoded") {
         let expected = read_expected(&decoded_path, tensor_id)?;
-        let actual: Vec<Tensor> = decoded
+        let actual: Vec<Tensor> = scaled
+            .as_ref()
+            .unwrap_or(&decoded)
             .tensors
             .iter()
             .filter(|t| select(&t.tensor.name))

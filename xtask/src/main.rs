@@ -27,7 +27,8 @@ enum Task {
     /// Decode every conformance case and compare with the reference's levels, values and headers.
     Conformance {
         /// Vector set directory holding manifest.json (default: conformance/vectors, then
-        /// conformance/edge, conformance/combo, conformance/combo-seed15, combo-seed19 and combo-seed65).
+        /// conformance/edge, conformance/combo, conformance/combo-seed15, combo-seed19, combo-seed65
+        /// and conformance/lsa).
         #[arg(long)]
         vectors: Option<PathBuf>,
         /// Only run cases whose name matches this glob (`*`, `?`).

@@ -105,6 +105,12 @@ pub struct EncodeArgs {
     /// 1 − eps); with --no-metadata it gives the coded <weight>_scaling and bias instead.
     #[arg(long)]
     pub bnf: bool,
+    /// The model carries trained local scalings (`<layer>.weight_scaling`, as NNCodec's LSA
+    /// adds them to convolutions and linear layers): code each in its layer's block, the
+    /// blocks guessed as NNCodec's model pipeline guesses them with `lsa`. nnc does not train
+    /// the scalings; `nnc decode --apply-scaling` multiplies them into the weights.
+    #[arg(long)]
+    pub lsa: bool,
     /// Code the difference to this base model (same names and shapes) as an update; integer
     /// tensors (counters such as `num_batches_tracked`) are carried as their new values.
     #[arg(long)]
@@ -413,9 +419,11 @@ pub fn run(args: &EncodeArgs, quiet: bool) -> anyhow::Result<()> {
     } else {
         read_derived(args, quiet, &progress, &opts, &mut tensors, &mut held)?
     };
-    if args.bnf {
-        // Where the guess fails its check NNCodec codes the model unfolded (and where the guess
-        // itself fails, it crashes); nnc refuses, saying why.
+    // Where the guess fails its check NNCodec codes the model without blocks (and where the
+    // guess itself fails, it crashes); nnc refuses, saying why.
+    if args.lsa {
+        input.apply_local_scaling_blocks().context("--lsa")?;
+    } else if args.bnf {
         input.apply_guessed_blocks().context("--bnf")?;
     }
     let mut state = load_state(args.state.as_deref())?;

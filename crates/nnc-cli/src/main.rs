@@ -68,6 +68,11 @@ enum Command {
         /// Keep low-rank factors G and H instead of recomposing the weight.
         #[arg(long)]
         no_recompose: bool,
+        /// Multiply each block's weight by its local scaling (`weight.ls`, what NNCodec's LSA
+        /// trains) row by row and leave the scaling out, as NNCodec's
+        /// `decompress(reconstruct_lsa=True)`: the weights then load into the original layers.
+        #[arg(long)]
+        apply_scaling: bool,
         /// Maximum elements of one tensor (limit for untrusted input).
         #[arg(long, default_value_t = nnc_tensor::DEFAULT_MAX_TENSOR_ELEMENTS)]
         max_tensor_elements: u64,
@@ -235,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             max_shard_size,
             force,
             no_recompose,
+            apply_scaling,
             max_tensor_elements,
             max_total_elements,
             base,
@@ -259,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = side
                 .options()
                 .with_recompose_decomposed(!no_recompose)
+                .with_apply_local_scaling(apply_scaling)
                 .with_limits(
                     Limits::default()
                         .with_max_tensor_elements(max_tensor_elements)

@@ -593,3 +593,45 @@ fn help_snapshot() {
     assert_eq!(o.status.code(), Some(0));
     insta::assert_snapshot!("help", String::from_utf8_lossy(&o.stdout));
 }
+
+#[test]
+fn apply_scaling_gives_the_reference_reconstruct_lsa_model() {
+    // Blocks with a local scaling, decoded by NNCodec with `reconstruct_lsa=True`: each weight
+    // comes out multiplied row by row by its scaling, which is left out.
+    let set = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/lsa");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["lsa_two_blocks", "lsa_bn", "lsa_conv_nodq"] {
+        let case = set.join(name);
+        let stream = case.join("bitstream.nnc");
+        let out = |file: &str| dir.path().join(format!("{name}.{file}"));
+        let o = nnc(&[
+            "decode",
+            stream.to_str().expect("utf-8"),
+            "--apply-scaling",
+            "-o",
+            out("scaled.safetensors").to_str().expect("utf-8"),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let ours = nnc_nn::io::read_tensors(&out("scaled.safetensors"), "0").expect("ours");
+        let theirs = nnc_nn::io::read_tensors(&case.join("decoded.npz"), "0").expect("reference");
+        let sorted = |mut v: Vec<nnc_tensor::Tensor>| {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+            v
+        };
+        assert_eq!(sorted(ours), sorted(theirs), "{name}");
+
+        // Without the option the scaling is a tensor of its own and the weight as coded.
+        let o = nnc(&[
+            "decode",
+            stream.to_str().expect("utf-8"),
+            "-o",
+            out("coded.safetensors").to_str().expect("utf-8"),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        let coded = nnc_nn::io::read_tensors(&out("coded.safetensors"), "0").expect("coded");
+        assert!(
+            coded.iter().any(|t| t.name.ends_with("weight_scaling")),
+            "{name}"
+        );
+    }
+}

@@ -2112,6 +2112,16 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
             .collect()
     };
     assert_eq!(layout(&decoded), layout(&original));
+    // A scaling that carries a folded batch norm is unfolded, not applied.
+    let scaled = dir.path().join("scaled.npz");
+    ok(&nnc(&[
+        "decode",
+        s(&out),
+        "--apply-scaling",
+        "-o",
+        s(&scaled),
+    ]));
+    assert_eq!(read_tensors(&scaled, "0").expect("scaled"), decoded);
     let f32s = |ts: &[Tensor], name: &str| -> Vec<f32> {
         match &ts.iter().find(|t| t.name == name).expect(name).data {
             TensorData::F32(v) => v.clone(),
@@ -2187,7 +2197,7 @@ fn bnf_refuses_models_it_cannot_fold() {
     refused(
         &["encode", s(&plain), "--bnf", "--types", "dict"],
         &dir.path().join("a.nnc"),
-        "--bnf: batch-norm folding needs a PyTorch state dict",
+        "--bnf: guessing layer blocks needs a PyTorch state dict",
     );
     let pre = dir.path().join("pre.safetensors");
     write_tensors(
@@ -2344,4 +2354,66 @@ fn device_id_is_signalled_and_a_state_keeps_to_one_device() {
     assert!(!p("u2.nnc").exists());
     assert_eq!(std::fs::read(&state).expect("state"), before);
     ok(&update("m2.safetensors", "m1.safetensors", "7", "u2.nnc"));
+}
+
+/// A model with NNCodec's LSA layers (`ScaledConv2d` / `ScaledLinear`: each layer's
+/// `weight_scaling` is `[out, 1, 1, 1]` or `[out, 1]`), coded by the reference's model pipeline
+/// (`conformance/lsa_model/gen_lsa_model.py`): nnc writes its bytes with `--lsa` (the scalings
+/// in their layers' blocks, as `compress_model(lsa=True)` codes the trained ones), without it
+/// (each scaling flattened in an NDU of its own) and with `--bnf`; `--apply-scaling` decodes as
+/// `decompress(reconstruct_lsa=True)`, and with the metadata the LSA model comes back.
+#[test]
+fn lsa_models_code_and_decode_as_the_reference_does() {
+    let case = conformance_case("lsa_model", "");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = case.join("model.pt");
+    let out = dir.path().join("out.nnc");
+    for (flags, reference) in [
+        (&["--lsa"][..], "lsa.nnc"),
+        (&[][..], "plain.nnc"),
+        (&["--bnf"][..], "bnf.nnc"),
+    ] {
+        let mut args = vec!["encode", s(&model), "-o", s(&out), "-f", "--no-metadata"];
+        args.extend_from_slice(flags);
+        ok(&nnc(&args));
+        assert!(
+            std::fs::read(&out).expect("ours") == std::fs::read(case.join(reference)).expect("ref"),
+            "{flags:?}: not the bytes of {reference}"
+        );
+    }
+    let scaled = dir.path().join("scaled.npz");
+    ok(&nnc(&[
+        "decode",
+        s(&case.join("lsa.nnc")),
+        "--apply-scaling",
+        "-o",
+        s(&scaled),
+    ]));
+    let sorted = |mut v: Vec<Tensor>| {
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+    assert_eq!(
+        sorted(read_tensors(&scaled, "0").expect("ours")),
+        sorted(read_tensors(&case.join("lsa_decoded.npz"), "0").expect("reference"))
+    );
+    // With nnc's metadata the scalings come back in their layers' shapes, so the model loads
+    // into its LSA layers again.
+    ok(&nnc(&["encode", s(&model), "-o", s(&out), "-f", "--lsa"]));
+    let back = dir.path().join("back.pt");
+    ok(&nnc(&["decode", s(&out), "-o", s(&back)]));
+    let layout = |path: &Path| -> Vec<(String, Vec<usize>, DType)> {
+        read_tensors(path, "0")
+            .expect("tensors")
+            .into_iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
+            .collect()
+    };
+    assert_eq!(layout(&back), layout(&model));
+    assert!(layout(&back).contains(&("conv1.weight_scaling".into(), vec![8, 1, 1, 1], DType::F32)));
+    // A model without scalings has nothing for --lsa to code.
+    let plain = conformance_case("vectors", "nn_tiny_default").join("input.npz");
+    let o = nnc(&["encode", s(&plain), "-o", s(&out), "-f", "--lsa"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no local scalings"));
 }

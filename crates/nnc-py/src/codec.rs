@@ -52,7 +52,10 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// with it, `bnf=True` folds each BatchNorm into the block of the weight before it, the blocks
 /// guessed from the names as NNCodec's model pipeline guesses them (a model whose BatchNorm
 /// cannot be placed raises `nnc.InvalidArgumentError`); `decode` gives the BatchNorm tensors
-/// back with the same effect unless `carry_dtypes=False`.
+/// back with the same effect unless `carry_dtypes=False`. `lsa=True` codes each trained local
+/// scaling (`<layer>.weight_scaling`, as NNCodec's LSA adds them) in its layer's block, as
+/// NNCodec's model pipeline with `lsa` (nnc does not train them; `decode(...,
+/// apply_scaling=True)` multiplies them into the weights).
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
@@ -63,7 +66,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 #[pyo3(signature = (
     data, *, qp=-32, qp_density=2, nonweight_qp=Some(-75), qp_per_tensor=None, use_dq=true,
     approx_method="uniform", bitdepth=None, sparsity=0.0, struct_spars_factor=0.9,
-    row_skipping=true, param_opt=true, opt_qp=false, bnf=false, tca=false,
+    row_skipping=true, param_opt=true, opt_qp=false, bnf=false, lsa=false, tca=false,
     compress_differences=false, pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
     state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
@@ -98,6 +101,7 @@ pub fn py_encode<'py>(
     param_opt: bool,
     opt_qp: bool,
     bnf: bool,
+    lsa: bool,
     tca: bool,
     compress_differences: bool,
     pre_signalling: bool,
@@ -173,7 +177,9 @@ pub fn py_encode<'py>(
         })?
         .with_attributes(attributes.unwrap_or_default())
         .with_files(files.unwrap_or_default());
-        if bnf {
+        if lsa {
+            input.apply_local_scaling_blocks()?;
+        } else if bnf {
             // Refused where NNCodec would drop the folding unseen.
             input.apply_guessed_blocks()?;
         }
@@ -199,13 +205,14 @@ pub fn py_encode<'py>(
 /// encoder used it. `tensor_dimensions` supplies shapes a parent-signalled stream leaves out;
 /// `max_tensor_elements` / `max_total_elements` bound what a stream may make the decoder allocate;
 /// `threads` sets the worker threads (default `None`: all cores; the values are the same for any
-/// number).
+/// number). `apply_scaling=True` multiplies each block's weight by its local scaling (what
+/// NNCodec's LSA trains) and leaves the scaling out, as NNCodec's `reconstruct_lsa=True`.
 /// Raises `nnc.MalformedError`, `nnc.UnsupportedError`, `nnc.LimitExceededError` or
 /// `nnc.StateMismatchError` (all `nnc.NncError`, a `ValueError`).
 #[pyfunction]
 #[pyo3(signature = (
     bitstream, *, state=None, update_state=true, hdsp=false, tensor_dimensions=None,
-    max_tensor_elements=None, max_total_elements=None, threads=None
+    max_tensor_elements=None, max_total_elements=None, threads=None, apply_scaling=false
 ))]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(name = "decode")]
@@ -219,6 +226,7 @@ pub fn py_decode<'py>(
     max_tensor_elements: Option<u64>,
     max_total_elements: Option<u64>,
     threads: Option<usize>,
+    apply_scaling: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let bitstream = bytes_like(bitstream, "bitstream")?;
     let bytes = bitstream.as_bytes();
@@ -236,7 +244,8 @@ pub fn py_decode<'py>(
         .with_hdsp(hdsp)
         .with_keep_levels(false)
         .with_update_state(state.is_some() && update_state)
-        .with_threads(threads);
+        .with_threads(threads)
+        .with_apply_local_scaling(apply_scaling);
     for (name, dims) in tensor_dimensions.unwrap_or_default() {
         opts = opts.with_tensor_dimensions(name, dims);
     }

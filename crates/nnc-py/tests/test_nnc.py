@@ -419,3 +419,27 @@ def test_an_unsignalable_qp_is_refused_unless_masking_is_asked_for():
     back = nnc.decode(nnc.encode(model, mask_unsignalable_qp=True, **args))
     assert np.abs(back["fc.bias"]).max() > 1e15
     assert np.abs(back["fc.weight"] - model["fc.weight"]).max() < 0.1
+
+
+def test_apply_scaling_is_the_reference_reconstruct_lsa():
+    lsa = pathlib.Path(__file__).resolve().parents[3] / "conformance/lsa"
+    for name in ("lsa_fc_bias", "lsa_two_blocks", "lsa_bnf"):
+        stream = (lsa / name / "bitstream.nnc").read_bytes()
+        with np.load(lsa / name / "decoded.npz") as ref:
+            expected = {k: ref[k] for k in ref.files}
+        ours = nnc.decode(stream, apply_scaling=True)
+        assert sorted(ours) == sorted(expected), name
+        for k, v in expected.items():
+            assert ours[k].dtype == v.dtype and np.array_equal(ours[k], v), (name, k)
+        plain = nnc.decode(stream)
+        assert any(k.endswith("weight_scaling") for k in plain), name
+
+
+def test_lsa_codes_trained_scalings_as_the_reference_model_pipeline():
+    case = pathlib.Path(__file__).resolve().parents[3] / "conformance/lsa_model"
+    with np.load(case / "model.npz") as sd:
+        arrays = {k: sd[k] for k in sd.files}
+    ours = nnc.encode(arrays, state_dict=True, lsa=True, carry_dtypes=False)
+    assert ours == (case / "lsa.nnc").read_bytes()
+    with pytest.raises(nnc.InvalidArgumentError, match="local scalings"):
+        nnc.encode({k: v for k, v in arrays.items() if "scaling" not in k}, state_dict=True, lsa=True)

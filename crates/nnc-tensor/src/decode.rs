@@ -47,6 +47,14 @@ pub struct DecodeOptions {
     /// runs on the calling thread without a pool: handing a call to a pool's threads costs some
     /// tens of microseconds, as much as decoding several hundred values. Default: `None`.
     pub threads: Option<usize>,
+    /// Apply each block's local scaling (`weight.ls`, the factors NNCodec's LSA trains) to its
+    /// weight, row by row, and leave the scaling out of the output, as NNCodec's
+    /// `decompress(reconstruct_lsa=True)` does: the weight comes out as the original layer's
+    /// (a low-rank block's factor G takes the scaling, so its recomposed weight does). The
+    /// weight's [`DecodedTensor::levels`] and approximation stay those of the coded values.
+    /// A block whose scaling carries a batch norm folded by nnc (the stream's metadata) is
+    /// unfolded instead. Default: `false`, the scaling comes out as a tensor of its own.
+    pub apply_local_scaling: bool,
 }
 
 impl Default for DecodeOptions {
@@ -66,6 +74,7 @@ impl DecodeOptions {
             keep_levels: true,
             update_state: true,
             threads: None,
+            apply_local_scaling: false,
         }
     }
     /// Sets [`DecodeOptions::limits`].
@@ -96,6 +105,11 @@ impl DecodeOptions {
     /// Sets [`DecodeOptions::threads`].
     pub fn with_threads(mut self, threads: Option<usize>) -> Self {
         self.threads = threads;
+        self
+    }
+    /// Sets [`DecodeOptions::apply_local_scaling`].
+    pub fn with_apply_local_scaling(mut self, on: bool) -> Self {
+        self.apply_local_scaling = on;
         self
     }
     /// Supplies the dimensions of a tensor the bitstream does not carry.

@@ -148,11 +148,21 @@ impl<'a> StreamDecoder<'a> {
         let mut slots = Vec::new();
         let mut targets = Vec::with_capacity(parsed.jobs.len());
         let mut recomposed_slot = vec![None; parsed.recompositions.len()];
-        for job in &parsed.jobs {
+        let scalings: Vec<Option<LocalScaling>> = parsed
+            .jobs
+            .iter()
+            .map(|job| {
+                opts.apply_local_scaling
+                    .then(|| local_scaling(job, parsed.metadata.as_ref()))
+                    .flatten()
+            })
+            .collect();
+        for (job, scaling) in parsed.jobs.iter().zip(&scalings) {
             let produced = if job.is_raw() { 1 } else { job.members.len() };
             let mut job_targets = Vec::with_capacity(job.members.len());
             for (k, m) in job.members.iter().enumerate() {
-                if k >= produced {
+                // An applied scaling is not output.
+                if k >= produced || scaling.is_some_and(|s| s.scaling == k) {
                     job_targets.push(Target::Drop);
                     continue;
                 }
@@ -269,6 +279,7 @@ impl<'a> StreamDecoder<'a> {
             opts,
             outputs: OutputPlan {
                 targets,
+                scalings,
                 recomposed_slot,
                 slots,
                 plan,
@@ -482,6 +493,8 @@ impl<'a> StreamDecoder<'a> {
 struct OutputPlan {
     /// Per NDU, per member: where it goes.
     targets: Vec<Vec<Target>>,
+    /// Per NDU: the local scaling to apply ([`DecodeOptions::apply_local_scaling`]).
+    scalings: Vec<Option<LocalScaling>>,
     /// Per recomposition: the output slot of W (`None` when a factor is never decoded).
     recomposed_slot: Vec<Option<usize>>,
     /// Output tensors in output order.
@@ -541,6 +554,8 @@ enum StateAccess<'s> {
 struct Assembly<'p> {
     /// Per NDU, per member: where it goes.
     targets: Vec<Vec<Target>>,
+    /// Per NDU: the local scaling to apply.
+    scalings: Vec<Option<LocalScaling>>,
     recomposed_slot: Vec<Option<usize>>,
     /// Output tensors decoded but not yet emitted (verbatim ones from the start).
     ready: Vec<Option<DecodedTensor>>,
@@ -569,6 +584,7 @@ impl<'p> Assembly<'p> {
     ) -> Self {
         let OutputPlan {
             targets,
+            scalings,
             recomposed_slot,
             slots,
             plan,
@@ -592,6 +608,7 @@ impl<'p> Assembly<'p> {
             .collect();
         Assembly {
             targets,
+            scalings,
             recomposed_slot,
             ready,
             apply_meta,
@@ -622,7 +639,7 @@ impl<'p> Assembly<'p> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
-        let decoded: Vec<(usize, DecodedTensor)> = match output? {
+        let mut decoded: Vec<(usize, DecodedTensor)> = match output? {
             NduOutput::Raw(t) => vec![(0, t)],
             NduOutput::Coded(members) => {
                 let mut out = Vec::with_capacity(members.len());
@@ -678,6 +695,9 @@ impl<'p> Assembly<'p> {
                 out
             }
         };
+        if let Some(scaling) = self.scalings.get(j).copied().flatten() {
+            scaling.apply(&mut decoded, &job.here)?;
+        }
         for (k, t) in decoded {
             match self.targets[j].get(k).copied().unwrap_or(Target::Drop) {
                 Target::Slot(i) => self.ready[i] = Some(t),
@@ -875,6 +895,86 @@ fn windows(jobs: &[crate::decode::NduJob<'_>], budget: u64) -> Vec<Range<usize>>
         start = end;
     }
     out
+}
+
+/// A block's local scaling to apply to its weight: members `scaling` and `weight` (the weight or
+/// its low-rank factor G) of the NDU.
+#[derive(Clone, Copy, Debug)]
+struct LocalScaling {
+    scaling: usize,
+    weight: usize,
+}
+
+/// The local scaling of a block NDU that [`DecodeOptions::apply_local_scaling`] applies: one
+/// with a scaling and a weight (or factor G) whose scaling does not carry a batch norm that
+/// nnc's metadata unfolds.
+fn local_scaling(job: &NduJob<'_>, metadata: Option<&StreamMetadata>) -> Option<LocalScaling> {
+    use crate::members::MemberRole;
+    if job.is_raw() {
+        return None;
+    }
+    let find = |want: &dyn Fn(MemberRole) -> bool| job.members.iter().position(|m| want(m.role));
+    let scaling = find(&|r| r == MemberRole::LocalScaling)?;
+    let weight = find(&|r| matches!(r, MemberRole::Weight | MemberRole::FactorG))?;
+    let name = &job.members[scaling].name;
+    let folded = metadata.is_some_and(|m| m.folded.iter().any(|f| f.scaling == *name));
+    (!folded).then_some(LocalScaling { scaling, weight })
+}
+
+impl LocalScaling {
+    /// Multiplies row `i` of the weight by element `i` of the scaling (NNCodec's `apply_lsa`,
+    /// numpy's `w *= ls.reshape(-1, 1, ...)`): in the weight's precision, the product of two
+    /// float32 values rounded once.
+    fn apply(self, decoded: &mut [(usize, DecodedTensor)], here: &Location) -> Result<()> {
+        use crate::tensor::TensorData;
+        let find = |k: usize| decoded.iter().position(|(i, _)| *i == k);
+        let (Some(s), Some(w)) = (find(self.scaling), find(self.weight)) else {
+            return Ok(());
+        };
+        let factors: Vec<f64> = match &decoded[s].1.tensor.data {
+            TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            TensorData::F64(v) => v.clone(),
+            _ => Vec::new(),
+        };
+        let weight = &mut decoded[w].1.tensor;
+        let rows = weight.shape.first().copied().unwrap_or(0);
+        let malformed = |what: String| Error::Malformed {
+            at: Location {
+                tensor: Some(weight.name.clone()),
+                ..here.clone()
+            },
+            what,
+        };
+        if factors.len() != rows {
+            return Err(malformed(format!(
+                "a local scaling of {} values for a weight of {rows} rows",
+                factors.len()
+            )));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let row = weight.data.len() / rows;
+        match &mut weight.data {
+            TensorData::F32(v) => {
+                for (chunk, &f) in v.chunks_mut(row.max(1)).zip(&factors) {
+                    for x in chunk {
+                        // Exact in f64 (24 + 24 bits), so one rounding, as float32's own product.
+                        *x = (f64::from(*x) * f) as f32;
+                    }
+                }
+            }
+            TensorData::F64(v) => {
+                for (chunk, &f) in v.chunks_mut(row.max(1)).zip(&factors) {
+                    for x in chunk {
+                        *x *= f;
+                    }
+                }
+            }
+            _ => return Err(malformed("a local scaling of a non-float weight".into())),
+        }
+        Ok(())
+    }
 }
 
 /// The state checks of `IncrementalState::record_update` without recording anything;

@@ -84,6 +84,7 @@ def encode(
     param_opt: bool = True,
     opt_qp: bool = False,
     bnf: bool = False,
+    lsa: bool = False,
     tca: bool = False,
     compress_differences: bool = False,
     pre_signalling: bool = False,
@@ -115,8 +116,11 @@ def decode(
     max_tensor_elements: Optional[int] = None,
     max_total_elements: Optional[int] = None,
     threads: Optional[int] = None,
+    apply_scaling: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded)."""
+    """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded). With
+    ``apply_scaling`` each block's weight is multiplied by its local scaling, which is left
+    out (NNCodec's ``reconstruct_lsa=True``)."""
 
 def attached_files(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, bytes]:
     """The files the bitstream attaches to its model (``nnc encode DIR``: config.json, the

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::frontend::is_local_scaling;
 use super::model::{BlockIdAndParamType, EncodeInput, TOPOLOGY_PYTORCH};
 use crate::error::{Error, Result};
 
@@ -125,7 +126,13 @@ impl BlockIdAndParamType {
                 Some((module, last)) => (format!("{module}."), last),
                 None => ("genericBlk.".to_string(), name),
             };
-            let ptype = match shape.len() {
+            // The reference flattens a local scaling before guessing (`[out, 1, 1, 1]` → `[out]`).
+            let rank = if is_local_scaling(name) {
+                1
+            } else {
+                shape.len()
+            };
+            let ptype = match rank {
                 0 => None,
                 1 if !name.ends_with(".weight_scaling") && in_batch_norm(name) => {
                     Some(type_by(BATCH_NORM_TYPES, last).ok_or_else(|| {
@@ -209,8 +216,8 @@ impl EncodeInput<'_> {
     pub fn apply_guessed_blocks(&mut self) -> Result<()> {
         if self.topology_storage_format != TOPOLOGY_PYTORCH {
             return Err(Error::InvalidArgument {
-                what: "batch-norm folding needs a PyTorch state dict (names such as conv.weight, \
-                       bn.running_mean)"
+                what: "guessing layer blocks needs a PyTorch state dict (names such as \
+                       conv.weight, bn.running_mean)"
                     .into(),
             });
         }
@@ -223,6 +230,23 @@ impl EncodeInput<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Puts each trained local scaling (`<layer>.weight_scaling`, the parameter NNCodec's LSA
+    /// adds to convolutions and linear layers) in its layer's block, the blocks guessed as for
+    /// [`EncodeInput::apply_guessed_blocks`]: the reference's model pipeline with `lsa` codes
+    /// the scalings so once its training has set them (nnc does not train them). Fails with
+    /// [`Error::InvalidArgument`] when the state dict has no local scaling, or as
+    /// [`EncodeInput::apply_guessed_blocks`] fails.
+    pub fn apply_local_scaling_blocks(&mut self) -> Result<()> {
+        if !self.parameters.iter().any(|p| is_local_scaling(&p.name)) {
+            return Err(Error::InvalidArgument {
+                what: "the model has no local scalings (<layer>.weight_scaling tensors) to code; \
+                       nnc codes trained scalings but does not train them"
+                    .into(),
+            });
+        }
+        self.apply_guessed_blocks()
     }
 }
 

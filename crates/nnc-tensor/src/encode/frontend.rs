@@ -14,13 +14,20 @@ pub(crate) fn is_batch_counter(name: &str) -> bool {
     name.ends_with("num_batches_tracked")
 }
 
+/// Whether `name` is a layer's local scaling as PyTorch names it (`….weight_scaling`, the
+/// parameter NNCodec's LSA adds to each convolution and linear layer).
+pub(crate) fn is_local_scaling(name: &str) -> bool {
+    name.contains(".weight_scaling")
+}
+
 impl<'a> EncodeInput<'a> {
     /// A PyTorch state dict, as the reference's model pipeline sees a `torch.nn.Module`: tensors
     /// ending in `num_batches_tracked` are not coded but keep their place in the enumeration
     /// (so `parameter_id`s match the reference), as do empty tensors the reference cannot code
     /// (see [`EncodeInput::from_tensors`]), and parameter types follow PyTorch's names
     /// (`.bias`, `.running_mean`, `.running_var`, `.weight_scaling`, `gamma`, `.weight`; every tensor
-    /// with two or more dimensions is a weight). The TPL unit says `NNR_TPL_PYT`.
+    /// with two or more dimensions is a weight, except a `.weight_scaling`, which is coded
+    /// flattened as the reference does). The TPL unit says `NNR_TPL_PYT`.
     ///
     /// Float32 and int32 elements are borrowed, as in [`EncodeInput::from_tensors`].
     pub fn from_state_dict(tensors: &'a [Tensor]) -> Result<Self, InputError> {
@@ -49,8 +56,17 @@ impl<'a> EncodeInput<'a> {
                 extra_tensors.push(t.into_tensor());
                 continue;
             }
-            let parameter_type = ParameterType::for_pytorch_tensor(t.name(), t.shape().len());
-            parameters.push(t.into_parameter(parameter_type, i as u64)?);
+            // The reference flattens a local scaling (`ScaledConv2d`'s `weight_scaling` is
+            // `[out, 1, 1, 1]`), so it is a 1-D `weight.ls` like any block's scaling; the
+            // metadata gives its shape back.
+            let scaling = is_local_scaling(t.name());
+            let rank = if scaling { 1 } else { t.shape().len() };
+            let parameter_type = ParameterType::for_pytorch_tensor(t.name(), rank);
+            let mut parameter = t.into_parameter(parameter_type, i as u64)?;
+            if scaling {
+                parameter.dims = vec![parameter.data.len()];
+            }
+            parameters.push(parameter);
         }
         Ok(EncodeInput {
             parameters,
