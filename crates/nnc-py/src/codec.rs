@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use nnc_tensor::encode::{encode_inference_optimised, IoqError};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
@@ -56,6 +57,10 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// scaling (`<layer>.weight_scaling`, as NNCodec's LSA adds them) in its layer's block, as
 /// NNCodec's model pipeline with `lsa` (nnc does not train them; `decode(...,
 /// apply_scaling=True)` multiplies them into the weights).
+/// `ioq` (a callable) chooses the weights' QPs by inference-optimised quantization, as
+/// NNCodec's `ioq=True` with a model executer: it is called with each trial's reconstructed
+/// tensors (a dict of arrays) and returns a score to maximise (a number, or a dict whose first
+/// value is one, as `eval_model`); its exceptions propagate.
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
@@ -70,7 +75,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
     compress_differences=false, pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
     state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
-    attributes=None, files=None
+    attributes=None, files=None, ioq=None
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -119,6 +124,7 @@ pub fn py_encode<'py>(
     threads: Option<usize>,
     attributes: Option<BTreeMap<String, String>>,
     files: Option<BTreeMap<String, Vec<u8>>>,
+    ioq: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -153,9 +159,15 @@ pub fn py_encode<'py>(
         ));
     }
 
+    if ioq.is_some() && state.is_some() {
+        return Err(invalid(
+            "ioq chooses the QPs of a stand-alone model: not with an EncoderState",
+        ));
+    }
+
     let mut tensors = tensors_from_py(data, tensor_id)?;
     let mut base = state.as_ref().map(|s| s.borrow().inner.clone());
-    let bytes = py.detach(|| -> Result<Vec<u8>, nnc_tensor::Error> {
+    let bytes = py.detach(|| -> Result<Vec<u8>, Failure> {
         if sparsity > 0.0 {
             sparsify_tensors(
                 &mut tensors,
@@ -183,17 +195,59 @@ pub fn py_encode<'py>(
             // Refused where NNCodec would drop the folding unseen.
             input.apply_guessed_blocks()?;
         }
-        let stream = match base.as_mut() {
-            Some(st) => encode_incremental(input, &opts, st, update_state)?,
-            None => encode(input, &opts)?,
+        let stream = match (base.as_mut(), &ioq) {
+            (Some(st), _) => encode_incremental(input, &opts, st, update_state)?,
+            (None, Some(score)) => {
+                encode_inference_optimised(&input, &opts, |rec| evaluate(score, rec))
+                    .map_err(|e| match e {
+                        IoqError::Evaluation(e) => Failure::Python(e),
+                        IoqError::Codec(e) => Failure::Codec(e),
+                        other => Failure::Codec(nnc_tensor::Error::InvalidArgument {
+                            what: other.to_string(),
+                        }),
+                    })?
+                    .stream
+            }
+            (None, None) => encode(input, &opts)?,
         };
         Ok(stream.bytes)
     });
-    let bytes = bytes.map_err(|e| to_py(&e))?;
+    let bytes = bytes.map_err(|e| match e {
+        Failure::Codec(e) => to_py(&e),
+        Failure::Python(e) => e,
+    })?;
     if let (Some(s), Some(new)) = (state, base) {
         s.borrow_mut().inner = new;
     }
     Ok(PyBytes::new(py, &bytes))
+}
+
+/// Why an encode stopped: the codec refused, or the caller's `ioq` score raised.
+enum Failure {
+    Codec(nnc_tensor::Error),
+    Python(PyErr),
+}
+
+impl From<nnc_tensor::Error> for Failure {
+    fn from(e: nnc_tensor::Error) -> Self {
+        Failure::Codec(e)
+    }
+}
+
+/// The caller's score of a reconstructed model: a number, or a mapping whose first value is one
+/// (as the reference's `eval_model` returns, e.g. `{"acc": ...}`).
+fn evaluate(score: &Py<PyAny>, reconstruction: &[Tensor]) -> PyResult<f64> {
+    Python::attach(|py| {
+        let arrays = tensors_to_dict(py, reconstruction.to_vec())?;
+        let out = score.bind(py).call1((arrays,))?;
+        if let Ok(map) = out.cast::<PyDict>() {
+            let first = map.values().get_item(0).map_err(|_| {
+                invalid("the ioq score returned an empty mapping; give a number or {name: number}")
+            })?;
+            return first.extract::<f64>();
+        }
+        out.extract::<f64>()
+    })
 }
 
 /// Decodes an NNR bitstream into a `dict` of NumPy arrays, in the stream's order.

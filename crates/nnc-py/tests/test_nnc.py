@@ -443,3 +443,31 @@ def test_lsa_codes_trained_scalings_as_the_reference_model_pipeline():
     assert ours == (case / "lsa.nnc").read_bytes()
     with pytest.raises(nnc.InvalidArgumentError, match="local scalings"):
         nnc.encode({k: v for k, v in arrays.items() if "scaling" not in k}, state_dict=True, lsa=True)
+
+
+def test_ioq_scores_trials_and_writes_the_reference_bytes():
+    case = pathlib.Path(__file__).resolve().parents[3] / "conformance/ioq/cases/ioq_dq"
+    config = __import__("json").loads((case / "config.json").read_text())
+    with np.load(case / "input.npz") as f:
+        model = {k: f[k] for k in f.files}
+    tol = config["tolerance"]
+    calls = []
+
+    def score(rec):
+        calls.append(sorted(rec))
+        hits = sum(int(np.count_nonzero(np.abs(rec[k].astype(np.float64) - v.astype(np.float64)) <= tol))
+                   for k, v in model.items())
+        return {"acc": hits / sum(v.size for v in model.values())}
+
+    args = config["encoder_args"]
+    ours = nnc.encode(model, qp=args["qp"], row_skipping=False, ioq=score)
+    assert ours == (case / "bitstream.nnc").read_bytes()
+    assert len(calls) == config["evaluations"] and calls[0] == sorted(model)
+
+    def broken(rec):
+        raise KeyError("no accuracy")
+
+    with pytest.raises(KeyError, match="no accuracy"):
+        nnc.encode(model, ioq=broken)
+    with pytest.raises(nnc.InvalidArgumentError, match="codebook"):
+        nnc.encode(model, approx_method="codebook", ioq=score)

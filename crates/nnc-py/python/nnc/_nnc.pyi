@@ -1,6 +1,6 @@
 """Type stubs of the extension module (re-exported by ``nnc``)."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -102,9 +102,12 @@ def encode(
     threads: Optional[int] = None,
     attributes: Optional[Mapping[str, str]] = None,
     files: Optional[Mapping[str, bytes]] = None,
+    ioq: Optional[Callable[[dict[str, np.ndarray]], Union[float, Mapping[str, float]]]] = None,
 ) -> bytes:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
-    bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults."""
+    bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults. ``ioq``
+    scores each trial's reconstructed tensors for inference-optimised quantization (NNCodec's
+    ``ioq=True`` with a model executer's ``eval_model``)."""
 
 def decode(
     bitstream: Union[bytes, bytearray, memoryview],

@@ -10,6 +10,7 @@ mod block_guess;
 pub mod bnf;
 pub mod elements;
 mod frontend;
+pub mod ioq;
 pub mod model;
 pub mod options;
 pub mod source;
@@ -25,6 +26,7 @@ use crate::state::IncrementalState;
 use crate::tensor::DType;
 
 pub use elements::{Elements, SharedSlice};
+pub use ioq::{encode_inference_optimised, InferenceOptimised, IoqError};
 pub use model::{
     BlockIdAndParamType, DecomposedWeight, EncodeInput, InputError, ModelParameter, ParameterData,
     TOPOLOGY_PYTORCH, TOPOLOGY_UNRECOGNISED,
