@@ -49,6 +49,11 @@ done
 for s in "$fuzz"/../conformance/block_guess/*/*.nnc; do
   cp "$s" "$fuzz/corpus/decode_stream/block_guess_$(basename "$(dirname "$s")")_$(basename "$s")"
 done
+# Blocks with a local scaling (the decoder applies it with apply_local_scaling), and the LSA
+# model's streams.
+for s in "$fuzz"/../conformance/lsa/*/bitstream.nnc "$fuzz"/../conformance/lsa_model/*.nnc; do
+  cp "$s" "$fuzz/corpus/decode_stream/lsa_$(basename "$(dirname "$s")")_$(basename "$s")"
+done
 # One tensor "w" with levels 0, 1, -2, update depth 1, HDSP history 0 1 0 and best mode 1;
 # version 2 holds the levels as a byte string (length 3), version 1 as a sequence (3 elements).
 printf 'nnc-state\x02\x01\x01w\x03\x00\x02\x03\x01\x00\x00\x01\x01w\x03\x00\x01\x00\x01\x01w\x01' \

@@ -2,7 +2,8 @@
 //! header view used by `nnc info` never panics either. The streaming decoder (`nnc decode`'s
 //! path: one NDU per window on one thread, pipelined on two; levels dropped, dequantized in
 //! place) must give the same tensors whenever both succeed, and the summary `nnc stats` prints
-//! (read from the headers) must name them with their shapes, dtypes and QPs. Limits are lowered
+//! (read from the headers) must name them with their shapes, dtypes and QPs; with local
+//! scalings applied, the plan names what comes out, all of it from the plain decode. Limits are lowered
 //! so that a plausible but huge declared tensor does not spend the fuzzer's time on memset.
 #![no_main]
 
@@ -60,6 +61,27 @@ fuzz_target!(|data: &[u8]| {
                 t.tensor.data.len(),
                 "{}: shape and data disagree",
                 t.tensor.name
+            );
+        }
+    }
+    // With local scalings applied the plan still names what comes out, and each tensor is one
+    // of the plain decode's (a scaling left out, a weight's values scaled).
+    let scaled_opts = opts.clone().with_apply_local_scaling(true);
+    let scaled = decode_stream(data, &mut DecoderState::default(), &scaled_opts);
+    if let (Ok(scaled), Ok(plain)) = (&scaled, &collected) {
+        let plan = nnc_tensor::plan_stream(data, &scaled_opts).expect("a decoded stream plans");
+        assert_eq!(plan.tensors.len(), scaled.tensors.len(), "scaled plan");
+        assert!(scaled.tensors.len() <= plain.tensors.len());
+        for (p, t) in plan.tensors.iter().zip(&scaled.tensors) {
+            let t = &t.tensor;
+            assert_eq!((&p.name, &p.shape), (&t.name, &t.shape), "scaled plan");
+            assert!(
+                plain
+                    .tensors
+                    .iter()
+                    .any(|c| c.tensor.name == t.name && c.tensor.shape == t.shape),
+                "{}: not in the plain decode",
+                t.name
             );
         }
     }

@@ -9,8 +9,8 @@ use nnc_nn::io::read_tensors;
 use nnc_tensor::encode::{BlockIdAndParamType, EncodeInput};
 use nnc_tensor::sparsify::{sparsify_state_dict, sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
-    decode_stream, encode, encode_incremental, CodebookMode, EncodeOptions, IncrementalState,
-    Tensor,
+    decode_stream, encode, encode_incremental, CodebookMode, EncodeOptions, EncodedStream,
+    IncrementalState, Tensor, TensorData,
 };
 
 use crate::conformance::{decode_options, file_path, steps_of};
@@ -326,7 +326,12 @@ pub(crate) fn check_encode_case(
             let encoded = match state_use(config, kw) {
                 // The input is given, not lent, as the CLI gives it (a property test in
                 // nnc-tensor pins both ways to the same bytes).
-                StateUse::None => encode(input, &opts)?,
+                StateUse::None => {
+                    let quantized = nnc_tensor::encode::quantize(&input, &opts)?;
+                    let encoded = encode(input, &opts)?;
+                    check_quantized(&quantized, &encoded).context("quantize")?;
+                    encoded
+                }
                 StateUse::EncoderOwned => encode_incremental(input, &opts, &mut enc_state, true)?,
                 StateUse::Shared { encoder_updates } => {
                     let encoded = if encoder_updates {
@@ -350,6 +355,44 @@ pub(crate) fn check_encode_case(
             outcome.with_context(|| format!("step {index}"))?;
         } else {
             outcome?;
+        }
+    }
+    Ok(())
+}
+
+/// [`nnc_tensor::encode::quantize`] gives the tensors the encode coded, with the same levels and
+/// approximations, each reconstructed as the decoder reconstructs it (the decoder's conformance
+/// pins that to the reference's values).
+fn check_quantized(quantized: &[nnc_tensor::DecodedTensor], encoded: &EncodedStream) -> Result<()> {
+    if quantized.len() != encoded.tensors.len() {
+        bail!(
+            "{} tensors, the encode coded {}",
+            quantized.len(),
+            encoded.tensors.len()
+        );
+    }
+    for (q, e) in quantized.iter().zip(&encoded.tensors) {
+        let t = &q.tensor;
+        if t.name != e.name || t.shape != e.shape || q.approximation != e.approximation {
+            bail!("{:?}: not the encoded tensor {:?}", t.name, e.name);
+        }
+        if q.levels.as_deref() != Some(e.levels.as_slice()) {
+            bail!("{:?}: other levels than the encode's", t.name);
+        }
+        let expected = e.reconstruction()?;
+        let same = match (&t.data, &expected) {
+            (TensorData::F32(a), TensorData::F32(b)) => a
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(b.iter().map(|x| x.to_bits())),
+            (TensorData::F64(a), TensorData::F64(b)) => a
+                .iter()
+                .map(|x| x.to_bits())
+                .eq(b.iter().map(|x| x.to_bits())),
+            (a, b) => a == b,
+        };
+        if !same {
+            bail!("{:?}: other values than the levels reconstruct to", t.name);
         }
     }
     Ok(())

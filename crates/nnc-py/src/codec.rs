@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use nnc_tensor::encode::{encode_inference_optimised, IoqError};
+use nnc_tensor::encode::{encode_inference_optimised, quantize, IoqError};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
@@ -60,7 +60,10 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// `ioq` (a callable) chooses the weights' QPs by inference-optimised quantization, as
 /// NNCodec's `ioq=True` with a model executer: it is called with each trial's reconstructed
 /// tensors (a dict of arrays) and returns a score to maximise (a number, or a dict whose first
-/// value is one, as `eval_model`); its exceptions propagate.
+/// value is one, as `eval_model`); its exceptions propagate. `quantize_only=True` returns the
+/// quantized model instead of a stream, as NNCodec's `quantize_only`: a dict of each coded
+/// tensor as the decoder would reconstruct it (coded names, shapes and dtypes: float32,
+/// float64 for codebook tensors, int32), without the entropy coding.
 /// `threads` sets the worker threads (default `None`: all cores); the bytes are the same for any
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
@@ -75,7 +78,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
     compress_differences=false, pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
     state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
-    attributes=None, files=None, ioq=None
+    attributes=None, files=None, ioq=None, quantize_only=false
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -125,7 +128,8 @@ pub fn py_encode<'py>(
     attributes: Option<BTreeMap<String, String>>,
     files: Option<BTreeMap<String, Vec<u8>>>,
     ioq: Option<Py<PyAny>>,
-) -> PyResult<Bound<'py, PyBytes>> {
+    quantize_only: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
     opts.qp_density = qp_density;
@@ -164,10 +168,15 @@ pub fn py_encode<'py>(
             "ioq chooses the QPs of a stand-alone model: not with an EncoderState",
         ));
     }
+    if quantize_only && state.is_some() {
+        return Err(invalid(
+            "quantize_only quantizes a stand-alone model: not with an EncoderState",
+        ));
+    }
 
     let mut tensors = tensors_from_py(data, tensor_id)?;
     let mut base = state.as_ref().map(|s| s.borrow().inner.clone());
-    let bytes = py.detach(|| -> Result<Vec<u8>, Failure> {
+    let out = py.detach(|| -> Result<Output, Failure> {
         if sparsity > 0.0 {
             sparsify_tensors(
                 &mut tensors,
@@ -195,6 +204,12 @@ pub fn py_encode<'py>(
             // Refused where NNCodec would drop the folding unseen.
             input.apply_guessed_blocks()?;
         }
+        if quantize_only && ioq.is_none() {
+            let tensors = quantize(input, &opts)?;
+            return Ok(Output::Tensors(
+                tensors.into_iter().map(|t| t.tensor).collect(),
+            ));
+        }
         let stream = match (base.as_mut(), &ioq) {
             (Some(st), _) => encode_incremental(input, &opts, st, update_state)?,
             (None, Some(score)) => {
@@ -210,16 +225,40 @@ pub fn py_encode<'py>(
             }
             (None, None) => encode(input, &opts)?,
         };
-        Ok(stream.bytes)
+        if quantize_only {
+            // The model as the QPs ioq chose quantize it.
+            let tensors = stream
+                .tensors
+                .iter()
+                .map(|t| {
+                    Ok(Tensor {
+                        name: t.name.clone(),
+                        shape: t.shape.clone(),
+                        data: t.reconstruction()?,
+                    })
+                })
+                .collect::<Result<_, nnc_tensor::Error>>()?;
+            return Ok(Output::Tensors(tensors));
+        }
+        Ok(Output::Bytes(stream.bytes))
     });
-    let bytes = bytes.map_err(|e| match e {
+    let out = out.map_err(|e| match e {
         Failure::Codec(e) => to_py(&e),
         Failure::Python(e) => e,
     })?;
     if let (Some(s), Some(new)) = (state, base) {
         s.borrow_mut().inner = new;
     }
-    Ok(PyBytes::new(py, &bytes))
+    match out {
+        Output::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+        Output::Tensors(tensors) => Ok(tensors_to_dict(py, tensors)?.into_any()),
+    }
+}
+
+/// What an encode call returns: the stream, or with `quantize_only` the quantized tensors.
+enum Output {
+    Bytes(Vec<u8>),
+    Tensors(Vec<Tensor>),
 }
 
 /// Why an encode stopped: the codec refused, or the caller's `ioq` score raised.

@@ -471,3 +471,19 @@ def test_ioq_scores_trials_and_writes_the_reference_bytes():
         nnc.encode(model, ioq=broken)
     with pytest.raises(nnc.InvalidArgumentError, match="codebook"):
         nnc.encode(model, approx_method="codebook", ioq=score)
+
+
+def test_quantize_only_gives_the_reference_quantize_only_values():
+    # Where NNCodec's tensor.encode(..., quantize_only=True) equals its decode (recorded by the
+    # generator), ours equals that decode too, without a stream.
+    vectors = pathlib.Path(__file__).resolve().parents[3] / "conformance/vectors"
+    for name in ("t_default_2d", "t_codebook_clustered_4d"):
+        config = __import__("json").loads((vectors / name / "config.json").read_text())
+        assert config["quantize_only_output_equals_decoded"]
+        x = np.load(vectors / name / "input.npy")
+        args = dict(config["encoder_args"])
+        q = nnc.encode(x, quantize_only=True, **args)["0"]
+        ref = np.load(vectors / name / "decoded.npy")
+        assert q.dtype == ref.dtype and np.array_equal(q.reshape(ref.shape), ref), name
+    with pytest.raises(nnc.InvalidArgumentError, match="quantize_only"):
+        nnc.encode(x, quantize_only=True, state=nnc.EncoderState())

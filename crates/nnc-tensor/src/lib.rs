@@ -69,7 +69,7 @@ pub use decode::{
     decode_stream, hls_json, Approximation, DecodeOptions, DecodedStream, DecodedTensor,
 };
 pub use encode::{
-    encode, encode_incremental, CodebookMode, EncodeInput, EncodeOptions, EncodedStream,
+    encode, encode_incremental, quantize, CodebookMode, EncodeInput, EncodeOptions, EncodedStream,
     EncodedTensor,
 };
 pub use error::{Error, ErrorKind, Location, Result};

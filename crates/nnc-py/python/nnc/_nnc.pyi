@@ -103,11 +103,13 @@ def encode(
     attributes: Optional[Mapping[str, str]] = None,
     files: Optional[Mapping[str, bytes]] = None,
     ioq: Optional[Callable[[dict[str, np.ndarray]], Union[float, Mapping[str, float]]]] = None,
-) -> bytes:
+    quantize_only: bool = False,
+) -> Union[bytes, dict[str, np.ndarray]]:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults. ``ioq``
     scores each trial's reconstructed tensors for inference-optimised quantization (NNCodec's
-    ``ioq=True`` with a model executer's ``eval_model``)."""
+    ``ioq=True`` with a model executer's ``eval_model``). With ``quantize_only`` it returns the
+    quantized tensors (a dict, as NNCodec's ``quantize_only``) instead of a stream."""
 
 def decode(
     bitstream: Union[bytes, bytearray, memoryview],

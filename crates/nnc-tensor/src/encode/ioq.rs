@@ -21,7 +21,7 @@ use super::options::{CodebookMode, EncodeOptions, ParameterType};
 use super::{encode, EncodedStream};
 use crate::decode::Approximation;
 use crate::error::Error;
-use crate::tensor::{Tensor, TensorData};
+use crate::tensor::Tensor;
 
 /// QP offsets each weight tries after the global steps, in the reference's order.
 const OFFSETS: [i32; 8] = [-4, -3, -2, -1, 1, 2, 3, 4];
@@ -237,37 +237,25 @@ fn reconstruct(input: &EncodeInput<'_>, stream: &EncodedStream) -> Result<Vec<Te
         .iter()
         .map(|t| (t.name.as_str(), t))
         .collect();
-    let mut out = Vec::with_capacity(coded.len());
-    for p in &input.parameters {
-        let Some(t) = coded.get(p.name.as_str()) else {
-            continue;
-        };
-        let data = match t.approximation {
-            Approximation::Uniform { qp, qp_density, .. } => {
-                let mut values = vec![0f32; t.levels.len()];
-                nnc_quant::dequantize_uniform(&t.levels, qp, qp_density, &mut values).map_err(
-                    |e| Error::InvalidArgument {
-                        what: format!("reconstructing {:?}: {e}", t.name),
-                    },
-                )?;
-                TensorData::F32(values)
-            }
-            Approximation::Integer => TensorData::I32(t.levels.clone()),
-            _ => continue,
-        };
-        out.push(Tensor {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            data,
-        });
-    }
-    Ok(out)
+    input
+        .parameters
+        .iter()
+        .filter_map(|p| coded.get(p.name.as_str()))
+        .map(|t| {
+            Ok(Tensor {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                data: t.reconstruction()?,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::encode::CodebookMode;
+    use crate::tensor::TensorData;
 
     fn model(scale: f32) -> Vec<Tensor> {
         (0..3)

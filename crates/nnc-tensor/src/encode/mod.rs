@@ -55,6 +55,44 @@ pub struct EncodedTensor {
     pub skipped: bool,
 }
 
+impl EncodedTensor {
+    /// The values the decoder reconstructs from these levels: float32 for uniform tensors,
+    /// float64 for codebook tensors (as the reference returns them), the levels themselves for
+    /// integer tensors.
+    pub fn reconstruction(&self) -> Result<crate::TensorData> {
+        let failed = |e: nnc_quant::Error| Error::InvalidArgument {
+            what: format!("reconstructing {:?}: {e}", self.name),
+        };
+        Ok(match &self.approximation {
+            Approximation::Uniform { qp, qp_density, .. } => {
+                let mut values = vec![0f32; self.levels.len()];
+                nnc_quant::dequantize_uniform(&self.levels, *qp, *qp_density, &mut values)
+                    .map_err(failed)?;
+                crate::TensorData::F32(values)
+            }
+            Approximation::Codebook {
+                qp,
+                qp_density,
+                codebook,
+                codebook_zero_offset,
+            } => {
+                let mut values = vec![0f64; self.levels.len()];
+                nnc_quant::dequantize_codebook(
+                    &self.levels,
+                    codebook,
+                    *codebook_zero_offset,
+                    *qp,
+                    *qp_density,
+                    &mut values,
+                )
+                .map_err(failed)?;
+                crate::TensorData::F64(values)
+            }
+            _ => crate::TensorData::I32(self.levels.clone()),
+        })
+    }
+}
+
 /// A bitstream and what went into it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodedStream {
@@ -213,10 +251,89 @@ fn encode_impl(
 }
 
 fn encode_on_workers(
-    mut input: Cow<'_, EncodeInput<'_>>,
+    input: Cow<'_, EncodeInput<'_>>,
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
+    with_approximated(input, opts, |input, model| {
+        let topology_data = if opts.carry_dtypes {
+            metadata_of(input, model)?
+                .map(|m| m.to_topology_data())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let (bytes, skipped) = assemble::write_stream(model, opts, topology_data, inc)?;
+        let tensors = take_coded(model, opts, |name| skipped.iter().any(|s| s == name))?;
+        Ok(EncodedStream {
+            bytes,
+            tensors,
+            folded: std::mem::take(&mut model.folded),
+        })
+    })
+}
+
+/// Quantizes a model as [`encode`] would, without coding it: the reference's `quantize_only`.
+/// Each tensor the stream would carry comes back as the decoder reconstructs it from the levels
+/// the encoder chose (float32 uniform, float64 codebook, int32 integer tensors), with those
+/// levels, in coding order and under its coded name and shape (folded by
+/// [`EncodeOptions::bnf`] where asked; no metadata is applied). The context-initialisation
+/// search and the arithmetic coding are skipped, so this is faster than an encode.
+///
+/// ```
+/// use nnc_tensor::encode::{encode, quantize};
+/// use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+/// use nnc_tensor::{Tensor, TensorData};
+///
+/// let w = Tensor::try_new("w", vec![2, 3], TensorData::F32(vec![0.1, -0.2, 0.3, 0.0, 1.5, -1.0]))
+///     .unwrap();
+/// let model = vec![w];
+/// let input = EncodeInput::from_tensors(&model).unwrap();
+/// let q = quantize(&input, &EncodeOptions::default()).unwrap();
+/// // What a decoder makes of the stream, without making the stream.
+/// let bytes = encode(&input, &EncodeOptions::default()).unwrap().bytes;
+/// let decoded = decode_stream(&bytes, &mut DecoderState::default(), &DecodeOptions::new()).unwrap();
+/// assert_eq!(q[0].tensor, decoded.tensors[0].tensor);
+/// ```
+pub fn quantize<'a, 'b: 'a>(
+    input: impl Into<Cow<'a, EncodeInput<'b>>>,
+    opts: &EncodeOptions,
+) -> Result<Vec<crate::DecodedTensor>> {
+    let input = input.into();
+    let elements = input.parameters.iter().map(|p| p.data.len() as u64).sum();
+    let parts = match opts.codebook_mode {
+        CodebookMode::Off => input.parameters.len(),
+        _ => usize::MAX,
+    };
+    let workers = crate::threads::Workers::for_call(opts.threads, elements, parts)?;
+    workers.install(|| {
+        with_approximated(input, opts, |_, model| {
+            take_coded(model, opts, |_| false)?
+                .into_iter()
+                .map(|t| {
+                    let data = t.reconstruction()?;
+                    Ok(crate::DecodedTensor {
+                        tensor: crate::Tensor {
+                            name: t.name,
+                            shape: t.shape,
+                            data,
+                        },
+                        levels: Some(t.levels),
+                        approximation: t.approximation,
+                    })
+                })
+                .collect()
+        })
+    })
+}
+
+/// Builds the working model of `input` (qps, folding), approximates every tensor and hands the
+/// model to `finish`.
+fn with_approximated<T>(
+    mut input: Cow<'_, EncodeInput<'_>>,
+    opts: &EncodeOptions,
+    finish: impl FnOnce(&EncodeInput<'_>, &mut WorkModel<'_>) -> Result<T>,
+) -> Result<T> {
     opts.validate()
         .map_err(|what| Error::InvalidArgument { what })?;
     if input.parameters.is_empty() {
@@ -307,14 +424,15 @@ fn encode_on_workers(
     )
     .into_iter()
     .collect::<Result<Vec<()>>>()?;
-    let topology_data = if opts.carry_dtypes {
-        metadata_of(input, &model)?
-            .map(|m| m.to_topology_data())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let (bytes, skipped) = assemble::write_stream(&model, opts, topology_data, inc)?;
+    finish(input, &mut model)
+}
+
+/// Every coded tensor of an approximated model in coding order, its levels moved out.
+fn take_coded(
+    model: &mut WorkModel<'_>,
+    opts: &EncodeOptions,
+    skipped: impl Fn(&str) -> bool,
+) -> Result<Vec<EncodedTensor>> {
     let mut tensors = Vec::new();
     let mut names = Vec::new();
     for item in &model.items {
@@ -349,16 +467,12 @@ fn encode_on_workers(
                 shape: w.dims.clone(),
                 levels: std::mem::take(&mut w.levels),
                 approximation,
-                skipped: skipped.contains(&name),
+                skipped: skipped(&name),
                 name,
             });
         }
     }
-    Ok(EncodedStream {
-        bytes,
-        tensors,
-        folded: std::mem::take(&mut model.folded),
-    })
+    Ok(tensors)
 }
 
 #[cfg(test)]
