@@ -1,8 +1,9 @@
 //! The encoder on whatever a user may hand it: a few small tensors of any dtype and shape (zero
 //! dimensions, scalars, NaN and huge values included), as a dictionary or a PyTorch state dict,
 //! after optional sparsification, under arbitrary encoder options, stand-alone or as two
-//! updates of an incremental sequence (TCA, HDSP), with batch-norm folding on blocks guessed
-//! from the names (then of a few modules, so that blocks form). It returns a bitstream or a
+//! updates of an incremental sequence (TCA, HDSP), with batch-norm folding or local scalings on
+//! blocks guessed from the names (then of a few modules, so that blocks form). It returns a
+//! bitstream or a
 //! typed error,
 //! never panics; a bitstream it returns decodes (in sequence, with one decoder state that then
 //! holds what the encoder's holds), and with the metadata on gives back every tensor's name,
@@ -58,6 +59,8 @@ struct Input {
     incremental: Option<Incremental>,
     /// Fold batch norm, the blocks guessed from the names.
     bnf: bool,
+    /// Code the local scalings (`.weight_scaling`) in their layers' blocks, guessed likewise.
+    lsa: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -113,7 +116,8 @@ fn tensor(i: usize, t: &FuzzTensor, bnf: bool) -> Option<Tensor> {
         "num_batches_tracked",
         "",
         ".running_mean",
-    ][usize::from(t.suffix % 6)];
+        ".weight_scaling",
+    ][usize::from(t.suffix % 7)];
     let name = if bnf {
         format!("m{}{suffix}", t.module % 3)
     } else {
@@ -128,7 +132,7 @@ fuzz_target!(|input: Input| {
         .iter()
         .take(4)
         .enumerate()
-        .map(|(i, t)| tensor(i, t, input.bnf))
+        .map(|(i, t)| tensor(i, t, input.bnf || input.lsa))
         .collect::<Option<Vec<Tensor>>>()
     else {
         return;
@@ -161,7 +165,10 @@ fuzz_target!(|input: Input| {
     let Ok(mut model) = build(input.state_dict, &tensors) else {
         return;
     };
-    if input.bnf && model.apply_guessed_blocks().is_err() {
+    if input.lsa && model.apply_local_scaling_blocks().is_err() {
+        return;
+    }
+    if input.bnf && !input.lsa && model.apply_guessed_blocks().is_err() {
         return;
     }
     // Non-exhaustive: set field by field.
@@ -215,7 +222,10 @@ fuzz_target!(|input: Input| {
     let Ok(mut second_model) = build(input.state_dict, &second) else {
         return;
     };
-    if input.bnf && second_model.apply_guessed_blocks().is_err() {
+    if input.lsa && second_model.apply_local_scaling_blocks().is_err() {
+        return;
+    }
+    if input.bnf && !input.lsa && second_model.apply_guessed_blocks().is_err() {
         return;
     }
     let mut enc_state = EncoderState::default();

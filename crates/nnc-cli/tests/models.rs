@@ -1988,6 +1988,15 @@ fn tensor_qp_overrides_one_tensor() {
 }
 
 /// A conformance case's folder.
+/// Each tensor's name, shape and dtype in a model file, in file order.
+fn layout(path: &Path) -> Vec<(String, Vec<usize>, DType)> {
+    read_tensors(path, "0")
+        .expect("tensors")
+        .into_iter()
+        .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
+        .collect()
+}
+
 fn conformance_case(set: &str, name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../conformance")
@@ -2041,13 +2050,6 @@ fn bnf_folds_batch_norm_as_the_reference_model_pipeline_does() {
         ok(&nnc(&args));
         let back = dir.path().join("back.npz");
         ok(&nnc(&["decode", s(&out), "-o", s(&back), "-f"]));
-        let layout = |path: &Path| -> Vec<(String, Vec<usize>, DType)> {
-            read_tensors(path, "0")
-                .expect("tensors")
-                .into_iter()
-                .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
-                .collect()
-        };
         assert_eq!(layout(&back), layout(&input), "{name}");
         // `nnc stats` reads the same plan: the same names in the same order.
         let stats = nnc(&["stats", s(&out), "--json"]);
@@ -2402,13 +2404,6 @@ fn lsa_models_code_and_decode_as_the_reference_does() {
     ok(&nnc(&["encode", s(&model), "-o", s(&out), "-f", "--lsa"]));
     let back = dir.path().join("back.pt");
     ok(&nnc(&["decode", s(&out), "-o", s(&back)]));
-    let layout = |path: &Path| -> Vec<(String, Vec<usize>, DType)> {
-        read_tensors(path, "0")
-            .expect("tensors")
-            .into_iter()
-            .map(|t| (t.name.clone(), t.shape.clone(), t.dtype()))
-            .collect()
-    };
     assert_eq!(layout(&back), layout(&model));
     assert!(layout(&back).contains(&("conv1.weight_scaling".into(), vec![8, 1, 1, 1], DType::F32)));
     // A model without scalings has nothing for --lsa to code.
