@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{EncodeInput, ParameterData};
+use super::model::{EncodeInput, ModelParameter, ParameterData};
 use super::options::{CodebookMode, EncodeOptions, ParameterType};
 use super::{encode, EncodedStream};
 use crate::decode::Approximation;
@@ -57,8 +57,11 @@ pub struct InferenceOptimised {
 /// tensors). The bytes are those of the reference's `nnc.compress(..., ioq=True)` whose
 /// `eval_model` returns the same scores (its first value).
 ///
-/// Each trial codes the whole model, so a model with `W` weights is coded and evaluated
-/// `3 + 8·(W − 1)` times (trials of integer weights, which no QP changes, are skipped).
+/// A model with `W` weights is evaluated `3 + 8·(W − 1)` times (trials of integer weights,
+/// which no QP changes, are skipped). The first three trials code the whole model; each later
+/// one moves one weight's QP, so it codes only that weight's NDU (NDUs are coded
+/// independently, so the stream's size moves by that NDU's), where the reference codes the
+/// whole model every time.
 ///
 /// Refused with [`Error::InvalidArgument`] (as [`IoqError::Codec`]): codebooks, a bit depth
 /// (`int_quant_bw`: each tensor's QP follows from it), batch-norm folding, low-rank weights
@@ -99,20 +102,17 @@ where
     let input = input.into();
     check(&input, opts)?;
     let mut evaluations = 0usize;
-    let mut trial = |qps: Option<&BTreeMap<String, i32>>| -> Result<Trial, IoqError<E>> {
-        let stream = match qps {
-            None => encode(&*input, opts)?,
-            Some(qps) => encode(&*input, &pinned(opts, qps))?,
-        };
-        let reconstruction = reconstruct(&input, &stream)?;
+    let mut score = |reconstruction: &[Tensor]| -> Result<f64, IoqError<E>> {
         evaluations += 1;
-        let score = evaluate(&reconstruction).map_err(IoqError::Evaluation)?;
-        Ok(Trial { stream, score })
+        evaluate(reconstruction).map_err(IoqError::Evaluation)
     };
 
-    let reference = trial(None)?;
-    let base = coded_qps(&reference.stream);
-    let (ref_bytes, ref_score) = (reference.stream.bytes.len(), reference.score);
+    let reference = encode(&*input, opts)?;
+    // The model as the search's current choice reconstructs it, in the input's order.
+    let mut current = reconstruct(&input, &reference)?;
+    let ref_score = score(&current)?;
+    let base = coded_qps(&reference);
+    let ref_bytes = reference.bytes.len();
     // Weights in the input's order; integer ones count for the order but no QP moves them.
     let weights: Vec<(&str, usize, bool)> = input
         .parameters
@@ -124,6 +124,7 @@ where
         })
         .collect();
 
+    // Every weight moves: the whole model is coded.
     let mut slope = |step: i32| -> Result<f64, IoqError<E>> {
         let mut qps = base.clone();
         for &(name, _, quantized) in &weights {
@@ -131,8 +132,9 @@ where
                 *qp += step;
             }
         }
-        let t = trial(Some(&qps))?;
-        let diff_bytes = t.stream.bytes.len() as i64 - ref_bytes as i64;
+        let stream = encode(&*input, &pinned(opts, &qps))?;
+        let trial_score = score(&reconstruct(&input, &stream)?)?;
+        let diff_bytes = stream.bytes.len() as i64 - ref_bytes as i64;
         if diff_bytes == 0 {
             return Err(Error::InvalidArgument {
                 what: format!(
@@ -142,7 +144,7 @@ where
             }
             .into());
         }
-        Ok(-(ref_score - t.score) / diff_bytes as f64)
+        Ok(-(ref_score - trial_score) / diff_bytes as f64)
     };
     let minus = slope(-1)?;
     let plus = slope(1)?;
@@ -153,29 +155,47 @@ where
     let mut by_size = weights.clone();
     // Stable, so weights of one size keep their order, as in Python's sort.
     by_size.sort_by_key(|w| std::cmp::Reverse(w.1));
+    let position: HashMap<String, usize> = current
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
     let mut best = base.clone();
     let mut best_cost = 0.0f64;
-    let mut best_stream = None;
+    let mut best_bytes = ref_bytes;
     for &(name, _, quantized) in by_size.iter().skip(1) {
         let Some(&qp) = base.get(name).filter(|_| quantized) else {
             continue;
         };
+        // Only this weight's NDU changes (NDUs are coded independently), so a try codes that
+        // NDU's tensors alone: the stream's size moves by what that NDU's does.
+        let unit = Unit::of(&input, name);
+        let mut held = unit.encode(opts, &best)?.bytes.len();
         for offset in OFFSETS {
             let mut qps = best.clone();
             qps.insert(name.to_string(), qp + offset);
-            let t = trial(Some(&qps))?;
-            let diff_bytes = t.stream.bytes.len() as i64 - ref_bytes as i64;
-            let cost = (ref_score - t.score) + lambda * diff_bytes as f64;
+            let coded = unit.encode(opts, &qps)?;
+            let bytes = (best_bytes + coded.bytes.len()).saturating_sub(held);
+            let displaced = swap_in(&mut current, &position, &coded)?;
+            let trial_score = score(&current)?;
+            let cost =
+                (ref_score - trial_score) + lambda * (bytes as i64 - ref_bytes as i64) as f64;
             if cost < best_cost {
                 best = qps;
                 best_cost = cost;
-                best_stream = Some(t.stream);
+                best_bytes = bytes;
+                held = coded.bytes.len();
+            } else {
+                for (i, t) in displaced {
+                    current[i] = t;
+                }
             }
         }
     }
-    let stream = match best_stream {
-        Some(stream) => stream,
-        None => reference.stream,
+    let stream = if best == base {
+        reference
+    } else {
+        encode(&*input, &pinned(opts, &best))?
     };
     Ok(InferenceOptimised {
         qps: coded_qps(&stream),
@@ -184,9 +204,85 @@ where
     })
 }
 
-struct Trial {
-    stream: EncodedStream,
-    score: f64,
+/// The tensors of one NDU (a weight, with its block's other members), as a model of their own.
+struct Unit<'i> {
+    input: EncodeInput<'i>,
+}
+
+impl<'i> Unit<'i> {
+    fn of(input: &'i EncodeInput<'_>, weight: &str) -> Self {
+        let block = input.block_identifier.get(weight);
+        let member = |name: &str| {
+            name == weight || (block.is_some() && input.block_identifier.get(name) == block)
+        };
+        let parameters = input
+            .parameters
+            .iter()
+            .filter(|p| member(&p.name))
+            .map(|p| ModelParameter {
+                name: p.name.clone(),
+                dims: p.dims.clone(),
+                data: p.data.view(),
+                parameter_type: p.parameter_type,
+                parameter_index: p.parameter_index,
+                original_dtype: p.original_dtype,
+                original_shape: p.original_shape.clone(),
+            })
+            .collect();
+        let block_identifier = input
+            .block_identifier
+            .iter()
+            .filter(|(name, _)| member(name))
+            .map(|(name, id)| (name.clone(), id.clone()))
+            .collect();
+        Unit {
+            input: EncodeInput {
+                parameters,
+                decomposed_weights: Vec::new(),
+                extra_tensors: Vec::new(),
+                block_identifier,
+                topology_storage_format: input.topology_storage_format,
+                attributes: BTreeMap::new(),
+                files: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// The unit coded with its tensors' QPs from `qps`.
+    fn encode(
+        &self,
+        opts: &EncodeOptions,
+        qps: &BTreeMap<String, i32>,
+    ) -> Result<EncodedStream, Error> {
+        let own = self
+            .input
+            .parameters
+            .iter()
+            .filter_map(|p| qps.get(&p.name).map(|&qp| (p.name.clone(), qp)))
+            .collect();
+        encode(&self.input, &pinned(opts, &own))
+    }
+}
+
+/// Puts the reconstructions of `coded`'s tensors into `current`; returns what they replaced.
+fn swap_in(
+    current: &mut [Tensor],
+    position: &HashMap<String, usize>,
+    coded: &EncodedStream,
+) -> Result<Vec<(usize, Tensor)>, Error> {
+    let mut displaced = Vec::with_capacity(coded.tensors.len());
+    for t in &coded.tensors {
+        let Some(&i) = position.get(&t.name) else {
+            continue;
+        };
+        let new = Tensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            data: t.reconstruction()?,
+        };
+        displaced.push((i, std::mem::replace(&mut current[i], new)));
+    }
+    Ok(displaced)
 }
 
 fn check(input: &EncodeInput<'_>, opts: &EncodeOptions) -> Result<(), Error> {
