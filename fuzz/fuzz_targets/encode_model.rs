@@ -12,6 +12,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use nnc_tensor::encode::encode_inference_optimised;
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, DType, DecodeOptions, DecoderState,
@@ -61,6 +62,17 @@ struct Input {
     bnf: bool,
     /// Code the local scalings (`.weight_scaling`) in their layers' blocks, guessed likewise.
     lsa: bool,
+    /// Choose the weights' QPs by inference-optimised quantization, with a score taken from
+    /// the reconstruction (stand-alone streams only).
+    ioq: Option<IoqScore>,
+}
+
+#[derive(Arbitrary, Debug)]
+struct IoqScore {
+    /// The score counts reconstructed values within `2^-tolerance` of zero...
+    tolerance: u8,
+    /// ...or their number when this is set (so that scores tie).
+    flat: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -193,6 +205,45 @@ fuzz_target!(|input: Input| {
     opts.bnf = input.bnf;
     opts.threads = Some(1);
     let Some(inc) = &input.incremental else {
+        if let Some(ioq) = &input.ioq {
+            let tolerance = (-f64::from(ioq.tolerance % 32)).exp2();
+            let score = |rec: &[Tensor]| -> Result<f64, std::convert::Infallible> {
+                let values: Vec<f64> = rec
+                    .iter()
+                    .flat_map(|t| match &t.data {
+                        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                let near = values.iter().filter(|x| x.abs() <= tolerance).count();
+                Ok(if ioq.flat { values.len() } else { near } as f64)
+            };
+            let Ok(done) = encode_inference_optimised(&model, &opts, score) else {
+                return;
+            };
+            // The chosen QPs are the stream's, and the stream is what an encode with them
+            // writes.
+            let decoded = decode_stream(
+                &done.stream.bytes,
+                &mut DecoderState::default(),
+                &DecodeOptions::new(),
+            )
+            .expect("an IOQ stream decodes");
+            for t in &decoded.tensors {
+                if let Some(qp) = t.approximation.qp() {
+                    assert_eq!(done.qps.get(&t.tensor.name), Some(&qp), "{}", t.tensor.name);
+                }
+            }
+            let mut pinned = opts.clone();
+            pinned.opt_qp = false;
+            pinned.qp_per_tensor = done.qps.clone();
+            let again = encode(&model, &pinned).expect("the chosen QPs encode");
+            assert!(
+                again.bytes == done.stream.bytes,
+                "the IOQ stream is not its QPs' encode"
+            );
+            return;
+        }
         let Ok(encoded) = encode(&model, &opts) else {
             return;
         };

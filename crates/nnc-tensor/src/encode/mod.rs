@@ -409,6 +409,35 @@ fn with_approximated<T>(
     for name in &reached {
         model.get(name)?;
     }
+    // Reference quirk: a block member the NDU has no place for (a local scaling not named
+    // `<weight>_scaling`, a second bias, any member of a block without a weight) is left out
+    // of the stream without a word. Refused here, so that no tensor is lost.
+    let folded: std::collections::BTreeSet<&str> = model
+        .folded
+        .iter()
+        .flat_map(|f| [&f.gamma, &f.beta, &f.mean, &f.var])
+        .map(String::as_str)
+        .collect();
+    if let Some(p) = input
+        .parameters
+        .iter()
+        .find(|p| !reached.contains(&p.name) && !folded.contains(p.name.as_str()))
+    {
+        let block = input
+            .block_identifier
+            .get(&p.name)
+            .cloned()
+            .unwrap_or_default();
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "tensor {:?} ({}) is in block {block:?} but has no place in its NDU, which \
+                 carries one weight, its local scaling named <weight>_scaling, one bias and one \
+                 batch norm (the reference would drop it)",
+                p.name,
+                p.parameter_type.as_str()
+            ),
+        });
+    }
     // Largest first and one tensor per rayon task: rayon would otherwise give each thread a
     // contiguous run of tensors (in name order), split further only when stolen from.
     let pending: Vec<&mut Work<'_>> = model
@@ -727,6 +756,49 @@ mod tests {
         let e = encode(&input, &opts).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
         assert!(e.to_string().contains("qp_per_tensor names \"v\""), "{e}");
+    }
+
+    #[test]
+    fn a_block_member_without_a_place_in_the_ndu_is_refused_not_dropped() {
+        // The reference drops a local scaling not named <weight>_scaling silently (checked
+        // with NNCodec 2.1.3). Two biases, or no weight, fail the block check instead.
+        let t = |name: &str, n: usize| {
+            Tensor::try_new(name, vec![n], TensorData::F32(vec![0.5; n])).unwrap()
+        };
+        let w = Tensor::try_new("m.w", vec![4, 3], TensorData::F32(vec![0.25; 12])).unwrap();
+        let tensors = vec![w.clone(), t("m.weight_scaling", 4), t("m.b", 4)];
+        let mut input = EncodeInput::from_tensors(&tensors).unwrap();
+        let mut blocks = BlockIdAndParamType::default();
+        for (name, kind) in [
+            ("m.w", "weight"),
+            ("m.weight_scaling", "weight.ls"),
+            ("m.b", "bias"),
+        ] {
+            blocks
+                .block_identifier
+                .insert(name.into(), Some("m".into()));
+            blocks.parameter_type.insert(name.into(), kind.into());
+        }
+        assert!(input.apply_blocks(&blocks));
+        let err = encode(&input, &EncodeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("no place in its NDU"), "{err}");
+        // Named as the reference names it, the scaling is coded in the block.
+        let tensors = vec![w, t("m.w_scaling", 4), t("m.b", 4)];
+        let mut input = EncodeInput::from_tensors(&tensors).unwrap();
+        let mut blocks = BlockIdAndParamType::default();
+        for (name, kind) in [
+            ("m.w", "weight"),
+            ("m.w_scaling", "weight.ls"),
+            ("m.b", "bias"),
+        ] {
+            blocks
+                .block_identifier
+                .insert(name.into(), Some("m".into()));
+            blocks.parameter_type.insert(name.into(), kind.into());
+        }
+        assert!(input.apply_blocks(&blocks));
+        let coded = encode(&input, &EncodeOptions::default()).unwrap();
+        assert_eq!(coded.tensors.len(), 3);
     }
 
     #[test]
