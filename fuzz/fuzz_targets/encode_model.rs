@@ -303,7 +303,14 @@ fn check(
     state: &mut DecoderState,
     hdsp: bool,
 ) {
-    let decoded = decode_stream(&encoded.bytes, state, &DecodeOptions::new().with_hdsp(hdsp))
+    // A parent-signalled block NDU leaves its weight's dimensions to the decoder (as the
+    // reference's do): the sender knows them.
+    let mut dec_opts = DecodeOptions::new().with_hdsp(hdsp);
+    for t in &encoded.tensors {
+        dec_opts =
+            dec_opts.with_tensor_dimensions(&t.name, t.shape.iter().map(|&d| d as u64).collect());
+    }
+    let decoded = decode_stream(&encoded.bytes, state, &dec_opts)
         .expect("a stream the encoder wrote decodes");
     // Folding replaces the batch-norm tensors with the blocks' scaling and bias.
     if !opts.carry_dtypes || opts.bnf {
