@@ -37,6 +37,8 @@ fn as_f64(t: &Tensor) -> Vec<f64> {
 /// The reference's `nnc.compress` arguments of a case.
 fn options(args: &Value) -> EncodeOptions {
     let mut o = EncodeOptions::compress_defaults();
+    // The reference carries no metadata (ours would record the order its blocks change).
+    o.carry_dtypes = false;
     let int = |k: &str| args.get(k).and_then(Value::as_i64);
     let flag = |k: &str| args.get(k).and_then(Value::as_bool);
     if let Some(qp) = int("qp") {

@@ -7,8 +7,9 @@
 //!
 //! The reference writes an empty `topology_data` and its decoder reads and ignores the string for
 //! unrecognised and PyTorch topologies, so streams with metadata stay decodable by it. Nothing is
-//! written when every tensor is float32 or int32 with its coded shape and nothing extra is
-//! carried: the stream is then byte-identical with the reference's.
+//! written when every tensor is float32 or int32 with its coded shape, nothing extra is carried
+//! and no block codes its members out of the given order: the stream is then byte-identical
+//! with the reference's.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -305,6 +306,7 @@ impl StreamMetadata {
             && self.attributes.is_empty()
             && self.files.is_empty()
             && self.folded.is_empty()
+            && self.order.is_empty()
     }
 
     /// The `topology_data` string.

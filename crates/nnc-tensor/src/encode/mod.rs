@@ -204,8 +204,9 @@ fn metadata_of(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<Option<
         );
     }
     meta.folded = model.folded.clone();
-    // The user's order, also for the batch norms an unfolding decoder makes again.
-    if !input.extra_tensors.is_empty() || !meta.folded.is_empty() {
+    // The user's order, also for the batch norms an unfolding decoder makes again, and where
+    // blocks code their members in another order (the scaling and bias before the weight).
+    if !input.extra_tensors.is_empty() || !meta.folded.is_empty() || reorders(input, model)? {
         let mut all: Vec<(u64, &str)> = input
             .parameters
             .iter()
@@ -227,6 +228,33 @@ fn metadata_of(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<Option<
         .map(|(name, bytes)| (name.clone(), crate::metadata::AttachedFile::pack(bytes)))
         .collect();
     Ok((!meta.is_empty()).then_some(meta))
+}
+
+/// Whether the stream's coding order differs from the user's (blocks code their members in
+/// their own order).
+/// Low-rank models are left as they are: their order names the factors, not the weight the
+/// decoder recomposes.
+fn reorders(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<bool> {
+    if input.block_identifier.is_empty() || !input.decomposed_weights.is_empty() {
+        return Ok(false);
+    }
+    let mut given: Vec<(u64, &str)> = input
+        .parameters
+        .iter()
+        .map(|p| (p.parameter_index, p.name.as_str()))
+        .collect();
+    given.sort_by_key(|e| e.0);
+    let mut coded = Vec::new();
+    for item in &model.items {
+        match item {
+            Item::Single(n) => coded.push(n.clone()),
+            Item::Block(b) => coded.extend(b.coding_order()?),
+        }
+    }
+    Ok(!given
+        .iter()
+        .map(|e| e.1)
+        .eq(coded.iter().map(String::as_str)))
 }
 
 /// Runs [`encode_on_workers`] on the threads [`EncodeOptions::threads`] asks for.
@@ -756,6 +784,39 @@ mod tests {
         let e = encode(&input, &opts).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument);
         assert!(e.to_string().contains("qp_per_tensor names \"v\""), "{e}");
+    }
+
+    #[test]
+    fn a_block_decodes_in_the_given_order_with_the_metadata() {
+        // A block codes its bias before its weight; the reference's decoder returns that
+        // order, ours the user's while the stream carries nnc's metadata.
+        let tensors = vec![
+            Tensor::try_new("m.w", vec![4, 3], TensorData::F32(vec![0.25; 12])).unwrap(),
+            Tensor::try_new("m.b", vec![4], TensorData::F32(vec![0.5; 4])).unwrap(),
+        ];
+        let mut input = EncodeInput::from_tensors(&tensors).unwrap();
+        let mut blocks = BlockIdAndParamType::default();
+        for (name, kind) in [("m.w", "weight"), ("m.b", "bias")] {
+            blocks
+                .block_identifier
+                .insert(name.into(), Some("m".into()));
+            blocks.parameter_type.insert(name.into(), kind.into());
+        }
+        assert!(input.apply_blocks(&blocks));
+        let names = |opts: &EncodeOptions| -> Vec<String> {
+            let bytes = encode(&input, opts).unwrap().bytes;
+            decode_fresh(&bytes)
+                .tensors
+                .into_iter()
+                .map(|t| t.tensor.name)
+                .collect()
+        };
+        assert_eq!(names(&EncodeOptions::default()), ["m.w", "m.b"]);
+        let bare = EncodeOptions {
+            carry_dtypes: false,
+            ..Default::default()
+        };
+        assert_eq!(names(&bare), ["m.b", "m.w"]);
     }
 
     #[test]
