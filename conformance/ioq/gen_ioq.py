@@ -78,6 +78,19 @@ def cases(rng):
         "qp": -60, "qp_density": 3, "param_opt": False, "tolerance": 0.003}
     yield "ioq_lambda_scan", layers(rng, [(72, 40), (16, 72)], scale=0.08), {
         "qp": -29, "lambda_scale": 1.0, "scan_order": 1, "tolerance": 0.005}
+    # A convolution with its batch norm in one block (not folded), a weight-shaped int32 tensor
+    # (the largest: the search skips it, and no QP moves it) and two linear layers.
+    mixed = {"ids": rng.integers(-50, 50, size=(64, 64)).astype(np.int32),
+             "c.weight": (0.05 * rng.standard_normal((16, 8, 3, 3))).astype(np.float32),
+             "bn.weight": (1 + 0.1 * rng.standard_normal(16)).astype(np.float32),
+             "bn.bias": (0.1 * rng.standard_normal(16)).astype(np.float32),
+             "bn.running_mean": (0.2 * rng.standard_normal(16)).astype(np.float32),
+             "bn.running_var": rng.uniform(0.5, 1.5, 16).astype(np.float32)}
+    mixed.update(layers(rng, [(24, 16), (10, 24)]))
+    kinds = {"c.weight": "weight", "bn.weight": "bn.gamma", "bn.bias": "bn.beta", "bn.running_mean": "bn.mean",
+             "bn.running_var": "bn.var"}
+    ids = {"block_identifier": {k: "c" for k in kinds}, "parameter_type": dict(kinds)}
+    yield "ioq_bn_block_int", mixed, {"qp": -31, "block_id_and_param_type": ids, "tolerance": 0.003}
 
 
 def main():
