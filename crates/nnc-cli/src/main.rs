@@ -250,6 +250,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hdsp,
             threads,
         } => {
+            if apply_scaling && base.is_some() {
+                // An update's scaling is a difference, not a factor of the weight's update.
+                anyhow::bail!(
+                    "--apply-scaling with --base: an update's local scaling is a difference to \
+                     the base's scaling, not a factor of the weight; decode the update onto its \
+                     base without --apply-scaling"
+                );
+            }
             let output = destination::Destination::new(
                 &output,
                 max_shard_size,

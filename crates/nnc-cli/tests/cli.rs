@@ -634,4 +634,16 @@ fn apply_scaling_gives_the_reference_reconstruct_lsa_model() {
             "{name}"
         );
     }
+    // An update's scaling is a difference: not applied onto a base.
+    let case = set.join("lsa_fc_bias");
+    let o = nnc(&[
+        "decode",
+        case.join("bitstream.nnc").to_str().expect("utf-8"),
+        "--apply-scaling",
+        "--base",
+        case.join("input.npz").to_str().expect("utf-8"),
+        "-o",
+        dir.path().join("x.npz").to_str().expect("utf-8"),
+    ]);
+    assert!(assert_clean_failure(&o, "--apply-scaling --base").contains("difference"));
 }

@@ -53,7 +53,9 @@ pub struct DecodeOptions {
     /// (a low-rank block's factor G takes the scaling, so its recomposed weight does). The
     /// weight's [`DecodedTensor::levels`] and approximation stay those of the coded values.
     /// A block whose scaling carries a batch norm folded by nnc (the stream's metadata) is
-    /// unfolded instead. Default: `false`, the scaling comes out as a tensor of its own.
+    /// unfolded instead. Not for a differential update, whose scaling is a difference to its
+    /// base's rather than a factor (`nnc decode` refuses it with `--base`). Default: `false`,
+    /// the scaling comes out as a tensor of its own.
     pub apply_local_scaling: bool,
 }
 
