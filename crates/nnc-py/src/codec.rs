@@ -230,13 +230,7 @@ pub fn py_encode<'py>(
             let tensors = stream
                 .tensors
                 .iter()
-                .map(|t| {
-                    Ok(Tensor {
-                        name: t.name.clone(),
-                        shape: t.shape.clone(),
-                        data: t.reconstruction()?,
-                    })
-                })
+                .map(|t| t.reconstructed())
                 .collect::<Result<_, nnc_tensor::Error>>()?;
             return Ok(Output::Tensors(tensors));
         }

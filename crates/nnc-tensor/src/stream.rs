@@ -913,9 +913,9 @@ fn local_scaling(job: &NduJob<'_>, metadata: Option<&StreamMetadata>) -> Option<
     if job.is_raw() {
         return None;
     }
-    let find = |want: &dyn Fn(MemberRole) -> bool| job.members.iter().position(|m| want(m.role));
-    let scaling = find(&|r| r == MemberRole::LocalScaling)?;
-    let weight = find(&|r| matches!(r, MemberRole::Weight | MemberRole::FactorG))?;
+    let roles = || job.members.iter().map(|m| m.role);
+    let scaling = roles().position(|r| r == MemberRole::LocalScaling)?;
+    let weight = roles().position(|r| matches!(r, MemberRole::Weight | MemberRole::FactorG))?;
     let name = &job.members[scaling].name;
     let folded = metadata.is_some_and(|m| m.folded.iter().any(|f| f.scaling == *name));
     (!folded).then_some(LocalScaling { scaling, weight })

@@ -275,12 +275,7 @@ fn swap_in(
         let Some(&i) = position.get(&t.name) else {
             continue;
         };
-        let new = Tensor {
-            name: t.name.clone(),
-            shape: t.shape.clone(),
-            data: t.reconstruction()?,
-        };
-        displaced.push((i, std::mem::replace(&mut current[i], new)));
+        displaced.push((i, std::mem::replace(&mut current[i], t.reconstructed()?)));
     }
     Ok(displaced)
 }
@@ -337,13 +332,7 @@ fn reconstruct(input: &EncodeInput<'_>, stream: &EncodedStream) -> Result<Vec<Te
         .parameters
         .iter()
         .filter_map(|p| coded.get(p.name.as_str()))
-        .map(|t| {
-            Ok(Tensor {
-                name: t.name.clone(),
-                shape: t.shape.clone(),
-                data: t.reconstruction()?,
-            })
-        })
+        .map(|t| t.reconstructed())
         .collect()
 }
 

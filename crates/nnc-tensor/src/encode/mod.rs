@@ -35,7 +35,7 @@ pub use options::{CodebookMode, EncodeOptions, ParameterType};
 pub use source::{NamedElements, TensorSource};
 
 pub(crate) use frontend::is_batch_counter;
-use work::{Item, Method, Work, WorkModel};
+use work::{Method, Work, WorkModel};
 
 use crate::threads::map_largest_first;
 
@@ -89,6 +89,16 @@ impl EncodedTensor {
                 crate::TensorData::F64(values)
             }
             _ => crate::TensorData::I32(self.levels.clone()),
+        })
+    }
+
+    /// This tensor as the decoder reconstructs it: its name, coded shape and
+    /// [`EncodedTensor::reconstruction`].
+    pub fn reconstructed(&self) -> Result<crate::Tensor> {
+        Ok(crate::Tensor {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            data: self.reconstruction()?,
         })
     }
 }
@@ -244,13 +254,7 @@ fn reorders(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<bool> {
         .map(|p| (p.parameter_index, p.name.as_str()))
         .collect();
     given.sort_by_key(|e| e.0);
-    let mut coded = Vec::new();
-    for item in &model.items {
-        match item {
-            Item::Single(n) => coded.push(n.clone()),
-            Item::Block(b) => coded.extend(b.coding_order()?),
-        }
-    }
+    let coded = model.coding_order()?;
     Ok(!given
         .iter()
         .map(|e| e.1)
@@ -263,6 +267,11 @@ fn encode_impl(
     opts: &EncodeOptions,
     inc: Option<assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
+    workers_for(&input, opts)?.install(|| encode_on_workers(input, opts, inc))
+}
+
+/// The workers an encode (or quantization) of `input` runs on.
+fn workers_for(input: &EncodeInput<'_>, opts: &EncodeOptions) -> Result<crate::threads::Workers> {
     let elements = input
         .parameters
         .iter()
@@ -274,8 +283,7 @@ fn encode_impl(
         CodebookMode::Off => input.parameters.len(),
         _ => usize::MAX,
     };
-    let workers = crate::threads::Workers::for_call(opts.threads, elements, parts)?;
-    workers.install(|| encode_on_workers(input, opts, inc))
+    crate::threads::Workers::for_call(opts.threads, elements, parts)
 }
 
 fn encode_on_workers(
@@ -328,24 +336,13 @@ pub fn quantize<'a, 'b: 'a>(
     opts: &EncodeOptions,
 ) -> Result<Vec<crate::DecodedTensor>> {
     let input = input.into();
-    let elements = input.parameters.iter().map(|p| p.data.len() as u64).sum();
-    let parts = match opts.codebook_mode {
-        CodebookMode::Off => input.parameters.len(),
-        _ => usize::MAX,
-    };
-    let workers = crate::threads::Workers::for_call(opts.threads, elements, parts)?;
-    workers.install(|| {
+    workers_for(&input, opts)?.install(|| {
         with_approximated(input, opts, |_, model| {
             take_coded(model, opts, |_| false)?
                 .into_iter()
                 .map(|t| {
-                    let data = t.reconstruction()?;
                     Ok(crate::DecodedTensor {
-                        tensor: crate::Tensor {
-                            name: t.name,
-                            shape: t.shape,
-                            data,
-                        },
+                        tensor: t.reconstructed()?,
                         levels: Some(t.levels),
                         approximation: t.approximation,
                     })
@@ -425,15 +422,7 @@ fn with_approximated<T>(
     }
     // Every parameter reached through the model's items is approximated once; tensors are
     // independent, so in parallel.
-    let mut reached = std::collections::BTreeSet::new();
-    for item in &model.items {
-        match item {
-            Item::Single(n) => {
-                reached.insert(n.clone());
-            }
-            Item::Block(b) => reached.extend(b.coding_order()?),
-        }
-    }
+    let reached: std::collections::BTreeSet<String> = model.coding_order()?.into_iter().collect();
     for name in &reached {
         model.get(name)?;
     }
@@ -491,13 +480,7 @@ fn take_coded(
     skipped: impl Fn(&str) -> bool,
 ) -> Result<Vec<EncodedTensor>> {
     let mut tensors = Vec::new();
-    let mut names = Vec::new();
-    for item in &model.items {
-        match item {
-            Item::Single(n) => names.push(n.clone()),
-            Item::Block(b) => names.extend(b.coding_order()?),
-        }
-    }
+    let names = model.coding_order()?;
     for name in names {
         {
             // The stream is written: the levels move to the result instead of being copied.
@@ -786,6 +769,18 @@ mod tests {
         assert!(e.to_string().contains("qp_per_tensor names \"v\""), "{e}");
     }
 
+    /// One block "m" of the given members and types.
+    fn one_block(members: &[(&str, &str)]) -> BlockIdAndParamType {
+        let mut blocks = BlockIdAndParamType::default();
+        for &(name, kind) in members {
+            blocks
+                .block_identifier
+                .insert(name.into(), Some("m".into()));
+            blocks.parameter_type.insert(name.into(), kind.into());
+        }
+        blocks
+    }
+
     #[test]
     fn a_block_decodes_in_the_given_order_with_the_metadata() {
         // A block codes its bias before its weight; the reference's decoder returns that
@@ -795,14 +790,7 @@ mod tests {
             Tensor::try_new("m.b", vec![4], TensorData::F32(vec![0.5; 4])).unwrap(),
         ];
         let mut input = EncodeInput::from_tensors(&tensors).unwrap();
-        let mut blocks = BlockIdAndParamType::default();
-        for (name, kind) in [("m.w", "weight"), ("m.b", "bias")] {
-            blocks
-                .block_identifier
-                .insert(name.into(), Some("m".into()));
-            blocks.parameter_type.insert(name.into(), kind.into());
-        }
-        assert!(input.apply_blocks(&blocks));
+        assert!(input.apply_blocks(&one_block(&[("m.w", "weight"), ("m.b", "bias")])));
         let names = |opts: &EncodeOptions| -> Vec<String> {
             let bytes = encode(&input, opts).unwrap().bytes;
             decode_fresh(&bytes)
@@ -829,35 +817,23 @@ mod tests {
         let w = Tensor::try_new("m.w", vec![4, 3], TensorData::F32(vec![0.25; 12])).unwrap();
         let tensors = vec![w.clone(), t("m.weight_scaling", 4), t("m.b", 4)];
         let mut input = EncodeInput::from_tensors(&tensors).unwrap();
-        let mut blocks = BlockIdAndParamType::default();
-        for (name, kind) in [
+        let members = [
             ("m.w", "weight"),
             ("m.weight_scaling", "weight.ls"),
             ("m.b", "bias"),
-        ] {
-            blocks
-                .block_identifier
-                .insert(name.into(), Some("m".into()));
-            blocks.parameter_type.insert(name.into(), kind.into());
-        }
-        assert!(input.apply_blocks(&blocks));
+        ];
+        assert!(input.apply_blocks(&one_block(&members)));
         let err = encode(&input, &EncodeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("no place in its NDU"), "{err}");
         // Named as the reference names it, the scaling is coded in the block.
         let tensors = vec![w, t("m.w_scaling", 4), t("m.b", 4)];
         let mut input = EncodeInput::from_tensors(&tensors).unwrap();
-        let mut blocks = BlockIdAndParamType::default();
-        for (name, kind) in [
+        let members = [
             ("m.w", "weight"),
             ("m.w_scaling", "weight.ls"),
             ("m.b", "bias"),
-        ] {
-            blocks
-                .block_identifier
-                .insert(name.into(), Some("m".into()));
-            blocks.parameter_type.insert(name.into(), kind.into());
-        }
-        assert!(input.apply_blocks(&blocks));
+        ];
+        assert!(input.apply_blocks(&one_block(&members)));
         let coded = encode(&input, &EncodeOptions::default()).unwrap();
         assert_eq!(coded.tensors.len(), 3);
     }

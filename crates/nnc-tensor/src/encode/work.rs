@@ -291,6 +291,19 @@ impl<'a> WorkModel<'a> {
         }
     }
 
+    /// Every coded tensor's name in coding order: the items in order, a block's members in
+    /// their NDU order.
+    pub fn coding_order(&self) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        for item in &self.items {
+            match item {
+                Item::Single(n) => names.push(n.clone()),
+                Item::Block(b) => names.extend(b.coding_order()?),
+            }
+        }
+        Ok(names)
+    }
+
     pub fn get(&self, name: &str) -> Result<&Work<'a>> {
         self.params.get(name).ok_or_else(|| Error::InvalidArgument {
             what: format!("block member {name:?} is missing"),
