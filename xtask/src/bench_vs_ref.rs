@@ -17,6 +17,12 @@
 //! machine in about the same state. Each side's fastest of `reps` runs is reported (the machine
 //! is shared; the minimum is the least disturbed estimate). Our decode is timed as the
 //! reference's: bitstream to values, without keeping levels or recording decoder state.
+//!
+//! With `--ours-python PY` (an interpreter where our package, `crates/nnc-py`, is installed) each
+//! default workload also runs through `nnc.encode` / `nnc.decode` in that interpreter, on the
+//! arrays the reference gets and timed the same way, on 1 thread and on all cores: what a Python
+//! user of ours sees, conversions between NumPy and the codec included. Its bytes and values are
+//! checked against the reference's as well.
 
 mod tools;
 
@@ -46,6 +52,9 @@ pub struct Options {
     pub keep: bool,
     /// The coding tools beyond the defaults (`tools`) instead of the default workloads.
     pub tools: bool,
+    /// Python interpreter with our package (`import nnc`): also time it on the default
+    /// workloads, as a Python user calls it.
+    pub ours_python: Option<PathBuf>,
 }
 
 impl Options {
@@ -108,6 +117,48 @@ for w in plan["workloads"]:
     results[name] = {"encode_s": enc_s, "decode_s": dec_s, "bitstream": bs_path, "decoded": rec_path}
 
 with open(os.path.join(work, "ref_results.json"), "w") as f:
+    json.dump(results, f)
+"#;
+
+/// Our Python package on the same inputs, run as `python bench_ours.py WORKDIR` after the
+/// reference wrote `plan.json`: `nnc.encode` / `nnc.decode` on 1 thread, then on all cores.
+const OURS_PYTHON_SCRIPT: &str = r#"
+import json, os, sys, time
+import numpy as np
+import nnc
+
+work = sys.argv[1]
+with open(os.path.join(work, "plan.json")) as f:
+    plan = json.load(f)
+
+results = {}
+for w in plan["workloads"]:
+    name, reps = w["name"], int(w["reps"])
+    if w["kind"] == "tensor":
+        data = np.load(w["input"])
+    else:
+        with np.load(w["input"]) as z:
+            data = {k: z[k] for k in z.files}
+    sides = {}
+    for label, threads in (("one", 1), ("all", None)):
+        enc_s, dec_s = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            bs = nnc.encode(data, threads=threads)
+            enc_s.append(time.perf_counter() - t0)
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            rec = nnc.decode(bs, threads=threads)
+            dec_s.append(time.perf_counter() - t0)
+        bs_path = os.path.join(work, "py_" + label + "_" + name + ".nnc")
+        with open(bs_path, "wb") as f:
+            f.write(bs)
+        rec_path = os.path.join(work, "py_" + label + "_" + name + "_decoded.npz")
+        np.savez(rec_path, **rec)
+        sides[label] = {"encode_s": enc_s, "decode_s": dec_s, "bitstream": bs_path, "decoded": rec_path}
+    results[name] = sides
+
+with open(os.path.join(work, "py_results.json"), "w") as f:
     json.dump(results, f)
 "#;
 
@@ -423,20 +474,22 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
-/// The reference's version, or why it cannot be run.
-fn probe_python(python: &Path) -> std::result::Result<String, String> {
+/// The version of `module` as `python` imports it (`version_code` prints it), or why it
+/// cannot be run.
+fn probe_python(
+    python: &Path,
+    module: &str,
+    version_code: &str,
+) -> std::result::Result<String, String> {
     let out = Command::new(python)
-        .args([
-            "-c",
-            "import importlib.metadata as m, nncodec; print(m.version('nncodec'))",
-        ])
+        .args(["-c", version_code])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let last = err.lines().last().unwrap_or("").to_string();
         return Err(format!(
-            "{} cannot import nncodec ({last})",
+            "{} cannot import {module} ({last})",
             python.display()
         ));
     }
@@ -625,25 +678,62 @@ fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side
         if let Some(e) = r.get("error").and_then(Value::as_str) {
             bail!("{e}");
         }
-        let times = |k: &str| -> Result<Vec<f64>> {
-            Ok(serde_json::from_value(
-                r.get(k).cloned().unwrap_or(Value::Null),
-            )?)
-        };
-        let path = |k: &str| -> Result<PathBuf> {
-            r.get(k)
-                .and_then(Value::as_str)
-                .map(PathBuf::from)
-                .ok_or_else(|| anyhow!("no {k} for {}", w.name))
-        };
-        Ok(Side {
-            encode_s: min(&times("encode_s")?),
-            decode_s: min(&times("decode_s")?),
-            bytes: std::fs::read(path("bitstream")?)?,
-            decoded: read_npz(&path("decoded")?)?,
-        })
+        side_from_json(r, w.name)
     };
     Ok(side())
+}
+
+/// One side as a script recorded it: `encode_s` and `decode_s` (every run), the paths of its
+/// `bitstream` and of its `decoded` arrays (`.npz`).
+fn side_from_json(r: &Value, name: &str) -> Result<Side> {
+    let times = |k: &str| -> Result<Vec<f64>> {
+        Ok(serde_json::from_value(
+            r.get(k).cloned().unwrap_or(Value::Null),
+        )?)
+    };
+    let path = |k: &str| -> Result<PathBuf> {
+        r.get(k)
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .ok_or_else(|| anyhow!("no {k} for {name}"))
+    };
+    Ok(Side {
+        encode_s: min(&times("encode_s")?),
+        decode_s: min(&times("decode_s")?),
+        bytes: std::fs::read(path("bitstream")?)?,
+        decoded: read_npz(&path("decoded")?)?,
+    })
+}
+
+/// Our Python package on the workload the reference just ran (its `plan.json` is still in
+/// `work`): the 1-thread side, then the all-cores side.
+fn run_ours_python(python: &Path, work: &Path, w: &Workload) -> Result<(Side, Side)> {
+    let script = work.join("bench_ours.py");
+    std::fs::write(&script, OURS_PYTHON_SCRIPT)?;
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(work)
+        .current_dir(work)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last: Vec<&str> = err.lines().rev().take(5).collect();
+        bail!(
+            "our Python package failed: {}",
+            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    let results: Value = serde_json::from_slice(&std::fs::read(work.join("py_results.json"))?)?;
+    let r = results
+        .get(w.name)
+        .ok_or_else(|| anyhow!("no Python result for {}", w.name))?;
+    let side = |label: &str| {
+        r.get(label)
+            .ok_or_else(|| anyhow!("no {label} side for {}", w.name))
+            .and_then(|s| side_from_json(s, w.name))
+    };
+    Ok((side("one")?, side("all")?))
 }
 
 /// Ours on `threads` worker threads (`None`: all cores).
@@ -679,6 +769,37 @@ fn run_ours(w: &Workload, threads: Option<usize>) -> Result<Side> {
         bytes,
         decoded,
     })
+}
+
+/// Prints one line of the table: the reference against one thread and all cores of ours, with
+/// both of ours checked against the reference's bytes and values; `false` if either differs.
+fn print_row(label: &str, values: usize, reps: usize, r: &Side, one: &Side, all: &Side) -> bool {
+    // Both thread counts must give the reference's bytes and values.
+    let (mut bytes, mut decoded) = compare(all, r);
+    let (bytes_1t, decoded_1t) = compare(one, r);
+    bytes = bytes.or(bytes_1t.map(|d| format!("1 thread: {d}")));
+    decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
+    let same = bytes.is_none() && decoded.is_none();
+    println!(
+        "{:<28} {:>10} {:>4} | {:>9} {:>9} {:>6.2}x {:>9} {:>6.2}x | {:>9} {:>9} {:>6.2}x \
+         {:>9} {:>6.2}x | {}, {}",
+        label,
+        values,
+        reps,
+        seconds(r.encode_s),
+        seconds(one.encode_s),
+        r.encode_s / one.encode_s,
+        seconds(all.encode_s),
+        r.encode_s / all.encode_s,
+        seconds(r.decode_s),
+        seconds(one.decode_s),
+        r.decode_s / one.decode_s,
+        seconds(all.decode_s),
+        r.decode_s / all.decode_s,
+        bytes.unwrap_or_else(|| format!("identical ({} B)", all.bytes.len())),
+        decoded.unwrap_or_else(|| "identical".into()),
+    );
+    same
 }
 
 /// `None` if ours matches the reference bit for bit, else the first difference.
@@ -732,7 +853,11 @@ fn compare(ours: &Side, reference: &Side) -> (Option<String>, Option<String>) {
 /// Runs the comparison; `Ok(false)` if any bitstream or decoded tensor differs. A missing
 /// interpreter or reference is not an error: the run is skipped with a message.
 pub fn run(opts: &Options) -> Result<bool> {
-    let version = match probe_python(&opts.python) {
+    let version = match probe_python(
+        &opts.python,
+        "nncodec",
+        "import importlib.metadata as m, nncodec; print(m.version('nncodec'))",
+    ) {
         Ok(v) => v,
         Err(why) => {
             println!("bench-vs-ref: skipped: {why}");
@@ -763,6 +888,30 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         "each workload: the reference (its own Python process), then ours on 1 thread, then on \
          all cores"
     );
+    let python_side = match &opts.ours_python {
+        Some(py) if opts.tools => {
+            println!(
+                "{}: not run with --tools (the default workloads only)",
+                py.display()
+            );
+            None
+        }
+        Some(py) => match probe_python(py, "nnc", "import nnc; print(nnc.__version__)") {
+            Ok(version) => {
+                println!(
+                    "then, on the lines \"from Python\", our Python package nnc {version} ({}) \
+                     on the same arrays, on 1 thread and on all cores",
+                    py.display()
+                );
+                Some(py.clone())
+            }
+            Err(why) => {
+                println!("from Python: skipped: {why}");
+                None
+            }
+        },
+        None => None,
+    };
     println!(
         "{:<28} {:>10} {:>4} | {:>9} {:>9} {:>7} {:>9} {:>7} | {:>9} {:>9} {:>7} {:>9} {:>7} | \
          bitstream, decoded",
@@ -800,31 +949,18 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
                 continue;
             }
         };
-        // Both thread counts must give the reference's bytes and values.
-        let (mut bytes, mut decoded) = compare(&ours, &r);
-        let (bytes_1t, decoded_1t) = compare(&one, &r);
-        bytes = bytes.or(bytes_1t.map(|d| format!("1 thread: {d}")));
-        decoded = decoded.or(decoded_1t.map(|d| format!("1 thread: {d}")));
-        all_same &= bytes.is_none() && decoded.is_none();
-        println!(
-            "{:<28} {:>10} {:>4} | {:>9} {:>9} {:>6.2}x {:>9} {:>6.2}x | {:>9} {:>9} {:>6.2}x \
-             {:>9} {:>6.2}x | {}, {}",
-            w.label,
-            values,
-            w.reps,
-            seconds(r.encode_s),
-            seconds(one.encode_s),
-            r.encode_s / one.encode_s,
-            seconds(ours.encode_s),
-            r.encode_s / ours.encode_s,
-            seconds(r.decode_s),
-            seconds(one.decode_s),
-            r.decode_s / one.decode_s,
-            seconds(ours.decode_s),
-            r.decode_s / ours.decode_s,
-            bytes.unwrap_or_else(|| format!("identical ({} B)", ours.bytes.len())),
-            decoded.unwrap_or_else(|| "identical".into()),
-        );
+        all_same &= print_row(&w.label, values, w.reps, &r, &one, &ours);
+        if let (Some(py), Kind::Tensor | Kind::Model) = (&python_side, &w.kind) {
+            match run_ours_python(py, work, w) {
+                Ok((one, all)) => {
+                    all_same &= print_row("  from Python", values, w.reps, &r, &one, &all);
+                }
+                Err(e) => {
+                    all_same = false;
+                    println!("  from Python: {e:#}");
+                }
+            }
+        }
     }
     println!("load average at end: {}", load_average());
     println!("(times: fastest of `runs` per side; ratio = reference / ours)");

@@ -125,6 +125,12 @@ enum Task {
         /// lambda_scale, scan_order, unary length, opt_qp, bit depth, row skipping, codebook).
         #[arg(long)]
         tools: bool,
+        /// Also run our Python package (`import nnc`, installed in this interpreter) on the
+        /// default workloads' inputs, as a Python user calls it: `nnc.encode` / `nnc.decode` on
+        /// the arrays the reference gets, on 1 thread and on all cores, checked against the
+        /// reference's bytes and values.
+        #[arg(long)]
+        ours_python: Option<PathBuf>,
     },
 }
 
@@ -189,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             cache_dir,
             keep,
             tools,
+            ours_python,
         } => bench_vs_ref::run(&bench_vs_ref::Options {
             python,
             quick,
@@ -196,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             cache_dir,
             keep,
             tools,
+            ours_python,
         }),
     }
 }

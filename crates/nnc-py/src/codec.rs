@@ -87,11 +87,12 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
     text_signature = "(data, *, qp=-32, qp_density=2, nonweight_qp=-75, qp_per_tensor=None, \
                       use_dq=True, approx_method='uniform', bitdepth=None, sparsity=0.0, \
                       struct_spars_factor=0.9, row_skipping=True, param_opt=True, opt_qp=False, \
-                      bnf=False, tca=False, compress_differences=False, pre_signalling=False, hdsp=False, \
-                      scan_order=0, lambda_scale=0.0, cabac_unary_length_minus1=10, device_id=0, \
-                      tensor_id='0', state=None, update_state=True, state_dict=False, \
-                      carry_dtypes=True, mask_unsignalable_qp=False, threads=None, \
-                      attributes=None, files=None)"
+                      bnf=False, lsa=False, tca=False, compress_differences=False, \
+                      pre_signalling=False, hdsp=False, scan_order=0, lambda_scale=0.0, \
+                      cabac_unary_length_minus1=10, device_id=0, tensor_id='0', state=None, \
+                      update_state=True, state_dict=False, carry_dtypes=True, \
+                      mask_unsignalable_qp=False, threads=None, attributes=None, files=None, \
+                      ioq=None, quantize_only=False)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,

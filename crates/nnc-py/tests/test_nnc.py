@@ -1,7 +1,9 @@
 """The Python API of nnc: round trips with dtypes and shapes, options, incremental states,
 pickling, errors."""
 
+import ast
 import copy
+import inspect
 import pathlib
 import pickle
 import threading
@@ -487,3 +489,20 @@ def test_quantize_only_gives_the_reference_quantize_only_values():
         assert q.dtype == ref.dtype and np.array_equal(q.reshape(ref.shape), ref), name
     with pytest.raises(nnc.InvalidArgumentError, match="quantize_only"):
         nnc.encode(x, quantize_only=True, state=nnc.EncoderState())
+
+
+def test_every_function_takes_the_arguments_its_stub_declares():
+    # help(nnc.encode) and IDEs show the runtime signature; it must name every argument the
+    # stub (and the function) takes, in the same order.
+    stub = pathlib.Path(nnc.__file__).with_name("_nnc.pyi")
+    tree = ast.parse(stub.read_text())
+    checked = 0
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        args = node.args
+        declared = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+        runtime = list(inspect.signature(getattr(nnc, node.name)).parameters)
+        assert runtime == declared, node.name
+        checked += 1
+    assert checked >= 5
