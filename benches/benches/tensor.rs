@@ -3,7 +3,9 @@
 //! (scan_order 2) on one and two threads, a 16-tensor model (one NDU per tensor) encoded and
 //! decoded on one thread and on all cores and summarised (`nnc stats`), and one call on a small
 //! layer (64 × 16) with the default threads and with an explicit count, whose hand-off to a
-//! pool's threads is most of the difference.
+//! pool's threads is most of the difference; and the second of two updates of that model (its
+//! differences, as a federated client sends them) with temporal context adaptation (TCA),
+//! encoded and decoded from the state the first left.
 //!
 //! `cargo bench -p nnc-benches --bench tensor`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -12,15 +14,17 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nnc_benches::{count_level_bins, randn_f32, randn_tensor, SEED, TENSOR_SHAPE};
+use nnc_benches::{
+    count_level_bins, model_tensors, model_updates, randn_f32, randn_tensor, SEED, TENSOR_SHAPE,
+};
 use nnc_cabac::{
     decode_layer_and_create_entry_points, decode_layer_with_entry_points, encode_layer,
     ArithDecoder, ArithEncoder, EncodeLayerOptions, LayerConfig, LayerHistory,
 };
 use nnc_quant::{quantize_layer, QuantizeOptions};
 use nnc_tensor::{
-    decode_stream, encode, summarise_stream, DecodeOptions, DecoderState, EncodeInput,
-    EncodeOptions, Tensor,
+    decode_stream, encode, encode_incremental, summarise_stream, DecodeOptions, DecoderState,
+    EncodeInput, EncodeOptions, EncoderState, Tensor,
 };
 
 /// Greater-than flags at the default `cabac_unary_length_minus1` = 10.
@@ -135,20 +139,6 @@ fn tensor_scan(c: &mut Criterion) {
 
 /// 16 weight tensors of 256×256 (1 Mi values in all), std 0.05 like trained weights: a model whose
 /// NDUs decode and encode in parallel.
-fn model_tensors() -> Vec<Tensor> {
-    (0..16u64)
-        .map(|i| {
-            let data = randn_f32(256 * 256, 0.05, SEED + i);
-            Tensor::try_new(
-                format!("layer{i}.weight"),
-                vec![256, 256],
-                nnc_tensor::TensorData::F32(data),
-            )
-            .unwrap()
-        })
-        .collect()
-}
-
 fn model(c: &mut Criterion) {
     let tensors = model_tensors();
     let input = EncodeInput::from_tensors(&tensors).unwrap();
@@ -223,12 +213,63 @@ fn small_call(c: &mut Criterion) {
     encode_and_decode(c, "tensor/small_64x16", &input, &threads);
 }
 
+/// The second of two updates of the 16-tensor model (`model_updates`) with TCA and
+/// `compress_differences`: encoded from the encoder's state after the first, decoded from the
+/// decoder's, on one thread and on all cores. Each iteration starts from a clone of the state
+/// (the clone is timed too; it is small against the coding).
+fn update_tca(c: &mut Criterion) {
+    let [base, update] = model_updates(&model_tensors());
+    let mut opts = EncodeOptions::default();
+    opts.tca = true;
+    opts.compress_differences = true;
+    let mut enc_state = EncoderState::default();
+    let mut dec_state = DecoderState::default();
+    let first = encode_incremental(
+        EncodeInput::from_tensors(&base).unwrap(),
+        &opts,
+        &mut enc_state,
+        true,
+    )
+    .unwrap()
+    .bytes;
+    decode_stream(&first, &mut dec_state, &DecodeOptions::new()).unwrap();
+    let input = EncodeInput::from_tensors(&update).unwrap();
+    let bytes = encode_incremental(&input, &opts, &mut enc_state.clone(), true)
+        .unwrap()
+        .bytes;
+
+    let n: u64 = update.iter().map(|t| t.len() as u64).sum();
+    let mut g = c.benchmark_group("update/tca_16x256x256");
+    g.throughput(Throughput::Elements(n));
+    for (label, threads) in [("1 thread", Some(1)), ("all cores", None)] {
+        let opts = opts.clone().with_threads(threads);
+        g.bench_with_input(BenchmarkId::new("encode", label), &opts, |b, opts| {
+            b.iter(|| {
+                let mut state = enc_state.clone();
+                let out = encode_incremental(black_box(&input), opts, &mut state, true).unwrap();
+                assert_eq!(out.bytes, bytes);
+            })
+        });
+        let dopts = DecodeOptions::new().with_threads(threads);
+        g.bench_with_input(BenchmarkId::new("decode", label), &dopts, |b, dopts| {
+            b.iter(|| {
+                let mut state = dec_state.clone();
+                decode_stream(black_box(&bytes), &mut state, dopts)
+                    .unwrap()
+                    .tensors
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = tensor, tensor_scan, model, small_call
+    targets = tensor, tensor_scan, model, small_call, update_tca
 }
 criterion_main!(benches);

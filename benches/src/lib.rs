@@ -4,7 +4,8 @@
 //! `docs/benchmarks.md`); this library only makes their inputs reproducible and their
 //! throughput units exact: a SplitMix64 generator with Box–Muller normals ([`SplitMix64`],
 //! [`randn_f32`]), Laplacian integer levels ([`laplacian_levels`]), skewed context-coded bin
-//! sequences for the engine ([`EngineBins`]), and the number of context-coded and bypass bins a
+//! sequences for the engine ([`EngineBins`]), a 16-layer model and two updates of it for the model
+//! and update benchmarks ([`model_tensors`], [`model_updates`]), and the number of context-coded and bypass bins a
 //! tensor's levels binarize to ([`count_level_bins`]), from which bins/s figures are derived.
 //!
 //! Does not know about: timing, files, the reference implementation.
@@ -95,6 +96,47 @@ pub fn randn_tensor(seed: u64) -> Tensor {
         shape: TENSOR_SHAPE.to_vec(),
         data: TensorData::F32(randn_f32(n, 1.0, seed)),
     }
+}
+
+/// The 16-layer model of the model benchmarks: `layer{i}.weight`, 256 × 256 normals with
+/// σ = 0.05 (seeds `SEED + i`).
+pub fn model_tensors() -> Vec<Tensor> {
+    (0..16u64)
+        .map(|i| Tensor {
+            name: format!("layer{i}.weight"),
+            shape: vec![256, 256],
+            data: TensorData::F32(randn_f32(256 * 256, 0.05, SEED + i)),
+        })
+        .collect()
+}
+
+/// Two successive updates of [`model_tensors`] for the update benchmarks, as a federated client
+/// sends them: differences to the model, the first normals with σ = 0.005 (seeds
+/// `SEED + 100 + i`), the second half the first plus new normals of the same σ (seeds
+/// `SEED + 200 + i`), so the second's levels follow the first's as TCA expects.
+pub fn model_updates(model: &[Tensor]) -> [Vec<Tensor>; 2] {
+    let step = |seed: u64, previous: Option<&[Tensor]>| -> Vec<Tensor> {
+        model
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut d = randn_f32(t.len(), 0.005, seed + i as u64);
+                if let Some(TensorData::F32(prev)) = previous.map(|p| &p[i].data) {
+                    for (x, p) in d.iter_mut().zip(prev) {
+                        *x += 0.5 * p;
+                    }
+                }
+                Tensor {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    data: TensorData::F32(d),
+                }
+            })
+            .collect()
+    };
+    let first = step(SEED + 100, None);
+    let second = step(SEED + 200, Some(&first));
+    [first, second]
 }
 
 /// `n` integer levels drawn from a Laplacian with mean absolute value about `mean_abs`, rounded

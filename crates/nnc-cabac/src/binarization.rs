@@ -357,12 +357,53 @@ pub(crate) fn decode_nonzero_plain(
     let ones = dec.decode_unary::<2>(gtx, usize::from(negative), n);
     let mut a = 1 + ones as u64;
     if ones == n {
-        let rem = layout.rem();
-        let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
-        // A prefix of `nbits` ones adds 2^0 + ... + 2^(nbits-1).
-        let nbits = dec.decode_unary::<1>(prefix, 0, MAX_PREFIX_BINS) as u32;
-        a += (1u64 << nbits) - 1;
-        a += u64::from(dec.decode_bypass_bins(nbits));
+        a += decode_remainder(dec, ctxs, layout)?;
+    }
+    signed_level(a, negative)
+}
+
+/// The remainder of a level whose greater-than flags were all 1: its Exp-Golomb prefix (a
+/// unary run in consecutive contexts) and suffix; unbounded.
+#[inline(always)]
+fn decode_remainder(
+    dec: &mut ArithDecoder<'_>,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+) -> Result<u64, Error> {
+    let rem = layout.rem();
+    let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
+    // A prefix of `nbits` ones adds 2^0 + ... + 2^(nbits-1).
+    let nbits = dec.decode_unary::<1>(prefix, 0, MAX_PREFIX_BINS) as u32;
+    Ok((1u64 << nbits) - 1 + u64::from(dec.decode_bypass_bins(nbits)))
+}
+
+/// [`decode_nonzero_plain`] at a position whose TCA base level `base` is non-zero (no codebook
+/// bounds): the sign's context follows the base's sign, and greater-than flag `k` is in the
+/// base's "near" context while `k <= |base|`, in its "far" one after, so the flags are two
+/// unary runs. Same bins, same order as [`decode_level_as`].
+#[inline(always)]
+pub(crate) fn decode_nonzero_tca(
+    dec: &mut ArithDecoder<'_>,
+    ctxs: &mut [ContextModel],
+    layout: &ContextLayout,
+    base: i32,
+) -> Result<i32, Error> {
+    let negative = dec.decode_bin(ctx_mut(ctxs, ContextLayout::sign_tca(base > 0))?);
+    // The flag loop always reads flag 0, even with N = 0 (as the general form does).
+    let n = (layout.num_gtx_flags() as usize).max(1);
+    let first = layout.gtx_tca(0, false);
+    // `gtx_tca(k, far)` is `first + 2k + far`.
+    let gtx = ctx_mut(ctxs, first..first + 2 * n)?;
+    let near = usize::try_from(base.unsigned_abs())
+        .map_or(n, |b| b.saturating_add(1))
+        .min(n);
+    let mut ones = dec.decode_unary::<2>(gtx, 0, near);
+    if ones == near && near < n {
+        ones += dec.decode_unary::<2>(gtx, 2 * near + 1, n - near);
+    }
+    let mut a = 1 + ones as u64;
+    if ones == n {
+        a += decode_remainder(dec, ctxs, layout)?;
     }
     signed_level(a, negative)
 }
@@ -553,8 +594,21 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     if !all_ones {
         return Ok(());
     }
+    encode_remainder_plain(coder, ctxs, layout, abs - (n as u64 + 1), in_order)
+}
+
+/// The remainder `r` of a level whose `n` greater-than flags were all 1, without bounds: its
+/// Exp-Golomb prefix on the remainder contexts (`in_order`: bin by bin, see
+/// [`encode_nonzero_plain`]) and its bypass suffix.
+#[inline(always)]
+fn encode_remainder_plain<C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
+    layout: &ContextLayout,
+    r: u64,
+    in_order: bool,
+) -> Result<(), Error> {
     // The suffix is `r − (2^ones − 1)` in `ones` bypass bins.
-    let r = abs - (n as u64 + 1);
     let ones = remainder_prefix_ones(r);
     let rem = layout.rem();
     let prefix = ctx_mut(ctxs, rem..rem + MAX_PREFIX_BINS)?;
@@ -565,6 +619,40 @@ pub(crate) fn encode_nonzero_plain<C, E: SliceCoder<C>>(
     }
     coder.bypass_bins(ones as u32, (r - ((1u64 << ones) - 1)) as u32);
     Ok(())
+}
+
+/// [`encode_nonzero_plain`] at a position whose TCA base level `base` is non-zero: the sign in
+/// the base sign's context, greater-than flag `j` in the base's "near" context while
+/// `j <= |base|` and in its "far" one after. The flags go bin by bin ([`SliceCoder::gtx_flags`]
+/// may hold bins back for the flag contexts of the plain block only). Same bins, same order as
+/// [`encode_level`].
+#[inline(always)]
+pub(crate) fn encode_nonzero_tca<C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
+    layout: &ContextLayout,
+    base: i32,
+    k: i32,
+) -> Result<(), Error> {
+    let negative = k < 0;
+    coder.bin(ctx_mut(ctxs, ContextLayout::sign_tca(base > 0))?, negative);
+    // The flag loop always codes flag 0, even with N = 0 (as the general form does).
+    let n = (layout.num_gtx_flags() as usize).max(1);
+    let first = layout.gtx_tca(0, false);
+    // `gtx_tca(j, far)` is `first + 2j + far`.
+    let gtx = ctx_mut(ctxs, first..first + 2 * n)?;
+    let abs = u64::from(k.unsigned_abs());
+    let far_from = u64::from(base.unsigned_abs()) + 1;
+    for (j, pair) in (0u64..).zip(gtx.chunks_exact_mut(2)) {
+        let flag = abs > j + 1;
+        coder.bin(&mut pair[usize::from(j >= far_from)], flag);
+        if !flag {
+            return Ok(());
+        }
+    }
+    // N = 0 shares its flag contexts with the remainder's first ones: bin by bin, in order.
+    let in_order = layout.num_gtx_flags() == 0;
+    encode_remainder_plain(coder, ctxs, layout, abs - (n as u64 + 1), in_order)
 }
 
 /// The ones of remainder `r`'s Exp-Golomb prefix, which is also its suffix's length: prefix

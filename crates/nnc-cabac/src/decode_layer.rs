@@ -1,8 +1,8 @@
 //! Level decoding of one tensor (reference `decodeLayer`, `decodeLayerAndCreateEPs`).
 
 use crate::binarization::{
-    ctx_mut, decode_level_as, decode_nonzero_bounded, decode_nonzero_plain, LevelCoding,
-    Neighbourhood,
+    ctx_mut, decode_level_as, decode_nonzero_bounded, decode_nonzero_plain, decode_nonzero_tca,
+    LevelCoding, Neighbourhood,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
@@ -429,6 +429,9 @@ impl Run<'_, '_> {
         if !EXTRA && !DQ && !self.lc.nothing_coded {
             return self.decode_plain::<false, true>(d, models, slice, nbh, dq_state);
         }
+        if EXTRA && !BOUNDED {
+            return self.decode_per_position::<DQ>(d, models, slice, nbh, dq_state);
+        }
         let mut state = *dq_state;
         for (i, o) in slice.iter_mut().enumerate() {
             if EXTRA {
@@ -446,6 +449,57 @@ impl Run<'_, '_> {
                 *o = k;
             }
         }
+        *dq_state = state;
+        Ok(())
+    }
+
+    /// [`Run::decode`] with TCA or HDSP and without codebook bounds: the contexts of each
+    /// position follow its TCA base level and HDSP flag, and the rest of a level goes through the
+    /// unary loops ([`decode_nonzero_plain`] where the base is 0, [`decode_nonzero_tca`] where
+    /// it is not). Same bins, same context states, same order as the general loop.
+    #[inline(always)]
+    fn decode_per_position<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let mut state = *dq_state;
+        let mut nb = nbh.nb;
+        for (i, o) in slice.iter_mut().enumerate() {
+            let pos = self.start + i;
+            let base = self.p.base_at(pos);
+            let nb_class = ContextLayout::nb_class(nb);
+            let sig = if self.p.hdsp_at(self.hdsp_flag, pos) {
+                ContextLayout::sig_hdsp(usize::from(state))
+            } else if base != 0 {
+                ContextLayout::sig_tca(usize::from(state), base.unsigned_abs() > 1)
+            } else {
+                ContextLayout::sig(usize::from(state), nb_class)
+            };
+            let ctx = ctx_mut(models, sig)?;
+            let k = if d.decode_decision(ctx) {
+                ctx.update(true);
+                if base == 0 {
+                    decode_nonzero_plain(d, models, self.layout, nb_class)?
+                } else {
+                    decode_nonzero_tca(d, models, self.layout, base)?
+                }
+            } else {
+                ctx.update(false);
+                0
+            };
+            if DQ {
+                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
+                state = dq::next_state(state, k);
+            } else {
+                *o = k;
+            }
+            nb = k;
+        }
+        nbh.nb = nb;
         *dq_state = state;
         Ok(())
     }

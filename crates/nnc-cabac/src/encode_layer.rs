@@ -1,7 +1,8 @@
 //! Level encoding of one tensor (reference `initCtxModels` + `encodeLayer` / `encodeLayer2`).
 
 use crate::binarization::{
-    ctx_mut, encode_level, encode_nonzero_plain, BinSink, Neighbourhood, SliceCoder,
+    ctx_mut, encode_level, encode_nonzero_plain, encode_nonzero_tca, BinSink, Neighbourhood,
+    SliceCoder,
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
@@ -190,6 +191,7 @@ fn encode_body(
         levels,
         skip_rows,
         plain: allow_plain && !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded(),
+        per_position: allow_plain && p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded(),
         hdsp_flag,
     };
     #[cfg(feature = "rayon")]
@@ -326,6 +328,8 @@ pub(crate) struct LevelPass<'a> {
     pub skip_rows: &'a [bool],
     /// Neither TCA, HDSP nor codebook bounds: [`code_plain`].
     pub plain: bool,
+    /// TCA or HDSP without codebook bounds: [`code_per_position`].
+    pub per_position: bool,
     pub hdsp_flag: bool,
 }
 
@@ -357,6 +361,17 @@ impl LevelPass<'_> {
             }
         } else if self.plain {
             code_plain_levels(e, models, &layout, p.dq, slice, &mut nbh.nb, dq_state)?;
+        } else if self.per_position {
+            let run = PerPosition {
+                p,
+                hdsp_flag: self.hdsp_flag,
+                start: seg.start,
+            };
+            if p.dq {
+                run.code::<true, false, _, _>(e, models, slice, &mut nbh.nb, dq_state)?;
+            } else {
+                run.code::<false, false, _, _>(e, models, slice, &mut nbh.nb, dq_state)?;
+            }
         } else {
             let lc = p.lc;
             let mut sink = EncSink {
@@ -435,6 +450,66 @@ pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     Ok(())
 }
 
+/// The positions of one stretch of a tensor whose contexts follow each position's TCA base
+/// level and HDSP flag ([`Prepared::per_position_contexts`]), without codebook bounds.
+pub(crate) struct PerPosition<'a> {
+    pub p: &'a Prepared<'a>,
+    /// The tensor's `hist_dep_sig_prob_enabled_flag`.
+    pub hdsp_flag: bool,
+    /// Position (row-major index) of the first level given to [`PerPosition::code`].
+    pub start: usize,
+}
+
+impl PerPosition<'_> {
+    /// [`code_plain`] with per-position contexts: the sig flag in the HDSP context where the
+    /// history says so, else in the TCA one where the base level is non-zero; the rest of a
+    /// level through [`encode_nonzero_tca`] where the base is non-zero, else as in the plain
+    /// loop. Same bins, same order as [`encode_level`] in the general loops; `RAW` as there.
+    pub fn code<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+        &self,
+        coder: &mut E,
+        ctxs: &mut [C],
+        slice: &[i32],
+        nb: &mut i32,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let p = self.p;
+        let layout = p.layout;
+        let mut state = *dq_state;
+        let mut prev = *nb;
+        for (i, &q) in slice.iter().enumerate() {
+            let pos = self.start + i;
+            let base = p.base_at(pos);
+            let nb_class = ContextLayout::nb_class(prev);
+            let sig = if p.hdsp_at(self.hdsp_flag, pos) {
+                ContextLayout::sig_hdsp(usize::from(state))
+            } else if base != 0 {
+                ContextLayout::sig_tca(usize::from(state), base.unsigned_abs() > 1)
+            } else {
+                ContextLayout::sig(usize::from(state), nb_class)
+            };
+            let k = if DQ { dq::coded_level(q, state) } else { q };
+            let v = if RAW { q } else { k };
+            coder.bin(ctx_mut(ctxs, sig)?, v != 0);
+            if v != 0 {
+                if base == 0 {
+                    encode_nonzero_plain(coder, ctxs, &layout, nb_class, v)?;
+                } else {
+                    encode_nonzero_tca(coder, ctxs, &layout, base, v)?;
+                }
+            }
+            coder.level_done(ctxs);
+            if DQ {
+                state = dq::next_state(state, k);
+            }
+            prev = v;
+        }
+        *nb = prev;
+        *dq_state = state;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +575,80 @@ mod tests {
             let mut general = ArithEncoder::new();
             encode_layer_impl(&mut general, &cfg, &hist, &opts, &lv, false).unwrap();
             assert_eq!(plain.finish(), general.finish(), "seed {seed}");
+        }
+    }
+
+    /// With TCA base levels (zero and non-zero, small and large) and an HDSP history, the
+    /// per-position loops write the general loops' bytes, and the decoder reads the levels back
+    /// (under DQ, once they fit the states' parities): DQ or not, param_opt on or off, scan
+    /// orders with block rows, N from 1 to 11, row skipping.
+    #[test]
+    fn per_position_loops_write_the_general_loops_bytes() {
+        use crate::decode_layer::decode_layer;
+        use crate::decoder::ArithDecoder;
+        for (seed, dq, param_opt, scan_order, n, hdsp, row_skip) in [
+            (21, true, true, 0, 11, false, true),
+            (22, false, true, 0, 11, true, false),
+            (23, true, false, 1, 3, true, true),
+            (24, true, true, 2, 2, false, false),
+            (25, false, false, 0, 1, true, true),
+            (26, true, true, 3, 1, true, false),
+        ] {
+            let mut lv = levels(48 * 40, seed);
+            for row in [3, 4, 20] {
+                lv[row * 40..(row + 1) * 40].fill(0);
+            }
+            let mut base = levels(48 * 40, seed + 100);
+            // Bases as large as the flags reach, and rows where the base is all zero.
+            for (i, b) in base.iter_mut().enumerate() {
+                if i % 7 == 0 {
+                    *b = (*b).saturating_mul(3);
+                }
+            }
+            base[40..120].fill(0);
+            let hist_mask: Vec<i8> = (0..48 * 40).map(|i| i8::from(i % 5 < 2)).collect();
+            let cfg = LayerConfig {
+                dq_flag: dq,
+                scan_order,
+                general_profile_idc: 1,
+                parent_node_id_present_flag: true,
+                cabac_unary_length: n,
+                ..LayerConfig::new(vec![48, 40])
+            };
+            let hist = LayerHistory {
+                base_levels: Some(&base),
+                hdsp_mode: if hdsp {
+                    HdspMode::TensorOn
+                } else {
+                    HdspMode::TensorOff
+                },
+                hdsp_hist: hdsp.then_some(&hist_mask[..]),
+            };
+            let opts = EncodeLayerOptions {
+                param_opt,
+                row_skip_enabled_flag: row_skip,
+                ..EncodeLayerOptions::default()
+            };
+            let both = |lv: &[i32]| {
+                let mut fast = ArithEncoder::new();
+                encode_layer_impl(&mut fast, &cfg, &hist, &opts, lv, true).unwrap();
+                let mut general = ArithEncoder::new();
+                encode_layer_impl(&mut general, &cfg, &hist, &opts, lv, false).unwrap();
+                let bytes = fast.finish();
+                assert_eq!(bytes, general.finish(), "seed {seed}");
+                let mut out = vec![0; lv.len()];
+                let mut dec = ArithDecoder::new(&bytes);
+                decode_layer(&mut dec, &cfg, &hist, &mut out).unwrap();
+                out
+            };
+            let out = both(&lv);
+            if dq {
+                // Random reconstruction indices need not fit the DQ states' parities; the
+                // decoded ones do, and come back as they are.
+                assert_eq!(both(&out), out, "seed {seed}");
+            } else {
+                assert_eq!(out, lv, "seed {seed}");
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use crate::binarization::{encode_level, LevelCoding, Neighbourhood, SliceCoder};
 use crate::dq;
-use crate::encode_layer::code_plain;
+use crate::encode_layer::{code_plain, PerPosition};
 use crate::layer::Prepared;
 use crate::param_opt::{InitSetSearch, Trace};
 use crate::scan::{Segment, Segments};
@@ -63,8 +63,9 @@ fn search(
 ) -> Result<InitSetSearch, Error> {
     let mut shadows = InitSetSearch::new(p.layout.len(), true);
     shadows.flags_given(flags_given);
-    if allow_plain && !p.per_position_contexts(hdsp_flag) {
-        let pass = PlainPass::plan(p, levels, skip_rows, threads)?;
+    if allow_plain {
+        let per_position = p.per_position_contexts(hdsp_flag).then_some(hdsp_flag);
+        let pass = PlainPass::plan(p, levels, skip_rows, per_position, threads)?;
         pass.record(&mut shadows)?;
     } else {
         general_pass(&mut shadows, p, levels, skip_rows, hdsp_flag)?;
@@ -72,7 +73,8 @@ fn search(
     Ok(shadows)
 }
 
-/// The pass through the general level loop (TCA or HDSP contexts), on one thread.
+/// The pass through the general level loop, on one thread (for the tests that compare it with
+/// the others).
 fn general_pass(
     shadows: &mut InitSetSearch,
     p: &Prepared<'_>,
@@ -147,11 +149,15 @@ impl Stretch {
     }
 }
 
-/// The pass through the plain level loop, cut into stretches.
+/// The pass through the plain level loop (or, with TCA or HDSP, its per-position form), cut
+/// into stretches.
 struct PlainPass<'a> {
     p: &'a Prepared<'a>,
     levels: &'a [i32],
     skip_rows: &'a [bool],
+    /// `Some(hist_dep_sig_prob_enabled_flag)` when the contexts follow each position's TCA
+    /// base level and HDSP flag ([`PerPosition`]).
+    per_position: Option<bool>,
     stretches: Vec<Stretch>,
     /// Stretches recorded at a time (read only with rayon).
     #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
@@ -166,6 +172,7 @@ impl<'a> PlainPass<'a> {
         p: &'a Prepared<'a>,
         levels: &'a [i32],
         skip_rows: &'a [bool],
+        per_position: Option<bool>,
         threads: usize,
     ) -> Result<Self, Error> {
         let work: usize = p
@@ -234,6 +241,7 @@ impl<'a> PlainPass<'a> {
             p,
             levels,
             skip_rows,
+            per_position,
             stretches,
             threads,
         })
@@ -290,10 +298,25 @@ impl<'a> PlainPass<'a> {
                     .get(start..seg.start + to)
                     .ok_or(Error::Internal("segment out of range"))?;
                 let (nb, state) = (&mut nb, &mut state);
-                if p.dq {
-                    code_plain::<true, true, _, _>(rec, traces, &layout, slice, nb, state)?;
-                } else {
-                    code_plain::<false, true, _, _>(rec, traces, &layout, slice, nb, state)?;
+                match self.per_position {
+                    Some(hdsp_flag) => {
+                        let run = PerPosition {
+                            p,
+                            hdsp_flag,
+                            start,
+                        };
+                        if p.dq {
+                            run.code::<true, true, _, _>(rec, traces, slice, nb, state)?;
+                        } else {
+                            run.code::<false, true, _, _>(rec, traces, slice, nb, state)?;
+                        }
+                    }
+                    None if p.dq => {
+                        code_plain::<true, true, _, _>(rec, traces, &layout, slice, nb, state)?;
+                    }
+                    None => {
+                        code_plain::<false, true, _, _>(rec, traces, &layout, slice, nb, state)?;
+                    }
                 }
             }
             if to == seg.len && seg.ends_block_row {
@@ -369,7 +392,7 @@ mod tests {
                 .unwrap()
                 .accumulated_costs();
             for threads in [2, 3, 7] {
-                let pass = PlainPass::plan(&p, &lv, &skip, threads).unwrap();
+                let pass = PlainPass::plan(&p, &lv, &skip, None, threads).unwrap();
                 assert!(
                     pass.stretches.len() >= threads,
                     "seed {seed}: too few stretches"
@@ -378,6 +401,61 @@ mod tests {
                 assert_eq!(
                     many.accumulated_costs(),
                     one,
+                    "seed {seed}, {threads} threads"
+                );
+            }
+        }
+    }
+
+    /// With TCA base levels and an HDSP history, the per-position pass accumulates the general
+    /// pass's costs in every context, on one thread and in stretches on several.
+    #[test]
+    fn per_position_stretches_accumulate_the_general_pass_costs() {
+        use crate::layer::HdspMode;
+        for (seed, dq, scan_order, h, w, row_skip, hdsp) in [
+            (11, true, 0, 40, 37, true, false),
+            (12, false, 0, 40, 37, false, true),
+            (13, true, 1, 48, 40, true, true),
+            (14, true, 3, 70, 24, false, false),
+            (15, false, 2, 33, 64, true, true),
+        ] {
+            let lv = levels(h * w, w, seed);
+            let mut base = levels(h * w, w, seed + 50);
+            base.iter_mut().step_by(5).for_each(|b| *b = b.saturating_mul(4));
+            let mask: Vec<i8> = (0..h * w).map(|i| i8::from(i % 3 == 0)).collect();
+            let cfg = LayerConfig {
+                dq_flag: dq,
+                scan_order,
+                general_profile_idc: 1,
+                parent_node_id_present_flag: true,
+                ..LayerConfig::new(vec![h, w])
+            };
+            let hist = LayerHistory {
+                base_levels: Some(&base),
+                hdsp_mode: if hdsp {
+                    HdspMode::TensorOn
+                } else {
+                    HdspMode::TensorOff
+                },
+                hdsp_hist: hdsp.then_some(&mask[..]),
+            };
+            let p = Prepared::new(&cfg, &hist, lv.len(), 0).unwrap();
+            assert!(p.per_position_contexts(hdsp));
+            let skip: Vec<bool> = if row_skip {
+                (0..h)
+                    .map(|r| lv[r * w..(r + 1) * w].iter().all(|&v| v == 0))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let general = search(&p, &lv, &skip, hdsp, false, 1, 0..0)
+                .unwrap()
+                .accumulated_costs();
+            for threads in [1, 2, 5] {
+                let fast = search(&p, &lv, &skip, hdsp, true, threads, 0..0).unwrap();
+                assert_eq!(
+                    fast.accumulated_costs(),
+                    general,
                     "seed {seed}, {threads} threads"
                 );
             }
