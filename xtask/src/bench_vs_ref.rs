@@ -5,7 +5,10 @@
 //! Workloads: `randn(256, 64, 64)`, a 90 %-sparse 1024 × 1024 float32 tensor and a small layer
 //! (64 × 16, timed over at least [`SMALL_REPS`] calls, as a federated client or a layer-by-layer
 //! caller makes many small calls) through the tensor pipeline (`nncodec.tensor`), a randomly
-//! initialised ResNet-50-shaped state dict and, when its weights are in the cache directory,
+//! initialised ResNet-50-shaped state dict, the second of two updates of it (differences, as a
+//! federated client sends them) coded with temporal context adaptation from the states the first
+//! left (`nncodec.nnc.compress` / `decompress` with `approx_param_base`; our incremental encoder
+//! and decoder states) and, when its weights are in the cache directory,
 //! all-MiniLM-L6-v2 (`$NNC_MINILM_SAFETENSORS`, else `all-MiniLM-L6-v2/model.safetensors` in the
 //! cache directory), as it is and with each of its matrices pruned to 90 % zeros by magnitude,
 //! through the model pipeline (`nncodec.nn` on a dict). With `--tools`, the coding tools beyond
@@ -34,7 +37,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 use nnc_nn::io::{read_npz, read_tensors, write_npy, write_npz, write_tensors};
-use nnc_tensor::{decode_stream, encode, DecodeOptions, DecoderState, EncodeInput, EncodeOptions};
+use nnc_tensor::{
+    decode_stream, encode, encode_incremental, DecodeOptions, DecoderState, EncodeInput,
+    EncodeOptions, EncoderState,
+};
 use nnc_tensor::{Tensor, TensorData};
 
 /// What to run.
@@ -82,29 +88,53 @@ from nncodec import nnc as nnc_api
 results = {}
 for w in plan["workloads"]:
     name, reps = w["name"], int(w["reps"])
+    # Each timed call gets what its `prep` made right before it, outside the timing (an
+    # update's copy of the base it changes).
+    prep_enc = prep_dec = lambda: None
     if w["kind"] == "tensor":
         x = np.load(w["input"])
-        enc = lambda: nnc_tensor.encode(x, {"results": work})
-        dec = lambda bs: {"0": nnc_tensor.decode(bs)}
+        enc = lambda _: nnc_tensor.encode(x, {"results": work})
+        dec = lambda bs, _: {"0": nnc_tensor.decode(bs)}
+    elif w["kind"] == "update":
+        import copy
+        def load(path):
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        previous, model = load(w["previous"]), load(w["input"])
+        kw = dict(qp=-32, row_skipping=True, tca=True, compress_differences=True)
+        new_base = lambda: {"parameters": {}, "put_node_depth": {}, "device_id": 0, "parameter_id": {}}
+        enc_base, dec_base = new_base(), new_base()
+        out = os.path.join(work, "update.nnc")
+        first = nnc_api.compress(previous, bitstream_path=out, return_bitstream=True,
+                                 approx_param_base=enc_base, update_base_param=True, **kw)
+        nnc_api.decompress(bytearray(first), approx_param_base=dec_base, update_base_param=True)
+        prep_enc = lambda: copy.deepcopy(enc_base)
+        prep_dec = lambda: copy.deepcopy(dec_base)
+        enc = lambda base: nnc_api.compress(model, bitstream_path=out, return_bitstream=True,
+                                            approx_param_base=base, update_base_param=True, **kw)
+        dec = lambda bs, base: nnc_api.decompress(bytearray(bs), approx_param_base=base,
+                                                  update_base_param=True)
     else:
         with np.load(w["input"]) as z:
             model = {k: z[k] for k in z.files}
         if w["kind"] == "compress":
             kwargs, out = w["kwargs"], os.path.join(work, "compress.nnc")
-            enc = lambda: nnc_api.compress(model, bitstream_path=out, return_bitstream=True, **kwargs)
-            dec = lambda bs: nnc_api.decompress(bytearray(bs))
+            enc = lambda _: nnc_api.compress(model, bitstream_path=out, return_bitstream=True, **kwargs)
+            dec = lambda bs, _: nnc_api.decompress(bytearray(bs))
         else:
-            enc = lambda: nnc_nn.encode(model, {"results": work, "verbose": False})
-            dec = lambda bs: nnc_nn.decode(bs, {"verbose": False})
+            enc = lambda _: nnc_nn.encode(model, {"results": work, "verbose": False})
+            dec = lambda bs, _: nnc_nn.decode(bs, {"verbose": False})
     enc_s, dec_s = [], []
     try:
         for _ in range(reps):
+            arg = prep_enc()
             t0 = time.perf_counter()
-            bs = enc()
+            bs = enc(arg)
             enc_s.append(time.perf_counter() - t0)
         for _ in range(reps):
+            arg = prep_dec()
             t0 = time.perf_counter()
-            rec = dec(bs)
+            rec = dec(bs, arg)
             dec_s.append(time.perf_counter() - t0)
     except BaseException as e:  # SystemExit included: the reference exits on bad input
         results[name] = {"error": (type(e).__name__ + ": " + str(e))[:300]}
@@ -123,7 +153,7 @@ with open(os.path.join(work, "ref_results.json"), "w") as f:
 /// Our Python package on the same inputs, run as `python bench_ours.py WORKDIR` after the
 /// reference wrote `plan.json`: `nnc.encode` / `nnc.decode` on 1 thread, then on all cores.
 const OURS_PYTHON_SCRIPT: &str = r#"
-import json, os, sys, time
+import copy, json, os, sys, time
 import numpy as np
 import nnc
 
@@ -134,21 +164,31 @@ with open(os.path.join(work, "plan.json")) as f:
 results = {}
 for w in plan["workloads"]:
     name, reps = w["name"], int(w["reps"])
-    if w["kind"] == "tensor":
-        data = np.load(w["input"])
-    else:
-        with np.load(w["input"]) as z:
-            data = {k: z[k] for k in z.files}
+    def load(path):
+        if w["kind"] == "tensor":
+            return np.load(path)
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    data = load(w["input"])
+    kw, enc_state, dec_state = {}, None, None
+    if w["kind"] == "update":
+        # The update the reference codes, from the states its previous one left.
+        kw = dict(tca=True, compress_differences=True)
+        enc_state, dec_state = nnc.EncoderState(), nnc.DecoderState()
+        nnc.decode(nnc.encode(load(w["previous"]), state=enc_state, **kw), state=dec_state)
+    copy_of = lambda state: None if state is None else copy.deepcopy(state)
     sides = {}
     for label, threads in (("one", 1), ("all", None)):
         enc_s, dec_s = [], []
         for _ in range(reps):
+            state = copy_of(enc_state)
             t0 = time.perf_counter()
-            bs = nnc.encode(data, threads=threads)
+            bs = nnc.encode(data, threads=threads, state=state, **kw)
             enc_s.append(time.perf_counter() - t0)
         for _ in range(reps):
+            state = copy_of(dec_state)
             t0 = time.perf_counter()
-            rec = nnc.decode(bs, threads=threads)
+            rec = nnc.decode(bs, threads=threads, state=state)
             dec_s.append(time.perf_counter() - t0)
         bs_path = os.path.join(work, "py_" + label + "_" + name + ".nnc")
         with open(bs_path, "wb") as f:
@@ -382,6 +422,31 @@ fn resnet50_state_dict() -> Vec<Tensor> {
     out
 }
 
+/// Two successive updates of `model` as a federated client sends them (differences to it): the
+/// first normals with a tenth of each tensor's root mean square (at least 0.001), the second
+/// half the first plus new normals of the same size, so that its levels follow the first's as
+/// temporal context adaptation expects.
+fn updates_of(model: &[Tensor]) -> [Vec<Tensor>; 2] {
+    let mut rng = Rng::new(SEED + 1);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for t in model {
+        let values = t.data.as_f32_lossless().unwrap_or_default();
+        let n = values.len().max(1) as f64;
+        let rms = (values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n).sqrt();
+        let sigma = 0.1 * rms.max(0.01);
+        let d1: Vec<f32> = (0..t.len())
+            .map(|_| (rng.normal() * sigma) as f32)
+            .collect();
+        let d2: Vec<f32> = d1
+            .iter()
+            .map(|&d| (0.5 * f64::from(d) + rng.normal() * sigma) as f32)
+            .collect();
+        first.push(f32_tensor(&t.name, &t.shape, d1));
+        second.push(f32_tensor(&t.name, &t.shape, d2));
+    }
+    [first, second]
+}
+
 /// The batch norm that follows conv weight `name` in torchvision's ResNet.
 fn batch_norm_of(name: &str) -> String {
     let module = name.trim_end_matches(".weight");
@@ -429,6 +494,9 @@ enum Kind {
     Model,
     /// `nncodec.nnc.compress` on a dict, with these keyword arguments.
     Compress(Value),
+    /// `nncodec.nnc.compress` / `decompress` of an update with TCA and `compress_differences`,
+    /// from the bases the previous update (this `.npz`, and these tensors) left.
+    Update(PathBuf, Vec<Tensor>),
 }
 
 impl Kind {
@@ -437,6 +505,7 @@ impl Kind {
             Kind::Tensor => "tensor",
             Kind::Model => "model",
             Kind::Compress(_) => "compress",
+            Kind::Update(..) => "update",
         }
     }
 }
@@ -552,6 +621,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     if opts.keep {
         write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
     }
+    let [first, second] = updates_of(&model);
     list.push(Workload {
         name: "resnet50",
         label: "ResNet-50 (random init)".into(),
@@ -560,6 +630,22 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         input,
         reps: opts.runs(2),
         options: EncodeOptions::default(),
+    });
+    let previous = work.join("resnet50_update1.npz");
+    write_npz(&previous, &first)?;
+    let input = work.join("resnet50_update2.npz");
+    write_npz(&input, &second)?;
+    let mut options = EncodeOptions::default();
+    options.tca = true;
+    options.compress_differences = true;
+    list.push(Workload {
+        name: "resnet50_update",
+        label: "ResNet-50 update, TCA".into(),
+        kind: Kind::Update(previous, first),
+        tensors: second,
+        input,
+        reps: opts.runs(2),
+        options,
     });
     let minilm = std::env::var_os("NNC_MINILM_SAFETENSORS")
         .map(PathBuf::from)
@@ -643,6 +729,10 @@ fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side
             "kind": w.kind.script_name(),
             "kwargs": match &w.kind {
                 Kind::Compress(kwargs) => kwargs.clone(),
+                _ => Value::Null,
+            },
+            "previous": match &w.kind {
+                Kind::Update(path, _) => Value::from(path.display().to_string()),
                 _ => Value::Null,
             },
             "input": w.input,
@@ -736,30 +826,49 @@ fn run_ours_python(python: &Path, work: &Path, w: &Workload) -> Result<(Side, Si
     Ok((side("one")?, side("all")?))
 }
 
-/// Ours on `threads` worker threads (`None`: all cores).
+/// Ours on `threads` worker threads (`None`: all cores). An update is coded from the states its
+/// previous update left (cloned before each timed call, outside the timing), and decoded as a
+/// receiver of a sequence does: recording the state the next update needs.
 fn run_ours(w: &Workload, threads: Option<usize>) -> Result<Side> {
     let opts = w.options.clone().with_threads(threads);
+    let mut decode_opts = DecodeOptions::new()
+        .with_threads(threads)
+        .with_keep_levels(false)
+        .with_update_state(false);
+    let (mut enc_state, mut dec_state) = (EncoderState::default(), DecoderState::default());
+    if let Kind::Update(_, previous) = &w.kind {
+        let first = encode_incremental(
+            EncodeInput::from_tensors(previous)?,
+            &opts,
+            &mut enc_state,
+            true,
+        )?;
+        decode_opts = decode_opts.with_update_state(true);
+        decode_stream(&first.bytes, &mut dec_state, &decode_opts)?;
+    }
+    let update = matches!(w.kind, Kind::Update(..));
     let mut encode_s = Vec::with_capacity(w.reps);
     let mut bytes = Vec::new();
     for _ in 0..w.reps {
+        let mut state = enc_state.clone();
         let t0 = Instant::now();
         let input = EncodeInput::from_tensors(&w.tensors)?;
-        bytes = encode(&input, &opts)?.bytes;
+        bytes = if update {
+            encode_incremental(input, &opts, &mut state, true)?.bytes
+        } else {
+            encode(&input, &opts)?.bytes
+        };
         encode_s.push(t0.elapsed().as_secs_f64());
     }
     let mut decode_s = Vec::with_capacity(w.reps);
     let mut decoded = Vec::new();
     for _ in 0..w.reps {
-        let t0 = Instant::now();
-        let mut state = DecoderState::default();
         // What the reference's standalone decode does: bitstream to values. Levels are not
-        // handed out and no incremental state is recorded (the defaults, which incremental
-        // decoding needs, copy every level into the state).
-        let opts = DecodeOptions::new()
-            .with_threads(threads)
-            .with_keep_levels(false)
-            .with_update_state(false);
-        let stream = decode_stream(&bytes, &mut state, &opts)?;
+        // handed out, and no incremental state is recorded but an update's (the defaults, which
+        // incremental decoding needs, copy every level into the state).
+        let mut state = dec_state.clone();
+        let t0 = Instant::now();
+        let stream = decode_stream(&bytes, &mut state, &decode_opts)?;
         decode_s.push(t0.elapsed().as_secs_f64());
         decoded = stream.tensors.into_iter().map(|t| t.tensor).collect();
     }
@@ -950,7 +1059,7 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
             }
         };
         all_same &= print_row(&w.label, values, w.reps, &r, &one, &ours);
-        if let (Some(py), Kind::Tensor | Kind::Model) = (&python_side, &w.kind) {
+        if let (Some(py), Kind::Tensor | Kind::Model | Kind::Update(..)) = (&python_side, &w.kind) {
             match run_ours_python(py, work, w) {
                 Ok((one, all)) => {
                     all_same &= print_row("  from Python", values, w.reps, &r, &one, &all);

@@ -421,7 +421,9 @@ mod tests {
         ] {
             let lv = levels(h * w, w, seed);
             let mut base = levels(h * w, w, seed + 50);
-            base.iter_mut().step_by(5).for_each(|b| *b = b.saturating_mul(4));
+            base.iter_mut()
+                .step_by(5)
+                .for_each(|b| *b = b.saturating_mul(4));
             let mask: Vec<i8> = (0..h * w).map(|i| i8::from(i % 3 == 0)).collect();
             let cfg = LayerConfig {
                 dq_flag: dq,
