@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use nnc_benches::{
-    count_level_bins, model_tensors, model_updates, randn_f32, randn_tensor, SEED, TENSOR_SHAPE,
+    count_level_bins, model_tensors, randn_f32, randn_tensor, TcaUpdate, SEED, TENSOR_SHAPE,
 };
 use nnc_cabac::{
     decode_layer_and_create_entry_points, decode_layer_with_entry_points, encode_layer,
@@ -24,7 +24,7 @@ use nnc_cabac::{
 use nnc_quant::{quantize_layer, QuantizeOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, summarise_stream, DecodeOptions, DecoderState,
-    EncodeInput, EncodeOptions, EncoderState, Tensor,
+    EncodeInput, EncodeOptions, Tensor,
 };
 
 /// Greater-than flags at the default `cabac_unary_length_minus1` = 10.
@@ -218,21 +218,12 @@ fn small_call(c: &mut Criterion) {
 /// decoder's, on one thread and on all cores. Each iteration starts from a clone of the state
 /// (the clone is timed too; it is small against the coding).
 fn update_tca(c: &mut Criterion) {
-    let [base, update] = model_updates(&model_tensors());
-    let mut opts = EncodeOptions::default();
-    opts.tca = true;
-    opts.compress_differences = true;
-    let mut enc_state = EncoderState::default();
-    let mut dec_state = DecoderState::default();
-    let first = encode_incremental(
-        EncodeInput::from_tensors(&base).unwrap(),
-        &opts,
-        &mut enc_state,
-        true,
-    )
-    .unwrap()
-    .bytes;
-    decode_stream(&first, &mut dec_state, &DecodeOptions::new()).unwrap();
+    let TcaUpdate {
+        opts,
+        update,
+        enc_state,
+        dec_state,
+    } = TcaUpdate::new(None).unwrap();
     let input = EncodeInput::from_tensors(&update).unwrap();
     let bytes = encode_incremental(&input, &opts, &mut enc_state.clone(), true)
         .unwrap()

@@ -7,11 +7,8 @@
 
 use std::time::Instant;
 
-use nnc_benches::{count_level_bins, model_tensors, model_updates};
-use nnc_tensor::{
-    decode_stream, encode_incremental, DecodeOptions, DecoderState, EncodeInput, EncodeOptions,
-    EncoderState,
-};
+use nnc_benches::{count_level_bins, TcaUpdate};
+use nnc_tensor::{decode_stream, encode_incremental, DecodeOptions, EncodeInput};
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,22 +20,13 @@ fn main() {
     let what = args.first().cloned().unwrap_or_else(|| "decode".into());
     let reps: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1);
 
-    let [base, update] = model_updates(&model_tensors());
-    let mut opts = EncodeOptions::default().with_threads(threads);
-    opts.tca = true;
-    opts.compress_differences = true;
+    let TcaUpdate {
+        opts,
+        update,
+        enc_state,
+        dec_state,
+    } = TcaUpdate::new(threads).unwrap();
     let dopts = DecodeOptions::new().with_threads(threads);
-    let mut enc_state = EncoderState::default();
-    let mut dec_state = DecoderState::default();
-    let first = encode_incremental(
-        EncodeInput::from_tensors(&base).unwrap(),
-        &opts,
-        &mut enc_state,
-        true,
-    )
-    .unwrap()
-    .bytes;
-    decode_stream(&first, &mut dec_state, &dopts).unwrap();
     let input = EncodeInput::from_tensors(&update).unwrap();
     let encoded = encode_incremental(&input, &opts, &mut enc_state.clone(), true).unwrap();
     let bytes = encoded.bytes;

@@ -5,7 +5,7 @@
 //! throughput units exact: a SplitMix64 generator with Box–Muller normals ([`SplitMix64`],
 //! [`randn_f32`]), Laplacian integer levels ([`laplacian_levels`]), skewed context-coded bin
 //! sequences for the engine ([`EngineBins`]), a 16-layer model and two updates of it for the model
-//! and update benchmarks ([`model_tensors`], [`model_updates`]), and the number of context-coded and bypass bins a
+//! and update benchmarks ([`model_tensors`], [`model_updates`], [`TcaUpdate`]), and the number of context-coded and bypass bins a
 //! tensor's levels binarize to ([`count_level_bins`]), from which bins/s figures are derived.
 //!
 //! Does not know about: timing, files, the reference implementation.
@@ -23,7 +23,10 @@
 
 use nnc_cabac::binarization::{encode_level, BinSink, LevelCoding, Neighbourhood};
 use nnc_cabac::{dq, ContextLayout};
-use nnc_tensor::{Tensor, TensorData};
+use nnc_tensor::{
+    decode_stream, encode_incremental, DecodeOptions, DecoderState, EncodeInput, EncodeOptions,
+    EncoderState, Tensor, TensorData,
+};
 
 /// Shape of the tensor workload: the reference's `randn(256, 64, 64)` (1 M elements).
 pub const TENSOR_SHAPE: [usize; 3] = [256, 64, 64];
@@ -137,6 +140,47 @@ pub fn model_updates(model: &[Tensor]) -> [Vec<Tensor>; 2] {
     let first = step(SEED + 100, None);
     let second = step(SEED + 200, Some(&first));
     [first, second]
+}
+
+/// The update benchmarks' setup: the second of [`model_updates`] and the encoder's and
+/// decoder's states after the first, coded with TCA and `compress_differences`.
+#[derive(Clone, Debug)]
+pub struct TcaUpdate {
+    /// The options both updates are coded with.
+    pub opts: EncodeOptions,
+    /// The second update, the one to time.
+    pub update: Vec<Tensor>,
+    /// The encoder's state after the first update.
+    pub enc_state: EncoderState,
+    /// The decoder's state after decoding the first update.
+    pub dec_state: DecoderState,
+}
+
+impl TcaUpdate {
+    /// Codes and decodes the first update of [`model_tensors`] on `threads` threads.
+    pub fn new(threads: Option<usize>) -> Result<Self, Box<dyn std::error::Error>> {
+        let [first, update] = model_updates(&model_tensors());
+        let mut opts = EncodeOptions::default().with_threads(threads);
+        opts.tca = true;
+        opts.compress_differences = true;
+        let mut enc_state = EncoderState::default();
+        let mut dec_state = DecoderState::default();
+        let bytes = encode_incremental(
+            EncodeInput::from_tensors(&first)?,
+            &opts,
+            &mut enc_state,
+            true,
+        )?
+        .bytes;
+        let dopts = DecodeOptions::new().with_threads(threads);
+        decode_stream(&bytes, &mut dec_state, &dopts)?;
+        Ok(Self {
+            opts,
+            update,
+            enc_state,
+            dec_state,
+        })
+    }
 }
 
 /// `n` integer levels drawn from a Laplacian with mean absolute value about `mean_abs`, rounded

@@ -359,6 +359,16 @@ mod tests {
         out
     }
 
+    /// Row skipping's flags for `lv` as `h` rows of `w` (every all-zero row), or none.
+    fn all_zero_rows(lv: &[i32], h: usize, w: usize, row_skip: bool) -> Vec<bool> {
+        if !row_skip {
+            return Vec::new();
+        }
+        (0..h)
+            .map(|r| lv[r * w..(r + 1) * w].iter().all(|&v| v == 0))
+            .collect()
+    }
+
     /// Recording in stretches on several threads accumulates the same costs in every context
     /// as one pass: DQ or not, skipped rows, block-row resets (scan orders 1–3), stretches cut
     /// inside rows and rows longer than a stretch.
@@ -381,13 +391,7 @@ mod tests {
             };
             let hist = LayerHistory::default();
             let p = Prepared::new(&cfg, &hist, lv.len(), 0).unwrap();
-            let skip: Vec<bool> = if row_skip {
-                (0..h)
-                    .map(|r| lv[r * w..(r + 1) * w].iter().all(|&v| v == 0))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let skip = all_zero_rows(&lv, h, w, row_skip);
             let one = search(&p, &lv, &skip, false, true, 1, 0..0)
                 .unwrap()
                 .accumulated_costs();
@@ -443,13 +447,7 @@ mod tests {
             };
             let p = Prepared::new(&cfg, &hist, lv.len(), 0).unwrap();
             assert!(p.per_position_contexts(hdsp));
-            let skip: Vec<bool> = if row_skip {
-                (0..h)
-                    .map(|r| lv[r * w..(r + 1) * w].iter().all(|&v| v == 0))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let skip = all_zero_rows(&lv, h, w, row_skip);
             let general = search(&p, &lv, &skip, hdsp, false, 1, 0..0)
                 .unwrap()
                 .accumulated_costs();
