@@ -4,9 +4,10 @@
 //! `docs/benchmarks.md`); this library only makes their inputs reproducible and their
 //! throughput units exact: a SplitMix64 generator with Box–Muller normals ([`SplitMix64`],
 //! [`randn_f32`]), Laplacian integer levels ([`laplacian_levels`]), skewed context-coded bin
-//! sequences for the engine ([`EngineBins`]), a 16-layer model and two updates of it for the model
-//! and update benchmarks ([`model_tensors`], [`model_updates`], [`TcaUpdate`]), and the number of context-coded and bypass bins a
-//! tensor's levels binarize to ([`count_level_bins`]), from which bins/s figures are derived.
+//! sequences for the engine ([`EngineBins`]), a 16-layer model and two updates of it for the
+//! model and update benchmarks ([`model_tensors`], [`model_updates`], [`TcaUpdate`]), and the
+//! number of context-coded and bypass bins a tensor's levels binarize to ([`count_level_bins`]),
+//! from which bins/s figures are derived.
 //!
 //! Does not know about: timing, files, the reference implementation.
 //!

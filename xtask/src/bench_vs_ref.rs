@@ -740,8 +740,36 @@ fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side
         }]
     });
     std::fs::write(work.join("plan.json"), serde_json::to_vec_pretty(&plan)?)?;
-    let script = work.join("bench_ref.py");
-    std::fs::write(&script, REFERENCE_SCRIPT)?;
+    let results = run_script(
+        python,
+        work,
+        ("bench_ref.py", REFERENCE_SCRIPT),
+        "ref_results.json",
+        "the reference run",
+    )?;
+    let side = || {
+        let r = results
+            .get(w.name)
+            .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
+        if let Some(e) = r.get("error").and_then(Value::as_str) {
+            bail!("{e}");
+        }
+        side_from_json(r, w.name)
+    };
+    Ok(side())
+}
+
+/// Writes `script` (file name, text) into `work`, runs it as `python SCRIPT WORK` there and
+/// returns the JSON it wrote to `results`; a failed run gives the end of its stderr.
+fn run_script(
+    python: &Path,
+    work: &Path,
+    (file, text): (&str, &str),
+    results: &str,
+    what: &str,
+) -> Result<Value> {
+    let script = work.join(file);
+    std::fs::write(&script, text)?;
     let out = Command::new(python)
         .arg(&script)
         .arg(work)
@@ -758,19 +786,9 @@ fn run_reference(python: &Path, work: &Path, w: &Workload) -> Result<Result<Side
             .into_iter()
             .rev()
             .collect();
-        bail!("the reference run failed:\n{tail}");
+        bail!("{what} failed:\n{tail}");
     }
-    let results: Value = serde_json::from_slice(&std::fs::read(work.join("ref_results.json"))?)?;
-    let side = || {
-        let r = results
-            .get(w.name)
-            .ok_or_else(|| anyhow!("no reference result for {}", w.name))?;
-        if let Some(e) = r.get("error").and_then(Value::as_str) {
-            bail!("{e}");
-        }
-        side_from_json(r, w.name)
-    };
-    Ok(side())
+    Ok(serde_json::from_slice(&std::fs::read(work.join(results))?)?)
 }
 
 /// One side as a script recorded it: `encode_s` and `decode_s` (every run), the paths of its
@@ -798,23 +816,13 @@ fn side_from_json(r: &Value, name: &str) -> Result<Side> {
 /// Our Python package on the workload the reference just ran (its `plan.json` is still in
 /// `work`): the 1-thread side, then the all-cores side.
 fn run_ours_python(python: &Path, work: &Path, w: &Workload) -> Result<(Side, Side)> {
-    let script = work.join("bench_ours.py");
-    std::fs::write(&script, OURS_PYTHON_SCRIPT)?;
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(work)
-        .current_dir(work)
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last: Vec<&str> = err.lines().rev().take(5).collect();
-        bail!(
-            "our Python package failed: {}",
-            last.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
-    }
-    let results: Value = serde_json::from_slice(&std::fs::read(work.join("py_results.json"))?)?;
+    let results = run_script(
+        python,
+        work,
+        ("bench_ours.py", OURS_PYTHON_SCRIPT),
+        "py_results.json",
+        "our Python package",
+    )?;
     let r = results
         .get(w.name)
         .ok_or_else(|| anyhow!("no Python result for {}", w.name))?;

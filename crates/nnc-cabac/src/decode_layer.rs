@@ -470,16 +470,13 @@ impl Run<'_, '_> {
         let mut nb = nbh.nb;
         for (i, o) in slice.iter_mut().enumerate() {
             let pos = self.start + i;
-            let base = self.p.base_at(pos);
-            let nb_class = ContextLayout::nb_class(nb);
-            let sig = if self.p.hdsp_at(self.hdsp_flag, pos) {
-                ContextLayout::sig_hdsp(usize::from(state))
-            } else if base != 0 {
-                ContextLayout::sig_tca(usize::from(state), base.unsigned_abs() > 1)
-            } else {
-                ContextLayout::sig(usize::from(state), nb_class)
+            let here = Neighbourhood {
+                nb,
+                base: self.p.base_at(pos),
+                hdsp_here: self.p.hdsp_at(self.hdsp_flag, pos),
             };
-            let ctx = ctx_mut(models, sig)?;
+            let (base, nb_class) = (here.base, ContextLayout::nb_class(nb));
+            let ctx = ctx_mut(models, here.sig_ctx(usize::from(state)))?;
             let k = if d.decode_decision(ctx) {
                 ctx.update(true);
                 if base == 0 {

@@ -185,13 +185,21 @@ fn encode_body(
         marks.start = e.bit_offset();
     }
     // Without TCA, HDSP or codebook bounds the contexts depend only on the previous level, the
-    // DQ state and the sign (the decoder's `decode_plain` is the mirror).
+    // DQ state and the sign (the decoder's `decode_plain` is the mirror); with TCA or HDSP they
+    // follow each position (`decode_per_position`).
+    let level_loop = match (
+        allow_plain && p.lc.is_unbounded(),
+        p.per_position_contexts(hdsp_flag),
+    ) {
+        (false, _) => LevelLoop::General,
+        (true, false) => LevelLoop::Plain,
+        (true, true) => LevelLoop::PerPosition,
+    };
     let pass = LevelPass {
         p,
         levels,
         skip_rows,
-        plain: allow_plain && !p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded(),
-        per_position: allow_plain && p.per_position_contexts(hdsp_flag) && p.lc.is_unbounded(),
+        level_loop,
         hdsp_flag,
     };
     #[cfg(feature = "rayon")]
@@ -326,11 +334,19 @@ pub(crate) struct LevelPass<'a> {
     pub p: &'a Prepared<'a>,
     pub levels: &'a [i32],
     pub skip_rows: &'a [bool],
-    /// Neither TCA, HDSP nor codebook bounds: [`code_plain`].
-    pub plain: bool,
-    /// TCA or HDSP without codebook bounds: [`code_per_position`].
-    pub per_position: bool,
+    pub level_loop: LevelLoop,
     pub hdsp_flag: bool,
+}
+
+/// Which level loop the real pass codes a tensor's levels with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LevelLoop {
+    /// Neither TCA, HDSP nor codebook bounds: [`code_plain`].
+    Plain,
+    /// TCA or HDSP without codebook bounds: [`PerPosition`].
+    PerPosition,
+    /// Codebook bounds, or the tests' comparisons: [`encode_level`] position by position.
+    General,
 }
 
 impl LevelPass<'_> {
@@ -359,9 +375,9 @@ impl LevelPass<'_> {
                 // Reference quirk: a skipped segment advances the DQ state by W, not by its length.
                 *dq_state = dq::advance_zeros(*dq_state, p.geo.w);
             }
-        } else if self.plain {
+        } else if self.level_loop == LevelLoop::Plain {
             code_plain_levels(e, models, &layout, p.dq, slice, &mut nbh.nb, dq_state)?;
-        } else if self.per_position {
+        } else if self.level_loop == LevelLoop::PerPosition {
             let run = PerPosition {
                 p,
                 hdsp_flag: self.hdsp_flag,
@@ -479,18 +495,15 @@ impl PerPosition<'_> {
         let mut prev = *nb;
         for (i, &q) in slice.iter().enumerate() {
             let pos = self.start + i;
-            let base = p.base_at(pos);
-            let nb_class = ContextLayout::nb_class(prev);
-            let sig = if p.hdsp_at(self.hdsp_flag, pos) {
-                ContextLayout::sig_hdsp(usize::from(state))
-            } else if base != 0 {
-                ContextLayout::sig_tca(usize::from(state), base.unsigned_abs() > 1)
-            } else {
-                ContextLayout::sig(usize::from(state), nb_class)
+            let here = Neighbourhood {
+                nb: prev,
+                base: p.base_at(pos),
+                hdsp_here: p.hdsp_at(self.hdsp_flag, pos),
             };
+            let (base, nb_class) = (here.base, ContextLayout::nb_class(prev));
             let k = if DQ { dq::coded_level(q, state) } else { q };
             let v = if RAW { q } else { k };
-            coder.bin(ctx_mut(ctxs, sig)?, v != 0);
+            coder.bin(ctx_mut(ctxs, here.sig_ctx(usize::from(state)))?, v != 0);
             if v != 0 {
                 if base == 0 {
                     encode_nonzero_plain(coder, ctxs, &layout, nb_class, v)?;
