@@ -9,12 +9,12 @@ use nnc_tensor::encode::{encode_inference_optimised, quantize, IoqError};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
-    EncodeOptions, Limits, Tensor,
+    EncodeOptions, IncrementalState, Limits, Tensor,
 };
 
 use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict};
 use crate::errors::{invalid, to_py};
-use crate::state::{DecoderState, EncoderState};
+use crate::state::{borrow_state, DecoderState, EncoderState};
 
 /// `qp_density` of the sparsification step size in the reference's tensor pipeline.
 ///
@@ -176,7 +176,9 @@ pub fn py_encode<'py>(
     }
 
     let mut tensors = tensors_from_py(data, tensor_id)?;
-    let mut base = state.as_ref().map(|s| s.borrow().inner.clone());
+    // The codec leaves the state as it was when a call fails, so it is worked on in place.
+    let mut held = state.as_ref().map(borrow_state).transpose()?;
+    let base = held.as_deref_mut().map(|s| &mut s.inner);
     let out = py.detach(|| -> Result<Output, Failure> {
         if sparsity > 0.0 {
             sparsify_tensors(
@@ -211,7 +213,7 @@ pub fn py_encode<'py>(
                 tensors.into_iter().map(|t| t.tensor).collect(),
             ));
         }
-        let stream = match (base.as_mut(), &ioq) {
+        let stream = match (base, &ioq) {
             (Some(st), _) => encode_incremental(input, &opts, st, update_state)?,
             (None, Some(score)) => {
                 encode_inference_optimised(&input, &opts, |rec| evaluate(score, rec))
@@ -241,9 +243,7 @@ pub fn py_encode<'py>(
         Failure::Codec(e) => to_py(&e),
         Failure::Python(e) => e,
     })?;
-    if let (Some(s), Some(new)) = (state, base) {
-        s.borrow_mut().inner = new;
-    }
+    drop(held);
     match out {
         Output::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
         Output::Tensors(tensors) => Ok(tensors_to_dict(py, tensors)?.into_any()),
@@ -337,18 +337,18 @@ pub fn py_decode<'py>(
     for (name, dims) in tensor_dimensions.unwrap_or_default() {
         opts = opts.with_tensor_dimensions(name, dims);
     }
-    let mut work = state
-        .as_ref()
-        .map(|s| s.borrow().inner.clone())
-        .unwrap_or_default();
+    // The codec leaves the state as it was when a call fails (and without `update_state`), so it
+    // is worked on in place.
+    let mut held = state.as_ref().map(borrow_state).transpose()?;
+    let mut fresh = IncrementalState::default();
+    let work = match held.as_deref_mut() {
+        Some(s) => &mut s.inner,
+        None => &mut fresh,
+    };
     let decoded = py
-        .detach(|| decode_stream(bytes, &mut work, &opts))
+        .detach(|| decode_stream(bytes, work, &opts))
         .map_err(|e| to_py(&e))?;
-    if let Some(s) = state {
-        if update_state {
-            s.borrow_mut().inner = work;
-        }
-    }
+    drop(held);
     let tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
     tensors_to_dict(py, tensors)
 }

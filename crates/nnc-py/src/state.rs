@@ -21,6 +21,17 @@ pub fn state_to_json(state: &IncrementalState) -> PyResult<String> {
     serde_json::to_string(state).map_err(|e| invalid(format!("state cannot be serialised: {e}")))
 }
 
+/// The state of a call that reads or updates it, held for the whole call: another thread's call
+/// on the same state fails instead of seeing it half updated.
+pub fn borrow_state<'py, T>(state: &Bound<'py, T>) -> PyResult<PyRefMut<'py, T>>
+where
+    T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::False>,
+{
+    state.try_borrow_mut().map_err(|_| {
+        invalid("the state is in use by another call (a state serves one call at a time)")
+    })
+}
+
 macro_rules! state_class {
     ($name:ident, $pyname:literal, $doc:literal) => {
         #[doc = $doc]

@@ -183,6 +183,28 @@ def test_decoding_without_updating_leaves_the_state_alone_and_repeats_are_refuse
     assert dec == after_failure
 
 
+def test_an_update_failing_at_a_later_tensor_leaves_the_states_alone():
+    """The decoder knows "a" but not "b": the update decodes "a" and then fails at "b", and the
+    state is as it was. The encoder, refused at its second tensor, is left alone too."""
+    enc, dec = nnc.EncoderState(), nnc.DecoderState()
+    opts = dict(compress_differences=True, tca=True, threads=1)
+    first = {"a": weights((8, 8), 0.01), "b": weights((8, 8), 0.01)}
+    nnc.encode(first, state=enc, **opts)
+    nnc.decode(nnc.encode({"a": first["a"]}, state=nnc.EncoderState(), **opts), state=dec)
+    second = nnc.encode({k: weights((8, 8), 0.01) for k in first}, state=enc, **opts)
+    before = dec.copy()
+    with pytest.raises(nnc.StateMismatchError, match="lacks"):
+        nnc.decode(second, state=dec)
+    assert dec == before and dec.tensor_names == ["a"]
+
+    enc_before = enc.copy()
+    with pytest.raises(nnc.StateMismatchError):
+        # "b" moves to parameter_id 2, after a new tensor.
+        moved = {"a": first["a"], "c": first["b"], "b": first["b"]}
+        nnc.encode(moved, state=enc, **opts)
+    assert enc == enc_before
+
+
 def test_states_pickle_copy_and_json():
     enc = nnc.EncoderState()
     nnc.encode({"w": weights((8, 8))}, compress_differences=True, state=enc, device_id=5)

@@ -322,7 +322,9 @@ pub(crate) struct ParsedStream<'a> {
     pub(crate) total_elements: u64,
 }
 
-/// Decodes a whole bitstream, updating `state` (TCA bases, HDSP history, update tree).
+/// Decodes a whole bitstream, updating `state` (TCA bases, HDSP history, update tree) unless
+/// [`DecodeOptions::update_state`] is off. The state changes only once every NDU is decoded: a
+/// stream that fails part way leaves it as it was.
 ///
 /// Collects what [`crate::decode_stream_with`] hands out, decoding every NDU at once (as many in
 /// parallel as there are threads); use that function to bound the memory instead.

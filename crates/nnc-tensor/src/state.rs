@@ -5,7 +5,6 @@
 //! object; here it is a plain value the caller owns, clones and persists (serde). See
 //! `docs/incremental.md` for how the fields map to the reference's dict keys.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -133,17 +132,53 @@ impl IncrementalState {
         }
         binary_form::from_bytes(&BINARY, bytes)
     }
+}
 
-    /// Records a decoded (or encoded) tensor update, as the reference does with `update_base_param`.
-    /// Levels the caller no longer needs come as a `Vec` and are moved in, not copied.
-    pub(crate) fn record_update<'a>(
+/// The changes one bitstream makes to an [`IncrementalState`]: each tensor update is checked
+/// against the state as it is collected, and all are applied at once by
+/// [`StateUpdate::apply`], so that a bitstream that fails part way leaves the state as it was.
+/// Checking against the state before the bitstream is what recording as one goes would do too:
+/// a tensor is coded at most once in a bitstream.
+#[derive(Debug, Default)]
+pub(crate) struct StateUpdate {
+    /// The `device_id` of the updates so far, starting from the state's (0: none yet).
+    device_id: u64,
+    records: Vec<Record>,
+    /// Levels whose non-zero positions join a tensor's HDSP history, after the records.
+    hdsp_marks: Vec<(String, Vec<i32>)>,
+    hdsp_best_modes: Vec<(String, u8)>,
+}
+
+/// One tensor's update: the reference's `update_base_param`.
+#[derive(Debug)]
+struct Record {
+    name: String,
+    /// The new base; `None`: the levels [`StateUpdate::apply_with`] is given for the tensor.
+    levels: Option<Vec<i32>>,
+    parameter_id: u64,
+    /// Whether the levels' non-zero positions join the tensor's HDSP history too.
+    mark_hdsp: bool,
+}
+
+impl StateUpdate {
+    /// No changes yet to `state`.
+    pub(crate) fn new(state: &IncrementalState) -> Self {
+        Self {
+            device_id: state.device_id,
+            ..Self::default()
+        }
+    }
+
+    /// Checks an update of tensor `name` against `state` (the one given to
+    /// [`StateUpdate::new`]) and the updates so far, without recording it: the `device_id` must
+    /// be the one seen so far, and the `parameter_id` the tensor's in the state.
+    pub(crate) fn check(
         &mut self,
+        state: &IncrementalState,
         name: &str,
-        levels: impl Into<Cow<'a, [i32]>>,
         device_id: u64,
         parameter_id: u64,
     ) -> Result<(), String> {
-        let levels = levels.into();
         if self.device_id == 0 {
             self.device_id = device_id;
         } else if self.device_id != device_id {
@@ -152,46 +187,97 @@ impl IncrementalState {
                 self.device_id
             ));
         }
-        match self.bases.get_mut(name) {
-            Some(base) => {
-                if base.parameter_id != parameter_id {
-                    return Err(format!(
-                        "parameter_id {parameter_id} differs from the state's {}",
-                        base.parameter_id
-                    ));
-                }
-                base.put_node_depth += 1;
-                match levels {
-                    Cow::Owned(levels) => base.levels = levels,
-                    Cow::Borrowed(levels) => {
-                        base.levels.clear();
-                        base.levels.extend_from_slice(levels);
-                    }
-                }
-            }
-            None => {
-                self.bases.insert(
-                    name.to_string(),
-                    TensorBase {
-                        levels: levels.into_owned(),
-                        put_node_depth: 1,
-                        parameter_id,
-                    },
-                );
-            }
+        match state.bases.get(name) {
+            Some(base) if base.parameter_id != parameter_id => Err(format!(
+                "parameter_id {parameter_id} differs from the state's {}",
+                base.parameter_id
+            )),
+            _ => Ok(()),
         }
+    }
+
+    /// [`StateUpdate::check`]s a decoded (or encoded) update of tensor `name` and records it:
+    /// its levels become the tensor's base (and with `mark_hdsp` join its HDSP history) once
+    /// applied. Levels left `None` are given to [`StateUpdate::apply_with`] instead, which copies
+    /// them into the old base's memory rather than holding a copy until then.
+    pub(crate) fn record(
+        &mut self,
+        state: &IncrementalState,
+        name: &str,
+        levels: Option<Vec<i32>>,
+        device_id: u64,
+        parameter_id: u64,
+        mark_hdsp: bool,
+    ) -> Result<(), String> {
+        self.check(state, name, device_id, parameter_id)?;
+        self.records.push(Record {
+            name: name.to_string(),
+            levels,
+            parameter_id,
+            mark_hdsp,
+        });
         Ok(())
     }
 
-    /// Adds the non-zero positions of `levels` to the HDSP history of `name`.
-    pub(crate) fn add_to_hdsp_history(&mut self, name: &str, levels: &[i32]) {
-        mark_nonzero(&mut self.hdsp_history, name, levels);
+    /// Adds the non-zero positions of `levels` to the HDSP history of `name` once applied (after
+    /// the records).
+    pub(crate) fn mark_hdsp(&mut self, name: &str, levels: &[i32]) {
+        self.hdsp_marks.push((name.to_string(), levels.to_vec()));
     }
 
-    /// [`IncrementalState::add_to_hdsp_history`] with the levels just recorded for `name`.
-    pub(crate) fn add_recorded_to_hdsp_history(&mut self, name: &str) {
-        if let Some(base) = self.bases.get(name) {
-            mark_nonzero(&mut self.hdsp_history, name, &base.levels);
+    /// Sets the HDSP mode the encoder chose for `name` once applied.
+    pub(crate) fn set_hdsp_best_mode(&mut self, name: &str, mode: u8) {
+        self.hdsp_best_modes.push((name.to_string(), mode));
+    }
+
+    /// Makes the changes in `state`, which must be the state the updates were checked against.
+    /// Every record must hold its levels.
+    pub(crate) fn apply(self, state: &mut IncrementalState) {
+        self.apply_with(state, |_| None);
+    }
+
+    /// [`StateUpdate::apply`], taking the levels of a record that does not hold them from
+    /// `given(name)` (none: no levels).
+    pub(crate) fn apply_with<'g>(
+        self,
+        state: &mut IncrementalState,
+        given: impl Fn(&str) -> Option<&'g [i32]>,
+    ) {
+        if !self.records.is_empty() {
+            state.device_id = self.device_id;
+        }
+        for r in self.records {
+            let given = given(&r.name).unwrap_or_default();
+            let levels = match state.bases.get_mut(&r.name) {
+                Some(base) => {
+                    base.put_node_depth += 1;
+                    match r.levels {
+                        Some(levels) => base.levels = levels,
+                        None => {
+                            base.levels.clear();
+                            base.levels.extend_from_slice(given);
+                        }
+                    }
+                    &base.levels
+                }
+                None => {
+                    let base = TensorBase {
+                        levels: r.levels.unwrap_or_else(|| given.to_vec()),
+                        put_node_depth: 1,
+                        parameter_id: r.parameter_id,
+                    };
+                    &state.bases.entry(r.name.clone()).or_insert(base).levels
+                }
+            };
+            if r.mark_hdsp {
+                mark_nonzero(&mut state.hdsp_history, &r.name, levels);
+            }
+        }
+        for (name, levels) in self.hdsp_marks {
+            mark_nonzero(&mut state.hdsp_history, &name, &levels);
+        }
+        for (name, mode) in self.hdsp_best_modes {
+            state.hdsp_best_mode.insert(name, mode);
         }
     }
 }
@@ -218,11 +304,23 @@ mod tests {
 
     fn sample() -> IncrementalState {
         let mut s = IncrementalState::default();
-        s.record_update("w", vec![0, -3, 700_000, i32::MIN, i32::MAX], 9, 4)
+        let mut update = StateUpdate::new(&s);
+        update
+            .record(
+                &s,
+                "w",
+                Some(vec![0, -3, 700_000, i32::MIN, i32::MAX]),
+                9,
+                4,
+                false,
+            )
             .unwrap();
-        s.record_update("b", Vec::new(), 9, 5).unwrap();
-        s.add_to_hdsp_history("w", &[0, 1, 0, 2, 0]);
-        s.hdsp_best_mode.insert("w".into(), 1);
+        update
+            .record(&s, "b", Some(Vec::new()), 9, 5, false)
+            .unwrap();
+        update.mark_hdsp("w", &[0, 1, 0, 2, 0]);
+        update.set_hdsp_best_mode("w", 1);
+        update.apply(&mut s);
         s
     }
 

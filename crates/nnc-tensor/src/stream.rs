@@ -17,7 +17,6 @@
 //! `device_id` they check against is the one from before the bitstream, so the result equals
 //! decoding everything against the state as it was before the bitstream.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
@@ -32,7 +31,7 @@ use crate::decode::{
 };
 use crate::error::{Error, Location, Result};
 use crate::metadata::{unfold_into, StreamMetadata};
-use crate::state::DecoderState;
+use crate::state::{DecoderState, StateUpdate};
 use crate::tensor::{DType, Tensor};
 use crate::threads::{map_largest_first, Workers};
 
@@ -296,15 +295,16 @@ impl<'a> StreamDecoder<'a> {
     /// `state` unless [`DecodeOptions::update_state`] is off. Memory: besides what `emit` keeps,
     /// at most about a quarter of the stream's elements plus its largest NDU are held (on one
     /// thread, up to the largest NDU's elements; with a dominant NDU, its size per other thread
-    /// besides it, at most the whole model), plus the tensor being handed to `emit` when no state
-    /// is updated, and with [`DecodeOptions::keep_levels`] and
-    /// [`DecodeOptions::update_state`] off a tensor needs no more memory than its values. On an
-    /// error, the tensors already emitted stay emitted.
+    /// besides it, at most the whole model), plus the tensor being handed to `emit`, and with
+    /// [`DecodeOptions::keep_levels`] and [`DecodeOptions::update_state`] off a tensor needs no
+    /// more memory than its values. With
+    /// [`DecodeOptions::update_state`] the new levels are held until the end besides the state's
+    /// old ones: the state changes only once every NDU is decoded and every tensor emitted, so
+    /// on an error (the stream's or `emit`'s) it is left as it was, while the tensors already
+    /// emitted stay emitted.
     ///
-    /// Without a state to update, the workers decode NDUs in stream order while the calling
-    /// thread runs `emit`, so writing the output overlaps decoding (also on one worker). With
-    /// [`DecodeOptions::update_state`] the NDUs are decoded in windows of consecutive NDUs and
-    /// the state is updated between windows.
+    /// On several threads the workers decode NDUs in stream order while the calling thread runs
+    /// `emit`, so writing the output overlaps decoding (also on one worker).
     pub fn run<E, F>(self, state: &mut DecoderState, emit: F) -> std::result::Result<StreamPlan, E>
     where
         E: From<Error>,
@@ -319,12 +319,18 @@ impl<'a> StreamDecoder<'a> {
             .max()
             .unwrap_or(0);
         let budget = window_budget(largest, self.parsed.total_elements, workers.count());
+        let update_state = self.opts.update_state;
         // An inline call decodes on this thread alone: nothing to pipeline.
-        if !self.opts.update_state && !workers.is_inline() {
+        let (plan, update) = if workers.is_inline() {
+            self.run_windows(state, &workers, budget, emit)?
+        } else {
             let cap = budget.saturating_add(largest);
-            return self.run_pipelined(state, &workers, cap, emit);
+            self.run_pipelined(state, &workers, cap, emit)?
+        };
+        if update_state {
+            update.apply(state);
         }
-        self.run_windows(state, &workers, budget, emit)
+        Ok(plan)
     }
 
     /// The workers of this stream's decode: its NDUs are the parts that can run in parallel.
@@ -349,16 +355,23 @@ impl<'a> StreamDecoder<'a> {
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let workers = self.workers()?;
-        self.run_windows(state, &workers, budget, emit)
+        let update_state = self.opts.update_state;
+        let (plan, update) = self.run_windows(state, &workers, budget, emit)?;
+        if update_state {
+            update.apply(state);
+        }
+        Ok(plan)
     }
 
+    /// Decodes in windows of NDUs (see [`StreamDecoder::run_with_window`]); returns the plan
+    /// and the changes to `state`, not yet applied.
     fn run_windows<E, F>(
         self,
-        state: &mut DecoderState,
+        state: &DecoderState,
         workers: &Workers,
         budget: u64,
         mut emit: F,
-    ) -> std::result::Result<StreamPlan, E>
+    ) -> std::result::Result<(StreamPlan, StateUpdate), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -369,11 +382,10 @@ impl<'a> StreamDecoder<'a> {
             opts,
             outputs,
         } = self;
-        let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
+        let mut assembly = Assembly::new(outputs, &parsed, opts, state);
         let need_levels = levels_needed(opts);
         for window in windows(&parsed.jobs, budget) {
             let outputs: Vec<Result<NduOutput>> = {
-                let state: &DecoderState = state;
                 let jobs = &parsed.jobs[window.clone()];
                 // Largest NDUs first, so that the window does not end with one thread still on
                 // a large NDU it picked up last while the others wait at the barrier.
@@ -386,29 +398,24 @@ impl<'a> StreamDecoder<'a> {
                 })
             };
             for (j, output) in window.zip(outputs) {
-                let access = if opts.update_state {
-                    StateAccess::Update(state)
-                } else {
-                    StateAccess::Check(state)
-                };
-                assembly.accept(&parsed.jobs[j], j, output, access, &mut emit)?;
+                assembly.accept(&parsed.jobs[j], j, output, state, &mut emit)?;
             }
         }
         assembly.finish(&mut emit)
     }
 
-    /// [`StreamDecoder::run`] on several threads without the incremental state to update: NDUs
-    /// are handed to the workers in stream order while this thread takes their results in the
-    /// same order and emits the tensors, so writing overlaps decoding and no thread waits at a
-    /// window's end. At most `cap` elements are out at a time (dispatched and not yet taken),
-    /// except that the oldest NDU is always let through.
+    /// [`StreamDecoder::run`] on several threads: NDUs are handed to the workers in stream order
+    /// while this thread takes their results in the same order and emits the tensors, so writing
+    /// overlaps decoding and no thread waits at a window's end. At most `cap` elements are out at
+    /// a time (dispatched and not yet taken), except that the oldest NDU is always let through.
+    /// Returns the plan and the changes to `state`, not yet applied.
     fn run_pipelined<E, F>(
         self,
         state: &DecoderState,
         workers: &Workers,
         cap: u64,
         mut emit: F,
-    ) -> std::result::Result<StreamPlan, E>
+    ) -> std::result::Result<(StreamPlan, StateUpdate), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -419,7 +426,7 @@ impl<'a> StreamDecoder<'a> {
             opts,
             outputs,
         } = self;
-        let mut assembly = Assembly::new(outputs, &parsed, opts, device_before);
+        let mut assembly = Assembly::new(outputs, &parsed, opts, state);
         let need_levels = levels_needed(opts);
         let jobs = &parsed.jobs;
         let stop = AtomicBool::new(false);
@@ -467,13 +474,7 @@ impl<'a> StreamDecoder<'a> {
                 // (writing a file) overlaps decoding even on one worker.
                 out -= jobs[taken].elements;
                 admit(&mut out);
-                let accepted = assembly.accept(
-                    &jobs[taken],
-                    taken,
-                    output,
-                    StateAccess::Check(state),
-                    &mut emit,
-                );
+                let accepted = assembly.accept(&jobs[taken], taken, output, state, &mut emit);
                 if let Err(e) = accepted {
                     stop.store(true, Ordering::Relaxed);
                     return Err(Stopped::Caller(e));
@@ -542,14 +543,6 @@ fn receive<T, E>(rx: &mpsc::Receiver<T>) -> std::result::Result<T, Stopped<E>> {
     }
 }
 
-/// How the assembly may use the incremental state.
-enum StateAccess<'s> {
-    /// Record each NDU's update ([`DecodeOptions::update_state`]).
-    Update(&'s mut DecoderState),
-    /// Only check each NDU against it.
-    Check(&'s DecoderState),
-}
-
 /// Decoded NDUs, taken in stream order, turned into output tensors handed out in output order.
 struct Assembly<'p> {
     /// Per NDU, per member: where it goes.
@@ -566,8 +559,10 @@ struct Assembly<'p> {
     next: usize,
     factors: Vec<(Option<Tensor>, Option<Tensor>)>,
     rec_errors: Vec<Option<Error>>,
-    /// The `device_id` of the NDUs so far (checked without updating the state).
-    device_seen: u64,
+    /// Each NDU's update of the state, checked against it; recorded only with
+    /// [`DecodeOptions::update_state`].
+    update: StateUpdate,
+    record: bool,
     record_hdsp: bool,
     keep_levels: bool,
     recompositions: &'p [Recomposition],
@@ -580,7 +575,7 @@ impl<'p> Assembly<'p> {
         outputs: OutputPlan,
         parsed: &'p ParsedStream<'_>,
         opts: &DecodeOptions,
-        device_before: u64,
+        state: &DecoderState,
     ) -> Self {
         let OutputPlan {
             targets,
@@ -616,7 +611,8 @@ impl<'p> Assembly<'p> {
             next: 0,
             factors: (0..recs.len()).map(|_| (None, None)).collect(),
             rec_errors,
-            device_seen: device_before,
+            update: StateUpdate::new(state),
+            record: opts.update_state,
             record_hdsp: opts.hdsp && parsed.parent_signalling && opts.update_state,
             keep_levels: opts.keep_levels,
             recompositions: recs,
@@ -632,7 +628,7 @@ impl<'p> Assembly<'p> {
         job: &NduJob<'_>,
         j: usize,
         output: Result<NduOutput>,
-        mut state: StateAccess<'_>,
+        state: &DecoderState,
         emit: &mut F,
     ) -> std::result::Result<(), E>
     where
@@ -651,27 +647,17 @@ impl<'p> Assembly<'p> {
                     };
                     let device_id = job.header.device_id.unwrap_or(0);
                     let parameter_id = job.header.parameter_id.unwrap_or(0);
-                    let checked = match &mut state {
-                        StateAccess::Update(state) => {
-                            // Levels that are not handed out move into the state.
-                            let levels: Cow<'_, [i32]> = if self.keep_levels {
-                                Cow::Borrowed(mo.levels.as_deref().unwrap_or(&[]))
-                            } else {
-                                Cow::Owned(mo.levels.take().unwrap_or_default())
-                            };
-                            let r = state.record_update(name, levels, device_id, parameter_id);
-                            if r.is_ok() && self.record_hdsp {
-                                state.add_recorded_to_hdsp_history(name);
-                            }
-                            r
-                        }
-                        StateAccess::Check(state) => check_update(
-                            state,
-                            &mut self.device_seen,
-                            name,
-                            device_id,
-                            parameter_id,
-                        ),
+                    let checked = if self.record {
+                        // Levels that are not handed out move into the state.
+                        let levels = if self.keep_levels {
+                            mo.levels.clone()
+                        } else {
+                            mo.levels.take()
+                        };
+                        let (update, hdsp) = (&mut self.update, self.record_hdsp);
+                        update.record(state, name, levels, device_id, parameter_id, hdsp)
+                    } else {
+                        self.update.check(state, name, device_id, parameter_id)
                     };
                     checked.map_err(|what| Error::StateMismatch {
                         at: at.clone(),
@@ -755,7 +741,8 @@ impl<'p> Assembly<'p> {
     /// After the last NDU: emits the verbatim tensors after it (all of them in a stream without
     /// NDUs, such as an update whose coded tensors were all zero), then reports the first
     /// recomposition error, or a slot never filled.
-    fn finish<E, F>(mut self, emit: &mut F) -> std::result::Result<StreamPlan, E>
+    /// Returns the plan and the NDUs' changes to the state.
+    fn finish<E, F>(mut self, emit: &mut F) -> std::result::Result<(StreamPlan, StateUpdate), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -779,7 +766,7 @@ impl<'p> Assembly<'p> {
             }
             .into());
         }
-        Ok(self.plan)
+        Ok((self.plan, self.update))
     }
 }
 
@@ -974,31 +961,6 @@ impl LocalScaling {
             _ => return Err(malformed("a local scaling of a non-float weight".into())),
         }
         Ok(())
-    }
-}
-
-/// The state checks of `IncrementalState::record_update` without recording anything;
-/// `device_seen` stands in for the state's `device_id`.
-fn check_update(
-    state: &DecoderState,
-    device_seen: &mut u64,
-    name: &str,
-    device_id: u64,
-    parameter_id: u64,
-) -> std::result::Result<(), String> {
-    if *device_seen == 0 {
-        *device_seen = device_id;
-    } else if *device_seen != device_id {
-        return Err(format!(
-            "device_id {device_id} differs from the state's {device_seen}"
-        ));
-    }
-    match state.bases.get(name) {
-        Some(base) if base.parameter_id != parameter_id => Err(format!(
-            "parameter_id {parameter_id} differs from the state's {}",
-            base.parameter_id
-        )),
-        _ => Ok(()),
     }
 }
 

@@ -15,7 +15,7 @@ use super::options::EncodeOptions;
 use super::work::{Item, Method, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
-use crate::state::IncrementalState;
+use crate::state::{IncrementalState, StateUpdate};
 use crate::threads::map_largest_first;
 
 fn invalid(what: impl Into<String>) -> Error {
@@ -30,9 +30,12 @@ fn syntax(e: nnc_bitstream::Error) -> Error {
 
 /// Incremental context of one encode call.
 pub(super) struct Incremental<'s> {
-    pub state: &'s mut IncrementalState,
+    /// The state before this bitstream.
+    pub state: &'s IncrementalState,
     /// Record the coded levels as the new base (the reference's `update_base_param`).
     pub update: bool,
+    /// What the bitstream changes in the state, applied once the whole encode succeeds.
+    pub changes: StateUpdate,
 }
 
 /// One NDU to write: its header template and its members in coding order.
@@ -550,7 +553,7 @@ pub(super) fn write_stream(
     model: &WorkModel,
     opts: &EncodeOptions,
     topology_data: String,
-    mut inc: Option<Incremental<'_>>,
+    mut inc: Option<&mut Incremental<'_>>,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let parent_signalling = opts.compress_differences || opts.pre_signalling;
     let mut out = Vec::new();
@@ -602,7 +605,7 @@ pub(super) fn write_stream(
     };
     out.extend(encode_unit(&NnrUnit::Tpl(tpl), &ctx).map_err(syntax)?);
 
-    let plans = plan_ndus(model, opts, inc.as_ref())?;
+    let plans = plan_ndus(model, opts, inc.as_deref())?;
     let hdsp_on = opts.hdsp && inc.is_some();
     let mut skipped = Vec::new();
     // All-zero NDUs of a parent-signalled stream are not written.
@@ -620,7 +623,7 @@ pub(super) fn write_stream(
     // was before this bitstream (a tensor appears in one NDU only), then apply the state updates
     // in order. Largest first: MiniLM's word embeddings are half its values.
     let coded: Vec<Result<CodedNdu>> = {
-        let state_ref = inc.as_ref().map(|i| &*i.state);
+        let state_ref = inc.as_ref().map(|i| i.state);
         let elements = |plan: &NduPlan| -> u64 {
             plan.members
                 .iter()
@@ -647,7 +650,7 @@ pub(super) fn write_stream(
         let coded = coded?;
         if let (Some(mode), Some(i)) = (coded.hdsp_mode, inc.as_mut()) {
             for n in &plan.members {
-                i.state.hdsp_best_mode.insert(n.clone(), mode);
+                i.changes.set_hdsp_best_mode(n, mode);
             }
         }
         let dims = &plan.header.tensor_dimensions;
@@ -661,9 +664,9 @@ pub(super) fn write_stream(
                 let device = plan.header.device_id.unwrap_or(0);
                 let pid = plan.header.parameter_id.unwrap_or(0);
                 for n in &plan.members {
-                    let levels = &model.get(n)?.levels;
-                    i.state
-                        .record_update(n, levels, device, pid)
+                    // The levels are copied from the encoded tensors when the changes apply.
+                    i.changes
+                        .record(i.state, n, None, device, pid, false)
                         .map_err(|what| Error::EncoderState {
                             what: format!("tensor {n:?}: {what}"),
                         })?;
@@ -680,7 +683,7 @@ pub(super) fn write_stream(
         if let Some(i) = inc.as_mut() {
             for name in &model.order {
                 if let Some(w) = model.params.get(name) {
-                    i.state.add_to_hdsp_history(name, &w.levels);
+                    i.changes.mark_hdsp(name, &w.levels);
                 }
             }
         }

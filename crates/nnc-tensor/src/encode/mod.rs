@@ -22,7 +22,7 @@ use crate::decode::{decode_stream, Approximation, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::metadata::{StreamMetadata, TensorMeta};
-use crate::state::IncrementalState;
+use crate::state::{IncrementalState, StateUpdate};
 use crate::tensor::DType;
 
 pub use elements::{Elements, SharedSlice};
@@ -135,7 +135,8 @@ pub fn encode<'a, 'b: 'a>(
 /// A state records the updates of one device: with `update_state`, an update whose
 /// [`EncodeOptions::device_id`] differs from the state's (once set) fails with
 /// [`Error::EncoderState`] before anything is coded, as does TCA against a state whose tensor
-/// does not continue.
+/// does not continue. The state changes only when the whole update is coded: a call that fails
+/// leaves it as it was.
 pub fn encode_incremental<'a, 'b: 'a>(
     input: impl Into<Cow<'a, EncodeInput<'b>>>,
     opts: &EncodeOptions,
@@ -155,27 +156,34 @@ pub fn encode_incremental<'a, 'b: 'a>(
     // sequence; the stream then decodes to other levels than the encoder's, as the reference's
     // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
     // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
-    let before = (update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0))
-        .then(|| state.clone());
-    let encoded = encode_impl(
-        input.into(),
-        opts,
-        Some(assemble::Incremental {
-            state: &mut *state,
-            update: update_state,
-        }),
-    )?;
-    if let Some(mut decoder) = before {
+    let mut inc = assemble::Incremental {
+        state,
+        update: update_state,
+        changes: StateUpdate::new(state),
+    };
+    let encoded = encode_impl(input.into(), opts, Some(&mut inc))?;
+    let changes = inc.changes;
+    let coded: std::collections::HashMap<&str, &[i32]> = encoded
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.levels.as_slice()))
+        .collect();
+    let levels_of = |name: &str| coded.get(name).copied();
+    if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
+        let mut decoder = state.clone();
         let own = DecodeOptions::new()
             .with_hdsp(opts.hdsp)
             .with_keep_levels(false)
             .with_threads(opts.threads)
             .with_limits(Limits::unlimited());
         decode_stream(&encoded.bytes, &mut decoder, &own)?;
+        changes.apply_with(state, levels_of);
         state.bases = decoder.bases;
         if opts.hdsp {
             state.hdsp_history = decoder.hdsp_history;
         }
+    } else {
+        changes.apply_with(state, levels_of);
     }
     Ok(encoded)
 }
@@ -265,7 +273,7 @@ fn reorders(input: &EncodeInput<'_>, model: &WorkModel<'_>) -> Result<bool> {
 fn encode_impl(
     input: Cow<'_, EncodeInput<'_>>,
     opts: &EncodeOptions,
-    inc: Option<assemble::Incremental<'_>>,
+    inc: Option<&mut assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
     workers_for(&input, opts)?.install(|| encode_on_workers(input, opts, inc))
 }
@@ -289,7 +297,7 @@ fn workers_for(input: &EncodeInput<'_>, opts: &EncodeOptions) -> Result<crate::t
 fn encode_on_workers(
     input: Cow<'_, EncodeInput<'_>>,
     opts: &EncodeOptions,
-    inc: Option<assemble::Incremental<'_>>,
+    inc: Option<&mut assemble::Incremental<'_>>,
 ) -> Result<EncodedStream> {
     with_approximated(input, opts, |input, model| {
         let topology_data = if opts.carry_dtypes {
