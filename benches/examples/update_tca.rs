@@ -2,7 +2,8 @@
 //! benchmark, encoded or decoded `reps` times from the state the first update left.
 //!
 //! `cargo run --profile profiling -p nnc-benches --example update_tca -- decode 3`
-//! (`encode` or `decode`, then the repetitions; `--threads N` before them sets the threads).
+//! (`encode` or `decode`, then the repetitions; before them `--threads N` sets the threads and
+//! `--keep F` zeroes each update value with probability 1 − F, as a sparse update).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
@@ -12,9 +13,13 @@ use nnc_tensor::{decode_stream, encode_incremental, DecodeOptions, EncodeInput};
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mut threads = Some(1);
-    if args.first().map(String::as_str) == Some("--threads") {
-        threads = args.get(1).and_then(|n| n.parse().ok());
+    let (mut threads, mut keep) = (Some(1), 1.0);
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--threads") => threads = args.get(1).and_then(|n| n.parse().ok()),
+            Some("--keep") => keep = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1.0),
+            _ => break,
+        }
         args.drain(..2.min(args.len()));
     }
     let what = args.first().cloned().unwrap_or_else(|| "decode".into());
@@ -25,7 +30,7 @@ fn main() {
         update,
         enc_state,
         dec_state,
-    } = TcaUpdate::new(threads).unwrap();
+    } = TcaUpdate::sparse(threads, keep).unwrap();
     let dopts = DecodeOptions::new().with_threads(threads);
     let input = EncodeInput::from_tensors(&update).unwrap();
     let encoded = encode_incremental(&input, &opts, &mut enc_state.clone(), true).unwrap();
@@ -57,7 +62,7 @@ fn main() {
         }
     }
     println!(
-        "{what} x{reps}: {:.3} s each, {} bytes",
+        "{what} x{reps}: {:.4} s each, {} bytes",
         t0.elapsed().as_secs_f64() / reps as f64,
         bytes.len()
     );

@@ -160,7 +160,25 @@ pub struct TcaUpdate {
 impl TcaUpdate {
     /// Codes and decodes the first update of [`model_tensors`] on `threads` threads.
     pub fn new(threads: Option<usize>) -> Result<Self, Box<dyn std::error::Error>> {
-        let [first, update] = model_updates(&model_tensors());
+        Self::sparse(threads, 1.0)
+    }
+
+    /// [`TcaUpdate::new`] with updates that keep each value with probability `keep` (each
+    /// update its own positions, as a client that sends its largest changes), the others zero.
+    pub fn sparse(threads: Option<usize>, keep: f64) -> Result<Self, Box<dyn std::error::Error>> {
+        let [mut first, mut update] = model_updates(&model_tensors());
+        if keep < 1.0 {
+            let mut rng = SplitMix64::new(SEED + 300);
+            for t in first.iter_mut().chain(update.iter_mut()) {
+                if let TensorData::F32(values) = &mut t.data {
+                    for v in values.iter_mut() {
+                        if rng.uniform() >= keep {
+                            *v = 0.0;
+                        }
+                    }
+                }
+            }
+        }
         let mut opts = EncodeOptions::default().with_threads(threads);
         opts.tca = true;
         opts.compress_differences = true;

@@ -386,6 +386,10 @@ fn check_not_exhausted(d: &ArithDecoder<'_>) -> Result<(), Error> {
 }
 
 /// One row segment of coded positions.
+/// The fewest positions with the plain contexts that [`Run::decode_per_position`] hands to the
+/// plain loop; shorter stretches stay in the per-position loop, whose set-up is cheaper.
+const PLAIN_STRETCH: usize = 8;
+
 struct Run<'r, 'h> {
     layout: &'r ContextLayout,
     lc: &'r LevelCoding,
@@ -456,7 +460,10 @@ impl Run<'_, '_> {
     /// [`Run::decode`] with TCA or HDSP and without codebook bounds: the contexts of each
     /// position follow its TCA base level and HDSP flag, and the rest of a level goes through the
     /// unary loops ([`decode_nonzero_plain`] where the base is 0, [`decode_nonzero_tca`] where
-    /// it is not). Same bins, same context states, same order as the general loop.
+    /// it is not). Stretches of at least [`PLAIN_STRETCH`] positions whose base is 0 and whose
+    /// HDSP flag is not set take the plain contexts, so they go through [`Run::decode_plain`]
+    /// (with its zero runs): most of a sparse update. Same bins, same context states, same order
+    /// as the general loop.
     #[inline(always)]
     fn decode_per_position<const DQ: bool>(
         &self,
@@ -466,39 +473,117 @@ impl Run<'_, '_> {
         nbh: &mut Neighbourhood,
         dq_state: &mut u8,
     ) -> Result<(), Error> {
+        // Looking for stretches costs a dense update more than it gains.
+        if self.p.mostly_plain(self.start, slice.len()) {
+            return self.decode_stretches::<DQ>(d, models, slice, nbh, dq_state);
+        }
         let mut state = *dq_state;
         let mut nb = nbh.nb;
         for (i, o) in slice.iter_mut().enumerate() {
-            let pos = self.start + i;
-            let here = Neighbourhood {
-                nb,
-                base: self.p.base_at(pos),
-                hdsp_here: self.p.hdsp_at(self.hdsp_flag, pos),
-            };
-            let (base, nb_class) = (here.base, ContextLayout::nb_class(nb));
-            let ctx = ctx_mut(models, here.sig_ctx(usize::from(state)))?;
-            let k = if d.decode_decision(ctx) {
-                ctx.update(true);
-                if base == 0 {
-                    decode_nonzero_plain(d, models, self.layout, nb_class)?
-                } else {
-                    decode_nonzero_tca(d, models, self.layout, base)?
-                }
-            } else {
-                ctx.update(false);
-                0
-            };
-            if DQ {
-                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
-                state = dq::next_state(state, k);
-            } else {
-                *o = k;
-            }
+            let k = self.decode_position::<DQ>(d, models, self.start + i, nb, &mut state, o)?;
             nb = k;
         }
         nbh.nb = nb;
         *dq_state = state;
         Ok(())
+    }
+
+    /// [`Run::decode_per_position`] where most base levels are 0: stretches of at least
+    /// [`PLAIN_STRETCH`] positions with the plain contexts go through [`Run::decode_plain`].
+    #[inline(always)]
+    fn decode_stretches<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let mut state = *dq_state;
+        let mut nb = nbh.nb;
+        let mut i = 0;
+        // Positions before this one were looked at for a stretch (each is scanned at most once).
+        let mut scanned = 0;
+        while i < slice.len() {
+            let pos = self.start + i;
+            if i >= scanned {
+                let left = slice.len() - i;
+                let plain = self.p.plain_positions(self.hdsp_flag, pos, left);
+                if plain >= PLAIN_STRETCH {
+                    let part = slice
+                        .get_mut(i..i + plain)
+                        .ok_or(Error::Internal("stretch out of range"))?;
+                    nbh.nb = nb;
+                    *dq_state = state;
+                    self.decode_plain_stretch::<DQ>(d, models, part, nbh, dq_state)?;
+                    (nb, state) = (nbh.nb, *dq_state);
+                    i += plain;
+                    continue;
+                }
+                scanned = i + plain.max(1);
+            }
+            let o = slice
+                .get_mut(i)
+                .ok_or(Error::Internal("position out of range"))?;
+            nb = self.decode_position::<DQ>(d, models, pos, nb, &mut state, o)?;
+            i += 1;
+        }
+        nbh.nb = nb;
+        *dq_state = state;
+        Ok(())
+    }
+
+    /// The level at position `pos` in the contexts of its TCA base and HDSP flag, after a level
+    /// `nb` in DQ state `state` (advanced); writes its output to `o` and returns it.
+    #[inline(always)]
+    fn decode_position<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        pos: usize,
+        nb: i32,
+        state: &mut u8,
+        o: &mut i32,
+    ) -> Result<i32, Error> {
+        let here = Neighbourhood {
+            nb,
+            base: self.p.base_at(pos),
+            hdsp_here: self.p.hdsp_at(self.hdsp_flag, pos),
+        };
+        let (base, nb_class) = (here.base, ContextLayout::nb_class(nb));
+        let ctx = ctx_mut(models, here.sig_ctx(usize::from(*state)))?;
+        let k = if d.decode_decision(ctx) {
+            ctx.update(true);
+            if base == 0 {
+                decode_nonzero_plain(d, models, self.layout, nb_class)?
+            } else {
+                decode_nonzero_tca(d, models, self.layout, base)?
+            }
+        } else {
+            ctx.update(false);
+            0
+        };
+        if DQ {
+            *o = dq::reconstruction_index(k, *state).ok_or(Error::LevelOverflow)?;
+            *state = dq::next_state(*state, k);
+        } else {
+            *o = k;
+        }
+        Ok(k)
+    }
+
+    /// [`Run::decode_plain`] on a stretch of a per-position run, out of line so that the
+    /// per-position loop keeps its registers.
+    #[inline(never)]
+    fn decode_plain_stretch<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        self.decode_plain::<DQ, false>(d, models, slice, nbh, dq_state)
     }
 
     /// [`Run::decode`] without TCA or HDSP: the contexts depend only on the previous level, the

@@ -594,18 +594,23 @@ mod tests {
     /// With TCA base levels (zero and non-zero, small and large) and an HDSP history, the
     /// per-position loops write the general loops' bytes, and the decoder reads the levels back
     /// (under DQ, once they fit the states' parities): DQ or not, param_opt on or off, scan
-    /// orders with block rows, N from 1 to 11, row skipping.
+    /// orders with block rows, N from 1 to 11, row skipping. Sparse updates too, whose zero
+    /// bases come in stretches long and short, broken by HDSP flags here and there.
     #[test]
     fn per_position_loops_write_the_general_loops_bytes() {
         use crate::decode_layer::decode_layer;
         use crate::decoder::ArithDecoder;
-        for (seed, dq, param_opt, scan_order, n, hdsp, row_skip) in [
-            (21, true, true, 0, 11, false, true),
-            (22, false, true, 0, 11, true, false),
-            (23, true, false, 1, 3, true, true),
-            (24, true, true, 2, 2, false, false),
-            (25, false, false, 0, 1, true, true),
-            (26, true, true, 3, 1, true, false),
+        for (seed, dq, param_opt, scan_order, n, hdsp, row_skip, sparse) in [
+            (21, true, true, 0, 11, false, true, false),
+            (22, false, true, 0, 11, true, false, false),
+            (23, true, false, 1, 3, true, true, false),
+            (24, true, true, 2, 2, false, false, false),
+            (25, false, false, 0, 1, true, true, false),
+            (26, true, true, 3, 1, true, false, false),
+            (27, true, true, 0, 11, false, true, true),
+            (28, true, false, 0, 3, true, true, true),
+            (29, false, true, 1, 11, true, false, true),
+            (30, true, true, 2, 2, false, true, true),
         ] {
             let mut lv = levels(48 * 40, seed);
             for row in [3, 4, 20] {
@@ -619,7 +624,24 @@ mod tests {
                 }
             }
             base[40..120].fill(0);
-            let hist_mask: Vec<i8> = (0..48 * 40).map(|i| i8::from(i % 5 < 2)).collect();
+            let mut hist_mask: Vec<i8> = (0..48 * 40).map(|i| i8::from(i % 5 < 2)).collect();
+            if sparse {
+                // Non-zero bases at gaps of 1 to 30 positions, levels mostly zero.
+                let mut next = 0;
+                for (i, b) in base.iter_mut().enumerate() {
+                    if i == next {
+                        next += 1 + (i * 7919 + seed as usize) % 30;
+                    } else {
+                        *b = 0;
+                    }
+                }
+                for (i, l) in lv.iter_mut().enumerate() {
+                    if !(i * 31 + seed as usize).is_multiple_of(9) {
+                        *l = 0;
+                    }
+                }
+                hist_mask = (0..48 * 40).map(|i| i8::from(i % 37 == 5)).collect();
+            }
             let cfg = LayerConfig {
                 dq_flag: dq,
                 scan_order,

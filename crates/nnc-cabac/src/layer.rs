@@ -188,6 +188,39 @@ impl<'h> Prepared<'h> {
         }
     }
 
+    /// How many positions from `pos` (at most `len`) code their levels in the plain contexts:
+    /// a TCA base level of 0 and no HDSP flag set ([`Prepared::base_at`] and
+    /// [`Prepared::hdsp_at`] for each).
+    #[inline]
+    pub fn plain_positions(&self, hdsp_flag: bool, pos: usize, len: usize) -> usize {
+        let end = pos.saturating_add(len);
+        let first = |s: Option<&[i32]>, set: fn(&i32) -> bool| {
+            s.map_or(0, |s| s.iter().position(set).unwrap_or(s.len()))
+        };
+        let zero_base = match self.base {
+            Some(b) if self.gpi1 => first(b.get(pos..end), |&v| v != 0),
+            _ => len,
+        };
+        match self.hist {
+            Some(h) if hdsp_flag && self.hdsp_mode == HdspMode::TensorOn => h
+                .get(pos..pos + zero_base)
+                .map_or(0, |s| s.iter().position(|&f| f == 1).unwrap_or(s.len())),
+            _ => zero_base,
+        }
+    }
+
+    /// Whether at least half of the TCA base levels of positions `pos..pos + len` are 0 (all
+    /// of them without a base).
+    #[inline]
+    pub fn mostly_plain(&self, pos: usize, len: usize) -> bool {
+        match self.base {
+            Some(b) if self.gpi1 => b
+                .get(pos..pos.saturating_add(len))
+                .is_some_and(|s| 2 * s.iter().filter(|&&v| v == 0).count() >= len),
+            _ => true,
+        }
+    }
+
     /// Whether contexts depend on per-position TCA base levels or HDSP flags (gpi = 1 with a base
     /// or HDSP in use); otherwise the plain level loops apply.
     #[inline]
