@@ -41,7 +41,7 @@ use nnc_tensor::{
     decode_stream, encode, encode_incremental, DecodeOptions, DecoderState, EncodeInput,
     EncodeOptions, EncoderState,
 };
-use nnc_tensor::{Tensor, TensorData};
+use nnc_tensor::{DType, Tensor, TensorData};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -425,8 +425,10 @@ fn resnet50_state_dict() -> Vec<Tensor> {
 /// Two successive updates of `model` as a federated client sends them (differences to it): the
 /// first normals with a tenth of each tensor's root mean square (at least 0.001), the second
 /// half the first plus new normals of the same size, so that its levels follow the first's as
-/// temporal context adaptation expects.
-fn updates_of(model: &[Tensor]) -> [Vec<Tensor>; 2] {
+/// temporal context adaptation expects. With `keep` below 1 each update keeps each value with
+/// that probability and is 0 elsewhere (each its own positions), as a client that sends only
+/// its largest changes.
+fn updates_of(model: &[Tensor], keep: f64) -> [Vec<Tensor>; 2] {
     let mut rng = Rng::new(SEED + 1);
     let (mut first, mut second) = (Vec::new(), Vec::new());
     for t in model {
@@ -434,13 +436,20 @@ fn updates_of(model: &[Tensor]) -> [Vec<Tensor>; 2] {
         let n = values.len().max(1) as f64;
         let rms = (values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n).sqrt();
         let sigma = 0.1 * rms.max(0.01);
-        let d1: Vec<f32> = (0..t.len())
+        let mut d1: Vec<f32> = (0..t.len())
             .map(|_| (rng.normal() * sigma) as f32)
             .collect();
-        let d2: Vec<f32> = d1
+        let mut d2: Vec<f32> = d1
             .iter()
             .map(|&d| (0.5 * f64::from(d) + rng.normal() * sigma) as f32)
             .collect();
+        if keep < 1.0 {
+            for v in d1.iter_mut().chain(d2.iter_mut()) {
+                if rng.uniform() >= keep {
+                    *v = 0.0;
+                }
+            }
+        }
         first.push(f32_tensor(&t.name, &t.shape, d1));
         second.push(f32_tensor(&t.name, &t.shape, d2));
     }
@@ -621,7 +630,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     if opts.keep {
         write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
     }
-    let [first, second] = updates_of(&model);
+    let [first, second] = updates_of(&model, 1.0);
     list.push(Workload {
         name: "resnet50",
         label: "ResNet-50 (random init)".into(),
@@ -680,6 +689,36 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
                     options: EncodeOptions::default(),
                 });
             }
+            // The federated case: sparse updates of the model with TCA.
+            let float_model: Vec<Tensor> = list
+                .iter()
+                .find(|w| w.name == "minilm")
+                .map(|w| {
+                    w.tensors
+                        .iter()
+                        .filter(|t| t.data.dtype() == DType::F32)
+                        .cloned()
+                })
+                .into_iter()
+                .flatten()
+                .collect();
+            let [first, second] = updates_of(&float_model, 0.1);
+            let previous = work.join("minilm_sparse_update1.npz");
+            write_npz(&previous, &first)?;
+            let input = work.join("minilm_sparse_update2.npz");
+            write_npz(&input, &second)?;
+            let mut options = EncodeOptions::default();
+            options.tca = true;
+            options.compress_differences = true;
+            list.push(Workload {
+                name: "minilm_sparse_update",
+                label: "MiniLM update 10%, TCA".into(),
+                kind: Kind::Update(previous, first),
+                tensors: second,
+                input,
+                reps: opts.runs(2),
+                options,
+            });
         }
         Some(path) => println!("MiniLM: skipped ({} not present)", path.display()),
         None => println!(
