@@ -61,6 +61,8 @@ pub struct Options {
     /// Python interpreter with our package (`import nnc`): also time it on the default
     /// workloads, as a Python user calls it.
     pub ours_python: Option<PathBuf>,
+    /// Only the workloads of these names (all when empty).
+    pub only: Vec<String>,
 }
 
 impl Options {
@@ -1039,7 +1041,17 @@ fn run_in(opts: &Options, version: &str, work: &Path) -> Result<bool> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("load average at start: {}", load_average());
-    let list = workloads(opts, work)?;
+    let mut list = workloads(opts, work)?;
+    if !opts.only.is_empty() {
+        let names: Vec<&str> = list.iter().map(|w| w.name).collect();
+        if let Some(missing) = opts.only.iter().find(|n| !names.contains(&n.as_str())) {
+            bail!(
+                "no workload {missing:?} here (there are: {})",
+                names.join(", ")
+            );
+        }
+        list.retain(|w| opts.only.iter().any(|n| n == w.name));
+    }
     println!(
         "each workload: the reference (its own Python process), then ours on 1 thread, then on \
          all cores"

@@ -131,6 +131,11 @@ enum Task {
         /// reference's bytes and values.
         #[arg(long)]
         ours_python: Option<PathBuf>,
+        /// Only the workloads of these names (comma-separated: randn, sparse, small, resnet50,
+        /// resnet50_update, minilm, minilm_pruned, minilm_sparse_update, or with --tools the
+        /// tools' names).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -196,6 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             keep,
             tools,
             ours_python,
+            only,
         } => bench_vs_ref::run(&bench_vs_ref::Options {
             python,
             quick,
@@ -204,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             keep,
             tools,
             ours_python,
+            only,
         }),
     }
 }

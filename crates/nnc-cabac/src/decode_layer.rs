@@ -515,7 +515,10 @@ impl Run<'_, '_> {
                         .ok_or(Error::Internal("stretch out of range"))?;
                     nbh.nb = nb;
                     *dq_state = state;
-                    self.decode_plain_stretch::<DQ>(d, models, part, nbh, dq_state)?;
+                    let (after, r) =
+                        self.decode_plain_stretch::<DQ>(d.clone(), models, part, nbh, dq_state);
+                    *d = after;
+                    r?;
                     (nb, state) = (nbh.nb, *dq_state);
                     i += plain;
                     continue;
@@ -573,17 +576,19 @@ impl Run<'_, '_> {
     }
 
     /// [`Run::decode_plain`] on a stretch of a per-position run, out of line so that the
-    /// per-position loop keeps its registers.
+    /// per-position loop keeps its registers. The engine goes in and comes back by value: a
+    /// reference to the caller's copy would make it live in memory for the whole loop.
     #[inline(never)]
-    fn decode_plain_stretch<const DQ: bool>(
+    fn decode_plain_stretch<'p, const DQ: bool>(
         &self,
-        d: &mut ArithDecoder<'_>,
+        mut d: ArithDecoder<'p>,
         models: &mut [ContextModel],
         slice: &mut [i32],
         nbh: &mut Neighbourhood,
         dq_state: &mut u8,
-    ) -> Result<(), Error> {
-        self.decode_plain::<DQ, false>(d, models, slice, nbh, dq_state)
+    ) -> (ArithDecoder<'p>, Result<(), Error>) {
+        let r = self.decode_plain::<DQ, false>(&mut d, models, slice, nbh, dq_state);
+        (d, r)
     }
 
     /// [`Run::decode`] without TCA or HDSP: the contexts depend only on the previous level, the

@@ -209,14 +209,16 @@ impl<'h> Prepared<'h> {
         }
     }
 
-    /// Whether at least half of the TCA base levels of positions `pos..pos + len` are 0 (all
-    /// of them without a base).
+    /// Whether at least 7 in 8 of the TCA base levels of positions `pos..pos + len` are 0 (all
+    /// of them without a base): a non-zero base every 8 positions or fewer on average, so that
+    /// most zero bases lie in stretches long enough for the plain loop. At half, the update of
+    /// the ResNet-50-shaped model (short stretches) decoded 7 % slower than without stretches.
     #[inline]
     pub fn mostly_plain(&self, pos: usize, len: usize) -> bool {
         match self.base {
             Some(b) if self.gpi1 => b
                 .get(pos..pos.saturating_add(len))
-                .is_some_and(|s| 2 * s.iter().filter(|&&v| v == 0).count() >= len),
+                .is_some_and(|s| 8 * s.iter().filter(|&&v| v == 0).count() >= 7 * len),
             _ => true,
         }
     }
