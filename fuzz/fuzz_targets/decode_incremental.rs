@@ -1,6 +1,7 @@
 //! Incremental decoding: two streams decoded one after the other with one `DecoderState` (TCA
 //! bases, HDSP history, update tree), with and without HDSP. Input layout: a flags byte, a
-//! little-endian u16 length of the first stream, the first stream, the second stream.
+//! little-endian u16 length of the first stream, the first stream, the second stream. A decode
+//! that fails must leave the state as it was.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,8 +24,14 @@ fuzz_target!(|data: &[u8]| {
         );
     let mut state = DecoderState::default();
     let first_ok = decode_stream(first, &mut state, &opts).is_ok();
+    if !first_ok {
+        assert_eq!(state, DecoderState::default(), "a failed decode changed the state");
+    }
     let before = state.clone();
-    let _ = decode_stream(second, &mut state, &opts);
+    if decode_stream(second, &mut state, &opts).is_err() {
+        // Incremental calls are all or nothing.
+        assert_eq!(state, before, "a failed decode changed the state");
+    }
     if flags & 4 != 0 && first_ok {
         // Decoding the same stream twice in a row is also a legal (if odd) sequence.
         let mut again = before;
