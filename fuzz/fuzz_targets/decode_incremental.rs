@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     let mut state = DecoderState::default();
     let first_ok = decode_stream(first, &mut state, &opts).is_ok();
     if !first_ok {
-        assert_eq!(state, DecoderState::default(), "a failed decode changed the state");
+        assert_eq!(
+            state,
+            DecoderState::default(),
+            "a failed decode changed the state"
+        );
     }
     let before = state.clone();
     if decode_stream(second, &mut state, &opts).is_err() {
