@@ -385,11 +385,11 @@ fn check_not_exhausted(d: &ArithDecoder<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// One row segment of coded positions.
 /// The fewest positions with the plain contexts that [`Run::decode_per_position`] hands to the
 /// plain loop; shorter stretches stay in the per-position loop, whose set-up is cheaper.
 const PLAIN_STRETCH: usize = 8;
 
+/// One row segment of coded positions.
 struct Run<'r, 'h> {
     layout: &'r ContextLayout,
     lc: &'r LevelCoding,
@@ -537,7 +537,8 @@ impl Run<'_, '_> {
     }
 
     /// The level at position `pos` in the contexts of its TCA base and HDSP flag, after a level
-    /// `nb` in DQ state `state` (advanced); writes its output to `o` and returns it.
+    /// `nb` in DQ state `state` (advanced): writes its output (under DQ the reconstruction
+    /// index) to `o` and returns the level.
     #[inline(always)]
     fn decode_position<const DQ: bool>(
         &self,
