@@ -458,6 +458,35 @@ fn updates_of(model: &[Tensor], keep: f64) -> [Vec<Tensor>; 2] {
     [first, second]
 }
 
+/// The update workload `name` of `model` (`updates_of` with `keep`): both updates written as
+/// `<name>1.npz` and `<name>2.npz` in `work`, the second timed from the states the first leaves,
+/// coded with TCA and `compress_differences`.
+fn update_workload(
+    (name, label): (&'static str, &str),
+    model: &[Tensor],
+    keep: f64,
+    work: &Path,
+    reps: usize,
+) -> Result<Workload> {
+    let [first, second] = updates_of(model, keep);
+    let previous = work.join(format!("{name}1.npz"));
+    write_npz(&previous, &first)?;
+    let input = work.join(format!("{name}2.npz"));
+    write_npz(&input, &second)?;
+    let mut options = EncodeOptions::default();
+    options.tca = true;
+    options.compress_differences = true;
+    Ok(Workload {
+        name,
+        label: label.into(),
+        kind: Kind::Update(previous, first),
+        tensors: second,
+        input,
+        reps,
+        options,
+    })
+}
+
 /// The batch norm that follows conv weight `name` in torchvision's ResNet.
 fn batch_norm_of(name: &str) -> String {
     let module = name.trim_end_matches(".weight");
@@ -632,7 +661,13 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
     if opts.keep {
         write_tensors(&work.join("resnet50_random.safetensors"), &model)?;
     }
-    let [first, second] = updates_of(&model, 1.0);
+    let update = update_workload(
+        ("resnet50_update", "ResNet-50 update, TCA"),
+        &model,
+        1.0,
+        work,
+        opts.runs(2),
+    )?;
     list.push(Workload {
         name: "resnet50",
         label: "ResNet-50 (random init)".into(),
@@ -642,22 +677,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         reps: opts.runs(2),
         options: EncodeOptions::default(),
     });
-    let previous = work.join("resnet50_update1.npz");
-    write_npz(&previous, &first)?;
-    let input = work.join("resnet50_update2.npz");
-    write_npz(&input, &second)?;
-    let mut options = EncodeOptions::default();
-    options.tca = true;
-    options.compress_differences = true;
-    list.push(Workload {
-        name: "resnet50_update",
-        label: "ResNet-50 update, TCA".into(),
-        kind: Kind::Update(previous, first),
-        tensors: second,
-        input,
-        reps: opts.runs(2),
-        options,
-    });
+    list.push(update);
     let minilm = std::env::var_os("NNC_MINILM_SAFETENSORS")
         .map(PathBuf::from)
         .or_else(|| {
@@ -670,6 +690,19 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
         Some(path) if path.is_file() => {
             let model = to_reference_dtypes(read_tensors(&path, "0")?)?;
             let pruned = pruned_by_magnitude(&model, 0.9);
+            // The federated case: sparse updates of the model's float tensors with TCA.
+            let floats: Vec<Tensor> = model
+                .iter()
+                .filter(|t| t.data.dtype() == DType::F32)
+                .cloned()
+                .collect();
+            let update = update_workload(
+                ("minilm_sparse_update", "MiniLM update 10%, TCA"),
+                &floats,
+                0.1,
+                work,
+                opts.runs(2),
+            )?;
             for (name, label, file, tensors) in [
                 ("minilm", "all-MiniLM-L6-v2", "minilm.npz", model),
                 (
@@ -691,36 +724,7 @@ fn workloads(opts: &Options, work: &Path) -> Result<Vec<Workload>> {
                     options: EncodeOptions::default(),
                 });
             }
-            // The federated case: sparse updates of the model with TCA.
-            let float_model: Vec<Tensor> = list
-                .iter()
-                .find(|w| w.name == "minilm")
-                .map(|w| {
-                    w.tensors
-                        .iter()
-                        .filter(|t| t.data.dtype() == DType::F32)
-                        .cloned()
-                })
-                .into_iter()
-                .flatten()
-                .collect();
-            let [first, second] = updates_of(&float_model, 0.1);
-            let previous = work.join("minilm_sparse_update1.npz");
-            write_npz(&previous, &first)?;
-            let input = work.join("minilm_sparse_update2.npz");
-            write_npz(&input, &second)?;
-            let mut options = EncodeOptions::default();
-            options.tca = true;
-            options.compress_differences = true;
-            list.push(Workload {
-                name: "minilm_sparse_update",
-                label: "MiniLM update 10%, TCA".into(),
-                kind: Kind::Update(previous, first),
-                tensors: second,
-                input,
-                reps: opts.runs(2),
-                options,
-            });
+            list.push(update);
         }
         Some(path) => println!("MiniLM: skipped ({} not present)", path.display()),
         None => println!(
