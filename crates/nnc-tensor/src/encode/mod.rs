@@ -152,10 +152,6 @@ pub fn encode_incremental<'a, 'b: 'a>(
             ),
         });
     }
-    // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
-    // sequence; the stream then decodes to other levels than the encoder's, as the reference's
-    // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
-    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state).
     let mut inc = assemble::Incremental {
         state,
         update: update_state,
@@ -168,8 +164,12 @@ pub fn encode_incremental<'a, 'b: 'a>(
         .iter()
         .map(|t| (t.name.as_str(), t.levels.as_slice()))
         .collect();
-    let levels_of = |name: &str| coded.get(name).copied();
-    if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
+    // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
+    // sequence; the stream then decodes to other levels than the encoder's, as the reference's
+    // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
+    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state). Decoded before
+    // any change, so that a failure leaves the state as it was.
+    let decoder = if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
         let mut decoder = state.clone();
         let own = DecodeOptions::new()
             .with_hdsp(opts.hdsp)
@@ -177,13 +177,16 @@ pub fn encode_incremental<'a, 'b: 'a>(
             .with_threads(opts.threads)
             .with_limits(Limits::unlimited());
         decode_stream(&encoded.bytes, &mut decoder, &own)?;
-        changes.apply_with(state, levels_of);
+        Some(decoder)
+    } else {
+        None
+    };
+    changes.apply_with(state, |name: &str| coded.get(name).copied());
+    if let Some(decoder) = decoder {
         state.bases = decoder.bases;
         if opts.hdsp {
             state.hdsp_history = decoder.hdsp_history;
         }
-    } else {
-        changes.apply_with(state, levels_of);
     }
     Ok(encoded)
 }
