@@ -139,12 +139,12 @@ impl ClientCodec {
                     .folding
                     .as_ref()
                     .map_or(&self.layout, Folding::downstream);
-                let (decoded, downstream) = decompress(
+                let (decoded, changes) = decompress(
                     wire,
                     message,
                     0,
                     self.opts.compress_differences,
-                    self.state.downstream.clone(),
+                    &self.state.downstream,
                     self.opts.threads,
                 )?;
                 let global = match &self.folding {
@@ -170,7 +170,7 @@ impl ClientCodec {
                     None => decoded.values,
                 };
                 self.layout.check_finite("global model", &global)?;
-                self.state.downstream = downstream;
+                changes.apply(&mut self.state.downstream)?;
                 global
             }
             _ => {
@@ -215,15 +215,14 @@ impl ClientCodec {
             .folding
             .as_ref()
             .map_or(&self.layout, Folding::upstream);
-        let mut upstream = self.state.upstream.clone();
-        let coded = compress(
+        let (coded, changes) = compress(
             wire,
             &self.opts,
             self.state.device_id,
             &update,
-            &mut upstream,
+            &self.state.upstream,
         )?;
-        self.state.upstream = upstream;
+        changes.apply(&mut self.state.upstream)?;
         if self.opts.err_accumulation {
             self.state.residual = Some(coded.reconstruction.subtract_from(wire, &update));
         }
@@ -290,7 +289,9 @@ pub(crate) mod tests {
             .map(|(i, v)| v + 0.3 * ((i % 3) as f32 - 1.0))
             .collect();
         let msg = c.send(&local).unwrap();
-        let (rec, server_state) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
+        let mut server_state = IncrementalState::default();
+        let (rec, changes) = decompress(&l, &msg, 1, true, &server_state, None).unwrap();
+        changes.apply(&mut server_state).unwrap();
         let rec = rec.values;
         let update = sub(&local, &g);
         let r1 = c.state().residual.clone().unwrap();
@@ -301,7 +302,7 @@ pub(crate) mod tests {
 
         // Same global, same local model again: the input is update + r1.
         let msg = c.send(&local).unwrap();
-        let (rec2, _) = decompress(&l, &msg, 1, true, server_state, None).unwrap();
+        let (rec2, _) = decompress(&l, &msg, 1, true, &server_state, None).unwrap();
         let rec2 = rec2.values;
         let r2 = c.state().residual.clone().unwrap();
         for i in 0..36 {
@@ -349,7 +350,7 @@ pub(crate) mod tests {
             *v += 0.25;
         }
         let msg = c.send(&local).unwrap();
-        let (rec, _) = decompress(&l, &msg, 1, true, Default::default(), None).unwrap();
+        let (rec, _) = decompress(&l, &msg, 1, true, &IncrementalState::default(), None).unwrap();
         let rec = rec.values;
         assert!(rec[..32].iter().all(|&v| v == 0.0));
         assert!(rec[32..].iter().all(|&v| (v - 0.25).abs() < 0.01));

@@ -1,7 +1,8 @@
 //! One coded message, both ways: flat parameters → (sparsification) → NNC bitstream, and
 //! bitstream → flat parameters, each against the incremental state of its direction and sender.
 //!
-//! Every step works on copies; the caller's state changes only when the whole message succeeded.
+//! Neither direction changes a state: each returns the changes its message makes, which the
+//! caller applies only when its whole step has succeeded.
 //! Before decoding, the NDU headers are checked against the layout and the state (sender, tensor
 //! set, update depth), so a message from the wrong sender, a skipped or repeated message and a
 //! foreign model are typed errors even where the entropy decoder would not notice (no TCA).
@@ -9,8 +10,8 @@
 use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_tensor::sparsify::sparsify_tensors;
 use nnc_tensor::{
-    decode_stream, encode_incremental, DecodeOptions, EncodeInput, IncrementalState, Limits,
-    TensorData,
+    decode_stream_deferred, encode_incremental_deferred, DecodeOptions, EncodeInput,
+    IncrementalState, Limits, StateChanges, TensorData,
 };
 
 use crate::error::{FlError, Result};
@@ -83,16 +84,17 @@ impl Decoded {
     }
 }
 
-/// Sparsifies (if configured) and encodes `values` as the message of `sender` (0: the server),
-/// advancing `state` (the sender's encoder state of this direction) to what the receiver's
-/// decoder state will be after decoding it.
+/// Sparsifies (if configured) and encodes `values` as the message of `sender` (0: the server)
+/// against `state` (the sender's encoder state of this direction). Returns the message with the
+/// changes that advance `state` to what the receiver's decoder state will be after decoding it,
+/// for the caller to apply once the rest of its step succeeds.
 pub(crate) fn compress(
     layout: &Layout,
     opts: &FlOptions,
     sender: u64,
     values: &[f32],
-    state: &mut IncrementalState,
-) -> Result<Coded> {
+    state: &IncrementalState,
+) -> Result<(Coded, StateChanges)> {
     layout.check_finite("message input", values)?;
     let mut tensors = layout.coded_tensors(values)?;
     if opts.sparsity > 0.0 {
@@ -100,8 +102,8 @@ pub(crate) fn compress(
     }
     let input =
         EncodeInput::from_tensors_owned(tensors).map_err(|e| FlError::Internal(e.to_string()))?;
-    let mut after = state.clone();
-    let encoded = encode_incremental(input, &opts.encode_options(sender), &mut after, true)?;
+    let (encoded, changes) =
+        encode_incremental_deferred(input, &opts.encode_options(sender), state)?;
     // Decode our own bitstream from the state the receiver holds now: this gives the
     // reconstruction (for the residual and the next global model) and proves both sides agree.
     let (reconstruction, receiver) = decompress(
@@ -109,43 +111,45 @@ pub(crate) fn compress(
         &encoded.bytes,
         sender,
         opts.compress_differences,
-        state.clone(),
+        state,
         opts.threads,
     )?;
-    if receiver.bases != after.bases || receiver.device_id != after.device_id {
+    if receiver != changes {
         return Err(FlError::Internal(
-            "the encoder's state differs from the state decoding its bitstream gives".into(),
+            "the encoder's state changes differ from those decoding its bitstream makes".into(),
         ));
     }
-    *state = after;
-    Ok(Coded {
+    let coded = Coded {
         bytes: encoded.bytes,
         reconstruction,
-    })
+    };
+    Ok((coded, changes))
 }
 
 /// Decodes a message of `sender` against `state` (the receiver's decoder state for this
-/// direction and sender, taken by value: callers keep their own copy until it succeeds) and
-/// returns the values and the state after it. With `differences` the stream must be
+/// direction and sender) and returns the values with the changes the message makes to the
+/// state, for the caller to apply once it accepts them. With `differences` the stream must be
 /// parent-signalled and omitted tensors are zero; without, every tensor must be present.
 pub(crate) fn decompress(
     layout: &Layout,
     bytes: &[u8],
     sender: u64,
     differences: bool,
-    mut state: IncrementalState,
+    state: &IncrementalState,
     threads: Option<usize>,
-) -> Result<(Decoded, IncrementalState)> {
-    check_headers(layout, bytes, sender, differences, &state)?;
+) -> Result<(Decoded, StateChanges)> {
+    check_headers(layout, bytes, sender, differences, state)?;
     let n = layout.num_values() as u64;
+    // The levels move into the changes, with no copy for the tensors.
     let opts = DecodeOptions::new()
         .with_limits(
             Limits::default()
                 .with_max_tensor_elements(n)
                 .with_max_total_elements(n),
         )
+        .with_keep_levels(false)
         .with_threads(threads);
-    let decoded = decode_stream(bytes, &mut state, &opts)?;
+    let (decoded, changes) = decode_stream_deferred(bytes, state, &opts)?;
     let mut out = vec![0f32; layout.num_values()];
     let mut wide = Vec::new();
     let mut present = vec![false; layout.specs().len()];
@@ -191,7 +195,7 @@ pub(crate) fn decompress(
         }
     }
     layout.check_finite("decoded message", &out)?;
-    Ok((Decoded { values: out, wide }, state))
+    Ok((Decoded { values: out, wide }, changes))
 }
 
 /// Checks unit order, parent signalling and every NDU's tensor, sender, `parameter_id` and
@@ -294,6 +298,19 @@ mod tests {
     use super::*;
     use crate::layout::TensorSpec;
 
+    /// [`super::compress`] advancing `state` in place on success.
+    fn compress(
+        layout: &Layout,
+        opts: &FlOptions,
+        sender: u64,
+        values: &[f32],
+        state: &mut IncrementalState,
+    ) -> Result<Coded> {
+        let (coded, changes) = super::compress(layout, opts, sender, values, state)?;
+        changes.apply(state)?;
+        Ok(coded)
+    }
+
     /// [`super::decompress`] advancing `state` in place on success.
     fn decompress(
         layout: &Layout,
@@ -303,9 +320,8 @@ mod tests {
         state: &mut IncrementalState,
         threads: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let (out, after) =
-            super::decompress(layout, bytes, sender, differences, state.clone(), threads)?;
-        *state = after;
+        let (out, changes) = super::decompress(layout, bytes, sender, differences, state, threads)?;
+        changes.apply(state)?;
         Ok(out.values)
     }
 

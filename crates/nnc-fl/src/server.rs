@@ -189,17 +189,13 @@ impl ServerCodec {
         let mut new_upstream = Vec::with_capacity(messages.len());
         for m in messages {
             let values = if opts.compress_upstream {
-                let st = self
-                    .state
-                    .upstream
-                    .get(&m.device_id)
-                    .cloned()
-                    .unwrap_or_default();
+                let fresh = IncrementalState::default();
+                let st = self.state.upstream.get(&m.device_id).unwrap_or(&fresh);
                 let wire = self
                     .folding
                     .as_ref()
                     .map_or(&self.layout, Folding::upstream);
-                let (v, st) = decompress(
+                let (v, changes) = decompress(
                     wire,
                     m.bytes,
                     m.device_id,
@@ -207,7 +203,7 @@ impl ServerCodec {
                     st,
                     opts.threads,
                 )?;
-                new_upstream.push((m.device_id, st));
+                new_upstream.push((m.device_id, changes));
                 match &self.folding {
                     Some(f) => f.message_to_downstream(&v),
                     None => v,
@@ -252,8 +248,7 @@ impl ServerCodec {
                     add_assign(&mut input, r);
                 }
             }
-            let mut downstream = self.state.downstream.clone();
-            let coded = compress(wire, opts, 0, &input, &mut downstream)?;
+            let (coded, downstream) = compress(wire, opts, 0, &input, &self.state.downstream)?;
             let residual = if opts.err_accumulation {
                 Some(coded.reconstruction.subtract_from(wire, &input))
             } else {
@@ -266,7 +261,7 @@ impl ServerCodec {
             } else {
                 coded.reconstruction.values
             };
-            (coded.bytes, new_global, residual, downstream)
+            (coded.bytes, new_global, residual, Some(downstream))
         } else {
             let new_global = if deltas_up {
                 let mut g = global.clone();
@@ -275,22 +270,19 @@ impl ServerCodec {
             } else {
                 avg
             };
-            (
-                encode_raw(&new_global),
-                new_global,
-                None,
-                self.state.downstream.clone(),
-            )
+            (encode_raw(&new_global), new_global, None, None)
         };
         wire.check_finite("new global model", &new_global)?;
         let (new_global, new_folded) = match &self.folding {
             Some(f) => (f.unfold_exact(&self.layout, &new_global), Some(new_global)),
             None => (new_global, None),
         };
-        for (id, st) in new_upstream {
-            self.state.upstream.insert(id, st);
+        for (id, changes) in new_upstream {
+            changes.apply(self.state.upstream.entry(id).or_default())?;
         }
-        self.state.downstream = downstream;
+        if let Some(changes) = downstream {
+            changes.apply(&mut self.state.downstream)?;
+        }
         self.state.residual = residual;
         self.state.global = new_global;
         self.state.folded_global = new_folded;

@@ -10,7 +10,7 @@ use nnc_cabac::{ArithDecoder, HdspMode, LayerConfig, LayerHistory};
 use crate::error::{Error, Location, Result};
 use crate::limits::Limits;
 use crate::members::{cpt, is_block, members, Member, MemberRole};
-use crate::state::DecoderState;
+use crate::state::{DecoderState, StateChanges};
 use crate::tensor::{DType, Tensor, TensorData};
 
 /// Decoder settings.
@@ -333,19 +333,35 @@ pub fn decode_stream(
     state: &mut DecoderState,
     opts: &DecodeOptions,
 ) -> Result<DecodedStream> {
+    let (decoded, changes) = decode_stream_deferred(bytes, state, opts)?;
+    changes.commit(state);
+    Ok(decoded)
+}
+
+/// [`decode_stream`] leaving `state` alone: returns the changes the stream makes to it beside
+/// the tensors, for the caller to [`StateChanges::apply`] once it has checked them. A caller
+/// that may refuse a decoded stream (values out of range, a protocol's rules) needs no copy of
+/// the state to fall back on. The changes hold the new levels until applied; with
+/// [`DecodeOptions::keep_levels`] off they are not copied for the tensors as well.
+pub fn decode_stream_deferred(
+    bytes: &[u8],
+    state: &DecoderState,
+    opts: &DecodeOptions,
+) -> Result<(DecodedStream, StateChanges)> {
     let mut tensors = Vec::new();
-    let plan =
+    let (plan, changes) =
         crate::stream::StreamDecoder::new(bytes, opts)?.run_with_window(state, u64::MAX, |t| {
             tensors.push(t);
             Ok::<(), Error>(())
         })?;
-    Ok(DecodedStream {
+    let decoded = DecodedStream {
         tensors,
         general_profile_idc: plan.general_profile_idc,
         topology_storage_format: plan.topology_storage_format,
         attributes: plan.attributes,
         files: plan.files,
-    })
+    };
+    Ok((decoded, changes))
 }
 
 /// Reads and checks every unit of a bitstream (no entropy decoding): the NDUs to decode with the

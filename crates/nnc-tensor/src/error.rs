@@ -124,6 +124,13 @@ pub enum Error {
         /// What does not fit.
         what: String,
     },
+    /// [`StateChanges`](crate::StateChanges) applied to a state other than the one they were
+    /// computed against (or applied twice).
+    #[error("the state changes do not fit this state: {what}")]
+    StaleChanges {
+        /// What differs.
+        what: String,
+    },
     /// The caller's input or options are inconsistent.
     #[error("{what}")]
     InvalidArgument {
@@ -151,7 +158,9 @@ impl Error {
             Error::Quant { .. } => ErrorKind::Malformed,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::LimitExceeded { .. } => ErrorKind::LimitExceeded,
-            Error::StateMismatch { .. } | Error::EncoderState { .. } => ErrorKind::StateMismatch,
+            Error::StateMismatch { .. }
+            | Error::EncoderState { .. }
+            | Error::StaleChanges { .. } => ErrorKind::StateMismatch,
             Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
         }
     }

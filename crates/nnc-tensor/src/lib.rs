@@ -66,18 +66,19 @@ pub mod tensor;
 mod threads;
 
 pub use decode::{
-    decode_stream, hls_json, Approximation, DecodeOptions, DecodedStream, DecodedTensor,
+    decode_stream, decode_stream_deferred, hls_json, Approximation, DecodeOptions, DecodedStream,
+    DecodedTensor,
 };
 pub use encode::{
-    encode, encode_incremental, quantize, CodebookMode, EncodeInput, EncodeOptions, EncodedStream,
-    EncodedTensor,
+    encode, encode_incremental, encode_incremental_deferred, quantize, CodebookMode, EncodeInput,
+    EncodeOptions, EncodedStream, EncodedTensor,
 };
 pub use error::{Error, ErrorKind, Location, Result};
 pub use limits::{
     Limits, DEFAULT_MAX_TENSOR_ELEMENTS, DEFAULT_MAX_TOTAL_ELEMENTS, DEFAULT_MAX_UNITS,
 };
 pub use named::{sort_by_unique_name, DuplicateName, Named};
-pub use state::{DecoderState, EncoderState, IncrementalState, TensorBase};
+pub use state::{DecoderState, EncoderState, IncrementalState, StateChanges, TensorBase};
 pub use stream::{
     decode_standalone_with, decode_stream_with, plan_stream, summarise_stream, StreamDecoder,
     StreamPlan, TensorSpec, TensorSummary,

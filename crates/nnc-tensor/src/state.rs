@@ -134,13 +134,36 @@ impl IncrementalState {
     }
 }
 
-/// The changes one bitstream makes to an [`IncrementalState`]: each tensor update is checked
-/// against the state as it is collected, and all are applied at once by
-/// [`StateUpdate::apply`], so that a bitstream that fails part way leaves the state as it was.
-/// Checking against the state before the bitstream is what recording as one goes would do too:
-/// a tensor is coded at most once in a bitstream.
-#[derive(Debug, Default)]
-pub(crate) struct StateUpdate {
+/// The changes one bitstream makes to an [`IncrementalState`], computed against the state and
+/// not yet made: what [`crate::decode_stream_deferred`], [`crate::StreamDecoder::run_deferred`]
+/// and [`crate::encode_incremental_deferred`] return beside their output, so that a caller can
+/// check that output first and commit it with [`StateChanges::apply`] only if it accepts it,
+/// without copying the state to have one to fall back on.
+///
+/// Each tensor update was checked against the state before the bitstream as it was collected.
+/// That is exact: a tensor is coded at most once in a bitstream.
+///
+/// ```
+/// use nnc_tensor::{decode_stream_deferred, encode_incremental, DecodeOptions, DecoderState,
+///     EncodeInput, EncodeOptions, EncoderState, Tensor, TensorData};
+/// let w = Tensor::try_new("w", vec![2, 2], TensorData::F32(vec![0.5, -0.25, 0.0, 1.0]))?;
+/// let input = EncodeInput::from_tensors_owned(vec![w])?;
+/// let bytes = encode_incremental(&input, &EncodeOptions::default(), &mut EncoderState::default(), true)?.bytes;
+///
+/// let mut state = DecoderState::default();
+/// let (decoded, changes) = decode_stream_deferred(&bytes, &state, &DecodeOptions::new())?;
+/// assert!(state.bases.is_empty()); // nothing changed yet
+/// assert_eq!(changes.tensor_names().collect::<Vec<_>>(), ["w"]);
+/// // ... check `decoded` ...
+/// changes.apply(&mut state)?;
+/// assert_eq!(state.bases["w"].put_node_depth, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default, PartialEq, Eq)]
+#[must_use = "the state changes only once the changes are applied"]
+pub struct StateChanges {
+    /// The state's `device_id` when the changes were made.
+    device_before: u64,
     /// The `device_id` of the updates so far, starting from the state's (0: none yet).
     device_id: u64,
     records: Vec<Record>,
@@ -149,28 +172,128 @@ pub(crate) struct StateUpdate {
     hdsp_best_modes: Vec<(String, u8)>,
 }
 
+/// Each tensor with the length of its levels: a model's levels are too many to print.
+impl std::fmt::Debug for StateChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let levels = |l: &Option<Vec<i32>>| l.as_ref().map(Vec::len);
+        let records: Vec<_> = self
+            .records
+            .iter()
+            .map(|r| {
+                (
+                    &r.name,
+                    levels(&r.levels),
+                    r.parameter_id,
+                    r.depth_before,
+                    r.mark_hdsp,
+                )
+            })
+            .collect();
+        let marks: Vec<_> = self.hdsp_marks.iter().map(|(n, l)| (n, l.len())).collect();
+        f.debug_struct("StateChanges")
+            .field("device_before", &self.device_before)
+            .field("device_id", &self.device_id)
+            .field(
+                "records (name, levels, parameter_id, depth_before, mark_hdsp)",
+                &records,
+            )
+            .field("hdsp_marks (name, levels)", &marks)
+            .field("hdsp_best_modes", &self.hdsp_best_modes)
+            .finish()
+    }
+}
+
 /// One tensor's update: the reference's `update_base_param`.
-#[derive(Debug)]
+#[derive(PartialEq, Eq)]
 struct Record {
     name: String,
-    /// The new base; `None`: the levels [`StateUpdate::apply_with`] is given for the tensor.
+    /// The new base; `None` only inside the crate: the levels [`StateChanges::apply_with`] is
+    /// given for the tensor.
     levels: Option<Vec<i32>>,
     parameter_id: u64,
+    /// The tensor's `put_node_depth` in the state the changes were made against (`None`: not in
+    /// it). Applying advances it, so changes applied twice, or to another state, are told apart.
+    depth_before: Option<u64>,
     /// Whether the levels' non-zero positions join the tensor's HDSP history too.
     mark_hdsp: bool,
 }
 
-impl StateUpdate {
+impl StateChanges {
     /// No changes yet to `state`.
     pub(crate) fn new(state: &IncrementalState) -> Self {
         Self {
+            device_before: state.device_id,
             device_id: state.device_id,
             ..Self::default()
         }
     }
 
+    /// Whether applying changes nothing: no tensor was recorded (a decode with
+    /// [`DecodeOptions::update_state`](crate::DecodeOptions::update_state) off, or a stream
+    /// without tensors).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.hdsp_marks.is_empty() && self.hdsp_best_modes.is_empty()
+    }
+
+    /// The tensors whose base the changes set, in coding order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.records.iter().map(|r| r.name.as_str())
+    }
+
+    /// Makes the changes in `state`. `state` must be the state they were computed against, as it
+    /// was: each tensor's update depth and `parameter_id` and the `device_id` are compared
+    /// first, and where they differ (changes applied a second time, or to another state) this
+    /// fails with [`Error::StaleChanges`](crate::Error::StaleChanges) and changes nothing.
+    pub fn apply(self, state: &mut IncrementalState) -> Result<()> {
+        self.verify(state)?;
+        self.apply_with(state, |_| None);
+        Ok(())
+    }
+
+    /// Why `state` is not the state these changes were computed against, if it is not.
+    fn verify(&self, state: &IncrementalState) -> Result<()> {
+        let stale = |what: String| Err(crate::Error::StaleChanges { what });
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        if state.device_id != self.device_before {
+            return stale(format!(
+                "the state's device_id is {}, the changes were made against {}",
+                state.device_id, self.device_before
+            ));
+        }
+        for r in &self.records {
+            let base = state.bases.get(&r.name);
+            let depth = base.map(|b| b.put_node_depth);
+            if depth != r.depth_before {
+                let at = |d: Option<u64>| match d {
+                    Some(d) => format!("at update depth {d}"),
+                    None => "absent".to_string(),
+                };
+                return stale(format!(
+                    "tensor {:?} is {} in the state, {} where the changes were made",
+                    r.name,
+                    at(depth),
+                    at(r.depth_before)
+                ));
+            }
+            if let Some(b) = base.filter(|b| b.parameter_id != r.parameter_id) {
+                return stale(format!(
+                    "tensor {:?} has parameter_id {} in the state, the changes {}",
+                    r.name, b.parameter_id, r.parameter_id
+                ));
+            }
+            if r.levels.is_none() {
+                return Err(crate::Error::InvalidArgument {
+                    what: format!("the changes hold no levels for tensor {:?}", r.name),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks an update of tensor `name` against `state` (the one given to
-    /// [`StateUpdate::new`]) and the updates so far, without recording it: the `device_id` must
+    /// [`StateChanges::new`]) and the updates so far, without recording it: the `device_id` must
     /// be the one seen so far, and the `parameter_id` the tensor's in the state.
     pub(crate) fn check(
         &mut self,
@@ -196,10 +319,10 @@ impl StateUpdate {
         }
     }
 
-    /// [`StateUpdate::check`]s a decoded (or encoded) update of tensor `name` and records it:
+    /// [`StateChanges::check`]s a decoded (or encoded) update of tensor `name` and records it:
     /// its levels become the tensor's base (and with `mark_hdsp` join its HDSP history) once
-    /// applied. Levels left `None` are given to [`StateUpdate::apply_with`] instead, which copies
-    /// them into the old base's memory rather than holding a copy until then.
+    /// applied. Levels left `None` are given to [`StateChanges::apply_with`] instead, which
+    /// copies them into the old base's memory rather than holding a copy until then.
     pub(crate) fn record(
         &mut self,
         state: &IncrementalState,
@@ -214,6 +337,7 @@ impl StateUpdate {
             name: name.to_string(),
             levels,
             parameter_id,
+            depth_before: state.bases.get(name).map(|b| b.put_node_depth),
             mark_hdsp,
         });
         Ok(())
@@ -230,14 +354,34 @@ impl StateUpdate {
         self.hdsp_best_modes.push((name.to_string(), mode));
     }
 
-    /// Makes the changes in `state`, which must be the state the updates were checked against.
-    /// Every record must hold its levels.
-    pub(crate) fn apply(self, state: &mut IncrementalState) {
+    /// Gives each record without levels a copy of `given(name)` (none: no levels), so that the
+    /// changes stand on their own.
+    pub(crate) fn fill_levels<'g>(&mut self, given: impl Fn(&str) -> Option<&'g [i32]>) {
+        for r in &mut self.records {
+            if r.levels.is_none() {
+                r.levels = Some(given(&r.name).unwrap_or_default().to_vec());
+            }
+        }
+    }
+
+    /// These changes with the records and HDSP marks of `other` (changes to the same state)
+    /// instead of their own; the encoder's HDSP modes stay.
+    pub(crate) fn with_records_of(self, other: StateChanges) -> Self {
+        Self {
+            records: other.records,
+            hdsp_marks: other.hdsp_marks,
+            ..self
+        }
+    }
+
+    /// [`StateChanges::apply`] without its check, for the crate's calls that computed the
+    /// changes against `state` themselves. Every record must hold its levels.
+    pub(crate) fn commit(self, state: &mut IncrementalState) {
         self.apply_with(state, |_| None);
     }
 
-    /// [`StateUpdate::apply`], taking the levels of a record that does not hold them from
-    /// `given(name)` (none: no levels).
+    /// Makes the changes in `state`, which must be the state they were computed against, taking
+    /// the levels of a record that does not hold them from `given(name)` (none: no levels).
     pub(crate) fn apply_with<'g>(
         self,
         state: &mut IncrementalState,
@@ -304,7 +448,7 @@ mod tests {
 
     fn sample() -> IncrementalState {
         let mut s = IncrementalState::default();
-        let mut update = StateUpdate::new(&s);
+        let mut update = StateChanges::new(&s);
         update
             .record(
                 &s,
@@ -320,7 +464,7 @@ mod tests {
             .unwrap();
         update.mark_hdsp("w", &[0, 1, 0, 2, 0]);
         update.set_hdsp_best_mode("w", 1);
-        update.apply(&mut s);
+        update.apply(&mut s).unwrap();
         s
     }
 

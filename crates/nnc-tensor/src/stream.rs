@@ -31,7 +31,7 @@ use crate::decode::{
 };
 use crate::error::{Error, Location, Result};
 use crate::metadata::{unfold_into, StreamMetadata};
-use crate::state::{DecoderState, StateUpdate};
+use crate::state::{DecoderState, StateChanges};
 use crate::tensor::{DType, Tensor};
 use crate::threads::{map_largest_first, Workers};
 
@@ -310,6 +310,23 @@ impl<'a> StreamDecoder<'a> {
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
+        let (plan, changes) = self.run_deferred(state, emit)?;
+        changes.commit(state);
+        Ok(plan)
+    }
+
+    /// [`StreamDecoder::run`] leaving `state` alone: returns the changes the stream makes to it
+    /// beside the plan, for the caller to [`StateChanges::apply`] once it accepts what was
+    /// emitted (empty with [`DecodeOptions::update_state`] off).
+    pub fn run_deferred<E, F>(
+        self,
+        state: &DecoderState,
+        emit: F,
+    ) -> std::result::Result<(StreamPlan, StateChanges), E>
+    where
+        E: From<Error>,
+        F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
+    {
         let workers = self.workers()?;
         let largest = self
             .parsed
@@ -319,18 +336,13 @@ impl<'a> StreamDecoder<'a> {
             .max()
             .unwrap_or(0);
         let budget = window_budget(largest, self.parsed.total_elements, workers.count());
-        let update_state = self.opts.update_state;
         // An inline call decodes on this thread alone: nothing to pipeline.
-        let (plan, update) = if workers.is_inline() {
-            self.run_windows(state, &workers, budget, emit)?
+        if workers.is_inline() {
+            self.run_windows(state, &workers, budget, emit)
         } else {
             let cap = budget.saturating_add(largest);
-            self.run_pipelined(state, &workers, cap, emit)?
-        };
-        if update_state {
-            update.apply(state);
+            self.run_pipelined(state, &workers, cap, emit)
         }
-        Ok(plan)
     }
 
     /// The workers of this stream's decode: its NDUs are the parts that can run in parallel.
@@ -342,25 +354,20 @@ impl<'a> StreamDecoder<'a> {
         )
     }
 
-    /// [`StreamDecoder::run`] with windows of NDUs holding up to `budget` elements besides
-    /// their largest NDU (`u64::MAX`: everything at once).
+    /// [`StreamDecoder::run_deferred`] with windows of NDUs holding up to `budget` elements
+    /// besides their largest NDU (`u64::MAX`: everything at once).
     pub(crate) fn run_with_window<E, F>(
         self,
-        state: &mut DecoderState,
+        state: &DecoderState,
         budget: u64,
         emit: F,
-    ) -> std::result::Result<StreamPlan, E>
+    ) -> std::result::Result<(StreamPlan, StateChanges), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
     {
         let workers = self.workers()?;
-        let update_state = self.opts.update_state;
-        let (plan, update) = self.run_windows(state, &workers, budget, emit)?;
-        if update_state {
-            update.apply(state);
-        }
-        Ok(plan)
+        self.run_windows(state, &workers, budget, emit)
     }
 
     /// Decodes in windows of NDUs (see [`StreamDecoder::run_with_window`]); returns the plan
@@ -371,7 +378,7 @@ impl<'a> StreamDecoder<'a> {
         workers: &Workers,
         budget: u64,
         mut emit: F,
-    ) -> std::result::Result<(StreamPlan, StateUpdate), E>
+    ) -> std::result::Result<(StreamPlan, StateChanges), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -415,7 +422,7 @@ impl<'a> StreamDecoder<'a> {
         workers: &Workers,
         cap: u64,
         mut emit: F,
-    ) -> std::result::Result<(StreamPlan, StateUpdate), E>
+    ) -> std::result::Result<(StreamPlan, StateChanges), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -561,7 +568,7 @@ struct Assembly<'p> {
     rec_errors: Vec<Option<Error>>,
     /// Each NDU's update of the state, checked against it; recorded only with
     /// [`DecodeOptions::update_state`].
-    update: StateUpdate,
+    update: StateChanges,
     record: bool,
     record_hdsp: bool,
     keep_levels: bool,
@@ -611,7 +618,7 @@ impl<'p> Assembly<'p> {
             next: 0,
             factors: (0..recs.len()).map(|_| (None, None)).collect(),
             rec_errors,
-            update: StateUpdate::new(state),
+            update: StateChanges::new(state),
             record: opts.update_state,
             record_hdsp: opts.hdsp && parsed.parent_signalling && opts.update_state,
             keep_levels: opts.keep_levels,
@@ -742,7 +749,7 @@ impl<'p> Assembly<'p> {
     /// NDUs, such as an update whose coded tensors were all zero), then reports the first
     /// recomposition error, or a slot never filled.
     /// Returns the plan and the NDUs' changes to the state.
-    fn finish<E, F>(mut self, emit: &mut F) -> std::result::Result<(StreamPlan, StateUpdate), E>
+    fn finish<E, F>(mut self, emit: &mut F) -> std::result::Result<(StreamPlan, StateChanges), E>
     where
         E: From<Error>,
         F: FnMut(DecodedTensor) -> std::result::Result<(), E>,
@@ -1164,7 +1171,11 @@ mod tests {
             Ok::<(), Error>(())
         };
         let plan = match budget {
-            Some(b) => decoder.run_with_window(state, b, push)?,
+            Some(b) => {
+                let (plan, changes) = decoder.run_with_window(state, b, push)?;
+                changes.commit(state);
+                plan
+            }
             None => decoder.run(state, push)?,
         };
         Ok((out, plan))
@@ -1181,7 +1192,8 @@ mod tests {
     ) -> Result<Vec<DecodedTensor>> {
         let mut out = Vec::new();
         let workers = Workers::new(Some(threads))?;
-        StreamDecoder::new(bytes, opts)?.run_pipelined(state, &workers, cap, |t| {
+        // The state is not updated: the changes are dropped.
+        let _ = StreamDecoder::new(bytes, opts)?.run_pipelined(state, &workers, cap, |t| {
             out.push(t);
             Ok::<(), Error>(())
         })?;

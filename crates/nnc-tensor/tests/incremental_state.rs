@@ -131,3 +131,113 @@ fn a_refused_update_leaves_the_encoder_state_as_it_was() {
     assert_eq!(after_refusal.bytes, direct.bytes);
     assert_eq!(state, fresh);
 }
+
+/// A deferred decode changes nothing until its changes are applied, and applied they leave the
+/// state a direct decode leaves, on every multi-step conformance case, on one thread and on
+/// two (pipelined). Changes applied a second time, or to the state after them, are refused
+/// without changing it.
+#[test]
+fn deferred_decodes_apply_to_what_direct_decodes_leave() {
+    use nnc_tensor::{decode_stream_deferred, ErrorKind, StreamDecoder};
+
+    let mut stale_tried = 0;
+    for v in load_vectors().into_iter().filter(|v| v.steps.len() > 1) {
+        let mut direct = DecoderState::default();
+        let mut deferred = DecoderState::default();
+        for (i, step) in v.steps.iter().enumerate() {
+            let at = format!("{} step {i}", v.name);
+            let expected = decode_stream(step, &mut direct, &v.opts).expect("decodes");
+            let before = deferred.clone();
+            let (decoded, changes) =
+                decode_stream_deferred(step, &deferred, &v.opts).expect("decodes");
+            assert_eq!(deferred, before, "{at}");
+            assert_eq!(decoded.tensors, expected.tensors, "{at}");
+            let names: Vec<&str> = changes.tensor_names().collect();
+            let coded: Vec<&str> = decoded
+                .tensors
+                .iter()
+                .map(|t| t.tensor.name.as_str())
+                .collect();
+            assert!(names.iter().all(|n| coded.contains(n)), "{at}: {names:?}");
+            assert!(!changes.is_empty(), "{at}");
+
+            // The same changes through the pipelined stream decoder.
+            let opts = v.opts.clone().with_threads(Some(2));
+            let (_, piped) = StreamDecoder::new(step, &opts)
+                .unwrap()
+                .run_deferred(&deferred, |_| Ok::<(), nnc_tensor::Error>(()))
+                .expect("decodes");
+            assert_eq!(piped, changes, "{at}");
+
+            changes.apply(&mut deferred).expect("applies");
+            assert_eq!(deferred, direct, "{at}");
+            let after = deferred.clone();
+            let e = piped.apply(&mut deferred).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::StateMismatch, "{at}: {e}");
+            assert!(matches!(e, nnc_tensor::Error::StaleChanges { .. }), "{e}");
+            assert_eq!(deferred, after, "{at}");
+            stale_tried += 1;
+        }
+    }
+    assert!(stale_tried >= 10, "{stale_tried} stale applications tried");
+}
+
+/// A deferred encode leaves the state alone and its changes, applied, leave the state the
+/// direct encode leaves, with the same bytes, step after step: with TCA, with HDSP, and with
+/// the bit-depth clipping after DQ whose base is the decoder's levels
+/// (quirks.md#bitdepth-dq-state). Without HDSP, its changes are the ones the decoder makes of
+/// its bitstream.
+#[test]
+fn deferred_encodes_apply_to_what_direct_encodes_leave() {
+    use nnc_tensor::{
+        decode_stream_deferred, encode_incremental, encode_incremental_deferred, DecodeOptions,
+        EncodeInput, EncodeOptions, EncoderState, TensorData,
+    };
+
+    let tensor = |name: &str, seed: u32, n: u32| {
+        let data = (0..n * n)
+            .map(|i| {
+                let x = (i.wrapping_mul(2_654_435_761).wrapping_add(seed * 97)) % 1000;
+                if x % 3 == 0 {
+                    0.0
+                } else {
+                    x as f32 / 500.0 - 1.0
+                }
+            })
+            .collect();
+        Tensor::try_new(name, vec![n as usize, n as usize], TensorData::F32(data)).unwrap()
+    };
+    let mut base = EncodeOptions::default().with_threads(Some(1));
+    base.tca = true;
+    base.compress_differences = true;
+    base.device_id = 3;
+    let mut hdsp = base.clone();
+    hdsp.hdsp = true;
+    let mut clipped = base.clone();
+    clipped.int_quant_bw = Some(2);
+    for (what, opts) in [("tca", base), ("hdsp", hdsp), ("bit depth", clipped)] {
+        let mut direct = EncoderState::default();
+        let mut deferred = EncoderState::default();
+        let mut receiver = DecoderState::default();
+        let dec_opts = DecodeOptions::new().with_hdsp(opts.hdsp);
+        for step in 0..3 {
+            let at = format!("{what}, step {step}");
+            let tensors = [tensor("w", step, 24), tensor("b", step + 10, 4)];
+            let input = EncodeInput::from_tensors(&tensors).unwrap();
+            let expected = encode_incremental(&input, &opts, &mut direct, true).unwrap();
+            let before = deferred.clone();
+            let (encoded, changes) = encode_incremental_deferred(&input, &opts, &deferred).unwrap();
+            assert_eq!(deferred, before, "{at}");
+            assert_eq!(encoded.bytes, expected.bytes, "{at}");
+            let (_, decoded) =
+                decode_stream_deferred(&encoded.bytes, &receiver, &dec_opts).unwrap();
+            if !opts.hdsp {
+                assert_eq!(decoded, changes, "{at}");
+            }
+            decoded.apply(&mut receiver).unwrap();
+            changes.apply(&mut deferred).unwrap();
+            assert_eq!(deferred, direct, "{at}");
+            assert_eq!(deferred.bases, receiver.bases, "{at}");
+        }
+    }
+}

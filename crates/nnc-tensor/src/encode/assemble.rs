@@ -15,7 +15,7 @@ use super::options::EncodeOptions;
 use super::work::{Item, Method, Work, WorkModel};
 use crate::error::{Error, Result};
 use crate::members::cpt;
-use crate::state::{IncrementalState, StateUpdate};
+use crate::state::{IncrementalState, StateChanges};
 use crate::threads::map_largest_first;
 
 fn invalid(what: impl Into<String>) -> Error {
@@ -35,7 +35,7 @@ pub(super) struct Incremental<'s> {
     /// Record the coded levels as the new base (the reference's `update_base_param`).
     pub update: bool,
     /// What the bitstream changes in the state, applied once the whole encode succeeds.
-    pub changes: StateUpdate,
+    pub changes: StateChanges,
 }
 
 /// One NDU to write: its header template and its members in coding order.

@@ -18,11 +18,11 @@ mod work;
 
 use std::borrow::Cow;
 
-use crate::decode::{decode_stream, Approximation, DecodeOptions};
+use crate::decode::{decode_stream_deferred, Approximation, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::metadata::{StreamMetadata, TensorMeta};
-use crate::state::{IncrementalState, StateUpdate};
+use crate::state::{IncrementalState, StateChanges};
 use crate::tensor::DType;
 
 pub use elements::{Elements, SharedSlice};
@@ -143,7 +143,46 @@ pub fn encode_incremental<'a, 'b: 'a>(
     state: &mut IncrementalState,
     update_state: bool,
 ) -> Result<EncodedStream> {
-    // A state records one device's updates; refused before any work, and before it changes.
+    let (encoded, changes) = encode_changes(input.into(), opts, state, update_state)?;
+    // The levels the changes do not hold are copied from the encoded tensors into the old
+    // bases' memory, which is already mapped: cheaper than holding a fresh copy.
+    let coded = levels_by_name(&encoded);
+    changes.apply_with(state, |name| coded.get(name).copied());
+    Ok(encoded)
+}
+
+/// [`encode_incremental`] with `update_state`, leaving `state` alone: returns the changes the
+/// update makes to it beside the bitstream, for the caller to [`StateChanges::apply`] once it
+/// has sent (or checked) the bitstream. The changes hold a copy of the coded levels.
+pub fn encode_incremental_deferred<'a, 'b: 'a>(
+    input: impl Into<Cow<'a, EncodeInput<'b>>>,
+    opts: &EncodeOptions,
+    state: &IncrementalState,
+) -> Result<(EncodedStream, StateChanges)> {
+    let (encoded, mut changes) = encode_changes(input.into(), opts, state, true)?;
+    let coded = levels_by_name(&encoded);
+    changes.fill_levels(|name| coded.get(name).copied());
+    Ok((encoded, changes))
+}
+
+/// Each encoded tensor's levels by its name.
+fn levels_by_name(encoded: &EncodedStream) -> std::collections::HashMap<&str, &[i32]> {
+    encoded
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t.levels.as_slice()))
+        .collect()
+}
+
+/// Encodes an update against `state` and collects what it changes there (nothing without
+/// `update_state`); records left without levels take the encoded tensors' levels.
+fn encode_changes(
+    input: Cow<'_, EncodeInput<'_>>,
+    opts: &EncodeOptions,
+    state: &IncrementalState,
+    update_state: bool,
+) -> Result<(EncodedStream, StateChanges)> {
+    // A state records one device's updates; refused before any work.
     if update_state && state.device_id != 0 && state.device_id != opts.device_id {
         return Err(Error::EncoderState {
             what: format!(
@@ -155,40 +194,25 @@ pub fn encode_incremental<'a, 'b: 'a>(
     let mut inc = assemble::Incremental {
         state,
         update: update_state,
-        changes: StateUpdate::new(state),
+        changes: StateChanges::new(state),
     };
-    let encoded = encode_impl(input.into(), opts, Some(&mut inc))?;
+    let encoded = encode_impl(input, opts, Some(&mut inc))?;
     let changes = inc.changes;
-    let coded: std::collections::HashMap<&str, &[i32]> = encoded
-        .tensors
-        .iter()
-        .map(|t| (t.name.as_str(), t.levels.as_slice()))
-        .collect();
     // Bit-depth clipping after dependent quantization can leave levels that are no valid DQ
     // sequence; the stream then decodes to other levels than the encoder's, as the reference's
     // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
-    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state). Decoded before
-    // any change, so that a failure leaves the state as it was.
-    let decoder = if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
-        let mut decoder = state.clone();
+    // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state): the decoder's
+    // records (with its HDSP marks, when HDSP is on) stand for the encoder's.
+    if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
         let own = DecodeOptions::new()
             .with_hdsp(opts.hdsp)
             .with_keep_levels(false)
             .with_threads(opts.threads)
             .with_limits(Limits::unlimited());
-        decode_stream(&encoded.bytes, &mut decoder, &own)?;
-        Some(decoder)
-    } else {
-        None
-    };
-    changes.apply_with(state, |name: &str| coded.get(name).copied());
-    if let Some(decoder) = decoder {
-        state.bases = decoder.bases;
-        if opts.hdsp {
-            state.hdsp_history = decoder.hdsp_history;
-        }
+        let (_, decoded) = decode_stream_deferred(&encoded.bytes, state, &own)?;
+        return Ok((encoded, changes.with_records_of(decoded)));
     }
-    Ok(encoded)
+    Ok((encoded, changes))
 }
 
 /// What decoding needs to restore the user's dtypes, shapes and uncoded tensors; `None` when the
@@ -529,6 +553,7 @@ fn take_coded(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::decode_stream;
     use crate::state::IncrementalState;
     use crate::tensor::{Tensor, TensorData};
     use proptest::prelude::*;
