@@ -1,11 +1,12 @@
 //! Incremental decoding: two streams decoded one after the other with one `DecoderState` (TCA
 //! bases, HDSP history, update tree), with and without HDSP. Input layout: a flags byte, a
 //! little-endian u16 length of the first stream, the first stream, the second stream. A decode
-//! that fails must leave the state as it was.
+//! that fails must leave the state as it was; a deferred decode of the second stream must make
+//! the same changes when applied, and refuse to apply them a second time.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nnc_tensor::{decode_stream, DecodeOptions, DecoderState, Limits};
+use nnc_tensor::{decode_stream, decode_stream_deferred, DecodeOptions, DecoderState, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let [flags, lo, hi, rest @ ..] = data else {
@@ -32,9 +33,28 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let before = state.clone();
+    let deferred = decode_stream_deferred(second, &before, &opts);
     if decode_stream(second, &mut state, &opts).is_err() {
         // Incremental calls are all or nothing.
         assert_eq!(state, before, "a failed decode changed the state");
+        assert!(deferred.is_err(), "only the deferred decode succeeded");
+    } else {
+        let (_, changes) = deferred.expect("only the direct decode succeeded");
+        let mut applied = before.clone();
+        let empty = changes.is_empty();
+        let second_try = decode_stream_deferred(second, &before, &opts).expect("decodes again");
+        changes
+            .apply(&mut applied)
+            .expect("applies to its own state");
+        assert_eq!(
+            applied, state,
+            "the deferred changes differ from the direct decode's"
+        );
+        if !empty {
+            let after = applied.clone();
+            assert!(second_try.1.apply(&mut applied).is_err(), "applied twice");
+            assert_eq!(applied, after, "a refused apply changed the state");
+        }
     }
     if flags & 4 != 0 && first_ok {
         // Decoding the same stream twice in a row is also a legal (if odd) sequence.

@@ -9,7 +9,9 @@ use crate::ctx_init::CtxInitList;
 use crate::decoder::ArithDecoder;
 use crate::dq;
 use crate::entry_point::EntryPoint;
-use crate::layer::{DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, Prepared};
+use crate::layer::{
+    DecodedLayerInfo, HdspMode, LayerConfig, LayerHistory, Prepared, PLAIN_STRETCH,
+};
 use crate::scan::Segment;
 use crate::Error;
 
@@ -384,10 +386,6 @@ fn check_not_exhausted(d: &ArithDecoder<'_>) -> Result<(), Error> {
     }
     Ok(())
 }
-
-/// The fewest positions with the plain contexts that [`Run::decode_per_position`] hands to the
-/// plain loop; shorter stretches stay in the per-position loop, whose set-up is cheaper.
-const PLAIN_STRETCH: usize = 8;
 
 /// One row segment of coded positions.
 struct Run<'r, 'h> {

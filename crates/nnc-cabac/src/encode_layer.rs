@@ -9,7 +9,7 @@ use crate::ctx_init::CtxInitList;
 use crate::dq;
 use crate::encoder::ArithEncoder;
 use crate::entry_point::EntryMarks;
-use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared};
+use crate::layer::{HdspMode, LayerConfig, LayerHistory, Prepared, PLAIN_STRETCH};
 use crate::pseudo_pass::pseudo_pass;
 use crate::scan::Segment;
 use crate::Error;
@@ -481,6 +481,11 @@ impl PerPosition<'_> {
     /// history says so, else in the TCA one where the base level is non-zero; the rest of a
     /// level through [`encode_nonzero_tca`] where the base is non-zero, else as in the plain
     /// loop. Same bins, same order as [`encode_level`] in the general loops; `RAW` as there.
+    ///
+    /// Where most base levels are 0 ([`Prepared::mostly_plain`]: a sparse update), stretches of
+    /// at least [`PLAIN_STRETCH`] positions whose base is 0 and whose HDSP flag is not set take
+    /// the plain contexts, so they go through [`code_plain`] with its zero runs, as the decoder
+    /// does.
     pub fn code<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
         &self,
         coder: &mut E,
@@ -489,37 +494,101 @@ impl PerPosition<'_> {
         nb: &mut i32,
         dq_state: &mut u8,
     ) -> Result<(), Error> {
-        let p = self.p;
-        let layout = p.layout;
+        // Looking for stretches costs a dense update more than it gains.
+        if self.p.mostly_plain(self.start, slice.len()) {
+            return self.code_stretches::<DQ, RAW, C, E>(coder, ctxs, slice, nb, dq_state);
+        }
         let mut state = *dq_state;
         let mut prev = *nb;
         for (i, &q) in slice.iter().enumerate() {
-            let pos = self.start + i;
-            let here = Neighbourhood {
-                nb: prev,
-                base: p.base_at(pos),
-                hdsp_here: p.hdsp_at(self.hdsp_flag, pos),
-            };
-            let (base, nb_class) = (here.base, ContextLayout::nb_class(prev));
-            let k = if DQ { dq::coded_level(q, state) } else { q };
-            let v = if RAW { q } else { k };
-            coder.bin(ctx_mut(ctxs, here.sig_ctx(usize::from(state)))?, v != 0);
-            if v != 0 {
-                if base == 0 {
-                    encode_nonzero_plain(coder, ctxs, &layout, nb_class, v)?;
-                } else {
-                    encode_nonzero_tca(coder, ctxs, &layout, base, v)?;
-                }
-            }
-            coder.level_done(ctxs);
-            if DQ {
-                state = dq::next_state(state, k);
-            }
-            prev = v;
+            prev = self.code_position::<DQ, RAW, C, E>(
+                coder,
+                ctxs,
+                self.start + i,
+                q,
+                prev,
+                &mut state,
+            )?;
         }
         *nb = prev;
         *dq_state = state;
         Ok(())
+    }
+
+    /// [`PerPosition::code`] where most base levels are 0: stretches of at least
+    /// [`PLAIN_STRETCH`] positions with the plain contexts go through [`code_plain`].
+    fn code_stretches<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+        &self,
+        coder: &mut E,
+        ctxs: &mut [C],
+        slice: &[i32],
+        nb: &mut i32,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let layout = self.p.layout;
+        let mut state = *dq_state;
+        let mut prev = *nb;
+        let mut i = 0;
+        // Positions before this one were looked at for a stretch (each is scanned at most once).
+        let mut scanned = 0;
+        while let Some(&q) = slice.get(i) {
+            let pos = self.start + i;
+            if i >= scanned {
+                let plain = self.p.plain_positions(self.hdsp_flag, pos, slice.len() - i);
+                if plain >= PLAIN_STRETCH {
+                    let part = slice
+                        .get(i..i + plain)
+                        .ok_or(Error::Internal("stretch out of range"))?;
+                    code_plain::<DQ, RAW, C, E>(coder, ctxs, &layout, part, &mut prev, &mut state)?;
+                    i += plain;
+                    continue;
+                }
+                scanned = i + plain.max(1);
+            }
+            prev = self.code_position::<DQ, RAW, C, E>(coder, ctxs, pos, q, prev, &mut state)?;
+            i += 1;
+        }
+        *nb = prev;
+        *dq_state = state;
+        Ok(())
+    }
+
+    /// The level `q` at position `pos` in the contexts of its TCA base and HDSP flag, after a
+    /// level `prev` in DQ state `state` (advanced): returns what the next position sees as its
+    /// neighbour.
+    #[inline(always)]
+    fn code_position<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+        &self,
+        coder: &mut E,
+        ctxs: &mut [C],
+        pos: usize,
+        q: i32,
+        prev: i32,
+        state: &mut u8,
+    ) -> Result<i32, Error> {
+        let p = self.p;
+        let layout = p.layout;
+        let here = Neighbourhood {
+            nb: prev,
+            base: p.base_at(pos),
+            hdsp_here: p.hdsp_at(self.hdsp_flag, pos),
+        };
+        let (base, nb_class) = (here.base, ContextLayout::nb_class(prev));
+        let k = if DQ { dq::coded_level(q, *state) } else { q };
+        let v = if RAW { q } else { k };
+        coder.bin(ctx_mut(ctxs, here.sig_ctx(usize::from(*state)))?, v != 0);
+        if v != 0 {
+            if base == 0 {
+                encode_nonzero_plain(coder, ctxs, &layout, nb_class, v)?;
+            } else {
+                encode_nonzero_tca(coder, ctxs, &layout, base, v)?;
+            }
+        }
+        coder.level_done(ctxs);
+        if DQ {
+            *state = dq::next_state(*state, k);
+        }
+        Ok(v)
     }
 }
 

@@ -97,6 +97,11 @@ pub struct DecodedLayerInfo {
     pub num_block_rows: usize,
 }
 
+/// The fewest positions with the plain contexts that the per-position level loops (the
+/// decoder's and the encoder's) hand to the plain loop; shorter stretches stay in the
+/// per-position loop, whose set-up is cheaper.
+pub(crate) const PLAIN_STRETCH: usize = 8;
+
 /// Validated per-tensor parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Prepared<'h> {

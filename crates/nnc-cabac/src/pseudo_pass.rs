@@ -416,19 +416,40 @@ mod tests {
     #[test]
     fn per_position_stretches_accumulate_the_general_pass_costs() {
         use crate::layer::HdspMode;
-        for (seed, dq, scan_order, h, w, row_skip, hdsp) in [
-            (11, true, 0, 40, 37, true, false),
-            (12, false, 0, 40, 37, false, true),
-            (13, true, 1, 48, 40, true, true),
-            (14, true, 3, 70, 24, false, false),
-            (15, false, 2, 33, 64, true, true),
+        for (seed, dq, scan_order, h, w, row_skip, hdsp, sparse) in [
+            (11, true, 0, 40, 37, true, false, false),
+            (12, false, 0, 40, 37, false, true, false),
+            (13, true, 1, 48, 40, true, true, false),
+            (14, true, 3, 70, 24, false, false, false),
+            (15, false, 2, 33, 64, true, true, false),
+            (16, true, 0, 40, 37, true, false, true),
+            (17, false, 0, 48, 40, false, true, true),
+            (18, true, 2, 33, 64, true, true, true),
         ] {
-            let lv = levels(h * w, w, seed);
+            let mut lv = levels(h * w, w, seed);
             let mut base = levels(h * w, w, seed + 50);
             base.iter_mut()
                 .step_by(5)
                 .for_each(|b| *b = b.saturating_mul(4));
-            let mask: Vec<i8> = (0..h * w).map(|i| i8::from(i % 3 == 0)).collect();
+            let mut mask: Vec<i8> = (0..h * w).map(|i| i8::from(i % 3 == 0)).collect();
+            if sparse {
+                // A sparse update: non-zero bases at gaps of 1 to 30 positions (the plain
+                // stretches), levels mostly zero, few HDSP flags.
+                let mut next = 0;
+                for (i, b) in base.iter_mut().enumerate() {
+                    if i == next {
+                        next += 1 + (i * 7919 + seed as usize) % 30;
+                    } else {
+                        *b = 0;
+                    }
+                }
+                for (i, l) in lv.iter_mut().enumerate() {
+                    if !(i * 31 + seed as usize).is_multiple_of(9) {
+                        *l = 0;
+                    }
+                }
+                mask = (0..h * w).map(|i| i8::from(i % 37 == 5)).collect();
+            }
             let cfg = LayerConfig {
                 dq_flag: dq,
                 scan_order,

@@ -10,8 +10,8 @@
 use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_tensor::sparsify::sparsify_tensors;
 use nnc_tensor::{
-    decode_stream_deferred, encode_incremental_deferred, DecodeOptions, EncodeInput,
-    IncrementalState, Limits, StateChanges, TensorData,
+    encode_incremental_deferred, DecodeOptions, DecodedTensor, EncodeInput, IncrementalState,
+    Limits, StateChanges, StreamDecoder, TensorData,
 };
 
 use crate::error::{FlError, Result};
@@ -149,11 +149,12 @@ pub(crate) fn decompress(
         )
         .with_keep_levels(false)
         .with_threads(threads);
-    let (decoded, changes) = decode_stream_deferred(bytes, state, &opts)?;
     let mut out = vec![0f32; layout.num_values()];
     let mut wide = Vec::new();
     let mut present = vec![false; layout.specs().len()];
-    for t in &decoded.tensors {
+    // Each tensor goes into its place in `out` as soon as it is decoded and is dropped there, so
+    // the message's values are never held twice.
+    let place = |t: DecodedTensor| -> Result<()> {
         let name = &t.tensor.name;
         let i = layout
             .index_of(name)
@@ -170,13 +171,13 @@ pub(crate) fn decompress(
             )));
         }
         let dst = &mut out[layout.range(i)];
-        match &t.tensor.data {
-            TensorData::F32(v) => dst.copy_from_slice(v),
+        match t.tensor.data {
+            TensorData::F32(v) => dst.copy_from_slice(&v),
             TensorData::F64(v) => {
-                for (d, s) in dst.iter_mut().zip(v) {
+                for (d, s) in dst.iter_mut().zip(&v) {
                     *d = *s as f32;
                 }
-                wide.push((i, v.clone()));
+                wide.push((i, v));
             }
             other => {
                 return Err(FlError::TensorSet(format!(
@@ -185,7 +186,9 @@ pub(crate) fn decompress(
                 )))
             }
         }
-    }
+        Ok(())
+    };
+    let (_, changes) = StreamDecoder::new(bytes, &opts)?.run_deferred(state, place)?;
     if !differences {
         if let Some(i) = (0..present.len()).find(|&i| !present[i] && layout.coded(i).is_some()) {
             return Err(FlError::TensorSet(format!(
