@@ -3,18 +3,18 @@
 use std::collections::BTreeMap;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use nnc_tensor::encode::{encode_inference_optimised, quantize, IoqError};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
-    decode_stream, encode, encode_incremental, CodebookMode, DecodeOptions, EncodeInput,
-    EncodeOptions, IncrementalState, Limits, Tensor,
+    decode_stream, decode_stream_deferred, encode, encode_incremental, encode_incremental_deferred,
+    CodebookMode, DecodeOptions, EncodeInput, EncodeOptions, IncrementalState, Limits, Tensor,
 };
 
 use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict};
 use crate::errors::{invalid, to_py};
-use crate::state::{borrow_state, DecoderState, EncoderState};
+use crate::state::{borrow_state, DecoderState, EncoderState, Side, StateChanges};
 
 /// `qp_density` of the sparsification step size in the reference's tensor pipeline.
 ///
@@ -68,7 +68,10 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
 /// number. `attributes` (a dict of str to str, such as a safetensors file's metadata) travels in
 /// the stream's metadata and comes back from `nnc.attributes`; `files` (a dict of str to bytes,
 /// such as a model's `config.json`) is attached deflated and comes back from
-/// `nnc.attached_files` (and from `nnc decode -o DIR/`). Raises
+/// `nnc.attached_files` (and from `nnc decode -o DIR/`). `deferred=True` (with a `state`)
+/// leaves the state alone and returns `(bytes, changes)`: `changes.apply(state)` (an
+/// `nnc.StateChanges`) advances it once the stream has reached its receiver, so a message that
+/// was never delivered does not become the next one's base. Raises
 /// `nnc.InvalidArgumentError` for arrays or options that cannot be coded.
 #[pyfunction]
 #[pyo3(signature = (
@@ -78,7 +81,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
     compress_differences=false, pre_signalling=false, hdsp=false, scan_order=0, lambda_scale=0.0,
     cabac_unary_length_minus1=10, device_id=0, tensor_id="0", state=None, update_state=true,
     state_dict=false, carry_dtypes=true, mask_unsignalable_qp=false, threads=None,
-    attributes=None, files=None, ioq=None, quantize_only=false
+    attributes=None, files=None, ioq=None, quantize_only=false, deferred=false
 ))]
 // One keyword argument per reference argument; grouping them would hide the Python signature.
 #[allow(clippy::too_many_arguments)]
@@ -92,7 +95,7 @@ fn codebook_mode(approx_method: &str) -> PyResult<CodebookMode> {
                       cabac_unary_length_minus1=10, device_id=0, tensor_id='0', state=None, \
                       update_state=True, state_dict=False, carry_dtypes=True, \
                       mask_unsignalable_qp=False, threads=None, attributes=None, files=None, \
-                      ioq=None, quantize_only=False)"
+                      ioq=None, quantize_only=False, deferred=False)"
 )]
 pub fn py_encode<'py>(
     py: Python<'py>,
@@ -130,6 +133,7 @@ pub fn py_encode<'py>(
     files: Option<BTreeMap<String, Vec<u8>>>,
     ioq: Option<Py<PyAny>>,
     quantize_only: bool,
+    deferred: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut opts = EncodeOptions::default();
     opts.qp = qp;
@@ -174,6 +178,11 @@ pub fn py_encode<'py>(
             "quantize_only quantizes a stand-alone model: not with an EncoderState",
         ));
     }
+    if deferred && (state.is_none() || !update_state) {
+        return Err(invalid(
+            "deferred=True defers a state's update: it needs state=... and update_state=True",
+        ));
+    }
 
     let mut tensors = tensors_from_py(data, tensor_id)?;
     // The codec leaves the state as it was when a call fails, so it is worked on in place.
@@ -214,6 +223,10 @@ pub fn py_encode<'py>(
             ));
         }
         let stream = match (base, &ioq) {
+            (Some(st), _) if deferred => {
+                let (stream, changes) = encode_incremental_deferred(input, &opts, st)?;
+                return Ok(Output::Bytes(stream.bytes, Some(changes)));
+            }
             (Some(st), _) => encode_incremental(input, &opts, st, update_state)?,
             (None, Some(score)) => {
                 encode_inference_optimised(&input, &opts, |rec| evaluate(score, rec))
@@ -237,7 +250,7 @@ pub fn py_encode<'py>(
                 .collect::<Result<_, nnc_tensor::Error>>()?;
             return Ok(Output::Tensors(tensors));
         }
-        Ok(Output::Bytes(stream.bytes))
+        Ok(Output::Bytes(stream.bytes, None))
     });
     let out = out.map_err(|e| match e {
         Failure::Codec(e) => to_py(&e),
@@ -245,14 +258,20 @@ pub fn py_encode<'py>(
     })?;
     drop(held);
     match out {
-        Output::Bytes(bytes) => Ok(PyBytes::new(py, &bytes).into_any()),
+        Output::Bytes(bytes, None) => Ok(PyBytes::new(py, &bytes).into_any()),
+        Output::Bytes(bytes, Some(c)) => {
+            let changes = Bound::new(py, StateChanges::new(c, Side::Encoder))?;
+            let bytes = PyBytes::new(py, &bytes).into_any();
+            Ok(PyTuple::new(py, [bytes, changes.into_any()])?.into_any())
+        }
         Output::Tensors(tensors) => Ok(tensors_to_dict(py, tensors)?.into_any()),
     }
 }
 
-/// What an encode call returns: the stream, or with `quantize_only` the quantized tensors.
+/// What an encode call returns: the stream (with `deferred` the changes to the state too), or
+/// with `quantize_only` the quantized tensors.
 enum Output {
-    Bytes(Vec<u8>),
+    Bytes(Vec<u8>, Option<nnc_tensor::StateChanges>),
     Tensors(Vec<Tensor>),
 }
 
@@ -295,12 +314,15 @@ fn evaluate(score: &Py<PyAny>, reconstruction: &[Tensor]) -> PyResult<f64> {
 /// `threads` sets the worker threads (default `None`: all cores; the values are the same for any
 /// number). `apply_scaling=True` multiplies each block's weight by its local scaling (what
 /// NNCodec's LSA trains) and leaves the scaling out, as NNCodec's `reconstruct_lsa=True`.
-/// Raises `nnc.MalformedError`, `nnc.UnsupportedError`, `nnc.LimitExceededError` or
+/// `deferred=True` leaves `state` alone and returns `(arrays, changes)`: `changes.apply(state)`
+/// (an `nnc.StateChanges`) updates the state once the caller has checked the arrays, with no
+/// copy of the state to fall back on. Raises `nnc.MalformedError`, `nnc.UnsupportedError`, `nnc.LimitExceededError` or
 /// `nnc.StateMismatchError` (all `nnc.NncError`, a `ValueError`).
 #[pyfunction]
 #[pyo3(signature = (
     bitstream, *, state=None, update_state=true, hdsp=false, tensor_dimensions=None,
-    max_tensor_elements=None, max_total_elements=None, threads=None, apply_scaling=false
+    max_tensor_elements=None, max_total_elements=None, threads=None, apply_scaling=false,
+    deferred=false
 ))]
 #[allow(clippy::too_many_arguments)]
 #[pyo3(name = "decode")]
@@ -315,7 +337,13 @@ pub fn py_decode<'py>(
     max_total_elements: Option<u64>,
     threads: Option<usize>,
     apply_scaling: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+    deferred: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    if deferred && (state.is_none() || !update_state) {
+        return Err(invalid(
+            "deferred=True defers a state's update: it needs state=... and update_state=True",
+        ));
+    }
     let bitstream = bytes_like(bitstream, "bitstream")?;
     let bytes = bitstream.as_bytes();
     let mut limits = Limits::default();
@@ -345,12 +373,27 @@ pub fn py_decode<'py>(
         Some(s) => &mut s.inner,
         None => &mut fresh,
     };
-    let decoded = py
-        .detach(|| decode_stream(bytes, work, &opts))
-        .map_err(|e| to_py(&e))?;
+    let (decoded, changes) = if deferred {
+        let (decoded, changes) = py
+            .detach(|| decode_stream_deferred(bytes, work, &opts))
+            .map_err(|e| to_py(&e))?;
+        (decoded, Some(changes))
+    } else {
+        let decoded = py
+            .detach(|| decode_stream(bytes, work, &opts))
+            .map_err(|e| to_py(&e))?;
+        (decoded, None)
+    };
     drop(held);
     let tensors: Vec<Tensor> = decoded.tensors.into_iter().map(|t| t.tensor).collect();
-    tensors_to_dict(py, tensors)
+    let arrays = tensors_to_dict(py, tensors)?.into_any();
+    match changes {
+        Some(c) => {
+            let changes = Bound::new(py, StateChanges::new(c, Side::Decoder))?;
+            Ok(PyTuple::new(py, [arrays, changes.into_any()])?.into_any())
+        }
+        None => Ok(arrays),
+    }
 }
 
 #[cfg(test)]

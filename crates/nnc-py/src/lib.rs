@@ -52,6 +52,7 @@ fn nnc_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(codec::py_summary, m)?)?;
     m.add_class::<state::EncoderState>()?;
     m.add_class::<state::DecoderState>()?;
+    m.add_class::<state::StateChanges>()?;
     m.add_class::<fl::PyClientCodec>()?;
     m.add_class::<fl::PyServerCodec>()?;
     errors::register(m)?;

@@ -1,8 +1,9 @@
 //! `nnc.EncoderState` / `nnc.DecoderState`: the incremental coding state (TCA base levels,
 //! parameter update tree, HDSP history) as Python objects, picklable through their compact
-//! binary form and convertible to JSON.
+//! binary form and convertible to JSON; `nnc.StateChanges`: what a deferred call would do to one.
 
 use numpy::PyArray1;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyType};
 
@@ -154,6 +155,106 @@ state_class!(
     "Incremental decoder state: what the decoder remembers between the bitstreams of a sequence \
      (TCA base levels, update-tree depths, HDSP history). Pickles in its binary form."
 );
+
+/// Which state a [`StateChanges`] applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// An [`EncoderState`] (`encode(..., deferred=True)`).
+    Encoder,
+    /// A [`DecoderState`] (`decode(..., deferred=True)`).
+    Decoder,
+}
+
+/// The changes a deferred `encode` or `decode` makes to its state, not yet made: `apply(state)`
+/// makes them once the caller accepts the call's output (the message was sent, the decoded
+/// values passed its checks); dropping them leaves the state as it was. A `StateChanges` is
+/// spent by `apply`, whether it succeeds or not.
+#[pyclass(module = "nnc", name = "StateChanges")]
+#[derive(Debug)]
+pub struct StateChanges {
+    changes: Option<nnc_tensor::StateChanges>,
+    side: Side,
+}
+
+impl StateChanges {
+    /// Changes made by a deferred call on the `side` state.
+    pub fn new(changes: nnc_tensor::StateChanges, side: Side) -> Self {
+        Self {
+            changes: Some(changes),
+            side,
+        }
+    }
+
+    fn spent() -> PyErr {
+        invalid("these state changes were applied already (a StateChanges applies once)")
+    }
+}
+
+#[pymethods]
+impl StateChanges {
+    /// Makes the changes in `state`, which must be the state the deferred call was given, as it
+    /// was then (an `EncoderState` for `encode`'s changes, a `DecoderState` for `decode`'s).
+    /// Changes applied to another state, or to the same state after other changes, raise
+    /// `nnc.StateMismatchError` and change nothing.
+    fn apply(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let wrong = |want: &str| {
+            PyTypeError::new_err(format!(
+                "these changes apply to a {want}, not to {}",
+                state
+                    .get_type()
+                    .name()
+                    .map_or_else(|_| "this object".to_string(), |n| n.to_string())
+            ))
+        };
+        match self.side {
+            Side::Encoder => {
+                let st = state
+                    .cast::<EncoderState>()
+                    .map_err(|_| wrong("EncoderState"))?;
+                let mut held = borrow_state(st)?;
+                let changes = self.changes.take().ok_or_else(Self::spent)?;
+                changes.apply(&mut held.inner).map_err(|e| to_py(&e))
+            }
+            Side::Decoder => {
+                let st = state
+                    .cast::<DecoderState>()
+                    .map_err(|_| wrong("DecoderState"))?;
+                let mut held = borrow_state(st)?;
+                let changes = self.changes.take().ok_or_else(Self::spent)?;
+                changes.apply(&mut held.inner).map_err(|e| to_py(&e))
+            }
+        }
+    }
+
+    /// The tensors whose base the changes set, in coding order (empty once applied).
+    #[getter]
+    fn tensor_names(&self) -> Vec<String> {
+        self.changes
+            .as_ref()
+            .map(|c| c.tensor_names().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `apply` was called.
+    #[getter]
+    fn applied(&self) -> bool {
+        self.changes.is_none()
+    }
+
+    fn __repr__(&self) -> String {
+        let side = match self.side {
+            Side::Encoder => "EncoderState",
+            Side::Decoder => "DecoderState",
+        };
+        match &self.changes {
+            Some(c) => format!(
+                "StateChanges(for={side}, tensors={})",
+                c.tensor_names().count()
+            ),
+            None => format!("StateChanges(for={side}, applied)"),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -205,6 +205,44 @@ def test_an_update_failing_at_a_later_tensor_leaves_the_states_alone():
     assert enc == enc_before
 
 
+def test_deferred_calls_leave_the_states_alone_until_their_changes_apply():
+    """encode and decode with deferred=True return the state changes beside their output; the
+    states change only when those are applied, exactly as the direct calls change them, and
+    changes applied twice, to the other kind of state or to another state are refused."""
+    opts = dict(compress_differences=True, tca=True, threads=1)
+    updates = [{"a": weights((8, 8), 0.01 * (i + 1)), "b": weights((4, 8), 0.02)} for i in range(3)]
+    enc, dec = nnc.EncoderState(), nnc.DecoderState()
+    direct_enc, direct_dec = nnc.EncoderState(), nnc.DecoderState()
+    for i, u in enumerate(updates):
+        expected = nnc.encode(u, state=direct_enc, **opts)
+        enc_before = enc.copy()
+        bits, enc_changes = nnc.encode(u, state=enc, deferred=True, **opts)
+        assert bits == expected and enc == enc_before
+        assert enc_changes.tensor_names == ["a", "b"] and not enc_changes.applied
+        expected_values = nnc.decode(bits, state=direct_dec)
+        dec_before = dec.copy()
+        values, dec_changes = nnc.decode(bits, state=dec, deferred=True)
+        assert dec == dec_before
+        assert all(np.array_equal(values[k], expected_values[k]) for k in expected_values)
+        with pytest.raises(TypeError, match="DecoderState"):
+            dec_changes.apply(enc)
+        dec_changes.apply(dec)
+        enc_changes.apply(enc)
+        assert enc == direct_enc and dec == direct_dec, f"update {i}"
+        assert dec_changes.applied and "applied" in repr(dec_changes)
+        with pytest.raises(nnc.InvalidArgumentError, match="applied already"):
+            dec_changes.apply(dec)
+    # Changes made against the state before the last update no longer fit it.
+    _, stale = nnc.decode(bits, state=dec_before, deferred=True)
+    with pytest.raises(nnc.StateMismatchError, match="do not fit"):
+        stale.apply(dec)
+    assert dec == direct_dec
+    with pytest.raises(nnc.InvalidArgumentError, match="deferred"):
+        nnc.decode(bits, deferred=True)
+    with pytest.raises(nnc.InvalidArgumentError, match="deferred"):
+        nnc.encode(updates[0], state=enc, update_state=False, deferred=True, **opts)
+
+
 def test_states_pickle_copy_and_json():
     enc = nnc.EncoderState()
     nnc.encode({"w": weights((8, 8))}, compress_differences=True, state=enc, device_id=5)

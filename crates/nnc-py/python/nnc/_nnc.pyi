@@ -68,6 +68,16 @@ class DecoderState:
     def __deepcopy__(self, memo: Any) -> "DecoderState": ...
     def __eq__(self, other: object) -> bool: ...
 
+class StateChanges:
+    """The changes a ``deferred=True`` call of ``encode`` or ``decode`` makes to its state, not
+    yet made. ``apply(state)`` makes them (once); dropping them leaves the state as it was."""
+
+    def apply(self, state: Union[EncoderState, DecoderState]) -> None: ...
+    @property
+    def tensor_names(self) -> list[str]: ...
+    @property
+    def applied(self) -> bool: ...
+
 def encode(
     data: Union[ArrayLike, Mapping[str, ArrayLike]],
     *,
@@ -104,12 +114,15 @@ def encode(
     files: Optional[Mapping[str, bytes]] = None,
     ioq: Optional[Callable[[dict[str, np.ndarray]], Union[float, Mapping[str, float]]]] = None,
     quantize_only: bool = False,
-) -> Union[bytes, dict[str, np.ndarray]]:
+    deferred: bool = False,
+) -> Union[bytes, dict[str, np.ndarray], tuple[bytes, StateChanges]]:
     """Encodes one array (named ``tensor_id``) or a mapping of named arrays into an NNR
     bitstream. Options are NNCodec's tensor-pipeline arguments with its defaults. ``ioq``
     scores each trial's reconstructed tensors for inference-optimised quantization (NNCodec's
     ``ioq=True`` with a model executer's ``eval_model``). With ``quantize_only`` it returns the
-    quantized tensors (a dict, as NNCodec's ``quantize_only``) instead of a stream."""
+    quantized tensors (a dict, as NNCodec's ``quantize_only``) instead of a stream. With
+    ``deferred`` (and a ``state``) it returns ``(bytes, changes)`` and leaves the state alone
+    until ``changes.apply(state)``."""
 
 def decode(
     bitstream: Union[bytes, bytearray, memoryview],
@@ -122,10 +135,12 @@ def decode(
     max_total_elements: Optional[int] = None,
     threads: Optional[int] = None,
     apply_scaling: bool = False,
-) -> dict[str, np.ndarray]:
+    deferred: bool = False,
+) -> Union[dict[str, np.ndarray], tuple[dict[str, np.ndarray], StateChanges]]:
     """Decodes an NNR bitstream into a dict of arrays (dtypes and shapes as encoded). With
     ``apply_scaling`` each block's weight is multiplied by its local scaling, which is left
-    out (NNCodec's ``reconstruct_lsa=True``)."""
+    out (NNCodec's ``reconstruct_lsa=True``). With ``deferred`` (and a ``state``) it returns
+    ``(arrays, changes)`` and leaves the state alone until ``changes.apply(state)``."""
 
 def attached_files(bitstream: Union[bytes, bytearray, memoryview]) -> dict[str, bytes]:
     """The files the bitstream attaches to its model (``nnc encode DIR``: config.json, the
