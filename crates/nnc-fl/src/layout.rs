@@ -161,7 +161,7 @@ impl Layout {
     pub fn check_finite(&self, what: &'static str, values: &[f32]) -> Result<()> {
         self.check(what, values)?;
         for (i, s) in self.specs.iter().enumerate() {
-            if !values[self.range(i)].iter().all(|v| v.is_finite()) {
+            if nnc_quant::first_non_finite(&values[self.range(i)]).is_some() {
                 return Err(FlError::NonFinite {
                     what,
                     tensor: s.name.clone(),

@@ -41,7 +41,7 @@ pub fn bitdepth_qp(
     int_quant_bw: u32,
     qp_density: u8,
 ) -> Result<i32> {
-    if let Some(position) = weights.iter().position(|w| !w.is_finite()) {
+    if let Some(position) = crate::first_non_finite(weights) {
         return Err(Error::NonFiniteWeight { position });
     }
     if weights.iter().all(|&w| w == 0.0) {

@@ -43,6 +43,7 @@ pub mod bitdepth;
 pub mod codebook;
 mod dequant;
 mod error;
+mod finite;
 pub mod numpy;
 pub mod qp_select;
 mod quantize;
@@ -53,6 +54,7 @@ mod urq;
 
 pub use dequant::{dequantize_codebook, dequantize_uniform};
 pub use error::{Error, ErrorKind, Result};
+pub use finite::first_non_finite;
 pub use quantize::{
     overflow_fallback_qp, quantize_layer, quantize_layer_into, QuantizeOptions, QuantizedLayer,
     MAX_QP_DENSITY,

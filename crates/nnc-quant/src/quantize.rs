@@ -104,7 +104,7 @@ pub fn quantize_layer_into(
     let scan_order = shape.effective_scan_order(opts.scan_order);
     // Validates the scan order before any work.
     ScanSegments::new(shape, scan_order)?;
-    if let Some(position) = weights.iter().position(|w| !w.is_finite()) {
+    if let Some(position) = crate::first_non_finite(weights) {
         return Err(Error::NonFiniteWeight { position });
     }
 
