@@ -695,21 +695,7 @@ mod tests {
             base[40..120].fill(0);
             let mut hist_mask: Vec<i8> = (0..48 * 40).map(|i| i8::from(i % 5 < 2)).collect();
             if sparse {
-                // Non-zero bases at gaps of 1 to 30 positions, levels mostly zero.
-                let mut next = 0;
-                for (i, b) in base.iter_mut().enumerate() {
-                    if i == next {
-                        next += 1 + (i * 7919 + seed as usize) % 30;
-                    } else {
-                        *b = 0;
-                    }
-                }
-                for (i, l) in lv.iter_mut().enumerate() {
-                    if !(i * 31 + seed as usize).is_multiple_of(9) {
-                        *l = 0;
-                    }
-                }
-                hist_mask = (0..48 * 40).map(|i| i8::from(i % 37 == 5)).collect();
+                hist_mask = crate::layer::make_sparse_update(&mut base, &mut lv, seed as usize);
             }
             let cfg = LayerConfig {
                 dq_flag: dq,

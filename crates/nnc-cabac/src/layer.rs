@@ -102,6 +102,27 @@ pub struct DecodedLayerInfo {
 /// per-position loop, whose set-up is cheaper.
 pub(crate) const PLAIN_STRETCH: usize = 8;
 
+/// Test data of a sparse update, as the per-position loops' tests use it: keeps the non-zero
+/// bases only at gaps of 1 to 30 positions (so most zero bases lie in plain stretches), zeroes
+/// 8 in 9 levels, and returns an HDSP history with few flags.
+#[cfg(test)]
+pub(crate) fn make_sparse_update(base: &mut [i32], levels: &mut [i32], seed: usize) -> Vec<i8> {
+    let mut next = 0;
+    for (i, b) in base.iter_mut().enumerate() {
+        if i == next {
+            next += 1 + (i * 7919 + seed) % 30;
+        } else {
+            *b = 0;
+        }
+    }
+    for (i, l) in levels.iter_mut().enumerate() {
+        if !(i * 31 + seed).is_multiple_of(9) {
+            *l = 0;
+        }
+    }
+    (0..levels.len()).map(|i| i8::from(i % 37 == 5)).collect()
+}
+
 /// Validated per-tensor parameters.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Prepared<'h> {

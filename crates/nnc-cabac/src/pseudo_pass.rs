@@ -433,22 +433,7 @@ mod tests {
                 .for_each(|b| *b = b.saturating_mul(4));
             let mut mask: Vec<i8> = (0..h * w).map(|i| i8::from(i % 3 == 0)).collect();
             if sparse {
-                // A sparse update: non-zero bases at gaps of 1 to 30 positions (the plain
-                // stretches), levels mostly zero, few HDSP flags.
-                let mut next = 0;
-                for (i, b) in base.iter_mut().enumerate() {
-                    if i == next {
-                        next += 1 + (i * 7919 + seed as usize) % 30;
-                    } else {
-                        *b = 0;
-                    }
-                }
-                for (i, l) in lv.iter_mut().enumerate() {
-                    if !(i * 31 + seed as usize).is_multiple_of(9) {
-                        *l = 0;
-                    }
-                }
-                mask = (0..h * w).map(|i| i8::from(i % 37 == 5)).collect();
+                mask = crate::layer::make_sparse_update(&mut base, &mut lv, seed as usize);
             }
             let cfg = LayerConfig {
                 dq_flag: dq,

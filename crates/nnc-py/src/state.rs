@@ -188,6 +188,12 @@ impl StateChanges {
     fn spent() -> PyErr {
         invalid("these state changes were applied already (a StateChanges applies once)")
     }
+
+    /// Spends the changes on `state`.
+    fn apply_to(&mut self, state: &mut IncrementalState) -> PyResult<()> {
+        let changes = self.changes.take().ok_or_else(Self::spent)?;
+        changes.apply(state).map_err(|e| to_py(&e))
+    }
 }
 
 #[pymethods]
@@ -208,20 +214,12 @@ impl StateChanges {
         };
         match self.side {
             Side::Encoder => {
-                let st = state
-                    .cast::<EncoderState>()
-                    .map_err(|_| wrong("EncoderState"))?;
-                let mut held = borrow_state(st)?;
-                let changes = self.changes.take().ok_or_else(Self::spent)?;
-                changes.apply(&mut held.inner).map_err(|e| to_py(&e))
+                let st = state.cast::<EncoderState>();
+                self.apply_to(&mut borrow_state(st.map_err(|_| wrong("EncoderState"))?)?.inner)
             }
             Side::Decoder => {
-                let st = state
-                    .cast::<DecoderState>()
-                    .map_err(|_| wrong("DecoderState"))?;
-                let mut held = borrow_state(st)?;
-                let changes = self.changes.take().ok_or_else(Self::spent)?;
-                changes.apply(&mut held.inner).map_err(|e| to_py(&e))
+                let st = state.cast::<DecoderState>();
+                self.apply_to(&mut borrow_state(st.map_err(|_| wrong("DecoderState"))?)?.inner)
             }
         }
     }
