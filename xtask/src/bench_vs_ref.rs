@@ -130,7 +130,6 @@ for w in plan["workloads"]:
     try:
         # The previous repetition's result is freed before the clock starts, as the Rust side's
         # is: rebinding the name inside the timed call would free a whole model's arrays there.
-        bs = rec = None
         for _ in range(reps):
             arg = prep_enc()
             bs = None
@@ -187,7 +186,6 @@ for w in plan["workloads"]:
     sides = {}
     for label, threads in (("one", 1), ("all", None)):
         enc_s, dec_s = [], []
-        bs = rec = None
         for _ in range(reps):
             state = copy_of(enc_state)
             bs = None  # freed outside the clock, as on the reference's side
