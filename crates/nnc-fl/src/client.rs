@@ -204,7 +204,7 @@ impl ClientCodec {
             // Differences of the folded models (bnf implies compress_differences).
             Some(f) => sub(&f.fold(&self.layout, local), &f.fold(&self.layout, global)),
             None if self.opts.compress_differences => sub(local, global),
-            None => local.to_vec(),
+            None => nnc_quant::buffer::copied(local),
         };
         if self.opts.err_accumulation {
             if let Some(r) = &self.state.residual {

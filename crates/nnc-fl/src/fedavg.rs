@@ -26,7 +26,7 @@ pub fn weighted_average(vectors: &[(&[f32], u64)]) -> Result<Vec<f32>> {
     if total == 0 {
         return Err(FlError::Aggregation("total weight is zero".into()));
     }
-    let mut acc = vec![0f32; n];
+    let mut acc: Vec<f32> = nnc_quant::buffer::zeroed(n);
     for (k, (v, w)) in vectors.iter().enumerate() {
         let w = *w as f32;
         if k == 0 {

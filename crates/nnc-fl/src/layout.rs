@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use nnc_quant::buffer::with_capacity;
 use nnc_tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -196,7 +197,7 @@ impl Layout {
                 self.specs.len()
             )));
         }
-        let mut out = Vec::with_capacity(self.total);
+        let mut out = with_capacity(self.total);
         for (s, t) in self.specs.iter().zip(tensors) {
             if t.name != s.name || t.shape != s.shape {
                 return Err(FlError::TensorSet(format!(
@@ -235,7 +236,7 @@ impl From<Layout> for Vec<TensorSpec> {
 /// An uncompressed message: every parameter as little-endian float32, in layout order (the
 /// 4 bytes per parameter the reference counts for uncompressed traffic).
 pub fn encode_raw(values: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 * values.len());
+    let mut out = with_capacity(4 * values.len());
     for v in values {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -250,10 +251,13 @@ pub fn decode_raw(layout: &Layout, bytes: &[u8]) -> Result<Vec<f32>> {
             actual: bytes.len(),
         });
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    let mut out = with_capacity(bytes.len() / 4);
+    out.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
+    Ok(out)
 }
 
 /// `a += b`, element-wise (the reference's `model_add` on one flat vector).
@@ -265,7 +269,9 @@ pub(crate) fn add_assign(a: &mut [f32], b: &[f32]) {
 
 /// `a - b`, element-wise (the reference's `model_diff(new, old)`).
 pub(crate) fn sub(a: &[f32], b: &[f32]) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| x - y).collect()
+    let mut out = with_capacity(a.len().min(b.len()));
+    out.extend(a.iter().zip(b).map(|(x, y)| x - y));
+    out
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! foreign model are typed errors even where the entropy decoder would not notice (no TCA).
 
 use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
+use nnc_quant::buffer::{with_capacity, zeroed};
 use nnc_tensor::sparsify::sparsify_tensors;
 use nnc_tensor::{
     encode_incremental_deferred, DecodeOptions, DecodedTensor, EncodeInput, IncrementalState,
@@ -69,11 +70,8 @@ impl Decoded {
     /// `minuend − self` in float32 (in float64 rounded once where the message is float64):
     /// what the coding left out of `minuend`.
     pub fn subtract_from(&self, layout: &Layout, minuend: &[f32]) -> Vec<f32> {
-        let mut out: Vec<f32> = minuend
-            .iter()
-            .zip(&self.values)
-            .map(|(a, b)| a - b)
-            .collect();
+        let mut out = with_capacity(minuend.len());
+        out.extend(minuend.iter().zip(&self.values).map(|(a, b)| a - b));
         for (i, w) in &self.wide {
             let r = layout.range(*i);
             for ((o, &a), &x) in out[r.clone()].iter_mut().zip(&minuend[r]).zip(w) {
@@ -149,7 +147,7 @@ pub(crate) fn decompress(
         )
         .with_keep_levels(false)
         .with_threads(threads);
-    let mut out = vec![0f32; layout.num_values()];
+    let mut out: Vec<f32> = zeroed(layout.num_values());
     let mut wide = Vec::new();
     let mut present = vec![false; layout.specs().len()];
     // Each tensor goes into its place in `out` as soon as it is decoded and is dropped there, so

@@ -7,6 +7,8 @@
 //! - the encoder's `quantLayer` ([`quantize_layer`]): uniform (URQ) or 8-state dependent (TCQ)
 //!   quantization in the tensor's scan order, with the qp overflow fallback;
 //! - reconstruction ([`dequantize_uniform`], [`dequantize_codebook`]);
+//! - zeroed level and value buffers for whole tensors, backed by huge pages where the system
+//!   allows ([`buffer`]);
 //! - the encoder-side approximation decisions around it: codebooks ([`codebook`]), the
 //!   integer-aligned bit-depth mode ([`bitdepth`]) and per-tensor qp selection ([`qp_select`]).
 //!
@@ -19,7 +21,8 @@
 //! AVX-512 F and DQ; `NNC_NO_AVX512=1` rules them out), and AVX2 forms of both (when the CPU has
 //! AVX2; `NNC_NO_AVX2=1` rules them out: a hand-written forward pass, and the portable
 //! reconstruction built for AVX2), each entered through one `unsafe` call once the CPU is
-//! checked. All forms give the same levels, and the tests compare them.
+//! checked. All forms give the same levels, and the tests compare them. [`buffer`] makes one
+//! `madvise` call on Linux, advice on how the kernel backs a large level or value buffer.
 //!
 //! ```
 //! use nnc_quant::{dequantize_uniform, quantize_layer, QuantizeOptions};
@@ -40,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod bitdepth;
+pub mod buffer;
 pub mod codebook;
 mod dequant;
 mod error;

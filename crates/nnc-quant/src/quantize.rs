@@ -68,7 +68,7 @@ pub fn quantize_layer(
     dims: &[usize],
     opts: &QuantizeOptions,
 ) -> Result<QuantizedLayer> {
-    let mut levels = vec![0i32; weights.len()];
+    let mut levels: Vec<i32> = crate::buffer::zeroed(weights.len());
     let qp = quantize_layer_into(weights, dims, opts, &mut levels)?;
     Ok(QuantizedLayer { levels, qp })
 }

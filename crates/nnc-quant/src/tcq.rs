@@ -328,7 +328,7 @@ pub(crate) fn quantize_plain(
     let qscale = 1.0 / f64::from(step);
     let check = check_scale(step);
     // Per step, two bits per current state: the index of the winning branch in [`BRANCHES`].
-    let mut steps: Vec<u16> = Vec::with_capacity(weights.len());
+    let mut steps: Vec<u16> = crate::buffer::with_capacity(weights.len());
     let input = Forward {
         weights,
         shape,

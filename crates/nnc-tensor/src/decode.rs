@@ -813,7 +813,7 @@ fn decode_member(
         hdsp_mode: HdspMode::for_tensor(opts.hdsp, hist.is_some()),
         hdsp_hist: hist.map(Vec::as_slice),
     };
-    let mut levels = vec![0i32; n];
+    let mut levels: Vec<i32> = nnc_quant::buffer::zeroed(n);
     // `scan_order` is 0 for tensors of fewer than two dimensions.
     let eps = entry_points.filter(|_| scan_order > 0);
     decode_member_levels(dec, &cfg, &history, eps, &mut levels)
@@ -1004,7 +1004,7 @@ fn reconstruct(
 ) -> (Option<Vec<i32>>, Reconstruction) {
     let Some(qp) = qp else {
         return if keep_levels {
-            let data = TensorData::I32(levels.clone());
+            let data = TensorData::I32(nnc_quant::buffer::copied(&levels));
             (Some(levels), Ok((data, Approximation::Integer)))
         } else {
             (None, Ok((TensorData::I32(levels), Approximation::Integer)))
@@ -1012,7 +1012,7 @@ fn reconstruct(
     };
     match codebook {
         Some(cb) => {
-            let mut values = vec![0f64; levels.len()];
+            let mut values: Vec<f64> = nnc_quant::buffer::zeroed(levels.len());
             let zero_offset = u32::try_from(cb.codebook_zero_offset).unwrap_or(u32::MAX);
             let result = nnc_quant::dequantize_codebook(
                 &levels,
@@ -1042,7 +1042,7 @@ fn reconstruct(
                 dq_flag,
             };
             if keep_levels {
-                let mut values = vec![0f32; levels.len()];
+                let mut values: Vec<f32> = nnc_quant::buffer::zeroed(levels.len());
                 let result = nnc_quant::dequantize_uniform(&levels, qp, qp_density, &mut values)
                     .map(|()| (TensorData::F32(values), approximation));
                 (Some(levels), result)

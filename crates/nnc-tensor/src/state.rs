@@ -359,7 +359,9 @@ impl StateChanges {
     pub(crate) fn fill_levels<'g>(&mut self, given: impl Fn(&str) -> Option<&'g [i32]>) {
         for r in &mut self.records {
             if r.levels.is_none() {
-                r.levels = Some(given(&r.name).unwrap_or_default().to_vec());
+                r.levels = Some(nnc_quant::buffer::copied(
+                    given(&r.name).unwrap_or_default(),
+                ));
             }
         }
     }
@@ -406,7 +408,7 @@ impl StateChanges {
                 }
                 None => {
                     let base = TensorBase {
-                        levels: r.levels.unwrap_or_else(|| given.to_vec()),
+                        levels: r.levels.unwrap_or_else(|| nnc_quant::buffer::copied(given)),
                         put_node_depth: 1,
                         parameter_id: r.parameter_id,
                     };

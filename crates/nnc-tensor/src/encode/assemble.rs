@@ -490,7 +490,7 @@ fn decoded_entry_points(
             hdsp_mode: HdspMode::for_tensor(opts.hdsp, hist.is_some()),
             hdsp_hist: hist,
         };
-        let mut out = vec![0i32; w.levels.len()];
+        let mut out: Vec<i32> = nnc_quant::buffer::zeroed(w.levels.len());
         let (_, part) =
             nnc_cabac::decode_layer_and_create_entry_points(&mut dec, &cfg, &history, &mut out)
                 .map_err(|e| invalid(format!("entry points of {name}: {e}")))?;

@@ -65,7 +65,7 @@ impl EncodedTensor {
         };
         Ok(match &self.approximation {
             Approximation::Uniform { qp, qp_density, .. } => {
-                let mut values = vec![0f32; self.levels.len()];
+                let mut values: Vec<f32> = nnc_quant::buffer::zeroed(self.levels.len());
                 nnc_quant::dequantize_uniform(&self.levels, *qp, *qp_density, &mut values)
                     .map_err(failed)?;
                 crate::TensorData::F32(values)
@@ -76,7 +76,7 @@ impl EncodedTensor {
                 codebook,
                 codebook_zero_offset,
             } => {
-                let mut values = vec![0f64; self.levels.len()];
+                let mut values: Vec<f64> = nnc_quant::buffer::zeroed(self.levels.len());
                 nnc_quant::dequantize_codebook(
                     &self.levels,
                     codebook,
