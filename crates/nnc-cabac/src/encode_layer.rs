@@ -576,7 +576,10 @@ impl PerPosition<'_> {
         let (base, nb_class) = (here.base, ContextLayout::nb_class(prev));
         let k = if DQ { dq::coded_level(q, *state) } else { q };
         let v = if RAW { q } else { k };
-        coder.bin(ctx_mut(ctxs, here.sig_ctx(usize::from(*state)))?, v != 0);
+        coder.bin(
+            ctx_mut(ctxs, here.sig_ctx_by_selects(usize::from(*state)))?,
+            v != 0,
+        );
         if v != 0 {
             if base == 0 {
                 encode_nonzero_plain(coder, ctxs, &layout, nb_class, v)?;
