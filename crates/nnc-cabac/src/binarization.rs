@@ -139,7 +139,7 @@ impl Neighbourhood {
     /// [`Neighbourhood::sig_ctx`] chosen by selects instead of branches, for the encoder's
     /// loops. Whether a TCA base level is 0 is data, about as often true as not in a dense
     /// update, so a branch on it mispredicts; the encoder's per-position loops code the
-    /// ResNet-50-shaped update about 4 % faster this way. The decoder keeps the branches: its
+    /// ResNet-50-shaped update about 3.5 % faster this way. The decoder keeps the branches: its
     /// branch on the base after a non-zero sig flag then follows this one's outcome, and with
     /// selects here its update decodes were 2–3 % slower (`benchmarks.md`, session 57).
     #[inline(always)]
