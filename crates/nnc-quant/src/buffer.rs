@@ -17,20 +17,18 @@
 /// one aligned 2 MiB page, and is more often reused memory from the allocator.
 pub const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
-/// `n` zeros of `T` (`vec![T::default(); n]` for the integer and float types used here),
-/// with transparent huge pages requested for its inside when it is at least
-/// [`HUGE_PAGE_MIN_BYTES`] long (module doc).
+/// `n` zeros of `T` (`vec![0; n]`: for the integer and float types one zeroed allocation whose
+/// pages the kernel has not touched yet), with transparent huge pages requested for its inside
+/// when it is at least [`HUGE_PAGE_MIN_BYTES`] long (module doc).
 ///
 /// ```
 /// let levels: Vec<i32> = nnc_quant::buffer::zeroed(3 << 20);
 /// assert_eq!(levels.len(), 3 << 20);
 /// assert!(levels.iter().all(|&l| l == 0));
 /// ```
-pub fn zeroed<T: Zero>(n: usize) -> Vec<T> {
-    let v = vec![T::ZERO; n];
-    if std::mem::size_of_val(v.as_slice()) >= HUGE_PAGE_MIN_BYTES {
-        advise_huge_pages(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()));
-    }
+pub fn zeroed<T: bytemuck::Zeroable + Copy>(n: usize) -> Vec<T> {
+    let v = vec![T::zeroed(); n];
+    advise_if_large(v.as_ptr().cast(), std::mem::size_of_val(v.as_slice()));
     v
 }
 
@@ -46,9 +44,7 @@ pub fn zeroed<T: Zero>(n: usize) -> Vec<T> {
 pub fn with_capacity<T>(n: usize) -> Vec<T> {
     let v: Vec<T> = Vec::with_capacity(n);
     let bytes = v.capacity().saturating_mul(std::mem::size_of::<T>());
-    if bytes >= HUGE_PAGE_MIN_BYTES {
-        advise_huge_pages(v.as_ptr().cast(), bytes);
-    }
+    advise_if_large(v.as_ptr().cast(), bytes);
     v
 }
 
@@ -63,20 +59,13 @@ pub fn copied<T: Copy>(values: &[T]) -> Vec<T> {
     v
 }
 
-/// Element types whose zero is all-zero bytes, so that `vec![ZERO; n]` is one zeroed
-/// allocation whose pages the kernel has not touched yet.
-pub trait Zero: Copy {
-    /// The value of zero bits.
-    const ZERO: Self;
-}
-
-macro_rules! zero {
-    ($($t:ty),*) => {$(impl Zero for $t { const ZERO: Self = 0 as $t; })*};
-}
-zero!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
-
+/// The huge-page advice for the `len` bytes at `start`, if they are at least
+/// [`HUGE_PAGE_MIN_BYTES`] and the advice is not turned off.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(start: *const u8, len: usize) {
+fn advise_if_large(start: *const u8, len: usize) {
+    if len < HUGE_PAGE_MIN_BYTES {
+        return;
+    }
     static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     if *OFF.get_or_init(|| std::env::var_os("NNC_NO_HUGE_PAGES").is_some()) {
         return;
@@ -96,7 +85,7 @@ fn advise_huge_pages(start: *const u8, len: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_start: *const u8, _len: usize) {}
+fn advise_if_large(_start: *const u8, _len: usize) {}
 
 #[cfg(test)]
 mod tests {
