@@ -10,7 +10,8 @@
 //! aggregation from genuine messages, each client receives exactly the server's global model
 //! (with `bnf`: every tensor outside the batch-norm block, the batch norm being each client's
 //! own blend) and holds the server's downstream state, and the server's upstream state of each
-//! sender equals the sender's own; a saved state resumes to the same state.
+//! sender equals the sender's own; a saved state resumes to the same state; every sender's
+//! reconstruction, taken from its levels, is what decoding its message gives (`verify_messages`).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -143,6 +144,9 @@ fn options(o: &Options) -> FlOptions {
         },
         bnf: o.bnf.is_some(),
         threads: Some(if o.two_threads { 2 } else { 1 }),
+        // Every sent message is decoded and compared with the sender's reconstruction from
+        // its levels (which verification still computes).
+        verify_messages: true,
     }
 }
 

@@ -11,8 +11,8 @@ use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
 use nnc_quant::buffer::{with_capacity, zeroed};
 use nnc_tensor::sparsify::sparsify_tensors;
 use nnc_tensor::{
-    encode_incremental_deferred, DecodeOptions, DecodedTensor, EncodeInput, IncrementalState,
-    Limits, StateChanges, StreamDecoder, TensorData,
+    encode_incremental_deferred, Approximation, DecodeOptions, DecodedTensor, EncodeInput,
+    EncodedTensor, IncrementalState, Limits, StateChanges, StreamDecoder, TensorData,
 };
 
 use crate::error::{FlError, Result};
@@ -40,6 +40,19 @@ pub(crate) struct Decoded {
 }
 
 impl Decoded {
+    /// The same values, bit for bit, and the same float64 tensors in any order.
+    pub fn same_values(&self, other: &Decoded) -> bool {
+        fn same<T: Copy + PartialEq + bytemuck::Pod>(a: &[T], b: &[T]) -> bool {
+            bytemuck::cast_slice::<T, u8>(a) == bytemuck::cast_slice::<T, u8>(b)
+        }
+        same(&self.values, &other.values)
+            && self.wide.len() == other.wide.len()
+            && self
+                .wide
+                .iter()
+                .all(|(i, v)| other.wide_of(*i).is_some_and(|w| same(v, w)))
+    }
+
     /// The float64 values of tensor `index`, if the stream reconstructs it in float64.
     pub fn wide_of(&self, index: usize) -> Option<&[f64]> {
         self.wide
@@ -86,6 +99,11 @@ impl Decoded {
 /// against `state` (the sender's encoder state of this direction). Returns the message with the
 /// changes that advance `state` to what the receiver's decoder state will be after decoding it,
 /// for the caller to apply once the rest of its step succeeds.
+///
+/// The reconstruction is dequantized from the coded levels, which is what the receiver
+/// decodes; the message is decoded here instead where its levels may decode differently
+/// (bit depth with DQ) and, as a check that both sides agree, with
+/// [`FlOptions::verify_messages`].
 pub(crate) fn compress(
     layout: &Layout,
     opts: &FlOptions,
@@ -100,28 +118,82 @@ pub(crate) fn compress(
     }
     let input =
         EncodeInput::from_tensors_owned(tensors).map_err(|e| FlError::Internal(e.to_string()))?;
-    let (encoded, changes) =
-        encode_incremental_deferred(input, &opts.encode_options(sender), state)?;
-    // Decode our own bitstream from the state the receiver holds now: this gives the
-    // reconstruction (for the residual and the next global model) and proves both sides agree.
-    let (reconstruction, receiver) = decompress(
-        layout,
-        &encoded.bytes,
-        sender,
-        opts.compress_differences,
-        state,
-        opts.threads,
-    )?;
-    if receiver != changes {
-        return Err(FlError::Internal(
-            "the encoder's state changes differ from those decoding its bitstream makes".into(),
-        ));
-    }
+    let encode_opts = opts.encode_options(sender);
+    let (encoded, changes) = encode_incremental_deferred(input, &encode_opts, state)?;
+    let own = if encode_opts.levels_may_decode_differently() {
+        None
+    } else {
+        reconstruct(layout, &encoded.tensors)?
+    };
+    let reconstruction = match own {
+        Some(own) if !opts.verify_messages => own,
+        own => {
+            // Decode our own bitstream from the state the receiver holds now.
+            let (decoded, receiver) = decompress(
+                layout,
+                &encoded.bytes,
+                sender,
+                opts.compress_differences,
+                state,
+                opts.threads,
+            )?;
+            if receiver != changes {
+                return Err(FlError::Internal(
+                    "the encoder's state changes differ from those decoding its bitstream makes"
+                        .into(),
+                ));
+            }
+            if own.is_some_and(|own| !own.same_values(&decoded)) {
+                return Err(FlError::Internal(
+                    "the encoder's reconstruction differs from decoding its bitstream".into(),
+                ));
+            }
+            decoded
+        }
+    };
     let coded = Coded {
         bytes: encoded.bytes,
         reconstruction,
     };
     Ok((coded, changes))
+}
+
+/// What the receiver decodes from the coded `tensors`, dequantized from their levels as the
+/// decoder dequantizes them: zeros for tensors without an NDU, float64 values beside the
+/// float32 ones for codebook tensors. `None` if a tensor is neither uniform nor codebook.
+fn reconstruct(layout: &Layout, tensors: &[EncodedTensor]) -> Result<Option<Decoded>> {
+    let mut values: Vec<f32> = zeroed(layout.num_values());
+    let mut wide = Vec::new();
+    for t in tensors.iter().filter(|t| !t.skipped) {
+        let i = layout
+            .index_of(&t.name)
+            .ok_or_else(|| FlError::Internal(format!("coded an unknown tensor {:?}", t.name)))?;
+        let dst = &mut values[layout.range(i)];
+        if dst.len() != t.levels.len() {
+            return Err(FlError::Internal(format!(
+                "coded {} levels of tensor {:?}, which has {} values",
+                t.levels.len(),
+                t.name,
+                dst.len()
+            )));
+        }
+        let failed = |e: nnc_quant::Error| FlError::Internal(e.to_string());
+        match &t.approximation {
+            Approximation::Uniform { qp, qp_density, .. } => {
+                nnc_quant::dequantize_uniform(&t.levels, *qp, *qp_density, dst).map_err(failed)?;
+            }
+            Approximation::Codebook { .. } => {
+                let TensorData::F64(v) = t.reconstruction()? else {
+                    return Ok(None);
+                };
+                dst.iter_mut().zip(&v).for_each(|(d, &x)| *d = x as f32);
+                wide.push((i, v));
+            }
+            _ => return Ok(None),
+        }
+    }
+    layout.check_finite("reconstruction", &values)?;
+    Ok(Some(Decoded { values, wide }))
 }
 
 /// Decodes a message of `sender` against `state` (the receiver's decoder state for this
@@ -298,6 +370,7 @@ fn check_headers(
 mod tests {
     use super::*;
     use crate::layout::TensorSpec;
+    use crate::options::ApproxMethod;
 
     /// [`super::compress`] advancing `state` in place on success.
     fn compress(
@@ -385,6 +458,116 @@ mod tests {
             }
             assert_eq!(dec.bases["w"].put_node_depth, u64::from(round) + 1);
         }
+    }
+
+    /// The sender's reconstruction, taken from its levels or (with `verify_messages`, or with
+    /// bit depth and DQ) from a decode, is bit for bit what the receiver decodes, in every
+    /// kind of message.
+    #[test]
+    fn the_senders_reconstruction_is_what_the_receiver_decodes() {
+        let l = Layout::new(vec![
+            TensorSpec::new("w", vec![32, 64]),
+            TensorSpec::new("b", vec![32]),
+        ])
+        .unwrap();
+        // Clustered values (four distinct ones, far apart) make codebooks pay.
+        let values = |round: u32, clustered: bool| -> Vec<f32> {
+            (0..l.num_values() as u32)
+                .map(|i| {
+                    let h = i.wrapping_mul(2654435761).wrapping_add(round * 7919) >> 7;
+                    if clustered {
+                        [-0.61f32, 0.0, 0.37, 0.93][(h % 4) as usize]
+                    } else {
+                        ((h % 2001) as f32 / 1000.0 - 1.0) * 0.2
+                    }
+                })
+                .collect()
+        };
+        let c = FlOptions::compressed(-32);
+        let configs = [
+            (c.clone(), false),
+            (
+                FlOptions {
+                    use_dq: true,
+                    tca: true,
+                    ..c.clone()
+                },
+                false,
+            ),
+            (
+                FlOptions {
+                    sparsity: 0.5,
+                    struct_spars_factor: 0.9,
+                    row_skipping: true,
+                    tca: true,
+                    ..c.clone()
+                },
+                false,
+            ),
+            (
+                FlOptions {
+                    approx_method: ApproxMethod::Codebook,
+                    ..c.clone()
+                },
+                true,
+            ),
+            (
+                FlOptions {
+                    bitdepth: Some(6),
+                    ..c.clone()
+                },
+                false,
+            ),
+            (
+                FlOptions {
+                    bitdepth: Some(4),
+                    use_dq: true,
+                    tca: true,
+                    ..c.clone()
+                },
+                false,
+            ),
+            (
+                FlOptions {
+                    compress_differences: false,
+                    param_opt: false,
+                    opt_qp: true,
+                    ..c.clone()
+                },
+                false,
+            ),
+        ];
+        let mut codebooks = 0;
+        for (o, clustered) in configs {
+            let checked = FlOptions {
+                verify_messages: true,
+                ..o.clone()
+            };
+            let mut fast_state = IncrementalState::default();
+            let mut checked_state = IncrementalState::default();
+            let mut receiver = IncrementalState::default();
+            for round in 0..3 {
+                let u = values(round, clustered);
+                let fast = compress(&l, &o, 2, &u, &mut fast_state).unwrap();
+                let slow = compress(&l, &checked, 2, &u, &mut checked_state).unwrap();
+                assert_eq!(fast.bytes, slow.bytes, "{o:?}, round {round}");
+                let (decoded, changes) =
+                    super::decompress(&l, &fast.bytes, 2, o.compress_differences, &receiver, None)
+                        .unwrap();
+                changes.apply(&mut receiver).unwrap();
+                assert!(
+                    decoded.same_values(&fast.reconstruction),
+                    "{o:?}, round {round}"
+                );
+                assert!(
+                    decoded.same_values(&slow.reconstruction),
+                    "{o:?}, round {round}"
+                );
+                assert_eq!(fast_state, receiver, "{o:?}, round {round}");
+                codebooks += decoded.wide.len();
+            }
+        }
+        assert!(codebooks > 0, "no message coded a codebook tensor");
     }
 
     #[test]

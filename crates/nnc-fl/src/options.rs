@@ -86,6 +86,12 @@ pub struct FlOptions {
     /// (at most [`nnc_tensor::MAX_THREADS`]).
     /// Local to each side, unlike the other fields: the messages are the same for any value.
     pub threads: Option<usize>,
+    /// Decode every message this side sends, as its receiver will, and fail with
+    /// [`FlError::Internal`] unless the values and state changes are the encoder's own. Off,
+    /// the sender takes its reconstruction straight from the coded levels, which is what the
+    /// decoder gives back (a send does not pay for a second decode; `docs/fl.md#verify`).
+    /// Local to each side, like `threads`.
+    pub verify_messages: bool,
 }
 
 impl Default for FlOptions {
@@ -110,6 +116,7 @@ impl Default for FlOptions {
             approx_method: ApproxMethod::Uniform,
             bnf: false,
             threads: None,
+            verify_messages: false,
         }
     }
 }

@@ -26,14 +26,17 @@ fn read_model(layout: &Layout, path: &Path) -> Vec<f32> {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The session's options, on one thread. The generator writes every field but `threads` (and
-/// `bnf`, `approx_method` and `param_opt` where they have their defaults); serde would quietly default a missing one, so the written names must
-/// be exactly those.
+/// The session's options, on one thread. The generator writes every field but `threads` and
+/// `verify_messages` (and `bnf`, `approx_method` and `param_opt` where they have their
+/// defaults); serde would quietly default a missing one, so the written names must be exactly
+/// those.
 fn options(config: &Value) -> FlOptions {
     let written = &config["options"];
     let opts: FlOptions = serde_json::from_value(written.clone()).expect("options");
     let mut fields = serde_json::to_value(&opts).unwrap();
+    // Local to each side, not session settings.
     fields.as_object_mut().unwrap().remove("threads");
+    fields.as_object_mut().unwrap().remove("verify_messages");
     if !opts.bnf {
         fields.as_object_mut().unwrap().remove("bnf");
     }

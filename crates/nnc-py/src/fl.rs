@@ -390,7 +390,8 @@ type ReduceArgs<'py> = (
 /// (`compressed=True`, `qp`, `diff_qp`, `nonweight_qp`, `qp_density`, `use_dq`, `opt_qp`,
 /// `sparsity`, `struct_spars_factor`, `row_skipping`, `tca`, `bitdepth`, `param_opt`, `approx_method`, `bnf`,
 /// `compress_upstream`, `compress_downstream`, `compress_differences`, `err_accumulation`;
-/// `threads` sets this side's worker threads and does not change the messages).
+/// `threads` sets this side's worker threads and `verify_messages` decodes every sent message
+/// as a check; neither changes the messages).
 #[pyclass(module = "nnc", name = "ClientCodec")]
 pub struct PyClientCodec {
     inner: ClientCodec,

@@ -171,10 +171,10 @@ def test_saved_states_of_the_wrong_kind_are_refused():
     assert old.state_bytes() == client.state_bytes()
 
 
-def test_threads_option_leaves_the_messages_unchanged():
+@pytest.mark.parametrize("local", [dict(threads=2), dict(verify_messages=True)])
+def test_local_options_leave_the_messages_unchanged(local):
     rounds = []
-    for threads in (1, 2):
-        opts = dict(OPTS, threads=threads)
+    for opts in (dict(OPTS, threads=1), dict(OPTS, **local)):
         server = nnc.ServerCodec(LAYOUT, initial(), **opts)
         clients = [nnc.ClientCodec(LAYOUT, i + 1, **opts) for i in range(2)]
         rounds.append(run_rounds(server, clients, server.initial_message(), 2,

@@ -173,8 +173,10 @@ class ClientCodec:
     ``sparsity``, ``struct_spars_factor``, ``row_skipping``, ``tca``, ``bitdepth``,
     ``param_opt``, ``approx_method`` (``"uniform"`` or ``"codebook"``), ``bnf``
     (FedBNF: batch norms folded before coding and blended with the client's own after
-    decoding; needs ``compressed``), and ``threads`` (this side's worker threads; ``None``: all
-    cores; messages do not depend on it).
+    decoding; needs ``compressed``), ``threads`` (this side's worker threads; ``None``: all
+    cores; messages do not depend on it) and ``verify_messages`` (False; True decodes every
+    sent message as its receiver will and raises unless it gives the sender's reconstruction;
+    messages do not depend on it).
 
     Models are coded as float32 and come back in the dtypes of the layout's arrays (float32
     where the layout gives shapes)."""

@@ -203,7 +203,7 @@ fn encode_changes(
     // does. Its encoder keeps its own levels as the next TCA base, which its decoder does not
     // have; ours keeps what the decoder will hold (quirks.md#bitdepth-dq-state): the decoder's
     // records (with its HDSP marks, when HDSP is on) stand for the encoder's.
-    if update_state && opts.use_dq && opts.int_quant_bw.is_some_and(|b| b > 0) {
+    if update_state && opts.levels_may_decode_differently() {
         let own = DecodeOptions::new()
             .with_hdsp(opts.hdsp)
             .with_keep_levels(false)

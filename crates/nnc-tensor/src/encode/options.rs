@@ -175,6 +175,14 @@ impl EncodeOptions {
         self
     }
 
+    /// Whether a stream coded with these options may decode to other levels than the encoder
+    /// coded: dependent quantization with a bit depth, whose clipping can break the DQ parity
+    /// (`docs/quirks.md#bitdepth-dq-state`). Otherwise the decoder reconstructs exactly
+    /// [`crate::EncodedTensor::reconstruction`].
+    pub fn levels_may_decode_differently(&self) -> bool {
+        self.use_dq && self.int_quant_bw.is_some_and(|b| b > 0)
+    }
+
     /// Checks value ranges the bitstream syntax imposes.
     pub fn validate(&self) -> Result<(), String> {
         if self.qp_density > 7 {
