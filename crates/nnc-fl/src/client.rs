@@ -162,11 +162,7 @@ impl ClientCodec {
                             .add_to(f.upstream(), &mut folded);
                         f.unfold_blended(&self.layout, &folded, local)
                     }
-                    None if self.opts.compress_differences => {
-                        let mut g = prev.clone();
-                        decoded.add_to(&self.layout, &mut g);
-                        g
-                    }
+                    None if self.opts.compress_differences => decoded.added_to(&self.layout, prev),
                     None => decoded.values,
                 };
                 self.layout.check_finite("global model", &global)?;
@@ -179,7 +175,7 @@ impl ClientCodec {
                 g
             }
         };
-        self.state.global = Some(global.clone());
+        self.state.global = Some(nnc_quant::buffer::copied(&global));
         Ok(global)
     }
 

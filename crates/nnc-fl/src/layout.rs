@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use nnc_quant::buffer::with_capacity;
+use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};
 use nnc_tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +118,23 @@ impl Layout {
                 })
             })
             .collect())
+    }
+
+    /// [`Layout::coded_tensors`] lent to the encoder: each tensor's elements are borrowed
+    /// from `values`, not copied.
+    pub(crate) fn coded_sources<'v>(&self, values: &'v [f32]) -> Result<Vec<TensorSource<'v>>> {
+        self.check("parameters", values)?;
+        (0..self.specs.len())
+            .filter_map(|i| {
+                let (_, shape) = self.coded(i)?;
+                let data = ParameterData::F32(Elements::Borrowed(&values[self.range(i)]));
+                Some(
+                    NamedElements::try_new(self.specs[i].name.clone(), shape.to_vec(), data)
+                        .map(TensorSource::Elements)
+                        .map_err(|e| FlError::Internal(e.to_string())),
+                )
+            })
+            .collect()
     }
 
     /// The tensors in order.

@@ -80,6 +80,20 @@ impl Decoded {
         }
     }
 
+    /// `base + self`, as [`Decoded::add_to`] gives it, in this message's own memory (float32
+    /// sums are the same in either order).
+    pub fn added_to(self, layout: &Layout, base: &[f32]) -> Vec<f32> {
+        let Decoded { mut values, wide } = self;
+        values.iter_mut().zip(base).for_each(|(x, &b)| *x += b);
+        for (i, w) in &wide {
+            let r = layout.range(*i);
+            for ((x, &b), &v) in values[r.clone()].iter_mut().zip(&base[r]).zip(w) {
+                *x = (f64::from(b) + v) as f32;
+            }
+        }
+        values
+    }
+
     /// `minuend − self` in float32 (in float64 rounded once where the message is float64):
     /// what the coding left out of `minuend`.
     pub fn subtract_from(&self, layout: &Layout, minuend: &[f32]) -> Vec<f32> {
@@ -112,12 +126,15 @@ pub(crate) fn compress(
     state: &IncrementalState,
 ) -> Result<(Coded, StateChanges)> {
     layout.check_finite("message input", values)?;
-    let mut tensors = layout.coded_tensors(values)?;
-    if opts.sparsity > 0.0 {
+    // Sparsification changes the values, so it works on a copy; otherwise they are lent.
+    let input = if opts.sparsity > 0.0 {
+        let mut tensors = layout.coded_tensors(values)?;
         sparsify_tensors(&mut tensors, &opts.sparsify_options())?;
+        EncodeInput::from_tensors_owned(tensors)
+    } else {
+        EncodeInput::from_sources(layout.coded_sources(values)?)
     }
-    let input =
-        EncodeInput::from_tensors_owned(tensors).map_err(|e| FlError::Internal(e.to_string()))?;
+    .map_err(|e| FlError::Internal(e.to_string()))?;
     let encode_opts = opts.encode_options(sender);
     let (encoded, changes) = encode_incremental_deferred(input, &encode_opts, state)?;
     let own = if encode_opts.levels_may_decode_differently() {

@@ -236,9 +236,10 @@ impl ServerCodec {
             let mut input = match (opts.compress_differences, deltas_up) {
                 (true, true) => avg,
                 (true, false) => sub(&avg, global),
+                // The sums in the average's memory (the same in either order).
                 (false, true) => {
-                    let mut g = global.clone();
-                    add_assign(&mut g, &avg);
+                    let mut g = avg;
+                    add_assign(&mut g, global);
                     g
                 }
                 (false, false) => avg,
@@ -255,17 +256,15 @@ impl ServerCodec {
                 None
             };
             let new_global = if opts.compress_differences {
-                let mut g = global.clone();
-                coded.reconstruction.add_to(wire, &mut g);
-                g
+                coded.reconstruction.added_to(wire, global)
             } else {
                 coded.reconstruction.values
             };
             (coded.bytes, new_global, residual, Some(downstream))
         } else {
             let new_global = if deltas_up {
-                let mut g = global.clone();
-                add_assign(&mut g, &avg);
+                let mut g = avg;
+                add_assign(&mut g, global);
                 g
             } else {
                 avg
