@@ -17,14 +17,38 @@ use crate::Result;
 /// bins of magnitude 2^31 (quirks.md#int-min-level).
 pub(crate) fn quantize_plain(weights: &[f32], step: f32, levels: &mut [i32]) -> bool {
     let scale = 1.0f32 / step;
-    for (level, &w) in levels.iter_mut().zip(weights) {
-        let rounded = f64::from((scale * w).round());
-        if !(-2_147_483_648.0..=2_147_483_647.0).contains(&rounded) {
+    // In blocks without an exit, so the loop runs in vector lanes; a block with a level out of
+    // range fails the whole call (its levels are then not used).
+    const BLOCK: usize = 256;
+    for (out, w) in levels.chunks_mut(BLOCK).zip(weights.chunks(BLOCK)) {
+        let mut in_range = true;
+        for (level, &w) in out.iter_mut().zip(w) {
+            let (q, ok) = round_half_away(scale * w);
+            *level = q;
+            in_range &= ok;
+        }
+        if !in_range {
             return false;
         }
-        *level = rounded as i32;
     }
     true
+}
+
+/// `y.round() as i32` (half away from zero) without a call to libm's `roundf`, and whether the
+/// rounded value fits `i32` (false for NaN). Exact: for `|y| < 2^31` the truncation `t` is
+/// exact, and so is `y − t` (at most 2^24 apart from `y` below 2^24, zero above, where every
+/// `f32` is an integer).
+#[inline(always)]
+fn round_half_away(y: f32) -> (i32, bool) {
+    // The f32 range whose rounding fits i32: no f32 lies in (2^31 − 1, 2^31), and −2^31 fits.
+    let ok = (-2_147_483_648.0f32..2_147_483_648.0f32).contains(&y);
+    let t = y as i32;
+    let frac = y - t as f32;
+    // Wrapping: out of range (`ok` false) `t` saturates and the sum is not used.
+    let q = t
+        .wrapping_add(i32::from(frac >= 0.5))
+        .wrapping_sub(i32::from(frac <= -0.5));
+    (q, ok)
 }
 
 /// Greedy rate-distortion URQ (`lambda_scale > 0`), in scan order.
@@ -93,6 +117,77 @@ pub(crate) fn quantize_rate_aware(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The literal form: `f32::round`, the range compared in `f64`, an exit on the first
+    /// level out of range.
+    fn by_round(weights: &[f32], step: f32) -> Option<Vec<i32>> {
+        let scale = 1.0f32 / step;
+        weights
+            .iter()
+            .map(|&w| {
+                let r = f64::from((scale * w).round());
+                (-2_147_483_648.0..=2_147_483_647.0)
+                    .contains(&r)
+                    .then_some(r as i32)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn branch_free_rounding_is_f32_round() {
+        // Ties, their neighbours, the i32 bounds, the f32 integers above 2^23, non-finite.
+        let mut edge = vec![0.0f32, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for k in 0..40 {
+            let t = k as f32 - 20.0 + 0.5;
+            edge.extend([t, t.next_up(), t.next_down()]);
+        }
+        for b in [2f32.powi(23), 2f32.powi(24), 2f32.powi(31), -2f32.powi(31)] {
+            edge.extend([b, b.next_up(), b.next_down(), -b]);
+        }
+        edge.extend([
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1e-45,
+            f32::MAX,
+            f32::MIN,
+        ]);
+        for &y in &edge {
+            let want = by_round(&[y], 1.0);
+            let (q, ok) = round_half_away(y);
+            assert_eq!(ok, want.is_some(), "{y:e}");
+            if let Some(w) = want {
+                assert_eq!(q, w[0], "{y:e}");
+            }
+        }
+        // Random values and steps, in blocks with and without a value out of range.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            let n = (next() % 700) as usize;
+            let mut w: Vec<f32> = (0..n)
+                .map(|_| f32::from_bits(next() as u32 & 0xbfff_ffff) % 1e6)
+                .collect();
+            if round % 3 == 0 && n > 0 {
+                let at = (next() as usize) % n;
+                w[at] = [f32::NAN, 3e9, -3e9][(round / 3) % 3];
+            }
+            let step = [1.0f32, 0.001, 0.37, 1e-6][round % 4];
+            let mut out = vec![0; n];
+            let ok = quantize_plain(&w, step, &mut out);
+            match by_round(&w, step) {
+                Some(want) => {
+                    assert!(ok);
+                    assert_eq!(out, want);
+                }
+                None => assert!(!ok),
+            }
+        }
+    }
 
     #[test]
     fn rounds_half_away_from_zero_in_f32() {
