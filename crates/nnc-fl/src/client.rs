@@ -220,7 +220,9 @@ impl ClientCodec {
         )?;
         changes.apply(&mut self.state.upstream)?;
         if self.opts.err_accumulation {
-            self.state.residual = Some(coded.reconstruction.subtract_from(wire, &update));
+            // The update is not needed any more: the residual takes its memory.
+            coded.reconstruction.subtract_from(wire, &mut update);
+            self.state.residual = Some(update);
         }
         if let Some(f) = &self.folding {
             self.state.local_norms = Some(f.local_norms(&self.layout, local));

@@ -59,8 +59,10 @@ pub enum FlError {
     /// The clients' results cannot be averaged (none, duplicate senders, zero total weight).
     #[error("aggregation: {0}")]
     Aggregation(String),
-    /// The encoder's state after coding differs from what decoding its own bitstream gives;
-    /// a bug, reported instead of sending a message the receiver would decode differently.
+    /// A bug caught by a check: for instance, with [`crate::FlOptions::verify_messages`], the
+    /// encoder's reconstruction or state after coding differs from what decoding its own
+    /// bitstream gives; reported instead of sending a message the receiver would decode
+    /// differently.
     #[error("internal: {0}")]
     Internal(String),
     /// Local training or evaluation failed (simulation driver).

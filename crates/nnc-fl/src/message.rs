@@ -8,7 +8,7 @@
 //! foreign model are typed errors even where the entropy decoder would not notice (no TCA).
 
 use nnc_bitstream::{parse_unit, NnrUnit, ParseContext, SideInfo, UnitReader};
-use nnc_quant::buffer::{with_capacity, zeroed};
+use nnc_quant::buffer::zeroed;
 use nnc_tensor::sparsify::sparsify_tensors;
 use nnc_tensor::{
     encode_incremental_deferred, Approximation, DecodeOptions, DecodedTensor, EncodeInput,
@@ -94,18 +94,18 @@ impl Decoded {
         values
     }
 
-    /// `minuend − self` in float32 (in float64 rounded once where the message is float64):
-    /// what the coding left out of `minuend`.
-    pub fn subtract_from(&self, layout: &Layout, minuend: &[f32]) -> Vec<f32> {
-        let mut out = with_capacity(minuend.len());
-        out.extend(minuend.iter().zip(&self.values).map(|(a, b)| a - b));
+    /// `minuend −= self` in float32 (in float64 rounded once where the message is float64):
+    /// what the coding left out of `minuend`, in its own memory.
+    pub fn subtract_from(&self, layout: &Layout, minuend: &mut [f32]) {
+        minuend
+            .iter_mut()
+            .zip(&self.values)
+            .for_each(|(a, &b)| *a -= b);
         for (i, w) in &self.wide {
-            let r = layout.range(*i);
-            for ((o, &a), &x) in out[r.clone()].iter_mut().zip(&minuend[r]).zip(w) {
-                *o = (f64::from(a) - x) as f32;
+            for (a, &x) in minuend[layout.range(*i)].iter_mut().zip(w) {
+                *a = (f64::from(*a) - x) as f32;
             }
         }
-        out
     }
 }
 

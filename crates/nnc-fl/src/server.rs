@@ -250,11 +250,11 @@ impl ServerCodec {
                 }
             }
             let (coded, downstream) = compress(wire, opts, 0, &input, &self.state.downstream)?;
-            let residual = if opts.err_accumulation {
-                Some(coded.reconstruction.subtract_from(wire, &input))
-            } else {
-                None
-            };
+            // The input is not needed any more: the residual takes its memory.
+            let residual = opts.err_accumulation.then(|| {
+                coded.reconstruction.subtract_from(wire, &mut input);
+                input
+            });
             let new_global = if opts.compress_differences {
                 coded.reconstruction.added_to(wire, global)
             } else {
