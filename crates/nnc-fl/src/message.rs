@@ -42,7 +42,7 @@ pub(crate) struct Decoded {
 impl Decoded {
     /// The same values, bit for bit, and the same float64 tensors in any order.
     pub fn same_values(&self, other: &Decoded) -> bool {
-        fn same<T: Copy + PartialEq + bytemuck::Pod>(a: &[T], b: &[T]) -> bool {
+        fn same<T: bytemuck::Pod>(a: &[T], b: &[T]) -> bool {
             bytemuck::cast_slice::<T, u8>(a) == bytemuck::cast_slice::<T, u8>(b)
         }
         same(&self.values, &other.values)
