@@ -3,11 +3,13 @@
 //! answer, each round from the states the round before left.
 //!
 //! `cargo run --release -p nnc-benches --example fl_round -- [--values N] [--threads N]
-//! [--dense] [--rounds R]`
+//! [--dense] [--rounds R] [--no-err-acc] [--verify]`
 //!
 //! The default is a MiniLM-sized model (22.7 M values in 384 × 1536 tensors) with the EuCNC 2025
 //! settings of `shared/fl` (qp −18, sparsity 0.8, structured factor 0.9, TCA); `--dense` codes
-//! every value at qp −32 instead. Local training is the global model plus fresh normals.
+//! every value at qp −32 instead. `--no-err-acc` turns error accumulation off, `--verify` turns
+//! `verify_messages` on (each side decodes what it sends). Local training is the global model
+//! plus fresh normals.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use nnc_fl::{ClientCodec, ClientMessage, FlOptions, Layout, ServerCodec, TensorS
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let (mut values, mut threads, mut dense, mut rounds) = (22_700_000usize, Some(1), false, 4);
+    let (mut no_err_acc, mut verify) = (false, false);
     while !args.is_empty() {
         let value = args.get(1).and_then(|v| v.parse::<usize>().ok());
         match args[0].as_str() {
@@ -26,6 +29,16 @@ fn main() {
             "--rounds" => rounds = value.unwrap_or(rounds).max(2),
             "--dense" => {
                 dense = true;
+                args.remove(0);
+                continue;
+            }
+            "--no-err-acc" => {
+                no_err_acc = true;
+                args.remove(0);
+                continue;
+            }
+            "--verify" => {
+                verify = true;
                 args.remove(0);
                 continue;
             }
@@ -44,6 +57,8 @@ fn main() {
     let opts = FlOptions {
         tca: true,
         threads,
+        err_accumulation: !no_err_acc,
+        verify_messages: verify,
         ..if dense {
             FlOptions::compressed(-32)
         } else {
@@ -55,13 +70,14 @@ fn main() {
         }
     };
     println!(
-        "{n} values in {} tensors, {}, threads {threads:?}",
+        "{n} values in {} tensors, {}, threads {threads:?}, err_accumulation {}, verify_messages {verify}",
         layout.specs().len(),
         if dense {
             "dense, qp -32"
         } else {
             "qp -18, sparsity 0.8, struct 0.9"
-        }
+        },
+        !no_err_acc
     );
 
     let initial = randn_f32(n, 0.05, 1);

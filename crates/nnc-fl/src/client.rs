@@ -217,11 +217,13 @@ impl ClientCodec {
             self.state.device_id,
             &update,
             &self.state.upstream,
+            self.opts.err_accumulation,
         )?;
         changes.apply(&mut self.state.upstream)?;
-        if self.opts.err_accumulation {
+        // Made only with err_accumulation (or when verified).
+        if let Some(reconstruction) = coded.reconstruction.filter(|_| self.opts.err_accumulation) {
             // The update is not needed any more: the residual takes its memory.
-            coded.reconstruction.subtract_from(wire, &mut update);
+            reconstruction.subtract_from(wire, &mut update);
             self.state.residual = Some(update);
         }
         if let Some(f) = &self.folding {
@@ -258,6 +260,32 @@ pub(crate) mod tests {
         let mut c = ClientCodec::new(layout(), FlOptions::compressed(-32), 1).unwrap();
         assert!(matches!(c.send(&model(0.1)), Err(FlError::Protocol(_))));
         assert!(ClientCodec::new(layout(), FlOptions::default(), 0).is_err());
+    }
+
+    /// Without error accumulation a send keeps no residual, whether or not it verifies its
+    /// messages (verification makes the values the residual would come from), and verifying
+    /// changes neither the messages nor the state.
+    #[test]
+    fn sends_without_error_accumulation_keep_no_residual() {
+        let plain = FlOptions {
+            err_accumulation: false,
+            tca: true,
+            ..FlOptions::compressed(-32)
+        };
+        let verified = FlOptions {
+            verify_messages: true,
+            ..plain.clone()
+        };
+        let mut sent = Vec::new();
+        for opts in [plain, verified] {
+            let mut c = ClientCodec::new(layout(), opts, 1).unwrap();
+            c.receive(&encode_raw(&model(0.1))).unwrap();
+            let first = c.send(&model(0.13)).unwrap();
+            let second = c.send(&model(0.17)).unwrap();
+            assert!(c.state().residual.is_none());
+            sent.push((first, second, c.into_state()));
+        }
+        assert_eq!(sent[0], sent[1]);
     }
 
     #[test]

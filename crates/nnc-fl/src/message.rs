@@ -24,8 +24,8 @@ use crate::options::FlOptions;
 pub(crate) struct Coded {
     /// The NNR bitstream.
     pub bytes: Vec<u8>,
-    /// The decoded values (zeros for omitted all-zero tensors).
-    pub reconstruction: Decoded,
+    /// The decoded values (zeros for omitted all-zero tensors), when they were asked for.
+    pub reconstruction: Option<Decoded>,
 }
 
 /// A decoded message over a layout: every value in float32, and the float64 values of the
@@ -117,13 +117,15 @@ impl Decoded {
 /// The reconstruction is dequantized from the coded levels, which is what the receiver
 /// decodes; the message is decoded here instead where its levels may decode differently
 /// (bit depth with DQ) and, as a check that both sides agree, with
-/// [`FlOptions::verify_messages`].
+/// [`FlOptions::verify_messages`]. Without `need_values` (and without verification) it is
+/// not made at all.
 pub(crate) fn compress(
     layout: &Layout,
     opts: &FlOptions,
     sender: u64,
     values: &[f32],
     state: &IncrementalState,
+    need_values: bool,
 ) -> Result<(Coded, StateChanges)> {
     layout.check_finite("message input", values)?;
     // Sparsification changes the values, so it works on a copy; otherwise they are lent.
@@ -137,13 +139,21 @@ pub(crate) fn compress(
     .map_err(|e| FlError::Internal(e.to_string()))?;
     let encode_opts = opts.encode_options(sender);
     let (encoded, changes) = encode_incremental_deferred(input, &encode_opts, state)?;
+    let decode = opts.verify_messages || encode_opts.levels_may_decode_differently();
+    if !need_values && !decode {
+        let coded = Coded {
+            bytes: encoded.bytes,
+            reconstruction: None,
+        };
+        return Ok((coded, changes));
+    }
     let own = if encode_opts.levels_may_decode_differently() {
         None
     } else {
         reconstruct(layout, &encoded.tensors)?
     };
     let reconstruction = match own {
-        Some(own) if !opts.verify_messages => own,
+        Some(own) if !decode => own,
         own => {
             // Decode our own bitstream from the state the receiver holds now.
             let (decoded, receiver) = decompress(
@@ -170,7 +180,7 @@ pub(crate) fn compress(
     };
     let coded = Coded {
         bytes: encoded.bytes,
-        reconstruction,
+        reconstruction: Some(reconstruction),
     };
     Ok((coded, changes))
 }
@@ -397,7 +407,7 @@ mod tests {
         values: &[f32],
         state: &mut IncrementalState,
     ) -> Result<Coded> {
-        let (coded, changes) = super::compress(layout, opts, sender, values, state)?;
+        let (coded, changes) = super::compress(layout, opts, sender, values, state, true)?;
         changes.apply(state)?;
         Ok(coded)
     }
@@ -467,7 +477,7 @@ mod tests {
             let u = update(round);
             let c = compress(&l, &o, 2, &u, &mut enc).unwrap();
             let d = decompress(&l, &c.bytes, 2, true, &mut dec, None).unwrap();
-            assert_eq!(d, c.reconstruction.values);
+            assert_eq!(Some(&d), c.reconstruction.as_ref().map(|r| &r.values));
             assert_eq!(enc.bases, dec.bases);
             let step = 2f32.powf(-32.0 / 4.0);
             for (a, b) in u[..128].iter().zip(&d) {
@@ -573,11 +583,11 @@ mod tests {
                         .unwrap();
                 changes.apply(&mut receiver).unwrap();
                 assert!(
-                    decoded.same_values(&fast.reconstruction),
+                    decoded.same_values(fast.reconstruction.as_ref().unwrap()),
                     "{o:?}, round {round}"
                 );
                 assert!(
-                    decoded.same_values(&slow.reconstruction),
+                    decoded.same_values(slow.reconstruction.as_ref().unwrap()),
                     "{o:?}, round {round}"
                 );
                 assert_eq!(fast_state, receiver, "{o:?}, round {round}");
@@ -657,7 +667,9 @@ mod tests {
         let mut enc = IncrementalState::default();
         let c = compress(&l, &o, 1, &u, &mut enc).unwrap();
         assert!(!enc.bases.contains_key("b"));
-        assert!(c.reconstruction.values[128..].iter().all(|&v| v == 0.0));
+        assert!(c.reconstruction.unwrap().values[128..]
+            .iter()
+            .all(|&v| v == 0.0));
         // A whole-model session needs every tensor.
         let full = FlOptions {
             compress_differences: false,

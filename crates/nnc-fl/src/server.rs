@@ -249,16 +249,20 @@ impl ServerCodec {
                     add_assign(&mut input, r);
                 }
             }
-            let (coded, downstream) = compress(wire, opts, 0, &input, &self.state.downstream)?;
+            let (coded, downstream) =
+                compress(wire, opts, 0, &input, &self.state.downstream, true)?;
+            let reconstruction = coded.reconstruction.ok_or_else(|| {
+                FlError::Internal("the downstream message came without its values".into())
+            })?;
             // The input is not needed any more: the residual takes its memory.
             let residual = opts.err_accumulation.then(|| {
-                coded.reconstruction.subtract_from(wire, &mut input);
+                reconstruction.subtract_from(wire, &mut input);
                 input
             });
             let new_global = if opts.compress_differences {
-                coded.reconstruction.added_to(wire, global)
+                reconstruction.added_to(wire, global)
             } else {
-                coded.reconstruction.values
+                reconstruction.values
             };
             (coded.bytes, new_global, residual, Some(downstream))
         } else {
