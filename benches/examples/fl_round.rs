@@ -27,18 +27,12 @@ fn main() {
             "--values" => values = value.unwrap_or(values),
             "--threads" => threads = value,
             "--rounds" => rounds = value.unwrap_or(rounds).max(2),
-            "--dense" => {
-                dense = true;
-                args.remove(0);
-                continue;
-            }
-            "--no-err-acc" => {
-                no_err_acc = true;
-                args.remove(0);
-                continue;
-            }
-            "--verify" => {
-                verify = true;
+            flag @ ("--dense" | "--no-err-acc" | "--verify") => {
+                match flag {
+                    "--dense" => dense = true,
+                    "--no-err-acc" => no_err_acc = true,
+                    _ => verify = true,
+                }
                 args.remove(0);
                 continue;
             }

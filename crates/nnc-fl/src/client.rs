@@ -157,9 +157,9 @@ impl ClientCodec {
                                     .into(),
                             )
                         })?;
-                        let mut folded = f.fold(&self.layout, prev);
-                        f.message_to_upstream(&decoded)
-                            .add_to(f.upstream(), &mut folded);
+                        let folded = f
+                            .message_to_upstream(&decoded)
+                            .added_to(f.upstream(), &f.fold(&self.layout, prev));
                         f.unfold_blended(&self.layout, &folded, local)
                     }
                     None if self.opts.compress_differences => decoded.added_to(&self.layout, prev),

@@ -61,27 +61,9 @@ impl Decoded {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// `base += self`, as the reference's `model_add` of a float32 model and this message
-    /// gives it back in float32: float32 sums, and float64 sums rounded once where the
-    /// message is float64.
-    pub fn add_to(&self, layout: &Layout, base: &mut [f32]) {
-        for i in 0..layout.specs().len() {
-            let r = layout.range(i);
-            match self.wide_of(i) {
-                Some(w) => base[r]
-                    .iter_mut()
-                    .zip(w)
-                    .for_each(|(b, &x)| *b = (f64::from(*b) + x) as f32),
-                None => base[r.clone()]
-                    .iter_mut()
-                    .zip(&self.values[r])
-                    .for_each(|(b, &x)| *b += x),
-            }
-        }
-    }
-
-    /// `base + self`, as [`Decoded::add_to`] gives it, in this message's own memory (float32
-    /// sums are the same in either order).
+    /// `base + self`, as the reference's `model_add` of a float32 model and this message gives
+    /// it back in float32: float32 sums, and float64 sums rounded once where the message is
+    /// float64. Taken in this message's own memory (float32 sums are the same in either order).
     pub fn added_to(self, layout: &Layout, base: &[f32]) -> Vec<f32> {
         let Decoded { mut values, wide } = self;
         values.iter_mut().zip(base).for_each(|(x, &b)| *x += b);
@@ -139,7 +121,8 @@ pub(crate) fn compress(
     .map_err(|e| FlError::Internal(e.to_string()))?;
     let encode_opts = opts.encode_options(sender);
     let (encoded, changes) = encode_incremental_deferred(input, &encode_opts, state)?;
-    let decode = opts.verify_messages || encode_opts.levels_may_decode_differently();
+    let differs = encode_opts.levels_may_decode_differently();
+    let decode = opts.verify_messages || differs;
     if !need_values && !decode {
         let coded = Coded {
             bytes: encoded.bytes,
@@ -147,7 +130,7 @@ pub(crate) fn compress(
         };
         return Ok((coded, changes));
     }
-    let own = if encode_opts.levels_may_decode_differently() {
+    let own = if differs {
         None
     } else {
         reconstruct(layout, &encoded.tensors)?
@@ -711,15 +694,13 @@ mod tests {
             values: vec![d as f32],
             wide: vec![(0, vec![d])],
         };
-        let mut base = vec![f32::from_bits(0x3e41_9736)];
-        msg.add_to(&l, &mut base);
+        let base = msg.added_to(&l, &[f32::from_bits(0x3e41_9736)]);
         assert_eq!(base[0].to_bits(), 3198867988);
         let narrow = Decoded {
             values: vec![d as f32],
             wide: Vec::new(),
         };
-        let mut base = vec![f32::from_bits(0x3e41_9736)];
-        narrow.add_to(&l, &mut base);
+        let base = narrow.added_to(&l, &[f32::from_bits(0x3e41_9736)]);
         assert_eq!(base[0].to_bits(), 3198867989);
     }
 
