@@ -175,7 +175,11 @@ impl ClientCodec {
                 g
             }
         };
-        self.state.global = Some(nnc_quant::buffer::copied(&global));
+        // Into the last global model's memory, which is already mapped.
+        match &mut self.state.global {
+            Some(kept) if kept.len() == global.len() => kept.copy_from_slice(&global),
+            kept => *kept = Some(nnc_quant::buffer::copied(&global)),
+        }
         Ok(global)
     }
 
@@ -217,14 +221,17 @@ impl ClientCodec {
             self.state.device_id,
             &update,
             &self.state.upstream,
-            self.opts.err_accumulation,
         )?;
-        changes.apply(&mut self.state.upstream)?;
-        // Made only with err_accumulation (or when verified).
-        if let Some(reconstruction) = coded.reconstruction.filter(|_| self.opts.err_accumulation) {
+        let residual = if self.opts.err_accumulation {
             // The update is not needed any more: the residual takes its memory.
-            reconstruction.subtract_from(wire, &mut update);
-            self.state.residual = Some(update);
+            coded.subtract_reconstruction_from(wire, &mut update)?;
+            Some(update)
+        } else {
+            None
+        };
+        changes.apply(&mut self.state.upstream)?;
+        if let Some(r) = residual {
+            self.state.residual = Some(r);
         }
         if let Some(f) = &self.folding {
             self.state.local_norms = Some(f.local_norms(&self.layout, local));
@@ -341,6 +348,54 @@ pub(crate) mod tests {
             assert!((total - 2.0 * update[i]).abs() < 1e-5);
         }
         assert_eq!(c.state().comm_round, 2);
+    }
+
+    /// A codebook tensor decodes to float64: its residual is the update minus that, rounded
+    /// once (`quirks.md#fl-codebook-residual`); the float32 tensors' stay float32 differences.
+    #[test]
+    fn error_accumulation_with_codebooks_rounds_each_residual_once() {
+        let l = Layout::new(vec![
+            TensorSpec::new("w", vec![32, 64]),
+            TensorSpec::new("b", vec![32]),
+        ])
+        .unwrap();
+        let opts = FlOptions {
+            approx_method: crate::options::ApproxMethod::Codebook,
+            ..FlOptions::compressed(-23)
+        };
+        let mut c = ClientCodec::new(l.clone(), opts, 1).unwrap();
+        let g: Vec<f32> = (0..l.num_values())
+            .map(|i| (i % 13) as f32 * 0.01)
+            .collect();
+        c.receive(&encode_raw(&g)).unwrap();
+        // Local steps of four sizes, so that a codebook is the smaller payload.
+        let local: Vec<f32> = g
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + [-0.5f32, 0.0, 0.5, 0.25][(i * 7 + i / 5) % 4])
+            .collect();
+        let msg = c.send(&local).unwrap();
+        let (rec, _) = decompress(&l, &msg, 1, true, &IncrementalState::default(), None).unwrap();
+        assert!(!rec.wide.is_empty(), "no tensor was coded with a codebook");
+        let update = sub(&local, &g);
+        let residual = c.state().residual.clone().unwrap();
+        for i in 0..l.specs().len() {
+            let r = l.range(i);
+            let expected: Vec<f32> = match rec.wide_of(i) {
+                Some(w) => update[r.clone()]
+                    .iter()
+                    .zip(w)
+                    .map(|(&u, &x)| (f64::from(u) - x) as f32)
+                    .collect(),
+                None => update[r.clone()]
+                    .iter()
+                    .zip(&rec.values[r.clone()])
+                    .map(|(&u, &x)| u - x)
+                    .collect(),
+            };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&residual[r]) == bits(&expected), "tensor {i}");
+        }
     }
 
     #[test]

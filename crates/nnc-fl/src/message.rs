@@ -24,8 +24,116 @@ use crate::options::FlOptions;
 pub(crate) struct Coded {
     /// The NNR bitstream.
     pub bytes: Vec<u8>,
-    /// The decoded values (zeros for omitted all-zero tensors), when they were asked for.
-    pub reconstruction: Option<Decoded>,
+    /// Where the receiver's values come from.
+    values: Reconstruction,
+}
+
+/// The receiver's values of a [`Coded`] message, made only when the caller asks for them.
+#[derive(Debug)]
+enum Reconstruction {
+    /// Dequantized from the coded levels on demand, with the decoder's own functions.
+    Levels(Vec<EncodedTensor>),
+    /// Decoded from the bitstream (verification, or levels that may decode differently).
+    Decoded(Decoded),
+}
+
+impl Coded {
+    /// The values the receiver decodes (zeros for omitted all-zero tensors).
+    pub fn into_reconstruction(self, layout: &Layout) -> Result<Decoded> {
+        match self.values {
+            Reconstruction::Levels(tensors) => reconstruct(layout, &tensors),
+            Reconstruction::Decoded(d) => Ok(d),
+        }
+    }
+
+    /// `minuend −= ` the values the receiver decodes, as [`Decoded::subtract_from`] takes it,
+    /// without making them: each tensor's levels are dequantized a block at a time.
+    pub fn subtract_reconstruction_from(&self, layout: &Layout, minuend: &mut [f32]) -> Result<()> {
+        let tensors = match &self.values {
+            Reconstruction::Levels(tensors) => tensors,
+            Reconstruction::Decoded(d) => {
+                d.subtract_from(layout, minuend);
+                return Ok(());
+            }
+        };
+        layout.check("minuend", minuend)?;
+        const BLOCK: usize = 1024;
+        let mut block = [0f32; BLOCK];
+        for t in tensors.iter().filter(|t| !t.skipped) {
+            let (i, dst) = coded_slot(layout, t, minuend)?;
+            let non_finite = || FlError::NonFinite {
+                what: "reconstruction",
+                tensor: layout.specs()[i].name.clone(),
+            };
+            match &t.approximation {
+                Approximation::Uniform { qp, qp_density, .. } => {
+                    for (d, l) in dst.chunks_mut(BLOCK).zip(t.levels.chunks(BLOCK)) {
+                        let r = &mut block[..l.len()];
+                        nnc_quant::dequantize_uniform(l, *qp, *qp_density, r).map_err(internal)?;
+                        if nnc_quant::first_non_finite(r).is_some() {
+                            return Err(non_finite());
+                        }
+                        d.iter_mut().zip(r.iter()).for_each(|(a, &b)| *a -= b);
+                    }
+                }
+                Approximation::Codebook { .. } => {
+                    let TensorData::F64(v) = t.reconstruction()? else {
+                        return Err(not_dequantizable(t));
+                    };
+                    if v.iter().any(|&x| !(x as f32).is_finite()) {
+                        return Err(non_finite());
+                    }
+                    for (a, &x) in dst.iter_mut().zip(&v) {
+                        *a = (f64::from(*a) - x) as f32;
+                    }
+                }
+                _ => return Err(not_dequantizable(t)),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn internal(e: nnc_quant::Error) -> FlError {
+    FlError::Internal(e.to_string())
+}
+
+fn not_dequantizable(t: &EncodedTensor) -> FlError {
+    FlError::Internal(format!(
+        "coded tensor {:?} is neither uniformly nor codebook quantized",
+        t.name
+    ))
+}
+
+/// Whether the receiver's values of every coded tensor follow from its levels alone.
+fn dequantizable(tensors: &[EncodedTensor]) -> bool {
+    tensors.iter().filter(|t| !t.skipped).all(|t| {
+        matches!(
+            t.approximation,
+            Approximation::Uniform { .. } | Approximation::Codebook { .. }
+        )
+    })
+}
+
+/// The layout index of coded tensor `t` and its slice of the flat `values`.
+fn coded_slot<'v>(
+    layout: &Layout,
+    t: &EncodedTensor,
+    values: &'v mut [f32],
+) -> Result<(usize, &'v mut [f32])> {
+    let i = layout
+        .index_of(&t.name)
+        .ok_or_else(|| FlError::Internal(format!("coded an unknown tensor {:?}", t.name)))?;
+    let dst = &mut values[layout.range(i)];
+    if dst.len() != t.levels.len() {
+        return Err(FlError::Internal(format!(
+            "coded {} levels of tensor {:?}, which has {} values",
+            t.levels.len(),
+            t.name,
+            dst.len()
+        )));
+    }
+    Ok((i, dst))
 }
 
 /// A decoded message over a layout: every value in float32, and the float64 values of the
@@ -79,15 +187,24 @@ impl Decoded {
     /// `minuend −= self` in float32 (in float64 rounded once where the message is float64):
     /// what the coding left out of `minuend`, in its own memory.
     pub fn subtract_from(&self, layout: &Layout, minuend: &mut [f32]) {
-        minuend
-            .iter_mut()
-            .zip(&self.values)
-            .for_each(|(a, &b)| *a -= b);
-        for (i, w) in &self.wide {
-            for (a, &x) in minuend[layout.range(*i)].iter_mut().zip(w) {
+        let narrow = |m: &mut [f32], v: &[f32]| m.iter_mut().zip(v).for_each(|(a, &b)| *a -= b);
+        // Each value is taken from the minuend once: a float64 tensor's are not first
+        // diminished by their float32 roundings.
+        let mut wide: Vec<_> = self
+            .wide
+            .iter()
+            .map(|(i, w)| (layout.range(*i), w))
+            .collect();
+        wide.sort_by_key(|(r, _)| r.start);
+        let mut start = 0;
+        for (r, w) in wide {
+            narrow(&mut minuend[start..r.start], &self.values[start..r.start]);
+            for (a, &x) in minuend[r.clone()].iter_mut().zip(w) {
                 *a = (f64::from(*a) - x) as f32;
             }
+            start = r.end;
         }
+        narrow(&mut minuend[start..], &self.values[start..]);
     }
 }
 
@@ -96,18 +213,17 @@ impl Decoded {
 /// changes that advance `state` to what the receiver's decoder state will be after decoding it,
 /// for the caller to apply once the rest of its step succeeds.
 ///
-/// The reconstruction is dequantized from the coded levels, which is what the receiver
-/// decodes; the message is decoded here instead where its levels may decode differently
-/// (bit depth with DQ) and, as a check that both sides agree, with
-/// [`FlOptions::verify_messages`]. Without `need_values` (and without verification) it is
-/// not made at all.
+/// The receiver's values are dequantized from the coded levels when the caller asks for them
+/// ([`Coded::into_reconstruction`], [`Coded::subtract_reconstruction_from`]): that is what the
+/// receiver decodes. The message is decoded here instead where its levels may decode
+/// differently (bit depth with DQ) and, as a check that both sides agree, with
+/// [`FlOptions::verify_messages`].
 pub(crate) fn compress(
     layout: &Layout,
     opts: &FlOptions,
     sender: u64,
     values: &[f32],
     state: &IncrementalState,
-    need_values: bool,
 ) -> Result<(Coded, StateChanges)> {
     layout.check_finite("message input", values)?;
     // Sparsification changes the values, so it works on a copy; otherwise they are lent.
@@ -121,89 +237,65 @@ pub(crate) fn compress(
     .map_err(|e| FlError::Internal(e.to_string()))?;
     let encode_opts = opts.encode_options(sender);
     let (encoded, changes) = encode_incremental_deferred(input, &encode_opts, state)?;
-    let differs = encode_opts.levels_may_decode_differently();
-    let decode = opts.verify_messages || differs;
-    if !need_values && !decode {
+    let own = !encode_opts.levels_may_decode_differently() && dequantizable(&encoded.tensors);
+    if own && !opts.verify_messages {
         let coded = Coded {
             bytes: encoded.bytes,
-            reconstruction: None,
+            values: Reconstruction::Levels(encoded.tensors),
         };
         return Ok((coded, changes));
     }
-    let own = if differs {
-        None
-    } else {
-        reconstruct(layout, &encoded.tensors)?
-    };
-    let reconstruction = match own {
-        Some(own) if !decode => own,
-        own => {
-            // Decode our own bitstream from the state the receiver holds now.
-            let (decoded, receiver) = decompress(
-                layout,
-                &encoded.bytes,
-                sender,
-                opts.compress_differences,
-                state,
-                opts.threads,
-            )?;
-            if receiver != changes {
-                return Err(FlError::Internal(
-                    "the encoder's state changes differ from those decoding its bitstream makes"
-                        .into(),
-                ));
-            }
-            if own.is_some_and(|own| !own.same_values(&decoded)) {
-                return Err(FlError::Internal(
-                    "the encoder's reconstruction differs from decoding its bitstream".into(),
-                ));
-            }
-            decoded
-        }
-    };
+    // Decode our own bitstream from the state the receiver holds now.
+    let (decoded, receiver) = decompress(
+        layout,
+        &encoded.bytes,
+        sender,
+        opts.compress_differences,
+        state,
+        opts.threads,
+    )?;
+    if receiver != changes {
+        return Err(FlError::Internal(
+            "the encoder's state changes differ from those decoding its bitstream makes".into(),
+        ));
+    }
+    if own && !reconstruct(layout, &encoded.tensors)?.same_values(&decoded) {
+        return Err(FlError::Internal(
+            "the encoder's reconstruction differs from decoding its bitstream".into(),
+        ));
+    }
     let coded = Coded {
         bytes: encoded.bytes,
-        reconstruction: Some(reconstruction),
+        values: Reconstruction::Decoded(decoded),
     };
     Ok((coded, changes))
 }
 
-/// What the receiver decodes from the coded `tensors`, dequantized from their levels as the
-/// decoder dequantizes them: zeros for tensors without an NDU, float64 values beside the
-/// float32 ones for codebook tensors. `None` if a tensor is neither uniform nor codebook.
-fn reconstruct(layout: &Layout, tensors: &[EncodedTensor]) -> Result<Option<Decoded>> {
+/// What the receiver decodes from the coded `tensors` (all [`dequantizable`]), dequantized from
+/// their levels as the decoder dequantizes them: zeros for tensors without an NDU, float64
+/// values beside the float32 ones for codebook tensors.
+fn reconstruct(layout: &Layout, tensors: &[EncodedTensor]) -> Result<Decoded> {
     let mut values: Vec<f32> = zeroed(layout.num_values());
     let mut wide = Vec::new();
     for t in tensors.iter().filter(|t| !t.skipped) {
-        let i = layout
-            .index_of(&t.name)
-            .ok_or_else(|| FlError::Internal(format!("coded an unknown tensor {:?}", t.name)))?;
-        let dst = &mut values[layout.range(i)];
-        if dst.len() != t.levels.len() {
-            return Err(FlError::Internal(format!(
-                "coded {} levels of tensor {:?}, which has {} values",
-                t.levels.len(),
-                t.name,
-                dst.len()
-            )));
-        }
-        let failed = |e: nnc_quant::Error| FlError::Internal(e.to_string());
+        let (i, dst) = coded_slot(layout, t, &mut values)?;
         match &t.approximation {
             Approximation::Uniform { qp, qp_density, .. } => {
-                nnc_quant::dequantize_uniform(&t.levels, *qp, *qp_density, dst).map_err(failed)?;
+                nnc_quant::dequantize_uniform(&t.levels, *qp, *qp_density, dst)
+                    .map_err(internal)?;
             }
             Approximation::Codebook { .. } => {
                 let TensorData::F64(v) = t.reconstruction()? else {
-                    return Ok(None);
+                    return Err(not_dequantizable(t));
                 };
                 dst.iter_mut().zip(&v).for_each(|(d, &x)| *d = x as f32);
                 wide.push((i, v));
             }
-            _ => return Ok(None),
+            _ => return Err(not_dequantizable(t)),
         }
     }
     layout.check_finite("reconstruction", &values)?;
-    Ok(Some(Decoded { values, wide }))
+    Ok(Decoded { values, wide })
 }
 
 /// Decodes a message of `sender` against `state` (the receiver's decoder state for this
@@ -390,7 +482,7 @@ mod tests {
         values: &[f32],
         state: &mut IncrementalState,
     ) -> Result<Coded> {
-        let (coded, changes) = super::compress(layout, opts, sender, values, state, true)?;
+        let (coded, changes) = super::compress(layout, opts, sender, values, state)?;
         changes.apply(state)?;
         Ok(coded)
     }
@@ -460,7 +552,9 @@ mod tests {
             let u = update(round);
             let c = compress(&l, &o, 2, &u, &mut enc).unwrap();
             let d = decompress(&l, &c.bytes, 2, true, &mut dec, None).unwrap();
-            assert_eq!(Some(&d), c.reconstruction.as_ref().map(|r| &r.values));
+            let bytes = c.bytes.clone();
+            assert_eq!(d, c.into_reconstruction(&l).unwrap().values);
+            assert!(!bytes.is_empty());
             assert_eq!(enc.bases, dec.bases);
             let step = 2f32.powf(-32.0 / 4.0);
             for (a, b) in u[..128].iter().zip(&d) {
@@ -547,6 +641,7 @@ mod tests {
                 false,
             ),
         ];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let mut codebooks = 0;
         for (o, clustered) in configs {
             let checked = FlOptions {
@@ -565,14 +660,21 @@ mod tests {
                     super::decompress(&l, &fast.bytes, 2, o.compress_differences, &receiver, None)
                         .unwrap();
                 changes.apply(&mut receiver).unwrap();
-                assert!(
-                    decoded.same_values(fast.reconstruction.as_ref().unwrap()),
-                    "{o:?}, round {round}"
-                );
-                assert!(
-                    decoded.same_values(slow.reconstruction.as_ref().unwrap()),
-                    "{o:?}, round {round}"
-                );
+                // What a residual is taken from: the update itself, and values of every
+                // magnitude around it (float64 differences round differently from float32).
+                let minuends = [u.clone(), values(round + 11, !clustered)];
+                for m in minuends {
+                    let mut expected = m.clone();
+                    decoded.subtract_from(&l, &mut expected);
+                    for sent in [&fast, &slow] {
+                        let mut got = m.clone();
+                        sent.subtract_reconstruction_from(&l, &mut got).unwrap();
+                        assert_eq!(bits(&got), bits(&expected), "{o:?}, round {round}");
+                    }
+                }
+                let (fast, slow) = (fast.into_reconstruction(&l), slow.into_reconstruction(&l));
+                assert!(decoded.same_values(&fast.unwrap()), "{o:?}, round {round}");
+                assert!(decoded.same_values(&slow.unwrap()), "{o:?}, round {round}");
                 assert_eq!(fast_state, receiver, "{o:?}, round {round}");
                 codebooks += decoded.wide.len();
             }
@@ -650,7 +752,7 @@ mod tests {
         let mut enc = IncrementalState::default();
         let c = compress(&l, &o, 1, &u, &mut enc).unwrap();
         assert!(!enc.bases.contains_key("b"));
-        assert!(c.reconstruction.unwrap().values[128..]
+        assert!(c.into_reconstruction(&l).unwrap().values[128..]
             .iter()
             .all(|&v| v == 0.0));
         // A whole-model session needs every tensor.
@@ -702,6 +804,34 @@ mod tests {
         };
         let base = narrow.added_to(&l, &[f32::from_bits(0x3e41_9736)]);
         assert_eq!(base[0].to_bits(), 3198867989);
+    }
+
+    /// A float64 tensor's residual is its value minus the float64 reconstruction, rounded once;
+    /// the float32 tensors beside it are taken in float32 (session 58 subtracted both from a
+    /// float64 tensor's values).
+    #[test]
+    fn a_float64_tensor_is_subtracted_in_float64() {
+        let l = Layout::new(vec![
+            TensorSpec::new("a", vec![1]),
+            TensorSpec::new("t", vec![1]),
+            TensorSpec::new("b", vec![1]),
+        ])
+        .unwrap();
+        let d = -0.5227484414807474f64;
+        let x = f32::from_bits(0x3e41_9736);
+        let msg = Decoded {
+            values: vec![0.25, d as f32, -0.125],
+            wide: vec![(1, vec![d])],
+        };
+        let mut m = [1.0f32, x, 1.0];
+        msg.subtract_from(&l, &mut m);
+        assert_eq!(m[1].to_bits(), ((f64::from(x) - d) as f32).to_bits());
+        assert_ne!(
+            m[1].to_bits(),
+            (x - d as f32).to_bits(),
+            "a value where the two differ"
+        );
+        assert_eq!([m[0], m[2]], [0.75, 1.125]);
     }
 
     #[test]

@@ -249,11 +249,9 @@ impl ServerCodec {
                     add_assign(&mut input, r);
                 }
             }
-            let (coded, downstream) =
-                compress(wire, opts, 0, &input, &self.state.downstream, true)?;
-            let reconstruction = coded.reconstruction.ok_or_else(|| {
-                FlError::Internal("the downstream message came without its values".into())
-            })?;
+            let (mut coded, downstream) = compress(wire, opts, 0, &input, &self.state.downstream)?;
+            let bytes = std::mem::take(&mut coded.bytes);
+            let reconstruction = coded.into_reconstruction(wire)?;
             // The input is not needed any more: the residual takes its memory.
             let residual = opts.err_accumulation.then(|| {
                 reconstruction.subtract_from(wire, &mut input);
@@ -264,7 +262,7 @@ impl ServerCodec {
             } else {
                 reconstruction.values
             };
-            (coded.bytes, new_global, residual, Some(downstream))
+            (bytes, new_global, residual, Some(downstream))
         } else {
             let new_global = if deltas_up {
                 let mut g = avg;
