@@ -11,7 +11,9 @@
 //! (with `bnf`: every tensor outside the batch-norm block, the batch norm being each client's
 //! own blend) and holds the server's downstream state, and the server's upstream state of each
 //! sender equals the sender's own; a saved state resumes to the same state; every sender's
-//! reconstruction, taken from its levels, is what decoding its message gives (`verify_messages`).
+//! reconstruction, taken from its levels, is what decoding its message gives (`verify_messages`);
+//! a twin of the first client that does not verify (its residual dequantized from the levels
+//! into the update, not subtracted from a decode) sends the same bytes and keeps the same state.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -190,6 +192,15 @@ fuzz_target!(|input: Input| {
     let mut clients: Vec<ClientCodec> = (1..=u64::from(input.clients % 3) + 1)
         .map(|id| ClientCodec::new(layout.clone(), opts.clone(), id).expect("valid options"))
         .collect();
+    let mut twin = ClientCodec::new(
+        layout.clone(),
+        FlOptions {
+            verify_messages: false,
+            ..opts.clone()
+        },
+        1,
+    )
+    .expect("valid options");
     let mut down = server.initial_message();
 
     for round in input.rounds.iter().take(3) {
@@ -209,9 +220,18 @@ fuzz_target!(|input: Input| {
         }
 
         // Downstream: every client reconstructs the server's global model exactly.
+        let twin_global = twin.receive(&down).map(|g| bits(&g));
         for c in &mut clients {
             let before = client_bytes(c);
-            let global = match c.receive(&down) {
+            let received = c.receive(&down);
+            if c.state().device_id == 1 {
+                assert_eq!(
+                    received.as_ref().map(|g| bits(g)).ok(),
+                    twin_global.as_ref().ok().cloned(),
+                    "the twin received another global model"
+                );
+            }
+            let global = match received {
                 Ok(g) => g,
                 // FedBNF blends with the client's own batch norm, which may not be finite
                 // (a negative running variance in its last local model).
@@ -261,7 +281,21 @@ fuzz_target!(|input: Input| {
                 global.iter().zip(&d).map(|(g, d)| g + d).collect()
             };
             let before = client_bytes(c);
-            match c.send(&local) {
+            let sent = c.send(&local);
+            if k == 0 {
+                let twin_sent = twin.send(&local);
+                assert_eq!(
+                    sent.as_ref().ok(),
+                    twin_sent.as_ref().ok(),
+                    "the twin sent other bytes"
+                );
+                assert_eq!(
+                    client_bytes(&twin),
+                    client_bytes(c),
+                    "the twin's state differs"
+                );
+            }
+            match sent {
                 Ok(bytes) => {
                     let weight = u64::from(round.weights.get(k).copied().unwrap_or(1));
                     messages.push((c.state().device_id, weight, bytes));
