@@ -222,16 +222,13 @@ impl ClientCodec {
             &update,
             &self.state.upstream,
         )?;
-        let residual = if self.opts.err_accumulation {
+        if self.opts.err_accumulation {
             // The update is not needed any more: the residual takes its memory.
             coded.subtract_reconstruction_from(wire, &mut update)?;
-            Some(update)
-        } else {
-            None
-        };
+        }
         changes.apply(&mut self.state.upstream)?;
-        if let Some(r) = residual {
-            self.state.residual = Some(r);
+        if self.opts.err_accumulation {
+            self.state.residual = Some(update);
         }
         if let Some(f) = &self.folding {
             self.state.local_norms = Some(f.local_norms(&self.layout, local));
