@@ -5,11 +5,12 @@
 //! `ml_dtypes` type, or a PyTorch `bfloat16` tensor) travel as their raw 16-bit patterns, so no
 //! NumPy support for them is needed on the Rust side.
 
-use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMapping, PyMemoryView};
 
+use nnc_tensor::encode::{Elements, NamedElements, ParameterData, TensorSource};
 use nnc_tensor::{DType, Tensor, TensorData};
 
 use crate::errors::invalid;
@@ -141,9 +142,12 @@ pub fn host_array<'py>(name: &str, obj: &Bound<'py, PyAny>) -> PyResult<HostArra
 
 /// Reads one array-like object as the tensor `name`.
 pub fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
-    let py = obj.py();
-    let np = py.import("numpy")?;
-    let mut arr = match host_array(name, obj)? {
+    tensor_from_host(name, host_array(name, obj)?)
+}
+
+/// Copies an array as NumPy holds it into the tensor `name`.
+fn tensor_from_host(name: &str, host: HostArray<'_>) -> PyResult<Tensor> {
+    let mut arr = match host {
         HostArray::Array(arr) => arr,
         HostArray::Bf16Bits(bits) => {
             let shape: Vec<usize> = bits.getattr("shape")?.extract()?;
@@ -152,6 +156,7 @@ pub fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
                 .map_err(|e| invalid(format!("tensor {name:?}: {e}")));
         }
     };
+    let np = arr.py().import("numpy")?;
     let dtype = arr.getattr("dtype")?;
     if !dtype.getattr("isnative")?.extract::<bool>()? {
         let native = dtype.call_method1("newbyteorder", ("=",))?;
@@ -193,22 +198,124 @@ pub fn tensor_from_py(name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
 /// Reads the encoder's input: a mapping of names to arrays (in its iteration order), or one
 /// array-like, which is named `single_name` (the reference tensor pipeline's `tensor_id`).
 pub fn tensors_from_py(obj: &Bound<'_, PyAny>, single_name: &str) -> PyResult<Vec<Tensor>> {
-    if let Ok(map) = obj.cast::<PyMapping>() {
-        let mut out = Vec::new();
-        for item in map.items()?.iter() {
-            let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
-            let name: String = key
-                .extract()
-                .map_err(|_| invalid(format!("tensor names must be str, got {key:?}")))?;
-            out.push(tensor_from_py(&name, &value)?);
-        }
-        if out.is_empty() {
-            return Err(invalid("no tensors to encode"));
-        }
-        Ok(out)
-    } else {
-        Ok(vec![tensor_from_py(single_name, obj)?])
+    let mut out = Vec::new();
+    for_each_input(obj, single_name, |name, value| {
+        out.push(tensor_from_py(name, value)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` on each named array-like of the encoder's input (see [`tensors_from_py`]).
+fn for_each_input<'py>(
+    obj: &Bound<'py, PyAny>,
+    single_name: &str,
+    mut f: impl FnMut(&str, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
+    let Ok(map) = obj.cast::<PyMapping>() else {
+        return f(single_name, obj);
+    };
+    let mut any = false;
+    for item in map.items()?.iter() {
+        let (key, value): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item.extract()?;
+        let name: String = key
+            .extract()
+            .map_err(|_| invalid(format!("tensor names must be str, got {key:?}")))?;
+        f(&name, &value)?;
+        any = true;
     }
+    if any {
+        Ok(())
+    } else {
+        Err(invalid("no tensors to encode"))
+    }
+}
+
+/// The encoder's input with its float32 and int32 arrays lent: each C-contiguous NumPy array
+/// of native float32 or int32 (a CPU PyTorch tensor's too, which shares its memory) is read
+/// where it lies, held read-only for the call; every other array-like is copied into a tensor
+/// as [`tensors_from_py`] copies it. Nothing is converted differently.
+pub struct LentInputs<'py> {
+    arrays: Vec<LentArray<'py>>,
+    slots: Vec<Slot>,
+}
+
+enum LentArray<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    I32(PyReadonlyArrayDyn<'py, i32>),
+}
+
+enum Slot {
+    /// `arrays[index]`, under this name and shape.
+    Lent(usize, String, Vec<usize>),
+    Copied(Tensor),
+}
+
+impl<'py> LentInputs<'py> {
+    /// Reads the input as [`tensors_from_py`] does, lending what can be lent.
+    pub fn from_py(obj: &Bound<'py, PyAny>, single_name: &str) -> PyResult<Self> {
+        let mut inputs = LentInputs {
+            arrays: Vec::new(),
+            slots: Vec::new(),
+        };
+        for_each_input(obj, single_name, |name, value| {
+            let host = host_array(name, value)?;
+            let slot = match lendable(&host) {
+                Some(array) => {
+                    let shape = match &array {
+                        LentArray::F32(a) => a.shape().to_vec(),
+                        LentArray::I32(a) => a.shape().to_vec(),
+                    };
+                    inputs.arrays.push(array);
+                    Slot::Lent(inputs.arrays.len() - 1, name.to_string(), shape)
+                }
+                None => Slot::Copied(tensor_from_host(name, host)?),
+            };
+            inputs.slots.push(slot);
+            Ok(())
+        })?;
+        Ok(inputs)
+    }
+
+    /// The tensors for the encoder, the lent ones borrowed from `self`; `into` takes the copied
+    /// tensors out, so it runs once.
+    pub fn sources(&mut self) -> PyResult<Vec<TensorSource<'_>>> {
+        let slots = std::mem::take(&mut self.slots);
+        let arrays = &self.arrays;
+        slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Copied(t) => Ok(TensorSource::from(t)),
+                Slot::Lent(i, name, shape) => {
+                    let data = match &arrays[i] {
+                        LentArray::F32(a) => ParameterData::F32(Elements::Borrowed(a.as_slice()?)),
+                        LentArray::I32(a) => ParameterData::I32(Elements::Borrowed(a.as_slice()?)),
+                    };
+                    NamedElements::try_new(name.as_str(), shape, data)
+                        .map(TensorSource::from)
+                        .map_err(|e| invalid(format!("tensor {name:?}: {e}")))
+                }
+            })
+            .collect()
+    }
+}
+
+/// `host` held read-only as a lent array, if it is a C-contiguous NumPy array of native
+/// float32 or int32 (byte-swapped arrays do not cast to the native element types).
+fn lendable<'py>(host: &HostArray<'py>) -> Option<LentArray<'py>> {
+    let HostArray::Array(array) = host else {
+        return None;
+    };
+    if let Ok(a) = array.cast::<PyArrayDyn<f32>>() {
+        return a
+            .is_c_contiguous()
+            .then(|| a.try_readonly().ok().map(LentArray::F32))
+            .flatten();
+    }
+    let a = array.cast::<PyArrayDyn<i32>>().ok()?;
+    a.is_c_contiguous()
+        .then(|| a.try_readonly().ok().map(LentArray::I32))
+        .flatten()
 }
 
 /// Makes a NumPy array of `values` with `shape`.

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use nnc_tensor::encode::{encode_inference_optimised, quantize, IoqError};
+use nnc_tensor::encode::{encode_inference_optimised, quantize, IoqError, TensorSource};
 use nnc_tensor::sparsify::{sparsify_tensors, SparsifyOptions};
 use nnc_tensor::{
     decode_stream, decode_stream_deferred, encode, encode_incremental, encode_incremental_deferred,
     CodebookMode, DecodeOptions, EncodeInput, EncodeOptions, IncrementalState, Limits, Tensor,
 };
 
-use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict};
+use crate::arrays::{bytes_like, tensors_from_py, tensors_to_dict, LentInputs};
 use crate::errors::{invalid, to_py};
 use crate::state::{borrow_state, DecoderState, EncoderState, Side, StateChanges};
 
@@ -184,7 +184,15 @@ pub fn py_encode<'py>(
         ));
     }
 
-    let mut tensors = tensors_from_py(data, tensor_id)?;
+    // Sparsification changes the values, so it works on copies; so does IOQ, whose score
+    // function may load each trial into the very arrays given (a model's own parameters).
+    // Otherwise float32 and int32 arrays are lent to the encoder.
+    let (mut tensors, mut lent) = if sparsity > 0.0 || ioq.is_some() {
+        (tensors_from_py(data, tensor_id)?, None)
+    } else {
+        (Vec::new(), Some(LentInputs::from_py(data, tensor_id)?))
+    };
+    let sources = lent.as_mut().map(LentInputs::sources).transpose()?;
     // The codec leaves the state as it was when a call fails, so it is worked on in place.
     let mut held = state.as_ref().map(borrow_state).transpose()?;
     let base = held.as_deref_mut().map(|s| &mut s.inner);
@@ -200,10 +208,14 @@ pub fn py_encode<'py>(
                 },
             )?;
         }
+        let sources = match sources {
+            Some(lent) => lent,
+            None => tensors.into_iter().map(TensorSource::from).collect(),
+        };
         let mut input = if state_dict {
-            EncodeInput::from_state_dict_owned(tensors)
+            EncodeInput::from_state_dict_sources(sources)
         } else {
-            EncodeInput::from_tensors_owned(tensors)
+            EncodeInput::from_sources(sources)
         }
         .map_err(|e| nnc_tensor::Error::InvalidArgument {
             what: e.to_string(),

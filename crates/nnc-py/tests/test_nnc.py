@@ -114,6 +114,33 @@ def test_fortran_ordered_and_transposed_arrays_are_coded_as_the_same_arrays():
     np.testing.assert_array_equal(out["i"], ints)
 
 
+def test_lent_arrays_code_as_their_copies_and_stay_as_they_were():
+    # C-contiguous native float32 and int32 arrays are read where they lie; the others (a
+    # strided view, a byte-swapped array, another dtype) are copied. Either way, the same bytes.
+    base = weights((16, 24))
+    given = {
+        "lent": base,
+        "view": base[:, ::2],
+        "swapped": base.astype(">f4"),
+        "ints": np.arange(-30, 30, dtype=np.int32).reshape(6, 10),
+        "wide": base.astype(np.float64),
+    }
+    before = {k: v.copy() for k, v in given.items()}
+    copies = {
+        k: np.array(v, dtype=v.dtype.newbyteorder("="), order="C", copy=True)
+        for k, v in given.items()
+    }
+    assert nnc.encode(given) == nnc.encode(copies)
+    assert nnc.encode(given, use_dq=False) == nnc.encode(copies, use_dq=False)
+    a, b = nnc.EncoderState(), nnc.EncoderState()
+    assert nnc.encode(given, tca=True, state=a) == nnc.encode(copies, tca=True, state=b)
+    assert a == b
+    for k, v in given.items():
+        np.testing.assert_array_equal(v, before[k])
+        assert v.flags.writeable
+    given["lent"][0, 0] = 1.5  # still the caller's to write
+
+
 def test_options_change_the_stream():
     w = weights((40, 40))
     default = nnc.encode(w)
