@@ -4,10 +4,12 @@
 //! accepted too), coded as float32 and given back in the dtypes of the layout's arrays; messages
 //! are `bytes`; states pickle in nnc's binary form and resume from it or from their JSON.
 
+use std::borrow::Cow;
+
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyMapping, PyString, PyType};
+use pyo3::types::{PyBytes, PyDict, PyMapping, PySlice, PyString, PyType};
 
 use nnc_fl::{ClientCodec, ClientMessage, ClientState, FlError, FlOptions, Layout, ServerCodec};
 use nnc_fl::{ServerState, TensorSpec};
@@ -223,21 +225,28 @@ fn model_from_py(layout: &Layout, obj: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> 
 
 /// A flat model as a dict of arrays in the layout's order and `dtypes`: integers rounded to the
 /// nearest and kept within their type's range, bools true from 0.5 up.
+///
+/// The float32 tensors are views of one flat array: the model's own memory when it is given
+/// (`Cow::Owned`, as `receive` gives the decoded model), else one copy of it.
 fn model_to_py<'py>(
     py: Python<'py>,
     layout: &Layout,
     dtypes: &[String],
-    values: &[f32],
+    values: Cow<'_, [f32]>,
 ) -> PyResult<Bound<'py, PyDict>> {
+    if values.len() < layout.num_values() {
+        return Err(invalid("model shorter than its layout"));
+    }
+    let flat = match values {
+        Cow::Owned(v) => PyArray1::from_vec(py, v),
+        Cow::Borrowed(v) => PyArray1::from_slice(py, v),
+    };
     let np = py.import("numpy")?;
     let out = PyDict::new(py);
     for ((i, spec), dtype) in layout.specs().iter().enumerate().zip(dtypes) {
-        let part = values
-            .get(layout.range(i))
-            .ok_or_else(|| invalid("model shorter than its layout"))?;
-        let mut arr = PyArray1::from_slice(py, part)
-            .reshape(spec.shape.clone())?
-            .into_any();
+        let r = layout.range(i);
+        let part = flat.get_item(PySlice::new(py, r.start as isize, r.end as isize, 1))?;
+        let mut arr = part.call_method1("reshape", (spec.shape.clone(),))?;
         if dtype == "bfloat16" {
             // As `decode` does: float32 (exactly) when `ml_dtypes` is not installed.
             if let Ok(ml) = py.import("ml_dtypes") {
@@ -466,7 +475,7 @@ impl PyClientCodec {
         let message = message.as_bytes();
         let inner = &mut self.inner;
         let global = py.detach(|| inner.receive(message)).map_err(fl_err)?;
-        model_to_py(py, self.inner.layout(), &self.dtypes, &global)
+        model_to_py(py, self.inner.layout(), &self.dtypes, Cow::Owned(global))
     }
 
     /// Codes the locally trained model as this round's upstream message.
@@ -486,7 +495,7 @@ impl PyClientCodec {
     fn global_model<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.inner
             .global_model()
-            .map(|g| model_to_py(py, self.inner.layout(), &self.dtypes, g))
+            .map(|g| model_to_py(py, self.inner.layout(), &self.dtypes, Cow::Borrowed(g)))
             .transpose()
     }
 
@@ -638,7 +647,7 @@ impl PyServerCodec {
             py,
             self.inner.layout(),
             &self.dtypes,
-            self.inner.global_model(),
+            Cow::Borrowed(self.inner.global_model()),
         )
     }
 

@@ -45,6 +45,22 @@ def test_rounds_keep_server_and_clients_in_step_and_compress():
             np.testing.assert_array_equal(got[k], server.global_model[k])
 
 
+def test_received_tensors_are_the_callers_own():
+    # The arrays `receive` returns share the decoded model's memory, one tensor after the
+    # other: writing one changes neither the other tensors nor the client's global model.
+    server = nnc.ServerCodec(LAYOUT, initial(), **OPTS)
+    client = nnc.ClientCodec(LAYOUT, 1, **OPTS)
+    msg, _ = run_rounds(server, [client], server.initial_message(), 2, np.random.default_rng(3))
+    got = client.receive(msg)
+    kept = {k: v.copy() for k, v in got.items()}
+    got["fc.weight"][...] = 7.0
+    np.testing.assert_array_equal(got["fc.bias"], kept["fc.bias"])
+    for k, v in client.global_model.items():
+        np.testing.assert_array_equal(v, kept[k])
+    got["fc.bias"] += 1.0  # writeable, like any array
+    np.testing.assert_array_equal(client.global_model["fc.bias"], kept["fc.bias"])
+
+
 def test_scalar_and_empty_tensors_of_a_state_dict():
     # A learnable scalar (CLIP's logit_scale) and an empty buffer, as a state dict holds them.
     layout = {"logit_scale": np.float32(2.5), "unused": np.zeros((0, 4), np.float32), **initial()}
