@@ -277,8 +277,8 @@ impl<'py> LentInputs<'py> {
         Ok(inputs)
     }
 
-    /// The tensors for the encoder, the lent ones borrowed from `self`; `into` takes the copied
-    /// tensors out, so it runs once.
+    /// The tensors for the encoder, the lent ones borrowed from `self`. The copied tensors move
+    /// out, so a second call gives none.
     pub fn sources(&mut self) -> PyResult<Vec<TensorSource<'_>>> {
         let slots = std::mem::take(&mut self.slots);
         let arrays = &self.arrays;
