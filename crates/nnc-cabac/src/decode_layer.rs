@@ -458,10 +458,11 @@ impl Run<'_, '_> {
     /// [`Run::decode`] with TCA or HDSP and without codebook bounds: the contexts of each
     /// position follow its TCA base level and HDSP flag, and the rest of a level goes through the
     /// unary loops ([`decode_nonzero_plain`] where the base is 0, [`decode_nonzero_tca`] where
-    /// it is not). Stretches of at least [`PLAIN_STRETCH`] positions whose base is 0 and whose
-    /// HDSP flag is not set take the plain contexts, so they go through [`Run::decode_plain`]
-    /// (with its zero runs): most of a sparse update. Same bins, same context states, same order
-    /// as the general loop.
+    /// it is not). Without HDSP positions every zero run goes through
+    /// [`Run::decode_tca_runs`]. With them, where most bases are 0, stretches of at least
+    /// [`PLAIN_STRETCH`] positions whose base is 0 and whose HDSP flag is not set take the plain
+    /// contexts, so they go through [`Run::decode_plain`] (with its zero runs). Same bins, same
+    /// context states, same order as the general loop.
     #[inline(always)]
     fn decode_per_position<const DQ: bool>(
         &self,
@@ -471,6 +472,9 @@ impl Run<'_, '_> {
         nbh: &mut Neighbourhood,
         dq_state: &mut u8,
     ) -> Result<(), Error> {
+        if let Some(bases) = self.p.bases_alone(self.hdsp_flag, self.start, slice.len()) {
+            return self.decode_tca_runs::<DQ>(d, models, slice, bases, nbh, dq_state);
+        }
         // Looking for stretches costs a dense update more than it gains.
         if self.p.mostly_plain(self.start, slice.len()) {
             return self.decode_stretches::<DQ>(d, models, slice, nbh, dq_state);
@@ -480,6 +484,70 @@ impl Run<'_, '_> {
         for (i, o) in slice.iter_mut().enumerate() {
             let k = self.decode_position::<DQ>(d, models, self.start + i, nb, &mut state, o)?;
             nb = k;
+        }
+        nbh.nb = nb;
+        *dq_state = state;
+        Ok(())
+    }
+
+    /// [`Run::decode_per_position`] where the TCA base levels `bases` (one per position of
+    /// `slice`) alone choose the contexts: every run of zeros after a zero level goes through
+    /// [`ArithDecoder::decode_tca_zero_run`], whatever the bases under it; a position after a
+    /// non-zero level through [`Run::decode_position`]. Same bins, same context states, same
+    /// order as the general loop.
+    #[inline(always)]
+    fn decode_tca_runs<const DQ: bool>(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        slice: &mut [i32],
+        bases: &[i32],
+        nbh: &mut Neighbourhood,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let mut state = *dq_state;
+        let mut nb = nbh.nb;
+        let mut i = 0;
+        while i < slice.len() {
+            if nb != 0 {
+                let o = slice
+                    .get_mut(i)
+                    .ok_or(Error::Internal("position out of range"))?;
+                nb = self.decode_position::<DQ>(d, models, self.start + i, nb, &mut state, o)?;
+                i += 1;
+                continue;
+            }
+            let rest = bases.get(i..).unwrap_or_default();
+            let run = d.decode_tca_zero_run(models, state, rest);
+            if let Some(zeros) = slice.get_mut(i..i + run.zeros) {
+                zeros.fill(0);
+            }
+            i += run.zeros;
+            state = run.state;
+            if !run.one {
+                if i != slice.len() {
+                    return Err(Error::Internal("sig contexts out of range"));
+                }
+                break;
+            }
+            // The sig flag of position i was 1.
+            let base = bases.get(i).copied().unwrap_or(0);
+            let k = if base == 0 {
+                decode_nonzero_plain(d, models, self.layout, 0)?
+            } else {
+                decode_nonzero_tca(d, models, self.layout, base)?
+            };
+            let o = slice
+                .get_mut(i)
+                .ok_or(Error::Internal("position out of range"))?;
+            if DQ {
+                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
+                state = dq::next_state(state, k);
+            } else {
+                *o = k;
+            }
+            nb = k;
+            i += 1;
         }
         nbh.nb = nb;
         *dq_state = state;

@@ -255,6 +255,60 @@ impl<'a> ArithDecoder<'a> {
         run
     }
 
+    /// Decode the sig flags of a zero run whose neighbour class is 0 at positions whose
+    /// contexts also follow their TCA base level: the flag of a position with base level `b` in
+    /// DQ state `s` is in `ctxs[ContextLayout::sig(s, 0)]` where `b` is 0 and in
+    /// `ctxs[ContextLayout::sig_tca(s, |b| > 1)]` elsewhere, and each 0 bin moves `s` to its
+    /// successor after a zero level (without DQ, `s` stays 0). One position per element of
+    /// `bases`; stops after the first 1 bin (its context adapted) or after all of them.
+    #[inline(always)]
+    pub(crate) fn decode_tca_zero_run(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        bases: &[i32],
+    ) -> ZeroRun {
+        #[cfg(all(target_arch = "x86_64", feature = "asm"))]
+        return self.decode_tca_zero_run_asm(ctxs, state, bases);
+        #[cfg(not(all(target_arch = "x86_64", feature = "asm")))]
+        return self.decode_tca_zero_run_portable(ctxs, state, bases);
+    }
+
+    /// [`ArithDecoder::decode_tca_zero_run`] in Rust.
+    #[inline(always)]
+    pub(crate) fn decode_tca_zero_run_portable(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        bases: &[i32],
+    ) -> ZeroRun {
+        let mut run = ZeroRun {
+            zeros: 0,
+            state: state & 7,
+            one: false,
+        };
+        for &b in bases {
+            let s = usize::from(run.state);
+            let at = if b == 0 {
+                ContextLayout::sig(s, 0)
+            } else {
+                ContextLayout::sig_tca(s, b.unsigned_abs() > 1)
+            };
+            let Some(ctx) = ctxs.get_mut(at) else {
+                break;
+            };
+            if self.decode_decision(ctx) {
+                ctx.update(true);
+                run.one = true;
+                break;
+            }
+            ctx.update(false);
+            run.state = dq::next_state(run.state, 0);
+            run.zeros += 1;
+        }
+        run
+    }
+
     /// Decode one bypass (equiprobable) bin.
     #[inline(always)]
     pub fn decode_bypass(&mut self) -> bool {

@@ -249,6 +249,17 @@ impl<'h> Prepared<'h> {
         }
     }
 
+    /// The TCA base levels of positions `pos..pos + len` when they alone choose the contexts
+    /// per position: gpi = 1, a base, and no HDSP position (the tensor's flag off or its mode
+    /// not on).
+    #[inline]
+    pub fn bases_alone(&self, hdsp_flag: bool, pos: usize, len: usize) -> Option<&'h [i32]> {
+        if !self.gpi1 || (hdsp_flag && self.hdsp_mode == HdspMode::TensorOn) {
+            return None;
+        }
+        self.base?.get(pos..pos.checked_add(len)?)
+    }
+
     /// Whether contexts depend on per-position TCA base levels or HDSP flags (gpi = 1 with a base
     /// or HDSP in use); otherwise the plain level loops apply.
     #[inline]

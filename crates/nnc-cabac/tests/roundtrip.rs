@@ -522,6 +522,101 @@ fn sparse_tensors_with_long_zero_runs() {
     }
 }
 
+/// Sparse updates against sparse TCA bases (the decoder's zero runs then pass over positions
+/// of both kinds of sig context), with and without DQ, row skipping and block rows, with and
+/// without an HDSP history, each base density around the 7-in-8 switch of the per-position
+/// loops. The output buffer starts as garbage, so every zero must be written.
+#[test]
+fn sparse_updates_with_sparse_tca_bases() {
+    let mut state = 0x7ca_u64;
+    let mut rng = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let signed = |r: u64, big: bool| {
+        let mag = 1 + (r >> 12) as i32 % if big { 300 } else { 3 };
+        if (r >> 40) & 1 == 1 {
+            -mag
+        } else {
+            mag
+        }
+    };
+    for dq_flag in [false, true] {
+        for (scan_order, row_skip) in [(0u8, false), (0, true), (2, true)] {
+            for (base_every, level_every, hdsp_sel) in [
+                (10, 10, 0),
+                (6, 20, 0),
+                (40, 3, 0),
+                (10, 10, 1),
+                (10, 10, 2),
+            ] {
+                let dims = vec![150, 97];
+                let geo = ScanGeometry::new(&dims, scan_order).unwrap();
+                let mut k = vec![0i32; geo.n];
+                let mut base = vec![0i32; geo.n];
+                for (l, b) in k.iter_mut().zip(base.iter_mut()) {
+                    let r = rng();
+                    if r % base_every == 0 {
+                        *b = signed(r >> 3, r % 5 == 0);
+                    }
+                    let r = rng();
+                    if r % level_every == 0 {
+                        *l = signed(r >> 3, r % 7 == 0);
+                    }
+                }
+                // Some all-zero rows, for row skipping.
+                for row in k.chunks_mut(geo.w.max(1)) {
+                    if rng() % 4 == 0 {
+                        row.fill(0);
+                    }
+                }
+                let skip_active = row_skip && geo.w > 1 && geo.n > geo.w;
+                let levels = if dq_flag {
+                    to_reconstruction(&k, &geo, skip_active)
+                } else {
+                    k
+                };
+                let hdsp_mode =
+                    [HdspMode::AlwaysOff, HdspMode::TensorOff, HdspMode::TensorOn][hdsp_sel];
+                let hist = (hdsp_mode != HdspMode::AlwaysOff).then(|| {
+                    (0..geo.n)
+                        .map(|_| i8::from(rng() % 9 == 0))
+                        .collect::<Vec<_>>()
+                });
+                let cfg = LayerConfig {
+                    dq_flag,
+                    scan_order,
+                    general_profile_idc: 1,
+                    ..LayerConfig::new(dims)
+                };
+                let h = LayerHistory {
+                    base_levels: Some(&base),
+                    hdsp_mode,
+                    hdsp_hist: hist.as_deref(),
+                };
+                let opts = EncodeLayerOptions {
+                    row_skip_enabled_flag: row_skip,
+                    ..EncodeLayerOptions::default()
+                };
+                let mut enc = ArithEncoder::new();
+                encode_layer(&mut enc, &cfg, &h, &opts, &levels).unwrap();
+                let bytes = enc.finish();
+                let mut dec = ArithDecoder::new(&bytes);
+                let mut out = vec![7; levels.len()];
+                decode_layer(&mut dec, &cfg, &h, &mut out).unwrap();
+                let case = format!(
+                    "dq {dq_flag} scan {scan_order} skip {row_skip} bases 1/{base_every} \
+                     levels 1/{level_every} hdsp {hdsp_sel}"
+                );
+                assert_eq!(out, levels, "{case}");
+                assert_eq!(dec.finish().unwrap(), bytes.len(), "{case}");
+            }
+        }
+    }
+}
+
 /// A tensor coded against an HDSP history carries `hist_dep_sig_prob_enabled_flag`; decoded
 /// without that history (HDSP off, or no history for it) it is refused instead of being read in
 /// the wrong contexts, and decoded with it, it comes back.

@@ -1,4 +1,4 @@
-//! The decoder's two hand-written loops in x86-64 assembly (feature `asm`, on by default).
+//! The decoder's hand-written loops in x86-64 assembly (feature `asm`, on by default).
 //!
 //! **The greater-than flag loop** decodes about 70 % of a dense tensor's bins: the greater-than
 //! flags and, in the plain level loop, the remainder's prefix (a unary run too, in consecutive
@@ -15,10 +15,16 @@
 //! the flag loop's decision and update code; the state lives in the register that indexes the
 //! contexts, and the count of bins left on the stack, since no register is free.
 //!
-//! Both use baseline x86-64 instructions only, with the same arithmetic as
+//! **The TCA zero-run loop** is the DQ zero-run loop for updates coded with temporal context
+//! adaptation: each position's sig context also follows its base level (the plain context
+//! where it is 0, one of two TCA contexts elsewhere), so a run of zeros goes on across
+//! positions of both kinds. The base pointer and the context pointer join the count on the
+//! stack. A sparse update spends most of its bins here.
+//!
+//! All use baseline x86-64 instructions only, with the same arithmetic as
 //! [`ArithDecoder::decode_decision`] followed by [`ContextModel::update`], bin for bin:
-//! `ArithDecoder::decode_unary_portable` and `ArithDecoder::decode_dq_zero_run_portable` are
-//! what the tests compare them with.
+//! `ArithDecoder::decode_unary_portable`, `ArithDecoder::decode_dq_zero_run_portable` and
+//! `ArithDecoder::decode_tca_zero_run_portable` are what the tests compare them with.
 
 use super::ArithDecoder;
 use super::ZeroRun;
@@ -36,6 +42,9 @@ struct Tables {
     /// `3·s` → `3·s'`, `s'` the DQ state after a zero level in state `s` (other entries 0):
     /// the sig-flag context index of the next position of a zero run.
     zero_next3: [u8; 24],
+    /// `3·s` → `ContextLayout::sig_tca(s, false)` (other entries 0): the first of the two
+    /// sig-flag contexts of state `s` at a position whose TCA base level is not 0.
+    tca_sig3: [u8; 24],
 }
 
 static TABLES: Tables = Tables {
@@ -60,6 +69,15 @@ static TABLES: Tables = Tables {
         }
         t
     },
+    tca_sig3: {
+        let mut t = [0u8; 24];
+        let mut s = 0;
+        while s < 8 {
+            t[3 * s] = ContextLayout::sig_tca(s, false) as u8;
+            s += 1;
+        }
+        t
+    },
 };
 
 const _: () = {
@@ -67,6 +85,7 @@ const _: () = {
     assert!(std::mem::offset_of!(Tables, s1_step) == 4096);
     assert!(std::mem::offset_of!(Tables, rlps_low) == 5120);
     assert!(std::mem::offset_of!(Tables, zero_next3) == 7168);
+    assert!(std::mem::offset_of!(Tables, tca_sig3) == 7192);
 };
 
 /// The loop stopped on a 0 bin (set with `xor`, so it must be 0).
@@ -81,6 +100,10 @@ const TOP_UP: u64 = 2;
 const SIG_CONTEXTS: usize = ContextLayout::sig(8, 0);
 const _: () = assert!(ContextLayout::sig(1, 0) == 3 && ContextLayout::sig(0, 0) == 0);
 const _: () = assert!(SIG_CONTEXTS == 24);
+/// The sig-flag contexts of the eight DQ states with and without a TCA base level: the TCA run
+/// loop reads up to `ContextLayout::sig_tca(7, true)`.
+const TCA_SIG_CONTEXTS: usize = ContextLayout::sig_tca(8, false);
+const _: () = assert!(TCA_SIG_CONTEXTS == 40);
 /// The zero run ended on a 1 bin.
 const ONE: u64 = 3;
 /// The zero run decoded all the bins it was given.
@@ -374,6 +397,122 @@ impl ArithDecoder<'_> {
     }
 }
 
+impl ArithDecoder<'_> {
+    /// [`ArithDecoder::decode_tca_zero_run`] in assembly (the Rust loop when `ctxs` is too short
+    /// for the sig contexts of all eight states, with and without a base level).
+    #[inline(always)]
+    pub(super) fn decode_tca_zero_run_asm(
+        &mut self,
+        ctxs: &mut [ContextModel],
+        state: u8,
+        bases: &[i32],
+    ) -> ZeroRun {
+        if ctxs.len() < TCA_SIG_CONTEXTS {
+            return self.decode_tca_zero_run_portable(ctxs, state, bases);
+        }
+        let base = ctxs.as_mut_ptr();
+        let max = bases.len();
+        let mut t = 3 * u64::from(state & 7);
+        let mut left = max as u64;
+        loop {
+            if left == 0 {
+                return ZeroRun {
+                    zeros: max,
+                    state: (t / 3) as u8,
+                    one: false,
+                };
+            }
+            let (mut range, mut window, mut avail) = self.registers();
+            let next = bases[max - left as usize..].as_ptr();
+            let mut status = next as u64;
+            // SAFETY: as in `decode_dq_zero_run_asm` for `t`, the tables and `avail`. The base
+            // level read is `bases[max - left]` with 1 <= left <= max at every read (`left` is
+            // counted down after the read and the loop leaves at 0), so inside `bases`. The
+            // context index is `t` <= 21 or `tca_sig3[t] + 1` <= 39 < TCA_SIG_CONTEXTS <=
+            // ctxs.len(). Three stack slots (count, base pointer, context pointer) are pushed on
+            // entry and dropped on every exit.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::arch::asm!(
+                    "push {y}",
+                    "push {e}",
+                    "sub $8, %rsp",
+                    "2:",
+                    // The context: 3·s where the base level b is 0, else sig_tca(s, |b| > 1);
+                    // |b| > 1 is b + 1 > 2 unsigned.
+                    "mov 8(%rsp), {e}",
+                    "movl ({e}), {x:e}",
+                    "movzbl 7192({tab}, {t}), {rm:e}",
+                    "lea 1({x}), {sc:e}",
+                    "xor {y:e}, {y:e}",
+                    "cmp $2, {sc:e}",
+                    "seta {y:l}",
+                    "add {y:e}, {rm:e}",
+                    "test {x:e}, {x:e}",
+                    "cmove {t:e}, {rm:e}",
+                    "lea ({base}, {rm}, 8), {rm}",
+                    "mov {rm}, (%rsp)",
+                    "movswl ({rm}), {p:e}",
+                    decide!(),
+                    "je 4f",
+                    // bin 0: update, next state, next base, one bin fewer left.
+                    "mov (%rsp), {e}",
+                    constant_bin_update!("e", "2048", "4096", "lea 127({p}), {x}"),
+                    "movzbl 7168({tab}, {t}), {t:e}",
+                    "addq $4, 8(%rsp)",
+                    "subq $1, 16(%rsp)",
+                    "je 5f",
+                    "cmp $8, {avail:e}",
+                    "jae 2b",
+                    "mov ${top_up}, {e:e}",
+                    "jmp 9f",
+                    // bin 1: update and stop, the state left at this position.
+                    "4:",
+                    "mov (%rsp), {e}",
+                    constant_bin_update!("e", "2304", "4160", "mov {p:e}, {x:e}"),
+                    "mov ${one}, {e:e}",
+                    "jmp 9f",
+                    "5:",
+                    "mov ${max_reached}, {e:e}",
+                    "9:",
+                    "add $16, %rsp",
+                    "pop {y}",
+                    base = in(reg) base,
+                    t = inout(reg) t,
+                    range = inout(reg) range,
+                    window = inout(reg) window,
+                    avail = inout(reg) avail,
+                    y = inout(reg) left,
+                    tab = in(reg) &TABLES,
+                    top_up = const TOP_UP,
+                    one = const ONE,
+                    max_reached = const MAX_REACHED,
+                    e = inout(reg) status,
+                    p = out(reg) _,
+                    x = out(reg) _,
+                    rm = out(reg) _,
+                    sc = out(reg) _,
+                    out("ecx") _,
+                    options(att_syntax),
+                );
+            }
+            self.set_registers(range, window, avail);
+            match status {
+                TOP_UP => self.refill(),
+                _ => {
+                    self.ensure();
+                    debug_assert!(status == ONE || status == MAX_REACHED);
+                    return ZeroRun {
+                        zeros: max - left as usize,
+                        state: (t / 3) as u8,
+                        one: status == ONE,
+                    };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{dq, ArithDecoder, ArithEncoder, ContextLayout, ContextModel};
@@ -477,6 +616,68 @@ mod tests {
             let rb = b.decode_dq_zero_run_portable(&mut cb, state, max);
             assert_eq!(ra, rb);
             assert_eq!((ra.zeros, ra.state, ra.one), (zeros, end_state, one));
+            assert_eq!(ca, cb);
+            assert_eq!(a.decode_bypass_bins(3), 5);
+            assert_eq!(b.decode_bypass_bins(3), 5);
+        }
+        assert_eq!(ctxs, ca);
+        assert_eq!(a.finish(), Ok(bytes.len()));
+        assert_eq!(b.finish(), Ok(bytes.len()));
+    }
+
+    /// Zero runs over random TCA base levels (0 at about half the positions; ±1, larger ones
+    /// and the extremes of i32 elsewhere) from random DQ states, some ending on a 1 bin, some
+    /// stopped by the end of their bases, some long enough to need top-ups: the assembly loop
+    /// and the Rust loop give the same runs, states, contexts and bytes consumed.
+    #[test]
+    fn tca_zero_runs_match_the_rust_loop() {
+        let mut next = draws(13);
+        let init: Vec<ContextModel> = (0..40).map(|i| ContextModel::new((i % 9) as u8)).collect();
+        let mut enc = ArithEncoder::new();
+        let mut ctxs = init.clone();
+        let mut script = Vec::new();
+        for _ in 0..20_000 {
+            let state = next(8) as u8;
+            let long = next(8) == 0;
+            let max = 1 + next(if long { 400 } else { 12 }) as usize;
+            let bases: Vec<i32> = (0..max)
+                .map(|_| match next(8) {
+                    0..=3 => 0,
+                    4 => 1,
+                    5 => -1,
+                    6 => [i32::MIN, i32::MAX, 2, -2][next(4) as usize],
+                    _ => next(40) as i32 - 20,
+                })
+                .collect();
+            let zeros = next(max as u64 + 1) as usize;
+            let ctx_at = |s: u8, b: i32| {
+                let s = usize::from(s);
+                if b == 0 {
+                    ContextLayout::sig(s, 0)
+                } else {
+                    ContextLayout::sig_tca(s, b.unsigned_abs() > 1)
+                }
+            };
+            let mut s = state;
+            for &b in &bases[..zeros] {
+                enc.encode_bin(false, &mut ctxs[ctx_at(s, b)]);
+                s = dq::next_state(s, 0);
+            }
+            let one = zeros < max;
+            if one {
+                enc.encode_bin(true, &mut ctxs[ctx_at(s, bases[zeros])]);
+            }
+            enc.encode_bypass_bins(3, 5);
+            script.push((state, bases, zeros, s, one));
+        }
+        let bytes = enc.finish();
+        let (mut a, mut b) = (ArithDecoder::new(&bytes), ArithDecoder::new(&bytes));
+        let (mut ca, mut cb) = (init.clone(), init);
+        for (state, bases, zeros, end_state, one) in &script {
+            let ra = a.decode_tca_zero_run(&mut ca, *state, bases);
+            let rb = b.decode_tca_zero_run_portable(&mut cb, *state, bases);
+            assert_eq!(ra, rb);
+            assert_eq!((ra.zeros, ra.state, ra.one), (*zeros, *end_state, *one));
             assert_eq!(ca, cb);
             assert_eq!(a.decode_bypass_bins(3), 5);
             assert_eq!(b.decode_bypass_bins(3), 5);
