@@ -6,7 +6,7 @@ use crate::binarization::{
 };
 use crate::context::{ContextLayout, ContextModel, ContextSet};
 use crate::ctx_init::CtxInitList;
-use crate::decoder::ArithDecoder;
+use crate::decoder::{ArithDecoder, ZeroRun};
 use crate::dq;
 use crate::entry_point::EntryPoint;
 use crate::layer::{
@@ -370,6 +370,27 @@ fn decode_segments(
     Ok(dq_state)
 }
 
+/// Writes the zeros of `run` into `slice` from position `*i` and moves `*i` and `*state` past
+/// them. Returns whether the run stopped on a 1 bin (at the new `*i`); a run that did not must
+/// have reached the end of `slice` (otherwise its contexts ran out).
+#[inline(always)]
+fn take_zero_run(
+    slice: &mut [i32],
+    i: &mut usize,
+    state: &mut u8,
+    run: ZeroRun,
+) -> Result<bool, Error> {
+    if let Some(zeros) = slice.get_mut(*i..*i + run.zeros) {
+        zeros.fill(0);
+    }
+    *i += run.zeros;
+    *state = run.state;
+    if !run.one && *i != slice.len() {
+        return Err(Error::Internal("sig contexts out of range"));
+    }
+    Ok(run.one)
+}
+
 /// Positions decoded between two checks for an exhausted payload.
 const EXHAUSTION_CHECK_INTERVAL: usize = 4096;
 
@@ -517,17 +538,8 @@ impl Run<'_, '_> {
                 i += 1;
                 continue;
             }
-            let rest = bases.get(i..).unwrap_or_default();
-            let run = d.decode_tca_zero_run(models, state, rest);
-            if let Some(zeros) = slice.get_mut(i..i + run.zeros) {
-                zeros.fill(0);
-            }
-            i += run.zeros;
-            state = run.state;
-            if !run.one {
-                if i != slice.len() {
-                    return Err(Error::Internal("sig contexts out of range"));
-                }
+            let run = d.decode_tca_zero_run(models, state, bases.get(i..).unwrap_or_default());
+            if !take_zero_run(slice, &mut i, &mut state, run)? {
                 break;
             }
             // The sig flag of position i was 1.
@@ -711,17 +723,8 @@ impl Run<'_, '_> {
                 }
             } else if DQ && nb == 0 {
                 // A zero run in a state a zero moves on: the context changes at every position.
-                let max = slice.len() - i;
-                let run = d.decode_dq_zero_run(models, state, max);
-                if let Some(zeros) = slice.get_mut(i..i + run.zeros) {
-                    zeros.fill(0);
-                }
-                i += run.zeros;
-                state = run.state;
-                if !run.one {
-                    if run.zeros != max {
-                        return Err(Error::Internal("sig contexts out of range"));
-                    }
+                let run = d.decode_dq_zero_run(models, state, slice.len() - i);
+                if !take_zero_run(slice, &mut i, &mut state, run)? {
                     break;
                 }
             } else {

@@ -315,17 +315,7 @@ impl ArithDecoder<'_> {
             return self.decode_dq_zero_run_portable(ctxs, state, max);
         }
         let base = ctxs.as_mut_ptr();
-        let mut t = 3 * u64::from(state & 7);
-        let mut left = max as u64;
-        loop {
-            if left == 0 {
-                return ZeroRun {
-                    zeros: max,
-                    state: (t / 3) as u8,
-                    one: false,
-                };
-            }
-            let (mut range, mut window, mut avail) = self.registers();
+        self.zero_run_blocks(state, max, |r, _| {
             let status: u64;
             // SAFETY: `t` is always 3·s for a state s < 8 (`zero_next3` maps those to those), so
             // the context read and written is `ctxs[t]` with t <= 21 < SIG_CONTEXTS (24) <=
@@ -362,11 +352,11 @@ impl ArithDecoder<'_> {
                     "9:",
                     "pop {y}",
                     base = in(reg) base,
-                    t = inout(reg) t,
-                    range = inout(reg) range,
-                    window = inout(reg) window,
-                    avail = inout(reg) avail,
-                    y = inout(reg) left,
+                    t = inout(reg) r.t,
+                    range = inout(reg) r.range,
+                    window = inout(reg) r.window,
+                    avail = inout(reg) r.avail,
+                    y = inout(reg) r.left,
                     tab = in(reg) &TABLES,
                     top_up = const TOP_UP,
                     one = const ONE,
@@ -380,21 +370,64 @@ impl ArithDecoder<'_> {
                     options(att_syntax),
                 );
             }
-            self.set_registers(range, window, avail);
-            match status {
-                TOP_UP => self.refill(),
-                _ => {
-                    self.ensure();
-                    debug_assert!(status == ONE || status == MAX_REACHED);
-                    return ZeroRun {
-                        zeros: max - left as usize,
-                        state: (t / 3) as u8,
-                        one: status == ONE,
-                    };
-                }
+            status
+        })
+    }
+
+    /// A zero run decoded by `block`, one of the zero-run assembly blocks, called again after
+    /// each top-up of the look-ahead bits until it stops on a 1 bin or after `max` bins. The
+    /// block gets the engine's registers, the run's `t = 3·s` and the count of bins left, and
+    /// the number of bins already decoded; it leaves them where it stopped and returns its
+    /// status (`TOP_UP`, `ONE` or `MAX_REACHED`).
+    #[inline(always)]
+    fn zero_run_blocks(
+        &mut self,
+        state: u8,
+        max: usize,
+        mut block: impl FnMut(&mut RunRegisters, usize) -> u64,
+    ) -> ZeroRun {
+        let mut r = RunRegisters {
+            range: 0,
+            window: 0,
+            avail: 0,
+            t: 3 * u64::from(state & 7),
+            left: max as u64,
+        };
+        loop {
+            if r.left == 0 {
+                return ZeroRun {
+                    zeros: max,
+                    state: (r.t / 3) as u8,
+                    one: false,
+                };
             }
+            (r.range, r.window, r.avail) = self.registers();
+            let done = max - r.left as usize;
+            let status = block(&mut r, done);
+            self.set_registers(r.range, r.window, r.avail);
+            if status == TOP_UP {
+                self.refill();
+                continue;
+            }
+            self.ensure();
+            debug_assert!(status == ONE || status == MAX_REACHED);
+            return ZeroRun {
+                zeros: max - r.left as usize,
+                state: (r.t / 3) as u8,
+                one: status == ONE,
+            };
         }
     }
+}
+
+/// What the zero-run blocks hold in registers: the engine, the context index `t = 3·s` of the
+/// run's DQ state and the count of bins left.
+struct RunRegisters {
+    range: u64,
+    window: u64,
+    avail: u64,
+    t: u64,
+    left: u64,
 }
 
 impl ArithDecoder<'_> {
@@ -411,26 +444,14 @@ impl ArithDecoder<'_> {
             return self.decode_tca_zero_run_portable(ctxs, state, bases);
         }
         let base = ctxs.as_mut_ptr();
-        let max = bases.len();
-        let mut t = 3 * u64::from(state & 7);
-        let mut left = max as u64;
-        loop {
-            if left == 0 {
-                return ZeroRun {
-                    zeros: max,
-                    state: (t / 3) as u8,
-                    one: false,
-                };
-            }
-            let (mut range, mut window, mut avail) = self.registers();
-            let next = bases[max - left as usize..].as_ptr();
-            let mut status = next as u64;
+        self.zero_run_blocks(state, bases.len(), |r, done| {
+            let mut status = bases[done..].as_ptr() as u64;
             // SAFETY: as in `decode_dq_zero_run_asm` for `t`, the tables and `avail`. The base
-            // level read is `bases[max - left]` with 1 <= left <= max at every read (`left` is
-            // counted down after the read and the loop leaves at 0), so inside `bases`. The
-            // context index is `t` <= 21 or `tca_sig3[t] + 1` <= 39 < TCA_SIG_CONTEXTS <=
-            // ctxs.len(). Three stack slots (count, base pointer, context pointer) are pushed on
-            // entry and dropped on every exit.
+            // level read is `bases[done + j]` for the block's j-th bin, and the block decodes at
+            // most `left` = `bases.len() − done` bins (it counts `left` down after each read and
+            // leaves at 0), so every read is inside `bases`. The context index is `t` <= 21 or
+            // `tca_sig3[t] + 1` <= 39 < TCA_SIG_CONTEXTS <= ctxs.len(). Three stack slots (count,
+            // base pointer, context pointer) are pushed on entry and dropped on every exit.
             #[allow(unsafe_code)]
             unsafe {
                 std::arch::asm!(
@@ -478,11 +499,11 @@ impl ArithDecoder<'_> {
                     "add $16, %rsp",
                     "pop {y}",
                     base = in(reg) base,
-                    t = inout(reg) t,
-                    range = inout(reg) range,
-                    window = inout(reg) window,
-                    avail = inout(reg) avail,
-                    y = inout(reg) left,
+                    t = inout(reg) r.t,
+                    range = inout(reg) r.range,
+                    window = inout(reg) r.window,
+                    avail = inout(reg) r.avail,
+                    y = inout(reg) r.left,
                     tab = in(reg) &TABLES,
                     top_up = const TOP_UP,
                     one = const ONE,
@@ -496,20 +517,8 @@ impl ArithDecoder<'_> {
                     options(att_syntax),
                 );
             }
-            self.set_registers(range, window, avail);
-            match status {
-                TOP_UP => self.refill(),
-                _ => {
-                    self.ensure();
-                    debug_assert!(status == ONE || status == MAX_REACHED);
-                    return ZeroRun {
-                        zeros: max - left as usize,
-                        state: (t / 3) as u8,
-                        one: status == ONE,
-                    };
-                }
-            }
-        }
+            status
+        })
     }
 }
 
