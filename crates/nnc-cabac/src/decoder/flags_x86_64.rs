@@ -418,19 +418,7 @@ impl ArithDecoder<'_> {
             };
         }
     }
-}
 
-/// What the zero-run blocks hold in registers: the engine, the context index `t = 3·s` of the
-/// run's DQ state and the count of bins left.
-struct RunRegisters {
-    range: u64,
-    window: u64,
-    avail: u64,
-    t: u64,
-    left: u64,
-}
-
-impl ArithDecoder<'_> {
     /// [`ArithDecoder::decode_tca_zero_run`] in assembly (the Rust loop when `ctxs` is too short
     /// for the sig contexts of all eight states, with and without a base level).
     #[inline(always)]
@@ -520,6 +508,16 @@ impl ArithDecoder<'_> {
             status
         })
     }
+}
+
+/// What the zero-run blocks hold in registers: the engine, the context index `t = 3·s` of the
+/// run's DQ state and the count of bins left.
+struct RunRegisters {
+    range: u64,
+    window: u64,
+    avail: u64,
+    t: u64,
+    left: u64,
 }
 
 #[cfg(test)]
