@@ -218,19 +218,29 @@ fn small_call(c: &mut Criterion) {
 /// decoder's, on one thread and on all cores. Each iteration starts from a clone of the state
 /// (the clone is timed too; it is small against the coding).
 fn update_tca(c: &mut Criterion) {
+    update_group(c, "update/tca_16x256x256", 1.0);
+}
+
+/// [`update_tca`] with sparse updates, each keeping a tenth of its values (its own positions):
+/// most bins are then zero runs over positions whose base levels are mostly 0.
+fn update_tca_sparse(c: &mut Criterion) {
+    update_group(c, "update/tca_sparse_16x256x256", 0.1);
+}
+
+fn update_group(c: &mut Criterion, name: &str, keep: f64) {
     let TcaUpdate {
         opts,
         update,
         enc_state,
         dec_state,
-    } = TcaUpdate::new(None).unwrap();
+    } = TcaUpdate::sparse(None, keep).unwrap();
     let input = EncodeInput::from_tensors(&update).unwrap();
     let bytes = encode_incremental(&input, &opts, &mut enc_state.clone(), true)
         .unwrap()
         .bytes;
 
     let n: u64 = update.iter().map(|t| t.len() as u64).sum();
-    let mut g = c.benchmark_group("update/tca_16x256x256");
+    let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(n));
     for (label, threads) in [("1 thread", Some(1)), ("all cores", None)] {
         let opts = opts.clone().with_threads(threads);
@@ -261,6 +271,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    targets = tensor, tensor_scan, model, small_call, update_tca
+    targets = tensor, tensor_scan, model, small_call, update_tca, update_tca_sparse
 }
 criterion_main!(benches);
