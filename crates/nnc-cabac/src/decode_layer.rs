@@ -391,6 +391,19 @@ fn take_zero_run(
     Ok(run.one)
 }
 
+/// Writes level `k`'s output to `o`, under DQ its reconstruction index in DQ state `*state`,
+/// which then moves on past `k`.
+#[inline(always)]
+fn put_level<const DQ: bool>(o: &mut i32, k: i32, state: &mut u8) -> Result<(), Error> {
+    if DQ {
+        *o = dq::reconstruction_index(k, *state).ok_or(Error::LevelOverflow)?;
+        *state = dq::next_state(*state, k);
+    } else {
+        *o = k;
+    }
+    Ok(())
+}
+
 /// Positions decoded between two checks for an exhausted payload.
 const EXHAUSTION_CHECK_INTERVAL: usize = 4096;
 
@@ -465,12 +478,7 @@ impl Run<'_, '_> {
             let k =
                 decode_level_as::<BOUNDED>(d, models, self.layout, nbh, self.lc, state as usize)?;
             nbh.nb = k;
-            if DQ {
-                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
-                state = dq::next_state(state, k);
-            } else {
-                *o = k;
-            }
+            put_level::<DQ>(o, k, &mut state)?;
         }
         *dq_state = state;
         Ok(())
@@ -542,22 +550,13 @@ impl Run<'_, '_> {
             if !take_zero_run(slice, &mut i, &mut state, run)? {
                 break;
             }
-            // The sig flag of position i was 1.
+            // The sig flag of position i was 1; its neighbour was 0.
             let base = bases.get(i).copied().unwrap_or(0);
-            let k = if base == 0 {
-                decode_nonzero_plain(d, models, self.layout, 0)?
-            } else {
-                decode_nonzero_tca(d, models, self.layout, base)?
-            };
+            let k = self.decode_nonzero_at(d, models, base, 0)?;
             let o = slice
                 .get_mut(i)
                 .ok_or(Error::Internal("position out of range"))?;
-            if DQ {
-                *o = dq::reconstruction_index(k, state).ok_or(Error::LevelOverflow)?;
-                state = dq::next_state(state, k);
-            } else {
-                *o = k;
-            }
+            put_level::<DQ>(o, k, &mut state)?;
             nb = k;
             i += 1;
         }
@@ -636,22 +635,31 @@ impl Run<'_, '_> {
         let ctx = ctx_mut(models, here.sig_ctx(usize::from(*state)))?;
         let k = if d.decode_decision(ctx) {
             ctx.update(true);
-            if base == 0 {
-                decode_nonzero_plain(d, models, self.layout, nb_class)?
-            } else {
-                decode_nonzero_tca(d, models, self.layout, base)?
-            }
+            self.decode_nonzero_at(d, models, base, nb_class)?
         } else {
             ctx.update(false);
             0
         };
-        if DQ {
-            *o = dq::reconstruction_index(k, *state).ok_or(Error::LevelOverflow)?;
-            *state = dq::next_state(*state, k);
-        } else {
-            *o = k;
-        }
+        put_level::<DQ>(o, k, state)?;
         Ok(k)
+    }
+
+    /// The rest of a non-zero level at a per-position position, after its sig flag: in the TCA
+    /// contexts of its base level, or where the base is 0 in the plain ones of its neighbour
+    /// class.
+    #[inline(always)]
+    fn decode_nonzero_at(
+        &self,
+        d: &mut ArithDecoder<'_>,
+        models: &mut [ContextModel],
+        base: i32,
+        nb_class: usize,
+    ) -> Result<i32, Error> {
+        if base == 0 {
+            decode_nonzero_plain(d, models, self.layout, nb_class)
+        } else {
+            decode_nonzero_tca(d, models, self.layout, base)
+        }
     }
 
     /// [`Run::decode_plain`] on a stretch of a per-position run, out of line so that the

@@ -228,7 +228,7 @@ impl<'h> Prepared<'h> {
             _ => len,
         };
         match self.hist {
-            Some(h) if hdsp_flag && self.hdsp_mode == HdspMode::TensorOn => h
+            Some(h) if self.hdsp_on(hdsp_flag) => h
                 .get(pos..pos + zero_base)
                 .map_or(0, |s| s.iter().position(|&f| f == 1).unwrap_or(s.len())),
             _ => zero_base,
@@ -254,7 +254,7 @@ impl<'h> Prepared<'h> {
     /// not on).
     #[inline]
     pub fn bases_alone(&self, hdsp_flag: bool, pos: usize, len: usize) -> Option<&'h [i32]> {
-        if !self.gpi1 || (hdsp_flag && self.hdsp_mode == HdspMode::TensorOn) {
+        if !self.gpi1 || self.hdsp_on(hdsp_flag) {
             return None;
         }
         self.base?.get(pos..pos.checked_add(len)?)
@@ -267,10 +267,16 @@ impl<'h> Prepared<'h> {
         self.gpi1 && (self.base.is_some() || hdsp_flag)
     }
 
+    /// Whether HDSP picks some positions' contexts, given the tensor's
+    /// `hist_dep_sig_prob_enabled_flag`: the flag set and the mode on.
+    #[inline(always)]
+    fn hdsp_on(&self, flag: bool) -> bool {
+        flag && self.hdsp_mode == HdspMode::TensorOn
+    }
+
     /// HDSP enabled at `pos` given the tensor's `hist_dep_sig_prob_enabled_flag`.
     #[inline(always)]
     pub fn hdsp_at(&self, flag: bool, pos: usize) -> bool {
-        flag && self.hdsp_mode == HdspMode::TensorOn
-            && self.hist.and_then(|h| h.get(pos)).copied() == Some(1)
+        self.hdsp_on(flag) && self.hist.and_then(|h| h.get(pos)).copied() == Some(1)
     }
 }

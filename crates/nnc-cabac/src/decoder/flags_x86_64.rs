@@ -433,13 +433,15 @@ impl ArithDecoder<'_> {
         }
         let base = ctxs.as_mut_ptr();
         self.zero_run_blocks(state, bases.len(), |r, done| {
-            let mut status = bases[done..].as_ptr() as u64;
+            let next = bases[done..].as_ptr();
+            let status: u64;
             // SAFETY: as in `decode_dq_zero_run_asm` for `t`, the tables and `avail`. The base
             // level read is `bases[done + j]` for the block's j-th bin, and the block decodes at
             // most `left` = `bases.len() − done` bins (it counts `left` down after each read and
             // leaves at 0), so every read is inside `bases`. The context index is `t` <= 21 or
             // `tca_sig3[t] + 1` <= 39 < TCA_SIG_CONTEXTS <= ctxs.len(). Three stack slots (count,
-            // base pointer, context pointer) are pushed on entry and dropped on every exit.
+            // base pointer, which comes in as `{e}`, and context pointer) are pushed on entry and
+            // dropped on every exit.
             #[allow(unsafe_code)]
             unsafe {
                 std::arch::asm!(
@@ -496,7 +498,7 @@ impl ArithDecoder<'_> {
                     top_up = const TOP_UP,
                     one = const ONE,
                     max_reached = const MAX_REACHED,
-                    e = inout(reg) status,
+                    e = inout(reg) next => status,
                     p = out(reg) _,
                     x = out(reg) _,
                     rm = out(reg) _,
