@@ -3,8 +3,8 @@
 //! The forward pass keeps the eight state costs in two vectors of four `f64`: the states that
 //! feed states 0..=3 (0, 2, 4, 6) and those that feed 4..=7 (1, 3, 5, 7), each in the lane order
 //! that the interleaving of the next step's results leaves (`[c0, c4, c2, c6]` and
-//! `[c1, c5, c3, c7]`), so a step is six lane permutes, six additions, two compare-and-blend
-//! passes per half and two interleaves. The same sums and comparisons as
+//! `[c1, c5, c3, c7]`), so a step is six lane permutes, six additions, three comparisons and two
+//! minima per half and two interleaves. The same sums and comparisons as
 //! [`super::forward_portable`], in the same floating-point operations, so costs, ties and branch
 //! choices are identical; the tests compare the two.
 //!
@@ -126,12 +126,18 @@ fn forward_avx2(input: Forward<'_>, steps: &mut Vec<u16>) -> Result<Option<[f64;
 
 /// The cheaper of three branch vectors lane by lane, the first minimum winning, and the lanes
 /// where the second and the third branch won (as bit masks).
+///
+/// The third branch wins exactly where it is cheaper than both others (costs are never NaN),
+/// and the cheapest cost is the minimum whichever branch a tie picks (nor are they −0), so the
+/// comparisons and the minimum all run side by side, off the costs' path from step to step.
 #[target_feature(enable = "avx2")]
 fn cheapest(b0: __m256d, b1: __m256d, b2: __m256d) -> (__m256d, usize, usize) {
     let take1 = _mm256_cmp_pd::<_CMP_LT_OQ>(b1, b0);
-    let m1 = _mm256_blendv_pd(b0, b1, take1);
-    let take2 = _mm256_cmp_pd::<_CMP_LT_OQ>(b2, m1);
-    let next = _mm256_blendv_pd(m1, b2, take2);
+    let take2 = _mm256_and_pd(
+        _mm256_cmp_pd::<_CMP_LT_OQ>(b2, b0),
+        _mm256_cmp_pd::<_CMP_LT_OQ>(b2, b1),
+    );
+    let next = _mm256_min_pd(_mm256_min_pd(b0, b1), b2);
     (
         next,
         _mm256_movemask_pd(take1) as usize,
