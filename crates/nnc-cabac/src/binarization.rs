@@ -7,7 +7,7 @@
 
 use crate::context::{ContextLayout, ContextModel};
 use crate::decoder::ArithDecoder;
-use crate::encoder::ArithEncoder;
+use crate::encoder::{ArithEncoder, LocalEncoder};
 use crate::tables::BYPASS_BITS;
 use crate::Error;
 use core::hint::select_unpredictable;
@@ -558,7 +558,8 @@ pub(crate) fn prefix_bins_one_by_one<C, E: SliceCoder<C> + ?Sized>(
     }
 }
 
-impl SliceCoder<ContextModel> for ArithEncoder {
+/// The real pass's level loops on an engine in locals ([`ArithEncoder::with_local`]).
+impl SliceCoder<ContextModel> for LocalEncoder<'_> {
     #[inline(always)]
     fn bin(&mut self, ctx: &mut ContextModel, bin: bool) {
         self.encode_bin(bin, ctx);
@@ -571,6 +572,21 @@ impl SliceCoder<ContextModel> for ArithEncoder {
             self.encode_bin(false, &mut local);
         }
         *ctx = local;
+    }
+    #[inline(always)]
+    fn bypass_bins(&mut self, n: u32, value: u32) {
+        self.encode_bypass_bins(n, value);
+    }
+}
+
+impl SliceCoder<ContextModel> for ArithEncoder {
+    #[inline(always)]
+    fn bin(&mut self, ctx: &mut ContextModel, bin: bool) {
+        self.encode_bin(bin, ctx);
+    }
+    #[inline(always)]
+    fn zeros(&mut self, ctx: &mut ContextModel, n: usize) {
+        self.with_local(|e| e.zeros(ctx, n));
     }
     #[inline(always)]
     fn bypass_bins(&mut self, n: u32, value: u32) {

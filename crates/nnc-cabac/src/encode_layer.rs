@@ -383,11 +383,7 @@ impl LevelPass<'_> {
                 hdsp_flag: self.hdsp_flag,
                 start: seg.start,
             };
-            if p.dq {
-                run.code::<true, false, _, _>(e, models, slice, &mut nbh.nb, dq_state)?;
-            } else {
-                run.code::<false, false, _, _>(e, models, slice, &mut nbh.nb, dq_state)?;
-            }
+            run.code_into(e, models, slice, &mut nbh.nb, dq_state)?;
         } else {
             let lc = p.lc;
             let mut sink = EncSink {
@@ -498,6 +494,48 @@ impl PerPosition<'_> {
         if self.p.mostly_plain(self.start, slice.len()) {
             return self.code_stretches::<DQ, RAW, C, E>(coder, ctxs, slice, nb, dq_state);
         }
+        self.code_positions::<DQ, RAW, C, E>(coder, ctxs, slice, nb, dq_state)
+    }
+
+    /// The real pass's [`PerPosition::code`]. Position by position, the loop runs on the
+    /// engine's registers in locals ([`ArithEncoder::with_local`]); the stretches of a sparse
+    /// update hand the engine on to the plain loop, so there it stays where it is.
+    #[inline(never)]
+    pub fn code_into(
+        &self,
+        e: &mut ArithEncoder,
+        models: &mut [ContextModel],
+        slice: &[i32],
+        nb: &mut i32,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
+        let dense = !self.p.mostly_plain(self.start, slice.len());
+        match (self.p.dq, dense) {
+            (true, true) => e.with_local(|e| {
+                self.code_positions::<true, false, _, _>(e, models, slice, nb, dq_state)
+            }),
+            (false, true) => e.with_local(|e| {
+                self.code_positions::<false, false, _, _>(e, models, slice, nb, dq_state)
+            }),
+            (true, false) => {
+                self.code_stretches::<true, false, _, _>(e, models, slice, nb, dq_state)
+            }
+            (false, false) => {
+                self.code_stretches::<false, false, _, _>(e, models, slice, nb, dq_state)
+            }
+        }
+    }
+
+    /// [`PerPosition::code`] position by position.
+    #[inline(always)]
+    fn code_positions<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+        &self,
+        coder: &mut E,
+        ctxs: &mut [C],
+        slice: &[i32],
+        nb: &mut i32,
+        dq_state: &mut u8,
+    ) -> Result<(), Error> {
         let mut state = *dq_state;
         let mut prev = *nb;
         for (i, &q) in slice.iter().enumerate() {

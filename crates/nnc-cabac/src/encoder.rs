@@ -132,38 +132,36 @@ impl ArithEncoder {
     /// Encode one context-coded bin and adapt `ctx`.
     #[inline(always)]
     pub fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
-        let step = RangeStep::new(self.range, bin, ctx);
-        self.range = step.range;
-        self.low = self.low.wrapping_add(step.low_add) << step.shifts;
-        self.bits_left -= step.shifts as i32;
-        self.write_out_if_due();
-        ctx.update(bin);
+        self.with_local(|e| e.encode_bin(bin, ctx));
     }
 
     /// Encode one bypass bin.
     #[inline(always)]
     pub fn encode_bypass(&mut self, bin: bool) {
-        self.low <<= 1;
-        if bin {
-            self.low = self.low.wrapping_add(self.range);
-        }
-        self.bits_left -= 1;
-        self.write_out_if_due();
+        self.with_local(|e| e.encode_bypass_bins(1, u32::from(bin)));
     }
 
     /// Encode the low `n` bits of `v` (n <= 32) as bypass bins, MSB first.
     #[inline]
     pub fn encode_bypass_bins(&mut self, n: u32, v: u32) {
-        let mut rem = n.min(32);
-        // Chunks of up to 8 bins are identical to 8 single bins (the reference's fast path).
-        while rem > 0 {
-            let k = rem.min(8);
-            rem -= k;
-            let chunk = (v >> rem) & ((1u32 << k) - 1);
-            self.low = (self.low << k).wrapping_add(self.range * chunk);
-            self.bits_left -= k as i32;
-            self.write_out_if_due();
-        }
+        self.with_local(|e| e.encode_bypass_bins(n, v));
+    }
+
+    /// Runs `f` on a copy of the engine's registers, then stores them back. A level loop that
+    /// reaches the engine through a reference may load and store them at every bin (the
+    /// per-position loop did: 3–5 % of an update's encode); a local copy whose address goes
+    /// nowhere stays in registers.
+    #[inline(always)]
+    pub(crate) fn with_local<R>(&mut self, f: impl FnOnce(&mut LocalEncoder<'_>) -> R) -> R {
+        let mut local = LocalEncoder {
+            low: self.low,
+            range: self.range,
+            bits_left: self.bits_left,
+            tail: &mut self.tail,
+        };
+        let r = f(&mut local);
+        (self.low, self.range, self.bits_left) = (local.low, local.range, local.bits_left);
+        r
     }
 
     /// `uae_v(n, v)`: n bypass bins, MSB first (n <= 32). Bits of `v` above `n` are ignored
@@ -198,16 +196,7 @@ impl ArithEncoder {
             self.range <<= 1;
             self.bits_left -= 1;
         }
-        self.write_out_if_due();
-    }
-
-    /// Emit a byte once fewer than 12 bits are free. The call passes only the byte output and
-    /// the two registers, so the engine state stays in registers around it.
-    #[inline(always)]
-    fn write_out_if_due(&mut self) {
-        if self.bits_left < 12 {
-            (self.low, self.bits_left) = write_out(&mut self.tail, self.low, self.bits_left);
-        }
+        self.with_local(|e| e.write_out_if_due());
     }
 
     /// Terminating bin 1, then flush with stop bit and byte alignment; returns the payload.
@@ -239,6 +228,54 @@ impl ArithEncoder {
             i += 8;
         }
         self.tail.out
+    }
+}
+
+/// An [`ArithEncoder`]'s registers in a level loop's locals, its byte output borrowed
+/// ([`ArithEncoder::with_local`]). The bin coding itself lives here; the encoder's own methods
+/// run it on a copy of their registers.
+pub(crate) struct LocalEncoder<'t> {
+    low: u32,
+    range: u32,
+    /// Free bit positions in `low` before a byte must be emitted.
+    bits_left: i32,
+    tail: &'t mut Tail,
+}
+
+impl LocalEncoder<'_> {
+    /// [`ArithEncoder::encode_bin`].
+    #[inline(always)]
+    pub fn encode_bin(&mut self, bin: bool, ctx: &mut ContextModel) {
+        let step = RangeStep::new(self.range, bin, ctx);
+        self.range = step.range;
+        self.low = self.low.wrapping_add(step.low_add) << step.shifts;
+        self.bits_left -= step.shifts as i32;
+        self.write_out_if_due();
+        ctx.update(bin);
+    }
+
+    /// [`ArithEncoder::encode_bypass_bins`].
+    #[inline]
+    pub fn encode_bypass_bins(&mut self, n: u32, v: u32) {
+        let mut rem = n.min(32);
+        // Chunks of up to 8 bins are identical to 8 single bins (the reference's fast path).
+        while rem > 0 {
+            let k = rem.min(8);
+            rem -= k;
+            let chunk = (v >> rem) & ((1u32 << k) - 1);
+            self.low = (self.low << k).wrapping_add(self.range * chunk);
+            self.bits_left -= k as i32;
+            self.write_out_if_due();
+        }
+    }
+
+    /// Emit a byte once fewer than 12 bits are free. The call passes only the byte output and
+    /// the two registers, so the engine state stays in registers around it.
+    #[inline(always)]
+    fn write_out_if_due(&mut self) {
+        if self.bits_left < 12 {
+            (self.low, self.bits_left) = write_out(self.tail, self.low, self.bits_left);
+        }
     }
 }
 
