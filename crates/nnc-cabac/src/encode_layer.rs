@@ -376,7 +376,7 @@ impl LevelPass<'_> {
                 *dq_state = dq::advance_zeros(*dq_state, p.geo.w);
             }
         } else if self.level_loop == LevelLoop::Plain {
-            code_plain_levels(e, models, &layout, p.dq, slice, &mut nbh.nb, dq_state)?;
+            code_plain_real(e, models, &layout, p.dq, slice, &mut nbh.nb, dq_state)?;
         } else if self.level_loop == LevelLoop::PerPosition {
             let run = PerPosition {
                 p,
@@ -422,8 +422,42 @@ impl LevelPass<'_> {
 /// coded levels. A run of zeros whose sig flag stays in one context (neighbour zero, and the DQ
 /// state maps to itself on a zero, which it always does without DQ) goes to the coder as one
 /// call.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn code_plain<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
+    coder: &mut E,
+    ctxs: &mut [C],
+    layout: &ContextLayout,
+    slice: &[i32],
+    nb: &mut i32,
+    dq_state: &mut u8,
+) -> Result<(), Error> {
+    code_plain_inline::<DQ, RAW, C, E>(coder, ctxs, layout, slice, nb, dq_state)
+}
+
+/// The real pass's [`code_plain`] on the engine's registers in locals
+/// ([`ArithEncoder::with_local`]): reached through a reference, the loop kept them in
+/// registers but stored them back after every bin.
+#[inline(never)]
+fn code_plain_real(
+    e: &mut ArithEncoder,
+    models: &mut [ContextModel],
+    layout: &ContextLayout,
+    dq: bool,
+    slice: &[i32],
+    nb: &mut i32,
+    dq_state: &mut u8,
+) -> Result<(), Error> {
+    e.with_local(|e| {
+        if dq {
+            code_plain_inline::<true, false, _, _>(e, models, layout, slice, nb, dq_state)
+        } else {
+            code_plain_inline::<false, false, _, _>(e, models, layout, slice, nb, dq_state)
+        }
+    })
+}
+
+/// [`code_plain`]'s body.
+#[inline(always)]
+fn code_plain_inline<const DQ: bool, const RAW: bool, C, E: SliceCoder<C>>(
     coder: &mut E,
     ctxs: &mut [C],
     layout: &ContextLayout,
